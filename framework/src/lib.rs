@@ -1,0 +1,1 @@
+pub mod timer_wheel;
