@@ -207,10 +207,7 @@ impl<T> TimerWheel<T> {
             self.elapsed = exp.deadline;
             match exp.kind {
                 ExpKind::Slot { level, slot } => {
-                    let list = std::mem::replace(
-                        &mut self.levels[level].slots[slot],
-                        List::EMPTY,
-                    );
+                    let list = std::mem::replace(&mut self.levels[level].slots[slot], List::EMPTY);
                     self.levels[level].occupied &= !(1u64 << slot);
                     let mut cur = list.head;
                     if level == 0 {
@@ -331,7 +328,9 @@ impl<T> TimerWheel<T> {
         let list = match location {
             Location::Free => return,
             Location::Overflow => &mut self.overflow,
-            Location::Wheel { level, slot } => &mut self.levels[level as usize].slots[slot as usize],
+            Location::Wheel { level, slot } => {
+                &mut self.levels[level as usize].slots[slot as usize]
+            }
         };
         if prev == NIL {
             list.head = next;
@@ -419,7 +418,8 @@ mod tests {
     impl Model {
         fn push(&mut self, deadline: u64, key: usize) {
             let d = deadline.max(self.now);
-            self.heap.push(Reverse((d, self.seq, key, self.version[key])));
+            self.heap
+                .push(Reverse((d, self.seq, key, self.version[key])));
             self.seq += 1;
         }
         fn advance(&mut self, now: u64) -> Vec<usize> {
@@ -579,7 +579,7 @@ mod tests {
         let b = w.insert(10, 'b');
         assert_eq!(a.index, b.index, "slot reused");
         assert_eq!(w.cancel(a), None);
-        assert_eq!(w.reschedule(a, 50), false);
+        assert!(!w.reschedule(a, 50));
         assert_eq!(w.cancel(b), Some('b'));
     }
 

@@ -1,0 +1,145 @@
+//! The acceptor thread: one `mio::Poll` over every listener; accepts until
+//! `WouldBlock` and hands each connection to a shard chosen by the balancing
+//! policy. On descriptor exhaustion it backs off instead of spinning.
+
+use crate::balance::{BalancingPolicy, ShardLoad};
+use crate::bus::Envelope;
+use crate::server::ServerInner;
+use mio::{Events, Interest, Poll, Token};
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub(crate) const ACCEPTOR_WAKER: Token = Token(usize::MAX);
+
+const BACKOFF_MIN: Duration = Duration::from_millis(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+pub(crate) struct Acceptor {
+    pub(crate) poll: Poll,
+    pub(crate) listeners: Vec<mio::net::TcpListener>,
+    pub(crate) inner: Arc<ServerInner>,
+    pub(crate) policy: Box<dyn BalancingPolicy>,
+    pub(crate) max_connections: usize,
+}
+
+/// Errors that mean "out of descriptors or memory": retrying at once would spin.
+fn is_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
+}
+
+impl Acceptor {
+    pub(crate) fn run(mut self) {
+        for (i, l) in self.listeners.iter_mut().enumerate() {
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(l, Token(i), Interest::READABLE)
+            {
+                tracing::error!(error = %e, "cannot register listener; acceptor exits");
+                return;
+            }
+        }
+        let shards = self.inner.inboxes.len();
+        let mut assigned = vec![0u64; shards];
+        let mut loads = Vec::with_capacity(shards);
+        let mut events = Events::with_capacity(64);
+        let mut backoff: Option<Instant> = None;
+        let mut delay = Duration::ZERO;
+        loop {
+            let timeout = backoff.map(|at| at.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!(error = %e, "acceptor poll failed; acceptor exits");
+                    return;
+                }
+            }
+            if self.inner.stopping.load(Ordering::Acquire) {
+                break;
+            }
+            let ready: Vec<usize> = match backoff {
+                Some(at) if Instant::now() < at => continue,
+                // After a back-off, edge-triggered readiness may have been
+                // consumed already: try every listener.
+                Some(_) => (0..self.listeners.len()).collect(),
+                None => events
+                    .iter()
+                    .filter(|e| e.token() != ACCEPTOR_WAKER)
+                    .map(|e| e.token().0)
+                    .collect(),
+            };
+            backoff = None;
+            for i in ready {
+                loop {
+                    match self.listeners[i].accept() {
+                        Ok((stream, _)) => {
+                            delay = Duration::ZERO;
+                            self.dispatch(stream, i, &mut assigned, &mut loads);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::Interrupted
+                                    | io::ErrorKind::ConnectionAborted
+                                    | io::ErrorKind::ConnectionReset
+                            ) => {}
+                        Err(e) => {
+                            delay = (delay * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
+                            if is_exhaustion(&e) {
+                                tracing::warn!(error = %e, backoff_ms = delay.as_millis() as u64, "accept: out of file descriptors or memory; backing off");
+                            } else {
+                                tracing::error!(error = %e, backoff_ms = delay.as_millis() as u64, "accept failed; backing off");
+                            }
+                            backoff = Some(Instant::now() + delay);
+                            break;
+                        }
+                    }
+                }
+                if backoff.is_some() {
+                    break;
+                }
+            }
+        }
+        tracing::debug!("acceptor stopped");
+    }
+
+    fn dispatch(
+        &mut self,
+        stream: mio::net::TcpStream,
+        listener: usize,
+        assigned: &mut [u64],
+        loads: &mut Vec<ShardLoad>,
+    ) {
+        let open = self.inner.open_total.fetch_add(1, Ordering::Relaxed);
+        if open >= self.max_connections {
+            self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
+            self.inner
+                .stats
+                .rejected_by_acceptor
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                limit = self.max_connections,
+                "global connection limit reached; closing new connection"
+            );
+            return;
+        }
+        loads.clear();
+        for (shard, &n) in assigned.iter().enumerate() {
+            let gone = self.inner.stats.gone(shard);
+            loads.push(ShardLoad {
+                shard,
+                open_connections: n.saturating_sub(gone),
+            });
+        }
+        let shard = self.policy.pick(loads) % assigned.len();
+        assigned[shard] += 1;
+        if !self.inner.inboxes[shard].send(Envelope::Accepted { stream, listener }) {
+            self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! A connection's state on its shard (`ConnCore`) and the context every
+//! protocol callback receives (`Conn`).
+
+use crate::conn_id::ConnId;
+use crate::context::ShardCtx;
+use crate::protocol::{CloseReason, Protocol};
+use crate::timers::{RepeatFn, TimerHandle, TimerTask};
+use crate::write_buf::WriteBuf;
+use std::io::IoSlice;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Open,
+    /// `close()` was called: flush, then FIN.
+    Closing,
+    /// FIN sent and protocol gone; draining the peer's input until EOF.
+    Lingering,
+}
+
+pub(crate) struct ConnCore {
+    pub(crate) id: ConnId,
+    pub(crate) stream: mio::net::TcpStream,
+    pub(crate) peer: SocketAddr,
+    pub(crate) local: SocketAddr,
+    pub(crate) out: WriteBuf,
+    pub(crate) phase: Phase,
+    /// Why it is closing or aborting, once decided.
+    pub(crate) close_reason: Option<CloseReason>,
+    pub(crate) abort_requested: bool,
+    pub(crate) panicked: bool,
+    pub(crate) read_paused: bool,
+    pub(crate) producing_paused: bool,
+    /// Listed in the shard's flush list this iteration.
+    pub(crate) dirty: bool,
+    /// The socket refused output; waiting for a writable event.
+    pub(crate) write_blocked: bool,
+    /// The poller reported the read side closed: read until EOF.
+    pub(crate) read_closed: bool,
+    pub(crate) peer_eof: bool,
+    pub(crate) idle_ms: Option<u64>,
+    pub(crate) idle_armed: bool,
+    pub(crate) last_read_ms: u64,
+}
+
+impl ConnCore {
+    pub(crate) fn new(
+        id: ConnId,
+        stream: mio::net::TcpStream,
+        peer: SocketAddr,
+        local: SocketAddr,
+        phase: Phase,
+        now_ms: u64,
+    ) -> Self {
+        ConnCore {
+            id,
+            stream,
+            peer,
+            local,
+            out: WriteBuf::default(),
+            phase,
+            close_reason: None,
+            abort_requested: false,
+            panicked: false,
+            read_paused: false,
+            producing_paused: false,
+            dirty: false,
+            write_blocked: false,
+            read_closed: false,
+            peer_eof: false,
+            idle_ms: None,
+            idle_armed: false,
+            last_read_ms: now_ms,
+        }
+    }
+
+    fn accepts_output(&self) -> bool {
+        matches!(self.phase, Phase::Open | Phase::Closing) && !self.abort_requested
+    }
+
+    /// Starts a graceful close: flush, then FIN.
+    pub(crate) fn begin_close(&mut self, reason: CloseReason, ctx: &mut ShardCtx) {
+        if self.phase == Phase::Open && !self.abort_requested {
+            self.phase = Phase::Closing;
+            self.close_reason.get_or_insert(reason);
+            ctx.mark_dirty(self);
+        }
+    }
+}
+
+/// The context of a protocol callback: the connection's transport (write,
+/// close, pause), its timers, and the shard it lives on.
+///
+/// Writes are buffered and flushed once per loop iteration with one
+/// `write`/`writev` per connection.
+pub struct Conn<'a, P> {
+    core: &'a mut ConnCore,
+    ctx: &'a mut ShardCtx,
+    _protocol: PhantomData<fn(&mut P)>,
+}
+
+impl<'a, P: Protocol> Conn<'a, P> {
+    pub(crate) fn new(core: &'a mut ConnCore, ctx: &'a mut ShardCtx) -> Self {
+        Conn {
+            core,
+            ctx,
+            _protocol: PhantomData,
+        }
+    }
+
+    /// This connection's id: use it to address messages to it from anywhere.
+    pub fn id(&self) -> ConnId {
+        self.core.id
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.core.peer
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.core.local
+    }
+
+    /// Queues bytes for sending. Ignored once the connection is aborted or
+    /// finished (after `connection_lost`).
+    pub fn write(&mut self, data: &[u8]) {
+        if self.core.accepts_output() && !data.is_empty() {
+            self.core.out.push(data, &mut self.ctx.pool);
+            self.ctx.mark_dirty(self.core);
+        }
+    }
+
+    /// Queues an owned buffer; large ones are sent without a copy.
+    pub fn write_owned(&mut self, data: Vec<u8>) {
+        if self.core.accepts_output() && !data.is_empty() {
+            self.core.out.push_owned(data, &mut self.ctx.pool);
+            self.ctx.mark_dirty(self.core);
+        }
+    }
+
+    /// Queues several buffers in order (they go out in one `writev` with
+    /// whatever else is pending).
+    pub fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) {
+        for b in bufs {
+            self.write(b);
+        }
+    }
+
+    /// Bytes queued and not yet accepted by the socket.
+    pub fn buffered(&self) -> usize {
+        self.core.out.len()
+    }
+
+    /// Closes gracefully: everything written so far (and in the rest of this
+    /// callback) is sent, then FIN. `connection_lost(Done)` follows.
+    pub fn close(&mut self) {
+        self.core.begin_close(CloseReason::Done, self.ctx);
+    }
+
+    /// Closes at once: pending output is dropped and the peer gets RST.
+    pub fn abort(&mut self) {
+        if !self.core.abort_requested {
+            self.core.abort_requested = true;
+            self.core.close_reason = Some(CloseReason::Aborted);
+        }
+    }
+
+    /// True once `close` or `abort` was called.
+    pub fn is_closing(&self) -> bool {
+        self.core.phase != Phase::Open || self.core.abort_requested
+    }
+
+    /// Stops delivering `data_received` until `resume_reading`; the kernel's
+    /// receive buffer then fills and TCP flow control slows the peer.
+    pub fn pause_reading(&mut self) {
+        self.core.read_paused = true;
+    }
+
+    /// Resumes reading (input that arrived meanwhile is delivered promptly).
+    pub fn resume_reading(&mut self) {
+        if self.core.read_paused {
+            self.core.read_paused = false;
+            self.ctx.read_again.push(self.core.id);
+        }
+    }
+
+    /// True while reading is paused.
+    pub fn is_reading_paused(&self) -> bool {
+        self.core.read_paused
+    }
+
+    /// Sets (or clears) this connection's idle timeout: it is closed with
+    /// [`CloseReason::IdleTimeout`] after receiving nothing for `timeout`.
+    /// Resetting on each read costs one store, no timer operation.
+    pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
+        self.core.idle_ms = timeout.map(|t| (t.as_millis() as u64).max(1));
+        self.core.last_read_ms = self.ctx.now_ms;
+        if self.core.idle_ms.is_some() && !self.core.idle_armed {
+            self.ctx.arm_idle(self.core);
+        }
+    }
+
+    /// Counts as activity for the idle timeout, as a read does.
+    pub fn reset_idle_timer(&mut self) {
+        self.core.last_read_ms = self.ctx.now_ms;
+    }
+
+    /// Runs `f` once after `delay` on this shard, if the connection is still
+    /// open then (Twisted's `callLater`).
+    pub fn call_later<F>(&mut self, delay: Duration, f: F) -> TimerHandle
+    where
+        F: FnOnce(&mut P, &mut Conn<'_, P>) + 'static,
+    {
+        let conn = self.core.id;
+        let f = Box::new(
+            move |p: &mut dyn std::any::Any, core: &mut ConnCore, ctx: &mut ShardCtx| {
+                if let Some(p) = p.downcast_mut::<P>() {
+                    f(p, &mut Conn::new(core, ctx));
+                }
+            },
+        );
+        self.ctx.timers.once(delay, TimerTask::ConnOnce { conn, f })
+    }
+
+    /// Runs `f` every `interval` while the connection is open, until
+    /// cancelled (Twisted's `LoopingCall`). Missed periods are skipped.
+    pub fn call_every<F>(&mut self, interval: Duration, mut f: F) -> TimerHandle
+    where
+        F: FnMut(&mut P, &mut Conn<'_, P>) + 'static,
+    {
+        let conn = self.core.id;
+        let f = Box::new(
+            move |p: &mut dyn std::any::Any, core: &mut ConnCore, ctx: &mut ShardCtx| {
+                if let Some(p) = p.downcast_mut::<P>() {
+                    f(p, &mut Conn::new(core, ctx));
+                }
+            },
+        );
+        self.ctx.timers.repeat(interval, RepeatFn::Conn(conn, f))
+    }
+
+    /// Cancels a timer; false if it already fired or was cancelled.
+    pub fn cancel_timer(&mut self, handle: TimerHandle) -> bool {
+        self.ctx.timers.cancel(handle)
+    }
+
+    /// The shard this connection lives on: bus, shard timers, shard-local services.
+    pub fn shard(&mut self) -> &mut ShardCtx {
+        self.ctx
+    }
+}

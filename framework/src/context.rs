@@ -1,0 +1,236 @@
+//! `ShardCtx`: what code running on a shard can reach: the bus, shard-level
+//! timers, shard-local services, settings and the server handle.
+
+use crate::bus::{Envelope, Inboxes};
+use crate::conn::ConnCore;
+use crate::conn_id::ConnId;
+use crate::server::Handle;
+use crate::settings::Settings;
+use crate::stats::LocalCounters;
+use crate::timers::{RepeatFn, TimerHandle, TimerTask, Timers};
+use crate::write_buf::BufPool;
+use std::any::{Any, TypeId};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The shard a callback runs on. Reached through
+/// [`Conn::shard`](crate::Conn::shard), or given to closures submitted with
+/// [`Handle::submit_to`] and [`ShardCtx::submit_to`].
+///
+/// ```no_run
+/// # use shardloop::ShardCtx;
+/// fn announce(ctx: &mut ShardCtx, text: String) {
+///     // Runs the closure on every shard, this one included.
+///     ctx.broadcast(move |ctx| {
+///         println!("shard {} got {text}", ctx.index());
+///     });
+/// }
+/// ```
+pub struct ShardCtx {
+    pub(crate) index: usize,
+    pub(crate) shards: usize,
+    pub(crate) inboxes: Inboxes,
+    /// Messages for other shards, sent as one batch per target per iteration.
+    pub(crate) outbox: Vec<Vec<Envelope>>,
+    /// Messages for this shard, delivered later in the same iteration.
+    pub(crate) local: VecDeque<Envelope>,
+    pub(crate) timers: Timers,
+    pub(crate) pool: BufPool,
+    /// Slots with output to flush this iteration.
+    pub(crate) dirty: Vec<usize>,
+    /// Connections to read again next iteration (read cap hit, or resumed).
+    pub(crate) read_again: Vec<ConnId>,
+    pub(crate) counters: LocalCounters,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) now: Instant,
+    pub(crate) now_ms: u64,
+    pub(crate) stopping: bool,
+    pub(crate) handle: Handle,
+    services: HashMap<TypeId, Box<dyn Any>>,
+}
+
+impl ShardCtx {
+    pub(crate) fn new(index: usize, handle: Handle, settings: Arc<Settings>) -> Self {
+        let inboxes = handle.inner.inboxes.clone();
+        let shards = inboxes.len();
+        let now = Instant::now();
+        ShardCtx {
+            index,
+            shards,
+            inboxes,
+            outbox: (0..shards).map(|_| Vec::new()).collect(),
+            local: VecDeque::new(),
+            timers: Timers::new(now),
+            pool: BufPool::default(),
+            dirty: Vec::new(),
+            read_again: Vec::new(),
+            counters: LocalCounters::default(),
+            settings,
+            now,
+            now_ms: 0,
+            stopping: false,
+            handle,
+            services: HashMap::new(),
+        }
+    }
+
+    /// This shard's index, `0..shards()`.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Number of shards in the server.
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    /// The loop's clock: the time the current iteration woke up.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Current settings (refreshed once per loop iteration).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// A handle to the whole server (stop it, read stats, reach other shards).
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// True once a graceful stop has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping
+    }
+
+    /// Runs `f` on shard `shard` (this one included). Messages to another
+    /// shard are batched and sent at the end of this loop iteration.
+    ///
+    /// # Panics
+    /// If `shard >= shards()`: a programming error, not a runtime condition.
+    pub fn submit_to(&mut self, shard: usize, f: impl FnOnce(&mut ShardCtx) + Send + 'static) {
+        assert!(
+            shard < self.shards,
+            "no shard {shard}: server has {}",
+            self.shards
+        );
+        self.route(shard, Envelope::Run(Box::new(f)));
+    }
+
+    /// Runs `f` once on every shard, this one included.
+    pub fn broadcast(&mut self, f: impl Fn(&mut ShardCtx) + Send + Sync + 'static) {
+        let f: crate::bus::SharedTask = Arc::new(f);
+        for shard in 0..self.shards {
+            self.route(shard, Envelope::Broadcast(f.clone()));
+        }
+    }
+
+    /// Sends a typed message to a connection on any shard. It reaches the
+    /// protocol's `message` callback; if the connection is gone (even if its
+    /// slot was reused) or has another message type, it is dropped and counted.
+    pub fn send<M: Send + 'static>(&mut self, to: ConnId, msg: M) {
+        if to.shard() < self.shards {
+            self.route(
+                to.shard(),
+                Envelope::ToConn {
+                    to,
+                    msg: Box::new(msg),
+                },
+            );
+        } else {
+            self.counters.messages_dropped += 1;
+        }
+    }
+
+    /// Runs `f` on this shard after `delay`.
+    pub fn call_later(
+        &mut self,
+        delay: Duration,
+        f: impl FnOnce(&mut ShardCtx) + 'static,
+    ) -> TimerHandle {
+        self.timers.once(delay, TimerTask::ShardOnce(Box::new(f)))
+    }
+
+    /// Runs `f` on this shard every `interval` until cancelled.
+    pub fn call_every(
+        &mut self,
+        interval: Duration,
+        f: impl FnMut(&mut ShardCtx) + 'static,
+    ) -> TimerHandle {
+        self.timers.repeat(interval, RepeatFn::Shard(Box::new(f)))
+    }
+
+    /// Cancels a timer set on this shard; false if it already fired or was cancelled.
+    pub fn cancel_timer(&mut self, handle: TimerHandle) -> bool {
+        self.timers.cancel(handle)
+    }
+
+    /// A shard-local singleton of type `T`, created on first use: shard-owned
+    /// state (a registry of local connections, a cache partition) with no lock.
+    ///
+    /// ```no_run
+    /// # use shardloop::ShardCtx;
+    /// #[derive(Default)]
+    /// struct Room { members: Vec<shardloop::ConnId> }
+    /// fn join(ctx: &mut ShardCtx, id: shardloop::ConnId) {
+    ///     ctx.service::<Room>().members.push(id);
+    /// }
+    /// ```
+    pub fn service<T: Default + 'static>(&mut self) -> &mut T {
+        self.services
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Box::new(T::default()))
+            .downcast_mut::<T>()
+            .expect("service map is keyed by type")
+    }
+
+    fn route(&mut self, shard: usize, env: Envelope) {
+        if shard == self.index {
+            self.local.push_back(env);
+        } else {
+            self.outbox[shard].push(env);
+        }
+    }
+
+    /// Sends every shard's pending batch (one channel send per target).
+    pub(crate) fn flush_outbox(&mut self) {
+        for (shard, pending) in self.outbox.iter_mut().enumerate() {
+            match pending.len() {
+                0 => continue,
+                1 => {
+                    self.counters.bus_sent += 1;
+                    let env = pending.pop().expect("one envelope");
+                    self.inboxes[shard].send(env);
+                }
+                n => {
+                    self.counters.bus_sent += n as u64;
+                    let batch = std::mem::replace(pending, Vec::with_capacity(n));
+                    self.inboxes[shard].send(Envelope::Batch(batch));
+                }
+            }
+        }
+    }
+
+    pub(crate) fn mark_dirty(&mut self, core: &mut ConnCore) {
+        if !core.dirty {
+            core.dirty = true;
+            self.dirty.push(core.id.slot());
+        }
+    }
+
+    pub(crate) fn arm_idle(&mut self, core: &mut ConnCore) {
+        if let Some(ms) = core.idle_ms {
+            core.idle_armed = true;
+            self.timers
+                .wheel
+                .insert(core.last_read_ms + ms, TimerTask::Idle(core.id));
+        }
+    }
+
+    pub(crate) fn update_clock(&mut self) {
+        self.now = Instant::now();
+        self.now_ms = self.timers.ms_since_origin(self.now);
+    }
+}

@@ -1,0 +1,45 @@
+//! Errors returned by the framework's public API.
+
+use std::io;
+use std::net::SocketAddr;
+
+/// Everything that can go wrong when building, starting or talking to a server.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A listener address did not resolve.
+    #[error("cannot resolve listen address {addr:?}: {source}")]
+    Resolve {
+        /// The address as given.
+        addr: String,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address that failed.
+        addr: SocketAddr,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// A builder setting is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A shard index outside `0..shards`.
+    #[error("no shard {index}: the server has {shards} shards")]
+    NoSuchShard {
+        /// The index asked for.
+        index: usize,
+        /// How many shards there are.
+        shards: usize,
+    },
+    /// The server has stopped and no longer accepts work.
+    #[error("the server has stopped")]
+    Stopped,
+    /// A thread could not be spawned, or the poller could not be created.
+    #[error("cannot start the server: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Short alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,68 @@
+//! Settings that can change while the server runs (through `arc-swap`).
+
+use std::time::Duration;
+
+/// Per-connection and per-shard limits that a running server picks up on its
+/// next loop iteration after [`Handle::update_settings`](crate::Handle::update_settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Close a connection that has received nothing for this long
+    /// (reason [`CloseReason::IdleTimeout`](crate::CloseReason::IdleTimeout)).
+    /// Applies to connections accepted after the change; a protocol can set
+    /// its own with [`Conn::set_idle_timeout`](crate::Conn::set_idle_timeout).
+    pub idle_timeout: Option<Duration>,
+    /// Bytes read from one connection per loop iteration before the shard
+    /// moves on to other connections (fairness); the rest is read next turn.
+    pub max_read_per_iteration: usize,
+    /// Output bytes buffered for a connection at which its protocol gets
+    /// `pause_producing`.
+    pub high_water_mark: usize,
+    /// Output bytes at or below which a paused protocol gets `resume_producing`.
+    pub low_water_mark: usize,
+    /// A callback that holds the loop longer than this is counted as slow
+    /// and logged: it delays every other connection on the shard.
+    pub slow_callback_threshold: Duration,
+    /// After a graceful close has sent FIN, how long the shard keeps
+    /// draining the peer's unread input before closing the socket (closing
+    /// with unread input would send RST and could destroy data in flight).
+    pub close_linger: Duration,
+    /// Connections one shard holds at most; further ones handed to it are
+    /// closed at once and counted as rejected.
+    pub max_connections_per_shard: usize,
+    /// Bus messages a shard drains per loop iteration before serving I/O again.
+    pub max_bus_messages_per_iteration: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            idle_timeout: None,
+            max_read_per_iteration: 256 * 1024,
+            high_water_mark: 1024 * 1024,
+            low_water_mark: 256 * 1024,
+            slow_callback_threshold: Duration::from_millis(50),
+            close_linger: Duration::from_secs(2),
+            max_connections_per_shard: 1 << 20,
+            max_bus_messages_per_iteration: 4096,
+        }
+    }
+}
+
+impl Settings {
+    /// Checks the relations between fields.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.low_water_mark > self.high_water_mark {
+            return Err(format!(
+                "low_water_mark ({}) must not exceed high_water_mark ({})",
+                self.low_water_mark, self.high_water_mark
+            ));
+        }
+        if self.max_read_per_iteration == 0 {
+            return Err("max_read_per_iteration must be at least 1".into());
+        }
+        if self.max_bus_messages_per_iteration == 0 {
+            return Err("max_bus_messages_per_iteration must be at least 1".into());
+        }
+        Ok(())
+    }
+}

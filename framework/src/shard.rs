@@ -1,0 +1,717 @@
+//! One reactor shard: a thread with its own `mio::Poll`, connection table,
+//! timer wheel and inbox. Everything a connection owns lives here and is
+//! touched only by this thread.
+//!
+//! One loop iteration: poll (timeout = next timer) → dispatch I/O events →
+//! reads deferred by the fairness cap → drain the inbox in one batch → local
+//! messages → due timers → flush every connection written to (one
+//! `write`/`writev` each) → publish stats.
+
+use crate::bus::{self, Envelope};
+use crate::conn::{ConnCore, Phase};
+use crate::conn_id::ConnId;
+use crate::context::ShardCtx;
+use crate::protocol::{CloseReason, ErasedFactory, ErasedProto};
+use crate::server::{Handle, ServerInner};
+use crate::timer_wheel::TimerId;
+use crate::timers::{RepeatFn, TimerTask};
+use crossbeam_channel::Receiver;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use std::io::{self, Read};
+use std::net::Shutdown;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
+
+struct Connection {
+    core: ConnCore,
+    /// `None` once `connection_lost` ran (lingering after FIN).
+    proto: Option<Box<dyn ErasedProto>>,
+}
+
+/// What a shard thread needs to start.
+pub(crate) struct ShardInit {
+    pub(crate) index: usize,
+    pub(crate) poll: Poll,
+    pub(crate) rx: Receiver<Envelope>,
+    pub(crate) handle: Handle,
+    pub(crate) read_buffer_size: usize,
+    pub(crate) events_capacity: usize,
+    pub(crate) nodelay: bool,
+}
+
+pub(crate) struct Shard {
+    poll: Poll,
+    events: Events,
+    ready: Vec<(usize, Readiness)>,
+    rx: Receiver<Envelope>,
+    inbox_backlog: bool,
+    conns: Slab<Connection>,
+    factories: Vec<Box<dyn ErasedFactory>>,
+    read_buf: Box<[u8]>,
+    envelopes: Vec<Envelope>,
+    fired: Vec<(TimerId, TimerTask)>,
+    next_generation: u32,
+    nodelay: bool,
+    inner: Arc<ServerInner>,
+    ctx: ShardCtx,
+}
+
+#[derive(Clone, Copy)]
+struct Readiness {
+    readable: bool,
+    writable: bool,
+    read_closed: bool,
+}
+
+/// Runs a protocol callback, turning a panic into a flag on the connection.
+fn invoke(
+    conn: &mut Connection,
+    ctx: &mut ShardCtx,
+    f: impl FnOnce(&mut dyn ErasedProto, &mut ConnCore, &mut ShardCtx),
+) {
+    let Some(proto) = conn.proto.as_mut() else {
+        return;
+    };
+    let core = &mut conn.core;
+    if catch_unwind(AssertUnwindSafe(|| f(proto.as_mut(), core, ctx))).is_err() {
+        ctx.counters.callback_panics += 1;
+        tracing::error!(conn = %conn.core.id, "protocol callback panicked; aborting the connection");
+        conn.core.panicked = true;
+    }
+}
+
+impl Shard {
+    pub(crate) fn new(init: ShardInit) -> Self {
+        let inner = init.handle.inner.clone();
+        let factories = inner
+            .factory_makers
+            .iter()
+            .map(|make| make(init.index))
+            .collect();
+        let settings = inner.settings.load_full();
+        Shard {
+            poll: init.poll,
+            events: Events::with_capacity(init.events_capacity),
+            ready: Vec::with_capacity(init.events_capacity),
+            rx: init.rx,
+            inbox_backlog: false,
+            conns: Slab::new(),
+            factories,
+            read_buf: vec![0u8; init.read_buffer_size].into_boxed_slice(),
+            envelopes: Vec::new(),
+            fired: Vec::new(),
+            next_generation: 0,
+            nodelay: init.nodelay,
+            ctx: ShardCtx::new(init.index, init.handle, settings),
+            inner,
+        }
+    }
+
+    pub(crate) fn run(mut self) {
+        let index = self.ctx.index;
+        tracing::debug!(shard = index, "shard started");
+        loop {
+            self.refresh_settings();
+            self.ctx.flush_outbox();
+            let timeout = self.poll_timeout();
+            let inbox = &self.inner.inboxes[index];
+            let timeout = if timeout != Some(Duration::ZERO) && !inbox.park(&self.rx) {
+                Some(Duration::ZERO)
+            } else {
+                timeout
+            };
+            let polled = self.poll.poll(&mut self.events, timeout);
+            inbox.unpark();
+            if let Err(e) = polled {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!(shard = index, error = %e, "poll failed; shard exits");
+                    break;
+                }
+            }
+            self.ctx.update_clock();
+            self.ctx.counters.loop_iterations += 1;
+
+            self.dispatch_io();
+            self.read_deferred();
+            self.drain_inbox();
+            self.run_local();
+            self.fire_timers();
+            self.run_local();
+            self.flush_dirty();
+            self.publish();
+
+            if self.ctx.stopping && self.conns.is_empty() {
+                break;
+            }
+        }
+        self.ctx.flush_outbox();
+        self.publish();
+        tracing::debug!(shard = index, "shard stopped");
+    }
+
+    fn refresh_settings(&mut self) {
+        let current = self.inner.settings.load();
+        if !Arc::ptr_eq(&current, &self.ctx.settings) {
+            self.ctx.settings = arc_swap::Guard::into_inner(current);
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if self.inbox_backlog
+            || !self.ctx.read_again.is_empty()
+            || !self.ctx.local.is_empty()
+            || !self.ctx.dirty.is_empty()
+        {
+            return Some(Duration::ZERO);
+        }
+        let tick = self.ctx.timers.wheel.next_deadline()?;
+        let at = self.ctx.timers.instant_of(tick);
+        Some(at.saturating_duration_since(Instant::now()))
+    }
+
+    fn publish(&mut self) {
+        self.ctx.counters.connections_open = self.conns.len() as u64;
+        self.inner.stats.shards[self.ctx.index].publish(&self.ctx.counters);
+    }
+
+    // ---- I/O ---------------------------------------------------------------
+
+    fn dispatch_io(&mut self) {
+        self.ready.clear();
+        for ev in self.events.iter() {
+            if ev.token() == WAKER_TOKEN {
+                continue;
+            }
+            self.ready.push((
+                ev.token().0,
+                Readiness {
+                    readable: ev.is_readable() || ev.is_error(),
+                    writable: ev.is_writable(),
+                    read_closed: ev.is_read_closed(),
+                },
+            ));
+        }
+        if self.ready.is_empty() {
+            return;
+        }
+        self.ctx.counters.wakeups += 1;
+        self.ctx.counters.events += self.ready.len() as u64;
+        let threshold = self.ctx.settings.slow_callback_threshold;
+        let mut before = self.ctx.now;
+        for i in 0..self.ready.len() {
+            let (slot, r) = self.ready[i];
+            let Some(c) = self.conns.get_mut(slot) else {
+                continue;
+            };
+            if r.writable && c.core.write_blocked {
+                c.core.write_blocked = false;
+                self.ctx.mark_dirty(&mut c.core);
+            }
+            if r.read_closed {
+                c.core.read_closed = true;
+            }
+            if r.readable || r.read_closed {
+                self.read_conn(slot);
+            }
+            let after = Instant::now();
+            if after.duration_since(before) > threshold {
+                self.ctx.counters.slow_callbacks += 1;
+                tracing::warn!(
+                    shard = self.ctx.index,
+                    slot,
+                    took_ms = after.duration_since(before).as_millis() as u64,
+                    "slow callback held the shard's loop"
+                );
+            }
+            before = after;
+        }
+        self.ctx.now = before;
+    }
+
+    fn read_deferred(&mut self) {
+        if self.ctx.read_again.is_empty() {
+            return;
+        }
+        let again = std::mem::take(&mut self.ctx.read_again);
+        for id in &again {
+            if self.live(*id) {
+                self.read_conn(id.slot());
+            }
+        }
+    }
+
+    fn live(&self, id: ConnId) -> bool {
+        self.conns.get(id.slot()).is_some_and(|c| c.core.id == id)
+    }
+
+    /// Reads from one connection until it would block, the fairness cap is
+    /// hit, or the protocol pauses or closes.
+    fn read_conn(&mut self, slot: usize) {
+        let cap = self.ctx.settings.max_read_per_iteration;
+        let mut total = 0usize;
+        loop {
+            let c = &mut self.conns[slot];
+            match c.core.phase {
+                Phase::Lingering => return self.drain_lingering(slot),
+                Phase::Closing => return,
+                Phase::Open => {}
+            }
+            if c.core.read_paused || c.core.peer_eof || c.proto.is_none() {
+                return;
+            }
+            match c.core.stream.read(&mut self.read_buf) {
+                Ok(0) => {
+                    c.core.peer_eof = true;
+                    c.core.close_reason.get_or_insert(CloseReason::PeerClosed);
+                    invoke(c, &mut self.ctx, |p, core, ctx| p.eof_received(core, ctx));
+                    self.after_callback(slot);
+                    return;
+                }
+                Ok(n) => {
+                    self.ctx.counters.bytes_in += n as u64;
+                    c.core.last_read_ms = self.ctx.now_ms;
+                    let data = &self.read_buf[..n];
+                    invoke(c, &mut self.ctx, |p, core, ctx| {
+                        p.data_received(core, ctx, data)
+                    });
+                    if !self.after_callback(slot) {
+                        return;
+                    }
+                    total += n;
+                    let drained = n < self.read_buf.len() && !self.conns[slot].core.read_closed;
+                    if drained {
+                        // A short read empties the socket buffer under
+                        // epoll: skip the read that would only say EAGAIN.
+                        return;
+                    }
+                    if total >= cap {
+                        self.ctx.read_again.push(self.conns[slot].core.id);
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.finish(slot, CloseReason::io(&e), true),
+            }
+        }
+    }
+
+    /// After FIN: discard input until EOF so closing does not send RST.
+    fn drain_lingering(&mut self, slot: usize) {
+        loop {
+            let c = &mut self.conns[slot];
+            match c.core.stream.read(&mut self.read_buf) {
+                Ok(0) => return self.release(slot, false),
+                Ok(n) => self.ctx.counters.bytes_in += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.release(slot, false),
+            }
+        }
+    }
+
+    /// Applies what a callback asked for. Returns false if the connection is gone.
+    fn after_callback(&mut self, slot: usize) -> bool {
+        // A callback of pause/resume may itself write or abort: re-check, bounded.
+        for _ in 0..4 {
+            let c = &mut self.conns[slot];
+            if c.core.panicked {
+                self.finish(slot, CloseReason::CallbackPanic, true);
+                return false;
+            }
+            if c.core.abort_requested {
+                let reason = c.core.close_reason.clone().unwrap_or(CloseReason::Aborted);
+                self.finish(slot, reason, true);
+                return false;
+            }
+            if c.proto.is_some()
+                && !c.core.producing_paused
+                && c.core.out.len() >= self.ctx.settings.high_water_mark
+            {
+                c.core.producing_paused = true;
+                self.ctx.counters.producer_pauses += 1;
+                invoke(c, &mut self.ctx, |p, core, ctx| {
+                    p.pause_producing(core, ctx)
+                });
+                continue;
+            }
+            return true;
+        }
+        true
+    }
+
+    fn flush_dirty(&mut self) {
+        // Flushing can run resume_producing, which may write more: a few rounds.
+        for _ in 0..4 {
+            if self.ctx.dirty.is_empty() {
+                return;
+            }
+            let mut batch = std::mem::take(&mut self.ctx.dirty);
+            for &slot in &batch {
+                self.flush_conn(slot);
+            }
+            batch.clear();
+            if self.ctx.dirty.is_empty() {
+                self.ctx.dirty = batch;
+                return;
+            }
+        }
+    }
+
+    fn flush_conn(&mut self, slot: usize) {
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if !c.core.dirty {
+            return;
+        }
+        c.core.dirty = false;
+        if c.core.abort_requested {
+            let reason = c.core.close_reason.clone().unwrap_or(CloseReason::Aborted);
+            return self.finish(slot, reason, true);
+        }
+        if !c.core.write_blocked && !c.core.out.is_empty() {
+            match c.core.out.flush_to(&mut c.core.stream, &mut self.ctx.pool) {
+                Ok((n, blocked)) => {
+                    self.ctx.counters.bytes_out += n as u64;
+                    c.core.write_blocked = blocked;
+                }
+                Err(e) => return self.finish(slot, CloseReason::io(&e), true),
+            }
+        }
+        if c.core.producing_paused && c.core.out.len() <= self.ctx.settings.low_water_mark {
+            c.core.producing_paused = false;
+            invoke(c, &mut self.ctx, |p, core, ctx| {
+                p.resume_producing(core, ctx)
+            });
+            if !self.after_callback(slot) {
+                return;
+            }
+        }
+        let c = &mut self.conns[slot];
+        if c.core.phase == Phase::Closing && c.core.out.is_empty() {
+            self.send_fin(slot);
+        }
+    }
+
+    /// Graceful end: all output is out; send FIN, tell the protocol, then
+    /// linger until the peer's EOF (or a deadline) before closing the socket.
+    fn send_fin(&mut self, slot: usize) {
+        let c = &mut self.conns[slot];
+        let _ = c.core.stream.shutdown(Shutdown::Write);
+        let reason = c.core.close_reason.clone().unwrap_or(CloseReason::Done);
+        self.lose(slot, &reason);
+        let c = &mut self.conns[slot];
+        if c.core.peer_eof {
+            return self.release(slot, false);
+        }
+        c.core.phase = Phase::Lingering;
+        let linger = self.ctx.settings.close_linger;
+        let id = c.core.id;
+        self.ctx.timers.once(linger, TimerTask::Linger(id));
+        self.drain_lingering(slot);
+    }
+
+    /// Calls `connection_lost` once and drops the protocol.
+    fn lose(&mut self, slot: usize, reason: &CloseReason) {
+        let c = &mut self.conns[slot];
+        let Some(mut proto) = c.proto.take() else {
+            return;
+        };
+        let core = &mut c.core;
+        let ctx = &mut self.ctx;
+        let r = catch_unwind(AssertUnwindSafe(move || {
+            proto.connection_lost(core, ctx, reason);
+            drop(proto);
+        }));
+        if r.is_err() {
+            self.ctx.counters.callback_panics += 1;
+            tracing::error!(conn = %c.core.id, "connection_lost (or the protocol's drop) panicked");
+        }
+        if reason == &CloseReason::IdleTimeout {
+            self.ctx.counters.idle_timeouts += 1;
+        }
+    }
+
+    /// Ends a connection now: `connection_lost`, then the socket closes
+    /// (with RST if `rst`).
+    fn finish(&mut self, slot: usize, reason: CloseReason, rst: bool) {
+        self.lose(slot, &reason);
+        self.release(slot, rst);
+    }
+
+    fn release(&mut self, slot: usize, rst: bool) {
+        let mut c = self.conns.remove(slot);
+        c.core.out.clear(&mut self.ctx.pool);
+        if rst {
+            let _ = socket2::SockRef::from(&c.core.stream).set_linger(Some(Duration::ZERO));
+        }
+        let _ = self.poll.registry().deregister(&mut c.core.stream);
+        self.ctx.counters.connections_closed += 1;
+        self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    // ---- new connections -----------------------------------------------------
+
+    fn accept(&mut self, mut stream: mio::net::TcpStream, listener: usize) {
+        let limit = self.ctx.settings.max_connections_per_shard;
+        if self.ctx.stopping || self.conns.len() >= limit {
+            self.ctx.counters.connections_rejected += 1;
+            self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
+            if !self.ctx.stopping {
+                tracing::warn!(
+                    shard = self.ctx.index,
+                    limit,
+                    "per-shard connection limit reached; closing new connection"
+                );
+            }
+            return;
+        }
+        let entry = self.conns.vacant_entry();
+        let slot = entry.key();
+        let addrs = stream
+            .peer_addr()
+            .and_then(|p| Ok((p, stream.local_addr()?)));
+        let registered = self.poll.registry().register(
+            &mut stream,
+            Token(slot),
+            Interest::READABLE | Interest::WRITABLE,
+        );
+        let (peer, local) = match (addrs, registered) {
+            (Ok(a), Ok(())) => a,
+            (Err(e), _) | (_, Err(e)) => {
+                // The peer left before we got to it, or the poller refused.
+                tracing::debug!(error = %e, "dropping connection before it started");
+                self.ctx.counters.connections_rejected += 1;
+                self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        if self.nodelay {
+            let _ = stream.set_nodelay(true);
+        }
+        let factory = &mut self.factories[listener];
+        let proto = match catch_unwind(AssertUnwindSafe(|| factory.build(peer))) {
+            Ok(p) => p,
+            Err(_) => {
+                self.ctx.counters.callback_panics += 1;
+                self.ctx.counters.connections_rejected += 1;
+                self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
+                tracing::error!(shard = self.ctx.index, %peer, "factory panicked; connection dropped");
+                let _ = self.poll.registry().deregister(&mut stream);
+                return;
+            }
+        };
+        let id = ConnId::new(self.ctx.index as u16, slot as u32, self.next_generation);
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let mut core = ConnCore::new(id, stream, peer, local, Phase::Open, self.ctx.now_ms);
+        core.idle_ms = self
+            .ctx
+            .settings
+            .idle_timeout
+            .map(|t| (t.as_millis() as u64).max(1));
+        entry.insert(Connection {
+            core,
+            proto: Some(proto),
+        });
+        self.ctx.counters.connections_accepted += 1;
+        let c = &mut self.conns[slot];
+        self.ctx.arm_idle(&mut c.core);
+        invoke(c, &mut self.ctx, |p, core, ctx| {
+            p.connection_made(core, ctx)
+        });
+        self.after_callback(slot);
+    }
+
+    // ---- bus -------------------------------------------------------------------
+
+    fn drain_inbox(&mut self) {
+        let max = self.ctx.settings.max_bus_messages_per_iteration;
+        self.inbox_backlog = bus::drain(&self.rx, max, &mut self.envelopes);
+        self.ctx.counters.bus_received += self.envelopes.len() as u64;
+        let mut envs = std::mem::take(&mut self.envelopes);
+        for env in envs.drain(..) {
+            self.handle_envelope(env);
+        }
+        self.envelopes = envs;
+    }
+
+    fn run_local(&mut self) {
+        // Bounded: local messages that send more local messages wait a turn.
+        let n = self.ctx.local.len();
+        for _ in 0..n {
+            let Some(env) = self.ctx.local.pop_front() else {
+                break;
+            };
+            self.handle_envelope(env);
+        }
+    }
+
+    fn handle_envelope(&mut self, env: Envelope) {
+        match env {
+            Envelope::Accepted { stream, listener } => self.accept(stream, listener),
+            Envelope::Run(f) => self.run_task(f),
+            Envelope::Broadcast(f) => self.run_task(move |ctx| f(ctx)),
+            Envelope::ToConn { to, msg } => {
+                if !self.live(to) {
+                    self.ctx.counters.messages_dropped += 1;
+                    return;
+                }
+                let slot = to.slot();
+                let c = &mut self.conns[slot];
+                let mut delivered = true;
+                invoke(c, &mut self.ctx, |p, core, ctx| {
+                    delivered = p.message(core, ctx, msg);
+                });
+                if !delivered {
+                    self.ctx.counters.messages_dropped += 1;
+                    tracing::warn!(conn = %to, "message of the wrong type for this connection's protocol dropped");
+                }
+                self.after_callback(slot);
+            }
+            Envelope::Batch(batch) => {
+                for env in batch {
+                    self.handle_envelope(env);
+                }
+            }
+            Envelope::Stop { deadline } => self.begin_stop(deadline),
+        }
+    }
+
+    fn run_task(&mut self, f: impl FnOnce(&mut ShardCtx)) {
+        let ctx = &mut self.ctx;
+        if catch_unwind(AssertUnwindSafe(|| f(ctx))).is_err() {
+            self.ctx.counters.callback_panics += 1;
+            tracing::error!(
+                shard = self.ctx.index,
+                "task submitted to the shard panicked"
+            );
+        }
+    }
+
+    fn begin_stop(&mut self, deadline: Instant) {
+        if self.ctx.stopping {
+            return;
+        }
+        self.ctx.stopping = true;
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.ctx.timers.once(left, TimerTask::StopDeadline);
+        let slots: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for slot in slots {
+            let c = &mut self.conns[slot];
+            if c.proto.is_some() {
+                c.core
+                    .close_reason
+                    .get_or_insert(CloseReason::ServerStopped);
+                invoke(c, &mut self.ctx, |p, core, ctx| {
+                    p.server_stopping(core, ctx)
+                });
+                self.after_callback(slot);
+            }
+        }
+    }
+
+    // ---- timers ----------------------------------------------------------------
+
+    fn fire_timers(&mut self) {
+        let now = self.ctx.now_ms;
+        self.ctx.timers.wheel.advance(now, &mut self.fired);
+        if self.fired.is_empty() {
+            return;
+        }
+        self.ctx.counters.timers_fired += self.fired.len() as u64;
+        let mut fired = std::mem::take(&mut self.fired);
+        for (_, task) in fired.drain(..) {
+            self.run_timer(task, now);
+        }
+        self.fired = fired;
+    }
+
+    fn run_timer(&mut self, task: TimerTask, now: u64) {
+        match task {
+            TimerTask::ShardOnce(f) => self.run_task(f),
+            TimerTask::ConnOnce { conn, f } => {
+                if self.live(conn) {
+                    let c = &mut self.conns[conn.slot()];
+                    invoke(c, &mut self.ctx, |p, core, ctx| {
+                        f(p.as_any_mut(), core, ctx)
+                    });
+                    self.after_callback(conn.slot());
+                }
+            }
+            TimerTask::Repeat { key, generation } => {
+                let Some(f) = self.ctx.timers.take_repeat(key, generation, now) else {
+                    return;
+                };
+                match f {
+                    RepeatFn::Shard(mut f) => {
+                        self.run_task(|ctx| f(ctx));
+                        self.ctx
+                            .timers
+                            .restore_repeat(key, generation, RepeatFn::Shard(f));
+                    }
+                    RepeatFn::Conn(conn, mut f) => {
+                        if !self.live(conn) || self.conns[conn.slot()].proto.is_none() {
+                            // Its connection is gone: the repeating timer ends.
+                            self.ctx.timers.cancel(crate::timers::TimerHandle(
+                                crate::timers::HandleKind::Repeat { key, generation },
+                            ));
+                            return;
+                        }
+                        let c = &mut self.conns[conn.slot()];
+                        invoke(c, &mut self.ctx, |p, core, ctx| {
+                            f(p.as_any_mut(), core, ctx)
+                        });
+                        self.ctx
+                            .timers
+                            .restore_repeat(key, generation, RepeatFn::Conn(conn, f));
+                        self.after_callback(conn.slot());
+                    }
+                }
+            }
+            TimerTask::Idle(conn) => {
+                if !self.live(conn) {
+                    return;
+                }
+                let c = &mut self.conns[conn.slot()];
+                c.core.idle_armed = false;
+                let Some(idle) = c.core.idle_ms else {
+                    return;
+                };
+                if c.core.phase != Phase::Open {
+                    return;
+                }
+                let due = c.core.last_read_ms + idle;
+                if now >= due {
+                    c.core.begin_close(CloseReason::IdleTimeout, &mut self.ctx);
+                } else {
+                    self.ctx.arm_idle(&mut c.core);
+                }
+            }
+            TimerTask::Linger(conn) => {
+                if self.live(conn) && self.conns[conn.slot()].core.phase == Phase::Lingering {
+                    self.release(conn.slot(), false);
+                }
+            }
+            TimerTask::StopDeadline => {
+                let slots: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+                if !slots.is_empty() {
+                    tracing::warn!(
+                        shard = self.ctx.index,
+                        connections = slots.len(),
+                        "stop deadline passed; aborting remaining connections"
+                    );
+                }
+                for slot in slots {
+                    let lingering = self.conns[slot].core.phase == Phase::Lingering;
+                    self.finish(slot, CloseReason::ServerStopped, !lingering);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Per-shard counters: plain integers on the shard's hot path, published to
+//! atomics once per loop iteration so any thread reads them without locks.
+
+use crossbeam_utils::CachePadded;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+        /// A snapshot of one shard's counters.
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub struct ShardStats {
+            /// Shard index.
+            pub shard: usize,
+            $( $(#[$doc])* pub $name: u64, )*
+        }
+
+        /// The shard's own, unsynchronised copy.
+        #[derive(Debug, Default, Clone)]
+        pub(crate) struct LocalCounters {
+            $( pub(crate) $name: u64, )*
+        }
+
+        /// The published copy other threads read.
+        #[derive(Default)]
+        pub(crate) struct SharedCounters {
+            $( $name: AtomicU64, )*
+        }
+
+        impl SharedCounters {
+            pub(crate) fn publish(&self, local: &LocalCounters) {
+                $( self.$name.store(local.$name, Relaxed); )*
+            }
+
+            pub(crate) fn snapshot(&self, shard: usize) -> ShardStats {
+                ShardStats { shard, $( $name: self.$name.load(Relaxed), )* }
+            }
+        }
+
+        impl ShardStats {
+            fn add(&mut self, other: &ShardStats) {
+                $( self.$name += other.$name; )*
+            }
+        }
+    };
+}
+
+counters! {
+    /// Connections currently open on the shard.
+    connections_open,
+    /// Connections accepted (or connected outbound) since start.
+    connections_accepted,
+    /// Connections closed since start, for any reason.
+    connections_closed,
+    /// Connections handed to the shard but closed at once (limit or stop).
+    connections_rejected,
+    /// Bytes read from sockets.
+    bytes_in,
+    /// Bytes written to sockets.
+    bytes_out,
+    /// Loop iterations.
+    loop_iterations,
+    /// Polls that returned at least one I/O event.
+    wakeups,
+    /// I/O events dispatched.
+    events,
+    /// Bus messages received (closures, typed messages, new connections).
+    bus_received,
+    /// Bus messages sent to other shards.
+    bus_sent,
+    /// Typed messages dropped because their connection was gone (stale id)
+    /// or had a different message type.
+    messages_dropped,
+    /// Timers fired.
+    timers_fired,
+    /// User callbacks that panicked (each aborted its connection).
+    callback_panics,
+    /// Callbacks that held the loop longer than the slow-callback threshold.
+    slow_callbacks,
+    /// Times a protocol was told to pause producing (output over high water).
+    producer_pauses,
+    /// Connections closed by their idle timeout.
+    idle_timeouts,
+}
+
+impl ShardStats {
+    /// Mean I/O events per wake-up: low values under load mean the shard
+    /// spends its time in syscalls rather than in batches of work.
+    pub fn events_per_wake(&self) -> f64 {
+        if self.wakeups == 0 {
+            0.0
+        } else {
+            self.events as f64 / self.wakeups as f64
+        }
+    }
+}
+
+/// Counters of every shard, read through [`Handle::stats`](crate::Handle::stats).
+#[derive(Debug, Clone, Default)]
+pub struct ServerStats {
+    /// One entry per shard, in shard order.
+    pub shards: Vec<ShardStats>,
+    /// Connections the acceptor closed at once because the global limit was reached.
+    pub rejected_by_acceptor: u64,
+}
+
+impl ServerStats {
+    /// Sum over all shards (the `shard` field is the shard count).
+    pub fn total(&self) -> ShardStats {
+        let mut t = ShardStats {
+            shard: self.shards.len(),
+            ..ShardStats::default()
+        };
+        for s in &self.shards {
+            t.add(s);
+        }
+        t
+    }
+}
+
+/// The shared counters of all shards, one cache line apart.
+pub(crate) struct StatsBoard {
+    pub(crate) shards: Box<[CachePadded<SharedCounters>]>,
+    pub(crate) rejected_by_acceptor: AtomicU64,
+}
+
+impl StatsBoard {
+    pub(crate) fn new(shards: usize) -> Self {
+        StatsBoard {
+            shards: (0..shards).map(|_| CachePadded::default()).collect(),
+            rejected_by_acceptor: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> ServerStats {
+        ServerStats {
+            shards: self
+                .shards
+                .iter()
+                .enumerate()
+                .map(|(i, s)| s.snapshot(i))
+                .collect(),
+            rejected_by_acceptor: self.rejected_by_acceptor.load(Relaxed),
+        }
+    }
+
+    /// Connections a shard closed or rejected, as last published (used by balancing).
+    pub(crate) fn gone(&self, shard: usize) -> u64 {
+        let s = &self.shards[shard];
+        s.connections_closed.load(Relaxed) + s.connections_rejected.load(Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_then_snapshot_and_total() {
+        let board = StatsBoard::new(2);
+        let mut a = LocalCounters {
+            events: 10,
+            wakeups: 4,
+            connections_closed: 3,
+            ..LocalCounters::default()
+        };
+        board.shards[0].publish(&a);
+        a.events = 1;
+        a.wakeups = 1;
+        board.shards[1].publish(&a);
+        let s = board.snapshot();
+        assert_eq!(s.shards[0].events, 10);
+        assert_eq!(s.shards[0].events_per_wake(), 2.5);
+        assert_eq!(s.total().events, 11);
+        assert_eq!(s.total().connections_closed, 6);
+        assert_eq!(board.gone(1), 3);
+    }
+}

@@ -1,0 +1,215 @@
+//! Per-connection output buffer: a queue of chunks written with one
+//! `writev` per flush, recycled through a per-shard pool so a connection that
+//! has drained its output holds no buffer memory and the hot path does not
+//! allocate.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+
+/// Small writes are copied into chunks of this size; larger ones get their own.
+const CHUNK: usize = 16 * 1024;
+/// At most this many chunks go into one `writev`.
+const MAX_IOV: usize = 64;
+
+/// Spare chunks kept by one shard.
+#[derive(Default)]
+pub(crate) struct BufPool {
+    free: Vec<Vec<u8>>,
+}
+
+impl BufPool {
+    const MAX_KEPT: usize = 256;
+
+    fn take(&mut self, at_least: usize) -> Vec<u8> {
+        if at_least <= CHUNK {
+            if let Some(v) = self.free.pop() {
+                return v;
+            }
+            Vec::with_capacity(CHUNK)
+        } else {
+            Vec::with_capacity(at_least)
+        }
+    }
+
+    fn give(&mut self, mut v: Vec<u8>) {
+        if v.capacity() == CHUNK && self.free.len() < Self::MAX_KEPT {
+            v.clear();
+            self.free.push(v);
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct WriteBuf {
+    chunks: VecDeque<Vec<u8>>,
+    /// Bytes of the front chunk already written.
+    head_pos: usize,
+    len: usize,
+}
+
+impl WriteBuf {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(crate) fn push(&mut self, mut data: &[u8], pool: &mut BufPool) {
+        self.len += data.len();
+        if let Some(tail) = self.chunks.back_mut() {
+            let room = tail.capacity() - tail.len();
+            let n = room.min(data.len());
+            tail.extend_from_slice(&data[..n]);
+            data = &data[n..];
+        }
+        while !data.is_empty() {
+            let mut chunk = pool.take(data.len().min(CHUNK * 4));
+            let n = (chunk.capacity() - chunk.len()).min(data.len());
+            chunk.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            self.chunks.push_back(chunk);
+        }
+    }
+
+    /// Takes ownership of `data` without copying when it is large.
+    pub(crate) fn push_owned(&mut self, data: Vec<u8>, pool: &mut BufPool) {
+        if data.len() < CHUNK / 4 {
+            self.push(&data, pool);
+        } else {
+            self.len += data.len();
+            self.chunks.push_back(data);
+        }
+    }
+
+    /// Writes as much as the socket takes. Returns bytes written and whether
+    /// the socket refused more (so the caller waits for writability).
+    pub(crate) fn flush_to<W: Write>(
+        &mut self,
+        w: &mut W,
+        pool: &mut BufPool,
+    ) -> io::Result<(usize, bool)> {
+        let mut written = 0;
+        while self.len > 0 {
+            let mut iov: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
+            let mut n_iov = 0;
+            let mut attempted = 0;
+            for (i, c) in self.chunks.iter().take(MAX_IOV).enumerate() {
+                let s = if i == 0 { &c[self.head_pos..] } else { &c[..] };
+                iov[n_iov] = IoSlice::new(s);
+                attempted += s.len();
+                n_iov += 1;
+            }
+            let res = if n_iov == 1 {
+                w.write(&iov[0])
+            } else {
+                w.write_vectored(&iov[..n_iov])
+            };
+            match res {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    written += n;
+                    self.consume(n, pool);
+                    if n < attempted {
+                        // Short write: the socket buffer is full.
+                        return Ok((written, true));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((written, true)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((written, false))
+    }
+
+    fn consume(&mut self, mut n: usize, pool: &mut BufPool) {
+        self.len -= n;
+        while n > 0 {
+            let front_left = self.chunks[0].len() - self.head_pos;
+            if n >= front_left {
+                n -= front_left;
+                self.head_pos = 0;
+                let c = self.chunks.pop_front().expect("front chunk");
+                pool.give(c);
+            } else {
+                self.head_pos += n;
+                n = 0;
+            }
+        }
+    }
+
+    /// Drops all pending output (abort).
+    pub(crate) fn clear(&mut self, pool: &mut BufPool) {
+        for c in self.chunks.drain(..) {
+            pool.give(c);
+        }
+        self.head_pos = 0;
+        self.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A writer that takes at most `cap` bytes per call, then blocks.
+    struct Trickle {
+        out: Vec<u8>,
+        per_call: usize,
+        calls_left: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.calls_left == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.calls_left -= 1;
+            let n = buf.len().min(self.per_call);
+            self.out.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn bytes_come_out_in_order(writes in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40_000), 0..20), per_call in 1usize..100_000) {
+            let mut pool = BufPool::default();
+            let mut buf = WriteBuf::default();
+            let mut expected = Vec::new();
+            for (i, w) in writes.iter().enumerate() {
+                expected.extend_from_slice(w);
+                if i % 2 == 0 { buf.push(w, &mut pool) } else { buf.push_owned(w.clone(), &mut pool) }
+            }
+            prop_assert_eq!(buf.len(), expected.len());
+            let mut sink = Trickle { out: Vec::new(), per_call, calls_left: 3 };
+            loop {
+                let (_, blocked) = buf.flush_to(&mut sink, &mut pool).unwrap();
+                if !blocked { break; }
+                sink.calls_left = 3;
+            }
+            prop_assert!(buf.is_empty());
+            prop_assert_eq!(sink.out, expected);
+        }
+    }
+
+    #[test]
+    fn drained_buffer_returns_chunks_to_pool() {
+        let mut pool = BufPool::default();
+        let mut buf = WriteBuf::default();
+        buf.push(b"hello", &mut pool);
+        let mut sink = Vec::new();
+        buf.flush_to(&mut sink, &mut pool).unwrap();
+        assert_eq!(sink, b"hello");
+        assert_eq!(pool.free.len(), 1);
+        assert!(buf.chunks.is_empty());
+        buf.push(b"again", &mut pool);
+        assert_eq!(pool.free.len(), 0, "chunk reused");
+    }
+}
