@@ -1,0 +1,152 @@
+//! Line-based chat: every line a client sends reaches every other connected
+//! client, on every shard, through the bus. `/nick NAME` sets the sender's name.
+//!
+//! Each shard keeps the members it owns in a shard-local `Room` service; a
+//! line is broadcast to every shard, and each shard hands it to its own
+//! members as a typed message. Nothing is locked.
+//!
+//! ```text
+//! cargo run --release -p shardloop --example chat -- --shards 2 --port 7001
+//! ```
+
+use clap::Parser;
+use shardloop::{CloseReason, Conn, ConnId, Protocol, Server};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(about = "shardloop chat server")]
+struct Args {
+    /// Number of shards (default: number of cores).
+    #[arg(short, long)]
+    shards: Option<usize>,
+    /// Port to listen on (0 picks a free one; the address is printed).
+    #[arg(short, long, default_value_t = 7001)]
+    port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
+    /// Longest line accepted; a client that sends a longer one is disconnected.
+    #[arg(long, default_value_t = 4096)]
+    max_line: usize,
+}
+
+/// Members of the room that live on this shard.
+#[derive(Default)]
+struct Room {
+    members: HashSet<ConnId>,
+}
+
+/// A line to relay, and who sent it (not echoed back to the sender).
+struct Line {
+    from: ConnId,
+    text: Arc<[u8]>,
+}
+
+struct Chat {
+    name: String,
+    pending: Vec<u8>,
+    max_line: usize,
+}
+
+impl Chat {
+    fn handle_line(&mut self, conn: &mut Conn<'_, Self>, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(nick) = line.strip_prefix(b"/nick ") {
+            self.name = String::from_utf8_lossy(nick).trim().to_string();
+            return;
+        }
+        let mut text = Vec::with_capacity(self.name.len() + 2 + line.len() + 1);
+        text.extend_from_slice(self.name.as_bytes());
+        text.extend_from_slice(b": ");
+        text.extend_from_slice(line);
+        text.push(b'\n');
+        let text: Arc<[u8]> = text.into();
+        let from = conn.id();
+        conn.shard().broadcast(move |ctx| {
+            let members: Vec<ConnId> = ctx.service::<Room>().members.iter().copied().collect();
+            for to in members {
+                if to != from {
+                    ctx.send(
+                        to,
+                        Line {
+                            from,
+                            text: text.clone(),
+                        },
+                    );
+                }
+            }
+        });
+    }
+}
+
+impl Protocol for Chat {
+    type Message = Line;
+
+    fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
+        self.name = format!("user{}", conn.id());
+        let id = conn.id();
+        conn.shard().service::<Room>().members.insert(id);
+    }
+
+    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        let mut rest = data;
+        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+            let (head, tail) = rest.split_at(pos);
+            if self.pending.is_empty() {
+                self.handle_line(conn, head);
+            } else {
+                let mut line = std::mem::take(&mut self.pending);
+                line.extend_from_slice(head);
+                self.handle_line(conn, &line);
+            }
+            rest = &tail[1..];
+        }
+        if self.pending.len() + rest.len() > self.max_line {
+            conn.write(b"* line too long; bye\n");
+            conn.close();
+            return;
+        }
+        self.pending.extend_from_slice(rest);
+    }
+
+    fn message(&mut self, conn: &mut Conn<'_, Self>, msg: Line) {
+        debug_assert_ne!(msg.from, conn.id());
+        conn.write(&msg.text);
+    }
+
+    fn connection_lost(&mut self, conn: &mut Conn<'_, Self>, _reason: &CloseReason) {
+        let id = conn.id();
+        conn.shard().service::<Room>().members.remove(&id);
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let max_line = args.max_line;
+    let mut builder = Server::builder().listen((args.bind.as_str(), args.port), move |_shard| {
+        move |_peer| Chat {
+            name: String::new(),
+            pending: Vec::new(),
+            max_line,
+        }
+    });
+    if let Some(n) = args.shards {
+        builder = builder.shards(n);
+    }
+    let handle = builder.build()?.start()?;
+    println!(
+        "chat listening on {} with {} shards",
+        handle.local_addrs()[0],
+        handle.shards()
+    );
+    let stopper = handle.clone();
+    ctrlc::set_handler(move || stopper.stop())?;
+    handle.wait();
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! Helpers shared by the integration tests (real sockets on 127.0.0.1).
+#![allow(dead_code)]
+
+use shardloop::{Conn, Handle, Protocol, Server, ServerBuilder};
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+pub struct Echo;
+
+impl Protocol for Echo {
+    type Message = ();
+    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        conn.write(data);
+    }
+}
+
+/// Builder with test-friendly defaults: unpinned (tests share two cores).
+pub fn builder(shards: usize) -> ServerBuilder {
+    Server::builder().shards(shards).pin(false)
+}
+
+pub fn echo_server(shards: usize) -> (Handle, SocketAddr) {
+    init_tracing();
+    let h = builder(shards)
+        .listen("127.0.0.1:0", |_| |_| Echo)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let addr = h.local_addrs()[0];
+    (h, addr)
+}
+
+/// Polls `cond` until it holds; panics with `what` after a generous limit.
+/// Not a timing assertion: the limit only keeps a broken build from hanging.
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let limit = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < limit, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s
+}
+
+/// Reads until EOF (or a reset, which ends the stream too); returns the bytes.
+pub fn read_to_end_lossy(s: &mut TcpStream) -> (Vec<u8>, Option<std::io::ErrorKind>) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (out, None),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => return (out, Some(e.kind())),
+        }
+    }
+}
