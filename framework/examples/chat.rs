@@ -87,6 +87,9 @@ impl Protocol for Chat {
         self.name = format!("user{}", conn.id());
         let id = conn.id();
         conn.shard().service::<Room>().members.insert(id);
+        // Sent after joining: once a client reads it, it receives every
+        // line broadcast from then on.
+        conn.write(format!("* welcome {}\n", self.name).as_bytes());
     }
 
     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
