@@ -13,6 +13,8 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
+    /// Outbound connection waiting for the connect to finish.
+    Connecting,
     Open,
     /// `close()` was called: flush, then FIN.
     Closing,

@@ -4,6 +4,7 @@
 use crate::bus::{Envelope, Inboxes};
 use crate::conn::ConnCore;
 use crate::conn_id::ConnId;
+use crate::protocol::{ErasedProto, Protocol};
 use crate::server::Handle;
 use crate::settings::Settings;
 use crate::stats::LocalCounters;
@@ -11,6 +12,7 @@ use crate::timers::{RepeatFn, TimerHandle, TimerTask, Timers};
 use crate::write_buf::BufPool;
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,7 +49,15 @@ pub struct ShardCtx {
     pub(crate) now_ms: u64,
     pub(crate) stopping: bool,
     pub(crate) handle: Handle,
+    /// Outbound connections to start once the current callback returns.
+    pub(crate) pending_connects: Vec<PendingConnect>,
     services: HashMap<TypeId, Box<dyn Any>>,
+}
+
+pub(crate) struct PendingConnect {
+    pub(crate) addr: SocketAddr,
+    pub(crate) proto: Box<dyn ErasedProto>,
+    pub(crate) timeout: Option<Duration>,
 }
 
 impl ShardCtx {
@@ -71,6 +81,7 @@ impl ShardCtx {
             now_ms: 0,
             stopping: false,
             handle,
+            pending_connects: Vec::new(),
             services: HashMap::new(),
         }
     }
@@ -165,6 +176,46 @@ impl ShardCtx {
     /// Cancels a timer set on this shard; false if it already fired or was cancelled.
     pub fn cancel_timer(&mut self, handle: TimerHandle) -> bool {
         self.timers.cancel(handle)
+    }
+
+    /// Opens an outbound TCP connection from this shard, driven by `protocol`
+    /// on this shard (a protocol that needs a backend never blocks). The
+    /// connect starts when the current callback returns; on success the
+    /// protocol gets `connection_made`, on failure `connect_failed`.
+    ///
+    /// ```no_run
+    /// # use shardloop::{Conn, Protocol, ShardCtx};
+    /// struct Ping;
+    /// impl Protocol for Ping {
+    ///     type Message = ();
+    ///     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) { conn.write(b"PING\r\n"); }
+    ///     fn data_received(&mut self, conn: &mut Conn<'_, Self>, _: &[u8]) { conn.close(); }
+    /// }
+    /// fn ping(ctx: &mut ShardCtx) {
+    ///     ctx.connect_tcp("127.0.0.1:6379".parse().unwrap(), Ping);
+    /// }
+    /// ```
+    pub fn connect_tcp<P: Protocol>(&mut self, addr: SocketAddr, protocol: P) {
+        self.pending_connects.push(PendingConnect {
+            addr,
+            proto: Box::new(protocol),
+            timeout: None,
+        });
+    }
+
+    /// [`connect_tcp`](ShardCtx::connect_tcp) that fails with `TimedOut`
+    /// if the connection is not established within `timeout`.
+    pub fn connect_tcp_timeout<P: Protocol>(
+        &mut self,
+        addr: SocketAddr,
+        protocol: P,
+        timeout: Duration,
+    ) {
+        self.pending_connects.push(PendingConnect {
+            addr,
+            proto: Box::new(protocol),
+            timeout: Some(timeout),
+        });
     }
 
     /// A shard-local singleton of type `T`, created on first use: shard-owned

@@ -117,6 +117,13 @@ pub trait Protocol: Sized + 'static {
     /// Output drained to the low-water mark.
     fn resume_producing(&mut self, _conn: &mut Conn<'_, Self>) {}
 
+    /// An outbound connection made with [`ShardCtx::connect_tcp`] could not
+    /// be established (refused, unreachable, timed out). No other callback
+    /// runs for it. The default logs the error.
+    fn connect_failed(&mut self, _shard: &mut ShardCtx, error: &io::Error) {
+        tracing::debug!(%error, "outbound connection failed");
+    }
+
     /// The server is stopping gracefully. The default closes the connection
     /// after flushing; a protocol may instead finish its current work first
     /// (it is aborted at the stop deadline).
@@ -160,6 +167,7 @@ pub(crate) trait ErasedProto {
     fn pause_producing(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx);
     fn resume_producing(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx);
     fn server_stopping(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx);
+    fn connect_failed(&mut self, ctx: &mut ShardCtx, error: &io::Error);
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
@@ -198,6 +206,9 @@ impl<P: Protocol> ErasedProto for P {
     }
     fn server_stopping(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx) {
         Protocol::server_stopping(self, &mut Conn::new(core, ctx));
+    }
+    fn connect_failed(&mut self, ctx: &mut ShardCtx, error: &io::Error) {
+        Protocol::connect_failed(self, ctx, error);
     }
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self

@@ -19,7 +19,7 @@ use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use std::io::{self, Read};
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -142,6 +142,7 @@ impl Shard {
             self.run_local();
             self.fire_timers();
             self.run_local();
+            self.start_connects();
             self.flush_dirty();
             self.publish();
 
@@ -166,6 +167,7 @@ impl Shard {
             || !self.ctx.read_again.is_empty()
             || !self.ctx.local.is_empty()
             || !self.ctx.dirty.is_empty()
+            || !self.ctx.pending_connects.is_empty()
         {
             return Some(Duration::ZERO);
         }
@@ -208,6 +210,14 @@ impl Shard {
             let Some(c) = self.conns.get_mut(slot) else {
                 continue;
             };
+            if c.core.phase == Phase::Connecting {
+                self.finish_connect(slot);
+                match self.conns.get(slot) {
+                    Some(c) if c.core.phase != Phase::Connecting => {}
+                    _ => continue,
+                }
+            }
+            let c = &mut self.conns[slot];
             if r.writable && c.core.write_blocked {
                 c.core.write_blocked = false;
                 self.ctx.mark_dirty(&mut c.core);
@@ -258,7 +268,7 @@ impl Shard {
             let c = &mut self.conns[slot];
             match c.core.phase {
                 Phase::Lingering => return self.drain_lingering(slot),
-                Phase::Closing => return,
+                Phase::Closing | Phase::Connecting => return,
                 Phase::Open => {}
             }
             if c.core.read_paused || c.core.peer_eof || c.proto.is_none() {
@@ -528,6 +538,112 @@ impl Shard {
         self.after_callback(slot);
     }
 
+    // ---- outbound connections ----------------------------------------------
+
+    fn start_connects(&mut self) {
+        if self.ctx.pending_connects.is_empty() {
+            return;
+        }
+        for pc in std::mem::take(&mut self.ctx.pending_connects) {
+            let mut proto = pc.proto;
+            let mut stream = match mio::net::TcpStream::connect(pc.addr) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.ctx.counters.connect_failures += 1;
+                    let ctx = &mut self.ctx;
+                    if catch_unwind(AssertUnwindSafe(|| proto.connect_failed(ctx, &e))).is_err() {
+                        self.ctx.counters.callback_panics += 1;
+                    }
+                    continue;
+                }
+            };
+            let entry = self.conns.vacant_entry();
+            let slot = entry.key();
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                Token(slot),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                self.ctx.counters.connect_failures += 1;
+                let ctx = &mut self.ctx;
+                if catch_unwind(AssertUnwindSafe(|| proto.connect_failed(ctx, &e))).is_err() {
+                    self.ctx.counters.callback_panics += 1;
+                }
+                continue;
+            }
+            let local = stream
+                .local_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let id = ConnId::new(self.ctx.index as u16, slot as u32, self.next_generation);
+            self.next_generation = self.next_generation.wrapping_add(1);
+            let core = ConnCore::new(
+                id,
+                stream,
+                pc.addr,
+                local,
+                Phase::Connecting,
+                self.ctx.now_ms,
+            );
+            entry.insert(Connection {
+                core,
+                proto: Some(proto),
+            });
+            self.inner.open_total.fetch_add(1, Ordering::Relaxed);
+            if let Some(t) = pc.timeout {
+                self.ctx.timers.once(t, TimerTask::ConnectTimeout(id));
+            }
+        }
+    }
+
+    /// The poller reported progress on a connecting socket: connected or failed?
+    fn finish_connect(&mut self, slot: usize) {
+        let c = &mut self.conns[slot];
+        let failed = match c.core.stream.take_error() {
+            Ok(Some(e)) | Err(e) => Some(e),
+            Ok(None) => match c.core.stream.peer_addr() {
+                Ok(_) => None,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => Some(e),
+            },
+        };
+        if let Some(e) = failed {
+            return self.fail_connect(slot, e);
+        }
+        c.core.phase = Phase::Open;
+        if let Ok(local) = c.core.stream.local_addr() {
+            c.core.local = local;
+        }
+        if self.nodelay {
+            let _ = c.core.stream.set_nodelay(true);
+        }
+        c.core.idle_ms = self
+            .ctx
+            .settings
+            .idle_timeout
+            .map(|t| (t.as_millis() as u64).max(1));
+        c.core.last_read_ms = self.ctx.now_ms;
+        self.ctx.counters.connections_accepted += 1;
+        self.ctx.arm_idle(&mut c.core);
+        invoke(c, &mut self.ctx, |p, core, ctx| {
+            p.connection_made(core, ctx)
+        });
+        self.after_callback(slot);
+    }
+
+    fn fail_connect(&mut self, slot: usize, error: io::Error) {
+        let mut c = self.conns.remove(slot);
+        let _ = self.poll.registry().deregister(&mut c.core.stream);
+        self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
+        self.ctx.counters.connect_failures += 1;
+        if let Some(mut proto) = c.proto.take() {
+            let ctx = &mut self.ctx;
+            if catch_unwind(AssertUnwindSafe(|| proto.connect_failed(ctx, &error))).is_err() {
+                self.ctx.counters.callback_panics += 1;
+                tracing::error!("connect_failed panicked");
+            }
+        }
+    }
+
     // ---- bus -------------------------------------------------------------------
 
     fn drain_inbox(&mut self) {
@@ -698,6 +814,14 @@ impl Shard {
                     self.release(conn.slot(), false);
                 }
             }
+            TimerTask::ConnectTimeout(conn) => {
+                if self.live(conn) && self.conns[conn.slot()].core.phase == Phase::Connecting {
+                    self.fail_connect(
+                        conn.slot(),
+                        io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
+                    );
+                }
+            }
             TimerTask::StopDeadline => {
                 let slots: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
                 if !slots.is_empty() {
@@ -708,8 +832,14 @@ impl Shard {
                     );
                 }
                 for slot in slots {
-                    let lingering = self.conns[slot].core.phase == Phase::Lingering;
-                    self.finish(slot, CloseReason::ServerStopped, !lingering);
+                    match self.conns[slot].core.phase {
+                        Phase::Connecting => self.fail_connect(
+                            slot,
+                            io::Error::new(io::ErrorKind::Interrupted, "server stopped"),
+                        ),
+                        Phase::Lingering => self.release(slot, false),
+                        _ => self.finish(slot, CloseReason::ServerStopped, true),
+                    }
                 }
             }
         }

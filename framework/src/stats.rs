@@ -81,6 +81,8 @@ counters! {
     producer_pauses,
     /// Connections closed by their idle timeout.
     idle_timeouts,
+    /// Outbound connections that could not be established.
+    connect_failures,
 }
 
 impl ShardStats {

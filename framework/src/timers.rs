@@ -32,6 +32,7 @@ pub(crate) enum TimerTask {
     Repeat { key: usize, generation: u64 },
     Idle(ConnId),
     Linger(ConnId),
+    ConnectTimeout(ConnId),
     StopDeadline,
 }
 

@@ -1,0 +1,163 @@
+//! Outbound connections from a shard (`ShardCtx::connect_tcp`).
+mod common;
+
+use common::*;
+use shardloop::{CloseReason, Conn, Protocol, Server, ShardCtx};
+use std::sync::mpsc::{channel, Sender};
+use std::time::Duration;
+
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Echoed(Vec<u8>),
+    Failed(std::io::ErrorKind),
+    Lost(CloseReason),
+}
+
+struct Client {
+    tx: Sender<Outcome>,
+    got: Vec<u8>,
+}
+
+impl Protocol for Client {
+    type Message = ();
+    fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
+        conn.write(b"hello backend");
+    }
+    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        self.got.extend_from_slice(data);
+        if self.got.len() == 13 {
+            self.tx.send(Outcome::Echoed(self.got.clone())).unwrap();
+            conn.close();
+        }
+    }
+    fn connection_lost(&mut self, _conn: &mut Conn<'_, Self>, reason: &CloseReason) {
+        self.tx.send(Outcome::Lost(reason.clone())).unwrap();
+    }
+    fn connect_failed(&mut self, _shard: &mut ShardCtx, error: &std::io::Error) {
+        self.tx.send(Outcome::Failed(error.kind())).unwrap();
+    }
+}
+
+fn client_only(shards: usize) -> shardloop::Handle {
+    init_tracing();
+    Server::builder()
+        .shards(shards)
+        .pin(false)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap()
+}
+
+#[test]
+fn connect_tcp_round_trip_from_every_shard() {
+    let (server, addr) = echo_server(1);
+    let clients = client_only(2);
+    let (tx, rx) = channel();
+    for shard in 0..2 {
+        let tx = tx.clone();
+        clients
+            .submit_to(shard, move |ctx| {
+                ctx.connect_tcp(
+                    addr,
+                    Client {
+                        tx,
+                        got: Vec::new(),
+                    },
+                )
+            })
+            .unwrap();
+    }
+    let mut outcomes: Vec<_> = (0..4)
+        .map(|_| rx.recv_timeout(Duration::from_secs(30)).unwrap())
+        .collect();
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(
+        outcomes,
+        vec![
+            Outcome::Echoed(b"hello backend".to_vec()),
+            Outcome::Echoed(b"hello backend".to_vec()),
+            Outcome::Lost(CloseReason::Done),
+            Outcome::Lost(CloseReason::Done),
+        ]
+    );
+    let stats = clients.stats();
+    assert!(stats.shards.iter().all(|s| s.connections_accepted == 1));
+    clients.shutdown();
+    server.shutdown();
+}
+
+#[test]
+fn connect_to_closed_port_reports_refused() {
+    // Bind then drop to find a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let clients = client_only(1);
+    let (tx, rx) = channel();
+    clients
+        .submit_to(0, move |ctx| {
+            ctx.connect_tcp(
+                port,
+                Client {
+                    tx,
+                    got: Vec::new(),
+                },
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(30)).unwrap(),
+        Outcome::Failed(std::io::ErrorKind::ConnectionRefused)
+    );
+    wait_for("failure counted", || {
+        clients.stats().total().connect_failures == 1
+    });
+    assert_eq!(clients.stats().total().connections_open, 0);
+    clients.shutdown();
+}
+
+#[test]
+fn connect_timeout_fires_when_handshake_never_completes() {
+    // A listener that never accepts, with its backlog full: Linux drops
+    // further SYNs, so a new connect stays pending.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    sock.listen(0).unwrap();
+    let addr = sock.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(&addr.into());
+        fillers.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let clients = client_only(1);
+    let (tx, rx) = channel();
+    clients
+        .submit_to(0, move |ctx| {
+            ctx.connect_tcp_timeout(
+                addr,
+                Client {
+                    tx,
+                    got: Vec::new(),
+                },
+                Duration::from_millis(300),
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(30)).unwrap(),
+        Outcome::Failed(std::io::ErrorKind::TimedOut)
+    );
+    clients.shutdown();
+    drop(sock);
+}
