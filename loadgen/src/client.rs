@@ -1,0 +1,295 @@
+//! The protocol each load connection runs: sends requests on the closed- or
+//! open-loop schedule, matches responses in order, records latency.
+
+use crate::codec::{Codec, Decoded};
+use crate::config::Mode;
+use crate::recorder::{ErrorKind, Recorder};
+use shardloop::{CloseReason, Conn, Protocol, ShardCtx, TimerHandle};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// State shared by every connection of a run.
+pub(crate) struct RunShared {
+    pub(crate) codec: Codec,
+    pub(crate) mode: Mode,
+    pub(crate) target: std::net::SocketAddr,
+    /// Requests intended at or after this count.
+    pub(crate) measure_from: Instant,
+    /// No request is sent after this.
+    pub(crate) end: Instant,
+    pub(crate) timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    /// Open loop: time between two requests of one connection.
+    pub(crate) interval: Option<Duration>,
+    pub(crate) connected: AtomicUsize,
+    pub(crate) connect_failed: AtomicUsize,
+    /// Connections still running (not finished draining).
+    pub(crate) active: AtomicUsize,
+    pub(crate) replaced: AtomicU64,
+    /// The first connect error, for a clear message when none connects.
+    pub(crate) first_connect_error: std::sync::OnceLock<String>,
+}
+
+struct InFlight {
+    seq: u64,
+    intended: Instant,
+    sent: Instant,
+    counted: bool,
+}
+
+pub(crate) struct LoadConn {
+    shared: Arc<RunShared>,
+    inbuf: Vec<u8>,
+    in_flight: VecDeque<InFlight>,
+    next_seq: u64,
+    /// Open loop: when the next request is due.
+    next_intended: Instant,
+    send_timer: Option<TimerHandle>,
+    /// Why we are closing the connection ourselves, if we are.
+    failing: Option<ErrorKind>,
+    finished: bool,
+    scratch: Vec<u8>,
+}
+
+impl LoadConn {
+    /// `first_due` staggers open-loop connections over one interval.
+    pub(crate) fn new(shared: Arc<RunShared>, first_due: Instant) -> Self {
+        LoadConn {
+            shared,
+            inbuf: Vec::new(),
+            in_flight: VecDeque::new(),
+            next_seq: 0,
+            next_intended: first_due,
+            send_timer: None,
+            failing: None,
+            finished: false,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Starts a connection on this shard (and counts it active).
+    pub(crate) fn start(ctx: &mut ShardCtx, shared: Arc<RunShared>, first_due: Instant) {
+        shared.active.fetch_add(1, Ordering::AcqRel);
+        let target = shared.target;
+        let timeout = shared.connect_timeout;
+        ctx.connect_tcp_timeout(target, LoadConn::new(shared, first_due), timeout);
+    }
+
+    fn max_in_flight(&self) -> usize {
+        match self.shared.mode {
+            Mode::Closed { pipeline } => pipeline,
+            Mode::Open { max_in_flight, .. } => max_in_flight,
+        }
+    }
+
+    fn send(&mut self, conn: &mut Conn<'_, Self>, intended: Instant, now: Instant) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.scratch.clear();
+        self.shared.codec.encode(seq, &mut self.scratch);
+        conn.write(&self.scratch);
+        let counted = intended >= self.shared.measure_from;
+        let bytes = self.scratch.len() as u64;
+        let lag = now.saturating_duration_since(intended).as_micros() as u64;
+        let open = matches!(self.shared.mode, Mode::Open { .. });
+        conn.shard().service::<Recorder>().with(|s| {
+            if counted {
+                s.sent += 1;
+                s.bytes_out += bytes;
+                if open {
+                    s.send_lag.saturating_record(lag.max(1));
+                }
+            }
+        });
+        self.in_flight.push_back(InFlight {
+            seq,
+            intended,
+            sent: now,
+            counted,
+        });
+    }
+
+    /// Sends whatever the schedule allows now; arms the send timer for later.
+    fn pump(&mut self, conn: &mut Conn<'_, Self>) {
+        if self.finished || conn.is_closing() {
+            return;
+        }
+        let now = Instant::now();
+        if now >= self.shared.end {
+            self.finish(conn);
+            return;
+        }
+        let cap = self.max_in_flight();
+        match self.shared.interval {
+            None => {
+                while self.in_flight.len() < cap {
+                    self.send(conn, now, now);
+                }
+            }
+            Some(interval) => {
+                while self.in_flight.len() < cap && self.next_intended <= now {
+                    let intended = self.next_intended;
+                    self.next_intended += interval;
+                    self.send(conn, intended, now);
+                }
+                if self.in_flight.len() < cap && self.send_timer.is_none() {
+                    let wait = self.next_intended.saturating_duration_since(now);
+                    self.send_timer = Some(conn.call_later(wait, |p: &mut LoadConn, conn| {
+                        p.send_timer = None;
+                        p.pump(conn);
+                    }));
+                }
+            }
+        }
+    }
+
+    /// The run is over for this connection: stop sending, close once drained.
+    fn finish(&mut self, conn: &mut Conn<'_, Self>) {
+        self.finished = true;
+        if let Some(t) = self.send_timer.take() {
+            conn.cancel_timer(t);
+        }
+        if self.in_flight.is_empty() {
+            conn.close();
+        }
+    }
+
+    fn fail(&mut self, conn: &mut Conn<'_, Self>, kind: ErrorKind) {
+        self.failing = Some(kind);
+        conn.abort();
+    }
+}
+
+impl Protocol for LoadConn {
+    type Message = ();
+
+    fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
+        self.shared.connected.fetch_add(1, Ordering::Relaxed);
+        // Request timeouts: checked often enough to catch them within a quarter.
+        let every = (self.shared.timeout / 4).max(Duration::from_millis(5));
+        conn.call_every(every, |p: &mut LoadConn, conn| {
+            if let Some(oldest) = p.in_flight.front() {
+                if oldest.sent.elapsed() > p.shared.timeout {
+                    p.fail(conn, ErrorKind::Timeout);
+                }
+            }
+        });
+        self.pump(conn);
+    }
+
+    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        let now = conn.shard().now();
+        let owned;
+        let mut buf: &[u8] = if self.inbuf.is_empty() {
+            data
+        } else {
+            self.inbuf.extend_from_slice(data);
+            owned = std::mem::take(&mut self.inbuf);
+            &owned[..]
+        };
+        let mut fatal = false;
+        while !buf.is_empty() {
+            let Some(head) = self.in_flight.front() else {
+                // Bytes nobody asked for.
+                fatal = true;
+                break;
+            };
+            match self.shared.codec.decode(buf, head.seq) {
+                Decoded::Incomplete => break,
+                Decoded::Fatal => {
+                    fatal = true;
+                    break;
+                }
+                Decoded::Done { consumed, result } => {
+                    let r = self.in_flight.pop_front().expect("head exists");
+                    buf = &buf[consumed..];
+                    if r.counted {
+                        let latency = now.saturating_duration_since(r.intended).as_micros() as u64;
+                        let service = now.saturating_duration_since(r.sent).as_micros() as u64;
+                        let n = consumed as u64;
+                        conn.shard().service::<Recorder>().with(|s| {
+                            s.bytes_in += n;
+                            match result {
+                                Ok(()) => {
+                                    s.ok += 1;
+                                    s.record_latency(latency, service);
+                                }
+                                Err(kind) => s.errors.add(kind, 1),
+                            }
+                        });
+                    }
+                }
+            }
+        }
+        if fatal {
+            // Framing is lost: the oldest outstanding request gets the blame,
+            // the rest are lost with the connection.
+            if let Some(r) = self.in_flight.pop_front() {
+                if r.counted {
+                    conn.shard()
+                        .service::<Recorder>()
+                        .with(|s| s.errors.add(ErrorKind::Protocol, 1));
+                }
+            }
+            self.fail(conn, ErrorKind::Read);
+            return;
+        }
+        if !buf.is_empty() {
+            self.inbuf.extend_from_slice(buf);
+        }
+        if self.finished {
+            if self.in_flight.is_empty() {
+                conn.close();
+            }
+        } else {
+            self.pump(conn);
+        }
+    }
+
+    fn eof_received(&mut self, conn: &mut Conn<'_, Self>) {
+        if !self.in_flight.is_empty() {
+            self.failing.get_or_insert(ErrorKind::Read);
+        }
+        conn.close();
+    }
+
+    fn connection_lost(&mut self, conn: &mut Conn<'_, Self>, reason: &CloseReason) {
+        let kind = self.failing.unwrap_or(match reason {
+            CloseReason::Io {
+                kind: std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::WriteZero,
+                ..
+            } => ErrorKind::Write,
+            _ => ErrorKind::Read,
+        });
+        let lost = self.in_flight.iter().filter(|r| r.counted).count() as u64;
+        if lost > 0 {
+            conn.shard()
+                .service::<Recorder>()
+                .with(|s| s.errors.add(kind, lost));
+        }
+        self.in_flight.clear();
+        let run_over = self.finished || Instant::now() >= self.shared.end;
+        if run_over {
+            self.shared.active.fetch_sub(1, Ordering::AcqRel);
+        } else {
+            // Keep the configured number of connections: replace this one.
+            self.shared.replaced.fetch_add(1, Ordering::Relaxed);
+            let shared = self.shared.clone();
+            let due = self.next_intended;
+            let ctx = conn.shard();
+            shared.active.fetch_sub(1, Ordering::AcqRel);
+            LoadConn::start(ctx, shared, due);
+        }
+    }
+
+    fn connect_failed(&mut self, ctx: &mut ShardCtx, error: &std::io::Error) {
+        tracing::debug!(%error, "load connection failed to connect");
+        let _ = self.shared.first_connect_error.set(error.to_string());
+        self.shared.connect_failed.fetch_add(1, Ordering::Relaxed);
+        ctx.service::<Recorder>()
+            .with(|s| s.errors.add(ErrorKind::Connect, 1));
+        self.shared.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}

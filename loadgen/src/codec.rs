@@ -1,0 +1,446 @@
+//! Per-connection request encoding and response validation for each workload.
+
+use crate::config::{ResponseFrame, Workload};
+use crate::recorder::ErrorKind;
+
+/// Longest response the parsers buffer before calling it malformed.
+pub(crate) const MAX_RESPONSE: usize = 64 * 1024 * 1024;
+
+/// Result of looking for one response at the front of the input.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Decoded {
+    /// Need more bytes.
+    Incomplete,
+    /// One response of `consumed` bytes; `Err` if it was wrong but framing
+    /// is intact (the connection can go on).
+    Done {
+        consumed: usize,
+        result: Result<(), ErrorKind>,
+    },
+    /// Malformed beyond recovery: the connection must be dropped.
+    Fatal,
+}
+
+pub(crate) struct Codec {
+    workload: Workload,
+    /// The request bytes for RESP/HTTP/custom, prebuilt.
+    fixed: Vec<Vec<u8>>,
+}
+
+/// Byte `i` of the echo/line message for request `seq`: varies with both, so
+/// a swapped, shifted or corrupted response never matches by accident.
+fn pattern(seq: u64, i: usize) -> u8 {
+    let x =
+        seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    // Printable, never a newline.
+    b'!' + ((x >> 29) % 90) as u8
+}
+
+impl Codec {
+    pub(crate) fn new(workload: &Workload) -> Self {
+        let fixed = match workload {
+            Workload::Http {
+                path,
+                host,
+                headers,
+            } => {
+                let mut r = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n");
+                for (k, v) in headers {
+                    r.push_str(&format!("{k}: {v}\r\n"));
+                }
+                r.push_str("\r\n");
+                vec![r.into_bytes()]
+            }
+            Workload::Resp { commands } => commands
+                .iter()
+                .map(|args| {
+                    let mut r = format!("*{}\r\n", args.len()).into_bytes();
+                    for a in args {
+                        r.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+                        r.extend_from_slice(a.as_bytes());
+                        r.extend_from_slice(b"\r\n");
+                    }
+                    r
+                })
+                .collect(),
+            Workload::Custom { payload, .. } => vec![payload.clone()],
+            Workload::Echo { .. } | Workload::Line { .. } => Vec::new(),
+        };
+        Codec {
+            workload: workload.clone(),
+            fixed,
+        }
+    }
+
+    /// Appends request `seq` to `out`.
+    pub(crate) fn encode(&self, seq: u64, out: &mut Vec<u8>) {
+        match &self.workload {
+            Workload::Echo { size } => out.extend((0..*size).map(|i| pattern(seq, i))),
+            Workload::Line { size } => {
+                out.extend((0..size - 1).map(|i| pattern(seq, i)));
+                out.push(b'\n');
+            }
+            _ => out.extend_from_slice(&self.fixed[(seq as usize) % self.fixed.len()]),
+        }
+    }
+
+    /// Looks for the response to request `seq` at the start of `buf`.
+    pub(crate) fn decode(&self, buf: &[u8], seq: u64) -> Decoded {
+        match &self.workload {
+            Workload::Echo { size } => {
+                if buf.len() < *size {
+                    return Decoded::Incomplete;
+                }
+                let ok = buf[..*size]
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &b)| b == pattern(seq, i));
+                Decoded::Done {
+                    consumed: *size,
+                    result: if ok { Ok(()) } else { Err(ErrorKind::Protocol) },
+                }
+            }
+            Workload::Line { size } => match buf.iter().position(|&b| b == b'\n') {
+                None if buf.len() > MAX_RESPONSE => Decoded::Fatal,
+                None => Decoded::Incomplete,
+                Some(end) => {
+                    let line = &buf[..end];
+                    let ok = line.len() == size - 1
+                        && line.iter().enumerate().all(|(i, &b)| b == pattern(seq, i));
+                    Decoded::Done {
+                        consumed: end + 1,
+                        result: if ok { Ok(()) } else { Err(ErrorKind::Protocol) },
+                    }
+                }
+            },
+            Workload::Http { .. } => decode_http(buf),
+            Workload::Resp { .. } => match resp_value(buf, 0) {
+                Ok(Some((consumed, is_error))) => Decoded::Done {
+                    consumed,
+                    result: if is_error {
+                        Err(ErrorKind::Status)
+                    } else {
+                        Ok(())
+                    },
+                },
+                Ok(None) if buf.len() > MAX_RESPONSE => Decoded::Fatal,
+                Ok(None) => Decoded::Incomplete,
+                Err(()) => Decoded::Fatal,
+            },
+            Workload::Custom { response, .. } => match response {
+                ResponseFrame::Length(n) => {
+                    if buf.len() >= *n {
+                        Decoded::Done {
+                            consumed: *n,
+                            result: Ok(()),
+                        }
+                    } else {
+                        Decoded::Incomplete
+                    }
+                }
+                ResponseFrame::Delimiter(d) => match find(buf, d) {
+                    Some(at) => Decoded::Done {
+                        consumed: at + d.len(),
+                        result: Ok(()),
+                    },
+                    None if buf.len() > MAX_RESPONSE => Decoded::Fatal,
+                    None => Decoded::Incomplete,
+                },
+            },
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn decode_http(buf: &[u8]) -> Decoded {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut headers);
+    let head_len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE => return Decoded::Fatal,
+        Ok(httparse::Status::Partial) => return Decoded::Incomplete,
+        Err(_) => return Decoded::Fatal,
+    };
+    let status = resp.code.unwrap_or(0);
+    let mut content_length: Option<usize> = None;
+    let mut chunked = false;
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            match std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+            {
+                Some(n) => content_length = Some(n),
+                None => return Decoded::Fatal,
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = std::str::from_utf8(h.value)
+                .map(|v| v.to_ascii_lowercase().contains("chunked"))
+                .unwrap_or(false);
+        }
+    }
+    let body = &buf[head_len..];
+    let body_len = if chunked {
+        match chunked_len(body) {
+            Ok(Some(n)) => n,
+            Ok(None) => return Decoded::Incomplete,
+            Err(()) => return Decoded::Fatal,
+        }
+    } else if let Some(n) = content_length {
+        if n > MAX_RESPONSE {
+            return Decoded::Fatal;
+        }
+        if body.len() < n {
+            return Decoded::Incomplete;
+        }
+        n
+    } else if status == 204 || status == 304 || (100..200).contains(&status) {
+        0
+    } else {
+        // Keep-alive needs framing; a response delimited by close is not
+        // something a load test can pipeline.
+        return Decoded::Fatal;
+    };
+    Decoded::Done {
+        consumed: head_len + body_len,
+        result: if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(ErrorKind::Status)
+        },
+    }
+}
+
+/// Length of a complete chunked body (trailers included), if all there.
+fn chunked_len(body: &[u8]) -> Result<Option<usize>, ()> {
+    let mut pos = 0;
+    loop {
+        let Some(eol) = find(&body[pos..], b"\r\n") else {
+            return if body.len() - pos > 1024 {
+                Err(())
+            } else {
+                Ok(None)
+            };
+        };
+        let line = std::str::from_utf8(&body[pos..pos + eol]).map_err(|_| ())?;
+        let size_hex = line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_hex, 16).map_err(|_| ())?;
+        if size > MAX_RESPONSE {
+            return Err(());
+        }
+        pos += eol + 2;
+        if size == 0 {
+            // Trailers end with an empty line.
+            loop {
+                let Some(eol) = find(&body[pos..], b"\r\n") else {
+                    return Ok(None);
+                };
+                pos += eol + 2;
+                if eol == 0 {
+                    return Ok(Some(pos));
+                }
+            }
+        }
+        if body.len() < pos + size + 2 {
+            return Ok(None);
+        }
+        if &body[pos + size..pos + size + 2] != b"\r\n" {
+            return Err(());
+        }
+        pos += size + 2;
+    }
+}
+
+/// Parses one RESP value; returns (length, is_error_reply), `None` if incomplete.
+fn resp_value(buf: &[u8], depth: usize) -> Result<Option<(usize, bool)>, ()> {
+    if depth > 32 {
+        return Err(());
+    }
+    let Some(&kind) = buf.first() else {
+        return Ok(None);
+    };
+    let Some(eol) = find(buf, b"\r\n") else {
+        return if buf.len() > 64 * 1024 {
+            Err(())
+        } else {
+            Ok(None)
+        };
+    };
+    let line = &buf[1..eol];
+    let num = || -> Result<i64, ()> {
+        std::str::from_utf8(line)
+            .map_err(|_| ())?
+            .parse::<i64>()
+            .map_err(|_| ())
+    };
+    match kind {
+        b'+' => Ok(Some((eol + 2, false))),
+        b'-' => Ok(Some((eol + 2, true))),
+        b':' => num().map(|_| Some((eol + 2, false))),
+        b'$' => {
+            let n = num()?;
+            if n < 0 {
+                return Ok(Some((eol + 2, false)));
+            }
+            let n = n as usize;
+            if n > MAX_RESPONSE {
+                return Err(());
+            }
+            let end = eol + 2 + n + 2;
+            if buf.len() < end {
+                return Ok(None);
+            }
+            if &buf[end - 2..end] != b"\r\n" {
+                return Err(());
+            }
+            Ok(Some((end, false)))
+        }
+        b'*' => {
+            let n = num()?;
+            let mut pos = eol + 2;
+            let mut err = false;
+            for _ in 0..n.max(0) {
+                match resp_value(&buf[pos..], depth + 1)? {
+                    Some((len, e)) => {
+                        pos += len;
+                        err |= e;
+                    }
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some((pos, err)))
+        }
+        _ => Err(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(consumed: usize) -> Decoded {
+        Decoded::Done {
+            consumed,
+            result: Ok(()),
+        }
+    }
+
+    #[test]
+    fn echo_validates_every_byte_and_sequence() {
+        let c = Codec::new(&Workload::Echo { size: 16 });
+        let mut r = Vec::new();
+        c.encode(7, &mut r);
+        assert_eq!(c.decode(&r[..10], 7), Decoded::Incomplete);
+        assert_eq!(c.decode(&r, 7), done(16));
+        let mut bad = r.clone();
+        bad[5] ^= 1;
+        assert_eq!(
+            c.decode(&bad, 7),
+            Decoded::Done {
+                consumed: 16,
+                result: Err(ErrorKind::Protocol)
+            }
+        );
+        assert!(
+            matches!(c.decode(&r, 8), Decoded::Done { result: Err(_), .. }),
+            "other request's bytes"
+        );
+    }
+
+    #[test]
+    fn line_frames_by_newline() {
+        let c = Codec::new(&Workload::Line { size: 8 });
+        let mut r = Vec::new();
+        c.encode(1, &mut r);
+        assert_eq!(r.len(), 8);
+        assert_eq!(*r.last().unwrap(), b'\n');
+        assert_eq!(c.decode(&r[..7], 1), Decoded::Incomplete);
+        assert_eq!(c.decode(&r, 1), done(8));
+        assert!(matches!(
+            c.decode(b"short\n", 1),
+            Decoded::Done {
+                consumed: 6,
+                result: Err(ErrorKind::Protocol)
+            }
+        ));
+    }
+
+    #[test]
+    fn http_content_length_chunked_and_status() {
+        let c = Codec::new(&Workload::Http {
+            path: "/".into(),
+            host: "h".into(),
+            headers: vec![],
+        });
+        let mut req = Vec::new();
+        c.encode(0, &mut req);
+        assert_eq!(req, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        assert_eq!(c.decode(ok, 0), done(ok.len()));
+        assert_eq!(c.decode(&ok[..ok.len() - 1], 0), Decoded::Incomplete);
+        let chunked =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nNEXT";
+        assert_eq!(c.decode(chunked, 0), done(chunked.len() - 4));
+        assert_eq!(
+            c.decode(&chunked[..chunked.len() - 6], 0),
+            Decoded::Incomplete
+        );
+        let nf = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            c.decode(nf, 0),
+            Decoded::Done {
+                consumed: nf.len(),
+                result: Err(ErrorKind::Status)
+            }
+        );
+        assert_eq!(c.decode(b"garbage\r\n\r\n", 0), Decoded::Fatal);
+    }
+
+    #[test]
+    fn resp_encodes_commands_in_turn_and_parses_replies() {
+        let c = Codec::new(&Workload::Resp {
+            commands: vec![
+                vec!["SET".into(), "k".into(), "v".into()],
+                vec!["GET".into(), "k".into()],
+            ],
+        });
+        let mut r = Vec::new();
+        c.encode(0, &mut r);
+        assert_eq!(r, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n");
+        r.clear();
+        c.encode(1, &mut r);
+        assert_eq!(r, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+        assert_eq!(c.decode(b"+OK\r\n", 0), done(5));
+        assert_eq!(c.decode(b"$1\r\nv\r\n", 0), done(7));
+        assert_eq!(c.decode(b"$-1\r\n", 0), done(5));
+        assert_eq!(c.decode(b"$3\r\nab", 0), Decoded::Incomplete);
+        assert_eq!(c.decode(b"*2\r\n:1\r\n$1\r\nx\r\n", 0), done(15));
+        assert!(matches!(
+            c.decode(b"-ERR no\r\n", 0),
+            Decoded::Done {
+                result: Err(ErrorKind::Status),
+                ..
+            }
+        ));
+        assert_eq!(c.decode(b"?what\r\n", 0), Decoded::Fatal);
+    }
+
+    #[test]
+    fn custom_delimiter_and_length() {
+        let c = Codec::new(&Workload::Custom {
+            payload: b"hi".to_vec(),
+            response: ResponseFrame::Delimiter(b"\r\n".to_vec()),
+        });
+        assert_eq!(c.decode(b"abc\r\nxyz", 0), done(5));
+        assert_eq!(c.decode(b"abc\r", 0), Decoded::Incomplete);
+        let c = Codec::new(&Workload::Custom {
+            payload: b"hi".to_vec(),
+            response: ResponseFrame::Length(3),
+        });
+        assert_eq!(c.decode(b"ab", 0), Decoded::Incomplete);
+        assert_eq!(c.decode(b"abcd", 0), done(3));
+    }
+}

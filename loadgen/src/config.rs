@@ -1,0 +1,199 @@
+//! What a load run does: target, concurrency, loop mode, workload.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How requests are issued.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// Each connection keeps `pipeline` requests in flight and sends the next
+    /// as soon as a response arrives (wrk's model). Latency is service time.
+    Closed {
+        /// Requests in flight per connection.
+        pipeline: usize,
+    },
+    /// `rate` requests per second in total, on a fixed schedule spread over
+    /// the connections (wrk2's model). Latency is measured from each
+    /// request's *intended* send time, so a server stall is charged to every
+    /// request it delayed (coordinated-omission correction); the uncorrected
+    /// service time is recorded beside it.
+    Open {
+        /// Requests per second, all connections together.
+        rate: f64,
+        /// Requests in flight per connection at most (1 = wrk2).
+        max_in_flight: usize,
+    },
+}
+
+/// How a custom workload's responses are framed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseFrame {
+    /// A response ends with these bytes.
+    Delimiter(Vec<u8>),
+    /// Every response is exactly this long.
+    Length(usize),
+}
+
+/// What is sent and what counts as a correct answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Workload {
+    /// `size`-byte messages; the response must be the same bytes.
+    Echo {
+        /// Message size in bytes.
+        size: usize,
+    },
+    /// Newline-terminated lines of `size` bytes (newline included); the
+    /// response must be the same line.
+    Line {
+        /// Line length in bytes, newline included.
+        size: usize,
+    },
+    /// HTTP/1.1 GET with keep-alive; responses framed by Content-Length or
+    /// chunked encoding; a non-2xx status counts as an error.
+    Http {
+        /// Request path.
+        path: String,
+        /// Host header value.
+        host: String,
+        /// Extra headers.
+        headers: Vec<(String, String)>,
+    },
+    /// Redis protocol: the commands are sent in turn (e.g. `PING`,
+    /// `SET k v`, `GET k`); an error reply counts as an error.
+    Resp {
+        /// Commands, each a list of arguments.
+        commands: Vec<Vec<String>>,
+    },
+    /// A fixed payload; responses framed by a delimiter or a fixed length.
+    Custom {
+        /// Bytes sent per request.
+        payload: Vec<u8>,
+        /// How responses end.
+        response: ResponseFrame,
+    },
+}
+
+impl Workload {
+    /// Short name used in reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Workload::Echo { .. } => "echo",
+            Workload::Line { .. } => "line",
+            Workload::Http { .. } => "http",
+            Workload::Resp { .. } => "resp",
+            Workload::Custom { .. } => "custom",
+        }
+    }
+}
+
+/// A complete run description.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Server address (127.0.0.1 or ::1 for tests and benchmarks here).
+    pub target: SocketAddr,
+    /// Loadgen threads; each is a shardloop shard.
+    pub threads: usize,
+    /// Connections, spread over the threads.
+    pub connections: usize,
+    /// Closed or open loop.
+    pub mode: Mode,
+    /// What to send.
+    pub workload: Workload,
+    /// Measured time, after warm-up.
+    pub duration: Duration,
+    /// Time before measuring starts (results discarded).
+    pub warmup: Duration,
+    /// Connections are opened evenly over this time. Measuring starts after
+    /// both the warm-up and the ramp-up.
+    pub ramp_up: Duration,
+    /// A request without response after this long is a timeout error; its
+    /// connection is replaced.
+    pub timeout: Duration,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Pin loadgen threads to these cores (none: not pinned).
+    pub cores: Vec<usize>,
+    /// Length of one interval in the interval log and progress reports.
+    pub interval: Duration,
+}
+
+impl Config {
+    /// A closed-loop echo run with wrk-like defaults.
+    pub fn new(target: SocketAddr) -> Self {
+        Config {
+            target,
+            threads: 1,
+            connections: 10,
+            mode: Mode::Closed { pipeline: 1 },
+            workload: Workload::Echo { size: 64 },
+            duration: Duration::from_secs(10),
+            warmup: Duration::ZERO,
+            ramp_up: Duration::ZERO,
+            timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(2),
+            cores: Vec::new(),
+            interval: Duration::from_secs(1),
+        }
+    }
+
+    /// Checks the values against each other.
+    pub fn validate(&self) -> Result<(), crate::LoadError> {
+        let bad = |m: String| Err(crate::LoadError::Config(m));
+        if self.threads == 0 {
+            return bad("threads must be at least 1".into());
+        }
+        if self.connections < self.threads {
+            return bad(format!(
+                "connections ({}) must be at least threads ({}): each thread needs a connection",
+                self.connections, self.threads
+            ));
+        }
+        if self.duration.is_zero() {
+            return bad("duration must be positive".into());
+        }
+        if self.timeout.is_zero() || self.connect_timeout.is_zero() {
+            return bad("timeouts must be positive".into());
+        }
+        if self.interval < Duration::from_millis(10) {
+            return bad("interval must be at least 10ms".into());
+        }
+        match self.mode {
+            Mode::Closed { pipeline: 0 } => return bad("pipeline must be at least 1".into()),
+            Mode::Open {
+                rate,
+                max_in_flight,
+            } => {
+                if !(rate.is_finite() && rate > 0.0) {
+                    return bad(format!("rate must be a positive number, got {rate}"));
+                }
+                if max_in_flight == 0 {
+                    return bad("pipeline (max in flight) must be at least 1".into());
+                }
+            }
+            _ => {}
+        }
+        match &self.workload {
+            Workload::Echo { size } if *size == 0 => bad("echo size must be at least 1".into()),
+            Workload::Line { size } if *size < 2 => {
+                bad("line size must be at least 2 (one byte and the newline)".into())
+            }
+            Workload::Resp { commands }
+                if commands.is_empty() || commands.iter().any(|c| c.is_empty()) =>
+            {
+                bad("resp needs at least one non-empty command".into())
+            }
+            Workload::Custom { payload, .. } if payload.is_empty() => {
+                bad("custom payload file is empty".into())
+            }
+            Workload::Custom {
+                response: ResponseFrame::Delimiter(d),
+                ..
+            } if d.is_empty() => bad("response delimiter must not be empty".into()),
+            Workload::Custom {
+                response: ResponseFrame::Length(0),
+                ..
+            } => bad("response length must be at least 1".into()),
+            _ => Ok(()),
+        }
+    }
+}

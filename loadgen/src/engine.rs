@@ -1,0 +1,196 @@
+//! Runs a load test: starts the loadgen shards, opens the connections,
+//! collects one interval sample per `interval`, drains, and builds the report.
+
+use crate::client::{LoadConn, RunShared};
+use crate::codec::Codec;
+use crate::config::{Config, Mode};
+use crate::cpu;
+use crate::recorder::{Recorder, Sample};
+use crate::report::{Interval, Report};
+use crate::LoadError;
+use shardloop::{Handle, Server};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// What the engine reports after each interval (for progress output).
+#[derive(Debug)]
+pub struct Progress<'a> {
+    /// Time since measuring started (negative phases report zero).
+    pub elapsed: Duration,
+    /// Still in warm-up or ramp-up: nothing is being recorded yet.
+    pub warming_up: bool,
+    /// Counts and latency of the interval just ended.
+    pub interval: &'a Sample,
+    /// Length of that interval.
+    pub interval_len: Duration,
+    /// Cumulative counts and latency since measuring started.
+    pub total: &'a Sample,
+    /// Connections established so far.
+    pub connected: usize,
+}
+
+/// Collects and resets every shard's interval sample.
+fn collect(handle: &Handle, take: fn(&mut Recorder) -> Sample) -> Sample {
+    let (tx, rx) = mpsc::channel();
+    for shard in 0..handle.shards() {
+        let tx = tx.clone();
+        let _ = handle.submit_to(shard, move |ctx| {
+            let _ = tx.send(take(ctx.service::<Recorder>()));
+        });
+    }
+    drop(tx);
+    let mut merged = Sample::default();
+    for s in rx.iter() {
+        merged.merge(&s);
+    }
+    merged
+}
+
+/// Runs `config` and returns the report. `observer` is called after each
+/// interval (a progress line, a live plot...).
+pub fn run(config: &Config, mut observer: impl FnMut(&Progress<'_>)) -> Result<Report, LoadError> {
+    config.validate()?;
+    let mut builder = Server::builder()
+        .shards(config.threads)
+        .stop_timeout(Duration::from_millis(500));
+    builder = if config.cores.is_empty() {
+        builder.pin(false)
+    } else {
+        builder.pin_to_cores(config.cores.clone())
+    };
+    let handle = builder.build()?.start()?;
+    let result = drive(config, &handle, &mut observer);
+    handle.stop_within(Duration::from_millis(500));
+    handle.wait();
+    result
+}
+
+fn drive(
+    config: &Config,
+    handle: &Handle,
+    observer: &mut impl FnMut(&Progress<'_>),
+) -> Result<Report, LoadError> {
+    let start = Instant::now();
+    let start_wall = SystemTime::now();
+    let measure_from = start + config.warmup.max(config.ramp_up);
+    let end = measure_from + config.duration;
+    let per_conn_interval = match config.mode {
+        Mode::Closed { .. } => None,
+        Mode::Open { rate, .. } => Some(Duration::from_secs_f64(config.connections as f64 / rate)),
+    };
+    let shared = Arc::new(RunShared {
+        codec: Codec::new(&config.workload),
+        mode: config.mode.clone(),
+        target: config.target,
+        measure_from,
+        end,
+        timeout: config.timeout,
+        connect_timeout: config.connect_timeout,
+        interval: per_conn_interval,
+        connected: Default::default(),
+        connect_failed: Default::default(),
+        active: Default::default(),
+        replaced: Default::default(),
+        first_connect_error: Default::default(),
+    });
+    let conns = config.connections;
+    for i in 0..conns {
+        let shared = shared.clone();
+        let delay = config.ramp_up.mul_f64(i as f64 / conns as f64);
+        // Open loop: stagger first sends over one period so connections do not fire in bursts.
+        let stagger = per_conn_interval
+            .unwrap_or(Duration::ZERO)
+            .mul_f64(i as f64 / conns as f64);
+        handle.submit_to(i % config.threads, move |ctx| {
+            if delay.is_zero() {
+                LoadConn::start(ctx, shared, Instant::now() + stagger);
+            } else {
+                ctx.call_later(delay, move |ctx| {
+                    LoadConn::start(ctx, shared, Instant::now() + stagger);
+                });
+            }
+        })?;
+    }
+
+    let prefix = format!("{}shard", handle.thread_name_prefix());
+    let mut cpu_before = None;
+    let mut total = Sample::default();
+    let mut intervals = Vec::new();
+    let mut tick_start = start;
+    loop {
+        let next = (tick_start + config.interval).min(end);
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+        let now = Instant::now();
+        if cpu_before.is_none() && now >= measure_from {
+            cpu_before = Some((now, cpu::thread_ticks(&prefix)));
+        }
+        let failed = shared.connect_failed.load(Ordering::Relaxed);
+        let connected = shared.connected.load(Ordering::Relaxed);
+        if connected == 0 && failed >= conns {
+            let why = shared
+                .first_connect_error
+                .get()
+                .cloned()
+                .unwrap_or_else(|| "connection failed".into());
+            return Err(LoadError::Connect {
+                addr: config.target,
+                reason: why,
+            });
+        }
+        let sample = collect(handle, Recorder::take_interval);
+        total.merge(&sample);
+        let warming_up = now < measure_from;
+        if !warming_up {
+            intervals.push(Interval {
+                start: tick_start.max(measure_from).duration_since(measure_from),
+                length: now.duration_since(tick_start.max(measure_from)),
+                latency: sample.latency.clone(),
+                service: sample.service.clone(),
+            });
+        }
+        observer(&Progress {
+            elapsed: now.saturating_duration_since(measure_from),
+            warming_up,
+            interval: &sample,
+            interval_len: now.duration_since(tick_start),
+            total: &total,
+            connected,
+        });
+        tick_start = now;
+        if now >= end {
+            break;
+        }
+    }
+    let measured_end = Instant::now();
+    let cpu_after = cpu::thread_ticks(&prefix);
+
+    // Drain: let requests already sent finish, up to the request timeout.
+    let drain_limit = end + config.timeout + Duration::from_millis(200);
+    while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < drain_limit {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let tail = collect(handle, Recorder::take_interval);
+    total.merge(&tail);
+    if let Some(last) = intervals.last_mut() {
+        last.latency.add(&tail.latency).expect("same bounds");
+        last.service.add(&tail.service).expect("same bounds");
+    }
+
+    let (cpu_from, before) = cpu_before.unwrap_or((measure_from, Default::default()));
+    let secs = measured_end.duration_since(cpu_from).as_secs_f64();
+    let cpu_usage = cpu::usage(&before, &cpu_after, secs);
+    Ok(Report::build(
+        config,
+        total,
+        measured_end.duration_since(measure_from),
+        cpu_usage,
+        intervals,
+        start_wall + measure_from.duration_since(start),
+        shared.replaced.load(Ordering::Relaxed),
+    ))
+}

@@ -1,0 +1,264 @@
+//! HdrHistogram interval logs (V2 compressed, the format of HdrHistogram's
+//! `HistogramLogWriter`), and merging logs and JSON reports from several runs.
+
+use crate::recorder::new_histogram;
+use crate::report::{decode_histogram, Report};
+use crate::LoadError;
+use hdrhistogram::serialization::interval_log::{
+    IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag,
+};
+use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::Histogram;
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Tag of the uncorrected (service time) histograms in an open-loop log.
+pub const UNCORRECTED_TAG: &str = "uncorrected";
+
+/// One interval histogram with absolute timing.
+#[derive(Debug, Clone)]
+pub struct LogInterval {
+    /// Start, seconds since the epoch.
+    pub start_s: f64,
+    /// Length in seconds.
+    pub length_s: f64,
+    /// `None` for latency, `Some("uncorrected")` for service time.
+    pub tag: Option<String>,
+    /// The histogram, in microseconds.
+    pub histogram: Histogram<u64>,
+}
+
+/// Writes `intervals` as an interval log. Values are µs; the log's max-value
+/// divisor is 1000 so tools show milliseconds.
+pub fn write_log<W: Write>(
+    out: W,
+    comment: &str,
+    start: SystemTime,
+    intervals: &[LogInterval],
+) -> Result<(), LoadError> {
+    let mut out = out;
+    let mut ser = V2DeflateSerializer::new();
+    let base = start
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let mut writer = IntervalLogWriterBuilder::new()
+        .add_comment(comment)
+        .with_start_time(start)
+        .with_base_time(start)
+        .with_max_value_divisor(1000.0)
+        .begin_log_with(&mut out, &mut ser)
+        .map_err(|e| LoadError::Hlog(format!("cannot write log header: {e}")))?;
+    for iv in intervals {
+        let tag = iv.tag.as_deref().and_then(Tag::new);
+        writer
+            .write_histogram(
+                &iv.histogram,
+                Duration::from_secs_f64((iv.start_s - base).max(0.0)),
+                Duration::from_secs_f64(iv.length_s.max(0.0)),
+                tag,
+            )
+            .map_err(|e| LoadError::Hlog(format!("cannot write interval: {e:?}")))?;
+    }
+    drop(writer);
+    out.flush()?;
+    Ok(())
+}
+
+/// The intervals of a finished run, with absolute times.
+pub fn report_intervals(report: &Report) -> Vec<LogInterval> {
+    let mut v = Vec::new();
+    for iv in &report.intervals {
+        let start_s = report.start_time_s + iv.start.as_secs_f64();
+        v.push(LogInterval {
+            start_s,
+            length_s: iv.length.as_secs_f64(),
+            tag: None,
+            histogram: iv.latency.clone(),
+        });
+        if report.mode == "open" {
+            v.push(LogInterval {
+                start_s,
+                length_s: iv.length.as_secs_f64(),
+                tag: Some(UNCORRECTED_TAG.into()),
+                histogram: iv.service.clone(),
+            });
+        }
+    }
+    v
+}
+
+/// Writes a run's interval log.
+pub fn write_report_log<W: Write>(out: W, report: &Report) -> Result<(), LoadError> {
+    let start = UNIX_EPOCH + Duration::from_secs_f64(report.start_time_s);
+    let comment = format!(
+        "shardloop-load {} {} loop against {}, {} connections; values in microseconds",
+        report.workload, report.mode, report.target, report.connections
+    );
+    write_log(out, &comment, start, &report_intervals(report))
+}
+
+/// Reads an interval log; times are made absolute with its StartTime/BaseTime.
+pub fn read_log(bytes: &[u8]) -> Result<Vec<LogInterval>, LoadError> {
+    let mut base = 0.0;
+    let mut out = Vec::new();
+    for entry in IntervalLogIterator::new(bytes) {
+        match entry.map_err(|e| LoadError::Hlog(format!("malformed interval log: {e:?}")))? {
+            LogEntry::BaseTime(t) => base = t.as_secs_f64(),
+            LogEntry::StartTime(t) => {
+                if base == 0.0 {
+                    base = t.as_secs_f64();
+                }
+            }
+            LogEntry::Interval(iv) => {
+                let histogram =
+                    decode_histogram(iv.encoded_histogram()).map_err(LoadError::Hlog)?;
+                out.push(LogInterval {
+                    start_s: base + iv.start_timestamp().as_secs_f64(),
+                    length_s: iv.duration().as_secs_f64(),
+                    tag: iv.tag().map(|t| t.as_str().to_string()),
+                    histogram,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What `merge` produces from several inputs.
+#[derive(Debug)]
+pub struct Merged {
+    /// Latency (corrected) over all inputs.
+    pub latency: Histogram<u64>,
+    /// Uncorrected latency over all inputs (open-loop inputs only).
+    pub uncorrected: Histogram<u64>,
+    /// Every interval of every log input, by start time.
+    pub intervals: Vec<LogInterval>,
+    /// Sum of the JSON inputs' counts and rates (absent for log-only inputs).
+    pub requests: u64,
+    /// Correct responses over JSON inputs.
+    pub responses_ok: u64,
+    /// Errors over JSON inputs.
+    pub errors: crate::ErrorCounts,
+    /// Sum of throughputs of JSON inputs (runs on several machines at once).
+    pub throughput_rps: f64,
+    /// Inputs read.
+    pub inputs: usize,
+}
+
+/// Merges JSON reports (`.json`) and interval logs (anything else).
+pub fn merge_files(paths: &[std::path::PathBuf]) -> Result<Merged, LoadError> {
+    let mut m = Merged {
+        latency: new_histogram(),
+        uncorrected: new_histogram(),
+        intervals: Vec::new(),
+        requests: 0,
+        responses_ok: 0,
+        errors: Default::default(),
+        throughput_rps: 0.0,
+        inputs: 0,
+    };
+    for p in paths {
+        let bytes = std::fs::read(p).map_err(|e| LoadError::Input {
+            path: p.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let is_json = p.extension().is_some_and(|e| e == "json");
+        if is_json {
+            let r: Report = serde_json::from_slice(&bytes).map_err(|e| LoadError::Input {
+                path: p.display().to_string(),
+                reason: format!("not a shardloop-load JSON report: {e}"),
+            })?;
+            let lat = decode_histogram(&r.histogram).map_err(|e| LoadError::Input {
+                path: p.display().to_string(),
+                reason: e,
+            })?;
+            m.latency
+                .add(&lat)
+                .map_err(|e| LoadError::Hlog(format!("{e:?}")))?;
+            if r.mode == "open" {
+                let un =
+                    decode_histogram(&r.uncorrected_histogram).map_err(|e| LoadError::Input {
+                        path: p.display().to_string(),
+                        reason: e,
+                    })?;
+                m.uncorrected
+                    .add(&un)
+                    .map_err(|e| LoadError::Hlog(format!("{e:?}")))?;
+            }
+            m.requests += r.requests;
+            m.responses_ok += r.responses_ok;
+            m.errors.merge(&r.errors);
+            m.throughput_rps += r.throughput_rps;
+        } else {
+            let ivs = read_log(&bytes).map_err(|e| LoadError::Input {
+                path: p.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            for iv in &ivs {
+                let target = if iv.tag.as_deref() == Some(UNCORRECTED_TAG) {
+                    &mut m.uncorrected
+                } else {
+                    &mut m.latency
+                };
+                target
+                    .add(&iv.histogram)
+                    .map_err(|e| LoadError::Hlog(format!("{e:?}")))?;
+            }
+            m.intervals.extend(ivs);
+        }
+        m.inputs += 1;
+    }
+    m.intervals.sort_by(|a, b| {
+        a.start_s
+            .partial_cmp(&b.start_s)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hist(values: &[u64]) -> Histogram<u64> {
+        let mut h = new_histogram();
+        for &v in values {
+            h.record(v).unwrap();
+        }
+        h
+    }
+
+    #[test]
+    fn log_round_trips_with_tags_and_absolute_times() {
+        let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let ivs = vec![
+            LogInterval {
+                start_s: 1_700_000_000.0,
+                length_s: 1.0,
+                tag: None,
+                histogram: hist(&[10, 20, 30]),
+            },
+            LogInterval {
+                start_s: 1_700_000_001.0,
+                length_s: 1.0,
+                tag: Some(UNCORRECTED_TAG.into()),
+                histogram: hist(&[5]),
+            },
+        ];
+        let mut buf = Vec::new();
+        write_log(&mut buf, "test", start, &ivs).unwrap();
+        let text = String::from_utf8(buf.clone()).unwrap();
+        assert!(text.contains("#[StartTime: 1700000000"), "{text}");
+        let back = read_log(&buf).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0].histogram.len(), 3);
+        assert!((back[1].start_s - 1_700_000_001.0).abs() < 0.01);
+        assert_eq!(back[1].tag.as_deref(), Some(UNCORRECTED_TAG));
+    }
+
+    #[test]
+    fn malformed_log_is_an_error_not_a_panic() {
+        assert!(read_log(b"Tag=x,not,a,log\n1,2,3,@@@\n").is_err());
+    }
+}

@@ -1,0 +1,379 @@
+//! `shardloop-load`: the command-line load generator.
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use shardloop_loadgen::{hlog, spectrum, Config, Mode, Progress, ResponseFrame, Workload};
+use std::io::{IsTerminal, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "shardloop-load",
+    version,
+    about = "Load generator with HdrHistogram latency: closed loop (wrk) or constant-rate open loop (wrk2)",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Merge interval logs (.hlog) and JSON reports (.json) from several runs.
+    Merge(MergeArgs),
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum WorkloadKind {
+    Echo,
+    Line,
+    Http,
+    Resp,
+    Custom,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Target: HOST:PORT, or http://HOST:PORT/PATH (selects the http workload).
+    #[arg(required = true)]
+    target: Option<String>,
+    /// Threads (each one a shardloop shard).
+    #[arg(short, long, default_value_t = 2)]
+    threads: usize,
+    /// Connections to keep open, over all threads.
+    #[arg(short, long, default_value_t = 10)]
+    connections: usize,
+    /// Measured duration (e.g. 10s, 1m).
+    #[arg(short, long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Open loop: total requests per second at a constant rate (wrk2's -R).
+    /// Without it the run is closed loop.
+    #[arg(short = 'R', long)]
+    rate: Option<f64>,
+    /// Requests in flight per connection (closed loop), or at most (open loop).
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
+    /// Time before measuring starts.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Open connections evenly over this time.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    ramp_up: Duration,
+    /// Request timeout.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Connect timeout.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    connect_timeout: Duration,
+    /// Workload (default: echo, or http for an http:// target).
+    #[arg(short, long, value_enum)]
+    workload: Option<WorkloadKind>,
+    /// Message size in bytes (echo, line).
+    #[arg(short, long, default_value_t = 64)]
+    size: usize,
+    /// HTTP header to add, "Name: value" (repeatable).
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+    /// RESP command, e.g. "SET k v" (repeatable; sent in turn). Default PING.
+    #[arg(long = "command")]
+    commands: Vec<String>,
+    /// Custom workload: file whose bytes are one request.
+    #[arg(long)]
+    payload: Option<PathBuf>,
+    /// Custom workload: responses end with this (escapes \r \n \t \\ allowed).
+    #[arg(long)]
+    response_delimiter: Option<String>,
+    /// Custom workload: every response is this many bytes.
+    #[arg(long)]
+    response_length: Option<usize>,
+    /// Print the detailed latency spectrum (wrk2 layout).
+    #[arg(long)]
+    latency: bool,
+    /// Write the full report as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write an HdrHistogram interval log (V2 compressed).
+    #[arg(long)]
+    hlog: Option<PathBuf>,
+    /// Interval of the interval log and the progress line.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// Pin loadgen threads to these cores (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    cores: Vec<usize>,
+}
+
+#[derive(Args, Debug)]
+struct MergeArgs {
+    /// Inputs: .json reports and interval logs.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Print the detailed latency spectrum.
+    #[arg(long)]
+    latency: bool,
+    /// Write the merged interval log here.
+    #[arg(long)]
+    hlog: Option<PathBuf>,
+}
+
+fn unescape(s: &str) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            let mut b = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+            continue;
+        }
+        match chars.next() {
+            Some('r') => out.push(b'\r'),
+            Some('n') => out.push(b'\n'),
+            Some('t') => out.push(b'\t'),
+            Some('\\') => out.push(b'\\'),
+            other => bail!(
+                "unknown escape \\{} in {s:?}",
+                other.map(String::from).unwrap_or_default()
+            ),
+        }
+    }
+    Ok(out)
+}
+
+fn resolve(hostport: &str) -> anyhow::Result<SocketAddr> {
+    hostport
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {hostport:?} (expected HOST:PORT)"))?
+        .next()
+        .with_context(|| format!("{hostport:?} resolved to no address"))
+}
+
+fn build_config(a: &RunArgs) -> anyhow::Result<Config> {
+    let target = a.target.as_deref().expect("clap requires the target");
+    let (hostport, path, is_url) = match target.strip_prefix("http://") {
+        Some(rest) => {
+            let (hp, path) = match rest.find('/') {
+                Some(i) => (&rest[..i], rest[i..].to_string()),
+                None => (rest, "/".to_string()),
+            };
+            (hp.to_string(), path, true)
+        }
+        None if target.contains("://") => {
+            bail!("unsupported URL scheme in {target:?} (only http://)")
+        }
+        None => (target.to_string(), "/".to_string(), false),
+    };
+    let addr = resolve(&hostport)?;
+    let kind = a.workload.unwrap_or(if is_url {
+        WorkloadKind::Http
+    } else {
+        WorkloadKind::Echo
+    });
+    let workload = match kind {
+        WorkloadKind::Echo => Workload::Echo { size: a.size },
+        WorkloadKind::Line => Workload::Line { size: a.size },
+        WorkloadKind::Http => {
+            let mut headers = Vec::new();
+            for h in &a.headers {
+                let (k, v) = h
+                    .split_once(':')
+                    .with_context(|| format!("header {h:?} is not \"Name: value\""))?;
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+            Workload::Http {
+                path,
+                host: hostport.clone(),
+                headers,
+            }
+        }
+        WorkloadKind::Resp => {
+            let cmds = if a.commands.is_empty() {
+                vec!["PING".to_string()]
+            } else {
+                a.commands.clone()
+            };
+            Workload::Resp {
+                commands: cmds
+                    .iter()
+                    .map(|c| c.split_whitespace().map(String::from).collect())
+                    .collect(),
+            }
+        }
+        WorkloadKind::Custom => {
+            let file = a
+                .payload
+                .as_ref()
+                .context("the custom workload needs --payload FILE")?;
+            let payload = std::fs::read(file)
+                .with_context(|| format!("cannot read payload {}", file.display()))?;
+            let response = match (&a.response_delimiter, a.response_length) {
+                (Some(d), None) => ResponseFrame::Delimiter(unescape(d)?),
+                (None, Some(n)) => ResponseFrame::Length(n),
+                _ => bail!("the custom workload needs exactly one of --response-delimiter or --response-length"),
+            };
+            Workload::Custom { payload, response }
+        }
+    };
+    let mode = match a.rate {
+        Some(rate) => Mode::Open {
+            rate,
+            max_in_flight: a.pipeline,
+        },
+        None => Mode::Closed {
+            pipeline: a.pipeline,
+        },
+    };
+    Ok(Config {
+        target: addr,
+        threads: a.threads,
+        connections: a.connections,
+        mode,
+        workload,
+        duration: a.duration,
+        warmup: a.warmup,
+        ramp_up: a.ramp_up,
+        timeout: a.timeout,
+        connect_timeout: a.connect_timeout,
+        cores: a.cores.clone(),
+        interval: a.interval,
+    })
+}
+
+fn progress_line(p: &Progress<'_>) {
+    let secs = p.interval_len.as_secs_f64().max(1e-9);
+    let line = if p.warming_up {
+        format!("  warming up: {} connected", p.connected)
+    } else {
+        let p99 = if p.total.latency.is_empty() {
+            0
+        } else {
+            p.total.latency.value_at_quantile(0.99)
+        };
+        format!(
+            "  {:>5.1}s  {:>10.0} req/s  p99 so far {:>9}  errors {}",
+            p.elapsed.as_secs_f64(),
+            p.interval.ok as f64 / secs,
+            shardloop_loadgen::fmt_us(p99 as f64),
+            p.total.errors.total()
+        )
+    };
+    let mut err = std::io::stderr();
+    let _ = write!(err, "\r\x1b[2K{line}");
+    let _ = err.flush();
+}
+
+fn run_load(a: &RunArgs) -> anyhow::Result<()> {
+    let cfg = build_config(a)?;
+    cfg.validate()?;
+    let tty = std::io::stderr().is_terminal();
+    let mode = match cfg.mode {
+        Mode::Closed { .. } => "closed loop".to_string(),
+        Mode::Open { rate, .. } => format!("open loop at {rate} req/s"),
+    };
+    println!(
+        "Running {} test @ {} ({}, {})",
+        humantime::format_duration(cfg.duration),
+        cfg.target,
+        cfg.workload.name(),
+        mode
+    );
+    let report = shardloop_loadgen::run(&cfg, |p| {
+        if tty {
+            progress_line(p);
+        }
+    })?;
+    if tty {
+        eprint!("\r\x1b[2K");
+    }
+    print!("{}", report.summary());
+    if a.latency {
+        println!();
+        print!("{}", report.latency_report());
+    }
+    if let Some(path) = &a.json {
+        let f = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        serde_json::to_writer_pretty(std::io::BufWriter::new(f), &report)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &a.hlog {
+        let f = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        hlog::write_report_log(std::io::BufWriter::new(f), &report)?;
+    }
+    Ok(())
+}
+
+fn run_merge(a: &MergeArgs) -> anyhow::Result<()> {
+    let m = hlog::merge_files(&a.files)?;
+    println!("Merged {} inputs", m.inputs);
+    if m.requests > 0 {
+        println!(
+            "  {} requests, {} ok, {} errors; {:.2} requests/sec together",
+            m.requests,
+            m.responses_ok,
+            m.errors.total(),
+            m.throughput_rps
+        );
+    }
+    let l = shardloop_loadgen::LatencySummary::of(&m.latency);
+    println!(
+        "  Latency p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}  ({} samples)",
+        shardloop_loadgen::fmt_us(l.p50 as f64),
+        shardloop_loadgen::fmt_us(l.p90 as f64),
+        shardloop_loadgen::fmt_us(l.p99 as f64),
+        shardloop_loadgen::fmt_us(l.p99_9 as f64),
+        shardloop_loadgen::fmt_us(l.p99_99 as f64),
+        shardloop_loadgen::fmt_us(l.max as f64),
+        l.count
+    );
+    if a.latency {
+        println!();
+        print!("{}", spectrum(&m.latency, "Recorded Latency"));
+        if !m.uncorrected.is_empty() {
+            println!();
+            print!("{}", spectrum(&m.uncorrected, "Uncorrected Latency"));
+        }
+    }
+    if let Some(path) = &a.hlog {
+        let f = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let start = m
+            .intervals
+            .first()
+            .map(|i| std::time::UNIX_EPOCH + Duration::from_secs_f64(i.start_s))
+            .unwrap_or_else(std::time::SystemTime::now);
+        hlog::write_log(
+            std::io::BufWriter::new(f),
+            &format!("merged by shardloop-load from {} inputs", m.inputs),
+            start,
+            &m.intervals,
+        )?;
+    }
+    Ok(())
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Some(Command::Merge(m)) => run_merge(m),
+        None => run_load(&cli.run),
+    };
+    if let Err(e) = result {
+        // One line, every cause on it.
+        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+        eprintln!("error: {}", chain.join(": "));
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,157 @@
+//! What each loadgen shard records: latency histograms and counts. One
+//! `Recorder` per shard (a shard-local service), merged at the end.
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Latency values are recorded in microseconds, 1 µs .. 1 h, 3 significant digits.
+pub const HIGHEST_US: u64 = 3_600_000_000;
+
+/// New empty histogram with the loadgen's bounds.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIGHEST_US, 3).expect("static histogram bounds are valid")
+}
+
+/// Why a request did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The connection could not be established.
+    Connect,
+    /// The connection broke while reading (reset, closed by the server).
+    Read,
+    /// The connection broke while writing.
+    Write,
+    /// No response within the timeout.
+    Timeout,
+    /// A wrong or malformed response.
+    Protocol,
+    /// A well-formed error response (HTTP non-2xx, RESP error reply).
+    Status,
+}
+
+/// Error counts by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorCounts {
+    /// Connections that could not be established.
+    pub connect: u64,
+    /// Requests lost to a broken connection (read side).
+    pub read: u64,
+    /// Requests lost to a broken connection (write side).
+    pub write: u64,
+    /// Requests that timed out.
+    pub timeout: u64,
+    /// Wrong or malformed responses.
+    pub protocol: u64,
+    /// Error responses (HTTP non-2xx, RESP errors).
+    pub status: u64,
+}
+
+impl ErrorCounts {
+    /// Adds one error of `kind`.
+    pub fn add(&mut self, kind: ErrorKind, n: u64) {
+        match kind {
+            ErrorKind::Connect => self.connect += n,
+            ErrorKind::Read => self.read += n,
+            ErrorKind::Write => self.write += n,
+            ErrorKind::Timeout => self.timeout += n,
+            ErrorKind::Protocol => self.protocol += n,
+            ErrorKind::Status => self.status += n,
+        }
+    }
+
+    /// Errors that concern requests (all but connect errors, which concern connections).
+    pub fn request_errors(&self) -> u64 {
+        self.read + self.write + self.timeout + self.protocol + self.status
+    }
+
+    /// Sum of all kinds.
+    pub fn total(&self) -> u64 {
+        self.connect + self.request_errors()
+    }
+
+    /// Adds another set of counts.
+    pub fn merge(&mut self, o: &ErrorCounts) {
+        self.connect += o.connect;
+        self.read += o.read;
+        self.write += o.write;
+        self.timeout += o.timeout;
+        self.protocol += o.protocol;
+        self.status += o.status;
+    }
+}
+
+/// Counts and histograms of one shard over some span of time.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Requests sent (that count: sent after the warm-up).
+    pub sent: u64,
+    /// Requests answered correctly.
+    pub ok: u64,
+    /// Failures.
+    pub errors: ErrorCounts,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Latency from the intended send time (equals service time in closed loop), µs.
+    pub latency: Histogram<u64>,
+    /// Service time from the actual send, µs (open loop).
+    pub service: Histogram<u64>,
+    /// How late requests were sent compared with their schedule, µs (open loop).
+    pub send_lag: Histogram<u64>,
+}
+
+impl Default for Sample {
+    fn default() -> Self {
+        Sample {
+            sent: 0,
+            ok: 0,
+            errors: ErrorCounts::default(),
+            bytes_in: 0,
+            bytes_out: 0,
+            latency: new_histogram(),
+            service: new_histogram(),
+            send_lag: new_histogram(),
+        }
+    }
+}
+
+impl Sample {
+    /// Adds another sample into this one.
+    pub fn merge(&mut self, o: &Sample) {
+        self.sent += o.sent;
+        self.ok += o.ok;
+        self.errors.merge(&o.errors);
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        // Same bounds everywhere, so addition cannot fail.
+        self.latency.add(&o.latency).expect("same histogram bounds");
+        self.service.add(&o.service).expect("same histogram bounds");
+        self.send_lag
+            .add(&o.send_lag)
+            .expect("same histogram bounds");
+    }
+
+    pub(crate) fn record_latency(&mut self, latency_us: u64, service_us: u64) {
+        self.latency.saturating_record(latency_us.max(1));
+        self.service.saturating_record(service_us.max(1));
+    }
+}
+
+/// A shard's recorder: a running total and the current interval.
+#[derive(Default)]
+pub(crate) struct Recorder {
+    pub(crate) total: Sample,
+    pub(crate) interval: Sample,
+}
+
+impl Recorder {
+    pub(crate) fn with<F: FnMut(&mut Sample)>(&mut self, mut f: F) {
+        f(&mut self.total);
+        f(&mut self.interval);
+    }
+
+    pub(crate) fn take_interval(&mut self) -> Sample {
+        std::mem::take(&mut self.interval)
+    }
+}

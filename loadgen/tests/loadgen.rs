@@ -1,0 +1,354 @@
+//! The load generator against real servers on 127.0.0.1: the framework's
+//! echo example (as a separate process) and small servers built here.
+
+use shardloop::{Conn, Handle, Protocol, Server};
+use shardloop_loadgen::{run, Config, Mode, Workload};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn bin_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn cargo_build(args: &[&str]) {
+    let release = bin_dir().file_name().is_some_and(|n| n == "release");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build").arg("--quiet").args(args);
+    if release {
+        cmd.arg("--release");
+    }
+    assert!(cmd.status().unwrap().success(), "cargo build {args:?}");
+}
+
+/// The framework's echo example, running in its own process.
+struct EchoExample {
+    child: Child,
+    addr: std::net::SocketAddr,
+}
+
+impl EchoExample {
+    fn start() -> Self {
+        cargo_build(&["-p", "shardloop", "--example", "echo"]);
+        let mut child = Command::new(bin_dir().join("examples/echo"))
+            .args(["--shards", "1", "--port", "0", "--no-pin"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.parse().ok())
+            .unwrap();
+        // Keep reading its stdout so it never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        EchoExample { child, addr }
+    }
+}
+
+impl Drop for EchoExample {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn loadgen_bin() -> std::path::PathBuf {
+    cargo_build(&["-p", "shardloop-loadgen", "--bin", "shardloop-load"]);
+    bin_dir().join("shardloop-load")
+}
+
+fn short(addr: std::net::SocketAddr) -> Config {
+    let mut c = Config::new(addr);
+    c.threads = 2;
+    c.connections = 8;
+    c.duration = Duration::from_millis(1500);
+    c
+}
+
+fn assert_counts_add_up(r: &shardloop_loadgen::Report) {
+    assert_eq!(
+        r.requests,
+        r.responses_ok + r.errors.request_errors(),
+        "sent = received + errors: {:?}",
+        r
+    );
+}
+
+#[test]
+fn library_closed_loop_against_echo_example_counts_add_up() {
+    let server = EchoExample::start();
+    let mut cfg = short(server.addr);
+    cfg.mode = Mode::Closed { pipeline: 4 };
+    cfg.workload = Workload::Echo { size: 100 };
+    let r = run(&cfg, |_| {}).unwrap();
+    assert!(r.responses_ok > 100, "{}", r.summary());
+    assert_eq!(r.errors.total(), 0, "{}", r.summary());
+    assert_counts_add_up(&r);
+    assert_eq!(r.bytes_in, r.responses_ok * 100);
+    assert!(r.latency_us.p50 > 0 && r.latency_us.p50 <= r.latency_us.p99);
+    assert_eq!(r.latency_us.count, r.responses_ok);
+}
+
+/// Echoes, but corrupts one byte of every 50th chunk it receives.
+struct Corrupting {
+    n: u64,
+}
+impl Protocol for Corrupting {
+    type Message = ();
+    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        self.n += 1;
+        if self.n.is_multiple_of(50) {
+            let mut bad = data.to_vec();
+            bad[0] ^= 0x20;
+            conn.write(&bad);
+        } else {
+            conn.write(data);
+        }
+    }
+}
+
+fn server<P: Protocol>(make: impl Fn() -> P + Send + Sync + Clone + 'static) -> Handle {
+    Server::builder()
+        .shards(1)
+        .pin(false)
+        .listen("127.0.0.1:0", move |_| {
+            let make = make.clone();
+            move |_| make()
+        })
+        .build()
+        .unwrap()
+        .start()
+        .unwrap()
+}
+
+#[test]
+fn corrupted_bytes_count_as_protocol_errors_never_success() {
+    let h = server(|| Corrupting { n: 0 });
+    let mut cfg = short(h.local_addrs()[0]);
+    cfg.connections = 4;
+    let r = run(&cfg, |_| {}).unwrap();
+    assert!(r.errors.protocol > 0, "{}", r.summary());
+    assert!(r.responses_ok > r.errors.protocol);
+    assert_counts_add_up(&r);
+    h.shutdown();
+}
+
+/// Echoes; once, about a second after `armed_at`, stalls the whole shard for 200 ms.
+struct Staller {
+    armed_at: Instant,
+    stalled: Arc<AtomicBool>,
+}
+impl Protocol for Staller {
+    type Message = ();
+    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        if self.armed_at.elapsed() > Duration::from_secs(1)
+            && !self.stalled.swap(true, Ordering::Relaxed)
+        {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        conn.write(data);
+    }
+}
+
+#[test]
+fn open_loop_shows_a_stall_in_corrected_but_not_uncorrected_p99() {
+    let armed_at = Instant::now();
+    let stalled = Arc::new(AtomicBool::new(false));
+    let s2 = stalled.clone();
+    let h = server(move || Staller {
+        armed_at,
+        stalled: s2.clone(),
+    });
+    let mut cfg = short(h.local_addrs()[0]);
+    cfg.connections = 4;
+    cfg.threads = 1;
+    cfg.duration = Duration::from_secs(3);
+    cfg.mode = Mode::Open {
+        rate: 1000.0,
+        max_in_flight: 1,
+    };
+    let r = run(&cfg, |_| {}).unwrap();
+    assert!(stalled.load(Ordering::Relaxed));
+    assert_counts_add_up(&r);
+    // About 200 of 3000 requests were due during the stall: 6.7% > 1%.
+    assert!(
+        r.latency_us.p99 >= 100_000,
+        "corrected p99 must show the stall: {}",
+        r.summary()
+    );
+    // Only the 4 requests in flight saw it as service time: 0.13% < 1%.
+    assert!(
+        r.uncorrected_latency_us.p99 < 50_000,
+        "uncorrected p99 must not: {}",
+        r.summary()
+    );
+    assert!(r.uncorrected_latency_us.max >= 150_000, "but its max does");
+    h.shutdown();
+}
+
+/// Minimal HTTP/1.1 responder: alternates Content-Length and chunked bodies;
+/// `/missing` gets 404.
+struct Http {
+    buf: Vec<u8>,
+    n: u64,
+    served: Arc<AtomicU64>,
+}
+impl Protocol for Http {
+    type Message = ();
+    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+        while let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head: Vec<u8> = self.buf.drain(..end + 4).collect();
+            let missing = head.starts_with(b"GET /missing ");
+            self.n += 1;
+            self.served.fetch_add(1, Ordering::Relaxed);
+            if missing {
+                conn.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found");
+            } else if self.n.is_multiple_of(2) {
+                conn.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nHello\r\n7\r\n, world\r\n0\r\n\r\n");
+            } else {
+                conn.write(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nHello, world");
+            }
+        }
+    }
+}
+
+#[test]
+fn http_workload_parses_content_length_and_chunked_and_counts_statuses() {
+    let served = Arc::new(AtomicU64::new(0));
+    let s2 = served.clone();
+    let h = server(move || Http {
+        buf: Vec::new(),
+        n: 0,
+        served: s2.clone(),
+    });
+    let addr = h.local_addrs()[0];
+    let mut cfg = short(addr);
+    cfg.mode = Mode::Closed { pipeline: 8 };
+    cfg.workload = Workload::Http {
+        path: "/".into(),
+        host: addr.to_string(),
+        headers: vec![("X-Test".into(), "1".into())],
+    };
+    let r = run(&cfg, |_| {}).unwrap();
+    assert!(r.responses_ok > 100, "{}", r.summary());
+    assert_eq!(r.errors.total(), 0, "{}", r.summary());
+    assert_counts_add_up(&r);
+
+    cfg.workload = Workload::Http {
+        path: "/missing".into(),
+        host: addr.to_string(),
+        headers: vec![],
+    };
+    let r = run(&cfg, |_| {}).unwrap();
+    assert_eq!(r.responses_ok, 0);
+    assert!(r.errors.status > 0);
+    assert_counts_add_up(&r);
+    h.shutdown();
+}
+
+#[test]
+fn binary_writes_json_and_hlog_that_round_trip_through_merge() {
+    let server = EchoExample::start();
+    let bin = loadgen_bin();
+    let dir = std::env::temp_dir().join(format!("sl-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut counts = Vec::new();
+    for i in 0..2 {
+        let json = dir.join(format!("run{i}.json"));
+        let hlog = dir.join(format!("run{i}.hlog"));
+        let out = Command::new(&bin)
+            .arg(server.addr.to_string())
+            .args(["-t", "1", "-c", "4", "-d", "2s", "-R", "500", "--latency"])
+            .arg("--json")
+            .arg(&json)
+            .arg("--hlog")
+            .arg(&hlog)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("Requests/sec:"), "{stdout}");
+        assert!(stdout.contains("Detailed Percentile spectrum:"), "{stdout}");
+        let r: shardloop_loadgen::Report =
+            serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        assert_counts_add_up(&r);
+        let text = std::fs::read_to_string(&hlog).unwrap();
+        assert!(text.contains("#[StartTime:"));
+        let intervals = shardloop_loadgen::hlog::read_log(text.as_bytes()).unwrap();
+        let in_log: u64 = intervals
+            .iter()
+            .filter(|i| i.tag.is_none())
+            .map(|i| i.histogram.len())
+            .sum();
+        assert_eq!(in_log, r.latency_us.count, "the log holds every sample");
+        counts.push(r.latency_us.count);
+    }
+    let merged_log = dir.join("merged.hlog");
+    let out = Command::new(&bin)
+        .arg("merge")
+        .arg(dir.join("run0.hlog"))
+        .arg(dir.join("run1.hlog"))
+        .arg("--hlog")
+        .arg(&merged_log)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let total: u64 = counts.iter().sum();
+    assert!(stdout.contains(&format!("({total} samples)")), "{stdout}");
+    let merged = shardloop_loadgen::hlog::merge_files(&[merged_log]).unwrap();
+    assert_eq!(merged.latency.len(), total);
+    // JSON inputs merge too, with their counts.
+    let m = shardloop_loadgen::hlog::merge_files(&[dir.join("run0.json"), dir.join("run1.json")])
+        .unwrap();
+    assert_eq!(m.latency.len(), total);
+    assert!(m.requests >= total);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn binary_fails_with_one_line_errors() {
+    let bin = loadgen_bin();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![port.to_string(), "-d".into(), "1s".into()],
+            "cannot connect",
+        ),
+        (
+            vec!["127.0.0.1:1".into(), "--rate=0".into()],
+            "rate must be a positive number",
+        ),
+        (
+            vec!["127.0.0.1:1".into(), "-d".into(), "soon".into()],
+            "invalid value",
+        ),
+        (vec!["no-such-host.invalid:80".into()], "cannot resolve"),
+        (vec!["ftp://127.0.0.1:21/".into()], "unsupported URL scheme"),
+        (
+            vec!["127.0.0.1:1".into(), "-w".into(), "custom".into()],
+            "needs --payload",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(&bin).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
