@@ -42,9 +42,9 @@ pub(crate) struct ConnCore {
     /// The poller reported the read side closed: read until EOF.
     pub(crate) read_closed: bool,
     pub(crate) peer_eof: bool,
-    pub(crate) idle_ms: Option<u64>,
+    pub(crate) idle_ticks: Option<u64>,
     pub(crate) idle_armed: bool,
-    pub(crate) last_read_ms: u64,
+    pub(crate) last_read_tick: u64,
 }
 
 impl ConnCore {
@@ -54,7 +54,7 @@ impl ConnCore {
         peer: SocketAddr,
         local: SocketAddr,
         phase: Phase,
-        now_ms: u64,
+        now_tick: u64,
     ) -> Self {
         ConnCore {
             id,
@@ -72,9 +72,9 @@ impl ConnCore {
             write_blocked: false,
             read_closed: false,
             peer_eof: false,
-            idle_ms: None,
+            idle_ticks: None,
             idle_armed: false,
-            last_read_ms: now_ms,
+            last_read_tick: now_tick,
         }
     }
 
@@ -199,16 +199,16 @@ impl<'a, P: Protocol> Conn<'a, P> {
     /// [`CloseReason::IdleTimeout`] after receiving nothing for `timeout`.
     /// Resetting on each read costs one store, no timer operation.
     pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
-        self.core.idle_ms = timeout.map(|t| (t.as_millis() as u64).max(1));
-        self.core.last_read_ms = self.ctx.now_ms;
-        if self.core.idle_ms.is_some() && !self.core.idle_armed {
+        self.core.idle_ticks = timeout.map(|t| self.ctx.timers.ticks_of(t).max(1));
+        self.core.last_read_tick = self.ctx.now_tick;
+        if self.core.idle_ticks.is_some() && !self.core.idle_armed {
             self.ctx.arm_idle(self.core);
         }
     }
 
     /// Counts as activity for the idle timeout, as a read does.
     pub fn reset_idle_timer(&mut self) {
-        self.core.last_read_ms = self.ctx.now_ms;
+        self.core.last_read_tick = self.ctx.now_tick;
     }
 
     /// Runs `f` once after `delay` on this shard, if the connection is still

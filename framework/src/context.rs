@@ -46,7 +46,8 @@ pub struct ShardCtx {
     pub(crate) counters: LocalCounters,
     pub(crate) settings: Arc<Settings>,
     pub(crate) now: Instant,
-    pub(crate) now_ms: u64,
+    /// `now` in timer-wheel ticks.
+    pub(crate) now_tick: u64,
     pub(crate) stopping: bool,
     pub(crate) handle: Handle,
     /// Outbound connections to start once the current callback returns.
@@ -61,7 +62,12 @@ pub(crate) struct PendingConnect {
 }
 
 impl ShardCtx {
-    pub(crate) fn new(index: usize, handle: Handle, settings: Arc<Settings>) -> Self {
+    pub(crate) fn new(
+        index: usize,
+        handle: Handle,
+        settings: Arc<Settings>,
+        tick: Duration,
+    ) -> Self {
         let inboxes = handle.inner.inboxes.clone();
         let shards = inboxes.len();
         let now = Instant::now();
@@ -71,14 +77,14 @@ impl ShardCtx {
             inboxes,
             outbox: (0..shards).map(|_| Vec::new()).collect(),
             local: VecDeque::new(),
-            timers: Timers::new(now),
+            timers: Timers::new(now, tick),
             pool: BufPool::default(),
             dirty: Vec::new(),
             read_again: Vec::new(),
             counters: LocalCounters::default(),
             settings,
             now,
-            now_ms: 0,
+            now_tick: 0,
             stopping: false,
             handle,
             pending_connects: Vec::new(),
@@ -272,16 +278,16 @@ impl ShardCtx {
     }
 
     pub(crate) fn arm_idle(&mut self, core: &mut ConnCore) {
-        if let Some(ms) = core.idle_ms {
+        if let Some(ms) = core.idle_ticks {
             core.idle_armed = true;
             self.timers
                 .wheel
-                .insert(core.last_read_ms + ms, TimerTask::Idle(core.id));
+                .insert(core.last_read_tick + ms, TimerTask::Idle(core.id));
         }
     }
 
     pub(crate) fn update_clock(&mut self) {
         self.now = Instant::now();
-        self.now_ms = self.timers.ms_since_origin(self.now);
+        self.now_tick = self.timers.ticks_since_origin(self.now);
     }
 }

@@ -26,6 +26,49 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
+/// The shard's timerfd, used when the timer tick is finer than epoll's 1 ms.
+const TIMERFD_TOKEN: Token = Token(usize::MAX - 1);
+
+/// Wakes the shard at a sub-millisecond deadline: `epoll_wait` only takes
+/// milliseconds (mio rounds up), so a fine timer tick would otherwise fire
+/// up to a millisecond late.
+#[cfg(target_os = "linux")]
+struct PreciseWake {
+    fd: timerfd::TimerFd,
+    armed_for: Option<Instant>,
+}
+
+#[cfg(target_os = "linux")]
+impl PreciseWake {
+    fn new(registry: &mio::Registry) -> io::Result<Self> {
+        use std::os::fd::AsRawFd;
+        let fd = timerfd::TimerFd::new_custom(timerfd::ClockId::Monotonic, true, true)?;
+        registry.register(
+            &mut mio::unix::SourceFd(&fd.as_raw_fd()),
+            TIMERFD_TOKEN,
+            Interest::READABLE,
+        )?;
+        Ok(PreciseWake {
+            fd,
+            armed_for: None,
+        })
+    }
+
+    /// Arms the timer for `at` (once per distinct deadline: one syscall).
+    fn arm(&mut self, at: Instant, now: Instant) {
+        if self.armed_for == Some(at) {
+            return;
+        }
+        let left = at
+            .saturating_duration_since(now)
+            .max(Duration::from_nanos(1));
+        self.fd.set_state(
+            timerfd::TimerState::Oneshot(left),
+            timerfd::SetTimeFlags::Default,
+        );
+        self.armed_for = Some(at);
+    }
+}
 
 struct Connection {
     core: ConnCore,
@@ -42,6 +85,7 @@ pub(crate) struct ShardInit {
     pub(crate) read_buffer_size: usize,
     pub(crate) events_capacity: usize,
     pub(crate) nodelay: bool,
+    pub(crate) timer_tick: Duration,
 }
 
 pub(crate) struct Shard {
@@ -57,6 +101,8 @@ pub(crate) struct Shard {
     fired: Vec<(TimerId, TimerTask)>,
     next_generation: u32,
     nodelay: bool,
+    #[cfg(target_os = "linux")]
+    precise: Option<PreciseWake>,
     inner: Arc<ServerInner>,
     ctx: ShardCtx,
 }
@@ -94,6 +140,18 @@ impl Shard {
             .map(|make| make(init.index))
             .collect();
         let settings = inner.settings.load_full();
+        #[cfg(target_os = "linux")]
+        let precise = if init.timer_tick < Duration::from_millis(1) {
+            match PreciseWake::new(init.poll.registry()) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no timerfd: sub-millisecond timers fire on 1 ms boundaries");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Shard {
             poll: init.poll,
             events: Events::with_capacity(init.events_capacity),
@@ -107,7 +165,9 @@ impl Shard {
             fired: Vec::new(),
             next_generation: 0,
             nodelay: init.nodelay,
-            ctx: ShardCtx::new(init.index, init.handle, settings),
+            #[cfg(target_os = "linux")]
+            precise,
+            ctx: ShardCtx::new(init.index, init.handle, settings, init.timer_tick),
             inner,
         }
     }
@@ -162,7 +222,7 @@ impl Shard {
         }
     }
 
-    fn poll_timeout(&self) -> Option<Duration> {
+    fn poll_timeout(&mut self) -> Option<Duration> {
         if self.inbox_backlog
             || !self.ctx.read_again.is_empty()
             || !self.ctx.local.is_empty()
@@ -173,7 +233,15 @@ impl Shard {
         }
         let tick = self.ctx.timers.wheel.next_deadline()?;
         let at = self.ctx.timers.instant_of(tick);
-        Some(at.saturating_duration_since(Instant::now()))
+        let now = Instant::now();
+        let left = at.saturating_duration_since(now);
+        #[cfg(target_os = "linux")]
+        if let Some(p) = self.precise.as_mut().filter(|_| !left.is_zero()) {
+            p.arm(at, now);
+            // The timerfd wakes us; the poll timeout is only a backstop.
+            return Some(left + Duration::from_millis(1));
+        }
+        Some(left)
     }
 
     fn publish(&mut self) {
@@ -186,7 +254,7 @@ impl Shard {
     fn dispatch_io(&mut self) {
         self.ready.clear();
         for ev in self.events.iter() {
-            if ev.token() == WAKER_TOKEN {
+            if ev.token() == WAKER_TOKEN || ev.token() == TIMERFD_TOKEN {
                 continue;
             }
             self.ready.push((
@@ -284,7 +352,7 @@ impl Shard {
                 }
                 Ok(n) => {
                     self.ctx.counters.bytes_in += n as u64;
-                    c.core.last_read_ms = self.ctx.now_ms;
+                    c.core.last_read_tick = self.ctx.now_tick;
                     let data = &self.read_buf[..n];
                     invoke(c, &mut self.ctx, |p, core, ctx| {
                         p.data_received(core, ctx, data)
@@ -519,12 +587,12 @@ impl Shard {
         };
         let id = ConnId::new(self.ctx.index as u16, slot as u32, self.next_generation);
         self.next_generation = self.next_generation.wrapping_add(1);
-        let mut core = ConnCore::new(id, stream, peer, local, Phase::Open, self.ctx.now_ms);
-        core.idle_ms = self
+        let mut core = ConnCore::new(id, stream, peer, local, Phase::Open, self.ctx.now_tick);
+        core.idle_ticks = self
             .ctx
             .settings
             .idle_timeout
-            .map(|t| (t.as_millis() as u64).max(1));
+            .map(|t| self.ctx.timers.ticks_of(t).max(1));
         entry.insert(Connection {
             core,
             proto: Some(proto),
@@ -582,7 +650,7 @@ impl Shard {
                 pc.addr,
                 local,
                 Phase::Connecting,
-                self.ctx.now_ms,
+                self.ctx.now_tick,
             );
             entry.insert(Connection {
                 core,
@@ -616,12 +684,12 @@ impl Shard {
         if self.nodelay {
             let _ = c.core.stream.set_nodelay(true);
         }
-        c.core.idle_ms = self
+        c.core.idle_ticks = self
             .ctx
             .settings
             .idle_timeout
-            .map(|t| (t.as_millis() as u64).max(1));
-        c.core.last_read_ms = self.ctx.now_ms;
+            .map(|t| self.ctx.timers.ticks_of(t).max(1));
+        c.core.last_read_tick = self.ctx.now_tick;
         self.ctx.counters.connections_accepted += 1;
         self.ctx.arm_idle(&mut c.core);
         invoke(c, &mut self.ctx, |p, core, ctx| {
@@ -735,7 +803,7 @@ impl Shard {
     // ---- timers ----------------------------------------------------------------
 
     fn fire_timers(&mut self) {
-        let now = self.ctx.now_ms;
+        let now = self.ctx.now_tick;
         self.ctx.timers.wheel.advance(now, &mut self.fired);
         if self.fired.is_empty() {
             return;
@@ -796,13 +864,13 @@ impl Shard {
                 }
                 let c = &mut self.conns[conn.slot()];
                 c.core.idle_armed = false;
-                let Some(idle) = c.core.idle_ms else {
+                let Some(idle) = c.core.idle_ticks else {
                     return;
                 };
                 if c.core.phase != Phase::Open {
                     return;
                 }
-                let due = c.core.last_read_ms + idle;
+                let due = c.core.last_read_tick + idle;
                 if now >= due {
                     c.core.begin_close(CloseReason::IdleTimeout, &mut self.ctx);
                 } else {

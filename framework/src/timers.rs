@@ -43,7 +43,7 @@ pub(crate) enum RepeatFn {
 
 pub(crate) struct Repeat {
     pub(crate) generation: u64,
-    pub(crate) interval_ms: u64,
+    pub(crate) interval_ticks: u64,
     pub(crate) deadline: u64,
     pub(crate) wheel_id: TimerId,
     /// Taken out while the callback runs.
@@ -55,37 +55,40 @@ pub(crate) struct Timers {
     pub(crate) repeats: Slab<Repeat>,
     next_generation: u64,
     origin: Instant,
+    tick_ns: u64,
 }
 
 impl Timers {
-    pub(crate) fn new(origin: Instant) -> Self {
+    /// `tick` is the wheel's resolution (1 ms by default).
+    pub(crate) fn new(origin: Instant, tick: Duration) -> Self {
         Timers {
             wheel: TimerWheel::new(0),
             repeats: Slab::new(),
             next_generation: 0,
             origin,
+            tick_ns: (tick.as_nanos() as u64).max(1),
         }
     }
 
-    /// Milliseconds since the shard started, rounded down.
-    pub(crate) fn ms_since_origin(&self, t: Instant) -> u64 {
-        t.saturating_duration_since(self.origin).as_millis() as u64
+    /// Whole ticks since the shard started, rounded down.
+    pub(crate) fn ticks_since_origin(&self, t: Instant) -> u64 {
+        (t.saturating_duration_since(self.origin).as_nanos() as u64) / self.tick_ns
+    }
+
+    /// `d` in ticks, rounded up.
+    pub(crate) fn ticks_of(&self, d: Duration) -> u64 {
+        (d.as_nanos() as u64).div_ceil(self.tick_ns)
     }
 
     /// The tick at which a timer set now for `delay` must fire: rounded up,
     /// so it never fires early.
     pub(crate) fn deadline_after(&self, delay: Duration) -> u64 {
         let at = Instant::now().saturating_duration_since(self.origin) + delay;
-        let ms = at.as_millis() as u64;
-        if at > Duration::from_millis(ms) {
-            ms + 1
-        } else {
-            ms
-        }
+        (at.as_nanos() as u64).div_ceil(self.tick_ns)
     }
 
     pub(crate) fn instant_of(&self, tick: u64) -> Instant {
-        self.origin + Duration::from_millis(tick)
+        self.origin + Duration::from_nanos(tick.saturating_mul(self.tick_ns))
     }
 
     pub(crate) fn once(&mut self, delay: Duration, task: TimerTask) -> TimerHandle {
@@ -94,7 +97,7 @@ impl Timers {
     }
 
     pub(crate) fn repeat(&mut self, interval: Duration, f: RepeatFn) -> TimerHandle {
-        let interval_ms = (interval.as_millis() as u64).max(1);
+        let interval_ticks = self.ticks_of(interval).max(1);
         let deadline = self.deadline_after(interval);
         let generation = self.next_generation;
         self.next_generation += 1;
@@ -105,7 +108,7 @@ impl Timers {
             .insert(deadline, TimerTask::Repeat { key, generation });
         entry.insert(Repeat {
             generation,
-            interval_ms,
+            interval_ticks,
             deadline,
             wheel_id,
             f: Some(f),
@@ -140,9 +143,9 @@ impl Timers {
         if r.generation != generation {
             return None;
         }
-        let mut next = r.deadline + r.interval_ms;
+        let mut next = r.deadline + r.interval_ticks;
         if next <= now {
-            next += (now - next) / r.interval_ms * r.interval_ms + r.interval_ms;
+            next += (now - next) / r.interval_ticks * r.interval_ticks + r.interval_ticks;
         }
         r.deadline = next;
         r.wheel_id = self

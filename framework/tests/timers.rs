@@ -173,3 +173,42 @@ fn idle_timeout_closes_idle_connection_not_busy_one() {
     assert_eq!(h.stats().total().idle_timeouts, 1);
     h.shutdown();
 }
+
+#[test]
+fn fine_tick_timers_fire_in_order_and_never_early() {
+    init_tracing();
+    let h = builder(1)
+        .timer_tick(Duration::from_micros(50))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    h.submit_to(0, move |ctx| {
+        // Deadlines a few hundred microseconds apart, set out of order.
+        for (i, us) in [700u64, 300, 500, 100, 900].into_iter().enumerate() {
+            let tx = tx.clone();
+            let set = std::time::Instant::now();
+            ctx.call_later(Duration::from_micros(us), move |_| {
+                tx.send((us, i, set.elapsed())).unwrap();
+            });
+        }
+    })
+    .unwrap();
+    let fired: Vec<_> = (0..5)
+        .map(|_| rx.recv_timeout(Duration::from_secs(30)).unwrap())
+        .collect();
+    let order: Vec<u64> = fired.iter().map(|f| f.0).collect();
+    assert_eq!(order, vec![100, 300, 500, 700, 900]);
+    for (us, _, elapsed) in fired {
+        assert!(
+            elapsed >= Duration::from_micros(us),
+            "{us}µs timer fired after {elapsed:?}"
+        );
+    }
+    assert!(builder(1)
+        .timer_tick(Duration::from_nanos(500))
+        .build()
+        .is_err());
+    h.shutdown();
+}

@@ -54,6 +54,9 @@ pub fn run(config: &Config, mut observer: impl FnMut(&Progress<'_>)) -> Result<R
     config.validate()?;
     let mut builder = Server::builder()
         .shards(config.threads)
+        // Open-loop sends are paced by shard timers: a fine tick (with the
+        // framework's timerfd wake-up) keeps them on schedule.
+        .timer_tick(Duration::from_micros(50))
         .stop_timeout(Duration::from_millis(500));
     builder = if config.cores.is_empty() {
         builder.pin(false)

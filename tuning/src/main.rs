@@ -1,0 +1,194 @@
+//! `shardloop-tune`: sweep shard counts, recommend one.
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use shardloop_loadgen::Workload;
+use shardloop_tune::{Knob, ServerSpec, TuneConfig};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "shardloop-tune",
+    version,
+    about = "Finds the shard count that sustains the most load within a p99 target"
+)]
+struct Args {
+    /// Server command template ({shards} {port} {cores} {read_buffer} {events} {policy}
+    /// are substituted). Default: the built-in echo server.
+    #[arg(long)]
+    server_cmd: Option<String>,
+    /// Shard counts: "1-4" or "1,2,4" (default 1..=cores).
+    #[arg(long)]
+    shards: Option<String>,
+    /// p99 latency target.
+    #[arg(long, default_value = "2ms", value_parser = humantime::parse_duration)]
+    p99: Duration,
+    /// Bisection steps per configuration.
+    #[arg(long, default_value_t = 5)]
+    steps: u32,
+    /// Fractions of saturation at which p99 is also measured.
+    #[arg(long, value_delimiter = ',', default_value = "0.25,0.5,0.75,0.9")]
+    fractions: Vec<f64>,
+    /// Measured time of each run.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    run_duration: Duration,
+    /// Warm-up of each run.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Load connections.
+    #[arg(short, long, default_value_t = 64)]
+    connections: usize,
+    /// Loadgen threads (default: half the cores, at least 1).
+    #[arg(long)]
+    loadgen_threads: Option<usize>,
+    /// Echo message size in bytes.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Also sweep a knob: read-buffer=4096,65536 | events=64,1024 | pin=on,off | policy=rr,lc.
+    #[arg(long)]
+    knob: Option<String>,
+    /// Recommend the smallest count within this fraction of the best.
+    #[arg(long, default_value_t = 0.05)]
+    tolerance: f64,
+    /// Fraction of the sustainable rate to keep free in production.
+    #[arg(long, default_value_t = 0.2)]
+    headroom: f64,
+    /// Report directory.
+    #[arg(long, default_value = "tune-report")]
+    out: PathBuf,
+}
+
+fn parse_shards(s: &str) -> anyhow::Result<Vec<usize>> {
+    let mut v = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        if let Some((a, b)) = part.split_once('-') {
+            let (a, b): (usize, usize) = (
+                a.trim()
+                    .parse()
+                    .with_context(|| format!("bad shard range {part:?}"))?,
+                b.trim()
+                    .parse()
+                    .with_context(|| format!("bad shard range {part:?}"))?,
+            );
+            if a == 0 || b < a {
+                bail!("bad shard range {part:?}");
+            }
+            v.extend(a..=b);
+        } else {
+            let n: usize = part
+                .parse()
+                .with_context(|| format!("bad shard count {part:?}"))?;
+            if n == 0 {
+                bail!("shard counts start at 1");
+            }
+            v.push(n);
+        }
+    }
+    v.sort_unstable();
+    v.dedup();
+    Ok(v)
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = real_main() {
+        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+        eprintln!("error: {}", chain.join(": "));
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let cores: Vec<usize> = core_affinity::get_core_ids()
+        .map(|ids| ids.into_iter().map(|c| c.id).collect())
+        .unwrap_or_else(|| {
+            (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
+        });
+    let shards = match &a.shards {
+        Some(s) => parse_shards(s)?,
+        None => (1..=cores.len()).collect(),
+    };
+    if !(0.0..1.0).contains(&a.tolerance) || !(0.0..1.0).contains(&a.headroom) {
+        bail!("--tolerance and --headroom must be in [0, 1)");
+    }
+    if a.fractions.iter().any(|f| !(*f > 0.0 && *f <= 1.0)) {
+        bail!("--fractions must be in (0, 1]");
+    }
+    let knobs = match &a.knob {
+        Some(k) => Knob::parse_list(k).map_err(anyhow::Error::msg)?,
+        None => Vec::new(),
+    };
+    let cfg = TuneConfig {
+        server: match &a.server_cmd {
+            Some(c) => ServerSpec::Command(c.clone()),
+            None => ServerSpec::BuiltinEcho,
+        },
+        shards,
+        knobs,
+        p99_target_us: a.p99.as_micros() as u64,
+        steps: a.steps,
+        fractions: a.fractions.clone(),
+        run_duration: a.run_duration,
+        warmup: a.warmup,
+        connections: a.connections,
+        loadgen_threads: a.loadgen_threads.unwrap_or((cores.len() / 2).max(1)),
+        workload: Workload::Echo { size: a.size },
+        tolerance: a.tolerance,
+        headroom: a.headroom,
+        cores: cores.clone(),
+    };
+    let runs = cfg.variants().len() as u64 * cfg.search_params().runs();
+    let per_run = a.run_duration + a.warmup;
+    println!(
+        "shardloop-tune: {} configurations × {} runs of {}, p99 target {}, {} cores, {} loadgen threads × {} connections (about {})",
+        cfg.variants().len(),
+        cfg.search_params().runs(),
+        humantime::format_duration(per_run),
+        humantime::format_duration(a.p99),
+        cores.len(),
+        cfg.loadgen_threads,
+        cfg.connections,
+        humantime::format_duration(Duration::from_secs(per_run.as_secs_f64().ceil() as u64 * runs)),
+    );
+    for (n, k) in cfg.variants() {
+        if let Some(note) = cfg.pinning(n, k.as_ref()).note {
+            println!("  {n} shards: {note}");
+        }
+    }
+    let bar = ProgressBar::new(runs);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} runs, eta {eta}  {msg}")
+            .expect("static template"),
+    );
+    let report = shardloop_tune::run(&cfg, |variant, what| {
+        bar.set_message(format!("{variant}: {what}"));
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    report.write(&a.out)?;
+    println!();
+    print!("{}", report.markdown());
+    println!();
+    println!(
+        "Report: {}/report.md, report.json, throughput.svg, latency.svg",
+        a.out.display()
+    );
+    match &report.recommendation {
+        Some(r) => println!("{}", r.line),
+        None => println!(
+            "Recommendation: none — no configuration met p99 ≤ {} at any rate tried; relax --p99 or investigate the server.",
+            humantime::format_duration(a.p99)
+        ),
+    }
+    Ok(())
+}

@@ -1,0 +1,426 @@
+//! The tuner's findings: table, recommendation, scalability fit, charts.
+
+use crate::search::SearchResult;
+use crate::server::Knob;
+use crate::tune::TuneConfig;
+use crate::usl::{self, Fit};
+use crate::TuneError;
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Results for one configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VariantResult {
+    /// Shard count.
+    pub shards: usize,
+    /// Secondary knob value, if swept.
+    pub knob: Option<Knob>,
+    /// Server and loadgen ran on disjoint pinned cores.
+    pub pinned: bool,
+    /// Why not, if not.
+    pub pinning_note: Option<String>,
+    /// What the search measured.
+    pub search: SearchResult,
+}
+
+impl VariantResult {
+    /// Highest rate that met the target (0 if none did).
+    pub fn sustainable_rps(&self) -> f64 {
+        self.search
+            .sustainable
+            .as_ref()
+            .and_then(|m| m.requested_rps)
+            .unwrap_or(0.0)
+    }
+
+    fn label(&self) -> String {
+        match &self.knob {
+            Some(k) => format!("{} shards, {k}", self.shards),
+            None => format!("{} shards", self.shards),
+        }
+    }
+}
+
+/// The recommendation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Recommendation {
+    /// Shards to run with.
+    pub shards: usize,
+    /// Knob value of the recommended configuration, if swept.
+    pub knob: Option<Knob>,
+    /// Its sustainable rate at the p99 target.
+    pub sustainable_rps: f64,
+    /// Best sustainable rate of any configuration.
+    pub best_rps: f64,
+    /// Plan production load at most this (sustainable × (1 − headroom)).
+    pub plan_rps: f64,
+    /// The one-line summary.
+    pub line: String,
+}
+
+/// Everything the tuner writes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TuneReport {
+    /// p99 target, µs.
+    pub p99_target_us: u64,
+    /// Per configuration.
+    pub variants: Vec<VariantResult>,
+    /// Scalability fit over shard counts (first knob value only).
+    pub usl: Option<Fit>,
+    /// Extrapolated sustainable rate at larger shard counts.
+    pub extrapolation: Vec<(usize, f64)>,
+    /// The recommendation, if any configuration met the target.
+    pub recommendation: Option<Recommendation>,
+    /// Cores seen on this machine.
+    pub cores: usize,
+    /// Loadgen threads and connections per run.
+    pub loadgen: (usize, usize),
+}
+
+impl TuneReport {
+    /// Derives fit and recommendation from the measurements.
+    pub fn build(cfg: &TuneConfig, variants: Vec<VariantResult>) -> TuneReport {
+        let first_knob = variants.first().and_then(|v| v.knob.clone());
+        let points: Vec<(f64, f64)> = variants
+            .iter()
+            .filter(|v| v.knob == first_knob)
+            .map(|v| (v.shards as f64, v.sustainable_rps()))
+            .collect();
+        let fit = usl::fit(&points);
+        let extrapolation = fit
+            .as_ref()
+            .map(|f| {
+                [1usize, 2, 4, 8, 16, 32, 64]
+                    .iter()
+                    .map(|&n| (n, f.usl.predict(n as f64)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let recommendation = recommend(&variants, cfg.tolerance, cfg.headroom, cfg.p99_target_us);
+        TuneReport {
+            p99_target_us: cfg.p99_target_us,
+            variants,
+            usl: fit,
+            extrapolation,
+            recommendation,
+            cores: cfg.cores.len(),
+            loadgen: (cfg.loadgen_threads, cfg.connections),
+        }
+    }
+
+    /// Markdown: table, fit, recommendation.
+    pub fn markdown(&self) -> String {
+        let ms = |us: u64| format!("{:.2}", us as f64 / 1000.0);
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "| configuration | pinned | saturation req/s | sustainable req/s (p99 ≤ {} ms) | p99 there (ms) | p99 @25% | p99 @50% | p99 @75% | p99 @90% |",
+            ms(self.p99_target_us)
+        );
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        for v in &self.variants {
+            let sat = v.search.saturation.ok_rps;
+            let at = |f: f64| {
+                v.search
+                    .points
+                    .iter()
+                    .find(|p| p.requested_rps.is_some_and(|r| (r / sat - f).abs() < 1e-6))
+                    .map(|p| ms(p.p99_us))
+                    .unwrap_or_else(|| "–".into())
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
+                v.label(),
+                if v.pinned { "yes" } else { "no" },
+                sat,
+                v.sustainable_rps(),
+                v.search
+                    .sustainable
+                    .as_ref()
+                    .map_or("–".to_string(), |m| ms(m.p99_us)),
+                at(0.25),
+                at(0.5),
+                at(0.75),
+                at(0.9)
+            );
+        }
+        let notes: Vec<&String> = self
+            .variants
+            .iter()
+            .filter_map(|v| v.pinning_note.as_ref())
+            .collect();
+        if !notes.is_empty() {
+            let _ = writeln!(s);
+            for n in notes.iter().collect::<std::collections::BTreeSet<_>>() {
+                let _ = writeln!(s, "- note: {n}");
+            }
+        }
+        if let Some(f) = &self.usl {
+            let _ = writeln!(
+                s,
+                "\nUniversal Scalability Law fit: λ = {:.0} req/s per shard, σ (contention) = {:.4}, κ (coherency) = {:.5}, R² = {:.3}",
+                f.usl.lambda, f.usl.sigma, f.usl.kappa, f.r_squared
+            );
+            if let Some(n) = &f.note {
+                let _ = writeln!(s, "({n})");
+            }
+            let ex: Vec<String> = self
+                .extrapolation
+                .iter()
+                .map(|(n, x)| format!("{n}: {x:.0}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "Extrapolated sustainable req/s by shard count — {}",
+                ex.join(", ")
+            );
+            if let Some(p) = f.usl.peak() {
+                let _ = writeln!(s, "Throughput peaks near {p:.0} shards.");
+            }
+        }
+        let _ = writeln!(s);
+        match &self.recommendation {
+            Some(r) => {
+                let _ = writeln!(s, "**{}**", r.line);
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "**No configuration met p99 ≤ {} ms at any rate tried.**",
+                    ms(self.p99_target_us)
+                );
+            }
+        }
+        s
+    }
+
+    /// Writes report.md, report.json, throughput.svg and latency.svg into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<(), TuneError> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("report.md"), self.markdown())?;
+        std::fs::write(
+            dir.join("report.json"),
+            serde_json::to_string_pretty(self).map_err(|e| TuneError::Report(e.to_string()))?,
+        )?;
+        self.throughput_chart(&dir.join("throughput.svg"))
+            .map_err(|e| TuneError::Report(format!("throughput chart: {e}")))?;
+        self.latency_chart(&dir.join("latency.svg"))
+            .map_err(|e| TuneError::Report(format!("latency chart: {e}")))?;
+        Ok(())
+    }
+
+    fn throughput_chart(&self, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+        let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let max_n = self.variants.iter().map(|v| v.shards).max().unwrap_or(1) as f64;
+        let x_max = (max_n * 2.0).max(4.0);
+        let mut y_max = self
+            .variants
+            .iter()
+            .map(|v| v.search.saturation.ok_rps)
+            .fold(1.0, f64::max);
+        if let Some(f) = &self.usl {
+            y_max = y_max.max(f.usl.predict(x_max));
+        }
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Throughput vs shards", ("sans-serif", 22))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0.5f64..x_max + 0.5, 0f64..y_max * 1.15)?;
+        chart
+            .configure_mesh()
+            .x_desc("shards")
+            .y_desc("requests/s")
+            .draw()?;
+        let sat: Vec<(f64, f64)> = self
+            .variants
+            .iter()
+            .map(|v| (v.shards as f64, v.search.saturation.ok_rps))
+            .collect();
+        let sus: Vec<(f64, f64)> = self
+            .variants
+            .iter()
+            .map(|v| (v.shards as f64, v.sustainable_rps()))
+            .collect();
+        chart
+            .draw_series(sat.iter().map(|&p| Circle::new(p, 5, RED.filled())))?
+            .label("saturation (closed loop)")
+            .legend(|(x, y)| Circle::new((x + 10, y), 5, RED.filled()));
+        chart
+            .draw_series(
+                sus.iter()
+                    .map(|&p| TriangleMarker::new(p, 6, BLUE.filled())),
+            )?
+            .label(format!(
+                "sustainable at p99 ≤ {:.1} ms",
+                self.p99_target_us as f64 / 1000.0
+            ))
+            .legend(|(x, y)| TriangleMarker::new((x + 10, y), 6, BLUE.filled()));
+        if let Some(f) = &self.usl {
+            let curve: Vec<(f64, f64)> = (0..=200)
+                .map(|i| {
+                    let n = 1.0 + (x_max - 1.0) * i as f64 / 200.0;
+                    (n, f.usl.predict(n))
+                })
+                .collect();
+            chart
+                .draw_series(LineSeries::new(curve, BLUE.stroke_width(2)))?
+                .label("USL fit (extrapolated)")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    }
+
+    fn latency_chart(&self, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+        let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let x_max = self
+            .variants
+            .iter()
+            .flat_map(|v| v.search.points.iter().filter_map(|p| p.requested_rps))
+            .fold(1.0, f64::max);
+        let cap = (self.p99_target_us as f64 / 1000.0) * 5.0;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("p99 latency vs offered load", ("sans-serif", 22))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..x_max * 1.05, 0f64..cap)?;
+        chart
+            .configure_mesh()
+            .x_desc("offered load (requests/s, open loop)")
+            .y_desc("p99 latency (ms), capped")
+            .draw()?;
+        let target = self.p99_target_us as f64 / 1000.0;
+        chart
+            .draw_series(LineSeries::new(
+                vec![(0.0, target), (x_max * 1.05, target)],
+                BLACK.mix(0.5),
+            ))?
+            .label("p99 target")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.5)));
+        for (i, v) in self.variants.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let pts: Vec<(f64, f64)> = v
+                .search
+                .points
+                .iter()
+                .filter_map(|p| {
+                    p.requested_rps
+                        .map(|r| (r, (p.p99_us as f64 / 1000.0).min(cap)))
+                })
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+                .label(v.label())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            chart.draw_series(
+                pts.into_iter()
+                    .map(move |p| Circle::new(p, 3, color.filled())),
+            )?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    }
+}
+
+/// The smallest shard count whose sustainable rate is within `tolerance` of
+/// the best; production load planned with `headroom` to spare.
+pub fn recommend(
+    variants: &[VariantResult],
+    tolerance: f64,
+    headroom: f64,
+    target_us: u64,
+) -> Option<Recommendation> {
+    let best = variants
+        .iter()
+        .map(|v| v.sustainable_rps())
+        .fold(0.0, f64::max);
+    if best <= 0.0 {
+        return None;
+    }
+    let pick = variants
+        .iter()
+        .filter(|v| v.sustainable_rps() >= best * (1.0 - tolerance))
+        .min_by_key(|v| v.shards)?;
+    let sustainable = pick.sustainable_rps();
+    let plan = sustainable * (1.0 - headroom);
+    let line = format!(
+        "Recommendation: {} — sustains {:.0} req/s at p99 ≤ {:.2} ms (best {:.0}, within {:.0}%); plan for at most {:.0} req/s ({:.0}% headroom).",
+        pick.label(),
+        sustainable,
+        target_us as f64 / 1000.0,
+        best,
+        tolerance * 100.0,
+        plan,
+        headroom * 100.0
+    );
+    Some(Recommendation {
+        shards: pick.shards,
+        knob: pick.knob.clone(),
+        sustainable_rps: sustainable,
+        best_rps: best,
+        plan_rps: plan,
+        line,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::{Measurement, SearchResult};
+
+    fn variant(shards: usize, sustainable: f64) -> VariantResult {
+        let m = |r: Option<f64>| Measurement {
+            requested_rps: r,
+            achieved_rps: r.unwrap_or(sustainable * 1.2),
+            ok_rps: r.unwrap_or(sustainable * 1.2),
+            p50_us: 100,
+            p99_us: 900,
+            errors: 0,
+        };
+        VariantResult {
+            shards,
+            knob: None,
+            pinned: true,
+            pinning_note: None,
+            search: SearchResult {
+                saturation: m(None),
+                sustainable: (sustainable > 0.0).then(|| m(Some(sustainable))),
+                points: vec![m(Some(sustainable))],
+            },
+        }
+    }
+
+    #[test]
+    fn recommends_smallest_count_within_tolerance() {
+        let v = vec![
+            variant(1, 80_000.0),
+            variant(2, 150_000.0),
+            variant(4, 155_000.0),
+        ];
+        let r = recommend(&v, 0.05, 0.2, 2000).unwrap();
+        assert_eq!(r.shards, 2);
+        assert_eq!(r.best_rps, 155_000.0);
+        assert!((r.plan_rps - 120_000.0).abs() < 1e-6);
+        assert!(r.line.starts_with("Recommendation: 2 shards"));
+        assert!(recommend(&[variant(1, 0.0)], 0.05, 0.2, 2000).is_none());
+    }
+}

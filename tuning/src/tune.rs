@@ -1,0 +1,181 @@
+//! The sweep: for each configuration, start the server, probe it with the
+//! load generator, record what the search finds.
+
+use crate::report::{TuneReport, VariantResult};
+use crate::search::{find_sustainable, Measurement, Probe, SearchParams};
+use crate::server::{self, Knob, ServerSpec};
+use crate::TuneError;
+use shardloop_loadgen::{Config as LoadConfig, Mode, Workload};
+use std::time::Duration;
+
+/// What to sweep and how.
+#[derive(Debug, Clone)]
+pub struct TuneConfig {
+    /// Server to tune.
+    pub server: ServerSpec,
+    /// Shard counts to try.
+    pub shards: Vec<usize>,
+    /// Secondary knob values (each combined with each shard count).
+    pub knobs: Vec<Knob>,
+    /// p99 target, µs.
+    pub p99_target_us: u64,
+    /// Bisection steps per configuration.
+    pub steps: u32,
+    /// Fractions of saturation measured for the latency curve.
+    pub fractions: Vec<f64>,
+    /// Measured time per run.
+    pub run_duration: Duration,
+    /// Warm-up per run.
+    pub warmup: Duration,
+    /// Load connections.
+    pub connections: usize,
+    /// Loadgen threads.
+    pub loadgen_threads: usize,
+    /// Workload.
+    pub workload: Workload,
+    /// Recommend the smallest count within this fraction of the best sustainable rate.
+    pub tolerance: f64,
+    /// Fraction of the sustainable rate to keep free in production.
+    pub headroom: f64,
+    /// Cores available to pin to.
+    pub cores: Vec<usize>,
+}
+
+impl TuneConfig {
+    /// The search parameters derived from this config.
+    pub fn search_params(&self) -> SearchParams {
+        SearchParams {
+            p99_target_us: self.p99_target_us,
+            steps: self.steps,
+            fractions: self.fractions.clone(),
+        }
+    }
+
+    /// Every (shards, knob) configuration the sweep runs.
+    pub fn variants(&self) -> Vec<(usize, Option<Knob>)> {
+        let mut v = Vec::new();
+        for &n in &self.shards {
+            if self.knobs.is_empty() {
+                v.push((n, None));
+            } else {
+                for k in &self.knobs {
+                    v.push((n, Some(k.clone())));
+                }
+            }
+        }
+        v
+    }
+
+    /// Disjoint core sets for server and loadgen, if the machine has enough.
+    pub fn pinning(&self, shards: usize, knob: Option<&Knob>) -> Pinning {
+        let want_pin = !matches!(knob, Some(Knob::Pin(false)));
+        let need = shards + self.loadgen_threads;
+        if !want_pin {
+            Pinning {
+                server: None,
+                loadgen: None,
+                note: Some("pinning off (knob)".into()),
+            }
+        } else if self.cores.len() >= need {
+            Pinning {
+                server: Some(self.cores[..shards].to_vec()),
+                loadgen: Some(self.cores[shards..need].to_vec()),
+                note: None,
+            }
+        } else {
+            Pinning {
+                server: None,
+                loadgen: None,
+                note: Some(format!(
+                    "cannot pin disjointly: {shards} shards + {} loadgen threads > {} cores; server and loadgen share cores, so throughput is understated",
+                    self.loadgen_threads,
+                    self.cores.len()
+                )),
+            }
+        }
+    }
+}
+
+/// Where server and loadgen run for one configuration.
+#[derive(Debug, Clone)]
+pub struct Pinning {
+    /// Server cores (None: unpinned).
+    pub server: Option<Vec<usize>>,
+    /// Loadgen cores (None: unpinned).
+    pub loadgen: Option<Vec<usize>>,
+    /// Why it is not pinned, if it is not.
+    pub note: Option<String>,
+}
+
+/// Probes a server with the load generator.
+pub struct LoadProbe {
+    base: LoadConfig,
+}
+
+impl LoadProbe {
+    fn measure(&mut self, mode: Mode) -> Result<Measurement, TuneError> {
+        let mut cfg = self.base.clone();
+        let requested = match mode {
+            Mode::Open { rate, .. } => Some(rate),
+            Mode::Closed { .. } => None,
+        };
+        cfg.mode = mode;
+        let r = shardloop_loadgen::run(&cfg, |_| {})?;
+        Ok(Measurement {
+            requested_rps: requested,
+            achieved_rps: r.achieved_rate,
+            ok_rps: r.throughput_rps,
+            p50_us: r.latency_us.p50,
+            p99_us: r.latency_us.p99,
+            errors: r.errors.total(),
+        })
+    }
+}
+
+impl Probe for LoadProbe {
+    type Error = TuneError;
+    fn saturate(&mut self) -> Result<Measurement, TuneError> {
+        self.measure(Mode::Closed { pipeline: 1 })
+    }
+    fn at_rate(&mut self, rate: f64) -> Result<Measurement, TuneError> {
+        self.measure(Mode::Open {
+            rate,
+            max_in_flight: 1,
+        })
+    }
+}
+
+/// Runs the sweep. `on_run(variant label, run label)` is called before each run.
+pub fn run(cfg: &TuneConfig, mut on_run: impl FnMut(&str, &str)) -> Result<TuneReport, TuneError> {
+    if cfg.shards.is_empty() || cfg.shards.contains(&0) {
+        return Err(TuneError::Config("shard counts must be at least 1".into()));
+    }
+    let params = cfg.search_params();
+    let mut results = Vec::new();
+    for (shards, knob) in cfg.variants() {
+        let pin = cfg.pinning(shards, knob.as_ref());
+        let label = match &knob {
+            Some(k) => format!("{shards} shards, {k}"),
+            None => format!("{shards} shards"),
+        };
+        let running = server::start(&cfg.server, shards, pin.server.as_deref(), knob.as_ref())?;
+        let mut base = LoadConfig::new(running.addr());
+        base.threads = cfg.loadgen_threads;
+        base.connections = cfg.connections.max(cfg.loadgen_threads);
+        base.duration = cfg.run_duration;
+        base.warmup = cfg.warmup;
+        base.workload = cfg.workload.clone();
+        base.cores = pin.loadgen.clone().unwrap_or_default();
+        let mut probe = LoadProbe { base };
+        let search = find_sustainable(&mut probe, &params, |what| on_run(&label, what))?;
+        drop(running);
+        results.push(VariantResult {
+            shards,
+            knob,
+            pinned: pin.server.is_some(),
+            pinning_note: pin.note,
+            search,
+        });
+    }
+    Ok(TuneReport::build(cfg, results))
+}
