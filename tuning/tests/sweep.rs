@@ -1,0 +1,115 @@
+//! A short real sweep against the framework's echo example (through the
+//! command template) produces a well-formed report.
+
+use shardloop_loadgen::Workload;
+use shardloop_tune::{ServerSpec, TuneConfig};
+use std::process::Command;
+use std::time::Duration;
+
+fn bin_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn build_echo_example() -> std::path::PathBuf {
+    let release = bin_dir().file_name().is_some_and(|n| n == "release");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", "shardloop", "--example", "echo"]);
+    if release {
+        cmd.arg("--release");
+    }
+    assert!(cmd.status().unwrap().success());
+    bin_dir().join("examples/echo")
+}
+
+#[test]
+fn short_sweep_against_echo_example_writes_a_well_formed_report() {
+    let echo = build_echo_example();
+    let cfg = TuneConfig {
+        server: ServerSpec::Command(format!(
+            "{} --shards {{shards}} --port {{port}} --no-pin",
+            echo.display()
+        )),
+        shards: vec![1, 2],
+        knobs: vec![],
+        // Generous: this checks the plumbing, not the machine.
+        p99_target_us: 50_000,
+        steps: 2,
+        fractions: vec![0.5],
+        run_duration: Duration::from_millis(400),
+        warmup: Duration::from_millis(100),
+        connections: 8,
+        loadgen_threads: 1,
+        workload: Workload::Echo { size: 64 },
+        tolerance: 0.05,
+        headroom: 0.2,
+        cores: vec![0, 1],
+    };
+    let mut runs = 0;
+    let report = shardloop_tune::run(&cfg, |_, _| runs += 1).unwrap();
+    assert_eq!(
+        runs,
+        2 * 4,
+        "2 configurations × (saturation + 2 steps + 1 fraction)"
+    );
+    assert_eq!(report.variants.len(), 2);
+    for v in &report.variants {
+        assert!(v.search.saturation.ok_rps > 0.0, "{v:?}");
+        assert_eq!(v.search.points.len(), 3);
+    }
+    let rec = report
+        .recommendation
+        .as_ref()
+        .expect("a 50 ms target is met");
+    assert!(rec.line.starts_with("Recommendation: "));
+    assert!(report.usl.is_some(), "two shard counts give a σ-only fit");
+
+    let dir = std::env::temp_dir().join(format!("sl-tune-{}", std::process::id()));
+    report.write(&dir).unwrap();
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("| 1 shards |") && md.contains("| 2 shards |"),
+        "{md}"
+    );
+    assert!(md.contains("Universal Scalability Law fit"));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["variants"].as_array().unwrap().len(), 2);
+    for svg in ["throughput.svg", "latency.svg"] {
+        let s = std::fs::read_to_string(dir.join(svg)).unwrap();
+        assert!(
+            s.starts_with("<svg") && s.trim_end().ends_with("</svg>"),
+            "{svg}"
+        );
+        assert!(s.contains("<text"), "{svg} has labels");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unknown_server_command_is_a_clear_error() {
+    let cfg = TuneConfig {
+        server: ServerSpec::Command("/nonexistent/server --port {port}".into()),
+        shards: vec![1],
+        knobs: vec![],
+        p99_target_us: 2000,
+        steps: 1,
+        fractions: vec![],
+        run_duration: Duration::from_millis(100),
+        warmup: Duration::ZERO,
+        connections: 2,
+        loadgen_threads: 1,
+        workload: Workload::Echo { size: 8 },
+        tolerance: 0.05,
+        headroom: 0.2,
+        cores: vec![0],
+    };
+    let err = shardloop_tune::run(&cfg, |_, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("exited") || err.contains("did not accept"),
+        "{err}"
+    );
+}
