@@ -167,6 +167,18 @@ impl TuneReport {
             if let Some(n) = &f.note {
                 let _ = writeln!(s, "({n})");
             }
+            if self.variants.iter().any(|v| !v.pinned) {
+                let _ = writeln!(
+                    s,
+                    "(some points ran with server and loadgen sharing cores: their throughput reflects the machine, not the server's scaling, so treat the extrapolation as a lower bound)"
+                );
+            }
+            if f.usl.sigma > 1.0 {
+                let _ = writeln!(
+                    s,
+                    "(σ > 1: throughput fell when shards were added, which points at a shared bottleneck — here most likely cores shared with the load generator)"
+                );
+            }
             let ex: Vec<String> = self
                 .extrapolation
                 .iter()
