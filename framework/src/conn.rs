@@ -42,6 +42,8 @@ pub(crate) struct ConnCore {
     /// The poller reported the read side closed: read until EOF.
     pub(crate) read_closed: bool,
     pub(crate) peer_eof: bool,
+    /// `resume_reading` was called: tell the protocol before reading.
+    pub(crate) resumed: bool,
     pub(crate) idle_ticks: Option<u64>,
     pub(crate) idle_armed: bool,
     pub(crate) last_read_tick: u64,
@@ -72,6 +74,7 @@ impl ConnCore {
             write_blocked: false,
             read_closed: false,
             peer_eof: false,
+            resumed: false,
             idle_ticks: None,
             idle_armed: false,
             last_read_tick: now_tick,
@@ -163,6 +166,15 @@ impl<'a, P: Protocol> Conn<'a, P> {
         self.core.begin_close(CloseReason::Done, self.ctx);
     }
 
+    /// Closes gracefully (flush, then FIN) because the peer broke the
+    /// protocol; `connection_lost` gets [`CloseReason::ProtocolError`] with `why`.
+    pub fn close_with_error(&mut self, why: impl Into<String>) {
+        let why = why.into();
+        tracing::debug!(conn = %self.core.id, %why, "closing on protocol error");
+        self.core
+            .begin_close(CloseReason::ProtocolError(why), self.ctx);
+    }
+
     /// Closes at once: pending output is dropped and the peer gets RST.
     pub fn abort(&mut self) {
         if !self.core.abort_requested {
@@ -186,6 +198,7 @@ impl<'a, P: Protocol> Conn<'a, P> {
     pub fn resume_reading(&mut self) {
         if self.core.read_paused {
             self.core.read_paused = false;
+            self.core.resumed = true;
             self.ctx.read_again.push(self.core.id);
         }
     }

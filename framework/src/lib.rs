@@ -41,6 +41,7 @@ mod conn;
 mod conn_id;
 mod context;
 mod error;
+pub mod framing;
 mod listener;
 mod protocol;
 mod server;

@@ -32,6 +32,9 @@ pub enum CloseReason {
     /// The server stopped: the connection was closed gracefully, or aborted
     /// when the stop deadline passed.
     ServerStopped,
+    /// The protocol closed the connection because the peer broke its rules
+    /// (a line too long, a malformed frame); output was still flushed.
+    ProtocolError(String),
 }
 
 impl CloseReason {
@@ -65,6 +68,7 @@ impl fmt::Display for CloseReason {
             CloseReason::IdleTimeout => f.write_str("idle timeout"),
             CloseReason::CallbackPanic => f.write_str("protocol callback panicked"),
             CloseReason::ServerStopped => f.write_str("server stopped"),
+            CloseReason::ProtocolError(why) => write!(f, "protocol error: {why}"),
         }
     }
 }
@@ -109,6 +113,11 @@ pub trait Protocol: Sized + 'static {
 
     /// A typed message addressed to this connection arrived over the bus.
     fn message(&mut self, _conn: &mut Conn<'_, Self>, _msg: Self::Message) {}
+
+    /// Reading was resumed after `pause_reading`. Input that arrived
+    /// meanwhile follows through `data_received`; a protocol that held
+    /// buffered input while paused (as `LineReceiver` does) delivers it here.
+    fn reading_resumed(&mut self, _conn: &mut Conn<'_, Self>) {}
 
     /// Output buffered for this connection passed the high-water mark: stop
     /// producing until `resume_producing`.
@@ -165,6 +174,7 @@ pub(crate) trait ErasedProto {
         msg: Box<dyn Any + Send>,
     ) -> bool;
     fn pause_producing(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx);
+    fn reading_resumed(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx);
     fn resume_producing(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx);
     fn server_stopping(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx);
     fn connect_failed(&mut self, ctx: &mut ShardCtx, error: &io::Error);
@@ -203,6 +213,9 @@ impl<P: Protocol> ErasedProto for P {
     }
     fn resume_producing(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx) {
         Protocol::resume_producing(self, &mut Conn::new(core, ctx));
+    }
+    fn reading_resumed(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx) {
+        Protocol::reading_resumed(self, &mut Conn::new(core, ctx));
     }
     fn server_stopping(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx) {
         Protocol::server_stopping(self, &mut Conn::new(core, ctx));

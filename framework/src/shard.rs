@@ -317,9 +317,20 @@ impl Shard {
         }
         let again = std::mem::take(&mut self.ctx.read_again);
         for id in &again {
-            if self.live(*id) {
-                self.read_conn(id.slot());
+            if !self.live(*id) {
+                continue;
             }
+            let c = &mut self.conns[id.slot()];
+            if c.core.resumed {
+                c.core.resumed = false;
+                invoke(c, &mut self.ctx, |p, core, ctx| {
+                    p.reading_resumed(core, ctx)
+                });
+                if !self.after_callback(id.slot()) {
+                    continue;
+                }
+            }
+            self.read_conn(id.slot());
         }
     }
 

@@ -1,0 +1,448 @@
+//! Incremental frame decoders: given the bytes buffered so far, find the next
+//! complete frame. Pure functions of their input, so any split of a stream
+//! into chunks yields the same frames (the property tests check exactly that).
+
+use std::fmt;
+
+/// Why a stream cannot be framed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// A frame (or line) longer than the configured maximum.
+    TooLong {
+        /// Bytes seen or announced.
+        length: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Bytes that do not follow the format.
+    Malformed(&'static str),
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::TooLong { length, max } => {
+                write!(f, "frame of {length} bytes exceeds the maximum of {max}")
+            }
+            FrameError::Malformed(why) => write!(f, "malformed frame: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// A complete frame found at the front of a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    /// Where the payload lies in the buffer.
+    pub start: usize,
+    /// End of the payload (exclusive).
+    pub end: usize,
+    /// Bytes to drop from the buffer, framing included.
+    pub consumed: usize,
+}
+
+/// Finds frames in a byte stream.
+pub trait Decoder: 'static {
+    /// Looks for one frame at the start of `buf`. `Ok(None)`: need more bytes.
+    fn decode(&mut self, buf: &[u8]) -> Result<Option<Frame>, FrameError>;
+}
+
+/// Lines ending with a delimiter (default `\r\n`), optionally accepting a
+/// bare `\n` too. The delimiter is not part of the line.
+#[derive(Debug, Clone)]
+pub struct LineDecoder {
+    delimiter: Vec<u8>,
+    accept_bare_lf: bool,
+    max_line_length: usize,
+    /// Bytes already searched without finding a delimiter (no rescans).
+    scanned: usize,
+}
+
+impl Default for LineDecoder {
+    fn default() -> Self {
+        LineDecoder::new(b"\r\n".to_vec(), 16 * 1024)
+    }
+}
+
+impl LineDecoder {
+    /// Lines ending with `delimiter`, at most `max_line_length` bytes each.
+    ///
+    /// # Panics
+    /// If `delimiter` is empty.
+    pub fn new(delimiter: Vec<u8>, max_line_length: usize) -> Self {
+        assert!(!delimiter.is_empty(), "line delimiter must not be empty");
+        LineDecoder {
+            delimiter,
+            accept_bare_lf: false,
+            max_line_length,
+            scanned: 0,
+        }
+    }
+
+    /// With a `\r\n` delimiter, also end lines at a bare `\n`.
+    pub fn accept_bare_lf(mut self, on: bool) -> Self {
+        self.accept_bare_lf = on;
+        self
+    }
+
+    /// The longest line accepted.
+    pub fn max_line_length(&self) -> usize {
+        self.max_line_length
+    }
+}
+
+impl Decoder for LineDecoder {
+    fn decode(&mut self, buf: &[u8]) -> Result<Option<Frame>, FrameError> {
+        let d = &self.delimiter;
+        // Resume where the last search stopped, backing up so a delimiter
+        // split across chunks is still found.
+        let from = self.scanned.saturating_sub(d.len() - 1).min(buf.len());
+        let found = if self.accept_bare_lf && d.as_slice() == b"\r\n" {
+            buf[from..].iter().position(|&b| b == b'\n').map(|i| {
+                let lf = from + i;
+                if lf > 0 && buf[lf - 1] == b'\r' {
+                    (lf - 1, lf + 1)
+                } else {
+                    (lf, lf + 1)
+                }
+            })
+        } else if d.len() == 1 {
+            buf[from..]
+                .iter()
+                .position(|&b| b == d[0])
+                .map(|i| (from + i, from + i + 1))
+        } else {
+            buf[from..]
+                .windows(d.len())
+                .position(|w| w == d.as_slice())
+                .map(|i| (from + i, from + i + d.len()))
+        };
+        match found {
+            Some((end, consumed)) => {
+                self.scanned = 0;
+                if end > self.max_line_length {
+                    return Err(FrameError::TooLong {
+                        length: end,
+                        max: self.max_line_length,
+                    });
+                }
+                Ok(Some(Frame {
+                    start: 0,
+                    end,
+                    consumed,
+                }))
+            }
+            None => {
+                self.scanned = buf.len();
+                // A delimiter may still complete a line of exactly max bytes.
+                if buf.len() > self.max_line_length + d.len() {
+                    self.scanned = 0;
+                    return Err(FrameError::TooLong {
+                        length: buf.len(),
+                        max: self.max_line_length,
+                    });
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Width of a big-endian length prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrefixWidth {
+    /// One byte: frames up to 255 bytes.
+    U8,
+    /// Two bytes: up to 65 535.
+    U16,
+    /// Four bytes.
+    U32,
+}
+
+impl PrefixWidth {
+    /// Bytes of the prefix.
+    pub fn bytes(self) -> usize {
+        match self {
+            PrefixWidth::U8 => 1,
+            PrefixWidth::U16 => 2,
+            PrefixWidth::U32 => 4,
+        }
+    }
+
+    /// Largest length the prefix can express.
+    pub fn max_len(self) -> usize {
+        match self {
+            PrefixWidth::U8 => u8::MAX as usize,
+            PrefixWidth::U16 => u16::MAX as usize,
+            PrefixWidth::U32 => u32::MAX as usize,
+        }
+    }
+}
+
+/// Frames preceded by their length as a big-endian integer.
+#[derive(Debug, Clone)]
+pub struct LengthPrefixedDecoder {
+    width: PrefixWidth,
+    max_frame_length: usize,
+}
+
+impl LengthPrefixedDecoder {
+    /// Frames with a `width` prefix, at most `max_frame_length` bytes.
+    pub fn new(width: PrefixWidth, max_frame_length: usize) -> Self {
+        LengthPrefixedDecoder {
+            width,
+            max_frame_length: max_frame_length.min(width.max_len()),
+        }
+    }
+
+    /// Writes `payload` with its prefix into `out`.
+    pub fn encode(&self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
+        if payload.len() > self.max_frame_length {
+            return Err(FrameError::TooLong {
+                length: payload.len(),
+                max: self.max_frame_length,
+            });
+        }
+        let n = payload.len() as u32;
+        match self.width {
+            PrefixWidth::U8 => out.push(n as u8),
+            PrefixWidth::U16 => out.extend_from_slice(&(n as u16).to_be_bytes()),
+            PrefixWidth::U32 => out.extend_from_slice(&n.to_be_bytes()),
+        }
+        out.extend_from_slice(payload);
+        Ok(())
+    }
+}
+
+impl Decoder for LengthPrefixedDecoder {
+    fn decode(&mut self, buf: &[u8]) -> Result<Option<Frame>, FrameError> {
+        let p = self.width.bytes();
+        if buf.len() < p {
+            return Ok(None);
+        }
+        let len = buf[..p]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | b as usize);
+        if len > self.max_frame_length {
+            return Err(FrameError::TooLong {
+                length: len,
+                max: self.max_frame_length,
+            });
+        }
+        if buf.len() < p + len {
+            return Ok(None);
+        }
+        Ok(Some(Frame {
+            start: p,
+            end: p + len,
+            consumed: p + len,
+        }))
+    }
+}
+
+/// Netstrings (`5:hello,`), D. J. Bernstein's format.
+#[derive(Debug, Clone)]
+pub struct NetstringDecoder {
+    max_length: usize,
+}
+
+impl NetstringDecoder {
+    /// Netstrings of at most `max_length` payload bytes.
+    pub fn new(max_length: usize) -> Self {
+        NetstringDecoder { max_length }
+    }
+
+    /// Writes `payload` as a netstring into `out`.
+    pub fn encode(payload: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(payload.len().to_string().as_bytes());
+        out.push(b':');
+        out.extend_from_slice(payload);
+        out.push(b',');
+    }
+}
+
+impl Decoder for NetstringDecoder {
+    fn decode(&mut self, buf: &[u8]) -> Result<Option<Frame>, FrameError> {
+        let digits_max = self.max_length.to_string().len();
+        let mut len: usize = 0;
+        let mut i = 0;
+        loop {
+            let Some(&b) = buf.get(i) else {
+                return Ok(None);
+            };
+            match b {
+                b'0'..=b'9' => {
+                    if i == 1 && buf[0] == b'0' {
+                        return Err(FrameError::Malformed("leading zero in netstring length"));
+                    }
+                    len = len * 10 + (b - b'0') as usize;
+                    i += 1;
+                    if i > digits_max || len > self.max_length {
+                        return Err(FrameError::TooLong {
+                            length: len,
+                            max: self.max_length,
+                        });
+                    }
+                }
+                b':' if i > 0 => break,
+                _ => {
+                    return Err(FrameError::Malformed(
+                        "netstring length must be digits then ':'",
+                    ))
+                }
+            }
+        }
+        let start = i + 1;
+        let end = start + len;
+        match buf.get(end) {
+            None => Ok(None),
+            Some(b',') => Ok(Some(Frame {
+                start,
+                end,
+                consumed: end + 1,
+            })),
+            Some(_) => Err(FrameError::Malformed("netstring must end with ','")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Feeds `input` in the given chunk sizes, as a connection would.
+    fn frames_chunked<D: Decoder>(
+        mut d: D,
+        input: &[u8],
+        cuts: &[usize],
+    ) -> Result<Vec<Vec<u8>>, FrameError> {
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        let mut pos = 0;
+        let mut sizes = cuts.iter().copied().chain(std::iter::repeat(usize::MAX));
+        while pos < input.len() {
+            let n = sizes.next().unwrap().max(1).min(input.len() - pos);
+            buf.extend_from_slice(&input[pos..pos + n]);
+            pos += n;
+            while let Some(f) = d.decode(&buf)? {
+                out.push(buf[f.start..f.end].to_vec());
+                buf.drain(..f.consumed);
+            }
+        }
+        Ok(out)
+    }
+
+    fn whole<D: Decoder>(d: D, input: &[u8]) -> Result<Vec<Vec<u8>>, FrameError> {
+        frames_chunked(d, input, &[usize::MAX])
+    }
+
+    proptest! {
+        #[test]
+        fn lines_same_however_split(lines in prop::collection::vec(prop::collection::vec(any::<u8>().prop_filter("no delimiter bytes", |b| *b != b'\r' && *b != b'\n'), 0..50), 0..20),
+                                    cuts in prop::collection::vec(1usize..40, 0..40)) {
+            let mut input = Vec::new();
+            for l in &lines { input.extend_from_slice(l); input.extend_from_slice(b"\r\n"); }
+            let got = frames_chunked(LineDecoder::default(), &input, &cuts).unwrap();
+            prop_assert_eq!(&got, &lines);
+            prop_assert_eq!(whole(LineDecoder::default(), &input).unwrap(), got);
+        }
+
+        #[test]
+        fn bare_lf_lines_same_however_split(input in prop::collection::vec(prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'a')], 0..200),
+                                            cuts in prop::collection::vec(1usize..10, 0..60)) {
+            let mk = || LineDecoder::default().accept_bare_lf(true);
+            prop_assert_eq!(frames_chunked(mk(), &input, &cuts), whole(mk(), &input));
+        }
+
+        #[test]
+        fn multibyte_delimiter_same_however_split(input in prop::collection::vec(prop_oneof![Just(b'<'), Just(b'>'), Just(b'x')], 0..200),
+                                                  cuts in prop::collection::vec(1usize..7, 0..80)) {
+            let mk = || LineDecoder::new(b"<>>".to_vec(), 1000);
+            prop_assert_eq!(frames_chunked(mk(), &input, &cuts), whole(mk(), &input));
+        }
+
+        #[test]
+        fn length_prefixed_round_trips_however_split(frames in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..20),
+                                                      cuts in prop::collection::vec(1usize..50, 0..60),
+                                                      width in prop_oneof![Just(PrefixWidth::U16), Just(PrefixWidth::U32)]) {
+            let d = LengthPrefixedDecoder::new(width, 1 << 20);
+            let mut input = Vec::new();
+            for f in &frames { d.encode(f, &mut input).unwrap(); }
+            prop_assert_eq!(frames_chunked(d.clone(), &input, &cuts).unwrap(), frames);
+        }
+
+        #[test]
+        fn netstrings_round_trip_however_split(frames in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..20),
+                                               cuts in prop::collection::vec(1usize..50, 0..60)) {
+            let mut input = Vec::new();
+            for f in &frames { NetstringDecoder::encode(f, &mut input); }
+            prop_assert_eq!(frames_chunked(NetstringDecoder::new(1000), &input, &cuts).unwrap(), frames);
+        }
+
+        #[test]
+        fn decoders_never_panic_on_garbage(input in prop::collection::vec(any::<u8>(), 0..300), cuts in prop::collection::vec(1usize..20, 0..30)) {
+            let _ = frames_chunked(LineDecoder::new(b"\n".to_vec(), 64), &input, &cuts);
+            let _ = frames_chunked(LengthPrefixedDecoder::new(PrefixWidth::U8, 100), &input, &cuts);
+            let _ = frames_chunked(NetstringDecoder::new(50), &input, &cuts);
+        }
+    }
+
+    #[test]
+    fn line_limits() {
+        let mut d = LineDecoder::new(b"\n".to_vec(), 4);
+        assert_eq!(d.decode(b"abcd\n").unwrap().unwrap().end, 4);
+        let mut d = LineDecoder::new(b"\n".to_vec(), 4);
+        assert!(matches!(
+            d.decode(b"abcde\n"),
+            Err(FrameError::TooLong { .. })
+        ));
+        let mut d = LineDecoder::new(b"\n".to_vec(), 4);
+        assert!(
+            matches!(d.decode(b"abcdefgh"), Err(FrameError::TooLong { .. })),
+            "no delimiter in sight"
+        );
+        assert_eq!(
+            LineDecoder::default().decode(b"abc\n").unwrap(),
+            None,
+            "bare LF needs the option"
+        );
+    }
+
+    #[test]
+    fn length_prefix_limits() {
+        let d = LengthPrefixedDecoder::new(PrefixWidth::U8, 10_000);
+        let mut out = Vec::new();
+        assert!(
+            d.encode(&[0u8; 256], &mut out).is_err(),
+            "u8 prefix caps at 255"
+        );
+        let mut d = LengthPrefixedDecoder::new(PrefixWidth::U32, 10);
+        assert!(matches!(
+            d.decode(&[0, 0, 0, 11]),
+            Err(FrameError::TooLong { length: 11, .. })
+        ));
+    }
+
+    #[test]
+    fn netstring_errors() {
+        let mut d = NetstringDecoder::new(100);
+        assert!(matches!(d.decode(b"x:"), Err(FrameError::Malformed(_))));
+        assert!(matches!(d.decode(b"3:abc;"), Err(FrameError::Malformed(_))));
+        assert!(matches!(d.decode(b"01:a,"), Err(FrameError::Malformed(_))));
+        assert!(matches!(
+            d.decode(b"1000:"),
+            Err(FrameError::TooLong { .. })
+        ));
+        assert_eq!(d.decode(b"3:ab").unwrap(), None);
+        assert_eq!(
+            d.decode(b"0:,").unwrap(),
+            Some(Frame {
+                start: 2,
+                end: 2,
+                consumed: 3
+            })
+        );
+    }
+}
