@@ -145,7 +145,7 @@ fn main() -> anyhow::Result<()> {
     let handle = builder.build()?.start()?;
     println!(
         "chat listening on {} with {} shards",
-        handle.local_addrs()[0],
+        handle.tcp_addr(0),
         handle.shards()
     );
     let stopper = handle.clone();

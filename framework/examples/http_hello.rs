@@ -180,7 +180,7 @@ fn main() -> anyhow::Result<()> {
     let handle = builder.build()?.start()?;
     println!(
         "http_hello listening on http://{}/ with {} shards",
-        handle.local_addrs()[0],
+        handle.tcp_addr(0),
         handle.shards()
     );
     let stopper = handle.clone();

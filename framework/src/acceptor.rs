@@ -5,6 +5,7 @@
 use crate::balance::{BalancingPolicy, ShardLoad};
 use crate::bus::Envelope;
 use crate::server::ServerInner;
+use crate::transport::{Listener, Stream};
 use mio::{Events, Interest, Poll, Token};
 use std::io;
 use std::sync::atomic::Ordering;
@@ -18,7 +19,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 pub(crate) struct Acceptor {
     pub(crate) poll: Poll,
-    pub(crate) listeners: Vec<mio::net::TcpListener>,
+    pub(crate) listeners: Vec<Listener>,
     pub(crate) inner: Arc<ServerInner>,
     pub(crate) policy: Box<dyn BalancingPolicy>,
     pub(crate) max_connections: usize,
@@ -76,7 +77,7 @@ impl Acceptor {
             for i in ready {
                 loop {
                     match self.listeners[i].accept() {
-                        Ok((stream, _)) => {
+                        Ok(stream) => {
                             delay = Duration::ZERO;
                             self.dispatch(stream, i, &mut assigned, &mut loads);
                         }
@@ -105,12 +106,23 @@ impl Acceptor {
                 }
             }
         }
+        for l in &self.listeners {
+            if let Listener::Unix(u) = l {
+                if let Some(p) = u
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_pathname().map(|p| p.to_path_buf()))
+                {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+        }
         tracing::debug!("acceptor stopped");
     }
 
     fn dispatch(
         &mut self,
-        stream: mio::net::TcpStream,
+        stream: Stream,
         listener: usize,
         assigned: &mut [u64],
         loads: &mut Vec<ShardLoad>,

@@ -20,7 +20,7 @@ pub(crate) type SharedTask = Arc<dyn Fn(&mut ShardCtx) + Send + Sync>;
 pub(crate) enum Envelope {
     /// A connection from the acceptor, for listener `listener`.
     Accepted {
-        stream: mio::net::TcpStream,
+        stream: crate::transport::Stream,
         listener: usize,
     },
     Run(Task),

@@ -5,10 +5,10 @@ use crate::conn_id::ConnId;
 use crate::context::ShardCtx;
 use crate::protocol::{CloseReason, Protocol};
 use crate::timers::{RepeatFn, TimerHandle, TimerTask};
+use crate::transport::{Addr, Stream};
 use crate::write_buf::WriteBuf;
 use std::io::IoSlice;
 use std::marker::PhantomData;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,9 +24,9 @@ pub(crate) enum Phase {
 
 pub(crate) struct ConnCore {
     pub(crate) id: ConnId,
-    pub(crate) stream: mio::net::TcpStream,
-    pub(crate) peer: SocketAddr,
-    pub(crate) local: SocketAddr,
+    pub(crate) stream: Stream,
+    pub(crate) peer: Addr,
+    pub(crate) local: Addr,
     pub(crate) out: WriteBuf,
     pub(crate) phase: Phase,
     /// Why it is closing or aborting, once decided.
@@ -52,9 +52,9 @@ pub(crate) struct ConnCore {
 impl ConnCore {
     pub(crate) fn new(
         id: ConnId,
-        stream: mio::net::TcpStream,
-        peer: SocketAddr,
-        local: SocketAddr,
+        stream: Stream,
+        peer: Addr,
+        local: Addr,
         phase: Phase,
         now_tick: u64,
     ) -> Self {
@@ -121,13 +121,13 @@ impl<'a, P: Protocol> Conn<'a, P> {
     }
 
     /// The remote address.
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.core.peer
+    pub fn peer_addr(&self) -> &Addr {
+        &self.core.peer
     }
 
     /// The local address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.core.local
+    pub fn local_addr(&self) -> &Addr {
+        &self.core.local
     }
 
     /// Queues bytes for sending. Ignored once the connection is aborted or

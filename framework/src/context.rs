@@ -9,6 +9,7 @@ use crate::server::Handle;
 use crate::settings::Settings;
 use crate::stats::LocalCounters;
 use crate::timers::{RepeatFn, TimerHandle, TimerTask, Timers};
+use crate::transport::Addr;
 use crate::write_buf::BufPool;
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, VecDeque};
@@ -56,7 +57,7 @@ pub struct ShardCtx {
 }
 
 pub(crate) struct PendingConnect {
-    pub(crate) addr: SocketAddr,
+    pub(crate) addr: Addr,
     pub(crate) proto: Box<dyn ErasedProto>,
     pub(crate) timeout: Option<Duration>,
 }
@@ -202,11 +203,7 @@ impl ShardCtx {
     /// }
     /// ```
     pub fn connect_tcp<P: Protocol>(&mut self, addr: SocketAddr, protocol: P) {
-        self.pending_connects.push(PendingConnect {
-            addr,
-            proto: Box::new(protocol),
-            timeout: None,
-        });
+        self.connect(Addr::Tcp(addr), protocol, None);
     }
 
     /// [`connect_tcp`](ShardCtx::connect_tcp) that fails with `TimedOut`
@@ -217,10 +214,16 @@ impl ShardCtx {
         protocol: P,
         timeout: Duration,
     ) {
+        self.connect(Addr::Tcp(addr), protocol, Some(timeout));
+    }
+
+    /// Opens an outbound connection to a TCP address or a Unix-domain socket
+    /// path, with an optional connect timeout (see [`connect_tcp`](ShardCtx::connect_tcp)).
+    pub fn connect<P: Protocol>(&mut self, addr: Addr, protocol: P, timeout: Option<Duration>) {
         self.pending_connects.push(PendingConnect {
             addr,
             proto: Box::new(protocol),
-            timeout: Some(timeout),
+            timeout,
         });
     }
 
@@ -287,7 +290,7 @@ impl ShardCtx {
     }
 
     pub(crate) fn update_clock(&mut self) {
-        self.now = Instant::now();
+        self.now = self.timers.clock();
         self.now_tick = self.timers.ticks_since_origin(self.now);
     }
 }

@@ -1,7 +1,6 @@
 //! Errors returned by the framework's public API.
 
 use std::io;
-use std::net::SocketAddr;
 
 /// Everything that can go wrong when building, starting or talking to a server.
 #[derive(Debug, thiserror::Error)]
@@ -14,11 +13,14 @@ pub enum Error {
         /// Why it failed.
         source: io::Error,
     },
+    /// An endpoint description is malformed.
+    #[error(transparent)]
+    Endpoint(#[from] crate::endpoint::EndpointError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
-        /// The address that failed.
-        addr: SocketAddr,
+        /// The endpoint that failed.
+        addr: String,
         /// Why it failed.
         source: io::Error,
     },

@@ -29,7 +29,7 @@
 //!     .listen("127.0.0.1:0", |_shard| |_peer| Echo)
 //!     .build()?
 //!     .start()?;
-//! println!("echo on {}", handle.local_addrs()[0]);
+//! println!("echo on {}", handle.tcp_addr(0));
 //! handle.shutdown();
 //! # Ok::<(), shardloop::Error>(())
 //! ```
@@ -40,6 +40,7 @@ mod bus;
 mod conn;
 mod conn_id;
 mod context;
+pub mod endpoint;
 mod error;
 pub mod framing;
 mod listener;
@@ -48,8 +49,10 @@ mod server;
 mod settings;
 mod shard;
 mod stats;
+pub mod testing;
 pub mod timer_wheel;
 mod timers;
+mod transport;
 mod write_buf;
 
 pub use balance::{BalancingPolicy, LeastConnections, RoundRobin, ShardLoad};
@@ -62,3 +65,4 @@ pub use server::{Handle, Pinning, Server, ServerBuilder};
 pub use settings::Settings;
 pub use stats::{ServerStats, ShardStats};
 pub use timers::TimerHandle;
+pub use transport::Addr;

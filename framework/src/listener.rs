@@ -4,6 +4,27 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
 
+/// Binds a non-blocking Unix-domain listener at `path`. A socket file left
+/// behind by a dead server (nobody accepts on it) is replaced; a live one is
+/// an error.
+pub(crate) fn bind_unix(
+    path: &std::path::Path,
+    backlog: i32,
+) -> io::Result<mio::net::UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() && std::os::unix::net::UnixStream::connect(path).is_err() {
+            std::fs::remove_file(path)?;
+        }
+    }
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.bind(&socket2::SockAddr::unix(path)?)?;
+    socket.listen(backlog)?;
+    socket.set_nonblocking(true)?;
+    let std_listener: std::os::unix::net::UnixListener = socket.into();
+    Ok(mio::net::UnixListener::from_std(std_listener))
+}
+
 /// Binds a non-blocking TCP listener with `SO_REUSEADDR` and the given backlog.
 pub(crate) fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;

@@ -3,10 +3,10 @@
 
 use crate::conn::{Conn, ConnCore};
 use crate::context::ShardCtx;
+use crate::transport::Addr;
 use std::any::Any;
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 
 /// Why a connection ended; passed to [`Protocol::connection_lost`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,17 +144,17 @@ pub trait Protocol: Sized + 'static {
 /// Builds protocols for one listener on one shard. Each shard gets its own
 /// factory (from the closure given to
 /// [`ServerBuilder::listen`](crate::ServerBuilder::listen)), so it can hold
-/// shard-local state without locks. Any `FnMut(SocketAddr) -> P` is a factory.
+/// shard-local state without locks. Any `FnMut(Addr) -> P` is a factory.
 pub trait Factory: 'static {
     /// The protocol it builds.
     type Protocol: Protocol;
     /// Builds the protocol for a new connection from `peer`.
-    fn build_protocol(&mut self, peer: SocketAddr) -> Self::Protocol;
+    fn build_protocol(&mut self, peer: Addr) -> Self::Protocol;
 }
 
-impl<P: Protocol, F: FnMut(SocketAddr) -> P + 'static> Factory for F {
+impl<P: Protocol, F: FnMut(Addr) -> P + 'static> Factory for F {
     type Protocol = P;
-    fn build_protocol(&mut self, peer: SocketAddr) -> P {
+    fn build_protocol(&mut self, peer: Addr) -> P {
         self(peer)
     }
 }
@@ -230,11 +230,11 @@ impl<P: Protocol> ErasedProto for P {
 
 /// Object-safe face of a factory.
 pub(crate) trait ErasedFactory {
-    fn build(&mut self, peer: SocketAddr) -> Box<dyn ErasedProto>;
+    fn build(&mut self, peer: Addr) -> Box<dyn ErasedProto>;
 }
 
 impl<F: Factory> ErasedFactory for F {
-    fn build(&mut self, peer: SocketAddr) -> Box<dyn ErasedProto> {
+    fn build(&mut self, peer: Addr) -> Box<dyn ErasedProto> {
         Box::new(self.build_protocol(peer))
     }
 }

@@ -5,12 +5,14 @@ use crate::balance::{BalancingPolicy, RoundRobin};
 use crate::bus::{Envelope, Inbox, Inboxes};
 use crate::conn_id::ConnId;
 use crate::context::ShardCtx;
+use crate::endpoint::ServerEndpoint;
 use crate::error::{Error, Result};
-use crate::listener::bind_tcp;
+use crate::listener::{bind_tcp, bind_unix};
 use crate::protocol::{ErasedFactory, Factory, FactoryMaker};
 use crate::settings::Settings;
 use crate::shard::{Shard, ShardInit, WAKER_TOKEN};
 use crate::stats::{ServerStats, StatsBoard};
+use crate::transport::{Addr, Listener};
 use arc_swap::ArcSwap;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -34,7 +36,7 @@ pub enum Pinning {
 
 struct ListenerSpec {
     addr: String,
-    resolved: std::io::Result<SocketAddr>,
+    resolved: Result<ServerEndpoint>,
     make: FactoryMaker,
 }
 
@@ -111,23 +113,60 @@ impl ServerBuilder {
 
     /// Adds a listener. `make_factory` runs once on each shard thread and
     /// returns that shard's [`Factory`] for this listener (any
-    /// `FnMut(SocketAddr) -> P` is one). Several listeners with different
+    /// `FnMut(Addr) -> P` is one). Several listeners with different
     /// protocols can share one server.
-    pub fn listen<A, M, F>(mut self, addr: A, make_factory: M) -> Self
+    pub fn listen<A, M, F>(self, addr: A, make_factory: M) -> Self
     where
         A: ToSocketAddrs + fmt::Debug,
         M: Fn(usize) -> F + Send + Sync + 'static,
         F: Factory,
     {
-        let resolved = addr.to_socket_addrs().and_then(|mut it| {
-            it.next().ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::NotFound, "no address found")
+        let desc = format!("{addr:?}");
+        let resolved = addr
+            .to_socket_addrs()
+            .and_then(|mut it| {
+                it.next().ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no address found")
+                })
             })
-        });
+            .map(|addr| ServerEndpoint::Tcp {
+                addr,
+                backlog: None,
+            })
+            .map_err(|source| Error::Resolve {
+                addr: desc.clone(),
+                source,
+            });
+        self.push_listener(desc, resolved, make_factory)
+    }
+
+    /// Adds a listener from an endpoint description: `tcp:8080`,
+    /// `tcp:port=8080:interface=127.0.0.1:backlog=1024`, `tcp6:port=8080:interface=\:\:1`,
+    /// `unix:/run/app.sock`. A malformed description fails [`build`](ServerBuilder::build)
+    /// with an error naming the bad field.
+    pub fn listen_on<M, F>(self, endpoint: &str, make_factory: M) -> Self
+    where
+        M: Fn(usize) -> F + Send + Sync + 'static,
+        F: Factory,
+    {
+        let resolved = endpoint.parse::<ServerEndpoint>().map_err(Error::from);
+        self.push_listener(endpoint.to_string(), resolved, make_factory)
+    }
+
+    fn push_listener<M, F>(
+        mut self,
+        desc: String,
+        resolved: Result<ServerEndpoint>,
+        make_factory: M,
+    ) -> Self
+    where
+        M: Fn(usize) -> F + Send + Sync + 'static,
+        F: Factory,
+    {
         let make: FactoryMaker =
             Arc::new(move |shard| Box::new(make_factory(shard)) as Box<dyn ErasedFactory>);
         self.listeners.push(ListenerSpec {
-            addr: format!("{addr:?}"),
+            addr: desc,
             resolved,
             make,
         });
@@ -248,13 +287,21 @@ impl ServerBuilder {
         let mut local_addrs = Vec::new();
         let mut makers = Vec::new();
         for spec in self.listeners {
-            let addr = spec.resolved.map_err(|source| Error::Resolve {
+            let listener = match spec.resolved? {
+                ServerEndpoint::Tcp { addr, backlog } => {
+                    bind_tcp(addr, backlog.unwrap_or(self.backlog))
+                        .map(|l| Listener::Tcp(mio::net::TcpListener::from_std(l)))
+                }
+                ServerEndpoint::Unix { path, backlog } => {
+                    bind_unix(&path, backlog.unwrap_or(self.backlog)).map(Listener::Unix)
+                }
+            }
+            .map_err(|source| Error::Bind {
                 addr: spec.addr.clone(),
                 source,
             })?;
-            let l = bind_tcp(addr, self.backlog).map_err(|source| Error::Bind { addr, source })?;
-            local_addrs.push(l.local_addr()?);
-            listeners.push(mio::net::TcpListener::from_std(l));
+            local_addrs.push(listener.local_addr()?);
+            listeners.push(listener);
             makers.push(spec.make);
         }
         Ok(Server {
@@ -280,8 +327,8 @@ impl ServerBuilder {
 pub struct Server {
     shards: usize,
     pinning: Pinning,
-    listeners: Vec<mio::net::TcpListener>,
-    local_addrs: Vec<SocketAddr>,
+    listeners: Vec<Listener>,
+    local_addrs: Vec<Addr>,
     makers: Vec<FactoryMaker>,
     max_connections: usize,
     settings: Settings,
@@ -300,7 +347,7 @@ impl Server {
     }
 
     /// Bound addresses, in the order listeners were added.
-    pub fn local_addrs(&self) -> &[SocketAddr] {
+    pub fn local_addrs(&self) -> &[Addr] {
         &self.local_addrs
     }
 
@@ -438,11 +485,42 @@ pub(crate) struct ServerInner {
     pub(crate) stopping: AtomicBool,
     acceptor_waker: Option<mio::Waker>,
     pub(crate) factory_makers: Vec<FactoryMaker>,
-    local_addrs: Vec<SocketAddr>,
+    local_addrs: Vec<Addr>,
     stop_timeout: Duration,
     /// Only touched by `start` and `wait`, never on the hot path.
     threads: Mutex<Vec<JoinHandle<()>>>,
     done: (Mutex<bool>, Condvar),
+}
+
+impl ServerInner {
+    /// A one-shard server with no threads, for the testing kit's detached
+    /// shard: real inbox and poller, driven by hand.
+    pub(crate) fn detached(
+        settings: Settings,
+    ) -> Result<(
+        Arc<ServerInner>,
+        mio::Poll,
+        crossbeam_channel::Receiver<Envelope>,
+    )> {
+        let poll = mio::Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+        let (inbox, rx) = Inbox::new(waker);
+        let inner = Arc::new(ServerInner {
+            id: NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed),
+            inboxes: vec![inbox].into(),
+            stats: StatsBoard::new(1),
+            settings: ArcSwap::from_pointee(settings),
+            open_total: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+            acceptor_waker: None,
+            factory_makers: Vec::new(),
+            local_addrs: Vec::new(),
+            stop_timeout: Duration::from_secs(5),
+            threads: Mutex::new(Vec::new()),
+            done: (Mutex::new(true), Condvar::new()),
+        });
+        Ok((inner, poll, rx))
+    }
 }
 
 /// Controls a running server from any thread: `Send + Clone`. Submit work to
@@ -470,8 +548,19 @@ impl Handle {
     }
 
     /// Bound listener addresses, in the order they were added.
-    pub fn local_addrs(&self) -> &[SocketAddr] {
+    pub fn local_addrs(&self) -> &[Addr] {
         &self.inner.local_addrs
+    }
+
+    /// The bound address of listener `index`, which must be TCP (the
+    /// common case: `handle.tcp_addr(0)` after listening on port 0).
+    ///
+    /// # Panics
+    /// If there is no such listener or it is a Unix-domain one.
+    pub fn tcp_addr(&self, index: usize) -> SocketAddr {
+        self.inner.local_addrs[index]
+            .as_tcp()
+            .unwrap_or_else(|| panic!("listener {index} is not TCP"))
     }
 
     /// Prefix of this server's thread names (`sl{N}-`), to tell them apart.

@@ -15,11 +15,11 @@ use crate::protocol::{CloseReason, ErasedFactory, ErasedProto};
 use crate::server::{Handle, ServerInner};
 use crate::timer_wheel::TimerId;
 use crate::timers::{RepeatFn, TimerTask};
+use crate::transport::{Addr, Stream};
 use crossbeam_channel::Receiver;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use std::io::{self, Read};
-use std::net::{Shutdown, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -492,7 +492,7 @@ impl Shard {
     /// linger until the peer's EOF (or a deadline) before closing the socket.
     fn send_fin(&mut self, slot: usize) {
         let c = &mut self.conns[slot];
-        let _ = c.core.stream.shutdown(Shutdown::Write);
+        c.core.stream.shutdown_write();
         let reason = c.core.close_reason.clone().unwrap_or(CloseReason::Done);
         self.lose(slot, &reason);
         let c = &mut self.conns[slot];
@@ -512,6 +512,9 @@ impl Shard {
         let Some(mut proto) = c.proto.take() else {
             return;
         };
+        if let Stream::Fake(f) = &c.core.stream {
+            f.record_lost(reason);
+        }
         let core = &mut c.core;
         let ctx = &mut self.ctx;
         let r = catch_unwind(AssertUnwindSafe(move || {
@@ -538,16 +541,170 @@ impl Shard {
         let mut c = self.conns.remove(slot);
         c.core.out.clear(&mut self.ctx.pool);
         if rst {
-            let _ = socket2::SockRef::from(&c.core.stream).set_linger(Some(Duration::ZERO));
+            c.core.stream.reset_on_close();
         }
         let _ = self.poll.registry().deregister(&mut c.core.stream);
         self.ctx.counters.connections_closed += 1;
         self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
     }
 
+    // ---- driven by the testing kit ------------------------------------------
+
+    /// A shard with no thread, driven by hand with a manual clock.
+    pub(crate) fn detached(
+        settings: crate::settings::Settings,
+        tick: Duration,
+    ) -> crate::error::Result<Shard> {
+        let (inner, poll, rx) = ServerInner::detached(settings)?;
+        let mut shard = Shard::new(ShardInit {
+            index: 0,
+            poll,
+            rx,
+            handle: Handle { inner },
+            read_buffer_size: 64 * 1024,
+            events_capacity: 16,
+            nodelay: true,
+            timer_tick: tick,
+        });
+        let origin = shard.ctx.timers.origin();
+        shard.ctx.timers.set_manual_clock(origin);
+        shard.ctx.update_clock();
+        Ok(shard)
+    }
+
+    pub(crate) fn ctx_mut(&mut self) -> &mut ShardCtx {
+        &mut self.ctx
+    }
+
+    /// Opens a connection over `stream` driven by `proto`, as an accept would.
+    pub(crate) fn open_with(&mut self, stream: Stream, proto: Box<dyn ErasedProto>) -> ConnId {
+        let entry = self.conns.vacant_entry();
+        let slot = entry.key();
+        let peer = stream.peer_addr().unwrap_or(Addr::Unix(None));
+        let local = stream.local_addr().unwrap_or(Addr::Unix(None));
+        let id = ConnId::new(self.ctx.index as u16, slot as u32, self.next_generation);
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let mut core = ConnCore::new(id, stream, peer, local, Phase::Open, self.ctx.now_tick);
+        core.idle_ticks = self
+            .ctx
+            .settings
+            .idle_timeout
+            .map(|t| self.ctx.timers.ticks_of(t).max(1));
+        entry.insert(Connection {
+            core,
+            proto: Some(proto),
+        });
+        self.inner.open_total.fetch_add(1, Ordering::Relaxed);
+        self.ctx.counters.connections_accepted += 1;
+        let c = &mut self.conns[slot];
+        self.ctx.arm_idle(&mut c.core);
+        invoke(c, &mut self.ctx, |p, core, ctx| {
+            p.connection_made(core, ctx)
+        });
+        self.after_callback(slot);
+        self.turn();
+        id
+    }
+
+    /// Delivers `data` as if read from the socket (honouring paused reading:
+    /// the caller holds it back then).
+    pub(crate) fn deliver(&mut self, id: ConnId, data: &[u8]) {
+        if self.live(id) {
+            let slot = id.slot();
+            let c = &mut self.conns[slot];
+            if c.core.phase == Phase::Open && c.proto.is_some() {
+                self.ctx.counters.bytes_in += data.len() as u64;
+                c.core.last_read_tick = self.ctx.now_tick;
+                invoke(c, &mut self.ctx, |p, core, ctx| {
+                    p.data_received(core, ctx, data)
+                });
+                self.after_callback(slot);
+            }
+        }
+        self.turn();
+    }
+
+    /// Lets the connection read again (after the fake peer sent EOF, or
+    /// after output room appeared).
+    pub(crate) fn poke(&mut self, id: ConnId, readable: bool, writable: bool) {
+        if self.live(id) {
+            let slot = id.slot();
+            let c = &mut self.conns[slot];
+            if writable && c.core.write_blocked {
+                c.core.write_blocked = false;
+                self.ctx.mark_dirty(&mut c.core);
+            }
+            if readable {
+                self.read_conn(slot);
+            }
+        }
+        self.turn();
+    }
+
+    /// Delivers a typed message to a connection.
+    pub(crate) fn message(&mut self, id: ConnId, msg: Box<dyn std::any::Any + Send>) {
+        self.handle_envelope(Envelope::ToConn { to: id, msg });
+        self.turn();
+    }
+
+    /// Moves the manual clock and runs everything due.
+    pub(crate) fn advance_clock(&mut self, by: Duration) {
+        let now = self.ctx.now + by;
+        self.ctx.timers.set_manual_clock(now);
+        self.ctx.update_clock();
+        self.turn();
+    }
+
+    /// The protocol of a live connection.
+    pub(crate) fn protocol_any(&mut self, id: ConnId) -> Option<&mut dyn std::any::Any> {
+        if !self.live(id) {
+            return None;
+        }
+        self.conns[id.slot()].proto.as_mut().map(|p| p.as_any_mut())
+    }
+
+    /// True while the connection's protocol is alive (before `connection_lost`).
+    pub(crate) fn is_open(&self, id: ConnId) -> bool {
+        self.live(id) && self.conns[id.slot()].proto.is_some()
+    }
+
+    /// Whether the protocol has paused reading.
+    pub(crate) fn reading_paused(&self, id: ConnId) -> bool {
+        self.live(id) && self.conns[id.slot()].core.read_paused
+    }
+
+    /// Output the connection has buffered (not yet accepted by the socket).
+    pub(crate) fn buffered(&self, id: ConnId) -> usize {
+        if self.live(id) {
+            self.conns[id.slot()].core.out.len()
+        } else {
+            0
+        }
+    }
+
+    /// One loop iteration without polling: deferred reads, local messages,
+    /// timers, outbound connects, flush.
+    fn turn(&mut self) {
+        for _ in 0..8 {
+            self.read_deferred();
+            self.run_local();
+            self.fire_timers();
+            self.run_local();
+            self.start_connects();
+            self.flush_dirty();
+            if self.ctx.read_again.is_empty()
+                && self.ctx.local.is_empty()
+                && self.ctx.dirty.is_empty()
+            {
+                break;
+            }
+        }
+        self.publish();
+    }
+
     // ---- new connections -----------------------------------------------------
 
-    fn accept(&mut self, mut stream: mio::net::TcpStream, listener: usize) {
+    fn accept(&mut self, mut stream: Stream, listener: usize) {
         let limit = self.ctx.settings.max_connections_per_shard;
         if self.ctx.stopping || self.conns.len() >= limit {
             self.ctx.counters.connections_rejected += 1;
@@ -582,10 +739,10 @@ impl Shard {
             }
         };
         if self.nodelay {
-            let _ = stream.set_nodelay(true);
+            stream.set_nodelay();
         }
         let factory = &mut self.factories[listener];
-        let proto = match catch_unwind(AssertUnwindSafe(|| factory.build(peer))) {
+        let proto = match catch_unwind(AssertUnwindSafe(|| factory.build(peer.clone()))) {
             Ok(p) => p,
             Err(_) => {
                 self.ctx.counters.callback_panics += 1;
@@ -625,7 +782,23 @@ impl Shard {
         }
         for pc in std::mem::take(&mut self.ctx.pending_connects) {
             let mut proto = pc.proto;
-            let mut stream = match mio::net::TcpStream::connect(pc.addr) {
+            let connected = match &pc.addr {
+                Addr::Tcp(a) => mio::net::TcpStream::connect(*a).map(Stream::Tcp),
+                Addr::Unix(Some(p)) => mio::net::UnixStream::connect(p).map(Stream::Unix),
+                Addr::Unix(None) => Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "cannot connect to an unnamed Unix socket",
+                )),
+            };
+            let entry = self.conns.vacant_entry();
+            let slot = entry.key();
+            let registered = connected.and_then(|mut s| {
+                self.poll
+                    .registry()
+                    .register(&mut s, Token(slot), Interest::READABLE | Interest::WRITABLE)
+                    .map(|()| s)
+            });
+            let stream = match registered {
                 Ok(s) => s,
                 Err(e) => {
                     self.ctx.counters.connect_failures += 1;
@@ -636,23 +809,7 @@ impl Shard {
                     continue;
                 }
             };
-            let entry = self.conns.vacant_entry();
-            let slot = entry.key();
-            if let Err(e) = self.poll.registry().register(
-                &mut stream,
-                Token(slot),
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
-                self.ctx.counters.connect_failures += 1;
-                let ctx = &mut self.ctx;
-                if catch_unwind(AssertUnwindSafe(|| proto.connect_failed(ctx, &e))).is_err() {
-                    self.ctx.counters.callback_panics += 1;
-                }
-                continue;
-            }
-            let local = stream
-                .local_addr()
-                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let local = stream.local_addr().unwrap_or(Addr::Unix(None));
             let id = ConnId::new(self.ctx.index as u16, slot as u32, self.next_generation);
             self.next_generation = self.next_generation.wrapping_add(1);
             let core = ConnCore::new(
@@ -693,7 +850,7 @@ impl Shard {
             c.core.local = local;
         }
         if self.nodelay {
-            let _ = c.core.stream.set_nodelay(true);
+            c.core.stream.set_nodelay();
         }
         c.core.idle_ticks = self
             .ctx

@@ -56,6 +56,8 @@ pub(crate) struct Timers {
     next_generation: u64,
     origin: Instant,
     tick_ns: u64,
+    /// Set by the testing kit: time stands still until it is moved.
+    manual_now: Option<Instant>,
 }
 
 impl Timers {
@@ -67,7 +69,22 @@ impl Timers {
             next_generation: 0,
             origin,
             tick_ns: (tick.as_nanos() as u64).max(1),
+            manual_now: None,
         }
+    }
+
+    /// The shard's clock: real time, or the testing kit's manual clock.
+    pub(crate) fn clock(&self) -> Instant {
+        self.manual_now.unwrap_or_else(Instant::now)
+    }
+
+    /// Switches to (or moves) the manual clock.
+    pub(crate) fn set_manual_clock(&mut self, now: Instant) {
+        self.manual_now = Some(now);
+    }
+
+    pub(crate) fn origin(&self) -> Instant {
+        self.origin
     }
 
     /// Whole ticks since the shard started, rounded down.
@@ -83,7 +100,7 @@ impl Timers {
     /// The tick at which a timer set now for `delay` must fire: rounded up,
     /// so it never fires early.
     pub(crate) fn deadline_after(&self, delay: Duration) -> u64 {
-        let at = Instant::now().saturating_duration_since(self.origin) + delay;
+        let at = self.clock().saturating_duration_since(self.origin) + delay;
         (at.as_nanos() as u64).div_ceil(self.tick_ns)
     }
 

@@ -85,7 +85,7 @@ fn least_connections_fills_the_emptiest_shard() {
         .unwrap()
         .start()
         .unwrap();
-    let addr = h.local_addrs()[0];
+    let addr = h.tcp_addr(0);
     let open = |n: usize| -> Vec<std::net::TcpStream> {
         (0..n)
             .map(|_| {

@@ -30,7 +30,7 @@ fn panic_in_data_received_loses_only_that_connection() {
         .unwrap()
         .start()
         .unwrap();
-    let addr = h.local_addrs()[0];
+    let addr = h.tcp_addr(0);
     let mut ok1 = connect(addr);
     let mut bad = connect(addr);
     let mut ok2 = connect(addr);
@@ -87,7 +87,7 @@ fn message_to_stale_conn_id_is_dropped_not_delivered_to_slot_reuser() {
         .unwrap()
         .start()
         .unwrap();
-    let addr = h.local_addrs()[0];
+    let addr = h.tcp_addr(0);
     let mut a = connect(addr);
     a.read_exact(&mut [0u8; 1]).unwrap();
     let id_a = ids.lock().unwrap()[0];
@@ -157,7 +157,7 @@ fn close_after_16_mib_to_slow_reader_delivers_everything_before_fin() {
         .unwrap()
         .start()
         .unwrap();
-    let mut s = connect(h.local_addrs()[0]);
+    let mut s = connect(h.tcp_addr(0));
     let mut got = Vec::with_capacity(BIG);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -240,7 +240,7 @@ fn peer_that_never_reads_drives_pause_producing_and_memory_stays_bounded() {
         .unwrap()
         .start()
         .unwrap();
-    let mut s = connect(h.local_addrs()[0]);
+    let mut s = connect(h.tcp_addr(0));
     wait_for("pause_producing", || saw_pause.load(Ordering::Relaxed));
     // Let the producer's timer run a good while longer against a full socket.
     std::thread::sleep(Duration::from_millis(300));

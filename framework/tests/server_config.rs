@@ -27,7 +27,7 @@ fn two_listeners_with_different_protocols_in_one_server() {
         .unwrap()
         .start()
         .unwrap();
-    let (echo_addr, count_addr) = (h.local_addrs()[0], h.local_addrs()[1]);
+    let (echo_addr, count_addr) = (h.tcp_addr(0), h.tcp_addr(1));
     assert_ne!(echo_addr.port(), count_addr.port());
     for _ in 0..4 {
         let mut e = connect(echo_addr);
@@ -54,7 +54,7 @@ fn global_connection_limit_closes_extra_connections() {
         .unwrap()
         .start()
         .unwrap();
-    let addr = h.local_addrs()[0];
+    let addr = h.tcp_addr(0);
     let mut kept: Vec<_> = (0..3)
         .map(|_| {
             let mut s = connect(addr);
@@ -88,7 +88,7 @@ fn per_shard_limit_rejects_on_the_shard() {
         .unwrap()
         .start()
         .unwrap();
-    let addr = h.local_addrs()[0];
+    let addr = h.tcp_addr(0);
     let mut first = connect(addr);
     first.write_all(b"1").unwrap();
     first.read_exact(&mut [0u8; 1]).unwrap();

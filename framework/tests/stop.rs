@@ -85,7 +85,7 @@ fn stop_aborts_connections_that_outlive_the_deadline() {
         .unwrap()
         .start()
         .unwrap();
-    let addr = h.local_addrs()[0];
+    let addr = h.tcp_addr(0);
     let mut clients: Vec<_> = (0..10).map(|_| connect(addr)).collect();
     for s in clients.iter_mut() {
         s.write_all(b"x").unwrap();

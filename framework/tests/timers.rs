@@ -45,7 +45,7 @@ fn call_later_fires_once_and_cancelled_never() {
         .unwrap()
         .start()
         .unwrap();
-    let mut s = connect(h.local_addrs()[0]);
+    let mut s = connect(h.tcp_addr(0));
     let (got, err) = read_to_end_lossy(&mut s);
     assert_eq!(err, None);
     assert_eq!(String::from_utf8(got).unwrap(), "RAE");
@@ -84,7 +84,7 @@ fn repeating_timer_cancelled_from_its_own_callback_stops() {
         .unwrap()
         .start()
         .unwrap();
-    let mut s = connect(h.local_addrs()[0]);
+    let mut s = connect(h.tcp_addr(0));
     let (got, _) = read_to_end_lossy(&mut s);
     assert_eq!(got, b"tttt");
     h.shutdown();
@@ -146,7 +146,7 @@ fn idle_timeout_closes_idle_connection_not_busy_one() {
         .unwrap()
         .start()
         .unwrap();
-    let addr = h.local_addrs()[0];
+    let addr = h.tcp_addr(0);
     let mut idle = connect(addr);
     let mut busy = connect(addr);
     // The busy client talks every 40 ms for well over the timeout.

@@ -130,7 +130,7 @@ fn server<P: Protocol>(make: impl Fn() -> P + Send + Sync + Clone + 'static) -> 
 #[test]
 fn corrupted_bytes_count_as_protocol_errors_never_success() {
     let h = server(|| Corrupting { n: 0 });
-    let mut cfg = short(h.local_addrs()[0]);
+    let mut cfg = short(h.tcp_addr(0));
     cfg.connections = 4;
     let r = run(&cfg, |_| {}).unwrap();
     assert!(r.errors.protocol > 0, "{}", r.summary());
@@ -165,7 +165,7 @@ fn open_loop_shows_a_stall_in_corrected_but_not_uncorrected_p99() {
         armed_at,
         stalled: s2.clone(),
     });
-    let mut cfg = short(h.local_addrs()[0]);
+    let mut cfg = short(h.tcp_addr(0));
     cfg.connections = 4;
     cfg.threads = 1;
     cfg.duration = Duration::from_secs(3);
@@ -228,7 +228,7 @@ fn http_workload_parses_content_length_and_chunked_and_counts_statuses() {
         n: 0,
         served: s2.clone(),
     });
-    let addr = h.local_addrs()[0];
+    let addr = h.tcp_addr(0);
     let mut cfg = short(addr);
     cfg.mode = Mode::Closed { pipeline: 8 };
     cfg.workload = Workload::Http {

@@ -152,7 +152,7 @@ pub fn start(
                 .start()
                 .map_err(|e| TuneError::Server(e.to_string()))?;
             Ok(Running {
-                addr: h.local_addrs()[0],
+                addr: h.tcp_addr(0),
                 builtin: Some(h),
                 child: None,
             })

@@ -37,7 +37,7 @@ pub fn echo_server(shards: usize) -> (Handle, SocketAddr) {
         .unwrap()
         .start()
         .unwrap();
-    let addr = h.local_addrs()[0];
+    let addr = h.tcp_addr(0);
     (h, addr)
 }
 

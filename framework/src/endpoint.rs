@@ -1,0 +1,370 @@
+//! Endpoint descriptions, as in Twisted: `tcp:8080`,
+//! `tcp:port=8080:interface=127.0.0.1:backlog=1024`, `tcp6:port=8080:interface=\:\:1`,
+//! `unix:/run/app.sock` for servers; `tcp:host=127.0.0.1:port=80:timeout=5`
+//! and `unix:path=/run/app.sock` for clients. A colon inside a value is
+//! written `\:`.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A malformed endpoint description; names the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad endpoint {input:?}: {field}: {reason}")]
+pub struct EndpointError {
+    /// The description as given.
+    pub input: String,
+    /// The field at fault (`type`, `port`, `interface`, …).
+    pub field: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Where a server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerEndpoint {
+    /// A TCP listener.
+    Tcp {
+        /// Address to bind.
+        addr: SocketAddr,
+        /// Listen backlog, if given.
+        backlog: Option<i32>,
+    },
+    /// A Unix-domain listener.
+    Unix {
+        /// Socket path.
+        path: PathBuf,
+        /// Listen backlog, if given.
+        backlog: Option<i32>,
+    },
+}
+
+/// Where a client connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEndpoint {
+    /// A TCP server.
+    Tcp {
+        /// Its address.
+        addr: SocketAddr,
+        /// Connect timeout, if given.
+        timeout: Option<Duration>,
+    },
+    /// A Unix-domain server.
+    Unix {
+        /// Socket path.
+        path: PathBuf,
+        /// Connect timeout, if given.
+        timeout: Option<Duration>,
+    },
+}
+
+/// Splits on unescaped `:` and unescapes `\:` and `\\`.
+fn split(s: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    parts.last_mut().expect("one part").push(n);
+                }
+            }
+            ':' => parts.push(String::new()),
+            _ => parts.last_mut().expect("one part").push(c),
+        }
+    }
+    parts
+}
+
+struct Parsed<'a> {
+    input: &'a str,
+    kind: String,
+    positional: Vec<String>,
+    named: Vec<(String, String)>,
+}
+
+impl<'a> Parsed<'a> {
+    fn new(input: &'a str) -> Result<Self, EndpointError> {
+        let mut parts = split(input).into_iter();
+        let kind = parts.next().unwrap_or_default();
+        let mut positional = Vec::new();
+        let mut named = Vec::new();
+        for p in parts {
+            match p.split_once('=') {
+                Some((k, v)) => named.push((k.to_string(), v.to_string())),
+                None => positional.push(p),
+            }
+        }
+        Ok(Parsed {
+            input,
+            kind,
+            positional,
+            named,
+        })
+    }
+
+    fn err(&self, field: &str, reason: impl Into<String>) -> EndpointError {
+        EndpointError {
+            input: self.input.to_string(),
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A named value, or the `pos`-th positional one.
+    fn get(&self, name: &str, pos: Option<usize>) -> Option<&str> {
+        self.named
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .or_else(|| pos.and_then(|i| self.positional.get(i).map(|s| s.as_str())))
+    }
+
+    fn check_names(&self, allowed: &[&str]) -> Result<(), EndpointError> {
+        for (k, _) in &self.named {
+            if !allowed.contains(&k.as_str()) {
+                return Err(self.err(k, format!("unknown field (known: {})", allowed.join(", "))));
+            }
+        }
+        Ok(())
+    }
+
+    fn port(&self) -> Result<u16, EndpointError> {
+        let v = self
+            .get("port", Some(0))
+            .ok_or_else(|| self.err("port", "missing"))?;
+        v.parse()
+            .map_err(|_| self.err("port", format!("{v:?} is not a port number (0-65535)")))
+    }
+
+    fn backlog(&self) -> Result<Option<i32>, EndpointError> {
+        self.get("backlog", None)
+            .map(|v| {
+                v.parse::<i32>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| self.err("backlog", format!("{v:?} is not a positive number")))
+            })
+            .transpose()
+    }
+
+    fn timeout(&self) -> Result<Option<Duration>, EndpointError> {
+        self.get("timeout", None)
+            .map(|v| {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s > 0.0)
+                    .map(Duration::from_secs_f64)
+                    .ok_or_else(|| {
+                        self.err(
+                            "timeout",
+                            format!("{v:?} is not a positive number of seconds"),
+                        )
+                    })
+            })
+            .transpose()
+    }
+
+    fn ip(&self, field: &str, v6: bool) -> Result<Option<IpAddr>, EndpointError> {
+        self.get(field, None)
+            .map(|v| {
+                let ip: IpAddr = v
+                    .parse()
+                    .map_err(|_| self.err(field, format!("{v:?} is not an IP address")))?;
+                if ip.is_ipv6() != v6 {
+                    return Err(self.err(
+                        field,
+                        format!(
+                            "{v:?} is not an {} address",
+                            if v6 { "IPv6" } else { "IPv4" }
+                        ),
+                    ));
+                }
+                Ok(ip)
+            })
+            .transpose()
+    }
+}
+
+impl FromStr for ServerEndpoint {
+    type Err = EndpointError;
+
+    fn from_str(s: &str) -> Result<Self, EndpointError> {
+        let p = Parsed::new(s)?;
+        match p.kind.as_str() {
+            "tcp" | "tcp6" => {
+                let v6 = p.kind == "tcp6";
+                p.check_names(&["port", "interface", "backlog"])?;
+                let any: IpAddr = if v6 {
+                    Ipv6Addr::UNSPECIFIED.into()
+                } else {
+                    Ipv4Addr::UNSPECIFIED.into()
+                };
+                let ip = p.ip("interface", v6)?.unwrap_or(any);
+                Ok(ServerEndpoint::Tcp {
+                    addr: SocketAddr::new(ip, p.port()?),
+                    backlog: p.backlog()?,
+                })
+            }
+            "unix" => {
+                p.check_names(&["address", "backlog"])?;
+                let path = p
+                    .get("address", Some(0))
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| p.err("address", "missing socket path"))?;
+                Ok(ServerEndpoint::Unix {
+                    path: PathBuf::from(path),
+                    backlog: p.backlog()?,
+                })
+            }
+            other => Err(p.err("type", format!("{other:?} is not tcp, tcp6 or unix"))),
+        }
+    }
+}
+
+impl FromStr for ClientEndpoint {
+    type Err = EndpointError;
+
+    fn from_str(s: &str) -> Result<Self, EndpointError> {
+        let p = Parsed::new(s)?;
+        match p.kind.as_str() {
+            "tcp" | "tcp6" => {
+                p.check_names(&["host", "port", "timeout"])?;
+                let host = p
+                    .get("host", None)
+                    .ok_or_else(|| p.err("host", "missing"))?;
+                let ip: IpAddr = host
+                    .parse()
+                    .map_err(|_| p.err("host", format!("{host:?} is not an IP address")))?;
+                if ip.is_ipv6() != (p.kind == "tcp6") {
+                    return Err(p.err("host", format!("{host:?} does not match {}", p.kind)));
+                }
+                Ok(ClientEndpoint::Tcp {
+                    addr: SocketAddr::new(
+                        ip,
+                        p.get("port", None)
+                            .map_or(Err(p.err("port", "missing")), |_| p.port())?,
+                    ),
+                    timeout: p.timeout()?,
+                })
+            }
+            "unix" => {
+                p.check_names(&["path", "timeout"])?;
+                let path = p
+                    .get("path", Some(0))
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| p.err("path", "missing socket path"))?;
+                Ok(ClientEndpoint::Unix {
+                    path: PathBuf::from(path),
+                    timeout: p.timeout()?,
+                })
+            }
+            other => Err(p.err("type", format!("{other:?} is not tcp, tcp6 or unix"))),
+        }
+    }
+}
+
+impl fmt::Display for ServerEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerEndpoint::Tcp { addr, .. } => write!(f, "tcp {addr}"),
+            ServerEndpoint::Unix { path, .. } => write!(f, "unix {}", path.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_endpoints() {
+        assert_eq!(
+            "tcp:8080".parse::<ServerEndpoint>().unwrap(),
+            ServerEndpoint::Tcp {
+                addr: "0.0.0.0:8080".parse().unwrap(),
+                backlog: None
+            }
+        );
+        assert_eq!(
+            "tcp:port=80:interface=127.0.0.1:backlog=1024"
+                .parse::<ServerEndpoint>()
+                .unwrap(),
+            ServerEndpoint::Tcp {
+                addr: "127.0.0.1:80".parse().unwrap(),
+                backlog: Some(1024)
+            }
+        );
+        assert_eq!(
+            r"tcp6:port=81:interface=\:\:1"
+                .parse::<ServerEndpoint>()
+                .unwrap(),
+            ServerEndpoint::Tcp {
+                addr: "[::1]:81".parse().unwrap(),
+                backlog: None
+            }
+        );
+        assert_eq!(
+            "unix:/tmp/a.sock".parse::<ServerEndpoint>().unwrap(),
+            ServerEndpoint::Unix {
+                path: "/tmp/a.sock".into(),
+                backlog: None
+            }
+        );
+        assert_eq!(
+            "unix:address=/tmp/b.sock:backlog=5"
+                .parse::<ServerEndpoint>()
+                .unwrap(),
+            ServerEndpoint::Unix {
+                path: "/tmp/b.sock".into(),
+                backlog: Some(5)
+            }
+        );
+    }
+
+    #[test]
+    fn errors_name_the_bad_field() {
+        let e = |s: &str| s.parse::<ServerEndpoint>().unwrap_err();
+        assert_eq!(e("tcp:port=abc").field, "port");
+        assert_eq!(e("tcp:70000").field, "port");
+        assert_eq!(e("tcp").field, "port");
+        assert_eq!(e("tcp:80:interface=localhost").field, "interface");
+        assert_eq!(e("tcp6:80:interface=127.0.0.1").field, "interface");
+        assert_eq!(e("tcp:80:backlog=-1").field, "backlog");
+        assert_eq!(e("tcp:80:colour=red").field, "colour");
+        assert_eq!(e("udp:80").field, "type");
+        assert_eq!(e("unix:").field, "address");
+        let msg = e("tcp:port=abc").to_string();
+        assert!(
+            msg.contains("tcp:port=abc") && msg.contains("port") && msg.contains("abc"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn client_endpoints() {
+        assert_eq!(
+            "tcp:host=127.0.0.1:port=6379:timeout=2.5"
+                .parse::<ClientEndpoint>()
+                .unwrap(),
+            ClientEndpoint::Tcp {
+                addr: "127.0.0.1:6379".parse().unwrap(),
+                timeout: Some(Duration::from_millis(2500))
+            }
+        );
+        assert_eq!(
+            "unix:path=/run/x.sock".parse::<ClientEndpoint>().unwrap(),
+            ClientEndpoint::Unix {
+                path: "/run/x.sock".into(),
+                timeout: None
+            }
+        );
+        let e = |s: &str| s.parse::<ClientEndpoint>().unwrap_err();
+        assert_eq!(e("tcp:port=1").field, "host");
+        assert_eq!(e("tcp:host=127.0.0.1").field, "port");
+        assert_eq!(e("tcp:host=127.0.0.1:port=1:timeout=-3").field, "timeout");
+        assert_eq!(e("tcp6:host=127.0.0.1:port=1").field, "host");
+    }
+}
