@@ -31,6 +31,11 @@ pub(crate) enum Envelope {
     },
     /// Several envelopes from one shard's loop iteration, sent as one.
     Batch(Vec<Envelope>),
+    /// The result of work deferred to the worker pool.
+    Deferred {
+        key: u64,
+        result: Box<dyn Any + Send>,
+    },
     /// Graceful stop: close every connection, abort what is left at `deadline`.
     Stop {
         deadline: Instant,

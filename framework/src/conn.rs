@@ -263,6 +263,30 @@ impl<'a, P: Protocol> Conn<'a, P> {
         self.ctx.timers.cancel(handle)
     }
 
+    /// Runs `work` on the worker pool; `callback` gets its result on this
+    /// connection's shard, if the connection is still open (otherwise the
+    /// result is dropped). Twisted's `deferToThread`.
+    pub fn defer_to_thread<T, W, C>(&mut self, work: W, callback: C)
+    where
+        T: Send + 'static,
+        W: FnOnce() -> T + Send + 'static,
+        C: FnOnce(&mut P, &mut Conn<'_, P>, Result<T, crate::DeferError>) + 'static,
+    {
+        let cb = crate::context::DeferredCallback {
+            conn: Some(self.core.id),
+            f: Box::new(move |p, core, ctx, result| {
+                if let (Some(p), Some(core)) = (p.and_then(|p| p.downcast_mut::<P>()), core) {
+                    callback(
+                        p,
+                        &mut Conn::new(core, ctx),
+                        crate::worker::unbox_result::<T>(result),
+                    );
+                }
+            }),
+        };
+        self.ctx.submit_deferred(work, cb);
+    }
+
     /// The shard this connection lives on: bus, shard timers, shard-local services.
     pub fn shard(&mut self) -> &mut ShardCtx {
         self.ctx

@@ -51,9 +51,25 @@ pub struct ShardCtx {
     pub(crate) now_tick: u64,
     pub(crate) stopping: bool,
     pub(crate) handle: Handle,
+    /// The worker pool (None: no workers, or detached).
+    pub(crate) workers: Option<crate::worker::PoolSender>,
+    /// Run deferred work inline (the testing kit: deterministic).
+    pub(crate) inline_deferred: bool,
+    /// Callbacks waiting for deferred results, by key.
+    pub(crate) deferred: HashMap<u64, DeferredCallback>,
+    next_deferred: u64,
     /// Outbound connections to start once the current callback returns.
     pub(crate) pending_connects: Vec<PendingConnect>,
     services: HashMap<TypeId, Box<dyn Any>>,
+}
+
+/// A deferred result's destination: the connection (None: shard-level) and
+/// what to call with the boxed `Result<T, DeferError>`.
+pub(crate) struct DeferredCallback {
+    pub(crate) conn: Option<ConnId>,
+    pub(crate) f: Box<
+        dyn FnOnce(Option<&mut dyn Any>, Option<&mut ConnCore>, &mut ShardCtx, Box<dyn Any + Send>),
+    >,
 }
 
 pub(crate) struct PendingConnect {
@@ -88,6 +104,10 @@ impl ShardCtx {
             now_tick: 0,
             stopping: false,
             handle,
+            workers: None,
+            inline_deferred: false,
+            deferred: HashMap::new(),
+            next_deferred: 0,
             pending_connects: Vec::new(),
             services: HashMap::new(),
         }
@@ -225,6 +245,62 @@ impl ShardCtx {
             proto: Box::new(protocol),
             timeout,
         });
+    }
+
+    /// Runs `work` on the server's worker pool and `callback` with its
+    /// result back on this shard (Twisted's `deferToThread`). A panic in
+    /// `work` arrives as [`DeferError::Panicked`](crate::DeferError); a full
+    /// queue as `Overloaded`, at once.
+    pub fn defer_to_thread<T, W, C>(&mut self, work: W, callback: C)
+    where
+        T: Send + 'static,
+        W: FnOnce() -> T + Send + 'static,
+        C: FnOnce(&mut ShardCtx, Result<T, crate::DeferError>) + 'static,
+    {
+        let cb = DeferredCallback {
+            conn: None,
+            f: Box::new(move |_, _, ctx, result| {
+                callback(ctx, crate::worker::unbox_result::<T>(result));
+            }),
+        };
+        self.submit_deferred(work, cb);
+    }
+
+    /// Queues `work`; `cb` is called when its result is back.
+    pub(crate) fn submit_deferred<T, W>(&mut self, work: W, cb: DeferredCallback)
+    where
+        T: Send + 'static,
+        W: FnOnce() -> T + Send + 'static,
+    {
+        let key = self.next_deferred;
+        self.next_deferred += 1;
+        self.deferred.insert(key, cb);
+        let run: Box<dyn FnOnce() -> Box<dyn Any + Send> + Send> =
+            Box::new(move || Box::new(Ok::<T, crate::DeferError>(work())) as Box<dyn Any + Send>);
+        if self.inline_deferred {
+            let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+                Ok(r) => r,
+                Err(_) => Box::new(Err::<T, crate::DeferError>(crate::DeferError::Panicked(
+                    "deferred work panicked".into(),
+                ))) as Box<dyn Any + Send>,
+            };
+            self.local.push_back(Envelope::Deferred { key, result });
+            return;
+        }
+        let outcome = match &self.workers {
+            Some(p) => p.submit(crate::worker::Job {
+                run,
+                shard: self.index,
+                key,
+            }),
+            None => Err(crate::DeferError::Unavailable),
+        };
+        if let Err(e) = outcome {
+            self.local.push_back(Envelope::Deferred {
+                key,
+                result: Box::new(Err::<T, crate::DeferError>(e)),
+            });
+        }
     }
 
     /// A shard-local singleton of type `T`, created on first use: shard-owned

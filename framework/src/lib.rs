@@ -53,6 +53,7 @@ pub mod testing;
 pub mod timer_wheel;
 mod timers;
 mod transport;
+mod worker;
 mod write_buf;
 
 pub use balance::{BalancingPolicy, LeastConnections, RoundRobin, ShardLoad};
@@ -66,3 +67,4 @@ pub use settings::Settings;
 pub use stats::{ServerStats, ShardStats};
 pub use timers::TimerHandle;
 pub use transport::Addr;
+pub use worker::DeferError;

@@ -71,6 +71,8 @@ pub struct ServerBuilder {
     nodelay: bool,
     stop_timeout: Duration,
     timer_tick: Duration,
+    worker_threads: usize,
+    worker_queue: usize,
 }
 
 impl Default for ServerBuilder {
@@ -88,6 +90,8 @@ impl Default for ServerBuilder {
             nodelay: true,
             stop_timeout: Duration::from_secs(5),
             timer_tick: Duration::from_millis(1),
+            worker_threads: 4,
+            worker_queue: 1024,
         }
     }
 }
@@ -244,6 +248,20 @@ impl ServerBuilder {
         self
     }
 
+    /// Threads for [`Conn::defer_to_thread`](crate::Conn::defer_to_thread)
+    /// (default 4; 0 disables it: deferred work then fails with `Unavailable`).
+    pub fn worker_threads(mut self, n: usize) -> Self {
+        self.worker_threads = n;
+        self
+    }
+
+    /// Jobs that may wait for a worker (default 1024); past that,
+    /// `defer_to_thread` fails at once with `Overloaded` instead of blocking a shard.
+    pub fn worker_queue(mut self, n: usize) -> Self {
+        self.worker_queue = n;
+        self
+    }
+
     /// Deadline of [`Handle::stop`] (default 5 s).
     pub fn stop_timeout(mut self, timeout: Duration) -> Self {
         self.stop_timeout = timeout;
@@ -318,6 +336,8 @@ impl ServerBuilder {
             nodelay: self.nodelay,
             stop_timeout: self.stop_timeout,
             timer_tick: self.timer_tick,
+            worker_threads: self.worker_threads,
+            worker_queue: self.worker_queue,
         })
     }
 }
@@ -338,6 +358,8 @@ pub struct Server {
     nodelay: bool,
     stop_timeout: Duration,
     timer_tick: Duration,
+    worker_threads: usize,
+    worker_queue: usize,
 }
 
 impl Server {
@@ -412,6 +434,25 @@ impl Server {
             tracing::warn!("cannot read this machine's cores; shards run unpinned");
         }
         let mut threads = Vec::new();
+        // Shards hold the only senders: when they exit, the workers' queue
+        // disconnects and the workers end too.
+        let pool = if self.worker_threads > 0 {
+            let (tx, rx) = crate::worker::queue(self.worker_queue);
+            for w in 0..self.worker_threads {
+                let rx = rx.clone();
+                let inboxes = inner.inboxes.clone();
+                match std::thread::Builder::new()
+                    .name(format!("sl{id}-worker{w}"))
+                    .spawn(move || crate::worker::work(rx, inboxes))
+                {
+                    Ok(t) => threads.push(t),
+                    Err(e) => return Err(Error::Io(e)),
+                }
+            }
+            Some(tx)
+        } else {
+            None
+        };
         for (index, (poll, rx)) in polls.into_iter().zip(receivers).enumerate() {
             let init = ShardInit {
                 index,
@@ -422,6 +463,7 @@ impl Server {
                 events_capacity: self.events_capacity,
                 nodelay: self.nodelay,
                 timer_tick: self.timer_tick,
+                pool: pool.clone(),
             };
             let core = cores.as_ref().map(|c| c[index % c.len()]);
             let spawned = std::thread::Builder::new()

@@ -86,6 +86,7 @@ pub(crate) struct ShardInit {
     pub(crate) events_capacity: usize,
     pub(crate) nodelay: bool,
     pub(crate) timer_tick: Duration,
+    pub(crate) pool: Option<crate::worker::PoolSender>,
 }
 
 pub(crate) struct Shard {
@@ -140,6 +141,7 @@ impl Shard {
             .map(|make| make(init.index))
             .collect();
         let settings = inner.settings.load_full();
+        let pool = init.pool;
         #[cfg(target_os = "linux")]
         let precise = if init.timer_tick < Duration::from_millis(1) {
             match PreciseWake::new(init.poll.registry()) {
@@ -167,7 +169,11 @@ impl Shard {
             nodelay: init.nodelay,
             #[cfg(target_os = "linux")]
             precise,
-            ctx: ShardCtx::new(init.index, init.handle, settings, init.timer_tick),
+            ctx: {
+                let mut ctx = ShardCtx::new(init.index, init.handle, settings, init.timer_tick);
+                ctx.workers = pool;
+                ctx
+            },
             inner,
         }
     }
@@ -565,7 +571,9 @@ impl Shard {
             events_capacity: 16,
             nodelay: true,
             timer_tick: tick,
+            pool: None,
         });
+        shard.ctx.inline_deferred = true;
         let origin = shard.ctx.timers.origin();
         shard.ctx.timers.set_manual_clock(origin);
         shard.ctx.update_clock();
@@ -929,6 +937,23 @@ impl Shard {
             Envelope::Batch(batch) => {
                 for env in batch {
                     self.handle_envelope(env);
+                }
+            }
+            Envelope::Deferred { key, result } => {
+                let Some(cb) = self.ctx.deferred.remove(&key) else {
+                    return;
+                };
+                match cb.conn {
+                    None => self.run_task(move |ctx| (cb.f)(None, None, ctx, result)),
+                    Some(id) if self.live(id) && self.conns[id.slot()].proto.is_some() => {
+                        let c = &mut self.conns[id.slot()];
+                        invoke(c, &mut self.ctx, |p, core, ctx| {
+                            (cb.f)(Some(p.as_any_mut()), Some(core), ctx, result)
+                        });
+                        self.after_callback(id.slot());
+                    }
+                    // Its connection closed meanwhile: the result is dropped.
+                    Some(_) => self.ctx.counters.messages_dropped += 1,
                 }
             }
             Envelope::Stop { deadline } => self.begin_stop(deadline),
