@@ -67,10 +67,13 @@ pub struct ShardCtx {
 /// what to call with the boxed `Result<T, DeferError>`.
 pub(crate) struct DeferredCallback {
     pub(crate) conn: Option<ConnId>,
-    pub(crate) f: Box<
-        dyn FnOnce(Option<&mut dyn Any>, Option<&mut ConnCore>, &mut ShardCtx, Box<dyn Any + Send>),
-    >,
+    pub(crate) f: DeferredFn,
 }
+
+/// Called with the connection's protocol and state (when it has one) and the boxed result.
+pub(crate) type DeferredFn = Box<
+    dyn FnOnce(Option<&mut dyn Any>, Option<&mut ConnCore>, &mut ShardCtx, Box<dyn Any + Send>),
+>;
 
 pub(crate) struct PendingConnect {
     pub(crate) addr: Addr,
