@@ -47,6 +47,32 @@ pub(crate) struct ConnCore {
     pub(crate) idle_ticks: Option<u64>,
     pub(crate) idle_armed: bool,
     pub(crate) last_read_tick: u64,
+    /// Told when the connection is made and when it ends (reconnecting clients).
+    pub(crate) observer: Option<Box<dyn ConnObserver>>,
+}
+
+/// How an observed connection ended.
+#[derive(Debug)]
+pub(crate) enum ConnectionEnd {
+    /// It never connected.
+    Failed(std::io::Error),
+    /// It was lost after connecting.
+    Lost(CloseReason),
+}
+
+impl std::fmt::Display for ConnectionEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectionEnd::Failed(e) => write!(f, "connect failed: {e}"),
+            ConnectionEnd::Lost(r) => write!(f, "connection lost: {r}"),
+        }
+    }
+}
+
+/// Watches one outbound connection from outside its protocol.
+pub(crate) trait ConnObserver {
+    fn made(&mut self, ctx: &mut ShardCtx);
+    fn ended(self: Box<Self>, ctx: &mut ShardCtx, end: ConnectionEnd);
 }
 
 impl ConnCore {
@@ -78,6 +104,7 @@ impl ConnCore {
             idle_ticks: None,
             idle_armed: false,
             last_read_tick: now_tick,
+            observer: None,
         }
     }
 

@@ -76,6 +76,7 @@ pub(crate) type DeferredFn = Box<
 >;
 
 pub(crate) struct PendingConnect {
+    pub(crate) observer: Option<Box<dyn crate::conn::ConnObserver>>,
     pub(crate) addr: Addr,
     pub(crate) proto: Box<dyn ErasedProto>,
     pub(crate) timeout: Option<Duration>,
@@ -244,6 +245,22 @@ impl ShardCtx {
     /// path, with an optional connect timeout (see [`connect_tcp`](ShardCtx::connect_tcp)).
     pub fn connect<P: Protocol>(&mut self, addr: Addr, protocol: P, timeout: Option<Duration>) {
         self.pending_connects.push(PendingConnect {
+            observer: None,
+            addr,
+            proto: Box::new(protocol),
+            timeout,
+        });
+    }
+
+    pub(crate) fn connect_observed<P: Protocol>(
+        &mut self,
+        addr: Addr,
+        protocol: P,
+        timeout: Option<Duration>,
+        observer: Box<dyn crate::conn::ConnObserver>,
+    ) {
+        self.pending_connects.push(PendingConnect {
+            observer: Some(observer),
             addr,
             proto: Box::new(protocol),
             timeout,

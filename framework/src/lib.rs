@@ -45,6 +45,7 @@ mod error;
 pub mod framing;
 mod listener;
 mod protocol;
+pub mod reconnect;
 mod server;
 mod settings;
 mod shard;

@@ -534,6 +534,12 @@ impl Shard {
         if reason == &CloseReason::IdleTimeout {
             self.ctx.counters.idle_timeouts += 1;
         }
+        if let Some(o) = self.conns[slot].core.observer.take() {
+            o.ended(
+                &mut self.ctx,
+                crate::conn::ConnectionEnd::Lost(reason.clone()),
+            );
+        }
     }
 
     /// Ends a connection now: `connection_lost`, then the socket closes
@@ -814,13 +820,16 @@ impl Shard {
                     if catch_unwind(AssertUnwindSafe(|| proto.connect_failed(ctx, &e))).is_err() {
                         self.ctx.counters.callback_panics += 1;
                     }
+                    if let Some(o) = pc.observer {
+                        o.ended(&mut self.ctx, crate::conn::ConnectionEnd::Failed(e));
+                    }
                     continue;
                 }
             };
             let local = stream.local_addr().unwrap_or(Addr::Unix(None));
             let id = ConnId::new(self.ctx.index as u16, slot as u32, self.next_generation);
             self.next_generation = self.next_generation.wrapping_add(1);
-            let core = ConnCore::new(
+            let mut core = ConnCore::new(
                 id,
                 stream,
                 pc.addr,
@@ -828,6 +837,7 @@ impl Shard {
                 Phase::Connecting,
                 self.ctx.now_tick,
             );
+            core.observer = pc.observer;
             entry.insert(Connection {
                 core,
                 proto: Some(proto),
@@ -868,6 +878,10 @@ impl Shard {
         c.core.last_read_tick = self.ctx.now_tick;
         self.ctx.counters.connections_accepted += 1;
         self.ctx.arm_idle(&mut c.core);
+        if let Some(o) = c.core.observer.as_mut() {
+            o.made(&mut self.ctx);
+        }
+        let c = &mut self.conns[slot];
         invoke(c, &mut self.ctx, |p, core, ctx| {
             p.connection_made(core, ctx)
         });
@@ -885,6 +899,9 @@ impl Shard {
                 self.ctx.counters.callback_panics += 1;
                 tracing::error!("connect_failed panicked");
             }
+        }
+        if let Some(o) = c.core.observer.take() {
+            o.ended(&mut self.ctx, crate::conn::ConnectionEnd::Failed(error));
         }
     }
 

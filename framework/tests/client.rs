@@ -161,3 +161,89 @@ fn connect_timeout_fires_when_handshake_never_completes() {
     clients.shutdown();
     drop(sock);
 }
+
+/// Sends "hi" on connect and reports what comes back.
+struct Hello {
+    tx: Sender<Vec<u8>>,
+}
+impl Protocol for Hello {
+    type Message = ();
+    fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
+        conn.write(b"hi");
+    }
+    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        self.tx.send(data.to_vec()).unwrap();
+        conn.close();
+    }
+}
+
+fn quick_policy(max_retries: Option<u32>) -> shardloop::reconnect::ReconnectPolicy {
+    shardloop::reconnect::ReconnectPolicy {
+        initial_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(40),
+        factor: 2.0,
+        jitter: 0.1,
+        max_retries,
+        connect_timeout: Some(Duration::from_secs(5)),
+    }
+}
+
+#[test]
+fn reconnecting_client_gives_up_after_max_retries() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let clients = client_only(1);
+    let (done_tx, done_rx) = channel();
+    clients
+        .submit_to(0, move |ctx| {
+            let (tx, _rx) = channel();
+            let r = ctx.connect_reconnecting(port.into(), quick_policy(Some(3)), move || Hello {
+                tx: tx.clone(),
+            });
+            // Check back once the retries (10+20+40 ms at most, jittered) are surely over.
+            ctx.call_later(Duration::from_millis(500), move |_| {
+                done_tx
+                    .send((r.attempts(), r.gave_up(), r.is_connected()))
+                    .unwrap();
+            });
+        })
+        .unwrap();
+    let (attempts, gave_up, connected) = done_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(attempts, 4, "the first try and 3 retries");
+    assert!(gave_up && !connected);
+    clients.shutdown();
+}
+
+#[test]
+fn reconnecting_client_connects_once_the_server_appears_and_after_it_drops() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let clients = client_only(1);
+    let (tx, rx) = channel();
+    clients
+        .submit_to(0, move |ctx| {
+            let _r = ctx.connect_reconnecting(port.into(), quick_policy(None), move || Hello {
+                tx: tx.clone(),
+            });
+        })
+        .unwrap();
+    // Nobody listens yet: a few attempts fail.
+    std::thread::sleep(Duration::from_millis(100));
+    let server = builder(1)
+        .listen(port, |_| |_| Echo)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    // Connects, gets its echo, closes itself, and (as a reconnecting client
+    // does) connects again: two echoes prove both.
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), b"hi");
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), b"hi");
+    assert!(clients.stats().total().connect_failures >= 1);
+    clients.shutdown();
+    server.shutdown();
+}
