@@ -237,7 +237,7 @@ mod tests {
         let p = ReconnectPolicy::default();
         assert_eq!(p.initial_delay, Duration::from_secs(1));
         assert_eq!(p.max_delay, Duration::from_secs(3600));
-        assert!((p.factor - 2.718_281_828_459_045).abs() < 1e-12);
+        assert_eq!(p.factor, std::f64::consts::E, "Twisted uses e");
         assert!((p.jitter - 0.119_626_564_72).abs() < 1e-12);
         assert_eq!(p.max_retries, None);
     }
