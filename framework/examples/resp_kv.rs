@@ -1,0 +1,428 @@
+//! A sharded key-value server speaking RESP (the Redis protocol): PING,
+//! ECHO, SET, GET, DEL, INCR, MGET. Each key belongs to one shard (by a
+//! stable hash); a request for a key owned by another shard is forwarded
+//! over the bus and its reply comes back the same way. Pipelined replies go
+//! out in request order even when some are answered locally and some by
+//! other shards. No locks anywhere.
+//!
+//! ```text
+//! cargo run --release -p shardloop --example resp_kv -- --port 6380
+//! redis-cli -p 6380 SET greeting hello
+//! redis-benchmark -p 6380 -t ping,set,get,incr -P 16 -q
+//! ```
+
+use clap::Parser;
+use shardloop::{Conn, Protocol, Server, ShardCtx};
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+
+#[derive(Parser, Debug)]
+#[command(about = "shardloop sharded RESP key-value server")]
+struct Args {
+    /// Number of shards (default: number of cores).
+    #[arg(short, long)]
+    shards: Option<usize>,
+    /// Port to listen on (0 picks a free one; the address is printed).
+    #[arg(short, long, default_value_t = 6380)]
+    port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
+    /// Pin shards to these cores (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    cores: Vec<usize>,
+}
+
+/// Largest request accepted (a bulk string or a whole inline command).
+const MAX_REQUEST: usize = 64 * 1024 * 1024;
+
+/// One shard's partition of the key space.
+#[derive(Default)]
+struct Store {
+    map: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+fn owner(key: &[u8], shards: usize) -> usize {
+    // DefaultHasher::new() has fixed keys: every shard computes the same owner.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() % shards as u64) as usize
+}
+
+fn bulk(out: &mut Vec<u8>, v: Option<&[u8]>) {
+    match v {
+        Some(v) => {
+            out.extend_from_slice(format!("${}\r\n", v.len()).as_bytes());
+            out.extend_from_slice(v);
+            out.extend_from_slice(b"\r\n");
+        }
+        None => out.extend_from_slice(b"$-1\r\n"),
+    }
+}
+
+/// A single-key operation, run on the key's owner shard.
+#[derive(Clone, Copy)]
+enum KeyOp {
+    Get,
+    Set,
+    Del,
+    Incr,
+}
+
+/// What a key operation answers: a RESP value, or a count to be summed (DEL).
+enum Part {
+    Resp(Vec<u8>),
+    Count(i64),
+}
+
+fn run_op(store: &mut Store, op: KeyOp, key: Vec<u8>, value: Option<Vec<u8>>) -> Part {
+    match op {
+        KeyOp::Get => {
+            let mut out = Vec::new();
+            bulk(&mut out, store.map.get(&key).map(|v| v.as_slice()));
+            Part::Resp(out)
+        }
+        KeyOp::Set => {
+            store.map.insert(key, value.unwrap_or_default());
+            Part::Resp(b"+OK\r\n".to_vec())
+        }
+        KeyOp::Del => Part::Count(store.map.remove(&key).is_some() as i64),
+        KeyOp::Incr => {
+            let cur = store.map.get(&key).map(|v| {
+                std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok())
+            });
+            match cur {
+                Some(None) => {
+                    Part::Resp(b"-ERR value is not an integer or out of range\r\n".to_vec())
+                }
+                Some(Some(n)) if n == i64::MAX => {
+                    Part::Resp(b"-ERR increment or decrement would overflow\r\n".to_vec())
+                }
+                Some(Some(n)) => {
+                    store.map.insert(key, (n + 1).to_string().into_bytes());
+                    Part::Resp(format!(":{}\r\n", n + 1).into_bytes())
+                }
+                None => {
+                    store.map.insert(key, b"1".to_vec());
+                    Part::Resp(b":1\r\n".to_vec())
+                }
+            }
+        }
+    }
+}
+
+/// A part of a reply, coming back from the owner shard.
+struct PartDone {
+    seq: u64,
+    index: usize,
+    part: Part,
+}
+
+/// How the parts of one reply combine.
+enum Combine {
+    /// One part, sent as is.
+    Single,
+    /// An array of the parts (MGET).
+    Array,
+    /// The sum of counts (DEL).
+    Sum,
+}
+
+struct Pending {
+    parts: Vec<Option<Part>>,
+    left: usize,
+    combine: Combine,
+}
+
+struct Kv {
+    buf: Vec<u8>,
+    next_seq: u64,
+    /// Replies in request order; `None` until all their parts are in.
+    replies: VecDeque<(u64, Option<Vec<u8>>)>,
+    pending: HashMap<u64, Pending>,
+}
+
+/// Parses one command at the front of `buf`: Ok(None) if incomplete.
+fn parse_command(buf: &[u8]) -> Result<Option<(Vec<Vec<u8>>, usize)>, &'static str> {
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
+    let line_end = |from: usize| {
+        buf[from..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map(|i| from + i)
+    };
+    if first != b'*' {
+        // Inline command (redis-benchmark's PING_INLINE, telnet users).
+        let Some(end) = buf.iter().position(|&b| b == b'\n') else {
+            return if buf.len() > MAX_REQUEST {
+                Err("inline command too long")
+            } else {
+                Ok(None)
+            };
+        };
+        let line = &buf[..end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let args = line
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|a| !a.is_empty())
+            .map(|a| a.to_vec())
+            .collect();
+        return Ok(Some((args, end + 1)));
+    }
+    let Some(end) = line_end(1) else {
+        return Ok(None);
+    };
+    let n: usize = std::str::from_utf8(&buf[1..end])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|n| *n <= 1024 * 1024)
+        .ok_or("invalid multibulk length")?;
+    let mut pos = end + 2;
+    let mut args = Vec::with_capacity(n);
+    for _ in 0..n {
+        if pos >= buf.len() {
+            return Ok(None);
+        }
+        if buf[pos] != b'$' {
+            return Err("expected '$'");
+        }
+        let Some(end) = line_end(pos + 1) else {
+            return Ok(None);
+        };
+        let len: usize = std::str::from_utf8(&buf[pos + 1..end])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|n| *n <= MAX_REQUEST)
+            .ok_or("invalid bulk length")?;
+        let start = end + 2;
+        if buf.len() < start + len + 2 {
+            return Ok(None);
+        }
+        if &buf[start + len..start + len + 2] != b"\r\n" {
+            return Err("bulk string not terminated by CRLF");
+        }
+        args.push(buf[start..start + len].to_vec());
+        pos = start + len + 2;
+    }
+    Ok(Some((args, pos)))
+}
+
+impl Kv {
+    /// Reserves the next reply slot.
+    fn slot(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.replies.push_back((seq, None));
+        seq
+    }
+
+    fn reply_now(&mut self, reply: Vec<u8>) {
+        let seq = self.slot();
+        self.fill(seq, reply);
+    }
+
+    fn fill(&mut self, seq: u64, reply: Vec<u8>) {
+        if let Some(r) = self.replies.iter_mut().find(|(s, _)| *s == seq) {
+            r.1 = Some(reply);
+        }
+    }
+
+    /// Writes every reply at the front that is complete.
+    fn flush(&mut self, conn: &mut Conn<'_, Self>) {
+        while let Some((_, Some(_))) = self.replies.front() {
+            let (_, r) = self.replies.pop_front().expect("front exists");
+            conn.write(&r.expect("complete"));
+        }
+    }
+
+    /// Runs `ops` (index, op, key, value) on their owner shards; the reply
+    /// completes when every part is back.
+    fn dispatch(
+        &mut self,
+        conn: &mut Conn<'_, Self>,
+        combine: Combine,
+        ops: Vec<(KeyOp, Vec<u8>, Option<Vec<u8>>)>,
+    ) {
+        let seq = self.slot();
+        self.pending.insert(
+            seq,
+            Pending {
+                parts: (0..ops.len()).map(|_| None).collect(),
+                left: ops.len(),
+                combine,
+            },
+        );
+        let me = conn.id();
+        let shards = conn.shard().shards();
+        let here = conn.shard().index();
+        for (index, (op, key, value)) in ops.into_iter().enumerate() {
+            let target = owner(&key, shards);
+            if target == here {
+                let part = run_op(conn.shard().service::<Store>(), op, key, value);
+                self.part_done(PartDone { seq, index, part });
+            } else {
+                conn.shard().submit_to(target, move |ctx: &mut ShardCtx| {
+                    let part = run_op(ctx.service::<Store>(), op, key, value);
+                    ctx.send(me, PartDone { seq, index, part });
+                });
+            }
+        }
+    }
+
+    fn part_done(&mut self, done: PartDone) {
+        let Some(p) = self.pending.get_mut(&done.seq) else {
+            return;
+        };
+        p.parts[done.index] = Some(done.part);
+        p.left -= 1;
+        if p.left > 0 {
+            return;
+        }
+        let p = self.pending.remove(&done.seq).expect("present");
+        let mut out = Vec::new();
+        match p.combine {
+            Combine::Single | Combine::Array => {
+                if matches!(p.combine, Combine::Array) {
+                    out.extend_from_slice(format!("*{}\r\n", p.parts.len()).as_bytes());
+                }
+                for part in p.parts.into_iter().flatten() {
+                    if let Part::Resp(r) = part {
+                        out.extend_from_slice(&r);
+                    }
+                }
+            }
+            Combine::Sum => {
+                let n: i64 = p
+                    .parts
+                    .into_iter()
+                    .flatten()
+                    .map(|part| if let Part::Count(c) = part { c } else { 0 })
+                    .sum();
+                out.extend_from_slice(format!(":{n}\r\n").as_bytes());
+            }
+        }
+        self.fill(done.seq, out);
+    }
+
+    fn command(&mut self, conn: &mut Conn<'_, Self>, args: Vec<Vec<u8>>) {
+        let Some(name) = args.first() else {
+            return;
+        };
+        let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+        let arity_err = |n: &str| {
+            format!(
+                "-ERR wrong number of arguments for '{}' command\r\n",
+                n.to_lowercase()
+            )
+            .into_bytes()
+        };
+        let mut args = args.into_iter().skip(1);
+        let argc = args.len();
+        match (name.as_str(), argc) {
+            ("PING", 0) => self.reply_now(b"+PONG\r\n".to_vec()),
+            ("PING", 1) | ("ECHO", 1) => {
+                let mut out = Vec::new();
+                bulk(&mut out, args.next().as_deref());
+                self.reply_now(out);
+            }
+            ("GET", 1) => {
+                let key = args.next().expect("one arg");
+                self.dispatch(conn, Combine::Single, vec![(KeyOp::Get, key, None)]);
+            }
+            ("SET", 2) => {
+                let key = args.next().expect("two args");
+                let value = args.next();
+                self.dispatch(conn, Combine::Single, vec![(KeyOp::Set, key, value)]);
+            }
+            ("INCR", 1) => {
+                let key = args.next().expect("one arg");
+                self.dispatch(conn, Combine::Single, vec![(KeyOp::Incr, key, None)]);
+            }
+            ("DEL", n) if n >= 1 => {
+                let ops = args.map(|k| (KeyOp::Del, k, None)).collect();
+                self.dispatch(conn, Combine::Sum, ops);
+            }
+            ("MGET", n) if n >= 1 => {
+                let ops = args.map(|k| (KeyOp::Get, k, None)).collect();
+                self.dispatch(conn, Combine::Array, ops);
+            }
+            ("PING" | "ECHO" | "GET" | "SET" | "INCR" | "DEL" | "MGET", _) => {
+                self.reply_now(arity_err(&name))
+            }
+            ("COMMAND", _) => self.reply_now(b"*0\r\n".to_vec()),
+            _ => {
+                let shown: String = name.chars().take(64).collect();
+                self.reply_now(format!("-ERR unknown command '{shown}'\r\n").into_bytes());
+            }
+        }
+    }
+}
+
+impl Protocol for Kv {
+    type Message = PartDone;
+
+    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+        let mut consumed = 0;
+        loop {
+            match parse_command(&self.buf[consumed..]) {
+                Ok(Some((args, n))) => {
+                    consumed += n;
+                    self.command(conn, args);
+                }
+                Ok(None) => break,
+                Err(why) => {
+                    self.reply_now(format!("-ERR Protocol error: {why}\r\n").into_bytes());
+                    self.flush(conn);
+                    conn.close_with_error(why);
+                    self.buf.clear();
+                    return;
+                }
+            }
+        }
+        self.buf.drain(..consumed);
+        self.flush(conn);
+    }
+
+    fn message(&mut self, conn: &mut Conn<'_, Self>, done: PartDone) {
+        self.part_done(done);
+        self.flush(conn);
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let mut builder = Server::builder().listen((args.bind.as_str(), args.port), |_shard| {
+        |_peer| Kv {
+            buf: Vec::new(),
+            next_seq: 0,
+            replies: VecDeque::new(),
+            pending: HashMap::new(),
+        }
+    });
+    if let Some(n) = args.shards {
+        builder = builder.shards(n);
+    }
+    if !args.cores.is_empty() {
+        builder = builder.pin_to_cores(args.cores.clone());
+    }
+    let handle = builder.build()?.start()?;
+    println!(
+        "resp_kv listening on {} with {} shards",
+        handle.local_addrs()[0],
+        handle.shards()
+    );
+    let stopper = handle.clone();
+    ctrlc::set_handler(move || stopper.stop())?;
+    handle.wait();
+    Ok(())
+}
