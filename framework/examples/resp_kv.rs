@@ -144,8 +144,11 @@ struct Kv {
     pending: HashMap<u64, Pending>,
 }
 
+/// A command's arguments and the bytes it took.
+type Command = (Vec<Vec<u8>>, usize);
+
 /// Parses one command at the front of `buf`: Ok(None) if incomplete.
-fn parse_command(buf: &[u8]) -> Result<Option<(Vec<Vec<u8>>, usize)>, &'static str> {
+fn parse_command(buf: &[u8]) -> Result<Option<Command>, &'static str> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
