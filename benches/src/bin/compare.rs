@@ -1,0 +1,299 @@
+//! Side-by-side comparison of shardloop against peers, measured in one run.
+//!
+//! Starts shardloop's examples and the peer servers on 127.0.0.1 (pinned to
+//! one core), drives each with `shardloop-load` pinned to another core under
+//! identical settings, alternating servers round by round (A/B/A/B), and
+//! prints throughput and p99 with the ratio shardloop/peer (median of the
+//! rounds, min–max). Then measures memory per idle connection (RSS delta
+//! over idle connections). Every process it starts is stopped by PID.
+//!
+//! ```text
+//! cargo run --release -p shardloop-benches --bin compare -- --rounds 3 --duration 3s
+//! ```
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use shardloop_loadgen::{Config, Mode, Workload};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(about = "shardloop vs peers, side by side")]
+struct Args {
+    /// Rounds per scenario (servers alternate within each round).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Measured time per run.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Warm-up per run.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Idle connections for the memory measurement (0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    idle_connections: usize,
+    /// Only the first echo scenario and HTTP (a quick look).
+    #[arg(long)]
+    quick: bool,
+    /// Also write the Markdown table to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Echo,
+    Http,
+}
+
+struct ServerDef {
+    name: &'static str,
+    kind: Kind,
+    /// Program (relative to the target dir) and arguments; the port is appended.
+    program: &'static str,
+    args: Vec<&'static str>,
+    /// The program pins itself (shardloop); others are pinned with taskset.
+    self_pinned: bool,
+}
+
+fn servers() -> Vec<ServerDef> {
+    vec![
+        ServerDef { name: "shardloop", kind: Kind::Echo, program: "examples/echo", args: vec!["--shards", "1", "--cores", "0"], self_pinned: true },
+        ServerDef { name: "mio (hand-written)", kind: Kind::Echo, program: "peer_mio", args: vec!["--mode", "echo"], self_pinned: false },
+        ServerDef { name: "tokio current-thread", kind: Kind::Echo, program: "peer_tokio", args: vec!["--mode", "echo", "--flavor", "current"], self_pinned: false },
+        ServerDef { name: "tokio multi-thread (1 worker)", kind: Kind::Echo, program: "peer_tokio", args: vec!["--mode", "echo", "--flavor", "multi", "--workers", "1"], self_pinned: false },
+        ServerDef { name: "shardloop", kind: Kind::Http, program: "examples/http_hello", args: vec!["--shards", "1", "--cores", "0"], self_pinned: true },
+        ServerDef { name: "mio (hand-written)", kind: Kind::Http, program: "peer_mio", args: vec!["--mode", "http"], self_pinned: false },
+        ServerDef { name: "tokio current-thread", kind: Kind::Http, program: "peer_tokio", args: vec!["--mode", "http", "--flavor", "current"], self_pinned: false },
+    ]
+}
+
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Our own child, by PID: SIGINT for a graceful stop, then SIGKILL.
+        let _ = Command::new("kill").arg("-INT").arg(self.child.id().to_string()).status();
+        for _ in 0..100 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path, def: &ServerDef) -> anyhow::Result<Running> {
+    let program = dir.join(def.program);
+    let mut cmd = if def.self_pinned {
+        Command::new(&program)
+    } else {
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg("0").arg(&program);
+        c
+    };
+    cmd.args(&def.args)
+        .args(["--port", "0"])
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().with_context(|| format!("start {}", program.display()))?;
+    let mut out = BufReader::new(child.stdout.take().expect("piped"));
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    let addr: SocketAddr = line
+        .split_whitespace()
+        .find_map(|w| w.trim_start_matches("http://").trim_end_matches('/').parse().ok())
+        .with_context(|| format!("{} printed no address: {line:?}", def.program))?;
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    Ok(Running { child, addr })
+}
+
+struct Scenario {
+    name: String,
+    kind: Kind,
+    size: usize,
+    connections: usize,
+    pipeline: usize,
+}
+
+fn scenarios(quick: bool) -> Vec<Scenario> {
+    let mut v = Vec::new();
+    for &size in &[64usize, 4096] {
+        for &connections in &[64usize, 1000] {
+            for &pipeline in &[1usize, 16] {
+                v.push(Scenario {
+                    name: format!("echo {size} B, {connections} conns, pipeline {pipeline}"),
+                    kind: Kind::Echo,
+                    size,
+                    connections,
+                    pipeline,
+                });
+            }
+        }
+    }
+    if quick {
+        v.truncate(1);
+    }
+    v.push(Scenario {
+        name: "HTTP plaintext, 64 conns, pipeline 1".into(),
+        kind: Kind::Http,
+        size: 0,
+        connections: 64,
+        pipeline: 1,
+    });
+    v
+}
+
+/// One run: (throughput req/s, p99 µs).
+fn measure(addr: SocketAddr, s: &Scenario, a: &Args) -> anyhow::Result<(f64, u64)> {
+    let mut cfg = Config::new(addr);
+    cfg.threads = 1;
+    cfg.connections = s.connections;
+    cfg.mode = Mode::Closed { pipeline: s.pipeline };
+    cfg.workload = match s.kind {
+        Kind::Echo => Workload::Echo { size: s.size },
+        Kind::Http => Workload::Http { path: "/".into(), host: addr.to_string(), headers: vec![] },
+    };
+    cfg.duration = a.duration;
+    cfg.warmup = a.warmup;
+    cfg.cores = vec![1];
+    let r = shardloop_loadgen::run(&cfg, |_| {})?;
+    if r.errors.total() > 0 {
+        bail!("{} errors against {addr}: {:?}", r.errors.total(), r.errors);
+    }
+    Ok((r.throughput_rps, r.latency_us.p99))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no VmRSS")
+}
+
+/// RSS growth per idle connection, in bytes. The server may be wrapped in
+/// taskset, which execs it, so the child's PID is the server's.
+fn memory_per_idle_connection(dir: &Path, def: &ServerDef, n: usize) -> anyhow::Result<f64> {
+    let srv = start(dir, def)?;
+    std::thread::sleep(Duration::from_millis(300));
+    // Warm the allocator with a few connections first, then measure from there.
+    let warm: Vec<TcpStream> = (0..16).map(|_| TcpStream::connect(srv.addr)).collect::<Result<_, _>>()?;
+    std::thread::sleep(Duration::from_millis(200));
+    let before = rss_kib(srv.child.id())?;
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        conns.push(TcpStream::connect(srv.addr)?);
+    }
+    // Let the server accept everything.
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = rss_kib(srv.child.id())?;
+    drop(conns);
+    drop(warm);
+    Ok((after.saturating_sub(before) * 1024) as f64 / n as f64)
+}
+
+fn build_all() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("exe dir")?.to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(["build", "--release", "--quiet", "-p", "shardloop", "--example", "echo", "--example", "http_hello"])
+        .status()?;
+    if !status.success() {
+        bail!("building shardloop's examples failed");
+    }
+    let status = Command::new(&cargo)
+        .args(["build", "--release", "--quiet", "-p", "shardloop-benches", "--bin", "peer_mio", "--bin", "peer_tokio"])
+        .status()?;
+    if !status.success() {
+        bail!("building the peers failed");
+    }
+    Ok(dir)
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    if a.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 {
+        bail!("needs 2 cores: one for the server, one for the load generator");
+    }
+    rlimit::increase_nofile_limit((a.idle_connections as u64 + 4096).max(8192))?;
+    let dir = build_all()?;
+    let defs = servers();
+    let mut table = String::new();
+    table.push_str("| scenario | server | req/s (median, min–max) | p99 (median) | shardloop / this (median, min–max) |\n");
+    table.push_str("|---|---|---:|---:|---:|\n");
+    println!("Each run: {} measured after {} warm-up; {} rounds; server on core 0, loadgen (1 thread) on core 1.\n", humantime::format_duration(a.duration), humantime::format_duration(a.warmup), a.rounds);
+    for s in scenarios(a.quick) {
+        let mine: Vec<&ServerDef> = defs.iter().filter(|d| d.kind == s.kind).collect();
+        let running: Vec<Running> = mine.iter().map(|d| start(&dir, d)).collect::<anyhow::Result<_>>()?;
+        let mut tput: Vec<Vec<f64>> = vec![Vec::new(); mine.len()];
+        let mut p99: Vec<Vec<f64>> = vec![Vec::new(); mine.len()];
+        for round in 0..a.rounds {
+            // Alternate the order each round so no server always goes first.
+            let order: Vec<usize> = if round % 2 == 0 { (0..mine.len()).collect() } else { (0..mine.len()).rev().collect() };
+            for i in order {
+                let (t, p) = measure(running[i].addr, &s, &a).with_context(|| format!("{} / {}", s.name, mine[i].name))?;
+                tput[i].push(t);
+                p99[i].push(p as f64);
+            }
+        }
+        drop(running);
+        for i in 0..mine.len() {
+            let ratios: Vec<f64> = tput[0].iter().zip(&tput[i]).map(|(a, b)| a / b).collect();
+            let (lo, hi) = tput[i].iter().fold((f64::MAX, 0.0f64), |(l, h), &v| (l.min(v), h.max(v)));
+            let (rlo, rhi) = ratios.iter().fold((f64::MAX, 0.0f64), |(l, h), &v| (l.min(v), h.max(v)));
+            let ratio = if i == 0 { "—".to_string() } else { format!("{:.2} ({:.2}–{:.2})", median(&mut ratios.clone()), rlo, rhi) };
+            let row = format!(
+                "| {} | {} | {:.0} ({:.0}–{:.0}) | {:.0} µs | {} |\n",
+                s.name,
+                mine[i].name,
+                median(&mut tput[i].clone()),
+                lo,
+                hi,
+                median(&mut p99[i].clone()),
+                ratio
+            );
+            print!("{row}");
+            table.push_str(&row);
+        }
+    }
+    if a.idle_connections > 0 {
+        table.push_str(&format!("\n| server (echo) | RSS per idle connection ({} connections) |\n|---|---:|\n", a.idle_connections));
+        for d in defs.iter().filter(|d| d.kind == Kind::Echo) {
+            let bytes = memory_per_idle_connection(&dir, d, a.idle_connections)?;
+            let row = format!("| {} | {:.0} B |\n", d.name, bytes);
+            print!("{row}");
+            table.push_str(&row);
+        }
+    }
+    println!("\n{table}");
+    if let Some(p) = &a.out {
+        std::fs::write(p, &table).with_context(|| format!("write {}", p.display()))?;
+    }
+    Ok(())
+}
