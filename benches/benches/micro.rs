@@ -34,7 +34,11 @@ struct HeapTimers {
 
 impl HeapTimers {
     fn new() -> Self {
-        HeapTimers { heap: BinaryHeap::new(), cancelled: HashSet::new(), next: 0 }
+        HeapTimers {
+            heap: BinaryHeap::new(),
+            cancelled: HashSet::new(),
+            next: 0,
+        }
     }
     fn insert(&mut self, d: u64) -> u64 {
         let id = self.next;
@@ -155,7 +159,14 @@ fn bus(c: &mut Criterion) {
     let mut g = c.benchmark_group("bus");
     const N: u64 = 10_000;
     g.throughput(Throughput::Elements(N));
-    let h = Server::builder().shards(2).pin(false).worker_threads(0).build().unwrap().start().unwrap();
+    let h = Server::builder()
+        .shards(2)
+        .pin(false)
+        .worker_threads(0)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
     // one to one: shard 0 sends N closures to shard 1
     g.bench_function("shardloop/one_to_one", |b| {
         b.iter_custom(|iters| {

@@ -29,8 +29,10 @@ struct Args {
     /// Measured time per run.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     duration: Duration,
-    /// Warm-up per run.
-    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    /// Warm-up per run. Off by default: the server's CPU time is read around
+    /// the whole run, so every request served must be counted; servers are
+    /// warm from earlier rounds anyway.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     warmup: Duration,
     /// Idle connections for the memory measurement (0 skips it).
     #[arg(long, default_value_t = 10_000)]
@@ -61,13 +63,55 @@ struct ServerDef {
 
 fn servers() -> Vec<ServerDef> {
     vec![
-        ServerDef { name: "shardloop", kind: Kind::Echo, program: "examples/echo", args: vec!["--shards", "1", "--cores", "0"], self_pinned: true },
-        ServerDef { name: "mio (hand-written)", kind: Kind::Echo, program: "peer_mio", args: vec!["--mode", "echo"], self_pinned: false },
-        ServerDef { name: "tokio current-thread", kind: Kind::Echo, program: "peer_tokio", args: vec!["--mode", "echo", "--flavor", "current"], self_pinned: false },
-        ServerDef { name: "tokio multi-thread (1 worker)", kind: Kind::Echo, program: "peer_tokio", args: vec!["--mode", "echo", "--flavor", "multi", "--workers", "1"], self_pinned: false },
-        ServerDef { name: "shardloop", kind: Kind::Http, program: "examples/http_hello", args: vec!["--shards", "1", "--cores", "0"], self_pinned: true },
-        ServerDef { name: "mio (hand-written)", kind: Kind::Http, program: "peer_mio", args: vec!["--mode", "http"], self_pinned: false },
-        ServerDef { name: "tokio current-thread", kind: Kind::Http, program: "peer_tokio", args: vec!["--mode", "http", "--flavor", "current"], self_pinned: false },
+        ServerDef {
+            name: "shardloop",
+            kind: Kind::Echo,
+            program: "examples/echo",
+            args: vec!["--shards", "1", "--cores", "0"],
+            self_pinned: true,
+        },
+        ServerDef {
+            name: "mio (hand-written)",
+            kind: Kind::Echo,
+            program: "peer_mio",
+            args: vec!["--mode", "echo"],
+            self_pinned: false,
+        },
+        ServerDef {
+            name: "tokio current-thread",
+            kind: Kind::Echo,
+            program: "peer_tokio",
+            args: vec!["--mode", "echo", "--flavor", "current"],
+            self_pinned: false,
+        },
+        ServerDef {
+            name: "tokio multi-thread (1 worker)",
+            kind: Kind::Echo,
+            program: "peer_tokio",
+            args: vec!["--mode", "echo", "--flavor", "multi", "--workers", "1"],
+            self_pinned: false,
+        },
+        ServerDef {
+            name: "shardloop",
+            kind: Kind::Http,
+            program: "examples/http_hello",
+            args: vec!["--shards", "1", "--cores", "0"],
+            self_pinned: true,
+        },
+        ServerDef {
+            name: "mio (hand-written)",
+            kind: Kind::Http,
+            program: "peer_mio",
+            args: vec!["--mode", "http"],
+            self_pinned: false,
+        },
+        ServerDef {
+            name: "tokio current-thread",
+            kind: Kind::Http,
+            program: "peer_tokio",
+            args: vec!["--mode", "http", "--flavor", "current"],
+            self_pinned: false,
+        },
     ]
 }
 
@@ -79,7 +123,10 @@ struct Running {
 impl Drop for Running {
     fn drop(&mut self) {
         // Our own child, by PID: SIGINT for a graceful stop, then SIGKILL.
-        let _ = Command::new("kill").arg("-INT").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(self.child.id().to_string())
+            .status();
         for _ in 0..100 {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
                 return;
@@ -105,13 +152,20 @@ fn start(dir: &Path, def: &ServerDef) -> anyhow::Result<Running> {
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    let mut child = cmd.spawn().with_context(|| format!("start {}", program.display()))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("start {}", program.display()))?;
     let mut out = BufReader::new(child.stdout.take().expect("piped"));
     let mut line = String::new();
     out.read_line(&mut line)?;
     let addr: SocketAddr = line
         .split_whitespace()
-        .find_map(|w| w.trim_start_matches("http://").trim_end_matches('/').parse().ok())
+        .find_map(|w| {
+            w.trim_start_matches("http://")
+                .trim_end_matches('/')
+                .parse()
+                .ok()
+        })
         .with_context(|| format!("{} printed no address: {line:?}", def.program))?;
     std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     Ok(Running { child, addr })
@@ -153,24 +207,49 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
     v
 }
 
-/// One run: (throughput req/s, p99 µs).
-fn measure(addr: SocketAddr, s: &Scenario, a: &Args) -> anyhow::Result<(f64, u64)> {
+/// utime + stime of a process, in clock ticks (1/100 s).
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = stat.rsplit_once(')').context("stat format")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
+}
+
+/// One run: throughput (req/s), p99 (µs), and requests per second of the
+/// server's own CPU time (its per-core efficiency, valid even when the load
+/// generator is the bottleneck).
+fn measure(srv: &Running, s: &Scenario, a: &Args) -> anyhow::Result<(f64, u64, f64)> {
+    let addr = srv.addr;
+    let pid = srv.child.id();
     let mut cfg = Config::new(addr);
     cfg.threads = 1;
     cfg.connections = s.connections;
-    cfg.mode = Mode::Closed { pipeline: s.pipeline };
+    cfg.mode = Mode::Closed {
+        pipeline: s.pipeline,
+    };
     cfg.workload = match s.kind {
         Kind::Echo => Workload::Echo { size: s.size },
-        Kind::Http => Workload::Http { path: "/".into(), host: addr.to_string(), headers: vec![] },
+        Kind::Http => Workload::Http {
+            path: "/".into(),
+            host: addr.to_string(),
+            headers: vec![],
+        },
     };
     cfg.duration = a.duration;
     cfg.warmup = a.warmup;
     cfg.cores = vec![1];
+    let before = cpu_ticks(pid)?;
     let r = shardloop_loadgen::run(&cfg, |_| {})?;
+    let cpu_s = (cpu_ticks(pid)? - before) as f64 / 100.0;
     if r.errors.total() > 0 {
         bail!("{} errors against {addr}: {:?}", r.errors.total(), r.errors);
     }
-    Ok((r.throughput_rps, r.latency_us.p99))
+    let per_cpu_s = if cpu_s > 0.0 {
+        r.responses_ok as f64 / cpu_s
+    } else {
+        f64::NAN
+    };
+    Ok((r.throughput_rps, r.latency_us.p99, per_cpu_s))
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -198,7 +277,9 @@ fn memory_per_idle_connection(dir: &Path, def: &ServerDef, n: usize) -> anyhow::
     let srv = start(dir, def)?;
     std::thread::sleep(Duration::from_millis(300));
     // Warm the allocator with a few connections first, then measure from there.
-    let warm: Vec<TcpStream> = (0..16).map(|_| TcpStream::connect(srv.addr)).collect::<Result<_, _>>()?;
+    let warm: Vec<TcpStream> = (0..16)
+        .map(|_| TcpStream::connect(srv.addr))
+        .collect::<Result<_, _>>()?;
     std::thread::sleep(Duration::from_millis(200));
     let before = rss_kib(srv.child.id())?;
     let mut conns = Vec::with_capacity(n);
@@ -218,13 +299,33 @@ fn build_all() -> anyhow::Result<PathBuf> {
     let dir = exe.parent().context("exe dir")?.to_path_buf();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
-        .args(["build", "--release", "--quiet", "-p", "shardloop", "--example", "echo", "--example", "http_hello"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "shardloop",
+            "--example",
+            "echo",
+            "--example",
+            "http_hello",
+        ])
         .status()?;
     if !status.success() {
         bail!("building shardloop's examples failed");
     }
     let status = Command::new(&cargo)
-        .args(["build", "--release", "--quiet", "-p", "shardloop-benches", "--bin", "peer_mio", "--bin", "peer_tokio"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "shardloop-benches",
+            "--bin",
+            "peer_mio",
+            "--bin",
+            "peer_tokio",
+        ])
         .status()?;
     if !status.success() {
         bail!("building the peers failed");
@@ -245,45 +346,83 @@ fn main() -> anyhow::Result<()> {
     let dir = build_all()?;
     let defs = servers();
     let mut table = String::new();
-    table.push_str("| scenario | server | req/s (median, min–max) | p99 (median) | shardloop / this (median, min–max) |\n");
-    table.push_str("|---|---|---:|---:|---:|\n");
+    table.push_str("| scenario | server | req/s (median, min–max) | p99 (median) | throughput: shardloop / this | req per server CPU-second (median) | per core: shardloop / this (median, min–max) |\n");
+    table.push_str("|---|---|---:|---:|---:|---:|---:|\n");
     println!("Each run: {} measured after {} warm-up; {} rounds; server on core 0, loadgen (1 thread) on core 1.\n", humantime::format_duration(a.duration), humantime::format_duration(a.warmup), a.rounds);
     for s in scenarios(a.quick) {
         let mine: Vec<&ServerDef> = defs.iter().filter(|d| d.kind == s.kind).collect();
-        let running: Vec<Running> = mine.iter().map(|d| start(&dir, d)).collect::<anyhow::Result<_>>()?;
+        let running: Vec<Running> = mine
+            .iter()
+            .map(|d| start(&dir, d))
+            .collect::<anyhow::Result<_>>()?;
         let mut tput: Vec<Vec<f64>> = vec![Vec::new(); mine.len()];
         let mut p99: Vec<Vec<f64>> = vec![Vec::new(); mine.len()];
+        let mut eff: Vec<Vec<f64>> = vec![Vec::new(); mine.len()];
         for round in 0..a.rounds {
             // Alternate the order each round so no server always goes first.
-            let order: Vec<usize> = if round % 2 == 0 { (0..mine.len()).collect() } else { (0..mine.len()).rev().collect() };
+            let order: Vec<usize> = if round % 2 == 0 {
+                (0..mine.len()).collect()
+            } else {
+                (0..mine.len()).rev().collect()
+            };
             for i in order {
-                let (t, p) = measure(running[i].addr, &s, &a).with_context(|| format!("{} / {}", s.name, mine[i].name))?;
+                let (t, p, e) = measure(&running[i], &s, &a)
+                    .with_context(|| format!("{} / {}", s.name, mine[i].name))?;
                 tput[i].push(t);
                 p99[i].push(p as f64);
+                eff[i].push(e);
             }
         }
         drop(running);
         for i in 0..mine.len() {
             let ratios: Vec<f64> = tput[0].iter().zip(&tput[i]).map(|(a, b)| a / b).collect();
-            let (lo, hi) = tput[i].iter().fold((f64::MAX, 0.0f64), |(l, h), &v| (l.min(v), h.max(v)));
-            let (rlo, rhi) = ratios.iter().fold((f64::MAX, 0.0f64), |(l, h), &v| (l.min(v), h.max(v)));
-            let ratio = if i == 0 { "—".to_string() } else { format!("{:.2} ({:.2}–{:.2})", median(&mut ratios.clone()), rlo, rhi) };
+            let (lo, hi) = tput[i]
+                .iter()
+                .fold((f64::MAX, 0.0f64), |(l, h), &v| (l.min(v), h.max(v)));
+            let (rlo, rhi) = ratios
+                .iter()
+                .fold((f64::MAX, 0.0f64), |(l, h), &v| (l.min(v), h.max(v)));
+            let _ = (rlo, rhi);
+            let ratio = if i == 0 {
+                "—".to_string()
+            } else {
+                format!("{:.2}", median(&mut ratios.clone()))
+            };
+            let eff_ratios: Vec<f64> = eff[0].iter().zip(&eff[i]).map(|(a, b)| a / b).collect();
+            let (elo, ehi) = eff_ratios
+                .iter()
+                .fold((f64::MAX, 0.0f64), |(l, h), &v| (l.min(v), h.max(v)));
+            let eff_ratio = if i == 0 {
+                "—".to_string()
+            } else {
+                format!(
+                    "{:.2} ({:.2}–{:.2})",
+                    median(&mut eff_ratios.clone()),
+                    elo,
+                    ehi
+                )
+            };
             let row = format!(
-                "| {} | {} | {:.0} ({:.0}–{:.0}) | {:.0} µs | {} |\n",
+                "| {} | {} | {:.0} ({:.0}–{:.0}) | {:.0} µs | {} | {:.0} | {} |\n",
                 s.name,
                 mine[i].name,
                 median(&mut tput[i].clone()),
                 lo,
                 hi,
                 median(&mut p99[i].clone()),
-                ratio
+                ratio,
+                median(&mut eff[i].clone()),
+                eff_ratio
             );
             print!("{row}");
             table.push_str(&row);
         }
     }
     if a.idle_connections > 0 {
-        table.push_str(&format!("\n| server (echo) | RSS per idle connection ({} connections) |\n|---|---:|\n", a.idle_connections));
+        table.push_str(&format!(
+            "\n| server (echo) | RSS per idle connection ({} connections) |\n|---|---:|\n",
+            a.idle_connections
+        ));
         for d in defs.iter().filter(|d| d.kind == Kind::Echo) {
             let bytes = memory_per_idle_connection(&dir, d, a.idle_connections)?;
             let row = format!("| {} | {:.0} B |\n", d.name, bytes);

@@ -31,12 +31,22 @@ fn main() -> io::Result<()> {
     let http = match args.mode.as_str() {
         "echo" => false,
         "http" => true,
-        m => return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("unknown mode {m}"))),
+        m => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("unknown mode {m}"),
+            ))
+        }
     };
     let mut poll = Poll::new()?;
     let mut listener = TcpListener::bind(([127, 0, 0, 1], args.port).into())?;
-    poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
-    println!("peer_mio {} listening on {}", args.mode, listener.local_addr()?);
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    println!(
+        "peer_mio {} listening on {}",
+        args.mode,
+        listener.local_addr()?
+    );
     let mut conns: Slab<Conn> = Slab::new();
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; 64 * 1024];
@@ -49,8 +59,16 @@ fn main() -> io::Result<()> {
                         Ok((mut stream, _)) => {
                             stream.set_nodelay(true)?;
                             let e = conns.vacant_entry();
-                            poll.registry().register(&mut stream, Token(e.key()), Interest::READABLE | Interest::WRITABLE)?;
-                            e.insert(Conn { stream, inbuf: Vec::new(), out: Vec::new() });
+                            poll.registry().register(
+                                &mut stream,
+                                Token(e.key()),
+                                Interest::READABLE | Interest::WRITABLE,
+                            )?;
+                            e.insert(Conn {
+                                stream,
+                                inbuf: Vec::new(),
+                                out: Vec::new(),
+                            });
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(_) => break,
@@ -59,7 +77,9 @@ fn main() -> io::Result<()> {
                 continue;
             }
             let key = ev.token().0;
-            let Some(c) = conns.get_mut(key) else { continue };
+            let Some(c) = conns.get_mut(key) else {
+                continue;
+            };
             let mut closed = false;
             if ev.is_readable() {
                 loop {

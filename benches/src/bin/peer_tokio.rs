@@ -45,7 +45,9 @@ async fn http(mut s: TcpStream) {
             Ok(n) => n,
         };
         inbuf.extend_from_slice(&buf[..n]);
-        let Ok((k, used)) = complete_requests(&inbuf) else { return };
+        let Ok((k, used)) = complete_requests(&inbuf) else {
+            return;
+        };
         inbuf.drain(..used);
         out.clear();
         for _ in 0..k {
@@ -60,21 +62,38 @@ async fn http(mut s: TcpStream) {
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
     let rt = match args.flavor.as_str() {
-        "current" => tokio::runtime::Builder::new_current_thread().enable_io().build()?,
+        "current" => tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()?,
         "multi" => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(args.workers)
             .enable_io()
             .build()?,
-        f => return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("unknown flavor {f}"))),
+        f => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("unknown flavor {f}"),
+            ))
+        }
     };
     let is_http = match args.mode.as_str() {
         "echo" => false,
         "http" => true,
-        m => return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("unknown mode {m}"))),
+        m => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("unknown mode {m}"),
+            ))
+        }
     };
     rt.block_on(async move {
         let l = TcpListener::bind(("127.0.0.1", args.port)).await?;
-        println!("peer_tokio {} {} listening on {}", args.mode, args.flavor, l.local_addr()?);
+        println!(
+            "peer_tokio {} {} listening on {}",
+            args.mode,
+            args.flavor,
+            l.local_addr()?
+        );
         loop {
             let (s, _) = l.accept().await?;
             s.set_nodelay(true)?;

@@ -99,7 +99,7 @@ impl Decoder for LineDecoder {
         // split across chunks is still found.
         let from = self.scanned.saturating_sub(d.len() - 1).min(buf.len());
         let found = if self.accept_bare_lf && d.as_slice() == b"\r\n" {
-            buf[from..].iter().position(|&b| b == b'\n').map(|i| {
+            memchr::memchr(b'\n', &buf[from..]).map(|i| {
                 let lf = from + i;
                 if lf > 0 && buf[lf - 1] == b'\r' {
                     (lf - 1, lf + 1)
@@ -108,15 +108,24 @@ impl Decoder for LineDecoder {
                 }
             })
         } else if d.len() == 1 {
-            buf[from..]
-                .iter()
-                .position(|&b| b == d[0])
-                .map(|i| (from + i, from + i + 1))
+            memchr::memchr(d[0], &buf[from..]).map(|i| (from + i, from + i + 1))
         } else {
-            buf[from..]
-                .windows(d.len())
-                .position(|w| w == d.as_slice())
-                .map(|i| (from + i, from + i + d.len()))
+            // SIMD search for the delimiter's last byte, then compare the rest.
+            let last = d[d.len() - 1];
+            let mut at = from + d.len() - 1;
+            loop {
+                match memchr::memchr(last, buf.get(at..).unwrap_or(&[])) {
+                    None => break None,
+                    Some(i) => {
+                        let end = at + i + 1;
+                        let start = end - d.len();
+                        if start >= from && &buf[start..end] == d.as_slice() {
+                            break Some((start, end));
+                        }
+                        at = end;
+                    }
+                }
+            }
         };
         match found {
             Some((end, consumed)) => {
