@@ -92,13 +92,13 @@ fn main() -> io::Result<()> {
                             if http {
                                 c.inbuf.extend_from_slice(&buf[..n]);
                                 match complete_requests(&c.inbuf) {
-                                    Ok((k, used)) => {
+                                    Some((k, used)) => {
                                         for _ in 0..k {
                                             c.out.extend_from_slice(HTTP_RESPONSE);
                                         }
                                         c.inbuf.drain(..used);
                                     }
-                                    Err(()) => {
+                                    None => {
                                         closed = true;
                                         break;
                                     }
