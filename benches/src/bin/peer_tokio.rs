@@ -45,7 +45,7 @@ async fn http(mut s: TcpStream) {
             Ok(n) => n,
         };
         inbuf.extend_from_slice(&buf[..n]);
-        let Ok((k, used)) = complete_requests(&inbuf) else {
+        let Some((k, used)) = complete_requests(&inbuf) else {
             return;
         };
         inbuf.drain(..used);
