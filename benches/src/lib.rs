@@ -37,7 +37,7 @@ mod tests {
     #[test]
     fn counts_pipelined_requests() {
         let two = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\nGET /par";
-        assert_eq!(complete_requests(two), Some((2, 52)));
+        assert_eq!(complete_requests(two), Some((2, 55)));
         assert!(complete_requests(b"\x00\x01 nonsense\r\n\r\n").is_none());
     }
 }

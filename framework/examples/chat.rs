@@ -9,6 +9,8 @@
 //! cargo run --release -p shardloop --example chat -- --shards 2 --port 7001
 //! ```
 
+mod common;
+
 use clap::Parser;
 use shardloop::{CloseReason, Conn, ConnId, Protocol, Server};
 use std::collections::HashSet;
@@ -125,31 +127,22 @@ impl Protocol for Chat {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    common::init_logging();
     let args = Args::parse();
     let max_line = args.max_line;
-    let mut builder = Server::builder().listen((args.bind.as_str(), args.port), move |_shard| {
+    let builder = Server::builder().listen((args.bind.as_str(), args.port), move |_shard| {
         move |_peer| Chat {
             name: String::new(),
             pending: Vec::new(),
             max_line,
         }
     });
-    if let Some(n) = args.shards {
-        builder = builder.shards(n);
-    }
-    let handle = builder.build()?.start()?;
+    let handle = common::start(builder, args.shards, &[])?;
     println!(
         "chat listening on {} with {} shards",
         handle.tcp_addr(0),
         handle.shards()
     );
-    let stopper = handle.clone();
-    ctrlc::set_handler(move || stopper.stop())?;
     handle.wait();
     Ok(())
 }

@@ -7,6 +7,8 @@
 //! cargo run --release -p shardloop --example echo -- --shards 2 --port 7000
 //! ```
 
+mod common;
+
 use clap::Parser;
 use shardloop::{Conn, Protocol, Server};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,18 +63,14 @@ impl Protocol for Echo {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    common::init_logging();
     let args = Args::parse();
     // Shared by all shards on purpose: one counter, touched once per connect
     // and close, never per byte.
     let open = Arc::new(AtomicU64::new(0));
     let welcome = args.welcome;
     let counter = open.clone();
-    let mut builder = Server::builder().pin(!args.no_pin).listen(
+    let builder = Server::builder().pin(!args.no_pin).listen(
         (args.bind.as_str(), args.port),
         move |_shard| {
             let open = counter.clone();
@@ -82,20 +80,12 @@ fn main() -> anyhow::Result<()> {
             }
         },
     );
-    if let Some(n) = args.shards {
-        builder = builder.shards(n);
-    }
-    if !args.cores.is_empty() {
-        builder = builder.pin_to_cores(args.cores.clone());
-    }
-    let handle = builder.build()?.start()?;
+    let handle = common::start(builder, args.shards, &args.cores)?;
     println!(
         "echo listening on {} with {} shards",
         handle.tcp_addr(0),
         handle.shards()
     );
-    let stopper = handle.clone();
-    ctrlc::set_handler(move || stopper.stop())?;
     // Shard 0 reports the count when it changes.
     handle.submit_to(0, move |ctx| {
         let mut last = u64::MAX;

@@ -10,6 +10,8 @@
 //! wrk -t1 -c64 -d10s http://127.0.0.1:8080/
 //! ```
 
+mod common;
+
 use clap::Parser;
 use shardloop::{Conn, Protocol, Server};
 use std::io::Write;
@@ -163,13 +165,9 @@ impl Protocol for Hello {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    common::init_logging();
     let args = Args::parse();
-    let mut builder =
+    let builder =
         Server::builder()
             .pin(!args.no_pin)
             .listen((args.bind.as_str(), args.port), |_shard| {
@@ -178,20 +176,12 @@ fn main() -> anyhow::Result<()> {
                     out: Vec::new(),
                 }
             });
-    if let Some(n) = args.shards {
-        builder = builder.shards(n);
-    }
-    if !args.cores.is_empty() {
-        builder = builder.pin_to_cores(args.cores.clone());
-    }
-    let handle = builder.build()?.start()?;
+    let handle = common::start(builder, args.shards, &args.cores)?;
     println!(
         "http_hello listening on http://{}/ with {} shards",
         handle.tcp_addr(0),
         handle.shards()
     );
-    let stopper = handle.clone();
-    ctrlc::set_handler(move || stopper.stop())?;
     handle.wait();
     Ok(())
 }

@@ -6,6 +6,8 @@
 //! cargo run --release -p shardloop --example line_echo -- --port 7002
 //! ```
 
+mod common;
+
 use clap::Parser;
 use shardloop::framing::{FrameError, FrameProtocol, FramedConn, LineDecoder, LineReceiver};
 use shardloop::Server;
@@ -49,14 +51,10 @@ impl FrameProtocol<LineDecoder> for LineEcho {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    common::init_logging();
     let args = Args::parse();
     let max_line = args.max_line;
-    let mut builder = Server::builder().listen((args.bind.as_str(), args.port), move |_shard| {
+    let builder = Server::builder().listen((args.bind.as_str(), args.port), move |_shard| {
         move |_peer| {
             LineReceiver::new(
                 LineDecoder::new(b"\r\n".to_vec(), max_line).accept_bare_lf(true),
@@ -64,17 +62,12 @@ fn main() -> anyhow::Result<()> {
             )
         }
     });
-    if let Some(n) = args.shards {
-        builder = builder.shards(n);
-    }
-    let handle = builder.build()?.start()?;
+    let handle = common::start(builder, args.shards, &[])?;
     println!(
         "line_echo listening on {} with {} shards",
         handle.local_addrs()[0],
         handle.shards()
     );
-    let stopper = handle.clone();
-    ctrlc::set_handler(move || stopper.stop())?;
     handle.wait();
     Ok(())
 }

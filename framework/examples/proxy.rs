@@ -8,6 +8,8 @@
 //! curl http://127.0.0.1:7003/
 //! ```
 
+mod common;
+
 use clap::Parser;
 use shardloop::{CloseReason, Conn, ConnId, Protocol, Server, ShardCtx};
 use std::net::SocketAddr;
@@ -122,31 +124,22 @@ impl Protocol for Side {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    common::init_logging();
     let args = Args::parse();
     let backend = args.backend;
-    let mut builder = Server::builder().listen((args.bind.as_str(), args.port), move |_shard| {
+    let builder = Server::builder().listen((args.bind.as_str(), args.port), move |_shard| {
         move |_peer| Side {
             peer: None,
             backend,
             is_front: true,
         }
     });
-    if let Some(n) = args.shards {
-        builder = builder.shards(n);
-    }
-    let handle = builder.build()?.start()?;
+    let handle = common::start(builder, args.shards, &[])?;
     println!(
         "proxy listening on {} with {} shards, forwarding to {backend}",
         handle.local_addrs()[0],
         handle.shards()
     );
-    let stopper = handle.clone();
-    ctrlc::set_handler(move || stopper.stop())?;
     handle.wait();
     Ok(())
 }

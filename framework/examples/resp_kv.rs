@@ -11,6 +11,8 @@
 //! redis-benchmark -p 6380 -t ping,set,get,incr -P 16 -q
 //! ```
 
+mod common;
+
 use clap::Parser;
 use shardloop::{Conn, Protocol, Server, ShardCtx};
 use std::collections::{HashMap, VecDeque};
@@ -399,13 +401,9 @@ impl Protocol for Kv {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    common::init_logging();
     let args = Args::parse();
-    let mut builder = Server::builder().listen((args.bind.as_str(), args.port), |_shard| {
+    let builder = Server::builder().listen((args.bind.as_str(), args.port), |_shard| {
         |_peer| Kv {
             buf: Vec::new(),
             next_seq: 0,
@@ -413,20 +411,12 @@ fn main() -> anyhow::Result<()> {
             pending: HashMap::new(),
         }
     });
-    if let Some(n) = args.shards {
-        builder = builder.shards(n);
-    }
-    if !args.cores.is_empty() {
-        builder = builder.pin_to_cores(args.cores.clone());
-    }
-    let handle = builder.build()?.start()?;
+    let handle = common::start(builder, args.shards, &args.cores)?;
     println!(
         "resp_kv listening on {} with {} shards",
         handle.local_addrs()[0],
         handle.shards()
     );
-    let stopper = handle.clone();
-    ctrlc::set_handler(move || stopper.stop())?;
     handle.wait();
     Ok(())
 }

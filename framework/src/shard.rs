@@ -592,30 +592,11 @@ impl Shard {
 
     /// Opens a connection over `stream` driven by `proto`, as an accept would.
     pub(crate) fn open_with(&mut self, stream: Stream, proto: Box<dyn ErasedProto>) -> ConnId {
-        let entry = self.conns.vacant_entry();
-        let slot = entry.key();
+        let slot = self.conns.vacant_key();
         let peer = stream.peer_addr().unwrap_or(Addr::Unix(None));
         let local = stream.local_addr().unwrap_or(Addr::Unix(None));
-        let id = ConnId::new(self.ctx.index as u16, slot as u32, self.next_generation);
-        self.next_generation = self.next_generation.wrapping_add(1);
-        let mut core = ConnCore::new(id, stream, peer, local, Phase::Open, self.ctx.now_tick);
-        core.idle_ticks = self
-            .ctx
-            .settings
-            .idle_timeout
-            .map(|t| self.ctx.timers.ticks_of(t).max(1));
-        entry.insert(Connection {
-            core,
-            proto: Some(proto),
-        });
         self.inner.open_total.fetch_add(1, Ordering::Relaxed);
-        self.ctx.counters.connections_accepted += 1;
-        let c = &mut self.conns[slot];
-        self.ctx.arm_idle(&mut c.core);
-        invoke(c, &mut self.ctx, |p, core, ctx| {
-            p.connection_made(core, ctx)
-        });
-        self.after_callback(slot);
+        let id = self.establish(slot, stream, peer, local, proto);
         self.turn();
         id
     }
@@ -732,8 +713,7 @@ impl Shard {
             }
             return;
         }
-        let entry = self.conns.vacant_entry();
-        let slot = entry.key();
+        let slot = self.conns.vacant_key();
         let addrs = stream
             .peer_addr()
             .and_then(|p| Ok((p, stream.local_addr()?)));
@@ -767,18 +747,36 @@ impl Shard {
                 return;
             }
         };
+        self.establish(slot, stream, peer, local, proto);
+    }
+
+    /// The idle timeout new connections start with, in ticks.
+    fn default_idle_ticks(&self) -> Option<u64> {
+        self.ctx
+            .settings
+            .idle_timeout
+            .map(|t| self.ctx.timers.ticks_of(t).max(1))
+    }
+
+    /// Puts an open connection into `slot` (the slab's vacant key, already
+    /// used as its poll token) and tells its protocol.
+    fn establish(
+        &mut self,
+        slot: usize,
+        stream: Stream,
+        peer: Addr,
+        local: Addr,
+        proto: Box<dyn ErasedProto>,
+    ) -> ConnId {
         let id = ConnId::new(self.ctx.index as u16, slot as u32, self.next_generation);
         self.next_generation = self.next_generation.wrapping_add(1);
         let mut core = ConnCore::new(id, stream, peer, local, Phase::Open, self.ctx.now_tick);
-        core.idle_ticks = self
-            .ctx
-            .settings
-            .idle_timeout
-            .map(|t| self.ctx.timers.ticks_of(t).max(1));
-        entry.insert(Connection {
+        core.idle_ticks = self.default_idle_ticks();
+        let inserted = self.conns.insert(Connection {
             core,
             proto: Some(proto),
         });
+        debug_assert_eq!(inserted, slot, "slab fills its vacant key first");
         self.ctx.counters.connections_accepted += 1;
         let c = &mut self.conns[slot];
         self.ctx.arm_idle(&mut c.core);
@@ -786,6 +784,7 @@ impl Shard {
             p.connection_made(core, ctx)
         });
         self.after_callback(slot);
+        id
     }
 
     // ---- outbound connections ----------------------------------------------
@@ -870,11 +869,9 @@ impl Shard {
         if self.nodelay {
             c.core.stream.set_nodelay();
         }
-        c.core.idle_ticks = self
-            .ctx
-            .settings
-            .idle_timeout
-            .map(|t| self.ctx.timers.ticks_of(t).max(1));
+        let idle = self.default_idle_ticks();
+        let c = &mut self.conns[slot];
+        c.core.idle_ticks = idle;
         c.core.last_read_tick = self.ctx.now_tick;
         self.ctx.counters.connections_accepted += 1;
         self.ctx.arm_idle(&mut c.core);
