@@ -92,19 +92,21 @@ impl WriteBuf {
     ) -> io::Result<(usize, bool)> {
         let mut written = 0;
         while self.len > 0 {
-            let mut iov: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
-            let mut n_iov = 0;
-            let mut attempted = 0;
-            for (i, c) in self.chunks.iter().take(MAX_IOV).enumerate() {
-                let s = if i == 0 { &c[self.head_pos..] } else { &c[..] };
-                iov[n_iov] = IoSlice::new(s);
-                attempted += s.len();
-                n_iov += 1;
-            }
-            let res = if n_iov == 1 {
-                w.write(&iov[0])
+            let (res, attempted) = if self.chunks.len() == 1 {
+                // The common case (small replies): a plain write, no iovec array.
+                let s = &self.chunks[0][self.head_pos..];
+                (w.write(s), s.len())
             } else {
-                w.write_vectored(&iov[..n_iov])
+                let mut iov: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
+                let mut n_iov = 0;
+                let mut attempted = 0;
+                for (i, c) in self.chunks.iter().take(MAX_IOV).enumerate() {
+                    let s = if i == 0 { &c[self.head_pos..] } else { &c[..] };
+                    iov[n_iov] = IoSlice::new(s);
+                    attempted += s.len();
+                    n_iov += 1;
+                }
+                (w.write_vectored(&iov[..n_iov]), attempted)
             };
             match res {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
