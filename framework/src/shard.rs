@@ -794,7 +794,7 @@ impl Shard {
             return;
         }
         for pc in std::mem::take(&mut self.ctx.pending_connects) {
-            let mut proto = pc.proto;
+            let proto = pc.proto;
             let connected = match &pc.addr {
                 Addr::Tcp(a) => mio::net::TcpStream::connect(*a).map(Stream::Tcp),
                 Addr::Unix(Some(p)) => mio::net::UnixStream::connect(p).map(Stream::Unix),
@@ -814,14 +814,7 @@ impl Shard {
             let stream = match registered {
                 Ok(s) => s,
                 Err(e) => {
-                    self.ctx.counters.connect_failures += 1;
-                    let ctx = &mut self.ctx;
-                    if catch_unwind(AssertUnwindSafe(|| proto.connect_failed(ctx, &e))).is_err() {
-                        self.ctx.counters.callback_panics += 1;
-                    }
-                    if let Some(o) = pc.observer {
-                        o.ended(&mut self.ctx, crate::conn::ConnectionEnd::Failed(e));
-                    }
+                    self.report_connect_failure(Some(proto), pc.observer, e);
                     continue;
                 }
             };
@@ -889,15 +882,26 @@ impl Shard {
         let mut c = self.conns.remove(slot);
         let _ = self.poll.registry().deregister(&mut c.core.stream);
         self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
+        self.report_connect_failure(c.proto.take(), c.core.observer.take(), error);
+    }
+
+    /// An outbound connection never came up: count it, then tell its
+    /// protocol (`connect_failed`) and its observer (a reconnecting client).
+    fn report_connect_failure(
+        &mut self,
+        proto: Option<Box<dyn ErasedProto>>,
+        observer: Option<Box<dyn crate::conn::ConnObserver>>,
+        error: io::Error,
+    ) {
         self.ctx.counters.connect_failures += 1;
-        if let Some(mut proto) = c.proto.take() {
+        if let Some(mut proto) = proto {
             let ctx = &mut self.ctx;
             if catch_unwind(AssertUnwindSafe(|| proto.connect_failed(ctx, &error))).is_err() {
                 self.ctx.counters.callback_panics += 1;
                 tracing::error!("connect_failed panicked");
             }
         }
-        if let Some(o) = c.core.observer.take() {
+        if let Some(o) = observer {
             o.ended(&mut self.ctx, crate::conn::ConnectionEnd::Failed(error));
         }
     }
