@@ -20,21 +20,31 @@ pub(crate) fn thread_ticks(prefix: &str) -> HashMap<String, u64> {
         if !name.starts_with(prefix) {
             continue;
         }
-        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
-            continue;
-        };
-        // Fields after the parenthesised name: state is 3rd; utime 14th, stime 15th.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if let (Some(u), Some(s)) = (f.get(11), f.get(12)) {
-            if let (Ok(u), Ok(s)) = (u.parse::<u64>(), s.parse::<u64>()) {
-                out.insert(name, u + s);
-            }
+        if let Some(ticks) = std::fs::read_to_string(t.path().join("stat"))
+            .ok()
+            .and_then(|s| stat_ticks(&s))
+        {
+            out.insert(name, ticks);
         }
     }
     out
+}
+
+/// utime + stime from the text of a `/proc/.../stat` file.
+fn stat_ticks(stat: &str) -> Option<u64> {
+    // The name is parenthesised and may hold spaces: split after its ')'.
+    // From there, utime and stime are the 12th and 13th fields.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut f = rest.split_whitespace().skip(11);
+    Some(f.next()?.parse::<u64>().ok()? + f.next()?.parse::<u64>().ok()?)
+}
+
+/// CPU time (utime + stime) of a whole process, in clock ticks (1/100 s).
+pub fn process_cpu_ticks(pid: u32) -> std::io::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    stat_ticks(&stat).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "unreadable /proc stat")
+    })
 }
 
 /// Per-thread CPU use in percent of one core between two snapshots, sorted by name.
@@ -80,6 +90,14 @@ mod tests {
             .unwrap();
         let (_, ticks) = h.join().unwrap();
         assert!(ticks.contains_key(name), "{ticks:?}");
+    }
+
+    #[test]
+    fn parses_stat_lines_with_spaces_in_the_name() {
+        let line = "42 (a b) S 1 1 1 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 5 0 0";
+        assert_eq!(stat_ticks(line), Some(10));
+        assert_eq!(stat_ticks("garbage"), None);
+        assert!(process_cpu_ticks(std::process::id()).is_ok());
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod recorder;
 mod report;
 
 pub use config::{Config, Mode, ResponseFrame, Workload};
+pub use cpu::process_cpu_ticks;
 pub use engine::{run, Progress};
 pub use recorder::{new_histogram, ErrorCounts, ErrorKind, Sample};
 pub use report::{

@@ -207,14 +207,6 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
     v
 }
 
-/// utime + stime of a process, in clock ticks (1/100 s).
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let rest = stat.rsplit_once(')').context("stat format")?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
-}
-
 /// One run: throughput (req/s), p99 (µs), and requests per second of the
 /// server's own CPU time (its per-core efficiency, valid even when the load
 /// generator is the bottleneck).
@@ -238,9 +230,9 @@ fn measure(srv: &Running, s: &Scenario, a: &Args) -> anyhow::Result<(f64, u64, f
     cfg.duration = a.duration;
     cfg.warmup = a.warmup;
     cfg.cores = vec![1];
-    let before = cpu_ticks(pid)?;
+    let before = shardloop_loadgen::process_cpu_ticks(pid)?;
     let r = shardloop_loadgen::run(&cfg, |_| {})?;
-    let cpu_s = (cpu_ticks(pid)? - before) as f64 / 100.0;
+    let cpu_s = (shardloop_loadgen::process_cpu_ticks(pid)? - before) as f64 / 100.0;
     if r.errors.total() > 0 {
         bail!("{} errors against {addr}: {:?}", r.errors.total(), r.errors);
     }
