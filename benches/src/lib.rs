@@ -7,6 +7,8 @@
 //! byte; HTTP parses each request with `httparse` (as `http_hello` does) and
 //! answers "Hello, World!" with keep-alive and pipelining.
 
+#![forbid(unsafe_code)]
+
 /// The HTTP response every plaintext server in the comparison sends.
 pub const HTTP_RESPONSE: &[u8] =
     b"HTTP/1.1 200 OK\r\nServer: shardloop\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!";

@@ -12,6 +12,15 @@
 //! [`timer_wheel`]. Shards talk through a batched message bus; any thread can
 //! reach them through a [`Handle`].
 //!
+//! The modules are the architecture (see ARCHITECTURE.md at the repository
+//! root): `api/` holds the plain types users name, `runtime/` the threads
+//! and what crosses between them, `reactor/` one shard thread and the
+//! callback API protocols see, `net/` sockets, endpoints and the output
+//! queue, [`timer_wheel`] the pure timer data structure, [`framing`] and
+//! `client/` ([`reconnect`]) layers over `Protocol`, and [`testing`] the kit
+//! for unit-testing protocols without sockets. Public items are re-exported
+//! at the crate root.
+//!
 //! ```no_run
 //! use shardloop::{Conn, Protocol, Server};
 //!
@@ -34,38 +43,24 @@
 //! # Ok::<(), shardloop::Error>(())
 //! ```
 
-mod acceptor;
-mod balance;
-mod bus;
-mod conn;
-mod conn_id;
-mod context;
-pub mod endpoint;
+#![forbid(unsafe_code)]
+
+mod api;
+mod client;
 mod error;
 pub mod framing;
-mod listener;
-mod protocol;
-pub mod reconnect;
-mod server;
-mod settings;
-mod shard;
-mod stats;
+mod net;
+mod reactor;
+mod runtime;
 pub mod testing;
 pub mod timer_wheel;
-mod timers;
-mod transport;
-mod worker;
-mod write_buf;
 
-pub use balance::{BalancingPolicy, LeastConnections, RoundRobin, ShardLoad};
-pub use conn::Conn;
-pub use conn_id::ConnId;
-pub use context::ShardCtx;
+pub use api::{CloseReason, ConnId, ServerStats, Settings, ShardStats};
+pub use client::reconnect;
 pub use error::{Error, Result};
-pub use protocol::{CloseReason, Factory, Protocol};
-pub use server::{Handle, Pinning, Server, ServerBuilder};
-pub use settings::Settings;
-pub use stats::{ServerStats, ShardStats};
-pub use timers::TimerHandle;
-pub use transport::Addr;
-pub use worker::DeferError;
+pub use net::{endpoint, Addr};
+pub use reactor::{Conn, Factory, Protocol, ShardCtx, TimerHandle};
+pub use runtime::{
+    BalancingPolicy, DeferError, Handle, LeastConnections, Pinning, RoundRobin, Server,
+    ServerBuilder, ShardLoad,
+};

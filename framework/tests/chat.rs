@@ -4,31 +4,11 @@ mod common;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-
-struct Running(Child);
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn chat_lines_reach_every_client_on_every_shard_in_order() {
-    let mut child = Command::new(common::example_bin("chat"))
-        .args(["--shards", "3", "--port", "0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the chat example");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let server = Running(child);
-    let mut first = String::new();
-    out.read_line(&mut first).unwrap();
-    let addr: std::net::SocketAddr = first
-        .split_whitespace()
-        .find_map(|w| w.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    let server = common::start_example("chat", &["--shards", "3", "--port", "0"]);
+    let addr = server.addr;
 
     const CLIENTS: usize = 7; // over 3 shards: every shard has several
     const LINES: usize = 60;

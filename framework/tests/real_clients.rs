@@ -4,45 +4,17 @@
 //! missing one fails the test with that hint rather than skipping it.
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Output, Stdio};
+use std::io::{Read, Write};
+use std::process::{Command, Output};
 
-struct Example {
-    child: Child,
-    addr: SocketAddr,
-}
+/// An example started with `--port 0 --shards 2` plus `args`.
+struct Example;
 
 impl Example {
-    fn start(name: &str, args: &[&str]) -> Example {
-        let mut child = Command::new(common::example_bin(name))
-            .args(["--port", "0", "--shards", "2"])
-            .args(args)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start example {name}: {e}"));
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| {
-                w.trim_start_matches("http://")
-                    .trim_end_matches('/')
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        Example { child, addr }
-    }
-}
-
-impl Drop for Example {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn start(name: &str, args: &[&str]) -> shardloop_devtools::Spawned {
+        let mut all = vec!["--port", "0", "--shards", "2"];
+        all.extend_from_slice(args);
+        common::start_example(name, &all)
     }
 }
 

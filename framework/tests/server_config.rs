@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use shardloop::{Conn, Protocol};
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// Answers every chunk with its length as text.
@@ -155,24 +155,15 @@ fn cpu_ticks(pid: u32) -> u64 {
 fn accept_backs_off_on_emfile_and_recovers() {
     rlimit::increase_nofile_limit(4096).unwrap();
     let bin = example_bin("echo");
-    let mut child = Command::new("sh")
-        .arg("-c")
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
         .arg(format!(
             "ulimit -n 48 && exec {} --shards 1 --port 0 --no-pin",
             bin.display()
         ))
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
-    let addr: std::net::SocketAddr = first
-        .split_whitespace()
-        .find_map(|w| w.parse().ok())
-        .unwrap();
+        .env("RUST_LOG", "error");
+    let server = shardloop_devtools::Spawned::start(cmd).unwrap();
+    let (pid, addr) = (server.pid(), server.addr);
     let mut clients: Vec<_> = (0..70).map(|_| connect(addr)).collect();
     // Some are served, the rest wait in the backlog while accept fails.
     let mut served = Vec::new();
@@ -209,6 +200,5 @@ fn accept_backs_off_on_emfile_and_recovers() {
         s.read_exact(&mut b).unwrap();
         assert_eq!(&b, b"e");
     }
-    let _ = Command::new("kill").arg(pid.to_string()).status();
-    let _ = child.wait();
+    drop(server);
 }

@@ -19,6 +19,8 @@
 //! # Ok::<(), shardloop_loadgen::LoadError>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod client;
 mod codec;
 mod config;

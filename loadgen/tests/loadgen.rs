@@ -3,64 +3,26 @@
 
 use shardloop::{Conn, Handle, Protocol, Server};
 use shardloop_loadgen::{run, Config, Mode, Workload};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn bin_dir() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-fn cargo_build(args: &[&str]) {
-    let release = bin_dir().file_name().is_some_and(|n| n == "release");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.arg("build").arg("--quiet").args(args);
-    if release {
-        cmd.arg("--release");
-    }
-    assert!(cmd.status().unwrap().success(), "cargo build {args:?}");
-}
+use shardloop_devtools::{build, Spawned, Target};
 
 /// The framework's echo example, running in its own process.
-struct EchoExample {
-    child: Child,
-    addr: std::net::SocketAddr,
-}
+struct EchoExample;
 
 impl EchoExample {
-    fn start() -> Self {
-        cargo_build(&["-p", "shardloop", "--example", "echo"]);
-        let mut child = Command::new(bin_dir().join("examples/echo"))
-            .args(["--shards", "1", "--port", "0", "--no-pin"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.parse().ok())
-            .unwrap();
-        // Keep reading its stdout so it never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        EchoExample { child, addr }
-    }
-}
-
-impl Drop for EchoExample {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn start() -> Spawned {
+        let mut cmd = Command::new(build("shardloop", Target::Example("echo")));
+        cmd.args(["--shards", "1", "--port", "0", "--no-pin"]);
+        Spawned::start(cmd).expect("start the echo example")
     }
 }
 
 fn loadgen_bin() -> std::path::PathBuf {
-    cargo_build(&["-p", "shardloop-loadgen", "--bin", "shardloop-load"]);
-    bin_dir().join("shardloop-load")
+    build("shardloop-loadgen", Target::Bin("shardloop-load"))
 }
 
 fn short(addr: std::net::SocketAddr) -> Config {

@@ -8,6 +8,8 @@
 //! Law to extrapolate past this machine and writes a Markdown/JSON report
 //! with SVG charts.
 
+#![forbid(unsafe_code)]
+
 pub mod report;
 pub mod search;
 pub mod server;

@@ -3,24 +3,10 @@
 
 use shardloop_loadgen::Workload;
 use shardloop_tune::{ServerSpec, TuneConfig};
-use std::process::Command;
 use std::time::Duration;
 
-fn bin_dir() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
 fn build_echo_example() -> std::path::PathBuf {
-    let release = bin_dir().file_name().is_some_and(|n| n == "release");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", "shardloop", "--example", "echo"]);
-    if release {
-        cmd.arg("--release");
-    }
-    assert!(cmd.status().unwrap().success());
-    bin_dir().join("examples/echo")
+    shardloop_devtools::build("shardloop", shardloop_devtools::Target::Example("echo"))
 }
 
 #[test]

@@ -13,11 +13,11 @@
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use shardloop_devtools::{build, profile_dir, Spawned, Target};
 use shardloop_loadgen::{Config, Mode, Workload};
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
@@ -115,28 +115,8 @@ fn servers() -> Vec<ServerDef> {
     ]
 }
 
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        // Our own child, by PID: SIGINT for a graceful stop, then SIGKILL.
-        let _ = Command::new("kill")
-            .arg("-INT")
-            .arg(self.child.id().to_string())
-            .status();
-        for _ in 0..100 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// A server under test; stopped with SIGINT (graceful), then SIGKILL, when dropped.
+type Running = Spawned;
 
 fn start(dir: &Path, def: &ServerDef) -> anyhow::Result<Running> {
     let program = dir.join(def.program);
@@ -150,25 +130,10 @@ fn start(dir: &Path, def: &ServerDef) -> anyhow::Result<Running> {
     cmd.args(&def.args)
         .args(["--port", "0"])
         .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("start {}", program.display()))?;
-    let mut out = BufReader::new(child.stdout.take().expect("piped"));
-    let mut line = String::new();
-    out.read_line(&mut line)?;
-    let addr: SocketAddr = line
-        .split_whitespace()
-        .find_map(|w| {
-            w.trim_start_matches("http://")
-                .trim_end_matches('/')
-                .parse()
-                .ok()
-        })
-        .with_context(|| format!("{} printed no address: {line:?}", def.program))?;
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    Ok(Running { child, addr })
+    let mut srv = Spawned::start(cmd).with_context(|| format!("start {}", program.display()))?;
+    srv.graceful_stop = Some(Duration::from_secs(2));
+    Ok(srv)
 }
 
 struct Scenario {
@@ -286,43 +251,15 @@ fn memory_per_idle_connection(dir: &Path, def: &ServerDef, n: usize) -> anyhow::
     Ok((after.saturating_sub(before) * 1024) as f64 / n as f64)
 }
 
-fn build_all() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().context("exe dir")?.to_path_buf();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "shardloop",
-            "--example",
-            "echo",
-            "--example",
-            "http_hello",
-        ])
-        .status()?;
-    if !status.success() {
-        bail!("building shardloop's examples failed");
+/// Builds the servers under test; returns the directory they are in.
+fn build_all() -> PathBuf {
+    for example in ["echo", "http_hello"] {
+        build("shardloop", Target::Example(example));
     }
-    let status = Command::new(&cargo)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "shardloop-benches",
-            "--bin",
-            "peer_mio",
-            "--bin",
-            "peer_tokio",
-        ])
-        .status()?;
-    if !status.success() {
-        bail!("building the peers failed");
+    for bin in ["peer_mio", "peer_tokio"] {
+        build("shardloop-benches", Target::Bin(bin));
     }
-    Ok(dir)
+    profile_dir()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -335,7 +272,7 @@ fn main() -> anyhow::Result<()> {
         bail!("needs 2 cores: one for the server, one for the load generator");
     }
     rlimit::increase_nofile_limit((a.idle_connections as u64 + 4096).max(8192))?;
-    let dir = build_all()?;
+    let dir = build_all();
     let defs = servers();
     let mut table = String::new();
     table.push_str("| scenario | server | req/s (median, min–max) | p99 (median) | throughput: shardloop / this | req per server CPU-second (median) | per core: shardloop / this (median, min–max) |\n");

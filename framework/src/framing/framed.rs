@@ -4,9 +4,8 @@
 //! adapter with a different decoder.
 
 use super::decoder::{Decoder, FrameError};
-use crate::conn::Conn;
-use crate::context::ShardCtx;
-use crate::protocol::{CloseReason, Protocol};
+use crate::api::CloseReason;
+use crate::reactor::{Conn, Protocol, ShardCtx};
 use std::ops::{Deref, DerefMut};
 
 /// What a framed protocol sees in its callbacks: the connection (through

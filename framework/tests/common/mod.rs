@@ -70,19 +70,14 @@ pub fn read_to_end_lossy(s: &mut TcpStream) -> (Vec<u8>, Option<std::io::ErrorKi
     }
 }
 
-/// Path of an example binary, built first: a filtered `cargo test --test x`
-/// does not build examples, and a stale one would test old code.
+/// Path of an example binary, built first (see `shardloop_devtools::build`).
 pub fn example_bin(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let release = profile_dir.file_name().is_some_and(|n| n == "release");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", "shardloop", "--example", name]);
-    if release {
-        cmd.arg("--release");
-    }
-    let status = cmd.status().expect("run cargo to build the example");
-    assert!(status.success(), "building example {name} failed");
-    profile_dir.join("examples").join(name)
+    shardloop_devtools::build("shardloop", shardloop_devtools::Target::Example(name))
+}
+
+/// Starts an example with these arguments and reads the address it prints.
+pub fn start_example(name: &str, args: &[&str]) -> shardloop_devtools::Spawned {
+    let mut cmd = std::process::Command::new(example_bin(name));
+    cmd.args(args).env("RUST_LOG", "error");
+    shardloop_devtools::Spawned::start(cmd).unwrap_or_else(|e| panic!("start example {name}: {e}"))
 }

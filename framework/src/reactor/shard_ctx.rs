@@ -1,16 +1,15 @@
 //! `ShardCtx`: what code running on a shard can reach: the bus, shard-level
 //! timers, shard-local services, settings and the server handle.
 
-use crate::bus::{Envelope, Inboxes};
-use crate::conn::ConnCore;
-use crate::conn_id::ConnId;
-use crate::protocol::{ErasedProto, Protocol};
-use crate::server::Handle;
-use crate::settings::Settings;
-use crate::stats::LocalCounters;
-use crate::timers::{RepeatFn, TimerHandle, TimerTask, Timers};
-use crate::transport::Addr;
-use crate::write_buf::BufPool;
+use super::conn_core::{ConnCore, ConnObserver};
+use super::envelope::{Envelope, Inboxes, SharedTask};
+use super::erased::ErasedProto;
+use super::protocol::Protocol;
+use super::timers::{RepeatFn, TimerHandle, TimerTask, Timers};
+use crate::api::{ConnId, LocalCounters, Settings};
+use crate::net::{Addr, BufPool};
+use crate::runtime::worker::{self, DeferError, Job, PoolSender};
+use crate::runtime::Handle;
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -52,7 +51,7 @@ pub struct ShardCtx {
     pub(crate) stopping: bool,
     pub(crate) handle: Handle,
     /// The worker pool (None: no workers, or detached).
-    pub(crate) workers: Option<crate::worker::PoolSender>,
+    pub(crate) workers: Option<PoolSender>,
     /// Run deferred work inline (the testing kit: deterministic).
     pub(crate) inline_deferred: bool,
     /// Callbacks waiting for deferred results, by key.
@@ -76,7 +75,7 @@ pub(crate) type DeferredFn = Box<
 >;
 
 pub(crate) struct PendingConnect {
-    pub(crate) observer: Option<Box<dyn crate::conn::ConnObserver>>,
+    pub(crate) observer: Option<Box<dyn ConnObserver>>,
     pub(crate) addr: Addr,
     pub(crate) proto: Box<dyn ErasedProto>,
     pub(crate) timeout: Option<Duration>,
@@ -163,7 +162,7 @@ impl ShardCtx {
 
     /// Runs `f` once on every shard, this one included.
     pub fn broadcast(&mut self, f: impl Fn(&mut ShardCtx) + Send + Sync + 'static) {
-        let f: crate::bus::SharedTask = Arc::new(f);
+        let f: SharedTask = Arc::new(f);
         for shard in 0..self.shards {
             self.route(shard, Envelope::Broadcast(f.clone()));
         }
@@ -257,7 +256,7 @@ impl ShardCtx {
         addr: Addr,
         protocol: P,
         timeout: Option<Duration>,
-        observer: Box<dyn crate::conn::ConnObserver>,
+        observer: Box<dyn ConnObserver>,
     ) {
         self.pending_connects.push(PendingConnect {
             observer: Some(observer),
@@ -269,18 +268,18 @@ impl ShardCtx {
 
     /// Runs `work` on the server's worker pool and `callback` with its
     /// result back on this shard (Twisted's `deferToThread`). A panic in
-    /// `work` arrives as [`DeferError::Panicked`](crate::DeferError); a full
+    /// `work` arrives as [`DeferError::Panicked`](DeferError); a full
     /// queue as `Overloaded`, at once.
     pub fn defer_to_thread<T, W, C>(&mut self, work: W, callback: C)
     where
         T: Send + 'static,
         W: FnOnce() -> T + Send + 'static,
-        C: FnOnce(&mut ShardCtx, Result<T, crate::DeferError>) + 'static,
+        C: FnOnce(&mut ShardCtx, Result<T, DeferError>) + 'static,
     {
         let cb = DeferredCallback {
             conn: None,
             f: Box::new(move |_, _, ctx, result| {
-                callback(ctx, crate::worker::unbox_result::<T>(result));
+                callback(ctx, worker::unbox_result::<T>(result));
             }),
         };
         self.submit_deferred(work, cb);
@@ -296,11 +295,13 @@ impl ShardCtx {
         self.next_deferred += 1;
         self.deferred.insert(key, cb);
         let run: Box<dyn FnOnce() -> Box<dyn Any + Send> + Send> =
-            Box::new(move || Box::new(Ok::<T, crate::DeferError>(work())) as Box<dyn Any + Send>);
+            Box::new(move || Box::new(Ok::<T, DeferError>(work())) as Box<dyn Any + Send>);
         if self.inline_deferred {
+            // Unwind safety: the work owns everything it touches (it is `Send +
+            // 'static`) and is consumed by the call; the panic becomes its result.
             let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
                 Ok(r) => r,
-                Err(_) => Box::new(Err::<T, crate::DeferError>(crate::DeferError::Panicked(
+                Err(_) => Box::new(Err::<T, DeferError>(DeferError::Panicked(
                     "deferred work panicked".into(),
                 ))) as Box<dyn Any + Send>,
             };
@@ -308,17 +309,17 @@ impl ShardCtx {
             return;
         }
         let outcome = match &self.workers {
-            Some(p) => p.submit(crate::worker::Job {
+            Some(p) => p.submit(Job {
                 run,
                 shard: self.index,
                 key,
             }),
-            None => Err(crate::DeferError::Unavailable),
+            None => Err(DeferError::Unavailable),
         };
         if let Err(e) = outcome {
             self.local.push_back(Envelope::Deferred {
                 key,
-                result: Box::new(Err::<T, crate::DeferError>(e)),
+                result: Box::new(Err::<T, DeferError>(e)),
             });
         }
     }

@@ -1,9 +1,9 @@
 //! The shard's timer service: the wheel plus what its entries mean
 //! (one-shot and repeating callbacks, idle and linger checks).
 
-use crate::conn::ConnCore;
-use crate::conn_id::ConnId;
-use crate::context::ShardCtx;
+use super::conn_core::ConnCore;
+use super::shard_ctx::ShardCtx;
+use crate::api::ConnId;
 use crate::timer_wheel::{TimerId, TimerWheel};
 use slab::Slab;
 use std::any::Any;

@@ -39,22 +39,26 @@
 //! assert_eq!(t.close_reason(), Some(shardloop::CloseReason::Done));
 //! ```
 
-use crate::conn_id::ConnId;
-use crate::context::ShardCtx;
-use crate::protocol::{CloseReason, Protocol};
-use crate::settings::Settings;
-use crate::shard::Shard;
-use crate::transport::{FakeSocket, Stream};
+mod driver;
+mod fake_socket;
+#[cfg(test)]
+mod shard_harness;
+
+pub(crate) use driver::Driver;
+#[cfg(test)]
+pub(crate) use fake_socket::WriteStep;
+pub(crate) use fake_socket::{FakeSocket, ReadStep};
+
+use crate::api::{CloseReason, ConnId, Settings};
+use crate::reactor::{Protocol, ShardCtx};
 use std::marker::PhantomData;
 use std::time::Duration;
 
 /// One connection of protocol `P` over a fake socket, with a manual clock.
 pub struct FakeTransport<P: Protocol> {
-    shard: Shard,
+    driver: Driver,
     id: ConnId,
     socket: FakeSocket,
-    /// Received while reading was paused, as a kernel buffer would hold it.
-    held: Vec<u8>,
     _protocol: PhantomData<P>,
 }
 
@@ -70,15 +74,14 @@ impl<P: Protocol> FakeTransport<P> {
     /// If the settings are inconsistent or the OS refuses a poller.
     pub fn with_settings(protocol: P, settings: Settings) -> Self {
         settings.validate().expect("valid settings");
-        let mut shard = Shard::detached(settings, Duration::from_millis(1))
+        let mut driver = Driver::new(settings, Duration::from_millis(1), 64 * 1024)
             .expect("a detached shard for testing");
         let socket = FakeSocket::default();
-        let id = shard.open_with(Stream::Fake(socket.clone()), Box::new(protocol));
+        let id = driver.open(&socket, Box::new(protocol));
         FakeTransport {
-            shard,
+            driver,
             id,
             socket,
-            held: Vec::new(),
             _protocol: PhantomData,
         }
     }
@@ -88,20 +91,30 @@ impl<P: Protocol> FakeTransport<P> {
         self.id
     }
 
-    /// The peer sends `data`. Held (not delivered) while the protocol has
-    /// paused reading, and delivered in order once it resumes.
+    /// The peer sends `data`. While the protocol has paused reading it
+    /// waits in the socket, as in a kernel buffer, and is read in order
+    /// once reading resumes.
     pub fn receive(&mut self, data: &[u8]) {
-        self.held.extend_from_slice(data);
+        if !data.is_empty() {
+            self.socket
+                .lock()
+                .inbound
+                .push_back(ReadStep::Data(data.to_vec()));
+        }
         self.pump();
     }
 
+    /// Reads while the socket holds input and the connection takes it.
     fn pump(&mut self) {
-        while !self.held.is_empty()
-            && self.shard.is_open(self.id)
-            && !self.shard.reading_paused(self.id)
+        while self.socket.lock().has_input()
+            && self.driver.shard_ref().is_open(self.id)
+            && !self.driver.shard_ref().reading_paused(self.id)
         {
-            let data = std::mem::take(&mut self.held);
-            self.shard.deliver(self.id, &data);
+            let before = self.socket.lock().reads;
+            self.driver.ready(self.id, true, false);
+            if self.socket.lock().reads == before {
+                break;
+            }
         }
     }
 
@@ -114,7 +127,7 @@ impl<P: Protocol> FakeTransport<P> {
     /// which also makes room when a socket capacity is set.
     pub fn take_written(&mut self) -> Vec<u8> {
         let out = std::mem::take(&mut self.socket.lock().written);
-        self.shard.poke(self.id, false, true);
+        self.driver.ready(self.id, false, true);
         self.pump();
         out
     }
@@ -123,53 +136,66 @@ impl<P: Protocol> FakeTransport<P> {
     /// to exercise backpressure.
     pub fn set_socket_capacity(&mut self, bytes: Option<usize>) {
         self.socket.lock().capacity = bytes;
-        self.shard.poke(self.id, false, true);
+        self.driver.ready(self.id, false, true);
     }
 
     /// Output the connection holds that the socket has not taken yet.
     pub fn buffered(&self) -> usize {
-        self.shard.buffered(self.id)
+        self.driver.shard_ref().buffered(self.id)
     }
 
     /// The peer closes its sending side (EOF).
     pub fn peer_close(&mut self) {
+        self.socket.lock().inbound.push_back(ReadStep::Eof);
         self.pump();
-        self.socket.lock().peer_eof = true;
-        self.shard.poke(self.id, true, false);
+    }
+
+    /// The peer resets the connection (RST): the next read fails with
+    /// `ConnectionReset`, and the protocol is told so.
+    pub fn peer_reset(&mut self) {
+        self.socket
+            .lock()
+            .inbound
+            .push_back(ReadStep::Error(std::io::ErrorKind::ConnectionReset));
+        self.pump();
     }
 
     /// Moves the manual clock forward, running every timer that falls due.
     pub fn advance(&mut self, by: Duration) {
-        self.shard.advance_clock(by);
+        self.driver.advance(by);
         self.pump();
     }
 
     /// Delivers a typed message, as if sent over the bus.
     pub fn message(&mut self, msg: P::Message) {
-        self.shard.message(self.id, Box::new(msg));
+        // Through the shard's real inbox, drained by the next iteration.
+        let sent = self.driver.ctx().handle().send(self.id, msg);
+        debug_assert!(sent.is_ok(), "a detached shard's inbox is always open");
+        self.driver.settle();
         self.pump();
     }
 
     /// The protocol, while the connection is open.
     pub fn protocol(&mut self) -> Option<&mut P> {
-        self.shard
+        self.driver
+            .shard()
             .protocol_any(self.id)
             .and_then(|p| p.downcast_mut::<P>())
     }
 
     /// The shard context (shard timers, services, bus).
     pub fn shard(&mut self) -> &mut ShardCtx {
-        self.shard.ctx_mut()
+        self.driver.ctx()
     }
 
     /// True until `connection_lost` has run.
     pub fn is_open(&self) -> bool {
-        self.shard.is_open(self.id)
+        self.driver.shard_ref().is_open(self.id)
     }
 
     /// True while the protocol has paused reading.
     pub fn is_reading_paused(&self) -> bool {
-        self.shard.reading_paused(self.id)
+        self.driver.shard_ref().reading_paused(self.id)
     }
 
     /// The reason given to `connection_lost`, once it ran.

@@ -2,7 +2,7 @@
 //! (Twisted's `deferToThread`). The result, or the panic as an error, comes
 //! back to the shard that asked; the callback never leaves that shard.
 
-use crate::bus::{Envelope, Inboxes};
+use crate::reactor::{Envelope, Inboxes};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -66,6 +66,8 @@ pub(crate) fn queue(capacity: usize) -> (PoolSender, Receiver<Job>) {
 /// A worker thread's loop: ends when every shard has dropped its sender.
 pub(crate) fn work(rx: Receiver<Job>, inboxes: Inboxes) {
     for job in rx.iter() {
+        // Unwind safety: the job owns what it touches and is consumed by the
+        // call; the worker keeps no state between jobs.
         let result = catch_unwind(AssertUnwindSafe(job.run)).unwrap_or_else(|p| {
             let msg = p
                 .downcast_ref::<&str>()

@@ -1,11 +1,8 @@
 //! A client that reconnects with exponential backoff and jitter, after
 //! Twisted's `ReconnectingClientFactory` (whose parameters are the defaults).
 
-use crate::conn::{ConnObserver, ConnectionEnd};
-use crate::context::ShardCtx;
-use crate::protocol::Protocol;
-use crate::timers::TimerHandle;
-use crate::transport::Addr;
+use crate::net::Addr;
+use crate::reactor::{ConnObserver, ConnectionEnd, Protocol, ShardCtx, TimerHandle};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;

@@ -2,10 +2,10 @@
 //! `WouldBlock` and hands each connection to a shard chosen by the balancing
 //! policy. On descriptor exhaustion it backs off instead of spinning.
 
-use crate::balance::{BalancingPolicy, ShardLoad};
-use crate::bus::Envelope;
-use crate::server::ServerInner;
-use crate::transport::{Listener, Stream};
+use super::balance::{BalancingPolicy, ShardLoad};
+use super::server::ServerInner;
+use crate::net::{Listener, Stream};
+use crate::reactor::Envelope;
 use mio::{Events, Interest, Poll, Token};
 use std::io;
 use std::sync::atomic::Ordering;

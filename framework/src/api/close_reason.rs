@@ -1,0 +1,69 @@
+//! Why a connection ended.
+
+use std::fmt;
+use std::io;
+
+/// Why a connection ended; passed to [`Protocol::connection_lost`](crate::Protocol::connection_lost).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// We closed it with [`Conn::close`](crate::Conn::close): all output was written, then FIN sent.
+    Done,
+    /// The peer closed its side (EOF) and we closed ours after flushing.
+    PeerClosed,
+    /// We aborted it with [`Conn::abort`](crate::Conn::abort): pending output dropped, RST sent.
+    Aborted,
+    /// A socket error, such as a reset by the peer.
+    Io {
+        /// The error's kind.
+        kind: io::ErrorKind,
+        /// The error as text.
+        message: String,
+    },
+    /// Nothing was received for the idle timeout (output was still flushed).
+    IdleTimeout,
+    /// A callback of this connection's protocol panicked; the connection was aborted.
+    CallbackPanic,
+    /// The server stopped: the connection was closed gracefully, or aborted
+    /// when the stop deadline passed.
+    ServerStopped,
+    /// The protocol closed the connection because the peer broke its rules
+    /// (a line too long, a malformed frame); output was still flushed.
+    ProtocolError(String),
+}
+
+impl CloseReason {
+    pub(crate) fn io(e: &io::Error) -> Self {
+        CloseReason::Io {
+            kind: e.kind(),
+            message: e.to_string(),
+        }
+    }
+
+    /// True for a close where no output was lost (`Done`, `PeerClosed`,
+    /// `IdleTimeout`, and a graceful `ServerStopped`).
+    pub fn is_clean(&self) -> bool {
+        matches!(
+            self,
+            CloseReason::Done
+                | CloseReason::PeerClosed
+                | CloseReason::IdleTimeout
+                | CloseReason::ServerStopped
+        )
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Done => f.write_str("closed"),
+            CloseReason::PeerClosed => f.write_str("closed by peer"),
+            CloseReason::Aborted => f.write_str("aborted"),
+            CloseReason::Io { message, .. } => write!(f, "I/O error: {message}"),
+            CloseReason::IdleTimeout => f.write_str("idle timeout"),
+            CloseReason::CallbackPanic => f.write_str("protocol callback panicked"),
+            CloseReason::ServerStopped => f.write_str("server stopped"),
+            CloseReason::ProtocolError(why) => write!(f, "protocol error: {why}"),
+        }
+    }
+}

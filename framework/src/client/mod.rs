@@ -1,0 +1,3 @@
+//! Outbound clients beyond a single connect: the reconnecting client.
+
+pub mod reconnect;

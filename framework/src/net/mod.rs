@@ -1,0 +1,13 @@
+//! Bytes in and out: addresses, the streams connections run over,
+//! listening sockets, endpoint descriptions, and the output queue.
+
+mod addr;
+pub mod endpoint;
+mod listener;
+mod stream;
+mod write_buf;
+
+pub use addr::Addr;
+pub(crate) use listener::{bind_tcp, bind_unix, Listener};
+pub(crate) use stream::{Stream, VirtualStream};
+pub(crate) use write_buf::{BufPool, WriteBuf};

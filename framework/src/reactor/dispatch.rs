@@ -1,0 +1,231 @@
+//! What reaches a shard other than I/O: bus envelopes (new connections,
+//! closures, typed messages, deferred results, stop) and due timers.
+
+use super::conn_core::Phase;
+use super::envelope::{self, Envelope};
+use super::lifecycle::invoke;
+use super::shard::Shard;
+use super::shard_ctx::ShardCtx;
+use super::timers::{HandleKind, RepeatFn, TimerHandle, TimerTask};
+use crate::api::CloseReason;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+impl Shard {
+    pub(super) fn drain_inbox(&mut self) {
+        let max = self.ctx.settings.max_bus_messages_per_iteration;
+        self.inbox_backlog = envelope::drain(&self.rx, max, &mut self.envelopes);
+        self.ctx.counters.bus_received += self.envelopes.len() as u64;
+        let mut envs = std::mem::take(&mut self.envelopes);
+        for env in envs.drain(..) {
+            self.handle_envelope(env);
+        }
+        self.envelopes = envs;
+    }
+
+    pub(super) fn run_local(&mut self) {
+        // Bounded: local messages that send more local messages wait a turn.
+        let n = self.ctx.local.len();
+        for _ in 0..n {
+            let Some(env) = self.ctx.local.pop_front() else {
+                break;
+            };
+            self.handle_envelope(env);
+        }
+    }
+
+    pub(super) fn handle_envelope(&mut self, env: Envelope) {
+        match env {
+            Envelope::Accepted { stream, listener } => self.accept(stream, listener),
+            Envelope::Run(f) => self.run_task(f),
+            Envelope::Broadcast(f) => self.run_task(move |ctx| f(ctx)),
+            Envelope::ToConn { to, msg } => {
+                if !self.live(to) {
+                    self.ctx.counters.messages_dropped += 1;
+                    return;
+                }
+                let slot = to.slot();
+                let c = &mut self.conns[slot];
+                let mut delivered = true;
+                invoke(c, &mut self.ctx, |p, core, ctx| {
+                    delivered = p.message(core, ctx, msg);
+                });
+                if !delivered {
+                    self.ctx.counters.messages_dropped += 1;
+                    tracing::warn!(conn = %to, "message of the wrong type for this connection's protocol dropped");
+                }
+                self.after_callback(slot);
+            }
+            Envelope::Batch(batch) => {
+                for env in batch {
+                    self.handle_envelope(env);
+                }
+            }
+            Envelope::Deferred { key, result } => {
+                let Some(cb) = self.ctx.deferred.remove(&key) else {
+                    return;
+                };
+                match cb.conn {
+                    None => self.run_task(move |ctx| (cb.f)(None, None, ctx, result)),
+                    Some(id) if self.live(id) && self.conns[id.slot()].proto.is_some() => {
+                        let c = &mut self.conns[id.slot()];
+                        invoke(c, &mut self.ctx, |p, core, ctx| {
+                            (cb.f)(Some(p.as_any_mut()), Some(core), ctx, result)
+                        });
+                        self.after_callback(id.slot());
+                    }
+                    // Its connection closed meanwhile: the result is dropped.
+                    Some(_) => self.ctx.counters.messages_dropped += 1,
+                }
+            }
+            Envelope::Stop { deadline } => self.begin_stop(deadline),
+        }
+    }
+
+    pub(super) fn run_task(&mut self, f: impl FnOnce(&mut ShardCtx)) {
+        let ctx = &mut self.ctx;
+        // Unwind safety: a shard task reaches only the context through `&mut`,
+        // which stays as a returning task could leave it; the task itself is gone.
+        if catch_unwind(AssertUnwindSafe(|| f(ctx))).is_err() {
+            self.ctx.counters.callback_panics += 1;
+            tracing::error!(
+                shard = self.ctx.index,
+                "task submitted to the shard panicked"
+            );
+        }
+    }
+
+    pub(super) fn begin_stop(&mut self, deadline: Instant) {
+        if self.ctx.stopping {
+            return;
+        }
+        self.ctx.stopping = true;
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.ctx.timers.once(left, TimerTask::StopDeadline);
+        let slots: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for slot in slots {
+            let c = &mut self.conns[slot];
+            if c.proto.is_some() {
+                c.core
+                    .close_reason
+                    .get_or_insert(CloseReason::ServerStopped);
+                invoke(c, &mut self.ctx, |p, core, ctx| {
+                    p.server_stopping(core, ctx)
+                });
+                self.after_callback(slot);
+            }
+        }
+    }
+
+    pub(super) fn fire_timers(&mut self) {
+        let now = self.ctx.now_tick;
+        self.ctx.timers.wheel.advance(now, &mut self.fired);
+        if self.fired.is_empty() {
+            return;
+        }
+        self.ctx.counters.timers_fired += self.fired.len() as u64;
+        let mut fired = std::mem::take(&mut self.fired);
+        for (_, task) in fired.drain(..) {
+            self.run_timer(task, now);
+        }
+        self.fired = fired;
+    }
+
+    pub(super) fn run_timer(&mut self, task: TimerTask, now: u64) {
+        match task {
+            TimerTask::ShardOnce(f) => self.run_task(f),
+            TimerTask::ConnOnce { conn, f } => {
+                if self.live(conn) {
+                    let c = &mut self.conns[conn.slot()];
+                    invoke(c, &mut self.ctx, |p, core, ctx| {
+                        f(p.as_any_mut(), core, ctx)
+                    });
+                    self.after_callback(conn.slot());
+                }
+            }
+            TimerTask::Repeat { key, generation } => {
+                let Some(f) = self.ctx.timers.take_repeat(key, generation, now) else {
+                    return;
+                };
+                match f {
+                    RepeatFn::Shard(mut f) => {
+                        self.run_task(|ctx| f(ctx));
+                        self.ctx
+                            .timers
+                            .restore_repeat(key, generation, RepeatFn::Shard(f));
+                    }
+                    RepeatFn::Conn(conn, mut f) => {
+                        if !self.live(conn) || self.conns[conn.slot()].proto.is_none() {
+                            // Its connection is gone: the repeating timer ends.
+                            self.ctx
+                                .timers
+                                .cancel(TimerHandle(HandleKind::Repeat { key, generation }));
+                            return;
+                        }
+                        let c = &mut self.conns[conn.slot()];
+                        invoke(c, &mut self.ctx, |p, core, ctx| {
+                            f(p.as_any_mut(), core, ctx)
+                        });
+                        self.ctx
+                            .timers
+                            .restore_repeat(key, generation, RepeatFn::Conn(conn, f));
+                        self.after_callback(conn.slot());
+                    }
+                }
+            }
+            TimerTask::Idle(conn) => {
+                if !self.live(conn) {
+                    return;
+                }
+                let c = &mut self.conns[conn.slot()];
+                c.core.idle_armed = false;
+                let Some(idle) = c.core.idle_ticks else {
+                    return;
+                };
+                if c.core.phase != Phase::Open {
+                    return;
+                }
+                let due = c.core.last_read_tick + idle;
+                if now >= due {
+                    c.core.begin_close(CloseReason::IdleTimeout, &mut self.ctx);
+                } else {
+                    self.ctx.arm_idle(&mut c.core);
+                }
+            }
+            TimerTask::Linger(conn) => {
+                if self.live(conn) && self.conns[conn.slot()].core.phase == Phase::Lingering {
+                    self.release(conn.slot(), false);
+                }
+            }
+            TimerTask::ConnectTimeout(conn) => {
+                if self.live(conn) && self.conns[conn.slot()].core.phase == Phase::Connecting {
+                    self.fail_connect(
+                        conn.slot(),
+                        io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
+                    );
+                }
+            }
+            TimerTask::StopDeadline => {
+                let slots: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+                if !slots.is_empty() {
+                    tracing::warn!(
+                        shard = self.ctx.index,
+                        connections = slots.len(),
+                        "stop deadline passed; aborting remaining connections"
+                    );
+                }
+                for slot in slots {
+                    match self.conns[slot].core.phase {
+                        Phase::Connecting => self.fail_connect(
+                            slot,
+                            io::Error::new(io::ErrorKind::Interrupted, "server stopped"),
+                        ),
+                        Phase::Lingering => self.release(slot, false),
+                        _ => self.finish(slot, CloseReason::ServerStopped, true),
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! What travels on the bus to a shard, and how a shard drains its inbox.
+
+use super::shard_ctx::ShardCtx;
+use crate::api::ConnId;
+use crate::runtime::bus::Inbox;
+use crossbeam_channel::{Receiver, TryRecvError};
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A closure run once on a shard.
+pub(crate) type Task = Box<dyn FnOnce(&mut ShardCtx) + Send>;
+/// A closure run on every shard.
+pub(crate) type SharedTask = Arc<dyn Fn(&mut ShardCtx) + Send + Sync>;
+
+/// What travels on the bus.
+pub(crate) enum Envelope {
+    /// A connection from the acceptor, for listener `listener`.
+    Accepted {
+        stream: crate::net::Stream,
+        listener: usize,
+    },
+    Run(Task),
+    Broadcast(SharedTask),
+    ToConn {
+        to: ConnId,
+        msg: Box<dyn Any + Send>,
+    },
+    /// Several envelopes from one shard's loop iteration, sent as one.
+    Batch(Vec<Envelope>),
+    /// The result of work deferred to the worker pool.
+    Deferred {
+        key: u64,
+        result: Box<dyn Any + Send>,
+    },
+    /// Graceful stop: close every connection, abort what is left at `deadline`.
+    Stop {
+        deadline: Instant,
+    },
+}
+
+/// Drains up to `max` envelopes, flattening batches, into `out`.
+pub(crate) fn drain(rx: &Receiver<Envelope>, max: usize, out: &mut Vec<Envelope>) -> bool {
+    let mut taken = 0;
+    while taken < max {
+        match rx.try_recv() {
+            Ok(Envelope::Batch(batch)) => {
+                taken += batch.len();
+                out.extend(batch);
+            }
+            Ok(env) => {
+                taken += 1;
+                out.push(env);
+            }
+            Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => return false,
+        }
+    }
+    !rx.is_empty()
+}
+
+/// All shards' inboxes, shared by the shards, the acceptor and every `Handle`.
+pub(crate) type Inboxes = Arc<[Inbox<Envelope>]>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inbox() -> (mio::Poll, Inbox<Envelope>, Receiver<Envelope>) {
+        let poll = mio::Poll::new().unwrap();
+        let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
+        let (inbox, rx) = Inbox::new(waker);
+        (poll, inbox, rx)
+    }
+
+    #[test]
+    fn drain_flattens_batches_and_reports_leftovers() {
+        let (_poll, inbox, rx) = inbox();
+        inbox.send(Envelope::Batch(
+            (0..3).map(|_| Envelope::Run(Box::new(|_| {}))).collect(),
+        ));
+        inbox.send(Envelope::Run(Box::new(|_| {})));
+        inbox.send(Envelope::Run(Box::new(|_| {})));
+        let mut out = Vec::new();
+        assert!(drain(&rx, 4, &mut out), "one left over");
+        assert_eq!(out.len(), 4);
+        out.clear();
+        assert!(!drain(&rx, 4, &mut out));
+        assert_eq!(out.len(), 1);
+    }
+}

@@ -1,0 +1,221 @@
+//! The shard's I/O: readiness events, reads into the shared buffer (capped
+//! per connection per iteration for fairness), and one flush per written
+//! connection per iteration.
+
+use super::conn_core::Phase;
+use super::lifecycle::invoke;
+use super::shard::{Readiness, Shard, TIMERFD_TOKEN, WAKER_TOKEN};
+use crate::api::CloseReason;
+use std::io::{self, Read};
+use std::time::Instant;
+
+impl Shard {
+    pub(super) fn dispatch_io(&mut self) {
+        self.ready.clear();
+        for ev in self.events.iter() {
+            if ev.token() == WAKER_TOKEN || ev.token() == TIMERFD_TOKEN {
+                continue;
+            }
+            self.ready.push((
+                ev.token().0,
+                Readiness {
+                    readable: ev.is_readable() || ev.is_error(),
+                    writable: ev.is_writable(),
+                    read_closed: ev.is_read_closed(),
+                },
+            ));
+        }
+        if self.ready.is_empty() {
+            return;
+        }
+        self.ctx.counters.wakeups += 1;
+        self.ctx.counters.events += self.ready.len() as u64;
+        let threshold = self.ctx.settings.slow_callback_threshold;
+        let mut before = self.ctx.now;
+        for i in 0..self.ready.len() {
+            let (slot, r) = self.ready[i];
+            self.on_ready(slot, r);
+            let after = Instant::now();
+            if after.duration_since(before) > threshold {
+                self.ctx.counters.slow_callbacks += 1;
+                tracing::warn!(
+                    shard = self.ctx.index,
+                    slot,
+                    took_ms = after.duration_since(before).as_millis() as u64,
+                    "slow callback held the shard's loop"
+                );
+            }
+            before = after;
+        }
+        self.ctx.now = before;
+    }
+
+    /// Acts on one readiness event: finishes a connect, unblocks output,
+    /// reads.
+    pub(crate) fn on_ready(&mut self, slot: usize, r: Readiness) {
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if c.core.phase == Phase::Connecting {
+            self.finish_connect(slot);
+            match self.conns.get(slot) {
+                Some(c) if c.core.phase != Phase::Connecting => {}
+                _ => return,
+            }
+        }
+        let c = &mut self.conns[slot];
+        if r.writable && c.core.write_blocked {
+            c.core.write_blocked = false;
+            self.ctx.mark_dirty(&mut c.core);
+        }
+        if r.read_closed {
+            c.core.read_closed = true;
+        }
+        if r.readable || r.read_closed {
+            self.read_conn(slot);
+        }
+    }
+
+    pub(super) fn read_deferred(&mut self) {
+        if self.ctx.read_again.is_empty() {
+            return;
+        }
+        let again = std::mem::take(&mut self.ctx.read_again);
+        for id in &again {
+            if !self.live(*id) {
+                continue;
+            }
+            let c = &mut self.conns[id.slot()];
+            if c.core.resumed {
+                c.core.resumed = false;
+                invoke(c, &mut self.ctx, |p, core, ctx| {
+                    p.reading_resumed(core, ctx)
+                });
+                if !self.after_callback(id.slot()) {
+                    continue;
+                }
+            }
+            self.read_conn(id.slot());
+        }
+    }
+
+    /// Reads from one connection until it would block, the fairness cap is
+    /// hit, or the protocol pauses or closes.
+    pub(super) fn read_conn(&mut self, slot: usize) {
+        let cap = self.ctx.settings.max_read_per_iteration;
+        let mut total = 0usize;
+        loop {
+            let c = &mut self.conns[slot];
+            match c.core.phase {
+                Phase::Lingering => return self.drain_lingering(slot),
+                Phase::Closing | Phase::Connecting => return,
+                Phase::Open => {}
+            }
+            if c.core.read_paused || c.core.peer_eof || c.proto.is_none() {
+                return;
+            }
+            match c.core.stream.read(&mut self.read_buf) {
+                Ok(0) => {
+                    c.core.peer_eof = true;
+                    c.core.close_reason.get_or_insert(CloseReason::PeerClosed);
+                    invoke(c, &mut self.ctx, |p, core, ctx| p.eof_received(core, ctx));
+                    self.after_callback(slot);
+                    return;
+                }
+                Ok(n) => {
+                    self.ctx.counters.bytes_in += n as u64;
+                    c.core.last_read_tick = self.ctx.now_tick;
+                    let data = &self.read_buf[..n];
+                    invoke(c, &mut self.ctx, |p, core, ctx| {
+                        p.data_received(core, ctx, data)
+                    });
+                    if !self.after_callback(slot) {
+                        return;
+                    }
+                    total += n;
+                    let drained = n < self.read_buf.len() && !self.conns[slot].core.read_closed;
+                    if drained {
+                        // A short read empties the socket buffer under
+                        // epoll: skip the read that would only say EAGAIN.
+                        return;
+                    }
+                    if total >= cap {
+                        self.ctx.read_again.push(self.conns[slot].core.id);
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.finish(slot, CloseReason::io(&e), true),
+            }
+        }
+    }
+
+    /// After FIN: discard input until EOF so closing does not send RST.
+    pub(super) fn drain_lingering(&mut self, slot: usize) {
+        loop {
+            let c = &mut self.conns[slot];
+            match c.core.stream.read(&mut self.read_buf) {
+                Ok(0) => return self.release(slot, false),
+                Ok(n) => self.ctx.counters.bytes_in += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.release(slot, false),
+            }
+        }
+    }
+
+    pub(super) fn flush_dirty(&mut self) {
+        // Flushing can run resume_producing, which may write more: a few rounds.
+        for _ in 0..4 {
+            if self.ctx.dirty.is_empty() {
+                return;
+            }
+            let mut batch = std::mem::take(&mut self.ctx.dirty);
+            for &slot in &batch {
+                self.flush_conn(slot);
+            }
+            batch.clear();
+            if self.ctx.dirty.is_empty() {
+                self.ctx.dirty = batch;
+                return;
+            }
+        }
+    }
+
+    pub(super) fn flush_conn(&mut self, slot: usize) {
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if !c.core.dirty {
+            return;
+        }
+        c.core.dirty = false;
+        if c.core.abort_requested {
+            let reason = c.core.close_reason.clone().unwrap_or(CloseReason::Aborted);
+            return self.finish(slot, reason, true);
+        }
+        if !c.core.write_blocked && !c.core.out.is_empty() {
+            match c.core.out.flush_to(&mut c.core.stream, &mut self.ctx.pool) {
+                Ok((n, blocked)) => {
+                    self.ctx.counters.bytes_out += n as u64;
+                    c.core.write_blocked = blocked;
+                }
+                Err(e) => return self.finish(slot, CloseReason::io(&e), true),
+            }
+        }
+        if c.core.producing_paused && c.core.out.len() <= self.ctx.settings.low_water_mark {
+            c.core.producing_paused = false;
+            invoke(c, &mut self.ctx, |p, core, ctx| {
+                p.resume_producing(core, ctx)
+            });
+            if !self.after_callback(slot) {
+                return;
+            }
+        }
+        let c = &mut self.conns[slot];
+        if c.core.phase == Phase::Closing && c.core.out.is_empty() {
+            self.send_fin(slot);
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! A connection's birth and death on its shard: accept, establish,
+//! applying what a callback asked for, FIN, `connection_lost`, release.
+
+use super::conn_core::{ConnCore, ConnObserver, ConnectionEnd, Phase};
+use super::erased::ErasedProto;
+use super::shard::{Connection, Shard};
+use super::shard_ctx::ShardCtx;
+use super::timers::TimerTask;
+use crate::api::{CloseReason, ConnId};
+use crate::net::{Addr, Stream};
+use mio::{Interest, Token};
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+
+/// Runs a protocol callback, turning a panic into a flag on the connection.
+pub(super) fn invoke(
+    conn: &mut Connection,
+    ctx: &mut ShardCtx,
+    f: impl FnOnce(&mut dyn ErasedProto, &mut ConnCore, &mut ShardCtx),
+) {
+    let Some(proto) = conn.proto.as_mut() else {
+        return;
+    };
+    let core = &mut conn.core;
+    // Unwind safety: the callback only reaches this connection's protocol and
+    // core and the shard context through `&mut`; a panic leaves them in a
+    // state the callback could also have left them in by returning, and the
+    // connection is aborted at once (`panicked`), so its protocol never runs again.
+    if catch_unwind(AssertUnwindSafe(|| f(proto.as_mut(), core, ctx))).is_err() {
+        ctx.counters.callback_panics += 1;
+        tracing::error!(conn = %conn.core.id, "protocol callback panicked; aborting the connection");
+        conn.core.panicked = true;
+    }
+}
+
+impl Shard {
+    /// Applies what a callback asked for. Returns false if the connection is gone.
+    pub(super) fn after_callback(&mut self, slot: usize) -> bool {
+        // A callback of pause/resume may itself write or abort: re-check, bounded.
+        for _ in 0..4 {
+            let c = &mut self.conns[slot];
+            if c.core.panicked {
+                self.finish(slot, CloseReason::CallbackPanic, true);
+                return false;
+            }
+            if c.core.abort_requested {
+                let reason = c.core.close_reason.clone().unwrap_or(CloseReason::Aborted);
+                self.finish(slot, reason, true);
+                return false;
+            }
+            if c.proto.is_some()
+                && !c.core.producing_paused
+                && c.core.out.len() >= self.ctx.settings.high_water_mark
+            {
+                c.core.producing_paused = true;
+                self.ctx.counters.producer_pauses += 1;
+                invoke(c, &mut self.ctx, |p, core, ctx| {
+                    p.pause_producing(core, ctx)
+                });
+                continue;
+            }
+            return true;
+        }
+        true
+    }
+
+    /// Graceful end: all output is out; send FIN, tell the protocol, then
+    /// linger until the peer's EOF (or a deadline) before closing the socket.
+    pub(super) fn send_fin(&mut self, slot: usize) {
+        let c = &mut self.conns[slot];
+        c.core.stream.shutdown_write();
+        let reason = c.core.close_reason.clone().unwrap_or(CloseReason::Done);
+        self.lose(slot, &reason);
+        let c = &mut self.conns[slot];
+        if c.core.peer_eof {
+            return self.release(slot, false);
+        }
+        c.core.phase = Phase::Lingering;
+        let linger = self.ctx.settings.close_linger;
+        let id = c.core.id;
+        self.ctx.timers.once(linger, TimerTask::Linger(id));
+        self.drain_lingering(slot);
+    }
+
+    /// Calls `connection_lost` once and drops the protocol.
+    pub(super) fn lose(&mut self, slot: usize, reason: &CloseReason) {
+        let c = &mut self.conns[slot];
+        let Some(mut proto) = c.proto.take() else {
+            return;
+        };
+        let core = &mut c.core;
+        let ctx = &mut self.ctx;
+        // Unwind safety: the protocol is already out of the table and is
+        // dropped inside the closure either way; the core and context are
+        // left as a returning callback could leave them, and the connection
+        // is released right after.
+        let r = catch_unwind(AssertUnwindSafe(move || {
+            proto.connection_lost(core, ctx, reason);
+            drop(proto);
+        }));
+        if r.is_err() {
+            self.ctx.counters.callback_panics += 1;
+            tracing::error!(conn = %c.core.id, "connection_lost (or the protocol's drop) panicked");
+        }
+        if reason == &CloseReason::IdleTimeout {
+            self.ctx.counters.idle_timeouts += 1;
+        }
+        if let Some(o) = self.conns[slot].core.observer.take() {
+            o.ended(&mut self.ctx, ConnectionEnd::Lost(reason.clone()));
+        }
+    }
+
+    /// Ends a connection now: `connection_lost`, then the socket closes
+    /// (with RST if `rst`).
+    pub(super) fn finish(&mut self, slot: usize, reason: CloseReason, rst: bool) {
+        self.lose(slot, &reason);
+        self.release(slot, rst);
+    }
+
+    pub(super) fn release(&mut self, slot: usize, rst: bool) {
+        let mut c = self.conns.remove(slot);
+        c.core.out.clear(&mut self.ctx.pool);
+        if rst {
+            c.core.stream.reset_on_close();
+        }
+        let _ = self.poll.registry().deregister(&mut c.core.stream);
+        self.ctx.counters.connections_closed += 1;
+        self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The idle timeout new connections start with, in ticks.
+    pub(super) fn default_idle_ticks(&self) -> Option<u64> {
+        self.ctx
+            .settings
+            .idle_timeout
+            .map(|t| self.ctx.timers.ticks_of(t).max(1))
+    }
+
+    /// Puts an open connection into `slot` (the slab's vacant key, already
+    /// used as its poll token) and tells its protocol.
+    pub(super) fn establish(
+        &mut self,
+        slot: usize,
+        stream: Stream,
+        peer: Addr,
+        local: Addr,
+        proto: Box<dyn ErasedProto>,
+        observer: Option<Box<dyn ConnObserver>>,
+    ) -> ConnId {
+        let id = ConnId::new(self.ctx.index as u16, slot as u32, self.next_generation);
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let mut core = ConnCore::new(id, stream, peer, local, Phase::Open, self.ctx.now_tick);
+        core.idle_ticks = self.default_idle_ticks();
+        core.observer = observer;
+        let inserted = self.conns.insert(Connection {
+            core,
+            proto: Some(proto),
+        });
+        debug_assert_eq!(inserted, slot, "slab fills its vacant key first");
+        self.ctx.counters.connections_accepted += 1;
+        let c = &mut self.conns[slot];
+        self.ctx.arm_idle(&mut c.core);
+        invoke(c, &mut self.ctx, |p, core, ctx| {
+            p.connection_made(core, ctx)
+        });
+        self.after_callback(slot);
+        id
+    }
+
+    pub(super) fn accept(&mut self, mut stream: Stream, listener: usize) {
+        let limit = self.ctx.settings.max_connections_per_shard;
+        if self.ctx.stopping || self.conns.len() >= limit {
+            self.ctx.counters.connections_rejected += 1;
+            self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
+            if !self.ctx.stopping {
+                tracing::warn!(
+                    shard = self.ctx.index,
+                    limit,
+                    "per-shard connection limit reached; closing new connection"
+                );
+            }
+            return;
+        }
+        let slot = self.conns.vacant_key();
+        let addrs = stream
+            .peer_addr()
+            .and_then(|p| Ok((p, stream.local_addr()?)));
+        let registered = self.poll.registry().register(
+            &mut stream,
+            Token(slot),
+            Interest::READABLE | Interest::WRITABLE,
+        );
+        let (peer, local) = match (addrs, registered) {
+            (Ok(a), Ok(())) => a,
+            (Err(e), _) | (_, Err(e)) => {
+                // The peer left before we got to it, or the poller refused.
+                tracing::debug!(error = %e, "dropping connection before it started");
+                self.ctx.counters.connections_rejected += 1;
+                self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        if self.nodelay {
+            stream.set_nodelay();
+        }
+        let factory = &mut self.factories[listener];
+        // Unwind safety: a factory is shard-local state the user owns; a panic
+        // there drops only this connection, and the factory stays usable as
+        // the user left it (no framework state is mid-update here).
+        let proto = match catch_unwind(AssertUnwindSafe(|| factory.build(peer.clone()))) {
+            Ok(p) => p,
+            Err(_) => {
+                self.ctx.counters.callback_panics += 1;
+                self.ctx.counters.connections_rejected += 1;
+                self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
+                tracing::error!(shard = self.ctx.index, %peer, "factory panicked; connection dropped");
+                let _ = self.poll.registry().deregister(&mut stream);
+                return;
+            }
+        };
+        self.establish(slot, stream, peer, local, proto, None);
+    }
+
+    /// Opens a connection over a stream that is already connected, driven by
+    /// a ready protocol: the testing kit's virtual streams take this path.
+    pub(crate) fn adopt(
+        &mut self,
+        mut stream: Stream,
+        proto: Box<dyn ErasedProto>,
+        observer: Option<Box<dyn ConnObserver>>,
+    ) -> io::Result<ConnId> {
+        let slot = self.conns.vacant_key();
+        let peer = stream.peer_addr()?;
+        let local = stream.local_addr()?;
+        self.poll.registry().register(
+            &mut stream,
+            Token(slot),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        self.inner.open_total.fetch_add(1, Ordering::Relaxed);
+        Ok(self.establish(slot, stream, peer, local, proto, observer))
+    }
+}

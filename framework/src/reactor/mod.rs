@@ -1,0 +1,33 @@
+//! One shard thread: its loop, I/O dispatch, connection lifecycle, outbound
+//! connects, inbox and timer dispatch, and what protocol callbacks receive
+//! (`Conn`, `ShardCtx`) together with the traits they implement
+//! (`Protocol`, `Factory`).
+//!
+//! Protocols call the reactor through `Conn`/`ShardCtx` and the reactor
+//! calls protocols: that cycle is intrinsic to a callback API and is kept
+//! inside this folder. Nothing here is shared between threads except through
+//! `envelope` (the bus's messages).
+
+mod conn;
+mod conn_core;
+mod dispatch;
+mod envelope;
+mod erased;
+mod io;
+mod lifecycle;
+mod outbound;
+#[cfg(target_os = "linux")]
+mod precise_wake;
+mod protocol;
+mod shard;
+mod shard_ctx;
+mod timers;
+
+pub use conn::Conn;
+pub(crate) use conn_core::{ConnObserver, ConnectionEnd};
+pub(crate) use envelope::{Envelope, Inboxes, SharedTask};
+pub(crate) use erased::{ErasedFactory, ErasedProto, FactoryMaker};
+pub use protocol::{Factory, Protocol};
+pub(crate) use shard::{Readiness, Shard, ShardInit, WAKER_TOKEN};
+pub use shard_ctx::ShardCtx;
+pub use timers::TimerHandle;

@@ -1,0 +1,135 @@
+//! Outbound connections from a shard: start the non-blocking connect,
+//! notice when it finishes or fails, tell the protocol and its observer.
+
+use super::conn_core::{ConnCore, ConnObserver, ConnectionEnd, Phase};
+use super::erased::ErasedProto;
+use super::lifecycle::invoke;
+use super::shard::{Connection, Shard};
+use super::timers::TimerTask;
+use crate::api::ConnId;
+use crate::net::{Addr, Stream};
+use mio::{Interest, Token};
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+
+impl Shard {
+    pub(super) fn start_connects(&mut self) {
+        if self.ctx.pending_connects.is_empty() {
+            return;
+        }
+        for pc in std::mem::take(&mut self.ctx.pending_connects) {
+            let proto = pc.proto;
+            let connected = match &pc.addr {
+                Addr::Tcp(a) => mio::net::TcpStream::connect(*a).map(Stream::Tcp),
+                Addr::Unix(Some(p)) => mio::net::UnixStream::connect(p).map(Stream::Unix),
+                Addr::Unix(None) => Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "cannot connect to an unnamed Unix socket",
+                )),
+            };
+            let entry = self.conns.vacant_entry();
+            let slot = entry.key();
+            let registered = connected.and_then(|mut s| {
+                self.poll
+                    .registry()
+                    .register(&mut s, Token(slot), Interest::READABLE | Interest::WRITABLE)
+                    .map(|()| s)
+            });
+            let stream = match registered {
+                Ok(s) => s,
+                Err(e) => {
+                    self.report_connect_failure(Some(proto), pc.observer, e);
+                    continue;
+                }
+            };
+            let local = stream.local_addr().unwrap_or(Addr::Unix(None));
+            let id = ConnId::new(self.ctx.index as u16, slot as u32, self.next_generation);
+            self.next_generation = self.next_generation.wrapping_add(1);
+            let mut core = ConnCore::new(
+                id,
+                stream,
+                pc.addr,
+                local,
+                Phase::Connecting,
+                self.ctx.now_tick,
+            );
+            core.observer = pc.observer;
+            entry.insert(Connection {
+                core,
+                proto: Some(proto),
+            });
+            self.inner.open_total.fetch_add(1, Ordering::Relaxed);
+            if let Some(t) = pc.timeout {
+                self.ctx.timers.once(t, TimerTask::ConnectTimeout(id));
+            }
+        }
+    }
+
+    /// The poller reported progress on a connecting socket: connected or failed?
+    pub(super) fn finish_connect(&mut self, slot: usize) {
+        let c = &mut self.conns[slot];
+        let failed = match c.core.stream.take_error() {
+            Ok(Some(e)) | Err(e) => Some(e),
+            Ok(None) => match c.core.stream.peer_addr() {
+                Ok(_) => None,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => Some(e),
+            },
+        };
+        if let Some(e) = failed {
+            return self.fail_connect(slot, e);
+        }
+        c.core.phase = Phase::Open;
+        if let Ok(local) = c.core.stream.local_addr() {
+            c.core.local = local;
+        }
+        if self.nodelay {
+            c.core.stream.set_nodelay();
+        }
+        let idle = self.default_idle_ticks();
+        let c = &mut self.conns[slot];
+        c.core.idle_ticks = idle;
+        c.core.last_read_tick = self.ctx.now_tick;
+        self.ctx.counters.connections_accepted += 1;
+        self.ctx.arm_idle(&mut c.core);
+        if let Some(o) = c.core.observer.as_mut() {
+            o.made(&mut self.ctx);
+        }
+        let c = &mut self.conns[slot];
+        invoke(c, &mut self.ctx, |p, core, ctx| {
+            p.connection_made(core, ctx)
+        });
+        self.after_callback(slot);
+    }
+
+    pub(super) fn fail_connect(&mut self, slot: usize, error: io::Error) {
+        let mut c = self.conns.remove(slot);
+        let _ = self.poll.registry().deregister(&mut c.core.stream);
+        self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
+        self.report_connect_failure(c.proto.take(), c.core.observer.take(), error);
+    }
+
+    /// An outbound connection never came up: count it, then tell its
+    /// protocol (`connect_failed`) and its observer (a reconnecting client).
+    pub(super) fn report_connect_failure(
+        &mut self,
+        proto: Option<Box<dyn ErasedProto>>,
+        observer: Option<Box<dyn ConnObserver>>,
+        error: io::Error,
+    ) {
+        self.ctx.counters.connect_failures += 1;
+        if let Some(mut proto) = proto {
+            let ctx = &mut self.ctx;
+            // Unwind safety: the protocol never connected and is dropped after this
+            // call; the context is left as a returning callback could leave it.
+            if catch_unwind(AssertUnwindSafe(|| proto.connect_failed(ctx, &error))).is_err() {
+                self.ctx.counters.callback_panics += 1;
+                tracing::error!("connect_failed panicked");
+            }
+        }
+        if let Some(o) = observer {
+            o.ended(&mut self.ctx, ConnectionEnd::Failed(error));
+        }
+    }
+}

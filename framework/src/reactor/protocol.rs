@@ -1,0 +1,98 @@
+//! What users implement: `Protocol` (one instance per connection, living on
+//! one shard) and `Factory` (one per shard per listener).
+//!
+//! They live in the reactor because their callbacks take [`Conn`] and
+//! [`ShardCtx`], and those call back into protocols: that cycle is intrinsic
+//! to a callback API and stays inside this folder.
+
+use super::conn::Conn;
+use super::shard_ctx::ShardCtx;
+use crate::api::CloseReason;
+use crate::net::Addr;
+use std::io;
+
+/// One connection's behaviour, as in Twisted. An instance is created by a
+/// [`Factory`] on the shard that owns the connection and is only ever touched
+/// by that shard's thread, so it needs no locks and need not be `Send`.
+///
+/// Every callback gets a [`Conn`] to write, close, set timers and reach the
+/// shard. A panic in a callback aborts only this connection.
+///
+/// ```
+/// use shardloop::{Conn, Protocol};
+/// struct Echo;
+/// impl Protocol for Echo {
+///     type Message = ();
+///     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+///         conn.write(data);
+///     }
+/// }
+/// ```
+pub trait Protocol: Sized + 'static {
+    /// Typed messages other shards or threads can send to this connection
+    /// by its [`ConnId`](crate::ConnId). Use `()` if there are none.
+    type Message: Send + 'static;
+
+    /// The connection is established.
+    fn connection_made(&mut self, _conn: &mut Conn<'_, Self>) {}
+
+    /// Bytes arrived. `data` is only valid during the call.
+    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]);
+
+    /// The peer closed its sending side. The default closes ours after
+    /// flushing everything written so far.
+    fn eof_received(&mut self, conn: &mut Conn<'_, Self>) {
+        conn.close();
+    }
+
+    /// The connection is gone; writes are ignored from here on. Called exactly
+    /// once per connection that got `connection_made`.
+    fn connection_lost(&mut self, _conn: &mut Conn<'_, Self>, _reason: &CloseReason) {}
+
+    /// A typed message addressed to this connection arrived over the bus.
+    fn message(&mut self, _conn: &mut Conn<'_, Self>, _msg: Self::Message) {}
+
+    /// Reading was resumed after `pause_reading`. Input that arrived
+    /// meanwhile follows through `data_received`; a protocol that held
+    /// buffered input while paused (as `LineReceiver` does) delivers it here.
+    fn reading_resumed(&mut self, _conn: &mut Conn<'_, Self>) {}
+
+    /// Output buffered for this connection passed the high-water mark: stop
+    /// producing until `resume_producing`.
+    fn pause_producing(&mut self, _conn: &mut Conn<'_, Self>) {}
+
+    /// Output drained to the low-water mark.
+    fn resume_producing(&mut self, _conn: &mut Conn<'_, Self>) {}
+
+    /// An outbound connection made with [`ShardCtx::connect_tcp`] could not
+    /// be established (refused, unreachable, timed out). No other callback
+    /// runs for it. The default logs the error.
+    fn connect_failed(&mut self, _shard: &mut ShardCtx, error: &io::Error) {
+        tracing::debug!(%error, "outbound connection failed");
+    }
+
+    /// The server is stopping gracefully. The default closes the connection
+    /// after flushing; a protocol may instead finish its current work first
+    /// (it is aborted at the stop deadline).
+    fn server_stopping(&mut self, conn: &mut Conn<'_, Self>) {
+        conn.close();
+    }
+}
+
+/// Builds protocols for one listener on one shard. Each shard gets its own
+/// factory (from the closure given to
+/// [`ServerBuilder::listen`](crate::ServerBuilder::listen)), so it can hold
+/// shard-local state without locks. Any `FnMut(Addr) -> P` is a factory.
+pub trait Factory: 'static {
+    /// The protocol it builds.
+    type Protocol: Protocol;
+    /// Builds the protocol for a new connection from `peer`.
+    fn build_protocol(&mut self, peer: Addr) -> Self::Protocol;
+}
+
+impl<P: Protocol, F: FnMut(Addr) -> P + 'static> Factory for F {
+    type Protocol = P;
+    fn build_protocol(&mut self, peer: Addr) -> P {
+        self(peer)
+    }
+}

@@ -1,0 +1,250 @@
+//! One reactor shard: a thread with its own `mio::Poll`, connection table,
+//! timer wheel and inbox. Everything a connection owns lives here and is
+//! touched only by this thread.
+//!
+//! One loop iteration: poll (timeout = next timer) → dispatch I/O events →
+//! reads deferred by the fairness cap → drain the inbox in one batch → local
+//! messages → due timers → flush every connection written to (one
+//! `write`/`writev` each) → publish stats.
+//!
+//! The work is split by what drives it: `io` (readiness events, reads,
+//! flushes), `lifecycle` (a connection's birth and death), `outbound`
+//! (connects), `dispatch` (inbox messages and timers).
+
+use super::conn_core::ConnCore;
+use super::envelope::Envelope;
+use super::erased::{ErasedFactory, ErasedProto};
+use super::shard_ctx::ShardCtx;
+use super::timers::TimerTask;
+use crate::api::ConnId;
+use crate::runtime::worker::PoolSender;
+use crate::runtime::{Handle, ServerInner};
+use crate::timer_wheel::TimerId;
+use crossbeam_channel::Receiver;
+use mio::{Events, Poll, Token};
+use slab::Slab;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The poll token of a shard's bus waker.
+pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
+/// The poll token of the shard's timerfd (sub-millisecond timer ticks).
+pub(crate) const TIMERFD_TOKEN: Token = Token(usize::MAX - 1);
+
+/// A connection on its shard: its state and (until `connection_lost`) its protocol.
+pub(crate) struct Connection {
+    pub(super) core: ConnCore,
+    /// `None` once `connection_lost` ran (lingering after FIN).
+    pub(super) proto: Option<Box<dyn ErasedProto>>,
+}
+
+/// What a shard thread needs to start.
+pub(crate) struct ShardInit {
+    pub(crate) index: usize,
+    pub(crate) poll: Poll,
+    pub(crate) rx: Receiver<Envelope>,
+    pub(crate) handle: Handle,
+    pub(crate) read_buffer_size: usize,
+    pub(crate) events_capacity: usize,
+    pub(crate) nodelay: bool,
+    pub(crate) timer_tick: Duration,
+    pub(crate) pool: Option<PoolSender>,
+}
+
+/// What the poller said about one connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Readiness {
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+    pub(crate) read_closed: bool,
+}
+
+pub(crate) struct Shard {
+    pub(super) poll: Poll,
+    pub(super) events: Events,
+    pub(super) ready: Vec<(usize, Readiness)>,
+    pub(super) rx: Receiver<Envelope>,
+    pub(super) inbox_backlog: bool,
+    pub(super) conns: Slab<Connection>,
+    pub(super) factories: Vec<Box<dyn ErasedFactory>>,
+    pub(super) read_buf: Box<[u8]>,
+    pub(super) envelopes: Vec<Envelope>,
+    pub(super) fired: Vec<(TimerId, TimerTask)>,
+    pub(super) next_generation: u32,
+    pub(super) nodelay: bool,
+    #[cfg(target_os = "linux")]
+    pub(super) precise: Option<super::precise_wake::PreciseWake>,
+    pub(super) inner: Arc<ServerInner>,
+    pub(super) ctx: ShardCtx,
+}
+
+impl Shard {
+    pub(crate) fn new(init: ShardInit) -> Self {
+        let inner = init.handle.inner.clone();
+        let factories = inner
+            .factory_makers
+            .iter()
+            .map(|make| make(init.index))
+            .collect();
+        let settings = inner.settings.load_full();
+        #[cfg(target_os = "linux")]
+        let precise = if init.timer_tick < Duration::from_millis(1) {
+            match super::precise_wake::PreciseWake::new(init.poll.registry()) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no timerfd: sub-millisecond timers fire on 1 ms boundaries");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut ctx = ShardCtx::new(init.index, init.handle, settings, init.timer_tick);
+        ctx.workers = init.pool;
+        Shard {
+            poll: init.poll,
+            events: Events::with_capacity(init.events_capacity),
+            ready: Vec::with_capacity(init.events_capacity),
+            rx: init.rx,
+            inbox_backlog: false,
+            conns: Slab::new(),
+            factories,
+            read_buf: vec![0u8; init.read_buffer_size].into_boxed_slice(),
+            envelopes: Vec::new(),
+            fired: Vec::new(),
+            next_generation: 0,
+            nodelay: init.nodelay,
+            #[cfg(target_os = "linux")]
+            precise,
+            ctx,
+            inner,
+        }
+    }
+
+    /// The shard thread's loop, until a stop has closed every connection.
+    pub(crate) fn run(mut self) {
+        let index = self.ctx.index;
+        tracing::debug!(shard = index, "shard started");
+        loop {
+            self.refresh_settings();
+            self.ctx.flush_outbox();
+            let timeout = self.poll_timeout();
+            let inbox = &self.inner.inboxes[index];
+            let timeout = if timeout != Some(Duration::ZERO) && !inbox.park(&self.rx) {
+                Some(Duration::ZERO)
+            } else {
+                timeout
+            };
+            let polled = self.poll.poll(&mut self.events, timeout);
+            inbox.unpark();
+            if let Err(e) = polled {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!(shard = index, error = %e, "poll failed; shard exits");
+                    break;
+                }
+            }
+            self.ctx.update_clock();
+            self.ctx.counters.loop_iterations += 1;
+
+            self.dispatch_io();
+            self.run_ready_work();
+
+            if self.ctx.stopping && self.conns.is_empty() {
+                break;
+            }
+        }
+        self.ctx.flush_outbox();
+        self.publish();
+        tracing::debug!(shard = index, "shard stopped");
+    }
+
+    /// Everything an iteration does after dispatching I/O events: deferred
+    /// reads, the inbox, local messages, due timers, connects, one flush per
+    /// written connection, published stats.
+    pub(crate) fn run_ready_work(&mut self) {
+        self.read_deferred();
+        self.drain_inbox();
+        self.run_local();
+        self.fire_timers();
+        self.run_local();
+        self.start_connects();
+        self.flush_dirty();
+        self.publish();
+    }
+
+    /// True while the shard has work it can do without waiting for I/O.
+    pub(crate) fn has_ready_work(&self) -> bool {
+        self.inbox_backlog
+            || !self.ctx.read_again.is_empty()
+            || !self.ctx.local.is_empty()
+            || !self.ctx.dirty.is_empty()
+            || !self.ctx.pending_connects.is_empty()
+    }
+
+    fn refresh_settings(&mut self) {
+        let current = self.inner.settings.load();
+        if !Arc::ptr_eq(&current, &self.ctx.settings) {
+            self.ctx.settings = arc_swap::Guard::into_inner(current);
+        }
+    }
+
+    fn poll_timeout(&mut self) -> Option<Duration> {
+        if self.has_ready_work() {
+            return Some(Duration::ZERO);
+        }
+        let tick = self.ctx.timers.wheel.next_deadline()?;
+        let at = self.ctx.timers.instant_of(tick);
+        let now = Instant::now();
+        let left = at.saturating_duration_since(now);
+        #[cfg(target_os = "linux")]
+        if let Some(p) = self.precise.as_mut().filter(|_| !left.is_zero()) {
+            p.arm(at, now);
+            // The timerfd wakes us; the poll timeout is only a backstop.
+            return Some(left + Duration::from_millis(1));
+        }
+        Some(left)
+    }
+
+    fn publish(&mut self) {
+        self.ctx.counters.connections_open = self.conns.len() as u64;
+        self.inner.stats.shards[self.ctx.index].publish(&self.ctx.counters);
+    }
+
+    /// True if `id` names a connection still in the table (same generation).
+    pub(crate) fn live(&self, id: ConnId) -> bool {
+        self.conns.get(id.slot()).is_some_and(|c| c.core.id == id)
+    }
+
+    /// The shard's context: its clock, timers, services and bus.
+    pub(crate) fn ctx_mut(&mut self) -> &mut ShardCtx {
+        &mut self.ctx
+    }
+
+    /// The protocol of a live connection, before `connection_lost`.
+    pub(crate) fn protocol_any(&mut self, id: ConnId) -> Option<&mut dyn std::any::Any> {
+        if !self.live(id) {
+            return None;
+        }
+        self.conns[id.slot()].proto.as_mut().map(|p| p.as_any_mut())
+    }
+
+    /// True while the connection's protocol is alive (before `connection_lost`).
+    pub(crate) fn is_open(&self, id: ConnId) -> bool {
+        self.live(id) && self.conns[id.slot()].proto.is_some()
+    }
+
+    /// Whether the connection's protocol has paused reading.
+    pub(crate) fn reading_paused(&self, id: ConnId) -> bool {
+        self.live(id) && self.conns[id.slot()].core.read_paused
+    }
+
+    /// Output the connection has queued that the socket has not taken.
+    pub(crate) fn buffered(&self, id: ConnId) -> usize {
+        if self.live(id) {
+            self.conns[id.slot()].core.out.len()
+        } else {
+            0
+        }
+    }
+}

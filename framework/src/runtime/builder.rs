@@ -1,0 +1,332 @@
+//! Configuring a server: `ServerBuilder`, validated and bound by `build`.
+
+use super::balance::{BalancingPolicy, RoundRobin};
+use super::server::Server;
+use crate::api::Settings;
+use crate::error::{Error, Result};
+use crate::net::endpoint::ServerEndpoint;
+use crate::net::{bind_tcp, bind_unix, Listener};
+use crate::reactor::{ErasedFactory, Factory, FactoryMaker};
+use std::fmt;
+use std::net::ToSocketAddrs;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which cores shard threads are pinned to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pinning {
+    /// No pinning: the OS schedules shard threads freely.
+    Off,
+    /// Shard `i` on core `i mod cores` (the default).
+    Auto,
+    /// Shard `i` on `cores[i mod len]`: e.g. keep the load generator's cores free.
+    Cores(Vec<usize>),
+}
+
+struct ListenerSpec {
+    addr: String,
+    resolved: Result<ServerEndpoint>,
+    make: FactoryMaker,
+}
+
+/// Configures a [`Server`]. Obtain with [`Server::builder`].
+///
+/// ```no_run
+/// use shardloop::{Conn, Protocol, Server};
+/// struct Echo;
+/// impl Protocol for Echo {
+///     type Message = ();
+///     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+///         conn.write(data);
+///     }
+/// }
+/// let server = Server::builder()
+///     .shards(4)
+///     .listen("127.0.0.1:7000", |_shard| |_peer| Echo)
+///     .build()?;
+/// server.run()?;
+/// # Ok::<(), shardloop::Error>(())
+/// ```
+pub struct ServerBuilder {
+    shards: Option<usize>,
+    pinning: Pinning,
+    listeners: Vec<ListenerSpec>,
+    backlog: i32,
+    max_connections: usize,
+    settings: Settings,
+    read_buffer_size: usize,
+    events_capacity: usize,
+    policy: Box<dyn BalancingPolicy>,
+    nodelay: bool,
+    stop_timeout: Duration,
+    timer_tick: Duration,
+    worker_threads: usize,
+    worker_queue: usize,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        ServerBuilder {
+            shards: None,
+            pinning: Pinning::Auto,
+            listeners: Vec::new(),
+            backlog: 1024,
+            max_connections: 1 << 20,
+            settings: Settings::default(),
+            read_buffer_size: 64 * 1024,
+            events_capacity: 1024,
+            policy: Box::new(RoundRobin::default()),
+            nodelay: true,
+            stop_timeout: Duration::from_secs(5),
+            timer_tick: Duration::from_millis(1),
+            worker_threads: 4,
+            worker_queue: 1024,
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// Number of shards (default: the number of cores).
+    pub fn shards(mut self, n: usize) -> Self {
+        self.shards = Some(n);
+        self
+    }
+
+    /// Pins shard `i` to core `i mod cores` when true (the default); no pinning when false.
+    pub fn pin(mut self, on: bool) -> Self {
+        self.pinning = if on { Pinning::Auto } else { Pinning::Off };
+        self
+    }
+
+    /// Pins shards to these cores, round-robin.
+    pub fn pin_to_cores(mut self, cores: Vec<usize>) -> Self {
+        self.pinning = Pinning::Cores(cores);
+        self
+    }
+
+    /// Adds a listener. `make_factory` runs once on each shard thread and
+    /// returns that shard's [`Factory`] for this listener (any
+    /// `FnMut(Addr) -> P` is one). Several listeners with different
+    /// protocols can share one server.
+    pub fn listen<A, M, F>(self, addr: A, make_factory: M) -> Self
+    where
+        A: ToSocketAddrs + fmt::Debug,
+        M: Fn(usize) -> F + Send + Sync + 'static,
+        F: Factory,
+    {
+        let desc = format!("{addr:?}");
+        let resolved = addr
+            .to_socket_addrs()
+            .and_then(|mut it| {
+                it.next().ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no address found")
+                })
+            })
+            .map(|addr| ServerEndpoint::Tcp {
+                addr,
+                backlog: None,
+            })
+            .map_err(|source| Error::Resolve {
+                addr: desc.clone(),
+                source,
+            });
+        self.push_listener(desc, resolved, make_factory)
+    }
+
+    /// Adds a listener from an endpoint description: `tcp:8080`,
+    /// `tcp:port=8080:interface=127.0.0.1:backlog=1024`, `tcp6:port=8080:interface=\:\:1`,
+    /// `unix:/run/app.sock`. A malformed description fails [`build`](ServerBuilder::build)
+    /// with an error naming the bad field.
+    pub fn listen_on<M, F>(self, endpoint: &str, make_factory: M) -> Self
+    where
+        M: Fn(usize) -> F + Send + Sync + 'static,
+        F: Factory,
+    {
+        let resolved = endpoint.parse::<ServerEndpoint>().map_err(Error::from);
+        self.push_listener(endpoint.to_string(), resolved, make_factory)
+    }
+
+    fn push_listener<M, F>(
+        mut self,
+        desc: String,
+        resolved: Result<ServerEndpoint>,
+        make_factory: M,
+    ) -> Self
+    where
+        M: Fn(usize) -> F + Send + Sync + 'static,
+        F: Factory,
+    {
+        let make: FactoryMaker =
+            Arc::new(move |shard| Box::new(make_factory(shard)) as Box<dyn ErasedFactory>);
+        self.listeners.push(ListenerSpec {
+            addr: desc,
+            resolved,
+            make,
+        });
+        self
+    }
+
+    /// Listen backlog (default 1024; the kernel caps it at `net.core.somaxconn`).
+    pub fn backlog(mut self, n: i32) -> Self {
+        self.backlog = n;
+        self
+    }
+
+    /// Open connections the whole server holds at most; the acceptor closes
+    /// further ones at once and counts them (default 2^20).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Connections one shard holds at most.
+    pub fn max_connections_per_shard(mut self, n: usize) -> Self {
+        self.settings.max_connections_per_shard = n;
+        self
+    }
+
+    /// Closes connections that receive nothing for `timeout`.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Output-buffer marks driving `pause_producing` / `resume_producing`.
+    pub fn water_marks(mut self, low: usize, high: usize) -> Self {
+        self.settings.low_water_mark = low;
+        self.settings.high_water_mark = high;
+        self
+    }
+
+    /// Replaces all hot-reloadable settings at once.
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Size of each shard's shared read buffer (default 64 KiB).
+    pub fn read_buffer_size(mut self, bytes: usize) -> Self {
+        self.read_buffer_size = bytes;
+        self
+    }
+
+    /// Events taken from one poll call (default 1024).
+    pub fn events_per_poll(mut self, n: usize) -> Self {
+        self.events_capacity = n;
+        self
+    }
+
+    /// How the acceptor picks a shard (default [`RoundRobin`]).
+    pub fn balancing(mut self, policy: impl BalancingPolicy) -> Self {
+        self.policy = Box::new(policy);
+        self
+    }
+
+    /// Sets `TCP_NODELAY` on accepted connections (default true).
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.nodelay = on;
+        self
+    }
+
+    /// Resolution of the shards' timer wheels (default 1 ms; 10 µs to 1 s).
+    /// Finer than 1 ms, each shard sleeps on a timerfd (Linux) so timers
+    /// fire on time instead of on epoll's millisecond boundaries: for load
+    /// generators and pacing, at the cost of one extra syscall per new deadline.
+    pub fn timer_tick(mut self, tick: Duration) -> Self {
+        self.timer_tick = tick;
+        self
+    }
+
+    /// Threads for [`Conn::defer_to_thread`](crate::Conn::defer_to_thread)
+    /// (default 4; 0 disables it: deferred work then fails with `Unavailable`).
+    pub fn worker_threads(mut self, n: usize) -> Self {
+        self.worker_threads = n;
+        self
+    }
+
+    /// Jobs that may wait for a worker (default 1024); past that,
+    /// `defer_to_thread` fails at once with `Overloaded` instead of blocking a shard.
+    pub fn worker_queue(mut self, n: usize) -> Self {
+        self.worker_queue = n;
+        self
+    }
+
+    /// Deadline of [`Handle::stop`](crate::Handle::stop) (default 5 s).
+    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
+        self.stop_timeout = timeout;
+        self
+    }
+
+    /// Validates the configuration and binds every listener (so
+    /// [`Server::local_addrs`] is known, with port 0 resolved).
+    pub fn build(self) -> Result<Server> {
+        let shards = self
+            .shards
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if shards == 0 || shards > u16::MAX as usize {
+            return Err(Error::Config(format!(
+                "shards must be between 1 and {}, got {shards}",
+                u16::MAX
+            )));
+        }
+        if self.read_buffer_size < 512 {
+            return Err(Error::Config(format!(
+                "read_buffer_size must be at least 512 bytes, got {}",
+                self.read_buffer_size
+            )));
+        }
+        if self.timer_tick < Duration::from_micros(10) || self.timer_tick > Duration::from_secs(1) {
+            return Err(Error::Config(format!(
+                "timer_tick must be between 10µs and 1s, got {:?}",
+                self.timer_tick
+            )));
+        }
+        if self.events_capacity == 0 {
+            return Err(Error::Config("events_per_poll must be at least 1".into()));
+        }
+        if let Pinning::Cores(c) = &self.pinning {
+            if c.is_empty() {
+                return Err(Error::Config("pin_to_cores needs at least one core".into()));
+            }
+        }
+        self.settings.validate().map_err(Error::Config)?;
+        let mut listeners = Vec::new();
+        let mut local_addrs = Vec::new();
+        let mut makers = Vec::new();
+        for spec in self.listeners {
+            let listener = match spec.resolved? {
+                ServerEndpoint::Tcp { addr, backlog } => {
+                    bind_tcp(addr, backlog.unwrap_or(self.backlog))
+                        .map(|l| Listener::Tcp(mio::net::TcpListener::from_std(l)))
+                }
+                ServerEndpoint::Unix { path, backlog } => {
+                    bind_unix(&path, backlog.unwrap_or(self.backlog)).map(Listener::Unix)
+                }
+            }
+            .map_err(|source| Error::Bind {
+                addr: spec.addr.clone(),
+                source,
+            })?;
+            local_addrs.push(listener.local_addr()?);
+            listeners.push(listener);
+            makers.push(spec.make);
+        }
+        Ok(Server {
+            shards,
+            pinning: self.pinning,
+            listeners,
+            local_addrs,
+            makers,
+            max_connections: self.max_connections,
+            settings: self.settings,
+            read_buffer_size: self.read_buffer_size,
+            events_capacity: self.events_capacity,
+            policy: self.policy,
+            nodelay: self.nodelay,
+            stop_timeout: self.stop_timeout,
+            timer_tick: self.timer_tick,
+            worker_threads: self.worker_threads,
+            worker_queue: self.worker_queue,
+        })
+    }
+}

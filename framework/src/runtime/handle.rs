@@ -1,0 +1,185 @@
+//! `Handle`: control of a running server from any thread.
+
+use super::server::ServerInner;
+use crate::api::{ConnId, ServerStats, Settings};
+use crate::error::{Error, Result};
+use crate::net::Addr;
+use crate::reactor::{Envelope, ShardCtx, SharedTask};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Controls a running server from any thread: `Send + Clone`. Submit work to
+/// shards (Twisted's `callFromThread`), message connections, read stats,
+/// change settings, stop.
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) inner: Arc<ServerInner>,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("server", &self.inner.id)
+            .field("shards", &self.shards())
+            .field("local_addrs", &self.inner.local_addrs)
+            .finish()
+    }
+}
+
+impl Handle {
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.inner.inboxes.len()
+    }
+
+    /// Bound listener addresses, in the order they were added.
+    pub fn local_addrs(&self) -> &[Addr] {
+        &self.inner.local_addrs
+    }
+
+    /// The bound address of listener `index`, which must be TCP (the
+    /// common case: `handle.tcp_addr(0)` after listening on port 0).
+    ///
+    /// # Panics
+    /// If there is no such listener or it is a Unix-domain one.
+    pub fn tcp_addr(&self, index: usize) -> SocketAddr {
+        self.inner.local_addrs[index]
+            .as_tcp()
+            .unwrap_or_else(|| panic!("listener {index} is not TCP"))
+    }
+
+    /// Prefix of this server's thread names (`sl{N}-`), to tell them apart.
+    pub fn thread_name_prefix(&self) -> String {
+        format!("sl{}-", self.inner.id)
+    }
+
+    /// Runs `f` on shard `shard`.
+    pub fn submit_to(
+        &self,
+        shard: usize,
+        f: impl FnOnce(&mut ShardCtx) + Send + 'static,
+    ) -> Result<()> {
+        let inbox = self.inner.inboxes.get(shard).ok_or(Error::NoSuchShard {
+            index: shard,
+            shards: self.shards(),
+        })?;
+        if inbox.send(Envelope::Run(Box::new(f))) {
+            Ok(())
+        } else {
+            Err(Error::Stopped)
+        }
+    }
+
+    /// Runs `f` once on every shard.
+    pub fn broadcast(&self, f: impl Fn(&mut ShardCtx) + Send + Sync + 'static) -> Result<()> {
+        let f: SharedTask = Arc::new(f);
+        let mut any = false;
+        for inbox in self.inner.inboxes.iter() {
+            any |= inbox.send(Envelope::Broadcast(f.clone()));
+        }
+        if any {
+            Ok(())
+        } else {
+            Err(Error::Stopped)
+        }
+    }
+
+    /// Sends a typed message to a connection (see [`ShardCtx::send`]).
+    pub fn send<M: Send + 'static>(&self, to: ConnId, msg: M) -> Result<()> {
+        let inbox = self
+            .inner
+            .inboxes
+            .get(to.shard())
+            .ok_or(Error::NoSuchShard {
+                index: to.shard(),
+                shards: self.shards(),
+            })?;
+        if inbox.send(Envelope::ToConn {
+            to,
+            msg: Box::new(msg),
+        }) {
+            Ok(())
+        } else {
+            Err(Error::Stopped)
+        }
+    }
+
+    /// Every shard's counters, read without locks.
+    pub fn stats(&self) -> ServerStats {
+        self.inner.stats.snapshot()
+    }
+
+    /// Current settings.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.inner.settings.load_full()
+    }
+
+    /// Changes settings; shards pick them up on their next loop iteration.
+    pub fn update_settings(&self, f: impl FnOnce(&mut Settings)) -> Result<()> {
+        let mut s = Settings::clone(&self.inner.settings.load());
+        f(&mut s);
+        s.validate().map_err(Error::Config)?;
+        self.inner.settings.store(Arc::new(s));
+        for inbox in self.inner.inboxes.iter() {
+            inbox.wake();
+        }
+        Ok(())
+    }
+
+    /// Stops gracefully with the builder's stop timeout (see [`Handle::stop_within`]).
+    pub fn stop(&self) {
+        self.stop_within(self.inner.stop_timeout);
+    }
+
+    /// Stops accepting, asks every protocol to finish
+    /// ([`Protocol::server_stopping`](crate::Protocol::server_stopping), which
+    /// closes after flushing by default) and aborts what is left after
+    /// `deadline`. Returns at once; [`wait`](Handle::wait) joins the threads.
+    pub fn stop_within(&self, deadline: Duration) {
+        if self.inner.stopping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(w) = &self.inner.acceptor_waker {
+            let _ = w.wake();
+        }
+        let deadline = Instant::now() + deadline;
+        for inbox in self.inner.inboxes.iter() {
+            inbox.send(Envelope::Stop { deadline });
+        }
+    }
+
+    /// True once stop was requested.
+    pub fn is_stopping(&self) -> bool {
+        self.inner.stopping.load(Ordering::Acquire)
+    }
+
+    /// Blocks until every server thread has exited.
+    pub fn wait(&self) {
+        let threads = std::mem::take(&mut *self.inner.threads.lock().expect("thread list lock"));
+        let (lock, cvar) = &self.inner.done;
+        if threads.is_empty() {
+            let mut done = lock.lock().expect("done lock");
+            while !*done {
+                done = cvar.wait(done).expect("done lock");
+            }
+            return;
+        }
+        for t in threads {
+            let name = t.thread().name().unwrap_or("?").to_string();
+            if t.join().is_err() {
+                tracing::error!(thread = name, "server thread panicked");
+            }
+        }
+        *lock.lock().expect("done lock") = true;
+        cvar.notify_all();
+    }
+
+    /// Stops and waits.
+    pub fn shutdown(&self) {
+        self.stop();
+        self.wait();
+    }
+}

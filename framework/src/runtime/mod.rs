@@ -1,0 +1,18 @@
+//! Threads and what crosses between them: the builder and `Server` that
+//! start them, the `Handle` that controls them from anywhere, the acceptor
+//! and its balancing policy, the bus between shards, the worker pool.
+
+mod acceptor;
+mod balance;
+mod builder;
+pub(crate) mod bus;
+mod handle;
+mod server;
+pub(crate) mod worker;
+
+pub use balance::{BalancingPolicy, LeastConnections, RoundRobin, ShardLoad};
+pub use builder::{Pinning, ServerBuilder};
+pub use handle::Handle;
+pub use server::Server;
+pub(crate) use server::ServerInner;
+pub use worker::DeferError;

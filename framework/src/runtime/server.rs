@@ -1,0 +1,243 @@
+//! A built server and its start: threads for the shards, the acceptor and
+//! the worker pool, and the state they share (`ServerInner`).
+
+use super::acceptor::{Acceptor, ACCEPTOR_WAKER};
+use super::balance::BalancingPolicy;
+use super::builder::{Pinning, ServerBuilder};
+use super::bus::Inbox;
+use super::handle::Handle;
+use super::worker;
+use crate::api::{Settings, StatsBoard};
+use crate::error::{Error, Result};
+use crate::net::{Addr, Listener};
+use crate::reactor::{Envelope, FactoryMaker, Inboxes, Shard, ShardInit, WAKER_TOKEN};
+use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+static NEXT_SERVER_ID: AtomicUsize = AtomicUsize::new(0);
+
+/// A configured server with its listeners bound. [`run`](Server::run) it, or
+/// [`start`](Server::start) it and keep the [`Handle`].
+pub struct Server {
+    pub(super) shards: usize,
+    pub(super) pinning: Pinning,
+    pub(super) listeners: Vec<Listener>,
+    pub(super) local_addrs: Vec<Addr>,
+    pub(super) makers: Vec<FactoryMaker>,
+    pub(super) max_connections: usize,
+    pub(super) settings: Settings,
+    pub(super) read_buffer_size: usize,
+    pub(super) events_capacity: usize,
+    pub(super) policy: Box<dyn BalancingPolicy>,
+    pub(super) nodelay: bool,
+    pub(super) stop_timeout: Duration,
+    pub(super) timer_tick: Duration,
+    pub(super) worker_threads: usize,
+    pub(super) worker_queue: usize,
+}
+
+impl Server {
+    /// A builder with defaults.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// Bound addresses, in the order listeners were added.
+    pub fn local_addrs(&self) -> &[Addr] {
+        &self.local_addrs
+    }
+
+    /// Starts the server and blocks until it has stopped (through a
+    /// [`Handle`] obtained inside it, e.g. from [`ShardCtx::handle`](crate::ShardCtx::handle)).
+    pub fn run(self) -> Result<()> {
+        self.start()?.wait();
+        Ok(())
+    }
+
+    /// Starts the acceptor and shard threads and returns at once.
+    pub fn start(self) -> Result<Handle> {
+        let id = NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed);
+        let mut polls = Vec::with_capacity(self.shards);
+        let mut inboxes = Vec::with_capacity(self.shards);
+        let mut receivers = Vec::with_capacity(self.shards);
+        for _ in 0..self.shards {
+            let poll = mio::Poll::new()?;
+            let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+            let (inbox, rx) = Inbox::new(waker);
+            polls.push(poll);
+            inboxes.push(inbox);
+            receivers.push(rx);
+        }
+        let acceptor_poll = if self.listeners.is_empty() {
+            None
+        } else {
+            Some(mio::Poll::new()?)
+        };
+        let acceptor_waker = match &acceptor_poll {
+            Some(p) => Some(mio::Waker::new(p.registry(), ACCEPTOR_WAKER)?),
+            None => None,
+        };
+        let inboxes: Inboxes = inboxes.into();
+        let inner = Arc::new(ServerInner {
+            id,
+            inboxes,
+            stats: StatsBoard::new(self.shards),
+            settings: ArcSwap::from_pointee(self.settings),
+            open_total: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+            acceptor_waker,
+            factory_makers: self.makers,
+            local_addrs: self.local_addrs,
+            stop_timeout: self.stop_timeout,
+            threads: Mutex::new(Vec::new()),
+            done: (Mutex::new(false), Condvar::new()),
+        });
+        let handle = Handle {
+            inner: inner.clone(),
+        };
+        let cores = match &self.pinning {
+            Pinning::Off => None,
+            Pinning::Auto => core_affinity::get_core_ids().filter(|c| !c.is_empty()),
+            Pinning::Cores(list) => Some(
+                list.iter()
+                    .map(|&id| core_affinity::CoreId { id })
+                    .collect(),
+            ),
+        };
+        if self.pinning != Pinning::Off && cores.is_none() {
+            tracing::warn!("cannot read this machine's cores; shards run unpinned");
+        }
+        let mut threads = Vec::new();
+        // Shards hold the only senders: when they exit, the workers' queue
+        // disconnects and the workers end too.
+        let pool = if self.worker_threads > 0 {
+            let (tx, rx) = worker::queue(self.worker_queue);
+            for w in 0..self.worker_threads {
+                let rx = rx.clone();
+                let inboxes = inner.inboxes.clone();
+                match std::thread::Builder::new()
+                    .name(format!("sl{id}-worker{w}"))
+                    .spawn(move || worker::work(rx, inboxes))
+                {
+                    Ok(t) => threads.push(t),
+                    Err(e) => return Err(Error::Io(e)),
+                }
+            }
+            Some(tx)
+        } else {
+            None
+        };
+        for (index, (poll, rx)) in polls.into_iter().zip(receivers).enumerate() {
+            let init = ShardInit {
+                index,
+                poll,
+                rx,
+                handle: handle.clone(),
+                read_buffer_size: self.read_buffer_size,
+                events_capacity: self.events_capacity,
+                nodelay: self.nodelay,
+                timer_tick: self.timer_tick,
+                pool: pool.clone(),
+            };
+            let core = cores.as_ref().map(|c| c[index % c.len()]);
+            let spawned = std::thread::Builder::new()
+                .name(format!("sl{id}-shard{index}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        if !core_affinity::set_for_current(core) {
+                            tracing::warn!(
+                                shard = index,
+                                core = core.id,
+                                "could not pin shard to core"
+                            );
+                        }
+                    }
+                    Shard::new(init).run();
+                });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    handle.stop();
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(Error::Io(e));
+                }
+            }
+        }
+        if let Some(poll) = acceptor_poll {
+            let acceptor = Acceptor {
+                poll,
+                listeners: self.listeners,
+                inner: inner.clone(),
+                policy: self.policy,
+                max_connections: self.max_connections,
+            };
+            match std::thread::Builder::new()
+                .name(format!("sl{id}-acceptor"))
+                .spawn(move || acceptor.run())
+            {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    handle.stop();
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(Error::Io(e));
+                }
+            }
+        }
+        *inner.threads.lock().expect("thread list lock") = threads;
+        Ok(handle)
+    }
+}
+
+pub(crate) struct ServerInner {
+    pub(crate) id: usize,
+    pub(crate) inboxes: Inboxes,
+    pub(crate) stats: StatsBoard,
+    pub(crate) settings: ArcSwap<Settings>,
+    pub(crate) open_total: AtomicUsize,
+    pub(crate) stopping: AtomicBool,
+    pub(super) acceptor_waker: Option<mio::Waker>,
+    pub(crate) factory_makers: Vec<FactoryMaker>,
+    pub(super) local_addrs: Vec<Addr>,
+    pub(super) stop_timeout: Duration,
+    /// Only touched by `start` and `wait`, never on the hot path.
+    pub(super) threads: Mutex<Vec<JoinHandle<()>>>,
+    pub(super) done: (Mutex<bool>, Condvar),
+}
+
+impl ServerInner {
+    /// A one-shard server with no threads, for the testing kit's detached
+    /// shard: real inbox and poller, driven by hand.
+    pub(crate) fn detached(
+        settings: Settings,
+    ) -> Result<(
+        Arc<ServerInner>,
+        mio::Poll,
+        crossbeam_channel::Receiver<Envelope>,
+    )> {
+        let poll = mio::Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+        let (inbox, rx) = Inbox::new(waker);
+        let inner = Arc::new(ServerInner {
+            id: NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed),
+            inboxes: vec![inbox].into(),
+            stats: StatsBoard::new(1),
+            settings: ArcSwap::from_pointee(settings),
+            open_total: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+            acceptor_waker: None,
+            factory_makers: Vec::new(),
+            local_addrs: Vec::new(),
+            stop_timeout: Duration::from_secs(5),
+            threads: Mutex::new(Vec::new()),
+            done: (Mutex::new(true), Condvar::new()),
+        });
+        Ok((inner, poll, rx))
+    }
+}

@@ -1,0 +1,111 @@
+//! A real shard with no thread and no poller events, driven by hand: the
+//! test says when a connection is readable or writable and when the clock
+//! moves, and the shard runs exactly the code it runs in production
+//! (reads, callbacks, flushes, closes, timers).
+
+use super::fake_socket::FakeSocket;
+use crate::api::{ConnId, Settings};
+use crate::error::Result;
+use crate::net::Stream;
+use crate::reactor::{ErasedProto, Readiness, Shard, ShardCtx, ShardInit};
+use crate::runtime::{Handle, ServerInner};
+use std::time::Duration;
+
+/// Rounds of ready work one step runs at most: enough for any cascade of
+/// callbacks, bounded so a protocol that messages itself forever cannot hang a test.
+const MAX_ROUNDS: usize = 64;
+
+pub(crate) struct Driver {
+    shard: Shard,
+}
+
+impl Driver {
+    /// A one-shard server's shard on a manual clock. `read_buffer_size` is
+    /// the shard's shared read buffer (small ones exercise partial reads).
+    pub(crate) fn new(settings: Settings, tick: Duration, read_buffer_size: usize) -> Result<Self> {
+        let (inner, poll, rx) = ServerInner::detached(settings)?;
+        let mut shard = Shard::new(ShardInit {
+            index: 0,
+            poll,
+            rx,
+            handle: Handle { inner },
+            read_buffer_size,
+            events_capacity: 16,
+            nodelay: true,
+            timer_tick: tick,
+            pool: None,
+        });
+        let ctx = shard.ctx_mut();
+        ctx.inline_deferred = true;
+        let origin = ctx.timers.origin();
+        ctx.timers.set_manual_clock(origin);
+        ctx.update_clock();
+        Ok(Driver { shard })
+    }
+
+    /// Opens a connection over `socket` driven by `proto`, as an accept would.
+    pub(crate) fn open(&mut self, socket: &FakeSocket, proto: Box<dyn ErasedProto>) -> ConnId {
+        let id = self
+            .shard
+            .adopt(
+                Stream::Virtual(Box::new(socket.clone())),
+                proto,
+                Some(socket.end_recorder()),
+            )
+            .expect("a fake socket always has addresses");
+        self.settle();
+        id
+    }
+
+    /// The poller reports the connection readable and/or writable.
+    pub(crate) fn ready(&mut self, id: ConnId, readable: bool, writable: bool) {
+        self.ready_with(
+            id,
+            Readiness {
+                readable,
+                writable,
+                read_closed: false,
+            },
+        );
+    }
+
+    /// The poller reports `readiness` for the connection (e.g. the peer's
+    /// FIN arrived: `read_closed`).
+    pub(crate) fn ready_with(&mut self, id: ConnId, readiness: Readiness) {
+        if self.shard.live(id) {
+            self.shard.on_ready(id.slot(), readiness);
+        }
+        self.settle();
+    }
+
+    /// Moves the manual clock and runs everything that falls due.
+    pub(crate) fn advance(&mut self, by: Duration) {
+        let ctx = self.shard.ctx_mut();
+        let now = ctx.now() + by;
+        ctx.timers.set_manual_clock(now);
+        ctx.update_clock();
+        self.settle();
+    }
+
+    /// Runs loop iterations (without polling) until nothing is ready.
+    pub(crate) fn settle(&mut self) {
+        for _ in 0..MAX_ROUNDS {
+            self.shard.run_ready_work();
+            if !self.shard.has_ready_work() {
+                break;
+            }
+        }
+    }
+
+    pub(crate) fn shard(&mut self) -> &mut Shard {
+        &mut self.shard
+    }
+
+    pub(crate) fn shard_ref(&self) -> &Shard {
+        &self.shard
+    }
+
+    pub(crate) fn ctx(&mut self) -> &mut ShardCtx {
+        self.shard.ctx_mut()
+    }
+}
