@@ -35,6 +35,14 @@ pub enum Error {
         /// How many shards there are.
         shards: usize,
     },
+    /// A shard thread died; the server stopped.
+    #[error("shard {shard} died: {message}")]
+    ShardDied {
+        /// The shard's index.
+        shard: usize,
+        /// Its panic's message.
+        message: String,
+    },
     /// The server has stopped and no longer accepts work.
     #[error("the server has stopped")]
     Stopped,

@@ -62,5 +62,5 @@ pub use net::{endpoint, Addr};
 pub use reactor::{Conn, Factory, Protocol, ShardCtx, TimerHandle};
 pub use runtime::{
     BalancingPolicy, DeferError, Handle, LeastConnections, Pinning, RoundRobin, Server,
-    ServerBuilder, ShardLoad,
+    ServerBuilder, ShardDeath, ShardLoad,
 };

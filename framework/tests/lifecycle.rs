@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use shardloop::{CloseReason, Conn, ConnId, Protocol};
+use shardloop::{CloseReason, Conn, ConnId, Protocol, Settings};
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -148,7 +148,12 @@ fn close_after_16_mib_to_slow_reader_delivers_everything_before_fin() {
     init_tracing();
     let lost = Arc::new(Mutex::new(None));
     let lost2 = lost.clone();
+    // It writes 16 MiB in one callback: raise the output cap to fit.
     let h = builder(1)
+        .settings(Settings {
+            max_output_buffer: 2 * BIG,
+            ..Settings::default()
+        })
         .listen("127.0.0.1:0", move |_| {
             let lost = lost2.clone();
             move |_| Firehose { lost: lost.clone() }

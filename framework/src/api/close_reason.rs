@@ -30,6 +30,15 @@ pub enum CloseReason {
     /// The protocol closed the connection because the peer broke its rules
     /// (a line too long, a malformed frame); output was still flushed.
     ProtocolError(String),
+    /// A graceful close did not finish flushing within the close timeout
+    /// (the peer stopped reading); the connection was aborted.
+    CloseTimeout,
+    /// A write would have grown the connection's unsent output past
+    /// `max_output_buffer` (a peer that does not read); the connection was aborted.
+    OutputOverflow,
+    /// The protocol's read deadline passed without the progress it waited
+    /// for (a complete request, say); output was still flushed.
+    ReadTimeout,
 }
 
 impl CloseReason {
@@ -41,13 +50,14 @@ impl CloseReason {
     }
 
     /// True for a close where no output was lost (`Done`, `PeerClosed`,
-    /// `IdleTimeout`, and a graceful `ServerStopped`).
+    /// `IdleTimeout`, `ReadTimeout`, and a graceful `ServerStopped`).
     pub fn is_clean(&self) -> bool {
         matches!(
             self,
             CloseReason::Done
                 | CloseReason::PeerClosed
                 | CloseReason::IdleTimeout
+                | CloseReason::ReadTimeout
                 | CloseReason::ServerStopped
         )
     }
@@ -64,6 +74,9 @@ impl fmt::Display for CloseReason {
             CloseReason::CallbackPanic => f.write_str("protocol callback panicked"),
             CloseReason::ServerStopped => f.write_str("server stopped"),
             CloseReason::ProtocolError(why) => write!(f, "protocol error: {why}"),
+            CloseReason::CloseTimeout => f.write_str("close timed out flushing output"),
+            CloseReason::OutputOverflow => f.write_str("output buffer limit exceeded"),
+            CloseReason::ReadTimeout => f.write_str("read timeout"),
         }
     }
 }

@@ -22,6 +22,15 @@ pub struct Settings {
     /// A callback that holds the loop longer than this is counted as slow
     /// and logged: it delays every other connection on the shard.
     pub slow_callback_threshold: Duration,
+    /// Output bytes a connection may hold unsent. Above `high_water_mark`
+    /// the shard stops reading from the peer (TCP flow control then slows a
+    /// peer that sends without reading); a write past this cap aborts the
+    /// connection with [`CloseReason::OutputOverflow`](crate::CloseReason::OutputOverflow).
+    pub max_output_buffer: usize,
+    /// How long a graceful close may take to flush its output; a peer that
+    /// stops reading is then aborted with
+    /// [`CloseReason::CloseTimeout`](crate::CloseReason::CloseTimeout).
+    pub close_timeout: Duration,
     /// After a graceful close has sent FIN, how long the shard keeps
     /// draining the peer's unread input before closing the socket (closing
     /// with unread input would send RST and could destroy data in flight).
@@ -41,6 +50,8 @@ impl Default for Settings {
             high_water_mark: 1024 * 1024,
             low_water_mark: 256 * 1024,
             slow_callback_threshold: Duration::from_millis(50),
+            max_output_buffer: 4 * 1024 * 1024,
+            close_timeout: Duration::from_secs(30),
             close_linger: Duration::from_secs(2),
             max_connections_per_shard: 1 << 20,
             max_bus_messages_per_iteration: 4096,
@@ -55,6 +66,12 @@ impl Settings {
             return Err(format!(
                 "low_water_mark ({}) must not exceed high_water_mark ({})",
                 self.low_water_mark, self.high_water_mark
+            ));
+        }
+        if self.max_output_buffer < self.high_water_mark {
+            return Err(format!(
+                "max_output_buffer ({}) must be at least high_water_mark ({})",
+                self.max_output_buffer, self.high_water_mark
             ));
         }
         if self.max_read_per_iteration == 0 {

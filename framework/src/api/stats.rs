@@ -83,6 +83,25 @@ counters! {
     idle_timeouts,
     /// Outbound connections that could not be established.
     connect_failures,
+    /// Outbound connections established.
+    outbound_connected,
+    /// Accepted connections closed (any reason): with the acceptor's count
+    /// of connections handed over, the shard's open inbound connections.
+    inbound_closed,
+    /// Outbound connections closed after connecting.
+    outbound_closed,
+    /// Writes refused because the connection's output was already shut
+    /// (after FIN, or during `connection_lost`); their bytes were dropped.
+    writes_refused,
+    /// Connections aborted because a write would exceed `max_output_buffer`.
+    output_overflows,
+    /// Times the shard stopped reading a connection because its output was
+    /// above the high-water mark.
+    backpressure_pauses,
+    /// Graceful closes aborted because they did not flush within `close_timeout`.
+    close_timeouts,
+    /// Connections closed by their protocol's read deadline.
+    read_timeouts,
 }
 
 impl ShardStats {
@@ -104,6 +123,8 @@ pub struct ServerStats {
     pub shards: Vec<ShardStats>,
     /// Connections the acceptor closed at once because the global limit was reached.
     pub rejected_by_acceptor: u64,
+    /// Shards whose thread died (see [`Handle::shard_deaths`](crate::Handle::shard_deaths)).
+    pub dead_shards: Vec<usize>,
 }
 
 impl ServerStats {
@@ -143,13 +164,15 @@ impl StatsBoard {
                 .map(|(i, s)| s.snapshot(i))
                 .collect(),
             rejected_by_acceptor: self.rejected_by_acceptor.load(Relaxed),
+            dead_shards: Vec::new(),
         }
     }
 
-    /// Connections a shard closed or rejected, as last published (used by balancing).
+    /// Accepted connections a shard closed or rejected, as last published
+    /// (used by balancing: outbound connections are not the acceptor's).
     pub(crate) fn gone(&self, shard: usize) -> u64 {
         let s = &self.shards[shard];
-        s.connections_closed.load(Relaxed) + s.connections_rejected.load(Relaxed)
+        s.inbound_closed.load(Relaxed) + s.connections_rejected.load(Relaxed)
     }
 }
 
@@ -164,6 +187,7 @@ mod tests {
             events: 10,
             wakeups: 4,
             connections_closed: 3,
+            inbound_closed: 2,
             ..LocalCounters::default()
         };
         board.shards[0].publish(&a);
@@ -175,6 +199,6 @@ mod tests {
         assert_eq!(s.shards[0].events_per_wake(), 2.5);
         assert_eq!(s.total().events, 11);
         assert_eq!(s.total().connections_closed, 6);
-        assert_eq!(board.gone(1), 3);
+        assert_eq!(board.gone(1), 2, "inbound closes only");
     }
 }

@@ -109,6 +109,12 @@ pub trait FrameProtocol<D: Decoder>: Sized + 'static {
     fn server_stopping(&mut self, conn: &mut FramedConn<'_, '_, D, Self>) {
         conn.close();
     }
+
+    /// An outbound connection could not be established (see
+    /// [`Protocol::connect_failed`]); the default logs it.
+    fn connect_failed(&mut self, _shard: &mut ShardCtx, error: &std::io::Error) {
+        tracing::debug!(%error, "framed outbound connection failed");
+    }
 }
 
 /// The adapter: a [`Protocol`] wrapping a [`FrameProtocol`].
@@ -260,7 +266,7 @@ impl<D: Decoder, P: FrameProtocol<D>> Protocol for Framed<D, P> {
         self.with(conn, |p, c| p.server_stopping(c));
     }
 
-    fn connect_failed(&mut self, _shard: &mut ShardCtx, error: &std::io::Error) {
-        tracing::debug!(%error, "framed outbound connection failed");
+    fn connect_failed(&mut self, shard: &mut ShardCtx, error: &std::io::Error) {
+        self.inner.connect_failed(shard, error);
     }
 }

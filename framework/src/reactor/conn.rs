@@ -46,21 +46,53 @@ impl<'a, P: Protocol> Conn<'a, P> {
         &self.core.local
     }
 
-    /// Queues bytes for sending. Ignored once the connection is aborted or
-    /// finished (after `connection_lost`).
+    /// Queues bytes for sending. Refused (dropped and counted in
+    /// `writes_refused`) once the output is shut: after
+    /// [`shutdown_write`](Conn::shutdown_write) or a close has sent FIN,
+    /// during `connection_lost`, or after an abort. A write that would grow
+    /// the unsent output past `max_output_buffer` aborts the connection
+    /// ([`CloseReason::OutputOverflow`]).
     pub fn write(&mut self, data: &[u8]) {
-        if self.core.accepts_output() && !data.is_empty() {
+        if self.admit(data.len()) {
             self.core.out.push(data, &mut self.ctx.pool);
             self.ctx.mark_dirty(self.core);
         }
     }
 
-    /// Queues an owned buffer; large ones are sent without a copy.
+    /// Queues an owned buffer; large ones are sent without a copy. Same
+    /// rules as [`write`](Conn::write).
     pub fn write_owned(&mut self, data: Vec<u8>) {
-        if self.core.accepts_output() && !data.is_empty() {
+        if self.admit(data.len()) {
             self.core.out.push_owned(data, &mut self.ctx.pool);
             self.ctx.mark_dirty(self.core);
         }
+    }
+
+    /// Whether `n` more bytes may be queued.
+    fn admit(&mut self, n: usize) -> bool {
+        if n == 0 {
+            return false;
+        }
+        if !self.core.accepts_output() {
+            self.ctx.counters.writes_refused += 1;
+            tracing::debug!(conn = %self.core.id, bytes = n, "write after the output was shut; dropped");
+            return false;
+        }
+        let limit = self.ctx.settings.max_output_buffer;
+        if self.core.out.len().saturating_add(n) > limit {
+            self.ctx.counters.output_overflows += 1;
+            tracing::warn!(
+                conn = %self.core.id,
+                buffered = self.core.out.len(),
+                bytes = n,
+                limit,
+                "output buffer limit exceeded (the peer is not reading); aborting"
+            );
+            self.core.abort_requested = true;
+            self.core.close_reason = Some(CloseReason::OutputOverflow);
+            return false;
+        }
+        true
     }
 
     /// Queues several buffers in order (they go out in one `writev` with
@@ -89,6 +121,23 @@ impl<'a, P: Protocol> Conn<'a, P> {
         tracing::debug!(conn = %self.core.id, %why, "closing on protocol error");
         self.core
             .begin_close(CloseReason::ProtocolError(why), self.ctx);
+    }
+
+    /// Half-closes: everything written so far is sent, then FIN; the
+    /// connection stays open for reading (Twisted's `loseWriteConnection`).
+    /// Later writes are refused. The connection ends when the protocol
+    /// calls [`close`](Conn::close) (at once if its output is out), e.g. from
+    /// `eof_received`.
+    pub fn shutdown_write(&mut self) {
+        if self.core.phase == Phase::Open && !self.core.abort_requested && !self.core.half_close {
+            self.core.half_close = true;
+            self.ctx.mark_dirty(self.core);
+        }
+    }
+
+    /// True once [`shutdown_write`](Conn::shutdown_write) was called.
+    pub fn is_write_shut(&self) -> bool {
+        self.core.half_close
     }
 
     /// Closes at once: pending output is dropped and the peer gets RST.
@@ -127,11 +176,50 @@ impl<'a, P: Protocol> Conn<'a, P> {
     /// Sets (or clears) this connection's idle timeout: it is closed with
     /// [`CloseReason::IdleTimeout`] after receiving nothing for `timeout`.
     /// Resetting on each read costs one store, no timer operation.
+    ///
+    /// Takes effect at once, shorter or longer than before: the check is
+    /// rescheduled on every call.
     pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
         self.core.idle_ticks = timeout.map(|t| self.ctx.timers.ticks_of(t).max(1));
         self.core.last_read_tick = self.ctx.now_tick;
-        if self.core.idle_ticks.is_some() && !self.core.idle_armed {
-            self.ctx.arm_idle(self.core);
+        self.ctx.arm_idle(self.core);
+    }
+
+    /// Sets (or clears, with `None`) a deadline for progress the protocol
+    /// is waiting for, e.g. "a complete request within 10 s": unlike the idle
+    /// timeout, reading bytes does not push it back, so a peer that trickles
+    /// one byte at a time (slowloris) is still closed. Each call replaces the
+    /// previous deadline; clear it once the request is complete. At the
+    /// deadline the connection is closed after flushing, with
+    /// [`CloseReason::ReadTimeout`].
+    ///
+    /// ```
+    /// # use shardloop::{Conn, Protocol};
+    /// # use std::time::Duration;
+    /// struct Request { buf: Vec<u8> }
+    /// impl Protocol for Request {
+    ///     type Message = ();
+    ///     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
+    ///         conn.set_read_timeout(Some(Duration::from_secs(10)));
+    ///     }
+    ///     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+    ///         self.buf.extend_from_slice(data);
+    ///         if self.buf.ends_with(b"\r\n\r\n") {
+    ///             conn.write(b"done\r\n");
+    ///             // The next request gets its own 10 s.
+    ///             conn.set_read_timeout(Some(Duration::from_secs(10)));
+    ///             self.buf.clear();
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        if let Some(old) = self.core.read_deadline.take() {
+            self.ctx.timers.cancel_id(old);
+        }
+        if let Some(t) = timeout {
+            let task = TimerTask::ReadDeadline(self.core.id);
+            self.core.read_deadline = Some(self.ctx.timers.insert_after(t, task));
         }
     }
 
@@ -154,7 +242,9 @@ impl<'a, P: Protocol> Conn<'a, P> {
                 }
             },
         );
-        self.ctx.timers.once(delay, TimerTask::ConnOnce { conn, f })
+        let h = self.ctx.timers.once(delay, TimerTask::ConnOnce { conn, f });
+        self.core.track_timer(h, &self.ctx.timers);
+        h
     }
 
     /// Runs `f` every `interval` while the connection is open, until
@@ -171,7 +261,9 @@ impl<'a, P: Protocol> Conn<'a, P> {
                 }
             },
         );
-        self.ctx.timers.repeat(interval, RepeatFn::Conn(conn, f))
+        let h = self.ctx.timers.repeat(interval, RepeatFn::Conn(conn, f));
+        self.core.track_timer(h, &self.ctx.timers);
+        h
     }
 
     /// Cancels a timer; false if it already fired or was cancelled.

@@ -2,8 +2,10 @@
 //! output queue, phase of its life, flags the loop acts on.
 
 use super::shard_ctx::ShardCtx;
+use super::timers::{TimerHandle, TimerTask, Timers};
 use crate::api::{CloseReason, ConnId};
 use crate::net::{Addr, Stream, WriteBuf};
+use crate::timer_wheel::TimerId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -27,8 +29,20 @@ pub(crate) struct ConnCore {
     pub(crate) close_reason: Option<CloseReason>,
     pub(crate) abort_requested: bool,
     pub(crate) panicked: bool,
+    /// The protocol paused reading.
     pub(crate) read_paused: bool,
+    /// The shard paused reading: output is above the high-water mark, so
+    /// TCP flow control slows a peer that sends without reading.
+    pub(crate) backpressure: bool,
     pub(crate) producing_paused: bool,
+    /// No more output is accepted: FIN was sent or `connection_lost` began.
+    pub(crate) output_shut: bool,
+    /// `shutdown_write` was called: FIN once the output is flushed.
+    pub(crate) half_close: bool,
+    /// FIN has been sent.
+    pub(crate) fin_sent: bool,
+    /// Accepted from a listener (false: an outbound connection).
+    pub(crate) inbound: bool,
     /// Listed in the shard's flush list this iteration.
     pub(crate) dirty: bool,
     /// The socket refused output; waiting for a writable event.
@@ -39,7 +53,15 @@ pub(crate) struct ConnCore {
     /// `resume_reading` was called: tell the protocol before reading.
     pub(crate) resumed: bool,
     pub(crate) idle_ticks: Option<u64>,
-    pub(crate) idle_armed: bool,
+    /// The idle check in the wheel (fires at `last_read_tick + idle_ticks`
+    /// or later: reads only store the tick, the check re-arms itself).
+    pub(crate) idle_timer: Option<TimerId>,
+    /// The protocol's read deadline, if armed.
+    pub(crate) read_deadline: Option<TimerId>,
+    /// The deadline of the current phase: connect, close flush, or linger.
+    pub(crate) phase_timer: Option<TimerId>,
+    /// Timers the protocol set on this connection (cancelled on release).
+    pub(crate) timers: Vec<TimerHandle>,
     pub(crate) last_read_tick: u64,
     /// Told when the connection is made and when it ends (reconnecting clients).
     pub(crate) observer: Option<Box<dyn ConnObserver>>,
@@ -89,29 +111,86 @@ impl ConnCore {
             abort_requested: false,
             panicked: false,
             read_paused: false,
+            backpressure: false,
             producing_paused: false,
+            output_shut: false,
+            half_close: false,
+            fin_sent: false,
+            inbound: true,
             dirty: false,
             write_blocked: false,
             read_closed: false,
             peer_eof: false,
             resumed: false,
             idle_ticks: None,
-            idle_armed: false,
+            idle_timer: None,
+            read_deadline: None,
+            phase_timer: None,
+            timers: Vec::new(),
             last_read_tick: now_tick,
             observer: None,
         }
     }
 
     pub(crate) fn accepts_output(&self) -> bool {
-        matches!(self.phase, Phase::Open | Phase::Closing) && !self.abort_requested
+        matches!(self.phase, Phase::Open | Phase::Closing)
+            && !self.abort_requested
+            && !self.output_shut
     }
 
-    /// Starts a graceful close: flush, then FIN.
+    /// True while the shard should read from the socket.
+    pub(crate) fn wants_input(&self) -> bool {
+        !self.read_paused && !self.backpressure && !self.peer_eof
+    }
+
+    /// Starts a graceful close: flush, then FIN. A close that has not
+    /// finished flushing within `close_timeout` is aborted.
     pub(crate) fn begin_close(&mut self, reason: CloseReason, ctx: &mut ShardCtx) {
         if self.phase == Phase::Open && !self.abort_requested {
             self.phase = Phase::Closing;
             self.close_reason.get_or_insert(reason);
+            let timeout = ctx.settings.close_timeout;
+            self.set_phase_timer(&mut ctx.timers, timeout, TimerTask::CloseDeadline(self.id));
             ctx.mark_dirty(self);
+        }
+    }
+
+    /// Replaces the phase deadline.
+    pub(crate) fn set_phase_timer(
+        &mut self,
+        timers: &mut Timers,
+        after: std::time::Duration,
+        task: TimerTask,
+    ) {
+        if let Some(old) = self.phase_timer.take() {
+            timers.cancel_id(old);
+        }
+        self.phase_timer = Some(timers.insert_after(after, task));
+    }
+
+    /// Remembers a protocol timer so it is cancelled with the connection;
+    /// forgets those that ran, now and then, so the list stays short.
+    pub(crate) fn track_timer(&mut self, h: TimerHandle, timers: &Timers) {
+        if self.timers.len() >= 16 && self.timers.len().is_power_of_two() {
+            self.timers.retain(|t| timers.is_pending(*t));
+        }
+        self.timers.push(h);
+    }
+
+    /// Cancels every timer of this connection (it is being released).
+    pub(crate) fn cancel_timers(&mut self, timers: &mut Timers) {
+        for h in self.timers.drain(..) {
+            timers.cancel(h);
+        }
+        for id in [
+            self.idle_timer.take(),
+            self.read_deadline.take(),
+            self.phase_timer.take(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            timers.cancel_id(id);
         }
     }
 }

@@ -102,7 +102,7 @@ impl Shard {
         }
         self.ctx.stopping = true;
         let left = deadline.saturating_duration_since(Instant::now());
-        self.ctx.timers.once(left, TimerTask::StopDeadline);
+        self.ctx.timers.insert_after(left, TimerTask::StopDeadline);
         let slots: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for slot in slots {
             let c = &mut self.conns[slot];
@@ -118,18 +118,18 @@ impl Shard {
         }
     }
 
+    /// Runs every timer due now, in deadline order. One cancelled by an
+    /// earlier one of the same batch is skipped.
     pub(super) fn fire_timers(&mut self) {
         let now = self.ctx.now_tick;
-        self.ctx.timers.wheel.advance(now, &mut self.fired);
-        if self.fired.is_empty() {
-            return;
+        let due = self.ctx.timers.collect_due(now);
+        for i in 0..due {
+            if let Some(task) = self.ctx.timers.take_firing(i) {
+                self.ctx.counters.timers_fired += 1;
+                self.run_timer(task, now);
+            }
         }
-        self.ctx.counters.timers_fired += self.fired.len() as u64;
-        let mut fired = std::mem::take(&mut self.fired);
-        for (_, task) in fired.drain(..) {
-            self.run_timer(task, now);
-        }
-        self.fired = fired;
+        self.ctx.timers.end_firing();
     }
 
     pub(super) fn run_timer(&mut self, task: TimerTask, now: u64) {
@@ -158,9 +158,9 @@ impl Shard {
                     RepeatFn::Conn(conn, mut f) => {
                         if !self.live(conn) || self.conns[conn.slot()].proto.is_none() {
                             // Its connection is gone: the repeating timer ends.
-                            self.ctx
-                                .timers
-                                .cancel(TimerHandle(HandleKind::Repeat { key, generation }));
+                            let shard = self.ctx.index as u16;
+                            let kind = HandleKind::Repeat { key, generation };
+                            self.ctx.timers.cancel(TimerHandle { shard, kind });
                             return;
                         }
                         let c = &mut self.conns[conn.slot()];
@@ -179,18 +179,44 @@ impl Shard {
                     return;
                 }
                 let c = &mut self.conns[conn.slot()];
-                c.core.idle_armed = false;
+                c.core.idle_timer = None;
                 let Some(idle) = c.core.idle_ticks else {
                     return;
                 };
                 if c.core.phase != Phase::Open {
                     return;
                 }
-                let due = c.core.last_read_tick + idle;
+                let due = c.core.last_read_tick.saturating_add(idle);
                 if now >= due {
                     c.core.begin_close(CloseReason::IdleTimeout, &mut self.ctx);
                 } else {
                     self.ctx.arm_idle(&mut c.core);
+                }
+            }
+            TimerTask::ReadDeadline(conn) => {
+                if !self.live(conn) {
+                    return;
+                }
+                let c = &mut self.conns[conn.slot()];
+                c.core.read_deadline = None;
+                if c.core.phase == Phase::Open && c.proto.is_some() {
+                    self.ctx.counters.read_timeouts += 1;
+                    tracing::debug!(conn = %conn, "read deadline passed; closing");
+                    c.core.begin_close(CloseReason::ReadTimeout, &mut self.ctx);
+                }
+            }
+            TimerTask::CloseDeadline(conn) => {
+                if self.live(conn) && self.conns[conn.slot()].core.phase == Phase::Closing {
+                    let c = &mut self.conns[conn.slot()];
+                    c.core.phase_timer = None;
+                    self.ctx.counters.close_timeouts += 1;
+                    tracing::warn!(
+                        conn = %conn,
+                        unsent = c.core.out.len(),
+                        "graceful close did not flush in time (peer not reading); aborting"
+                    );
+                    c.core.close_reason = Some(CloseReason::CloseTimeout);
+                    self.finish(conn.slot(), CloseReason::CloseTimeout, true);
                 }
             }
             TimerTask::Linger(conn) => {

@@ -111,7 +111,7 @@ impl Shard {
                 Phase::Closing | Phase::Connecting => return,
                 Phase::Open => {}
             }
-            if c.core.read_paused || c.core.peer_eof || c.proto.is_none() {
+            if !c.core.wants_input() || c.proto.is_none() {
                 return;
             }
             match c.core.stream.read(&mut self.read_buf) {
@@ -204,7 +204,18 @@ impl Shard {
                 Err(e) => return self.finish(slot, CloseReason::io(&e), true),
             }
         }
-        if c.core.producing_paused && c.core.out.len() <= self.ctx.settings.low_water_mark {
+        let low = self.ctx.settings.low_water_mark;
+        if c.core.backpressure && c.core.out.len() <= low {
+            c.core.backpressure = false;
+            self.ctx.read_again.push(c.core.id);
+        }
+        if c.core.half_close && !c.core.fin_sent && c.core.out.is_empty() {
+            // shutdown_write: everything is out, so FIN now; keep reading.
+            c.core.stream.shutdown_write();
+            c.core.fin_sent = true;
+            c.core.output_shut = true;
+        }
+        if c.core.producing_paused && c.core.out.len() <= low {
             c.core.producing_paused = false;
             invoke(c, &mut self.ctx, |p, core, ctx| {
                 p.resume_producing(core, ctx)

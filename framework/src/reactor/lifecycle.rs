@@ -49,10 +49,14 @@ impl Shard {
                 self.finish(slot, reason, true);
                 return false;
             }
-            if c.proto.is_some()
-                && !c.core.producing_paused
-                && c.core.out.len() >= self.ctx.settings.high_water_mark
-            {
+            let high = self.ctx.settings.high_water_mark;
+            if c.core.out.len() >= high && !c.core.backpressure && c.core.phase == Phase::Open {
+                // Stop reading until the output drains: a peer that sends
+                // without reading is then slowed by TCP flow control.
+                c.core.backpressure = true;
+                self.ctx.counters.backpressure_pauses += 1;
+            }
+            if c.proto.is_some() && !c.core.producing_paused && c.core.out.len() >= high {
                 c.core.producing_paused = true;
                 self.ctx.counters.producer_pauses += 1;
                 invoke(c, &mut self.ctx, |p, core, ctx| {
@@ -69,7 +73,11 @@ impl Shard {
     /// linger until the peer's EOF (or a deadline) before closing the socket.
     pub(super) fn send_fin(&mut self, slot: usize) {
         let c = &mut self.conns[slot];
-        c.core.stream.shutdown_write();
+        if !c.core.fin_sent {
+            c.core.stream.shutdown_write();
+            c.core.fin_sent = true;
+        }
+        c.core.output_shut = true;
         let reason = c.core.close_reason.clone().unwrap_or(CloseReason::Done);
         self.lose(slot, &reason);
         let c = &mut self.conns[slot];
@@ -78,8 +86,8 @@ impl Shard {
         }
         c.core.phase = Phase::Lingering;
         let linger = self.ctx.settings.close_linger;
-        let id = c.core.id;
-        self.ctx.timers.once(linger, TimerTask::Linger(id));
+        let task = TimerTask::Linger(c.core.id);
+        c.core.set_phase_timer(&mut self.ctx.timers, linger, task);
         self.drain_lingering(slot);
     }
 
@@ -89,6 +97,9 @@ impl Shard {
         let Some(mut proto) = c.proto.take() else {
             return;
         };
+        // Nothing written from here on can be sent: refuse it rather than
+        // let a write after FIN turn a graceful close into a reset.
+        c.core.output_shut = true;
         let core = &mut c.core;
         let ctx = &mut self.ctx;
         // Unwind safety: the protocol is already out of the table and is
@@ -121,6 +132,12 @@ impl Shard {
     pub(super) fn release(&mut self, slot: usize, rst: bool) {
         let mut c = self.conns.remove(slot);
         c.core.out.clear(&mut self.ctx.pool);
+        c.core.cancel_timers(&mut self.ctx.timers);
+        if c.core.inbound {
+            self.ctx.counters.inbound_closed += 1;
+        } else if c.core.phase != Phase::Connecting {
+            self.ctx.counters.outbound_closed += 1;
+        }
         if rst {
             c.core.stream.reset_on_close();
         }

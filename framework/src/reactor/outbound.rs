@@ -55,14 +55,15 @@ impl Shard {
                 self.ctx.now_tick,
             );
             core.observer = pc.observer;
+            core.inbound = false;
+            if let Some(t) = pc.timeout {
+                core.set_phase_timer(&mut self.ctx.timers, t, TimerTask::ConnectTimeout(id));
+            }
             entry.insert(Connection {
                 core,
                 proto: Some(proto),
             });
             self.inner.open_total.fetch_add(1, Ordering::Relaxed);
-            if let Some(t) = pc.timeout {
-                self.ctx.timers.once(t, TimerTask::ConnectTimeout(id));
-            }
         }
     }
 
@@ -81,6 +82,9 @@ impl Shard {
             return self.fail_connect(slot, e);
         }
         c.core.phase = Phase::Open;
+        if let Some(t) = c.core.phase_timer.take() {
+            self.ctx.timers.cancel_id(t);
+        }
         if let Ok(local) = c.core.stream.local_addr() {
             c.core.local = local;
         }
@@ -92,6 +96,7 @@ impl Shard {
         c.core.idle_ticks = idle;
         c.core.last_read_tick = self.ctx.now_tick;
         self.ctx.counters.connections_accepted += 1;
+        self.ctx.counters.outbound_connected += 1;
         self.ctx.arm_idle(&mut c.core);
         if let Some(o) = c.core.observer.as_mut() {
             o.made(&mut self.ctx);
@@ -105,6 +110,7 @@ impl Shard {
 
     pub(super) fn fail_connect(&mut self, slot: usize, error: io::Error) {
         let mut c = self.conns.remove(slot);
+        c.core.cancel_timers(&mut self.ctx.timers);
         let _ = self.poll.registry().deregister(&mut c.core.stream);
         self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
         self.report_connect_failure(c.proto.take(), c.core.observer.take(), error);

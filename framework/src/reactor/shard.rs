@@ -15,11 +15,9 @@ use super::conn_core::ConnCore;
 use super::envelope::Envelope;
 use super::erased::{ErasedFactory, ErasedProto};
 use super::shard_ctx::ShardCtx;
-use super::timers::TimerTask;
 use crate::api::ConnId;
 use crate::runtime::worker::PoolSender;
 use crate::runtime::{Handle, ServerInner};
-use crate::timer_wheel::TimerId;
 use crossbeam_channel::Receiver;
 use mio::{Events, Poll, Token};
 use slab::Slab;
@@ -70,7 +68,6 @@ pub(crate) struct Shard {
     pub(super) factories: Vec<Box<dyn ErasedFactory>>,
     pub(super) read_buf: Box<[u8]>,
     pub(super) envelopes: Vec<Envelope>,
-    pub(super) fired: Vec<(TimerId, TimerTask)>,
     pub(super) next_generation: u32,
     pub(super) nodelay: bool,
     #[cfg(target_os = "linux")]
@@ -112,7 +109,6 @@ impl Shard {
             factories,
             read_buf: vec![0u8; init.read_buffer_size].into_boxed_slice(),
             envelopes: Vec::new(),
-            fired: Vec::new(),
             next_generation: 0,
             nodelay: init.nodelay,
             #[cfg(target_os = "linux")]

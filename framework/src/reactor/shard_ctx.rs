@@ -97,7 +97,7 @@ impl ShardCtx {
             inboxes,
             outbox: (0..shards).map(|_| Vec::new()).collect(),
             local: VecDeque::new(),
-            timers: Timers::new(now, tick),
+            timers: Timers::new(now, tick, index as u16),
             pool: BufPool::default(),
             dirty: Vec::new(),
             read_again: Vec::new(),
@@ -377,12 +377,15 @@ impl ShardCtx {
         }
     }
 
+    /// (Re)schedules the connection's idle check for `last_read_tick +
+    /// idle_ticks`, or removes it when the connection has no idle timeout.
     pub(crate) fn arm_idle(&mut self, core: &mut ConnCore) {
-        if let Some(ms) = core.idle_ticks {
-            core.idle_armed = true;
-            self.timers
-                .wheel
-                .insert(core.last_read_tick + ms, TimerTask::Idle(core.id));
+        if let Some(old) = core.idle_timer.take() {
+            self.timers.cancel_id(old);
+        }
+        if let Some(ticks) = core.idle_ticks {
+            let at = core.last_read_tick.saturating_add(ticks);
+            core.idle_timer = Some(self.timers.insert_at(at, TimerTask::Idle(core.id)));
         }
     }
 

@@ -1,5 +1,6 @@
 //! The shard's timer service: the wheel plus what its entries mean
-//! (one-shot and repeating callbacks, idle and linger checks).
+//! (one-shot and repeating callbacks, idle, read, close and linger
+//! deadlines), the shard's clock, and the batch of timers firing now.
 
 use super::conn_core::ConnCore;
 use super::shard_ctx::ShardCtx;
@@ -14,11 +15,22 @@ pub(crate) type ConnRepeat = Box<dyn FnMut(&mut dyn Any, &mut ConnCore, &mut Sha
 pub(crate) type ShardOnce = Box<dyn FnOnce(&mut ShardCtx)>;
 pub(crate) type ShardRepeat = Box<dyn FnMut(&mut ShardCtx)>;
 
+/// Deadlines are capped here (about 292 years of 1 ms ticks): far enough to
+/// mean "never", small enough that no tick arithmetic can overflow.
+const MAX_TICK: u64 = u64::MAX / 4;
+
 /// A scheduled callback; cancel it with [`Conn::cancel_timer`](crate::Conn::cancel_timer)
 /// or [`ShardCtx::cancel_timer`]. Cancelling a timer that already fired (or a
-/// repeating one already cancelled) does nothing and returns false.
+/// repeating one already cancelled) does nothing and returns false; a timer
+/// cancelled before it ran never runs, even when it was due in the same
+/// tick as the timer that cancels it. A handle belongs to the shard that set
+/// the timer: cancelling it on another shard is refused (returns false and
+/// logs), never mistaken for a timer of that shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TimerHandle(pub(crate) HandleKind);
+pub struct TimerHandle {
+    pub(crate) shard: u16,
+    pub(crate) kind: HandleKind,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum HandleKind {
@@ -27,10 +39,20 @@ pub(crate) enum HandleKind {
 }
 
 pub(crate) enum TimerTask {
-    ConnOnce { conn: ConnId, f: ConnOnce },
+    ConnOnce {
+        conn: ConnId,
+        f: ConnOnce,
+    },
     ShardOnce(ShardOnce),
-    Repeat { key: usize, generation: u64 },
+    Repeat {
+        key: usize,
+        generation: u64,
+    },
     Idle(ConnId),
+    /// The protocol's read deadline ([`Conn::set_read_timeout`](crate::Conn::set_read_timeout)).
+    ReadDeadline(ConnId),
+    /// A graceful close has not finished flushing in time.
+    CloseDeadline(ConnId),
     Linger(ConnId),
     ConnectTimeout(ConnId),
     StopDeadline,
@@ -53,6 +75,11 @@ pub(crate) struct Repeat {
 pub(crate) struct Timers {
     pub(crate) wheel: TimerWheel<TimerTask>,
     pub(crate) repeats: Slab<Repeat>,
+    /// Timers taken from the wheel this iteration and not yet run; a
+    /// cancelled one is emptied here so it never runs.
+    firing: Vec<(TimerId, Option<TimerTask>)>,
+    scratch: Vec<(TimerId, TimerTask)>,
+    shard: u16,
     next_generation: u64,
     origin: Instant,
     tick_ns: u64,
@@ -60,15 +87,23 @@ pub(crate) struct Timers {
     manual_now: Option<Instant>,
 }
 
+/// Nanoseconds of `d`, saturated to `u64`.
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 impl Timers {
     /// `tick` is the wheel's resolution (1 ms by default).
-    pub(crate) fn new(origin: Instant, tick: Duration) -> Self {
+    pub(crate) fn new(origin: Instant, tick: Duration, shard: u16) -> Self {
         Timers {
             wheel: TimerWheel::new(0),
             repeats: Slab::new(),
+            firing: Vec::new(),
+            scratch: Vec::new(),
+            shard,
             next_generation: 0,
             origin,
-            tick_ns: (tick.as_nanos() as u64).max(1),
+            tick_ns: nanos(tick).max(1),
             manual_now: None,
         }
     }
@@ -89,28 +124,51 @@ impl Timers {
 
     /// Whole ticks since the shard started, rounded down.
     pub(crate) fn ticks_since_origin(&self, t: Instant) -> u64 {
-        (t.saturating_duration_since(self.origin).as_nanos() as u64) / self.tick_ns
+        (nanos(t.saturating_duration_since(self.origin)) / self.tick_ns).min(MAX_TICK)
     }
 
-    /// `d` in ticks, rounded up.
+    /// `d` in ticks, rounded up, saturated.
     pub(crate) fn ticks_of(&self, d: Duration) -> u64 {
-        (d.as_nanos() as u64).div_ceil(self.tick_ns)
+        nanos(d).div_ceil(self.tick_ns).min(MAX_TICK)
     }
 
     /// The tick at which a timer set now for `delay` must fire: rounded up,
-    /// so it never fires early.
+    /// so it never fires early; saturated, so `Duration::MAX` means "never".
     pub(crate) fn deadline_after(&self, delay: Duration) -> u64 {
-        let at = self.clock().saturating_duration_since(self.origin) + delay;
-        (at.as_nanos() as u64).div_ceil(self.tick_ns)
+        let now = nanos(self.clock().saturating_duration_since(self.origin));
+        now.saturating_add(nanos(delay))
+            .div_ceil(self.tick_ns)
+            .min(MAX_TICK)
     }
 
     pub(crate) fn instant_of(&self, tick: u64) -> Instant {
-        self.origin + Duration::from_nanos(tick.saturating_mul(self.tick_ns))
+        let after = Duration::from_nanos(tick.saturating_mul(self.tick_ns));
+        self.origin
+            .checked_add(after)
+            .unwrap_or_else(|| self.origin + Duration::from_secs(100 * 365 * 24 * 3600))
+    }
+
+    fn handle(&self, kind: HandleKind) -> TimerHandle {
+        TimerHandle {
+            shard: self.shard,
+            kind,
+        }
+    }
+
+    /// Schedules `task` after `delay`; the raw id (for framework deadlines).
+    pub(crate) fn insert_after(&mut self, delay: Duration, task: TimerTask) -> TimerId {
+        let d = self.deadline_after(delay);
+        self.wheel.insert(d, task)
+    }
+
+    /// Schedules `task` at tick `deadline`.
+    pub(crate) fn insert_at(&mut self, deadline: u64, task: TimerTask) -> TimerId {
+        self.wheel.insert(deadline.min(MAX_TICK), task)
     }
 
     pub(crate) fn once(&mut self, delay: Duration, task: TimerTask) -> TimerHandle {
-        let d = self.deadline_after(delay);
-        TimerHandle(HandleKind::Once(self.wheel.insert(d, task)))
+        let id = self.insert_after(delay, task);
+        self.handle(HandleKind::Once(id))
     }
 
     pub(crate) fn repeat(&mut self, interval: Duration, f: RepeatFn) -> TimerHandle {
@@ -130,21 +188,77 @@ impl Timers {
             wheel_id,
             f: Some(f),
         });
-        TimerHandle(HandleKind::Repeat { key, generation })
+        self.handle(HandleKind::Repeat { key, generation })
     }
 
+    /// Cancels a timer of this shard. False if it already ran, was already
+    /// cancelled, or belongs to another shard (refused and logged).
     pub(crate) fn cancel(&mut self, h: TimerHandle) -> bool {
-        match h.0 {
-            HandleKind::Once(id) => self.wheel.cancel(id).is_some(),
+        if h.shard != self.shard {
+            tracing::warn!(
+                timer_shard = h.shard,
+                this_shard = self.shard,
+                "timer handle used on another shard; cancel refused"
+            );
+            return false;
+        }
+        match h.kind {
+            HandleKind::Once(id) => self.cancel_id(id),
             HandleKind::Repeat { key, generation } => match self.repeats.get(key) {
                 Some(r) if r.generation == generation => {
                     let r = self.repeats.remove(key);
-                    self.wheel.cancel(r.wheel_id);
+                    self.cancel_id(r.wheel_id);
                     true
                 }
                 _ => false,
             },
         }
+    }
+
+    /// Cancels a one-shot entry, whether still in the wheel or in the batch
+    /// firing now.
+    pub(crate) fn cancel_id(&mut self, id: TimerId) -> bool {
+        if self.wheel.cancel(id).is_some() {
+            return true;
+        }
+        match self.firing.iter_mut().find(|(i, _)| *i == id) {
+            Some((_, task)) => task.take().is_some(),
+            None => false,
+        }
+    }
+
+    /// True while the timer is scheduled (in the wheel or about to fire).
+    pub(crate) fn is_pending(&self, h: TimerHandle) -> bool {
+        match h.kind {
+            HandleKind::Once(id) => {
+                self.wheel.deadline(id).is_some()
+                    || self.firing.iter().any(|(i, t)| *i == id && t.is_some())
+            }
+            HandleKind::Repeat { key, generation } => self
+                .repeats
+                .get(key)
+                .is_some_and(|r| r.generation == generation),
+        }
+    }
+
+    /// Takes every timer due at `now` out of the wheel into the firing
+    /// batch; returns how many.
+    pub(crate) fn collect_due(&mut self, now: u64) -> usize {
+        debug_assert!(self.firing.is_empty());
+        self.wheel.advance(now, &mut self.scratch);
+        self.firing
+            .extend(self.scratch.drain(..).map(|(id, t)| (id, Some(t))));
+        self.firing.len()
+    }
+
+    /// The `i`th task of the firing batch, unless it was cancelled meanwhile.
+    pub(crate) fn take_firing(&mut self, i: usize) -> Option<TimerTask> {
+        self.firing.get_mut(i).and_then(|(_, t)| t.take())
+    }
+
+    /// Ends the firing batch.
+    pub(crate) fn end_firing(&mut self) {
+        self.firing.clear();
     }
 
     /// Re-arms a repeating timer for its next period after `now` (missed
@@ -160,14 +274,14 @@ impl Timers {
         if r.generation != generation {
             return None;
         }
-        let mut next = r.deadline + r.interval_ticks;
+        let mut next = r.deadline.saturating_add(r.interval_ticks);
         if next <= now {
             next += (now - next) / r.interval_ticks * r.interval_ticks + r.interval_ticks;
         }
-        r.deadline = next;
+        r.deadline = next.min(MAX_TICK);
         r.wheel_id = self
             .wheel
-            .insert(next, TimerTask::Repeat { key, generation });
+            .insert(r.deadline, TimerTask::Repeat { key, generation });
         r.f.take()
     }
 
@@ -178,5 +292,53 @@ impl Timers {
                 r.f = Some(f);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_delays_saturate_instead_of_overflowing() {
+        let t = Timers::new(Instant::now(), Duration::from_millis(1), 0);
+        // Nanoseconds saturate at u64::MAX: about 584 years, in 1 ms ticks.
+        let never = u64::MAX.div_ceil(1_000_000);
+        assert_eq!(t.ticks_of(Duration::MAX), never);
+        assert_eq!(t.deadline_after(Duration::MAX), never);
+        assert!(t.instant_of(MAX_TICK) > t.origin());
+        // A 1 ns tick: the nanosecond count of 600 years exceeds u64.
+        let fine = Timers::new(Instant::now(), Duration::from_nanos(1), 0);
+        assert_eq!(
+            fine.ticks_of(Duration::from_secs(600 * 365 * 86_400)),
+            MAX_TICK
+        );
+    }
+
+    #[test]
+    fn handles_of_another_shard_are_refused() {
+        let mut a = Timers::new(Instant::now(), Duration::from_millis(1), 0);
+        let mut b = Timers::new(Instant::now(), Duration::from_millis(1), 1);
+        let ha = a.once(Duration::from_secs(1), TimerTask::StopDeadline);
+        let hb = b.once(Duration::from_secs(1), TimerTask::StopDeadline);
+        assert_eq!(ha.kind, hb.kind, "same slot on both shards");
+        assert!(!b.cancel(ha), "a's handle must not cancel b's timer");
+        assert!(b.is_pending(hb));
+        assert!(a.cancel(ha));
+    }
+
+    #[test]
+    fn a_timer_cancelled_while_its_batch_fires_never_runs() {
+        let mut t = Timers::new(Instant::now(), Duration::from_millis(1), 0);
+        let first = t.once(Duration::from_millis(5), TimerTask::StopDeadline);
+        let second = t.once(Duration::from_millis(5), TimerTask::StopDeadline);
+        assert_eq!(t.collect_due(10), 2);
+        assert!(t.take_firing(0).is_some(), "the first runs");
+        // ... and cancels the second, due in the same tick.
+        assert!(t.cancel(second));
+        assert!(t.take_firing(1).is_none(), "cancelled: it must not run");
+        assert!(!t.cancel(first), "already ran");
+        t.end_firing();
+        assert!(!t.cancel(second), "cancelled once only");
     }
 }

@@ -142,13 +142,21 @@ impl Acceptor {
         }
         loads.clear();
         for (shard, &n) in assigned.iter().enumerate() {
+            if self.inner.dead[shard].load(Ordering::Acquire) {
+                continue;
+            }
             let gone = self.inner.stats.gone(shard);
             loads.push(ShardLoad {
                 shard,
                 open_connections: n.saturating_sub(gone),
             });
         }
-        let shard = self.policy.pick(loads) % assigned.len();
+        if loads.is_empty() {
+            // Every shard died; the server is stopping.
+            self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let shard = loads[self.policy.pick(loads) % loads.len()].shard;
         assigned[shard] += 1;
         if !self.inner.inboxes[shard].send(Envelope::Accepted { stream, listener }) {
             self.inner.open_total.fetch_sub(1, Ordering::Relaxed);

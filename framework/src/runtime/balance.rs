@@ -21,7 +21,9 @@ pub struct ShardLoad {
 /// }
 /// ```
 pub trait BalancingPolicy: Send + 'static {
-    /// Returns an index into `loads` (equal to the shard index).
+    /// Returns an index into `loads`; the connection goes to
+    /// `loads[i].shard`. Only live shards are listed (a shard whose thread
+    /// died is left out), in shard order.
     fn pick(&mut self, loads: &[ShardLoad]) -> usize;
 }
 
@@ -39,7 +41,9 @@ impl BalancingPolicy for RoundRobin {
     }
 }
 
-/// Picks the shard with the fewest open connections (ties: lowest index).
+/// Picks the shard with the fewest open accepted connections (ties: lowest
+/// index). Outbound connections a shard makes (a proxy's backends) do not
+/// count: they are not the acceptor's to balance.
 /// Better than round-robin when connection lifetimes vary a lot.
 #[derive(Debug, Default, Clone)]
 pub struct LeastConnections;
@@ -48,8 +52,9 @@ impl BalancingPolicy for LeastConnections {
     fn pick(&mut self, loads: &[ShardLoad]) -> usize {
         loads
             .iter()
-            .min_by_key(|l| (l.open_connections, l.shard))
-            .map_or(0, |l| l.shard)
+            .enumerate()
+            .min_by_key(|(_, l)| (l.open_connections, l.shard))
+            .map_or(0, |(i, _)| i)
     }
 }
 

@@ -62,6 +62,7 @@ pub struct ServerBuilder {
     timer_tick: Duration,
     worker_threads: usize,
     worker_queue: usize,
+    keep_running_on_shard_death: bool,
 }
 
 impl Default for ServerBuilder {
@@ -81,6 +82,7 @@ impl Default for ServerBuilder {
             timer_tick: Duration::from_millis(1),
             worker_threads: 4,
             worker_queue: 1024,
+            keep_running_on_shard_death: false,
         }
     }
 }
@@ -251,6 +253,17 @@ impl ServerBuilder {
         self
     }
 
+    /// What to do when a shard thread dies (a panic outside the
+    /// per-connection protection, e.g. in a factory maker). By default
+    /// (false) the server stops gracefully and [`Server::run`] returns
+    /// [`Error::ShardDied`]: a supervisor restarts a healthy process. With
+    /// true, the other shards carry on and the acceptor stops routing to the
+    /// dead one; [`Handle::shard_deaths`](crate::Handle::shard_deaths) reports it.
+    pub fn keep_running_on_shard_death(mut self, on: bool) -> Self {
+        self.keep_running_on_shard_death = on;
+        self
+    }
+
     /// Deadline of [`Handle::stop`](crate::Handle::stop) (default 5 s).
     pub fn stop_timeout(mut self, timeout: Duration) -> Self {
         self.stop_timeout = timeout;
@@ -327,6 +340,7 @@ impl ServerBuilder {
             timer_tick: self.timer_tick,
             worker_threads: self.worker_threads,
             worker_queue: self.worker_queue,
+            keep_running_on_shard_death: self.keep_running_on_shard_death,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! `Handle`: control of a running server from any thread.
 
 use super::server::ServerInner;
+use super::supervisor::ShardDeath;
 use crate::api::{ConnId, ServerStats, Settings};
 use crate::error::{Error, Result};
 use crate::net::Addr;
@@ -109,7 +110,11 @@ impl Handle {
 
     /// Every shard's counters, read without locks.
     pub fn stats(&self) -> ServerStats {
-        self.inner.stats.snapshot()
+        let mut stats = self.inner.stats.snapshot();
+        stats.dead_shards = (0..self.shards())
+            .filter(|&i| self.inner.dead[i].load(Ordering::Acquire))
+            .collect();
+        stats
     }
 
     /// Current settings.
@@ -117,8 +122,23 @@ impl Handle {
         self.inner.settings.load_full()
     }
 
+    /// Shard threads that died, in order (empty for a healthy server).
+    pub fn shard_deaths(&self) -> Vec<ShardDeath> {
+        self.inner
+            .deaths
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Changes settings; shards pick them up on their next loop iteration.
+    /// Concurrent updates apply one after the other: none is lost.
     pub fn update_settings(&self, f: impl FnOnce(&mut Settings)) -> Result<()> {
+        let _writer = self
+            .inner
+            .settings_writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let mut s = Settings::clone(&self.inner.settings.load());
         f(&mut s);
         s.validate().map_err(Error::Config)?;

@@ -8,6 +8,7 @@ mod builder;
 pub(crate) mod bus;
 mod handle;
 mod server;
+mod supervisor;
 pub(crate) mod worker;
 
 pub use balance::{BalancingPolicy, LeastConnections, RoundRobin, ShardLoad};
@@ -15,4 +16,5 @@ pub use builder::{Pinning, ServerBuilder};
 pub use handle::Handle;
 pub use server::Server;
 pub(crate) use server::ServerInner;
+pub use supervisor::ShardDeath;
 pub use worker::DeferError;

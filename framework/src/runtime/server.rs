@@ -6,11 +6,12 @@ use super::balance::BalancingPolicy;
 use super::builder::{Pinning, ServerBuilder};
 use super::bus::Inbox;
 use super::handle::Handle;
+use super::supervisor::{self, ShardDeath};
 use super::worker;
 use crate::api::{Settings, StatsBoard};
 use crate::error::{Error, Result};
 use crate::net::{Addr, Listener};
-use crate::reactor::{Envelope, FactoryMaker, Inboxes, Shard, ShardInit, WAKER_TOKEN};
+use crate::reactor::{Envelope, FactoryMaker, Inboxes, ShardInit, WAKER_TOKEN};
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -37,6 +38,7 @@ pub struct Server {
     pub(super) timer_tick: Duration,
     pub(super) worker_threads: usize,
     pub(super) worker_queue: usize,
+    pub(super) keep_running_on_shard_death: bool,
 }
 
 impl Server {
@@ -52,9 +54,21 @@ impl Server {
 
     /// Starts the server and blocks until it has stopped (through a
     /// [`Handle`] obtained inside it, e.g. from [`ShardCtx::handle`](crate::ShardCtx::handle)).
+    ///
+    /// If a shard thread dies (see [`Handle::shard_deaths`]) the server stops
+    /// gracefully and this returns [`Error::ShardDied`], unless
+    /// [`ServerBuilder::keep_running_on_shard_death`] asked it to carry on
+    /// with the other shards.
     pub fn run(self) -> Result<()> {
-        self.start()?.wait();
-        Ok(())
+        let handle = self.start()?;
+        handle.wait();
+        match handle.shard_deaths().into_iter().next() {
+            Some(d) => Err(Error::ShardDied {
+                shard: d.shard,
+                message: d.message,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Starts the acceptor and shard threads and returns at once.
@@ -80,20 +94,13 @@ impl Server {
             Some(p) => Some(mio::Waker::new(p.registry(), ACCEPTOR_WAKER)?),
             None => None,
         };
-        let inboxes: Inboxes = inboxes.into();
         let inner = Arc::new(ServerInner {
-            id,
-            inboxes,
-            stats: StatsBoard::new(self.shards),
-            settings: ArcSwap::from_pointee(self.settings),
-            open_total: AtomicUsize::new(0),
-            stopping: AtomicBool::new(false),
             acceptor_waker,
             factory_makers: self.makers,
             local_addrs: self.local_addrs,
             stop_timeout: self.stop_timeout,
-            threads: Mutex::new(Vec::new()),
-            done: (Mutex::new(false), Condvar::new()),
+            keep_running_on_shard_death: self.keep_running_on_shard_death,
+            ..ServerInner::new(id, inboxes.into(), self.settings, false)
         });
         let handle = Handle {
             inner: inner.clone(),
@@ -143,20 +150,10 @@ impl Server {
                 pool: pool.clone(),
             };
             let core = cores.as_ref().map(|c| c[index % c.len()]);
+            let inner = inner.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("sl{id}-shard{index}"))
-                .spawn(move || {
-                    if let Some(core) = core {
-                        if !core_affinity::set_for_current(core) {
-                            tracing::warn!(
-                                shard = index,
-                                core = core.id,
-                                "could not pin shard to core"
-                            );
-                        }
-                    }
-                    Shard::new(init).run();
-                });
+                .spawn(move || supervisor::run_shard(inner, init, core));
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => {
@@ -209,9 +206,38 @@ pub(crate) struct ServerInner {
     /// Only touched by `start` and `wait`, never on the hot path.
     pub(super) threads: Mutex<Vec<JoinHandle<()>>>,
     pub(super) done: (Mutex<bool>, Condvar),
+    /// Shards whose thread died (the acceptor skips them).
+    pub(crate) dead: Box<[AtomicBool]>,
+    pub(super) deaths: Mutex<Vec<ShardDeath>>,
+    pub(super) keep_running_on_shard_death: bool,
+    /// Serialises `update_settings` (read-modify-write); readers never lock.
+    pub(super) settings_writer: Mutex<()>,
 }
 
 impl ServerInner {
+    /// Shared state with no listeners, no acceptor and no threads yet.
+    fn new(id: usize, inboxes: Inboxes, settings: Settings, done: bool) -> Self {
+        let shards = inboxes.len();
+        ServerInner {
+            id,
+            inboxes,
+            stats: StatsBoard::new(shards),
+            settings: ArcSwap::from_pointee(settings),
+            open_total: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+            acceptor_waker: None,
+            factory_makers: Vec::new(),
+            local_addrs: Vec::new(),
+            stop_timeout: Duration::from_secs(5),
+            threads: Mutex::new(Vec::new()),
+            done: (Mutex::new(done), Condvar::new()),
+            dead: (0..shards).map(|_| AtomicBool::new(false)).collect(),
+            deaths: Mutex::new(Vec::new()),
+            keep_running_on_shard_death: false,
+            settings_writer: Mutex::new(()),
+        }
+    }
+
     /// A one-shard server with no threads, for the testing kit's detached
     /// shard: real inbox and poller, driven by hand.
     pub(crate) fn detached(
@@ -224,20 +250,8 @@ impl ServerInner {
         let poll = mio::Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
         let (inbox, rx) = Inbox::new(waker);
-        let inner = Arc::new(ServerInner {
-            id: NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed),
-            inboxes: vec![inbox].into(),
-            stats: StatsBoard::new(1),
-            settings: ArcSwap::from_pointee(settings),
-            open_total: AtomicUsize::new(0),
-            stopping: AtomicBool::new(false),
-            acceptor_waker: None,
-            factory_makers: Vec::new(),
-            local_addrs: Vec::new(),
-            stop_timeout: Duration::from_secs(5),
-            threads: Mutex::new(Vec::new()),
-            done: (Mutex::new(true), Condvar::new()),
-        });
+        let id = NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed);
+        let inner = Arc::new(ServerInner::new(id, vec![inbox].into(), settings, true));
         Ok((inner, poll, rx))
     }
 }

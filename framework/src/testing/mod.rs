@@ -294,6 +294,30 @@ mod tests {
         assert!(t.written().is_empty(), "aborted output is dropped");
     }
 
+    struct Timed;
+    impl Protocol for Timed {
+        type Message = ();
+        fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
+            conn.call_later(Duration::from_secs(3600), |_, _| {});
+            conn.call_every(Duration::from_secs(60), |_, _| {});
+            conn.set_read_timeout(Some(Duration::from_secs(30)));
+            conn.set_idle_timeout(Some(Duration::from_secs(600)));
+        }
+        fn data_received(&mut self, conn: &mut Conn<'_, Self>, _: &[u8]) {
+            conn.abort();
+        }
+    }
+
+    #[test]
+    fn a_released_connection_leaves_no_timer_behind() {
+        let mut t = FakeTransport::new(Timed);
+        assert_eq!(t.shard().timers.wheel.len(), 4);
+        t.receive(b"x");
+        assert!(!t.is_open());
+        assert_eq!(t.shard().timers.wheel.len(), 0, "all cancelled on release");
+        assert!(t.shard().timers.repeats.is_empty());
+    }
+
     #[test]
     fn backpressure_with_a_small_socket() {
         let settings = Settings {
