@@ -1,7 +1,9 @@
 //! TCP proxy: for each accepted connection, opens a connection to the
 //! backend from the same shard and pipes bytes both ways. Backpressure runs
 //! end to end: when one side's output passes the high-water mark, the other
-//! side stops reading until it drains.
+//! side stops reading until it drains. A half-close is passed on as a
+//! half-close (the other direction keeps flowing), a reset as a reset: a
+//! truncated stream never looks complete.
 //!
 //! ```text
 //! cargo run --release -p shardloop --example proxy -- --port 7003 --backend 127.0.0.1:8080
@@ -40,8 +42,12 @@ enum Pipe {
     /// Stop / resume reading: the other side's output is backed up / drained.
     Pause,
     Resume,
-    /// The other side is gone: finish writing, then close.
+    /// The other side's peer finished sending (EOF): finish writing, then FIN.
+    Eof,
+    /// The other side is gone cleanly: finish writing, then close.
     Closed,
+    /// The other side was reset or aborted: reset this one too.
+    Reset,
     /// The backend could not be reached.
     Failed(String),
 }
@@ -51,6 +57,22 @@ struct Side {
     peer: Option<ConnId>,
     backend: SocketAddr,
     is_front: bool,
+    /// This side's peer sent EOF.
+    read_done: bool,
+    /// This side sent FIN (the other side's peer sent EOF).
+    write_done: bool,
+}
+
+impl Side {
+    fn new(peer: Option<ConnId>, backend: SocketAddr, is_front: bool) -> Self {
+        Side {
+            peer,
+            backend,
+            is_front,
+            read_done: false,
+            write_done: false,
+        }
+    }
 }
 
 impl Side {
@@ -68,11 +90,7 @@ impl Protocol for Side {
         if self.is_front {
             // Hold the client's bytes until the backend is there.
             conn.pause_reading();
-            let back = Side {
-                peer: Some(conn.id()),
-                backend: self.backend,
-                is_front: false,
-            };
+            let back = Side::new(Some(conn.id()), self.backend, false);
             let backend = self.backend;
             conn.shard()
                 .connect_tcp_timeout(backend, back, Duration::from_secs(5));
@@ -95,7 +113,15 @@ impl Protocol for Side {
             Pipe::Data(d) => conn.write(&d),
             Pipe::Pause => conn.pause_reading(),
             Pipe::Resume => conn.resume_reading(),
+            Pipe::Eof => {
+                conn.shutdown_write();
+                self.write_done = true;
+                if self.read_done {
+                    conn.close();
+                }
+            }
             Pipe::Closed => conn.close(),
+            Pipe::Reset => conn.abort(),
             Pipe::Failed(why) => {
                 tracing::warn!(backend = %self.backend, %why, "backend unreachable");
                 conn.close();
@@ -111,8 +137,25 @@ impl Protocol for Side {
         self.tell(conn, Pipe::Resume);
     }
 
-    fn connection_lost(&mut self, conn: &mut Conn<'_, Self>, _reason: &CloseReason) {
-        self.tell(conn, Pipe::Closed);
+    fn eof_received(&mut self, conn: &mut Conn<'_, Self>) {
+        // Half-close: pass the EOF on, keep the other direction open.
+        self.read_done = true;
+        self.tell(conn, Pipe::Eof);
+        if self.write_done {
+            conn.close();
+        }
+    }
+
+    fn connection_lost(&mut self, conn: &mut Conn<'_, Self>, reason: &CloseReason) {
+        let msg = match reason {
+            CloseReason::Io { .. }
+            | CloseReason::Aborted
+            | CloseReason::CallbackPanic
+            | CloseReason::CloseTimeout
+            | CloseReason::OutputOverflow => Pipe::Reset,
+            _ => Pipe::Closed,
+        };
+        self.tell(conn, msg);
     }
 
     fn connect_failed(&mut self, ctx: &mut ShardCtx, error: &std::io::Error) {
@@ -128,11 +171,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let backend = args.backend;
     let builder = Server::builder().listen((args.bind.as_str(), args.port), move |_shard| {
-        move |_peer| Side {
-            peer: None,
-            backend,
-            is_front: true,
-        }
+        move |_peer| Side::new(None, backend, true)
     });
     let handle = common::start(builder, args.shards, &[])?;
     println!(

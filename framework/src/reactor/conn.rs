@@ -125,12 +125,13 @@ impl<'a, P: Protocol> Conn<'a, P> {
 
     /// Half-closes: everything written so far is sent, then FIN; the
     /// connection stays open for reading (Twisted's `loseWriteConnection`).
-    /// Later writes are refused. The connection ends when the protocol
+    /// Writes from this call on are refused. The connection ends when the protocol
     /// calls [`close`](Conn::close) (at once if its output is out), e.g. from
     /// `eof_received`.
     pub fn shutdown_write(&mut self) {
         if self.core.phase == Phase::Open && !self.core.abort_requested && !self.core.half_close {
             self.core.half_close = true;
+            self.core.output_shut = true;
             self.ctx.mark_dirty(self.core);
         }
     }
