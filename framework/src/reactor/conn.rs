@@ -149,6 +149,38 @@ impl<'a, P: Protocol> Conn<'a, P> {
         }
     }
 
+    /// Counts one piece of work in flight for this connection (a request
+    /// forwarded to another shard, say) until [`unhold`](Conn::unhold):
+    /// [`close_when_idle`](Conn::close_when_idle) waits for all of them.
+    /// Work deferred with [`defer_to_thread`](Conn::defer_to_thread) holds
+    /// the connection by itself.
+    pub fn hold(&mut self) {
+        self.core.holds = self.core.holds.saturating_add(1);
+    }
+
+    /// Ends one [`hold`](Conn::hold).
+    pub fn unhold(&mut self) {
+        self.core.holds = self.core.holds.saturating_sub(1);
+    }
+
+    /// Work in flight (holds not yet ended).
+    pub fn holds(&self) -> u32 {
+        self.core.holds
+    }
+
+    /// Closes gracefully once no work holds the connection: at once if
+    /// none does, otherwise when the last [`unhold`](Conn::unhold) (or
+    /// deferred result) arrives, so replies still in flight are written
+    /// before FIN. Use it from `eof_received` in a protocol whose replies
+    /// come back from other shards or threads.
+    pub fn close_when_idle(&mut self) {
+        if self.core.holds == 0 {
+            self.close();
+        } else {
+            self.core.close_when_idle = true;
+        }
+    }
+
     /// True once `close` or `abort` was called.
     pub fn is_closing(&self) -> bool {
         self.core.phase != Phase::Open || self.core.abort_requested
@@ -281,10 +313,13 @@ impl<'a, P: Protocol> Conn<'a, P> {
         W: FnOnce() -> T + Send + 'static,
         C: FnOnce(&mut P, &mut Conn<'_, P>, Result<T, crate::DeferError>) + 'static,
     {
+        // Deferred work holds the connection: `close_when_idle` waits for it.
+        self.hold();
         let cb = DeferredCallback {
             conn: Some(self.core.id),
             f: Box::new(move |p, core, ctx, result| {
                 if let (Some(p), Some(core)) = (p.and_then(|p| p.downcast_mut::<P>()), core) {
+                    core.holds = core.holds.saturating_sub(1);
                     callback(
                         p,
                         &mut Conn::new(core, ctx),

@@ -43,6 +43,10 @@ pub(crate) struct ConnCore {
     pub(crate) fin_sent: bool,
     /// Accepted from a listener (false: an outbound connection).
     pub(crate) inbound: bool,
+    /// Work in flight for this connection (protocol holds plus deferred jobs).
+    pub(crate) holds: u32,
+    /// `close_when_idle` was called: close once `holds` is zero.
+    pub(crate) close_when_idle: bool,
     /// Listed in the shard's flush list this iteration.
     pub(crate) dirty: bool,
     /// The socket refused output; waiting for a writable event.
@@ -117,6 +121,8 @@ impl ConnCore {
             half_close: false,
             fin_sent: false,
             inbound: true,
+            holds: 0,
+            close_when_idle: false,
             dirty: false,
             write_blocked: false,
             read_closed: false,

@@ -49,6 +49,10 @@ impl Shard {
                 self.finish(slot, reason, true);
                 return false;
             }
+            if c.core.close_when_idle && c.core.holds == 0 {
+                c.core.close_when_idle = false;
+                c.core.begin_close(CloseReason::Done, &mut self.ctx);
+            }
             let high = self.ctx.settings.high_water_mark;
             if c.core.out.len() >= high && !c.core.backpressure && c.core.phase == Phase::Open {
                 // Stop reading until the output drains: a peer that sends

@@ -11,7 +11,9 @@
 //! redis-benchmark -p 6380 -t ping,set,get,incr -P 16 -q
 //! ```
 
+#[path = "../common/mod.rs"]
 mod common;
+mod parser;
 
 use clap::Parser;
 use shardloop::{Conn, Protocol, Server, ShardCtx};
@@ -35,8 +37,8 @@ struct Args {
     cores: Vec<usize>,
 }
 
-/// Largest request accepted (a bulk string or a whole inline command).
-const MAX_REQUEST: usize = 64 * 1024 * 1024;
+/// Largest bulk string accepted (a value or key).
+const MAX_BULK: usize = 64 * 1024 * 1024;
 
 /// One shard's partition of the key space.
 #[derive(Default)]
@@ -139,81 +141,11 @@ struct Pending {
 }
 
 struct Kv {
-    buf: Vec<u8>,
+    parser: parser::RespParser,
     next_seq: u64,
     /// Replies in request order; `None` until all their parts are in.
     replies: VecDeque<(u64, Option<Vec<u8>>)>,
     pending: HashMap<u64, Pending>,
-}
-
-/// A command's arguments and the bytes it took.
-type Command = (Vec<Vec<u8>>, usize);
-
-/// Parses one command at the front of `buf`: Ok(None) if incomplete.
-fn parse_command(buf: &[u8]) -> Result<Option<Command>, &'static str> {
-    let Some(&first) = buf.first() else {
-        return Ok(None);
-    };
-    let line_end = |from: usize| {
-        buf[from..]
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .map(|i| from + i)
-    };
-    if first != b'*' {
-        // Inline command (redis-benchmark's PING_INLINE, telnet users).
-        let Some(end) = buf.iter().position(|&b| b == b'\n') else {
-            return if buf.len() > MAX_REQUEST {
-                Err("inline command too long")
-            } else {
-                Ok(None)
-            };
-        };
-        let line = &buf[..end];
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let args = line
-            .split(|b| b.is_ascii_whitespace())
-            .filter(|a| !a.is_empty())
-            .map(|a| a.to_vec())
-            .collect();
-        return Ok(Some((args, end + 1)));
-    }
-    let Some(end) = line_end(1) else {
-        return Ok(None);
-    };
-    let n: usize = std::str::from_utf8(&buf[1..end])
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|n| *n <= 1024 * 1024)
-        .ok_or("invalid multibulk length")?;
-    let mut pos = end + 2;
-    let mut args = Vec::with_capacity(n);
-    for _ in 0..n {
-        if pos >= buf.len() {
-            return Ok(None);
-        }
-        if buf[pos] != b'$' {
-            return Err("expected '$'");
-        }
-        let Some(end) = line_end(pos + 1) else {
-            return Ok(None);
-        };
-        let len: usize = std::str::from_utf8(&buf[pos + 1..end])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .filter(|n| *n <= MAX_REQUEST)
-            .ok_or("invalid bulk length")?;
-        let start = end + 2;
-        if buf.len() < start + len + 2 {
-            return Ok(None);
-        }
-        if &buf[start + len..start + len + 2] != b"\r\n" {
-            return Err("bulk string not terminated by CRLF");
-        }
-        args.push(buf[start..start + len].to_vec());
-        pos = start + len + 2;
-    }
-    Ok(Some((args, pos)))
 }
 
 impl Kv {
@@ -264,11 +196,15 @@ impl Kv {
         let me = conn.id();
         let shards = conn.shard().shards();
         let here = conn.shard().index();
+        if ops.iter().any(|(_, key, _)| owner(key, shards) != here) {
+            // Parts answered by other shards: `close_when_idle` waits for them.
+            conn.hold();
+        }
         for (index, (op, key, value)) in ops.into_iter().enumerate() {
             let target = owner(&key, shards);
             if target == here {
                 let part = run_op(conn.shard().service::<Store>(), op, key, value);
-                self.part_done(PartDone { seq, index, part });
+                let _ = self.part_done(PartDone { seq, index, part });
             } else {
                 conn.shard().submit_to(target, move |ctx: &mut ShardCtx| {
                     let part = run_op(ctx.service::<Store>(), op, key, value);
@@ -278,14 +214,15 @@ impl Kv {
         }
     }
 
-    fn part_done(&mut self, done: PartDone) {
+    /// Records a part; true when it completed its reply.
+    fn part_done(&mut self, done: PartDone) -> bool {
         let Some(p) = self.pending.get_mut(&done.seq) else {
-            return;
+            return false;
         };
         p.parts[done.index] = Some(done.part);
         p.left -= 1;
         if p.left > 0 {
-            return;
+            return false;
         }
         let p = self.pending.remove(&done.seq).expect("present");
         let mut out = Vec::new();
@@ -311,6 +248,7 @@ impl Kv {
             }
         }
         self.fill(done.seq, out);
+        true
     }
 
     fn command(&mut self, conn: &mut Conn<'_, Self>, args: Vec<Vec<u8>>) {
@@ -372,30 +310,34 @@ impl Protocol for Kv {
     type Message = PartDone;
 
     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
-        self.buf.extend_from_slice(data);
-        let mut consumed = 0;
+        self.parser.feed(data);
         loop {
-            match parse_command(&self.buf[consumed..]) {
-                Ok(Some((args, n))) => {
-                    consumed += n;
-                    self.command(conn, args);
-                }
+            match self.parser.next() {
+                Ok(Some(args)) => self.command(conn, args),
                 Ok(None) => break,
-                Err(why) => {
+                Err(parser::ProtocolError(why)) => {
                     self.reply_now(format!("-ERR Protocol error: {why}\r\n").into_bytes());
                     self.flush(conn);
                     conn.close_with_error(why);
-                    self.buf.clear();
                     return;
                 }
             }
         }
-        self.buf.drain(..consumed);
         self.flush(conn);
     }
 
+    fn eof_received(&mut self, conn: &mut Conn<'_, Self>) {
+        // Replies from other shards may still be on their way: write them
+        // all, then close.
+        conn.close_when_idle();
+    }
+
     fn message(&mut self, conn: &mut Conn<'_, Self>, done: PartDone) {
-        self.part_done(done);
+        // Only replies with a part from another shard complete here, and
+        // each of those holds the connection once.
+        if self.part_done(done) {
+            conn.unhold();
+        }
         self.flush(conn);
     }
 }
@@ -405,7 +347,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let builder = Server::builder().listen((args.bind.as_str(), args.port), |_shard| {
         |_peer| Kv {
-            buf: Vec::new(),
+            parser: parser::RespParser::new(MAX_BULK),
             next_seq: 0,
             replies: VecDeque::new(),
             pending: HashMap::new(),
