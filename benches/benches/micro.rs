@@ -290,7 +290,7 @@ fn framing(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(lines.len() as u64));
         g.bench_function(BenchmarkId::new("line", name), |b| {
             b.iter(|| {
-                let mut d = LineDecoder::new(b"\r\n".to_vec(), 1 << 20);
+                let d = LineDecoder::new(b"\r\n".to_vec(), 1 << 20);
                 let mut buf = &lines[..];
                 let mut n = 0;
                 while let Some(f) = d.decode(buf).unwrap() {
@@ -309,7 +309,7 @@ fn framing(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(framed.len() as u64));
         g.bench_function(BenchmarkId::new("length_prefixed_u32", name), |b| {
             b.iter(|| {
-                let mut d = enc.clone();
+                let d = enc.clone();
                 let mut buf = &framed[..];
                 let mut n = 0;
                 while let Some(f) = d.decode(buf).unwrap() {

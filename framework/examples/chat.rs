@@ -5,6 +5,10 @@
 //! line is broadcast to every shard, and each shard hands it to its own
 //! members as a typed message. Nothing is locked.
 //!
+//! Lines longer than `--max-line` are never relayed (the sender is told and
+//! dropped); a member that stops reading is dropped once `--max-backlog`
+//! bytes wait for it, so one slow reader cannot grow the server's memory.
+//!
 //! ```text
 //! cargo run --release -p shardloop --example chat -- --shards 2 --port 7001
 //! ```
@@ -12,7 +16,8 @@
 mod common;
 
 use clap::Parser;
-use shardloop::{CloseReason, Conn, ConnId, Protocol, Server};
+use shardloop::framing::{FrameError, FrameProtocol, FramedConn, LineDecoder, LineReceiver};
+use shardloop::{CloseReason, ConnId, Server};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -31,6 +36,9 @@ struct Args {
     /// Longest line accepted; a client that sends a longer one is disconnected.
     #[arg(long, default_value_t = 4096)]
     max_line: usize,
+    /// Bytes of unsent lines a member may have before it is dropped.
+    #[arg(long, default_value_t = 256 * 1024)]
+    max_backlog: usize,
 }
 
 /// Members of the room that live on this shard.
@@ -47,12 +55,25 @@ struct Line {
 
 struct Chat {
     name: String,
-    pending: Vec<u8>,
-    max_line: usize,
+    /// Unsent output a member may accumulate before it is dropped.
+    max_backlog: usize,
 }
 
-impl Chat {
-    fn handle_line(&mut self, conn: &mut Conn<'_, Self>, line: &[u8]) {
+type ChatConn<'a, 'c> = FramedConn<'a, 'c, LineDecoder, Chat>;
+
+impl FrameProtocol<LineDecoder> for Chat {
+    type Message = Line;
+
+    fn connection_made(&mut self, conn: &mut ChatConn<'_, '_>) {
+        self.name = format!("user{}", conn.id());
+        let id = conn.id();
+        conn.shard().service::<Room>().members.insert(id);
+        // Sent after joining: once a client reads it, it receives every
+        // line broadcast from then on.
+        conn.write(format!("* welcome {}\n", self.name).as_bytes());
+    }
+
+    fn frame_received(&mut self, conn: &mut ChatConn<'_, '_>, line: &[u8]) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if let Some(nick) = line.strip_prefix(b"/nick ") {
             self.name = String::from_utf8_lossy(nick).trim().to_string();
@@ -80,47 +101,30 @@ impl Chat {
             }
         });
     }
-}
 
-impl Protocol for Chat {
-    type Message = Line;
-
-    fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
-        self.name = format!("user{}", conn.id());
-        let id = conn.id();
-        conn.shard().service::<Room>().members.insert(id);
-        // Sent after joining: once a client reads it, it receives every
-        // line broadcast from then on.
-        conn.write(format!("* welcome {}\n", self.name).as_bytes());
+    fn frame_error(&mut self, conn: &mut ChatConn<'_, '_>, error: &FrameError, _data: &[u8]) {
+        // The line is never relayed, whatever its size in one read.
+        conn.write(b"* line too long; bye\n");
+        conn.close_with_error(error.to_string());
     }
 
-    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
-        let mut rest = data;
-        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
-            let (head, tail) = rest.split_at(pos);
-            if self.pending.is_empty() {
-                self.handle_line(conn, head);
-            } else {
-                let mut line = std::mem::take(&mut self.pending);
-                line.extend_from_slice(head);
-                self.handle_line(conn, &line);
-            }
-            rest = &tail[1..];
-        }
-        if self.pending.len() + rest.len() > self.max_line {
-            conn.write(b"* line too long; bye\n");
-            conn.close();
+    fn message(&mut self, conn: &mut ChatConn<'_, '_>, msg: Line) {
+        debug_assert_ne!(msg.from, conn.id());
+        if conn.is_closing() {
             return;
         }
-        self.pending.extend_from_slice(rest);
-    }
-
-    fn message(&mut self, conn: &mut Conn<'_, Self>, msg: Line) {
-        debug_assert_ne!(msg.from, conn.id());
+        if conn.buffered() + msg.text.len() > self.max_backlog {
+            // A member that does not read would make the server hold every
+            // line for it: drop it, and say so (it reads this if it ever reads).
+            tracing::info!(member = %conn.id(), backlog = conn.buffered(), "dropping a member that does not read");
+            conn.write(b"* you are not reading; bye\n");
+            conn.close_with_error("member too slow");
+            return;
+        }
         conn.write(&msg.text);
     }
 
-    fn connection_lost(&mut self, conn: &mut Conn<'_, Self>, _reason: &CloseReason) {
+    fn connection_lost(&mut self, conn: &mut ChatConn<'_, '_>, _reason: &CloseReason) {
         let id = conn.id();
         conn.shard().service::<Room>().members.remove(&id);
     }
@@ -130,11 +134,16 @@ fn main() -> anyhow::Result<()> {
     common::init_logging();
     let args = Args::parse();
     let max_line = args.max_line;
+    let max_backlog = args.max_backlog;
     let builder = Server::builder().listen((args.bind.as_str(), args.port), move |_shard| {
-        move |_peer| Chat {
-            name: String::new(),
-            pending: Vec::new(),
-            max_line,
+        move |_peer| {
+            LineReceiver::new(
+                LineDecoder::new(b"\n".to_vec(), max_line),
+                Chat {
+                    name: String::new(),
+                    max_backlog,
+                },
+            )
         }
     });
     let handle = common::start(builder, args.shards, &[])?;

@@ -1,6 +1,8 @@
 //! Line echo on `LineReceiver`: every `\r\n`- or `\n`-terminated line comes
 //! back. Lines up to 1 MiB; a longer one is reported to the client and in
-//! the log, and the connection is closed.
+//! the log, and the connection is closed. A line must be complete within
+//! `--line-timeout` (a peer trickling bytes is closed, however active), and
+//! output backs up into TCP flow control rather than memory.
 //!
 //! ```text
 //! cargo run --release -p shardloop --example line_echo -- --port 7002
@@ -11,6 +13,7 @@ mod common;
 use clap::Parser;
 use shardloop::framing::{FrameError, FrameProtocol, FramedConn, LineDecoder, LineReceiver};
 use shardloop::Server;
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(about = "shardloop line echo server (LineReceiver)")]
@@ -27,22 +30,34 @@ struct Args {
     /// Longest line accepted, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     max_line: usize,
+    /// Seconds a line may take to arrive complete (0: no limit).
+    #[arg(long, default_value_t = 30)]
+    line_timeout: u64,
 }
 
-struct LineEcho;
+struct LineEcho {
+    line_timeout: Option<Duration>,
+}
 
 impl FrameProtocol<LineDecoder> for LineEcho {
     type Message = ();
 
+    fn connection_made(&mut self, conn: &mut FramedConn<'_, '_, LineDecoder, Self>) {
+        conn.set_read_timeout(self.line_timeout);
+    }
+
     fn frame_received(&mut self, conn: &mut FramedConn<'_, '_, LineDecoder, Self>, line: &[u8]) {
         conn.write(line);
         conn.write(b"\r\n");
+        // The next line gets its own deadline.
+        conn.set_read_timeout(self.line_timeout);
     }
 
     fn frame_error(
         &mut self,
         conn: &mut FramedConn<'_, '_, LineDecoder, Self>,
         error: &FrameError,
+        _data: &[u8],
     ) {
         tracing::warn!(peer = %conn.peer_addr(), %error, "oversized line; closing");
         conn.write(format!("-ERR {error}\r\n").as_bytes());
@@ -54,11 +69,12 @@ fn main() -> anyhow::Result<()> {
     common::init_logging();
     let args = Args::parse();
     let max_line = args.max_line;
+    let line_timeout = (args.line_timeout > 0).then(|| Duration::from_secs(args.line_timeout));
     let builder = Server::builder().listen((args.bind.as_str(), args.port), move |_shard| {
         move |_peer| {
             LineReceiver::new(
                 LineDecoder::new(b"\r\n".to_vec(), max_line).accept_bare_lf(true),
-                LineEcho,
+                LineEcho { line_timeout },
             )
         }
     });

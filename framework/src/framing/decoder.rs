@@ -1,6 +1,9 @@
 //! Incremental frame decoders: given the bytes buffered so far, find the next
-//! complete frame. Pure functions of their input, so any split of a stream
-//! into chunks yields the same frames (the property tests check exactly that).
+//! complete frame. Pure functions of their input (`&self`, no hidden state),
+//! so any split of a stream into chunks yields the same frames (the property
+//! tests check exactly that) and a mode switch can never leave a stale
+//! position behind. Every length a peer sends is checked: no limit, however
+//! large (even `usize::MAX`), can overflow.
 
 use std::fmt;
 
@@ -42,10 +45,37 @@ pub struct Frame {
     pub consumed: usize,
 }
 
+/// What happens to buffered input after a [`FrameError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// The buffered bytes are handed to `frame_error` and dropped; framing
+    /// resumes with the next bytes (Twisted's `LineReceiver`: a protocol
+    /// that does not close keeps receiving lines).
+    Discard,
+    /// The stream cannot be resynchronised: the bytes stay, later input is
+    /// not buffered, and every arrival reports the error again until the
+    /// protocol closes (Twisted's `IntNStringReceiver`, `NetstringReceiver`).
+    Retain,
+}
+
 /// Finds frames in a byte stream.
 pub trait Decoder: 'static {
     /// Looks for one frame at the start of `buf`. `Ok(None)`: need more bytes.
-    fn decode(&mut self, buf: &[u8]) -> Result<Option<Frame>, FrameError>;
+    fn decode(&self, buf: &[u8]) -> Result<Option<Frame>, FrameError>;
+
+    /// [`decode`](Decoder::decode), knowing that the first `searched` bytes
+    /// of `buf` were already examined without finding a frame end (the
+    /// caller only appended since): a delimiter search resumes there instead
+    /// of rescanning, which keeps a long line arriving in small pieces linear.
+    fn decode_from(&self, buf: &[u8], searched: usize) -> Result<Option<Frame>, FrameError> {
+        let _ = searched;
+        self.decode(buf)
+    }
+
+    /// What an error does to the buffered input (default: [`Recovery::Retain`]).
+    fn recovery(&self) -> Recovery {
+        Recovery::Retain
+    }
 }
 
 /// Lines ending with a delimiter (default `\r\n`), optionally accepting a
@@ -55,8 +85,6 @@ pub struct LineDecoder {
     delimiter: Vec<u8>,
     accept_bare_lf: bool,
     max_line_length: usize,
-    /// Bytes already searched without finding a delimiter (no rescans).
-    scanned: usize,
 }
 
 impl Default for LineDecoder {
@@ -76,7 +104,6 @@ impl LineDecoder {
             delimiter,
             accept_bare_lf: false,
             max_line_length,
-            scanned: 0,
         }
     }
 
@@ -93,11 +120,15 @@ impl LineDecoder {
 }
 
 impl Decoder for LineDecoder {
-    fn decode(&mut self, buf: &[u8]) -> Result<Option<Frame>, FrameError> {
+    fn decode(&self, buf: &[u8]) -> Result<Option<Frame>, FrameError> {
+        self.decode_from(buf, 0)
+    }
+
+    fn decode_from(&self, buf: &[u8], searched: usize) -> Result<Option<Frame>, FrameError> {
         let d = &self.delimiter;
         // Resume where the last search stopped, backing up so a delimiter
         // split across chunks is still found.
-        let from = self.scanned.saturating_sub(d.len() - 1).min(buf.len());
+        let from = searched.saturating_sub(d.len() - 1).min(buf.len());
         let found = if self.accept_bare_lf && d.as_slice() == b"\r\n" {
             memchr::memchr(b'\n', &buf[from..]).map(|i| {
                 let lf = from + i;
@@ -119,7 +150,7 @@ impl Decoder for LineDecoder {
                     Some(i) => {
                         let end = at + i + 1;
                         let start = end - d.len();
-                        if start >= from && &buf[start..end] == d.as_slice() {
+                        if &buf[start..end] == d.as_slice() {
                             break Some((start, end));
                         }
                         at = end;
@@ -128,33 +159,31 @@ impl Decoder for LineDecoder {
             }
         };
         match found {
-            Some((end, consumed)) => {
-                self.scanned = 0;
-                if end > self.max_line_length {
-                    return Err(FrameError::TooLong {
-                        length: end,
-                        max: self.max_line_length,
-                    });
-                }
-                Ok(Some(Frame {
-                    start: 0,
-                    end,
-                    consumed,
-                }))
+            // Twisted: a complete line longer than MAX_LENGTH is an error.
+            Some((end, _)) if end > self.max_line_length => Err(FrameError::TooLong {
+                length: end,
+                max: self.max_line_length,
+            }),
+            Some((end, consumed)) => Ok(Some(Frame {
+                start: 0,
+                end,
+                consumed,
+            })),
+            // Twisted: without a delimiter, MAX_LENGTH + len(delimiter)
+            // bytes are already too many (a delimiter could still complete
+            // a line of exactly MAX_LENGTH before that).
+            None if buf.len() >= self.max_line_length.saturating_add(d.len()) => {
+                Err(FrameError::TooLong {
+                    length: buf.len(),
+                    max: self.max_line_length,
+                })
             }
-            None => {
-                self.scanned = buf.len();
-                // A delimiter may still complete a line of exactly max bytes.
-                if buf.len() > self.max_line_length + d.len() {
-                    self.scanned = 0;
-                    return Err(FrameError::TooLong {
-                        length: buf.len(),
-                        max: self.max_line_length,
-                    });
-                }
-                Ok(None)
-            }
+            None => Ok(None),
         }
+    }
+
+    fn recovery(&self) -> Recovery {
+        Recovery::Discard
     }
 }
 
@@ -225,7 +254,7 @@ impl LengthPrefixedDecoder {
 }
 
 impl Decoder for LengthPrefixedDecoder {
-    fn decode(&mut self, buf: &[u8]) -> Result<Option<Frame>, FrameError> {
+    fn decode(&self, buf: &[u8]) -> Result<Option<Frame>, FrameError> {
         let p = self.width.bytes();
         if buf.len() < p {
             return Ok(None);
@@ -239,13 +268,18 @@ impl Decoder for LengthPrefixedDecoder {
                 max: self.max_frame_length,
             });
         }
-        if buf.len() < p + len {
+        // len <= max_frame_length <= u32::MAX: no overflow, but say so.
+        let end = p.checked_add(len).ok_or(FrameError::TooLong {
+            length: len,
+            max: self.max_frame_length,
+        })?;
+        if buf.len() < end {
             return Ok(None);
         }
         Ok(Some(Frame {
             start: p,
-            end: p + len,
-            consumed: p + len,
+            end,
+            consumed: end,
         }))
     }
 }
@@ -272,8 +306,14 @@ impl NetstringDecoder {
 }
 
 impl Decoder for NetstringDecoder {
-    fn decode(&mut self, buf: &[u8]) -> Result<Option<Frame>, FrameError> {
-        let digits_max = self.max_length.to_string().len();
+    fn decode(&self, buf: &[u8]) -> Result<Option<Frame>, FrameError> {
+        let too_long = |length| FrameError::TooLong {
+            length,
+            max: self.max_length,
+        };
+        // Twisted refuses a length with more digits than MAX_LENGTH has
+        // (plus one) before converting it; checked arithmetic does the rest.
+        let digits_max = self.max_length.checked_ilog10().unwrap_or(0) as usize + 2;
         let mut len: usize = 0;
         let mut i = 0;
         loop {
@@ -285,13 +325,13 @@ impl Decoder for NetstringDecoder {
                     if i == 1 && buf[0] == b'0' {
                         return Err(FrameError::Malformed("leading zero in netstring length"));
                     }
-                    len = len * 10 + (b - b'0') as usize;
                     i += 1;
+                    len = len
+                        .checked_mul(10)
+                        .and_then(|l| l.checked_add((b - b'0') as usize))
+                        .ok_or_else(|| too_long(usize::MAX))?;
                     if i > digits_max || len > self.max_length {
-                        return Err(FrameError::TooLong {
-                            length: len,
-                            max: self.max_length,
-                        });
+                        return Err(too_long(len));
                     }
                 }
                 b':' if i > 0 => break,
@@ -303,7 +343,7 @@ impl Decoder for NetstringDecoder {
             }
         }
         let start = i + 1;
-        let end = start + len;
+        let end = start.checked_add(len).ok_or_else(|| too_long(len))?;
         match buf.get(end) {
             None => Ok(None),
             Some(b',') => Ok(Some(Frame {
@@ -323,7 +363,7 @@ mod tests {
 
     /// Feeds `input` in the given chunk sizes, as a connection would.
     fn frames_chunked<D: Decoder>(
-        mut d: D,
+        d: D,
         input: &[u8],
         cuts: &[usize],
     ) -> Result<Vec<Vec<u8>>, FrameError> {
@@ -400,14 +440,14 @@ mod tests {
 
     #[test]
     fn line_limits() {
-        let mut d = LineDecoder::new(b"\n".to_vec(), 4);
+        let d = LineDecoder::new(b"\n".to_vec(), 4);
         assert_eq!(d.decode(b"abcd\n").unwrap().unwrap().end, 4);
-        let mut d = LineDecoder::new(b"\n".to_vec(), 4);
+        let d = LineDecoder::new(b"\n".to_vec(), 4);
         assert!(matches!(
             d.decode(b"abcde\n"),
             Err(FrameError::TooLong { .. })
         ));
-        let mut d = LineDecoder::new(b"\n".to_vec(), 4);
+        let d = LineDecoder::new(b"\n".to_vec(), 4);
         assert!(
             matches!(d.decode(b"abcdefgh"), Err(FrameError::TooLong { .. })),
             "no delimiter in sight"
@@ -427,7 +467,7 @@ mod tests {
             d.encode(&[0u8; 256], &mut out).is_err(),
             "u8 prefix caps at 255"
         );
-        let mut d = LengthPrefixedDecoder::new(PrefixWidth::U32, 10);
+        let d = LengthPrefixedDecoder::new(PrefixWidth::U32, 10);
         assert!(matches!(
             d.decode(&[0, 0, 0, 11]),
             Err(FrameError::TooLong { length: 11, .. })
@@ -436,7 +476,7 @@ mod tests {
 
     #[test]
     fn netstring_errors() {
-        let mut d = NetstringDecoder::new(100);
+        let d = NetstringDecoder::new(100);
         assert!(matches!(d.decode(b"x:"), Err(FrameError::Malformed(_))));
         assert!(matches!(d.decode(b"3:abc;"), Err(FrameError::Malformed(_))));
         assert!(matches!(d.decode(b"01:a,"), Err(FrameError::Malformed(_))));
@@ -453,5 +493,42 @@ mod tests {
                 consumed: 3
             })
         );
+    }
+}
+
+#[cfg(test)]
+mod limits {
+    use super::*;
+
+    #[test]
+    fn no_limit_means_no_overflow() {
+        // "No limit" must not wrap: 2^64 + 5 is not 5.
+        let d = NetstringDecoder::new(usize::MAX);
+        assert!(matches!(
+            d.decode(b"18446744073709551621:hello,"),
+            Err(FrameError::TooLong { .. })
+        ));
+        assert_eq!(d.decode(b"5:hello,").unwrap().unwrap().end, 7);
+        let l = LineDecoder::new(b"\r\n".to_vec(), usize::MAX);
+        assert_eq!(l.decode(b"abc").unwrap(), None);
+        assert_eq!(l.decode_from(b"abc\r\n", 3).unwrap().unwrap().end, 3);
+        let p = LengthPrefixedDecoder::new(PrefixWidth::U32, usize::MAX);
+        assert_eq!(p.decode(&[0xff, 0xff, 0xff, 0xff]).unwrap(), None);
+    }
+
+    #[test]
+    fn unterminated_line_limit_is_max_plus_delimiter_exactly() {
+        let d = LineDecoder::new(b"\r\n".to_vec(), 4);
+        assert_eq!(
+            d.decode(b"xxxxx").unwrap(),
+            None,
+            "max + 1: a CRLF may still come"
+        );
+        assert!(
+            d.decode(b"xxxxxx").is_err(),
+            "max + len(delimiter): too long"
+        );
+        assert_eq!(d.decode(b"xxxx\r\n").unwrap().unwrap().end, 4);
+        assert!(d.decode(b"xxxxx\r\n").is_err());
     }
 }

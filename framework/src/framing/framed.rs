@@ -3,33 +3,66 @@
 //! `Int32Receiver`-style length prefixes and netstrings are all this one
 //! adapter with a different decoder.
 
-use super::decoder::{Decoder, FrameError};
+use super::decoder::{Decoder, FrameError, Recovery};
 use crate::api::CloseReason;
 use crate::reactor::{Conn, Protocol, ShardCtx};
 use std::ops::{Deref, DerefMut};
 
+/// Framing state a callback can change (mode, injected bytes, clearing).
+#[derive(Default)]
+struct Control {
+    raw: bool,
+    /// Bytes to frame before anything still buffered (`set_frame_mode_with`).
+    extra: Vec<u8>,
+    /// `clear_frame_buffer` was called: drop what is left of this batch.
+    clear: bool,
+}
+
 /// What a framed protocol sees in its callbacks: the connection (through
-/// `Deref`) plus control of the framing mode.
+/// `Deref`) plus control of the framing mode and buffer.
 pub struct FramedConn<'a, 'c, D: Decoder, P: FrameProtocol<D>> {
     conn: &'a mut Conn<'c, Framed<D, P>>,
-    raw: &'a mut bool,
+    ctl: &'a mut Control,
+    /// Input buffered after the current frame.
+    rest: &'a [u8],
 }
 
 impl<'c, D: Decoder, P: FrameProtocol<D>> FramedConn<'_, 'c, D, P> {
     /// From now on, deliver bytes as they come to `raw_data_received`
-    /// (e.g. for a body of known length after a header line).
+    /// (e.g. for a body of known length after a header line). Twisted's
+    /// `setRawMode`.
     pub fn set_raw_mode(&mut self) {
-        *self.raw = true;
+        self.ctl.raw = true;
     }
 
-    /// Back to frames; bytes not consumed by `raw_data_received` are parsed as frames.
+    /// Back to frames; bytes not consumed by `raw_data_received` are parsed
+    /// as frames.
     pub fn set_frame_mode(&mut self) {
-        *self.raw = false;
+        self.ctl.raw = false;
+    }
+
+    /// Back to frames, parsing `extra` first, before anything still
+    /// buffered: Twisted's `setLineMode(extra)`, e.g. from `frame_error` to
+    /// resume after the offending part of the discarded bytes.
+    pub fn set_frame_mode_with(&mut self, extra: &[u8]) {
+        self.ctl.raw = false;
+        self.ctl.extra.extend_from_slice(extra);
     }
 
     /// True in raw mode.
     pub fn is_raw_mode(&self) -> bool {
-        *self.raw
+        self.ctl.raw
+    }
+
+    /// Removes and returns every buffered byte not yet framed (after the
+    /// frame being delivered): Twisted's `clearLineBuffer`.
+    pub fn clear_frame_buffer(&mut self) -> Vec<u8> {
+        let mut out = std::mem::take(&mut self.ctl.extra);
+        if !self.ctl.clear {
+            out.extend_from_slice(self.rest);
+        }
+        self.ctl.clear = true;
+        out
     }
 }
 
@@ -81,10 +114,24 @@ pub trait FrameProtocol<D: Decoder>: Sized + 'static {
     }
 
     /// The stream cannot be framed (a line longer than the maximum, a bad
-    /// netstring). The default closes the connection, after flushing, with
-    /// [`CloseReason::ProtocolError`] naming the problem (Twisted's
-    /// `lineLengthExceeded`). Buffered input is discarded either way.
-    fn frame_error(&mut self, conn: &mut FramedConn<'_, '_, D, Self>, error: &FrameError) {
+    /// netstring, a length over the limit): Twisted's `lineLengthExceeded`
+    /// / `lengthLimitExceeded`. `data` is the buffered input from the
+    /// offending frame on. The default closes the connection, after
+    /// flushing, with [`CloseReason::ProtocolError`] naming the problem.
+    ///
+    /// A protocol that does not close keeps the connection: for lines the
+    /// data is dropped and framing resumes with the next bytes (call
+    /// [`FramedConn::set_frame_mode_with`] to re-frame part of `data`); for
+    /// length prefixes and netstrings the stream cannot be resynchronised,
+    /// so each later arrival reports the error again (see
+    /// [`Recovery`](super::Recovery)).
+    fn frame_error(
+        &mut self,
+        conn: &mut FramedConn<'_, '_, D, Self>,
+        error: &FrameError,
+        data: &[u8],
+    ) {
+        let _ = data;
         conn.close_with_error(error.to_string());
     }
 
@@ -118,14 +165,22 @@ pub trait FrameProtocol<D: Decoder>: Sized + 'static {
 }
 
 /// The adapter: a [`Protocol`] wrapping a [`FrameProtocol`].
+///
+/// Input that does not complete a frame is kept in one buffer with a read
+/// offset, compacted only when the consumed part outgrows the rest, and a
+/// delimiter search resumes where it stopped: a frame arriving in many
+/// small pieces costs time linear in its size.
 pub struct Framed<D: Decoder, P: FrameProtocol<D>> {
     decoder: D,
     inner: P,
-    /// Bytes received but not yet framed.
+    /// `buf[start..]`: bytes received but not yet framed.
     buf: Vec<u8>,
-    raw: bool,
-    /// A frame error ended framing on this connection.
-    broken: bool,
+    start: usize,
+    /// Bytes at the front of `buf[start..]` known to hold no frame end.
+    searched: usize,
+    ctl: Control,
+    /// A `Recovery::Retain` error: reported again on every arrival.
+    failed: Option<FrameError>,
 }
 
 /// Twisted's `LineReceiver`.
@@ -142,8 +197,10 @@ impl<D: Decoder, P: FrameProtocol<D>> Framed<D, P> {
             decoder,
             inner,
             buf: Vec::new(),
-            raw: false,
-            broken: false,
+            start: 0,
+            searched: 0,
+            ctl: Control::default(),
+            failed: None,
         }
     }
 
@@ -159,7 +216,7 @@ impl<D: Decoder, P: FrameProtocol<D>> Framed<D, P> {
 
     /// Bytes buffered awaiting a complete frame (or held while paused).
     pub fn buffered_input(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
 
     fn with<R>(
@@ -169,60 +226,128 @@ impl<D: Decoder, P: FrameProtocol<D>> Framed<D, P> {
     ) -> R {
         let mut fc = FramedConn {
             conn,
-            raw: &mut self.raw,
+            ctl: &mut self.ctl,
+            rest: &[],
         };
         f(&mut self.inner, &mut fc)
     }
 
-    /// Frames and delivers `data` (the new bytes) after what is buffered.
+    /// Frames and delivers `data` (the new bytes) after what is buffered,
+    /// as Twisted's `LineReceiver.dataReceived` does: until the input runs
+    /// out, the protocol pauses reading, or the connection starts closing.
     fn process(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
-        if self.broken {
+        if let Some(e) = self.failed.clone() {
+            let held = std::mem::take(&mut self.buf);
+            self.deliver_error(conn, &e, &held[self.start..]);
+            self.buf = held;
             return;
         }
         // Parse straight from `data` when nothing is buffered: no copy on the
         // common path; only the unframed tail is kept.
-        let owned;
-        let mut input: &[u8] = if self.buf.is_empty() {
-            data
+        let mut work = std::mem::take(&mut self.buf);
+        let mut pos = self.start;
+        let mut searched = self.searched;
+        let mut from_data = pos == work.len();
+        if from_data {
+            work.clear();
+            pos = 0;
         } else {
-            self.buf.extend_from_slice(data);
-            owned = std::mem::take(&mut self.buf);
-            &owned
-        };
+            if pos > 0 && pos >= work.len() - pos {
+                work.drain(..pos);
+                pos = 0;
+            }
+            work.extend_from_slice(data);
+        }
         loop {
-            if input.is_empty() || conn.is_closing() {
+            if !self.ctl.extra.is_empty() {
+                // Injected bytes go first, then whatever is left.
+                let input: &[u8] = if from_data { data } else { &work };
+                let mut v = std::mem::take(&mut self.ctl.extra);
+                v.extend_from_slice(&input[pos..]);
+                work = v;
+                pos = 0;
+                searched = 0;
+                from_data = false;
+            }
+            let input: &[u8] = if from_data { data } else { &work };
+            if pos >= input.len() || conn.is_closing() || conn.is_reading_paused() {
                 break;
             }
-            if conn.is_reading_paused() {
-                break;
-            }
-            if self.raw {
+            if self.ctl.raw {
+                let rest = &input[pos..];
                 let n = self
-                    .with(conn, |p, c| p.raw_data_received(c, input))
-                    .min(input.len());
-                input = &input[n..];
-                if self.raw {
-                    break;
+                    .with_rest(conn, rest, |p, c| p.raw_data_received(c, rest))
+                    .min(rest.len());
+                pos += n;
+                searched = 0;
+                if self.ctl.raw && n == 0 && self.ctl.extra.is_empty() {
+                    break; // the rest waits for more bytes
                 }
                 continue;
             }
-            match self.decoder.decode(input) {
+            match self.decoder.decode_from(&input[pos..], searched) {
                 Ok(Some(f)) => {
-                    let frame = &input[f.start..f.end];
-                    self.with(conn, |p, c| p.frame_received(c, frame));
-                    input = &input[f.consumed..];
+                    let frame = &input[pos + f.start..pos + f.end];
+                    pos += f.consumed;
+                    searched = 0;
+                    let rest = &input[pos..];
+                    self.with_rest(conn, rest, |p, c| p.frame_received(c, frame));
+                    if std::mem::take(&mut self.ctl.clear) {
+                        pos = input.len();
+                    }
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    self.broken = true;
-                    input = &[];
-                    self.with(conn, |p, c| p.frame_error(c, &e));
+                Ok(None) => {
+                    searched = input.len() - pos;
                     break;
                 }
+                Err(e) => match self.decoder.recovery() {
+                    Recovery::Discard => {
+                        let bad = &input[pos..];
+                        pos = input.len();
+                        searched = 0;
+                        self.deliver_error(conn, &e, bad);
+                    }
+                    Recovery::Retain => {
+                        self.failed = Some(e.clone());
+                        self.deliver_error(conn, &e, &input[pos..]);
+                        break;
+                    }
+                },
             }
         }
-        self.buf.clear();
-        self.buf.extend_from_slice(input);
+        self.ctl.clear = false;
+        // Keep the unframed tail (and only that when it came from `data`).
+        if from_data {
+            work.clear();
+            work.extend_from_slice(&data[pos..]);
+            pos = 0;
+        }
+        if pos == work.len() {
+            work.clear();
+            pos = 0;
+        }
+        self.buf = work;
+        self.start = pos;
+        self.searched = searched;
+    }
+
+    fn with_rest<R>(
+        &mut self,
+        conn: &mut Conn<'_, Self>,
+        rest: &[u8],
+        f: impl FnOnce(&mut P, &mut FramedConn<'_, '_, D, P>) -> R,
+    ) -> R {
+        let mut fc = FramedConn {
+            conn,
+            ctl: &mut self.ctl,
+            rest,
+        };
+        f(&mut self.inner, &mut fc)
+    }
+
+    fn deliver_error(&mut self, conn: &mut Conn<'_, Self>, e: &FrameError, data: &[u8]) {
+        tracing::debug!(conn = %conn.id(), error = %e, "frame error");
+        self.with(conn, |p, c| p.frame_error(c, e, data));
     }
 }
 

@@ -8,6 +8,7 @@ mod framed;
 
 pub use decoder::{
     Decoder, Frame, FrameError, LengthPrefixedDecoder, LineDecoder, NetstringDecoder, PrefixWidth,
+    Recovery,
 };
 pub use framed::{
     FrameProtocol, Framed, FramedConn, LengthPrefixed, LineReceiver, NetstringReceiver,
