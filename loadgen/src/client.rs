@@ -41,7 +41,13 @@ struct InFlight {
 
 pub(crate) struct LoadConn {
     shared: Arc<RunShared>,
+    /// `inbuf[in_start..]`: received bytes not yet decoded.
     inbuf: Vec<u8>,
+    in_start: usize,
+    /// Decoding waits until this many bytes are buffered (from `Incomplete`).
+    need: usize,
+    /// Buffered bytes known to hold no response end.
+    searched: usize,
     in_flight: VecDeque<InFlight>,
     next_seq: u64,
     /// Open loop: when the next request is due.
@@ -59,6 +65,9 @@ impl LoadConn {
         LoadConn {
             shared,
             inbuf: Vec::new(),
+            in_start: 0,
+            need: 0,
+            searched: 0,
             in_flight: VecDeque::new(),
             next_seq: 0,
             next_intended: first_due,
@@ -181,14 +190,35 @@ impl Protocol for LoadConn {
 
     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
         let now = conn.shard().now();
-        let owned;
-        let mut buf: &[u8] = if self.inbuf.is_empty() {
+        // Decode straight from `data` when nothing is buffered; otherwise
+        // append (compacting rarely) and decode the buffer. Each byte is
+        // copied O(1) times and, with the decoder's hints, scanned once.
+        let mut work = std::mem::take(&mut self.inbuf);
+        let from_data = self.in_start == work.len();
+        if from_data {
+            work.clear();
+            self.in_start = 0;
+        } else {
+            if self.in_start > 0 && self.in_start >= work.len() - self.in_start {
+                work.drain(..self.in_start);
+                self.in_start = 0;
+            }
+            work.extend_from_slice(data);
+        }
+        let whole: &[u8] = if from_data {
             data
         } else {
-            self.inbuf.extend_from_slice(data);
-            owned = std::mem::take(&mut self.inbuf);
-            &owned[..]
+            &work[self.in_start..]
         };
+        let mut buf = whole;
+        if buf.len() < self.need {
+            // The response in progress cannot be complete yet.
+            self.inbuf = work;
+            if from_data {
+                self.inbuf.extend_from_slice(data);
+            }
+            return;
+        }
         let mut fatal = false;
         while !buf.is_empty() {
             let Some(head) = self.in_flight.front() else {
@@ -196,8 +226,12 @@ impl Protocol for LoadConn {
                 fatal = true;
                 break;
             };
-            match self.shared.codec.decode(buf, head.seq) {
-                Decoded::Incomplete => break,
+            match self.shared.codec.decode(buf, head.seq, self.searched) {
+                Decoded::Incomplete { need, searched } => {
+                    self.need = need;
+                    self.searched = searched;
+                    break;
+                }
                 Decoded::Fatal => {
                     fatal = true;
                     break;
@@ -205,6 +239,8 @@ impl Protocol for LoadConn {
                 Decoded::Done { consumed, result } => {
                     let r = self.in_flight.pop_front().expect("head exists");
                     buf = &buf[consumed..];
+                    self.need = 0;
+                    self.searched = 0;
                     if r.counted {
                         let latency = now.saturating_duration_since(r.intended).as_micros() as u64;
                         let service = now.saturating_duration_since(r.sent).as_micros() as u64;
@@ -236,9 +272,17 @@ impl Protocol for LoadConn {
             self.fail(conn, ErrorKind::Read);
             return;
         }
-        if !buf.is_empty() {
-            self.inbuf.extend_from_slice(buf);
+        let consumed = whole.len() - buf.len();
+        if from_data {
+            work.extend_from_slice(&data[consumed..]);
+        } else {
+            self.in_start += consumed;
         }
+        if self.in_start == work.len() {
+            work.clear();
+            self.in_start = 0;
+        }
+        self.inbuf = work;
         if self.finished {
             if self.in_flight.is_empty() {
                 conn.close();

@@ -9,8 +9,9 @@ pub(crate) const MAX_RESPONSE: usize = 64 * 1024 * 1024;
 /// Result of looking for one response at the front of the input.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Decoded {
-    /// Need more bytes.
-    Incomplete,
+    /// Need more bytes: nothing can change before `need` bytes are
+    /// buffered (in all), and the first `searched` hold no frame end.
+    Incomplete { need: usize, searched: usize },
     /// One response of `consumed` bytes; `Err` if it was wrong but framing
     /// is intact (the connection can go on).
     Done {
@@ -84,12 +85,22 @@ impl Codec {
         }
     }
 
-    /// Looks for the response to request `seq` at the start of `buf`.
-    pub(crate) fn decode(&self, buf: &[u8], seq: u64) -> Decoded {
+    /// Looks for the response to request `seq` at the start of `buf`,
+    /// knowing that its first `searched` bytes hold no frame end (from an
+    /// earlier `Incomplete` on a prefix of `buf`): delimiter searches resume
+    /// there, so a response arriving in many pieces costs linear time.
+    pub(crate) fn decode(&self, buf: &[u8], seq: u64, searched: usize) -> Decoded {
+        let more = |searched: usize| Decoded::Incomplete {
+            need: buf.len() + 1,
+            searched,
+        };
         match &self.workload {
             Workload::Echo { size } => {
                 if buf.len() < *size {
-                    return Decoded::Incomplete;
+                    return Decoded::Incomplete {
+                        need: *size,
+                        searched: 0,
+                    };
                 }
                 let ok = buf[..*size]
                     .iter()
@@ -100,20 +111,35 @@ impl Codec {
                     result: if ok { Ok(()) } else { Err(ErrorKind::Protocol) },
                 }
             }
-            Workload::Line { size } => match buf.iter().position(|&b| b == b'\n') {
-                None if buf.len() > MAX_RESPONSE => Decoded::Fatal,
-                None => Decoded::Incomplete,
-                Some(end) => {
-                    let line = &buf[..end];
-                    let ok = line.len() == size - 1
-                        && line.iter().enumerate().all(|(i, &b)| b == pattern(seq, i));
-                    Decoded::Done {
-                        consumed: end + 1,
-                        result: if ok { Ok(()) } else { Err(ErrorKind::Protocol) },
+            Workload::Line { size } => {
+                let from = searched.min(buf.len());
+                match buf[from..].iter().position(|&b| b == b'\n') {
+                    None if buf.len() > MAX_RESPONSE => Decoded::Fatal,
+                    None => more(buf.len()),
+                    Some(i) => {
+                        let end = from + i;
+                        let line = &buf[..end];
+                        let ok = line.len() == size - 1
+                            && line.iter().enumerate().all(|(i, &b)| b == pattern(seq, i));
+                        Decoded::Done {
+                            consumed: end + 1,
+                            result: if ok { Ok(()) } else { Err(ErrorKind::Protocol) },
+                        }
                     }
                 }
-            },
-            Workload::Http { .. } => decode_http(buf),
+            }
+            Workload::Http { .. } => {
+                // No head end yet: nothing for httparse to do.
+                let from = searched.saturating_sub(3).min(buf.len());
+                if find(&buf[from..], b"\r\n\r\n").is_none() {
+                    return if buf.len() > MAX_RESPONSE {
+                        Decoded::Fatal
+                    } else {
+                        more(buf.len())
+                    };
+                }
+                decode_http(buf)
+            }
             Workload::Resp { .. } => match resp_value(buf, 0) {
                 Ok(Some((consumed, is_error))) => Decoded::Done {
                     consumed,
@@ -124,7 +150,7 @@ impl Codec {
                     },
                 },
                 Ok(None) if buf.len() > MAX_RESPONSE => Decoded::Fatal,
-                Ok(None) => Decoded::Incomplete,
+                Ok(None) => more(0),
                 Err(()) => Decoded::Fatal,
             },
             Workload::Custom { response, .. } => match response {
@@ -135,17 +161,23 @@ impl Codec {
                             result: Ok(()),
                         }
                     } else {
-                        Decoded::Incomplete
+                        Decoded::Incomplete {
+                            need: *n,
+                            searched: 0,
+                        }
                     }
                 }
-                ResponseFrame::Delimiter(d) => match find(buf, d) {
-                    Some(at) => Decoded::Done {
-                        consumed: at + d.len(),
-                        result: Ok(()),
-                    },
-                    None if buf.len() > MAX_RESPONSE => Decoded::Fatal,
-                    None => Decoded::Incomplete,
-                },
+                ResponseFrame::Delimiter(d) => {
+                    let from = searched.saturating_sub(d.len() - 1).min(buf.len());
+                    match find(&buf[from..], d) {
+                        Some(at) => Decoded::Done {
+                            consumed: from + at + d.len(),
+                            result: Ok(()),
+                        },
+                        None if buf.len() > MAX_RESPONSE => Decoded::Fatal,
+                        None => more(buf.len()),
+                    }
+                }
             },
         }
     }
@@ -161,7 +193,12 @@ fn decode_http(buf: &[u8]) -> Decoded {
     let head_len = match resp.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE => return Decoded::Fatal,
-        Ok(httparse::Status::Partial) => return Decoded::Incomplete,
+        Ok(httparse::Status::Partial) => {
+            return Decoded::Incomplete {
+                need: buf.len() + 1,
+                searched: 0,
+            }
+        }
         Err(_) => return Decoded::Fatal,
     };
     let status = resp.code.unwrap_or(0);
@@ -186,7 +223,12 @@ fn decode_http(buf: &[u8]) -> Decoded {
     let body_len = if chunked {
         match chunked_len(body) {
             Ok(Some(n)) => n,
-            Ok(None) => return Decoded::Incomplete,
+            Ok(None) => {
+                return Decoded::Incomplete {
+                    need: buf.len() + 1,
+                    searched: 0,
+                }
+            }
             Err(()) => return Decoded::Fatal,
         }
     } else if let Some(n) = content_length {
@@ -194,7 +236,10 @@ fn decode_http(buf: &[u8]) -> Decoded {
             return Decoded::Fatal;
         }
         if body.len() < n {
-            return Decoded::Incomplete;
+            return Decoded::Incomplete {
+                need: head_len + n,
+                searched: 0,
+            };
         }
         n
     } else if status == 204 || status == 304 || (100..200).contains(&status) {
@@ -333,19 +378,22 @@ mod tests {
         let c = Codec::new(&Workload::Echo { size: 16 });
         let mut r = Vec::new();
         c.encode(7, &mut r);
-        assert_eq!(c.decode(&r[..10], 7), Decoded::Incomplete);
-        assert_eq!(c.decode(&r, 7), done(16));
+        assert!(matches!(
+            c.decode(&r[..10], 7, 0),
+            Decoded::Incomplete { need: 16, .. }
+        ));
+        assert_eq!(c.decode(&r, 7, 0), done(16));
         let mut bad = r.clone();
         bad[5] ^= 1;
         assert_eq!(
-            c.decode(&bad, 7),
+            c.decode(&bad, 7, 0),
             Decoded::Done {
                 consumed: 16,
                 result: Err(ErrorKind::Protocol)
             }
         );
         assert!(
-            matches!(c.decode(&r, 8), Decoded::Done { result: Err(_), .. }),
+            matches!(c.decode(&r, 8, 0), Decoded::Done { result: Err(_), .. }),
             "other request's bytes"
         );
     }
@@ -357,10 +405,13 @@ mod tests {
         c.encode(1, &mut r);
         assert_eq!(r.len(), 8);
         assert_eq!(*r.last().unwrap(), b'\n');
-        assert_eq!(c.decode(&r[..7], 1), Decoded::Incomplete);
-        assert_eq!(c.decode(&r, 1), done(8));
         assert!(matches!(
-            c.decode(b"short\n", 1),
+            c.decode(&r[..7], 1, 0),
+            Decoded::Incomplete { .. }
+        ));
+        assert_eq!(c.decode(&r, 1, 0), done(8));
+        assert!(matches!(
+            c.decode(b"short\n", 1, 0),
             Decoded::Done {
                 consumed: 6,
                 result: Err(ErrorKind::Protocol)
@@ -379,24 +430,27 @@ mod tests {
         c.encode(0, &mut req);
         assert_eq!(req, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
         let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
-        assert_eq!(c.decode(ok, 0), done(ok.len()));
-        assert_eq!(c.decode(&ok[..ok.len() - 1], 0), Decoded::Incomplete);
+        assert_eq!(c.decode(ok, 0, 0), done(ok.len()));
+        assert!(matches!(
+            c.decode(&ok[..ok.len() - 1], 0, 0),
+            Decoded::Incomplete { .. }
+        ));
         let chunked =
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nNEXT";
-        assert_eq!(c.decode(chunked, 0), done(chunked.len() - 4));
-        assert_eq!(
-            c.decode(&chunked[..chunked.len() - 6], 0),
-            Decoded::Incomplete
-        );
+        assert_eq!(c.decode(chunked, 0, 0), done(chunked.len() - 4));
+        assert!(matches!(
+            c.decode(&chunked[..chunked.len() - 6], 0, 0),
+            Decoded::Incomplete { .. }
+        ));
         let nf = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(
-            c.decode(nf, 0),
+            c.decode(nf, 0, 0),
             Decoded::Done {
                 consumed: nf.len(),
                 result: Err(ErrorKind::Status)
             }
         );
-        assert_eq!(c.decode(b"garbage\r\n\r\n", 0), Decoded::Fatal);
+        assert_eq!(c.decode(b"garbage\r\n\r\n", 0, 0), Decoded::Fatal);
     }
 
     #[test]
@@ -413,19 +467,22 @@ mod tests {
         r.clear();
         c.encode(1, &mut r);
         assert_eq!(r, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
-        assert_eq!(c.decode(b"+OK\r\n", 0), done(5));
-        assert_eq!(c.decode(b"$1\r\nv\r\n", 0), done(7));
-        assert_eq!(c.decode(b"$-1\r\n", 0), done(5));
-        assert_eq!(c.decode(b"$3\r\nab", 0), Decoded::Incomplete);
-        assert_eq!(c.decode(b"*2\r\n:1\r\n$1\r\nx\r\n", 0), done(15));
+        assert_eq!(c.decode(b"+OK\r\n", 0, 0), done(5));
+        assert_eq!(c.decode(b"$1\r\nv\r\n", 0, 0), done(7));
+        assert_eq!(c.decode(b"$-1\r\n", 0, 0), done(5));
         assert!(matches!(
-            c.decode(b"-ERR no\r\n", 0),
+            c.decode(b"$3\r\nab", 0, 0),
+            Decoded::Incomplete { .. }
+        ));
+        assert_eq!(c.decode(b"*2\r\n:1\r\n$1\r\nx\r\n", 0, 0), done(15));
+        assert!(matches!(
+            c.decode(b"-ERR no\r\n", 0, 0),
             Decoded::Done {
                 result: Err(ErrorKind::Status),
                 ..
             }
         ));
-        assert_eq!(c.decode(b"?what\r\n", 0), Decoded::Fatal);
+        assert_eq!(c.decode(b"?what\r\n", 0, 0), Decoded::Fatal);
     }
 
     #[test]
@@ -434,13 +491,16 @@ mod tests {
             payload: b"hi".to_vec(),
             response: ResponseFrame::Delimiter(b"\r\n".to_vec()),
         });
-        assert_eq!(c.decode(b"abc\r\nxyz", 0), done(5));
-        assert_eq!(c.decode(b"abc\r", 0), Decoded::Incomplete);
+        assert_eq!(c.decode(b"abc\r\nxyz", 0, 0), done(5));
+        assert!(matches!(
+            c.decode(b"abc\r", 0, 0),
+            Decoded::Incomplete { .. }
+        ));
         let c = Codec::new(&Workload::Custom {
             payload: b"hi".to_vec(),
             response: ResponseFrame::Length(3),
         });
-        assert_eq!(c.decode(b"ab", 0), Decoded::Incomplete);
-        assert_eq!(c.decode(b"abcd", 0), done(3));
+        assert!(matches!(c.decode(b"ab", 0, 0), Decoded::Incomplete { .. }));
+        assert_eq!(c.decode(b"abcd", 0, 0), done(3));
     }
 }

@@ -3,6 +3,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Largest request or response a workload may use (a response larger
+/// than this is also what the client treats as a broken stream).
+pub const MAX_MESSAGE: usize = crate::codec::MAX_RESPONSE;
+/// Longest time between two sends of one open-loop connection (one day).
+const MAX_SEND_PERIOD_S: f64 = 86_400.0;
+
 /// How requests are issued.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mode {
@@ -137,6 +143,8 @@ impl Config {
     }
 
     /// Checks the values against each other.
+    /// Checks the settings: every number is in a range the run can honour
+    /// (no panic or abort later for an absurd value).
     pub fn validate(&self) -> Result<(), crate::LoadError> {
         let bad = |m: String| Err(crate::LoadError::Config(m));
         if self.threads == 0 {
@@ -146,6 +154,17 @@ impl Config {
             return bad(format!(
                 "connections ({}) must be at least threads ({}): each thread needs a connection",
                 self.connections, self.threads
+            ));
+        }
+        // Each thread is a shard: more than a few per core only adds
+        // scheduling noise (and start-up time) to the measurement.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let max_threads = (4 * cores).max(8);
+        if self.threads > max_threads {
+            return bad(format!(
+                "threads ({}) must be at most {max_threads} on this machine ({cores} cores): \
+                 each thread is an event loop; use connections for concurrency",
+                self.threads
             ));
         }
         if self.duration.is_zero() {
@@ -166,14 +185,34 @@ impl Config {
                 if !(rate.is_finite() && rate > 0.0) {
                     return bad(format!("rate must be a positive number, got {rate}"));
                 }
+                // Each connection sends every `connections / rate` seconds.
+                let period = self.connections as f64 / rate;
+                if period > MAX_SEND_PERIOD_S {
+                    return bad(format!(
+                        "rate {rate} req/s is too low for {} connections: each would send once every {period:.3e} s",
+                        self.connections
+                    ));
+                }
                 if max_in_flight == 0 {
                     return bad("pipeline (max in flight) must be at least 1".into());
                 }
             }
             _ => {}
         }
+        let too_big = |what: &str, n: usize| {
+            bad(format!(
+                "{what} ({n} bytes) must be at most {MAX_MESSAGE} bytes"
+            ))
+        };
         match &self.workload {
             Workload::Echo { size } if *size == 0 => bad("echo size must be at least 1".into()),
+            Workload::Echo { size } | Workload::Line { size } if *size > MAX_MESSAGE => {
+                too_big("message size", *size)
+            }
+            Workload::Custom {
+                response: ResponseFrame::Length(n),
+                ..
+            } if *n > MAX_MESSAGE => too_big("response length", *n),
             Workload::Line { size } if *size < 2 => {
                 bad("line size must be at least 2 (one byte and the newline)".into())
             }

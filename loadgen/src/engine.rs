@@ -48,10 +48,28 @@ fn collect(handle: &Handle, take: fn(&mut Recorder) -> Sample) -> Sample {
     merged
 }
 
+/// Raises the soft open-file limit to what `connections` need, or says
+/// plainly that the hard limit is too low: running out of descriptors
+/// mid-run would look like a server that refuses connections.
+fn ensure_descriptors(connections: usize, threads: usize) -> Result<(), LoadError> {
+    // Each thread holds an epoll, a waker and a timerfd; the process a few more.
+    let needed = (connections + 4 * threads + 64) as u64;
+    let got = rlimit::increase_nofile_limit(needed)
+        .map_err(|e| LoadError::Config(format!("cannot read the open-file limit: {e}")))?;
+    if got < needed {
+        return Err(LoadError::Config(format!(
+            "{connections} connections need about {needed} open files, but the limit is {got} \
+             (raise the hard limit: ulimit -Hn, /etc/security/limits.conf)"
+        )));
+    }
+    Ok(())
+}
+
 /// Runs `config` and returns the report. `observer` is called after each
 /// interval (a progress line, a live plot...).
 pub fn run(config: &Config, mut observer: impl FnMut(&Progress<'_>)) -> Result<Report, LoadError> {
     config.validate()?;
+    ensure_descriptors(config.connections, config.threads)?;
     let mut builder = Server::builder()
         .shards(config.threads)
         // Open-loop sends are paced by shard timers: a fine tick (with the

@@ -306,6 +306,13 @@ fn run_load(a: &RunArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot create {}", path.display()))?;
         hlog::write_report_log(std::io::BufWriter::new(f), &report)?;
     }
+    if report.responses_ok == 0 {
+        anyhow::bail!(
+            "no request succeeded ({} requests, {} errors)",
+            report.requests,
+            report.errors.total()
+        );
+    }
     Ok(())
 }
 

@@ -305,6 +305,28 @@ fn binary_fails_with_one_line_errors() {
             vec!["127.0.0.1:1".into(), "-w".into(), "custom".into()],
             "needs --payload",
         ),
+        (
+            vec!["127.0.0.1:1".into(), "-R".into(), "1e-20".into()],
+            "is too low",
+        ),
+        (
+            vec!["127.0.0.1:1".into(), "-s".into(), "100000000000".into()],
+            "must be at most",
+        ),
+        (
+            vec![
+                "127.0.0.1:1".into(),
+                "-t".into(),
+                "1000".into(),
+                "-c".into(),
+                "1000".into(),
+            ],
+            "threads (1000) must be at most",
+        ),
+        (
+            vec!["127.0.0.1:1".into(), "-c".into(), "1000000".into()],
+            "open files",
+        ),
     ];
     for (args, want) in cases {
         let out = Command::new(&bin).args(&args).output().unwrap();
@@ -313,4 +335,34 @@ fn binary_fails_with_one_line_errors() {
         assert!(err.contains(want), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+}
+
+/// Answers every request with garbage: no request can succeed.
+struct Garbage;
+impl Protocol for Garbage {
+    type Message = ();
+    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        conn.write(&vec![b'!'; data.len()]);
+    }
+}
+
+#[test]
+fn exits_non_zero_when_no_request_succeeded() {
+    let h = Server::builder()
+        .shards(1)
+        .pin(false)
+        .listen("127.0.0.1:0", |_| |_| Garbage)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let bin = loadgen_bin();
+    let out = Command::new(&bin)
+        .args([&h.tcp_addr(0).to_string(), "-d", "1s", "-c", "2"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("no request succeeded"), "{err}");
+    h.shutdown();
 }
