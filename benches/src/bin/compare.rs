@@ -40,6 +40,9 @@ struct Args {
     /// Only the first echo scenario and HTTP (a quick look).
     #[arg(long)]
     quick: bool,
+    /// Only scenarios whose name contains this text (e.g. "4096 B, 64 conns, pipeline 16").
+    #[arg(long)]
+    only: Option<String>,
     /// Also write the Markdown table to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -278,7 +281,10 @@ fn main() -> anyhow::Result<()> {
     table.push_str("| scenario | server | req/s (median, min–max) | p99 (median) | throughput: shardloop / this | req per server CPU-second (median) | per core: shardloop / this (median, min–max) |\n");
     table.push_str("|---|---|---:|---:|---:|---:|---:|\n");
     println!("Each run: {} measured after {} warm-up; {} rounds; server on core 0, loadgen (1 thread) on core 1.\n", humantime::format_duration(a.duration), humantime::format_duration(a.warmup), a.rounds);
-    for s in scenarios(a.quick) {
+    let chosen = scenarios(a.quick)
+        .into_iter()
+        .filter(|s| a.only.as_ref().is_none_or(|o| s.name.contains(o.as_str())));
+    for s in chosen {
         let mine: Vec<&ServerDef> = defs.iter().filter(|d| d.kind == s.kind).collect();
         let running: Vec<Running> = mine
             .iter()

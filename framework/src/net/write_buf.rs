@@ -20,15 +20,11 @@ pub(crate) struct BufPool {
 impl BufPool {
     const MAX_KEPT: usize = 256;
 
-    fn take(&mut self, at_least: usize) -> Vec<u8> {
-        if at_least <= CHUNK {
-            if let Some(v) = self.free.pop() {
-                return v;
-            }
-            Vec::with_capacity(CHUNK)
-        } else {
-            Vec::with_capacity(at_least)
-        }
+    /// A chunk of exactly `CHUNK` capacity: writes of any size are copied
+    /// into these, so every chunk goes back to the pool and a large write
+    /// costs no allocation once the pool is warm.
+    fn take(&mut self) -> Vec<u8> {
+        self.free.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK))
     }
 
     fn give(&mut self, mut v: Vec<u8>) {
@@ -65,7 +61,7 @@ impl WriteBuf {
             data = &data[n..];
         }
         while !data.is_empty() {
-            let mut chunk = pool.take(data.len().min(CHUNK * 4));
+            let mut chunk = pool.take();
             let n = (chunk.capacity() - chunk.len()).min(data.len());
             chunk.extend_from_slice(&data[..n]);
             data = &data[n..];
@@ -73,9 +69,10 @@ impl WriteBuf {
         }
     }
 
-    /// Takes ownership of `data` without copying when it is large.
+    /// Takes ownership of `data` without copying when it is large (the
+    /// buffer is freed, not pooled, once written).
     pub(crate) fn push_owned(&mut self, data: Vec<u8>, pool: &mut BufPool) {
-        if data.len() < CHUNK / 4 {
+        if data.len() < CHUNK {
             self.push(&data, pool);
         } else {
             self.len += data.len();
@@ -199,6 +196,22 @@ mod tests {
             prop_assert!(buf.is_empty());
             prop_assert_eq!(sink.out, expected);
         }
+    }
+
+    #[test]
+    fn large_writes_use_pooled_chunks_only() {
+        let mut pool = BufPool::default();
+        let mut buf = WriteBuf::default();
+        let big = vec![7u8; 5 * CHUNK + 123];
+        buf.push(&big, &mut pool);
+        assert!(buf.chunks.iter().all(|c| c.capacity() == CHUNK));
+        let mut sink = Vec::new();
+        buf.flush_to(&mut sink, &mut pool).unwrap();
+        assert_eq!(sink, big);
+        assert_eq!(pool.free.len(), 6, "every chunk back in the pool");
+        // The same write again allocates nothing new.
+        buf.push(&big, &mut pool);
+        assert_eq!(pool.free.len(), 0);
     }
 
     #[test]

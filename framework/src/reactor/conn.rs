@@ -11,6 +11,9 @@ use std::io::IoSlice;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+/// Writes at least this large skip the queue when it is empty.
+const WRITE_THROUGH: usize = 64 * 1024;
+
 /// The context of a protocol callback: the connection's transport (write,
 /// close, pause), its timers, and the shard it lives on.
 ///
@@ -52,10 +55,42 @@ impl<'a, P: Protocol> Conn<'a, P> {
     /// during `connection_lost`, or after an abort. A write that would grow
     /// the unsent output past `max_output_buffer` aborts the connection
     /// ([`CloseReason::OutputOverflow`]).
+    ///
+    /// A large write (64 KiB or more) with nothing queued before it is
+    /// handed to the socket at once, and only what the socket does not take
+    /// is copied into the queue.
     pub fn write(&mut self, data: &[u8]) {
-        if self.admit(data.len()) {
-            self.core.out.push(data, &mut self.ctx.pool);
-            self.ctx.mark_dirty(self.core);
+        if !self.admit(data.len()) {
+            return;
+        }
+        let mut data = data;
+        if data.len() >= WRITE_THROUGH && self.core.out.is_empty() && !self.core.write_blocked {
+            data = self.write_through(data);
+            if data.is_empty() {
+                return;
+            }
+        }
+        self.core.out.push(data, &mut self.ctx.pool);
+        self.ctx.mark_dirty(self.core);
+    }
+
+    /// Writes `data` straight to the socket; returns what it did not take.
+    /// An error is left for the flush to report (it will meet it again).
+    fn write_through<'d>(&mut self, data: &'d [u8]) -> &'d [u8] {
+        match std::io::Write::write(&mut self.core.stream, data) {
+            Ok(n) => {
+                self.ctx.counters.bytes_out += n as u64;
+                if n < data.len() {
+                    // A short write: the socket buffer is full.
+                    self.core.write_blocked = true;
+                }
+                &data[n..]
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                self.core.write_blocked = true;
+                data
+            }
+            Err(_) => data,
         }
     }
 
