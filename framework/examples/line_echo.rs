@@ -12,7 +12,7 @@ mod common;
 
 use clap::Parser;
 use shardloop::framing::{FrameError, FrameProtocol, FramedConn, LineDecoder, LineReceiver};
-use shardloop::Server;
+use shardloop::{Server, Settings};
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
@@ -70,14 +70,23 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let max_line = args.max_line;
     let line_timeout = (args.line_timeout > 0).then(|| Duration::from_secs(args.line_timeout));
-    let builder = Server::builder().listen((args.bind.as_str(), args.port), move |_shard| {
-        move |_peer| {
-            LineReceiver::new(
-                LineDecoder::new(b"\r\n".to_vec(), max_line).accept_bare_lf(true),
-                LineEcho { line_timeout },
-            )
-        }
-    });
+    // One echoed line must fit in a connection's output queue.
+    let defaults = Settings::default();
+    let settings = Settings {
+        max_output_buffer: defaults.max_output_buffer.max(max_line.saturating_mul(2)),
+        ..defaults
+    };
+    let builder = Server::builder().settings(settings).listen(
+        (args.bind.as_str(), args.port),
+        move |_shard| {
+            move |_peer| {
+                LineReceiver::new(
+                    LineDecoder::new(b"\r\n".to_vec(), max_line).accept_bare_lf(true),
+                    LineEcho { line_timeout },
+                )
+            }
+        },
+    );
     let handle = common::start(builder, args.shards, &[])?;
     println!(
         "line_echo listening on {} with {} shards",

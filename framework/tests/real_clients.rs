@@ -1,6 +1,6 @@
 //! The examples, driven by real unmodified clients: curl, wrk, redis-cli,
 //! redis-benchmark, bash. These tools are prerequisites of the test suite
-//! (`.ci/run` installs them: `apt-get install -y curl wrk redis-tools`); a
+//! (`.ci/run` installs them: `apt-get install -y curl wrk redis-tools redis-server`); a
 //! missing one fails the test with that hint rather than skipping it.
 mod common;
 
@@ -20,7 +20,7 @@ impl Example {
 
 fn tool(name: &str, args: &[&str]) -> Output {
     Command::new(name).args(args).output().unwrap_or_else(|e| {
-        panic!("{name} is needed by this test ({e}); install it: apt-get install -y curl wrk redis-tools")
+        panic!("{name} is needed by this test ({e}); install it: apt-get install -y curl wrk redis-tools redis-server")
     })
 }
 

@@ -141,3 +141,55 @@ fn a_huge_command_in_tiny_pieces_parses() {
     let got = got.expect("one command");
     assert_eq!(got[1].len(), n);
 }
+
+#[path = "../examples/resp_kv/redis.rs"]
+#[allow(dead_code)]
+mod redis;
+
+#[test]
+fn string2ll_follows_redis() {
+    use redis::string2ll;
+    assert_eq!(string2ll(b"0"), Some(0));
+    assert_eq!(string2ll(b"-5"), Some(-5));
+    assert_eq!(string2ll(b"9223372036854775807"), Some(i64::MAX));
+    assert_eq!(string2ll(b"-9223372036854775808"), Some(i64::MIN));
+    for bad in [
+        &b""[..],
+        b"+5",
+        b"05",
+        b"-0",
+        b" 5",
+        b"5 ",
+        b"9223372036854775808",
+        b"-9223372036854775809",
+        b"99999999999999999999999",
+        b"1e3",
+        b"-",
+    ] {
+        assert_eq!(string2ll(bad), None, "{:?}", String::from_utf8_lossy(bad));
+    }
+}
+
+#[test]
+fn set_options_validate_syntax_before_numbers() {
+    use redis::{parse_set_options, Expiry, SYNTAX_ERROR};
+    let o = |v: &[&str]| {
+        parse_set_options(
+            &v.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>(),
+            1_000,
+        )
+    };
+    assert_eq!(
+        o(&["EX", "abc", "FOO"]),
+        Err(SYNTAX_ERROR),
+        "syntax first, as Redis"
+    );
+    assert_eq!(o(&["px", "5"]).unwrap().expiry, Expiry::AtMs(1_005));
+    assert_eq!(o(&["EXAT", "7"]).unwrap().expiry, Expiry::AtMs(7_000));
+    assert!(
+        o(&["EX", "9223372036854775807"]).is_err(),
+        "overflow is an invalid expire"
+    );
+    assert!(o(&["NX", "XX"]).is_err());
+    assert!(o(&["GET", "NX"]).unwrap().get);
+}

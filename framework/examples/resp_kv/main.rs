@@ -14,6 +14,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod parser;
+mod redis;
+
+use redis::{string2ll, Expiry, SetOptions};
 
 use clap::Parser;
 use shardloop::{Conn, Protocol, Server, ShardCtx};
@@ -40,10 +43,37 @@ struct Args {
 /// Largest bulk string accepted (a value or key).
 const MAX_BULK: usize = 64 * 1024 * 1024;
 
-/// One shard's partition of the key space.
+/// A stored value and when it expires (Unix ms), if ever.
+struct Entry {
+    value: Vec<u8>,
+    expires_at: Option<i64>,
+}
+
+/// One shard's partition of the key space. Expired keys are removed when
+/// touched (Redis's lazy expiry).
 #[derive(Default)]
 struct Store {
-    map: HashMap<Vec<u8>, Vec<u8>>,
+    map: HashMap<Vec<u8>, Entry>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Store {
+    /// The live entry for `key`, dropping it first if it has expired.
+    fn live(&mut self, key: &[u8]) -> Option<&mut Entry> {
+        let expired = self
+            .map
+            .get(key)
+            .is_some_and(|e| e.expires_at.is_some_and(|t| t <= now_ms()));
+        if expired {
+            self.map.remove(key);
+        }
+        self.map.get_mut(key)
+    }
 }
 
 fn owner(key: &[u8], shards: usize) -> usize {
@@ -68,7 +98,7 @@ fn bulk(out: &mut Vec<u8>, v: Option<&[u8]>) {
 #[derive(Clone, Copy)]
 enum KeyOp {
     Get,
-    Set,
+    Set(SetOptions),
     Del,
     Incr,
 }
@@ -80,41 +110,66 @@ enum Part {
 }
 
 fn run_op(store: &mut Store, op: KeyOp, key: Vec<u8>, value: Option<Vec<u8>>) -> Part {
+    let mut out = Vec::new();
     match op {
-        KeyOp::Get => {
-            let mut out = Vec::new();
-            bulk(&mut out, store.map.get(&key).map(|v| v.as_slice()));
-            Part::Resp(out)
-        }
-        KeyOp::Set => {
-            store.map.insert(key, value.unwrap_or_default());
-            Part::Resp(b"+OK\r\n".to_vec())
-        }
-        KeyOp::Del => Part::Count(store.map.remove(&key).is_some() as i64),
-        KeyOp::Incr => {
-            let cur = store.map.get(&key).map(|v| {
-                std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|s| s.parse::<i64>().ok())
-            });
-            match cur {
-                Some(None) => {
-                    Part::Resp(b"-ERR value is not an integer or out of range\r\n".to_vec())
+        KeyOp::Get => bulk(&mut out, store.live(&key).map(|e| e.value.as_slice())),
+        KeyOp::Set(o) => {
+            let old = store.live(&key);
+            let exists = old.is_some();
+            let old_ttl = old.as_ref().and_then(|e| e.expires_at);
+            if o.get {
+                bulk(&mut out, old.map(|e| e.value.as_slice()));
+            }
+            if (o.nx && exists) || (o.xx && !exists) {
+                if !o.get {
+                    out.extend_from_slice(b"$-1\r\n");
                 }
-                Some(Some(n)) if n == i64::MAX => {
-                    Part::Resp(b"-ERR increment or decrement would overflow\r\n".to_vec())
-                }
-                Some(Some(n)) => {
-                    store.map.insert(key, (n + 1).to_string().into_bytes());
-                    Part::Resp(format!(":{}\r\n", n + 1).into_bytes())
-                }
-                None => {
-                    store.map.insert(key, b"1".to_vec());
-                    Part::Resp(b":1\r\n".to_vec())
-                }
+                return Part::Resp(out);
+            }
+            let expires_at = match o.expiry {
+                Expiry::Persist => None,
+                Expiry::Keep => old_ttl,
+                Expiry::AtMs(t) => Some(t),
+            };
+            let value = value.unwrap_or_default();
+            if expires_at.is_some_and(|t| t <= now_ms()) {
+                // Already in the past: Redis deletes the key (and still says OK).
+                store.map.remove(&key);
+            } else {
+                store.map.insert(key, Entry { value, expires_at });
+            }
+            if !o.get {
+                out.extend_from_slice(b"+OK\r\n");
             }
         }
+        KeyOp::Del => {
+            let n = store.live(&key).is_some() as i64;
+            store.map.remove(&key);
+            return Part::Count(n);
+        }
+        KeyOp::Incr => match store.live(&key) {
+            Some(e) => match string2ll(&e.value).map(|n| n.checked_add(1)) {
+                None => out.extend_from_slice(b"-ERR value is not an integer or out of range\r\n"),
+                Some(None) => {
+                    out.extend_from_slice(b"-ERR increment or decrement would overflow\r\n")
+                }
+                Some(Some(n)) => {
+                    // INCR keeps the key's time to live, as Redis does.
+                    e.value = n.to_string().into_bytes();
+                    out.extend_from_slice(format!(":{n}\r\n").as_bytes());
+                }
+            },
+            None => {
+                let entry = Entry {
+                    value: b"1".to_vec(),
+                    expires_at: None,
+                };
+                store.map.insert(key, entry);
+                out.extend_from_slice(b":1\r\n");
+            }
+        },
     }
+    Part::Resp(out)
 }
 
 /// A part of a reply, coming back from the owner shard.
@@ -256,6 +311,13 @@ impl Kv {
             return;
         };
         let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+        const KNOWN: [&str; 9] = [
+            "PING", "ECHO", "GET", "SET", "INCR", "DEL", "MGET", "COMMAND", "CONFIG",
+        ];
+        if !KNOWN.contains(&name.as_str()) {
+            self.reply_now(redis::unknown_command(&args));
+            return;
+        }
         let arity_err = |n: &str| {
             format!(
                 "-ERR wrong number of arguments for '{}' command\r\n",
@@ -276,10 +338,16 @@ impl Kv {
                 let key = args.next().expect("one arg");
                 self.dispatch(conn, Combine::Single, vec![(KeyOp::Get, key, None)]);
             }
-            ("SET", 2) => {
+            ("SET", n) if n >= 2 => {
                 let key = args.next().expect("two args");
                 let value = args.next();
-                self.dispatch(conn, Combine::Single, vec![(KeyOp::Set, key, value)]);
+                let opts: Vec<Vec<u8>> = args.collect();
+                match redis::parse_set_options(&opts, now_ms()) {
+                    Ok(o) => {
+                        self.dispatch(conn, Combine::Single, vec![(KeyOp::Set(o), key, value)]);
+                    }
+                    Err(e) => self.reply_now(e.to_vec()),
+                }
             }
             ("INCR", 1) => {
                 let key = args.next().expect("one arg");
@@ -298,10 +366,7 @@ impl Kv {
             }
             // Clients probe these at start-up (redis-benchmark: CONFIG GET); nothing to report.
             ("COMMAND" | "CONFIG", _) => self.reply_now(b"*0\r\n".to_vec()),
-            _ => {
-                let shown: String = name.chars().take(64).collect();
-                self.reply_now(format!("-ERR unknown command '{shown}'\r\n").into_bytes());
-            }
+            _ => unreachable!("known commands are all matched above"),
         }
     }
 }
