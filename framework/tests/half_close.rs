@@ -66,14 +66,7 @@ fn a_protocol_may_answer_after_the_peers_eof() {
 }
 
 fn backend(p: fn() -> BackendKind) -> (shardloop::Handle, std::net::SocketAddr) {
-    let h = builder(1)
-        .listen("127.0.0.1:0", move |_| move |_| p())
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let addr = h.tcp_addr(0);
-    (h, addr)
+    started(builder(1).listen("127.0.0.1:0", move |_| move |_| p()))
 }
 
 /// The backends these tests put behind the proxy.

@@ -41,17 +41,15 @@ fn a_write_from_connection_lost_is_refused_not_a_reset() {
 #[test]
 fn eight_mib_then_a_late_write_reach_a_real_peer_whole_and_clean() {
     const N: usize = 8 * 1024 * 1024;
-    let h = builder(1)
-        .settings(Settings {
-            max_output_buffer: 16 * 1024 * 1024,
-            ..Settings::default()
-        })
-        .listen("127.0.0.1:0", |_| |_| WriteCloseThenLateWrite { n: N })
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let mut s = connect(h.tcp_addr(0));
+    let (h, addr) = started(
+        builder(1)
+            .settings(Settings {
+                max_output_buffer: 16 * 1024 * 1024,
+                ..Settings::default()
+            })
+            .listen("127.0.0.1:0", |_| |_| WriteCloseThenLateWrite { n: N }),
+    );
+    let mut s = connect(addr);
     let (got, err) = read_to_end_lossy(&mut s);
     assert_eq!(err, None, "a clean EOF, not a reset");
     assert_eq!(got.len(), N);

@@ -47,11 +47,12 @@ fn graceful_stop_with_1000_connections_meets_deadline_and_joins_all_threads() {
         took < deadline + Duration::from_secs(2),
         "stop took {took:?}"
     );
-    assert!(
-        threads_named(&prefix).is_empty(),
-        "threads left: {:?}",
-        threads_named(&prefix)
-    );
+    // Joined threads have exited; the kernel drops a finished thread from
+    // /proc a moment after join returns (it reaps it after waking the
+    // joiner), so allow for that, not for a live thread.
+    wait_for("every server thread gone from /proc", || {
+        threads_named(&prefix).is_empty()
+    });
     // Every client sees a clean EOF: connections were closed, not reset.
     for s in clients.iter_mut() {
         let (rest, err) = read_to_end_lossy(s);

@@ -156,13 +156,7 @@ impl Server {
                 .spawn(move || supervisor::run_shard(inner, init, core));
             match spawned {
                 Ok(t) => threads.push(t),
-                Err(e) => {
-                    handle.stop();
-                    for t in threads {
-                        let _ = t.join();
-                    }
-                    return Err(Error::Io(e));
-                }
+                Err(e) => return Err(abandon_start(&handle, threads, e)),
             }
         }
         if let Some(poll) = acceptor_poll {
@@ -178,18 +172,21 @@ impl Server {
                 .spawn(move || acceptor.run())
             {
                 Ok(t) => threads.push(t),
-                Err(e) => {
-                    handle.stop();
-                    for t in threads {
-                        let _ = t.join();
-                    }
-                    return Err(Error::Io(e));
-                }
+                Err(e) => return Err(abandon_start(&handle, threads, e)),
             }
         }
         *inner.threads.lock().expect("thread list lock") = threads;
         Ok(handle)
     }
+}
+
+/// A thread could not be spawned: stop and join what started, and say why.
+fn abandon_start(handle: &Handle, started: Vec<JoinHandle<()>>, e: std::io::Error) -> Error {
+    handle.stop();
+    for t in started {
+        let _ = t.join();
+    }
+    Error::Io(e)
 }
 
 pub(crate) struct ServerInner {

@@ -30,13 +30,13 @@ pub fn builder(shards: usize) -> ServerBuilder {
 }
 
 pub fn echo_server(shards: usize) -> (Handle, SocketAddr) {
+    started(builder(shards).listen("127.0.0.1:0", |_| |_| Echo))
+}
+
+/// Builds and starts `b`; returns its handle and first listener's address.
+pub fn started(b: ServerBuilder) -> (Handle, SocketAddr) {
     init_tracing();
-    let h = builder(shards)
-        .listen("127.0.0.1:0", |_| |_| Echo)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let h = b.build().unwrap().start().unwrap();
     let addr = h.tcp_addr(0);
     (h, addr)
 }
