@@ -52,6 +52,7 @@ pub mod framing;
 mod net;
 mod reactor;
 mod runtime;
+pub mod task;
 pub mod testing;
 pub mod timer_wheel;
 

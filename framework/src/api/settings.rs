@@ -40,6 +40,9 @@ pub struct Settings {
     pub max_connections_per_shard: usize,
     /// Bus messages a shard drains per loop iteration before serving I/O again.
     pub max_bus_messages_per_iteration: usize,
+    /// Task polls a shard runs per loop iteration before serving I/O again
+    /// (tasks still ready then run in the next iteration).
+    pub max_task_polls_per_iteration: usize,
 }
 
 impl Default for Settings {
@@ -55,6 +58,7 @@ impl Default for Settings {
             close_linger: Duration::from_secs(2),
             max_connections_per_shard: 1 << 20,
             max_bus_messages_per_iteration: 4096,
+            max_task_polls_per_iteration: 1024,
         }
     }
 }
@@ -76,6 +80,9 @@ impl Settings {
         }
         if self.max_read_per_iteration == 0 {
             return Err("max_read_per_iteration must be at least 1".into());
+        }
+        if self.max_task_polls_per_iteration == 0 {
+            return Err("max_task_polls_per_iteration must be at least 1".into());
         }
         if self.max_bus_messages_per_iteration == 0 {
             return Err("max_bus_messages_per_iteration must be at least 1".into());

@@ -102,6 +102,12 @@ counters! {
     close_timeouts,
     /// Connections closed by their protocol's read deadline.
     read_timeouts,
+    /// Tasks spawned on the shard's executor.
+    tasks_spawned,
+    /// Task polls.
+    task_polls,
+    /// Tasks dropped unfinished because their connection ended.
+    tasks_cancelled,
 }
 
 impl ShardStats {

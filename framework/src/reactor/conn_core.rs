@@ -66,6 +66,8 @@ pub(crate) struct ConnCore {
     pub(crate) phase_timer: Option<TimerId>,
     /// Timers the protocol set on this connection (cancelled on release).
     pub(crate) timers: Vec<TimerHandle>,
+    /// Tasks tied to this connection (dropped on release).
+    pub(crate) tasks: Vec<crate::task::executor::TaskId>,
     pub(crate) last_read_tick: u64,
     /// Told when the connection is made and when it ends (reconnecting clients).
     pub(crate) observer: Option<Box<dyn ConnObserver>>,
@@ -133,6 +135,7 @@ impl ConnCore {
             read_deadline: None,
             phase_timer: None,
             timers: Vec::new(),
+            tasks: Vec::new(),
             last_read_tick: now_tick,
             observer: None,
         }

@@ -80,6 +80,7 @@ impl Shard {
                 }
             }
             Envelope::Stop { deadline } => self.begin_stop(deadline),
+            Envelope::Wake(task) => self.ctx.tasks.queue.push_back(task),
         }
     }
 
@@ -232,6 +233,7 @@ impl Shard {
                     );
                 }
             }
+            TimerTask::WakeTask(waker) => waker.wake(),
             TimerTask::StopDeadline => {
                 let slots: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
                 if !slots.is_empty() {

@@ -33,6 +33,8 @@ pub(crate) enum Envelope {
         key: u64,
         result: Box<dyn Any + Send>,
     },
+    /// A task of this shard was woken from another thread.
+    Wake(crate::task::executor::TaskId),
     /// Graceful stop: close every connection, abort what is left at `deadline`.
     Stop {
         deadline: Instant,

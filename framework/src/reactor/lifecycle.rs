@@ -137,6 +137,12 @@ impl Shard {
         let mut c = self.conns.remove(slot);
         c.core.out.clear(&mut self.ctx.pool);
         c.core.cancel_timers(&mut self.ctx.timers);
+        for task in c.core.tasks.drain(..) {
+            // The task dies with its connection: its future is dropped here.
+            if self.ctx.tasks.remove(task) {
+                self.ctx.counters.tasks_cancelled += 1;
+            }
+        }
         if c.core.inbound {
             self.ctx.counters.inbound_closed += 1;
         } else if c.core.phase != Phase::Connecting {

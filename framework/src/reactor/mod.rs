@@ -21,6 +21,7 @@ mod precise_wake;
 mod protocol;
 mod shard;
 mod shard_ctx;
+mod tasks;
 mod timers;
 
 pub use conn::Conn;
@@ -30,4 +31,5 @@ pub(crate) use erased::{ErasedFactory, ErasedProto, FactoryMaker};
 pub use protocol::{Factory, Protocol};
 pub(crate) use shard::{Readiness, Shard, ShardInit, WAKER_TOKEN};
 pub use shard_ctx::ShardCtx;
+pub(crate) use timers::ConnOnce as ConnOp;
 pub use timers::TimerHandle;

@@ -122,6 +122,9 @@ impl Shard {
     pub(crate) fn run(mut self) {
         let index = self.ctx.index;
         tracing::debug!(shard = index, "shard started");
+        // This thread runs this shard from now on: tasks reach it through
+        // the thread-local record.
+        let _entered = crate::task::local::enter(self.inner.id, index, self.ctx.now);
         loop {
             self.refresh_settings();
             self.ctx.flush_outbox();
@@ -164,6 +167,7 @@ impl Shard {
         self.run_local();
         self.fire_timers();
         self.run_local();
+        self.run_tasks();
         self.start_connects();
         self.flush_dirty();
         self.publish();
@@ -176,6 +180,8 @@ impl Shard {
             || !self.ctx.local.is_empty()
             || !self.ctx.dirty.is_empty()
             || !self.ctx.pending_connects.is_empty()
+            || !self.ctx.tasks.queue.is_empty()
+            || crate::task::local::has_requests()
     }
 
     fn refresh_settings(&mut self) {
@@ -215,6 +221,14 @@ impl Shard {
     /// The shard's context: its clock, timers, services and bus.
     pub(crate) fn ctx_mut(&mut self) -> &mut ShardCtx {
         &mut self.ctx
+    }
+
+    pub(crate) fn ctx_ref(&self) -> &ShardCtx {
+        &self.ctx
+    }
+
+    pub(crate) fn inner_ref(&self) -> &Arc<ServerInner> {
+        &self.inner
     }
 
     /// The protocol of a live connection, before `connection_lost`.

@@ -10,8 +10,11 @@ use crate::api::{ConnId, LocalCounters, Settings};
 use crate::net::{Addr, BufPool};
 use crate::runtime::worker::{self, DeferError, Job, PoolSender};
 use crate::runtime::Handle;
+use crate::task::executor::Tasks;
+use crate::task::{promise, Promise};
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,6 +63,8 @@ pub struct ShardCtx {
     /// Outbound connections to start once the current callback returns.
     pub(crate) pending_connects: Vec<PendingConnect>,
     services: HashMap<TypeId, Box<dyn Any>>,
+    /// This shard's tasks (the local executor).
+    pub(crate) tasks: Tasks,
 }
 
 /// A deferred result's destination: the connection (None: shard-level) and
@@ -89,6 +94,8 @@ impl ShardCtx {
         tick: Duration,
     ) -> Self {
         let inboxes = handle.inner.inboxes.clone();
+        let inboxes_for_tasks = inboxes.clone();
+        let handle_id = handle.inner.id;
         let shards = inboxes.len();
         let now = Instant::now();
         ShardCtx {
@@ -113,6 +120,7 @@ impl ShardCtx {
             next_deferred: 0,
             pending_connects: Vec::new(),
             services: HashMap::new(),
+            tasks: Tasks::new(handle_id, index, inboxes_for_tasks),
         }
     }
 
@@ -311,8 +319,7 @@ impl ShardCtx {
         let outcome = match &self.workers {
             Some(p) => p.submit(Job {
                 run,
-                shard: self.index,
-                key,
+                home: Some((self.index, key)),
             }),
             None => Err(DeferError::Unavailable),
         };
@@ -392,5 +399,97 @@ impl ShardCtx {
     pub(crate) fn update_clock(&mut self) {
         self.now = self.timers.clock();
         self.now_tick = self.timers.ticks_since_origin(self.now);
+        let now = self.now;
+        crate::task::local::with(|l| l.now = now);
+    }
+
+    /// Runs `future` as a task on this shard (never `Send`, never moved to
+    /// another thread). It starts in this loop iteration.
+    ///
+    /// ```no_run
+    /// # use shardloop::ShardCtx;
+    /// fn on_shard(ctx: &mut ShardCtx) {
+    ///     let answer = ctx.call_on(0, |ctx| ctx.index() * 10);
+    ///     ctx.spawn_local(async move {
+    ///         println!("shard 0 says {:?}", answer.await);
+    ///     });
+    /// }
+    /// ```
+    pub fn spawn_local(&mut self, future: impl Future<Output = ()> + 'static) {
+        self.counters.tasks_spawned += 1;
+        self.tasks.spawn(Box::pin(future), None);
+    }
+
+    /// Tasks alive on this shard.
+    pub fn task_count(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Runs `f` on shard `shard` (this one included) and gives its result
+    /// back as a promise (Seastar's `submit_to`). If that shard has stopped,
+    /// or `f` panics there, the promise resolves with an error, never hangs.
+    pub fn call_on<T: Send + 'static>(
+        &mut self,
+        shard: usize,
+        f: impl FnOnce(&mut ShardCtx) -> T + Send + 'static,
+    ) -> Promise<T> {
+        let (p, r) = promise();
+        if shard < self.shards {
+            self.route(shard, Envelope::Run(Box::new(move |ctx| r.resolve(f(ctx)))));
+        }
+        p
+    }
+
+    /// [`call_on`](ShardCtx::call_on) every shard; the promises are in shard
+    /// order (await them together with [`task::join_all`](crate::task::join_all)).
+    pub fn call_on_all<T: Send + 'static>(
+        &mut self,
+        f: impl Fn(&mut ShardCtx) -> T + Send + Sync + 'static,
+    ) -> Vec<Promise<T>> {
+        let f = Arc::new(f);
+        (0..self.shards)
+            .map(|shard| {
+                let f = f.clone();
+                self.call_on(shard, move |ctx| f(ctx))
+            })
+            .collect()
+    }
+
+    /// Runs `work` on the worker pool; the promise gets its result
+    /// (Twisted's `deferToThread` returning a Deferred). A panic arrives as
+    /// [`DeferError::Panicked`], a full queue as `Overloaded`.
+    pub fn defer<T, W>(&mut self, work: W) -> Promise<Result<T, DeferError>>
+    where
+        T: Send + 'static,
+        W: FnOnce() -> T + Send + 'static,
+    {
+        let (p, r) = promise();
+        // Shared so that a refused job (queue full) can still be answered here.
+        let slot = Arc::new(std::sync::Mutex::new(Some(r)));
+        let in_job = slot.clone();
+        let run: Box<dyn FnOnce() -> Box<dyn Any + Send> + Send> = Box::new(move || {
+            // Unwind safety: `work` is consumed; the panic becomes its result.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+                .map_err(|p| DeferError::Panicked(crate::runtime::panic_message(p.as_ref())));
+            if let Some(r) = in_job.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                r.resolve(result);
+            }
+            Box::new(())
+        });
+        let outcome = if self.inline_deferred {
+            run();
+            Ok(())
+        } else {
+            match &self.workers {
+                Some(pool) => pool.submit(Job { run, home: None }),
+                None => Err(DeferError::Unavailable),
+            }
+        };
+        if let Err(e) = outcome {
+            if let Some(r) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                r.resolve(Err(e));
+            }
+        }
+        p
     }
 }

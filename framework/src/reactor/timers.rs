@@ -56,6 +56,8 @@ pub(crate) enum TimerTask {
     Linger(ConnId),
     ConnectTimeout(ConnId),
     StopDeadline,
+    /// A task's timer (`task::sleep`): wake it.
+    WakeTask(std::task::Waker),
 }
 
 pub(crate) enum RepeatFn {

@@ -74,6 +74,27 @@ impl Handle {
         }
     }
 
+    /// Runs `f` on shard `shard` and gives its result back as a promise,
+    /// awaitable from any thread or executor (the resolver wakes it). The
+    /// promise fails, never hangs, if the shard has stopped or `f` panics.
+    ///
+    /// ```no_run
+    /// # fn f(handle: shardloop::Handle) {
+    /// let open = handle.call_on(0, |ctx| ctx.task_count());
+    /// # let _ = open;
+    /// # }
+    /// ```
+    pub fn call_on<T: Send + 'static>(
+        &self,
+        shard: usize,
+        f: impl FnOnce(&mut ShardCtx) -> T + Send + 'static,
+    ) -> crate::task::Promise<T> {
+        let (p, r) = crate::task::promise();
+        // A refused send drops the closure, and with it the resolver.
+        let _ = self.submit_to(shard, move |ctx| r.resolve(f(ctx)));
+        p
+    }
+
     /// Runs `f` once on every shard.
     pub fn broadcast(&self, f: impl Fn(&mut ShardCtx) + Send + Sync + 'static) -> Result<()> {
         let f: SharedTask = Arc::new(f);

@@ -16,5 +16,6 @@ pub use builder::{Pinning, ServerBuilder};
 pub use handle::Handle;
 pub use server::Server;
 pub(crate) use server::ServerInner;
+pub(crate) use supervisor::panic_message;
 pub use supervisor::ShardDeath;
 pub use worker::DeferError;

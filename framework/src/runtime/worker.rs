@@ -36,8 +36,9 @@ pub(crate) fn unbox_result<T: 'static>(result: Box<dyn Any + Send>) -> Result<T,
 /// A job: runs the function and sends its boxed result home.
 pub(crate) struct Job {
     pub(crate) run: Box<dyn FnOnce() -> Box<dyn Any + Send> + Send>,
-    pub(crate) shard: usize,
-    pub(crate) key: u64,
+    /// Where the result goes (shard, key); `None` when the job delivers it
+    /// itself (a promise's resolver).
+    pub(crate) home: Option<(usize, u64)>,
 }
 
 /// Each shard's handle on the pool.
@@ -69,16 +70,11 @@ pub(crate) fn work(rx: Receiver<Job>, inboxes: Inboxes) {
         // Unwind safety: the job owns what it touches and is consumed by the
         // call; the worker keeps no state between jobs.
         let result = catch_unwind(AssertUnwindSafe(job.run)).unwrap_or_else(|p| {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-text panic".into());
+            let msg = super::supervisor::panic_message(p.as_ref());
             Box::new(Err::<(), DeferError>(DeferError::Panicked(msg))) as Box<dyn Any + Send>
         });
-        inboxes[job.shard].send(Envelope::Deferred {
-            key: job.key,
-            result,
-        });
+        if let Some((shard, key)) = job.home {
+            inboxes[shard].send(Envelope::Deferred { key, result });
+        }
     }
 }

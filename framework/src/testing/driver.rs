@@ -43,8 +43,15 @@ impl Driver {
         Ok(Driver { shard })
     }
 
+    /// Makes this thread run this shard until the guard drops (tasks reach
+    /// their shard through it), as a shard thread does for its whole life.
+    fn enter(&mut self) -> crate::task::local::Entered {
+        crate::task::local::enter(self.shard.inner_ref().id, 0, self.shard.ctx_ref().now)
+    }
+
     /// Opens a connection over `socket` driven by `proto`, as an accept would.
     pub(crate) fn open(&mut self, socket: &FakeSocket, proto: Box<dyn ErasedProto>) -> ConnId {
+        let _entered = self.enter();
         let id = self
             .shard
             .adopt(
@@ -72,6 +79,7 @@ impl Driver {
     /// The poller reports `readiness` for the connection (e.g. the peer's
     /// FIN arrived: `read_closed`).
     pub(crate) fn ready_with(&mut self, id: ConnId, readiness: Readiness) {
+        let _entered = self.enter();
         if self.shard.live(id) {
             self.shard.on_ready(id.slot(), readiness);
         }
@@ -80,6 +88,7 @@ impl Driver {
 
     /// Moves the manual clock and runs everything that falls due.
     pub(crate) fn advance(&mut self, by: Duration) {
+        let _entered = self.enter();
         let ctx = self.shard.ctx_mut();
         let now = ctx.now() + by;
         ctx.timers.set_manual_clock(now);
@@ -89,6 +98,7 @@ impl Driver {
 
     /// Runs loop iterations (without polling) until nothing is ready.
     pub(crate) fn settle(&mut self) {
+        let _entered = self.enter();
         for _ in 0..MAX_ROUNDS {
             self.shard.run_ready_work();
             if !self.shard.has_ready_work() {

@@ -1,0 +1,149 @@
+//! `ConnTask`: what a task spawned with [`Conn::spawn`](crate::Conn::spawn)
+//! uses to act on its connection. Every operation runs on the shard, with
+//! the connection's protocol, right after the task yields; the task itself
+//! never holds the connection, so it cannot outlive it (the shard drops the
+//! task when the connection ends).
+
+use super::local;
+use crate::api::ConnId;
+use crate::reactor::{Conn, ConnOp, Protocol};
+use std::cell::RefCell;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+/// A task's handle on its connection (protocol `P`).
+pub struct ConnTask<P> {
+    id: ConnId,
+    _protocol: PhantomData<fn(&mut P)>,
+}
+
+impl<P> Clone for ConnTask<P> {
+    fn clone(&self) -> Self {
+        ConnTask {
+            id: self.id,
+            _protocol: PhantomData,
+        }
+    }
+}
+
+fn queue(id: ConnId, op: ConnOp) {
+    let queued = local::with(|l| l.conn_ops.push((id, op))).is_some();
+    assert!(queued, "a ConnTask is only usable in its shard's tasks");
+}
+
+impl<P: Protocol> ConnTask<P> {
+    pub(crate) fn new(id: ConnId) -> Self {
+        ConnTask {
+            id,
+            _protocol: PhantomData,
+        }
+    }
+
+    /// The connection's id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Runs `f` with the protocol and the connection as soon as the task
+    /// yields, and not at all if the connection is gone.
+    pub fn run(&self, f: impl FnOnce(&mut P, &mut Conn<'_, P>) + 'static) {
+        queue(
+            self.id,
+            Box::new(move |p, core, ctx| {
+                if let Some(p) = p.downcast_mut::<P>() {
+                    f(p, &mut Conn::new(core, ctx));
+                }
+            }),
+        );
+    }
+
+    /// Queues bytes for the connection (see [`Conn::write`]).
+    pub fn write(&self, data: &[u8]) {
+        let data = data.to_vec();
+        self.run(move |_, c| c.write_owned(data));
+    }
+
+    /// Closes gracefully (see [`Conn::close`]); the task is dropped when
+    /// the connection ends.
+    pub fn close(&self) {
+        self.run(|_, c| c.close());
+    }
+
+    /// Aborts the connection (see [`Conn::abort`]).
+    pub fn abort(&self) {
+        self.run(|_, c| c.abort());
+    }
+
+    /// Half-closes (see [`Conn::shutdown_write`]).
+    pub fn shutdown_write(&self) {
+        self.run(|_, c| c.shutdown_write());
+    }
+
+    /// Runs `f` with the protocol and the connection and gives back its
+    /// result: how a task reads or changes protocol state.
+    ///
+    /// ```no_run
+    /// # use shardloop::{Conn, Protocol};
+    /// struct Counter { n: u64 }
+    /// impl Protocol for Counter {
+    ///     type Message = ();
+    ///     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
+    ///         conn.spawn(|task| async move {
+    ///             shardloop::task::sleep(std::time::Duration::from_secs(1)).await;
+    ///             let n = task.with(|p, _| p.n).await;
+    ///             task.write(format!("{n} bytes in the first second\n").as_bytes());
+    ///         });
+    ///     }
+    ///     fn data_received(&mut self, _: &mut Conn<'_, Self>, data: &[u8]) {
+    ///         self.n += data.len() as u64;
+    ///     }
+    /// }
+    /// ```
+    pub fn with<R: 'static>(
+        &self,
+        f: impl FnOnce(&mut P, &mut Conn<'_, P>) -> R + 'static,
+    ) -> With<R> {
+        let slot = Rc::new(RefCell::new(None));
+        let id = self.id;
+        let out = slot.clone();
+        let op = move |waker: std::task::Waker| -> ConnOp {
+            Box::new(move |p, core, ctx| {
+                if let Some(p) = p.downcast_mut::<P>() {
+                    *out.borrow_mut() = Some(f(p, &mut Conn::new(core, ctx)));
+                    waker.wake();
+                }
+            })
+        };
+        With {
+            id,
+            slot,
+            pending: Some(Box::new(op)),
+        }
+    }
+}
+
+type MakeOp = Box<dyn FnOnce(std::task::Waker) -> ConnOp>;
+
+/// The future returned by [`ConnTask::with`].
+pub struct With<R> {
+    id: ConnId,
+    slot: Rc<RefCell<Option<R>>>,
+    pending: Option<MakeOp>,
+}
+
+impl<R> Future for With<R> {
+    type Output = R;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R> {
+        if let Some(v) = self.slot.borrow_mut().take() {
+            return Poll::Ready(v);
+        }
+        if let Some(make) = self.pending.take() {
+            queue(self.id, make(cx.waker().clone()));
+        }
+        Poll::Pending
+    }
+}

@@ -1,0 +1,95 @@
+//! Chaining asynchronous work: Twisted's Deferred, the Rust way.
+//!
+//! Each shard runs a local executor for `!Send` futures, inside its loop
+//! (no extra thread, no lock): [`ShardCtx::spawn_local`](crate::ShardCtx::spawn_local)
+//! for shard tasks, [`Conn::spawn`](crate::Conn::spawn) for a task tied to
+//! a connection (dropped, never run again, when the connection ends). A
+//! wake-up from the task's own shard is a push onto its ready list; from
+//! another thread it is a bus message that wakes a parked shard once. Tasks
+//! run after I/O and timers and before the flush, at most
+//! `Settings::max_task_polls_per_iteration` polls per iteration, so a busy
+//! task cannot starve I/O.
+//!
+//! | Twisted | shardloop |
+//! |---|---|
+//! | `Deferred` | [`Promise`] / [`Resolver`] (the resolver is `Send`; dropping it is an error, never a hang) |
+//! | `inlineCallbacks` | `async` blocks in [`Conn::spawn`](crate::Conn::spawn) / [`ShardCtx::spawn_local`](crate::ShardCtx::spawn_local) |
+//! | `task.deferLater`, `Deferred.addTimeout` | [`sleep`], [`timeout`] |
+//! | `DeferredList`, `gatherResults` | [`join_all`] |
+//! | `deferToThread` | [`ShardCtx::defer`](crate::ShardCtx::defer) |
+//! | `callFromThread` with a result | [`ShardCtx::call_on`](crate::ShardCtx::call_on), [`Handle::call_on`](crate::Handle::call_on) (Seastar's `submit_to`) |
+//!
+//! A panic in a connection's task aborts that connection (as a callback
+//! panic does); in a shard task it is logged and counted.
+
+mod conn_task;
+pub(crate) mod executor;
+pub(crate) mod local;
+mod promise;
+mod time;
+
+pub use conn_task::{ConnTask, With};
+pub use promise::{promise, Promise, PromiseError, Resolver};
+pub use time::{sleep, timeout, Elapsed, Sleep, Timeout};
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// Spawns a shard task from inside a running task (the same shard).
+///
+/// # Panics
+/// Outside a shard's task or callback.
+pub fn spawn_local(future: impl Future<Output = ()> + 'static) {
+    let spawned = local::with(|l| l.spawns.push((Box::pin(future), None))).is_some();
+    assert!(
+        spawned,
+        "shardloop::task::spawn_local called outside a shard"
+    );
+}
+
+/// The future returned by [`join_all`].
+pub struct JoinAll<F: Future> {
+    futures: Vec<Option<Pin<Box<F>>>>,
+    outputs: Vec<Option<F::Output>>,
+}
+
+/// Waits for every future and gives their outputs in order (Twisted's
+/// `gatherResults`).
+pub fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> JoinAll<F> {
+    let futures: Vec<_> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let outputs = futures.iter().map(|_| None).collect();
+    JoinAll { futures, outputs }
+}
+
+// The futures are boxed and the outputs are plain values: nothing is pinned in place.
+impl<F: Future> Unpin for JoinAll<F> {}
+
+impl<F: Future> Future for JoinAll<F> {
+    type Output = Vec<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let mut pending = false;
+        for (slot, out) in this.futures.iter_mut().zip(this.outputs.iter_mut()) {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => {
+                        *out = Some(v);
+                        *slot = None;
+                    }
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            return Poll::Pending;
+        }
+        Poll::Ready(
+            this.outputs
+                .iter_mut()
+                .map(|o| o.take().expect("ready"))
+                .collect(),
+        )
+    }
+}
