@@ -17,7 +17,7 @@
 //! and what crosses between them, `reactor/` one shard thread and the
 //! callback API protocols see, `net/` sockets, endpoints and the output
 //! queue, [`timer_wheel`] the pure timer data structure, [`framing`] and
-//! `client/` ([`reconnect`]) layers over `Protocol`, and [`testing`] the kit
+//! [`client`] layers over `Protocol`, and [`testing`] the kit
 //! for unit-testing protocols without sockets. Public items are re-exported
 //! at the crate root.
 //!
@@ -46,7 +46,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
-mod client;
+pub mod client;
 mod error;
 pub mod framing;
 mod net;

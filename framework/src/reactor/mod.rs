@@ -30,6 +30,7 @@ pub(crate) use envelope::{Envelope, Inboxes, SharedTask};
 pub(crate) use erased::{ErasedFactory, ErasedProto, FactoryMaker};
 pub use protocol::{Factory, Protocol};
 pub(crate) use shard::{Readiness, Shard, ShardInit, WAKER_TOKEN};
+pub(crate) use shard_ctx::PendingConnect;
 pub use shard_ctx::ShardCtx;
 pub(crate) use timers::ConnOnce as ConnOp;
 pub use timers::TimerHandle;

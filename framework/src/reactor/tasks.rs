@@ -63,6 +63,7 @@ impl Shard {
                 return;
             }
             self.ctx.tasks.queue.extend(r.ready);
+            self.ctx.pending_connects.extend(r.connects);
             for (at, waker) in r.timers {
                 let after = at.saturating_duration_since(self.ctx.now);
                 self.ctx

@@ -7,7 +7,7 @@
 
 use super::executor::TaskId;
 use crate::api::ConnId;
-use crate::reactor::ConnOp;
+use crate::reactor::{ConnOp, PendingConnect};
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
@@ -29,6 +29,8 @@ pub(crate) struct Local {
     pub(crate) conn_ops: Vec<(ConnId, ConnOp)>,
     /// Tasks spawned from inside tasks.
     pub(crate) spawns: Vec<(LocalFuture, Option<ConnId>)>,
+    /// Outbound connections opened from tasks.
+    pub(crate) connects: Vec<PendingConnect>,
 }
 
 thread_local! {
@@ -58,6 +60,7 @@ pub(crate) fn enter(server: usize, shard: usize, now: Instant) -> Entered {
         timers: Vec::new(),
         conn_ops: Vec::new(),
         spawns: Vec::new(),
+        connects: Vec::new(),
     };
     Entered {
         previous: LOCAL.with(|l| l.borrow_mut().replace(local)),
@@ -112,6 +115,7 @@ pub(crate) struct Requests {
     pub(crate) timers: Vec<(Instant, std::task::Waker)>,
     pub(crate) conn_ops: Vec<(ConnId, ConnOp)>,
     pub(crate) spawns: Vec<(LocalFuture, Option<ConnId>)>,
+    pub(crate) connects: Vec<PendingConnect>,
 }
 
 impl Requests {
@@ -129,6 +133,7 @@ pub(crate) fn take_requests() -> Requests {
         timers: std::mem::take(&mut l.timers),
         conn_ops: std::mem::take(&mut l.conn_ops),
         spawns: std::mem::take(&mut l.spawns),
+        connects: std::mem::take(&mut l.connects),
     })
     .unwrap_or_default()
 }

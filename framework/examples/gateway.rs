@@ -1,0 +1,315 @@
+//! HTTP gateway in front of a RESP key-value store (resp_kv, or Redis):
+//! `GET /key/NAME` looks NAME up over a pooled per-shard backend connection
+//! and answers 200 with the value, 404 if it is missing, 502 if the backend
+//! is unreachable or answers nonsense, 504 if it does not answer in time.
+//! Each request is an `async` task (shardloop's executor, `ClientStream`),
+//! not a hand-written state machine; pipelined requests are answered in order.
+//!
+//! ```text
+//! cargo run --release -p shardloop --example resp_kv -- --port 6380 &
+//! cargo run --release -p shardloop --example gateway -- --port 8081 --backend 127.0.0.1:6380
+//! redis-cli -p 6380 SET greeting hello
+//! curl http://127.0.0.1:8081/key/greeting
+//! ```
+
+mod common;
+
+use clap::Parser;
+use shardloop::client::ClientStream;
+use shardloop::task::{timeout, ConnTask};
+use shardloop::{Conn, Protocol, Server};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(about = "shardloop HTTP gateway to a RESP key-value backend")]
+struct Args {
+    /// Number of shards (default: number of cores).
+    #[arg(short, long)]
+    shards: Option<usize>,
+    /// Port to listen on (0 picks a free one; the address is printed).
+    #[arg(short, long, default_value_t = 8081)]
+    port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
+    /// The RESP backend (resp_kv or Redis).
+    #[arg(long)]
+    backend: SocketAddr,
+    /// Milliseconds the backend may take to connect and to answer (504 after).
+    #[arg(long, default_value_t = 2000)]
+    backend_timeout_ms: u64,
+    /// Idle backend connections kept per shard.
+    #[arg(long, default_value_t = 64)]
+    pool: usize,
+    /// Pin shards to these cores (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    cores: Vec<usize>,
+}
+
+const MAX_HEAD: usize = 16 * 1024;
+
+/// One shard's idle backend connections.
+struct Pool {
+    backend: SocketAddr,
+    idle: RefCell<Vec<ClientStream>>,
+    max_idle: usize,
+    limit: Duration,
+}
+
+/// Why a lookup produced no value.
+enum Failure {
+    /// Unreachable, reset, or a reply that is not a bulk string.
+    BadGateway,
+    /// No answer within the limit.
+    Timeout,
+}
+
+impl Pool {
+    async fn connection(&self) -> Result<ClientStream, Failure> {
+        if let Some(s) = self.idle.borrow_mut().pop() {
+            if !s.is_eof() {
+                return Ok(s);
+            }
+        }
+        match timeout(
+            self.limit,
+            ClientStream::connect(self.backend.into(), Some(self.limit)),
+        )
+        .await
+        {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => Err(Failure::Timeout),
+            Ok(Err(_)) => Err(Failure::BadGateway),
+            Err(_) => Err(Failure::Timeout),
+        }
+    }
+
+    /// `GET key` on the backend: `Some(value)`, or `None` for a missing key.
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Failure> {
+        let mut s = self.connection().await?;
+        let mut req = format!("*2\r\n$3\r\nGET\r\n${}\r\n", key.len()).into_bytes();
+        req.extend_from_slice(key);
+        req.extend_from_slice(b"\r\n");
+        let reply = timeout(self.limit, async {
+            s.write_all(&req).await?;
+            let line = s.read_line(64).await?.unwrap_or_default();
+            let Some(len) = line.strip_prefix(b"$") else {
+                return Ok(Err(Failure::BadGateway));
+            };
+            if len == b"-1" {
+                return Ok(Ok(None));
+            }
+            let Some(n) = std::str::from_utf8(len)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+            else {
+                return Ok(Err(Failure::BadGateway));
+            };
+            if n > 16 * 1024 * 1024 {
+                return Ok(Err(Failure::BadGateway));
+            }
+            let mut value = vec![0u8; n + 2];
+            s.read_exact(&mut value).await?;
+            value.truncate(n);
+            Ok::<_, std::io::Error>(Ok(Some(value)))
+        })
+        .await;
+        match reply {
+            Ok(Ok(Ok(v))) => {
+                if self.idle.borrow().len() < self.max_idle {
+                    self.idle.borrow_mut().push(s);
+                }
+                Ok(v)
+            }
+            Ok(Ok(Err(f))) => Err(f),
+            Ok(Err(_)) => Err(Failure::BadGateway),
+            Err(_) => Err(Failure::Timeout),
+        }
+    }
+}
+
+/// One parsed request: the key asked for (None: not a /key/ path), and
+/// whether to close after answering.
+struct Request {
+    key: Option<Vec<u8>>,
+    close: bool,
+}
+
+/// What a connection shares with its worker task.
+#[derive(Default)]
+struct Pending {
+    /// Requests waiting for the worker, in order.
+    queue: VecDeque<Request>,
+    /// The worker task is running.
+    running: bool,
+    /// The client half-closed: close once every answer is written.
+    eof: bool,
+}
+
+struct Gateway {
+    pool: Rc<Pool>,
+    buf: Vec<u8>,
+    pending: Rc<RefCell<Pending>>,
+}
+
+fn response(status: &str, body: &[u8], close: bool) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nServer: shardloop-gateway\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n",
+        body.len(),
+        if close { "Connection: close\r\n" } else { "" }
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// Answers queued requests one after the other, so pipelined responses
+/// keep request order; closes after the last one if the client half-closed.
+async fn serve(task: ConnTask<Gateway>, pool: Rc<Pool>, pending: Rc<RefCell<Pending>>) {
+    loop {
+        let next = pending.borrow_mut().queue.pop_front();
+        let Some(req) = next else {
+            let mut p = pending.borrow_mut();
+            p.running = false;
+            if p.eof {
+                task.close();
+            }
+            return;
+        };
+        let out = match req.key {
+            None => response("404 Not Found", b"use /key/NAME\n", req.close),
+            Some(key) => match pool.get(&key).await {
+                Ok(Some(v)) => response("200 OK", &v, req.close),
+                Ok(None) => response("404 Not Found", b"no such key\n", req.close),
+                Err(Failure::BadGateway) => {
+                    response("502 Bad Gateway", b"backend unavailable\n", req.close)
+                }
+                Err(Failure::Timeout) => {
+                    response("504 Gateway Timeout", b"backend timed out\n", req.close)
+                }
+            },
+        };
+        task.write(&out);
+        if req.close {
+            task.close();
+            return;
+        }
+    }
+}
+
+impl Gateway {
+    /// Parses every complete request head at the front of `buf`.
+    fn parse(&mut self) -> Result<Vec<Request>, &'static [u8]> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut req = httparse::Request::new(&mut headers);
+            match req.parse(&self.buf[pos..]) {
+                Ok(httparse::Status::Complete(n)) => {
+                    let mut close = req.version == Some(0);
+                    for h in req.headers.iter() {
+                        if h.name.eq_ignore_ascii_case("connection") {
+                            close = h.value.eq_ignore_ascii_case(b"close");
+                        } else if (h.name.eq_ignore_ascii_case("content-length")
+                            && h.value.trim_ascii() != b"0")
+                            || h.name.eq_ignore_ascii_case("transfer-encoding")
+                        {
+                            // A lookup gateway takes no request bodies.
+                            return Err(b"400 Bad Request");
+                        }
+                    }
+                    let key = req
+                        .path
+                        .and_then(|p| p.strip_prefix("/key/"))
+                        .filter(|k| !k.is_empty() && req.method == Some("GET"))
+                        .map(|k| k.as_bytes().to_vec());
+                    out.push(Request { key, close });
+                    pos += n;
+                    if close {
+                        break;
+                    }
+                }
+                Ok(httparse::Status::Partial) => {
+                    if self.buf.len() - pos > MAX_HEAD {
+                        return Err(b"431 Request Header Fields Too Large");
+                    }
+                    break;
+                }
+                Err(_) => return Err(b"400 Bad Request"),
+            }
+        }
+        self.buf.drain(..pos);
+        Ok(out)
+    }
+}
+
+impl Protocol for Gateway {
+    type Message = ();
+
+    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+        let requests = match self.parse() {
+            Ok(r) => r,
+            Err(status) => {
+                let status = String::from_utf8_lossy(status);
+                conn.write(&response(&status, b"bad request\n", true));
+                conn.close();
+                return;
+            }
+        };
+        if requests.is_empty() {
+            return;
+        }
+        let mut p = self.pending.borrow_mut();
+        p.queue.extend(requests);
+        if !p.running {
+            p.running = true;
+            let (pool, pending) = (self.pool.clone(), self.pending.clone());
+            conn.spawn(move |task| serve(task, pool, pending));
+        }
+    }
+
+    fn eof_received(&mut self, conn: &mut Conn<'_, Self>) {
+        // Answers still being looked up are written first: the worker closes.
+        let mut p = self.pending.borrow_mut();
+        p.eof = true;
+        if !p.running {
+            conn.close();
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    common::init_logging();
+    let args = Args::parse();
+    let backend = args.backend;
+    let limit = Duration::from_millis(args.backend_timeout_ms.max(1));
+    let max_idle = args.pool;
+    let builder = Server::builder().listen((args.bind.as_str(), args.port), move |_shard| {
+        // One pool per shard: created on the shard thread, never shared.
+        let pool = Rc::new(Pool {
+            backend,
+            idle: RefCell::new(Vec::new()),
+            max_idle,
+            limit,
+        });
+        move |_peer| Gateway {
+            pool: pool.clone(),
+            buf: Vec::new(),
+            pending: Rc::default(),
+        }
+    });
+    let handle = common::start(builder, args.shards, &args.cores)?;
+    println!(
+        "gateway listening on http://{}/ with {} shards, backend {backend}",
+        handle.tcp_addr(0),
+        handle.shards()
+    );
+    handle.wait();
+    Ok(())
+}
