@@ -348,9 +348,104 @@ fn write_path(c: &mut Criterion) {
     g.finish();
 }
 
+/// Yields once: wakes itself (a same-shard wake-up) and returns Pending.
+struct YieldNow(bool);
+impl std::future::Future for YieldNow {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+/// Polls `f` on this thread until ready (the bench thread is no shard).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::hint::spin_loop();
+    }
+}
+
+fn tasks(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tasks");
+    // Spawn a task that completes at its first poll, run it, drop it.
+    const N: u64 = 1000;
+    g.throughput(Throughput::Elements(N));
+    g.bench_function("spawn_ready_task", |b| {
+        let mut t = FakeTransport::new(Echo);
+        b.iter(|| {
+            for _ in 0..N {
+                t.shard().spawn_local(async {});
+            }
+            t.advance(Duration::ZERO);
+        })
+    });
+    // One task yielding N times: each is a same-shard wake and a poll.
+    g.bench_function("same_shard_wake", |b| {
+        let mut t = FakeTransport::new(Echo);
+        b.iter(|| {
+            t.shard().spawn_local(async {
+                for _ in 0..N {
+                    YieldNow(false).await;
+                }
+            });
+            t.advance(Duration::ZERO);
+        })
+    });
+    // A thread asks shard 1 and waits for the answer: call_on's promise
+    // against today's closure + channel (bus/round_trip above).
+    let h = Server::builder()
+        .shards(2)
+        .pin(false)
+        .worker_threads(0)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("call_on_round_trip", |b| {
+        b.iter(|| black_box(block_on(h.call_on(1, |ctx| ctx.index())).unwrap()))
+    });
+    // The same from a shard: shard 0 awaits shard 1, N times in a task.
+    g.throughput(Throughput::Elements(N));
+    g.bench_function("call_on_shard_to_shard", |b| {
+        let (tx, rx) = mpsc::sync_channel::<()>(1);
+        b.iter(|| {
+            let tx = tx.clone();
+            h.submit_to(0, move |ctx| {
+                let mut calls = Vec::new();
+                for _ in 0..N {
+                    calls.push(ctx.call_on(1, |ctx| ctx.index()));
+                }
+                ctx.spawn_local(async move {
+                    for c in calls {
+                        black_box(c.await.unwrap());
+                    }
+                    tx.send(()).unwrap();
+                });
+            })
+            .unwrap();
+            rx.recv().unwrap();
+        })
+    });
+    g.finish();
+    h.shutdown();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500)).sample_size(20);
-    targets = timers, bus, framing, write_path
+    targets = timers, bus, framing, write_path, tasks
 }
 criterion_main!(benches);

@@ -12,6 +12,8 @@ mod common;
 use clap::Parser;
 use shardloop::{Conn, Protocol, Server};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,11 +38,48 @@ struct Args {
     /// Greet each client with the open-connection count (breaks pure echo).
     #[arg(long)]
     welcome: bool,
+    /// Echo from an async task per connection (awaiting input, writing
+    /// through its ConnTask) instead of from `data_received`: the same
+    /// server on the executor path, to compare their cost.
+    #[arg(long = "async")]
+    use_async: bool,
+}
+
+/// Input handed from `data_received` to the connection's task.
+#[derive(Default)]
+struct Inbox {
+    data: Vec<u8>,
+    waker: Option<std::task::Waker>,
+    closed: bool,
+}
+
+/// The task of `--async`: waits for input, echoes it.
+async fn echo_task(task: shardloop::task::ConnTask<Echo>, inbox: Rc<RefCell<Inbox>>) {
+    let mut chunk = Vec::new();
+    loop {
+        std::future::poll_fn(|cx| {
+            let mut i = inbox.borrow_mut();
+            if !i.data.is_empty() {
+                std::mem::swap(&mut i.data, &mut chunk);
+                return std::task::Poll::Ready(());
+            }
+            i.waker = Some(cx.waker().clone());
+            std::task::Poll::Pending
+        })
+        .await;
+        task.write(&chunk);
+        chunk.clear();
+        if inbox.borrow().closed {
+            return;
+        }
+    }
 }
 
 struct Echo {
     open: Arc<AtomicU64>,
     welcome: bool,
+    /// `--async`: the task's inbox.
+    inbox: Option<Rc<RefCell<Inbox>>>,
 }
 
 impl Protocol for Echo {
@@ -51,10 +90,23 @@ impl Protocol for Echo {
         if self.welcome {
             conn.write(format!("Welcome! There are currently {n} open connections.\n").as_bytes());
         }
+        if let Some(inbox) = &self.inbox {
+            let inbox = inbox.clone();
+            conn.spawn(move |task| echo_task(task, inbox));
+        }
     }
 
     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
-        conn.write(data);
+        match &self.inbox {
+            None => conn.write(data),
+            Some(inbox) => {
+                let mut i = inbox.borrow_mut();
+                i.data.extend_from_slice(data);
+                if let Some(w) = i.waker.take() {
+                    w.wake();
+                }
+            }
+        }
     }
 
     fn connection_lost(&mut self, _conn: &mut Conn<'_, Self>, _reason: &shardloop::CloseReason) {
@@ -69,6 +121,7 @@ fn main() -> anyhow::Result<()> {
     // and close, never per byte.
     let open = Arc::new(AtomicU64::new(0));
     let welcome = args.welcome;
+    let use_async = args.use_async;
     let counter = open.clone();
     let builder = Server::builder().pin(!args.no_pin).listen(
         (args.bind.as_str(), args.port),
@@ -77,6 +130,7 @@ fn main() -> anyhow::Result<()> {
             move |_peer| Echo {
                 open: open.clone(),
                 welcome,
+                inbox: use_async.then(Rc::default),
             }
         },
     );

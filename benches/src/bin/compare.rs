@@ -74,6 +74,13 @@ fn servers() -> Vec<ServerDef> {
             self_pinned: true,
         },
         ServerDef {
+            name: "shardloop, async task per connection",
+            kind: Kind::Echo,
+            program: "examples/echo",
+            args: vec!["--shards", "1", "--cores", "0", "--async"],
+            self_pinned: true,
+        },
+        ServerDef {
             name: "mio (hand-written)",
             kind: Kind::Echo,
             program: "peer_mio",
