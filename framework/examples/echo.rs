@@ -11,9 +11,9 @@ mod common;
 
 use clap::Parser;
 use shardloop::{Conn, Protocol, Server};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,9 +1,9 @@
 //! A sharded key-value server speaking RESP (the Redis protocol): PING,
 //! ECHO, SET, GET, DEL, INCR, MGET. Each key belongs to one shard (by a
-//! stable hash); a request for a key owned by another shard is forwarded
-//! over the bus and its reply comes back the same way. Pipelined replies go
-//! out in request order even when some are answered locally and some by
-//! other shards. No locks anywhere.
+//! stable hash); a request for a key owned by another shard runs there
+//! through `ShardCtx::call_on`, and a connection task awaits the answer.
+//! Pipelined replies go out in request order even when some are answered
+//! locally and some by other shards. No locks anywhere.
 //!
 //! ```text
 //! cargo run --release -p shardloop --example resp_kv -- --port 6380
@@ -19,7 +19,7 @@ mod redis;
 use redis::{string2ll, Expiry, SetOptions};
 
 use clap::Parser;
-use shardloop::{Conn, Protocol, Server, ShardCtx};
+use shardloop::{Conn, Protocol, Server};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 
@@ -172,7 +172,7 @@ fn run_op(store: &mut Store, op: KeyOp, key: Vec<u8>, value: Option<Vec<u8>>) ->
     Part::Resp(out)
 }
 
-/// A part of a reply, coming back from the owner shard.
+/// A part of a reply, computed here or on the owner shard.
 struct PartDone {
     seq: u64,
     index: usize,
@@ -248,7 +248,6 @@ impl Kv {
                 combine,
             },
         );
-        let me = conn.id();
         let shards = conn.shard().shards();
         let here = conn.shard().index();
         if ops.iter().any(|(_, key, _)| owner(key, shards) != here) {
@@ -261,9 +260,22 @@ impl Kv {
                 let part = run_op(conn.shard().service::<Store>(), op, key, value);
                 let _ = self.part_done(PartDone { seq, index, part });
             } else {
-                conn.shard().submit_to(target, move |ctx: &mut ShardCtx| {
-                    let part = run_op(ctx.service::<Store>(), op, key, value);
-                    ctx.send(me, PartDone { seq, index, part });
+                // Run on the owner, await the answer, fill the reply slot.
+                let answer = conn.shard().call_on(target, move |ctx| {
+                    run_op(ctx.service::<Store>(), op, key, value)
+                });
+                conn.spawn(move |task| async move {
+                    let part = answer
+                        .await
+                        .unwrap_or_else(|_| Part::Resp(b"-ERR shard unavailable\r\n".to_vec()));
+                    task.run(move |kv, conn| {
+                        // Each reply with a part from another shard holds
+                        // the connection once, until it completes.
+                        if kv.part_done(PartDone { seq, index, part }) {
+                            conn.unhold();
+                        }
+                        kv.flush(conn);
+                    });
                 });
             }
         }
@@ -372,7 +384,7 @@ impl Kv {
 }
 
 impl Protocol for Kv {
-    type Message = PartDone;
+    type Message = ();
 
     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
         self.parser.feed(data);
@@ -395,15 +407,6 @@ impl Protocol for Kv {
         // Replies from other shards may still be on their way: write them
         // all, then close.
         conn.close_when_idle();
-    }
-
-    fn message(&mut self, conn: &mut Conn<'_, Self>, done: PartDone) {
-        // Only replies with a part from another shard complete here, and
-        // each of those holds the connection once.
-        if self.part_done(done) {
-            conn.unhold();
-        }
-        self.flush(conn);
     }
 }
 
