@@ -312,3 +312,83 @@ fn a_panicking_shard_task_is_counted_and_the_shard_lives_on() {
     assert_eq!(&b, b"alive?");
     h.shutdown();
 }
+
+/// Typed request/reply to a connection on any shard: the message carries a
+/// resolver, the sender awaits the promise.
+struct Counter {
+    seen: u64,
+}
+impl Protocol for Counter {
+    type Message = shardloop::task::Resolver<u64>;
+    fn data_received(&mut self, _: &mut Conn<'_, Self>, data: &[u8]) {
+        self.seen += data.len() as u64;
+    }
+    fn message(&mut self, _: &mut Conn<'_, Self>, reply: shardloop::task::Resolver<u64>) {
+        reply.resolve(self.seen);
+    }
+}
+
+#[test]
+fn request_reply_to_a_connection_and_to_a_gone_one() {
+    let (h, addr) = started(builder(2).listen("127.0.0.1:0", |_| |_| Counter { seen: 0 }));
+    let mut s = connect(addr);
+    s.write_all(b"12345").unwrap();
+    wait_for("bytes counted", || h.stats().total().bytes_in == 5);
+    // The only connection: slot 0, generation 0 on the shard that took it.
+    let stats = h.stats();
+    let shard = (0..2)
+        .find(|&i| stats.shards[i].connections_open == 1)
+        .unwrap();
+    let id = shardloop::ConnId::new(shard as u16, 0, 0);
+    let (p, r) = promise::<u64>();
+    h.send(id, r).unwrap();
+    assert_eq!(block_on(p), Ok(5));
+    // A gone connection: the message is dropped with its resolver.
+    let (p, r) = promise::<u64>();
+    h.send(shardloop::ConnId::new(shard as u16, 0, 99), r)
+        .unwrap();
+    assert_eq!(block_on(p), Err(PromiseError::Dropped));
+    h.shutdown();
+}
+
+#[test]
+fn a_timed_out_call_on_leaks_nothing() {
+    struct Asker;
+    impl Protocol for Asker {
+        type Message = ();
+        fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
+            let slow = conn.shard().call_on(1, |_| {
+                std::thread::sleep(Duration::from_millis(200));
+                1u8
+            });
+            conn.spawn(move |task| async move {
+                match timeout(Duration::from_millis(20), slow).await {
+                    Ok(_) => task.write(b"answer\n"),
+                    Err(Elapsed) => task.write(b"gave up\n"),
+                }
+            });
+        }
+        fn data_received(&mut self, _: &mut Conn<'_, Self>, _: &[u8]) {}
+    }
+    let (h, addr) = started(
+        builder(2)
+            .balancing(PinToShard0)
+            .listen("127.0.0.1:0", |_| |_| Asker),
+    );
+    let mut s = connect(addr);
+    let mut b = [0u8; 8];
+    s.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"gave up\n");
+    // The late answer finds its promise gone; no task is left behind.
+    std::thread::sleep(Duration::from_millis(300));
+    let left = block_on(h.call_on(0, |ctx| ctx.task_count())).unwrap();
+    assert_eq!(left, 0);
+    h.shutdown();
+}
+
+struct PinToShard0;
+impl shardloop::BalancingPolicy for PinToShard0 {
+    fn pick(&mut self, _: &[shardloop::ShardLoad]) -> usize {
+        0
+    }
+}

@@ -21,6 +21,39 @@
 //!
 //! A panic in a connection's task aborts that connection (as a callback
 //! panic does); in a shard task it is logged and counted.
+//!
+//! ```no_run
+//! use shardloop::client::ClientStream;
+//! use shardloop::task::{sleep, timeout};
+//! use shardloop::{Conn, Protocol};
+//! use std::time::Duration;
+//!
+//! struct Lookup { backend: std::net::SocketAddr }
+//! impl Protocol for Lookup {
+//!     type Message = ();
+//!     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+//!         let key = data.to_vec();
+//!         let backend = self.backend;
+//!         // Ask another shard, then a backend, then answer: no state machine.
+//!         let owner = conn.shard().call_on(0, |ctx| ctx.index());
+//!         conn.spawn(move |task| async move {
+//!             let shard = owner.await.unwrap_or(0);
+//!             let reply = timeout(Duration::from_secs(2), async {
+//!                 let mut redis = ClientStream::connect(backend.into(), None).await?;
+//!                 redis.write_all(&key).await?;
+//!                 redis.read_line(1024).await
+//!             })
+//!             .await;
+//!             match reply {
+//!                 Ok(Ok(Some(line))) => task.write(&line),
+//!                 _ => task.write(b"-ERR backend\r\n"),
+//!             }
+//!             sleep(Duration::from_millis(1)).await;
+//!             task.write(format!(" (via shard {shard})\r\n").as_bytes());
+//!         });
+//!     }
+//! }
+//! ```
 
 mod conn_task;
 pub(crate) mod executor;
