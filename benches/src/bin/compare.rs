@@ -52,6 +52,8 @@ struct Args {
 enum Kind {
     Echo,
     Http,
+    /// HTTP `GET /key/greeting` through a gateway to a resp_kv backend.
+    Gateway,
 }
 
 struct ServerDef {
@@ -122,13 +124,27 @@ fn servers() -> Vec<ServerDef> {
             args: vec!["--mode", "http", "--flavor", "current"],
             self_pinned: false,
         },
+        ServerDef {
+            name: "shardloop gateway (async tasks, ClientStream)",
+            kind: Kind::Gateway,
+            program: "examples/gateway",
+            args: vec!["--shards", "1", "--cores", "0"],
+            self_pinned: true,
+        },
+        ServerDef {
+            name: "tokio gateway (current-thread, pooled client)",
+            kind: Kind::Gateway,
+            program: "peer_gateway_tokio",
+            args: vec![],
+            self_pinned: false,
+        },
     ]
 }
 
 /// A server under test; stopped with SIGINT (graceful), then SIGKILL, when dropped.
 type Running = Spawned;
 
-fn start(dir: &Path, def: &ServerDef) -> anyhow::Result<Running> {
+fn start(dir: &Path, def: &ServerDef, extra: &[String]) -> anyhow::Result<Running> {
     let program = dir.join(def.program);
     let mut cmd = if def.self_pinned {
         Command::new(&program)
@@ -138,6 +154,7 @@ fn start(dir: &Path, def: &ServerDef) -> anyhow::Result<Running> {
         c
     };
     cmd.args(&def.args)
+        .args(extra)
         .args(["--port", "0"])
         .env("RUST_LOG", "error")
         .stderr(Stdio::null());
@@ -179,7 +196,35 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
         connections: 64,
         pipeline: 1,
     });
+    if !quick {
+        v.push(Scenario {
+            name: "gateway GET /key (resp_kv backend), 64 conns, pipeline 1".into(),
+            kind: Kind::Gateway,
+            size: 0,
+            connections: 64,
+            pipeline: 1,
+        });
+    }
     v
+}
+
+/// The resp_kv backend of the gateway scenario (on the servers' core), with
+/// the key the load asks for.
+fn start_backend(dir: &Path) -> anyhow::Result<Running> {
+    let def = ServerDef {
+        name: "resp_kv",
+        kind: Kind::Gateway,
+        program: "examples/resp_kv",
+        args: vec!["--shards", "1", "--cores", "0"],
+        self_pinned: true,
+    };
+    let kv = start(dir, &def, &[])?;
+    let mut s = TcpStream::connect(kv.addr)?;
+    std::io::Write::write_all(&mut s, b"SET greeting hello\r\n")?;
+    let mut ok = [0u8; 5];
+    std::io::Read::read_exact(&mut s, &mut ok)?;
+    anyhow::ensure!(&ok == b"+OK\r\n", "resp_kv did not store the key");
+    Ok(kv)
 }
 
 /// One run: throughput (req/s), p99 (µs), and requests per second of the
@@ -198,6 +243,11 @@ fn measure(srv: &Running, s: &Scenario, a: &Args) -> anyhow::Result<(f64, u64, f
         Kind::Echo => Workload::Echo { size: s.size },
         Kind::Http => Workload::Http {
             path: "/".into(),
+            host: addr.to_string(),
+            headers: vec![],
+        },
+        Kind::Gateway => Workload::Http {
+            path: "/key/greeting".into(),
             host: addr.to_string(),
             headers: vec![],
         },
@@ -241,7 +291,7 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 /// RSS growth per idle connection, in bytes. The server may be wrapped in
 /// taskset, which execs it, so the child's PID is the server's.
 fn memory_per_idle_connection(dir: &Path, def: &ServerDef, n: usize) -> anyhow::Result<f64> {
-    let srv = start(dir, def)?;
+    let srv = start(dir, def, &[])?;
     std::thread::sleep(Duration::from_millis(300));
     // Warm the allocator with a few connections first, then measure from there.
     let warm: Vec<TcpStream> = (0..16)
@@ -263,10 +313,10 @@ fn memory_per_idle_connection(dir: &Path, def: &ServerDef, n: usize) -> anyhow::
 
 /// Builds the servers under test; returns the directory they are in.
 fn build_all() -> PathBuf {
-    for example in ["echo", "http_hello"] {
+    for example in ["echo", "http_hello", "gateway", "resp_kv"] {
         build("shardloop", Target::Example(example));
     }
-    for bin in ["peer_mio", "peer_tokio"] {
+    for bin in ["peer_mio", "peer_tokio", "peer_gateway_tokio"] {
         build("shardloop-benches", Target::Bin(bin));
     }
     profile_dir()
@@ -293,9 +343,18 @@ fn main() -> anyhow::Result<()> {
         .filter(|s| a.only.as_ref().is_none_or(|o| s.name.contains(o.as_str())));
     for s in chosen {
         let mine: Vec<&ServerDef> = defs.iter().filter(|d| d.kind == s.kind).collect();
+        let backend = if s.kind == Kind::Gateway {
+            Some(start_backend(&dir)?)
+        } else {
+            None
+        };
+        let extra: Vec<String> = backend
+            .as_ref()
+            .map(|b| vec!["--backend".into(), b.addr.to_string()])
+            .unwrap_or_default();
         let running: Vec<Running> = mine
             .iter()
-            .map(|d| start(&dir, d))
+            .map(|d| start(&dir, d, &extra))
             .collect::<anyhow::Result<_>>()?;
         let mut tput: Vec<Vec<f64>> = vec![Vec::new(); mine.len()];
         let mut p99: Vec<Vec<f64>> = vec![Vec::new(); mine.len()];
