@@ -144,8 +144,10 @@ struct Request {
 struct Pending {
     /// Requests waiting for the worker, in order.
     queue: VecDeque<Request>,
-    /// The worker task is running.
-    running: bool,
+    /// The worker is busy with a request (not waiting for one).
+    busy: bool,
+    /// Wakes the worker when a request arrives.
+    waker: Option<std::task::Waker>,
     /// The client half-closed: close once every answer is written.
     eof: bool,
 }
@@ -167,17 +169,29 @@ fn response(status: &str, body: &[u8], close: bool) -> Vec<u8> {
     out
 }
 
-/// Answers queued requests one after the other, so pipelined responses
-/// keep request order; closes after the last one if the client half-closed.
+/// The connection's one worker task: answers queued requests one after
+/// the other, so pipelined responses keep request order, and waits for the
+/// next; closes after the last answer if the client half-closed.
 async fn serve(task: ConnTask<Gateway>, pool: Rc<Pool>, pending: Rc<RefCell<Pending>>) {
     loop {
-        let next = pending.borrow_mut().queue.pop_front();
-        let Some(req) = next else {
+        let req = std::future::poll_fn(|cx| {
             let mut p = pending.borrow_mut();
-            p.running = false;
-            if p.eof {
-                task.close();
+            match p.queue.pop_front() {
+                Some(r) => {
+                    p.busy = true;
+                    std::task::Poll::Ready(Some(r))
+                }
+                None if p.eof => std::task::Poll::Ready(None),
+                None => {
+                    p.busy = false;
+                    p.waker = Some(cx.waker().clone());
+                    std::task::Poll::Pending
+                }
             }
+        })
+        .await;
+        let Some(req) = req else {
+            task.close();
             return;
         };
         let out = match req.key {
@@ -267,19 +281,24 @@ impl Protocol for Gateway {
         }
         let mut p = self.pending.borrow_mut();
         p.queue.extend(requests);
-        if !p.running {
-            p.running = true;
-            let (pool, pending) = (self.pool.clone(), self.pending.clone());
-            conn.spawn(move |task| serve(task, pool, pending));
+        if let Some(w) = p.waker.take() {
+            w.wake();
         }
+    }
+
+    fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
+        let (pool, pending) = (self.pool.clone(), self.pending.clone());
+        conn.spawn(move |task| serve(task, pool, pending));
     }
 
     fn eof_received(&mut self, conn: &mut Conn<'_, Self>) {
         // Answers still being looked up are written first: the worker closes.
         let mut p = self.pending.borrow_mut();
         p.eof = true;
-        if !p.running {
+        if p.queue.is_empty() && !p.busy {
             conn.close();
+        } else if let Some(w) = p.waker.take() {
+            w.wake();
         }
     }
 }

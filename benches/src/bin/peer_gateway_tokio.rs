@@ -57,7 +57,10 @@ async fn get(pool: &Pool, backend: SocketAddr, key: &[u8]) -> std::io::Result<Op
     let value = if len == b"-1" {
         None
     } else {
-        let n: usize = std::str::from_utf8(len).ok().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        let n: usize = std::str::from_utf8(len)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(bad)?;
         let mut v = vec![0u8; n + 2];
         conn.read_exact(&mut v).await?;
         v.truncate(n);
@@ -85,7 +88,10 @@ async fn serve(mut s: TcpStream, pool: Pool, backend: SocketAddr) {
                 Ok(httparse::Status::Partial) => break,
                 Err(_) => return,
             };
-            let key = req.path.and_then(|p| p.strip_prefix("/key/")).map(|k| k.as_bytes().to_vec());
+            let key = req
+                .path
+                .and_then(|p| p.strip_prefix("/key/"))
+                .map(|k| k.as_bytes().to_vec());
             inbuf.drain(..used);
             out.extend(match key {
                 None => response("404 Not Found", b"use /key/NAME\n"),
@@ -104,7 +110,9 @@ async fn serve(mut s: TcpStream, pool: Pool, backend: SocketAddr) {
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         let listener = TcpListener::bind(("127.0.0.1", a.port)).await?;

@@ -144,6 +144,8 @@ impl Protocol for StreamProtocol {
 /// ```
 pub struct ClientStream {
     state: Rc<RefCell<State>>,
+    /// The decoder of `read_line`, kept between calls.
+    lines: Option<crate::framing::LineDecoder>,
 }
 
 impl ClientStream {
@@ -181,7 +183,7 @@ impl ClientStream {
             }
         })
         .await?;
-        Ok(ClientStream { state })
+        Ok(ClientStream { state, lines: None })
     }
 
     /// The connection's id.
@@ -313,8 +315,13 @@ impl ClientStream {
     /// The next `\r\n`- (or `\n`-) terminated line of at most `max` bytes,
     /// without its delimiter; `Ok(None)` at a clean EOF.
     pub async fn read_line(&mut self, max: usize) -> io::Result<Option<Vec<u8>>> {
-        let d = crate::framing::LineDecoder::new(b"\r\n".to_vec(), max).accept_bare_lf(true);
-        self.next_frame(&d).await
+        let d = match self.lines.take() {
+            Some(d) if d.max_line_length() == max => d,
+            _ => crate::framing::LineDecoder::new(b"\r\n".to_vec(), max).accept_bare_lf(true),
+        };
+        let line = self.next_frame(&d).await;
+        self.lines = Some(d);
+        line
     }
 
     /// Queues all of `data` for sending, first waiting while the
