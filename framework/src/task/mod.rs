@@ -71,6 +71,15 @@ use std::task::{Context, Poll};
 
 /// Spawns a shard task from inside a running task (the same shard).
 ///
+/// ```no_run
+/// # use shardloop::ShardCtx;
+/// # fn f(ctx: &mut ShardCtx) {
+/// ctx.spawn_local(async {
+///     shardloop::task::spawn_local(async { println!("a second task") });
+/// });
+/// # }
+/// ```
+///
 /// # Panics
 /// Outside a shard's task or callback.
 pub fn spawn_local(future: impl Future<Output = ()> + 'static) {
@@ -89,6 +98,21 @@ pub struct JoinAll<F: Future> {
 
 /// Waits for every future and gives their outputs in order (Twisted's
 /// `gatherResults`).
+///
+/// ```no_run
+/// # use shardloop::ShardCtx;
+/// # fn f(ctx: &mut ShardCtx) {
+/// let counts = ctx.call_on_all(|ctx| ctx.task_count());
+/// ctx.spawn_local(async move {
+///     let total: usize = shardloop::task::join_all(counts)
+///         .await
+///         .into_iter()
+///         .map(|r| r.unwrap_or(0))
+///         .sum();
+///     println!("{total} tasks on all shards");
+/// });
+/// # }
+/// ```
 pub fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> JoinAll<F> {
     let futures: Vec<_> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
     let outputs = futures.iter().map(|_| None).collect();

@@ -74,6 +74,20 @@ pub struct Timeout<F> {
 }
 
 /// Runs `future`, giving up (and dropping it) after `limit`.
+///
+/// ```no_run
+/// # use shardloop::ShardCtx;
+/// # use std::time::Duration;
+/// # fn f(ctx: &mut ShardCtx) {
+/// let answer = ctx.call_on(1, |ctx| ctx.index());
+/// ctx.spawn_local(async move {
+///     match shardloop::task::timeout(Duration::from_millis(50), answer).await {
+///         Ok(v) => println!("shard 1 answered {v:?}"),
+///         Err(shardloop::task::Elapsed) => println!("shard 1 is busy"),
+///     }
+/// });
+/// # }
+/// ```
 pub fn timeout<F: Future>(limit: Duration, future: F) -> Timeout<F> {
     Timeout {
         inner: Box::pin(future),
