@@ -155,18 +155,23 @@ fn timers(c: &mut Criterion) {
     g.finish();
 }
 
-fn bus(c: &mut Criterion) {
-    let mut g = c.benchmark_group("bus");
-    const N: u64 = 10_000;
-    g.throughput(Throughput::Elements(N));
-    let h = Server::builder()
+/// A listener-less server of two unpinned shards, for bus and task benches.
+fn two_shards() -> shardloop::Handle {
+    Server::builder()
         .shards(2)
         .pin(false)
         .worker_threads(0)
         .build()
         .unwrap()
         .start()
-        .unwrap();
+        .unwrap()
+}
+
+fn bus(c: &mut Criterion) {
+    let mut g = c.benchmark_group("bus");
+    const N: u64 = 10_000;
+    g.throughput(Throughput::Elements(N));
+    let h = two_shards();
     // one to one: shard 0 sends N closures to shard 1
     g.bench_function("shardloop/one_to_one", |b| {
         b.iter_custom(|iters| {
@@ -405,14 +410,7 @@ fn tasks(c: &mut Criterion) {
     });
     // A thread asks shard 1 and waits for the answer: call_on's promise
     // against today's closure + channel (bus/round_trip above).
-    let h = Server::builder()
-        .shards(2)
-        .pin(false)
-        .worker_threads(0)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let h = two_shards();
     g.throughput(Throughput::Elements(1));
     g.bench_function("call_on_round_trip", |b| {
         b.iter(|| black_box(block_on(h.call_on(1, |ctx| ctx.index())).unwrap()))

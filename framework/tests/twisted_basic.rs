@@ -29,6 +29,16 @@ fn log() -> Log {
     Rc::new(RefCell::new(Vec::new()))
 }
 
+/// A framed protocol built by `make` around a fresh log, over a fake socket.
+fn recording<D: Decoder, P: FrameProtocol<D>>(
+    decoder: D,
+    make: impl FnOnce(Log) -> P,
+) -> (FakeTransport<Framed<D, P>>, Log) {
+    let log = log();
+    let p = make(log.clone());
+    (FakeTransport::new(Framed::new(decoder, p)), log)
+}
+
 fn strs(v: &[&[u8]]) -> Vec<Vec<u8>> {
     v.iter().map(|s| s.to_vec()).collect()
 }
@@ -58,13 +68,12 @@ struct LineTester {
 type Lines<P> = Framed<LineDecoder, P>;
 
 fn line_tester(max: usize) -> (FakeTransport<Lines<LineTester>>, Log) {
-    let received = log();
-    let p = LineTester {
-        received: received.clone(),
-        length: 0,
-    };
-    let t = FakeTransport::new(Framed::new(LineDecoder::new(b"\n".to_vec(), max), p));
-    (t, received)
+    recording(LineDecoder::new(b"\n".to_vec(), max), |received| {
+        LineTester {
+            received,
+            length: 0,
+        }
+    })
 }
 
 impl FrameProtocol<LineDecoder> for LineTester {
@@ -324,14 +333,9 @@ impl FrameProtocol<LineDecoder> for Catcher {
 }
 
 fn catcher() -> (FakeTransport<Lines<Catcher>>, Log) {
-    let long_lines = log();
-    let p = Catcher {
-        long_lines: long_lines.clone(),
-    };
-    (
-        FakeTransport::new(Framed::new(LineDecoder::new(b"\r\n".to_vec(), 6), p)),
-        long_lines,
-    )
+    recording(LineDecoder::new(b"\r\n".to_vec(), 6), |long_lines| {
+        Catcher { long_lines }
+    })
 }
 
 #[test]
@@ -395,14 +399,9 @@ impl FrameProtocol<LineDecoder> for LineOnlyTester {
 }
 
 fn line_only() -> (FakeTransport<Lines<LineOnlyTester>>, Log) {
-    let received = log();
-    let p = LineOnlyTester {
-        received: received.clone(),
-    };
-    (
-        FakeTransport::new(Framed::new(LineDecoder::new(b"\n".to_vec(), 64), p)),
-        received,
-    )
+    recording(LineDecoder::new(b"\n".to_vec(), 64), |received| {
+        LineOnlyTester { received }
+    })
 }
 
 #[test]
