@@ -61,7 +61,8 @@ pub use client::reconnect;
 pub use error::{Error, Result};
 pub use net::{endpoint, Addr};
 pub use reactor::{Conn, Factory, Protocol, ShardCtx, TimerHandle};
+pub use runtime::metrics;
 pub use runtime::{
-    BalancingPolicy, DeferError, Handle, LeastConnections, Pinning, RoundRobin, Server,
-    ServerBuilder, ShardDeath, ShardLoad,
+    BalancingPolicy, DeferError, Handle, LeastConnections, LoopPhase, Pinning, RoundRobin, Server,
+    ServerBuilder, ShardDeath, ShardLoad, StallReport,
 };

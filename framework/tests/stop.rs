@@ -22,9 +22,10 @@ fn graceful_stop_with_1000_connections_meets_deadline_and_joins_all_threads() {
     let (h, addr) = echo_server(4);
     let prefix = h.thread_name_prefix();
     // A thread names itself once it runs, so wait for all of them.
-    wait_for("4 shards, acceptor and 4 workers named", || {
-        threads_named(&prefix).len() == 9
-    });
+    wait_for(
+        "4 shards, acceptor, 4 workers and the watchdog named",
+        || threads_named(&prefix).len() == 10,
+    );
     let mut clients: Vec<_> = (0..1000)
         .map(|_| {
             let mut s = connect(addr);

@@ -31,6 +31,9 @@ pub struct Settings {
     /// stops reading is then aborted with
     /// [`CloseReason::CloseTimeout`](crate::CloseReason::CloseTimeout).
     pub close_timeout: Duration,
+    /// A shard whose loop has not come back to its poll for this long is
+    /// reported by the watchdog while it is stuck (`Handle::stalls`).
+    pub stall_threshold: Duration,
     /// After a graceful close has sent FIN, how long the shard keeps
     /// draining the peer's unread input before closing the socket (closing
     /// with unread input would send RST and could destroy data in flight).
@@ -55,6 +58,7 @@ impl Default for Settings {
             slow_callback_threshold: Duration::from_millis(50),
             max_output_buffer: 4 * 1024 * 1024,
             close_timeout: Duration::from_secs(30),
+            stall_threshold: Duration::from_millis(100),
             close_linger: Duration::from_secs(2),
             max_connections_per_shard: 1 << 20,
             max_bus_messages_per_iteration: 4096,

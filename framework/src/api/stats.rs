@@ -108,6 +108,38 @@ counters! {
     task_polls,
     /// Tasks dropped unfinished because their connection ended.
     tasks_cancelled,
+    /// Nanoseconds the shard spent working (from waking up to polling again).
+    busy_ns,
+    /// Nanoseconds the shard spent waiting in its poll.
+    idle_ns,
+    /// Timer batches that fired late, by how late: at most 100 µs.
+    loop_lag_le_100us,
+    /// ... at most 1 ms (and over 100 µs).
+    loop_lag_le_1ms,
+    /// ... at most 10 ms.
+    loop_lag_le_10ms,
+    /// ... at most 100 ms.
+    loop_lag_le_100ms,
+    /// ... over 100 ms.
+    loop_lag_over_100ms,
+    /// Timer batches measured for lateness.
+    loop_lag_count,
+    /// Total lateness of those batches, in nanoseconds.
+    loop_lag_sum_ns,
+    /// Inbox messages waiting when the shard last drained it (a gauge).
+    inbox_depth,
+    /// Tasks ready to run at the end of the last iteration (a gauge).
+    tasks_ready,
+    /// Output bytes buffered in the shard's connections, sampled (a gauge).
+    output_buffered,
+    /// Timer phases that held the loop longer than the slow-callback threshold.
+    slow_timers,
+    /// Inbox phases (messages, closures, new connections) that did.
+    slow_messages,
+    /// Task phases that did.
+    slow_tasks,
+    /// Stalls the watchdog saw on this shard while they happened.
+    stalls,
 }
 
 impl ShardStats {

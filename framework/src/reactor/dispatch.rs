@@ -15,6 +15,7 @@ use std::time::Instant;
 impl Shard {
     pub(super) fn drain_inbox(&mut self) {
         let max = self.ctx.settings.max_bus_messages_per_iteration;
+        self.ctx.counters.inbox_depth = self.rx.len() as u64;
         self.inbox_backlog = envelope::drain(&self.rx, max, &mut self.envelopes);
         self.ctx.counters.bus_received += self.envelopes.len() as u64;
         let mut envs = std::mem::take(&mut self.envelopes);

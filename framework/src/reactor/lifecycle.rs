@@ -22,6 +22,7 @@ pub(super) fn invoke(
     let Some(proto) = conn.proto.as_mut() else {
         return;
     };
+    ctx.handle.inner.activity[ctx.index].running(conn.core.id);
     let core = &mut conn.core;
     // Unwind safety: the callback only reaches this connection's protocol and
     // core and the shard context through `&mut`; a panic leaves them in a

@@ -17,7 +17,7 @@ use super::erased::{ErasedFactory, ErasedProto};
 use super::shard_ctx::ShardCtx;
 use crate::api::ConnId;
 use crate::runtime::worker::PoolSender;
-use crate::runtime::{Handle, ServerInner};
+use crate::runtime::{Handle, LoopPhase, ServerInner};
 use crossbeam_channel::Receiver;
 use mio::{Events, Poll, Token};
 use slab::Slab;
@@ -74,6 +74,12 @@ pub(crate) struct Shard {
     pub(super) precise: Option<super::precise_wake::PreciseWake>,
     pub(super) inner: Arc<ServerInner>,
     pub(super) ctx: ShardCtx,
+    /// The loop phase in progress and when it began.
+    pub(super) phase: (LoopPhase, Instant),
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl Shard {
@@ -113,6 +119,7 @@ impl Shard {
             nodelay: init.nodelay,
             #[cfg(target_os = "linux")]
             precise,
+            phase: (LoopPhase::Polling, Instant::now()),
             ctx,
             inner,
         }
@@ -128,7 +135,12 @@ impl Shard {
         loop {
             self.refresh_settings();
             self.ctx.flush_outbox();
-            let timeout = self.poll_timeout();
+            let (timeout, before_poll, wake_for) = self.poll_timeout();
+            // Busy from the last wake-up until now; the clock read is the
+            // one poll_timeout made anyway.
+            let busy = before_poll.saturating_duration_since(self.ctx.now);
+            self.ctx.counters.busy_ns += nanos(busy);
+            self.mark(LoopPhase::Polling, before_poll);
             let inbox = &self.inner.inboxes[index];
             let timeout = if timeout != Some(Duration::ZERO) && !inbox.park(&self.rx) {
                 Some(Duration::ZERO)
@@ -144,7 +156,14 @@ impl Shard {
                 }
             }
             self.ctx.update_clock();
+            let now = self.ctx.now;
+            self.ctx.counters.idle_ns += nanos(now.saturating_duration_since(before_poll));
             self.ctx.counters.loop_iterations += 1;
+            if let Some(at) = wake_for.filter(|at| now >= *at) {
+                self.record_lag(now - at);
+            }
+            self.inner.activity[index].next_iteration();
+            self.mark(LoopPhase::Io, now);
 
             self.dispatch_io();
             self.run_ready_work();
@@ -155,7 +174,40 @@ impl Shard {
         }
         self.ctx.flush_outbox();
         self.publish();
+        self.mark(LoopPhase::Stopped, Instant::now());
         tracing::debug!(shard = index, "shard stopped");
+    }
+
+    /// Marks the loop phase for the watchdog (and for the per-kind slow
+    /// counters: a phase that held the loop past the threshold is counted).
+    fn mark(&mut self, phase: LoopPhase, at: Instant) {
+        let (previous, since) = std::mem::replace(&mut self.phase, (phase, at));
+        if at.saturating_duration_since(since) > self.ctx.settings.slow_callback_threshold {
+            let c = &mut self.ctx.counters;
+            match previous {
+                LoopPhase::Inbox => c.slow_messages += 1,
+                LoopPhase::Timers => c.slow_timers += 1,
+                LoopPhase::Tasks => c.slow_tasks += 1,
+                _ => {}
+            }
+        }
+        let at_ns = self.inner.nanos_since_epoch(at);
+        self.inner.activity[self.ctx.index].enter(phase, at_ns);
+    }
+
+    /// How late the loop woke for a timer.
+    fn record_lag(&mut self, lag: Duration) {
+        let c = &mut self.ctx.counters;
+        let ns = nanos(lag);
+        c.loop_lag_count += 1;
+        c.loop_lag_sum_ns += ns;
+        match ns {
+            0..=100_000 => c.loop_lag_le_100us += 1,
+            100_001..=1_000_000 => c.loop_lag_le_1ms += 1,
+            1_000_001..=10_000_000 => c.loop_lag_le_10ms += 1,
+            10_000_001..=100_000_000 => c.loop_lag_le_100ms += 1,
+            _ => c.loop_lag_over_100ms += 1,
+        }
     }
 
     /// Everything an iteration does after dispatching I/O events: deferred
@@ -163,12 +215,16 @@ impl Shard {
     /// written connection, published stats.
     pub(crate) fn run_ready_work(&mut self) {
         self.read_deferred();
+        self.mark(LoopPhase::Inbox, Instant::now());
         self.drain_inbox();
         self.run_local();
+        self.mark(LoopPhase::Timers, Instant::now());
         self.fire_timers();
         self.run_local();
+        self.mark(LoopPhase::Tasks, Instant::now());
         self.run_tasks();
         self.start_connects();
+        self.mark(LoopPhase::Flush, Instant::now());
         self.flush_dirty();
         self.publish();
     }
@@ -191,25 +247,39 @@ impl Shard {
         }
     }
 
-    fn poll_timeout(&mut self) -> Option<Duration> {
-        if self.has_ready_work() {
-            return Some(Duration::ZERO);
-        }
-        let tick = self.ctx.timers.wheel.next_deadline()?;
-        let at = self.ctx.timers.instant_of(tick);
+    /// The poll timeout, the time it was computed at, and the timer
+    /// deadline it waits for (to measure how late the loop wakes).
+    fn poll_timeout(&mut self) -> (Option<Duration>, Instant, Option<Instant>) {
         let now = Instant::now();
+        if self.has_ready_work() {
+            return (Some(Duration::ZERO), now, None);
+        }
+        let Some(tick) = self.ctx.timers.wheel.next_deadline() else {
+            return (None, now, None);
+        };
+        let at = self.ctx.timers.instant_of(tick);
         let left = at.saturating_duration_since(now);
         #[cfg(target_os = "linux")]
         if let Some(p) = self.precise.as_mut().filter(|_| !left.is_zero()) {
             p.arm(at, now);
             // The timerfd wakes us; the poll timeout is only a backstop.
-            return Some(left + Duration::from_millis(1));
+            return (Some(left + Duration::from_millis(1)), now, Some(at));
         }
-        Some(left)
+        (Some(left), now, Some(at))
     }
 
     fn publish(&mut self) {
-        self.ctx.counters.connections_open = self.conns.len() as u64;
+        let c = &mut self.ctx.counters;
+        c.connections_open = self.conns.len() as u64;
+        c.tasks_ready = self.ctx.tasks.queue.len() as u64;
+        // Summing every connection's queue is O(connections): sampled.
+        if c.loop_iterations % 64 == 0 {
+            c.output_buffered = self
+                .conns
+                .iter()
+                .map(|(_, c)| c.core.out.len() as u64)
+                .sum();
+        }
         self.inner.stats.shards[self.ctx.index].publish(&self.ctx.counters);
     }
 

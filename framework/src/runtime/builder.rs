@@ -168,6 +168,26 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves `/metrics` (Prometheus text format: every shard's load,
+    /// connections, bytes, bus, timers, tasks, slow callbacks by kind,
+    /// stalls, loop lag) on `addr`, from a listener of this server itself.
+    ///
+    /// ```no_run
+    /// # use shardloop::{Conn, Protocol, Server};
+    /// # struct Echo;
+    /// # impl Protocol for Echo { type Message = ();
+    /// #     fn data_received(&mut self, c: &mut Conn<'_, Self>, d: &[u8]) { c.write(d) } }
+    /// let server = Server::builder()
+    ///     .listen("127.0.0.1:7000", |_| |_| Echo)
+    ///     .metrics("127.0.0.1:9100")
+    ///     .build()?;
+    /// // curl http://127.0.0.1:9100/metrics
+    /// # Ok::<(), shardloop::Error>(())
+    /// ```
+    pub fn metrics<A: ToSocketAddrs + fmt::Debug>(self, addr: A) -> Self {
+        self.listen(addr, |_shard| |_peer| super::metrics::MetricsHttp::new())
+    }
+
     /// Listen backlog (default 1024; the kernel caps it at `net.core.somaxconn`).
     pub fn backlog(mut self, n: i32) -> Self {
         self.backlog = n;

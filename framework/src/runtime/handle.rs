@@ -132,6 +132,9 @@ impl Handle {
     /// Every shard's counters, read without locks.
     pub fn stats(&self) -> ServerStats {
         let mut stats = self.inner.stats.snapshot();
+        for (s, a) in stats.shards.iter_mut().zip(self.inner.activity.iter()) {
+            s.stalls = a.stalls.load(Ordering::Relaxed);
+        }
         stats.dead_shards = (0..self.shards())
             .filter(|&i| self.inner.dead[i].load(Ordering::Acquire))
             .collect();
@@ -141,6 +144,11 @@ impl Handle {
     /// Current settings.
     pub fn settings(&self) -> Arc<Settings> {
         self.inner.settings.load_full()
+    }
+
+    /// Loop stalls the watchdog saw while they happened (the latest 64).
+    pub fn stalls(&self) -> Vec<super::watchdog::StallReport> {
+        super::watchdog::reports(&self.inner.stall_log)
     }
 
     /// Shard threads that died, in order (empty for a healthy server).

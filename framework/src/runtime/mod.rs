@@ -7,8 +7,10 @@ mod balance;
 mod builder;
 pub(crate) mod bus;
 mod handle;
+pub mod metrics;
 mod server;
 mod supervisor;
+pub(crate) mod watchdog;
 pub(crate) mod worker;
 
 pub use balance::{BalancingPolicy, LeastConnections, RoundRobin, ShardLoad};
@@ -18,4 +20,5 @@ pub use server::Server;
 pub(crate) use server::ServerInner;
 pub(crate) use supervisor::panic_message;
 pub use supervisor::ShardDeath;
+pub use watchdog::{LoopPhase, StallReport};
 pub use worker::DeferError;

@@ -175,6 +175,16 @@ impl Server {
                 Err(e) => return Err(abandon_start(&handle, threads, e)),
             }
         }
+        {
+            let inner = inner.clone();
+            match std::thread::Builder::new()
+                .name(format!("sl{id}-watchdog"))
+                .spawn(move || super::watchdog::watch(inner))
+            {
+                Ok(t) => threads.push(t),
+                Err(e) => return Err(abandon_start(&handle, threads, e)),
+            }
+        }
         *inner.threads.lock().expect("thread list lock") = threads;
         Ok(handle)
     }
@@ -209,6 +219,11 @@ pub(crate) struct ServerInner {
     pub(super) keep_running_on_shard_death: bool,
     /// Serialises `update_settings` (read-modify-write); readers never lock.
     pub(super) settings_writer: Mutex<()>,
+    /// Each shard's loop marks, for the watchdog.
+    pub(crate) activity: super::watchdog::Activities,
+    /// The origin of the marks' timestamps.
+    pub(crate) epoch: std::time::Instant,
+    pub(super) stall_log: Mutex<std::collections::VecDeque<super::watchdog::StallReport>>,
 }
 
 impl ServerInner {
@@ -232,7 +247,15 @@ impl ServerInner {
             deaths: Mutex::new(Vec::new()),
             keep_running_on_shard_death: false,
             settings_writer: Mutex::new(()),
+            activity: (0..shards).map(|_| Default::default()).collect(),
+            epoch: std::time::Instant::now(),
+            stall_log: Mutex::new(Default::default()),
         }
+    }
+
+    /// `t` in nanoseconds since the server's epoch (for the loop marks).
+    pub(crate) fn nanos_since_epoch(&self, t: std::time::Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// A one-shard server with no threads, for the testing kit's detached

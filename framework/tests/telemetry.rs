@@ -1,0 +1,177 @@
+//! Telemetry: `/metrics` in the Prometheus text format, scraped with curl;
+//! the stall detector seeing a blocked callback while it blocks.
+mod common;
+
+use common::*;
+use shardloop::{Conn, LoopPhase, Protocol};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::Duration;
+
+fn scrape(addr: std::net::SocketAddr) -> String {
+    let o = Command::new("curl")
+        .args([
+            "-s",
+            "-D",
+            "-",
+            "--max-time",
+            "10",
+            &format!("http://{addr}/metrics"),
+        ])
+        .output()
+        .expect("curl is needed by this test (apt-get install -y curl)");
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn valid_name(n: &str) -> bool {
+    let mut chars = n.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Checks every line of an exposition and returns `name{labels}` → value.
+fn parse_exposition(body: &str) -> HashMap<String, f64> {
+    let mut typed = std::collections::HashSet::new();
+    let mut samples = HashMap::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(valid_name(name), "{line}");
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            typed.insert(name.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        assert!(
+            !line.is_empty() && !line.starts_with('#'),
+            "unexpected line {line:?}"
+        );
+        let (series, value) = line.rsplit_once(' ').expect("series value");
+        let v: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let name = series.split('{').next().unwrap();
+        assert!(valid_name(name), "{line}");
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains(*f)))
+            .unwrap_or(name);
+        assert!(typed.contains(family), "sample before its TYPE: {line}");
+        if let Some(labels) = series.strip_prefix(name) {
+            if !labels.is_empty() {
+                let inner = labels
+                    .strip_prefix('{')
+                    .and_then(|l| l.strip_suffix('}'))
+                    .expect("braces");
+                for pair in inner.split(',') {
+                    let (k, v) = pair.split_once('=').expect("k=v");
+                    assert!(valid_name(k), "{line}");
+                    assert!(v.starts_with('"') && v.ends_with('"'), "{line}");
+                }
+            }
+        }
+        samples.insert(series.to_string(), v);
+    }
+    samples
+}
+
+#[test]
+fn metrics_are_valid_exposition_and_counters_grow_under_load() {
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (h, addr) = started(
+        builder(2)
+            .listen("127.0.0.1:0", |_| |_| Echo)
+            .metrics(metrics_port),
+    );
+    let metrics = h.tcp_addr(1);
+    let first = scrape(metrics);
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(
+        first.contains("Content-Type: text/plain; version=0.0.4"),
+        "{first}"
+    );
+    let body = first.split("\r\n\r\n").nth(1).unwrap();
+    let before = parse_exposition(body);
+    for name in [
+        "shardloop_shard_busy_seconds_total{shard=\"0\"}",
+        "shardloop_shard_idle_seconds_total{shard=\"1\"}",
+        "shardloop_connections_open{shard=\"0\"}",
+        "shardloop_loop_lag_seconds_count{shard=\"0\"}",
+        "shardloop_slow_callbacks_total{shard=\"1\",kind=\"task\"}",
+        "shardloop_bus_messages_total{shard=\"0\",direction=\"in\"}",
+    ] {
+        assert!(before.contains_key(name), "missing {name}");
+    }
+    let mut s = connect(addr);
+    for _ in 0..100 {
+        s.write_all(&[7u8; 1000]).unwrap();
+        let mut b = [0u8; 1000];
+        s.read_exact(&mut b).unwrap();
+    }
+    let after = parse_exposition(scrape(metrics).split("\r\n\r\n").nth(1).unwrap());
+    let total = |m: &HashMap<String, f64>, name: &str| -> f64 {
+        m.iter()
+            .filter(|(k, _)| k.starts_with(name))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    assert!(
+        total(&after, "shardloop_bytes_received_total")
+            >= total(&before, "shardloop_bytes_received_total") + 100_000.0
+    );
+    assert!(
+        total(&after, "shardloop_shard_loop_iterations_total")
+            > total(&before, "shardloop_shard_loop_iterations_total")
+    );
+    assert!(total(&after, "shardloop_shard_idle_seconds_total") > 0.0);
+    h.shutdown();
+}
+
+/// Blocks its shard for 300 ms on "block".
+struct Blocker;
+impl Protocol for Blocker {
+    type Message = ();
+    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        if data == b"block" {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        conn.write(b"ok");
+    }
+}
+
+#[test]
+fn a_blocked_callback_is_reported_while_it_blocks() {
+    let (h, addr) = started(builder(1).listen("127.0.0.1:0", |_| |_| Blocker));
+    let mut s = connect(addr);
+    s.write_all(b"hi").unwrap();
+    let mut b = [0u8; 2];
+    s.read_exact(&mut b).unwrap();
+    let id_hint = "0:"; // shard 0
+    s.write_all(b"block").unwrap();
+    // Seen during the block, not after: the report exists before the reply.
+    wait_for("a stall report", || !h.stalls().is_empty());
+    s.read_exact(&mut b).unwrap();
+    let reports = h.stalls();
+    assert_eq!(reports.len(), 1, "one stall, one report: {reports:?}");
+    let r = &reports[0];
+    assert_eq!(r.shard, 0);
+    assert_eq!(r.phase, LoopPhase::Io);
+    assert!(
+        r.conn.as_deref().is_some_and(|c| c.starts_with(id_hint)),
+        "{r:?}"
+    );
+    assert!(r.stuck_for >= Duration::from_millis(100));
+    assert_eq!(h.stats().shards[0].stalls, 1);
+    // And nothing more once the loop is back.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(h.stalls().len(), 1);
+    h.shutdown();
+}
