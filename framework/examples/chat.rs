@@ -39,6 +39,8 @@ struct Args {
     /// Bytes of unsent lines a member may have before it is dropped.
     #[arg(long, default_value_t = 256 * 1024)]
     max_backlog: usize,
+    #[command(flatten)]
+    telemetry: common::Telemetry,
 }
 
 /// Members of the room that live on this shard.
@@ -146,7 +148,7 @@ fn main() -> anyhow::Result<()> {
             )
         }
     });
-    let handle = common::start(builder, args.shards, &[])?;
+    let handle = common::start(builder, args.shards, &[], &args.telemetry)?;
     println!(
         "chat listening on {} with {} shards",
         handle.tcp_addr(0),

@@ -43,6 +43,8 @@ struct Args {
     /// server on the executor path, to compare their cost.
     #[arg(long = "async")]
     use_async: bool,
+    #[command(flatten)]
+    telemetry: common::Telemetry,
 }
 
 /// Input handed from `data_received` to the connection's task.
@@ -134,7 +136,7 @@ fn main() -> anyhow::Result<()> {
             }
         },
     );
-    let handle = common::start(builder, args.shards, &args.cores)?;
+    let handle = common::start(builder, args.shards, &args.cores, &args.telemetry)?;
     println!(
         "echo listening on {} with {} shards",
         handle.tcp_addr(0),

@@ -48,6 +48,8 @@ struct Args {
     /// Pin shards to these cores (comma-separated).
     #[arg(long, value_delimiter = ',')]
     cores: Vec<usize>,
+    #[command(flatten)]
+    telemetry: common::Telemetry,
 }
 
 const MAX_HEAD: usize = 16 * 1024;
@@ -323,7 +325,7 @@ fn main() -> anyhow::Result<()> {
             pending: Rc::default(),
         }
     });
-    let handle = common::start(builder, args.shards, &args.cores)?;
+    let handle = common::start(builder, args.shards, &args.cores, &args.telemetry)?;
     println!(
         "gateway listening on http://{}/ with {} shards, backend {backend}",
         handle.tcp_addr(0),

@@ -48,6 +48,8 @@ struct Args {
     /// Seconds an idle keep-alive connection is kept (0: forever).
     #[arg(long, default_value_t = 60)]
     keepalive_timeout: u64,
+    #[command(flatten)]
+    telemetry: common::Telemetry,
 }
 
 const BODY: &[u8] = b"Hello, World!";
@@ -268,7 +270,7 @@ fn main() -> anyhow::Result<()> {
     if args.keepalive_timeout > 0 {
         builder = builder.idle_timeout(Duration::from_secs(args.keepalive_timeout));
     }
-    let handle = common::start(builder, args.shards, &args.cores)?;
+    let handle = common::start(builder, args.shards, &args.cores, &args.telemetry)?;
     println!(
         "http_hello listening on http://{}/ with {} shards",
         handle.tcp_addr(0),

@@ -33,6 +33,8 @@ struct Args {
     /// Seconds a line may take to arrive complete (0: no limit).
     #[arg(long, default_value_t = 30)]
     line_timeout: u64,
+    #[command(flatten)]
+    telemetry: common::Telemetry,
 }
 
 struct LineEcho {
@@ -87,7 +89,7 @@ fn main() -> anyhow::Result<()> {
             }
         },
     );
-    let handle = common::start(builder, args.shards, &[])?;
+    let handle = common::start(builder, args.shards, &[], &args.telemetry)?;
     println!(
         "line_echo listening on {} with {} shards",
         handle.local_addrs()[0],

@@ -32,6 +32,8 @@ struct Args {
     /// Backend to forward to.
     #[arg(long)]
     backend: SocketAddr,
+    #[command(flatten)]
+    telemetry: common::Telemetry,
 }
 
 /// What one side tells the other (both live on the same shard).
@@ -173,7 +175,7 @@ fn main() -> anyhow::Result<()> {
     let builder = Server::builder().listen((args.bind.as_str(), args.port), move |_shard| {
         move |_peer| Side::new(None, backend, true)
     });
-    let handle = common::start(builder, args.shards, &[])?;
+    let handle = common::start(builder, args.shards, &[], &args.telemetry)?;
     println!(
         "proxy listening on {} with {} shards, forwarding to {backend}",
         handle.local_addrs()[0],

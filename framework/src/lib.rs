@@ -63,6 +63,6 @@ pub use net::{endpoint, Addr};
 pub use reactor::{Conn, Factory, Protocol, ShardCtx, TimerHandle};
 pub use runtime::metrics;
 pub use runtime::{
-    BalancingPolicy, DeferError, Handle, LeastConnections, LoopPhase, Pinning, RoundRobin, Server,
-    ServerBuilder, ShardDeath, ShardLoad, StallReport,
+    BalancingPolicy, DeferError, Handle, LeastConnections, LoopPhase, Phase, Pinning, RoundRobin,
+    Server, ServerBuilder, ShardDeath, ShardLoad, StallReport,
 };

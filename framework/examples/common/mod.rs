@@ -1,7 +1,16 @@
 //! Start-up shared by the examples: logging, shard count and pinning from
-//! the command line, graceful stop on Ctrl-C / SIGTERM.
+//! the command line, `--metrics`, graceful stop on SIGINT / SIGTERM (a
+//! second signal stops at once).
 
 use shardloop::{Handle, ServerBuilder};
+
+/// Command-line options every example takes.
+#[derive(clap::Args, Debug, Default)]
+pub struct Telemetry {
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+}
 
 /// Logs through `tracing`, filtered by `RUST_LOG` (default: info).
 pub fn init_logging() {
@@ -12,12 +21,13 @@ pub fn init_logging() {
         .init();
 }
 
-/// Applies `--shards` and `--cores`, starts the server, and makes Ctrl-C
-/// and SIGTERM stop it gracefully.
+/// Applies `--shards`, `--cores` and `--metrics`, starts the server, and
+/// makes SIGINT and SIGTERM stop it gracefully.
 pub fn start(
     mut builder: ServerBuilder,
     shards: Option<usize>,
     cores: &[usize],
+    telemetry: &Telemetry,
 ) -> anyhow::Result<Handle> {
     if let Some(n) = shards {
         builder = builder.shards(n);
@@ -25,8 +35,8 @@ pub fn start(
     if !cores.is_empty() {
         builder = builder.pin_to_cores(cores.to_vec());
     }
-    let handle = builder.build()?.start()?;
-    let stopper = handle.clone();
-    ctrlc::set_handler(move || stopper.stop())?;
-    Ok(handle)
+    if let Some(addr) = &telemetry.metrics {
+        builder = builder.metrics(addr.as_str());
+    }
+    Ok(builder.handle_signals(true).build()?.start()?)
 }

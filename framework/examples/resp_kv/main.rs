@@ -38,6 +38,8 @@ struct Args {
     /// Pin shards to these cores (comma-separated).
     #[arg(long, value_delimiter = ',')]
     cores: Vec<usize>,
+    #[command(flatten)]
+    telemetry: common::Telemetry,
 }
 
 /// Largest bulk string accepted (a value or key).
@@ -421,7 +423,7 @@ fn main() -> anyhow::Result<()> {
             pending: HashMap::new(),
         }
     });
-    let handle = common::start(builder, args.shards, &args.cores)?;
+    let handle = common::start(builder, args.shards, &args.cores, &args.telemetry)?;
     println!(
         "resp_kv listening on {} with {} shards",
         handle.local_addrs()[0],

@@ -80,7 +80,16 @@ impl Shard {
                     Some(_) => self.ctx.counters.messages_dropped += 1,
                 }
             }
-            Envelope::Stop { deadline } => self.begin_stop(deadline),
+            Envelope::Stop { deadline, drain } => {
+                if drain.is_zero() || self.ctx.stopping {
+                    self.begin_stop(deadline);
+                } else {
+                    // Draining: no new connections arrive; keep serving.
+                    self.ctx
+                        .timers
+                        .insert_after(drain, TimerTask::BeginStop(deadline));
+                }
+            }
             Envelope::Wake(task) => self.ctx.tasks.queue.push_back(task),
         }
     }
@@ -99,12 +108,13 @@ impl Shard {
     }
 
     pub(super) fn begin_stop(&mut self, deadline: Instant) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // A later stop request may bring the deadline forward (stop_now).
+        self.ctx.timers.insert_after(left, TimerTask::StopDeadline);
         if self.ctx.stopping {
             return;
         }
         self.ctx.stopping = true;
-        let left = deadline.saturating_duration_since(Instant::now());
-        self.ctx.timers.insert_after(left, TimerTask::StopDeadline);
         let slots: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for slot in slots {
             let c = &mut self.conns[slot];
@@ -235,6 +245,7 @@ impl Shard {
                 }
             }
             TimerTask::WakeTask(waker) => waker.wake(),
+            TimerTask::BeginStop(deadline) => self.begin_stop(deadline),
             TimerTask::StopDeadline => {
                 let slots: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
                 if !slots.is_empty() {

@@ -38,6 +38,8 @@ pub(crate) enum Envelope {
     /// Graceful stop: close every connection, abort what is left at `deadline`.
     Stop {
         deadline: Instant,
+        /// Keep serving this long first (the drain delay); zero: at once.
+        drain: std::time::Duration,
     },
 }
 

@@ -56,6 +56,8 @@ pub(crate) enum TimerTask {
     Linger(ConnId),
     ConnectTimeout(ConnId),
     StopDeadline,
+    /// The drain delay is over: begin the graceful stop.
+    BeginStop(std::time::Instant),
     /// A task's timer (`task::sleep`): wake it.
     WakeTask(std::task::Waker),
 }

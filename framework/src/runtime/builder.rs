@@ -63,6 +63,9 @@ pub struct ServerBuilder {
     worker_threads: usize,
     worker_queue: usize,
     keep_running_on_shard_death: bool,
+    triggers: Vec<(super::lifecycle::Phase, super::lifecycle::Trigger)>,
+    drain_delay: Duration,
+    handle_signals: bool,
 }
 
 impl Default for ServerBuilder {
@@ -83,6 +86,9 @@ impl Default for ServerBuilder {
             worker_threads: 4,
             worker_queue: 1024,
             keep_running_on_shard_death: false,
+            triggers: Vec::new(),
+            drain_delay: Duration::ZERO,
+            handle_signals: false,
         }
     }
 }
@@ -284,6 +290,46 @@ impl ServerBuilder {
         self
     }
 
+    /// Runs `f` when the server reaches `phase` (Twisted's
+    /// `addSystemEventTrigger`); several run in the order they were added.
+    ///
+    /// ```no_run
+    /// use shardloop::{Phase, Server};
+    /// # use shardloop::{Conn, Protocol};
+    /// # struct Echo;
+    /// # impl Protocol for Echo { type Message = ();
+    /// #     fn data_received(&mut self, c: &mut Conn<'_, Self>, d: &[u8]) { c.write(d) } }
+    /// let server = Server::builder()
+    ///     .listen("127.0.0.1:7000", |_| |_| Echo)
+    ///     .on(Phase::BeforeShutdown, |_| println!("deregistering from the load balancer"))
+    ///     .on(Phase::AfterShutdown, |h| println!("served {}", h.stats().total().connections_accepted))
+    ///     .build()?;
+    /// # Ok::<(), shardloop::Error>(())
+    /// ```
+    pub fn on(
+        mut self,
+        phase: super::lifecycle::Phase,
+        f: impl FnOnce(&super::Handle) + Send + 'static,
+    ) -> Self {
+        self.triggers.push((phase, Box::new(f)));
+        self
+    }
+
+    /// On stop, keep serving open connections this long after the acceptor
+    /// stopped, before closing them (default none): load balancers see the
+    /// listener gone and move traffic away first.
+    pub fn drain_delay(mut self, delay: Duration) -> Self {
+        self.drain_delay = delay;
+        self
+    }
+
+    /// Stops gracefully on SIGINT or SIGTERM, and at once on a second one
+    /// (default off; the binaries of this workspace turn it on).
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.handle_signals = on;
+        self
+    }
+
     /// Deadline of [`Handle::stop`](crate::Handle::stop) (default 5 s).
     pub fn stop_timeout(mut self, timeout: Duration) -> Self {
         self.stop_timeout = timeout;
@@ -361,6 +407,9 @@ impl ServerBuilder {
             worker_threads: self.worker_threads,
             worker_queue: self.worker_queue,
             keep_running_on_shard_death: self.keep_running_on_shard_death,
+            triggers: self.triggers,
+            drain_delay: self.drain_delay,
+            handle_signals: self.handle_signals,
         })
     }
 }

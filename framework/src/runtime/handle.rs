@@ -187,16 +187,48 @@ impl Handle {
     /// ([`Protocol::server_stopping`](crate::Protocol::server_stopping), which
     /// closes after flushing by default) and aborts what is left after
     /// `deadline`. Returns at once; [`wait`](Handle::wait) joins the threads.
+    ///
+    /// With a drain delay ([`ServerBuilder::drain_delay`](crate::ServerBuilder::drain_delay))
+    /// the acceptor stops at once but the shards keep serving for that long
+    /// before closing (what a load balancer needs to notice), and `deadline`
+    /// counts from the end of the drain. Lifecycle triggers run for
+    /// `BeforeShutdown` and `DuringShutdown`.
     pub fn stop_within(&self, deadline: Duration) {
+        if self.inner.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        self.inner
+            .triggers
+            .fire(super::lifecycle::Phase::BeforeShutdown, self);
         if self.inner.stopping.swap(true, Ordering::AcqRel) {
             return;
         }
         if let Some(w) = &self.inner.acceptor_waker {
             let _ = w.wake();
         }
-        let deadline = Instant::now() + deadline;
+        let drain = self.inner.drain_delay;
+        let deadline = Instant::now() + drain + deadline;
         for inbox in self.inner.inboxes.iter() {
-            inbox.send(Envelope::Stop { deadline });
+            inbox.send(Envelope::Stop { deadline, drain });
+        }
+        self.inner
+            .triggers
+            .fire(super::lifecycle::Phase::DuringShutdown, self);
+    }
+
+    /// Stops now: no drain, and connections still open are aborted (a
+    /// second SIGINT/SIGTERM does this).
+    pub fn stop_now(&self) {
+        self.inner.stopping.store(true, Ordering::Release);
+        if let Some(w) = &self.inner.acceptor_waker {
+            let _ = w.wake();
+        }
+        let deadline = Instant::now();
+        for inbox in self.inner.inboxes.iter() {
+            inbox.send(Envelope::Stop {
+                deadline,
+                drain: Duration::ZERO,
+            });
         }
     }
 
@@ -222,6 +254,18 @@ impl Handle {
                 tracing::error!(thread = name, "server thread panicked");
             }
         }
+        let signals = self
+            .inner
+            .signals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(s) = signals {
+            s.finish();
+        }
+        self.inner
+            .triggers
+            .fire(super::lifecycle::Phase::AfterShutdown, self);
         *lock.lock().expect("done lock") = true;
         cvar.notify_all();
     }

@@ -39,6 +39,9 @@ pub struct Server {
     pub(super) worker_threads: usize,
     pub(super) worker_queue: usize,
     pub(super) keep_running_on_shard_death: bool,
+    pub(super) triggers: Vec<(super::lifecycle::Phase, super::lifecycle::Trigger)>,
+    pub(super) drain_delay: Duration,
+    pub(super) handle_signals: bool,
 }
 
 impl Server {
@@ -100,6 +103,8 @@ impl Server {
             local_addrs: self.local_addrs,
             stop_timeout: self.stop_timeout,
             keep_running_on_shard_death: self.keep_running_on_shard_death,
+            triggers: super::lifecycle::Triggers::new(self.triggers),
+            drain_delay: self.drain_delay,
             ..ServerInner::new(id, inboxes.into(), self.settings, false)
         });
         let handle = Handle {
@@ -186,6 +191,13 @@ impl Server {
             }
         }
         *inner.threads.lock().expect("thread list lock") = threads;
+        if self.handle_signals {
+            let watch = super::lifecycle::SignalWatch::start(handle.clone())?;
+            *inner.signals.lock().unwrap_or_else(|e| e.into_inner()) = Some(watch);
+        }
+        inner
+            .triggers
+            .fire(super::lifecycle::Phase::AfterStartup, &handle);
         Ok(handle)
     }
 }
@@ -219,6 +231,9 @@ pub(crate) struct ServerInner {
     pub(super) keep_running_on_shard_death: bool,
     /// Serialises `update_settings` (read-modify-write); readers never lock.
     pub(super) settings_writer: Mutex<()>,
+    pub(super) triggers: super::lifecycle::Triggers,
+    pub(super) drain_delay: Duration,
+    pub(super) signals: Mutex<Option<super::lifecycle::SignalWatch>>,
     /// Each shard's loop marks, for the watchdog.
     pub(crate) activity: super::watchdog::Activities,
     /// The origin of the marks' timestamps.
@@ -247,6 +262,9 @@ impl ServerInner {
             deaths: Mutex::new(Vec::new()),
             keep_running_on_shard_death: false,
             settings_writer: Mutex::new(()),
+            triggers: Default::default(),
+            drain_delay: Duration::ZERO,
+            signals: Mutex::new(None),
             activity: (0..shards).map(|_| Default::default()).collect(),
             epoch: std::time::Instant::now(),
             stall_log: Mutex::new(Default::default()),
