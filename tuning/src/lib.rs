@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod advise;
 pub mod report;
 pub mod search;
 pub mod server;

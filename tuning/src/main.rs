@@ -12,8 +12,53 @@ use std::time::Duration;
 #[command(
     name = "shardloop-tune",
     version,
-    about = "Finds the shard count that sustains the most load within a p99 target"
+    about = "Finds the shard count that sustains the most load within a p99 target",
+    args_conflicts_with_subcommands = true
 )]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    sweep: Args,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Recommend a shard count for a running server's real traffic, from its
+    /// /metrics over a window.
+    Advise(AdviseArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct AdviseArgs {
+    /// The server's metrics URL, e.g. http://127.0.0.1:9100/metrics.
+    #[arg(long)]
+    metrics: String,
+    /// How long to observe.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    window: Duration,
+    /// Utilisation per shard to aim for (the rest is headroom).
+    #[arg(long, default_value_t = 0.7)]
+    target: f64,
+    /// Output: text, markdown or json.
+    #[arg(long, default_value = "text")]
+    format: String,
+}
+
+fn run_advise(a: &AdviseArgs) -> anyhow::Result<()> {
+    if !["text", "markdown", "json"].contains(&a.format.as_str()) {
+        bail!("--format must be text, markdown or json");
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let advice = shardloop_tune::advise::advise_live(&a.metrics, a.window, a.target, cores)?;
+    match a.format.as_str() {
+        "json" => println!("{}", serde_json::to_string_pretty(&advice)?),
+        _ => print!("{}", advice.markdown()),
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
 struct Args {
     /// Server command template ({shards} {port} {cores} {read_buffer} {events} {policy}
     /// are substituted). Default: the built-in echo server.
@@ -108,7 +153,11 @@ fn main() {
 }
 
 fn real_main() -> anyhow::Result<()> {
-    let a = Args::parse();
+    let cli = Cli::parse();
+    if let Some(Command::Advise(a)) = &cli.command {
+        return run_advise(a);
+    }
+    let a = cli.sweep;
     let cores: Vec<usize> = core_affinity::get_core_ids()
         .map(|ids| ids.into_iter().map(|c| c.id).collect())
         .unwrap_or_else(|| {

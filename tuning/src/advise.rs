@@ -1,0 +1,297 @@
+//! Live advice: scrape a running server's `/metrics` twice, a window
+//! apart, and recommend a shard count for the traffic it actually serves:
+//! per-shard utilisation (busy / (busy + idle)) and its spread, imbalance
+//! (max / mean), stalls, and the shard count that would bring the mean
+//! utilisation to the target (utilisation scaling: the same work spread over
+//! a different number of equal shards).
+
+use crate::TuneError;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+/// One scrape: `shard` → metric name → value (summed over other labels).
+type Scrape = BTreeMap<usize, BTreeMap<String, f64>>;
+
+/// Parses the Prometheus text format, keeping samples with a `shard` label.
+pub fn parse_metrics(body: &str) -> Scrape {
+    let mut out = Scrape::new();
+    for line in body.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(v) = value.parse::<f64>() else {
+            continue;
+        };
+        let name = series.split('{').next().unwrap_or(series);
+        let shard = series
+            .split_once("shard=\"")
+            .and_then(|(_, rest)| rest.split('"').next())
+            .and_then(|s| s.parse::<usize>().ok());
+        if let Some(shard) = shard {
+            *out.entry(shard)
+                .or_default()
+                .entry(name.to_string())
+                .or_default() += v;
+        }
+    }
+    out
+}
+
+/// GETs `http://addr/metrics` (a plain HTTP/1.1 request; no extra client).
+pub fn scrape(url: &str) -> Result<String, TuneError> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| TuneError::Config(format!("--metrics must be an http:// URL, got {url}")))?;
+    let (host, path) = match rest.split_once('/') {
+        Some((h, p)) => (h, format!("/{p}")),
+        None => (rest, "/metrics".to_string()),
+    };
+    let addr: SocketAddr = host
+        .to_socket_addrs()
+        .map_err(|e| TuneError::Config(format!("cannot resolve {host}: {e}")))?
+        .next()
+        .ok_or_else(|| TuneError::Config(format!("no address for {host}")))?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| TuneError::Config(format!("{url}: not an HTTP response")))?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        let status = head.lines().next().unwrap_or("");
+        return Err(TuneError::Config(format!("{url}: {status}")));
+    }
+    Ok(body.to_string())
+}
+
+/// One shard's figures over the window.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardLoad {
+    pub shard: usize,
+    /// busy / (busy + idle) over the window.
+    pub utilisation: f64,
+    pub bytes_per_s: f64,
+    pub accepts_per_s: f64,
+    pub stalls: f64,
+    pub connections_open: f64,
+}
+
+/// The advice and the figures it rests on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Advice {
+    pub window_s: f64,
+    pub target_utilisation: f64,
+    pub shards: Vec<ShardLoad>,
+    pub mean_utilisation: f64,
+    pub max_utilisation: f64,
+    /// max / mean utilisation (1.0: perfectly even).
+    pub imbalance: f64,
+    pub stalls: f64,
+    /// The shard count that brings mean utilisation to the target.
+    pub recommended_shards: usize,
+    pub reasons: Vec<String>,
+}
+
+/// Computes the advice from two scrapes `window` apart.
+pub fn advise(
+    before: &Scrape,
+    after: &Scrape,
+    window: Duration,
+    target: f64,
+    cores: usize,
+) -> Advice {
+    let delta = |shard: usize, name: &str| {
+        let a = after
+            .get(&shard)
+            .and_then(|m| m.get(name))
+            .copied()
+            .unwrap_or(0.0);
+        let b = before
+            .get(&shard)
+            .and_then(|m| m.get(name))
+            .copied()
+            .unwrap_or(0.0);
+        (a - b).max(0.0)
+    };
+    let secs = window.as_secs_f64().max(1e-9);
+    let shards: Vec<ShardLoad> = after
+        .keys()
+        .map(|&s| {
+            let busy = delta(s, "shardloop_shard_busy_seconds_total");
+            let idle = delta(s, "shardloop_shard_idle_seconds_total");
+            ShardLoad {
+                shard: s,
+                utilisation: if busy + idle > 0.0 {
+                    busy / (busy + idle)
+                } else {
+                    0.0
+                },
+                bytes_per_s: (delta(s, "shardloop_bytes_received_total")
+                    + delta(s, "shardloop_bytes_sent_total"))
+                    / secs,
+                accepts_per_s: delta(s, "shardloop_connections_accepted_total") / secs,
+                stalls: delta(s, "shardloop_stalls_total"),
+                connections_open: after
+                    .get(&s)
+                    .and_then(|m| m.get("shardloop_connections_open"))
+                    .copied()
+                    .unwrap_or(0.0),
+            }
+        })
+        .collect();
+    let n = shards.len().max(1);
+    let total: f64 = shards.iter().map(|s| s.utilisation).sum();
+    let mean = total / n as f64;
+    let max = shards.iter().map(|s| s.utilisation).fold(0.0, f64::max);
+    let imbalance = if mean > 0.0 { max / mean } else { 1.0 };
+    let stalls: f64 = shards.iter().map(|s| s.stalls).sum();
+    // The work of `total` busy shard-seconds per second, at `target` each.
+    let mut recommended = (total / target).ceil().max(1.0) as usize;
+    let mut reasons = vec![format!(
+        "{n} shards are {:.0} % busy on average (max {:.0} %): {total:.2} shard-seconds of work per second; at the {:.0} % target that needs {recommended} shard(s)",
+        mean * 100.0,
+        max * 100.0,
+        target * 100.0
+    )];
+    if imbalance > 1.3 && max > target {
+        reasons.push(format!(
+            "load is uneven (max/mean {imbalance:.2}): the busiest shard is over target even where the mean is not; consider the least-connections policy before adding shards"
+        ));
+        recommended = recommended.max(n);
+    }
+    if stalls > 0.0 {
+        reasons.push(format!(
+            "{stalls:.0} stall(s) in the window: a blocking callback delays its whole shard; more shards only spread the damage (move the work to defer/worker threads)"
+        ));
+    }
+    if recommended > cores {
+        reasons.push(format!(
+            "that is more than this machine's {cores} cores: the traffic needs a bigger machine or more instances"
+        ));
+    }
+    Advice {
+        window_s: secs,
+        target_utilisation: target,
+        shards,
+        mean_utilisation: mean,
+        max_utilisation: max,
+        imbalance,
+        stalls,
+        recommended_shards: recommended,
+        reasons,
+    }
+}
+
+/// Scrapes `url`, waits `window`, scrapes again, and advises.
+pub fn advise_live(
+    url: &str,
+    window: Duration,
+    target: f64,
+    cores: usize,
+) -> Result<Advice, TuneError> {
+    if !(target > 0.0 && target <= 1.0) {
+        return Err(TuneError::Config(format!(
+            "target utilisation must be in (0, 1], got {target}"
+        )));
+    }
+    let before = parse_metrics(&scrape(url)?);
+    if before.is_empty() {
+        return Err(TuneError::Config(format!(
+            "{url} has no shardloop shard metrics"
+        )));
+    }
+    let start = Instant::now();
+    std::thread::sleep(window);
+    let after = parse_metrics(&scrape(url)?);
+    Ok(advise(&before, &after, start.elapsed(), target, cores))
+}
+
+impl Advice {
+    /// A Markdown report (also fine as plain text).
+    pub fn markdown(&self) -> String {
+        let mut out = format!(
+            "# Shard-count advice\n\nWindow {:.1} s, target utilisation {:.0} %.\n\n**Recommended shards: {}**\n\n",
+            self.window_s,
+            self.target_utilisation * 100.0,
+            self.recommended_shards
+        );
+        for r in &self.reasons {
+            out.push_str(&format!("- {r}\n"));
+        }
+        out.push_str("\n| shard | utilisation | bytes/s | accepts/s | open connections | stalls |\n|---:|---:|---:|---:|---:|---:|\n");
+        for s in &self.shards {
+            out.push_str(&format!(
+                "| {} | {:.1} % | {:.0} | {:.1} | {:.0} | {:.0} |\n",
+                s.shard,
+                s.utilisation * 100.0,
+                s.bytes_per_s,
+                s.accepts_per_s,
+                s.connections_open,
+                s.stalls
+            ));
+        }
+        out.push_str(&format!(
+            "\nMean {:.1} %, max {:.1} %, imbalance (max/mean) {:.2}.\n",
+            self.mean_utilisation * 100.0,
+            self.max_utilisation * 100.0,
+            self.imbalance
+        ));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scrape_of(busy: &[f64], idle: &[f64]) -> Scrape {
+        let mut text = String::new();
+        for (i, (b, d)) in busy.iter().zip(idle).enumerate() {
+            text.push_str(&format!(
+                "shardloop_shard_busy_seconds_total{{shard=\"{i}\"}} {b}\n"
+            ));
+            text.push_str(&format!(
+                "shardloop_shard_idle_seconds_total{{shard=\"{i}\"}} {d}\n"
+            ));
+        }
+        parse_metrics(&text)
+    }
+
+    #[test]
+    fn utilisation_scaling_recommends_the_count_that_meets_the_target() {
+        // Two shards, each 90 % busy over 10 s: 1.8 shard-seconds/s of work;
+        // at 70 % that needs 3 shards.
+        let before = scrape_of(&[0.0, 0.0], &[0.0, 0.0]);
+        let after = scrape_of(&[9.0, 9.0], &[1.0, 1.0]);
+        let a = advise(&before, &after, Duration::from_secs(10), 0.7, 8);
+        assert!((a.mean_utilisation - 0.9).abs() < 1e-9);
+        assert_eq!(a.recommended_shards, 3);
+        // Mostly idle: one shard is plenty.
+        let after = scrape_of(&[0.5, 0.3], &[9.5, 9.7]);
+        assert_eq!(
+            advise(&before, &after, Duration::from_secs(10), 0.7, 8).recommended_shards,
+            1
+        );
+    }
+
+    #[test]
+    fn labels_other_than_shard_are_summed() {
+        let s = parse_metrics(
+            "x{shard=\"1\",kind=\"a\"} 2\nx{shard=\"1\",kind=\"b\"} 3\n# HELP y\nz 9\n",
+        );
+        assert_eq!(s[&1]["x"], 5.0);
+        assert_eq!(s.len(), 1);
+    }
+}
