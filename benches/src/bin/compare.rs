@@ -40,6 +40,11 @@ struct Args {
     /// Only the first echo scenario and HTTP (a quick look).
     #[arg(long)]
     quick: bool,
+    /// Also run the echo and http_hello examples of another build of this
+    /// repository (its `target/release` directory) as "shardloop (baseline)":
+    /// before/after figures side by side in one run.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     /// Only scenarios whose name contains this text (e.g. "4096 B, 64 conns, pipeline 16").
     #[arg(long)]
     only: Option<String>,
@@ -60,7 +65,7 @@ struct ServerDef {
     name: &'static str,
     kind: Kind,
     /// Program (relative to the target dir) and arguments; the port is appended.
-    program: &'static str,
+    program: String,
     args: Vec<&'static str>,
     /// The program pins itself (shardloop); others are pinned with taskset.
     self_pinned: bool,
@@ -71,70 +76,70 @@ fn servers() -> Vec<ServerDef> {
         ServerDef {
             name: "shardloop",
             kind: Kind::Echo,
-            program: "examples/echo",
+            program: "examples/echo".into(),
             args: vec!["--shards", "1", "--cores", "0"],
             self_pinned: true,
         },
         ServerDef {
             name: "shardloop, async task per connection",
             kind: Kind::Echo,
-            program: "examples/echo",
+            program: "examples/echo".into(),
             args: vec!["--shards", "1", "--cores", "0", "--async"],
             self_pinned: true,
         },
         ServerDef {
             name: "mio (hand-written)",
             kind: Kind::Echo,
-            program: "peer_mio",
+            program: "peer_mio".into(),
             args: vec!["--mode", "echo"],
             self_pinned: false,
         },
         ServerDef {
             name: "tokio current-thread",
             kind: Kind::Echo,
-            program: "peer_tokio",
+            program: "peer_tokio".into(),
             args: vec!["--mode", "echo", "--flavor", "current"],
             self_pinned: false,
         },
         ServerDef {
             name: "tokio multi-thread (1 worker)",
             kind: Kind::Echo,
-            program: "peer_tokio",
+            program: "peer_tokio".into(),
             args: vec!["--mode", "echo", "--flavor", "multi", "--workers", "1"],
             self_pinned: false,
         },
         ServerDef {
             name: "shardloop",
             kind: Kind::Http,
-            program: "examples/http_hello",
+            program: "examples/http_hello".into(),
             args: vec!["--shards", "1", "--cores", "0"],
             self_pinned: true,
         },
         ServerDef {
             name: "mio (hand-written)",
             kind: Kind::Http,
-            program: "peer_mio",
+            program: "peer_mio".into(),
             args: vec!["--mode", "http"],
             self_pinned: false,
         },
         ServerDef {
             name: "tokio current-thread",
             kind: Kind::Http,
-            program: "peer_tokio",
+            program: "peer_tokio".into(),
             args: vec!["--mode", "http", "--flavor", "current"],
             self_pinned: false,
         },
         ServerDef {
             name: "shardloop gateway (async tasks, ClientStream)",
             kind: Kind::Gateway,
-            program: "examples/gateway",
+            program: "examples/gateway".into(),
             args: vec!["--shards", "1", "--cores", "0"],
             self_pinned: true,
         },
         ServerDef {
             name: "tokio gateway (current-thread, pooled client)",
             kind: Kind::Gateway,
-            program: "peer_gateway_tokio",
+            program: "peer_gateway_tokio".into(),
             args: vec![],
             self_pinned: false,
         },
@@ -145,7 +150,7 @@ fn servers() -> Vec<ServerDef> {
 type Running = Spawned;
 
 fn start(dir: &Path, def: &ServerDef, extra: &[String]) -> anyhow::Result<Running> {
-    let program = dir.join(def.program);
+    let program = dir.join(&def.program);
     let mut cmd = if def.self_pinned {
         Command::new(&program)
     } else {
@@ -214,7 +219,7 @@ fn start_backend(dir: &Path) -> anyhow::Result<Running> {
     let def = ServerDef {
         name: "resp_kv",
         kind: Kind::Gateway,
-        program: "examples/resp_kv",
+        program: "examples/resp_kv".into(),
         args: vec!["--shards", "1", "--cores", "0"],
         self_pinned: true,
     };
@@ -333,7 +338,23 @@ fn main() -> anyhow::Result<()> {
     }
     rlimit::increase_nofile_limit((a.idle_connections as u64 + 4096).max(8192))?;
     let dir = build_all();
-    let defs = servers();
+    let mut defs = servers();
+    if let Some(base) = &a.baseline {
+        let base = std::fs::canonicalize(base).with_context(|| format!("{}", base.display()))?;
+        for (kind, example) in [(Kind::Echo, "echo"), (Kind::Http, "http_hello")] {
+            let at = defs.iter().position(|d| d.kind == kind).unwrap_or(0) + 1;
+            defs.insert(
+                at,
+                ServerDef {
+                    name: "shardloop (baseline)",
+                    kind,
+                    program: base.join("examples").join(example).display().to_string(),
+                    args: vec!["--shards", "1", "--cores", "0"],
+                    self_pinned: true,
+                },
+            );
+        }
+    }
     let mut table = String::new();
     table.push_str("| scenario | server | req/s (median, min–max) | p99 (median) | throughput: shardloop / this | req per server CPU-second (median) | per core: shardloop / this (median, min–max) |\n");
     table.push_str("|---|---|---:|---:|---:|---:|---:|\n");
