@@ -38,5 +38,9 @@ pub fn start(
     if let Some(addr) = &telemetry.metrics {
         builder = builder.metrics(addr.as_str());
     }
-    Ok(builder.handle_signals(true).build()?.start()?)
+    Ok(builder
+        .handle_signals(true)
+        .systemd_activation(true)
+        .build()?
+        .start()?)
 }

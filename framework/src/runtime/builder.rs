@@ -63,6 +63,7 @@ pub struct ServerBuilder {
     worker_threads: usize,
     worker_queue: usize,
     keep_running_on_shard_death: bool,
+    systemd_activation: bool,
     triggers: Vec<(super::lifecycle::Phase, super::lifecycle::Trigger)>,
     drain_delay: Duration,
     handle_signals: bool,
@@ -86,6 +87,7 @@ impl Default for ServerBuilder {
             worker_threads: 4,
             worker_queue: 1024,
             keep_running_on_shard_death: false,
+            systemd_activation: false,
             triggers: Vec::new(),
             drain_delay: Duration::ZERO,
             handle_signals: false,
@@ -323,6 +325,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Under systemd socket activation (`$LISTEN_FDS` for this process), the
+    /// listeners take the passed sockets in order instead of binding (the
+    /// addresses given to `listen` then only name them). Default off.
+    pub fn systemd_activation(mut self, on: bool) -> Self {
+        self.systemd_activation = on;
+        self
+    }
+
     /// Stops gracefully on SIGINT or SIGTERM, and at once on a second one
     /// (default off; the binaries of this workspace turn it on).
     pub fn handle_signals(mut self, on: bool) -> Self {
@@ -372,8 +382,25 @@ impl ServerBuilder {
         let mut listeners = Vec::new();
         let mut local_addrs = Vec::new();
         let mut makers = Vec::new();
+        let mut inherited = if self.systemd_activation {
+            super::systemd::take_listen_fds().into_iter()
+        } else {
+            Vec::new().into_iter()
+        };
         for spec in self.listeners {
-            let listener = match spec.resolved? {
+            let resolved = spec.resolved?;
+            if let Some(fd) = inherited.next() {
+                // Socket activation: systemd bound it; use it in its place.
+                let listener = inherited_listener(fd).map_err(|source| Error::Bind {
+                    addr: format!("{} (inherited from systemd)", spec.addr),
+                    source,
+                })?;
+                local_addrs.push(listener.local_addr()?);
+                listeners.push(listener);
+                makers.push(spec.make);
+                continue;
+            }
+            let listener = match resolved {
                 ServerEndpoint::Tcp { addr, backlog } => {
                     bind_tcp(addr, backlog.unwrap_or(self.backlog))
                         .map(|l| Listener::Tcp(mio::net::TcpListener::from_std(l)))
@@ -412,4 +439,18 @@ impl ServerBuilder {
             handle_signals: self.handle_signals,
         })
     }
+}
+
+/// A listener from a socket systemd passed: TCP or Unix-domain, made
+/// non-blocking.
+fn inherited_listener(fd: std::os::fd::OwnedFd) -> std::io::Result<Listener> {
+    let socket = socket2::Socket::from(fd);
+    socket.set_nonblocking(true)?;
+    let is_tcp = socket.local_addr()?.as_socket().is_some();
+    let fd: std::os::fd::OwnedFd = socket.into();
+    Ok(if is_tcp {
+        Listener::Tcp(mio::net::TcpListener::from_std(fd.into()))
+    } else {
+        Listener::Unix(mio::net::UnixListener::from_std(fd.into()))
+    })
 }

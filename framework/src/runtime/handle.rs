@@ -206,6 +206,7 @@ impl Handle {
         if let Some(w) = &self.inner.acceptor_waker {
             let _ = w.wake();
         }
+        super::systemd::notify("STOPPING=1");
         let drain = self.inner.drain_delay;
         let deadline = Instant::now() + drain + deadline;
         for inbox in self.inner.inboxes.iter() {

@@ -11,6 +11,7 @@ mod lifecycle;
 pub mod metrics;
 mod server;
 mod supervisor;
+mod systemd;
 pub(crate) mod watchdog;
 pub(crate) mod worker;
 

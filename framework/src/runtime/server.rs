@@ -198,6 +198,7 @@ impl Server {
         inner
             .triggers
             .fire(super::lifecycle::Phase::AfterStartup, &handle);
+        super::systemd::notify("READY=1");
         Ok(handle)
     }
 }
