@@ -166,6 +166,21 @@ pub struct ServerStats {
 }
 
 impl ServerStats {
+    /// How uneven the shards' load has been since start: the busiest
+    /// shard's utilisation (busy / (busy + idle)) over the mean. 1.0 is
+    /// perfectly even; `None` before any shard has measured anything.
+    pub fn busy_imbalance(&self) -> Option<f64> {
+        let utils: Vec<f64> = self
+            .shards
+            .iter()
+            .filter(|s| s.busy_ns + s.idle_ns > 0)
+            .map(|s| s.busy_ns as f64 / (s.busy_ns + s.idle_ns) as f64)
+            .collect();
+        let mean = utils.iter().sum::<f64>() / utils.len().max(1) as f64;
+        let max = utils.iter().copied().fold(0.0, f64::max);
+        (mean > 0.0).then(|| max / mean)
+    }
+
     /// Sum over all shards (the `shard` field is the shard count).
     pub fn total(&self) -> ShardStats {
         let mut t = ShardStats {
@@ -238,5 +253,23 @@ mod tests {
         assert_eq!(s.total().events, 11);
         assert_eq!(s.total().connections_closed, 6);
         assert_eq!(board.gone(1), 2, "inbound closes only");
+    }
+
+    #[test]
+    fn busy_imbalance_is_max_over_mean_utilisation() {
+        let shard = |busy, idle| ShardStats {
+            busy_ns: busy,
+            idle_ns: idle,
+            ..ShardStats::default()
+        };
+        let s = ServerStats {
+            shards: vec![shard(60, 40), shard(20, 80)],
+            ..ServerStats::default()
+        };
+        assert!(
+            (s.busy_imbalance().unwrap() - 1.5).abs() < 1e-9,
+            "0.6 / mean 0.4"
+        );
+        assert_eq!(ServerStats::default().busy_imbalance(), None);
     }
 }
