@@ -154,12 +154,9 @@ fn line_receiver_test_buffer() {
     }
 }
 
-#[test]
-fn line_receiver_test_pausing() {
-    let buf = b"twiddle1\ntwiddle2\npause\ntwiddle3\n";
-    let out1 = strs(&[b"twiddle1", b"twiddle2", b"pause"]);
-    let mut out2 = out1.clone();
-    out2.push(b"twiddle3".to_vec());
+/// Feeds `buf` at packet sizes 1..10: `out1` while paused, `out2` after the
+/// resume timer (test_basic's `clock.advance(0)`).
+fn pause_then_resume(buf: &[u8], out1: &[Vec<u8>], out2: &[Vec<u8>]) {
     for packet_size in 1..10 {
         let (mut t, received) = line_tester(LINE_TESTER_MAX);
         feed(&mut t, buf, packet_size);
@@ -167,6 +164,15 @@ fn line_receiver_test_pausing() {
         t.advance(Duration::from_millis(1));
         assert_eq!(*received.borrow(), out2, "packet size {packet_size}");
     }
+}
+
+#[test]
+fn line_receiver_test_pausing() {
+    let buf = b"twiddle1\ntwiddle2\npause\ntwiddle3\n";
+    let out1 = strs(&[b"twiddle1", b"twiddle2", b"pause"]);
+    let mut out2 = out1.clone();
+    out2.push(b"twiddle3".to_vec());
+    pause_then_resume(buf, &out1, &out2);
 }
 
 #[test]
@@ -181,13 +187,7 @@ fn line_receiver_test_raw_pausing() {
         b"12345",
         b"twiddle3",
     ]);
-    for packet_size in 1..10 {
-        let (mut t, received) = line_tester(LINE_TESTER_MAX);
-        feed(&mut t, buf, packet_size);
-        assert_eq!(*received.borrow(), out1, "packet size {packet_size}");
-        t.advance(Duration::from_millis(1));
-        assert_eq!(*received.borrow(), out2, "packet size {packet_size}");
-    }
+    pause_then_resume(buf, &out1, &out2);
 }
 
 #[test]
