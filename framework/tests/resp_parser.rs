@@ -4,6 +4,9 @@
 #[path = "../examples/resp_kv/parser.rs"]
 #[allow(dead_code)]
 mod parser;
+#[path = "../examples/resp_kv/redis.rs"]
+#[allow(dead_code)]
+mod redis;
 
 use parser::{Args, ProtocolError, RespParser, MAX_LINE};
 use proptest::prelude::*;
@@ -89,6 +92,11 @@ fn overflowing_and_malformed_lengths_are_rejected_with_redis_texts() {
     assert_eq!(error_of(b"*1\r\n$-1\r\n"), "invalid bulk length");
     assert_eq!(error_of(b"*1\r\n$+5\r\nhello\r\n"), "invalid bulk length");
     assert_eq!(error_of(b"*1\r\nfoo\r\n"), "expected '$', got 'f'");
+    // Lengths are read with Redis's string2ll, as redis-server does:
+    // no leading zero, no "-0".
+    assert_eq!(error_of(b"*05\r\n"), "invalid multibulk length");
+    assert_eq!(error_of(b"*-0\r\n"), "invalid multibulk length");
+    assert_eq!(error_of(b"*1\r\n$04\r\nPING\r\n"), "invalid bulk length");
     assert_eq!(
         error_of(b"*1\r\n$3\r\nfooXY"),
         "bulk string not terminated by CRLF"
@@ -141,10 +149,6 @@ fn a_huge_command_in_tiny_pieces_parses() {
     let got = got.expect("one command");
     assert_eq!(got[1].len(), n);
 }
-
-#[path = "../examples/resp_kv/redis.rs"]
-#[allow(dead_code)]
-mod redis;
 
 #[test]
 fn string2ll_follows_redis() {

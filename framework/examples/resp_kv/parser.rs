@@ -16,6 +16,8 @@ pub const MAX_ARGS: usize = 1024 * 1024;
 /// A command's arguments, the name first.
 pub type Args = Vec<Vec<u8>>;
 
+use super::redis::string2ll;
+
 /// A request the parser cannot accept; the connection must be closed after
 /// answering `-ERR Protocol error: {message}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +106,7 @@ impl RespParser {
                     let got = line.first().copied().unwrap_or(b'\n') as char;
                     return err(format!("expected '$', got '{got}'"));
                 };
-                let Some(len) = strip_cr(rest).and_then(|d| parse_len(d, max_bulk)) else {
+                let Some(len) = strip_cr(rest).and_then(|d| length(d, max_bulk)) else {
                     return err("invalid bulk length");
                 };
                 self.partial.as_mut().expect("partial").bulk = Some(len);
@@ -119,14 +121,14 @@ impl RespParser {
             let Some(line) = self.line()? else {
                 return Ok(None);
             };
-            let Some(digits) = strip_cr(&line[1..]) else {
+            let Some(count) = strip_cr(&line[1..]).and_then(string2ll) else {
                 return err("invalid multibulk length");
             };
-            if is_non_positive(digits) {
+            if count <= 0 {
                 // `*0` or `*-1` is no command at all: skipped, as Redis does.
                 continue;
             }
-            let Some(n) = parse_len(digits, MAX_ARGS) else {
+            let Some(n) = usize::try_from(count).ok().filter(|n| *n <= MAX_ARGS) else {
                 return err("invalid multibulk length");
             };
             self.partial = Some(Partial {
@@ -185,27 +187,10 @@ fn strip_cr(line: &[u8]) -> Option<&[u8]> {
     line.strip_suffix(b"\r")
 }
 
-/// `0`, `-1`, `-0042`: a count Redis treats as "no command".
-fn is_non_positive(digits: &[u8]) -> bool {
-    let body = digits.strip_prefix(b"-").unwrap_or(digits);
-    !body.is_empty()
-        && body.len() <= 19
-        && body.iter().all(u8::is_ascii_digit)
-        && (digits.starts_with(b"-") || body.iter().all(|&d| d == b'0'))
-}
-
-/// A decimal length in `0..=max`; `None` for anything else (signs, spaces,
-/// overflow, empty).
-fn parse_len(digits: &[u8], max: usize) -> Option<usize> {
-    if digits.is_empty() || digits.len() > 20 {
-        return None;
-    }
-    let mut n: usize = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        n = n.checked_mul(10)?.checked_add((d - b'0') as usize)?;
-    }
-    (n <= max).then_some(n)
+/// A bulk length as Redis reads it (its `string2ll`: no sign, no leading
+/// zero, no blank) in `0..=max`.
+fn length(digits: &[u8], max: usize) -> Option<usize> {
+    usize::try_from(string2ll(digits)?)
+        .ok()
+        .filter(|n| *n <= max)
 }
