@@ -7,6 +7,8 @@
 //! nothing is scanned twice, and the buffer is compacted only when the
 //! consumed prefix outgrows what is left.
 
+use super::redis::string2ll;
+
 /// Longest line accepted: an inline command, or a `*N` / `$N` header
 /// (Redis's `PROTO_INLINE_MAX_SIZE`).
 pub const MAX_LINE: usize = 64 * 1024;
@@ -15,8 +17,6 @@ pub const MAX_ARGS: usize = 1024 * 1024;
 
 /// A command's arguments, the name first.
 pub type Args = Vec<Vec<u8>>;
-
-use super::redis::string2ll;
 
 /// A request the parser cannot accept; the connection must be closed after
 /// answering `-ERR Protocol error: {message}`.

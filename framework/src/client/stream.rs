@@ -196,12 +196,7 @@ impl ClientStream {
         let Some(id) = self.state.borrow().id else {
             return;
         };
-        let op: crate::reactor::ConnOp = Box::new(move |p, core, ctx| {
-            if p.downcast_mut::<StreamProtocol>().is_some() {
-                f(&mut Conn::new(core, ctx));
-            }
-        });
-        local::with(|l| l.conn_ops.push((id, op)));
+        crate::task::ConnTask::<StreamProtocol>::new(id).try_run(move |_, c| f(c));
     }
 
     /// Resumes reading once the task has taken most of the buffered input.

@@ -30,8 +30,13 @@ impl<P> Clone for ConnTask<P> {
 }
 
 fn queue(id: ConnId, op: ConnOp) {
-    let queued = local::with(|l| l.conn_ops.push((id, op))).is_some();
+    let queued = try_queue(id, op);
     assert!(queued, "a ConnTask is only usable in its shard's tasks");
+}
+
+/// Queues `op` for connection `id` if this thread runs a shard.
+fn try_queue(id: ConnId, op: ConnOp) -> bool {
+    local::with(|l| l.conn_ops.push((id, op))).is_some()
 }
 
 impl<P: Protocol> ConnTask<P> {
@@ -50,14 +55,21 @@ impl<P: Protocol> ConnTask<P> {
     /// Runs `f` with the protocol and the connection as soon as the task
     /// yields, and not at all if the connection is gone.
     pub fn run(&self, f: impl FnOnce(&mut P, &mut Conn<'_, P>) + 'static) {
-        queue(
-            self.id,
-            Box::new(move |p, core, ctx| {
-                if let Some(p) = p.downcast_mut::<P>() {
-                    f(p, &mut Conn::new(core, ctx));
-                }
-            }),
-        );
+        queue(self.id, Self::op(f));
+    }
+
+    /// [`run`](ConnTask::run), doing nothing (and returning false) off the
+    /// connection's shard thread, e.g. from a destructor running elsewhere.
+    pub(crate) fn try_run(&self, f: impl FnOnce(&mut P, &mut Conn<'_, P>) + 'static) -> bool {
+        try_queue(self.id, Self::op(f))
+    }
+
+    fn op(f: impl FnOnce(&mut P, &mut Conn<'_, P>) + 'static) -> ConnOp {
+        Box::new(move |p, core, ctx| {
+            if let Some(p) = p.downcast_mut::<P>() {
+                f(p, &mut Conn::new(core, ctx));
+            }
+        })
     }
 
     /// Queues bytes for the connection (see [`Conn::write`]).
