@@ -24,6 +24,14 @@ pub enum Error {
         /// Why it failed.
         source: io::Error,
     },
+    /// A TLS listener's certificate, key or settings could not be loaded.
+    #[error("TLS listener {addr}: {source}")]
+    Tls {
+        /// The listener.
+        addr: String,
+        /// What was wrong.
+        source: crate::tls::TlsConfigError,
+    },
     /// A builder setting is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

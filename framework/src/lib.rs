@@ -57,8 +57,9 @@ mod runtime;
 pub mod task;
 pub mod testing;
 pub mod timer_wheel;
+pub mod tls;
 
-pub use api::{CloseReason, ConnId, ServerStats, Settings, ShardStats};
+pub use api::{CloseReason, ConnId, ServerStats, Settings, ShardStats, TlsFailure};
 pub use client::reconnect;
 pub use error::{Error, Result};
 pub use net::{endpoint, Addr};

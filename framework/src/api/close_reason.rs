@@ -39,6 +39,38 @@ pub enum CloseReason {
     /// The protocol's read deadline passed without the progress it waited
     /// for (a complete request, say); output was still flushed.
     ReadTimeout,
+    /// The TLS layer failed: the handshake was refused or timed out, a
+    /// record did not decrypt, or the peer ended the stream without
+    /// `close_notify`. Any alert was sent before the close.
+    Tls(TlsFailure),
+}
+
+/// How a TLS connection failed (inside [`CloseReason::Tls`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsFailure {
+    /// The handshake failed; the text names the cause (the alert received
+    /// or sent, a certificate that did not verify, no shared protocol…).
+    Handshake(String),
+    /// The handshake did not finish within `Settings::tls_handshake_timeout`.
+    HandshakeTimeout,
+    /// After the handshake, a record was malformed or did not decrypt, or
+    /// the peer sent a fatal alert.
+    Protocol(String),
+    /// The peer closed the TCP stream without `close_notify`: what it sent
+    /// may have been cut short by an attacker.
+    Truncated,
+}
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsFailure::Handshake(why) => write!(f, "TLS handshake failed: {why}"),
+            TlsFailure::HandshakeTimeout => f.write_str("TLS handshake timed out"),
+            TlsFailure::Protocol(why) => write!(f, "TLS error: {why}"),
+            TlsFailure::Truncated => f.write_str("TLS stream ended without close_notify"),
+        }
+    }
 }
 
 impl CloseReason {
@@ -77,6 +109,7 @@ impl fmt::Display for CloseReason {
             CloseReason::CloseTimeout => f.write_str("close timed out flushing output"),
             CloseReason::OutputOverflow => f.write_str("output buffer limit exceeded"),
             CloseReason::ReadTimeout => f.write_str("read timeout"),
+            CloseReason::Tls(why) => why.fmt(f),
         }
     }
 }

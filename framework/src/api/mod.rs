@@ -7,7 +7,7 @@ mod conn_id;
 mod settings;
 mod stats;
 
-pub use close_reason::CloseReason;
+pub use close_reason::{CloseReason, TlsFailure};
 pub use conn_id::ConnId;
 pub use settings::Settings;
 pub(crate) use stats::{LocalCounters, StatsBoard};

@@ -46,6 +46,10 @@ pub struct Settings {
     /// Task polls a shard runs per loop iteration before serving I/O again
     /// (tasks still ready then run in the next iteration).
     pub max_task_polls_per_iteration: usize,
+    /// How long a TLS handshake may take, from accept (or connect, or
+    /// `start_tls`) to its end; a peer that stalls is closed with
+    /// [`TlsFailure::HandshakeTimeout`](crate::TlsFailure::HandshakeTimeout).
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -63,6 +67,7 @@ impl Default for Settings {
             max_connections_per_shard: 1 << 20,
             max_bus_messages_per_iteration: 4096,
             max_task_polls_per_iteration: 1024,
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }

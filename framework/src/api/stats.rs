@@ -102,6 +102,15 @@ counters! {
     close_timeouts,
     /// Connections closed by their protocol's read deadline.
     read_timeouts,
+    /// TLS handshakes completed (accepted, connected, or `start_tls`).
+    tls_handshakes,
+    /// TLS handshakes that failed (refused, bad input, peer left).
+    tls_handshake_failures,
+    /// TLS handshakes that did not finish within `tls_handshake_timeout`.
+    tls_handshake_timeouts,
+    /// TLS connections that failed after the handshake (bad record,
+    /// fatal alert, or no `close_notify` before EOF).
+    tls_errors,
     /// Tasks spawned on the shard's executor.
     tasks_spawned,
     /// Task polls.

@@ -166,6 +166,7 @@ impl ClientStream {
                 addr,
                 proto: Box::new(proto),
                 timeout,
+                layer: None,
             })
         });
         assert!(

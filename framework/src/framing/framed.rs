@@ -54,6 +54,15 @@ impl<'c, D: Decoder, P: FrameProtocol<D>> FramedConn<'_, 'c, D, P> {
         self.ctl.raw
     }
 
+    /// Upgrades the connection to TLS as the server (STARTTLS): bytes
+    /// already buffered after the frame being delivered (a ClientHello sent
+    /// right behind the command) go to TLS, not to the framer, and framing
+    /// goes on over the decrypted stream.
+    pub fn start_tls(&mut self, config: &crate::tls::TlsServerConfig) {
+        let rest = self.clear_frame_buffer();
+        self.conn.start_tls_with_input(config, &rest);
+    }
+
     /// Removes and returns every buffered byte not yet framed (after the
     /// frame being delivered): Twisted's `clearLineBuffer`.
     pub fn clear_frame_buffer(&mut self) -> Vec<u8> {

@@ -4,6 +4,8 @@
 //! and `unix:path=/run/app.sock` for clients. A colon inside a value is
 //! written `\:`.
 
+use super::tls_endpoint::alpn_list;
+pub use super::tls_endpoint::{TlsClientSpec, TlsServerSpec};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -39,6 +41,15 @@ pub enum ServerEndpoint {
         /// Listen backlog, if given.
         backlog: Option<i32>,
     },
+    /// A TLS listener over TCP (`tls:` or `ssl:`).
+    Tls {
+        /// Address to bind.
+        addr: SocketAddr,
+        /// Listen backlog, if given.
+        backlog: Option<i32>,
+        /// Certificate, key, ALPN, client verification.
+        tls: TlsServerSpec,
+    },
 }
 
 /// Where a client connects.
@@ -57,6 +68,18 @@ pub enum ClientEndpoint {
         path: PathBuf,
         /// Connect timeout, if given.
         timeout: Option<Duration>,
+    },
+    /// A TLS server over TCP (`tls:` or `ssl:`); `host` may be a DNS name
+    /// (resolve it with `ToSocketAddrs`), and is the name verified.
+    Tls {
+        /// Host name or IP address.
+        host: String,
+        /// Port.
+        port: u16,
+        /// Connect timeout, if given.
+        timeout: Option<Duration>,
+        /// CAs, ALPN, client certificate.
+        tls: TlsClientSpec,
     },
 }
 
@@ -219,7 +242,59 @@ impl FromStr for ServerEndpoint {
                     backlog: p.backlog()?,
                 })
             }
-            other => Err(p.err("type", format!("{other:?} is not tcp, tcp6 or unix"))),
+            "tls" | "ssl" => {
+                p.check_names(&[
+                    "port",
+                    "interface",
+                    "backlog",
+                    "privateKey",
+                    "certKey",
+                    "alpn",
+                    "caCerts",
+                    "clientAuth",
+                ])?;
+                let ip = match p.get("interface", None) {
+                    None => Ipv4Addr::UNSPECIFIED.into(),
+                    Some(v) => v
+                        .parse::<IpAddr>()
+                        .map_err(|_| p.err("interface", format!("{v:?} is not an IP address")))?,
+                };
+                let key = p
+                    .get("privateKey", None)
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| p.err("privateKey", "missing (the private key PEM file)"))?;
+                let ca_certs = p.get("caCerts", None).map(PathBuf::from);
+                let client_auth_optional = match p.get("clientAuth", None) {
+                    None | Some("required") => false,
+                    Some("optional") => true,
+                    Some(v) => {
+                        return Err(
+                            p.err("clientAuth", format!("{v:?} is not required or optional"))
+                        )
+                    }
+                };
+                if p.get("clientAuth", None).is_some() && ca_certs.is_none() {
+                    return Err(p.err(
+                        "clientAuth",
+                        "needs caCerts (the CAs client certificates must chain to)",
+                    ));
+                }
+                Ok(ServerEndpoint::Tls {
+                    addr: SocketAddr::new(ip, p.port()?),
+                    backlog: p.backlog()?,
+                    tls: TlsServerSpec {
+                        private_key: PathBuf::from(key),
+                        cert_key: PathBuf::from(p.get("certKey", None).unwrap_or(key)),
+                        alpn: p.get("alpn", None).map(alpn_list).unwrap_or_default(),
+                        ca_certs,
+                        client_auth_optional,
+                    },
+                })
+            }
+            other => Err(p.err(
+                "type",
+                format!("{other:?} is not tcp, tcp6, unix, tls or ssl"),
+            )),
         }
     }
 }
@@ -261,7 +336,60 @@ impl FromStr for ClientEndpoint {
                     timeout: p.timeout()?,
                 })
             }
-            other => Err(p.err("type", format!("{other:?} is not tcp, tcp6 or unix"))),
+            "tls" | "ssl" => {
+                p.check_names(&[
+                    "host",
+                    "port",
+                    "timeout",
+                    "caCerts",
+                    "insecure",
+                    "alpn",
+                    "certKey",
+                    "privateKey",
+                    "sni",
+                ])?;
+                let host = p
+                    .get("host", Some(0))
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| p.err("host", "missing"))?;
+                let port = p
+                    .get("port", Some(1))
+                    .ok_or_else(|| p.err("port", "missing"))?;
+                let port = port.parse().map_err(|_| {
+                    p.err("port", format!("{port:?} is not a port number (0-65535)"))
+                })?;
+                let insecure = match p.get("insecure", None) {
+                    None | Some("false") => false,
+                    Some("true") => true,
+                    Some(v) => return Err(p.err("insecure", format!("{v:?} is not true or false"))),
+                };
+                let client_cert = match (p.get("certKey", None), p.get("privateKey", None)) {
+                    (None, None) => None,
+                    (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
+                    (Some(_), None) => {
+                        return Err(p.err("privateKey", "missing (certKey needs it)"))
+                    }
+                    (None, Some(_)) => {
+                        return Err(p.err("certKey", "missing (privateKey needs it)"))
+                    }
+                };
+                Ok(ClientEndpoint::Tls {
+                    host: host.to_string(),
+                    port,
+                    timeout: p.timeout()?,
+                    tls: TlsClientSpec {
+                        ca_certs: p.get("caCerts", None).map(PathBuf::from),
+                        insecure,
+                        alpn: p.get("alpn", None).map(alpn_list).unwrap_or_default(),
+                        client_cert,
+                        server_name: p.get("sni", None).map(str::to_string),
+                    },
+                })
+            }
+            other => Err(p.err(
+                "type",
+                format!("{other:?} is not tcp, tcp6, unix, tls or ssl"),
+            )),
         }
     }
 }
@@ -271,6 +399,7 @@ impl fmt::Display for ServerEndpoint {
         match self {
             ServerEndpoint::Tcp { addr, .. } => write!(f, "tcp {addr}"),
             ServerEndpoint::Unix { path, .. } => write!(f, "unix {}", path.display()),
+            ServerEndpoint::Tls { addr, .. } => write!(f, "tls {addr}"),
         }
     }
 }
@@ -335,6 +464,16 @@ mod tests {
         assert_eq!(e("tcp:80:backlog=-1").field, "backlog");
         assert_eq!(e("tcp:80:colour=red").field, "colour");
         assert_eq!(e("udp:80").field, "type");
+        assert_eq!(e("tls:8443").field, "privateKey");
+        assert_eq!(
+            e("tls:8443:privateKey=k.pem:clientAuth=optional").field,
+            "clientAuth"
+        );
+        assert_eq!(
+            e("ssl:8443:privateKey=k.pem:caCerts=c.pem:clientAuth=maybe").field,
+            "clientAuth"
+        );
+        assert_eq!(e("tls:port=x:privateKey=k.pem").field, "port");
         assert_eq!(e("unix:").field, "address");
         let msg = e("tcp:port=abc").to_string();
         assert!(

@@ -5,6 +5,7 @@ mod addr;
 pub mod endpoint;
 mod listener;
 mod stream;
+mod tls_endpoint;
 mod write_buf;
 
 pub use addr::Addr;

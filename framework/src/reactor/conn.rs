@@ -12,7 +12,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 /// Writes at least this large skip the queue when it is empty.
-const WRITE_THROUGH: usize = 64 * 1024;
+pub(super) const WRITE_THROUGH: usize = 64 * 1024;
 
 /// The context of a protocol callback: the connection's transport (write,
 /// close, pause), its timers, and the shard it lives on.
@@ -20,8 +20,8 @@ const WRITE_THROUGH: usize = 64 * 1024;
 /// Writes are buffered and flushed once per loop iteration with one
 /// `write`/`writev` per connection.
 pub struct Conn<'a, P> {
-    core: &'a mut ConnCore,
-    ctx: &'a mut ShardCtx,
+    pub(super) core: &'a mut ConnCore,
+    pub(super) ctx: &'a mut ShardCtx,
     _protocol: PhantomData<fn(&mut P)>,
 }
 
@@ -63,6 +63,9 @@ impl<'a, P: Protocol> Conn<'a, P> {
         if !self.admit(data.len()) {
             return;
         }
+        if self.core.layer.is_some() {
+            return self.encode(data);
+        }
         let mut data = data;
         if data.len() >= WRITE_THROUGH && self.core.out.is_empty() && !self.core.write_blocked {
             data = self.write_through(data);
@@ -98,13 +101,16 @@ impl<'a, P: Protocol> Conn<'a, P> {
     /// rules as [`write`](Conn::write).
     pub fn write_owned(&mut self, data: Vec<u8>) {
         if self.admit(data.len()) {
+            if self.core.layer.is_some() {
+                return self.encode(&data);
+            }
             self.core.out.push_owned(data, &mut self.ctx.pool);
             self.ctx.mark_dirty(self.core);
         }
     }
 
     /// Whether `n` more bytes may be queued.
-    fn admit(&mut self, n: usize) -> bool {
+    pub(super) fn admit(&mut self, n: usize) -> bool {
         if n == 0 {
             return false;
         }

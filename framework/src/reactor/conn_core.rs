@@ -1,6 +1,7 @@
 //! A connection's state on its shard, apart from its protocol: socket,
 //! output queue, phase of its life, flags the loop acts on.
 
+use super::layer::Layer;
 use super::shard_ctx::ShardCtx;
 use super::timers::{TimerHandle, TimerTask, Timers};
 use crate::api::{CloseReason, ConnId};
@@ -71,6 +72,17 @@ pub(crate) struct ConnCore {
     pub(crate) last_read_tick: u64,
     /// Told when the connection is made and when it ends (reconnecting clients).
     pub(crate) observer: Option<Box<dyn ConnObserver>>,
+    /// A layer between the socket and the protocol (TLS), if any.
+    pub(crate) layer: Option<Box<dyn Layer>>,
+    /// The layer failed: nothing more goes through it (no `close_notify`).
+    pub(crate) layer_failed: bool,
+    /// Bytes the protocol had already read when it installed a layer
+    /// (`start_tls` after "STARTTLS\r\n" and the ClientHello in one read):
+    /// they go through the layer before anything new from the socket.
+    pub(crate) layer_input: Vec<u8>,
+    /// `connection_made` has run (a TLS connection is made after its
+    /// handshake); only a made connection gets `connection_lost`.
+    pub(crate) made: bool,
 }
 
 /// How an observed connection ended.
@@ -138,6 +150,10 @@ impl ConnCore {
             tasks: Vec::new(),
             last_read_tick: now_tick,
             observer: None,
+            layer: None,
+            layer_failed: false,
+            layer_input: Vec::new(),
+            made: false,
         }
     }
 

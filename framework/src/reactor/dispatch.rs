@@ -118,6 +118,13 @@ impl Shard {
         let slots: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for slot in slots {
             let c = &mut self.conns[slot];
+            if c.proto.is_some() && !c.core.made && c.core.phase == Phase::Open {
+                // Mid-handshake: nothing to finish; close it now.
+                c.core.close_reason = Some(CloseReason::ServerStopped);
+                c.core
+                    .begin_close(CloseReason::ServerStopped, &mut self.ctx);
+                continue;
+            }
             if c.proto.is_some() {
                 c.core
                     .close_reason
@@ -242,6 +249,17 @@ impl Shard {
                         conn.slot(),
                         io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
                     );
+                }
+            }
+            TimerTask::HandshakeDeadline(conn) => {
+                if !self.live(conn) {
+                    return;
+                }
+                let c = &mut self.conns[conn.slot()];
+                c.core.phase_timer = None;
+                let ready = c.core.layer.as_ref().is_none_or(|l| l.is_ready());
+                if c.core.phase == Phase::Open && !ready {
+                    self.layer_failed(conn.slot(), crate::api::TlsFailure::HandshakeTimeout);
                 }
             }
             TimerTask::WakeTask(waker) => waker.wake(),

@@ -114,7 +114,16 @@ impl Shard {
             if !c.core.wants_input() || c.proto.is_none() {
                 return;
             }
+            if !c.core.layer_input.is_empty() {
+                // Bytes read before a layer was installed go through it first.
+                let pending = std::mem::take(&mut c.core.layer_input);
+                if !self.ingest_layered(slot, &pending) {
+                    return;
+                }
+                continue;
+            }
             match c.core.stream.read(&mut self.read_buf) {
+                Ok(0) if c.core.layer.is_some() => return self.layered_eof(slot),
                 Ok(0) => {
                     c.core.peer_eof = true;
                     c.core.close_reason.get_or_insert(CloseReason::PeerClosed);
@@ -125,12 +134,21 @@ impl Shard {
                 Ok(n) => {
                     self.ctx.counters.bytes_in += n as u64;
                     c.core.last_read_tick = self.ctx.now_tick;
-                    let data = &self.read_buf[..n];
-                    invoke(c, &mut self.ctx, |p, core, ctx| {
-                        p.data_received(core, ctx, data)
-                    });
-                    if !self.after_callback(slot) {
-                        return;
+                    if c.core.layer.is_some() {
+                        let buf = std::mem::take(&mut self.read_buf);
+                        let alive = self.ingest_layered(slot, &buf[..n]);
+                        self.read_buf = buf;
+                        if !alive {
+                            return;
+                        }
+                    } else {
+                        let data = &self.read_buf[..n];
+                        invoke(c, &mut self.ctx, |p, core, ctx| {
+                            p.data_received(core, ctx, data)
+                        });
+                        if !self.after_callback(slot) {
+                            return;
+                        }
                     }
                     total += n;
                     let drained = n < self.read_buf.len() && !self.conns[slot].core.read_closed;
@@ -209,6 +227,17 @@ impl Shard {
             c.core.backpressure = false;
             self.ctx.read_again.push(c.core.id);
         }
+        if (c.core.half_close || c.core.phase == Phase::Closing)
+            && c.core.out.is_empty()
+            && c.core.layer.is_some()
+            && self.close_layer_output(slot)
+        {
+            // close_notify goes out before FIN.
+            let c = &mut self.conns[slot];
+            c.core.dirty = true;
+            return self.flush_conn(slot);
+        }
+        let c = &mut self.conns[slot];
         if c.core.half_close && !c.core.fin_sent && c.core.out.is_empty() {
             // shutdown_write: everything is out, so FIN now; keep reading.
             c.core.stream.shutdown_write();

@@ -3,6 +3,7 @@
 
 use super::conn_core::{ConnCore, ConnObserver, ConnectionEnd, Phase};
 use super::erased::ErasedProto;
+use super::layer::{Layer, WireSink};
 use super::shard::{Connection, Shard};
 use super::shard_ctx::ShardCtx;
 use super::timers::TimerTask;
@@ -22,6 +23,10 @@ pub(super) fn invoke(
     let Some(proto) = conn.proto.as_mut() else {
         return;
     };
+    if !conn.core.made {
+        // Still in its TLS handshake: the protocol has not started.
+        return;
+    }
     ctx.handle.inner.activity[ctx.index].running(conn.core.id);
     let core = &mut conn.core;
     // Unwind safety: the callback only reaches this connection's protocol and
@@ -102,6 +107,19 @@ impl Shard {
         let Some(mut proto) = c.proto.take() else {
             return;
         };
+        if !c.core.made {
+            // Never made (its handshake did not finish): no connection_lost;
+            // an outbound one failed to connect.
+            c.core.output_shut = true;
+            if c.core.inbound {
+                drop(proto);
+            } else {
+                let observer = c.core.observer.take();
+                let error = io::Error::new(io::ErrorKind::ConnectionAborted, reason.to_string());
+                self.report_connect_failure(Some(proto), observer, error);
+            }
+            return;
+        }
         // Nothing written from here on can be sent: refuse it rather than
         // let a write after FIN turn a graceful close into a reset.
         c.core.output_shut = true;
@@ -167,6 +185,7 @@ impl Shard {
 
     /// Puts an open connection into `slot` (the slab's vacant key, already
     /// used as its poll token) and tells its protocol.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn establish(
         &mut self,
         slot: usize,
@@ -175,6 +194,7 @@ impl Shard {
         local: Addr,
         proto: Box<dyn ErasedProto>,
         observer: Option<Box<dyn ConnObserver>>,
+        layer: Option<Box<dyn Layer>>,
     ) -> ConnId {
         let id = ConnId::new(self.ctx.index as u16, slot as u32, self.next_generation);
         self.next_generation = self.next_generation.wrapping_add(1);
@@ -189,11 +209,31 @@ impl Shard {
         self.ctx.counters.connections_accepted += 1;
         let c = &mut self.conns[slot];
         self.ctx.arm_idle(&mut c.core);
-        invoke(c, &mut self.ctx, |p, core, ctx| {
-            p.connection_made(core, ctx)
-        });
-        self.after_callback(slot);
+        match layer {
+            None => {
+                self.make(slot);
+            }
+            Some(layer) => self.start_layer(slot, layer),
+        }
         id
+    }
+
+    /// Puts a layer under a connection's protocol and starts its handshake,
+    /// with a deadline.
+    pub(super) fn start_layer(&mut self, slot: usize, mut layer: Box<dyn Layer>) {
+        let c = &mut self.conns[slot];
+        let mut wire = WireSink {
+            out: &mut c.core.out,
+            pool: &mut self.ctx.pool,
+        };
+        layer.start(&mut wire);
+        c.core.layer = Some(layer);
+        if !c.core.out.is_empty() {
+            self.ctx.mark_dirty(&mut c.core);
+        }
+        let timeout = self.ctx.settings.tls_handshake_timeout;
+        let task = TimerTask::HandshakeDeadline(c.core.id);
+        c.core.set_phase_timer(&mut self.ctx.timers, timeout, task);
     }
 
     pub(super) fn accept(&mut self, mut stream: Stream, listener: usize) {
@@ -232,6 +272,19 @@ impl Shard {
         if self.nodelay {
             stream.set_nodelay();
         }
+        let layer = match self.listener_tls.get(listener) {
+            Some(Some(tls)) => match crate::tls::TlsLayer::server(tls) {
+                Ok(l) => Some(Box::new(l) as Box<dyn Layer>),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start TLS; connection dropped");
+                    self.ctx.counters.connections_rejected += 1;
+                    self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
+                    let _ = self.poll.registry().deregister(&mut stream);
+                    return;
+                }
+            },
+            _ => None,
+        };
         let factory = &mut self.factories[listener];
         // Unwind safety: a factory is shard-local state the user owns; a panic
         // there drops only this connection, and the factory stays usable as
@@ -247,7 +300,7 @@ impl Shard {
                 return;
             }
         };
-        self.establish(slot, stream, peer, local, proto, None);
+        self.establish(slot, stream, peer, local, proto, None, layer);
     }
 
     /// Opens a connection over a stream that is already connected, driven by
@@ -267,6 +320,6 @@ impl Shard {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         self.inner.open_total.fetch_add(1, Ordering::Relaxed);
-        Ok(self.establish(slot, stream, peer, local, proto, observer))
+        Ok(self.establish(slot, stream, peer, local, proto, observer, None))
     }
 }

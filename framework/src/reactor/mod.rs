@@ -10,10 +10,13 @@
 
 mod conn;
 mod conn_core;
+mod conn_tls;
+mod connect;
 mod dispatch;
 mod envelope;
 mod erased;
 mod io;
+mod layer;
 mod lifecycle;
 mod outbound;
 #[cfg(target_os = "linux")]
@@ -28,6 +31,7 @@ pub use conn::Conn;
 pub(crate) use conn_core::{ConnObserver, ConnectionEnd};
 pub(crate) use envelope::{Envelope, Inboxes, SharedTask};
 pub(crate) use erased::{ErasedFactory, ErasedProto, FactoryMaker};
+pub(crate) use layer::{Layer, WireSink};
 pub use protocol::{Factory, Protocol};
 pub(crate) use shard::{Readiness, Shard, ShardInit, WAKER_TOKEN};
 pub(crate) use shard_ctx::PendingConnect;

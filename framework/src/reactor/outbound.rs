@@ -3,7 +3,6 @@
 
 use super::conn_core::{ConnCore, ConnObserver, ConnectionEnd, Phase};
 use super::erased::ErasedProto;
-use super::lifecycle::invoke;
 use super::shard::{Connection, Shard};
 use super::timers::TimerTask;
 use crate::api::ConnId;
@@ -56,6 +55,8 @@ impl Shard {
             );
             core.observer = pc.observer;
             core.inbound = false;
+            // Started once the TCP connect finishes.
+            core.layer = pc.layer;
             if let Some(t) = pc.timeout {
                 core.set_phase_timer(&mut self.ctx.timers, t, TimerTask::ConnectTimeout(id));
             }
@@ -98,14 +99,12 @@ impl Shard {
         self.ctx.counters.connections_accepted += 1;
         self.ctx.counters.outbound_connected += 1;
         self.ctx.arm_idle(&mut c.core);
-        if let Some(o) = c.core.observer.as_mut() {
-            o.made(&mut self.ctx);
+        match c.core.layer.take() {
+            Some(layer) => self.start_layer(slot, layer),
+            None => {
+                self.make(slot);
+            }
         }
-        let c = &mut self.conns[slot];
-        invoke(c, &mut self.ctx, |p, core, ctx| {
-            p.connection_made(core, ctx)
-        });
-        self.after_callback(slot);
     }
 
     pub(super) fn fail_connect(&mut self, slot: usize, error: io::Error) {

@@ -67,6 +67,10 @@ pub(crate) struct Shard {
     pub(super) conns: Slab<Connection>,
     pub(super) factories: Vec<Box<dyn ErasedFactory>>,
     pub(super) read_buf: Box<[u8]>,
+    /// What layers (TLS) decoded from the read buffer, for the protocol.
+    pub(super) app_buf: Vec<u8>,
+    /// Each listener's TLS settings (None: plaintext).
+    pub(super) listener_tls: Vec<Option<crate::tls::TlsServerConfig>>,
     pub(super) envelopes: Vec<Envelope>,
     pub(super) next_generation: u32,
     pub(super) nodelay: bool,
@@ -114,6 +118,8 @@ impl Shard {
             conns: Slab::new(),
             factories,
             read_buf: vec![0u8; init.read_buffer_size].into_boxed_slice(),
+            app_buf: Vec::new(),
+            listener_tls: inner.listener_tls.clone(),
             envelopes: Vec::new(),
             next_generation: 0,
             nodelay: init.nodelay,

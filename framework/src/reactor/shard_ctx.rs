@@ -4,7 +4,6 @@
 use super::conn_core::{ConnCore, ConnObserver};
 use super::envelope::{Envelope, Inboxes, SharedTask};
 use super::erased::ErasedProto;
-use super::protocol::Protocol;
 use super::timers::{RepeatFn, TimerHandle, TimerTask, Timers};
 use crate::api::{ConnId, LocalCounters, Settings};
 use crate::net::{Addr, BufPool};
@@ -15,7 +14,6 @@ use crate::task::{promise, Promise};
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -84,6 +82,8 @@ pub(crate) struct PendingConnect {
     pub(crate) addr: Addr,
     pub(crate) proto: Box<dyn ErasedProto>,
     pub(crate) timeout: Option<Duration>,
+    /// A layer to start once connected (TLS).
+    pub(crate) layer: Option<Box<dyn super::layer::Layer>>,
 }
 
 impl ShardCtx {
@@ -214,64 +214,6 @@ impl ShardCtx {
     /// Cancels a timer set on this shard; false if it already fired or was cancelled.
     pub fn cancel_timer(&mut self, handle: TimerHandle) -> bool {
         self.timers.cancel(handle)
-    }
-
-    /// Opens an outbound TCP connection from this shard, driven by `protocol`
-    /// on this shard (a protocol that needs a backend never blocks). The
-    /// connect starts when the current callback returns; on success the
-    /// protocol gets `connection_made`, on failure `connect_failed`.
-    ///
-    /// ```no_run
-    /// # use shardloop::{Conn, Protocol, ShardCtx};
-    /// struct Ping;
-    /// impl Protocol for Ping {
-    ///     type Message = ();
-    ///     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) { conn.write(b"PING\r\n"); }
-    ///     fn data_received(&mut self, conn: &mut Conn<'_, Self>, _: &[u8]) { conn.close(); }
-    /// }
-    /// fn ping(ctx: &mut ShardCtx) {
-    ///     ctx.connect_tcp("127.0.0.1:6379".parse().unwrap(), Ping);
-    /// }
-    /// ```
-    pub fn connect_tcp<P: Protocol>(&mut self, addr: SocketAddr, protocol: P) {
-        self.connect(Addr::Tcp(addr), protocol, None);
-    }
-
-    /// [`connect_tcp`](ShardCtx::connect_tcp) that fails with `TimedOut`
-    /// if the connection is not established within `timeout`.
-    pub fn connect_tcp_timeout<P: Protocol>(
-        &mut self,
-        addr: SocketAddr,
-        protocol: P,
-        timeout: Duration,
-    ) {
-        self.connect(Addr::Tcp(addr), protocol, Some(timeout));
-    }
-
-    /// Opens an outbound connection to a TCP address or a Unix-domain socket
-    /// path, with an optional connect timeout (see [`connect_tcp`](ShardCtx::connect_tcp)).
-    pub fn connect<P: Protocol>(&mut self, addr: Addr, protocol: P, timeout: Option<Duration>) {
-        self.pending_connects.push(PendingConnect {
-            observer: None,
-            addr,
-            proto: Box::new(protocol),
-            timeout,
-        });
-    }
-
-    pub(crate) fn connect_observed<P: Protocol>(
-        &mut self,
-        addr: Addr,
-        protocol: P,
-        timeout: Option<Duration>,
-        observer: Box<dyn ConnObserver>,
-    ) {
-        self.pending_connects.push(PendingConnect {
-            observer: Some(observer),
-            addr,
-            proto: Box::new(protocol),
-            timeout,
-        });
     }
 
     /// Runs `work` on the server's worker pool and `callback` with its

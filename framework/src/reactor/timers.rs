@@ -55,6 +55,8 @@ pub(crate) enum TimerTask {
     CloseDeadline(ConnId),
     Linger(ConnId),
     ConnectTimeout(ConnId),
+    /// A TLS handshake has not finished in time.
+    HandshakeDeadline(ConnId),
     StopDeadline,
     /// The drain delay is over: begin the graceful stop.
     BeginStop(std::time::Instant),

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::net::endpoint::ServerEndpoint;
 use crate::net::{bind_tcp, bind_unix, Listener};
 use crate::reactor::{ErasedFactory, Factory, FactoryMaker};
+use crate::tls::TlsServerConfig;
 use std::fmt;
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ struct ListenerSpec {
     addr: String,
     resolved: Result<ServerEndpoint>,
     make: FactoryMaker,
+    tls: Option<TlsServerConfig>,
 }
 
 /// Configures a [`Server`]. Obtain with [`Server::builder`].
@@ -145,7 +147,10 @@ impl ServerBuilder {
 
     /// Adds a listener from an endpoint description: `tcp:8080`,
     /// `tcp:port=8080:interface=127.0.0.1:backlog=1024`, `tcp6:port=8080:interface=\:\:1`,
-    /// `unix:/run/app.sock`. A malformed description fails [`build`](ServerBuilder::build)
+    /// `unix:/run/app.sock`, or TLS:
+    /// `tls:port=8443:privateKey=key.pem:certKey=cert.pem` (`ssl:` too) with
+    /// optional `interface=`, `backlog=`, `alpn=h2,http/1.1`, and
+    /// `caCerts=clients.pem` (with `clientAuth=required|optional`) for mTLS. A malformed description fails [`build`](ServerBuilder::build)
     /// with an error naming the bad field.
     pub fn listen_on<M, F>(self, endpoint: &str, make_factory: M) -> Self
     where
@@ -172,7 +177,38 @@ impl ServerBuilder {
             addr: desc,
             resolved,
             make,
+            tls: None,
         });
+        self
+    }
+
+    /// Adds a TLS listener: like [`listen`](ServerBuilder::listen), and every
+    /// connection runs its protocol over TLS with `tls` (the protocol is
+    /// unchanged; `connection_made` follows the handshake).
+    ///
+    /// ```no_run
+    /// # use shardloop::{Conn, Protocol, Server};
+    /// # use shardloop::tls::TlsServerConfig;
+    /// # struct Echo;
+    /// # impl Protocol for Echo { type Message = ();
+    /// #     fn data_received(&mut self, c: &mut Conn<'_, Self>, d: &[u8]) { c.write(d) } }
+    /// let tls = TlsServerConfig::from_pem_files("cert.pem", "key.pem")?.build()?;
+    /// Server::builder()
+    ///     .listen_tls("0.0.0.0:8443", tls, |_| |_| Echo)
+    ///     .build()?
+    ///     .run()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn listen_tls<A, M, F>(mut self, addr: A, tls: TlsServerConfig, make_factory: M) -> Self
+    where
+        A: ToSocketAddrs + fmt::Debug,
+        M: Fn(usize) -> F + Send + Sync + 'static,
+        F: Factory,
+    {
+        self = self.listen(addr, make_factory);
+        if let Some(last) = self.listeners.last_mut() {
+            last.tls = Some(tls);
+        }
         self
     }
 
@@ -387,8 +423,17 @@ impl ServerBuilder {
         } else {
             Vec::new().into_iter()
         };
+        let mut listener_tls = Vec::new();
         for spec in self.listeners {
             let resolved = spec.resolved?;
+            let tls = match &resolved {
+                ServerEndpoint::Tls { tls, .. } => Some(tls.load().map_err(|e| Error::Tls {
+                    addr: spec.addr.clone(),
+                    source: e,
+                })?),
+                _ => spec.tls,
+            };
+            listener_tls.push(tls);
             if let Some(fd) = inherited.next() {
                 // Socket activation: systemd bound it; use it in its place.
                 let listener = inherited_listener(fd).map_err(|source| Error::Bind {
@@ -401,7 +446,8 @@ impl ServerBuilder {
                 continue;
             }
             let listener = match resolved {
-                ServerEndpoint::Tcp { addr, backlog } => {
+                ServerEndpoint::Tcp { addr, backlog }
+                | ServerEndpoint::Tls { addr, backlog, .. } => {
                     bind_tcp(addr, backlog.unwrap_or(self.backlog))
                         .map(|l| Listener::Tcp(mio::net::TcpListener::from_std(l)))
                 }
@@ -423,6 +469,7 @@ impl ServerBuilder {
             listeners,
             local_addrs,
             makers,
+            listener_tls,
             max_connections: self.max_connections,
             settings: self.settings,
             read_buffer_size: self.read_buffer_size,

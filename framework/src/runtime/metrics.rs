@@ -192,6 +192,24 @@ const FAMILIES: &[Family] = &[
         value: one!(backpressure_pauses),
     },
     Family {
+        name: "shardloop_tls_handshakes_total",
+        kind: "counter",
+        help: "TLS handshakes, by outcome.",
+        value: |s| {
+            vec![
+                ("outcome=\"ok\"", s.tls_handshakes as f64),
+                ("outcome=\"failed\"", s.tls_handshake_failures as f64),
+                ("outcome=\"timeout\"", s.tls_handshake_timeouts as f64),
+            ]
+        },
+    },
+    Family {
+        name: "shardloop_tls_errors_total",
+        kind: "counter",
+        help: "TLS connections that failed after the handshake.",
+        value: one!(tls_errors),
+    },
+    Family {
         name: "shardloop_connect_failures_total",
         kind: "counter",
         help: "Outbound connections that failed.",

@@ -28,6 +28,7 @@ pub struct Server {
     pub(super) listeners: Vec<Listener>,
     pub(super) local_addrs: Vec<Addr>,
     pub(super) makers: Vec<FactoryMaker>,
+    pub(super) listener_tls: Vec<Option<crate::tls::TlsServerConfig>>,
     pub(super) max_connections: usize,
     pub(super) settings: Settings,
     pub(super) read_buffer_size: usize,
@@ -100,6 +101,7 @@ impl Server {
         let inner = Arc::new(ServerInner {
             acceptor_waker,
             factory_makers: self.makers,
+            listener_tls: self.listener_tls,
             local_addrs: self.local_addrs,
             stop_timeout: self.stop_timeout,
             keep_running_on_shard_death: self.keep_running_on_shard_death,
@@ -221,6 +223,8 @@ pub(crate) struct ServerInner {
     pub(crate) stopping: AtomicBool,
     pub(super) acceptor_waker: Option<mio::Waker>,
     pub(crate) factory_makers: Vec<FactoryMaker>,
+    /// Each listener's TLS settings, by the same index as its factory.
+    pub(crate) listener_tls: Vec<Option<crate::tls::TlsServerConfig>>,
     pub(super) local_addrs: Vec<Addr>,
     pub(super) stop_timeout: Duration,
     /// Only touched by `start` and `wait`, never on the hot path.
@@ -255,6 +259,7 @@ impl ServerInner {
             stopping: AtomicBool::new(false),
             acceptor_waker: None,
             factory_makers: Vec::new(),
+            listener_tls: Vec::new(),
             local_addrs: Vec::new(),
             stop_timeout: Duration::from_secs(5),
             threads: Mutex::new(Vec::new()),

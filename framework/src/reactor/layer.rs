@@ -1,0 +1,239 @@
+//! Transport layers: a stage between the socket and the protocol that turns
+//! the bytes read into the bytes the protocol sees, and the protocol's
+//! output into the bytes written (TLS is one). The shard keeps reading into
+//! its shared buffer and writing from the connection's output queue, so the
+//! output cap, backpressure and the close sequence apply to the bytes on
+//! the wire; a connection without a layer pays one branch per read and per
+//! write.
+//!
+//! Layers compose by wrapping: a layer may own an inner one and pass its
+//! output through it (compression inside TLS, say).
+
+use super::conn_core::Phase;
+use super::lifecycle::invoke;
+use super::shard::Shard;
+use super::timers::TimerTask;
+use crate::api::{CloseReason, TlsFailure};
+use crate::net::{BufPool, WriteBuf};
+use crate::tls::TlsInfo;
+use std::io;
+
+/// Where a layer puts bytes for the peer: the connection's output queue.
+pub(crate) struct WireSink<'a> {
+    pub(crate) out: &'a mut WriteBuf,
+    pub(crate) pool: &'a mut BufPool,
+}
+
+impl io::Write for WireSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.push(buf, self.pool);
+        Ok(buf.len())
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let mut n = 0;
+        for b in bufs {
+            self.out.push(b, self.pool);
+            n += b.len();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A stage between the socket and the protocol.
+pub(crate) trait Layer: Send {
+    /// Takes bytes read from the socket: appends what the protocol should see
+    /// to `app` and queues what must go back to the peer (handshake
+    /// messages, alerts) on `wire`. An error is fatal; whatever alert it
+    /// produced is already on `wire`.
+    fn ingest(
+        &mut self,
+        input: &[u8],
+        app: &mut Vec<u8>,
+        wire: &mut WireSink<'_>,
+    ) -> Result<(), TlsFailure>;
+
+    /// Encodes the protocol's output onto `wire`.
+    fn encode(&mut self, data: &[u8], wire: &mut WireSink<'_>) -> Result<(), TlsFailure>;
+
+    /// Queues the end of this side's output (TLS `close_notify`), once.
+    /// Returns true if it queued anything.
+    fn close_output(&mut self, wire: &mut WireSink<'_>) -> bool;
+
+    /// Queues what this side says first (a client's hello).
+    fn start(&mut self, wire: &mut WireSink<'_>);
+
+    /// The layer is established (handshake done): the protocol may run.
+    fn is_ready(&self) -> bool;
+
+    /// The peer ended its output cleanly inside the layer (`close_notify`).
+    fn peer_finished(&self) -> bool;
+
+    /// What was negotiated, once ready.
+    fn tls_info(&self) -> Option<TlsInfo>;
+}
+
+impl Shard {
+    /// Feeds bytes read from a layered connection through its layer and
+    /// delivers what comes out. Returns false if the connection is gone or
+    /// stopped reading for good.
+    pub(super) fn ingest_layered(&mut self, slot: usize, input: &[u8]) -> bool {
+        let mut app = std::mem::take(&mut self.app_buf);
+        app.clear();
+        let c = &mut self.conns[slot];
+        let Some(layer) = c.core.layer.as_mut() else {
+            return true;
+        };
+        let was_ready = layer.is_ready();
+        let mut wire = WireSink {
+            out: &mut c.core.out,
+            pool: &mut self.ctx.pool,
+        };
+        let result = layer.ingest(input, &mut app, &mut wire);
+        let now_ready = layer.is_ready();
+        let finished = layer.peer_finished();
+        if !c.core.out.is_empty() {
+            self.ctx.mark_dirty(&mut c.core);
+        }
+        let alive = match result {
+            Err(failure) => {
+                self.layer_failed(slot, failure);
+                false
+            }
+            Ok(()) => self.deliver_layered(slot, was_ready, now_ready, finished, &app),
+        };
+        self.app_buf = app;
+        alive
+    }
+
+    fn deliver_layered(
+        &mut self,
+        slot: usize,
+        was_ready: bool,
+        now_ready: bool,
+        finished: bool,
+        app: &[u8],
+    ) -> bool {
+        if !was_ready && now_ready && !self.layer_ready(slot) {
+            return false;
+        }
+        if !app.is_empty() {
+            let c = &mut self.conns[slot];
+            invoke(c, &mut self.ctx, |p, core, ctx| {
+                p.data_received(core, ctx, app)
+            });
+            if !self.after_callback(slot) {
+                return false;
+            }
+        }
+        let c = &mut self.conns[slot];
+        if finished && !c.core.peer_eof && c.core.phase == Phase::Open {
+            c.core.peer_eof = true;
+            c.core.close_reason.get_or_insert(CloseReason::PeerClosed);
+            invoke(c, &mut self.ctx, |p, core, ctx| p.eof_received(core, ctx));
+            self.after_callback(slot);
+            return false;
+        }
+        true
+    }
+
+    /// The layer finished its handshake: the connection is made (or, after
+    /// `start_tls`, goes on encrypted).
+    pub(super) fn layer_ready(&mut self, slot: usize) -> bool {
+        self.ctx.counters.tls_handshakes += 1;
+        let c = &mut self.conns[slot];
+        if let Some(t) = c.core.phase_timer.take() {
+            self.ctx.timers.cancel_id(t);
+        }
+        if c.core.made {
+            return true;
+        }
+        self.make(slot)
+    }
+
+    /// Tells the observer and the protocol that the connection is made.
+    pub(super) fn make(&mut self, slot: usize) -> bool {
+        let c = &mut self.conns[slot];
+        c.core.made = true;
+        if let Some(o) = c.core.observer.as_mut() {
+            o.made(&mut self.ctx);
+        }
+        let c = &mut self.conns[slot];
+        invoke(c, &mut self.ctx, |p, core, ctx| {
+            p.connection_made(core, ctx)
+        });
+        self.after_callback(slot)
+    }
+
+    /// The layer failed: send what it queued (an alert), then close. A
+    /// connection whose handshake never finished was never made, so its
+    /// protocol gets no `connection_lost` (an outbound one gets
+    /// `connect_failed`).
+    pub(super) fn layer_failed(&mut self, slot: usize, failure: TlsFailure) {
+        let c = &mut self.conns[slot];
+        if c.core.layer.as_ref().is_some_and(|l| l.is_ready()) {
+            self.ctx.counters.tls_errors += 1;
+        } else if failure == TlsFailure::HandshakeTimeout {
+            self.ctx.counters.tls_handshake_timeouts += 1;
+        } else {
+            self.ctx.counters.tls_handshake_failures += 1;
+        }
+        tracing::debug!(conn = %c.core.id, peer = %c.core.peer, %failure, "TLS failure; closing");
+        c.core.layer_failed = true;
+        let reason = CloseReason::Tls(failure);
+        c.core.close_reason = Some(reason.clone());
+        if c.core.phase == Phase::Open {
+            c.core.phase = Phase::Closing;
+            let timeout = self.ctx.settings.close_timeout;
+            let task = TimerTask::CloseDeadline(c.core.id);
+            c.core.set_phase_timer(&mut self.ctx.timers, timeout, task);
+        }
+        // Nothing the protocol writes from here on can be encrypted.
+        c.core.output_shut = true;
+        self.lose(slot, &reason);
+        let c = &mut self.conns[slot];
+        c.core.dirty = true;
+        self.flush_conn(slot);
+    }
+
+    /// Before FIN on a layered connection: queue the layer's end of output
+    /// (`close_notify`). Returns true if there is now more to flush.
+    pub(super) fn close_layer_output(&mut self, slot: usize) -> bool {
+        let c = &mut self.conns[slot];
+        if c.core.layer_failed {
+            return false;
+        }
+        let Some(layer) = c.core.layer.as_mut() else {
+            return false;
+        };
+        let mut wire = WireSink {
+            out: &mut c.core.out,
+            pool: &mut self.ctx.pool,
+        };
+        layer.close_output(&mut wire)
+    }
+
+    /// A layered connection read EOF from the socket.
+    pub(super) fn layered_eof(&mut self, slot: usize) {
+        let c = &mut self.conns[slot];
+        let ready = c.core.layer.as_ref().is_some_and(|l| l.is_ready());
+        if !ready {
+            let failure = TlsFailure::Handshake("the peer closed the connection".into());
+            return self.layer_failed(slot, failure);
+        }
+        c.core.peer_eof = true;
+        if !c.core.layer.as_ref().is_some_and(|l| l.peer_finished()) {
+            self.ctx.counters.tls_errors += 1;
+            c.core
+                .close_reason
+                .get_or_insert(CloseReason::Tls(TlsFailure::Truncated));
+        }
+        c.core.close_reason.get_or_insert(CloseReason::PeerClosed);
+        invoke(c, &mut self.ctx, |p, core, ctx| p.eof_received(core, ctx));
+        self.after_callback(slot);
+    }
+}

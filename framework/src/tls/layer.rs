@@ -1,0 +1,158 @@
+//! The TLS layer: rustls between the socket's bytes and the protocol's.
+
+use super::{TlsClientConfig, TlsInfo, TlsServerConfig};
+use crate::api::TlsFailure;
+use crate::reactor::{Layer, WireSink};
+use rustls::pki_types::ServerName;
+use std::io::{self, BufRead, Write};
+
+/// One connection's TLS state.
+pub(crate) struct TlsLayer {
+    conn: rustls::Connection,
+    /// The name a client connected to (for [`TlsInfo::server_name`]).
+    server_name: Option<String>,
+    output_closed: bool,
+    peer_closed: bool,
+}
+
+impl TlsLayer {
+    pub(crate) fn server(config: &TlsServerConfig) -> Result<Self, TlsFailure> {
+        let conn = rustls::ServerConnection::new(config.rustls_config().clone())
+            .map_err(|e| TlsFailure::Handshake(e.to_string()))?;
+        Ok(Self::wrap(conn.into(), None))
+    }
+
+    pub(crate) fn client(
+        config: &TlsClientConfig,
+        name: ServerName<'static>,
+    ) -> Result<Self, TlsFailure> {
+        let shown = name.to_str().into_owned();
+        let conn = rustls::ClientConnection::new(config.rustls_config().clone(), name)
+            .map_err(|e| TlsFailure::Handshake(e.to_string()))?;
+        Ok(Self::wrap(conn.into(), Some(shown)))
+    }
+
+    fn wrap(conn: rustls::Connection, server_name: Option<String>) -> Self {
+        TlsLayer {
+            conn,
+            server_name,
+            output_closed: false,
+            peer_closed: false,
+        }
+    }
+
+    fn failure(&self, why: impl ToString) -> TlsFailure {
+        if self.conn.is_handshaking() {
+            TlsFailure::Handshake(why.to_string())
+        } else {
+            TlsFailure::Protocol(why.to_string())
+        }
+    }
+
+    /// Moves every record rustls has ready onto the wire.
+    fn drain(&mut self, wire: &mut WireSink<'_>) {
+        while self.conn.wants_write() {
+            // WireSink never refuses, so this only stops when rustls is empty.
+            if self.conn.write_tls(wire).unwrap_or(0) == 0 {
+                break;
+            }
+        }
+    }
+
+    fn take_plaintext(&mut self, app: &mut Vec<u8>) {
+        let mut reader = self.conn.reader();
+        loop {
+            match reader.fill_buf() {
+                Ok([]) => {
+                    self.peer_closed = true;
+                    return;
+                }
+                Ok(chunk) => {
+                    let n = chunk.len();
+                    app.extend_from_slice(chunk);
+                    reader.consume(n);
+                }
+                // WouldBlock: nothing more decrypted yet.
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+impl Layer for TlsLayer {
+    fn ingest(
+        &mut self,
+        mut input: &[u8],
+        app: &mut Vec<u8>,
+        wire: &mut WireSink<'_>,
+    ) -> Result<(), TlsFailure> {
+        while !input.is_empty() {
+            // rustls takes what fits in its record buffer; the loop feeds the rest.
+            if let Err(e) = self.conn.read_tls(&mut input) {
+                return Err(self.failure(e));
+            }
+            match self.conn.process_new_packets() {
+                Ok(state) => {
+                    let closed = state.peer_has_closed();
+                    if state.plaintext_bytes_to_read() > 0 || closed {
+                        self.take_plaintext(app);
+                    }
+                }
+                Err(e) => {
+                    let failure = self.failure(&e);
+                    // rustls queued the alert that tells the peer why.
+                    self.drain(wire);
+                    return Err(failure);
+                }
+            }
+        }
+        self.drain(wire);
+        Ok(())
+    }
+
+    fn encode(&mut self, mut data: &[u8], wire: &mut WireSink<'_>) -> Result<(), TlsFailure> {
+        while !data.is_empty() {
+            let n = match self.conn.writer().write(data) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                Err(e) => return Err(self.failure(e)),
+            };
+            data = &data[n..];
+            if n == 0 && !self.conn.wants_write() {
+                // Only before the handshake ends: rustls holds plaintext
+                // until then, up to its buffer limit.
+                return Err(self.failure(
+                    "more output before the handshake finished than rustls buffers (64 KiB)",
+                ));
+            }
+            self.drain(wire);
+        }
+        Ok(())
+    }
+
+    fn close_output(&mut self, wire: &mut WireSink<'_>) -> bool {
+        if std::mem::replace(&mut self.output_closed, true) {
+            return false;
+        }
+        self.conn.send_close_notify();
+        self.drain(wire);
+        true
+    }
+
+    fn start(&mut self, wire: &mut WireSink<'_>) {
+        self.drain(wire);
+    }
+
+    fn is_ready(&self) -> bool {
+        !self.conn.is_handshaking()
+    }
+
+    fn peer_finished(&self) -> bool {
+        self.peer_closed
+    }
+
+    fn tls_info(&self) -> Option<TlsInfo> {
+        self.is_ready()
+            .then(|| TlsInfo::of(&self.conn, self.server_name.clone()))
+    }
+}
