@@ -40,7 +40,7 @@ struct Args {
     #[arg(long, default_value_t = 256 * 1024)]
     max_backlog: usize,
     #[command(flatten)]
-    telemetry: common::Telemetry,
+    serve: common::ServeArgs,
 }
 
 /// Members of the room that live on this shard.
@@ -148,7 +148,7 @@ fn main() -> anyhow::Result<()> {
             )
         }
     });
-    let handle = common::start(builder, args.shards, &[], &args.telemetry)?;
+    let handle = common::start(builder, args.shards, &[], &args.serve)?;
     println!(
         "chat listening on {} with {} shards",
         handle.tcp_addr(0),

@@ -44,7 +44,7 @@ struct Args {
     #[arg(long = "async")]
     use_async: bool,
     #[command(flatten)]
-    telemetry: common::Telemetry,
+    serve: common::ServeArgs,
 }
 
 /// Input handed from `data_received` to the connection's task.
@@ -136,7 +136,7 @@ fn main() -> anyhow::Result<()> {
             }
         },
     );
-    let handle = common::start(builder, args.shards, &args.cores, &args.telemetry)?;
+    let handle = common::start(builder, args.shards, &args.cores, &args.serve)?;
     println!(
         "echo listening on {} with {} shards",
         handle.tcp_addr(0),

@@ -49,7 +49,7 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     cores: Vec<usize>,
     #[command(flatten)]
-    telemetry: common::Telemetry,
+    serve: common::ServeArgs,
 }
 
 const MAX_HEAD: usize = 16 * 1024;
@@ -325,7 +325,7 @@ fn main() -> anyhow::Result<()> {
             pending: Rc::default(),
         }
     });
-    let handle = common::start(builder, args.shards, &args.cores, &args.telemetry)?;
+    let handle = common::start(builder, args.shards, &args.cores, &args.serve)?;
     println!(
         "gateway listening on http://{}/ with {} shards, backend {backend}",
         handle.tcp_addr(0),

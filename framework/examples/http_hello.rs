@@ -49,7 +49,7 @@ struct Args {
     #[arg(long, default_value_t = 60)]
     keepalive_timeout: u64,
     #[command(flatten)]
-    telemetry: common::Telemetry,
+    serve: common::ServeArgs,
 }
 
 const BODY: &[u8] = b"Hello, World!";
@@ -270,7 +270,7 @@ fn main() -> anyhow::Result<()> {
     if args.keepalive_timeout > 0 {
         builder = builder.idle_timeout(Duration::from_secs(args.keepalive_timeout));
     }
-    let handle = common::start(builder, args.shards, &args.cores, &args.telemetry)?;
+    let handle = common::start(builder, args.shards, &args.cores, &args.serve)?;
     println!(
         "http_hello listening on http://{}/ with {} shards",
         handle.tcp_addr(0),

@@ -34,7 +34,7 @@ struct Args {
     #[arg(long, default_value_t = 30)]
     line_timeout: u64,
     #[command(flatten)]
-    telemetry: common::Telemetry,
+    serve: common::ServeArgs,
 }
 
 struct LineEcho {
@@ -89,7 +89,7 @@ fn main() -> anyhow::Result<()> {
             }
         },
     );
-    let handle = common::start(builder, args.shards, &[], &args.telemetry)?;
+    let handle = common::start(builder, args.shards, &[], &args.serve)?;
     println!(
         "line_echo listening on {} with {} shards",
         handle.local_addrs()[0],

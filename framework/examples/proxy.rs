@@ -33,7 +33,7 @@ struct Args {
     #[arg(long)]
     backend: SocketAddr,
     #[command(flatten)]
-    telemetry: common::Telemetry,
+    serve: common::ServeArgs,
 }
 
 /// What one side tells the other (both live on the same shard).
@@ -175,7 +175,7 @@ fn main() -> anyhow::Result<()> {
     let builder = Server::builder().listen((args.bind.as_str(), args.port), move |_shard| {
         move |_peer| Side::new(None, backend, true)
     });
-    let handle = common::start(builder, args.shards, &[], &args.telemetry)?;
+    let handle = common::start(builder, args.shards, &[], &args.serve)?;
     println!(
         "proxy listening on {} with {} shards, forwarding to {backend}",
         handle.local_addrs()[0],

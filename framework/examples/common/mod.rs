@@ -1,15 +1,72 @@
 //! Start-up shared by the examples: logging, shard count and pinning from
-//! the command line, `--metrics`, graceful stop on SIGINT / SIGTERM (a
-//! second signal stops at once).
+//! the command line, `--metrics`, `--tls-cert`/`--tls-key` (TLS on the
+//! example's port, certificate reloaded on SIGHUP), graceful stop on
+//! SIGINT / SIGTERM (a second signal stops at once).
 
+use anyhow::Context;
+use shardloop::tls::TlsServerConfig;
 use shardloop::{Handle, ServerBuilder};
+use std::path::PathBuf;
 
 /// Command-line options every example takes.
 #[derive(clap::Args, Debug, Default)]
-pub struct Telemetry {
+pub struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
+    /// Serve TLS on the port with this certificate chain (PEM, leaf first).
+    /// SIGHUP reloads it and the key without a restart.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require TLS clients to present a certificate signed by a CA in this
+    /// PEM file (mutual TLS).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// ALPN protocols to offer with TLS, comma-separated (e.g. http/1.1).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        requires = "tls_cert"
+    )]
+    pub tls_alpn: Vec<String>,
+}
+
+impl ServeArgs {
+    /// The TLS configuration the options ask for, if any.
+    fn tls(&self) -> anyhow::Result<Option<(TlsServerConfig, PathBuf, PathBuf)>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let mut b = TlsServerConfig::from_pem_files(cert, key)
+            .context("--tls-cert/--tls-key")?
+            .alpn(&self.tls_alpn);
+        if let Some(ca) = &self.tls_client_ca {
+            b = b.client_ca_file(ca).context("--tls-client-ca")?;
+        }
+        let tls = b.build().context("TLS settings")?;
+        Ok(Some((tls, cert.clone(), key.clone())))
+    }
+}
+
+/// Reloads the certificate and key on every SIGHUP (certbot's renew hook
+/// sends one), logging the outcome; a bad file leaves the old one serving.
+fn reload_on_sighup(tls: TlsServerConfig, cert: PathBuf, key: PathBuf) -> anyhow::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+    std::thread::Builder::new()
+        .name("tls-reload".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                match tls.reload_pem_files(&cert, &key) {
+                    Ok(()) => tracing::info!(cert = %cert.display(), "TLS certificate reloaded"),
+                    Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the old certificate"),
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// Logs through `tracing`, filtered by `RUST_LOG` (default: info).
@@ -27,7 +84,7 @@ pub fn start(
     mut builder: ServerBuilder,
     shards: Option<usize>,
     cores: &[usize],
-    telemetry: &Telemetry,
+    serve: &ServeArgs,
 ) -> anyhow::Result<Handle> {
     if let Some(n) = shards {
         builder = builder.shards(n);
@@ -35,7 +92,12 @@ pub fn start(
     if !cores.is_empty() {
         builder = builder.pin_to_cores(cores.to_vec());
     }
-    if let Some(addr) = &telemetry.metrics {
+    if let Some((tls, cert, key)) = serve.tls()? {
+        // The example's own listener is the last one added so far.
+        builder = builder.tls(tls.clone());
+        reload_on_sighup(tls, cert, key)?;
+    }
+    if let Some(addr) = &serve.metrics {
         builder = builder.metrics(addr.as_str());
     }
     Ok(builder

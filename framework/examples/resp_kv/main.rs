@@ -39,7 +39,7 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     cores: Vec<usize>,
     #[command(flatten)]
-    telemetry: common::Telemetry,
+    serve: common::ServeArgs,
 }
 
 /// Largest bulk string accepted (a value or key).
@@ -423,7 +423,7 @@ fn main() -> anyhow::Result<()> {
             pending: HashMap::new(),
         }
     });
-    let handle = common::start(builder, args.shards, &args.cores, &args.telemetry)?;
+    let handle = common::start(builder, args.shards, &args.cores, &args.serve)?;
     println!(
         "resp_kv listening on {} with {} shards",
         handle.local_addrs()[0],

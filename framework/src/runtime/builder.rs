@@ -199,13 +199,18 @@ impl ServerBuilder {
     ///     .run()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn listen_tls<A, M, F>(mut self, addr: A, tls: TlsServerConfig, make_factory: M) -> Self
+    pub fn listen_tls<A, M, F>(self, addr: A, tls: TlsServerConfig, make_factory: M) -> Self
     where
         A: ToSocketAddrs + fmt::Debug,
         M: Fn(usize) -> F + Send + Sync + 'static,
         F: Factory,
     {
-        self = self.listen(addr, make_factory);
+        self.listen(addr, make_factory).tls(tls)
+    }
+
+    /// Serves TLS with `tls` on the listener added last (by `listen` or
+    /// `listen_on`); any protocol runs over it unchanged.
+    pub fn tls(mut self, tls: TlsServerConfig) -> Self {
         if let Some(last) = self.listeners.last_mut() {
             last.tls = Some(tls);
         }
