@@ -541,3 +541,71 @@ fn plaintext_connections_on_the_same_server_are_untouched() {
     assert_eq!((t.tls_handshakes, t.connections_accepted), (1, 2));
     h.shutdown();
 }
+
+/// Sends "hi" once connected; reports each answer and closes.
+struct Hello(mpsc::Sender<Vec<u8>>);
+impl Protocol for Hello {
+    type Message = ();
+    fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
+        conn.write(b"hi");
+    }
+    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        let _ = self.0.send(data.to_vec());
+        conn.close();
+    }
+}
+
+#[test]
+fn the_reconnecting_client_reconnects_over_tls_and_counts_bad_handshakes_as_failures() {
+    let (server, addr) =
+        started(builder(1).listen_tls("127.0.0.1:0", server_tls(&[]), |_| |_| Echo));
+    let (client, _) = started(builder(1).listen("127.0.0.1:0", |_| |_| Echo));
+    let policy = shardloop::reconnect::ReconnectPolicy {
+        initial_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(40),
+        factor: 2.0,
+        jitter: 0.1,
+        max_retries: Some(2),
+        connect_timeout: Some(Duration::from_secs(5)),
+    };
+    let (tx, rx) = mpsc::channel();
+    let p = policy.clone();
+    client
+        .submit_to(0, move |ctx| {
+            let cfg = client_tls(&[]);
+            let make = move || Hello(tx.clone());
+            ctx.connect_reconnecting_tls(addr.into(), "localhost", &cfg, p, make)
+                .unwrap();
+        })
+        .unwrap();
+    // It closes after each answer, and comes back: two answers prove both.
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), b"hi");
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)).unwrap(), b"hi");
+
+    // A server it cannot verify: every attempt fails its handshake, then it gives up.
+    let (done_tx, done_rx) = mpsc::channel();
+    client
+        .submit_to(0, move |ctx| {
+            let wrong = TlsClientConfig::builder()
+                .ca_pem(pki().other_ca_pem.as_bytes())
+                .unwrap()
+                .build()
+                .unwrap();
+            let (tx, _rx) = mpsc::channel();
+            let r = ctx
+                .connect_reconnecting_tls(addr.into(), "localhost", &wrong, policy, move || {
+                    Hello(tx.clone())
+                })
+                .unwrap();
+            ctx.call_every(Duration::from_millis(20), move |_| {
+                if r.gave_up() {
+                    let _ = done_tx.send((r.attempts(), r.is_connected()));
+                }
+            });
+        })
+        .unwrap();
+    let (attempts, connected) = done_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!((attempts, connected), (3, false));
+    server.shutdown();
+    client.shutdown();
+}

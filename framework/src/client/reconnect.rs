@@ -3,6 +3,7 @@
 
 use crate::net::Addr;
 use crate::reactor::{ConnObserver, ConnectionEnd, Protocol, ShardCtx, TimerHandle};
+use crate::tls::{TlsClientConfig, TlsConfigError};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
@@ -93,6 +94,8 @@ struct State<P, F> {
     addr: Addr,
     policy: ReconnectPolicy,
     make: F,
+    /// TLS settings and the server name, for a TLS client.
+    tls: Option<(TlsClientConfig, String)>,
     delay: Duration,
     failures: u32,
     rng: fastrand::Rng,
@@ -140,7 +143,7 @@ fn attempt<P: Protocol, F: FnMut() -> P + 'static>(
     ctx: &mut ShardCtx,
     state: Rc<RefCell<State<P, F>>>,
 ) {
-    let (addr, proto, timeout) = {
+    let (addr, proto, timeout, tls) = {
         let mut s = state.borrow_mut();
         if s.handle.shared.stopped.get() {
             return;
@@ -150,9 +153,23 @@ fn attempt<P: Protocol, F: FnMut() -> P + 'static>(
             .shared
             .attempts
             .set(s.handle.shared.attempts.get() + 1);
-        (s.addr.clone(), (s.make)(), s.policy.connect_timeout)
+        (
+            s.addr.clone(),
+            (s.make)(),
+            s.policy.connect_timeout,
+            s.tls.clone(),
+        )
     };
-    ctx.connect_observed(addr, proto, timeout, Box::new(Watch(state)));
+    let watch = Box::new(Watch(state));
+    match tls {
+        None => ctx.connect_observed(addr, proto, timeout, watch),
+        Some((config, name)) => {
+            // The name was checked when the client was created.
+            if let Err(e) = ctx.connect_layered(addr, &name, &config, proto, timeout, Some(watch)) {
+                tracing::error!(error = %e, "cannot start a TLS connection; not reconnecting");
+            }
+        }
+    }
 }
 
 impl ShardCtx {
@@ -183,6 +200,41 @@ impl ShardCtx {
         P: Protocol,
         F: FnMut() -> P + 'static,
     {
+        self.reconnecting(addr, None, policy, make)
+    }
+
+    /// [`connect_reconnecting`](ShardCtx::connect_reconnecting) over TLS:
+    /// each attempt connects and handshakes, verifying the server as
+    /// `server_name`; a failed handshake counts as a failed attempt.
+    /// Errors only for a malformed name.
+    pub fn connect_reconnecting_tls<P, F>(
+        &mut self,
+        addr: Addr,
+        server_name: &str,
+        config: &TlsClientConfig,
+        policy: ReconnectPolicy,
+        make: F,
+    ) -> Result<Reconnector, TlsConfigError>
+    where
+        P: Protocol,
+        F: FnMut() -> P + 'static,
+    {
+        crate::tls::server_name(server_name)?;
+        let tls = Some((config.clone(), server_name.to_string()));
+        Ok(self.reconnecting(addr, tls, policy, make))
+    }
+
+    fn reconnecting<P, F>(
+        &mut self,
+        addr: Addr,
+        tls: Option<(TlsClientConfig, String)>,
+        policy: ReconnectPolicy,
+        make: F,
+    ) -> Reconnector
+    where
+        P: Protocol,
+        F: FnMut() -> P + 'static,
+    {
         let handle = Reconnector {
             shared: Rc::new(Shared::default()),
             timer: Rc::new(Cell::new(None)),
@@ -192,6 +244,7 @@ impl ShardCtx {
             delay: policy.initial_delay,
             policy,
             make,
+            tls,
             failures: 0,
             rng: fastrand::Rng::new(),
             handle: handle.clone(),
