@@ -30,6 +30,11 @@ pub(crate) struct RunShared {
     pub(crate) replaced: AtomicU64,
     /// The first connect error, for a clear message when none connects.
     pub(crate) first_connect_error: std::sync::OnceLock<String>,
+    pub(crate) tls: Option<crate::config::TlsTarget>,
+    /// Responses per connection before it is closed and replaced.
+    pub(crate) reconnect_every: Option<u64>,
+    /// Connections closed on purpose by `reconnect_every` and replaced.
+    pub(crate) reconnects: AtomicU64,
 }
 
 struct InFlight {
@@ -57,6 +62,12 @@ pub(crate) struct LoadConn {
     failing: Option<ErrorKind>,
     finished: bool,
     scratch: Vec<u8>,
+    /// When the connect began (connect time = until `connection_made`).
+    started: Instant,
+    /// Responses received on this connection.
+    answered: u64,
+    /// Closing after `reconnect_every` responses, to be replaced.
+    recycling: bool,
 }
 
 impl LoadConn {
@@ -75,6 +86,9 @@ impl LoadConn {
             failing: None,
             finished: false,
             scratch: Vec::new(),
+            started: Instant::now(),
+            answered: 0,
+            recycling: false,
         }
     }
 
@@ -83,7 +97,20 @@ impl LoadConn {
         shared.active.fetch_add(1, Ordering::AcqRel);
         let target = shared.target;
         let timeout = shared.connect_timeout;
-        ctx.connect_tcp_timeout(target, LoadConn::new(shared, first_due), timeout);
+        match shared.tls.clone() {
+            None => ctx.connect_tcp_timeout(target, LoadConn::new(shared, first_due), timeout),
+            Some(tls) => {
+                let conn = LoadConn::new(shared.clone(), first_due);
+                let started =
+                    ctx.connect_tls(target, &tls.server_name, &tls.config, conn, Some(timeout));
+                if let Err(e) = started {
+                    // The name was checked with the configuration: not expected.
+                    let _ = shared.first_connect_error.set(e.to_string());
+                    shared.connect_failed.fetch_add(1, Ordering::Relaxed);
+                    shared.active.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+        }
     }
 
     fn max_in_flight(&self) -> usize {
@@ -176,6 +203,14 @@ impl Protocol for LoadConn {
 
     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
         self.shared.connected.fetch_add(1, Ordering::Relaxed);
+        let now = conn.shard().now();
+        if now >= self.shared.measure_from {
+            let us = now.saturating_duration_since(self.started).as_micros() as u64;
+            conn.shard().service::<Recorder>().with(|s| {
+                s.connects += 1;
+                s.connect_time.saturating_record(us.max(1));
+            });
+        }
         // Request timeouts: checked often enough to catch them within a quarter.
         let every = (self.shared.timeout / 4).max(Duration::from_millis(5));
         conn.call_every(every, |p: &mut LoadConn, conn| {
@@ -238,6 +273,7 @@ impl Protocol for LoadConn {
                 }
                 Decoded::Done { consumed, result } => {
                     let r = self.in_flight.pop_front().expect("head exists");
+                    self.answered += 1;
                     buf = &buf[consumed..];
                     self.need = 0;
                     self.searched = 0;
@@ -283,6 +319,17 @@ impl Protocol for LoadConn {
             self.in_start = 0;
         }
         self.inbuf = work;
+        if !self.finished
+            && self
+                .shared
+                .reconnect_every
+                .is_some_and(|n| self.answered >= n)
+        {
+            // Churn: this connection has done its share; a new one replaces it.
+            self.recycling = true;
+            self.finish(conn);
+            return;
+        }
         if self.finished {
             if self.in_flight.is_empty() {
                 conn.close();
@@ -314,12 +361,17 @@ impl Protocol for LoadConn {
                 .with(|s| s.errors.add(kind, lost));
         }
         self.in_flight.clear();
-        let run_over = self.finished || Instant::now() >= self.shared.end;
+        let run_over = (self.finished && !self.recycling) || Instant::now() >= self.shared.end;
         if run_over {
             self.shared.active.fetch_sub(1, Ordering::AcqRel);
         } else {
             // Keep the configured number of connections: replace this one.
-            self.shared.replaced.fetch_add(1, Ordering::Relaxed);
+            let counter = if self.recycling && self.failing.is_none() {
+                &self.shared.reconnects
+            } else {
+                &self.shared.replaced
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
             let shared = self.shared.clone();
             let due = self.next_intended;
             let ctx = conn.shard();

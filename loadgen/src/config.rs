@@ -121,6 +121,20 @@ pub struct Config {
     pub cores: Vec<usize>,
     /// Length of one interval in the interval log and progress reports.
     pub interval: Duration,
+    /// Speak TLS to the target (None: plaintext).
+    pub tls: Option<TlsTarget>,
+    /// Close each connection after this many responses and open a new one
+    /// (1: a new connection, and a new TLS handshake, per request).
+    pub reconnect_every: Option<u64>,
+}
+
+/// How to reach a TLS target.
+#[derive(Debug, Clone)]
+pub struct TlsTarget {
+    /// CAs, ALPN, verification.
+    pub config: shardloop::tls::TlsClientConfig,
+    /// The name to verify the certificate against and send as SNI.
+    pub server_name: String,
 }
 
 impl Config {
@@ -139,6 +153,8 @@ impl Config {
             connect_timeout: Duration::from_secs(2),
             cores: Vec::new(),
             interval: Duration::from_secs(1),
+            tls: None,
+            reconnect_every: None,
         }
     }
 
@@ -172,6 +188,9 @@ impl Config {
         }
         if self.timeout.is_zero() || self.connect_timeout.is_zero() {
             return bad("timeouts must be positive".into());
+        }
+        if self.reconnect_every == Some(0) {
+            return bad("reconnect-every must be at least 1 (responses per connection)".into());
         }
         if self.interval < Duration::from_millis(10) {
             return bad("interval must be at least 10ms".into());

@@ -115,6 +115,9 @@ fn drive(
         active: Default::default(),
         replaced: Default::default(),
         first_connect_error: Default::default(),
+        tls: config.tls.clone(),
+        reconnect_every: config.reconnect_every,
+        reconnects: Default::default(),
     });
     let conns = config.connections;
     for i in 0..conns {
@@ -213,5 +216,6 @@ fn drive(
         intervals,
         start_wall + measure_from.duration_since(start),
         shared.replaced.load(Ordering::Relaxed),
+        shared.reconnects.load(Ordering::Relaxed),
     ))
 }

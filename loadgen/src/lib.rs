@@ -30,7 +30,7 @@ pub mod hlog;
 mod recorder;
 mod report;
 
-pub use config::{Config, Mode, ResponseFrame, Workload};
+pub use config::{Config, Mode, ResponseFrame, TlsTarget, Workload};
 pub use cpu::process_cpu_ticks;
 pub use engine::{run, Progress};
 pub use recorder::{new_histogram, ErrorCounts, ErrorKind, Sample};

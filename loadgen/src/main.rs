@@ -2,7 +2,10 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use shardloop_loadgen::{hlog, spectrum, Config, Mode, Progress, ResponseFrame, Workload};
+use shardloop::tls::TlsClientConfig;
+use shardloop_loadgen::{
+    hlog, spectrum, Config, Mode, Progress, ResponseFrame, TlsTarget, Workload,
+};
 use std::io::{IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -107,6 +110,27 @@ struct RunArgs {
     /// Pin loadgen threads to these cores (comma-separated).
     #[arg(long, value_delimiter = ',')]
     cores: Vec<usize>,
+    /// Speak TLS to the target (implied by an https:// target).
+    #[arg(long)]
+    tls: bool,
+    /// With TLS: trust the CAs in this PEM file (default: the system's).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// With TLS: accept any server certificate (self-signed test servers).
+    #[arg(long, conflicts_with = "tls_ca")]
+    insecure: bool,
+    /// With TLS: the name to verify and send as SNI (default: the target's host).
+    #[arg(long, value_name = "NAME")]
+    sni: Option<String>,
+    /// With TLS: ALPN protocols to offer, comma-separated (default for
+    /// https://: http/1.1).
+    #[arg(long, value_delimiter = ',')]
+    alpn: Vec<String>,
+    /// Close each connection after N responses and open a new one; 1 opens
+    /// a connection (and with TLS, a handshake) per request. Connect time
+    /// is reported on its own.
+    #[arg(long, value_name = "N")]
+    reconnect_every: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -155,18 +179,39 @@ fn resolve(hostport: &str) -> anyhow::Result<SocketAddr> {
 
 fn build_config(a: &RunArgs) -> anyhow::Result<Config> {
     let target = a.target.as_deref().expect("clap requires the target");
-    let (hostport, path, is_url) = match target.strip_prefix("http://") {
+    let (url, https) = match (
+        target.strip_prefix("http://"),
+        target.strip_prefix("https://"),
+    ) {
+        (Some(rest), _) => (Some(rest), false),
+        (_, Some(rest)) => (Some(rest), true),
+        _ => (None, false),
+    };
+    let (hostport, path, is_url) = match url {
         Some(rest) => {
             let (hp, path) = match rest.find('/') {
                 Some(i) => (&rest[..i], rest[i..].to_string()),
                 None => (rest, "/".to_string()),
             };
-            (hp.to_string(), path, true)
+            let hp = if hp.contains(':') || hp.starts_with('[') && hp.contains("]:") {
+                hp.to_string()
+            } else {
+                format!("{hp}:{}", if https { 443 } else { 80 })
+            };
+            (hp, path, true)
         }
         None if target.contains("://") => {
-            bail!("unsupported URL scheme in {target:?} (only http://)")
+            bail!("unsupported URL scheme in {target:?} (http:// or https://)")
         }
         None => (target.to_string(), "/".to_string(), false),
+    };
+    let tls = if a.tls || https {
+        Some(tls_target(a, &hostport, https)?)
+    } else {
+        if a.tls_ca.is_some() || a.insecure || a.sni.is_some() || !a.alpn.is_empty() {
+            bail!("--tls-ca, --insecure, --sni and --alpn need --tls (or an https:// target)");
+        }
+        None
     };
     let addr = resolve(&hostport)?;
     let kind = a.workload.unwrap_or(if is_url {
@@ -241,6 +286,36 @@ fn build_config(a: &RunArgs) -> anyhow::Result<Config> {
         connect_timeout: a.connect_timeout,
         cores: a.cores.clone(),
         interval: a.interval,
+        tls,
+        reconnect_every: a.reconnect_every,
+    })
+}
+
+/// The TLS settings `--tls`, `--tls-ca`, `--insecure`, `--sni`, `--alpn` ask for.
+fn tls_target(a: &RunArgs, hostport: &str, https: bool) -> anyhow::Result<TlsTarget> {
+    let host = match hostport.rsplit_once(':') {
+        Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
+        None => hostport,
+    };
+    let server_name = a.sni.clone().unwrap_or_else(|| host.to_string());
+    let alpn = if a.alpn.is_empty() && https {
+        vec!["http/1.1".to_string()]
+    } else {
+        a.alpn.clone()
+    };
+    let mut b = TlsClientConfig::builder().alpn(&alpn);
+    b = match (&a.tls_ca, a.insecure) {
+        (_, true) => b.insecure_skip_verify(),
+        (Some(ca), false) => b.ca_file(ca)?,
+        (None, false) => b.system_roots()?,
+    };
+    let config = b.build()?;
+    // Checked now, so a bad name is an error before any connection.
+    TlsClientConfig::check_server_name(&server_name)
+        .with_context(|| format!("--sni / host {server_name:?}"))?;
+    Ok(TlsTarget {
+        config,
+        server_name,
     })
 }
 

@@ -99,6 +99,11 @@ pub struct Sample {
     pub service: Histogram<u64>,
     /// How late requests were sent compared with their schedule, µs (open loop).
     pub send_lag: Histogram<u64>,
+    /// Connections made (TCP connected and, with TLS, handshake done).
+    pub connects: u64,
+    /// Time from starting a connection to its being usable (TCP connect
+    /// plus TLS handshake), µs.
+    pub connect_time: Histogram<u64>,
 }
 
 impl Default for Sample {
@@ -112,6 +117,8 @@ impl Default for Sample {
             latency: new_histogram(),
             service: new_histogram(),
             send_lag: new_histogram(),
+            connects: 0,
+            connect_time: new_histogram(),
         }
     }
 }
@@ -129,6 +136,10 @@ impl Sample {
         self.service.add(&o.service).expect("same histogram bounds");
         self.send_lag
             .add(&o.send_lag)
+            .expect("same histogram bounds");
+        self.connects += o.connects;
+        self.connect_time
+            .add(&o.connect_time)
             .expect("same histogram bounds");
     }
 

@@ -109,6 +109,22 @@ pub struct Report {
     pub loadgen_cpu_percent: Vec<(String, f64)>,
     /// Connections replaced after a timeout or a broken connection.
     pub connections_replaced: u64,
+    /// The target was spoken to over TLS.
+    #[serde(default)]
+    pub tls: bool,
+    /// Connections made while measuring (TCP connected and, with TLS,
+    /// the handshake done).
+    #[serde(default)]
+    pub connects: u64,
+    /// Connections made per second.
+    #[serde(default)]
+    pub connects_per_s: f64,
+    /// Connect time (TCP connect plus TLS handshake), µs.
+    #[serde(default)]
+    pub connect_us: Option<LatencySummary>,
+    /// Connections closed on purpose by `--reconnect-every` and replaced.
+    #[serde(default)]
+    pub reconnects: u64,
     /// Things that make the numbers less trustworthy.
     pub warnings: Vec<String>,
     /// Wall-clock start of measuring, seconds since the epoch.
@@ -150,6 +166,7 @@ impl Report {
         intervals: Vec<Interval>,
         start: SystemTime,
         replaced: u64,
+        reconnects: u64,
     ) -> Report {
         let secs = measured.as_secs_f64().max(1e-9);
         let (mode, pipeline, requested_rate) = match config.mode {
@@ -180,6 +197,11 @@ impl Report {
             send_lag_us: requested_rate.map(|_| LatencySummary::of(&total.send_lag)),
             loadgen_cpu_percent: cpu,
             connections_replaced: replaced,
+            tls: config.tls.is_some(),
+            connects: total.connects,
+            connects_per_s: total.connects as f64 / secs,
+            connect_us: (total.connects > 0).then(|| LatencySummary::of(&total.connect_time)),
+            reconnects,
             warnings: Vec::new(),
             start_time_s: start
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -279,6 +301,24 @@ impl Report {
                 let _ = writeln!(s, "  Send lag vs schedule");
                 row(&mut s, "", lag);
             }
+        }
+        if let Some(c) = self
+            .connect_us
+            .as_ref()
+            .filter(|_| self.tls || self.reconnects > 0)
+        {
+            let what = if self.tls {
+                "TCP + TLS handshake"
+            } else {
+                "TCP connect"
+            };
+            let _ = writeln!(s, "  Connect ({what})");
+            row(&mut s, "", c);
+            let _ = writeln!(
+                s,
+                "  {} connections made ({:.0}/s), {} by --reconnect-every",
+                self.connects, self.connects_per_s, self.reconnects
+            );
         }
         let _ = writeln!(
             s,

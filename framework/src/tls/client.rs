@@ -67,6 +67,12 @@ impl TlsClientConfig {
         TlsClientConfig { config }
     }
 
+    /// Checks that `name` can be verified and sent as SNI (a DNS name or
+    /// an IP address).
+    pub fn check_server_name(name: &str) -> Result<(), TlsConfigError> {
+        server_name(name).map(|_| ())
+    }
+
     /// The rustls configuration underneath.
     pub fn rustls_config(&self) -> &Arc<rustls::ClientConfig> {
         &self.config
