@@ -215,7 +215,9 @@ fn drive(
         cpu_usage,
         intervals,
         start_wall + measure_from.duration_since(start),
-        shared.replaced.load(Ordering::Relaxed),
-        shared.reconnects.load(Ordering::Relaxed),
+        crate::report::Churn {
+            replaced: shared.replaced.load(Ordering::Relaxed),
+            reconnects: shared.reconnects.load(Ordering::Relaxed),
+        },
     ))
 }

@@ -65,6 +65,12 @@ pub struct Interval {
     pub service: Histogram<u64>,
 }
 
+/// Connections a run replaced: after failures, and on purpose.
+pub(crate) struct Churn {
+    pub(crate) replaced: u64,
+    pub(crate) reconnects: u64,
+}
+
 /// Everything a run measured. Serialises to the `--json` output.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
@@ -165,9 +171,12 @@ impl Report {
         cpu: Vec<(String, f64)>,
         intervals: Vec<Interval>,
         start: SystemTime,
-        replaced: u64,
-        reconnects: u64,
+        churn: Churn,
     ) -> Report {
+        let Churn {
+            replaced,
+            reconnects,
+        } = churn;
         let secs = measured.as_secs_f64().max(1e-9);
         let (mode, pipeline, requested_rate) = match config.mode {
             Mode::Closed { pipeline } => ("closed", pipeline, None),
