@@ -7,14 +7,22 @@
 //! rounds, min–max). Then measures memory per idle connection (RSS delta
 //! over idle connections). Every process it starts is stopped by PID.
 //!
+//! With `--tls`, the TLS scenarios instead: TLS echo against plaintext echo
+//! (what the layer costs), and HTTPS keep-alive and a TLS handshake per
+//! request against nginx (see `tls.rs`).
+//!
 //! ```text
 //! cargo run --release -p shardloop-benches --bin compare -- --rounds 3 --duration 3s
+//! cargo run --release -p shardloop-benches --bin compare -- --tls --idle-connections 0
 //! ```
+
+mod tls;
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use shardloop_devtools::pki::PkiFiles;
 use shardloop_devtools::{build, profile_dir, Spawned, Target};
-use shardloop_loadgen::{Config, Mode, Workload};
+use shardloop_loadgen::{Config, Mode, TlsTarget, Workload};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -51,6 +59,9 @@ struct Args {
     /// Also write the Markdown table to this file.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Run the TLS scenarios (needs nginx) instead of the plaintext ones.
+    #[arg(long)]
+    tls: bool,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -69,7 +80,58 @@ struct ServerDef {
     args: Vec<&'static str>,
     /// The program pins itself (shardloop); others are pinned with taskset.
     self_pinned: bool,
+    /// Spoken to over TLS (shardloop's examples get `--tls-cert/--tls-key`).
+    tls: bool,
+    /// In the TLS scenarios (`--tls`) rather than the plaintext ones.
+    tls_group: bool,
 }
+
+fn def(name: &'static str, kind: Kind, program: &str, args: &[&'static str]) -> ServerDef {
+    ServerDef {
+        name,
+        kind,
+        program: program.into(),
+        args: args.to_vec(),
+        self_pinned: program.starts_with("examples/"),
+        tls: false,
+        tls_group: false,
+    }
+}
+
+fn tls_servers() -> Vec<ServerDef> {
+    let tls = |d: ServerDef, speaks: bool| ServerDef {
+        tls: speaks,
+        tls_group: true,
+        ..d
+    };
+    let one = ["--shards", "1", "--cores", "0"];
+    vec![
+        tls(
+            def("shardloop over TLS", Kind::Echo, "examples/echo", &one),
+            true,
+        ),
+        tls(
+            def(
+                "shardloop plaintext (no TLS)",
+                Kind::Echo,
+                "examples/echo",
+                &one,
+            ),
+            false,
+        ),
+        tls(
+            def("shardloop", Kind::Http, "examples/http_hello", &one),
+            true,
+        ),
+        tls(
+            def("nginx (1 process, pinned)", Kind::Http, NGINX, &[]),
+            true,
+        ),
+    ]
+}
+
+/// The program name that stands for nginx (started by `tls::start_nginx`).
+const NGINX: &str = "nginx";
 
 fn servers() -> Vec<ServerDef> {
     vec![
@@ -79,6 +141,8 @@ fn servers() -> Vec<ServerDef> {
             program: "examples/echo".into(),
             args: vec!["--shards", "1", "--cores", "0"],
             self_pinned: true,
+            tls: false,
+            tls_group: false,
         },
         ServerDef {
             name: "shardloop, async task per connection",
@@ -86,6 +150,8 @@ fn servers() -> Vec<ServerDef> {
             program: "examples/echo".into(),
             args: vec!["--shards", "1", "--cores", "0", "--async"],
             self_pinned: true,
+            tls: false,
+            tls_group: false,
         },
         ServerDef {
             name: "mio (hand-written)",
@@ -93,6 +159,8 @@ fn servers() -> Vec<ServerDef> {
             program: "peer_mio".into(),
             args: vec!["--mode", "echo"],
             self_pinned: false,
+            tls: false,
+            tls_group: false,
         },
         ServerDef {
             name: "tokio current-thread",
@@ -100,6 +168,8 @@ fn servers() -> Vec<ServerDef> {
             program: "peer_tokio".into(),
             args: vec!["--mode", "echo", "--flavor", "current"],
             self_pinned: false,
+            tls: false,
+            tls_group: false,
         },
         ServerDef {
             name: "tokio multi-thread (1 worker)",
@@ -107,6 +177,8 @@ fn servers() -> Vec<ServerDef> {
             program: "peer_tokio".into(),
             args: vec!["--mode", "echo", "--flavor", "multi", "--workers", "1"],
             self_pinned: false,
+            tls: false,
+            tls_group: false,
         },
         ServerDef {
             name: "shardloop",
@@ -114,6 +186,8 @@ fn servers() -> Vec<ServerDef> {
             program: "examples/http_hello".into(),
             args: vec!["--shards", "1", "--cores", "0"],
             self_pinned: true,
+            tls: false,
+            tls_group: false,
         },
         ServerDef {
             name: "mio (hand-written)",
@@ -121,6 +195,8 @@ fn servers() -> Vec<ServerDef> {
             program: "peer_mio".into(),
             args: vec!["--mode", "http"],
             self_pinned: false,
+            tls: false,
+            tls_group: false,
         },
         ServerDef {
             name: "tokio current-thread",
@@ -128,6 +204,8 @@ fn servers() -> Vec<ServerDef> {
             program: "peer_tokio".into(),
             args: vec!["--mode", "http", "--flavor", "current"],
             self_pinned: false,
+            tls: false,
+            tls_group: false,
         },
         ServerDef {
             name: "shardloop gateway (async tasks, ClientStream)",
@@ -135,6 +213,8 @@ fn servers() -> Vec<ServerDef> {
             program: "examples/gateway".into(),
             args: vec!["--shards", "1", "--cores", "0"],
             self_pinned: true,
+            tls: false,
+            tls_group: false,
         },
         ServerDef {
             name: "tokio gateway (current-thread, pooled client)",
@@ -142,6 +222,8 @@ fn servers() -> Vec<ServerDef> {
             program: "peer_gateway_tokio".into(),
             args: vec![],
             self_pinned: false,
+            tls: false,
+            tls_group: false,
         },
     ]
 }
@@ -149,7 +231,22 @@ fn servers() -> Vec<ServerDef> {
 /// A server under test; stopped with SIGINT (graceful), then SIGKILL, when dropped.
 type Running = Spawned;
 
-fn start(dir: &Path, def: &ServerDef, extra: &[String]) -> anyhow::Result<Running> {
+fn start(
+    dir: &Path,
+    def: &ServerDef,
+    extra: &[String],
+    pki: Option<&PkiFiles>,
+) -> anyhow::Result<Running> {
+    if def.program == NGINX {
+        return tls::start_nginx(pki.context("nginx serves TLS only here")?);
+    }
+    let mut extra = extra.to_vec();
+    if def.tls {
+        extra.extend(tls::example_args(
+            pki.context("a TLS server needs the PKI")?,
+        ));
+    }
+    let extra = &extra;
     let program = dir.join(&def.program);
     let mut cmd = if def.self_pinned {
         Command::new(&program)
@@ -174,6 +271,49 @@ struct Scenario {
     size: usize,
     connections: usize,
     pipeline: usize,
+    /// New connection after this many responses (handshake cost).
+    reconnect_every: Option<u64>,
+}
+
+fn tls_scenarios() -> Vec<Scenario> {
+    let sc = |name: &str, kind, size, pipeline, reconnect_every| Scenario {
+        name: name.into(),
+        kind,
+        size,
+        connections: 64,
+        pipeline,
+        reconnect_every,
+    };
+    vec![
+        sc(
+            "TLS echo 64 B, 64 conns, pipeline 1",
+            Kind::Echo,
+            64,
+            1,
+            None,
+        ),
+        sc(
+            "TLS echo 4096 B, 64 conns, pipeline 16",
+            Kind::Echo,
+            4096,
+            16,
+            None,
+        ),
+        sc(
+            "HTTPS keep-alive, 64 conns, pipeline 1",
+            Kind::Http,
+            0,
+            1,
+            None,
+        ),
+        sc(
+            "TLS handshakes: HTTPS, a new connection per request, 64 conns",
+            Kind::Http,
+            0,
+            1,
+            Some(1),
+        ),
+    ]
 }
 
 fn scenarios(quick: bool) -> Vec<Scenario> {
@@ -187,6 +327,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
                     size,
                     connections,
                     pipeline,
+                    reconnect_every: None,
                 });
             }
         }
@@ -200,6 +341,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
         size: 0,
         connections: 64,
         pipeline: 1,
+        reconnect_every: None,
     });
     if !quick {
         v.push(Scenario {
@@ -208,6 +350,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             size: 0,
             connections: 64,
             pipeline: 1,
+            reconnect_every: None,
         });
     }
     v
@@ -222,8 +365,10 @@ fn start_backend(dir: &Path) -> anyhow::Result<Running> {
         program: "examples/resp_kv".into(),
         args: vec!["--shards", "1", "--cores", "0"],
         self_pinned: true,
+        tls: false,
+        tls_group: false,
     };
-    let kv = start(dir, &def, &[])?;
+    let kv = start(dir, &def, &[], None)?;
     let mut s = TcpStream::connect(kv.addr)?;
     std::io::Write::write_all(&mut s, b"SET greeting hello\r\n")?;
     let mut ok = [0u8; 5];
@@ -235,7 +380,12 @@ fn start_backend(dir: &Path) -> anyhow::Result<Running> {
 /// One run: throughput (req/s), p99 (µs), and requests per second of the
 /// server's own CPU time (its per-core efficiency, valid even when the load
 /// generator is the bottleneck).
-fn measure(srv: &Running, s: &Scenario, a: &Args) -> anyhow::Result<(f64, u64, f64)> {
+fn measure(
+    srv: &Running,
+    s: &Scenario,
+    a: &Args,
+    tls: Option<TlsTarget>,
+) -> anyhow::Result<(f64, u64, f64)> {
     let addr = srv.addr;
     let pid = srv.child.id();
     let mut cfg = Config::new(addr);
@@ -260,6 +410,8 @@ fn measure(srv: &Running, s: &Scenario, a: &Args) -> anyhow::Result<(f64, u64, f
     cfg.duration = a.duration;
     cfg.warmup = a.warmup;
     cfg.cores = vec![1];
+    cfg.tls = tls;
+    cfg.reconnect_every = s.reconnect_every;
     let before = shardloop_loadgen::process_cpu_ticks(pid)?;
     let r = shardloop_loadgen::run(&cfg, |_| {})?;
     let cpu_s = (shardloop_loadgen::process_cpu_ticks(pid)? - before) as f64 / 100.0;
@@ -296,7 +448,7 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 /// RSS growth per idle connection, in bytes. The server may be wrapped in
 /// taskset, which execs it, so the child's PID is the server's.
 fn memory_per_idle_connection(dir: &Path, def: &ServerDef, n: usize) -> anyhow::Result<f64> {
-    let srv = start(dir, def, &[])?;
+    let srv = start(dir, def, &[], None)?;
     std::thread::sleep(Duration::from_millis(300));
     // Warm the allocator with a few connections first, then measure from there.
     let warm: Vec<TcpStream> = (0..16)
@@ -351,6 +503,8 @@ fn main() -> anyhow::Result<()> {
                     program: base.join("examples").join(example).display().to_string(),
                     args: vec!["--shards", "1", "--cores", "0"],
                     self_pinned: true,
+                    tls: false,
+                    tls_group: false,
                 },
             );
         }
@@ -359,11 +513,24 @@ fn main() -> anyhow::Result<()> {
     table.push_str("| scenario | server | req/s (median, min–max) | p99 (median) | throughput: shardloop / this | req per server CPU-second (median) | per core: shardloop / this (median, min–max) |\n");
     table.push_str("|---|---|---:|---:|---:|---:|---:|\n");
     println!("Each run: {} measured after {} warm-up; {} rounds; server on core 0, loadgen (1 thread) on core 1.\n", humantime::format_duration(a.duration), humantime::format_duration(a.warmup), a.rounds);
-    let chosen = scenarios(a.quick)
+    let pki = if a.tls { Some(tls::pki()?) } else { None };
+    let target = pki.as_ref().map(tls::target).transpose()?;
+    if a.tls {
+        defs = tls_servers();
+    }
+    let all = if a.tls {
+        tls_scenarios()
+    } else {
+        scenarios(a.quick)
+    };
+    let chosen = all
         .into_iter()
         .filter(|s| a.only.as_ref().is_none_or(|o| s.name.contains(o.as_str())));
     for s in chosen {
-        let mine: Vec<&ServerDef> = defs.iter().filter(|d| d.kind == s.kind).collect();
+        let mine: Vec<&ServerDef> = defs
+            .iter()
+            .filter(|d| d.kind == s.kind && d.tls_group == a.tls)
+            .collect();
         let backend = if s.kind == Kind::Gateway {
             Some(start_backend(&dir)?)
         } else {
@@ -375,7 +542,7 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or_default();
         let running: Vec<Running> = mine
             .iter()
-            .map(|d| start(&dir, d, &extra))
+            .map(|d| start(&dir, d, &extra, pki.as_ref()))
             .collect::<anyhow::Result<_>>()?;
         let mut tput: Vec<Vec<f64>> = vec![Vec::new(); mine.len()];
         let mut p99: Vec<Vec<f64>> = vec![Vec::new(); mine.len()];
@@ -388,7 +555,8 @@ fn main() -> anyhow::Result<()> {
                 (0..mine.len()).rev().collect()
             };
             for i in order {
-                let (t, p, e) = measure(&running[i], &s, &a)
+                let tls = target.clone().filter(|_| mine[i].tls);
+                let (t, p, e) = measure(&running[i], &s, &a, tls)
                     .with_context(|| format!("{} / {}", s.name, mine[i].name))?;
                 tput[i].push(t);
                 p99[i].push(p as f64);
@@ -440,7 +608,7 @@ fn main() -> anyhow::Result<()> {
             table.push_str(&row);
         }
     }
-    if a.idle_connections > 0 {
+    if a.idle_connections > 0 && !a.tls {
         table.push_str(&format!(
             "\n| server (echo) | RSS per idle connection ({} connections) |\n|---|---:|\n",
             a.idle_connections

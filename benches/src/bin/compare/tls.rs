@@ -1,0 +1,120 @@
+//! The TLS side of the comparison: a throw-away PKI, the load generator's
+//! TLS settings, and nginx as the peer (Debian's package, one process with
+//! `master_process off` so its CPU time is one PID's, pinned to the
+//! servers' core, the same certificate and key, TLS 1.3 only, so the suite
+//! and key exchange match: the client offers the same list to both).
+
+use anyhow::{bail, Context};
+use shardloop_devtools::pki::{PkiFiles, TestPki};
+use shardloop_devtools::Spawned;
+use shardloop_loadgen::TlsTarget;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Certificate files shared by every TLS server of the run.
+pub(crate) fn pki() -> anyhow::Result<PkiFiles> {
+    let dir = std::env::temp_dir().join(format!("shardloop-compare-tls-{}", std::process::id()));
+    Ok(TestPki::new().write(&dir)?)
+}
+
+/// What the load generator needs to speak TLS to the servers.
+pub(crate) fn target(files: &PkiFiles) -> anyhow::Result<TlsTarget> {
+    let config = shardloop::tls::TlsClientConfig::builder()
+        .ca_file(&files.ca)?
+        .alpn(["http/1.1"])
+        .build()?;
+    Ok(TlsTarget {
+        config,
+        server_name: "localhost".into(),
+    })
+}
+
+/// The arguments that make an example serve TLS.
+pub(crate) fn example_args(files: &PkiFiles) -> Vec<String> {
+    vec![
+        "--tls-cert".into(),
+        files.cert.display().to_string(),
+        "--tls-key".into(),
+        files.key.display().to_string(),
+        "--tls-alpn".into(),
+        "http/1.1".into(),
+    ]
+}
+
+fn nginx_conf(dir: &Path, port: u16, files: &PkiFiles) -> String {
+    format!(
+        r#"daemon off;
+master_process off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log error;
+events {{ worker_connections 16384; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    keepalive_requests 10000000;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.3;
+        ssl_session_cache off;
+        location / {{
+            default_type text/plain;
+            return 200 "Hello, World!";
+        }}
+    }}
+}}
+"#,
+        dir = dir.display(),
+        cert = files.cert.display(),
+        key = files.key.display(),
+    )
+}
+
+/// Starts nginx on core 0 and waits until it accepts connections.
+pub(crate) fn start_nginx(files: &PkiFiles) -> anyhow::Result<Spawned> {
+    let nginx = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .context("nginx is not installed (apt-get install -y nginx)")?;
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let dir = files.ca.with_file_name(format!("nginx-{port}"));
+    std::fs::create_dir_all(&dir)?;
+    let conf = dir.join("nginx.conf");
+    std::fs::write(&conf, nginx_conf(&dir, port, files))?;
+    let child = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(&nginx)
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start nginx")?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut srv = Spawned {
+        child,
+        addr,
+        graceful_stop: Some(Duration::from_secs(2)),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline || matches!(srv.child.try_wait(), Ok(Some(_))) {
+            let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+            bail!("nginx did not start: {log}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    srv.graceful_stop = Some(Duration::from_secs(2));
+    Ok(srv)
+}
