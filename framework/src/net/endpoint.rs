@@ -505,5 +505,20 @@ mod tests {
         assert_eq!(e("tcp:host=127.0.0.1").field, "port");
         assert_eq!(e("tcp:host=127.0.0.1:port=1:timeout=-3").field, "timeout");
         assert_eq!(e("tcp6:host=127.0.0.1:port=1").field, "host");
+        let tls = "tls:host=example.com:port=443:caCerts=ca.pem:alpn=h2,http/1.1:timeout=3"
+            .parse::<ClientEndpoint>()
+            .unwrap();
+        let ClientEndpoint::Tls {
+            host, port, tls, ..
+        } = tls
+        else {
+            panic!("{tls:?}")
+        };
+        assert_eq!((host.as_str(), port), ("example.com", 443));
+        assert_eq!(tls.ca_certs, Some(PathBuf::from("ca.pem")));
+        assert_eq!(tls.alpn, vec!["h2", "http/1.1"]);
+        assert_eq!(e("ssl:host=a:port=1:certKey=c.pem").field, "privateKey");
+        assert_eq!(e("tls:host=a:port=1:insecure=yes").field, "insecure");
+        assert_eq!(e("tls:port=1").field, "host");
     }
 }
