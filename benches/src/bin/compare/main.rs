@@ -16,7 +16,13 @@
 //! cargo run --release -p shardloop-benches --bin compare -- --tls --idle-connections 0
 //! ```
 
+mod catalog;
+mod memory;
 mod tls;
+
+use catalog::{
+    def, scenarios, servers, tls_scenarios, tls_servers, Kind, Scenario, ServerDef, NGINX,
+};
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -64,181 +70,22 @@ struct Args {
     tls: bool,
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Echo,
-    Http,
-    /// HTTP `GET /key/greeting` through a gateway to a resp_kv backend.
-    Gateway,
-}
-
-struct ServerDef {
-    name: &'static str,
-    kind: Kind,
-    /// Program (relative to the target dir) and arguments; the port is appended.
-    program: String,
-    args: Vec<&'static str>,
-    /// The program pins itself (shardloop); others are pinned with taskset.
-    self_pinned: bool,
-    /// Spoken to over TLS (shardloop's examples get `--tls-cert/--tls-key`).
-    tls: bool,
-    /// In the TLS scenarios (`--tls`) rather than the plaintext ones.
-    tls_group: bool,
-}
-
-fn def(name: &'static str, kind: Kind, program: &str, args: &[&'static str]) -> ServerDef {
-    ServerDef {
-        name,
-        kind,
-        program: program.into(),
-        args: args.to_vec(),
-        self_pinned: program.starts_with("examples/"),
-        tls: false,
-        tls_group: false,
-    }
-}
-
-fn tls_servers() -> Vec<ServerDef> {
-    let tls = |d: ServerDef, speaks: bool| ServerDef {
-        tls: speaks,
-        tls_group: true,
-        ..d
-    };
-    let one = ["--shards", "1", "--cores", "0"];
-    vec![
-        tls(
-            def("shardloop over TLS", Kind::Echo, "examples/echo", &one),
-            true,
-        ),
-        tls(
-            def(
-                "shardloop plaintext (no TLS)",
-                Kind::Echo,
-                "examples/echo",
-                &one,
-            ),
-            false,
-        ),
-        tls(
-            def("shardloop", Kind::Http, "examples/http_hello", &one),
-            true,
-        ),
-        tls(
-            def("nginx (1 process, pinned)", Kind::Http, NGINX, &[]),
-            true,
-        ),
-    ]
-}
-
-/// The program name that stands for nginx (started by `tls::start_nginx`).
-const NGINX: &str = "nginx";
-
-fn servers() -> Vec<ServerDef> {
-    vec![
-        ServerDef {
-            name: "shardloop",
-            kind: Kind::Echo,
-            program: "examples/echo".into(),
-            args: vec!["--shards", "1", "--cores", "0"],
-            self_pinned: true,
-            tls: false,
-            tls_group: false,
-        },
-        ServerDef {
-            name: "shardloop, async task per connection",
-            kind: Kind::Echo,
-            program: "examples/echo".into(),
-            args: vec!["--shards", "1", "--cores", "0", "--async"],
-            self_pinned: true,
-            tls: false,
-            tls_group: false,
-        },
-        ServerDef {
-            name: "mio (hand-written)",
-            kind: Kind::Echo,
-            program: "peer_mio".into(),
-            args: vec!["--mode", "echo"],
-            self_pinned: false,
-            tls: false,
-            tls_group: false,
-        },
-        ServerDef {
-            name: "tokio current-thread",
-            kind: Kind::Echo,
-            program: "peer_tokio".into(),
-            args: vec!["--mode", "echo", "--flavor", "current"],
-            self_pinned: false,
-            tls: false,
-            tls_group: false,
-        },
-        ServerDef {
-            name: "tokio multi-thread (1 worker)",
-            kind: Kind::Echo,
-            program: "peer_tokio".into(),
-            args: vec!["--mode", "echo", "--flavor", "multi", "--workers", "1"],
-            self_pinned: false,
-            tls: false,
-            tls_group: false,
-        },
-        ServerDef {
-            name: "shardloop",
-            kind: Kind::Http,
-            program: "examples/http_hello".into(),
-            args: vec!["--shards", "1", "--cores", "0"],
-            self_pinned: true,
-            tls: false,
-            tls_group: false,
-        },
-        ServerDef {
-            name: "mio (hand-written)",
-            kind: Kind::Http,
-            program: "peer_mio".into(),
-            args: vec!["--mode", "http"],
-            self_pinned: false,
-            tls: false,
-            tls_group: false,
-        },
-        ServerDef {
-            name: "tokio current-thread",
-            kind: Kind::Http,
-            program: "peer_tokio".into(),
-            args: vec!["--mode", "http", "--flavor", "current"],
-            self_pinned: false,
-            tls: false,
-            tls_group: false,
-        },
-        ServerDef {
-            name: "shardloop gateway (async tasks, ClientStream)",
-            kind: Kind::Gateway,
-            program: "examples/gateway".into(),
-            args: vec!["--shards", "1", "--cores", "0"],
-            self_pinned: true,
-            tls: false,
-            tls_group: false,
-        },
-        ServerDef {
-            name: "tokio gateway (current-thread, pooled client)",
-            kind: Kind::Gateway,
-            program: "peer_gateway_tokio".into(),
-            args: vec![],
-            self_pinned: false,
-            tls: false,
-            tls_group: false,
-        },
-    ]
-}
-
 /// A server under test; stopped with SIGINT (graceful), then SIGKILL, when dropped.
 type Running = Spawned;
 
-fn start(
+pub(crate) fn start(
     dir: &Path,
     def: &ServerDef,
     extra: &[String],
     pki: Option<&PkiFiles>,
 ) -> anyhow::Result<Running> {
     if def.program == NGINX {
-        return tls::start_nginx(pki.context("nginx serves TLS only here")?);
+        let pki = if def.tls {
+            Some(pki.context("a TLS server needs the PKI")?)
+        } else {
+            None
+        };
+        return tls::start_nginx(pki);
     }
     let mut extra = extra.to_vec();
     if def.tls {
@@ -265,109 +112,15 @@ fn start(
     Ok(srv)
 }
 
-struct Scenario {
-    name: String,
-    kind: Kind,
-    size: usize,
-    connections: usize,
-    pipeline: usize,
-    /// New connection after this many responses (handshake cost).
-    reconnect_every: Option<u64>,
-}
-
-fn tls_scenarios() -> Vec<Scenario> {
-    let sc = |name: &str, kind, size, pipeline, reconnect_every| Scenario {
-        name: name.into(),
-        kind,
-        size,
-        connections: 64,
-        pipeline,
-        reconnect_every,
-    };
-    vec![
-        sc(
-            "TLS echo 64 B, 64 conns, pipeline 1",
-            Kind::Echo,
-            64,
-            1,
-            None,
-        ),
-        sc(
-            "TLS echo 4096 B, 64 conns, pipeline 16",
-            Kind::Echo,
-            4096,
-            16,
-            None,
-        ),
-        sc(
-            "HTTPS keep-alive, 64 conns, pipeline 1",
-            Kind::Http,
-            0,
-            1,
-            None,
-        ),
-        sc(
-            "TLS handshakes: HTTPS, a new connection per request, 64 conns",
-            Kind::Http,
-            0,
-            1,
-            Some(1),
-        ),
-    ]
-}
-
-fn scenarios(quick: bool) -> Vec<Scenario> {
-    let mut v = Vec::new();
-    for &size in &[64usize, 4096] {
-        for &connections in &[64usize, 1000] {
-            for &pipeline in &[1usize, 16] {
-                v.push(Scenario {
-                    name: format!("echo {size} B, {connections} conns, pipeline {pipeline}"),
-                    kind: Kind::Echo,
-                    size,
-                    connections,
-                    pipeline,
-                    reconnect_every: None,
-                });
-            }
-        }
-    }
-    if quick {
-        v.truncate(1);
-    }
-    v.push(Scenario {
-        name: "HTTP plaintext, 64 conns, pipeline 1".into(),
-        kind: Kind::Http,
-        size: 0,
-        connections: 64,
-        pipeline: 1,
-        reconnect_every: None,
-    });
-    if !quick {
-        v.push(Scenario {
-            name: "gateway GET /key (resp_kv backend), 64 conns, pipeline 1".into(),
-            kind: Kind::Gateway,
-            size: 0,
-            connections: 64,
-            pipeline: 1,
-            reconnect_every: None,
-        });
-    }
-    v
-}
-
 /// The resp_kv backend of the gateway scenario (on the servers' core), with
 /// the key the load asks for.
 fn start_backend(dir: &Path) -> anyhow::Result<Running> {
-    let def = ServerDef {
-        name: "resp_kv",
-        kind: Kind::Gateway,
-        program: "examples/resp_kv".into(),
-        args: vec!["--shards", "1", "--cores", "0"],
-        self_pinned: true,
-        tls: false,
-        tls_group: false,
-    };
+    let def = def(
+        "resp_kv",
+        Kind::Gateway,
+        "examples/resp_kv",
+        &["--shards", "1", "--cores", "0"],
+    );
     let kv = start(dir, &def, &[], None)?;
     let mut s = TcpStream::connect(kv.addr)?;
     std::io::Write::write_all(&mut s, b"SET greeting hello\r\n")?;
@@ -399,7 +152,12 @@ fn measure(
         Kind::Http => Workload::Http {
             path: "/".into(),
             host: addr.to_string(),
-            headers: vec![],
+            headers: if s.reconnect_every == Some(1) {
+                // The server closes after answering, as wrk -H "Connection: close" asks.
+                vec![("Connection".into(), "close".into())]
+            } else {
+                vec![]
+            },
         },
         Kind::Gateway => Workload::Http {
             path: "/key/greeting".into(),
@@ -436,38 +194,6 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS")
-}
-
-/// RSS growth per idle connection, in bytes. The server may be wrapped in
-/// taskset, which execs it, so the child's PID is the server's.
-fn memory_per_idle_connection(dir: &Path, def: &ServerDef, n: usize) -> anyhow::Result<f64> {
-    let srv = start(dir, def, &[], None)?;
-    std::thread::sleep(Duration::from_millis(300));
-    // Warm the allocator with a few connections first, then measure from there.
-    let warm: Vec<TcpStream> = (0..16)
-        .map(|_| TcpStream::connect(srv.addr))
-        .collect::<Result<_, _>>()?;
-    std::thread::sleep(Duration::from_millis(200));
-    let before = rss_kib(srv.child.id())?;
-    let mut conns = Vec::with_capacity(n);
-    for _ in 0..n {
-        conns.push(TcpStream::connect(srv.addr)?);
-    }
-    // Let the server accept everything.
-    std::thread::sleep(Duration::from_millis(1500));
-    let after = rss_kib(srv.child.id())?;
-    drop(conns);
-    drop(warm);
-    Ok((after.saturating_sub(before) * 1024) as f64 / n as f64)
-}
-
 /// Builds the servers under test; returns the directory they are in.
 fn build_all() -> PathBuf {
     for example in ["echo", "http_hello", "gateway", "resp_kv"] {
@@ -495,18 +221,15 @@ fn main() -> anyhow::Result<()> {
         let base = std::fs::canonicalize(base).with_context(|| format!("{}", base.display()))?;
         for (kind, example) in [(Kind::Echo, "echo"), (Kind::Http, "http_hello")] {
             let at = defs.iter().position(|d| d.kind == kind).unwrap_or(0) + 1;
-            defs.insert(
-                at,
-                ServerDef {
-                    name: "shardloop (baseline)",
-                    kind,
-                    program: base.join("examples").join(example).display().to_string(),
-                    args: vec!["--shards", "1", "--cores", "0"],
-                    self_pinned: true,
-                    tls: false,
-                    tls_group: false,
-                },
+            let program = base.join("examples").join(example).display().to_string();
+            let mut d = def(
+                "shardloop (baseline)",
+                kind,
+                &program,
+                &["--shards", "1", "--cores", "0"],
             );
+            d.self_pinned = true;
+            defs.insert(at, d);
         }
     }
     let mut table = String::new();
@@ -614,7 +337,7 @@ fn main() -> anyhow::Result<()> {
             a.idle_connections
         ));
         for d in defs.iter().filter(|d| d.kind == Kind::Echo) {
-            let bytes = memory_per_idle_connection(&dir, d, a.idle_connections)?;
+            let bytes = memory::memory_per_idle_connection(&dir, d, a.idle_connections)?;
             let row = format!("| {} | {:.0} B |\n", d.name, bytes);
             print!("{row}");
             table.push_str(&row);

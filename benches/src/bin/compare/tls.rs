@@ -1,8 +1,9 @@
-//! The TLS side of the comparison: a throw-away PKI, the load generator's
-//! TLS settings, and nginx as the peer (Debian's package, one process with
+//! The TLS side of the comparison (a throw-away PKI, the load generator's
+//! TLS settings) and nginx as a peer: Debian's package, one process with
 //! `master_process off` so its CPU time is one PID's, pinned to the
-//! servers' core, the same certificate and key, TLS 1.3 only, so the suite
-//! and key exchange match: the client offers the same list to both).
+//! servers' core, `return 200 "Hello, World!"`; with TLS the same
+//! certificate and key, TLS 1.3 only, so the suite and key exchange match
+//! (the client offers the same lists to both).
 
 use anyhow::{bail, Context};
 use shardloop_devtools::pki::{PkiFiles, TestPki};
@@ -43,7 +44,15 @@ pub(crate) fn example_args(files: &PkiFiles) -> Vec<String> {
     ]
 }
 
-fn nginx_conf(dir: &Path, port: u16, files: &PkiFiles) -> String {
+fn nginx_conf(dir: &Path, port: u16, files: Option<&PkiFiles>) -> String {
+    let tls = match files {
+        Some(f) => format!(
+            "listen 127.0.0.1:{port} ssl;\n        ssl_certificate {};\n        ssl_certificate_key {};\n        ssl_protocols TLSv1.3;\n        ssl_session_cache off;",
+            f.cert.display(),
+            f.key.display()
+        ),
+        None => format!("listen 127.0.0.1:{port};"),
+    };
     format!(
         r#"daemon off;
 master_process off;
@@ -60,11 +69,7 @@ http {{
     scgi_temp_path {dir}/scgi;
     keepalive_requests 10000000;
     server {{
-        listen 127.0.0.1:{port} ssl;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        ssl_protocols TLSv1.3;
-        ssl_session_cache off;
+        {tls}
         location / {{
             default_type text/plain;
             return 200 "Hello, World!";
@@ -73,20 +78,22 @@ http {{
 }}
 "#,
         dir = dir.display(),
-        cert = files.cert.display(),
-        key = files.key.display(),
     )
 }
 
-/// Starts nginx on core 0 and waits until it accepts connections.
-pub(crate) fn start_nginx(files: &PkiFiles) -> anyhow::Result<Spawned> {
+/// Starts nginx on core 0 (serving TLS with `files`, else plaintext) and
+/// waits until it accepts connections.
+pub(crate) fn start_nginx(files: Option<&PkiFiles>) -> anyhow::Result<Spawned> {
     let nginx = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
         .into_iter()
         .map(PathBuf::from)
         .find(|p| p.exists())
         .context("nginx is not installed (apt-get install -y nginx)")?;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let dir = files.ca.with_file_name(format!("nginx-{port}"));
+    let dir = std::env::temp_dir().join(format!(
+        "shardloop-compare-nginx-{}-{port}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir)?;
     let conf = dir.join("nginx.conf");
     std::fs::write(&conf, nginx_conf(&dir, port, files))?;

@@ -1,0 +1,232 @@
+//! What `compare` runs: the servers (ours and the peers) and the scenarios.
+
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Kind {
+    Echo,
+    Http,
+    /// HTTP `GET /key/greeting` through a gateway to a resp_kv backend.
+    Gateway,
+}
+
+pub(crate) struct ServerDef {
+    pub(crate) name: &'static str,
+    pub(crate) kind: Kind,
+    /// Program (relative to the target dir) and arguments; the port is appended.
+    pub(crate) program: String,
+    pub(crate) args: Vec<&'static str>,
+    /// The program pins itself (shardloop); others are pinned with taskset.
+    pub(crate) self_pinned: bool,
+    /// Spoken to over TLS (shardloop's examples get `--tls-cert/--tls-key`).
+    pub(crate) tls: bool,
+    /// In the TLS scenarios (`--tls`) rather than the plaintext ones.
+    pub(crate) tls_group: bool,
+}
+
+pub(crate) fn def(
+    name: &'static str,
+    kind: Kind,
+    program: &str,
+    args: &[&'static str],
+) -> ServerDef {
+    ServerDef {
+        name,
+        kind,
+        program: program.into(),
+        args: args.to_vec(),
+        self_pinned: program.starts_with("examples/"),
+        tls: false,
+        tls_group: false,
+    }
+}
+
+pub(crate) fn tls_servers() -> Vec<ServerDef> {
+    let tls = |d: ServerDef, speaks: bool| ServerDef {
+        tls: speaks,
+        tls_group: true,
+        ..d
+    };
+    let one = ["--shards", "1", "--cores", "0"];
+    vec![
+        tls(
+            def("shardloop over TLS", Kind::Echo, "examples/echo", &one),
+            true,
+        ),
+        tls(
+            def(
+                "shardloop plaintext (no TLS)",
+                Kind::Echo,
+                "examples/echo",
+                &one,
+            ),
+            false,
+        ),
+        tls(
+            def("shardloop", Kind::Http, "examples/http_hello", &one),
+            true,
+        ),
+        tls(
+            def("nginx (1 process, pinned)", Kind::Http, NGINX, &[]),
+            true,
+        ),
+    ]
+}
+
+/// The program name that stands for nginx (started by `tls::start_nginx`).
+pub(crate) const NGINX: &str = "nginx";
+
+pub(crate) fn servers() -> Vec<ServerDef> {
+    let one = ["--shards", "1", "--cores", "0"];
+    let async_one = ["--shards", "1", "--cores", "0", "--async"];
+    vec![
+        def("shardloop", Kind::Echo, "examples/echo", &one),
+        def(
+            "shardloop, async task per connection",
+            Kind::Echo,
+            "examples/echo",
+            &async_one,
+        ),
+        def(
+            "mio (hand-written)",
+            Kind::Echo,
+            "peer_mio",
+            &["--mode", "echo"],
+        ),
+        def(
+            "tokio current-thread",
+            Kind::Echo,
+            "peer_tokio",
+            &["--mode", "echo", "--flavor", "current"],
+        ),
+        def(
+            "tokio multi-thread (1 worker)",
+            Kind::Echo,
+            "peer_tokio",
+            &["--mode", "echo", "--flavor", "multi", "--workers", "1"],
+        ),
+        def("shardloop", Kind::Http, "examples/http_hello", &one),
+        def(
+            "mio (hand-written)",
+            Kind::Http,
+            "peer_mio",
+            &["--mode", "http"],
+        ),
+        def(
+            "tokio current-thread",
+            Kind::Http,
+            "peer_tokio",
+            &["--mode", "http", "--flavor", "current"],
+        ),
+        def("nginx (1 process, pinned)", Kind::Http, NGINX, &[]),
+        def(
+            "shardloop gateway (async tasks, ClientStream)",
+            Kind::Gateway,
+            "examples/gateway",
+            &one,
+        ),
+        def(
+            "tokio gateway (current-thread, pooled client)",
+            Kind::Gateway,
+            "peer_gateway_tokio",
+            &[],
+        ),
+    ]
+}
+
+pub(crate) struct Scenario {
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
+    pub(crate) size: usize,
+    pub(crate) connections: usize,
+    pub(crate) pipeline: usize,
+    /// New connection after this many responses (handshake cost).
+    pub(crate) reconnect_every: Option<u64>,
+}
+
+pub(crate) fn tls_scenarios() -> Vec<Scenario> {
+    let sc = |name: &str, kind, size, pipeline, reconnect_every| Scenario {
+        name: name.into(),
+        kind,
+        size,
+        connections: 64,
+        pipeline,
+        reconnect_every,
+    };
+    vec![
+        sc(
+            "TLS echo 64 B, 64 conns, pipeline 1",
+            Kind::Echo,
+            64,
+            1,
+            None,
+        ),
+        sc(
+            "TLS echo 4096 B, 64 conns, pipeline 16",
+            Kind::Echo,
+            4096,
+            16,
+            None,
+        ),
+        sc(
+            "HTTPS keep-alive, 64 conns, pipeline 1",
+            Kind::Http,
+            0,
+            1,
+            None,
+        ),
+        sc(
+            "TLS handshakes: HTTPS, a new connection per request, 64 conns",
+            Kind::Http,
+            0,
+            1,
+            Some(1),
+        ),
+    ]
+}
+
+pub(crate) fn scenarios(quick: bool) -> Vec<Scenario> {
+    let mut v = Vec::new();
+    for &size in &[64usize, 4096] {
+        for &connections in &[64usize, 1000] {
+            for &pipeline in &[1usize, 16] {
+                v.push(Scenario {
+                    name: format!("echo {size} B, {connections} conns, pipeline {pipeline}"),
+                    kind: Kind::Echo,
+                    size,
+                    connections,
+                    pipeline,
+                    reconnect_every: None,
+                });
+            }
+        }
+    }
+    if quick {
+        v.truncate(1);
+    }
+    v.push(Scenario {
+        name: "HTTP plaintext, 64 conns, pipeline 1".into(),
+        kind: Kind::Http,
+        size: 0,
+        connections: 64,
+        pipeline: 1,
+        reconnect_every: None,
+    });
+    v.push(Scenario {
+        name: "HTTP churn: Connection: close, a new connection per request, 64 conns".into(),
+        kind: Kind::Http,
+        size: 0,
+        connections: 64,
+        pipeline: 1,
+        reconnect_every: Some(1),
+    });
+    if !quick {
+        v.push(Scenario {
+            name: "gateway GET /key (resp_kv backend), 64 conns, pipeline 1".into(),
+            kind: Kind::Gateway,
+            size: 0,
+            connections: 64,
+            pipeline: 1,
+            reconnect_every: None,
+        });
+    }
+    v
+}
