@@ -207,3 +207,52 @@ fn accept_backs_off_on_emfile_and_recovers() {
     }
     drop(server);
 }
+
+#[test]
+fn reuse_port_mode_accepts_on_every_shard_without_the_acceptor() {
+    let (h, addr) = started(
+        builder(2)
+            .reuse_port(true)
+            .listen("127.0.0.1:0", |_| |_| Echo),
+    );
+    let mut seen = 0;
+    // The kernel hashes each connection's addresses: 64 of them reach both shards.
+    for i in 0..64u8 {
+        let mut c = connect(addr);
+        c.write_all(&[i]).unwrap();
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+        assert_eq!(b[0], i);
+        seen += 1;
+    }
+    assert_eq!(seen, 64);
+    wait_for("every connection counted", || {
+        h.stats().total().connections_accepted == 64
+    });
+    let per_shard: Vec<u64> = h
+        .stats()
+        .shards
+        .iter()
+        .map(|s| s.connections_accepted)
+        .collect();
+    assert!(per_shard.iter().all(|&n| n > 0), "{per_shard:?}");
+    let names = thread_names(&h);
+    assert!(
+        names.iter().any(|n| n.contains("shard")) && names.iter().all(|n| !n.contains("acceptor")),
+        "no acceptor thread in reuse_port mode: {names:?}"
+    );
+    h.shutdown();
+    // Stopped: the port refuses connections.
+    assert!(std::net::TcpStream::connect(addr).is_err());
+}
+
+/// The names of this process's threads that belong to `h`.
+fn thread_names(h: &shardloop::Handle) -> Vec<String> {
+    let prefix = h.thread_name_prefix();
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .filter(|n| n.starts_with(&prefix))
+        .collect()
+}

@@ -14,6 +14,10 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
+    /// Every shard accepts on its own SO_REUSEPORT socket (no acceptor
+    /// thread): cheapest for short-lived connections.
+    #[arg(long)]
+    pub reuse_port: bool,
     /// Serve TLS on the port with this certificate chain (PEM, leaf first).
     /// SIGHUP reloads it and the key without a restart.
     #[arg(long, value_name = "PEM", requires = "tls_key")]
@@ -92,6 +96,7 @@ pub fn start(
     if !cores.is_empty() {
         builder = builder.pin_to_cores(cores.to_vec());
     }
+    builder = builder.reuse_port(serve.reuse_port);
     if let Some((tls, cert, key)) = serve.tls()? {
         // The example's own listener is the last one added so far.
         builder = builder.tls(tls.clone());

@@ -28,10 +28,25 @@ pub(crate) fn bind_unix(
     Ok(mio::net::UnixListener::from_std(std_listener))
 }
 
-/// Binds a non-blocking TCP listener with `SO_REUSEADDR` and the given backlog.
-pub(crate) fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+/// Binds a non-blocking TCP listener with `SO_REUSEADDR` and the given
+/// backlog; with `SO_REUSEPORT` (several sockets on one port, the
+/// kernel spreading connections over them) and `TCP_NODELAY` on the
+/// listener (Linux copies it to every accepted socket, which saves a
+/// `setsockopt` per connection).
+pub(crate) fn bind_tcp_with(
+    addr: SocketAddr,
+    backlog: i32,
+    reuse_port: bool,
+    nodelay: bool,
+) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    if nodelay {
+        socket.set_tcp_nodelay(true)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(backlog)?;
     socket.set_nonblocking(true)?;
@@ -45,10 +60,12 @@ pub(crate) enum Listener {
 }
 
 impl Listener {
-    pub(crate) fn accept(&self) -> io::Result<Stream> {
+    /// Accepts one connection with its peer's address (from `accept4`
+    /// itself: no `getpeername`).
+    pub(crate) fn accept(&self) -> io::Result<(Stream, Addr)> {
         match self {
-            Listener::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
-            Listener::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
+            Listener::Tcp(l) => l.accept().map(|(s, a)| (Stream::Tcp(s), Addr::Tcp(a))),
+            Listener::Unix(l) => l.accept().map(|(s, a)| (Stream::Unix(s), unix_addr(a))),
         }
     }
 

@@ -9,6 +9,6 @@ mod tls_endpoint;
 mod write_buf;
 
 pub use addr::Addr;
-pub(crate) use listener::{bind_tcp, bind_unix, Listener};
+pub(crate) use listener::{bind_tcp_with, bind_unix, Listener};
 pub(crate) use stream::{Stream, VirtualStream};
 pub(crate) use write_buf::{BufPool, WriteBuf};

@@ -46,7 +46,7 @@ impl<'a, P: Protocol> Conn<'a, P> {
 
     /// The local address.
     pub fn local_addr(&self) -> &Addr {
-        &self.core.local
+        self.core.local_addr()
     }
 
     /// Queues bytes for sending. Refused (dropped and counted in

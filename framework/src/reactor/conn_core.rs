@@ -23,7 +23,9 @@ pub(crate) struct ConnCore {
     pub(crate) id: ConnId,
     pub(crate) stream: Stream,
     pub(crate) peer: Addr,
-    pub(crate) local: Addr,
+    /// The local address: looked up when first asked for (`getsockname`
+    /// costs a syscall most connections never need).
+    local: std::cell::OnceCell<Addr>,
     pub(crate) out: WriteBuf,
     pub(crate) phase: Phase,
     /// Why it is closing or aborting, once decided.
@@ -44,6 +46,9 @@ pub(crate) struct ConnCore {
     pub(crate) fin_sent: bool,
     /// Accepted from a listener (false: an outbound connection).
     pub(crate) inbound: bool,
+    /// In the server-wide open-connection total (not those a `reuse_port`
+    /// shard accepted itself: they count against its share only).
+    pub(crate) counted: bool,
     /// Work in flight for this connection (protocol holds plus deferred jobs).
     pub(crate) holds: u32,
     /// `close_when_idle` was called: close once `holds` is zero.
@@ -114,7 +119,7 @@ impl ConnCore {
         id: ConnId,
         stream: Stream,
         peer: Addr,
-        local: Addr,
+        local: Option<Addr>,
         phase: Phase,
         now_tick: u64,
     ) -> Self {
@@ -122,7 +127,7 @@ impl ConnCore {
             id,
             stream,
             peer,
-            local,
+            local: local.map(std::cell::OnceCell::from).unwrap_or_default(),
             out: WriteBuf::default(),
             phase,
             close_reason: None,
@@ -135,6 +140,7 @@ impl ConnCore {
             half_close: false,
             fin_sent: false,
             inbound: true,
+            counted: true,
             holds: 0,
             close_when_idle: false,
             dirty: false,
@@ -155,6 +161,12 @@ impl ConnCore {
             layer_input: Vec::new(),
             made: false,
         }
+    }
+
+    /// The local address (looked up once, on first use).
+    pub(crate) fn local_addr(&self) -> &Addr {
+        self.local
+            .get_or_init(|| self.stream.local_addr().unwrap_or(Addr::Unix(None)))
     }
 
     pub(crate) fn accepts_output(&self) -> bool {

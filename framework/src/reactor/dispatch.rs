@@ -38,7 +38,11 @@ impl Shard {
 
     pub(super) fn handle_envelope(&mut self, env: Envelope) {
         match env {
-            Envelope::Accepted { stream, listener } => self.accept(stream, listener),
+            Envelope::Accepted {
+                stream,
+                peer,
+                listener,
+            } => self.accept(stream, peer, listener),
             Envelope::Run(f) => self.run_task(f),
             Envelope::Broadcast(f) => self.run_task(move |ctx| f(ctx)),
             Envelope::ToConn { to, msg } => {
@@ -115,6 +119,7 @@ impl Shard {
             return;
         }
         self.ctx.stopping = true;
+        self.close_own_listeners();
         let slots: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for slot in slots {
             let c = &mut self.conns[slot];
@@ -262,6 +267,7 @@ impl Shard {
                     self.layer_failed(conn.slot(), crate::api::TlsFailure::HandshakeTimeout);
                 }
             }
+            TimerTask::AcceptAgain(k) => self.accept_own(k),
             TimerTask::WakeTask(waker) => waker.wake(),
             TimerTask::BeginStop(deadline) => self.begin_stop(deadline),
             TimerTask::StopDeadline => {

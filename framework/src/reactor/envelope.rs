@@ -18,6 +18,7 @@ pub(crate) enum Envelope {
     /// A connection from the acceptor, for listener `listener`.
     Accepted {
         stream: crate::net::Stream,
+        peer: crate::net::Addr,
         listener: usize,
     },
     Run(Task),

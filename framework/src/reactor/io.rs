@@ -4,7 +4,7 @@
 
 use super::conn_core::Phase;
 use super::lifecycle::invoke;
-use super::shard::{Readiness, Shard, TIMERFD_TOKEN, WAKER_TOKEN};
+use super::shard::{Readiness, Shard, FIRST_SPECIAL_TOKEN, TIMERFD_TOKEN, WAKER_TOKEN};
 use crate::api::CloseReason;
 use std::io::{self, Read};
 use std::time::Instant;
@@ -12,8 +12,12 @@ use std::time::Instant;
 impl Shard {
     pub(super) fn dispatch_io(&mut self) {
         self.ready.clear();
+        let mut listeners_ready = false;
         for ev in self.events.iter() {
-            if ev.token() == WAKER_TOKEN || ev.token() == TIMERFD_TOKEN {
+            if ev.token().0 >= FIRST_SPECIAL_TOKEN {
+                if ev.token() != WAKER_TOKEN && ev.token() != TIMERFD_TOKEN {
+                    listeners_ready = true;
+                }
                 continue;
             }
             self.ready.push((
@@ -24,6 +28,9 @@ impl Shard {
                     read_closed: ev.is_read_closed(),
                 },
             ));
+        }
+        if listeners_ready {
+            self.accept_ready_listeners();
         }
         if self.ready.is_empty() {
             return;
@@ -48,6 +55,17 @@ impl Shard {
             before = after;
         }
         self.ctx.now = before;
+    }
+
+    fn accept_ready_listeners(&mut self) {
+        let ready: Vec<usize> = self
+            .events
+            .iter()
+            .filter_map(|ev| self.own_listener_of(ev.token().0))
+            .collect();
+        for k in ready {
+            self.accept_own(k);
+        }
     }
 
     /// Acts on one readiness event: finishes a connect, unblocks output,

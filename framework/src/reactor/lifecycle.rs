@@ -170,9 +170,10 @@ impl Shard {
         if rst {
             c.core.stream.reset_on_close();
         }
-        let _ = self.poll.registry().deregister(&mut c.core.stream);
+        // No deregister: closing the socket (dropping `c`) takes it out of
+        // the poller, and saves an epoll_ctl per connection.
         self.ctx.counters.connections_closed += 1;
-        self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
+        self.uncount(c.core.counted);
     }
 
     /// The idle timeout new connections start with, in ticks.
@@ -191,16 +192,18 @@ impl Shard {
         slot: usize,
         stream: Stream,
         peer: Addr,
-        local: Addr,
+        local: Option<Addr>,
         proto: Box<dyn ErasedProto>,
         observer: Option<Box<dyn ConnObserver>>,
         layer: Option<Box<dyn Layer>>,
+        counted: bool,
     ) -> ConnId {
         let id = ConnId::new(self.ctx.index as u16, slot as u32, self.next_generation);
         self.next_generation = self.next_generation.wrapping_add(1);
         let mut core = ConnCore::new(id, stream, peer, local, Phase::Open, self.ctx.now_tick);
         core.idle_ticks = self.default_idle_ticks();
         core.observer = observer;
+        core.counted = counted;
         let inserted = self.conns.insert(Connection {
             core,
             proto: Some(proto),
@@ -236,11 +239,24 @@ impl Shard {
         c.core.set_phase_timer(&mut self.ctx.timers, timeout, task);
     }
 
-    pub(super) fn accept(&mut self, mut stream: Stream, listener: usize) {
+    /// A connection the acceptor handed over (counted in the global total).
+    pub(super) fn accept(&mut self, stream: Stream, peer: Addr, listener: usize) {
+        self.accept_inbound(stream, peer, listener, true);
+    }
+
+    /// Sets up an accepted connection. `counted`: it is in the server-wide
+    /// total (acceptor mode), to be taken out when it goes.
+    pub(super) fn accept_inbound(
+        &mut self,
+        mut stream: Stream,
+        peer: Addr,
+        listener: usize,
+        counted: bool,
+    ) {
         let limit = self.ctx.settings.max_connections_per_shard;
         if self.ctx.stopping || self.conns.len() >= limit {
             self.ctx.counters.connections_rejected += 1;
-            self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
+            self.uncount(counted);
             if !self.ctx.stopping {
                 tracing::warn!(
                     shard = self.ctx.index,
@@ -251,25 +267,20 @@ impl Shard {
             return;
         }
         let slot = self.conns.vacant_key();
-        let addrs = stream
-            .peer_addr()
-            .and_then(|p| Ok((p, stream.local_addr()?)));
         let registered = self.poll.registry().register(
             &mut stream,
             Token(slot),
             Interest::READABLE | Interest::WRITABLE,
         );
-        let (peer, local) = match (addrs, registered) {
-            (Ok(a), Ok(())) => a,
-            (Err(e), _) | (_, Err(e)) => {
-                // The peer left before we got to it, or the poller refused.
-                tracing::debug!(error = %e, "dropping connection before it started");
-                self.ctx.counters.connections_rejected += 1;
-                self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
-                return;
-            }
-        };
-        if self.nodelay {
+        if let Err(e) = registered {
+            tracing::debug!(error = %e, "the poller refused a new connection; dropped");
+            self.ctx.counters.connections_rejected += 1;
+            self.uncount(counted);
+            return;
+        }
+        // Linux copies TCP_NODELAY from the listener (set at bind); elsewhere
+        // set it per connection.
+        if self.nodelay && !cfg!(target_os = "linux") {
             stream.set_nodelay();
         }
         let layer = match self.listener_tls.get(listener) {
@@ -278,8 +289,7 @@ impl Shard {
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start TLS; connection dropped");
                     self.ctx.counters.connections_rejected += 1;
-                    self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
-                    let _ = self.poll.registry().deregister(&mut stream);
+                    self.uncount(counted);
                     return;
                 }
             },
@@ -294,13 +304,19 @@ impl Shard {
             Err(_) => {
                 self.ctx.counters.callback_panics += 1;
                 self.ctx.counters.connections_rejected += 1;
-                self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
+                self.uncount(counted);
                 tracing::error!(shard = self.ctx.index, %peer, "factory panicked; connection dropped");
-                let _ = self.poll.registry().deregister(&mut stream);
                 return;
             }
         };
-        self.establish(slot, stream, peer, local, proto, None, layer);
+        self.establish(slot, stream, peer, None, proto, None, layer, counted);
+    }
+
+    /// Takes a connection that never started out of the global total.
+    fn uncount(&self, counted: bool) {
+        if counted {
+            self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Opens a connection over a stream that is already connected, driven by
@@ -320,6 +336,6 @@ impl Shard {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         self.inner.open_total.fetch_add(1, Ordering::Relaxed);
-        Ok(self.establish(slot, stream, peer, local, proto, observer, None))
+        Ok(self.establish(slot, stream, peer, Some(local), proto, observer, None, true))
     }
 }

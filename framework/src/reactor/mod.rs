@@ -19,6 +19,7 @@ mod io;
 mod layer;
 mod lifecycle;
 mod outbound;
+mod own_listeners;
 #[cfg(target_os = "linux")]
 mod precise_wake;
 mod protocol;

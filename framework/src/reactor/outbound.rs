@@ -42,14 +42,13 @@ impl Shard {
                     continue;
                 }
             };
-            let local = stream.local_addr().unwrap_or(Addr::Unix(None));
             let id = ConnId::new(self.ctx.index as u16, slot as u32, self.next_generation);
             self.next_generation = self.next_generation.wrapping_add(1);
             let mut core = ConnCore::new(
                 id,
                 stream,
                 pc.addr,
-                local,
+                None,
                 Phase::Connecting,
                 self.ctx.now_tick,
             );
@@ -85,9 +84,6 @@ impl Shard {
         c.core.phase = Phase::Open;
         if let Some(t) = c.core.phase_timer.take() {
             self.ctx.timers.cancel_id(t);
-        }
-        if let Ok(local) = c.core.stream.local_addr() {
-            c.core.local = local;
         }
         if self.nodelay {
             c.core.stream.set_nodelay();

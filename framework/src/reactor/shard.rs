@@ -29,6 +29,12 @@ use std::time::{Duration, Instant};
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
 /// The poll token of the shard's timerfd (sub-millisecond timer ticks).
 pub(crate) const TIMERFD_TOKEN: Token = Token(usize::MAX - 1);
+/// A shard's own listener `k` is token `LISTENER_TOKEN_BASE - k`.
+pub(crate) const LISTENER_TOKEN_BASE: usize = usize::MAX - 2;
+/// Tokens at or above this are the shard's own (never a connection slot).
+pub(crate) const FIRST_SPECIAL_TOKEN: usize = usize::MAX - 1024;
+/// A shard holds at most this many own listeners.
+pub(crate) const MAX_OWN_LISTENERS: usize = LISTENER_TOKEN_BASE - FIRST_SPECIAL_TOKEN;
 
 /// A connection on its shard: its state and (until `connection_lost`) its protocol.
 pub(crate) struct Connection {
@@ -48,6 +54,11 @@ pub(crate) struct ShardInit {
     pub(crate) nodelay: bool,
     pub(crate) timer_tick: Duration,
     pub(crate) pool: Option<PoolSender>,
+    /// This shard's own `SO_REUSEPORT` listeners, with their index.
+    pub(crate) listeners: Vec<(usize, mio::net::TcpListener)>,
+    /// Connections this shard accepts itself at most (its share of
+    /// `max_connections`).
+    pub(crate) connection_share: usize,
 }
 
 /// What the poller said about one connection.
@@ -71,6 +82,11 @@ pub(crate) struct Shard {
     pub(super) app_buf: Vec<u8>,
     /// Each listener's TLS settings (None: plaintext).
     pub(super) listener_tls: Vec<Option<crate::tls::TlsServerConfig>>,
+    /// This shard's own listeners (`reuse_port`), by token offset.
+    pub(super) own_listeners: Vec<(usize, mio::net::TcpListener)>,
+    pub(super) connection_share: usize,
+    /// Own listeners with connections left to accept (batch used up).
+    pub(super) accept_again: Vec<usize>,
     pub(super) envelopes: Vec<Envelope>,
     pub(super) next_generation: u32,
     pub(super) nodelay: bool,
@@ -80,6 +96,30 @@ pub(crate) struct Shard {
     pub(super) ctx: ShardCtx,
     /// The loop phase in progress and when it began.
     pub(super) phase: (LoopPhase, Instant),
+}
+
+/// Registers a shard's own listeners; one the poller refuses is dropped
+/// (logged), so the kernel sends its connections to the other shards.
+fn register_listeners(
+    poll: &Poll,
+    listeners: Vec<(usize, mio::net::TcpListener)>,
+) -> Vec<(usize, mio::net::TcpListener)> {
+    let mut kept = Vec::with_capacity(listeners.len());
+    for (index, mut l) in listeners {
+        if kept.len() >= MAX_OWN_LISTENERS {
+            tracing::error!("too many reuse_port listeners for one shard; closing the rest");
+            break;
+        }
+        let token = Token(LISTENER_TOKEN_BASE - kept.len());
+        match poll
+            .registry()
+            .register(&mut l, token, mio::Interest::READABLE)
+        {
+            Ok(()) => kept.push((index, l)),
+            Err(e) => tracing::error!(error = %e, "cannot register a shard's listener; closing it"),
+        }
+    }
+    kept
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -107,6 +147,7 @@ impl Shard {
         } else {
             None
         };
+        let own_listeners = register_listeners(&init.poll, init.listeners);
         let mut ctx = ShardCtx::new(init.index, init.handle, settings, init.timer_tick);
         ctx.workers = init.pool;
         Shard {
@@ -120,6 +161,9 @@ impl Shard {
             read_buf: vec![0u8; init.read_buffer_size].into_boxed_slice(),
             app_buf: Vec::new(),
             listener_tls: inner.listener_tls.clone(),
+            own_listeners,
+            connection_share: init.connection_share,
+            accept_again: Vec::new(),
             envelopes: Vec::new(),
             next_generation: 0,
             nodelay: init.nodelay,
@@ -221,6 +265,7 @@ impl Shard {
     /// written connection, published stats.
     pub(crate) fn run_ready_work(&mut self) {
         self.read_deferred();
+        self.accept_deferred();
         self.mark(LoopPhase::Inbox, Instant::now());
         self.drain_inbox();
         self.run_local();
@@ -239,6 +284,7 @@ impl Shard {
     pub(crate) fn has_ready_work(&self) -> bool {
         self.inbox_backlog
             || !self.ctx.read_again.is_empty()
+            || !self.accept_again.is_empty()
             || !self.ctx.local.is_empty()
             || !self.ctx.dirty.is_empty()
             || !self.ctx.pending_connects.is_empty()

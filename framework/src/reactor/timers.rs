@@ -57,6 +57,8 @@ pub(crate) enum TimerTask {
     ConnectTimeout(ConnId),
     /// A TLS handshake has not finished in time.
     HandshakeDeadline(ConnId),
+    /// Accept again on own listener `k` (after an accept error).
+    AcceptAgain(usize),
     StopDeadline,
     /// The drain delay is over: begin the graceful stop.
     BeginStop(std::time::Instant),

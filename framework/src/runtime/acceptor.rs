@@ -4,7 +4,7 @@
 
 use super::balance::{BalancingPolicy, ShardLoad};
 use super::server::ServerInner;
-use crate::net::{Listener, Stream};
+use crate::net::{Addr, Listener, Stream};
 use crate::reactor::Envelope;
 use mio::{Events, Interest, Poll, Token};
 use std::io;
@@ -19,7 +19,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 pub(crate) struct Acceptor {
     pub(crate) poll: Poll,
-    pub(crate) listeners: Vec<Listener>,
+    /// Listeners with their index (factories and TLS are looked up by it).
+    pub(crate) listeners: Vec<(usize, Listener)>,
     pub(crate) inner: Arc<ServerInner>,
     pub(crate) policy: Box<dyn BalancingPolicy>,
     pub(crate) max_connections: usize,
@@ -35,7 +36,7 @@ fn is_exhaustion(e: &io::Error) -> bool {
 
 impl Acceptor {
     pub(crate) fn run(mut self) {
-        for (i, l) in self.listeners.iter_mut().enumerate() {
+        for (i, (_, l)) in self.listeners.iter_mut().enumerate() {
             if let Err(e) = self
                 .poll
                 .registry()
@@ -76,10 +77,12 @@ impl Acceptor {
             backoff = None;
             for i in ready {
                 loop {
-                    match self.listeners[i].accept() {
-                        Ok(stream) => {
+                    let (index, listener) = &self.listeners[i];
+                    match listener.accept() {
+                        Ok((stream, peer)) => {
                             delay = Duration::ZERO;
-                            self.dispatch(stream, i, &mut assigned, &mut loads);
+                            let index = *index;
+                            self.dispatch(stream, peer, index, &mut assigned, &mut loads);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e)
@@ -106,7 +109,7 @@ impl Acceptor {
                 }
             }
         }
-        for l in &self.listeners {
+        for (_, l) in &self.listeners {
             if let Listener::Unix(u) = l {
                 if let Some(p) = u
                     .local_addr()
@@ -123,6 +126,7 @@ impl Acceptor {
     fn dispatch(
         &mut self,
         stream: Stream,
+        peer: Addr,
         listener: usize,
         assigned: &mut [u64],
         loads: &mut Vec<ShardLoad>,
@@ -158,7 +162,11 @@ impl Acceptor {
         }
         let shard = loads[self.policy.pick(loads) % loads.len()].shard;
         assigned[shard] += 1;
-        if !self.inner.inboxes[shard].send(Envelope::Accepted { stream, listener }) {
+        if !self.inner.inboxes[shard].send(Envelope::Accepted {
+            stream,
+            peer,
+            listener,
+        }) {
             self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
         }
     }

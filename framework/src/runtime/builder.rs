@@ -5,7 +5,6 @@ use super::server::Server;
 use crate::api::Settings;
 use crate::error::{Error, Result};
 use crate::net::endpoint::ServerEndpoint;
-use crate::net::{bind_tcp, bind_unix, Listener};
 use crate::reactor::{ErasedFactory, Factory, FactoryMaker};
 use crate::tls::TlsServerConfig;
 use std::fmt;
@@ -24,11 +23,11 @@ pub enum Pinning {
     Cores(Vec<usize>),
 }
 
-struct ListenerSpec {
-    addr: String,
-    resolved: Result<ServerEndpoint>,
-    make: FactoryMaker,
-    tls: Option<TlsServerConfig>,
+pub(super) struct ListenerSpec {
+    pub(super) addr: String,
+    pub(super) resolved: Result<ServerEndpoint>,
+    pub(super) make: FactoryMaker,
+    pub(super) tls: Option<TlsServerConfig>,
 }
 
 /// Configures a [`Server`]. Obtain with [`Server::builder`].
@@ -69,6 +68,7 @@ pub struct ServerBuilder {
     triggers: Vec<(super::lifecycle::Phase, super::lifecycle::Trigger)>,
     drain_delay: Duration,
     handle_signals: bool,
+    reuse_port: bool,
 }
 
 impl Default for ServerBuilder {
@@ -93,6 +93,7 @@ impl Default for ServerBuilder {
             triggers: Vec::new(),
             drain_delay: Duration::ZERO,
             handle_signals: false,
+            reuse_port: false,
         }
     }
 }
@@ -235,6 +236,20 @@ impl ServerBuilder {
     /// ```
     pub fn metrics<A: ToSocketAddrs + fmt::Debug>(self, addr: A) -> Self {
         self.listen(addr, |_shard| |_peer| super::metrics::MetricsHttp::new())
+    }
+
+    /// Per-shard listeners: each TCP listener is bound once per shard with
+    /// `SO_REUSEPORT` and every shard accepts on its own socket in its own
+    /// loop, so a connection never crosses threads and no acceptor thread
+    /// wakes up for it (the kernel spreads connections over the sockets by
+    /// a hash of the addresses). Cheapest for short-lived connections; the
+    /// default acceptor balances long-lived ones better (it sees every
+    /// shard's load; the kernel's hash does not). Unix-domain listeners
+    /// and sockets from systemd stay with the acceptor. The global
+    /// `max_connections` becomes a per-shard share of it.
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.reuse_port = on;
+        self
     }
 
     /// Listen backlog (default 1024; the kernel caps it at `net.core.somaxconn`).
@@ -420,61 +435,24 @@ impl ServerBuilder {
             }
         }
         self.settings.validate().map_err(Error::Config)?;
-        let mut listeners = Vec::new();
-        let mut local_addrs = Vec::new();
-        let mut makers = Vec::new();
-        let mut inherited = if self.systemd_activation {
-            super::systemd::take_listen_fds().into_iter()
-        } else {
-            Vec::new().into_iter()
-        };
-        let mut listener_tls = Vec::new();
-        for spec in self.listeners {
-            let resolved = spec.resolved?;
-            let tls = match &resolved {
-                ServerEndpoint::Tls { tls, .. } => Some(tls.load().map_err(|e| Error::Tls {
-                    addr: spec.addr.clone(),
-                    source: e,
-                })?),
-                _ => spec.tls,
-            };
-            listener_tls.push(tls);
-            if let Some(fd) = inherited.next() {
-                // Socket activation: systemd bound it; use it in its place.
-                let listener = inherited_listener(fd).map_err(|source| Error::Bind {
-                    addr: format!("{} (inherited from systemd)", spec.addr),
-                    source,
-                })?;
-                local_addrs.push(listener.local_addr()?);
-                listeners.push(listener);
-                makers.push(spec.make);
-                continue;
-            }
-            let listener = match resolved {
-                ServerEndpoint::Tcp { addr, backlog }
-                | ServerEndpoint::Tls { addr, backlog, .. } => {
-                    bind_tcp(addr, backlog.unwrap_or(self.backlog))
-                        .map(|l| Listener::Tcp(mio::net::TcpListener::from_std(l)))
-                }
-                ServerEndpoint::Unix { path, backlog } => {
-                    bind_unix(&path, backlog.unwrap_or(self.backlog)).map(Listener::Unix)
-                }
-            }
-            .map_err(|source| Error::Bind {
-                addr: spec.addr.clone(),
-                source,
-            })?;
-            local_addrs.push(listener.local_addr()?);
-            listeners.push(listener);
-            makers.push(spec.make);
-        }
+        let bound = super::bind::bind_all(
+            self.listeners,
+            &super::bind::BindOptions {
+                backlog: self.backlog,
+                nodelay: self.nodelay,
+                reuse_port: self.reuse_port,
+                shards,
+                systemd_activation: self.systemd_activation,
+            },
+        )?;
         Ok(Server {
             shards,
             pinning: self.pinning,
-            listeners,
-            local_addrs,
-            makers,
-            listener_tls,
+            listeners: bound.acceptor,
+            shard_listeners: bound.per_shard,
+            local_addrs: bound.local_addrs,
+            makers: bound.makers,
+            listener_tls: bound.tls,
             max_connections: self.max_connections,
             settings: self.settings,
             read_buffer_size: self.read_buffer_size,
@@ -491,18 +469,4 @@ impl ServerBuilder {
             handle_signals: self.handle_signals,
         })
     }
-}
-
-/// A listener from a socket systemd passed: TCP or Unix-domain, made
-/// non-blocking.
-fn inherited_listener(fd: std::os::fd::OwnedFd) -> std::io::Result<Listener> {
-    let socket = socket2::Socket::from(fd);
-    socket.set_nonblocking(true)?;
-    let is_tcp = socket.local_addr()?.as_socket().is_some();
-    let fd: std::os::fd::OwnedFd = socket.into();
-    Ok(if is_tcp {
-        Listener::Tcp(mio::net::TcpListener::from_std(fd.into()))
-    } else {
-        Listener::Unix(mio::net::UnixListener::from_std(fd.into()))
-    })
 }

@@ -4,6 +4,7 @@
 
 mod acceptor;
 mod balance;
+mod bind;
 mod builder;
 pub(crate) mod bus;
 mod handle;

@@ -25,7 +25,10 @@ static NEXT_SERVER_ID: AtomicUsize = AtomicUsize::new(0);
 pub struct Server {
     pub(super) shards: usize,
     pub(super) pinning: Pinning,
-    pub(super) listeners: Vec<Listener>,
+    /// Listeners the acceptor thread serves, by listener index.
+    pub(super) listeners: Vec<(usize, Listener)>,
+    /// Each shard's own `SO_REUSEPORT` listeners (`reuse_port` mode).
+    pub(super) shard_listeners: Vec<Vec<(usize, mio::net::TcpListener)>>,
     pub(super) local_addrs: Vec<Addr>,
     pub(super) makers: Vec<FactoryMaker>,
     pub(super) listener_tls: Vec<Option<crate::tls::TlsServerConfig>>,
@@ -144,8 +147,12 @@ impl Server {
         } else {
             None
         };
+        let mut own = self.shard_listeners.into_iter();
+        let share = self.max_connections.div_ceil(self.shards.max(1));
         for (index, (poll, rx)) in polls.into_iter().zip(receivers).enumerate() {
             let init = ShardInit {
+                listeners: own.next().unwrap_or_default(),
+                connection_share: share,
                 index,
                 poll,
                 rx,

@@ -34,6 +34,8 @@ impl Driver {
             nodelay: true,
             timer_tick: tick,
             pool: None,
+            listeners: Vec::new(),
+            connection_share: usize::MAX,
         });
         let ctx = shard.ctx_mut();
         ctx.inline_deferred = true;

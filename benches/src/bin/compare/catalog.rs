@@ -46,6 +46,7 @@ pub(crate) fn tls_servers() -> Vec<ServerDef> {
         ..d
     };
     let one = ["--shards", "1", "--cores", "0"];
+    let reuse = ["--shards", "1", "--cores", "0", "--reuse-port"];
     vec![
         tls(
             def("shardloop over TLS", Kind::Echo, "examples/echo", &one),
@@ -76,6 +77,7 @@ pub(crate) const NGINX: &str = "nginx";
 
 pub(crate) fn servers() -> Vec<ServerDef> {
     let one = ["--shards", "1", "--cores", "0"];
+    let reuse = ["--shards", "1", "--cores", "0", "--reuse-port"];
     let async_one = ["--shards", "1", "--cores", "0", "--async"];
     vec![
         def("shardloop", Kind::Echo, "examples/echo", &one),
@@ -104,6 +106,12 @@ pub(crate) fn servers() -> Vec<ServerDef> {
             &["--mode", "echo", "--flavor", "multi", "--workers", "1"],
         ),
         def("shardloop", Kind::Http, "examples/http_hello", &one),
+        def(
+            "shardloop --reuse-port",
+            Kind::Http,
+            "examples/http_hello",
+            &["--shards", "1", "--cores", "0", "--reuse-port"],
+        ),
         def(
             "mio (hand-written)",
             Kind::Http,

@@ -1,0 +1,115 @@
+//! Binding a server's listeners: for the acceptor thread, or (with
+//! `reuse_port`) one `SO_REUSEPORT` socket per shard; sockets passed by
+//! systemd in their place; TLS settings loaded from endpoint strings.
+
+use super::builder::ListenerSpec;
+use crate::error::{Error, Result};
+use crate::net::endpoint::ServerEndpoint;
+use crate::net::{bind_tcp_with, bind_unix, Addr, Listener};
+use crate::reactor::FactoryMaker;
+use crate::tls::TlsServerConfig;
+
+pub(super) struct BindOptions {
+    pub(super) backlog: i32,
+    pub(super) nodelay: bool,
+    pub(super) reuse_port: bool,
+    pub(super) shards: usize,
+    pub(super) systemd_activation: bool,
+}
+
+/// Every listener bound, by listener index (the index factories and TLS
+/// settings are looked up by).
+pub(super) struct Bound {
+    /// Listeners the acceptor thread serves, with their index.
+    pub(super) acceptor: Vec<(usize, Listener)>,
+    /// Each shard's own `SO_REUSEPORT` listeners, with their index.
+    pub(super) per_shard: Vec<Vec<(usize, mio::net::TcpListener)>>,
+    pub(super) local_addrs: Vec<Addr>,
+    pub(super) makers: Vec<FactoryMaker>,
+    pub(super) tls: Vec<Option<TlsServerConfig>>,
+}
+
+pub(super) fn bind_all(specs: Vec<ListenerSpec>, o: &BindOptions) -> Result<Bound> {
+    let mut b = Bound {
+        acceptor: Vec::new(),
+        per_shard: (0..o.shards).map(|_| Vec::new()).collect(),
+        local_addrs: Vec::new(),
+        makers: Vec::new(),
+        tls: Vec::new(),
+    };
+    let mut inherited = if o.systemd_activation {
+        super::systemd::take_listen_fds().into_iter()
+    } else {
+        Vec::new().into_iter()
+    };
+    for (index, spec) in specs.into_iter().enumerate() {
+        let resolved = spec.resolved?;
+        let bind_err = |source| Error::Bind {
+            addr: spec.addr.clone(),
+            source,
+        };
+        let tls = match &resolved {
+            ServerEndpoint::Tls { tls, .. } => Some(tls.load().map_err(|e| Error::Tls {
+                addr: spec.addr.clone(),
+                source: e,
+            })?),
+            _ => spec.tls,
+        };
+        b.tls.push(tls);
+        b.makers.push(spec.make);
+        if let Some(fd) = inherited.next() {
+            // Socket activation: systemd bound it; use it in its place.
+            let listener = inherited_listener(fd, o.nodelay).map_err(|source| Error::Bind {
+                addr: format!("{} (inherited from systemd)", spec.addr),
+                source,
+            })?;
+            b.local_addrs.push(listener.local_addr()?);
+            b.acceptor.push((index, listener));
+            continue;
+        }
+        match resolved {
+            ServerEndpoint::Tcp { addr, backlog } | ServerEndpoint::Tls { addr, backlog, .. } => {
+                let backlog = backlog.unwrap_or(o.backlog);
+                let first =
+                    bind_tcp_with(addr, backlog, o.reuse_port, o.nodelay).map_err(bind_err)?;
+                // Port 0: the others join the port the first one got.
+                let actual = first.local_addr()?;
+                b.local_addrs.push(Addr::Tcp(actual));
+                let first = mio::net::TcpListener::from_std(first);
+                if !o.reuse_port {
+                    b.acceptor.push((index, Listener::Tcp(first)));
+                    continue;
+                }
+                b.per_shard[0].push((index, first));
+                for shard in 1..o.shards {
+                    let l = bind_tcp_with(actual, backlog, true, o.nodelay).map_err(bind_err)?;
+                    b.per_shard[shard].push((index, mio::net::TcpListener::from_std(l)));
+                }
+            }
+            ServerEndpoint::Unix { path, backlog } => {
+                let l = bind_unix(&path, backlog.unwrap_or(o.backlog)).map_err(bind_err)?;
+                let listener = Listener::Unix(l);
+                b.local_addrs.push(listener.local_addr()?);
+                b.acceptor.push((index, listener));
+            }
+        }
+    }
+    Ok(b)
+}
+
+/// A listener from a socket systemd passed: TCP or Unix-domain, made
+/// non-blocking, with `TCP_NODELAY` for its connections to inherit.
+fn inherited_listener(fd: std::os::fd::OwnedFd, nodelay: bool) -> std::io::Result<Listener> {
+    let socket = socket2::Socket::from(fd);
+    socket.set_nonblocking(true)?;
+    let is_tcp = socket.local_addr()?.as_socket().is_some();
+    if is_tcp && nodelay {
+        socket.set_tcp_nodelay(true)?;
+    }
+    let fd: std::os::fd::OwnedFd = socket.into();
+    Ok(if is_tcp {
+        Listener::Tcp(mio::net::TcpListener::from_std(fd.into()))
+    } else {
+        Listener::Unix(mio::net::UnixListener::from_std(fd.into()))
+    })
+}
