@@ -73,6 +73,8 @@ struct Hello {
     body_left: u64,
     /// The request deadline is armed (a request is partly received).
     deadline_armed: bool,
+    /// The closing request was read to its last byte with nothing behind it.
+    clean_end: bool,
     limits: Limits,
 }
 
@@ -145,6 +147,7 @@ impl Hello {
             out: Vec::new(),
             body_left: 0,
             deadline_armed: false,
+            clean_end: false,
             limits,
         }
     }
@@ -187,6 +190,9 @@ impl Hello {
                     Head::Ok { close, body } => {
                         self.respond("200 OK", BODY, close);
                         if close {
+                            // Nothing after it and no body: the client sends
+                            // nothing more, so no lingering is needed.
+                            self.clean_end = body == 0 && n == data.len();
                             return (total, true);
                         }
                         data = &data[n..];
@@ -241,7 +247,11 @@ impl Protocol for Hello {
         }
         if close {
             self.buf.clear();
-            conn.close();
+            if std::mem::take(&mut self.clean_end) {
+                conn.close_without_linger();
+            } else {
+                conn.close();
+            }
             return;
         }
         // A request in progress must complete in time, however slowly its

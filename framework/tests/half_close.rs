@@ -142,3 +142,29 @@ fn a_backend_reset_reaches_the_client_as_a_reset() {
     );
     h.shutdown();
 }
+
+/// Answers once, then closes without waiting for the peer's FIN.
+struct AnswerAndGo;
+impl Protocol for AnswerAndGo {
+    type Message = ();
+    fn data_received(&mut self, conn: &mut Conn<'_, Self>, _: &[u8]) {
+        conn.write(&[b'x'; 100_000]);
+        conn.close_without_linger();
+    }
+}
+
+#[test]
+fn close_without_linger_delivers_everything_and_releases_before_the_peers_fin() {
+    let (h, addr) = started(builder(1).listen("127.0.0.1:0", |_| |_| AnswerAndGo));
+    let mut c = connect(addr);
+    c.write_all(b"request").unwrap();
+    // The server lets go of the connection while ours is still open.
+    wait_for("released without our FIN", || {
+        let t = h.stats().total();
+        t.connections_closed == 1 && t.connections_open == 0
+    });
+    let (got, err) = read_to_end_lossy(&mut c);
+    assert_eq!(err, None, "a clean FIN, not a reset");
+    assert_eq!(got.len(), 100_000);
+    h.shutdown();
+}

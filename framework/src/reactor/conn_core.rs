@@ -44,6 +44,9 @@ pub(crate) struct ConnCore {
     pub(crate) half_close: bool,
     /// FIN has been sent.
     pub(crate) fin_sent: bool,
+    /// `close_without_linger`: close the socket once flushed, without
+    /// waiting for the peer's FIN.
+    pub(crate) no_linger: bool,
     /// Accepted from a listener (false: an outbound connection).
     pub(crate) inbound: bool,
     /// In the server-wide open-connection total (not those a `reuse_port`
@@ -139,6 +142,7 @@ impl ConnCore {
             output_shut: false,
             half_close: false,
             fin_sent: false,
+            no_linger: false,
             inbound: true,
             counted: true,
             holds: 0,

@@ -83,6 +83,15 @@ impl Shard {
     /// linger until the peer's EOF (or a deadline) before closing the socket.
     pub(super) fn send_fin(&mut self, slot: usize) {
         let c = &mut self.conns[slot];
+        if c.core.no_linger && !c.core.fin_sent {
+            // The protocol said the peer sends nothing more: close now (the
+            // kernel sends FIN after the data) instead of shutdown, waiting
+            // for the peer's FIN, then close: two syscalls and a wake-up less.
+            c.core.output_shut = true;
+            let reason = c.core.close_reason.clone().unwrap_or(CloseReason::Done);
+            self.lose(slot, &reason);
+            return self.release(slot, false);
+        }
         if !c.core.fin_sent {
             c.core.stream.shutdown_write();
             c.core.fin_sent = true;

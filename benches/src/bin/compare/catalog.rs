@@ -66,6 +66,15 @@ pub(crate) fn tls_servers() -> Vec<ServerDef> {
             true,
         ),
         tls(
+            def(
+                "shardloop --reuse-port",
+                Kind::Http,
+                "examples/http_hello",
+                &reuse,
+            ),
+            true,
+        ),
+        tls(
             def("nginx (1 process, pinned)", Kind::Http, NGINX, &[]),
             true,
         ),
@@ -110,7 +119,7 @@ pub(crate) fn servers() -> Vec<ServerDef> {
             "shardloop --reuse-port",
             Kind::Http,
             "examples/http_hello",
-            &["--shards", "1", "--cores", "0", "--reuse-port"],
+            &reuse,
         ),
         def(
             "mio (hand-written)",
