@@ -248,13 +248,14 @@ impl Shard {
         c.core.set_phase_timer(&mut self.ctx.timers, timeout, task);
     }
 
-    /// A connection the acceptor handed over (counted in the global total).
+    /// A connection the acceptor handed over (the acceptor counts it from
+    /// the published `inbound_closed`, not a shared counter).
     pub(super) fn accept(&mut self, stream: Stream, peer: Addr, listener: usize) {
-        self.accept_inbound(stream, peer, listener, true);
+        self.accept_inbound(stream, peer, listener, false);
     }
 
-    /// Sets up an accepted connection. `counted`: it is in the server-wide
-    /// total (acceptor mode), to be taken out when it goes.
+    /// Sets up an accepted connection. `counted`: it is in the shared
+    /// open-connection counter, to be taken out when it goes.
     pub(super) fn accept_inbound(
         &mut self,
         mut stream: Stream,

@@ -49,6 +49,9 @@ impl Acceptor {
         let shards = self.inner.inboxes.len();
         let mut assigned = vec![0u64; shards];
         let mut loads = Vec::with_capacity(shards);
+        // Connections accepted in this wake-up, per shard: one bus message
+        // (and at most one wake-up) per shard, however many there are.
+        let mut batches: Vec<Vec<Envelope>> = (0..shards).map(|_| Vec::new()).collect();
         let mut events = Events::with_capacity(64);
         let mut backoff: Option<Instant> = None;
         let mut delay = Duration::ZERO;
@@ -82,7 +85,12 @@ impl Acceptor {
                         Ok((stream, peer)) => {
                             delay = Duration::ZERO;
                             let index = *index;
-                            self.dispatch(stream, peer, index, &mut assigned, &mut loads);
+                            let hand = Hand {
+                                stream,
+                                peer,
+                                listener: index,
+                            };
+                            self.dispatch(hand, &mut assigned, &mut loads, &mut batches);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e)
@@ -108,6 +116,7 @@ impl Acceptor {
                     break;
                 }
             }
+            self.send_batches(&mut batches);
         }
         for (_, l) in &self.listeners {
             if let Listener::Unix(u) = l {
@@ -123,17 +132,32 @@ impl Acceptor {
         tracing::debug!("acceptor stopped");
     }
 
+    /// Picks a shard for a new connection (or refuses it at the global
+    /// limit) and adds it to that shard's batch. The open count is the sum
+    /// over shards of handed minus closed (as last published), so no shared
+    /// counter is written per connection.
     fn dispatch(
         &mut self,
-        stream: Stream,
-        peer: Addr,
-        listener: usize,
+        hand: Hand,
         assigned: &mut [u64],
         loads: &mut Vec<ShardLoad>,
+        batches: &mut [Vec<Envelope>],
     ) {
-        let open = self.inner.open_total.fetch_add(1, Ordering::Relaxed);
-        if open >= self.max_connections {
-            self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
+        loads.clear();
+        let mut open = 0u64;
+        for (shard, &n) in assigned.iter().enumerate() {
+            if self.inner.dead[shard].load(Ordering::Acquire) {
+                continue;
+            }
+            // Handed (this batch included) minus closed as last published.
+            let open_here = n.saturating_sub(self.inner.stats.gone(shard));
+            open += open_here;
+            loads.push(ShardLoad {
+                shard,
+                open_connections: open_here,
+            });
+        }
+        if open >= self.max_connections as u64 {
             self.inner
                 .stats
                 .rejected_by_acceptor
@@ -144,30 +168,35 @@ impl Acceptor {
             );
             return;
         }
-        loads.clear();
-        for (shard, &n) in assigned.iter().enumerate() {
-            if self.inner.dead[shard].load(Ordering::Acquire) {
-                continue;
-            }
-            let gone = self.inner.stats.gone(shard);
-            loads.push(ShardLoad {
-                shard,
-                open_connections: n.saturating_sub(gone),
-            });
-        }
         if loads.is_empty() {
             // Every shard died; the server is stopping.
-            self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
             return;
         }
         let shard = loads[self.policy.pick(loads) % loads.len()].shard;
         assigned[shard] += 1;
-        if !self.inner.inboxes[shard].send(Envelope::Accepted {
-            stream,
-            peer,
-            listener,
-        }) {
-            self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
+        batches[shard].push(Envelope::Accepted {
+            stream: hand.stream,
+            peer: hand.peer,
+            listener: hand.listener,
+        });
+    }
+
+    fn send_batches(&mut self, batches: &mut [Vec<Envelope>]) {
+        for (shard, batch) in batches.iter_mut().enumerate() {
+            let env = match batch.len() {
+                0 => continue,
+                1 => batch.pop().expect("one"),
+                _ => Envelope::Batch(std::mem::take(batch)),
+            };
+            // A refused send (the shard is gone) drops the connections.
+            let _ = self.inner.inboxes[shard].send(env);
         }
     }
+}
+
+/// A connection on its way to a shard.
+struct Hand {
+    stream: Stream,
+    peer: Addr,
+    listener: usize,
 }

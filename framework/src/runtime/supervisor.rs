@@ -54,8 +54,10 @@ fn shard_died(inner: &Arc<ServerInner>, shard: usize, message: String) {
         "shard thread died; its connections are lost and it gets no new ones"
     );
     inner.dead[shard].store(true, Ordering::Release);
-    // Its connections died with it: give their slots back to the global limit.
-    let open = inner.stats.shards[shard].snapshot(shard).connections_open as usize;
+    // Its outbound connections died with it: take them out of the shared
+    // count (inbound ones are counted by the acceptor, which skips dead shards).
+    let s = inner.stats.shards[shard].snapshot(shard);
+    let open = s.outbound_connected.saturating_sub(s.outbound_closed) as usize;
     let _ = inner
         .open_total
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
