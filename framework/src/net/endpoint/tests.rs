@@ -1,0 +1,119 @@
+//! Endpoint parsing: good descriptions, and errors naming the bad field.
+
+use super::*;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[test]
+fn server_endpoints() {
+    assert_eq!(
+        "tcp:8080".parse::<ServerEndpoint>().unwrap(),
+        ServerEndpoint::Tcp {
+            addr: "0.0.0.0:8080".parse().unwrap(),
+            backlog: None
+        }
+    );
+    assert_eq!(
+        "tcp:port=80:interface=127.0.0.1:backlog=1024"
+            .parse::<ServerEndpoint>()
+            .unwrap(),
+        ServerEndpoint::Tcp {
+            addr: "127.0.0.1:80".parse().unwrap(),
+            backlog: Some(1024)
+        }
+    );
+    assert_eq!(
+        r"tcp6:port=81:interface=\:\:1"
+            .parse::<ServerEndpoint>()
+            .unwrap(),
+        ServerEndpoint::Tcp {
+            addr: "[::1]:81".parse().unwrap(),
+            backlog: None
+        }
+    );
+    assert_eq!(
+        "unix:/tmp/a.sock".parse::<ServerEndpoint>().unwrap(),
+        ServerEndpoint::Unix {
+            path: "/tmp/a.sock".into(),
+            backlog: None
+        }
+    );
+    assert_eq!(
+        "unix:address=/tmp/b.sock:backlog=5"
+            .parse::<ServerEndpoint>()
+            .unwrap(),
+        ServerEndpoint::Unix {
+            path: "/tmp/b.sock".into(),
+            backlog: Some(5)
+        }
+    );
+}
+
+#[test]
+fn errors_name_the_bad_field() {
+    let e = |s: &str| s.parse::<ServerEndpoint>().unwrap_err();
+    assert_eq!(e("tcp:port=abc").field, "port");
+    assert_eq!(e("tcp:70000").field, "port");
+    assert_eq!(e("tcp").field, "port");
+    assert_eq!(e("tcp:80:interface=localhost").field, "interface");
+    assert_eq!(e("tcp6:80:interface=127.0.0.1").field, "interface");
+    assert_eq!(e("tcp:80:backlog=-1").field, "backlog");
+    assert_eq!(e("tcp:80:colour=red").field, "colour");
+    assert_eq!(e("udp:80").field, "type");
+    assert_eq!(e("tls:8443").field, "privateKey");
+    assert_eq!(
+        e("tls:8443:privateKey=k.pem:clientAuth=optional").field,
+        "clientAuth"
+    );
+    assert_eq!(
+        e("ssl:8443:privateKey=k.pem:caCerts=c.pem:clientAuth=maybe").field,
+        "clientAuth"
+    );
+    assert_eq!(e("tls:port=x:privateKey=k.pem").field, "port");
+    assert_eq!(e("unix:").field, "address");
+    let msg = e("tcp:port=abc").to_string();
+    assert!(
+        msg.contains("tcp:port=abc") && msg.contains("port") && msg.contains("abc"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn client_endpoints() {
+    assert_eq!(
+        "tcp:host=127.0.0.1:port=6379:timeout=2.5"
+            .parse::<ClientEndpoint>()
+            .unwrap(),
+        ClientEndpoint::Tcp {
+            addr: "127.0.0.1:6379".parse().unwrap(),
+            timeout: Some(Duration::from_millis(2500))
+        }
+    );
+    assert_eq!(
+        "unix:path=/run/x.sock".parse::<ClientEndpoint>().unwrap(),
+        ClientEndpoint::Unix {
+            path: "/run/x.sock".into(),
+            timeout: None
+        }
+    );
+    let e = |s: &str| s.parse::<ClientEndpoint>().unwrap_err();
+    assert_eq!(e("tcp:port=1").field, "host");
+    assert_eq!(e("tcp:host=127.0.0.1").field, "port");
+    assert_eq!(e("tcp:host=127.0.0.1:port=1:timeout=-3").field, "timeout");
+    assert_eq!(e("tcp6:host=127.0.0.1:port=1").field, "host");
+    let tls = "tls:host=example.com:port=443:caCerts=ca.pem:alpn=h2,http/1.1:timeout=3"
+        .parse::<ClientEndpoint>()
+        .unwrap();
+    let ClientEndpoint::Tls {
+        host, port, tls, ..
+    } = tls
+    else {
+        panic!("{tls:?}")
+    };
+    assert_eq!((host.as_str(), port), ("example.com", 443));
+    assert_eq!(tls.ca_certs, Some(PathBuf::from("ca.pem")));
+    assert_eq!(tls.alpn, vec!["h2", "http/1.1"]);
+    assert_eq!(e("ssl:host=a:port=1:certKey=c.pem").field, "privateKey");
+    assert_eq!(e("tls:host=a:port=1:insecure=yes").field, "insecure");
+    assert_eq!(e("tls:port=1").field, "host");
+}
