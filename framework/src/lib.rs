@@ -62,7 +62,9 @@ pub mod tls;
 pub use api::{CloseReason, ConnId, ServerStats, Settings, ShardStats, TlsFailure};
 pub use client::reconnect;
 pub use error::{Error, Result};
-pub use net::{endpoint, Addr};
+#[cfg(target_os = "linux")]
+pub use net::tcp_fastopen;
+pub use net::{endpoint, Addr, Keepalive, SocketOptions};
 pub use reactor::{Conn, Factory, Protocol, ShardCtx, TimerHandle};
 pub use runtime::metrics;
 pub use runtime::{

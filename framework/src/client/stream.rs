@@ -167,6 +167,7 @@ impl ClientStream {
                 proto: Box::new(proto),
                 timeout,
                 layer: None,
+                options: None,
             })
         });
         assert!(

@@ -28,27 +28,23 @@ pub(crate) fn bind_unix(
     Ok(mio::net::UnixListener::from_std(std_listener))
 }
 
-/// Binds a non-blocking TCP listener with `SO_REUSEADDR` and the given
-/// backlog; with `SO_REUSEPORT` (several sockets on one port, the
-/// kernel spreading connections over them) and `TCP_NODELAY` on the
-/// listener (Linux copies it to every accepted socket, which saves a
-/// `setsockopt` per connection).
+/// Binds a non-blocking TCP listener with `SO_REUSEADDR` and `options`
+/// (resolved: `backlog` given). `SO_REUSEPORT` puts several sockets on one
+/// port, the kernel spreading connections over them. Options set on the
+/// listener (`TCP_NODELAY`, keep-alive, buffers, user timeout) are copied by
+/// Linux to every accepted socket: no `setsockopt` per connection.
 pub(crate) fn bind_tcp_with(
     addr: SocketAddr,
-    backlog: i32,
-    reuse_port: bool,
-    nodelay: bool,
+    options: &super::SocketOptions,
 ) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
-    if reuse_port {
+    if options.reuse_port == Some(true) {
         socket.set_reuse_port(true)?;
     }
-    if nodelay {
-        socket.set_tcp_nodelay(true)?;
-    }
+    options.apply(&socket, true)?;
     socket.bind(&addr.into())?;
-    socket.listen(backlog)?;
+    socket.listen(options.backlog.unwrap_or(1024))?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }

@@ -4,11 +4,15 @@
 mod addr;
 pub mod endpoint;
 mod listener;
+mod socket_options;
 mod stream;
 mod tls_endpoint;
 mod write_buf;
 
 pub use addr::Addr;
 pub(crate) use listener::{bind_tcp_with, bind_unix, Listener};
+#[cfg(target_os = "linux")]
+pub use socket_options::tcp_fastopen;
+pub use socket_options::{Keepalive, SocketOptions};
 pub(crate) use stream::{Stream, VirtualStream};
 pub(crate) use write_buf::{BufPool, WriteBuf};

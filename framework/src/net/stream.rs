@@ -55,6 +55,15 @@ impl Stream {
         }
     }
 
+    /// The socket under it, for options.
+    pub(crate) fn sock_ref(&self) -> Option<socket2::SockRef<'_>> {
+        match self {
+            Stream::Tcp(s) => Some(socket2::SockRef::from(s)),
+            Stream::Unix(s) => Some(socket2::SockRef::from(s)),
+            Stream::Virtual(_) => None,
+        }
+    }
+
     pub(crate) fn set_nodelay(&self) {
         if let Stream::Tcp(s) = self {
             let _ = s.set_nodelay(true);

@@ -44,6 +44,24 @@ impl<'a, P: Protocol> Conn<'a, P> {
         &self.core.peer
     }
 
+    /// The connection's socket, to read or set options on it (`None` for
+    /// the testing kit's virtual streams).
+    ///
+    /// ```no_run
+    /// # use shardloop::{Conn, Protocol};
+    /// # struct P;
+    /// # impl Protocol for P { type Message = ();
+    /// fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
+    ///     if let Some(s) = conn.socket() {
+    ///         let _ = s.set_tcp_nodelay(false); // this one wants Nagle
+    ///     }
+    /// }
+    /// #     fn data_received(&mut self, _: &mut Conn<'_, Self>, _: &[u8]) {} }
+    /// ```
+    pub fn socket(&self) -> Option<socket2::SockRef<'_>> {
+        self.core.stream.sock_ref()
+    }
+
     /// The local address.
     pub fn local_addr(&self) -> &Addr {
         self.core.local_addr()

@@ -4,7 +4,7 @@
 use super::conn_core::ConnObserver;
 use super::protocol::Protocol;
 use super::shard_ctx::{PendingConnect, ShardCtx};
-use crate::net::Addr;
+use crate::net::{Addr, SocketOptions};
 use crate::tls::{TlsClientConfig, TlsConfigError, TlsLayer};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -51,6 +51,7 @@ impl ShardCtx {
             proto: Box::new(protocol),
             timeout,
             layer: None,
+            options: None,
         });
     }
 
@@ -67,6 +68,26 @@ impl ShardCtx {
             proto: Box::new(protocol),
             timeout,
             layer: None,
+            options: None,
+        });
+    }
+
+    /// [`connect`](ShardCtx::connect) with socket options for this
+    /// connection (instead of the server's outbound defaults).
+    pub fn connect_with_options<P: Protocol>(
+        &mut self,
+        addr: SocketAddr,
+        protocol: P,
+        timeout: Option<Duration>,
+        options: SocketOptions,
+    ) {
+        self.pending_connects.push(PendingConnect {
+            observer: None,
+            addr: Addr::Tcp(addr),
+            proto: Box::new(protocol),
+            timeout,
+            layer: None,
+            options: Some(options),
         });
     }
 
@@ -130,6 +151,7 @@ impl ShardCtx {
             proto: Box::new(protocol),
             timeout,
             layer: Some(Box::new(layer)),
+            options: None,
         });
         Ok(())
     }

@@ -6,11 +6,31 @@ use super::erased::ErasedProto;
 use super::shard::{Connection, Shard};
 use super::timers::TimerTask;
 use crate::api::ConnId;
-use crate::net::{Addr, Stream};
+use crate::net::{Addr, SocketOptions, Stream};
 use mio::{Interest, Token};
+use socket2::{Domain, Socket, Type};
 use std::io;
+use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
+
+/// Starts a non-blocking TCP connect with `options` set first (buffer
+/// sizes and Fast Open must be set before the SYN).
+fn connect_tcp(addr: SocketAddr, options: &SocketOptions) -> io::Result<mio::net::TcpStream> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_nonblocking(true)?;
+    options.apply(&socket, false)?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(mio::net::TcpStream::from_std(socket.into()))
+}
 
 impl Shard {
     pub(super) fn start_connects(&mut self) {
@@ -20,7 +40,17 @@ impl Shard {
         for pc in std::mem::take(&mut self.ctx.pending_connects) {
             let proto = pc.proto;
             let connected = match &pc.addr {
-                Addr::Tcp(a) => mio::net::TcpStream::connect(*a).map(Stream::Tcp),
+                Addr::Tcp(a) => {
+                    let opts = pc
+                        .options
+                        .as_ref()
+                        .unwrap_or(&self.inner.outbound_options)
+                        .or(&SocketOptions {
+                            nodelay: Some(self.nodelay),
+                            ..SocketOptions::default()
+                        });
+                    connect_tcp(*a, &opts).map(Stream::Tcp)
+                }
                 Addr::Unix(Some(p)) => mio::net::UnixStream::connect(p).map(Stream::Unix),
                 Addr::Unix(None) => Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -84,9 +114,6 @@ impl Shard {
         c.core.phase = Phase::Open;
         if let Some(t) = c.core.phase_timer.take() {
             self.ctx.timers.cancel_id(t);
-        }
-        if self.nodelay {
-            c.core.stream.set_nodelay();
         }
         let idle = self.default_idle_ticks();
         let c = &mut self.conns[slot];

@@ -84,6 +84,8 @@ pub(crate) struct PendingConnect {
     pub(crate) timeout: Option<Duration>,
     /// A layer to start once connected (TLS).
     pub(crate) layer: Option<Box<dyn super::layer::Layer>>,
+    /// Socket options instead of the server's outbound defaults.
+    pub(crate) options: Option<crate::net::SocketOptions>,
 }
 
 impl ShardCtx {

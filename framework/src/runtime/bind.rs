@@ -5,14 +5,13 @@
 use super::builder::ListenerSpec;
 use crate::error::{Error, Result};
 use crate::net::endpoint::ServerEndpoint;
-use crate::net::{bind_tcp_with, bind_unix, Addr, Listener};
+use crate::net::{bind_tcp_with, bind_unix, Addr, Listener, SocketOptions};
 use crate::reactor::FactoryMaker;
 use crate::tls::TlsServerConfig;
 
 pub(super) struct BindOptions {
-    pub(super) backlog: i32,
-    pub(super) nodelay: bool,
-    pub(super) reuse_port: bool,
+    /// The server's defaults: backlog, TCP_NODELAY, reuse_port.
+    pub(super) defaults: SocketOptions,
     pub(super) shards: usize,
     pub(super) systemd_activation: bool,
 }
@@ -59,7 +58,8 @@ pub(super) fn bind_all(specs: Vec<ListenerSpec>, o: &BindOptions) -> Result<Boun
         b.makers.push(spec.make);
         if let Some(fd) = inherited.next() {
             // Socket activation: systemd bound it; use it in its place.
-            let listener = inherited_listener(fd, o.nodelay).map_err(|source| Error::Bind {
+            let nodelay = o.defaults.nodelay.unwrap_or(true);
+            let listener = inherited_listener(fd, nodelay).map_err(|source| Error::Bind {
                 addr: format!("{} (inherited from systemd)", spec.addr),
                 source,
             })?;
@@ -68,26 +68,28 @@ pub(super) fn bind_all(specs: Vec<ListenerSpec>, o: &BindOptions) -> Result<Boun
             continue;
         }
         match resolved {
-            ServerEndpoint::Tcp { addr, backlog } | ServerEndpoint::Tls { addr, backlog, .. } => {
-                let backlog = backlog.unwrap_or(o.backlog);
-                let first =
-                    bind_tcp_with(addr, backlog, o.reuse_port, o.nodelay).map_err(bind_err)?;
+            ServerEndpoint::Tcp { addr, options } | ServerEndpoint::Tls { addr, options, .. } => {
+                // The builder's options for this listener, then the endpoint
+                // string's, then the server's defaults.
+                let opts = spec.options.or(&options).or(&o.defaults);
+                let first = bind_tcp_with(addr, &opts).map_err(bind_err)?;
                 // Port 0: the others join the port the first one got.
                 let actual = first.local_addr()?;
                 b.local_addrs.push(Addr::Tcp(actual));
                 let first = mio::net::TcpListener::from_std(first);
-                if !o.reuse_port {
+                if opts.reuse_port != Some(true) {
                     b.acceptor.push((index, Listener::Tcp(first)));
                     continue;
                 }
                 b.per_shard[0].push((index, first));
                 for shard in 1..o.shards {
-                    let l = bind_tcp_with(actual, backlog, true, o.nodelay).map_err(bind_err)?;
+                    let l = bind_tcp_with(actual, &opts).map_err(bind_err)?;
                     b.per_shard[shard].push((index, mio::net::TcpListener::from_std(l)));
                 }
             }
             ServerEndpoint::Unix { path, backlog } => {
-                let l = bind_unix(&path, backlog.unwrap_or(o.backlog)).map_err(bind_err)?;
+                let backlog = backlog.or(spec.options.backlog).or(o.defaults.backlog);
+                let l = bind_unix(&path, backlog.unwrap_or(1024)).map_err(bind_err)?;
                 let listener = Listener::Unix(l);
                 b.local_addrs.push(listener.local_addr()?);
                 b.acceptor.push((index, listener));

@@ -5,6 +5,7 @@ use super::server::Server;
 use crate::api::Settings;
 use crate::error::{Error, Result};
 use crate::net::endpoint::ServerEndpoint;
+use crate::net::SocketOptions;
 use crate::reactor::{ErasedFactory, Factory, FactoryMaker};
 use crate::tls::TlsServerConfig;
 use std::fmt;
@@ -28,6 +29,8 @@ pub(super) struct ListenerSpec {
     pub(super) resolved: Result<ServerEndpoint>,
     pub(super) make: FactoryMaker,
     pub(super) tls: Option<TlsServerConfig>,
+    /// Socket options given for this listener by `socket_options`.
+    pub(super) options: SocketOptions,
 }
 
 /// Configures a [`Server`]. Obtain with [`Server::builder`].
@@ -69,6 +72,7 @@ pub struct ServerBuilder {
     drain_delay: Duration,
     handle_signals: bool,
     reuse_port: bool,
+    outbound_options: SocketOptions,
 }
 
 impl Default for ServerBuilder {
@@ -94,6 +98,7 @@ impl Default for ServerBuilder {
             drain_delay: Duration::ZERO,
             handle_signals: false,
             reuse_port: false,
+            outbound_options: SocketOptions::default(),
         }
     }
 }
@@ -137,7 +142,7 @@ impl ServerBuilder {
             })
             .map(|addr| ServerEndpoint::Tcp {
                 addr,
-                backlog: None,
+                options: SocketOptions::default(),
             })
             .map_err(|source| Error::Resolve {
                 addr: desc.clone(),
@@ -179,6 +184,7 @@ impl ServerBuilder {
             resolved,
             make,
             tls: None,
+            options: SocketOptions::default(),
         });
         self
     }
@@ -207,6 +213,42 @@ impl ServerBuilder {
         F: Factory,
     {
         self.listen(addr, make_factory).tls(tls)
+    }
+
+    /// Socket options for the listener added last (its connections inherit
+    /// them): keep-alive, buffer sizes, `TCP_USER_TIMEOUT`, Fast Open,
+    /// `IPV6_V6ONLY`, backlog, `SO_REUSEPORT`. What they leave unset comes
+    /// from the endpoint string, then from the server's defaults.
+    ///
+    /// ```no_run
+    /// # use shardloop::{Conn, Protocol, Server, SocketOptions, Keepalive};
+    /// # use std::time::Duration;
+    /// # struct Echo;
+    /// # impl Protocol for Echo { type Message = ();
+    /// #     fn data_received(&mut self, c: &mut Conn<'_, Self>, d: &[u8]) { c.write(d) } }
+    /// let mut opts = SocketOptions::default();
+    /// opts.keepalive = Some(Keepalive { idle: Duration::from_secs(60), interval: None, count: None });
+    /// opts.user_timeout = Some(Duration::from_secs(30));
+    /// Server::builder()
+    ///     .listen("0.0.0.0:7000", |_| |_| Echo)
+    ///     .socket_options(opts)
+    ///     .build()?;
+    /// # Ok::<(), shardloop::Error>(())
+    /// ```
+    pub fn socket_options(mut self, options: SocketOptions) -> Self {
+        if let Some(last) = self.listeners.last_mut() {
+            last.options = options;
+        }
+        self
+    }
+
+    /// Socket options for every outbound connection the shards open
+    /// (`connect_tcp`, clients, the reconnecting client), set before the
+    /// connect; [`ShardCtx::connect_with_options`](crate::ShardCtx::connect_with_options)
+    /// overrides them for one connection.
+    pub fn outbound_socket_options(mut self, options: SocketOptions) -> Self {
+        self.outbound_options = options;
+        self
     }
 
     /// Serves TLS with `tls` on the listener added last (by `listen` or
@@ -438,9 +480,12 @@ impl ServerBuilder {
         let bound = super::bind::bind_all(
             self.listeners,
             &super::bind::BindOptions {
-                backlog: self.backlog,
-                nodelay: self.nodelay,
-                reuse_port: self.reuse_port,
+                defaults: SocketOptions {
+                    backlog: Some(self.backlog),
+                    nodelay: Some(self.nodelay),
+                    reuse_port: Some(self.reuse_port),
+                    ..SocketOptions::default()
+                },
                 shards,
                 systemd_activation: self.systemd_activation,
             },
@@ -453,6 +498,7 @@ impl ServerBuilder {
             local_addrs: bound.local_addrs,
             makers: bound.makers,
             listener_tls: bound.tls,
+            outbound_options: self.outbound_options,
             max_connections: self.max_connections,
             settings: self.settings,
             read_buffer_size: self.read_buffer_size,

@@ -32,6 +32,7 @@ pub struct Server {
     pub(super) local_addrs: Vec<Addr>,
     pub(super) makers: Vec<FactoryMaker>,
     pub(super) listener_tls: Vec<Option<crate::tls::TlsServerConfig>>,
+    pub(super) outbound_options: crate::net::SocketOptions,
     pub(super) max_connections: usize,
     pub(super) settings: Settings,
     pub(super) read_buffer_size: usize,
@@ -105,6 +106,7 @@ impl Server {
             acceptor_waker,
             factory_makers: self.makers,
             listener_tls: self.listener_tls,
+            outbound_options: self.outbound_options,
             local_addrs: self.local_addrs,
             stop_timeout: self.stop_timeout,
             keep_running_on_shard_death: self.keep_running_on_shard_death,
@@ -232,6 +234,8 @@ pub(crate) struct ServerInner {
     pub(crate) factory_makers: Vec<FactoryMaker>,
     /// Each listener's TLS settings, by the same index as its factory.
     pub(crate) listener_tls: Vec<Option<crate::tls::TlsServerConfig>>,
+    /// Socket options for outbound connections.
+    pub(crate) outbound_options: crate::net::SocketOptions,
     pub(super) local_addrs: Vec<Addr>,
     pub(super) stop_timeout: Duration,
     /// Only touched by `start` and `wait`, never on the hot path.
@@ -267,6 +271,7 @@ impl ServerInner {
             acceptor_waker: None,
             factory_makers: Vec::new(),
             listener_tls: Vec::new(),
+            outbound_options: Default::default(),
             local_addrs: Vec::new(),
             stop_timeout: Duration::from_secs(5),
             threads: Mutex::new(Vec::new()),

@@ -1,6 +1,10 @@
 //! Endpoint descriptions, as in Twisted: `tcp:8080`,
 //! `tcp:port=8080:interface=127.0.0.1:backlog=1024`, `tcp6:port=8080:interface=\:\:1`,
-//! `unix:/run/app.sock` for servers; `tcp:host=127.0.0.1:port=80:timeout=5`
+//! `unix:/run/app.sock` for servers, with socket options on TCP and TLS
+//! listeners (`reusePort=true`, `noDelay=false`, `keepAlive=60`,
+//! `keepAliveInterval=10`, `keepAliveCount=5`, `rcvBuf=`, `sndBuf=` in bytes,
+//! `userTimeout=30` in seconds, `fastOpen=` queue length, `v6Only=true`,
+//! `backlog=`); `tcp:host=127.0.0.1:port=80:timeout=5`
 //! and `unix:path=/run/app.sock` for clients. A colon inside a value is
 //! written `\:`.
 
@@ -10,7 +14,8 @@ mod tests;
 
 use super::tls_endpoint::alpn_list;
 pub use super::tls_endpoint::{TlsClientSpec, TlsServerSpec};
-use parse::Parsed;
+use super::SocketOptions;
+use parse::{Parsed, SOCKET_FIELDS};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -36,8 +41,8 @@ pub enum ServerEndpoint {
     Tcp {
         /// Address to bind.
         addr: SocketAddr,
-        /// Listen backlog, if given.
-        backlog: Option<i32>,
+        /// Backlog and socket options given.
+        options: SocketOptions,
     },
     /// A Unix-domain listener.
     Unix {
@@ -50,8 +55,8 @@ pub enum ServerEndpoint {
     Tls {
         /// Address to bind.
         addr: SocketAddr,
-        /// Listen backlog, if given.
-        backlog: Option<i32>,
+        /// Backlog and socket options given.
+        options: SocketOptions,
         /// Certificate, key, ALPN, client verification.
         tls: TlsServerSpec,
     },
@@ -96,7 +101,9 @@ impl FromStr for ServerEndpoint {
         match p.kind.as_str() {
             "tcp" | "tcp6" => {
                 let v6 = p.kind == "tcp6";
-                p.check_names(&["port", "interface", "backlog"])?;
+                let mut names = vec!["port", "interface"];
+                names.extend_from_slice(SOCKET_FIELDS);
+                p.check_names(&names)?;
                 let any: IpAddr = if v6 {
                     Ipv6Addr::UNSPECIFIED.into()
                 } else {
@@ -105,7 +112,7 @@ impl FromStr for ServerEndpoint {
                 let ip = p.ip("interface", v6)?.unwrap_or(any);
                 Ok(ServerEndpoint::Tcp {
                     addr: SocketAddr::new(ip, p.port()?),
-                    backlog: p.backlog()?,
+                    options: p.socket_options()?,
                 })
             }
             "unix" => {
@@ -120,16 +127,17 @@ impl FromStr for ServerEndpoint {
                 })
             }
             "tls" | "ssl" => {
-                p.check_names(&[
+                let mut names = vec![
                     "port",
                     "interface",
-                    "backlog",
                     "privateKey",
                     "certKey",
                     "alpn",
                     "caCerts",
                     "clientAuth",
-                ])?;
+                ];
+                names.extend_from_slice(SOCKET_FIELDS);
+                p.check_names(&names)?;
                 let ip = match p.get("interface", None) {
                     None => Ipv4Addr::UNSPECIFIED.into(),
                     Some(v) => v
@@ -158,7 +166,7 @@ impl FromStr for ServerEndpoint {
                 }
                 Ok(ServerEndpoint::Tls {
                     addr: SocketAddr::new(ip, p.port()?),
-                    backlog: p.backlog()?,
+                    options: p.socket_options()?,
                     tls: TlsServerSpec {
                         private_key: PathBuf::from(key),
                         cert_key: PathBuf::from(p.get("certKey", None).unwrap_or(key)),

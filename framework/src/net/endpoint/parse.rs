@@ -2,6 +2,7 @@
 //! fields, and reading typed values with errors that name the field.
 
 use super::EndpointError;
+use crate::net::{Keepalive, SocketOptions};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -131,4 +132,82 @@ impl<'a> Parsed<'a> {
             })
             .transpose()
     }
+
+    fn flag(&self, field: &str) -> Result<Option<bool>, EndpointError> {
+        match self.get(field, None) {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(v) => Err(self.err(field, format!("{v:?} is not true or false"))),
+        }
+    }
+
+    fn number<T: std::str::FromStr>(
+        &self,
+        field: &str,
+        what: &str,
+    ) -> Result<Option<T>, EndpointError> {
+        self.get(field, None)
+            .map(|v| {
+                v.parse::<T>()
+                    .map_err(|_| self.err(field, format!("{v:?} is not {what}")))
+            })
+            .transpose()
+    }
+
+    fn seconds(&self, field: &str) -> Result<Option<Duration>, EndpointError> {
+        let Some(s) = self.number::<f64>(field, "a number of seconds")? else {
+            return Ok(None);
+        };
+        if !(s.is_finite() && s > 0.0 && s <= 1e9) {
+            return Err(self.err(field, format!("{s} is not a positive number of seconds")));
+        }
+        Ok(Some(Duration::from_secs_f64(s)))
+    }
+
+    /// The socket option fields ([`SOCKET_FIELDS`]).
+    pub(super) fn socket_options(&self) -> Result<SocketOptions, EndpointError> {
+        let interval = self.seconds("keepAliveInterval")?;
+        let count = self.number::<u32>("keepAliveCount", "a count of probes")?;
+        let keepalive = match self.seconds("keepAlive")? {
+            Some(idle) => Some(Keepalive {
+                idle,
+                interval,
+                count,
+            }),
+            None if interval.is_some() || count.is_some() => {
+                return Err(self.err(
+                    "keepAlive",
+                    "missing (keepAliveInterval and keepAliveCount need it)",
+                ))
+            }
+            None => None,
+        };
+        Ok(SocketOptions {
+            nodelay: self.flag("noDelay")?,
+            keepalive,
+            recv_buffer: self.number("rcvBuf", "a size in bytes")?,
+            send_buffer: self.number("sndBuf", "a size in bytes")?,
+            user_timeout: self.seconds("userTimeout")?,
+            fastopen: self.number("fastOpen", "a queue length")?,
+            ipv6_only: self.flag("v6Only")?,
+            backlog: self.backlog()?,
+            reuse_port: self.flag("reusePort")?,
+        })
+    }
 }
+
+/// The socket option fields a TCP or TLS listener takes.
+pub(super) const SOCKET_FIELDS: &[&str] = &[
+    "backlog",
+    "reusePort",
+    "noDelay",
+    "keepAlive",
+    "keepAliveInterval",
+    "keepAliveCount",
+    "rcvBuf",
+    "sndBuf",
+    "userTimeout",
+    "fastOpen",
+    "v6Only",
+];

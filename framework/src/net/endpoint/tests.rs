@@ -10,7 +10,7 @@ fn server_endpoints() {
         "tcp:8080".parse::<ServerEndpoint>().unwrap(),
         ServerEndpoint::Tcp {
             addr: "0.0.0.0:8080".parse().unwrap(),
-            backlog: None
+            options: SocketOptions::default()
         }
     );
     assert_eq!(
@@ -19,7 +19,10 @@ fn server_endpoints() {
             .unwrap(),
         ServerEndpoint::Tcp {
             addr: "127.0.0.1:80".parse().unwrap(),
-            backlog: Some(1024)
+            options: SocketOptions {
+                backlog: Some(1024),
+                ..SocketOptions::default()
+            }
         }
     );
     assert_eq!(
@@ -28,7 +31,7 @@ fn server_endpoints() {
             .unwrap(),
         ServerEndpoint::Tcp {
             addr: "[::1]:81".parse().unwrap(),
-            backlog: None
+            options: SocketOptions::default()
         }
     );
     assert_eq!(
@@ -47,6 +50,42 @@ fn server_endpoints() {
             backlog: Some(5)
         }
     );
+}
+
+#[test]
+fn socket_options_in_endpoint_strings() {
+    let ep = "tcp:port=80:reusePort=true:noDelay=false:keepAlive=60:keepAliveInterval=10:keepAliveCount=5:rcvBuf=65536:sndBuf=131072:userTimeout=2.5:fastOpen=16:backlog=99";
+    let ServerEndpoint::Tcp { options: o, .. } = ep.parse::<ServerEndpoint>().unwrap() else {
+        panic!("tcp")
+    };
+    assert_eq!(o.reuse_port, Some(true));
+    assert_eq!(o.nodelay, Some(false));
+    assert_eq!(
+        o.keepalive,
+        Some(crate::net::Keepalive {
+            idle: Duration::from_secs(60),
+            interval: Some(Duration::from_secs(10)),
+            count: Some(5)
+        })
+    );
+    assert_eq!((o.recv_buffer, o.send_buffer), (Some(65536), Some(131072)));
+    assert_eq!(o.user_timeout, Some(Duration::from_millis(2500)));
+    assert_eq!((o.fastopen, o.backlog), (Some(16), Some(99)));
+    let v6 = r"tcp6:port=80:interface=\:\:1:v6Only=true"
+        .parse::<ServerEndpoint>()
+        .unwrap();
+    assert!(matches!(v6, ServerEndpoint::Tcp { options, .. } if options.ipv6_only == Some(true)));
+    let tls = "tls:port=1:privateKey=k.pem:reusePort=true"
+        .parse::<ServerEndpoint>()
+        .unwrap();
+    assert!(matches!(tls, ServerEndpoint::Tls { options, .. } if options.reuse_port == Some(true)));
+    let e = |s: &str| s.parse::<ServerEndpoint>().unwrap_err();
+    assert_eq!(e("tcp:80:reusePort=yes").field, "reusePort");
+    assert_eq!(e("tcp:80:keepAlive=-1").field, "keepAlive");
+    assert_eq!(e("tcp:80:keepAliveCount=3").field, "keepAlive");
+    assert_eq!(e("tcp:80:rcvBuf=big").field, "rcvBuf");
+    assert_eq!(e("tcp:80:userTimeout=NaN").field, "userTimeout");
+    assert_eq!(e("tcp:80:fastOpen=-2").field, "fastOpen");
 }
 
 #[test]
