@@ -52,6 +52,7 @@ pub mod client;
 mod error;
 pub mod framing;
 mod net;
+pub mod proxy;
 mod reactor;
 mod runtime;
 pub mod task;

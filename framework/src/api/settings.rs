@@ -50,6 +50,9 @@ pub struct Settings {
     /// `start_tls`) to its end; a peer that stalls is closed with
     /// [`TlsFailure::HandshakeTimeout`](crate::TlsFailure::HandshakeTimeout).
     pub tls_handshake_timeout: Duration,
+    /// How long a client may take to send its PROXY protocol header on a
+    /// listener that requires one.
+    pub proxy_header_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -68,6 +71,7 @@ impl Default for Settings {
             max_bus_messages_per_iteration: 4096,
             max_task_polls_per_iteration: 1024,
             tls_handshake_timeout: Duration::from_secs(10),
+            proxy_header_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -111,6 +111,10 @@ counters! {
     /// TLS connections that failed after the handshake (bad record,
     /// fatal alert, or no `close_notify` before EOF).
     tls_errors,
+    /// PROXY protocol headers read (the real client's address taken).
+    proxy_headers,
+    /// Connections closed for a missing, malformed or late PROXY header.
+    proxy_header_errors,
     /// Tasks spawned on the shard's executor.
     tasks_spawned,
     /// Task polls.

@@ -167,6 +167,11 @@ impl ConnCore {
         }
     }
 
+    /// Sets the local address (from a PROXY header: where the client connected).
+    pub(crate) fn set_local_addr(&mut self, local: Addr) {
+        self.local = std::cell::OnceCell::from(local);
+    }
+
     /// The local address (looked up once, on first use).
     pub(crate) fn local_addr(&self) -> &Addr {
         self.local

@@ -18,10 +18,10 @@ impl<P: Protocol> Conn<'_, P> {
             out: &mut self.core.out,
             pool: &mut self.ctx.pool,
         };
-        if let Err(failure) = layer.encode(data, &mut wire) {
-            tracing::debug!(conn = %self.core.id, %failure, "TLS refused output; aborting");
+        if let Err(reason) = layer.encode(data, &mut wire) {
+            tracing::debug!(conn = %self.core.id, %reason, "the transport layer refused output; aborting");
             self.core.abort_requested = true;
-            self.core.close_reason = Some(CloseReason::Tls(failure));
+            self.core.close_reason = Some(reason);
         }
         if self.core.out.len() >= WRITE_THROUGH && !self.core.write_blocked {
             // As for plaintext: a large output goes to the socket now rather
@@ -45,9 +45,20 @@ impl<P: Protocol> Conn<'_, P> {
         self.core.layer.as_ref().and_then(|l| l.tls_info())
     }
 
+    /// The PROXY protocol header this connection started with (on a
+    /// listener with `proxy_protocol`); `peer_addr` and `local_addr`
+    /// already reflect its addresses.
+    pub fn proxy_header(&self) -> Option<crate::proxy::ProxyHeader> {
+        self.core
+            .layer
+            .as_ref()
+            .and_then(|l| l.proxy_header())
+            .cloned()
+    }
+
     /// True when the connection runs over TLS (or is upgrading to it).
     pub fn is_tls(&self) -> bool {
-        self.core.layer.is_some()
+        self.core.layer.as_ref().is_some_and(|l| l.is_tls())
     }
 
     /// Upgrades this plaintext connection to TLS as the server (Twisted's
@@ -117,7 +128,13 @@ impl<P: Protocol> Conn<'_, P> {
             // iteration, even if the socket has nothing more.
             self.ctx.read_again.push(self.core.id);
         }
-        let timeout = self.ctx.settings.tls_handshake_timeout;
+        let timeout = self
+            .core
+            .layer
+            .as_ref()
+            .map_or(self.ctx.settings.tls_handshake_timeout, |l| {
+                l.deadline(&self.ctx.settings)
+            });
         let task = TimerTask::HandshakeDeadline(self.core.id);
         self.core
             .set_phase_timer(&mut self.ctx.timers, timeout, task);

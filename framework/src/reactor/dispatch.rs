@@ -262,9 +262,11 @@ impl Shard {
                 }
                 let c = &mut self.conns[conn.slot()];
                 c.core.phase_timer = None;
-                let ready = c.core.layer.as_ref().is_none_or(|l| l.is_ready());
-                if c.core.phase == Phase::Open && !ready {
-                    self.layer_failed(conn.slot(), crate::api::TlsFailure::HandshakeTimeout);
+                let pending = c.core.layer.as_ref().filter(|l| !l.is_ready());
+                if let Some(reason) = pending.map(|l| l.timeout_reason()) {
+                    if c.core.phase == Phase::Open {
+                        self.layer_failed(conn.slot(), reason);
+                    }
                 }
             }
             TimerTask::AcceptAgain(k) => self.accept_own(k),

@@ -13,10 +13,13 @@ use super::conn_core::Phase;
 use super::lifecycle::invoke;
 use super::shard::Shard;
 use super::timers::TimerTask;
-use crate::api::{CloseReason, TlsFailure};
+use crate::api::{CloseReason, Settings, TlsFailure};
+use crate::net::Addr;
 use crate::net::{BufPool, WriteBuf};
+use crate::proxy::{ProxiedAddrs, ProxyHeader};
 use crate::tls::TlsInfo;
 use std::io;
+use std::time::Duration;
 
 /// Where a layer puts bytes for the peer: the connection's output queue.
 pub(crate) struct WireSink<'a> {
@@ -55,10 +58,10 @@ pub(crate) trait Layer: Send {
         input: &[u8],
         app: &mut Vec<u8>,
         wire: &mut WireSink<'_>,
-    ) -> Result<(), TlsFailure>;
+    ) -> Result<(), CloseReason>;
 
     /// Encodes the protocol's output onto `wire`.
-    fn encode(&mut self, data: &[u8], wire: &mut WireSink<'_>) -> Result<(), TlsFailure>;
+    fn encode(&mut self, data: &[u8], wire: &mut WireSink<'_>) -> Result<(), CloseReason>;
 
     /// Queues the end of this side's output (TLS `close_notify`), once.
     /// Returns true if it queued anything.
@@ -73,8 +76,29 @@ pub(crate) trait Layer: Send {
     /// The peer ended its output cleanly inside the layer (`close_notify`).
     fn peer_finished(&self) -> bool;
 
+    /// Whether a TCP EOF now is a clean end (for TLS: only after
+    /// `close_notify`).
+    fn clean_eof(&self) -> bool;
+
     /// What was negotiated, once ready.
     fn tls_info(&self) -> Option<TlsInfo>;
+
+    /// Why the connection ends when the peer closes before the layer is ready.
+    fn eof_reason(&self) -> CloseReason;
+
+    /// How long the layer may take to become ready.
+    fn deadline(&self, settings: &Settings) -> Duration;
+
+    /// Why the connection ends when that deadline passes.
+    fn timeout_reason(&self) -> CloseReason;
+
+    /// The layer is (or holds) TLS.
+    fn is_tls(&self) -> bool;
+
+    /// The PROXY protocol header the layer read, if it is that layer.
+    fn proxy_header(&self) -> Option<&ProxyHeader> {
+        None
+    }
 }
 
 impl Shard {
@@ -100,8 +124,8 @@ impl Shard {
             self.ctx.mark_dirty(&mut c.core);
         }
         let alive = match result {
-            Err(failure) => {
-                self.layer_failed(slot, failure);
+            Err(reason) => {
+                self.layer_failed(slot, reason);
                 false
             }
             Ok(()) => self.deliver_layered(slot, was_ready, now_ready, finished, &app),
@@ -144,10 +168,24 @@ impl Shard {
     /// The layer finished its handshake: the connection is made (or, after
     /// `start_tls`, goes on encrypted).
     pub(super) fn layer_ready(&mut self, slot: usize) -> bool {
-        self.ctx.counters.tls_handshakes += 1;
         let c = &mut self.conns[slot];
         if let Some(t) = c.core.phase_timer.take() {
             self.ctx.timers.cancel_id(t);
+        }
+        let layer = c.core.layer.as_ref();
+        if layer.is_some_and(|l| l.tls_info().is_some()) {
+            self.ctx.counters.tls_handshakes += 1;
+        }
+        if let Some(h) = layer.and_then(|l| l.proxy_header()) {
+            self.ctx.counters.proxy_headers += 1;
+            if let ProxiedAddrs::Tcp {
+                source,
+                destination,
+            } = h.addrs
+            {
+                c.core.peer = Addr::Tcp(source);
+                c.core.set_local_addr(Addr::Tcp(destination));
+            }
         }
         if c.core.made {
             return true;
@@ -173,18 +211,18 @@ impl Shard {
     /// connection whose handshake never finished was never made, so its
     /// protocol gets no `connection_lost` (an outbound one gets
     /// `connect_failed`).
-    pub(super) fn layer_failed(&mut self, slot: usize, failure: TlsFailure) {
+    pub(super) fn layer_failed(&mut self, slot: usize, reason: CloseReason) {
         let c = &mut self.conns[slot];
-        if c.core.layer.as_ref().is_some_and(|l| l.is_ready()) {
-            self.ctx.counters.tls_errors += 1;
-        } else if failure == TlsFailure::HandshakeTimeout {
-            self.ctx.counters.tls_handshake_timeouts += 1;
-        } else {
-            self.ctx.counters.tls_handshake_failures += 1;
+        let ready = c.core.layer.as_ref().is_some_and(|l| l.is_ready());
+        let n = &mut self.ctx.counters;
+        match &reason {
+            CloseReason::Tls(TlsFailure::HandshakeTimeout) => n.tls_handshake_timeouts += 1,
+            CloseReason::Tls(_) if ready => n.tls_errors += 1,
+            CloseReason::Tls(_) => n.tls_handshake_failures += 1,
+            _ => n.proxy_header_errors += 1,
         }
-        tracing::debug!(conn = %c.core.id, peer = %c.core.peer, %failure, "TLS failure; closing");
+        tracing::debug!(conn = %c.core.id, peer = %c.core.peer, %reason, "transport layer failed; closing");
         c.core.layer_failed = true;
-        let reason = CloseReason::Tls(failure);
         c.core.close_reason = Some(reason.clone());
         if c.core.phase == Phase::Open {
             c.core.phase = Phase::Closing;
@@ -222,11 +260,16 @@ impl Shard {
         let c = &mut self.conns[slot];
         let ready = c.core.layer.as_ref().is_some_and(|l| l.is_ready());
         if !ready {
-            let failure = TlsFailure::Handshake("the peer closed the connection".into());
-            return self.layer_failed(slot, failure);
+            let reason = c
+                .core
+                .layer
+                .as_ref()
+                .map(|l| l.eof_reason())
+                .unwrap_or(CloseReason::PeerClosed);
+            return self.layer_failed(slot, reason);
         }
         c.core.peer_eof = true;
-        if !c.core.layer.as_ref().is_some_and(|l| l.peer_finished()) {
+        if !c.core.layer.as_ref().is_some_and(|l| l.clean_eof()) {
             self.ctx.counters.tls_errors += 1;
             c.core
                 .close_reason

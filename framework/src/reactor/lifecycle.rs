@@ -239,11 +239,11 @@ impl Shard {
             pool: &mut self.ctx.pool,
         };
         layer.start(&mut wire);
+        let timeout = layer.deadline(&self.ctx.settings);
         c.core.layer = Some(layer);
         if !c.core.out.is_empty() {
             self.ctx.mark_dirty(&mut c.core);
         }
-        let timeout = self.ctx.settings.tls_handshake_timeout;
         let task = TimerTask::HandshakeDeadline(c.core.id);
         c.core.set_phase_timer(&mut self.ctx.timers, timeout, task);
     }
@@ -304,6 +304,11 @@ impl Shard {
                 }
             },
             _ => None,
+        };
+        let layer = if self.inner.listener_proxy.get(listener) == Some(&true) {
+            Some(Box::new(crate::proxy::ProxyLayer::new(layer)) as Box<dyn Layer>)
+        } else {
+            layer
         };
         let factory = &mut self.factories[listener];
         // Unwind safety: a factory is shard-local state the user owns; a panic

@@ -26,6 +26,8 @@ pub(super) struct Bound {
     pub(super) local_addrs: Vec<Addr>,
     pub(super) makers: Vec<FactoryMaker>,
     pub(super) tls: Vec<Option<TlsServerConfig>>,
+    /// Each listener's connections start with a PROXY header.
+    pub(super) proxy: Vec<bool>,
 }
 
 pub(super) fn bind_all(specs: Vec<ListenerSpec>, o: &BindOptions) -> Result<Bound> {
@@ -35,6 +37,7 @@ pub(super) fn bind_all(specs: Vec<ListenerSpec>, o: &BindOptions) -> Result<Boun
         local_addrs: Vec::new(),
         makers: Vec::new(),
         tls: Vec::new(),
+        proxy: Vec::new(),
     };
     let mut inherited = if o.systemd_activation {
         super::systemd::take_listen_fds().into_iter()
@@ -55,6 +58,17 @@ pub(super) fn bind_all(specs: Vec<ListenerSpec>, o: &BindOptions) -> Result<Boun
             _ => spec.tls,
         };
         b.tls.push(tls);
+        let endpoint_proxy = matches!(
+            resolved,
+            ServerEndpoint::Tcp {
+                proxy_protocol: true,
+                ..
+            } | ServerEndpoint::Tls {
+                proxy_protocol: true,
+                ..
+            }
+        );
+        b.proxy.push(spec.proxy_protocol || endpoint_proxy);
         b.makers.push(spec.make);
         if let Some(fd) = inherited.next() {
             // Socket activation: systemd bound it; use it in its place.
@@ -68,7 +82,8 @@ pub(super) fn bind_all(specs: Vec<ListenerSpec>, o: &BindOptions) -> Result<Boun
             continue;
         }
         match resolved {
-            ServerEndpoint::Tcp { addr, options } | ServerEndpoint::Tls { addr, options, .. } => {
+            ServerEndpoint::Tcp { addr, options, .. }
+            | ServerEndpoint::Tls { addr, options, .. } => {
                 // The builder's options for this listener, then the endpoint
                 // string's, then the server's defaults.
                 let opts = spec.options.or(&options).or(&o.defaults);

@@ -31,6 +31,8 @@ pub(super) struct ListenerSpec {
     pub(super) tls: Option<TlsServerConfig>,
     /// Socket options given for this listener by `socket_options`.
     pub(super) options: SocketOptions,
+    /// Connections start with a PROXY protocol header.
+    pub(super) proxy_protocol: bool,
 }
 
 /// Configures a [`Server`]. Obtain with [`Server::builder`].
@@ -143,6 +145,7 @@ impl ServerBuilder {
             .map(|addr| ServerEndpoint::Tcp {
                 addr,
                 options: SocketOptions::default(),
+                proxy_protocol: false,
             })
             .map_err(|source| Error::Resolve {
                 addr: desc.clone(),
@@ -185,6 +188,7 @@ impl ServerBuilder {
             make,
             tls: None,
             options: SocketOptions::default(),
+            proxy_protocol: false,
         });
         self
     }
@@ -248,6 +252,18 @@ impl ServerBuilder {
     /// overrides them for one connection.
     pub fn outbound_socket_options(mut self, options: SocketOptions) -> Self {
         self.outbound_options = options;
+        self
+    }
+
+    /// Requires a PROXY protocol header (v1 or v2) at the start of every
+    /// connection of the listener added last: servers behind HAProxy or a
+    /// load balancer see the real client in `Conn::peer_addr` (see
+    /// [`proxy`](crate::proxy)). Only for listeners no one but the proxy
+    /// can reach: the header is trusted.
+    pub fn proxy_protocol(mut self, on: bool) -> Self {
+        if let Some(last) = self.listeners.last_mut() {
+            last.proxy_protocol = on;
+        }
         self
     }
 
@@ -498,6 +514,7 @@ impl ServerBuilder {
             local_addrs: bound.local_addrs,
             makers: bound.makers,
             listener_tls: bound.tls,
+            listener_proxy: bound.proxy,
             outbound_options: self.outbound_options,
             max_connections: self.max_connections,
             settings: self.settings,

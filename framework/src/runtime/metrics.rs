@@ -204,6 +204,17 @@ const FAMILIES: &[Family] = &[
         },
     },
     Family {
+        name: "shardloop_proxy_headers_total",
+        kind: "counter",
+        help: "PROXY protocol headers, by outcome.",
+        value: |s| {
+            vec![
+                ("outcome=\"ok\"", s.proxy_headers as f64),
+                ("outcome=\"refused\"", s.proxy_header_errors as f64),
+            ]
+        },
+    },
+    Family {
         name: "shardloop_tls_errors_total",
         kind: "counter",
         help: "TLS connections that failed after the handshake.",

@@ -33,6 +33,7 @@ pub struct Server {
     pub(super) makers: Vec<FactoryMaker>,
     pub(super) listener_tls: Vec<Option<crate::tls::TlsServerConfig>>,
     pub(super) outbound_options: crate::net::SocketOptions,
+    pub(super) listener_proxy: Vec<bool>,
     pub(super) max_connections: usize,
     pub(super) settings: Settings,
     pub(super) read_buffer_size: usize,
@@ -107,6 +108,7 @@ impl Server {
             factory_makers: self.makers,
             listener_tls: self.listener_tls,
             outbound_options: self.outbound_options,
+            listener_proxy: self.listener_proxy,
             local_addrs: self.local_addrs,
             stop_timeout: self.stop_timeout,
             keep_running_on_shard_death: self.keep_running_on_shard_death,
@@ -236,6 +238,8 @@ pub(crate) struct ServerInner {
     pub(crate) listener_tls: Vec<Option<crate::tls::TlsServerConfig>>,
     /// Socket options for outbound connections.
     pub(crate) outbound_options: crate::net::SocketOptions,
+    /// Each listener's connections start with a PROXY header.
+    pub(crate) listener_proxy: Vec<bool>,
     pub(super) local_addrs: Vec<Addr>,
     pub(super) stop_timeout: Duration,
     /// Only touched by `start` and `wait`, never on the hot path.
@@ -272,6 +276,7 @@ impl ServerInner {
             factory_makers: Vec::new(),
             listener_tls: Vec::new(),
             outbound_options: Default::default(),
+            listener_proxy: Vec::new(),
             local_addrs: Vec::new(),
             stop_timeout: Duration::from_secs(5),
             threads: Mutex::new(Vec::new()),

@@ -1,10 +1,11 @@
 //! The TLS layer: rustls between the socket's bytes and the protocol's.
 
 use super::{TlsClientConfig, TlsInfo, TlsServerConfig};
-use crate::api::TlsFailure;
+use crate::api::{CloseReason, Settings, TlsFailure};
 use crate::reactor::{Layer, WireSink};
 use rustls::pki_types::ServerName;
 use std::io::{self, BufRead, Write};
+use std::time::Duration;
 
 /// One connection's TLS state.
 pub(crate) struct TlsLayer {
@@ -85,11 +86,11 @@ impl Layer for TlsLayer {
         mut input: &[u8],
         app: &mut Vec<u8>,
         wire: &mut WireSink<'_>,
-    ) -> Result<(), TlsFailure> {
+    ) -> Result<(), CloseReason> {
         while !input.is_empty() {
             // rustls takes what fits in its record buffer; the loop feeds the rest.
             if let Err(e) = self.conn.read_tls(&mut input) {
-                return Err(self.failure(e));
+                return Err(CloseReason::Tls(self.failure(e)));
             }
             match self.conn.process_new_packets() {
                 Ok(state) => {
@@ -102,7 +103,7 @@ impl Layer for TlsLayer {
                     let failure = self.failure(&e);
                     // rustls queued the alert that tells the peer why.
                     self.drain(wire);
-                    return Err(failure);
+                    return Err(CloseReason::Tls(failure));
                 }
             }
         }
@@ -110,20 +111,20 @@ impl Layer for TlsLayer {
         Ok(())
     }
 
-    fn encode(&mut self, mut data: &[u8], wire: &mut WireSink<'_>) -> Result<(), TlsFailure> {
+    fn encode(&mut self, mut data: &[u8], wire: &mut WireSink<'_>) -> Result<(), CloseReason> {
         while !data.is_empty() {
             let n = match self.conn.writer().write(data) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
-                Err(e) => return Err(self.failure(e)),
+                Err(e) => return Err(CloseReason::Tls(self.failure(e))),
             };
             data = &data[n..];
             if n == 0 && !self.conn.wants_write() {
                 // Only before the handshake ends: rustls holds plaintext
                 // until then, up to its buffer limit.
-                return Err(self.failure(
+                return Err(CloseReason::Tls(self.failure(
                     "more output before the handshake finished than rustls buffers (64 KiB)",
-                ));
+                )));
             }
             self.drain(wire);
         }
@@ -151,8 +152,31 @@ impl Layer for TlsLayer {
         self.peer_closed
     }
 
+    fn is_tls(&self) -> bool {
+        true
+    }
+
+    fn clean_eof(&self) -> bool {
+        // Without close_notify the end may have been forged.
+        self.peer_closed
+    }
+
     fn tls_info(&self) -> Option<TlsInfo> {
         self.is_ready()
             .then(|| TlsInfo::of(&self.conn, self.server_name.clone()))
+    }
+
+    fn eof_reason(&self) -> CloseReason {
+        CloseReason::Tls(TlsFailure::Handshake(
+            "the peer closed the connection".into(),
+        ))
+    }
+
+    fn deadline(&self, settings: &Settings) -> Duration {
+        settings.tls_handshake_timeout
+    }
+
+    fn timeout_reason(&self) -> CloseReason {
+        CloseReason::Tls(TlsFailure::HandshakeTimeout)
     }
 }

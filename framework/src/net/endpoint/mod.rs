@@ -43,6 +43,8 @@ pub enum ServerEndpoint {
         addr: SocketAddr,
         /// Backlog and socket options given.
         options: SocketOptions,
+        /// `proxyProtocol=true`: connections start with a PROXY header.
+        proxy_protocol: bool,
     },
     /// A Unix-domain listener.
     Unix {
@@ -57,6 +59,8 @@ pub enum ServerEndpoint {
         addr: SocketAddr,
         /// Backlog and socket options given.
         options: SocketOptions,
+        /// `proxyProtocol=true`: connections start with a PROXY header.
+        proxy_protocol: bool,
         /// Certificate, key, ALPN, client verification.
         tls: TlsServerSpec,
     },
@@ -113,6 +117,7 @@ impl FromStr for ServerEndpoint {
                 Ok(ServerEndpoint::Tcp {
                     addr: SocketAddr::new(ip, p.port()?),
                     options: p.socket_options()?,
+                    proxy_protocol: p.proxy_protocol()?,
                 })
             }
             "unix" => {
@@ -167,6 +172,7 @@ impl FromStr for ServerEndpoint {
                 Ok(ServerEndpoint::Tls {
                     addr: SocketAddr::new(ip, p.port()?),
                     options: p.socket_options()?,
+                    proxy_protocol: p.proxy_protocol()?,
                     tls: TlsServerSpec {
                         private_key: PathBuf::from(key),
                         cert_key: PathBuf::from(p.get("certKey", None).unwrap_or(key)),

@@ -165,6 +165,11 @@ impl<'a> Parsed<'a> {
         Ok(Some(Duration::from_secs_f64(s)))
     }
 
+    /// `proxyProtocol=true|false`.
+    pub(super) fn proxy_protocol(&self) -> Result<bool, EndpointError> {
+        Ok(self.flag("proxyProtocol")?.unwrap_or(false))
+    }
+
     /// The socket option fields ([`SOCKET_FIELDS`]).
     pub(super) fn socket_options(&self) -> Result<SocketOptions, EndpointError> {
         let interval = self.seconds("keepAliveInterval")?;
@@ -199,6 +204,7 @@ impl<'a> Parsed<'a> {
 
 /// The socket option fields a TCP or TLS listener takes.
 pub(super) const SOCKET_FIELDS: &[&str] = &[
+    "proxyProtocol",
     "backlog",
     "reusePort",
     "noDelay",

@@ -10,7 +10,8 @@ fn server_endpoints() {
         "tcp:8080".parse::<ServerEndpoint>().unwrap(),
         ServerEndpoint::Tcp {
             addr: "0.0.0.0:8080".parse().unwrap(),
-            options: SocketOptions::default()
+            options: SocketOptions::default(),
+            proxy_protocol: false
         }
     );
     assert_eq!(
@@ -22,7 +23,8 @@ fn server_endpoints() {
             options: SocketOptions {
                 backlog: Some(1024),
                 ..SocketOptions::default()
-            }
+            },
+            proxy_protocol: false
         }
     );
     assert_eq!(
@@ -31,7 +33,8 @@ fn server_endpoints() {
             .unwrap(),
         ServerEndpoint::Tcp {
             addr: "[::1]:81".parse().unwrap(),
-            options: SocketOptions::default()
+            options: SocketOptions::default(),
+            proxy_protocol: false
         }
     );
     assert_eq!(
@@ -81,6 +84,7 @@ fn socket_options_in_endpoint_strings() {
     assert!(matches!(tls, ServerEndpoint::Tls { options, .. } if options.reuse_port == Some(true)));
     let e = |s: &str| s.parse::<ServerEndpoint>().unwrap_err();
     assert_eq!(e("tcp:80:reusePort=yes").field, "reusePort");
+    assert_eq!(e("tcp:80:proxyProtocol=1").field, "proxyProtocol");
     assert_eq!(e("tcp:80:keepAlive=-1").field, "keepAlive");
     assert_eq!(e("tcp:80:keepAliveCount=3").field, "keepAlive");
     assert_eq!(e("tcp:80:rcvBuf=big").field, "rcvBuf");
