@@ -59,6 +59,7 @@ pub mod task;
 pub mod testing;
 pub mod timer_wheel;
 pub mod tls;
+pub mod udp;
 
 pub use api::{CloseReason, ConnId, ServerStats, Settings, ShardStats, TlsFailure};
 pub use client::reconnect;

@@ -111,6 +111,14 @@ counters! {
     /// TLS connections that failed after the handshake (bad record,
     /// fatal alert, or no `close_notify` before EOF).
     tls_errors,
+    /// UDP datagrams received.
+    udp_datagrams_in,
+    /// UDP datagrams sent.
+    udp_datagrams_out,
+    /// UDP datagrams dropped before sending (queue full, socket closed or unconnected).
+    udp_send_drops,
+    /// UDP errors: truncated (oversized) datagrams, ICMP errors, failed sends.
+    udp_errors,
     /// PROXY protocol headers read (the real client's address taken).
     proxy_headers,
     /// Connections closed for a missing, malformed or late PROXY header.

@@ -120,6 +120,7 @@ impl Shard {
         }
         self.ctx.stopping = true;
         self.close_own_listeners();
+        self.close_all_udp();
         let slots: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for slot in slots {
             let c = &mut self.conns[slot];

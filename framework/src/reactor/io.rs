@@ -12,11 +12,11 @@ use std::time::Instant;
 impl Shard {
     pub(super) fn dispatch_io(&mut self) {
         self.ready.clear();
-        let mut listeners_ready = false;
+        let mut own_ready = false;
         for ev in self.events.iter() {
             if ev.token().0 >= FIRST_SPECIAL_TOKEN {
                 if ev.token() != WAKER_TOKEN && ev.token() != TIMERFD_TOKEN {
-                    listeners_ready = true;
+                    own_ready = true;
                 }
                 continue;
             }
@@ -29,8 +29,8 @@ impl Shard {
                 },
             ));
         }
-        if listeners_ready {
-            self.accept_ready_listeners();
+        if own_ready {
+            self.serve_own_sockets();
         }
         if self.ready.is_empty() {
             return;
@@ -57,14 +57,23 @@ impl Shard {
         self.ctx.now = before;
     }
 
-    fn accept_ready_listeners(&mut self) {
-        let ready: Vec<usize> = self
-            .events
-            .iter()
-            .filter_map(|ev| self.own_listener_of(ev.token().0))
-            .collect();
-        for k in ready {
+    /// Events on the shard's own listeners and UDP sockets.
+    fn serve_own_sockets(&mut self) {
+        let mut listeners = Vec::new();
+        let mut udp = Vec::new();
+        for ev in self.events.iter() {
+            let t = ev.token().0;
+            if let Some(k) = self.own_listener_of(t) {
+                listeners.push(k);
+            } else if let Some(k) = self.udp_of(t) {
+                udp.push((k, ev.is_readable() || ev.is_error(), ev.is_writable()));
+            }
+        }
+        for k in listeners {
             self.accept_own(k);
+        }
+        for (k, readable, writable) in udp {
+            self.udp_ready(k, readable, writable);
         }
     }
 

@@ -27,6 +27,9 @@ mod shard;
 mod shard_ctx;
 mod tasks;
 mod timers;
+mod udp;
+mod udp_ctx;
+pub(crate) use udp_ctx::bind_udp;
 
 pub use conn::Conn;
 pub(crate) use conn_core::{ConnObserver, ConnectionEnd};

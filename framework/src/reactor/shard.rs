@@ -33,8 +33,13 @@ pub(crate) const TIMERFD_TOKEN: Token = Token(usize::MAX - 1);
 pub(crate) const LISTENER_TOKEN_BASE: usize = usize::MAX - 2;
 /// Tokens at or above this are the shard's own (never a connection slot).
 pub(crate) const FIRST_SPECIAL_TOKEN: usize = usize::MAX - 1024;
-/// A shard holds at most this many own listeners.
-pub(crate) const MAX_OWN_LISTENERS: usize = LISTENER_TOKEN_BASE - FIRST_SPECIAL_TOKEN;
+/// A shard holds at most this many own listeners (tokens down from
+/// `LISTENER_TOKEN_BASE`).
+pub(crate) const MAX_OWN_LISTENERS: usize = 256;
+/// A shard's UDP socket `k` is token `UDP_TOKEN_BASE - k`.
+pub(crate) const UDP_TOKEN_BASE: usize = LISTENER_TOKEN_BASE - MAX_OWN_LISTENERS;
+/// A shard holds at most this many UDP sockets.
+pub(crate) const MAX_UDP_SOCKETS: usize = UDP_TOKEN_BASE - FIRST_SPECIAL_TOKEN;
 
 /// A connection on its shard: its state and (until `connection_lost`) its protocol.
 pub(crate) struct Connection {
@@ -59,6 +64,10 @@ pub(crate) struct ShardInit {
     /// Connections this shard accepts itself at most (its share of
     /// `max_connections`).
     pub(crate) connection_share: usize,
+    /// This shard's `listen_udp` sockets, with the maker of their protocol.
+    pub(crate) udp: Vec<(std::net::UdpSocket, crate::udp::UdpMaker)>,
+    /// Receive slot size: the largest datagram delivered whole.
+    pub(crate) udp_max_datagram: usize,
 }
 
 /// What the poller said about one connection.
@@ -87,6 +96,10 @@ pub(crate) struct Shard {
     pub(super) connection_share: usize,
     /// Own listeners with connections left to accept (batch used up).
     pub(super) accept_again: Vec<usize>,
+    /// UDP sockets on this shard.
+    pub(super) udp: super::udp::UdpTable,
+    /// `listen_udp` sockets to start when the loop begins.
+    pub(super) udp_init: Vec<(std::net::UdpSocket, crate::udp::UdpMaker)>,
     pub(super) envelopes: Vec<Envelope>,
     pub(super) next_generation: u32,
     pub(super) nodelay: bool,
@@ -164,6 +177,8 @@ impl Shard {
             own_listeners,
             connection_share: init.connection_share,
             accept_again: Vec::new(),
+            udp: super::udp::UdpTable::new(init.udp_max_datagram),
+            udp_init: init.udp,
             envelopes: Vec::new(),
             next_generation: 0,
             nodelay: init.nodelay,
@@ -182,6 +197,7 @@ impl Shard {
         // This thread runs this shard from now on: tasks reach it through
         // the thread-local record.
         let _entered = crate::task::local::enter(self.inner.id, index, self.ctx.now);
+        self.start_udp();
         loop {
             self.refresh_settings();
             self.ctx.flush_outbox();
@@ -266,6 +282,7 @@ impl Shard {
     pub(crate) fn run_ready_work(&mut self) {
         self.read_deferred();
         self.accept_deferred();
+        self.udp_deferred();
         self.mark(LoopPhase::Inbox, Instant::now());
         self.drain_inbox();
         self.run_local();
@@ -275,6 +292,7 @@ impl Shard {
         self.mark(LoopPhase::Tasks, Instant::now());
         self.run_tasks();
         self.start_connects();
+        self.open_pending_udp();
         self.mark(LoopPhase::Flush, Instant::now());
         self.flush_dirty();
         self.publish();
@@ -285,6 +303,8 @@ impl Shard {
         self.inbox_backlog
             || !self.ctx.read_again.is_empty()
             || !self.accept_again.is_empty()
+            || !self.udp.again.is_empty()
+            || !self.ctx.pending_udp.is_empty()
             || !self.ctx.local.is_empty()
             || !self.ctx.dirty.is_empty()
             || !self.ctx.pending_connects.is_empty()

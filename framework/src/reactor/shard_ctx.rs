@@ -60,6 +60,8 @@ pub struct ShardCtx {
     next_deferred: u64,
     /// Outbound connections to start once the current callback returns.
     pub(crate) pending_connects: Vec<PendingConnect>,
+    /// UDP sockets opened in this iteration, registered at its end.
+    pub(crate) pending_udp: Vec<super::udp_ctx::PendingUdp>,
     services: HashMap<TypeId, Box<dyn Any>>,
     /// This shard's tasks (the local executor).
     pub(crate) tasks: Tasks,
@@ -121,6 +123,7 @@ impl ShardCtx {
             deferred: HashMap::new(),
             next_deferred: 0,
             pending_connects: Vec::new(),
+            pending_udp: Vec::new(),
             services: HashMap::new(),
             tasks: Tasks::new(handle_id, index, inboxes_for_tasks),
         }

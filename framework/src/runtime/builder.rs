@@ -75,6 +75,14 @@ pub struct ServerBuilder {
     handle_signals: bool,
     reuse_port: bool,
     outbound_options: SocketOptions,
+    udp: Vec<UdpSpec>,
+    udp_max_datagram: usize,
+}
+
+struct UdpSpec {
+    desc: String,
+    resolved: Result<std::net::SocketAddr>,
+    make: crate::udp::UdpMaker,
 }
 
 impl Default for ServerBuilder {
@@ -101,6 +109,8 @@ impl Default for ServerBuilder {
             handle_signals: false,
             reuse_port: false,
             outbound_options: SocketOptions::default(),
+            udp: Vec::new(),
+            udp_max_datagram: 65536,
         }
     }
 }
@@ -264,6 +274,48 @@ impl ServerBuilder {
         if let Some(last) = self.listeners.last_mut() {
             last.proxy_protocol = on;
         }
+        self
+    }
+
+    /// Serves UDP on `addr` with a [`DatagramProtocol`](crate::udp::DatagramProtocol)
+    /// per shard (`make_protocol` runs once on each shard thread). Every
+    /// shard gets its own `SO_REUSEPORT` socket on the address, so the
+    /// kernel spreads flows over the shards; see [`udp`](crate::udp).
+    pub fn listen_udp<A, M, P>(mut self, addr: A, make_protocol: M) -> Self
+    where
+        A: ToSocketAddrs + fmt::Debug,
+        M: Fn(usize) -> P + Send + Sync + 'static,
+        P: crate::udp::DatagramProtocol,
+    {
+        let desc = format!("udp {addr:?}");
+        let resolved = addr
+            .to_socket_addrs()
+            .and_then(|mut it| {
+                it.next().ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no address found")
+                })
+            })
+            .map_err(|source| Error::Resolve {
+                addr: desc.clone(),
+                source,
+            });
+        let make: crate::udp::UdpMaker = Arc::new(move |shard| {
+            Box::new(make_protocol(shard)) as Box<dyn crate::udp::DatagramProtocol>
+        });
+        self.udp.push(UdpSpec {
+            desc,
+            resolved,
+            make,
+        });
+        self
+    }
+
+    /// The largest UDP datagram delivered whole (default 65536, any
+    /// datagram); a longer one is dropped and reported to
+    /// `error_received`. Smaller values save memory (16 receive slots per
+    /// shard).
+    pub fn udp_max_datagram(mut self, bytes: usize) -> Self {
+        self.udp_max_datagram = bytes;
         self
     }
 
@@ -506,7 +558,31 @@ impl ServerBuilder {
                 systemd_activation: self.systemd_activation,
             },
         )?;
+        if self.udp_max_datagram == 0 {
+            return Err(Error::Config("udp_max_datagram must be at least 1".into()));
+        }
+        let mut udp_sockets: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
+        let mut udp_addrs = Vec::new();
+        for spec in self.udp {
+            let addr = spec.resolved?;
+            let bind_err = |source| Error::Bind {
+                addr: spec.desc.clone(),
+                source,
+            };
+            let first = crate::reactor::bind_udp(addr, true).map_err(bind_err)?;
+            // Port 0: the other shards join the port the first one got.
+            let actual = first.local_addr()?;
+            udp_addrs.push(actual);
+            udp_sockets[0].push((first, spec.make.clone()));
+            for shard in udp_sockets.iter_mut().skip(1) {
+                let s = crate::reactor::bind_udp(actual, true).map_err(bind_err)?;
+                shard.push((s, spec.make.clone()));
+            }
+        }
         Ok(Server {
+            udp_sockets,
+            udp_addrs,
+            udp_max_datagram: self.udp_max_datagram,
             shards,
             pinning: self.pinning,
             listeners: bound.acceptor,

@@ -52,6 +52,14 @@ impl Handle {
             .unwrap_or_else(|| panic!("listener {index} is not TCP"))
     }
 
+    /// The bound address of UDP socket `index` (in `listen_udp` order).
+    ///
+    /// # Panics
+    /// If there is no such UDP listener.
+    pub fn udp_addr(&self, index: usize) -> SocketAddr {
+        self.inner.udp_addrs[index]
+    }
+
     /// Prefix of this server's thread names (`sl{N}-`), to tell them apart.
     pub fn thread_name_prefix(&self) -> String {
         format!("sl{}-", self.inner.id)

@@ -204,6 +204,28 @@ const FAMILIES: &[Family] = &[
         },
     },
     Family {
+        name: "shardloop_udp_datagrams_total",
+        kind: "counter",
+        help: "UDP datagrams, by direction.",
+        value: |s| {
+            vec![
+                ("direction=\"in\"", s.udp_datagrams_in as f64),
+                ("direction=\"out\"", s.udp_datagrams_out as f64),
+            ]
+        },
+    },
+    Family {
+        name: "shardloop_udp_problems_total",
+        kind: "counter",
+        help: "UDP datagrams dropped before sending, and UDP errors.",
+        value: |s| {
+            vec![
+                ("kind=\"send_drop\"", s.udp_send_drops as f64),
+                ("kind=\"error\"", s.udp_errors as f64),
+            ]
+        },
+    },
+    Family {
         name: "shardloop_proxy_headers_total",
         kind: "counter",
         help: "PROXY protocol headers, by outcome.",

@@ -30,6 +30,10 @@ pub struct Server {
     /// Each shard's own `SO_REUSEPORT` listeners (`reuse_port` mode).
     pub(super) shard_listeners: Vec<Vec<(usize, mio::net::TcpListener)>>,
     pub(super) local_addrs: Vec<Addr>,
+    /// Each shard's `listen_udp` sockets with their protocol makers.
+    pub(super) udp_sockets: Vec<Vec<(std::net::UdpSocket, crate::udp::UdpMaker)>>,
+    pub(super) udp_addrs: Vec<std::net::SocketAddr>,
+    pub(super) udp_max_datagram: usize,
     pub(super) makers: Vec<FactoryMaker>,
     pub(super) listener_tls: Vec<Option<crate::tls::TlsServerConfig>>,
     pub(super) outbound_options: crate::net::SocketOptions,
@@ -110,6 +114,7 @@ impl Server {
             outbound_options: self.outbound_options,
             listener_proxy: self.listener_proxy,
             local_addrs: self.local_addrs,
+            udp_addrs: self.udp_addrs,
             stop_timeout: self.stop_timeout,
             keep_running_on_shard_death: self.keep_running_on_shard_death,
             triggers: super::lifecycle::Triggers::new(self.triggers),
@@ -152,10 +157,13 @@ impl Server {
             None
         };
         let mut own = self.shard_listeners.into_iter();
+        let mut own_udp = self.udp_sockets.into_iter();
         let share = self.max_connections.div_ceil(self.shards.max(1));
         for (index, (poll, rx)) in polls.into_iter().zip(receivers).enumerate() {
             let init = ShardInit {
                 listeners: own.next().unwrap_or_default(),
+                udp: own_udp.next().unwrap_or_default(),
+                udp_max_datagram: self.udp_max_datagram,
                 connection_share: share,
                 index,
                 poll,
@@ -241,6 +249,7 @@ pub(crate) struct ServerInner {
     /// Each listener's connections start with a PROXY header.
     pub(crate) listener_proxy: Vec<bool>,
     pub(super) local_addrs: Vec<Addr>,
+    pub(super) udp_addrs: Vec<std::net::SocketAddr>,
     pub(super) stop_timeout: Duration,
     /// Only touched by `start` and `wait`, never on the hot path.
     pub(super) threads: Mutex<Vec<JoinHandle<()>>>,
@@ -278,6 +287,7 @@ impl ServerInner {
             outbound_options: Default::default(),
             listener_proxy: Vec::new(),
             local_addrs: Vec::new(),
+            udp_addrs: Vec::new(),
             stop_timeout: Duration::from_secs(5),
             threads: Mutex::new(Vec::new()),
             done: (Mutex::new(done), Condvar::new()),

@@ -36,6 +36,8 @@ impl Driver {
             pool: None,
             listeners: Vec::new(),
             connection_share: usize::MAX,
+            udp: Vec::new(),
+            udp_max_datagram: 65536,
         });
         let ctx = shard.ctx_mut();
         ctx.inline_deferred = true;
