@@ -179,22 +179,16 @@ impl Shard {
             return;
         };
         while !ep.core.out.is_empty() && !ep.core.write_blocked {
-            match send.send(&ep.core.socket, ep.core.out.iter()) {
+            match send.send(&ep.core.socket, ep.core.queued()) {
                 Ok(n) => {
                     self.ctx.counters.udp_datagrams_out += n as u64;
-                    for _ in 0..n {
-                        if let Some((d, _)) = ep.core.out.pop_front() {
-                            ep.core.out_bytes -= d.len();
-                        }
-                    }
+                    ep.core.consume(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => ep.core.write_blocked = true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     // The first datagram failed (too big, refused, unroutable): drop it.
-                    if let Some((d, _)) = ep.core.out.pop_front() {
-                        ep.core.out_bytes -= d.len();
-                    }
+                    ep.core.consume(1);
                     self.ctx.counters.udp_errors += 1;
                     call(ep, &mut self.ctx, |p, u| p.error_received(u, &e));
                 }

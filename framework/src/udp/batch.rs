@@ -124,7 +124,7 @@ impl SendBatch {
     pub(crate) fn send<'q>(
         &mut self,
         socket: &mio::net::UdpSocket,
-        queue: impl Iterator<Item = &'q (Vec<u8>, Option<SocketAddr>)>,
+        queue: impl Iterator<Item = (&'q [u8], Option<SocketAddr>)>,
     ) -> io::Result<usize> {
         use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, SockaddrStorage};
         use std::io::IoSlice;
@@ -155,12 +155,12 @@ impl SendBatch {
     pub(crate) fn send<'q>(
         &mut self,
         socket: &mio::net::UdpSocket,
-        queue: impl Iterator<Item = &'q (Vec<u8>, Option<SocketAddr>)>,
+        queue: impl Iterator<Item = (&'q [u8], Option<SocketAddr>)>,
     ) -> io::Result<usize> {
         let mut n = 0;
         for (data, to) in queue.take(BATCH) {
             let r = match to {
-                Some(to) => socket.send_to(data, *to),
+                Some(to) => socket.send_to(data, to),
                 None => socket.send(data),
             };
             match r {

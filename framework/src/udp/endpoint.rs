@@ -18,8 +18,11 @@ pub(crate) struct EndpointCore {
     pub(crate) socket: mio::net::UdpSocket,
     /// The peer of a connected socket.
     pub(crate) remote: Option<SocketAddr>,
-    /// Datagrams waiting for the socket (`None`: to the connected peer).
-    pub(crate) out: VecDeque<(Vec<u8>, Option<SocketAddr>)>,
+    /// Datagrams waiting for the socket: where each is in `out_buf`, and
+    /// its destination (`None`: the connected peer). One buffer for all of
+    /// them, so queueing a reply allocates nothing once warm.
+    pub(crate) out: VecDeque<(usize, usize, Option<SocketAddr>)>,
+    pub(crate) out_buf: Vec<u8>,
     pub(crate) out_bytes: usize,
     /// The socket refused a send; waiting for a writable event.
     pub(crate) write_blocked: bool,
@@ -33,6 +36,7 @@ impl EndpointCore {
             socket,
             remote,
             out: VecDeque::new(),
+            out_buf: Vec::new(),
             out_bytes: 0,
             write_blocked: false,
             closing: false,
@@ -45,7 +49,28 @@ impl EndpointCore {
             return;
         }
         self.out_bytes += data.len();
-        self.out.push_back((data.to_vec(), to));
+        let start = self.out_buf.len();
+        self.out_buf.extend_from_slice(data);
+        self.out.push_back((start, data.len(), to));
+    }
+
+    /// The queued datagrams, oldest first.
+    pub(crate) fn queued(&self) -> impl Iterator<Item = (&[u8], Option<SocketAddr>)> + '_ {
+        self.out
+            .iter()
+            .map(|&(start, len, to)| (&self.out_buf[start..start + len], to))
+    }
+
+    /// Forgets the `n` oldest datagrams (sent, or dropped after an error).
+    pub(crate) fn consume(&mut self, n: usize) {
+        for _ in 0..n {
+            if let Some((_, len, _)) = self.out.pop_front() {
+                self.out_bytes -= len;
+            }
+        }
+        if self.out.is_empty() {
+            self.out_buf.clear();
+        }
     }
 }
 

@@ -6,6 +6,8 @@ pub(crate) enum Kind {
     Http,
     /// HTTP `GET /key/greeting` through a gateway to a resp_kv backend.
     Gateway,
+    /// UDP echo of 64-byte datagrams.
+    Udp,
 }
 
 pub(crate) struct ServerDef {
@@ -77,6 +79,24 @@ pub(crate) fn tls_servers() -> Vec<ServerDef> {
         tls(
             def("nginx (1 process, pinned)", Kind::Http, NGINX, &[]),
             true,
+        ),
+    ]
+}
+
+/// The UDP servers (`--udp`).
+pub(crate) fn udp_servers() -> Vec<ServerDef> {
+    vec![
+        def(
+            "shardloop udp_echo",
+            Kind::Udp,
+            "examples/udp_echo",
+            &["--shards", "1", "--cores", "0"],
+        ),
+        def(
+            "recvmmsg/sendmmsg loop (hand-written)",
+            Kind::Udp,
+            "peer_udp",
+            &[],
         ),
     ]
 }

@@ -19,9 +19,11 @@
 mod catalog;
 mod memory;
 mod tls;
+mod udp;
 
 use catalog::{
-    def, scenarios, servers, tls_scenarios, tls_servers, Kind, Scenario, ServerDef, NGINX,
+    def, scenarios, servers, tls_scenarios, tls_servers, udp_servers, Kind, Scenario, ServerDef,
+    NGINX,
 };
 
 use anyhow::{bail, Context};
@@ -68,6 +70,9 @@ struct Args {
     /// Run the TLS scenarios (needs nginx) instead of the plaintext ones.
     #[arg(long)]
     tls: bool,
+    /// Run the UDP echo comparison instead (datagrams per server CPU-second).
+    #[arg(long)]
+    udp: bool,
 }
 
 /// A server under test; stopped with SIGINT (graceful), then SIGKILL, when dropped.
@@ -164,6 +169,7 @@ fn measure(
             host: addr.to_string(),
             headers: vec![],
         },
+        Kind::Udp => bail!("UDP is measured by udp::measure"),
     };
     cfg.duration = a.duration;
     cfg.warmup = a.warmup;
@@ -196,10 +202,10 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// Builds the servers under test; returns the directory they are in.
 fn build_all() -> PathBuf {
-    for example in ["echo", "http_hello", "gateway", "resp_kv"] {
+    for example in ["echo", "http_hello", "gateway", "resp_kv", "udp_echo"] {
         build("shardloop", Target::Example(example));
     }
-    for bin in ["peer_mio", "peer_tokio", "peer_gateway_tokio"] {
+    for bin in ["peer_mio", "peer_tokio", "peer_gateway_tokio", "peer_udp"] {
         build("shardloop-benches", Target::Bin(bin));
     }
     profile_dir()
@@ -231,6 +237,9 @@ fn main() -> anyhow::Result<()> {
             d.self_pinned = true;
             defs.insert(at, d);
         }
+    }
+    if a.udp {
+        return run_udp(&dir, &a);
     }
     let mut table = String::new();
     table.push_str("| scenario | server | req/s (median, min–max) | p99 (median) | throughput: shardloop / this | req per server CPU-second (median) | per core: shardloop / this (median, min–max) |\n");
@@ -344,6 +353,56 @@ fn main() -> anyhow::Result<()> {
         }
     }
     println!("\n{table}");
+    if let Some(p) = &a.out {
+        std::fs::write(p, &table).with_context(|| format!("write {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// The UDP rows: each server measured in turn, rounds alternating order.
+fn run_udp(dir: &Path, a: &Args) -> anyhow::Result<()> {
+    let defs = udp_servers();
+    let running: Vec<Running> = defs
+        .iter()
+        .map(|d| start(dir, d, &[], None))
+        .collect::<anyhow::Result<_>>()?;
+    let mut rate: Vec<Vec<f64>> = vec![Vec::new(); defs.len()];
+    let mut eff: Vec<Vec<f64>> = vec![Vec::new(); defs.len()];
+    for round in 0..a.rounds {
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..defs.len()).collect()
+        } else {
+            (0..defs.len()).rev().collect()
+        };
+        for i in order {
+            let (addr, pid, d) = (running[i].addr, running[i].child.id(), a.duration);
+            let (r, e) = std::thread::spawn(move || {
+                core_affinity::set_for_current(core_affinity::CoreId { id: 1 });
+                udp::measure(addr, pid, d)
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the UDP client panicked"))??;
+            rate[i].push(r);
+            eff[i].push(e);
+        }
+    }
+    let mut table = String::from("| scenario | server | datagrams/s (median) | datagrams per server CPU-second (median) | per core: shardloop / this |\n|---|---|---:|---:|---:|\n");
+    for i in 0..defs.len() {
+        let ratio = if i == 0 {
+            "—".to_string()
+        } else {
+            let r: Vec<f64> = eff[0].iter().zip(&eff[i]).map(|(a, b)| a / b).collect();
+            format!("{:.2}", median(&mut r.clone()))
+        };
+        table.push_str(&format!(
+            "| UDP echo 64 B, 32 sockets × 8 in flight | {} | {:.0} | {:.0} | {} |\n",
+            defs[i].name,
+            median(&mut rate[i].clone()),
+            median(&mut eff[i].clone()),
+            ratio
+        ));
+    }
+    println!("{table}");
     if let Some(p) = &a.out {
         std::fs::write(p, &table).with_context(|| format!("write {}", p.display()))?;
     }
