@@ -29,32 +29,33 @@ impl Shard {
                 },
             ));
         }
+        if !self.ready.is_empty() {
+            self.ctx.counters.wakeups += 1;
+            self.ctx.counters.events += self.ready.len() as u64;
+            let threshold = self.ctx.settings.slow_callback_threshold;
+            let mut before = self.ctx.now;
+            for i in 0..self.ready.len() {
+                let (slot, r) = self.ready[i];
+                self.on_ready(slot, r);
+                let after = Instant::now();
+                if after.duration_since(before) > threshold {
+                    self.ctx.counters.slow_callbacks += 1;
+                    tracing::warn!(
+                        shard = self.ctx.index,
+                        slot,
+                        took_ms = after.duration_since(before).as_millis() as u64,
+                        "slow callback held the shard's loop"
+                    );
+                }
+                before = after;
+            }
+            self.ctx.now = before;
+        }
+        // New connections after the ones already in: a burst of them does
+        // not delay requests already being served.
         if own_ready {
             self.serve_own_sockets();
         }
-        if self.ready.is_empty() {
-            return;
-        }
-        self.ctx.counters.wakeups += 1;
-        self.ctx.counters.events += self.ready.len() as u64;
-        let threshold = self.ctx.settings.slow_callback_threshold;
-        let mut before = self.ctx.now;
-        for i in 0..self.ready.len() {
-            let (slot, r) = self.ready[i];
-            self.on_ready(slot, r);
-            let after = Instant::now();
-            if after.duration_since(before) > threshold {
-                self.ctx.counters.slow_callbacks += 1;
-                tracing::warn!(
-                    shard = self.ctx.index,
-                    slot,
-                    took_ms = after.duration_since(before).as_millis() as u64,
-                    "slow callback held the shard's loop"
-                );
-            }
-            before = after;
-        }
-        self.ctx.now = before;
     }
 
     /// Events on the shard's own listeners and UDP sockets.
