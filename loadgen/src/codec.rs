@@ -26,15 +26,26 @@ pub(crate) struct Codec {
     workload: Workload,
     /// The request bytes for RESP/HTTP/custom, prebuilt.
     fixed: Vec<Vec<u8>>,
+    /// Echo/line messages are windows of this random table, one offset per
+    /// request: building one is a copy and checking a reply a `memcmp`.
+    table: Vec<u8>,
 }
 
-/// Byte `i` of the echo/line message for request `seq`: varies with both, so
-/// a swapped, shifted or corrupted response never matches by accident.
-fn pattern(seq: u64, i: usize) -> u8 {
-    let x =
-        seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
-    // Printable, never a newline.
-    b'!' + ((x >> 29) % 90) as u8
+/// Distinct offsets into the pattern table (a prime): consecutive requests
+/// (up to this many apart) never share one.
+const OFFSETS: usize = 251;
+
+/// Where request `seq`'s message starts in the table: a swapped or
+/// reordered reply starts elsewhere, and the table has no period, so a
+/// shifted or corrupted one does not match either.
+fn offset(seq: u64) -> usize {
+    ((seq % OFFSETS as u64) as usize * 97) % OFFSETS
+}
+
+/// Printable bytes, never a newline, from a fixed seed.
+fn pattern_table(len: usize) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(0x5eed_1e55);
+    (0..len).map(|_| b'!' + rng.u8(0..90)).collect()
 }
 
 impl Codec {
@@ -67,18 +78,28 @@ impl Codec {
             Workload::Custom { payload, .. } => vec![payload.clone()],
             Workload::Echo { .. } | Workload::Line { .. } => Vec::new(),
         };
+        let table = match workload {
+            Workload::Echo { size } | Workload::Line { size } => pattern_table(size + OFFSETS),
+            _ => Vec::new(),
+        };
         Codec {
             workload: workload.clone(),
             fixed,
+            table,
         }
+    }
+
+    fn message(&self, seq: u64, len: usize) -> &[u8] {
+        let at = offset(seq);
+        &self.table[at..at + len]
     }
 
     /// Appends request `seq` to `out`.
     pub(crate) fn encode(&self, seq: u64, out: &mut Vec<u8>) {
         match &self.workload {
-            Workload::Echo { size } => out.extend((0..*size).map(|i| pattern(seq, i))),
+            Workload::Echo { size } => out.extend_from_slice(self.message(seq, *size)),
             Workload::Line { size } => {
-                out.extend((0..size - 1).map(|i| pattern(seq, i)));
+                out.extend_from_slice(self.message(seq, size - 1));
                 out.push(b'\n');
             }
             _ => out.extend_from_slice(&self.fixed[(seq as usize) % self.fixed.len()]),
@@ -102,10 +123,7 @@ impl Codec {
                         searched: 0,
                     };
                 }
-                let ok = buf[..*size]
-                    .iter()
-                    .enumerate()
-                    .all(|(i, &b)| b == pattern(seq, i));
+                let ok = buf[..*size] == *self.message(seq, *size);
                 Decoded::Done {
                     consumed: *size,
                     result: if ok { Ok(()) } else { Err(ErrorKind::Protocol) },
@@ -119,8 +137,7 @@ impl Codec {
                     Some(i) => {
                         let end = from + i;
                         let line = &buf[..end];
-                        let ok = line.len() == size - 1
-                            && line.iter().enumerate().all(|(i, &b)| b == pattern(seq, i));
+                        let ok = line.len() == size - 1 && line == self.message(seq, size - 1);
                         Decoded::Done {
                             consumed: end + 1,
                             result: if ok { Ok(()) } else { Err(ErrorKind::Protocol) },
@@ -396,6 +413,37 @@ mod tests {
             matches!(c.decode(&r, 8, 0), Decoded::Done { result: Err(_), .. }),
             "other request's bytes"
         );
+    }
+
+    #[test]
+    fn echo_replies_of_other_requests_or_shifted_never_match() {
+        let c = Codec::new(&Workload::Echo { size: 64 });
+        let msg = |seq| {
+            let mut m = Vec::new();
+            c.encode(seq, &mut m);
+            m
+        };
+        for seq in 0..1000u64 {
+            let m = msg(seq);
+            assert_eq!(c.decode(&m, seq, 0), done(64));
+            // Every other request within the distinct-offset span, and the
+            // same bytes shifted by one, are refused.
+            for other in seq.saturating_sub(5)..seq + 5 {
+                if other != seq {
+                    assert!(matches!(
+                        c.decode(&msg(other), seq, 0),
+                        Decoded::Done { result: Err(_), .. }
+                    ));
+                }
+            }
+            let mut shifted = m[1..].to_vec();
+            shifted.push(m[0]);
+            assert!(matches!(
+                c.decode(&shifted, seq, 0),
+                Decoded::Done { result: Err(_), .. }
+            ));
+            assert!(!m.contains(&b'\n'));
+        }
     }
 
     #[test]
