@@ -68,6 +68,8 @@ pub(crate) struct LoadConn {
     answered: u64,
     /// Closing after `reconnect_every` responses, to be replaced.
     recycling: bool,
+    /// The requests due but never sent were counted.
+    unsent_counted: bool,
 }
 
 impl LoadConn {
@@ -89,6 +91,7 @@ impl LoadConn {
             started: Instant::now(),
             answered: 0,
             recycling: false,
+            unsent_counted: false,
         }
     }
 
@@ -183,6 +186,9 @@ impl LoadConn {
 
     /// The run is over for this connection: stop sending, close once drained.
     fn finish(&mut self, conn: &mut Conn<'_, Self>) {
+        if !self.recycling {
+            self.count_unsent(conn);
+        }
         self.finished = true;
         if let Some(t) = self.send_timer.take() {
             conn.cancel_timer(t);
@@ -190,6 +196,26 @@ impl LoadConn {
         if self.in_flight.is_empty() {
             conn.close();
         }
+    }
+
+    /// Open loop: requests this connection's schedule had due before the
+    /// end that it never sent (it was at its in-flight limit), counted so
+    /// they do not vanish from the report.
+    fn count_unsent(&mut self, conn: &mut Conn<'_, Self>) {
+        if std::mem::replace(&mut self.unsent_counted, true) {
+            return;
+        }
+        let Some(interval) = self.shared.interval.filter(|i| !i.is_zero()) else {
+            return;
+        };
+        let end = self.shared.end;
+        let first = self.next_intended.max(self.shared.measure_from);
+        if first >= end {
+            return;
+        }
+        let n = (end - first).as_nanos() / interval.as_nanos() + 1;
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        conn.shard().service::<Recorder>().with(|s| s.unsent += n);
     }
 
     fn fail(&mut self, conn: &mut Conn<'_, Self>, kind: ErrorKind) {
@@ -362,6 +388,11 @@ impl Protocol for LoadConn {
         }
         self.in_flight.clear();
         let run_over = (self.finished && !self.recycling) || Instant::now() >= self.shared.end;
+        if run_over && !self.recycling {
+            // A connection that never got to `finish` (stuck at its
+            // in-flight limit until a timeout) still accounts for its schedule.
+            self.count_unsent(conn);
+        }
         if run_over {
             self.shared.active.fetch_sub(1, Ordering::AcqRel);
         } else {

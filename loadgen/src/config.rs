@@ -126,6 +126,8 @@ pub struct Config {
     /// Close each connection after this many responses and open a new one
     /// (1: a new connection, and a new TLS handshake, per request).
     pub reconnect_every: Option<u64>,
+    /// Objectives checked at the end (`Report::slo`).
+    pub slos: Vec<crate::slo::Slo>,
 }
 
 /// How to reach a TLS target.
@@ -155,6 +157,7 @@ impl Config {
             interval: Duration::from_secs(1),
             tls: None,
             reconnect_every: None,
+            slos: Vec::new(),
         }
     }
 

@@ -29,6 +29,7 @@ mod engine;
 pub mod hlog;
 mod recorder;
 mod report;
+pub mod slo;
 
 pub use config::{Config, Mode, ResponseFrame, TlsTarget, Workload};
 pub use cpu::process_cpu_ticks;

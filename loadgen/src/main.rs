@@ -3,12 +3,14 @@
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use shardloop::tls::TlsClientConfig;
+use shardloop_loadgen::slo::Slo;
 use shardloop_loadgen::{
     hlog, spectrum, Config, Mode, Progress, ResponseFrame, TlsTarget, Workload,
 };
 use std::io::{IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
@@ -126,6 +128,11 @@ struct RunArgs {
     /// https://: http/1.1).
     #[arg(long, value_delimiter = ',')]
     alpn: Vec<String>,
+    /// A service-level objective checked at the end, repeatable:
+    /// `p99=2ms`, `p99.9=10ms`, `mean=1ms`, `max=50ms`, `errors=0.1%`,
+    /// `rps=10000`. Failures print FAIL lines and exit with code 99 (k6's).
+    #[arg(long = "slo", value_name = "NAME=LIMIT", value_parser = parse_slo)]
+    slos: Vec<Slo>,
     /// Close each connection after N responses and open a new one; 1 opens
     /// a connection (and with TLS, a handshake) per request. Connect time
     /// is reported on its own.
@@ -288,7 +295,12 @@ fn build_config(a: &RunArgs) -> anyhow::Result<Config> {
         interval: a.interval,
         tls,
         reconnect_every: a.reconnect_every,
+        slos: a.slos.clone(),
     })
+}
+
+fn parse_slo(s: &str) -> Result<Slo, String> {
+    s.parse()
 }
 
 /// The TLS settings `--tls`, `--tls-ca`, `--insecure`, `--sni`, `--alpn` ask for.
@@ -342,7 +354,7 @@ fn progress_line(p: &Progress<'_>) {
     let _ = err.flush();
 }
 
-fn run_load(a: &RunArgs) -> anyhow::Result<()> {
+fn run_load(a: &RunArgs) -> anyhow::Result<ExitCode> {
     let cfg = build_config(a)?;
     cfg.validate()?;
     let tty = std::io::stderr().is_terminal();
@@ -381,6 +393,9 @@ fn run_load(a: &RunArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot create {}", path.display()))?;
         hlog::write_report_log(std::io::BufWriter::new(f), &report)?;
     }
+    for r in &report.slo {
+        println!("{r}");
+    }
     if report.responses_ok == 0 {
         anyhow::bail!(
             "no request succeeded ({} requests, {} errors)",
@@ -388,8 +403,14 @@ fn run_load(a: &RunArgs) -> anyhow::Result<()> {
             report.errors.total()
         );
     }
-    Ok(())
+    if report.slo_failed() {
+        return Ok(ExitCode::from(SLO_FAILED));
+    }
+    Ok(ExitCode::SUCCESS)
 }
+
+/// The exit code when an objective failed (k6's threshold code).
+const SLO_FAILED: u8 = 99;
 
 fn run_merge(a: &MergeArgs) -> anyhow::Result<()> {
     let m = hlog::merge_files(&a.files)?;
@@ -440,7 +461,7 @@ fn run_merge(a: &MergeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -449,13 +470,16 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let result = match &cli.command {
-        Some(Command::Merge(m)) => run_merge(m),
+        Some(Command::Merge(m)) => run_merge(m).map(|()| ExitCode::SUCCESS),
         None => run_load(&cli.run),
     };
-    if let Err(e) = result {
-        // One line, every cause on it.
-        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-        eprintln!("error: {}", chain.join(": "));
-        std::process::exit(1);
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // One line, every cause on it.
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("error: {}", chain.join(": "));
+            ExitCode::FAILURE
+        }
     }
 }

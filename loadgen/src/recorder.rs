@@ -101,6 +101,8 @@ pub struct Sample {
     pub send_lag: Histogram<u64>,
     /// Connections made (TCP connected and, with TLS, handshake done).
     pub connects: u64,
+    /// Open loop: requests due within the run but never sent.
+    pub unsent: u64,
     /// Time from starting a connection to its being usable (TCP connect
     /// plus TLS handshake), µs.
     pub connect_time: Histogram<u64>,
@@ -118,6 +120,7 @@ impl Default for Sample {
             service: new_histogram(),
             send_lag: new_histogram(),
             connects: 0,
+            unsent: 0,
             connect_time: new_histogram(),
         }
     }
@@ -138,6 +141,7 @@ impl Sample {
             .add(&o.send_lag)
             .expect("same histogram bounds");
         self.connects += o.connects;
+        self.unsent += o.unsent;
         self.connect_time
             .add(&o.connect_time)
             .expect("same histogram bounds");

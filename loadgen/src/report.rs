@@ -131,6 +131,18 @@ pub struct Report {
     /// Connections closed on purpose by `--reconnect-every` and replaced.
     #[serde(default)]
     pub reconnects: u64,
+    /// Open loop: requests whose intended send time fell inside the run but
+    /// that were never sent (the connection was at its in-flight limit or
+    /// gone), so no latency was recorded for them.
+    #[serde(default)]
+    pub unsent: u64,
+    /// Requests sent but neither answered nor failed when the run ended
+    /// (still in flight after the drain).
+    #[serde(default)]
+    pub unanswered: u64,
+    /// The objectives (`--slo`) and whether they held.
+    #[serde(default)]
+    pub slo: Vec<crate::slo::SloResult>,
     /// Things that make the numbers less trustworthy.
     pub warnings: Vec<String>,
     /// Wall-clock start of measuring, seconds since the epoch.
@@ -211,6 +223,11 @@ impl Report {
             connects_per_s: total.connects as f64 / secs,
             connect_us: (total.connects > 0).then(|| LatencySummary::of(&total.connect_time)),
             reconnects,
+            unsent: total.unsent,
+            unanswered: total
+                .sent
+                .saturating_sub(total.ok + total.errors.request_errors()),
+            slo: Vec::new(),
             warnings: Vec::new(),
             start_time_s: start
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -219,12 +236,18 @@ impl Report {
             uncorrected_histogram: encode_histogram(&total.service),
             intervals,
         };
-        r.warnings = r.assess();
+        r.slo = config.slos.iter().map(|s| s.check(&r)).collect();
+        r.warnings = r.assess(config);
         r
     }
 
+    /// True when an objective (`--slo`) did not hold.
+    pub fn slo_failed(&self) -> bool {
+        self.slo.iter().any(|s| !s.pass)
+    }
+
     /// Looks for signs that the load generator, not the server, limited the run.
-    fn assess(&self) -> Vec<String> {
+    fn assess(&self, config: &Config) -> Vec<String> {
         let mut w = Vec::new();
         for (name, pct) in &self.loadgen_cpu_percent {
             if *pct >= 90.0 {
@@ -242,14 +265,39 @@ impl Report {
                     self.achieved_rate / rate * 100.0
                 ));
             }
+            // Lag matters relative to what is measured: a tenth of the
+            // tightest latency objective, or else one send interval of a
+            // connection (at least the 1 ms timer tick).
+            let interval_us = self.connections as f64 / rate * 1e6;
+            let threshold = config
+                .slos
+                .iter()
+                .filter_map(|s| s.latency_limit_us())
+                .map(|l| l / 10.0)
+                .reduce(f64::min)
+                .unwrap_or(interval_us)
+                .max(1000.0);
             if let Some(lag) = &self.send_lag_us {
-                if lag.p99 > 10_000 {
+                if lag.p99 as f64 > threshold {
                     w.push(format!(
-                        "sends fell behind schedule: p99 lag {:.1} ms (corrected latency includes it)",
-                        lag.p99 as f64 / 1000.0
+                        "sends fell behind schedule: p99 lag {} over the {} this run can tolerate (corrected latency includes it)",
+                        fmt_us(lag.p99 as f64),
+                        fmt_us(threshold)
                     ));
                 }
             }
+            if self.unsent > 0 {
+                w.push(format!(
+                    "{} requests were due but never sent (connections at their in-flight limit): add connections or pipeline",
+                    self.unsent
+                ));
+            }
+        }
+        if self.unanswered > 0 {
+            w.push(format!(
+                "{} requests were still unanswered when the run ended",
+                self.unanswered
+            ));
         }
         if self.connections_replaced > 0 {
             w.push(format!(
