@@ -297,7 +297,11 @@ impl Protocol for LoadConn {
                     fatal = true;
                     break;
                 }
-                Decoded::Done { consumed, result } => {
+                Decoded::Done {
+                    consumed,
+                    result,
+                    status,
+                } => {
                     let r = self.in_flight.pop_front().expect("head exists");
                     self.answered += 1;
                     buf = &buf[consumed..];
@@ -309,6 +313,9 @@ impl Protocol for LoadConn {
                         let n = consumed as u64;
                         conn.shard().service::<Recorder>().with(|s| {
                             s.bytes_in += n;
+                            if status != 0 {
+                                *s.http_status.entry(status).or_insert(0) += 1;
+                            }
                             match result {
                                 Ok(()) => {
                                     s.ok += 1;

@@ -17,6 +17,8 @@ pub(crate) enum Decoded {
     Done {
         consumed: usize,
         result: Result<(), ErrorKind>,
+        /// The HTTP status (0 for other workloads).
+        status: u16,
     },
     /// Malformed beyond recovery: the connection must be dropped.
     Fatal,
@@ -55,13 +57,23 @@ impl Codec {
                 path,
                 host,
                 headers,
+                method,
+                body,
             } => {
-                let mut r = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n");
+                let mut r = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
                 for (k, v) in headers {
                     r.push_str(&format!("{k}: {v}\r\n"));
                 }
+                let has_length = headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
+                if !body.is_empty() && !has_length {
+                    r.push_str(&format!("Content-Length: {}\r\n", body.len()));
+                }
                 r.push_str("\r\n");
-                vec![r.into_bytes()]
+                let mut r = r.into_bytes();
+                r.extend_from_slice(body);
+                vec![r]
             }
             Workload::Resp { commands } => commands
                 .iter()
@@ -125,6 +137,7 @@ impl Codec {
                 }
                 let ok = buf[..*size] == *self.message(seq, *size);
                 Decoded::Done {
+                    status: 0,
                     consumed: *size,
                     result: if ok { Ok(()) } else { Err(ErrorKind::Protocol) },
                 }
@@ -139,6 +152,7 @@ impl Codec {
                         let line = &buf[..end];
                         let ok = line.len() == size - 1 && line == self.message(seq, size - 1);
                         Decoded::Done {
+                            status: 0,
                             consumed: end + 1,
                             result: if ok { Ok(()) } else { Err(ErrorKind::Protocol) },
                         }
@@ -159,6 +173,7 @@ impl Codec {
             }
             Workload::Resp { .. } => match resp_value(buf, 0) {
                 Ok(Some((consumed, is_error))) => Decoded::Done {
+                    status: 0,
                     consumed,
                     result: if is_error {
                         Err(ErrorKind::Status)
@@ -174,6 +189,7 @@ impl Codec {
                 ResponseFrame::Length(n) => {
                     if buf.len() >= *n {
                         Decoded::Done {
+                            status: 0,
                             consumed: *n,
                             result: Ok(()),
                         }
@@ -188,6 +204,7 @@ impl Codec {
                     let from = searched.saturating_sub(d.len() - 1).min(buf.len());
                     match find(&buf[from..], d) {
                         Some(at) => Decoded::Done {
+                            status: 0,
                             consumed: from + at + d.len(),
                             result: Ok(()),
                         },
@@ -267,6 +284,7 @@ fn decode_http(buf: &[u8]) -> Decoded {
         return Decoded::Fatal;
     };
     Decoded::Done {
+        status,
         consumed: head_len + body_len,
         result: if (200..300).contains(&status) {
             Ok(())
@@ -385,6 +403,7 @@ mod tests {
 
     fn done(consumed: usize) -> Decoded {
         Decoded::Done {
+            status: 0,
             consumed,
             result: Ok(()),
         }
@@ -405,12 +424,20 @@ mod tests {
         assert_eq!(
             c.decode(&bad, 7, 0),
             Decoded::Done {
+                status: 0,
                 consumed: 16,
                 result: Err(ErrorKind::Protocol)
             }
         );
         assert!(
-            matches!(c.decode(&r, 8, 0), Decoded::Done { result: Err(_), .. }),
+            matches!(
+                c.decode(&r, 8, 0),
+                Decoded::Done {
+                    status: 0,
+                    result: Err(_),
+                    ..
+                }
+            ),
             "other request's bytes"
         );
     }
@@ -432,7 +459,11 @@ mod tests {
                 if other != seq {
                     assert!(matches!(
                         c.decode(&msg(other), seq, 0),
-                        Decoded::Done { result: Err(_), .. }
+                        Decoded::Done {
+                            status: 0,
+                            result: Err(_),
+                            ..
+                        }
                     ));
                 }
             }
@@ -440,7 +471,11 @@ mod tests {
             shifted.push(m[0]);
             assert!(matches!(
                 c.decode(&shifted, seq, 0),
-                Decoded::Done { result: Err(_), .. }
+                Decoded::Done {
+                    status: 0,
+                    result: Err(_),
+                    ..
+                }
             ));
             assert!(!m.contains(&b'\n'));
         }
@@ -461,6 +496,7 @@ mod tests {
         assert!(matches!(
             c.decode(b"short\n", 1, 0),
             Decoded::Done {
+                status: 0,
                 consumed: 6,
                 result: Err(ErrorKind::Protocol)
             }
@@ -473,6 +509,8 @@ mod tests {
             path: "/".into(),
             host: "h".into(),
             headers: vec![],
+            method: "GET".into(),
+            body: Vec::new(),
         });
         let mut req = Vec::new();
         c.encode(0, &mut req);
@@ -494,6 +532,7 @@ mod tests {
         assert_eq!(
             c.decode(nf, 0, 0),
             Decoded::Done {
+                status: 0,
                 consumed: nf.len(),
                 result: Err(ErrorKind::Status)
             }
@@ -526,6 +565,7 @@ mod tests {
         assert!(matches!(
             c.decode(b"-ERR no\r\n", 0, 0),
             Decoded::Done {
+                status: 0,
                 result: Err(ErrorKind::Status),
                 ..
             }

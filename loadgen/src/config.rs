@@ -54,8 +54,9 @@ pub enum Workload {
         /// Line length in bytes, newline included.
         size: usize,
     },
-    /// HTTP/1.1 GET with keep-alive; responses framed by Content-Length or
-    /// chunked encoding; a non-2xx status counts as an error.
+    /// HTTP/1.1 with keep-alive; responses framed by Content-Length or
+    /// chunked encoding; a non-2xx status counts as an error, and every
+    /// status is counted (`Report::http_status`).
     Http {
         /// Request path.
         path: String,
@@ -63,6 +64,10 @@ pub enum Workload {
         host: String,
         /// Extra headers.
         headers: Vec<(String, String)>,
+        /// Method (`GET` unless given).
+        method: String,
+        /// Request body (sent with its Content-Length when not empty).
+        body: Vec<u8>,
     },
     /// Redis protocol: the commands are sent in turn (e.g. `PING`,
     /// `SET k v`, `GET k`); an error reply counts as an error.
@@ -242,6 +247,16 @@ impl Config {
                 if commands.is_empty() || commands.iter().any(|c| c.is_empty()) =>
             {
                 bad("resp needs at least one non-empty command".into())
+            }
+            Workload::Http { method, .. }
+                if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) =>
+            {
+                bad(format!(
+                    "HTTP method {method:?} must be uppercase letters (GET, POST, …)"
+                ))
+            }
+            Workload::Http { body, .. } if body.len() > MAX_MESSAGE => {
+                too_big("HTTP body", body.len())
             }
             Workload::Custom { payload, .. } if payload.is_empty() => {
                 bad("custom payload file is empty".into())

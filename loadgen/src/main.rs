@@ -128,6 +128,12 @@ struct RunArgs {
     /// https://: http/1.1).
     #[arg(long, value_delimiter = ',')]
     alpn: Vec<String>,
+    /// HTTP method.
+    #[arg(short = 'X', long, default_value = "GET")]
+    method: String,
+    /// HTTP request body, read from this file (sent with Content-Length).
+    #[arg(long, value_name = "FILE")]
+    body: Option<PathBuf>,
     /// A service-level objective checked at the end, repeatable:
     /// `p99=2ms`, `p99.9=10ms`, `mean=1ms`, `max=50ms`, `errors=0.1%`,
     /// `rps=10000`. Failures print FAIL lines and exit with code 99 (k6's).
@@ -237,10 +243,17 @@ fn build_config(a: &RunArgs) -> anyhow::Result<Config> {
                     .with_context(|| format!("header {h:?} is not \"Name: value\""))?;
                 headers.push((k.trim().to_string(), v.trim().to_string()));
             }
+            let body = match &a.body {
+                Some(f) => std::fs::read(f)
+                    .with_context(|| format!("cannot read the body file {}", f.display()))?,
+                None => Vec::new(),
+            };
             Workload::Http {
                 path,
                 host: hostport.clone(),
                 headers,
+                method: a.method.clone(),
+                body,
             }
         }
         WorkloadKind::Resp => {

@@ -103,6 +103,8 @@ pub struct Sample {
     pub connects: u64,
     /// Open loop: requests due within the run but never sent.
     pub unsent: u64,
+    /// HTTP responses by status code.
+    pub http_status: std::collections::BTreeMap<u16, u64>,
     /// Time from starting a connection to its being usable (TCP connect
     /// plus TLS handshake), µs.
     pub connect_time: Histogram<u64>,
@@ -121,6 +123,7 @@ impl Default for Sample {
             send_lag: new_histogram(),
             connects: 0,
             unsent: 0,
+            http_status: Default::default(),
             connect_time: new_histogram(),
         }
     }
@@ -142,6 +145,9 @@ impl Sample {
             .expect("same histogram bounds");
         self.connects += o.connects;
         self.unsent += o.unsent;
+        for (code, n) in &o.http_status {
+            *self.http_status.entry(*code).or_insert(0) += n;
+        }
         self.connect_time
             .add(&o.connect_time)
             .expect("same histogram bounds");

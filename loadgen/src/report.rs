@@ -140,6 +140,9 @@ pub struct Report {
     /// (still in flight after the drain).
     #[serde(default)]
     pub unanswered: u64,
+    /// HTTP responses by status code.
+    #[serde(default)]
+    pub http_status: std::collections::BTreeMap<u16, u64>,
     /// The objectives (`--slo`) and whether they held.
     #[serde(default)]
     pub slo: Vec<crate::slo::SloResult>,
@@ -227,6 +230,7 @@ impl Report {
             unanswered: total
                 .sent
                 .saturating_sub(total.ok + total.errors.request_errors()),
+            http_status: total.http_status.clone(),
             slo: Vec::new(),
             warnings: Vec::new(),
             start_time_s: start
@@ -385,6 +389,14 @@ impl Report {
             fmt_bytes(self.bytes_in as f64),
             fmt_bytes(self.bytes_out as f64)
         );
+        if !self.http_status.is_empty() {
+            let codes: Vec<String> = self
+                .http_status
+                .iter()
+                .map(|(c, n)| format!("{c} × {n}"))
+                .collect();
+            let _ = writeln!(s, "  HTTP status: {}", codes.join(", "));
+        }
         let e = &self.errors;
         if e.total() > 0 {
             let _ = writeln!(

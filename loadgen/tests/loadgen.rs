@@ -168,6 +168,25 @@ impl Protocol for Http {
         while let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head: Vec<u8> = self.buf.drain(..end + 4).collect();
             let missing = head.starts_with(b"GET /missing ");
+            // A POST carries "ping" as its body: answered 201 with it.
+            if head.starts_with(b"POST ") {
+                let ok = std::str::from_utf8(&head)
+                    .unwrap()
+                    .contains("Content-Length: 4\r\n");
+                if !ok || self.buf.len() < 4 {
+                    conn.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+                    continue;
+                }
+                let body: Vec<u8> = self.buf.drain(..4).collect();
+                let reply = if body == b"ping" {
+                    "201 Created"
+                } else {
+                    "422 Unprocessable"
+                };
+                conn.write(format!("HTTP/1.1 {reply}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+                self.served.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             self.n += 1;
             self.served.fetch_add(1, Ordering::Relaxed);
             if missing {
@@ -197,6 +216,8 @@ fn http_workload_parses_content_length_and_chunked_and_counts_statuses() {
         path: "/".into(),
         host: addr.to_string(),
         headers: vec![("X-Test".into(), "1".into())],
+        method: "GET".into(),
+        body: Vec::new(),
     };
     let r = run(&cfg, |_| {}).unwrap();
     assert!(r.responses_ok > 100, "{}", r.summary());
@@ -207,11 +228,38 @@ fn http_workload_parses_content_length_and_chunked_and_counts_statuses() {
         path: "/missing".into(),
         host: addr.to_string(),
         headers: vec![],
+        method: "GET".into(),
+        body: Vec::new(),
     };
     let r = run(&cfg, |_| {}).unwrap();
     assert_eq!(r.responses_ok, 0);
     assert!(r.errors.status > 0);
     assert_counts_add_up(&r);
+    assert_eq!(r.http_status.keys().copied().collect::<Vec<_>>(), vec![404]);
+    assert_eq!(r.http_status[&404], r.errors.status);
+
+    // Method and body: a POST with a body, every answer 201 and counted.
+    cfg.workload = Workload::Http {
+        path: "/items".into(),
+        host: addr.to_string(),
+        headers: vec![],
+        method: "POST".into(),
+        body: b"ping".to_vec(),
+    };
+    let r = run(&cfg, |_| {}).unwrap();
+    assert!(r.responses_ok > 0, "{}", r.summary());
+    assert_eq!(
+        r.http_status.keys().copied().collect::<Vec<_>>(),
+        vec![201],
+        "{}",
+        r.summary()
+    );
+    assert_eq!(r.http_status[&201], r.responses_ok);
+    assert!(
+        r.summary().contains("HTTP status: 201 ×"),
+        "{}",
+        r.summary()
+    );
     h.shutdown();
 }
 

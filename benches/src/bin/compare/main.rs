@@ -163,11 +163,15 @@ fn measure(
             } else {
                 vec![]
             },
+            method: "GET".into(),
+            body: Vec::new(),
         },
         Kind::Gateway => Workload::Http {
             path: "/key/greeting".into(),
             host: addr.to_string(),
             headers: vec![],
+            method: "GET".into(),
+            body: Vec::new(),
         },
         Kind::Udp => bail!("UDP is measured by udp::measure"),
     };
