@@ -516,14 +516,19 @@ mod tests {
         c.encode(0, &mut req);
         assert_eq!(req, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
         let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
-        assert_eq!(c.decode(ok, 0, 0), done(ok.len()));
+        let http_done = |n: usize| Decoded::Done {
+            status: 200,
+            consumed: n,
+            result: Ok(()),
+        };
+        assert_eq!(c.decode(ok, 0, 0), http_done(ok.len()));
         assert!(matches!(
             c.decode(&ok[..ok.len() - 1], 0, 0),
             Decoded::Incomplete { .. }
         ));
         let chunked =
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nNEXT";
-        assert_eq!(c.decode(chunked, 0, 0), done(chunked.len() - 4));
+        assert_eq!(c.decode(chunked, 0, 0), http_done(chunked.len() - 4));
         assert!(matches!(
             c.decode(&chunked[..chunked.len() - 6], 0, 0),
             Decoded::Incomplete { .. }
@@ -532,12 +537,22 @@ mod tests {
         assert_eq!(
             c.decode(nf, 0, 0),
             Decoded::Done {
-                status: 0,
+                status: 404,
                 consumed: nf.len(),
                 result: Err(ErrorKind::Status)
             }
         );
         assert_eq!(c.decode(b"garbage\r\n\r\n", 0, 0), Decoded::Fatal);
+        let post = Codec::new(&Workload::Http {
+            path: "/p".into(),
+            host: "h".into(),
+            headers: vec![],
+            method: "POST".into(),
+            body: b"{}".to_vec(),
+        });
+        let mut req = Vec::new();
+        post.encode(0, &mut req);
+        assert_eq!(req, b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}");
     }
 
     #[test]
