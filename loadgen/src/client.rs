@@ -3,6 +3,7 @@
 
 use crate::codec::{Codec, Decoded};
 use crate::config::Mode;
+use crate::plan::Schedule;
 use crate::recorder::{ErrorKind, Recorder};
 use shardloop::{CloseReason, Conn, Protocol, ShardCtx, TimerHandle};
 use std::collections::VecDeque;
@@ -21,8 +22,10 @@ pub(crate) struct RunShared {
     pub(crate) end: Instant,
     pub(crate) timeout: Duration,
     pub(crate) connect_timeout: Duration,
-    /// Open loop: time between two requests of one connection.
-    pub(crate) interval: Option<Duration>,
+    /// Open loop: the rate plan (warm-up included), from `origin`.
+    pub(crate) plan: Option<crate::plan::RatePlan>,
+    /// When the plan's time 0 is.
+    pub(crate) origin: Instant,
     pub(crate) connected: AtomicUsize,
     pub(crate) connect_failed: AtomicUsize,
     /// Connections still running (not finished draining).
@@ -70,11 +73,23 @@ pub(crate) struct LoadConn {
     recycling: bool,
     /// The requests due but never sent were counted.
     unsent_counted: bool,
+    /// Open loop: this connection's place in the plan (past `next_intended`).
+    schedule: Option<Schedule>,
+}
+
+/// Where a connection stands in the open-loop plan: its next intended send
+/// and the schedule beyond it. A replacement connection takes it over.
+pub(crate) struct Due {
+    pub(crate) next: Instant,
+    pub(crate) schedule: Schedule,
 }
 
 impl LoadConn {
-    /// `first_due` staggers open-loop connections over one interval.
-    pub(crate) fn new(shared: Arc<RunShared>, first_due: Instant) -> Self {
+    fn new(shared: Arc<RunShared>, due: Option<Due>) -> Self {
+        let (first_due, schedule) = match due {
+            Some(d) => (d.next, Some(d.schedule)),
+            None => (Instant::now(), None),
+        };
         LoadConn {
             shared,
             inbuf: Vec::new(),
@@ -92,18 +107,44 @@ impl LoadConn {
             answered: 0,
             recycling: false,
             unsent_counted: false,
+            schedule,
         }
     }
 
+    /// Open loop: the first send of connection `index` of `conns`, skipping
+    /// what the plan had due before now (it was not this connection's yet).
+    pub(crate) fn first_due(shared: &RunShared, mut schedule: Schedule) -> Option<Due> {
+        let plan = shared.plan.as_ref()?;
+        let now = Instant::now();
+        loop {
+            let t = schedule.next(plan);
+            let next = t.map_or(shared.end, |t| shared.origin + Duration::from_secs_f64(t));
+            if next >= now || t.is_none() {
+                return Some(Due { next, schedule });
+            }
+        }
+    }
+
+    /// Moves to the next planned send.
+    fn advance(&mut self) {
+        let (Some(plan), Some(s)) = (self.shared.plan.as_ref(), self.schedule.as_mut()) else {
+            return;
+        };
+        self.next_intended = match s.next(plan) {
+            Some(t) => self.shared.origin + Duration::from_secs_f64(t),
+            None => self.shared.end,
+        };
+    }
+
     /// Starts a connection on this shard (and counts it active).
-    pub(crate) fn start(ctx: &mut ShardCtx, shared: Arc<RunShared>, first_due: Instant) {
+    pub(crate) fn start(ctx: &mut ShardCtx, shared: Arc<RunShared>, due: Option<Due>) {
         shared.active.fetch_add(1, Ordering::AcqRel);
         let target = shared.target;
         let timeout = shared.connect_timeout;
         match shared.tls.clone() {
-            None => ctx.connect_tcp_timeout(target, LoadConn::new(shared, first_due), timeout),
+            None => ctx.connect_tcp_timeout(target, LoadConn::new(shared, due), timeout),
             Some(tls) => {
-                let conn = LoadConn::new(shared.clone(), first_due);
+                let conn = LoadConn::new(shared.clone(), due);
                 let started =
                     ctx.connect_tls(target, &tls.server_name, &tls.config, conn, Some(timeout));
                 if let Err(e) = started {
@@ -161,16 +202,16 @@ impl LoadConn {
             return;
         }
         let cap = self.max_in_flight();
-        match self.shared.interval {
+        match self.schedule {
             None => {
                 while self.in_flight.len() < cap {
                     self.send(conn, now, now);
                 }
             }
-            Some(interval) => {
+            Some(_) => {
                 while self.in_flight.len() < cap && self.next_intended <= now {
                     let intended = self.next_intended;
-                    self.next_intended += interval;
+                    self.advance();
                     self.send(conn, intended, now);
                 }
                 if self.in_flight.len() < cap && self.send_timer.is_none() {
@@ -205,16 +246,19 @@ impl LoadConn {
         if std::mem::replace(&mut self.unsent_counted, true) {
             return;
         }
-        let Some(interval) = self.shared.interval.filter(|i| !i.is_zero()) else {
+        let (Some(plan), Some(s)) = (self.shared.plan.as_ref(), self.schedule.as_ref()) else {
             return;
         };
         let end = self.shared.end;
-        let first = self.next_intended.max(self.shared.measure_from);
-        if first >= end {
+        if self.next_intended >= end {
             return;
         }
-        let n = (end - first).as_nanos() / interval.as_nanos() + 1;
-        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        let from = self
+            .shared
+            .measure_from
+            .saturating_duration_since(self.shared.origin);
+        let pending = u64::from(self.next_intended >= self.shared.measure_from);
+        let n = pending + s.remaining_after(plan, from.as_secs_f64());
         conn.shard().service::<Recorder>().with(|s| s.unsent += n);
     }
 
@@ -411,7 +455,10 @@ impl Protocol for LoadConn {
             };
             counter.fetch_add(1, Ordering::Relaxed);
             let shared = self.shared.clone();
-            let due = self.next_intended;
+            let due = self.schedule.take().map(|schedule| Due {
+                next: self.next_intended,
+                schedule,
+            });
             let ctx = conn.shard();
             shared.active.fetch_sub(1, Ordering::AcqRel);
             LoadConn::start(ctx, shared, due);

@@ -552,7 +552,10 @@ mod tests {
         });
         let mut req = Vec::new();
         post.encode(0, &mut req);
-        assert_eq!(req, b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}");
+        assert_eq!(
+            req,
+            b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}"
+        );
     }
 
     #[test]

@@ -133,6 +133,11 @@ pub struct Config {
     pub reconnect_every: Option<u64>,
     /// Objectives checked at the end (`Report::slo`).
     pub slos: Vec<crate::slo::Slo>,
+    /// Open loop: the rate over time (stages); `None` holds `Mode::Open`'s
+    /// rate for `duration`. Its length must equal `duration`.
+    pub plan: Option<crate::plan::RatePlan>,
+    /// Open loop: evenly spaced or Poisson arrivals.
+    pub arrivals: crate::plan::Arrivals,
 }
 
 /// How to reach a TLS target.
@@ -163,6 +168,8 @@ impl Config {
             tls: None,
             reconnect_every: None,
             slos: Vec::new(),
+            plan: None,
+            arrivals: crate::plan::Arrivals::Uniform,
         }
     }
 
@@ -196,6 +203,18 @@ impl Config {
         }
         if self.timeout.is_zero() || self.connect_timeout.is_zero() {
             return bad("timeouts must be positive".into());
+        }
+        if let Some(p) = &self.plan {
+            if !matches!(self.mode, Mode::Open { .. }) {
+                return bad("rate stages need the open loop (-R)".into());
+            }
+            if p.duration() != self.duration {
+                return bad(format!(
+                    "the rate stages last {:?} but the duration is {:?}",
+                    p.duration(),
+                    self.duration
+                ));
+            }
         }
         if self.reconnect_every == Some(0) {
             return bad("reconnect-every must be at least 1 (responses per connection)".into());

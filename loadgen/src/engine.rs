@@ -5,6 +5,7 @@ use crate::client::{LoadConn, RunShared};
 use crate::codec::Codec;
 use crate::config::{Config, Mode};
 use crate::cpu;
+use crate::plan::{RatePlan, Schedule};
 use crate::recorder::{Recorder, Sample};
 use crate::report::{Interval, Report};
 use crate::LoadError;
@@ -97,9 +98,17 @@ fn drive(
     let start_wall = SystemTime::now();
     let measure_from = start + config.warmup.max(config.ramp_up);
     let end = measure_from + config.duration;
-    let per_conn_interval = match config.mode {
+    // Open loop: the plan runs from the start, the warm-up (or ramp-up) at
+    // the first stage's rate, so connections are warm when measuring begins.
+    let plan = match config.mode {
         Mode::Closed { .. } => None,
-        Mode::Open { rate, .. } => Some(Duration::from_secs_f64(config.connections as f64 / rate)),
+        Mode::Open { rate, .. } => {
+            let measured = config
+                .plan
+                .clone()
+                .unwrap_or_else(|| RatePlan::constant(rate, config.duration));
+            Some(Schedule::with_lead(&measured, measure_from - start))
+        }
     };
     let shared = Arc::new(RunShared {
         codec: Codec::new(&config.workload),
@@ -109,7 +118,8 @@ fn drive(
         end,
         timeout: config.timeout,
         connect_timeout: config.connect_timeout,
-        interval: per_conn_interval,
+        plan,
+        origin: start,
         connected: Default::default(),
         connect_failed: Default::default(),
         active: Default::default(),
@@ -123,17 +133,18 @@ fn drive(
     for i in 0..conns {
         let shared = shared.clone();
         let delay = config.ramp_up.mul_f64(i as f64 / conns as f64);
-        // Open loop: stagger first sends over one period so connections do not fire in bursts.
-        let stagger = per_conn_interval
-            .unwrap_or(Duration::ZERO)
-            .mul_f64(i as f64 / conns as f64);
+        // Open loop: connection i takes its share of the plan (staggered
+        // within it, so connections do not fire in bursts).
+        let schedule = Schedule::new(i, conns, config.arrivals, 0x10ad_9e4e);
+        let begin = move |ctx: &mut shardloop::ShardCtx| {
+            let due = LoadConn::first_due(&shared, schedule);
+            LoadConn::start(ctx, shared, due);
+        };
         handle.submit_to(i % config.threads, move |ctx| {
             if delay.is_zero() {
-                LoadConn::start(ctx, shared, Instant::now() + stagger);
+                begin(ctx);
             } else {
-                ctx.call_later(delay, move |ctx| {
-                    LoadConn::start(ctx, shared, Instant::now() + stagger);
-                });
+                ctx.call_later(delay, begin);
             }
         })?;
     }

@@ -27,6 +27,7 @@ mod config;
 mod cpu;
 mod engine;
 pub mod hlog;
+pub mod plan;
 mod recorder;
 mod report;
 pub mod slo;

@@ -3,6 +3,7 @@
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use shardloop::tls::TlsClientConfig;
+use shardloop_loadgen::plan::{Arrivals, RatePlan};
 use shardloop_loadgen::slo::Slo;
 use shardloop_loadgen::{
     hlog, spectrum, Config, Mode, Progress, ResponseFrame, TlsTarget, Workload,
@@ -57,10 +58,15 @@ struct RunArgs {
     /// Measured duration (e.g. 10s, 1m).
     #[arg(short, long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
-    /// Open loop: total requests per second at a constant rate (wrk2's -R).
+    /// Open loop: total requests per second (wrk2's -R): a constant rate
+    /// (`5000`, `10k`) for --duration, or stages ramping linearly from one
+    /// rate to the next (`10k:30s,50k:60s`; the run lasts their sum).
     /// Without it the run is closed loop.
-    #[arg(short = 'R', long)]
-    rate: Option<f64>,
+    #[arg(short = 'R', long, value_name = "RATE[:DURATION,...]")]
+    rate: Option<String>,
+    /// Open loop: how requests are spread: evenly (wrk2) or as a Poisson process.
+    #[arg(long, value_enum, default_value = "uniform")]
+    arrivals: ArrivalsArg,
     /// Requests in flight per connection (closed loop), or at most (open loop).
     #[arg(long, default_value_t = 1)]
     pipeline: usize,
@@ -284,22 +290,29 @@ fn build_config(a: &RunArgs) -> anyhow::Result<Config> {
             Workload::Custom { payload, response }
         }
     };
-    let mode = match a.rate {
-        Some(rate) => Mode::Open {
-            rate,
+    let plan = a
+        .rate
+        .as_deref()
+        .map(|r| RatePlan::parse(r, a.duration))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("-R: {e}"))?;
+    let mode = match &plan {
+        Some(p) => Mode::Open {
+            rate: p.peak(),
             max_in_flight: a.pipeline,
         },
         None => Mode::Closed {
             pipeline: a.pipeline,
         },
     };
+    let duration = plan.as_ref().map_or(a.duration, |p| p.duration());
     Ok(Config {
         target: addr,
         threads: a.threads,
         connections: a.connections,
         mode,
         workload,
-        duration: a.duration,
+        duration,
         warmup: a.warmup,
         ramp_up: a.ramp_up,
         timeout: a.timeout,
@@ -309,7 +322,18 @@ fn build_config(a: &RunArgs) -> anyhow::Result<Config> {
         tls,
         reconnect_every: a.reconnect_every,
         slos: a.slos.clone(),
+        plan,
+        arrivals: match a.arrivals {
+            ArrivalsArg::Uniform => Arrivals::Uniform,
+            ArrivalsArg::Poisson => Arrivals::Poisson,
+        },
     })
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ArrivalsArg {
+    Uniform,
+    Poisson,
 }
 
 fn parse_slo(s: &str) -> Result<Slo, String> {
@@ -373,7 +397,14 @@ fn run_load(a: &RunArgs) -> anyhow::Result<ExitCode> {
     let tty = std::io::stderr().is_terminal();
     let mode = match cfg.mode {
         Mode::Closed { .. } => "closed loop".to_string(),
-        Mode::Open { rate, .. } => format!("open loop at {rate} req/s"),
+        Mode::Open { rate, .. } => match &cfg.plan {
+            Some(p) if p.stages().len() > 1 => format!(
+                "open loop, {} stages up to {rate} req/s, {:?} arrivals",
+                p.stages().len(),
+                cfg.arrivals
+            ),
+            _ => format!("open loop at {rate} req/s, {:?} arrivals", cfg.arrivals),
+        },
     };
     println!(
         "Running {} test @ {} ({}, {})",

@@ -198,7 +198,13 @@ impl Report {
             Mode::Open {
                 rate,
                 max_in_flight,
-            } => ("open", max_in_flight, Some(rate)),
+            } => {
+                // With stages: the plan's average over the run.
+                let avg = config.plan.as_ref().map_or(rate, |p| {
+                    p.cumulative(p.duration().as_secs_f64()) / p.duration().as_secs_f64()
+                });
+                ("open", max_in_flight, Some(avg))
+            }
         };
         let mut r = Report {
             target: config.target.to_string(),

@@ -341,7 +341,7 @@ fn binary_fails_with_one_line_errors() {
         ),
         (
             vec!["127.0.0.1:1".into(), "--rate=0".into()],
-            "rate must be a positive number",
+            "needs some rate above zero",
         ),
         (
             vec!["127.0.0.1:1".into(), "-d".into(), "soon".into()],
