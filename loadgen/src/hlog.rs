@@ -146,7 +146,9 @@ pub struct Merged {
     pub inputs: usize,
 }
 
-/// Merges JSON reports (`.json`) and interval logs (anything else).
+/// Merges JSON reports (`.json`) and interval logs (anything else). Logs
+/// are aligned on one time grid (interval i of the result adds up what
+/// every input measured in that slot) and must overlap in time.
 pub fn merge_files(paths: &[std::path::PathBuf]) -> Result<Merged, LoadError> {
     let mut m = Merged {
         latency: new_histogram(),
@@ -158,6 +160,8 @@ pub fn merge_files(paths: &[std::path::PathBuf]) -> Result<Merged, LoadError> {
         throughput_rps: 0.0,
         inputs: 0,
     };
+    let mut spans = Vec::new();
+    let mut logs = Vec::new();
     for p in paths {
         let bytes = std::fs::read(p).map_err(|e| LoadError::Input {
             path: p.display().to_string(),
@@ -205,16 +209,80 @@ pub fn merge_files(paths: &[std::path::PathBuf]) -> Result<Merged, LoadError> {
                     .add(&iv.histogram)
                     .map_err(|e| LoadError::Hlog(format!("{e:?}")))?;
             }
-            m.intervals.extend(ivs);
+            spans.push((p.display().to_string(), span_of(&ivs)));
+            logs.push(ivs);
         }
         m.inputs += 1;
     }
-    m.intervals.sort_by(|a, b| {
-        a.start_s
-            .partial_cmp(&b.start_s)
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
+    check_overlap(&spans)?;
+    m.intervals = align(logs);
     Ok(m)
+}
+
+/// The time an interval log covers, seconds since the epoch.
+fn span_of(ivs: &[LogInterval]) -> Option<(f64, f64)> {
+    let start = ivs.iter().map(|i| i.start_s).reduce(f64::min)?;
+    let end = ivs
+        .iter()
+        .map(|i| i.start_s + i.length_s)
+        .reduce(f64::max)?;
+    Some((start, end))
+}
+
+/// Logs from runs that were not running at the same time cannot be added
+/// up as one load: refuse them, naming the spans.
+fn check_overlap(spans: &[(String, Option<(f64, f64)>)]) -> Result<(), LoadError> {
+    let known: Vec<(&String, (f64, f64))> = spans
+        .iter()
+        .filter_map(|(n, s)| s.map(|s| (n, s)))
+        .collect();
+    let latest_start = known.iter().map(|(_, s)| s.0).fold(f64::MIN, f64::max);
+    let earliest_end = known.iter().map(|(_, s)| s.1).fold(f64::MAX, f64::min);
+    if known.len() > 1 && latest_start >= earliest_end {
+        let list: Vec<String> = known
+            .iter()
+            .map(|(n, (a, b))| format!("{n} [{a:.3}, {b:.3}]"))
+            .collect();
+        return Err(LoadError::Hlog(format!(
+            "the interval logs do not overlap in time (seconds since the epoch: {}); merge runs that ran together",
+            list.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Puts every log's intervals on one grid (the longest interval length,
+/// from the earliest start), adding up the histograms that fall in each
+/// slot, so interval i of the result is the whole load during that second.
+fn align(logs: Vec<Vec<LogInterval>>) -> Vec<LogInterval> {
+    let all: Vec<&LogInterval> = logs.iter().flatten().collect();
+    let Some(t0) = all.iter().map(|i| i.start_s).reduce(f64::min) else {
+        return Vec::new();
+    };
+    let step = all.iter().map(|i| i.length_s).fold(0.0, f64::max).max(1e-3);
+    let mut slots: std::collections::BTreeMap<(u64, Option<String>), Histogram<u64>> =
+        Default::default();
+    for iv in all {
+        // The slot its midpoint falls in.
+        let mid = iv.start_s + iv.length_s / 2.0 - t0;
+        let k = (mid / step).floor().max(0.0) as u64;
+        let h = slots
+            .entry((k, iv.tag.clone()))
+            .or_insert_with(new_histogram);
+        // Same bounds everywhere: adding cannot fail.
+        let _ = h.add(&iv.histogram);
+    }
+    let mut out: Vec<LogInterval> = slots
+        .into_iter()
+        .map(|((k, tag), histogram)| LogInterval {
+            start_s: t0 + k as f64 * step,
+            length_s: step,
+            tag,
+            histogram,
+        })
+        .collect();
+    out.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+    out
 }
 
 #[cfg(test)]

@@ -269,19 +269,24 @@ fn binary_writes_json_and_hlog_that_round_trip_through_merge() {
     let bin = loadgen_bin();
     let dir = std::env::temp_dir().join(format!("sl-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut counts = Vec::new();
-    for i in 0..2 {
-        let json = dir.join(format!("run{i}.json"));
-        let hlog = dir.join(format!("run{i}.hlog"));
-        let out = Command::new(&bin)
-            .arg(server.addr.to_string())
-            .args(["-t", "1", "-c", "4", "-d", "2s", "-R", "500", "--latency"])
-            .arg("--json")
-            .arg(&json)
-            .arg("--hlog")
-            .arg(&hlog)
-            .output()
-            .unwrap();
+    // Two load generators at once (as on two machines), then merged.
+    let children: Vec<std::process::Child> = (0..2)
+        .map(|i| {
+            Command::new(&bin)
+                .arg(server.addr.to_string())
+                .args(["-t", "1", "-c", "4", "-d", "2s", "-R", "500", "--latency"])
+                .arg("--json")
+                .arg(dir.join(format!("run{i}.json")))
+                .arg("--hlog")
+                .arg(dir.join(format!("run{i}.hlog")))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -290,6 +295,11 @@ fn binary_writes_json_and_hlog_that_round_trip_through_merge() {
         );
         assert!(stdout.contains("Requests/sec:"), "{stdout}");
         assert!(stdout.contains("Detailed Percentile spectrum:"), "{stdout}");
+    }
+    let mut counts = Vec::new();
+    for i in 0..2 {
+        let json = dir.join(format!("run{i}.json"));
+        let hlog = dir.join(format!("run{i}.hlog"));
         let r: shardloop_loadgen::Report =
             serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
         assert_counts_add_up(&r);
@@ -324,6 +334,32 @@ fn binary_writes_json_and_hlog_that_round_trip_through_merge() {
         .unwrap();
     assert_eq!(m.latency.len(), total);
     assert!(m.requests >= total);
+    // The merged log is on one grid: about one slot per second of the run,
+    // each holding both generators' samples.
+    let merged_log =
+        shardloop_loadgen::hlog::read_log(&std::fs::read(dir.join("merged.hlog")).unwrap())
+            .unwrap();
+    let slots = merged_log.iter().filter(|i| i.tag.is_none()).count();
+    assert!((2..=4).contains(&slots), "{slots} slots");
+    // A run that did not overlap them is refused.
+    let later = dir.join("later.hlog");
+    let out = Command::new(&bin)
+        .arg(server.addr.to_string())
+        .args(["-t", "1", "-c", "2", "-d", "1s"])
+        .arg("--hlog")
+        .arg(&later)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = Command::new(&bin)
+        .arg("merge")
+        .arg(dir.join("run0.hlog"))
+        .arg(&later)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("do not overlap in time"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
