@@ -30,6 +30,7 @@ pub mod hlog;
 pub mod plan;
 mod recorder;
 mod report;
+pub mod segment;
 pub mod slo;
 
 pub use config::{Config, Mode, ResponseFrame, TlsTarget, Workload};

@@ -4,6 +4,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use shardloop::tls::TlsClientConfig;
 use shardloop_loadgen::plan::{Arrivals, RatePlan};
+use shardloop_loadgen::segment::Segment;
 use shardloop_loadgen::slo::Slo;
 use shardloop_loadgen::{
     hlog, spectrum, Config, Mode, Progress, ResponseFrame, TlsTarget, Workload,
@@ -134,6 +135,19 @@ struct RunArgs {
     /// https://: http/1.1).
     #[arg(long, value_delimiter = ',')]
     alpn: Vec<String>,
+    /// Run segment INDEX/COUNT of a test split over several load generators
+    /// (k6's execution segments): this instance opens its share of the
+    /// connections and sends the same share of the rate.
+    #[arg(long, value_name = "INDEX/COUNT", conflicts_with = "segments")]
+    segment: Option<Segment>,
+    /// Run one of COUNT segments, the index taken from JOB_COMPLETION_INDEX
+    /// (a Kubernetes Indexed Job sets it).
+    #[arg(long, value_name = "COUNT")]
+    segments: Option<usize>,
+    /// Start at this time (RFC 3339, e.g. 2026-11-24T10:00:00Z), so that
+    /// segments on several machines start together.
+    #[arg(long, value_name = "TIME")]
+    start_at: Option<String>,
     /// HTTP method.
     #[arg(short = 'X', long, default_value = "GET")]
     method: String,
@@ -306,10 +320,35 @@ fn build_config(a: &RunArgs) -> anyhow::Result<Config> {
         },
     };
     let duration = plan.as_ref().map_or(a.duration, |p| p.duration());
+    let segment = segment_of(a)?;
+    let (connections, plan, mode) = match segment {
+        None => (a.connections, plan, mode),
+        Some(seg) => {
+            let share = seg.rate_share(a.connections);
+            let connections = seg.connections(a.connections);
+            if connections == 0 {
+                bail!(
+                    "segment {seg} gets none of the {} connections: use more connections or fewer segments",
+                    a.connections
+                );
+            }
+            let mode = match mode {
+                Mode::Open {
+                    rate,
+                    max_in_flight,
+                } => Mode::Open {
+                    rate: rate * share,
+                    max_in_flight,
+                },
+                m => m,
+            };
+            (connections, plan.map(|p| p.scaled(share)), mode)
+        }
+    };
     Ok(Config {
         target: addr,
-        threads: a.threads,
-        connections: a.connections,
+        threads: a.threads.min(connections),
+        connections,
         mode,
         workload,
         duration,
@@ -334,6 +373,54 @@ fn build_config(a: &RunArgs) -> anyhow::Result<Config> {
 enum ArrivalsArg {
     Uniform,
     Poisson,
+}
+
+/// `--segment i/N`, or `--segments N` with the index from JOB_COMPLETION_INDEX.
+fn segment_of(a: &RunArgs) -> anyhow::Result<Option<Segment>> {
+    if let Some(s) = a.segment {
+        return Ok(Some(s));
+    }
+    let Some(count) = a.segments else {
+        return Ok(None);
+    };
+    let index = std::env::var("JOB_COMPLETION_INDEX")
+        .context("--segments needs JOB_COMPLETION_INDEX (set by a Kubernetes Indexed Job), or use --segment INDEX/COUNT")?;
+    let index: usize = index
+        .trim()
+        .parse()
+        .with_context(|| format!("JOB_COMPLETION_INDEX={index:?} is not an index"))?;
+    Ok(Some(
+        Segment::new(index, count).map_err(|e| anyhow::anyhow!(e))?,
+    ))
+}
+
+/// Sleeps until `--start-at`; a time already past (by more than a second) is an error.
+fn wait_for_start(a: &RunArgs) -> anyhow::Result<()> {
+    let Some(at) = &a.start_at else {
+        return Ok(());
+    };
+    let when = humantime::parse_rfc3339_weak(at).with_context(|| {
+        format!("--start-at {at:?} is not an RFC 3339 time (2026-11-24T10:00:00Z)")
+    })?;
+    let now = std::time::SystemTime::now();
+    match when.duration_since(now) {
+        Ok(wait) => {
+            if wait > Duration::from_secs(24 * 3600) {
+                bail!("--start-at {at} is more than a day away");
+            }
+            eprintln!(
+                "waiting {} for --start-at {at}",
+                humantime::format_duration(Duration::from_secs(wait.as_secs()))
+            );
+            std::thread::sleep(wait);
+            Ok(())
+        }
+        Err(e) if e.duration() <= Duration::from_secs(1) => Ok(()),
+        Err(e) => bail!(
+            "--start-at {at} was {} ago: the segments would not start together",
+            humantime::format_duration(Duration::from_secs(e.duration().as_secs()))
+        ),
+    }
 }
 
 fn parse_slo(s: &str) -> Result<Slo, String> {
@@ -394,6 +481,15 @@ fn progress_line(p: &Progress<'_>) {
 fn run_load(a: &RunArgs) -> anyhow::Result<ExitCode> {
     let cfg = build_config(a)?;
     cfg.validate()?;
+    if let Some(seg) = segment_of(a)? {
+        println!(
+            "Segment {seg}: {} of {} connections, {:.1}% of the rate",
+            cfg.connections,
+            a.connections,
+            seg.rate_share(a.connections) * 100.0
+        );
+    }
+    wait_for_start(a)?;
     let tty = std::io::stderr().is_terminal();
     let mode = match cfg.mode {
         Mode::Closed { .. } => "closed loop".to_string(),

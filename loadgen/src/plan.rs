@@ -110,6 +110,20 @@ impl RatePlan {
         RatePlan::new(stages)
     }
 
+    /// The same plan at `factor` times the rate (one segment's share).
+    pub fn scaled(&self, factor: f64) -> RatePlan {
+        RatePlan {
+            stages: self
+                .stages
+                .iter()
+                .map(|s| Stage {
+                    rate: s.rate * factor,
+                    duration: s.duration,
+                })
+                .collect(),
+        }
+    }
+
     /// The plan's length.
     pub fn duration(&self) -> Duration {
         self.stages.iter().map(|s| s.duration).sum()
