@@ -38,6 +38,8 @@ pub(crate) struct RunShared {
     pub(crate) reconnect_every: Option<u64>,
     /// Connections closed on purpose by `reconnect_every` and replaced.
     pub(crate) reconnects: AtomicU64,
+    /// `--conn-rate`: time between two new connections on one shard.
+    pub(crate) conn_interval: Option<Duration>,
 }
 
 struct InFlight {
@@ -75,6 +77,21 @@ pub(crate) struct LoadConn {
     unsent_counted: bool,
     /// Open loop: this connection's place in the plan (past `next_intended`).
     schedule: Option<Schedule>,
+}
+
+/// Paces new connections on one shard (`--conn-rate`).
+#[derive(Default)]
+pub(crate) struct ConnPacer {
+    next: Option<Instant>,
+}
+
+impl ConnPacer {
+    /// The time of the next free slot, at `interval` from the previous one.
+    fn slot(&mut self, now: Instant, interval: Duration) -> Instant {
+        let slot = self.next.map_or(now, |n| n.max(now));
+        self.next = Some(slot + interval);
+        slot
+    }
 }
 
 /// Where a connection stands in the open-loop plan: its next intended send
@@ -461,7 +478,19 @@ impl Protocol for LoadConn {
             });
             let ctx = conn.shard();
             shared.active.fetch_sub(1, Ordering::AcqRel);
-            LoadConn::start(ctx, shared, due);
+            match shared.conn_interval {
+                None => LoadConn::start(ctx, shared, due),
+                Some(interval) => {
+                    // --conn-rate: new connections leave in paced slots.
+                    let now = Instant::now();
+                    let slot = ctx.service::<ConnPacer>().slot(now, interval);
+                    ctx.call_later(slot.saturating_duration_since(now), move |ctx| {
+                        if Instant::now() < shared.end {
+                            LoadConn::start(ctx, shared, due);
+                        }
+                    });
+                }
+            }
         }
     }
 

@@ -138,6 +138,9 @@ pub struct Config {
     pub plan: Option<crate::plan::RatePlan>,
     /// Open loop: evenly spaced or Poisson arrivals.
     pub arrivals: crate::plan::Arrivals,
+    /// New connections per second at most (all threads), for replacements
+    /// and `reconnect_every` churn.
+    pub conn_rate: Option<f64>,
 }
 
 /// How to reach a TLS target.
@@ -170,6 +173,7 @@ impl Config {
             slos: Vec::new(),
             plan: None,
             arrivals: crate::plan::Arrivals::Uniform,
+            conn_rate: None,
         }
     }
 
@@ -213,6 +217,13 @@ impl Config {
                     "the rate stages last {:?} but the duration is {:?}",
                     p.duration(),
                     self.duration
+                ));
+            }
+        }
+        if let Some(r) = self.conn_rate {
+            if !(r.is_finite() && r > 0.0 && r <= 1e7) {
+                return bad(format!(
+                    "conn-rate {r} must be a positive number of connections per second"
                 ));
             }
         }

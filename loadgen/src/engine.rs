@@ -128,6 +128,9 @@ fn drive(
         tls: config.tls.clone(),
         reconnect_every: config.reconnect_every,
         reconnects: Default::default(),
+        conn_interval: config
+            .conn_rate
+            .map(|r| Duration::from_secs_f64(config.threads as f64 / r)),
     });
     let conns = config.connections;
     for i in 0..conns {

@@ -135,6 +135,10 @@ struct RunArgs {
     /// https://: http/1.1).
     #[arg(long, value_delimiter = ',')]
     alpn: Vec<String>,
+    /// New connections per second at most (all threads): paces
+    /// `--reconnect-every` churn and the replacement of broken connections.
+    #[arg(long, value_name = "R")]
+    conn_rate: Option<f64>,
     /// Run segment INDEX/COUNT of a test split over several load generators
     /// (k6's execution segments): this instance opens its share of the
     /// connections and sends the same share of the rate.
@@ -362,6 +366,7 @@ fn build_config(a: &RunArgs) -> anyhow::Result<Config> {
         reconnect_every: a.reconnect_every,
         slos: a.slos.clone(),
         plan,
+        conn_rate: a.conn_rate,
         arrivals: match a.arrivals {
             ArrivalsArg::Uniform => Arrivals::Uniform,
             ArrivalsArg::Poisson => Arrivals::Poisson,
