@@ -14,6 +14,7 @@ pub mod advise;
 pub mod report;
 pub mod search;
 pub mod server;
+pub mod topology;
 pub mod tune;
 pub mod usl;
 

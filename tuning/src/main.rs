@@ -27,6 +27,37 @@ enum Command {
     /// Recommend a shard count for a running server's real traffic, from its
     /// /metrics over a window.
     Advise(AdviseArgs),
+    /// Show this machine's CPU topology (physical cores, SMT siblings, NUMA
+    /// nodes, cgroup quota, network interrupt cores) and where to pin
+    /// shards, the acceptor and the load generator.
+    Topology(TopologyArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct TopologyArgs {
+    /// Physical cores to set aside for a load generator on this machine.
+    #[arg(long, default_value_t = 0)]
+    loadgen_cores: usize,
+    /// Read /proc and /sys under this directory (for a captured tree).
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// Output: text/markdown or json.
+    #[arg(long, default_value = "text")]
+    format: String,
+}
+
+fn run_topology(a: &TopologyArgs) -> anyhow::Result<()> {
+    let t = shardloop_tune::topology::Topology::read(&a.root).map_err(anyhow::Error::msg)?;
+    let p = t.plan(a.loadgen_cores);
+    match a.format.as_str() {
+        "json" => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"topology": t, "placement": p}))?
+        ),
+        "text" | "markdown" => print!("{}", t.markdown(&p)),
+        f => bail!("--format {f:?}: text, markdown or json"),
+    }
+    Ok(())
 }
 
 #[derive(clap::Args, Debug)]
@@ -154,8 +185,10 @@ fn main() {
 
 fn real_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::Advise(a)) = &cli.command {
-        return run_advise(a);
+    match &cli.command {
+        Some(Command::Advise(a)) => return run_advise(a),
+        Some(Command::Topology(a)) => return run_topology(a),
+        None => {}
     }
     let a = cli.sweep;
     let cores: Vec<usize> = core_affinity::get_core_ids()
