@@ -77,27 +77,75 @@ pub struct TuneReport {
     pub cores: usize,
     /// Loadgen threads and connections per run.
     pub loadgen: (usize, usize),
+    /// Why the scalability fit is not used to extrapolate (empty: it is),
+    /// and which points it left out.
+    #[serde(default)]
+    pub validity: Vec<String>,
+}
+
+/// Fits the USL to the points that are evidence of the server's scaling
+/// (pinned apart from the load generator, and without the load generator's
+/// warnings), and extrapolates only when the fit is sound: three or more
+/// shard counts and 0 ≤ σ < 1. Otherwise says why instead of drawing a
+/// curve that would mislead.
+fn validated_fit(
+    variants: &[VariantResult],
+    knob: Option<&crate::server::Knob>,
+) -> (Option<Fit>, Vec<(usize, f64)>, Vec<String>) {
+    let mut validity = Vec::new();
+    let mut points = Vec::new();
+    for v in variants.iter().filter(|v| v.knob.as_ref() == knob) {
+        if !v.pinned {
+            validity.push(format!(
+                "{} left out: server and load generator shared cores",
+                v.label()
+            ));
+            continue;
+        }
+        if let Some(w) = v.search.saturation.warnings.first() {
+            validity.push(format!("{} left out: {w}", v.label()));
+            continue;
+        }
+        points.push((v.shards as f64, v.sustainable_rps()));
+    }
+    let mut counts: Vec<u64> = points.iter().map(|p| p.0 as u64).collect();
+    counts.sort_unstable();
+    counts.dedup();
+    if counts.len() < 3 {
+        validity.push(format!(
+            "no extrapolation: {} valid shard count(s); the fit needs at least 3 (κ cannot be estimated from fewer)",
+            counts.len()
+        ));
+        return (usl::fit(&points), Vec::new(), validity);
+    }
+    let fit = usl::fit(&points);
+    let sound = fit
+        .as_ref()
+        .is_some_and(|f| (0.0..1.0).contains(&f.usl.sigma));
+    if !sound {
+        validity.push(format!(
+            "no extrapolation: the fit has σ = {:.3}, outside [0, 1) — throughput did not grow with shards, which points at a shared bottleneck (the load generator, a core, the network), not at the server's scaling",
+            fit.as_ref().map_or(f64::NAN, |f| f.usl.sigma)
+        ));
+        return (fit, Vec::new(), validity);
+    }
+    let extrapolation = fit
+        .as_ref()
+        .map(|f| {
+            [1usize, 2, 4, 8, 16, 32, 64]
+                .iter()
+                .map(|&n| (n, f.usl.predict(n as f64)))
+                .collect()
+        })
+        .unwrap_or_default();
+    (fit, extrapolation, validity)
 }
 
 impl TuneReport {
     /// Derives fit and recommendation from the measurements.
     pub fn build(cfg: &TuneConfig, variants: Vec<VariantResult>) -> TuneReport {
         let first_knob = variants.first().and_then(|v| v.knob.clone());
-        let points: Vec<(f64, f64)> = variants
-            .iter()
-            .filter(|v| v.knob == first_knob)
-            .map(|v| (v.shards as f64, v.sustainable_rps()))
-            .collect();
-        let fit = usl::fit(&points);
-        let extrapolation = fit
-            .as_ref()
-            .map(|f| {
-                [1usize, 2, 4, 8, 16, 32, 64]
-                    .iter()
-                    .map(|&n| (n, f.usl.predict(n as f64)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let (fit, extrapolation, validity) = validated_fit(&variants, first_knob.as_ref());
         let recommendation = recommend(&variants, cfg.tolerance, cfg.headroom, cfg.p99_target_us);
         TuneReport {
             p99_target_us: cfg.p99_target_us,
@@ -107,6 +155,7 @@ impl TuneReport {
             recommendation,
             cores: cfg.cores.len(),
             loadgen: (cfg.loadgen_threads, cfg.connections),
+            validity,
         }
     }
 
@@ -179,18 +228,26 @@ impl TuneReport {
                     "(σ > 1: throughput fell when shards were added, which points at a shared bottleneck — here most likely cores shared with the load generator)"
                 );
             }
-            let ex: Vec<String> = self
-                .extrapolation
-                .iter()
-                .map(|(n, x)| format!("{n}: {x:.0}"))
-                .collect();
-            let _ = writeln!(
-                s,
-                "Extrapolated sustainable req/s by shard count — {}",
-                ex.join(", ")
-            );
-            if let Some(p) = f.usl.peak() {
-                let _ = writeln!(s, "Throughput peaks near {p:.0} shards.");
+            if !self.extrapolation.is_empty() {
+                let ex: Vec<String> = self
+                    .extrapolation
+                    .iter()
+                    .map(|(n, x)| format!("{n}: {x:.0}"))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "Extrapolated sustainable req/s by shard count — {}",
+                    ex.join(", ")
+                );
+                if let Some(p) = f.usl.peak() {
+                    let _ = writeln!(s, "Throughput peaks near {p:.0} shards.");
+                }
+            }
+        }
+        if !self.validity.is_empty() {
+            let _ = writeln!(s, "\n### Validity\n");
+            for v in &self.validity {
+                let _ = writeln!(s, "- {v}");
             }
         }
         let _ = writeln!(s);
@@ -234,7 +291,8 @@ impl TuneReport {
             .iter()
             .map(|v| v.search.saturation.ok_rps)
             .fold(1.0, f64::max);
-        if let Some(f) = &self.usl {
+        let curve_fit = self.usl.as_ref().filter(|_| !self.extrapolation.is_empty());
+        if let Some(f) = curve_fit {
             y_max = y_max.max(f.usl.predict(x_max));
         }
         let mut chart = ChartBuilder::on(&root)
@@ -272,7 +330,7 @@ impl TuneReport {
                 self.p99_target_us as f64 / 1000.0
             ))
             .legend(|(x, y)| TriangleMarker::new((x + 10, y), 6, BLUE.filled()));
-        if let Some(f) = &self.usl {
+        if let Some(f) = curve_fit {
             let curve: Vec<(f64, f64)> = (0..=200)
                 .map(|i| {
                     let n = 1.0 + (x_max - 1.0) * i as f64 / 200.0;
@@ -407,6 +465,7 @@ mod tests {
             p50_us: 100,
             p99_us: 900,
             errors: 0,
+            warnings: Vec::new(),
         };
         VariantResult {
             shards,
@@ -434,5 +493,46 @@ mod tests {
         assert!((r.plan_rps - 120_000.0).abs() < 1e-6);
         assert!(r.line.starts_with("Recommendation: 2 shards"));
         assert!(recommend(&[variant(1, 0.0)], 0.05, 0.2, 2000).is_none());
+    }
+
+    #[test]
+    fn extrapolates_only_from_sound_fits_and_says_why_otherwise() {
+        // Amdahl-like scaling over 4 counts: a sound fit, extrapolated.
+        let good: Vec<VariantResult> = [
+            (1, 100_000.0),
+            (2, 190_000.0),
+            (4, 340_000.0),
+            (8, 560_000.0),
+        ]
+        .iter()
+        .map(|&(n, x)| variant(n, x))
+        .collect();
+        let (fit, ex, why) = validated_fit(&good, None);
+        assert!(fit.is_some() && !ex.is_empty(), "{why:?}");
+        assert!(why.is_empty(), "{why:?}");
+
+        // Two counts: no extrapolation, and the reason.
+        let (_, ex, why) = validated_fit(&good[..2], None);
+        assert!(ex.is_empty());
+        assert!(why.iter().any(|w| w.contains("at least 3")), "{why:?}");
+
+        // Throughput falling as shards are added (a shared bottleneck): σ ≥ 1.
+        let falling: Vec<VariantResult> = [(1, 100_000.0), (2, 60_000.0), (3, 45_000.0)]
+            .iter()
+            .map(|&(n, x)| variant(n, x))
+            .collect();
+        let (_, ex, why) = validated_fit(&falling, None);
+        assert!(ex.is_empty());
+        assert!(why.iter().any(|w| w.contains("outside [0, 1)")), "{why:?}");
+
+        // Unpinned points and CPU-bound load generator points are left out.
+        let mut mixed = good.clone();
+        mixed[1].pinned = false;
+        mixed[2].search.saturation.warnings =
+            vec!["loadgen thread sl0-shard0 used 99% of a core".into()];
+        let (_, ex, why) = validated_fit(&mixed, None);
+        assert!(ex.is_empty(), "2 valid counts left");
+        assert!(why.iter().any(|w| w.contains("shared cores")), "{why:?}");
+        assert!(why.iter().any(|w| w.contains("99% of a core")), "{why:?}");
     }
 }

@@ -19,6 +19,10 @@ pub struct Measurement {
     pub p99_us: u64,
     /// Failed requests.
     pub errors: u64,
+    /// The load generator's own warnings for this run (CPU-bound, behind
+    /// schedule): a point with any is not evidence of the server's capacity.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Runs measurements against one server configuration.
@@ -138,6 +142,7 @@ pub(crate) mod tests {
                 p50_us: self.base_us as u64 * 10,
                 p99_us: self.base_us as u64 * 50,
                 errors: 0,
+                warnings: Vec::new(),
             })
         }
         fn at_rate(&mut self, rate: f64) -> Result<Measurement, Self::Error> {
@@ -155,6 +160,7 @@ pub(crate) mod tests {
                 p50_us: (p99 / 4.0) as u64,
                 p99_us: p99 as u64,
                 errors: 0,
+                warnings: Vec::new(),
             })
         }
     }

@@ -128,6 +128,7 @@ impl LoadProbe {
             p50_us: r.latency_us.p50,
             p99_us: r.latency_us.p99,
             errors: r.errors.total(),
+            warnings: r.warnings.clone(),
         })
     }
 }
