@@ -110,6 +110,19 @@ pub struct Pinning {
 /// Probes a server with the load generator.
 pub struct LoadProbe {
     base: LoadConfig,
+    /// The p99 target, µs: open-loop runs get enough connections for it.
+    target_us: u64,
+}
+
+/// Connections an open-loop run at `rate` needs so that requests are never
+/// held back by a connection still waiting for its previous answer: by
+/// Little's law, rate × latency requests are in flight; with latency up to
+/// the target and one request per connection, twice that for headroom.
+pub fn connections_for(rate: f64, target_us: u64, at_least: usize) -> usize {
+    let in_flight = rate * target_us as f64 / 1e6;
+    let needed = (2.0 * in_flight).ceil();
+    // The open-file limit caps it (the load generator raises it up to 20,000 here).
+    (needed.min(16_000.0) as usize).max(at_least)
 }
 
 impl LoadProbe {
@@ -119,6 +132,9 @@ impl LoadProbe {
             Mode::Open { rate, .. } => Some(rate),
             Mode::Closed { .. } => None,
         };
+        if let Mode::Open { rate, .. } = mode {
+            cfg.connections = connections_for(rate, self.target_us, cfg.connections);
+        }
         cfg.mode = mode;
         let r = shardloop_loadgen::run(&cfg, |_| {})?;
         Ok(Measurement {
@@ -167,7 +183,10 @@ pub fn run(cfg: &TuneConfig, mut on_run: impl FnMut(&str, &str)) -> Result<TuneR
         base.warmup = cfg.warmup;
         base.workload = cfg.workload.clone();
         base.cores = pin.loadgen.clone().unwrap_or_default();
-        let mut probe = LoadProbe { base };
+        let mut probe = LoadProbe {
+            base,
+            target_us: cfg.p99_target_us,
+        };
         let search = find_sustainable(&mut probe, &params, |what| on_run(&label, what))?;
         drop(running);
         results.push(VariantResult {
@@ -179,4 +198,19 @@ pub fn run(cfg: &TuneConfig, mut on_run: impl FnMut(&str, &str)) -> Result<TuneR
         });
     }
     Ok(TuneReport::build(cfg, results))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connections_for;
+
+    #[test]
+    fn littles_law_sizes_open_loop_connections() {
+        // 100k req/s at up to 2 ms: 200 in flight, 400 connections.
+        assert_eq!(connections_for(100_000.0, 2_000, 64), 400);
+        // A slow rate keeps the configured floor.
+        assert_eq!(connections_for(1_000.0, 2_000, 64), 64);
+        // Absurd products are capped by what the load generator can open.
+        assert_eq!(connections_for(1e9, 1_000_000, 64), 16_000);
+    }
 }
