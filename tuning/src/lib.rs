@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod advise;
+pub mod charts;
 pub mod report;
 pub mod search;
 pub mod server;

@@ -5,7 +5,6 @@ use crate::server::Knob;
 use crate::tune::TuneConfig;
 use crate::usl::{self, Fit};
 use crate::TuneError;
-use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -35,10 +34,12 @@ impl VariantResult {
             .unwrap_or(0.0)
     }
 
-    fn label(&self) -> String {
+    /// "1 shard", "2 shards, read-buffer=4096".
+    pub fn label(&self) -> String {
+        let unit = if self.shards == 1 { "shard" } else { "shards" };
         match &self.knob {
-            Some(k) => format!("{} shards, {k}", self.shards),
-            None => format!("{} shards", self.shards),
+            Some(k) => format!("{} {unit}, {k}", self.shards),
+            None => format!("{} {unit}", self.shards),
         }
     }
 }
@@ -266,7 +267,8 @@ impl TuneReport {
         s
     }
 
-    /// Writes report.md, report.json, throughput.svg and latency.svg into `dir`.
+    /// Writes report.md, report.json, throughput.svg, latency.svg and
+    /// report.html (tables and charts in one page) into `dir`.
     pub fn write(&self, dir: &Path) -> Result<(), TuneError> {
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("report.md"), self.markdown())?;
@@ -274,139 +276,17 @@ impl TuneReport {
             dir.join("report.json"),
             serde_json::to_string_pretty(self).map_err(|e| TuneError::Report(e.to_string()))?,
         )?;
-        self.throughput_chart(&dir.join("throughput.svg"))
+        let (tp, lat) = (dir.join("throughput.svg"), dir.join("latency.svg"));
+        crate::charts::throughput_chart(self, &tp)
             .map_err(|e| TuneError::Report(format!("throughput chart: {e}")))?;
-        self.latency_chart(&dir.join("latency.svg"))
+        crate::charts::latency_chart(self, &lat)
             .map_err(|e| TuneError::Report(format!("latency chart: {e}")))?;
-        Ok(())
-    }
-
-    fn throughput_chart(&self, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-        let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let max_n = self.variants.iter().map(|v| v.shards).max().unwrap_or(1) as f64;
-        let x_max = (max_n * 2.0).max(4.0);
-        let mut y_max = self
-            .variants
-            .iter()
-            .map(|v| v.search.saturation.ok_rps)
-            .fold(1.0, f64::max);
-        let curve_fit = self.usl.as_ref().filter(|_| !self.extrapolation.is_empty());
-        if let Some(f) = curve_fit {
-            y_max = y_max.max(f.usl.predict(x_max));
-        }
-        let mut chart = ChartBuilder::on(&root)
-            .caption("Throughput vs shards", ("sans-serif", 22))
-            .margin(15)
-            .x_label_area_size(40)
-            .y_label_area_size(80)
-            .build_cartesian_2d(0.5f64..x_max + 0.5, 0f64..y_max * 1.15)?;
-        chart
-            .configure_mesh()
-            .x_desc("shards")
-            .y_desc("requests/s")
-            .draw()?;
-        let sat: Vec<(f64, f64)> = self
-            .variants
-            .iter()
-            .map(|v| (v.shards as f64, v.search.saturation.ok_rps))
-            .collect();
-        let sus: Vec<(f64, f64)> = self
-            .variants
-            .iter()
-            .map(|v| (v.shards as f64, v.sustainable_rps()))
-            .collect();
-        chart
-            .draw_series(sat.iter().map(|&p| Circle::new(p, 5, RED.filled())))?
-            .label("saturation (closed loop)")
-            .legend(|(x, y)| Circle::new((x + 10, y), 5, RED.filled()));
-        chart
-            .draw_series(
-                sus.iter()
-                    .map(|&p| TriangleMarker::new(p, 6, BLUE.filled())),
-            )?
-            .label(format!(
-                "sustainable at p99 ≤ {:.1} ms",
-                self.p99_target_us as f64 / 1000.0
-            ))
-            .legend(|(x, y)| TriangleMarker::new((x + 10, y), 6, BLUE.filled()));
-        if let Some(f) = curve_fit {
-            let curve: Vec<(f64, f64)> = (0..=200)
-                .map(|i| {
-                    let n = 1.0 + (x_max - 1.0) * i as f64 / 200.0;
-                    (n, f.usl.predict(n))
-                })
-                .collect();
-            chart
-                .draw_series(LineSeries::new(curve, BLUE.stroke_width(2)))?
-                .label("USL fit (extrapolated)")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()?;
-        root.present()?;
-        Ok(())
-    }
-
-    fn latency_chart(&self, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-        let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let x_max = self
-            .variants
-            .iter()
-            .flat_map(|v| v.search.points.iter().filter_map(|p| p.requested_rps))
-            .fold(1.0, f64::max);
-        let cap = (self.p99_target_us as f64 / 1000.0) * 5.0;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("p99 latency vs offered load", ("sans-serif", 22))
-            .margin(15)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..x_max * 1.05, 0f64..cap)?;
-        chart
-            .configure_mesh()
-            .x_desc("offered load (requests/s, open loop)")
-            .y_desc("p99 latency (ms), capped")
-            .draw()?;
-        let target = self.p99_target_us as f64 / 1000.0;
-        chart
-            .draw_series(LineSeries::new(
-                vec![(0.0, target), (x_max * 1.05, target)],
-                BLACK.mix(0.5),
-            ))?
-            .label("p99 target")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.5)));
-        for (i, v) in self.variants.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            let pts: Vec<(f64, f64)> = v
-                .search
-                .points
-                .iter()
-                .filter_map(|p| {
-                    p.requested_rps
-                        .map(|r| (r, (p.p99_us as f64 / 1000.0).min(cap)))
-                })
-                .collect();
-            chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
-                .label(v.label())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-            chart.draw_series(
-                pts.into_iter()
-                    .map(move |p| Circle::new(p, 3, color.filled())),
-            )?;
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()?;
-        root.present()?;
+        let html = crate::charts::html(
+            self,
+            &std::fs::read_to_string(&tp)?,
+            &std::fs::read_to_string(&lat)?,
+        );
+        std::fs::write(dir.join("report.html"), html)?;
         Ok(())
     }
 }

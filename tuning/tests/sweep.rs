@@ -65,7 +65,7 @@ fn short_sweep_against_echo_example_writes_a_well_formed_report() {
     report.write(&dir).unwrap();
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(
-        md.contains("| 1 shards |") && md.contains("| 2 shards |"),
+        md.contains("| 1 shard |") && md.contains("| 2 shards |"),
         "{md}"
     );
     assert!(
@@ -75,6 +75,13 @@ fn short_sweep_against_echo_example_writes_a_well_formed_report() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(json["variants"].as_array().unwrap().len(), 2);
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(
+        html.contains("<table>") && html.matches("<svg").count() == 2 && html.contains("Validity"),
+        "the HTML report embeds the tables and both charts"
+    );
+    let latency = std::fs::read_to_string(dir.join("latency.svg")).unwrap();
+    assert!(latency.contains("p99 target"), "the target is drawn and labelled");
     for svg in ["throughput.svg", "latency.svg"] {
         let s = std::fs::read_to_string(dir.join(svg)).unwrap();
         assert!(
