@@ -32,9 +32,18 @@ pub fn si(x: f64) -> String {
     format!("{text}{unit}")
 }
 
-/// Milliseconds for a latency axis: `0.25 ms`, `2 ms`, `40 ms`.
+/// Milliseconds for a latency label: `0.25 ms`, `2 ms`, `40 ms`.
 fn ms_label(v: f64) -> String {
     format!("{} ms", si(v).replace('k', "000"))
+}
+
+/// A latency in µs as read: `250 µs`, `2 ms`.
+fn us_label(us: f64) -> String {
+    if us >= 1000.0 {
+        ms_label(us / 1000.0)
+    } else {
+        format!("{} µs", si(us))
+    }
 }
 
 pub(crate) fn throughput_chart(
@@ -133,14 +142,16 @@ pub(crate) fn latency_chart(r: &TuneReport, path: &Path) -> Result<(), Box<dyn s
         .iter()
         .flat_map(|v| v.search.points.iter().filter_map(|p| p.requested_rps))
         .fold(1.0, f64::max);
-    let target = r.p99_target_us as f64 / 1000.0;
-    let lat = |us: u64| (us as f64 / 1000.0).max(0.001);
-    let lo = r
+    // Microseconds on the axis (plotters labels a log axis from 1 up), shown as µs or ms.
+    let target = r.p99_target_us as f64;
+    let lat = |us: u64| (us as f64).max(1.0);
+    // From a power of ten, so plotters labels every decade shown.
+    let lowest = r
         .variants
         .iter()
         .flat_map(|v| v.search.points.iter().map(|p| lat(p.p99_us)))
-        .fold(target, f64::min)
-        / 2.0;
+        .fold(target, f64::min);
+    let lo = 10f64.powf(lowest.log10().floor());
     let hi = r
         .variants
         .iter()
@@ -158,18 +169,19 @@ pub(crate) fn latency_chart(r: &TuneReport, path: &Path) -> Result<(), Box<dyn s
         .x_desc("offered load (requests/s, open loop)")
         .y_desc("p99 latency (log scale)")
         .x_label_formatter(&|x| si(*x))
-        .y_label_formatter(&|y| ms_label(*y))
+        .y_labels(30)
+        .y_label_formatter(&|y| us_label(*y))
         .draw()?;
     chart
         .draw_series(LineSeries::new(
             vec![(0.0, target), (x_max * 1.05, target)],
             BLACK.mix(0.6).stroke_width(2),
         ))?
-        .label(format!("p99 target {}", ms_label(target)))
+        .label(format!("p99 target {}", us_label(target)))
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.6)));
     chart.draw_series(std::iter::once(Text::new(
-        format!("target {}", ms_label(target)),
-        (x_max * 0.02, target * 1.15),
+        format!("target {}", us_label(target)),
+        (x_max * 0.85, target * 1.1),
         ("sans-serif", 13),
     )))?;
     for (i, v) in r.variants.iter().enumerate() {

@@ -81,7 +81,10 @@ fn short_sweep_against_echo_example_writes_a_well_formed_report() {
         "the HTML report embeds the tables and both charts"
     );
     let latency = std::fs::read_to_string(dir.join("latency.svg")).unwrap();
-    assert!(latency.contains("p99 target"), "the target is drawn and labelled");
+    assert!(
+        latency.contains("p99 target"),
+        "the target is drawn and labelled"
+    );
     for svg in ["throughput.svg", "latency.svg"] {
         let s = std::fs::read_to_string(dir.join(svg)).unwrap();
         assert!(
