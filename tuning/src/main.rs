@@ -104,6 +104,10 @@ struct Args {
     /// Bisection steps per configuration.
     #[arg(long, default_value_t = 5)]
     steps: u32,
+    /// Times each configuration is measured, in interleaved rounds; the
+    /// median counts and the spread is reported.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
     /// Fractions of saturation at which p99 is also measured.
     #[arg(long, value_delimiter = ',', default_value = "0.25,0.5,0.75,0.9")]
     fractions: Vec<f64>,
@@ -228,8 +232,9 @@ fn real_main() -> anyhow::Result<()> {
         tolerance: a.tolerance,
         headroom: a.headroom,
         cores: cores.clone(),
+        repeats: a.repeats.max(1),
     };
-    let runs = cfg.variants().len() as u64 * cfg.search_params().runs();
+    let runs = cfg.variants().len() as u64 * cfg.search_params().runs() * cfg.repeats as u64;
     let per_run = a.run_duration + a.warmup;
     println!(
         "shardloop-tune: {} configurations × {} runs of {}, p99 target {}, {} cores, {} loadgen threads × {} connections (about {})",

@@ -20,18 +20,29 @@ pub struct VariantResult {
     pub pinned: bool,
     /// Why not, if not.
     pub pinning_note: Option<String>,
-    /// What the search measured.
+    /// What the search measured (the run with the median sustainable rate).
     pub search: SearchResult,
+    /// Each run's sustainable rate (`--repeats`), in run order.
+    #[serde(default)]
+    pub sustainable_runs: Vec<f64>,
 }
 
 impl VariantResult {
     /// Highest rate that met the target (0 if none did).
     pub fn sustainable_rps(&self) -> f64 {
-        self.search
-            .sustainable
-            .as_ref()
-            .and_then(|m| m.requested_rps)
-            .unwrap_or(0.0)
+        self.search.sustainable_rps()
+    }
+
+    /// The spread of the repeated runs' sustainable rates, (max − min) /
+    /// median; `None` with fewer than two runs.
+    pub fn spread(&self) -> Option<f64> {
+        let mut v = self.sustainable_runs.clone();
+        if v.len() < 2 {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let median = v[v.len() / 2];
+        (median > 0.0).then(|| (v[v.len() - 1] - v[0]) / median)
     }
 
     /// "1 shard", "2 shards, read-buffer=4096".
@@ -147,7 +158,38 @@ impl TuneReport {
     pub fn build(cfg: &TuneConfig, variants: Vec<VariantResult>) -> TuneReport {
         let first_knob = variants.first().and_then(|v| v.knob.clone());
         let (fit, extrapolation, validity) = validated_fit(&variants, first_knob.as_ref());
-        let recommendation = recommend(&variants, cfg.tolerance, cfg.headroom, cfg.p99_target_us);
+        let mut recommendation =
+            recommend(&variants, cfg.tolerance, cfg.headroom, cfg.p99_target_us);
+        let mut validity = validity;
+        for v in &variants {
+            if let Some(sp) = v.spread().filter(|sp| *sp > 0.10) {
+                validity.push(format!(
+                    "{}: its {} runs spread {:.0}% (min to max over the median): the machine was noisy; lengthen the runs or repeat",
+                    v.label(),
+                    v.sustainable_runs.len(),
+                    sp * 100.0
+                ));
+            }
+        }
+        if let Some(rec) = recommendation.as_mut() {
+            let picked = variants
+                .iter()
+                .find(|v| v.shards == rec.shards && v.knob == rec.knob);
+            if let Some(sp) = picked.and_then(|v| v.spread()) {
+                let runs = picked.map_or(0, |v| v.sustainable_runs.len());
+                let confidence = if sp <= 0.05 {
+                    "high"
+                } else if sp <= 0.10 {
+                    "medium"
+                } else {
+                    "low"
+                };
+                rec.line.push_str(&format!(
+                    " Confidence {confidence}: median of {runs} interleaved runs, spread {:.1}%.",
+                    sp * 100.0
+                ));
+            }
+        }
         TuneReport {
             p99_target_us: cfg.p99_target_us,
             variants,
@@ -166,10 +208,10 @@ impl TuneReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "| configuration | pinned | saturation req/s | sustainable req/s (p99 ≤ {} ms) | p99 there (ms) | p99 @25% | p99 @50% | p99 @75% | p99 @90% |",
+            "| configuration | pinned | saturation req/s | sustainable req/s (p99 ≤ {} ms) | runs (spread) | p99 there (ms) | p99 @25% | p99 @50% | p99 @75% | p99 @90% |",
             ms(self.p99_target_us)
         );
-        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         for v in &self.variants {
             let sat = v.search.saturation.ok_rps;
             let at = |f: f64| {
@@ -182,11 +224,15 @@ impl TuneReport {
             };
             let _ = writeln!(
                 s,
-                "| {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} |",
                 v.label(),
                 if v.pinned { "yes" } else { "no" },
                 sat,
                 v.sustainable_rps(),
+                match v.spread() {
+                    Some(sp) => format!("{} ({:.1}%)", v.sustainable_runs.len(), sp * 100.0),
+                    None => v.sustainable_runs.len().max(1).to_string(),
+                },
                 v.search
                     .sustainable
                     .as_ref()
@@ -357,6 +403,7 @@ mod tests {
                 sustainable: (sustainable > 0.0).then(|| m(Some(sustainable))),
                 points: vec![m(Some(sustainable))],
             },
+            sustainable_runs: vec![sustainable],
         }
     }
 
@@ -414,5 +461,14 @@ mod tests {
         assert!(ex.is_empty(), "2 valid counts left");
         assert!(why.iter().any(|w| w.contains("shared cores")), "{why:?}");
         assert!(why.iter().any(|w| w.contains("99% of a core")), "{why:?}");
+    }
+
+    #[test]
+    fn the_spread_of_repeated_runs_sets_the_confidence() {
+        let mut v = variant(2, 100_000.0);
+        v.sustainable_runs = vec![96_000.0, 100_000.0, 103_000.0];
+        assert!((v.spread().unwrap() - 0.07).abs() < 1e-9);
+        v.sustainable_runs = vec![100_000.0];
+        assert_eq!(v.spread(), None);
     }
 }

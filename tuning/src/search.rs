@@ -46,6 +46,16 @@ pub struct SearchResult {
     pub points: Vec<Measurement>,
 }
 
+impl SearchResult {
+    /// Highest rate that met the target (0 if none did).
+    pub fn sustainable_rps(&self) -> f64 {
+        self.sustainable
+            .as_ref()
+            .and_then(|m| m.requested_rps)
+            .unwrap_or(0.0)
+    }
+}
+
 /// Search parameters.
 #[derive(Debug, Clone)]
 pub struct SearchParams {

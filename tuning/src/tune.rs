@@ -39,6 +39,9 @@ pub struct TuneConfig {
     pub headroom: f64,
     /// Cores available to pin to.
     pub cores: Vec<usize>,
+    /// Times each configuration is measured, in interleaved rounds (the
+    /// configurations alternate order round by round); the median counts.
+    pub repeats: usize,
 }
 
 impl TuneConfig {
@@ -168,33 +171,61 @@ pub fn run(cfg: &TuneConfig, mut on_run: impl FnMut(&str, &str)) -> Result<TuneR
         return Err(TuneError::Config("shard counts must be at least 1".into()));
     }
     let params = cfg.search_params();
+    let variants = cfg.variants();
+    let repeats = cfg.repeats.max(1);
+    // Round by round, alternating the order, so a slow drift of the
+    // machine (thermal, a neighbour) spreads over every configuration.
+    let mut runs: Vec<Vec<(crate::search::SearchResult, bool, Option<String>)>> =
+        vec![Vec::new(); variants.len()];
+    for round in 0..repeats {
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..variants.len()).collect()
+        } else {
+            (0..variants.len()).rev().collect()
+        };
+        for i in order {
+            let (shards, knob) = &variants[i];
+            let pin = cfg.pinning(*shards, knob.as_ref());
+            let label = match knob {
+                Some(k) => format!("{shards} shards, {k}"),
+                None => format!("{shards} shards"),
+            };
+            let label = if repeats > 1 {
+                format!("{label} (run {} of {repeats})", round + 1)
+            } else {
+                label
+            };
+            let running =
+                server::start(&cfg.server, *shards, pin.server.as_deref(), knob.as_ref())?;
+            let mut base = LoadConfig::new(running.addr());
+            base.threads = cfg.loadgen_threads;
+            base.connections = cfg.connections.max(cfg.loadgen_threads);
+            base.duration = cfg.run_duration;
+            base.warmup = cfg.warmup;
+            base.workload = cfg.workload.clone();
+            base.cores = pin.loadgen.clone().unwrap_or_default();
+            let mut probe = LoadProbe {
+                base,
+                target_us: cfg.p99_target_us,
+            };
+            let search = find_sustainable(&mut probe, &params, |what| on_run(&label, what))?;
+            drop(running);
+            runs[i].push((search, pin.server.is_some(), pin.note));
+        }
+    }
     let mut results = Vec::new();
-    for (shards, knob) in cfg.variants() {
-        let pin = cfg.pinning(shards, knob.as_ref());
-        let label = match &knob {
-            Some(k) => format!("{shards} shards, {k}"),
-            None => format!("{shards} shards"),
-        };
-        let running = server::start(&cfg.server, shards, pin.server.as_deref(), knob.as_ref())?;
-        let mut base = LoadConfig::new(running.addr());
-        base.threads = cfg.loadgen_threads;
-        base.connections = cfg.connections.max(cfg.loadgen_threads);
-        base.duration = cfg.run_duration;
-        base.warmup = cfg.warmup;
-        base.workload = cfg.workload.clone();
-        base.cores = pin.loadgen.clone().unwrap_or_default();
-        let mut probe = LoadProbe {
-            base,
-            target_us: cfg.p99_target_us,
-        };
-        let search = find_sustainable(&mut probe, &params, |what| on_run(&label, what))?;
-        drop(running);
+    for ((shards, knob), mut rs) in variants.into_iter().zip(runs) {
+        let sustainable_runs: Vec<f64> = rs.iter().map(|r| r.0.sustainable_rps()).collect();
+        // The run with the median sustainable rate stands for the configuration.
+        rs.sort_by(|a, b| a.0.sustainable_rps().total_cmp(&b.0.sustainable_rps()));
+        let (search, pinned, pinning_note) = rs.swap_remove(rs.len() / 2);
         results.push(VariantResult {
             shards,
             knob,
-            pinned: pin.server.is_some(),
-            pinning_note: pin.note,
+            pinned,
+            pinning_note,
             search,
+            sustainable_runs,
         });
     }
     Ok(TuneReport::build(cfg, results))

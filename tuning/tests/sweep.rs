@@ -31,14 +31,19 @@ fn short_sweep_against_echo_example_writes_a_well_formed_report() {
         tolerance: 0.05,
         headroom: 0.2,
         cores: vec![0, 1],
+        repeats: 2,
     };
     let mut runs = 0;
     let report = shardloop_tune::run(&cfg, |_, _| runs += 1).unwrap();
     assert_eq!(
         runs,
-        2 * 4,
-        "2 configurations × (saturation + 2 steps + 1 fraction)"
+        2 * 2 * 4,
+        "2 rounds × 2 configurations × (saturation + 2 steps + 1 fraction)"
     );
+    for v in &report.variants {
+        assert_eq!(v.sustainable_runs.len(), 2, "both rounds recorded");
+        assert!(v.sustainable_runs.contains(&v.sustainable_rps()) || v.sustainable_rps() == 0.0);
+    }
     assert_eq!(report.variants.len(), 2);
     for v in &report.variants {
         assert!(v.search.saturation.ok_rps > 0.0, "{v:?}");
@@ -113,6 +118,7 @@ fn unknown_server_command_is_a_clear_error() {
         tolerance: 0.05,
         headroom: 0.2,
         cores: vec![0],
+        repeats: 1,
     };
     let err = shardloop_tune::run(&cfg, |_, _| {})
         .unwrap_err()
