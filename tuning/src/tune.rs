@@ -113,19 +113,21 @@ pub struct Pinning {
 /// Probes a server with the load generator.
 pub struct LoadProbe {
     base: LoadConfig,
-    /// The p99 target, µs: open-loop runs get enough connections for it.
-    target_us: u64,
+    /// The median latency the saturation run measured, µs: open-loop runs
+    /// get enough connections for it.
+    latency_us: u64,
 }
 
 /// Connections an open-loop run at `rate` needs so that requests are never
 /// held back by a connection still waiting for its previous answer: by
-/// Little's law, rate × latency requests are in flight; with latency up to
-/// the target and one request per connection, twice that for headroom.
-pub fn connections_for(rate: f64, target_us: u64, at_least: usize) -> usize {
-    let in_flight = rate * target_us as f64 / 1e6;
+/// Little's law, rate × latency requests are in flight (one per
+/// connection); the latency is the median measured at saturation (an upper
+/// bound below it), doubled for headroom, and the count capped at what one
+/// load generator sensibly opens.
+pub fn connections_for(rate: f64, latency_us: u64, at_least: usize) -> usize {
+    let in_flight = rate * latency_us as f64 / 1e6;
     let needed = (2.0 * in_flight).ceil();
-    // The open-file limit caps it (the load generator raises it up to 20,000 here).
-    (needed.min(16_000.0) as usize).max(at_least)
+    (needed.min(4096.0) as usize).max(at_least)
 }
 
 impl LoadProbe {
@@ -136,10 +138,13 @@ impl LoadProbe {
             Mode::Closed { .. } => None,
         };
         if let Mode::Open { rate, .. } = mode {
-            cfg.connections = connections_for(rate, self.target_us, cfg.connections);
+            cfg.connections = connections_for(rate, self.latency_us, cfg.connections);
         }
         cfg.mode = mode;
         let r = shardloop_loadgen::run(&cfg, |_| {})?;
+        if requested.is_none() {
+            self.latency_us = r.latency_us.p50;
+        }
         Ok(Measurement {
             requested_rps: requested,
             achieved_rps: r.achieved_rate,
@@ -206,7 +211,7 @@ pub fn run(cfg: &TuneConfig, mut on_run: impl FnMut(&str, &str)) -> Result<TuneR
             base.cores = pin.loadgen.clone().unwrap_or_default();
             let mut probe = LoadProbe {
                 base,
-                target_us: cfg.p99_target_us,
+                latency_us: 0,
             };
             let search = find_sustainable(&mut probe, &params, |what| on_run(&label, what))?;
             drop(running);
@@ -237,11 +242,11 @@ mod tests {
 
     #[test]
     fn littles_law_sizes_open_loop_connections() {
-        // 100k req/s at up to 2 ms: 200 in flight, 400 connections.
+        // 100k req/s at 2 ms each: 200 in flight, 400 connections.
         assert_eq!(connections_for(100_000.0, 2_000, 64), 400);
-        // A slow rate keeps the configured floor.
-        assert_eq!(connections_for(1_000.0, 2_000, 64), 64);
-        // Absurd products are capped by what the load generator can open.
-        assert_eq!(connections_for(1e9, 1_000_000, 64), 16_000);
+        // A fast server keeps the configured floor.
+        assert_eq!(connections_for(300_000.0, 30, 64), 64);
+        // Absurd products are capped.
+        assert_eq!(connections_for(1e9, 1_000_000, 64), 4096);
     }
 }
