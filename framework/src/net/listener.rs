@@ -49,6 +49,17 @@ pub(crate) fn bind_tcp_with(
     Ok(socket.into())
 }
 
+/// Accept errors that concern only the connection being accepted (the
+/// peer left, a signal): accept the next one at once.
+pub(crate) fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
 /// A listening socket of either family.
 pub(crate) enum Listener {
     Tcp(mio::net::TcpListener),

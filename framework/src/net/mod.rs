@@ -10,7 +10,7 @@ mod tls_endpoint;
 mod write_buf;
 
 pub use addr::Addr;
-pub(crate) use listener::{bind_tcp_with, bind_unix, Listener};
+pub(crate) use listener::{bind_tcp_with, bind_unix, is_transient_accept_error, Listener};
 #[cfg(target_os = "linux")]
 pub use socket_options::tcp_fastopen;
 pub use socket_options::{Keepalive, SocketOptions};

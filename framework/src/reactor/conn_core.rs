@@ -201,6 +201,24 @@ impl ConnCore {
         }
     }
 
+    /// Puts a layer under the protocol and starts it: what it says first
+    /// (a client's hello) is queued, and its handshake gets a deadline.
+    /// For a new connection and for `start_tls` alike.
+    pub(crate) fn start_layer(&mut self, mut layer: Box<dyn Layer>, ctx: &mut ShardCtx) {
+        let mut wire = super::layer::WireSink {
+            out: &mut self.out,
+            pool: &mut ctx.pool,
+        };
+        layer.start(&mut wire);
+        let timeout = layer.deadline(&ctx.settings);
+        self.layer = Some(layer);
+        if !self.out.is_empty() {
+            ctx.mark_dirty(self);
+        }
+        let task = TimerTask::HandshakeDeadline(self.id);
+        self.set_phase_timer(&mut ctx.timers, timeout, task);
+    }
+
     /// Replaces the phase deadline.
     pub(crate) fn set_phase_timer(
         &mut self,

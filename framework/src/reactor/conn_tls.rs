@@ -4,7 +4,6 @@
 use super::conn::{Conn, WRITE_THROUGH};
 use super::layer::{Layer, WireSink};
 use super::protocol::Protocol;
-use super::timers::TimerTask;
 use crate::api::{CloseReason, TlsFailure};
 use crate::tls::{TlsClientConfig, TlsConfigError, TlsInfo, TlsLayer, TlsServerConfig};
 
@@ -107,7 +106,7 @@ impl<P: Protocol> Conn<'_, P> {
         self.core.close_reason = Some(CloseReason::Tls(failure));
     }
 
-    fn install(&mut self, mut layer: Box<dyn Layer>, already_read: &[u8]) {
+    fn install(&mut self, layer: Box<dyn Layer>, already_read: &[u8]) {
         if self.core.layer.is_some() {
             self.core.abort_requested = true;
             self.core.close_reason = Some(CloseReason::ProtocolError(
@@ -115,28 +114,12 @@ impl<P: Protocol> Conn<'_, P> {
             ));
             return;
         }
-        let mut wire = WireSink {
-            out: &mut self.core.out,
-            pool: &mut self.ctx.pool,
-        };
-        layer.start(&mut wire);
-        self.core.layer = Some(layer);
-        self.ctx.mark_dirty(self.core);
+        self.core.start_layer(layer, self.ctx);
         if !already_read.is_empty() {
             self.core.layer_input.extend_from_slice(already_read);
             // Fed to the layer by the next read of this connection, this
             // iteration, even if the socket has nothing more.
             self.ctx.read_again.push(self.core.id);
         }
-        let timeout = self
-            .core
-            .layer
-            .as_ref()
-            .map_or(self.ctx.settings.tls_handshake_timeout, |l| {
-                l.deadline(&self.ctx.settings)
-            });
-        let task = TimerTask::HandshakeDeadline(self.core.id);
-        self.core
-            .set_phase_timer(&mut self.ctx.timers, timeout, task);
     }
 }

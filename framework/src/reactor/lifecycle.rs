@@ -3,7 +3,7 @@
 
 use super::conn_core::{ConnCore, ConnObserver, ConnectionEnd, Phase};
 use super::erased::ErasedProto;
-use super::layer::{Layer, WireSink};
+use super::layer::Layer;
 use super::shard::{Connection, Shard};
 use super::shard_ctx::ShardCtx;
 use super::timers::TimerTask;
@@ -225,27 +225,9 @@ impl Shard {
             None => {
                 self.make(slot);
             }
-            Some(layer) => self.start_layer(slot, layer),
+            Some(layer) => self.conns[slot].core.start_layer(layer, &mut self.ctx),
         }
         id
-    }
-
-    /// Puts a layer under a connection's protocol and starts its handshake,
-    /// with a deadline.
-    pub(super) fn start_layer(&mut self, slot: usize, mut layer: Box<dyn Layer>) {
-        let c = &mut self.conns[slot];
-        let mut wire = WireSink {
-            out: &mut c.core.out,
-            pool: &mut self.ctx.pool,
-        };
-        layer.start(&mut wire);
-        let timeout = layer.deadline(&self.ctx.settings);
-        c.core.layer = Some(layer);
-        if !c.core.out.is_empty() {
-            self.ctx.mark_dirty(&mut c.core);
-        }
-        let task = TimerTask::HandshakeDeadline(c.core.id);
-        c.core.set_phase_timer(&mut self.ctx.timers, timeout, task);
     }
 
     /// A connection the acceptor handed over (the acceptor counts it from

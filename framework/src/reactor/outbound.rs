@@ -123,7 +123,7 @@ impl Shard {
         self.ctx.counters.outbound_connected += 1;
         self.ctx.arm_idle(&mut c.core);
         match c.core.layer.take() {
-            Some(layer) => self.start_layer(slot, layer),
+            Some(layer) => self.conns[slot].core.start_layer(layer, &mut self.ctx),
             None => {
                 self.make(slot);
             }

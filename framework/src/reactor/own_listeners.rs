@@ -3,7 +3,7 @@
 //! and no acceptor wake-up.
 
 use super::shard::{Shard, LISTENER_TOKEN_BASE};
-use crate::net::{Addr, Stream};
+use crate::net::{is_transient_accept_error, Addr, Stream};
 use std::io;
 use std::time::Duration;
 
@@ -30,13 +30,7 @@ impl Shard {
             match listener.accept() {
                 Ok((stream, peer)) => self.accept_here(Stream::Tcp(stream), Addr::Tcp(peer), index),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted
-                            | io::ErrorKind::ConnectionAborted
-                            | io::ErrorKind::ConnectionReset
-                    ) => {}
+                Err(e) if is_transient_accept_error(&e) => {}
                 Err(e) => {
                     // EMFILE and the like: retrying at once would spin.
                     tracing::warn!(shard = self.ctx.index, error = %e, "accept failed; retrying in 10 ms");

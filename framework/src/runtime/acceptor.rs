@@ -4,7 +4,7 @@
 
 use super::balance::{BalancingPolicy, ShardLoad};
 use super::server::ServerInner;
-use crate::net::{Addr, Listener, Stream};
+use crate::net::{is_transient_accept_error, Addr, Listener, Stream};
 use crate::reactor::Envelope;
 use mio::{Events, Interest, Poll, Token};
 use std::io;
@@ -93,13 +93,7 @@ impl Acceptor {
                             self.dispatch(hand, &mut assigned, &mut loads, &mut batches);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                io::ErrorKind::Interrupted
-                                    | io::ErrorKind::ConnectionAborted
-                                    | io::ErrorKind::ConnectionReset
-                            ) => {}
+                        Err(e) if is_transient_accept_error(&e) => {}
                         Err(e) => {
                             delay = (delay * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
                             if is_exhaustion(&e) {
