@@ -2,17 +2,17 @@
 //! responses, `--conn-rate R` paces new connections, and connect time is
 //! reported as its own histogram.
 
-use shardloop_devtools::{build, Spawned, Target};
+mod common;
+
+use common::{echo_example, loadgen_bin};
 use std::process::Command;
 
 #[test]
 fn reconnect_every_and_conn_rate_pace_the_churn() {
-    let mut cmd = Command::new(build("shardloop", Target::Example("echo")));
-    cmd.args(["--shards", "1", "--port", "0", "--no-pin"]);
-    let server = Spawned::start(cmd).expect("start the echo example");
+    let server = echo_example();
     let json = std::env::temp_dir().join(format!("sl-churn-{}.json", std::process::id()));
     let run = |extra: &[&str]| {
-        let out = Command::new(build("shardloop-loadgen", Target::Bin("shardloop-load")))
+        let out = Command::new(loadgen_bin())
             .arg(server.addr.to_string())
             .args(["-t", "1", "-c", "8", "-d", "2s", "--reconnect-every", "1"])
             .args(extra)

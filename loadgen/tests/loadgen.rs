@@ -8,22 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shardloop_devtools::{build, Spawned, Target};
+mod common;
 
-/// The framework's echo example, running in its own process.
-struct EchoExample;
-
-impl EchoExample {
-    fn start() -> Spawned {
-        let mut cmd = Command::new(build("shardloop", Target::Example("echo")));
-        cmd.args(["--shards", "1", "--port", "0", "--no-pin"]);
-        Spawned::start(cmd).expect("start the echo example")
-    }
-}
-
-fn loadgen_bin() -> std::path::PathBuf {
-    build("shardloop-loadgen", Target::Bin("shardloop-load"))
-}
+use common::{echo_example, loadgen_bin};
 
 fn short(addr: std::net::SocketAddr) -> Config {
     let mut c = Config::new(addr);
@@ -44,7 +31,7 @@ fn assert_counts_add_up(r: &shardloop_loadgen::Report) {
 
 #[test]
 fn library_closed_loop_against_echo_example_counts_add_up() {
-    let server = EchoExample::start();
+    let server = echo_example();
     let mut cfg = short(server.addr);
     cfg.mode = Mode::Closed { pipeline: 4 };
     cfg.workload = Workload::Echo { size: 100 };
@@ -265,7 +252,7 @@ fn http_workload_parses_content_length_and_chunked_and_counts_statuses() {
 
 #[test]
 fn binary_writes_json_and_hlog_that_round_trip_through_merge() {
-    let server = EchoExample::start();
+    let server = echo_example();
     let bin = loadgen_bin();
     let dir = std::env::temp_dir().join(format!("sl-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -3,20 +3,16 @@
 //! Kubernetes Indexed Job), start together with `--start-at`, and their
 //! interval logs merge on one time grid.
 
-use shardloop_devtools::{build, Spawned, Target};
+mod common;
+
+use common::{echo_example, loadgen_bin};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-fn echo() -> Spawned {
-    let mut cmd = Command::new(build("shardloop", Target::Example("echo")));
-    cmd.args(["--shards", "1", "--port", "0", "--no-pin"]);
-    Spawned::start(cmd).expect("start the echo example")
-}
-
 #[test]
 fn two_segments_start_together_share_the_load_and_merge() {
-    let server = echo();
-    let bin = build("shardloop-loadgen", Target::Bin("shardloop-load"));
+    let server = echo_example();
+    let bin = loadgen_bin();
     let dir = std::env::temp_dir().join(format!("sl-seg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let start =
@@ -91,7 +87,7 @@ fn two_segments_start_together_share_the_load_and_merge() {
 
 #[test]
 fn a_start_time_already_past_or_a_bad_segment_is_refused() {
-    let bin = build("shardloop-loadgen", Target::Bin("shardloop-load"));
+    let bin = loadgen_bin();
     for (args, why) in [
         (
             vec!["127.0.0.1:1", "--start-at", "2001-01-01T00:00:00Z"],

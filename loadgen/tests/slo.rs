@@ -2,23 +2,16 @@
 //! were due but never sent (they no longer vanish from the report).
 
 use shardloop::{Conn, Protocol, Server};
-use shardloop_devtools::{build, Spawned, Target};
+mod common;
+
+use common::{echo_example, loadgen_bin};
 use shardloop_loadgen::slo::Slo;
 use shardloop_loadgen::{run, Config, Mode, Workload};
 use std::process::Command;
 use std::time::Duration;
 
-fn echo() -> Spawned {
-    let mut cmd = Command::new(build("shardloop", Target::Example("echo")));
-    cmd.args(["--shards", "1", "--port", "0", "--no-pin"]);
-    Spawned::start(cmd).expect("start the echo example")
-}
-
 fn load(args: &[String]) -> (i32, String) {
-    let out = Command::new(build("shardloop-loadgen", Target::Bin("shardloop-load")))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = Command::new(loadgen_bin()).args(args).output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -29,7 +22,7 @@ fn load(args: &[String]) -> (i32, String) {
 
 #[test]
 fn slos_print_pass_and_fail_lines_and_a_miss_exits_99() {
-    let server = echo();
+    let server = echo_example();
     let addr = server.addr.to_string();
     let base = [addr.as_str(), "-t", "1", "-c", "4", "-d", "1s"];
     let with = |extra: &[&'static str]| -> Vec<String> {

@@ -2,14 +2,10 @@
 //! the plan (its integral), evenly or as a Poisson process, and a bad plan
 //! is refused with the reason.
 
-use shardloop_devtools::{build, Spawned, Target};
-use std::process::Command;
+mod common;
 
-fn echo() -> Spawned {
-    let mut cmd = Command::new(build("shardloop", Target::Example("echo")));
-    cmd.args(["--shards", "1", "--port", "0", "--no-pin"]);
-    Spawned::start(cmd).expect("start the echo example")
-}
+use common::{echo_example, loadgen_bin};
+use std::process::Command;
 
 fn run(args: &[&str]) -> (i32, String, Option<shardloop_loadgen::Report>) {
     let json = std::env::temp_dir().join(format!(
@@ -18,7 +14,7 @@ fn run(args: &[&str]) -> (i32, String, Option<shardloop_loadgen::Report>) {
         args.join("_").len()
     ));
     let _ = std::fs::remove_file(&json);
-    let out = Command::new(build("shardloop-loadgen", Target::Bin("shardloop-load")))
+    let out = Command::new(loadgen_bin())
         .args(args)
         .arg("--json")
         .arg(&json)
@@ -37,7 +33,7 @@ fn run(args: &[&str]) -> (i32, String, Option<shardloop_loadgen::Report>) {
 
 #[test]
 fn stages_ramp_and_the_sent_count_is_the_plans_integral() {
-    let server = echo();
+    let server = echo_example();
     let addr = server.addr.to_string();
     // 400/s for 1 s, then a ramp to 1200/s over 1 s: 400 + 800 = 1200 requests.
     for arrivals in ["uniform", "poisson"] {
@@ -74,7 +70,7 @@ fn stages_ramp_and_the_sent_count_is_the_plans_integral() {
 
 #[test]
 fn bad_plans_are_refused_with_the_reason() {
-    let server = echo();
+    let server = echo_example();
     let addr = server.addr.to_string();
     for (plan, why) in [
         ("10k:0s", "positive duration"),

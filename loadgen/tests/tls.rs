@@ -4,6 +4,9 @@
 
 use shardloop_devtools::pki::{PkiFiles, TestPki};
 use shardloop_devtools::{build, Spawned, Target};
+
+mod common;
+use common::loadgen_bin;
 use std::process::{Command, Output};
 
 fn pki(tag: &str) -> PkiFiles {
@@ -21,7 +24,7 @@ fn example(name: &str, f: &PkiFiles) -> Spawned {
 }
 
 fn load(args: &[&str], json: &std::path::Path) -> (Output, shardloop_loadgen::Report) {
-    let out = Command::new(build("shardloop-loadgen", Target::Bin("shardloop-load")))
+    let out = Command::new(loadgen_bin())
         .args(args)
         .arg("--json")
         .arg(json)
@@ -117,7 +120,7 @@ fn tls_echo_and_certificate_checks() {
 
     // A CA that did not sign the server's certificate: nothing succeeds.
     let _ = std::fs::remove_file(&json);
-    let out = Command::new(build("shardloop-loadgen", Target::Bin("shardloop-load")))
+    let out = Command::new(loadgen_bin())
         .args(with(&["--tls-ca", f.other_ca.to_str().unwrap()]))
         .output()
         .unwrap();
