@@ -152,13 +152,7 @@ impl Shard {
             }
             match c.core.stream.read(&mut self.read_buf) {
                 Ok(0) if c.core.layer.is_some() => return self.layered_eof(slot),
-                Ok(0) => {
-                    c.core.peer_eof = true;
-                    c.core.close_reason.get_or_insert(CloseReason::PeerClosed);
-                    invoke(c, &mut self.ctx, |p, core, ctx| p.eof_received(core, ctx));
-                    self.after_callback(slot);
-                    return;
-                }
+                Ok(0) => return self.on_peer_eof(slot),
                 Ok(n) => {
                     self.ctx.counters.bytes_in += n as u64;
                     c.core.last_read_tick = self.ctx.now_tick;
@@ -195,6 +189,16 @@ impl Shard {
                 Err(e) => return self.finish(slot, CloseReason::io(&e), true),
             }
         }
+    }
+
+    /// The peer's input ended cleanly (EOF, or `close_notify` inside a
+    /// layer): tell the protocol, which by default closes its side too.
+    pub(super) fn on_peer_eof(&mut self, slot: usize) {
+        let c = &mut self.conns[slot];
+        c.core.peer_eof = true;
+        c.core.close_reason.get_or_insert(CloseReason::PeerClosed);
+        invoke(c, &mut self.ctx, |p, core, ctx| p.eof_received(core, ctx));
+        self.after_callback(slot);
     }
 
     /// After FIN: discard input until EOF so closing does not send RST.

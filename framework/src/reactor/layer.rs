@@ -156,10 +156,7 @@ impl Shard {
         }
         let c = &mut self.conns[slot];
         if finished && !c.core.peer_eof && c.core.phase == Phase::Open {
-            c.core.peer_eof = true;
-            c.core.close_reason.get_or_insert(CloseReason::PeerClosed);
-            invoke(c, &mut self.ctx, |p, core, ctx| p.eof_received(core, ctx));
-            self.after_callback(slot);
+            self.on_peer_eof(slot);
             return false;
         }
         true
@@ -268,15 +265,12 @@ impl Shard {
                 .unwrap_or(CloseReason::PeerClosed);
             return self.layer_failed(slot, reason);
         }
-        c.core.peer_eof = true;
         if !c.core.layer.as_ref().is_some_and(|l| l.clean_eof()) {
             self.ctx.counters.tls_errors += 1;
             c.core
                 .close_reason
                 .get_or_insert(CloseReason::Tls(TlsFailure::Truncated));
         }
-        c.core.close_reason.get_or_insert(CloseReason::PeerClosed);
-        invoke(c, &mut self.ctx, |p, core, ctx| p.eof_received(core, ctx));
-        self.after_callback(slot);
+        self.on_peer_eof(slot);
     }
 }
