@@ -107,7 +107,7 @@ fn drive(
                 .plan
                 .clone()
                 .unwrap_or_else(|| RatePlan::constant(rate, config.duration));
-            Some(Schedule::with_lead(&measured, measure_from - start))
+            Some(measured.with_lead(measure_from - start))
         }
     };
     let shared = Arc::new(RunShared {

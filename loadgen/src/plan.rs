@@ -124,6 +124,19 @@ impl RatePlan {
         }
     }
 
+    /// Prepends `lead` seconds at the first stage's rate (the warm-up).
+    pub(crate) fn with_lead(&self, lead: Duration) -> RatePlan {
+        if lead.is_zero() {
+            return self.clone();
+        }
+        let mut stages = vec![Stage {
+            rate: self.stages[0].rate,
+            duration: lead,
+        }];
+        stages.extend(self.stages.iter().cloned());
+        RatePlan { stages }
+    }
+
     /// The plan's length.
     pub fn duration(&self) -> Duration {
         self.stages.iter().map(|s| s.duration).sum()
@@ -246,19 +259,6 @@ impl Schedule {
         let total = plan.cumulative(plan.duration().as_secs_f64()) / self.conns;
         let start = self.u.max(plan.cumulative(from) / self.conns);
         (total - start).max(0.0).ceil() as u64
-    }
-
-    /// Prepends `lead` seconds at the first stage's rate (the warm-up).
-    pub(crate) fn with_lead(plan: &RatePlan, lead: Duration) -> RatePlan {
-        if lead.is_zero() {
-            return plan.clone();
-        }
-        let mut stages = vec![Stage {
-            rate: plan.stages[0].rate,
-            duration: lead,
-        }];
-        stages.extend(plan.stages.iter().cloned());
-        RatePlan { stages }
     }
 }
 

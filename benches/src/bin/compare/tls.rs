@@ -122,6 +122,5 @@ pub(crate) fn start_nginx(files: Option<&PkiFiles>) -> anyhow::Result<Spawned> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    srv.graceful_stop = Some(Duration::from_secs(2));
     Ok(srv)
 }
