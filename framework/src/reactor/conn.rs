@@ -88,6 +88,10 @@ impl<'a, P: Protocol> Conn<'a, P> {
         if data.len() >= WRITE_THROUGH && self.core.out.is_empty() && !self.core.write_blocked {
             data = self.write_through(data);
             if data.is_empty() {
+                if self.core.flush_watch {
+                    // Nothing queued, but the watcher is told at the flush.
+                    self.ctx.mark_dirty(self.core);
+                }
                 return;
             }
         }
@@ -165,6 +169,35 @@ impl<'a, P: Protocol> Conn<'a, P> {
     /// Bytes queued and not yet accepted by the socket.
     pub fn buffered(&self) -> usize {
         self.core.out.len()
+    }
+
+    /// Asks for [`Protocol::output_flushed`] after the next flush that
+    /// hands bytes to the kernel, and after each one until the queue is
+    /// empty (then the request is spent). Writes are queued during a
+    /// callback and flushed together at the end of the loop iteration (or
+    /// when the socket is writable again), so this is when they really
+    /// leave: Netty's write future, without a future per write.
+    ///
+    /// ```
+    /// use shardloop::{Conn, Protocol};
+    /// use std::time::Instant;
+    /// struct Stamp { written: u64, left_at: Vec<(u64, Instant)> }
+    /// impl Protocol for Stamp {
+    ///     type Message = ();
+    ///     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+    ///         conn.write(data);
+    ///         self.written += data.len() as u64;
+    ///         conn.notify_flushed();
+    ///     }
+    ///     fn output_flushed(&mut self, conn: &mut Conn<'_, Self>) {
+    ///         let gone = self.written - conn.buffered() as u64;
+    ///         self.left_at.push((gone, Instant::now()));
+    ///     }
+    /// }
+    /// ```
+    pub fn notify_flushed(&mut self) {
+        self.core.flush_watch = true;
+        self.ctx.mark_dirty(self.core);
     }
 
     /// Closes gracefully: everything written so far (and in the rest of this

@@ -60,6 +60,9 @@ pub(crate) struct ConnCore {
     pub(crate) dirty: bool,
     /// The socket refused output; waiting for a writable event.
     pub(crate) write_blocked: bool,
+    /// `notify_flushed` was called: run `output_flushed` after flushes
+    /// until the queue is empty.
+    pub(crate) flush_watch: bool,
     /// The poller reported the read side closed: read until EOF.
     pub(crate) read_closed: bool,
     pub(crate) peer_eof: bool,
@@ -148,6 +151,7 @@ impl ConnCore {
             holds: 0,
             close_when_idle: false,
             dirty: false,
+            flush_watch: false,
             write_blocked: false,
             read_closed: false,
             peer_eof: false,

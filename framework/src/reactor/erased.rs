@@ -27,6 +27,7 @@ pub(crate) trait ErasedProto {
     fn pause_producing(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx);
     fn reading_resumed(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx);
     fn resume_producing(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx);
+    fn output_flushed(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx);
     fn server_stopping(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx);
     fn connect_failed(&mut self, ctx: &mut ShardCtx, error: &io::Error);
     fn as_any_mut(&mut self) -> &mut dyn Any;
@@ -64,6 +65,9 @@ impl<P: Protocol> ErasedProto for P {
     }
     fn resume_producing(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx) {
         Protocol::resume_producing(self, &mut Conn::new(core, ctx));
+    }
+    fn output_flushed(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx) {
+        Protocol::output_flushed(self, &mut Conn::new(core, ctx));
     }
     fn reading_resumed(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx) {
         Protocol::reading_resumed(self, &mut Conn::new(core, ctx));

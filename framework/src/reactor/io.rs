@@ -245,15 +245,25 @@ impl Shard {
             let reason = c.core.close_reason.clone().unwrap_or(CloseReason::Aborted);
             return self.finish(slot, reason, true);
         }
+        let mut handed = 0;
         if !c.core.write_blocked && !c.core.out.is_empty() {
             match c.core.out.flush_to(&mut c.core.stream, &mut self.ctx.pool) {
                 Ok((n, blocked)) => {
                     self.ctx.counters.bytes_out += n as u64;
                     c.core.write_blocked = blocked;
+                    handed = n;
                 }
                 Err(e) => return self.finish(slot, CloseReason::io(&e), true),
             }
         }
+        if c.core.flush_watch && (handed > 0 || c.core.out.is_empty()) {
+            c.core.flush_watch = !c.core.out.is_empty();
+            invoke(c, &mut self.ctx, |p, core, ctx| p.output_flushed(core, ctx));
+            if !self.after_callback(slot) {
+                return;
+            }
+        }
+        let c = &mut self.conns[slot];
         let low = self.ctx.settings.low_water_mark;
         if c.core.backpressure && c.core.out.len() <= low {
             c.core.backpressure = false;

@@ -64,6 +64,17 @@ pub trait Protocol: Sized + 'static {
     /// Output drained to the low-water mark.
     fn resume_producing(&mut self, _conn: &mut Conn<'_, Self>) {}
 
+    /// Bytes were handed to the kernel, after
+    /// [`Conn::notify_flushed`](crate::Conn::notify_flushed) asked to be
+    /// told. Everything written so far except the last
+    /// [`Conn::buffered`](crate::Conn::buffered) bytes has left the
+    /// connection's queue (on a TLS connection, `buffered` counts
+    /// ciphertext; the queue being empty still means everything). Runs
+    /// after each flush that makes progress, until the queue is empty.
+    /// Used by the load generator to stamp a request's send time when its
+    /// bytes leave, not when they are queued.
+    fn output_flushed(&mut self, _conn: &mut Conn<'_, Self>) {}
+
     /// An outbound connection made with [`ShardCtx::connect_tcp`] could not
     /// be established (refused, unreachable, timed out). No other callback
     /// runs for it. The default logs the error.
