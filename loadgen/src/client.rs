@@ -4,7 +4,7 @@
 use crate::codec::{Codec, Decoded};
 use crate::config::Mode;
 use crate::plan::Schedule;
-use crate::recorder::{ErrorKind, Recorder};
+use crate::recorder::{nanos, ErrorKind, Recorder};
 use shardloop::{CloseReason, Conn, Protocol, ShardCtx, TimerHandle};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -45,8 +45,18 @@ pub(crate) struct RunShared {
 struct InFlight {
     seq: u64,
     intended: Instant,
-    sent: Instant,
+    /// When its last byte reached the kernel (stamped at the flush).
+    sent: Option<Instant>,
+    /// Bytes written on this connection up to its end.
+    end: u64,
     counted: bool,
+}
+
+impl InFlight {
+    /// The send time, or (not yet known to have left) the intended one.
+    fn sent_or_intended(&self) -> Instant {
+        self.sent.unwrap_or(self.intended)
+    }
 }
 
 pub(crate) struct LoadConn {
@@ -59,6 +69,10 @@ pub(crate) struct LoadConn {
     /// Buffered bytes known to hold no response end.
     searched: usize,
     in_flight: VecDeque<InFlight>,
+    /// The last `unstamped` of `in_flight` have not been seen to leave.
+    unstamped: usize,
+    /// Bytes written on this connection.
+    written: u64,
     next_seq: u64,
     /// Open loop: when the next request is due.
     next_intended: Instant,
@@ -77,6 +91,17 @@ pub(crate) struct LoadConn {
     unsent_counted: bool,
     /// Open loop: this connection's place in the plan (past `next_intended`).
     schedule: Option<Schedule>,
+}
+
+fn record_lags(conn: &mut Conn<'_, LoadConn>, lags: &[u64]) {
+    if lags.is_empty() {
+        return;
+    }
+    conn.shard().service::<Recorder>().with(|s| {
+        for &l in lags {
+            s.send_lag.saturating_record(l);
+        }
+    });
 }
 
 /// Paces new connections on one shard (`--conn-rate`).
@@ -114,6 +139,8 @@ impl LoadConn {
             need: 0,
             searched: 0,
             in_flight: VecDeque::new(),
+            unstamped: 0,
+            written: 0,
             next_seq: 0,
             next_intended: first_due,
             send_timer: None,
@@ -181,7 +208,9 @@ impl LoadConn {
         }
     }
 
-    fn send(&mut self, conn: &mut Conn<'_, Self>, intended: Instant, now: Instant) {
+    /// Queues one request; its send time is stamped when the flush hands
+    /// its bytes to the kernel (`output_flushed`).
+    fn send(&mut self, conn: &mut Conn<'_, Self>, intended: Instant) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.scratch.clear();
@@ -189,23 +218,46 @@ impl LoadConn {
         conn.write(&self.scratch);
         let counted = intended >= self.shared.measure_from;
         let bytes = self.scratch.len() as u64;
-        let lag = now.saturating_duration_since(intended).as_micros() as u64;
-        let open = matches!(self.shared.mode, Mode::Open { .. });
-        conn.shard().service::<Recorder>().with(|s| {
-            if counted {
+        self.written += bytes;
+        if counted {
+            conn.shard().service::<Recorder>().with(|s| {
                 s.sent += 1;
                 s.bytes_out += bytes;
-                if open {
-                    s.send_lag.saturating_record(lag.max(1));
-                }
-            }
-        });
+            });
+        }
         self.in_flight.push_back(InFlight {
             seq,
             intended,
-            sent: now,
+            sent: None,
+            end: self.written,
             counted,
         });
+        self.unstamped += 1;
+    }
+
+    /// Stamps the requests whose bytes have all left; records each one's
+    /// queueing delay (intended send to kernel).
+    fn stamp_sent(&mut self, conn: &mut Conn<'_, Self>, left: u64) {
+        let now = Instant::now();
+        let first = self.in_flight.len() - self.unstamped;
+        let mut lags = [0u64; 32];
+        let mut n = 0;
+        for r in self.in_flight.range_mut(first..) {
+            if r.end > left {
+                break;
+            }
+            r.sent = Some(now);
+            self.unstamped -= 1;
+            if r.counted {
+                lags[n] = nanos(now.saturating_duration_since(r.intended));
+                n += 1;
+                if n == lags.len() {
+                    record_lags(conn, &lags);
+                    n = 0;
+                }
+            }
+        }
+        record_lags(conn, &lags[..n]);
     }
 
     /// Sends whatever the schedule allows now; arms the send timer for later.
@@ -222,14 +274,14 @@ impl LoadConn {
         match self.schedule {
             None => {
                 while self.in_flight.len() < cap {
-                    self.send(conn, now, now);
+                    self.send(conn, now);
                 }
             }
             Some(_) => {
                 while self.in_flight.len() < cap && self.next_intended <= now {
                     let intended = self.next_intended;
                     self.advance();
-                    self.send(conn, intended, now);
+                    self.send(conn, intended);
                 }
                 if self.in_flight.len() < cap && self.send_timer.is_none() {
                     let wait = self.next_intended.saturating_duration_since(now);
@@ -239,6 +291,9 @@ impl LoadConn {
                     }));
                 }
             }
+        }
+        if self.unstamped > 0 {
+            conn.notify_flushed();
         }
     }
 
@@ -292,17 +347,17 @@ impl Protocol for LoadConn {
         self.shared.connected.fetch_add(1, Ordering::Relaxed);
         let now = conn.shard().now();
         if now >= self.shared.measure_from {
-            let us = now.saturating_duration_since(self.started).as_micros() as u64;
+            let ns = nanos(now.saturating_duration_since(self.started));
             conn.shard().service::<Recorder>().with(|s| {
                 s.connects += 1;
-                s.connect_time.saturating_record(us.max(1));
+                s.connect_time.saturating_record(ns);
             });
         }
         // Request timeouts: checked often enough to catch them within a quarter.
         let every = (self.shared.timeout / 4).max(Duration::from_millis(5));
         conn.call_every(every, |p: &mut LoadConn, conn| {
             if let Some(oldest) = p.in_flight.front() {
-                if oldest.sent.elapsed() > p.shared.timeout {
+                if oldest.sent_or_intended().elapsed() > p.shared.timeout {
                     p.fail(conn, ErrorKind::Timeout);
                 }
             }
@@ -364,13 +419,23 @@ impl Protocol for LoadConn {
                     status,
                 } => {
                     let r = self.in_flight.pop_front().expect("head exists");
+                    // Answered before its flush was seen (a TLS queue
+                    // counts ciphertext): it had left.
+                    self.unstamped = self.unstamped.min(self.in_flight.len());
                     self.answered += 1;
                     buf = &buf[consumed..];
                     self.need = 0;
                     self.searched = 0;
                     if r.counted {
-                        let latency = now.saturating_duration_since(r.intended).as_micros() as u64;
-                        let service = now.saturating_duration_since(r.sent).as_micros() as u64;
+                        let sent = r.sent_or_intended();
+                        // Closed loop: measured from the send, as wrk does.
+                        let from = if self.schedule.is_some() {
+                            r.intended
+                        } else {
+                            sent
+                        };
+                        let latency = nanos(now.saturating_duration_since(from));
+                        let service = nanos(now.saturating_duration_since(sent));
                         let n = consumed as u64;
                         conn.shard().service::<Recorder>().with(|s| {
                             s.bytes_in += n;
@@ -433,6 +498,13 @@ impl Protocol for LoadConn {
         }
     }
 
+    fn output_flushed(&mut self, conn: &mut Conn<'_, Self>) {
+        // With TLS the queue holds ciphertext (more bytes than written):
+        // then this undercounts, and the empty queue stamps the rest.
+        let left = self.written.saturating_sub(conn.buffered() as u64);
+        self.stamp_sent(conn, left);
+    }
+
     fn eof_received(&mut self, conn: &mut Conn<'_, Self>) {
         if !self.in_flight.is_empty() {
             self.failing.get_or_insert(ErrorKind::Read);
@@ -455,6 +527,7 @@ impl Protocol for LoadConn {
                 .with(|s| s.errors.add(kind, lost));
         }
         self.in_flight.clear();
+        self.unstamped = 0;
         let run_over = (self.finished && !self.recycling) || Instant::now() >= self.shared.end;
         if run_over && !self.recycling {
             // A connection that never got to `finish` (stuck at its

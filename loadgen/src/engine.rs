@@ -82,11 +82,33 @@ pub fn run(config: &Config, mut observer: impl FnMut(&Progress<'_>)) -> Result<R
     } else {
         builder.pin_to_cores(config.cores.clone())
     };
-    let handle = builder.build()?.start()?;
+    let handle = builder.settings(output_settings(config)).build()?.start()?;
     let result = drive(config, &handle, &mut observer);
     handle.stop_within(Duration::from_millis(500));
     handle.wait();
     result
+}
+
+/// The framework's output cap and high-water mark guard against peers; here
+/// the queue is ours and bounded by the in-flight limit, so both are sized
+/// to hold that many requests. Otherwise large pipelined requests would
+/// abort the connection, or stop it reading responses while the server
+/// waits for it to read (a deadlock with any echoing server).
+fn output_settings(config: &Config) -> shardloop::Settings {
+    let mut one = Vec::new();
+    Codec::new(&config.workload).encode(0, &mut one);
+    let in_flight = match config.mode {
+        Mode::Closed { pipeline } => pipeline,
+        Mode::Open { max_in_flight, .. } => max_in_flight,
+    };
+    let mut s = shardloop::Settings::default();
+    let need = one
+        .len()
+        .saturating_mul(in_flight)
+        .saturating_add(64 * 1024);
+    s.max_output_buffer = s.max_output_buffer.max(need);
+    s.high_water_mark = s.high_water_mark.max(need);
+    s
 }
 
 fn drive(

@@ -2,7 +2,7 @@
 //! `HistogramLogWriter`), and merging logs and JSON reports from several runs.
 
 use crate::recorder::new_histogram;
-use crate::report::{decode_histogram, Report};
+use crate::report::{decode_histogram, micros_to_nanos, Report};
 use crate::LoadError;
 use hdrhistogram::serialization::interval_log::{
     IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag,
@@ -24,12 +24,12 @@ pub struct LogInterval {
     pub length_s: f64,
     /// `None` for latency, `Some("uncorrected")` for service time.
     pub tag: Option<String>,
-    /// The histogram, in microseconds.
+    /// The histogram, in nanoseconds.
     pub histogram: Histogram<u64>,
 }
 
-/// Writes `intervals` as an interval log. Values are µs; the log's max-value
-/// divisor is 1000 so tools show milliseconds.
+/// Writes `intervals` as an interval log. Values are ns; the log's max-value
+/// divisor is 1e6 so tools show milliseconds.
 pub fn write_log<W: Write>(
     out: W,
     comment: &str,
@@ -46,7 +46,7 @@ pub fn write_log<W: Write>(
         .add_comment(comment)
         .with_start_time(start)
         .with_base_time(start)
-        .with_max_value_divisor(1000.0)
+        .with_max_value_divisor(1e6)
         .begin_log_with(&mut out, &mut ser)
         .map_err(|e| LoadError::Hlog(format!("cannot write log header: {e}")))?;
     for iv in intervals {
@@ -92,7 +92,7 @@ pub fn report_intervals(report: &Report) -> Vec<LogInterval> {
 pub fn write_report_log<W: Write>(out: W, report: &Report) -> Result<(), LoadError> {
     let start = UNIX_EPOCH + Duration::from_secs_f64(report.start_time_s);
     let comment = format!(
-        "shardloop-load {} {} loop against {}, {} connections; values in microseconds",
+        "shardloop-load {} {} loop against {}, {} connections; values in nanoseconds",
         report.workload, report.mode, report.target, report.connections
     );
     write_log(out, &comment, start, &report_intervals(report))
@@ -173,19 +173,20 @@ pub fn merge_files(paths: &[std::path::PathBuf]) -> Result<Merged, LoadError> {
                 path: p.display().to_string(),
                 reason: format!("not a shardloop-load JSON report: {e}"),
             })?;
-            let lat = decode_histogram(&r.histogram).map_err(|e| LoadError::Input {
+            decode_histogram(&r.histogram).map_err(|e| LoadError::Input {
                 path: p.display().to_string(),
                 reason: e,
             })?;
+            let lat = r.latency_histogram();
             m.latency
                 .add(&lat)
                 .map_err(|e| LoadError::Hlog(format!("{e:?}")))?;
             if r.mode == "open" {
-                let un =
-                    decode_histogram(&r.uncorrected_histogram).map_err(|e| LoadError::Input {
-                        path: p.display().to_string(),
-                        reason: e,
-                    })?;
+                decode_histogram(&r.uncorrected_histogram).map_err(|e| LoadError::Input {
+                    path: p.display().to_string(),
+                    reason: e,
+                })?;
+                let un = r.uncorrected_histogram();
                 m.uncorrected
                     .add(&un)
                     .map_err(|e| LoadError::Hlog(format!("{e:?}")))?;
@@ -195,10 +196,15 @@ pub fn merge_files(paths: &[std::path::PathBuf]) -> Result<Merged, LoadError> {
             m.errors.merge(&r.errors);
             m.throughput_rps += r.throughput_rps;
         } else {
-            let ivs = read_log(&bytes).map_err(|e| LoadError::Input {
+            let mut ivs = read_log(&bytes).map_err(|e| LoadError::Input {
                 path: p.display().to_string(),
                 reason: e.to_string(),
             })?;
+            if is_microsecond_log(&bytes) {
+                for iv in &mut ivs {
+                    iv.histogram = micros_to_nanos(&iv.histogram);
+                }
+            }
             for iv in &ivs {
                 let target = if iv.tag.as_deref() == Some(UNCORRECTED_TAG) {
                     &mut m.uncorrected
@@ -217,6 +223,13 @@ pub fn merge_files(paths: &[std::path::PathBuf]) -> Result<Merged, LoadError> {
     check_overlap(&spans)?;
     m.intervals = align(logs);
     Ok(m)
+}
+
+/// Logs written before nanosecond recording say so in their header.
+fn is_microsecond_log(bytes: &[u8]) -> bool {
+    const OLD: &[u8] = b"values in microseconds";
+    let head = &bytes[..bytes.len().min(4096)];
+    head.windows(OLD.len()).any(|w| w == OLD)
 }
 
 /// The time an interval log covers, seconds since the epoch.
@@ -328,5 +341,39 @@ mod tests {
     #[test]
     fn malformed_log_is_an_error_not_a_panic() {
         assert!(read_log(b"Tag=x,not,a,log\n1,2,3,@@@\n").is_err());
+    }
+
+    #[test]
+    fn logs_from_before_nanoseconds_are_scaled_when_merged() {
+        let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let iv = |h| LogInterval {
+            start_s: 1_700_000_000.0,
+            length_s: 1.0,
+            tag: None,
+            histogram: h,
+        };
+        let dir = std::env::temp_dir().join(format!("hlog-units-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = dir.join("old.hlog");
+        let new = dir.join("new.hlog");
+        let mut buf = Vec::new();
+        let old_comment = "shardloop-load 0.1 closed loop; values in microseconds";
+        write_log(&mut buf, old_comment, start, &[iv(hist(&[250]))]).unwrap();
+        std::fs::write(&old, &buf).unwrap();
+        buf.clear();
+        write_log(
+            &mut buf,
+            "values in nanoseconds",
+            start,
+            &[iv(hist(&[250_000]))],
+        )
+        .unwrap();
+        std::fs::write(&new, &buf).unwrap();
+        let m = merge_files(&[old, new]).unwrap();
+        assert_eq!(m.latency.len(), 2);
+        // 250 µs from the old log and 250,000 ns from the new are one value.
+        assert!(m.latency.equivalent(m.latency.min(), m.latency.max()));
+        assert!(m.latency.equivalent(m.latency.max(), 250_000));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -474,7 +474,7 @@ fn progress_line(p: &Progress<'_>) {
             "  {:>5.1}s  {:>10.0} req/s  p99 so far {:>9}  errors {}",
             p.elapsed.as_secs_f64(),
             p.interval.ok as f64 / secs,
-            shardloop_loadgen::fmt_us(p99 as f64),
+            shardloop_loadgen::fmt_us(p99 as f64 / 1e3),
             p.total.errors.total()
         )
     };
@@ -572,12 +572,12 @@ fn run_merge(a: &MergeArgs) -> anyhow::Result<()> {
     let l = shardloop_loadgen::LatencySummary::of(&m.latency);
     println!(
         "  Latency p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}  ({} samples)",
-        shardloop_loadgen::fmt_us(l.p50 as f64),
-        shardloop_loadgen::fmt_us(l.p90 as f64),
-        shardloop_loadgen::fmt_us(l.p99 as f64),
-        shardloop_loadgen::fmt_us(l.p99_9 as f64),
-        shardloop_loadgen::fmt_us(l.p99_99 as f64),
-        shardloop_loadgen::fmt_us(l.max as f64),
+        shardloop_loadgen::fmt_us(l.p50),
+        shardloop_loadgen::fmt_us(l.p90),
+        shardloop_loadgen::fmt_us(l.p99),
+        shardloop_loadgen::fmt_us(l.p99_9),
+        shardloop_loadgen::fmt_us(l.p99_99),
+        shardloop_loadgen::fmt_us(l.max),
         l.count
     );
     if a.latency {

@@ -4,12 +4,18 @@
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-/// Latency values are recorded in microseconds, 1 µs .. 1 h, 3 significant digits.
-pub const HIGHEST_US: u64 = 3_600_000_000;
+/// Latency values are recorded in nanoseconds, 1 ns .. 1 h, 3 significant
+/// digits (exact below 2 µs, within 0.1% above).
+pub const HIGHEST_NS: u64 = 3_600_000_000_000;
 
-/// New empty histogram with the loadgen's bounds.
+/// New empty histogram with the loadgen's bounds (nanoseconds).
 pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HIGHEST_US, 3).expect("static histogram bounds are valid")
+    Histogram::new_with_bounds(1, HIGHEST_NS, 3).expect("static histogram bounds are valid")
+}
+
+/// A duration in whole nanoseconds for a histogram (at least 1, saturating).
+pub(crate) fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
 }
 
 /// Why a request did not succeed.
@@ -93,11 +99,14 @@ pub struct Sample {
     pub bytes_in: u64,
     /// Bytes sent.
     pub bytes_out: u64,
-    /// Latency from the intended send time (equals service time in closed loop), µs.
+    /// Latency from the intended send time (equals service time in closed
+    /// loop), ns.
     pub latency: Histogram<u64>,
-    /// Service time from the actual send, µs (open loop).
+    /// Service time: from the request's bytes reaching the kernel to the
+    /// response, ns.
     pub service: Histogram<u64>,
-    /// How late requests were sent compared with their schedule, µs (open loop).
+    /// Queueing delay: from the intended send time (open loop: the
+    /// schedule; closed loop: the write) to the bytes reaching the kernel, ns.
     pub send_lag: Histogram<u64>,
     /// Connections made (TCP connected and, with TLS, handshake done).
     pub connects: u64,
@@ -106,7 +115,7 @@ pub struct Sample {
     /// HTTP responses by status code.
     pub http_status: std::collections::BTreeMap<u16, u64>,
     /// Time from starting a connection to its being usable (TCP connect
-    /// plus TLS handshake), µs.
+    /// plus TLS handshake), ns.
     pub connect_time: Histogram<u64>,
 }
 
@@ -153,9 +162,9 @@ impl Sample {
             .expect("same histogram bounds");
     }
 
-    pub(crate) fn record_latency(&mut self, latency_us: u64, service_us: u64) {
-        self.latency.saturating_record(latency_us.max(1));
-        self.service.saturating_record(service_us.max(1));
+    pub(crate) fn record_latency(&mut self, latency_ns: u64, service_ns: u64) {
+        self.latency.saturating_record(latency_ns.max(1));
+        self.service.saturating_record(service_ns.max(1));
     }
 }
 

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-/// Percentiles of one latency distribution, in microseconds.
+/// Percentiles of one latency distribution, in microseconds (fractional:
+/// histograms hold nanoseconds).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencySummary {
     /// Samples.
@@ -19,37 +20,52 @@ pub struct LatencySummary {
     /// Standard deviation.
     pub stdev: f64,
     /// Median.
-    pub p50: u64,
+    pub p50: f64,
     /// 90th percentile.
-    pub p90: u64,
+    pub p90: f64,
     /// 99th percentile.
-    pub p99: u64,
+    pub p99: f64,
     /// 99.9th percentile.
-    pub p99_9: u64,
+    pub p99_9: f64,
     /// 99.99th percentile.
-    pub p99_99: u64,
+    pub p99_99: f64,
     /// Largest.
-    pub max: u64,
+    pub max: f64,
 }
 
 impl LatencySummary {
-    /// Summarises a histogram of microseconds.
+    /// Summarises a histogram of nanoseconds, in microseconds.
     pub fn of(h: &Histogram<u64>) -> Self {
         if h.is_empty() {
             return LatencySummary::default();
         }
+        let us = |ns: u64| ns as f64 / 1e3;
         LatencySummary {
             count: h.len(),
-            mean: h.mean(),
-            stdev: h.stdev(),
-            p50: h.value_at_quantile(0.50),
-            p90: h.value_at_quantile(0.90),
-            p99: h.value_at_quantile(0.99),
-            p99_9: h.value_at_quantile(0.999),
-            p99_99: h.value_at_quantile(0.9999),
-            max: h.max(),
+            mean: h.mean() / 1e3,
+            stdev: h.stdev() / 1e3,
+            p50: us(h.value_at_quantile(0.50)),
+            p90: us(h.value_at_quantile(0.90)),
+            p99: us(h.value_at_quantile(0.99)),
+            p99_9: us(h.value_at_quantile(0.999)),
+            p99_99: us(h.value_at_quantile(0.9999)),
+            max: us(h.max()),
         }
     }
+}
+
+fn unit_us() -> String {
+    "us".to_string()
+}
+
+/// A histogram of microseconds (older reports and logs) in nanoseconds.
+pub fn micros_to_nanos(h: &Histogram<u64>) -> Histogram<u64> {
+    let mut out = new_histogram();
+    for v in h.iter_recorded() {
+        let ns = v.value_iterated_to().saturating_mul(1000).max(1);
+        out.saturating_record_n(ns, v.count_at_value());
+    }
+    out
 }
 
 /// One interval of the run (for the interval log).
@@ -107,9 +123,11 @@ pub struct Report {
     /// Latency from the intended send time (corrected; equals service time
     /// in closed loop), µs.
     pub latency_us: LatencySummary,
-    /// Service time from the actual send (uncorrected), µs.
+    /// Service time from the request's bytes reaching the kernel
+    /// (uncorrected), µs.
     pub uncorrected_latency_us: LatencySummary,
-    /// How late sends were against the open-loop schedule, µs.
+    /// Queueing delay: from the intended send time (open loop: the
+    /// schedule; closed loop: the write) to the bytes reaching the kernel, µs.
     pub send_lag_us: Option<LatencySummary>,
     /// CPU use of each loadgen thread, percent of one core.
     pub loadgen_cpu_percent: Vec<(String, f64)>,
@@ -150,6 +168,10 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// Wall-clock start of measuring, seconds since the epoch.
     pub start_time_s: f64,
+    /// Unit of the histograms' values: "ns" (reports from before
+    /// nanosecond recording hold "us" and are scaled when merged).
+    #[serde(default = "unit_us")]
+    pub histogram_unit: String,
     /// Corrected latency histogram, HdrHistogram V2 deflate, base64.
     pub histogram: String,
     /// Uncorrected histogram, same encoding.
@@ -224,7 +246,7 @@ impl Report {
             bytes_out: total.bytes_out,
             latency_us: LatencySummary::of(&total.latency),
             uncorrected_latency_us: LatencySummary::of(&total.service),
-            send_lag_us: requested_rate.map(|_| LatencySummary::of(&total.send_lag)),
+            send_lag_us: (!total.send_lag.is_empty()).then(|| LatencySummary::of(&total.send_lag)),
             loadgen_cpu_percent: cpu,
             connections_replaced: replaced,
             tls: config.tls.is_some(),
@@ -242,6 +264,7 @@ impl Report {
             start_time_s: start
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
+            histogram_unit: "ns".to_string(),
             histogram: encode_histogram(&total.latency),
             uncorrected_histogram: encode_histogram(&total.service),
             intervals,
@@ -288,10 +311,10 @@ impl Report {
                 .unwrap_or(interval_us)
                 .max(1000.0);
             if let Some(lag) = &self.send_lag_us {
-                if lag.p99 as f64 > threshold {
+                if lag.p99 > threshold {
                     w.push(format!(
                         "sends fell behind schedule: p99 lag {} over the {} this run can tolerate (corrected latency includes it)",
-                        fmt_us(lag.p99 as f64),
+                        fmt_us(lag.p99),
                         fmt_us(threshold)
                     ));
                 }
@@ -318,14 +341,24 @@ impl Report {
         w
     }
 
-    /// The corrected latency histogram.
+    /// The corrected latency histogram, ns.
     pub fn latency_histogram(&self) -> Histogram<u64> {
-        decode_histogram(&self.histogram).unwrap_or_else(|_| new_histogram())
+        self.in_nanos(decode_histogram(&self.histogram).unwrap_or_else(|_| new_histogram()))
+    }
+
+    fn in_nanos(&self, h: Histogram<u64>) -> Histogram<u64> {
+        if self.histogram_unit == "us" {
+            micros_to_nanos(&h)
+        } else {
+            h
+        }
     }
 
     /// The uncorrected (service time) histogram.
     pub fn uncorrected_histogram(&self) -> Histogram<u64> {
-        decode_histogram(&self.uncorrected_histogram).unwrap_or_else(|_| new_histogram())
+        self.in_nanos(
+            decode_histogram(&self.uncorrected_histogram).unwrap_or_else(|_| new_histogram()),
+        )
     }
 
     /// wrk-style summary.
@@ -351,12 +384,12 @@ impl Report {
             let _ = writeln!(
                 s,
                 "  {name:<20} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-                fmt_us(l.p50 as f64),
-                fmt_us(l.p90 as f64),
-                fmt_us(l.p99 as f64),
-                fmt_us(l.p99_9 as f64),
-                fmt_us(l.p99_99 as f64),
-                fmt_us(l.max as f64),
+                fmt_us(l.p50),
+                fmt_us(l.p90),
+                fmt_us(l.p99),
+                fmt_us(l.p99_9),
+                fmt_us(l.p99_99),
+                fmt_us(l.max),
                 fmt_us(l.mean)
             );
         };
@@ -364,10 +397,15 @@ impl Report {
         if self.mode == "open" {
             let _ = writeln!(s, "  Latency (uncorrected)");
             row(&mut s, "", &self.uncorrected_latency_us);
-            if let Some(lag) = &self.send_lag_us {
-                let _ = writeln!(s, "  Send lag vs schedule");
-                row(&mut s, "", lag);
-            }
+        }
+        if let Some(lag) = &self.send_lag_us {
+            let what = if self.mode == "open" {
+                "schedule"
+            } else {
+                "write"
+            };
+            let _ = writeln!(s, "  Queueing ({what} to kernel)");
+            row(&mut s, "", lag);
         }
         if let Some(c) = self
             .connect_us
@@ -455,7 +493,7 @@ impl Report {
     }
 }
 
-/// wrk2's `--latency` block for a histogram of microseconds (values printed in ms).
+/// wrk2's `--latency` block for a histogram of nanoseconds (values printed in ms).
 pub fn spectrum(h: &Histogram<u64>, title: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "  Latency Distribution (HdrHistogram - {title})");
@@ -465,7 +503,7 @@ pub fn spectrum(h: &Histogram<u64>, title: &str) -> String {
         } else {
             h.value_at_quantile(q)
         };
-        let _ = writeln!(s, " {:7.3}% {:>8}", q * 100.0, fmt_us(v as f64));
+        let _ = writeln!(s, " {:7.3}% {:>8}", q * 100.0, fmt_us(v as f64 / 1e3));
     }
     let _ = writeln!(s);
     let _ = writeln!(s, "  Detailed Percentile spectrum:");
@@ -483,7 +521,7 @@ pub fn spectrum(h: &Histogram<u64>, title: &str) -> String {
                 let _ = writeln!(
                     s,
                     "{:12.3} {:12.6} {:12} {:12.2}",
-                    v.value_iterated_to() as f64 / 1000.0,
+                    v.value_iterated_to() as f64 / 1e6,
                     q,
                     total,
                     1.0 / (1.0 - q)
@@ -492,7 +530,7 @@ pub fn spectrum(h: &Histogram<u64>, title: &str) -> String {
                 let _ = writeln!(
                     s,
                     "{:12.3} {:12.6} {:12}",
-                    v.value_iterated_to() as f64 / 1000.0,
+                    v.value_iterated_to() as f64 / 1e6,
                     q,
                     total
                 );
@@ -502,13 +540,13 @@ pub fn spectrum(h: &Histogram<u64>, title: &str) -> String {
     let _ = writeln!(
         s,
         "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]",
-        h.mean() / 1000.0,
-        h.stdev() / 1000.0
+        h.mean() / 1e6,
+        h.stdev() / 1e6
     );
     let _ = writeln!(
         s,
         "#[Max     = {:12.3}, Total count    = {:12}]",
-        h.max() as f64 / 1000.0,
+        h.max() as f64 / 1e6,
         h.len()
     );
     let _ = writeln!(
@@ -567,7 +605,7 @@ mod tests {
     fn spectrum_has_wrk2_layout() {
         let mut h = new_histogram();
         for v in 1..=1000u64 {
-            h.record(v * 10).unwrap();
+            h.record(v * 10_000).unwrap();
         }
         let s = spectrum(&h, "Recorded Latency");
         assert!(s.contains("  Latency Distribution (HdrHistogram - Recorded Latency)"));
@@ -575,7 +613,7 @@ mod tests {
         assert!(s.contains("100.000%"));
         assert!(s.contains("       Value   Percentile   TotalCount 1/(1-Percentile)"));
         assert!(
-            s.contains("#[Max     =       10.007, Total count    =         1000]"),
+            s.contains("#[Max     =       10.002, Total count    =         1000]"),
             "{s}"
         );
         let last_row = s
@@ -583,6 +621,18 @@ mod tests {
             .rfind(|l| l.trim_start().starts_with(char::is_numeric))
             .unwrap();
         assert!(last_row.contains("1.000000"), "{last_row}");
+    }
+
+    #[test]
+    fn summaries_keep_sub_microsecond_precision() {
+        let mut h = new_histogram();
+        for ns in [1_500u64, 1_500, 2_250, 47_123] {
+            h.record(ns).unwrap();
+        }
+        let s = LatencySummary::of(&h);
+        assert_eq!(s.p50, 1.5, "exact below 2 µs, in µs");
+        assert!((s.max - 47.123).abs() < 0.05, "{}", s.max);
+        assert_eq!(s.count, 4);
     }
 
     #[test]

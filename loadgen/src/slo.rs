@@ -106,15 +106,12 @@ impl Slo {
     /// Checks the objective against a report.
     pub fn check(&self, r: &Report) -> SloResult {
         let h = r.latency_histogram();
-        let latency = |v: u64| v as f64;
         let observed = match self.metric {
-            SloMetric::Quantile(q) => latency(if h.is_empty() {
-                0
-            } else {
-                h.value_at_quantile(q)
-            }),
+            // The histogram holds ns; objectives are in µs.
+            SloMetric::Quantile(_) if h.is_empty() => 0.0,
+            SloMetric::Quantile(q) => h.value_at_quantile(q) as f64 / 1e3,
             SloMetric::Mean => r.latency_us.mean,
-            SloMetric::Max => latency(r.latency_us.max),
+            SloMetric::Max => r.latency_us.max,
             SloMetric::ErrorRate => {
                 let attempts = r.requests + r.errors.connect;
                 if attempts == 0 {

@@ -40,7 +40,7 @@ fn library_closed_loop_against_echo_example_counts_add_up() {
     assert_eq!(r.errors.total(), 0, "{}", r.summary());
     assert_counts_add_up(&r);
     assert_eq!(r.bytes_in, r.responses_ok * 100);
-    assert!(r.latency_us.p50 > 0 && r.latency_us.p50 <= r.latency_us.p99);
+    assert!(r.latency_us.p50 > 0.0 && r.latency_us.p50 <= r.latency_us.p99);
     assert_eq!(r.latency_us.count, r.responses_ok);
 }
 
@@ -127,17 +127,20 @@ fn open_loop_shows_a_stall_in_corrected_but_not_uncorrected_p99() {
     assert_counts_add_up(&r);
     // About 200 of 3000 requests were due during the stall: 6.7% > 1%.
     assert!(
-        r.latency_us.p99 >= 100_000,
+        r.latency_us.p99 >= 100_000.0,
         "corrected p99 must show the stall: {}",
         r.summary()
     );
     // Only the 4 requests in flight saw it as service time: 0.13% < 1%.
     assert!(
-        r.uncorrected_latency_us.p99 < 50_000,
+        r.uncorrected_latency_us.p99 < 50_000.0,
         "uncorrected p99 must not: {}",
         r.summary()
     );
-    assert!(r.uncorrected_latency_us.max >= 150_000, "but its max does");
+    assert!(
+        r.uncorrected_latency_us.max >= 150_000.0,
+        "but its max does"
+    );
     h.shutdown();
 }
 

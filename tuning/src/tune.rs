@@ -143,14 +143,15 @@ impl LoadProbe {
         cfg.mode = mode;
         let r = shardloop_loadgen::run(&cfg, |_| {})?;
         if requested.is_none() {
-            self.latency_us = r.latency_us.p50;
+            self.latency_us = r.latency_us.p50.round() as u64;
         }
         Ok(Measurement {
             requested_rps: requested,
             achieved_rps: r.achieved_rate,
             ok_rps: r.throughput_rps,
-            p50_us: r.latency_us.p50,
-            p99_us: r.latency_us.p99,
+            // Whole µs are plenty for choosing a shard count.
+            p50_us: r.latency_us.p50.round() as u64,
+            p99_us: r.latency_us.p99.round() as u64,
             errors: r.errors.total(),
             warnings: r.warnings.clone(),
         })

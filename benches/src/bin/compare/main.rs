@@ -191,7 +191,7 @@ fn measure(
     } else {
         f64::NAN
     };
-    Ok((r.throughput_rps, r.latency_us.p99, per_cpu_s))
+    Ok((r.throughput_rps, r.latency_us.p99.round() as u64, per_cpu_s))
 }
 
 fn median(v: &mut [f64]) -> f64 {
