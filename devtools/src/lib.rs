@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod pki;
+pub mod prom;
 
 use std::io::{self, BufRead, BufReader};
 use std::net::SocketAddr;

@@ -141,6 +141,8 @@ pub struct Config {
     /// New connections per second at most (all threads), for replacements
     /// and `reconnect_every` churn.
     pub conn_rate: Option<f64>,
+    /// Serve live `/metrics` (Prometheus) here while the run lasts.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// How to reach a TLS target.
@@ -168,6 +170,7 @@ impl Config {
             connect_timeout: Duration::from_secs(2),
             cores: Vec::new(),
             interval: Duration::from_secs(1),
+            metrics: None,
             tls: None,
             reconnect_every: None,
             slos: Vec::new(),

@@ -5,6 +5,7 @@ use crate::client::{LoadConn, RunShared};
 use crate::codec::Codec;
 use crate::config::{Config, Mode};
 use crate::cpu;
+use crate::live::{Live, LiveState};
 use crate::plan::{RatePlan, Schedule};
 use crate::recorder::{Recorder, Sample};
 use crate::report::{Interval, Report};
@@ -82,8 +83,12 @@ pub fn run(config: &Config, mut observer: impl FnMut(&Progress<'_>)) -> Result<R
     } else {
         builder.pin_to_cores(config.cores.clone())
     };
+    let live = config.metrics.map(|_| Arc::new(Live::default()));
+    if let (Some(addr), Some(live)) = (config.metrics, live.clone()) {
+        builder = builder.metrics_with(addr, move |out: &mut String| live.render(out));
+    }
     let handle = builder.settings(output_settings(config)).build()?.start()?;
-    let result = drive(config, &handle, &mut observer);
+    let result = drive(config, &handle, live.as_deref(), &mut observer);
     handle.stop_within(Duration::from_millis(500));
     handle.wait();
     result
@@ -114,6 +119,7 @@ fn output_settings(config: &Config) -> shardloop::Settings {
 fn drive(
     config: &Config,
     handle: &Handle,
+    live: Option<&Live>,
     observer: &mut impl FnMut(&Progress<'_>),
 ) -> Result<Report, LoadError> {
     let start = Instant::now();
@@ -205,6 +211,18 @@ fn drive(
         let sample = collect(handle, Recorder::take_interval);
         total.merge(&sample);
         let warming_up = now < measure_from;
+        if let Some(live) = live {
+            live.publish(LiveState {
+                total: total.clone(),
+                measuring: !warming_up,
+                connections: shared.active.load(Ordering::Relaxed),
+                target_rate: shared
+                    .plan
+                    .as_ref()
+                    .map(|p| p.rate_at(now.duration_since(start).as_secs_f64())),
+                elapsed_s: now.saturating_duration_since(measure_from).as_secs_f64(),
+            });
+        }
         if !warming_up {
             intervals.push(Interval {
                 start: tick_start.max(measure_from).duration_since(measure_from),

@@ -27,6 +27,7 @@ mod config;
 mod cpu;
 mod engine;
 pub mod hlog;
+mod live;
 pub mod plan;
 mod recorder;
 mod report;

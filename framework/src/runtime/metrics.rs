@@ -338,14 +338,33 @@ fn fmt(v: f64) -> String {
     }
 }
 
+/// An application's own metric families, appended to `/metrics` after the
+/// server's (see [`ServerBuilder::metrics_with`](crate::ServerBuilder::metrics_with)).
+/// It writes complete families (`# HELP`, `# TYPE`, samples) in the text
+/// format; it runs on the shard serving the scrape, so it should read
+/// shared state (atomics, a short lock), not compute at length.
+pub type MetricsExtra = std::sync::Arc<dyn Fn(&mut String) + Send + Sync>;
+
 /// The HTTP side of the metrics listener: `GET /metrics`, keep-alive.
 pub(crate) struct MetricsHttp {
     buf: Vec<u8>,
+    extra: Option<MetricsExtra>,
 }
 
 impl MetricsHttp {
-    pub(crate) fn new() -> Self {
-        MetricsHttp { buf: Vec::new() }
+    pub(crate) fn new(extra: Option<MetricsExtra>) -> Self {
+        MetricsHttp {
+            buf: Vec::new(),
+            extra,
+        }
+    }
+
+    fn body(&self, conn: &mut Conn<'_, Self>) -> String {
+        let mut body = render(&conn.shard().handle().stats());
+        if let Some(extra) = &self.extra {
+            extra(&mut body);
+        }
+        body
     }
 }
 
@@ -372,11 +391,9 @@ impl Protocol for MetricsHttp {
                         && h.value.eq_ignore_ascii_case(b"close")
                 });
             let (status, ctype, body) = match (req.method, req.path) {
-                (Some("GET"), Some(p)) if p == "/metrics" || p.starts_with("/metrics?") => (
-                    "200 OK",
-                    CONTENT_TYPE,
-                    render(&conn.shard().handle().stats()),
-                ),
+                (Some("GET"), Some(p)) if p == "/metrics" || p.starts_with("/metrics?") => {
+                    ("200 OK", CONTENT_TYPE, self.body(conn))
+                }
                 _ => ("404 Not Found", "text/plain", "try /metrics\n".to_string()),
             };
             self.buf.drain(..n);
