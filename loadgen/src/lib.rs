@@ -21,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
 mod client;
 mod codec;
 mod config;

@@ -1,20 +1,12 @@
 //! The command line: `RunArgs` (a load run, wrk-style flags) and `MergeArgs`.
 
 use clap::{Args, ValueEnum};
+use shardloop_loadgen::cli::WorkloadArgs;
 use shardloop_loadgen::segment::Segment;
 use shardloop_loadgen::slo::Slo;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WorkloadKind {
-    Echo,
-    Line,
-    Http,
-    Resp,
-    Custom,
-}
 
 #[derive(Args, Debug)]
 pub(crate) struct RunArgs {
@@ -54,27 +46,8 @@ pub(crate) struct RunArgs {
     /// Connect timeout.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub(crate) connect_timeout: Duration,
-    /// Workload (default: echo, or http for an http:// target).
-    #[arg(short, long, value_enum)]
-    pub(crate) workload: Option<WorkloadKind>,
-    /// Message size in bytes (echo, line).
-    #[arg(short, long, default_value_t = 64)]
-    pub(crate) size: usize,
-    /// HTTP header to add, "Name: value" (repeatable).
-    #[arg(short = 'H', long = "header")]
-    pub(crate) headers: Vec<String>,
-    /// RESP command, e.g. "SET k v" (repeatable; sent in turn). Default PING.
-    #[arg(long = "command")]
-    pub(crate) commands: Vec<String>,
-    /// Custom workload: file whose bytes are one request.
-    #[arg(long)]
-    pub(crate) payload: Option<PathBuf>,
-    /// Custom workload: responses end with this (escapes \r \n \t \\ allowed).
-    #[arg(long)]
-    pub(crate) response_delimiter: Option<String>,
-    /// Custom workload: every response is this many bytes.
-    #[arg(long)]
-    pub(crate) response_length: Option<usize>,
+    #[command(flatten)]
+    pub(crate) workload: WorkloadArgs,
     /// Print the detailed latency spectrum (wrk2 layout).
     #[arg(long)]
     pub(crate) latency: bool,

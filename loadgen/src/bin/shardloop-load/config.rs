@@ -1,37 +1,14 @@
 //! From the command line to a `Config`: the workload, the target (and TLS),
 //! the segment's share, the synchronised start.
 
-use crate::args::{ArrivalsArg, RunArgs, WorkloadKind};
+use crate::args::{ArrivalsArg, RunArgs};
 use anyhow::{bail, Context};
 use shardloop::tls::TlsClientConfig;
 use shardloop_loadgen::plan::{Arrivals, RatePlan};
 use shardloop_loadgen::segment::Segment;
-use shardloop_loadgen::{Config, Mode, ResponseFrame, TlsTarget, Workload};
+use shardloop_loadgen::{Config, Mode, TlsTarget};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
-
-fn unescape(s: &str) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            let mut b = [0u8; 4];
-            out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
-            continue;
-        }
-        match chars.next() {
-            Some('r') => out.push(b'\r'),
-            Some('n') => out.push(b'\n'),
-            Some('t') => out.push(b'\t'),
-            Some('\\') => out.push(b'\\'),
-            other => bail!(
-                "unknown escape \\{} in {s:?}",
-                other.map(String::from).unwrap_or_default()
-            ),
-        }
-    }
-    Ok(out)
-}
 
 fn resolve(hostport: &str) -> anyhow::Result<SocketAddr> {
     hostport
@@ -78,63 +55,9 @@ pub(crate) fn build_config(a: &RunArgs) -> anyhow::Result<Config> {
         None
     };
     let addr = resolve(&hostport)?;
-    let kind = a.workload.unwrap_or(if is_url {
-        WorkloadKind::Http
-    } else {
-        WorkloadKind::Echo
-    });
-    let workload = match kind {
-        WorkloadKind::Echo => Workload::Echo { size: a.size },
-        WorkloadKind::Line => Workload::Line { size: a.size },
-        WorkloadKind::Http => {
-            let mut headers = Vec::new();
-            for h in &a.headers {
-                let (k, v) = h
-                    .split_once(':')
-                    .with_context(|| format!("header {h:?} is not \"Name: value\""))?;
-                headers.push((k.trim().to_string(), v.trim().to_string()));
-            }
-            let body = match &a.body {
-                Some(f) => std::fs::read(f)
-                    .with_context(|| format!("cannot read the body file {}", f.display()))?,
-                None => Vec::new(),
-            };
-            Workload::Http {
-                path,
-                host: hostport.clone(),
-                headers,
-                method: a.method.clone(),
-                body,
-            }
-        }
-        WorkloadKind::Resp => {
-            let cmds = if a.commands.is_empty() {
-                vec!["PING".to_string()]
-            } else {
-                a.commands.clone()
-            };
-            Workload::Resp {
-                commands: cmds
-                    .iter()
-                    .map(|c| c.split_whitespace().map(String::from).collect())
-                    .collect(),
-            }
-        }
-        WorkloadKind::Custom => {
-            let file = a
-                .payload
-                .as_ref()
-                .context("the custom workload needs --payload FILE")?;
-            let payload = std::fs::read(file)
-                .with_context(|| format!("cannot read payload {}", file.display()))?;
-            let response = match (&a.response_delimiter, a.response_length) {
-                (Some(d), None) => ResponseFrame::Delimiter(unescape(d)?),
-                (None, Some(n)) => ResponseFrame::Length(n),
-                _ => bail!("the custom workload needs exactly one of --response-delimiter or --response-length"),
-            };
-            Workload::Custom { payload, response }
-        }
-    };
+    let workload = a
+        .workload
+        .build(is_url, &hostport, &path, &a.method, a.body.as_deref())?;
     let plan = a
         .rate
         .as_deref()
