@@ -20,7 +20,7 @@ pub mod tune;
 pub mod usl;
 
 pub use report::{Recommendation, TuneReport, VariantResult};
-pub use server::{Knob, ServerSpec};
+pub use server::{Knob, RemoteSpec, ServerSpec};
 pub use tune::{run, TuneConfig};
 
 /// Why tuning failed.

@@ -3,8 +3,8 @@
 use anyhow::{bail, Context};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use shardloop_loadgen::Workload;
-use shardloop_tune::{Knob, ServerSpec, TuneConfig};
+use shardloop_loadgen::cli::WorkloadArgs;
+use shardloop_tune::{Knob, RemoteSpec, ServerSpec, TuneConfig};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -91,10 +91,25 @@ fn run_advise(a: &AdviseArgs) -> anyhow::Result<()> {
 
 #[derive(clap::Args, Debug)]
 struct Args {
-    /// Server command template ({shards} {port} {cores} {read_buffer} {events} {policy}
-    /// are substituted). Default: the built-in echo server.
+    /// Server command template ({shards} {port} {host} {cores} {read_buffer}
+    /// {events} {policy} are substituted). Default: the built-in echo
+    /// server. With --target it may start the server elsewhere, e.g.
+    /// "ssh prod1 'myserver --shards {shards} --port {port}'".
     #[arg(long)]
     server_cmd: Option<String>,
+    /// Load a server at HOST:PORT (usually another machine) instead of one
+    /// on a free local port. Without --server-cmd, the server already
+    /// running there is measured as it is (one --shards value).
+    #[arg(long, value_name = "HOST:PORT")]
+    target: Option<String>,
+    /// With --target: stops the server after each configuration (same
+    /// placeholders), e.g. "ssh prod1 pkill -INT -f myserver".
+    #[arg(long, requires = "target", value_name = "CMD")]
+    server_stop_cmd: Option<String>,
+    /// With --target: the server machine's cores, for {cores} (the first N
+    /// for N shards), e.g. 0-15 or 0,2,4.
+    #[arg(long, requires = "target", value_name = "LIST")]
+    server_cores: Option<String>,
     /// Shard counts: "1-4" or "1,2,4" (default 1..=cores).
     #[arg(long)]
     shards: Option<String>,
@@ -123,9 +138,17 @@ struct Args {
     /// Loadgen threads (default: half the cores, at least 1).
     #[arg(long)]
     loadgen_threads: Option<usize>,
-    /// Echo message size in bytes.
-    #[arg(long, default_value_t = 64)]
-    size: usize,
+    #[command(flatten)]
+    workload: WorkloadArgs,
+    /// HTTP workload: the request path.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// HTTP workload: the method.
+    #[arg(short = 'X', long, default_value = "GET")]
+    method: String,
+    /// HTTP workload: the request body, from this file.
+    #[arg(long, value_name = "FILE")]
+    body: Option<PathBuf>,
     /// Also sweep a knob: read-buffer=4096,65536 | events=64,1024 | pin=on,off | policy=rr,lc.
     #[arg(long)]
     knob: Option<String>,
@@ -214,11 +237,35 @@ fn real_main() -> anyhow::Result<()> {
         Some(k) => Knob::parse_list(k).map_err(anyhow::Error::msg)?,
         None => Vec::new(),
     };
+    let server = match (&a.target, &a.server_cmd) {
+        (Some(target), start) => ServerSpec::Remote(RemoteSpec {
+            target: target.clone(),
+            start: start.clone(),
+            stop: a.server_stop_cmd.clone(),
+            cores: match &a.server_cores {
+                Some(c) => parse_shards(c).context("--server-cores")?,
+                None => Vec::new(),
+            },
+        }),
+        (None, Some(c)) => ServerSpec::Command(c.clone()),
+        (None, None) => ServerSpec::BuiltinEcho,
+    };
+    let remote = matches!(&server, ServerSpec::Remote(r) if !r.is_local());
+    let host = match &server {
+        ServerSpec::Remote(r) => r.target.clone(),
+        _ => "localhost".to_string(),
+    };
+    let workload = a
+        .workload
+        .build(false, &host, &a.path, &a.method, a.body.as_deref())?;
+    // With the server elsewhere, this machine's cores are all the load generator's.
+    let default_threads = if remote {
+        cores.len()
+    } else {
+        (cores.len() / 2).max(1)
+    };
     let cfg = TuneConfig {
-        server: match &a.server_cmd {
-            Some(c) => ServerSpec::Command(c.clone()),
-            None => ServerSpec::BuiltinEcho,
-        },
+        server,
         shards,
         knobs,
         p99_target_us: a.p99.as_micros() as u64,
@@ -227,8 +274,8 @@ fn real_main() -> anyhow::Result<()> {
         run_duration: a.run_duration,
         warmup: a.warmup,
         connections: a.connections,
-        loadgen_threads: a.loadgen_threads.unwrap_or((cores.len() / 2).max(1)),
-        workload: Workload::Echo { size: a.size },
+        loadgen_threads: a.loadgen_threads.unwrap_or(default_threads),
+        workload,
         tolerance: a.tolerance,
         headroom: a.headroom,
         cores: cores.clone(),

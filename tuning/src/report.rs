@@ -16,7 +16,8 @@ pub struct VariantResult {
     pub shards: usize,
     /// Secondary knob value, if swept.
     pub knob: Option<Knob>,
-    /// Server and loadgen ran on disjoint pinned cores.
+    /// Server and loadgen could not take each other's CPU: disjoint pinned
+    /// cores, or separate machines.
     pub pinned: bool,
     /// Why not, if not.
     pub pinning_note: Option<String>,

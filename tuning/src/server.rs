@@ -71,9 +71,95 @@ impl std::fmt::Display for Knob {
 pub enum ServerSpec {
     /// shardloop's echo protocol, inside the tuner.
     BuiltinEcho,
-    /// A shell command; `{shards}`, `{port}`, `{cores}` (comma list, empty
-    /// when unpinned), `{read_buffer}`, `{events}`, `{policy}` are substituted.
+    /// A shell command on this machine, on a free port; `{shards}`,
+    /// `{port}`, `{host}` (127.0.0.1), `{cores}` (comma list, empty when
+    /// unpinned), `{read_buffer}`, `{events}`, `{policy}` are substituted.
     Command(String),
+    /// A server at a fixed address, usually on another machine.
+    Remote(RemoteSpec),
+}
+
+/// A server the tuner reaches at `target`, started (if at all) by a
+/// command that may run it elsewhere, e.g. `ssh prod1 'server --shards
+/// {shards} --port {port}'`.
+#[derive(Debug, Clone)]
+pub struct RemoteSpec {
+    /// `HOST:PORT`; `{host}` and `{port}` in the commands are its parts.
+    pub target: String,
+    /// Starts the server for each configuration (the same placeholders as
+    /// [`ServerSpec::Command`]); `None`: a server is already running there.
+    pub start: Option<String>,
+    /// Stops it after each configuration (e.g. `ssh prod1 pkill -INT -f
+    /// server`); without it the start command's process is interrupted,
+    /// which stops a remote server only if ssh forwards it (`ssh -tt`).
+    pub stop: Option<String>,
+    /// The server machine's cores for `{cores}` (the first N for N shards);
+    /// empty: `{cores}` is empty (unpinned).
+    pub cores: Vec<usize>,
+}
+
+impl RemoteSpec {
+    /// The host and port parts of `target`.
+    pub fn host_port(&self) -> Result<(String, u16), TuneError> {
+        let (h, p) = self.target.rsplit_once(':').ok_or_else(|| {
+            TuneError::Config(format!("--target {:?} is not HOST:PORT", self.target))
+        })?;
+        let port = p
+            .parse()
+            .map_err(|_| TuneError::Config(format!("--target {:?}: bad port", self.target)))?;
+        Ok((
+            h.trim_start_matches('[').trim_end_matches(']').to_string(),
+            port,
+        ))
+    }
+
+    fn resolve(&self) -> Result<SocketAddr, TuneError> {
+        use std::net::ToSocketAddrs;
+        self.target
+            .to_socket_addrs()
+            .map_err(|e| TuneError::Server(format!("cannot resolve {}: {e}", self.target)))?
+            .next()
+            .ok_or_else(|| TuneError::Server(format!("{} resolved to no address", self.target)))
+    }
+
+    /// Whether the server runs on this machine (its pinning then matters
+    /// to the load generator's).
+    pub fn is_local(&self) -> bool {
+        self.resolve().is_ok_and(|a| a.ip().is_loopback())
+    }
+}
+
+/// `template` with the configuration's values in place of its placeholders.
+pub fn substitute(
+    template: &str,
+    shards: usize,
+    host: &str,
+    port: u16,
+    cores: Option<&[usize]>,
+    knob: Option<&Knob>,
+) -> String {
+    let cores_s = cores
+        .map(|c| {
+            c.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let (rb, ev, pol) = match knob {
+        Some(Knob::ReadBuffer(n)) => (n.to_string(), String::new(), String::new()),
+        Some(Knob::EventsPerPoll(n)) => (String::new(), n.to_string(), String::new()),
+        Some(Knob::Policy(p)) => (String::new(), String::new(), p.clone()),
+        _ => Default::default(),
+    };
+    template
+        .replace("{shards}", &shards.to_string())
+        .replace("{port}", &port.to_string())
+        .replace("{host}", host)
+        .replace("{cores}", &cores_s)
+        .replace("{read_buffer}", &rb)
+        .replace("{events}", &ev)
+        .replace("{policy}", &pol)
 }
 
 struct Echo;
@@ -89,6 +175,11 @@ pub struct Running {
     pub(crate) addr: SocketAddr,
     builtin: Option<Handle>,
     child: Option<Child>,
+    /// A remote server's stop command, run on drop; then the port must close.
+    stop: Option<String>,
+    /// Wait for the port to stop accepting after stopping (remote servers:
+    /// the next configuration must not meet this one).
+    await_close: bool,
 }
 
 impl Running {
@@ -100,6 +191,29 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        self.stop_child();
+        if let Some(stop) = self.stop.take() {
+            match Command::new("sh").arg("-c").arg(&stop).status() {
+                Ok(s) if s.success() => {}
+                Ok(s) => tracing::warn!(%stop, %s, "server stop command failed"),
+                Err(e) => tracing::warn!(%stop, %e, "cannot run the server stop command"),
+            }
+        }
+        if self.await_close {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                if Instant::now() > deadline {
+                    tracing::warn!(addr = %self.addr, "the server still accepts 15 s after it was stopped");
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+impl Running {
+    fn stop_child(&mut self) {
         if let Some(h) = self.builtin.take() {
             h.stop_within(Duration::from_secs(1));
             h.wait();
@@ -155,6 +269,8 @@ pub fn start(
                 addr: h.tcp_addr(0),
                 builtin: Some(h),
                 child: None,
+                stop: None,
+                await_close: false,
             })
         }
         ServerSpec::Command(template) => {
@@ -162,60 +278,97 @@ pub fn start(
                 .and_then(|l| l.local_addr())
                 .map_err(|e| TuneError::Server(format!("cannot find a free port: {e}")))?
                 .port();
-            let cores_s = cores
-                .map(|c| {
-                    c.iter()
-                        .map(|x| x.to_string())
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
-                .unwrap_or_default();
-            let (rb, ev, pol) = match knob {
-                Some(Knob::ReadBuffer(n)) => (n.to_string(), String::new(), String::new()),
-                Some(Knob::EventsPerPoll(n)) => (String::new(), n.to_string(), String::new()),
-                Some(Knob::Policy(p)) => (String::new(), String::new(), p.clone()),
-                _ => Default::default(),
-            };
-            let cmd = template
-                .replace("{shards}", &shards.to_string())
-                .replace("{port}", &port.to_string())
-                .replace("{cores}", &cores_s)
-                .replace("{read_buffer}", &rb)
-                .replace("{events}", &ev)
-                .replace("{policy}", &pol);
-            let child = Command::new("sh")
-                .arg("-c")
-                .arg(format!("exec {cmd}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| TuneError::Server(format!("cannot run {cmd:?}: {e}")))?;
+            let cmd = substitute(template, shards, "127.0.0.1", port, cores, knob);
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let mut running = Running {
-                addr,
-                builtin: None,
-                child: Some(child),
-            };
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                    return Ok(running);
-                }
-                if let Some(c) = running.child.as_mut() {
-                    if let Ok(Some(status)) = c.try_wait() {
+            launch(&cmd, addr, None, false)
+        }
+        ServerSpec::Remote(remote) => {
+            let (host, port) = remote.host_port()?;
+            let addr = remote.resolve()?;
+            // The tuner's own split when the server is on this machine, else
+            // the server machine's cores as given.
+            let cores: Option<Vec<usize>> = cores.map(<[usize]>::to_vec).or_else(|| {
+                (!remote.cores.is_empty())
+                    .then(|| remote.cores.iter().copied().take(shards).collect())
+            });
+            match &remote.start {
+                None => launch_none(addr),
+                Some(template) => {
+                    if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
                         return Err(TuneError::Server(format!(
-                            "server command {cmd:?} exited with {status}"
+                            "{addr} already accepts connections before the server command ran: stop what runs there (or leave out --server-cmd to measure it as it is)"
                         )));
                     }
+                    let cmd = substitute(template, shards, &host, port, cores.as_deref(), knob);
+                    let stop = remote
+                        .stop
+                        .as_ref()
+                        .map(|t| substitute(t, shards, &host, port, cores.as_deref(), knob));
+                    launch(&cmd, addr, stop, true)
                 }
-                if Instant::now() > deadline {
-                    return Err(TuneError::Server(format!(
-                        "server command {cmd:?} did not accept connections on {addr} within 15 s"
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(50));
             }
         }
+    }
+}
+
+/// A server already running at `addr`: checked, never stopped.
+fn launch_none(addr: SocketAddr) -> Result<Running, TuneError> {
+    TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| TuneError::Server(format!("nothing accepts connections at {addr}: {e}")))?;
+    Ok(Running {
+        addr,
+        builtin: None,
+        child: None,
+        stop: None,
+        await_close: false,
+    })
+}
+
+/// Runs `cmd` and waits until `addr` accepts connections.
+fn launch(
+    cmd: &str,
+    addr: SocketAddr,
+    stop: Option<String>,
+    await_close: bool,
+) -> Result<Running, TuneError> {
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec {cmd}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| TuneError::Server(format!("cannot run {cmd:?}: {e}")))?;
+    let mut running = Running {
+        addr,
+        builtin: None,
+        child: Some(child),
+        stop,
+        await_close,
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(running);
+        }
+        if let Some(c) = running.child.as_mut() {
+            if let Ok(Some(status)) = c.try_wait() {
+                if running.stop.is_none() {
+                    return Err(TuneError::Server(format!(
+                        "server command {cmd:?} exited with {status}"
+                    )));
+                }
+                // A remote start command may return once the server is
+                // up elsewhere (ssh host 'server --daemon'): keep waiting.
+                running.child = None;
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(TuneError::Server(format!(
+                "server command {cmd:?} did not accept connections on {addr} within 15 s"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

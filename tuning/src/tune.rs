@@ -73,22 +73,40 @@ impl TuneConfig {
     pub fn pinning(&self, shards: usize, knob: Option<&Knob>) -> Pinning {
         let want_pin = !matches!(knob, Some(Knob::Pin(false)));
         let need = shards + self.loadgen_threads;
+        if let ServerSpec::Remote(r) = &self.server {
+            if !r.is_local() {
+                // Another machine: every core here is the load generator's.
+                let n = self.loadgen_threads.min(self.cores.len());
+                return Pinning {
+                    server: None,
+                    loadgen: Some(self.cores[..n].to_vec()),
+                    disjoint: true,
+                    note: Some(format!(
+                        "server at {} on another machine (its placement is the server command's); the load generator has this machine's cores",
+                        r.target
+                    )),
+                };
+            }
+        }
         if !want_pin {
             Pinning {
                 server: None,
                 loadgen: None,
+                disjoint: false,
                 note: Some("pinning off (knob)".into()),
             }
         } else if self.cores.len() >= need {
             Pinning {
                 server: Some(self.cores[..shards].to_vec()),
                 loadgen: Some(self.cores[shards..need].to_vec()),
+                disjoint: true,
                 note: None,
             }
         } else {
             Pinning {
                 server: None,
                 loadgen: None,
+                disjoint: false,
                 note: Some(format!(
                     "cannot pin disjointly: {shards} shards + {} loadgen threads > {} cores; server and loadgen share cores, so throughput is understated",
                     self.loadgen_threads,
@@ -106,6 +124,9 @@ pub struct Pinning {
     pub server: Option<Vec<usize>>,
     /// Loadgen cores (None: unpinned).
     pub loadgen: Option<Vec<usize>>,
+    /// Server and load generator cannot take each other's CPU (disjoint
+    /// pinned cores, or separate machines).
+    pub disjoint: bool,
     /// Why it is not pinned, if it is not.
     pub note: Option<String>,
 }
@@ -176,6 +197,22 @@ pub fn run(cfg: &TuneConfig, mut on_run: impl FnMut(&str, &str)) -> Result<TuneR
     if cfg.shards.is_empty() || cfg.shards.contains(&0) {
         return Err(TuneError::Config("shard counts must be at least 1".into()));
     }
+    if let ServerSpec::Remote(r) = &cfg.server {
+        if r.start.is_none() && (cfg.shards.len() > 1 || !cfg.knobs.is_empty()) {
+            return Err(TuneError::Config(format!(
+                "without a server command the tuner cannot change the server at {}: give the one shard count it runs (--shards N) and no knob, or a --server-cmd",
+                r.target
+            )));
+        }
+    }
+    if !matches!(cfg.workload, Workload::Echo { .. })
+        && matches!(cfg.server, ServerSpec::BuiltinEcho)
+    {
+        return Err(TuneError::Config(
+            "the built-in server speaks echo: give --server-cmd (or --target) for another workload"
+                .into(),
+        ));
+    }
     let params = cfg.search_params();
     let variants = cfg.variants();
     let repeats = cfg.repeats.max(1);
@@ -216,7 +253,7 @@ pub fn run(cfg: &TuneConfig, mut on_run: impl FnMut(&str, &str)) -> Result<TuneR
             };
             let search = find_sustainable(&mut probe, &params, |what| on_run(&label, what))?;
             drop(running);
-            runs[i].push((search, pin.server.is_some(), pin.note));
+            runs[i].push((search, pin.disjoint, pin.note));
         }
     }
     let mut results = Vec::new();
