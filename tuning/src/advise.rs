@@ -218,6 +218,59 @@ pub fn advise_live(
     Ok(advise(&before, &after, start.elapsed(), target, cores))
 }
 
+/// Refines `advice` with a saved profile: the shard count from the
+/// profile's scaling shape (USL) instead of linear scaling and, given the
+/// request `rate` the server handled in the window, the profile rescaled to
+/// this machine (its capacity at the current count taken as rate ÷ mean
+/// utilisation, a stand-in for the sustainable rate the profile holds).
+pub fn with_profile(
+    advice: &mut Advice,
+    profile: &mut crate::profile::Profile,
+    rate: Option<f64>,
+) -> Result<(), TuneError> {
+    let n = advice.shards.len().max(1);
+    let u = advice.mean_utilisation;
+    if let Some(rate) = rate.filter(|r| *r > 0.0) {
+        if u <= 0.0 {
+            return Err(TuneError::Config(
+                "the shards were idle in the window: nothing to rescale the profile by".into(),
+            ));
+        }
+        let factor = profile.calibrate("advise", &[(n, rate / u)])?;
+        advice.reasons.push(format!(
+            "{rate:.0} req/s at {:.0} % mean utilisation is about {:.0} req/s at full load on {n} shard(s): the profile's scale changes by {factor:.2}×",
+            u * 100.0,
+            rate / u
+        ));
+    }
+    let Some(now) = profile.predict(n) else {
+        advice.reasons.push(format!(
+            "the profile predicts nothing at {n} shards (no sound fit, not measured): the linear estimate stands"
+        ));
+        return Ok(());
+    };
+    let load = now * u;
+    let target = advice.target_utilisation;
+    let limit = profile.counts().into_iter().max().unwrap_or(n).max(n);
+    match (1..=limit).find(|&m| profile.predict(m).is_some_and(|c| c * target >= load)) {
+        Some(m) => {
+            if m != advice.recommended_shards {
+                advice.reasons.push(format!(
+                    "with the profile's scaling (not linear), {m} shard(s) carry this load at the {:.0} % target (linear said {})",
+                    target * 100.0,
+                    advice.recommended_shards
+                ));
+            }
+            advice.recommended_shards = m;
+        }
+        None => advice.reasons.push(format!(
+            "no shard count in the profile carries this load at the {:.0} % target: the server stops scaling first; more instances, not more shards",
+            target * 100.0
+        )),
+    }
+    Ok(())
+}
+
 impl Advice {
     /// A Markdown report (also fine as plain text).
     pub fn markdown(&self) -> String {
@@ -284,6 +337,40 @@ mod tests {
             advise(&before, &after, Duration::from_secs(10), 0.7, 8).recommended_shards,
             1
         );
+    }
+
+    #[test]
+    fn a_profile_bends_the_recommendation_and_a_rate_rescales_it() {
+        use crate::profile::{Machine, Profile};
+        use crate::usl::Usl;
+        let mut profile = Profile {
+            version: 1,
+            machine: Machine::this(),
+            unix_s: 0,
+            workload: "echo".into(),
+            p99_target_us: 2000,
+            points: Vec::new(),
+            // Strong contention: doubling shards gives far less than double.
+            scaling: Some(Usl {
+                lambda: 100_000.0,
+                sigma: 0.3,
+                kappa: 0.0,
+            }),
+            scale: 1.0,
+            calibrations: Vec::new(),
+        };
+        // Two shards 90 % busy: linear scaling says 3 at 70 %.
+        let before = scrape_of(&[0.0, 0.0], &[0.0, 0.0]);
+        let after = scrape_of(&[9.0, 9.0], &[1.0, 1.0]);
+        let mut a = advise(&before, &after, Duration::from_secs(10), 0.7, 64);
+        assert_eq!(a.recommended_shards, 3);
+        // X(2) = 153.8k; the load is 0.9 of it = 138.5k; at 70 % a count
+        // needs X ≥ 197.8k: X(3) = 187.5k is short, X(4) = 210.5k does it.
+        with_profile(&mut a, &mut profile, Some(120_000.0)).unwrap();
+        assert_eq!(a.recommended_shards, 4, "{:?}", a.reasons);
+        // 120k at 90 % is 133.3k at full load against 153.8k predicted.
+        assert!((profile.scale - 133_333.3 / 153_846.15).abs() < 1e-3);
+        assert_eq!(profile.calibrations[0].method, "advise");
     }
 
     #[test]

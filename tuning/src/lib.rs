@@ -12,6 +12,7 @@
 
 pub mod advise;
 pub mod charts;
+pub mod profile;
 pub mod report;
 pub mod search;
 pub mod server;

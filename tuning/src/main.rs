@@ -4,6 +4,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use shardloop_loadgen::cli::WorkloadArgs;
+use shardloop_tune::profile::Profile;
 use shardloop_tune::{Knob, RemoteSpec, ServerSpec, TuneConfig};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,10 +28,74 @@ enum Command {
     /// Recommend a shard count for a running server's real traffic, from its
     /// /metrics over a window.
     Advise(AdviseArgs),
+    /// Rescale a saved profile (--save-profile) to this machine with a short
+    /// sweep at the counts given (default: the profile's smallest), and
+    /// predict the shards a rate needs here.
+    Calibrate(CalibrateArgs),
     /// Show this machine's CPU topology (physical cores, SMT siblings, NUMA
     /// nodes, cgroup quota, network interrupt cores) and where to pin
     /// shards, the acceptor and the load generator.
     Topology(TopologyArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CalibrateArgs {
+    /// The profile to rescale.
+    #[arg(long)]
+    profile: PathBuf,
+    /// Say how many shards this request rate needs here.
+    #[arg(long, value_name = "REQ/S")]
+    rate: Option<f64>,
+    /// The sweep's options; its --save-profile writes the rescaled profile.
+    #[command(flatten)]
+    sweep: Args,
+}
+
+fn run_calibrate(c: &CalibrateArgs) -> anyhow::Result<()> {
+    let mut profile = Profile::load(&c.profile)?;
+    let mut a = c.sweep.clone();
+    if a.shards.is_none() {
+        let smallest =
+            profile.counts().into_iter().min().context(
+                "the profile has no valid point and no fit: nothing to calibrate against",
+            )?;
+        a.shards = Some(smallest.to_string());
+    }
+    // The same objective as the profile, or the rates are not comparable.
+    a.p99 = Duration::from_micros(profile.p99_target_us);
+    let (cfg, report) = sweep(&a)?;
+    if format!("{:?}", cfg.workload) != profile.workload {
+        println!(
+            "warning: the profile was measured with {}, this run uses {:?}: the factor compares different work",
+            profile.workload, cfg.workload
+        );
+    }
+    let measured: Vec<(usize, f64)> = report
+        .variants
+        .iter()
+        .filter(|v| v.knob.is_none())
+        .map(|v| (v.shards, v.sustainable_rps()))
+        .collect();
+    let factor = profile.calibrate("calibrate", &measured)?;
+    println!("\nCalibration factor {factor:.3} (measured over predicted, median).\n");
+    print!("{}", profile.markdown());
+    if let Some(rate) = c.rate {
+        match profile.shards_for(rate, a.headroom) {
+            Some(n) => println!(
+                "\n{rate:.0} req/s with {:.0} % headroom needs {n} shard(s) here.",
+                a.headroom * 100.0
+            ),
+            None => println!(
+                "\n{rate:.0} req/s with {:.0} % headroom is beyond what the profile predicts for any shard count here.",
+                a.headroom * 100.0
+            ),
+        }
+    }
+    if let Some(out) = &a.save_profile {
+        profile.save(out)?;
+        println!("Profile: {}", out.display());
+    }
+    Ok(())
 }
 
 #[derive(clap::Args, Debug)]
@@ -74,6 +139,17 @@ struct AdviseArgs {
     /// Output: text, markdown or json.
     #[arg(long, default_value = "text")]
     format: String,
+    /// A saved profile (--save-profile): its scaling shape replaces linear
+    /// scaling in the recommendation.
+    #[arg(long, value_name = "FILE")]
+    profile: Option<PathBuf>,
+    /// Requests per second the server handled in the window (from its own
+    /// metrics): rescales the profile to this machine.
+    #[arg(long, value_name = "REQ/S", requires = "profile")]
+    rate: Option<f64>,
+    /// Write the rescaled profile here.
+    #[arg(long, value_name = "FILE", requires = "profile")]
+    save_profile: Option<PathBuf>,
 }
 
 fn run_advise(a: &AdviseArgs) -> anyhow::Result<()> {
@@ -81,7 +157,14 @@ fn run_advise(a: &AdviseArgs) -> anyhow::Result<()> {
         bail!("--format must be text, markdown or json");
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let advice = shardloop_tune::advise::advise_live(&a.metrics, a.window, a.target, cores)?;
+    let mut profile = a.profile.as_deref().map(Profile::load).transpose()?;
+    let mut advice = shardloop_tune::advise::advise_live(&a.metrics, a.window, a.target, cores)?;
+    if let Some(p) = profile.as_mut() {
+        shardloop_tune::advise::with_profile(&mut advice, p, a.rate)?;
+        if let Some(out) = &a.save_profile {
+            p.save(out)?;
+        }
+    }
     match a.format.as_str() {
         "json" => println!("{}", serde_json::to_string_pretty(&advice)?),
         _ => print!("{}", advice.markdown()),
@@ -89,7 +172,7 @@ fn run_advise(a: &AdviseArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 struct Args {
     /// Server command template ({shards} {port} {host} {cores} {read_buffer}
     /// {events} {policy} are substituted). Default: the built-in echo
@@ -161,6 +244,10 @@ struct Args {
     /// Report directory.
     #[arg(long, default_value = "tune-report")]
     out: PathBuf,
+    /// Save the measured capacity and scaling as a profile, for
+    /// `calibrate` and `advise --profile` on the production box.
+    #[arg(long, value_name = "FILE")]
+    save_profile: Option<PathBuf>,
 }
 
 fn parse_shards(s: &str) -> anyhow::Result<Vec<usize>> {
@@ -215,9 +302,21 @@ fn real_main() -> anyhow::Result<()> {
     match &cli.command {
         Some(Command::Advise(a)) => return run_advise(a),
         Some(Command::Topology(a)) => return run_topology(a),
+        Some(Command::Calibrate(c)) => return run_calibrate(c),
         None => {}
     }
     let a = cli.sweep;
+    let (cfg, report) = sweep(&a)?;
+    if let Some(path) = &a.save_profile {
+        let profile = Profile::from_report(&report, &cfg);
+        profile.save(path)?;
+        println!("Profile: {}", path.display());
+    }
+    Ok(())
+}
+
+/// Runs the sweep `a` describes, writes and prints its report.
+fn sweep(a: &Args) -> anyhow::Result<(TuneConfig, shardloop_tune::TuneReport)> {
     let cores: Vec<usize> = core_affinity::get_core_ids()
         .map(|ids| ids.into_iter().map(|c| c.id).collect())
         .unwrap_or_else(|| {
@@ -324,5 +423,14 @@ fn real_main() -> anyhow::Result<()> {
             humantime::format_duration(a.p99)
         ),
     }
-    Ok(())
+    Ok((cfg, report))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }
