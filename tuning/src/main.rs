@@ -31,7 +31,7 @@ enum Command {
     /// Rescale a saved profile (--save-profile) to this machine with a short
     /// sweep at the counts given (default: the profile's smallest), and
     /// predict the shards a rate needs here.
-    Calibrate(CalibrateArgs),
+    Calibrate(Box<CalibrateArgs>),
     /// Show this machine's CPU topology (physical cores, SMT siblings, NUMA
     /// nodes, cgroup quota, network interrupt cores) and where to pin
     /// shards, the acceptor and the load generator.
