@@ -1,0 +1,211 @@
+//! The codecs against hand-made responses, split in every way.
+use super::*;
+
+fn done(consumed: usize) -> Decoded {
+    Decoded::Done {
+        status: 0,
+        consumed,
+        result: Ok(()),
+    }
+}
+
+#[test]
+fn echo_validates_every_byte_and_sequence() {
+    let c = Codec::new(&Workload::Echo { size: 16 });
+    let mut r = Vec::new();
+    c.encode(7, &mut r);
+    assert!(matches!(
+        c.decode(&r[..10], 7, 0),
+        Decoded::Incomplete { need: 16, .. }
+    ));
+    assert_eq!(c.decode(&r, 7, 0), done(16));
+    let mut bad = r.clone();
+    bad[5] ^= 1;
+    assert_eq!(
+        c.decode(&bad, 7, 0),
+        Decoded::Done {
+            status: 0,
+            consumed: 16,
+            result: Err(ErrorKind::Protocol)
+        }
+    );
+    assert!(
+        matches!(
+            c.decode(&r, 8, 0),
+            Decoded::Done {
+                status: 0,
+                result: Err(_),
+                ..
+            }
+        ),
+        "other request's bytes"
+    );
+}
+
+#[test]
+fn echo_replies_of_other_requests_or_shifted_never_match() {
+    let c = Codec::new(&Workload::Echo { size: 64 });
+    let msg = |seq| {
+        let mut m = Vec::new();
+        c.encode(seq, &mut m);
+        m
+    };
+    for seq in 0..1000u64 {
+        let m = msg(seq);
+        assert_eq!(c.decode(&m, seq, 0), done(64));
+        // Every other request within the distinct-offset span, and the
+        // same bytes shifted by one, are refused.
+        for other in seq.saturating_sub(5)..seq + 5 {
+            if other != seq {
+                assert!(matches!(
+                    c.decode(&msg(other), seq, 0),
+                    Decoded::Done {
+                        status: 0,
+                        result: Err(_),
+                        ..
+                    }
+                ));
+            }
+        }
+        let mut shifted = m[1..].to_vec();
+        shifted.push(m[0]);
+        assert!(matches!(
+            c.decode(&shifted, seq, 0),
+            Decoded::Done {
+                status: 0,
+                result: Err(_),
+                ..
+            }
+        ));
+        assert!(!m.contains(&b'\n'));
+    }
+}
+
+#[test]
+fn line_frames_by_newline() {
+    let c = Codec::new(&Workload::Line { size: 8 });
+    let mut r = Vec::new();
+    c.encode(1, &mut r);
+    assert_eq!(r.len(), 8);
+    assert_eq!(*r.last().unwrap(), b'\n');
+    assert!(matches!(
+        c.decode(&r[..7], 1, 0),
+        Decoded::Incomplete { .. }
+    ));
+    assert_eq!(c.decode(&r, 1, 0), done(8));
+    assert!(matches!(
+        c.decode(b"short\n", 1, 0),
+        Decoded::Done {
+            status: 0,
+            consumed: 6,
+            result: Err(ErrorKind::Protocol)
+        }
+    ));
+}
+
+#[test]
+fn http_content_length_chunked_and_status() {
+    let c = Codec::new(&Workload::Http {
+        path: "/".into(),
+        host: "h".into(),
+        headers: vec![],
+        method: "GET".into(),
+        body: Vec::new(),
+    });
+    let mut req = Vec::new();
+    c.encode(0, &mut req);
+    assert_eq!(req, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    let http_done = |n: usize| Decoded::Done {
+        status: 200,
+        consumed: n,
+        result: Ok(()),
+    };
+    assert_eq!(c.decode(ok, 0, 0), http_done(ok.len()));
+    assert!(matches!(
+        c.decode(&ok[..ok.len() - 1], 0, 0),
+        Decoded::Incomplete { .. }
+    ));
+    let chunked =
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nNEXT";
+    assert_eq!(c.decode(chunked, 0, 0), http_done(chunked.len() - 4));
+    assert!(matches!(
+        c.decode(&chunked[..chunked.len() - 6], 0, 0),
+        Decoded::Incomplete { .. }
+    ));
+    let nf = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(
+        c.decode(nf, 0, 0),
+        Decoded::Done {
+            status: 404,
+            consumed: nf.len(),
+            result: Err(ErrorKind::Status)
+        }
+    );
+    assert_eq!(c.decode(b"garbage\r\n\r\n", 0, 0), Decoded::Fatal);
+    let post = Codec::new(&Workload::Http {
+        path: "/p".into(),
+        host: "h".into(),
+        headers: vec![],
+        method: "POST".into(),
+        body: b"{}".to_vec(),
+    });
+    let mut req = Vec::new();
+    post.encode(0, &mut req);
+    assert_eq!(
+        req,
+        b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}"
+    );
+}
+
+#[test]
+fn resp_encodes_commands_in_turn_and_parses_replies() {
+    let c = Codec::new(&Workload::Resp {
+        commands: vec![
+            vec!["SET".into(), "k".into(), "v".into()],
+            vec!["GET".into(), "k".into()],
+        ],
+    });
+    let mut r = Vec::new();
+    c.encode(0, &mut r);
+    assert_eq!(r, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n");
+    r.clear();
+    c.encode(1, &mut r);
+    assert_eq!(r, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+    assert_eq!(c.decode(b"+OK\r\n", 0, 0), done(5));
+    assert_eq!(c.decode(b"$1\r\nv\r\n", 0, 0), done(7));
+    assert_eq!(c.decode(b"$-1\r\n", 0, 0), done(5));
+    assert!(matches!(
+        c.decode(b"$3\r\nab", 0, 0),
+        Decoded::Incomplete { .. }
+    ));
+    assert_eq!(c.decode(b"*2\r\n:1\r\n$1\r\nx\r\n", 0, 0), done(15));
+    assert!(matches!(
+        c.decode(b"-ERR no\r\n", 0, 0),
+        Decoded::Done {
+            status: 0,
+            result: Err(ErrorKind::Status),
+            ..
+        }
+    ));
+    assert_eq!(c.decode(b"?what\r\n", 0, 0), Decoded::Fatal);
+}
+
+#[test]
+fn custom_delimiter_and_length() {
+    let c = Codec::new(&Workload::Custom {
+        payload: b"hi".to_vec(),
+        response: ResponseFrame::Delimiter(b"\r\n".to_vec()),
+    });
+    assert_eq!(c.decode(b"abc\r\nxyz", 0, 0), done(5));
+    assert!(matches!(
+        c.decode(b"abc\r", 0, 0),
+        Decoded::Incomplete { .. }
+    ));
+    let c = Codec::new(&Workload::Custom {
+        payload: b"hi".to_vec(),
+        response: ResponseFrame::Length(3),
+    });
+    assert!(matches!(c.decode(b"ab", 0, 0), Decoded::Incomplete { .. }));
+    assert_eq!(c.decode(b"abcd", 0, 0), done(3));
+}
