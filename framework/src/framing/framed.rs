@@ -161,6 +161,9 @@ pub trait FrameProtocol<D: Decoder>: Sized + 'static {
     /// Output drained to the low-water mark.
     fn resume_producing(&mut self, _conn: &mut FramedConn<'_, '_, D, Self>) {}
 
+    /// Written bytes reached the kernel (see [`Protocol::output_flushed`]).
+    fn output_flushed(&mut self, _conn: &mut FramedConn<'_, '_, D, Self>) {}
+
     /// The server is stopping; the default closes after flushing.
     fn server_stopping(&mut self, conn: &mut FramedConn<'_, '_, D, Self>) {
         conn.close();
@@ -394,6 +397,10 @@ impl<D: Decoder, P: FrameProtocol<D>> Protocol for Framed<D, P> {
 
     fn resume_producing(&mut self, conn: &mut Conn<'_, Self>) {
         self.with(conn, |p, c| p.resume_producing(c));
+    }
+
+    fn output_flushed(&mut self, conn: &mut Conn<'_, Self>) {
+        self.with(conn, |p, c| p.output_flushed(c));
     }
 
     fn server_stopping(&mut self, conn: &mut Conn<'_, Self>) {

@@ -409,6 +409,7 @@ impl Protocol for LoadConn {
             // Framing is lost: the oldest outstanding request gets the blame,
             // the rest are lost with the connection.
             if let Some(r) = self.in_flight.pop_front() {
+                self.unstamped = self.unstamped.min(self.in_flight.len());
                 if r.counted {
                     conn.shard()
                         .service::<Recorder>()
