@@ -4,6 +4,8 @@
 mod common;
 
 use common::*;
+use shardloop::framing::{FrameProtocol, FramedConn, LineDecoder, LineReceiver};
+use shardloop::testing::FakeTransport;
 use shardloop::{Conn, Protocol, Server, SocketOptions};
 use std::io::Read;
 use std::net::TcpListener;
@@ -124,4 +126,51 @@ fn progress_is_reported_while_a_peer_that_does_not_read_holds_output_back() {
     assert_eq!(reader.join().unwrap(), total);
     assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
     handle.shutdown();
+}
+
+/// Replies to each line and reports, at each `output_flushed`, how many
+/// reply bytes have left.
+#[derive(Default)]
+struct LineReplies {
+    written: usize,
+    reports: Vec<usize>,
+}
+
+impl FrameProtocol<LineDecoder> for LineReplies {
+    type Message = ();
+    fn frame_received(&mut self, conn: &mut FramedConn<'_, '_, LineDecoder, Self>, line: &[u8]) {
+        let reply = format!("{}\r\n", line.len().to_string().repeat(100));
+        conn.write(reply.as_bytes());
+        self.written += reply.len();
+        conn.notify_flushed();
+    }
+    fn output_flushed(&mut self, conn: &mut FramedConn<'_, '_, LineDecoder, Self>) {
+        let left = self.written - conn.buffered();
+        self.reports.push(left);
+    }
+}
+
+#[test]
+fn a_framed_protocol_is_told_too_with_the_fake_transport() {
+    let mut t = FakeTransport::new(LineReceiver::new(
+        LineDecoder::default(),
+        LineReplies::default(),
+    ));
+    // The socket takes 150 bytes, so the 102-byte replies leave in steps.
+    t.set_socket_capacity(Some(150));
+    t.receive(b"a\r\nbb\r\n");
+    let reports = |t: &mut FakeTransport<LineReceiver<LineReplies>>| {
+        t.protocol().unwrap().inner().reports.clone()
+    };
+    assert_eq!(reports(&mut t), vec![150], "one flush, part of the output");
+    assert_eq!(t.take_written().len(), 150);
+    assert_eq!(
+        reports(&mut t),
+        vec![150, 204],
+        "the rest left when the peer read"
+    );
+    assert_eq!(t.buffered(), 0);
+    // Spent once the queue is empty: a write without asking says nothing.
+    t.set_socket_capacity(None);
+    assert_eq!(reports(&mut t).len(), 2);
 }
