@@ -148,3 +148,23 @@ pub fn unescape(s: &str) -> Result<Vec<u8>, LoadError> {
     }
     Ok(out)
 }
+
+/// An error and its causes on one line for a CLI, each cause once: a
+/// message that already ends with its cause's text (thiserror's `{0}`
+/// beside `#[source]`) does not repeat it.
+///
+/// ```
+/// let msgs = ["cannot listen on :80: denied", "denied", "os error 13"];
+/// let line = shardloop_loadgen::cli::one_line(msgs.iter().map(|s| s.to_string()));
+/// assert_eq!(line, "cannot listen on :80: denied: os error 13");
+/// ```
+pub fn one_line(messages: impl Iterator<Item = String>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for m in messages {
+        if parts.last().is_some_and(|p| p.ends_with(&m)) {
+            continue;
+        }
+        parts.push(m);
+    }
+    parts.join(": ")
+}

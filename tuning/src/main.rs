@@ -291,8 +291,10 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = real_main() {
-        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-        eprintln!("error: {}", chain.join(": "));
+        eprintln!(
+            "error: {}",
+            shardloop_loadgen::cli::one_line(e.chain().map(|c| c.to_string()))
+        );
         std::process::exit(1);
     }
 }

@@ -198,8 +198,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // One line, every cause on it.
-            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", chain.join(": "));
+            eprintln!(
+                "error: {}",
+                shardloop_loadgen::cli::one_line(e.chain().map(|c| c.to_string()))
+            );
             ExitCode::FAILURE
         }
     }
