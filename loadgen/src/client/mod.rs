@@ -1,6 +1,7 @@
 //! The protocol each load connection runs: sends requests on the closed- or
 //! open-loop schedule, matches responses in order, records latency.
 
+mod schedule;
 mod shared;
 
 pub(crate) use shared::{ConnPacer, Due, RunShared};
@@ -104,31 +105,6 @@ impl LoadConn {
             unsent_counted: false,
             schedule,
         }
-    }
-
-    /// Open loop: the first send of connection `index` of `conns`, skipping
-    /// what the plan had due before now (it was not this connection's yet).
-    pub(crate) fn first_due(shared: &RunShared, mut schedule: Schedule) -> Option<Due> {
-        let plan = shared.plan.as_ref()?;
-        let now = Instant::now();
-        loop {
-            let t = schedule.next(plan);
-            let next = t.map_or(shared.end, |t| shared.origin + Duration::from_secs_f64(t));
-            if next >= now || t.is_none() {
-                return Some(Due { next, schedule });
-            }
-        }
-    }
-
-    /// Moves to the next planned send.
-    fn advance(&mut self) {
-        let (Some(plan), Some(s)) = (self.shared.plan.as_ref(), self.schedule.as_mut()) else {
-            return;
-        };
-        self.next_intended = match s.next(plan) {
-            Some(t) => self.shared.origin + Duration::from_secs_f64(t),
-            None => self.shared.end,
-        };
     }
 
     /// Starts a connection on this shard (and counts it active).
@@ -260,29 +236,6 @@ impl LoadConn {
         if self.in_flight.is_empty() {
             conn.close();
         }
-    }
-
-    /// Open loop: requests this connection's schedule had due before the
-    /// end that it never sent (it was at its in-flight limit), counted so
-    /// they do not vanish from the report.
-    fn count_unsent(&mut self, conn: &mut Conn<'_, Self>) {
-        if std::mem::replace(&mut self.unsent_counted, true) {
-            return;
-        }
-        let (Some(plan), Some(s)) = (self.shared.plan.as_ref(), self.schedule.as_ref()) else {
-            return;
-        };
-        let end = self.shared.end;
-        if self.next_intended >= end {
-            return;
-        }
-        let from = self
-            .shared
-            .measure_from
-            .saturating_duration_since(self.shared.origin);
-        let pending = u64::from(self.next_intended >= self.shared.measure_from);
-        let n = pending + s.remaining_after(plan, from.as_secs_f64());
-        conn.shard().service::<Recorder>().with(|s| s.unsent += n);
     }
 
     fn fail(&mut self, conn: &mut Conn<'_, Self>, kind: ErrorKind) {
