@@ -5,6 +5,8 @@ use crate::recorder::ErrorKind;
 
 /// Longest response the parsers buffer before calling it malformed.
 pub(crate) const MAX_RESPONSE: usize = 64 * 1024 * 1024;
+/// The longest response head (status line and headers), or chunk trailers.
+const MAX_HEAD: usize = 64 * 1024;
 
 /// Result of looking for one response at the front of the input.
 #[derive(Debug, PartialEq, Eq)]
@@ -163,7 +165,7 @@ impl Codec {
                 // No head end yet: nothing for httparse to do.
                 let from = searched.saturating_sub(3).min(buf.len());
                 if find(&buf[from..], b"\r\n\r\n").is_none() {
-                    return if buf.len() > MAX_RESPONSE {
+                    return if buf.len() > MAX_HEAD {
                         Decoded::Fatal
                     } else {
                         more(buf.len())
@@ -226,7 +228,7 @@ fn decode_http(buf: &[u8]) -> Decoded {
     let mut resp = httparse::Response::new(&mut headers);
     let head_len = match resp.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE => return Decoded::Fatal,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Decoded::Fatal,
         Ok(httparse::Status::Partial) => {
             return Decoded::Incomplete {
                 need: buf.len() + 1,
@@ -256,10 +258,10 @@ fn decode_http(buf: &[u8]) -> Decoded {
     let body = &buf[head_len..];
     let body_len = if chunked {
         match chunked_len(body) {
-            Ok(Some(n)) => n,
-            Ok(None) => {
+            Ok(Chunked::Done(n)) => n,
+            Ok(Chunked::Need(n)) => {
                 return Decoded::Incomplete {
-                    need: buf.len() + 1,
+                    need: head_len + n,
                     searched: 0,
                 }
             }
@@ -294,21 +296,30 @@ fn decode_http(buf: &[u8]) -> Decoded {
     }
 }
 
+/// Where a chunked body stands.
+enum Chunked {
+    /// Complete: its length, trailers included.
+    Done(usize),
+    /// Incomplete: nothing can be decided before this many body bytes (a
+    /// large chunk is waited for whole, not rescanned at every read).
+    Need(usize),
+}
+
 /// Length of a complete chunked body (trailers included), if all there.
-fn chunked_len(body: &[u8]) -> Result<Option<usize>, ()> {
+fn chunked_len(body: &[u8]) -> Result<Chunked, ()> {
     let mut pos = 0;
     loop {
         let Some(eol) = find(&body[pos..], b"\r\n") else {
             return if body.len() - pos > 1024 {
                 Err(())
             } else {
-                Ok(None)
+                Ok(Chunked::Need(body.len() + 1))
             };
         };
         let line = std::str::from_utf8(&body[pos..pos + eol]).map_err(|_| ())?;
         let size_hex = line.split(';').next().unwrap_or("").trim();
         let size = usize::from_str_radix(size_hex, 16).map_err(|_| ())?;
-        if size > MAX_RESPONSE {
+        if size > MAX_RESPONSE || pos > MAX_RESPONSE {
             return Err(());
         }
         pos += eol + 2;
@@ -316,16 +327,20 @@ fn chunked_len(body: &[u8]) -> Result<Option<usize>, ()> {
             // Trailers end with an empty line.
             loop {
                 let Some(eol) = find(&body[pos..], b"\r\n") else {
-                    return Ok(None);
+                    return if body.len() - pos > MAX_HEAD {
+                        Err(())
+                    } else {
+                        Ok(Chunked::Need(body.len() + 1))
+                    };
                 };
                 pos += eol + 2;
                 if eol == 0 {
-                    return Ok(Some(pos));
+                    return Ok(Chunked::Done(pos));
                 }
             }
         }
         if body.len() < pos + size + 2 {
-            return Ok(None);
+            return Ok(Chunked::Need(pos + size + 2));
         }
         if &body[pos + size..pos + size + 2] != b"\r\n" {
             return Err(());

@@ -209,3 +209,84 @@ fn custom_delimiter_and_length() {
     assert!(matches!(c.decode(b"ab", 0, 0), Decoded::Incomplete { .. }));
     assert_eq!(c.decode(b"abcd", 0, 0), done(3));
 }
+
+#[test]
+fn http_limits_and_hostile_numbers() {
+    let c = Codec::new(&Workload::Http {
+        path: "/".into(),
+        host: "h".into(),
+        headers: vec![],
+        method: "GET".into(),
+        body: Vec::new(),
+    });
+    // A head that never ends: waited for up to 64 KiB, then malformed.
+    let mut head = b"HTTP/1.1 200 OK\r\nX: ".to_vec();
+    head.resize(64 * 1024, b'a');
+    assert!(matches!(c.decode(&head, 0, 0), Decoded::Incomplete { .. }));
+    head.push(b'a');
+    assert_eq!(c.decode(&head, 0, 0), Decoded::Fatal);
+    // Lengths that overflow, or past the response cap.
+    for cl in ["18446744073709551616", "-1", "1e3", "67108865"] {
+        let r = format!("HTTP/1.1 200 OK\r\nContent-Length: {cl}\r\n\r\n");
+        assert_eq!(c.decode(r.as_bytes(), 0, 0), Decoded::Fatal, "{cl}");
+    }
+    for size in ["10000000000000000", "4000001", "zz", ""] {
+        let r = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\n");
+        assert_eq!(c.decode(r.as_bytes(), 0, 0), Decoded::Fatal, "{size:?}");
+    }
+    // A large chunk is waited for whole: the next look is when it can be there.
+    let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let mut r = head.to_vec();
+    r.extend_from_slice(b"100000\r\nabc");
+    match c.decode(&r, 0, 0) {
+        Decoded::Incomplete { need, .. } => {
+            assert_eq!(need, head.len() + 8 + 0x100000 + 2)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Feeds `wire` one byte at a time as the connection does (decoding only
+/// once `need` bytes are there, passing `searched` back) and returns what
+/// the first complete decode said.
+fn byte_by_byte(c: &Codec, wire: &[u8]) -> Decoded {
+    let (mut need, mut searched) = (0, 0);
+    for n in 1..=wire.len() {
+        if n < need {
+            continue;
+        }
+        match c.decode(&wire[..n], 0, searched) {
+            Decoded::Incomplete {
+                need: nd,
+                searched: s,
+            } => {
+                assert!(nd > n, "progress is always asked for");
+                need = nd;
+                searched = s;
+            }
+            other => return other,
+        }
+    }
+    panic!("never complete");
+}
+
+#[test]
+fn http_responses_decode_the_same_byte_by_byte() {
+    let c = Codec::new(&Workload::Http {
+        path: "/".into(),
+        host: "h".into(),
+        headers: vec![],
+        method: "GET".into(),
+        body: Vec::new(),
+    });
+    let responses: [&[u8]; 3] = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloNEXT",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n3\r\nabc\r\n0\r\nT: v\r\n\r\nNEXT",
+        b"HTTP/1.1 503 Busy\r\nContent-Length: 2\r\n\r\nnoNEXT",
+    ];
+    for wire in responses {
+        let whole = c.decode(wire, 0, 0);
+        assert!(matches!(whole, Decoded::Done { .. }), "{whole:?}");
+        assert_eq!(byte_by_byte(&c, wire), whole);
+    }
+}
