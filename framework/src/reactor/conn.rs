@@ -105,6 +105,7 @@ impl<'a, P: Protocol> Conn<'a, P> {
         match std::io::Write::write(&mut self.core.stream, data) {
             Ok(n) => {
                 self.ctx.counters.bytes_out += n as u64;
+                self.core.wrote_through = true;
                 if n < data.len() {
                     // A short write: the socket buffer is full.
                     self.core.write_blocked = true;

@@ -63,6 +63,9 @@ pub(crate) struct ConnCore {
     /// `notify_flushed` was called: run `output_flushed` after flushes
     /// until the queue is empty.
     pub(crate) flush_watch: bool,
+    /// A large write went straight to the socket since the last flush:
+    /// bytes left outside the flush, which a flush watcher must hear of.
+    pub(crate) wrote_through: bool,
     /// The poller reported the read side closed: read until EOF.
     pub(crate) read_closed: bool,
     pub(crate) peer_eof: bool,
@@ -152,6 +155,7 @@ impl ConnCore {
             close_when_idle: false,
             dirty: false,
             flush_watch: false,
+            wrote_through: false,
             write_blocked: false,
             read_closed: false,
             peer_eof: false,

@@ -256,7 +256,8 @@ impl Shard {
                 Err(e) => return self.finish(slot, CloseReason::io(&e), true),
             }
         }
-        if c.core.flush_watch && (handed > 0 || c.core.out.is_empty()) {
+        let wrote_through = std::mem::take(&mut c.core.wrote_through);
+        if c.core.flush_watch && (handed > 0 || wrote_through || c.core.out.is_empty()) {
             c.core.flush_watch = !c.core.out.is_empty();
             invoke(c, &mut self.ctx, |p, core, ctx| p.output_flushed(core, ctx));
             if !self.after_callback(slot) {

@@ -70,7 +70,8 @@ pub trait Protocol: Sized + 'static {
     /// [`Conn::buffered`](crate::Conn::buffered) bytes has left the
     /// connection's queue (on a TLS connection, `buffered` counts
     /// ciphertext; the queue being empty still means everything). Runs
-    /// after each flush that makes progress, until the queue is empty.
+    /// after each flush that makes progress (a large write handed to the
+    /// socket directly counts), until the queue is empty.
     /// Used by the load generator to stamp a request's send time when its
     /// bytes leave, not when they are queued.
     fn output_flushed(&mut self, _conn: &mut Conn<'_, Self>) {}
