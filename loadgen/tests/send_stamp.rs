@@ -44,10 +44,10 @@ fn requests_held_in_our_queue_count_as_queueing_not_as_service_time() {
     cfg.threads = 1;
     cfg.connections = 1;
     cfg.duration = Duration::from_millis(2500);
-    // 4 × 4 MiB in flight: more than the kernel's buffers take, so some
+    // 8 × 4 MiB in flight: far more than the kernel's buffers take, so some
     // requests wait in the load generator's own queue while the server
     // does not read.
-    cfg.mode = Mode::Closed { pipeline: 4 };
+    cfg.mode = Mode::Closed { pipeline: 8 };
     cfg.workload = Workload::Echo {
         size: 4 * 1024 * 1024,
     };
