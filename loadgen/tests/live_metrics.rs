@@ -29,7 +29,7 @@ fn a_run_serves_its_counts_and_latency_while_it_lasts() {
             "-t",
             "1",
             "-d",
-            "4s",
+            "8s",
             "-R",
             "2000",
             "--metrics",
