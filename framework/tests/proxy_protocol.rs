@@ -201,8 +201,11 @@ fn tls_behind_a_proxy_header_from_an_endpoint_string() {
         String::from_utf8(first).unwrap(),
         "peer=203.0.113.9:4000 local=198.51.100.1:443 v1\n"
     );
-    let t = h.stats().total();
-    assert_eq!((t.proxy_headers, t.tls_handshakes), (1, 1));
+    // Counters are published once per loop iteration: the reply can come first.
+    wait_for("the header and the handshake counted", || {
+        let t = h.stats().total();
+        (t.proxy_headers, t.tls_handshakes) == (1, 1)
+    });
     h.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
 }
