@@ -187,14 +187,22 @@ fn drive(
     let mut tick_start = start;
     loop {
         let next = (tick_start + config.interval).min(end);
+        if cpu_before.is_none() && measure_from <= next {
+            // CPU is measured over exactly the measured time: from its
+            // start, not from the first interval after it (for a run
+            // shorter than an interval that was its end, and a few ticks
+            // over no time read as several hundred percent).
+            let now = Instant::now();
+            if measure_from > now {
+                std::thread::sleep(measure_from - now);
+            }
+            cpu_before = Some((Instant::now(), cpu::thread_ticks(&prefix)));
+        }
         let now = Instant::now();
         if next > now {
             std::thread::sleep(next - now);
         }
         let now = Instant::now();
-        if cpu_before.is_none() && now >= measure_from {
-            cpu_before = Some((now, cpu::thread_ticks(&prefix)));
-        }
         let failed = shared.connect_failed.load(Ordering::Relaxed);
         let connected = shared.connected.load(Ordering::Relaxed);
         if connected == 0 && failed >= conns {

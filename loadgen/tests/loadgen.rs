@@ -440,3 +440,27 @@ fn exits_non_zero_when_no_request_succeeded() {
     assert!(err.contains("no request succeeded"), "{err}");
     h.shutdown();
 }
+
+#[test]
+fn a_run_shorter_than_an_interval_measures_cpu_over_its_own_time() {
+    // The CPU window once began at the first interval boundary, which for
+    // a run shorter than an interval was its end: usually no tick at all
+    // (0%), now and then one over almost no time (several hundred percent).
+    // A closed loop against a local echo server keeps its thread busy.
+    let server = echo_example();
+    let mut cfg = short(server.addr);
+    cfg.threads = 1;
+    cfg.duration = Duration::from_millis(400);
+    cfg.warmup = Duration::from_millis(100);
+    for _ in 0..3 {
+        let r = run(&cfg, |_| {}).unwrap();
+        assert!(!r.loadgen_cpu_percent.is_empty());
+        for (name, pct) in &r.loadgen_cpu_percent {
+            assert!(
+                *pct > 10.0 && *pct <= 110.0,
+                "{name}: {pct}% of one core: {}",
+                r.summary()
+            );
+        }
+    }
+}
