@@ -345,6 +345,63 @@ fn fmt(v: f64) -> String {
 /// shared state (atomics, a short lock), not compute at length.
 pub type MetricsExtra = std::sync::Arc<dyn Fn(&mut String) + Send + Sync>;
 
+impl super::builder::ServerBuilder {
+    /// Serves `/metrics` (Prometheus text format: every shard's load,
+    /// connections, bytes, bus, timers, tasks, slow callbacks by kind,
+    /// stalls, loop lag) on `addr`, from a listener of this server itself.
+    ///
+    /// ```no_run
+    /// # use shardloop::{Conn, Protocol, Server};
+    /// # struct Echo;
+    /// # impl Protocol for Echo { type Message = ();
+    /// #     fn data_received(&mut self, c: &mut Conn<'_, Self>, d: &[u8]) { c.write(d) } }
+    /// let server = Server::builder()
+    ///     .listen("127.0.0.1:7000", |_| |_| Echo)
+    ///     .metrics("127.0.0.1:9100")
+    ///     .build()?;
+    /// // curl http://127.0.0.1:9100/metrics
+    /// # Ok::<(), shardloop::Error>(())
+    /// ```
+    pub fn metrics<A: std::net::ToSocketAddrs + std::fmt::Debug>(self, addr: A) -> Self {
+        self.listen(addr, |_shard| |_peer| MetricsHttp::new(None))
+    }
+
+    /// Like [`metrics`](crate::ServerBuilder::metrics), with the application's own
+    /// families appended after the server's on every scrape.
+    ///
+    /// ```no_run
+    /// # use shardloop::{Conn, Protocol, Server};
+    /// # struct Echo;
+    /// # impl Protocol for Echo { type Message = ();
+    /// #     fn data_received(&mut self, c: &mut Conn<'_, Self>, d: &[u8]) { c.write(d) } }
+    /// use std::fmt::Write;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    /// let jobs = Arc::new(AtomicU64::new(0));
+    /// let seen = jobs.clone();
+    /// let server = Server::builder()
+    ///     .listen("127.0.0.1:7000", |_| |_| Echo)
+    ///     .metrics_with("127.0.0.1:9100", move |out: &mut String| {
+    ///         let _ = writeln!(out, "# HELP app_jobs_total Jobs done.");
+    ///         let _ = writeln!(out, "# TYPE app_jobs_total counter");
+    ///         let _ = writeln!(out, "app_jobs_total {}", seen.load(Ordering::Relaxed));
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), shardloop::Error>(())
+    /// ```
+    pub fn metrics_with<A, F>(self, addr: A, extra: F) -> Self
+    where
+        A: std::net::ToSocketAddrs + std::fmt::Debug,
+        F: Fn(&mut String) + Send + Sync + 'static,
+    {
+        let extra: MetricsExtra = std::sync::Arc::new(extra);
+        self.listen(addr, move |_shard| {
+            let extra = extra.clone();
+            move |_peer| MetricsHttp::new(Some(extra.clone()))
+        })
+    }
+}
+
 /// The HTTP side of the metrics listener: `GET /metrics`, keep-alive.
 pub(crate) struct MetricsHttp {
     buf: Vec<u8>,
