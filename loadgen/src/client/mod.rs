@@ -67,17 +67,6 @@ pub(crate) struct LoadConn {
     schedule: Option<Schedule>,
 }
 
-fn record_lags(conn: &mut Conn<'_, LoadConn>, lags: &[u64]) {
-    if lags.is_empty() {
-        return;
-    }
-    conn.shard().service::<Recorder>().with(|s| {
-        for &l in lags {
-            s.send_lag.saturating_record(l);
-        }
-    });
-}
-
 impl LoadConn {
     fn new(shared: Arc<RunShared>, due: Option<Due>) -> Self {
         let (first_due, schedule) = match due {
@@ -167,8 +156,7 @@ impl LoadConn {
     fn stamp_sent(&mut self, conn: &mut Conn<'_, Self>, left: u64) {
         let now = Instant::now();
         let first = self.in_flight.len() - self.unstamped;
-        let mut lags = [0u64; 32];
-        let mut n = 0;
+        let recorder = conn.shard().service::<Recorder>();
         for r in self.in_flight.range_mut(first..) {
             if r.end > left {
                 break;
@@ -176,15 +164,10 @@ impl LoadConn {
             r.sent = Some(now);
             self.unstamped -= 1;
             if r.counted {
-                lags[n] = nanos(now.saturating_duration_since(r.intended));
-                n += 1;
-                if n == lags.len() {
-                    record_lags(conn, &lags);
-                    n = 0;
-                }
+                let lag = nanos(now.saturating_duration_since(r.intended));
+                recorder.with(|s| s.send_lag.saturating_record(lag));
             }
         }
-        record_lags(conn, &lags[..n]);
     }
 
     /// Sends whatever the schedule allows now; arms the send timer for later.
