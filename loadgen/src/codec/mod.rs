@@ -108,6 +108,15 @@ impl Codec {
         &self.table[at..at + len]
     }
 
+    /// The longest request this workload sends (RESP cycles through its
+    /// commands, which differ in length).
+    pub(crate) fn max_request_len(&self) -> usize {
+        match &self.workload {
+            Workload::Echo { size } | Workload::Line { size } => *size,
+            _ => self.fixed.iter().map(Vec::len).max().unwrap_or(0),
+        }
+    }
+
     /// Appends request `seq` to `out`.
     pub(crate) fn encode(&self, seq: u64, out: &mut Vec<u8>) {
         match &self.workload {

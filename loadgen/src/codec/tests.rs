@@ -290,3 +290,31 @@ fn http_responses_decode_the_same_byte_by_byte() {
         assert_eq!(byte_by_byte(&c, wire), whole);
     }
 }
+
+#[test]
+fn the_longest_request_is_known_for_every_workload() {
+    let workloads = [
+        Workload::Echo { size: 300 },
+        Workload::Line { size: 40 },
+        // RESP cycles through commands of different lengths: the longest is
+        // not the first.
+        Workload::Resp {
+            commands: vec![
+                vec!["PING".into()],
+                vec!["SET".into(), "k".into(), "v".repeat(100)],
+            ],
+        },
+    ];
+    for w in workloads {
+        let c = Codec::new(&w);
+        let longest = (0..8)
+            .map(|seq| {
+                let mut out = Vec::new();
+                c.encode(seq, &mut out);
+                out.len()
+            })
+            .max()
+            .unwrap();
+        assert_eq!(c.max_request_len(), longest, "{w:?}");
+    }
+}
