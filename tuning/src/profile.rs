@@ -123,7 +123,7 @@ impl Profile {
                 shards: v.shards,
                 sustainable_rps: v.sustainable_rps(),
                 saturation_rps: v.search.saturation.ok_rps,
-                valid: v.pinned && v.search.saturation.warnings.is_empty(),
+                valid: v.not_evidence().is_none(),
             })
             .collect();
         Profile {

@@ -46,6 +46,16 @@ impl VariantResult {
         (median > 0.0).then(|| (v[v.len() - 1] - v[0]) / median)
     }
 
+    /// Why this point is no evidence of the server's scaling (server and
+    /// load generator shared cores, or the load generator warned), if it
+    /// is not.
+    pub fn not_evidence(&self) -> Option<String> {
+        if !self.pinned {
+            return Some("server and load generator shared cores".into());
+        }
+        self.search.saturation.warnings.first().cloned()
+    }
+
     /// "1 shard", "2 shards, read-buffer=4096".
     pub fn label(&self) -> String {
         let unit = if self.shards == 1 { "shard" } else { "shards" };
@@ -108,15 +118,8 @@ fn validated_fit(
     let mut validity = Vec::new();
     let mut points = Vec::new();
     for v in variants.iter().filter(|v| v.knob.as_ref() == knob) {
-        if !v.pinned {
-            validity.push(format!(
-                "{} left out: server and load generator shared cores",
-                v.label()
-            ));
-            continue;
-        }
-        if let Some(w) = v.search.saturation.warnings.first() {
-            validity.push(format!("{} left out: {w}", v.label()));
+        if let Some(why) = v.not_evidence() {
+            validity.push(format!("{} left out: {why}", v.label()));
             continue;
         }
         points.push((v.shards as f64, v.sustainable_rps()));
