@@ -103,15 +103,20 @@ fn line_frames_by_newline() {
     ));
 }
 
-#[test]
-fn http_content_length_chunked_and_status() {
-    let c = Codec::new(&Workload::Http {
+/// `GET /` to host `h`.
+fn get_codec() -> Codec {
+    Codec::new(&Workload::Http {
         path: "/".into(),
         host: "h".into(),
         headers: vec![],
         method: "GET".into(),
         body: Vec::new(),
-    });
+    })
+}
+
+#[test]
+fn http_content_length_chunked_and_status() {
+    let c = get_codec();
     let mut req = Vec::new();
     c.encode(0, &mut req);
     assert_eq!(req, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
@@ -212,13 +217,7 @@ fn custom_delimiter_and_length() {
 
 #[test]
 fn http_limits_and_hostile_numbers() {
-    let c = Codec::new(&Workload::Http {
-        path: "/".into(),
-        host: "h".into(),
-        headers: vec![],
-        method: "GET".into(),
-        body: Vec::new(),
-    });
+    let c = get_codec();
     // A head that never ends: waited for up to 64 KiB, then malformed.
     let mut head = b"HTTP/1.1 200 OK\r\nX: ".to_vec();
     head.resize(64 * 1024, b'a');
@@ -272,13 +271,7 @@ fn byte_by_byte(c: &Codec, wire: &[u8]) -> Decoded {
 
 #[test]
 fn http_responses_decode_the_same_byte_by_byte() {
-    let c = Codec::new(&Workload::Http {
-        path: "/".into(),
-        host: "h".into(),
-        headers: vec![],
-        method: "GET".into(),
-        body: Vec::new(),
-    });
+    let c = get_codec();
     let responses: [&[u8]; 3] = [
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloNEXT",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n3\r\nabc\r\n0\r\nT: v\r\n\r\nNEXT",
