@@ -159,13 +159,10 @@ impl Profile {
     /// The counts predictions are offered for.
     pub fn counts(&self) -> Vec<usize> {
         match &self.scaling {
-            Some(u) => {
-                let limit = u.peak().map_or(256.0, |p| p.ceil().min(256.0)) as usize;
-                [1usize, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256]
-                    .into_iter()
-                    .filter(|&n| n <= limit.max(1))
-                    .collect()
-            }
+            Some(_) => [1usize, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256]
+                .into_iter()
+                .filter(|&n| n <= self.largest_count())
+                .collect(),
             None => self
                 .points
                 .iter()
@@ -175,16 +172,27 @@ impl Profile {
         }
     }
 
-    /// The fewest shards predicted to carry `rate` with `headroom` of the
-    /// capacity left free.
-    pub fn shards_for(&self, rate: f64, headroom: f64) -> Option<usize> {
-        let limit = match &self.scaling {
+    /// The most shards a prediction is offered for: the fitted peak (1024
+    /// when the fit has none), else the largest valid count measured.
+    pub fn largest_count(&self) -> usize {
+        match &self.scaling {
             Some(u) => u
                 .peak()
                 .map_or(1024, |p| p.ceil().clamp(1.0, 1024.0) as usize),
-            None => self.counts().into_iter().max().unwrap_or(0),
-        };
-        (1..=limit).find(|&n| {
+            None => self
+                .points
+                .iter()
+                .filter(|p| p.valid)
+                .map(|p| p.shards)
+                .max()
+                .unwrap_or(0),
+        }
+    }
+
+    /// The fewest shards predicted to carry `rate` with `headroom` of the
+    /// capacity left free.
+    pub fn shards_for(&self, rate: f64, headroom: f64) -> Option<usize> {
+        (1..=self.largest_count()).find(|&n| {
             self.predict(n)
                 .is_some_and(|c| c * (1.0 - headroom) >= rate)
         })
