@@ -31,6 +31,17 @@ pub enum Mode {
     },
 }
 
+impl Mode {
+    /// Requests a connection may have in flight: the pipeline depth, or
+    /// the open loop's limit.
+    pub fn max_in_flight(&self) -> usize {
+        match *self {
+            Mode::Closed { pipeline } => pipeline,
+            Mode::Open { max_in_flight, .. } => max_in_flight,
+        }
+    }
+}
+
 /// How a custom workload's responses are framed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResponseFrame {

@@ -101,12 +101,10 @@ pub fn run(config: &Config, mut observer: impl FnMut(&Progress<'_>)) -> Result<R
 /// waits for it to read (a deadlock with any echoing server).
 fn output_settings(config: &Config) -> shardloop::Settings {
     let longest = Codec::new(&config.workload).max_request_len();
-    let in_flight = match config.mode {
-        Mode::Closed { pipeline } => pipeline,
-        Mode::Open { max_in_flight, .. } => max_in_flight,
-    };
     let mut s = shardloop::Settings::default();
-    let need = longest.saturating_mul(in_flight).saturating_add(64 * 1024);
+    let need = longest
+        .saturating_mul(config.mode.max_in_flight())
+        .saturating_add(64 * 1024);
     s.max_output_buffer = s.max_output_buffer.max(need);
     s.high_water_mark = s.high_water_mark.max(need);
     s

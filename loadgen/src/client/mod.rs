@@ -7,7 +7,6 @@ mod shared;
 pub(crate) use shared::{ConnPacer, Due, RunShared};
 
 use crate::codec::Decoded;
-use crate::config::Mode;
 use crate::plan::Schedule;
 use crate::recorder::{nanos, ErrorKind, Recorder};
 use shardloop::{CloseReason, Conn, Protocol, ShardCtx, TimerHandle};
@@ -117,13 +116,6 @@ impl LoadConn {
         }
     }
 
-    fn max_in_flight(&self) -> usize {
-        match self.shared.mode {
-            Mode::Closed { pipeline } => pipeline,
-            Mode::Open { max_in_flight, .. } => max_in_flight,
-        }
-    }
-
     /// Queues one request; its send time is stamped when the flush hands
     /// its bytes to the kernel (`output_flushed`).
     fn send(&mut self, conn: &mut Conn<'_, Self>, intended: Instant) {
@@ -180,7 +172,7 @@ impl LoadConn {
             self.finish(conn);
             return;
         }
-        let cap = self.max_in_flight();
+        let cap = self.shared.mode.max_in_flight();
         match self.schedule {
             None => {
                 while self.in_flight.len() < cap {
