@@ -1,0 +1,34 @@
+//! The integration tests of this crate, in one test binary: each module
+//! was a test binary of its own, and linking the whole crate 40 times
+//! took most of CI's time.
+
+mod chat;
+mod client;
+mod common;
+mod defer;
+mod echo;
+mod flush_notify;
+mod framing;
+mod gateway;
+mod half_close;
+mod hardening;
+mod http_hostile;
+mod lifecycle;
+mod lifecycle_phases;
+mod proxy_protocol;
+mod real_clients;
+mod resp_kv;
+mod resp_parser;
+mod resp_vs_redis;
+mod server_config;
+mod socket_options;
+mod stop;
+mod systemd;
+mod tasks;
+mod telemetry;
+mod timers;
+mod tls;
+mod tls_real_clients;
+mod twisted_basic;
+mod udp;
+mod unix;

@@ -1,0 +1,14 @@
+//! The integration tests of this crate, in one test binary: each module
+//! was a test binary of its own, and linking the whole crate 40 times
+//! took most of CI's time.
+
+mod churn;
+mod common;
+mod halfway;
+mod live_metrics;
+mod loadgen;
+mod segments;
+mod send_stamp;
+mod slo;
+mod stages;
+mod tls;

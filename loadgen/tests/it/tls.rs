@@ -1,0 +1,129 @@
+//! The load generator over TLS: https:// targets, `--tls` for every
+//! workload, certificate checks, and churn with `--reconnect-every`, against
+//! the framework's examples serving TLS.
+
+use shardloop_devtools::pki::{PkiFiles, TestPki};
+use shardloop_devtools::{build, Spawned, Target};
+
+use crate::common::loadgen_bin;
+use std::process::{Command, Output};
+
+fn pki(tag: &str) -> PkiFiles {
+    let dir = std::env::temp_dir().join(format!("sl-load-tls-{tag}-{}", std::process::id()));
+    TestPki::new().write(&dir).unwrap()
+}
+
+fn example(name: &str, f: &PkiFiles) -> Spawned {
+    let mut cmd = Command::new(build("shardloop", Target::Example(name)));
+    cmd.args(["--shards", "1", "--port", "0", "--tls-cert"])
+        .arg(&f.cert)
+        .arg("--tls-key")
+        .arg(&f.key);
+    Spawned::start(cmd).expect("start the example")
+}
+
+fn load(args: &[&str], json: &std::path::Path) -> (Output, shardloop_loadgen::Report) {
+    let out = Command::new(loadgen_bin())
+        .args(args)
+        .arg("--json")
+        .arg(json)
+        .output()
+        .unwrap();
+    let report = serde_json::from_slice(&std::fs::read(json).unwrap_or_default())
+        .unwrap_or_else(|_| panic!("no report: {}", String::from_utf8_lossy(&out.stderr)));
+    (out, report)
+}
+
+#[test]
+fn https_keep_alive_and_a_handshake_per_request() {
+    let f = pki("http");
+    let server = example("http_hello", &f);
+    let url = format!("https://localhost:{}/", server.addr.port());
+    let json = f.ca.with_file_name("r.json");
+    let ca = f.ca.to_str().unwrap();
+    // localhost may resolve to ::1 first; the example listens on 127.0.0.1.
+    let (out, r) = load(
+        &[
+            &url.replace("localhost", "127.0.0.1"),
+            "--sni",
+            "localhost",
+            "--tls-ca",
+            ca,
+        ],
+        &json,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        r.tls && r.responses_ok > 0 && r.errors.total() == 0,
+        "{text}"
+    );
+    assert!(text.contains("Connect (TCP + TLS handshake)"), "{text}");
+
+    let (out, r) = load(
+        &[
+            &url.replace("localhost", "127.0.0.1"),
+            "--sni",
+            "localhost",
+            "--tls-ca",
+            ca,
+        ]
+        .iter()
+        .copied()
+        .chain(["-c", "4", "-t", "1", "-d", "1s", "--reconnect-every", "1"])
+        .collect::<Vec<_>>(),
+        &json,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(r.errors.total(), 0, "{text}");
+    // One connection per request: every answer after the first of each
+    // connection came on a new one (give or take the run's edges).
+    assert!(r.reconnects + 8 >= r.responses_ok, "{text}");
+    assert!(
+        r.connects + 8 >= r.responses_ok && r.connect_us.is_some(),
+        "{text}"
+    );
+}
+
+#[test]
+fn tls_echo_and_certificate_checks() {
+    let f = pki("echo");
+    let server = example("echo", &f);
+    let addr = server.addr.to_string();
+    let json = f.ca.with_file_name("e.json");
+    let base = [
+        addr.as_str(),
+        "--tls",
+        "-c",
+        "4",
+        "-t",
+        "1",
+        "-d",
+        "1s",
+        "-s",
+        "200",
+    ];
+    let with = |extra: &[&str]| -> Vec<String> {
+        base.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        load(&args, &json)
+    };
+    let (out, r) = run(with(&["--tls-ca", f.ca.to_str().unwrap()]));
+    assert!(out.status.success() && r.responses_ok > 0, "{out:?}");
+    assert_eq!(r.bytes_in, r.responses_ok * 200, "every echo byte checked");
+    let (out, r) = run(with(&["--insecure"]));
+    assert!(out.status.success() && r.responses_ok > 0, "{out:?}");
+
+    // A CA that did not sign the server's certificate: nothing succeeds.
+    let _ = std::fs::remove_file(&json);
+    let out = Command::new(loadgen_bin())
+        .args(with(&["--tls-ca", f.other_ca.to_str().unwrap()]))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("certificate"), "{err}");
+}
