@@ -15,7 +15,7 @@ pub enum Error {
     },
     /// An endpoint description is malformed.
     #[error(transparent)]
-    Endpoint(#[from] crate::net::endpoint::EndpointError),
+    Endpoint(#[from] crate::endpoint::EndpointError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

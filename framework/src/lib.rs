@@ -49,27 +49,63 @@
 
 mod api;
 pub mod client;
+pub mod endpoint;
 mod error;
 pub mod framing;
 mod net;
 pub mod proxy;
 mod reactor;
 mod runtime;
+mod sync;
 pub mod task;
 pub mod testing;
-pub mod timer_wheel;
 pub mod tls;
-pub mod udp;
 
 pub use api::{CloseReason, ConnId, ServerStats, Settings, ShardStats, TlsFailure};
 pub use client::reconnect;
 pub use error::{Error, Result};
 #[cfg(target_os = "linux")]
 pub use net::tcp_fastopen;
-pub use net::{endpoint, Addr, Keepalive, SocketOptions};
+pub use net::{Addr, Keepalive, SocketOptions};
+/// The hierarchical timer wheel each shard runs its timers on, as a pure
+/// data structure (insert, cancel, advance).
+pub use reactor::timer_wheel;
 pub use reactor::{Conn, Factory, Protocol, ShardCtx, TimerHandle};
 pub use runtime::metrics;
 pub use runtime::{
     BalancingPolicy, DeferError, Handle, LeastConnections, LoopPhase, Phase, Pinning, RoundRobin,
     Server, ServerBuilder, ShardDeath, ShardLoad, StallReport,
 };
+
+/// UDP, as Twisted's `listenUDP` and `DatagramProtocol`, sharded.
+///
+/// [`ServerBuilder::listen_udp`](crate::ServerBuilder::listen_udp) binds one
+/// `SO_REUSEPORT` socket per shard on the same address, so the kernel
+/// spreads flows (by a hash of the addresses) over the shards; each shard
+/// runs its own [`DatagramProtocol`] instance, with no locks. Datagrams are
+/// received and sent in batches (`recvmmsg`/`sendmmsg` on Linux); replies
+/// queued in a callback leave together at the end of it.
+/// [`ShardCtx::udp_connect`](crate::ShardCtx::udp_connect) and
+/// [`ShardCtx::udp_bind`](crate::ShardCtx::udp_bind) open client and
+/// multicast sockets on a shard.
+///
+/// ```no_run
+/// use shardloop::udp::{DatagramProtocol, Udp};
+/// use shardloop::Server;
+/// use std::net::SocketAddr;
+///
+/// struct Echo;
+/// impl DatagramProtocol for Echo {
+///     fn datagram_received(&mut self, udp: &mut Udp<'_>, data: &[u8], from: SocketAddr) {
+///         udp.send_to(data, from);
+///     }
+/// }
+/// Server::builder()
+///     .listen_udp("127.0.0.1:9000", |_shard| Echo)
+///     .build()?
+///     .run()?;
+/// # Ok::<(), shardloop::Error>(())
+/// ```
+pub mod udp {
+    pub use crate::reactor::udp::{DatagramProtocol, Udp};
+}

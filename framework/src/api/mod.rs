@@ -1,14 +1,19 @@
 //! What users name but do not drive: why a connection ended, connection
-//! ids, hot-reloadable settings, counters. Plain data with no dependency on
+//! ids, hot-reloadable settings, counters, what a TLS handshake or a PROXY
+//! header established. Plain data with no dependency on
 //! the runtime, so every other folder may use it.
 
 mod close_reason;
 mod conn_id;
+mod proxy_header;
 mod settings;
 mod stats;
+mod tls_info;
 
 pub use close_reason::{CloseReason, TlsFailure};
 pub use conn_id::ConnId;
+pub use proxy_header::{ProxiedAddrs, ProxyHeader};
 pub use settings::Settings;
 pub(crate) use stats::{LocalCounters, StatsBoard};
 pub use stats::{ServerStats, ShardStats};
+pub use tls_info::TlsInfo;

@@ -8,8 +8,8 @@
 use crate::api::{CloseReason, ConnId};
 use crate::framing::Decoder;
 use crate::net::Addr;
+use crate::reactor::exec::local;
 use crate::reactor::{Conn, PendingConnect, Protocol};
-use crate::task::local;
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io;

@@ -1,12 +1,10 @@
 //! Bytes in and out: addresses, the streams connections run over,
-//! listening sockets, endpoint descriptions, and the output queue.
+//! listening sockets, socket options, and the output queue.
 
 mod addr;
-pub mod endpoint;
 mod listener;
 mod socket_options;
 mod stream;
-mod tls_endpoint;
 mod write_buf;
 
 pub use addr::Addr;

@@ -4,6 +4,7 @@
 //! not a valid header. Input is capped, numbers are checked, and a header
 //! split at any byte parses the same.
 
+use crate::api::{ProxiedAddrs, ProxyHeader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// The version 2 signature.
@@ -13,31 +14,6 @@ pub(crate) const V1_MAX: usize = 107;
 /// The largest version 2 header accepted (16-byte prefix plus addresses and
 /// TLVs); the format allows 64 KiB, proxies send a few hundred bytes.
 pub(crate) const V2_MAX: usize = 16 + 4096;
-
-/// What a header says about the connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProxiedAddrs {
-    /// The real client and the address it connected to.
-    Tcp {
-        /// The client.
-        source: SocketAddr,
-        /// The address the client connected to (the proxy's front end).
-        destination: SocketAddr,
-    },
-    /// The proxy's own connection (v2 `LOCAL`, e.g. a health check) or an
-    /// address family not carried (v1 `UNKNOWN`, v2 `UNSPEC`, Unix, UDP):
-    /// the connection's addresses stay those of the proxy.
-    Unknown,
-}
-
-/// A parsed header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProxyHeader {
-    /// 1 or 2.
-    pub version: u8,
-    /// The addresses it carries.
-    pub addrs: ProxiedAddrs,
-}
 
 /// Why bytes are not a PROXY header.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,10 +1,11 @@
 //! The PROXY header as a layer: reads the header, then passes everything
 //! through (or to the layer inside it, TLS).
 
-use super::header::{parse, Parsed, ProxyHeader, V2_MAX};
+use super::header::{parse, Parsed, V2_MAX};
+use crate::api::ProxyHeader;
+use crate::api::TlsInfo;
 use crate::api::{CloseReason, Settings};
 use crate::reactor::{Layer, WireSink};
-use crate::tls::TlsInfo;
 use std::time::Duration;
 
 pub(crate) struct ProxyLayer {

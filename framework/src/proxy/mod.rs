@@ -11,10 +11,12 @@
 //! closes the connection with a [`CloseReason::ProtocolError`](crate::CloseReason::ProtocolError)
 //! that says why; TLS, if the listener has it, runs after the header.
 
+mod conn;
 mod header;
 mod layer;
 
-pub use header::{ProxiedAddrs, ProxyError, ProxyHeader};
+pub use crate::api::{ProxiedAddrs, ProxyHeader};
+pub use header::ProxyError;
 pub(crate) use layer::ProxyLayer;
 
 #[cfg(test)]

@@ -430,7 +430,7 @@ impl<'a, P: Protocol> Conn<'a, P> {
                     callback(
                         p,
                         &mut Conn::new(core, ctx),
-                        crate::runtime::worker::unbox_result::<T>(result),
+                        crate::sync::worker::unbox_result::<T>(result),
                     );
                 }
             }),
@@ -438,38 +438,12 @@ impl<'a, P: Protocol> Conn<'a, P> {
         self.ctx.submit_deferred(work, cb);
     }
 
-    /// Runs a task tied to this connection: `make` gets the task's handle
-    /// on the connection ([`ConnTask`](crate::task::ConnTask)) and returns
-    /// the future. The task runs on this shard and is dropped, never polled
-    /// again, when the connection ends; a panic in it aborts the connection.
-    /// Twisted's `inlineCallbacks` on a protocol.
-    ///
-    /// ```no_run
-    /// # use shardloop::{Conn, Protocol};
-    /// # use std::time::Duration;
-    /// struct Slow;
-    /// impl Protocol for Slow {
-    ///     type Message = ();
-    ///     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
-    ///         let line = data.to_vec();
-    ///         // Ask shard 0, wait, answer: no hand-written state machine.
-    ///         let count = conn.shard().call_on(0, |ctx| ctx.task_count());
-    ///         conn.spawn(move |task| async move {
-    ///             let n = count.await.unwrap_or(0);
-    ///             shardloop::task::sleep(Duration::from_millis(5)).await;
-    ///             task.write(format!("{} ({n} tasks on shard 0)\n", line.len()).as_bytes());
-    ///         });
-    ///     }
-    /// }
-    /// ```
-    pub fn spawn<F, Fut>(&mut self, make: F)
-    where
-        F: FnOnce(crate::task::ConnTask<P>) -> Fut,
-        Fut: std::future::Future<Output = ()> + 'static,
-    {
-        let future = make(crate::task::ConnTask::new(self.core.id));
+    /// Spawns `future` on this shard, tied to this connection: dropped,
+    /// never polled again, when the connection ends. The public entry is
+    /// [`Conn::spawn`] (task/conn_task.rs), which builds the future.
+    pub(crate) fn spawn_tied(&mut self, future: super::exec::local::LocalFuture) {
         self.ctx.counters.tasks_spawned += 1;
-        let id = self.ctx.tasks.spawn(Box::pin(future), Some(self.core.id));
+        let id = self.ctx.tasks.spawn(future, Some(self.core.id));
         let tasks = &self.ctx.tasks;
         if self.core.tasks.len() >= 16 && self.core.tasks.len().is_power_of_two() {
             self.core.tasks.retain(|t| tasks.contains(*t));

@@ -3,10 +3,10 @@
 
 use super::layer::Layer;
 use super::shard_ctx::ShardCtx;
+use super::timers::wheel::TimerId;
 use super::timers::{TimerHandle, TimerTask, Timers};
 use crate::api::{CloseReason, ConnId};
 use crate::net::{Addr, Stream, WriteBuf};
-use crate::timer_wheel::TimerId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -82,7 +82,7 @@ pub(crate) struct ConnCore {
     /// Timers the protocol set on this connection (cancelled on release).
     pub(crate) timers: Vec<TimerHandle>,
     /// Tasks tied to this connection (dropped on release).
-    pub(crate) tasks: Vec<crate::task::executor::TaskId>,
+    pub(crate) tasks: Vec<super::exec::executor::TaskId>,
     pub(crate) last_read_tick: u64,
     /// Told when the connection is made and when it ends (reconnecting clients).
     pub(crate) observer: Option<Box<dyn ConnObserver>>,

@@ -2,7 +2,7 @@
 
 use super::shard_ctx::ShardCtx;
 use crate::api::ConnId;
-use crate::runtime::bus::Inbox;
+use crate::sync::bus::Inbox;
 use crossbeam_channel::{Receiver, TryRecvError};
 use std::any::Any;
 use std::sync::Arc;
@@ -35,7 +35,7 @@ pub(crate) enum Envelope {
         result: Box<dyn Any + Send>,
     },
     /// A task of this shard was woken from another thread.
-    Wake(crate::task::executor::TaskId),
+    Wake(super::exec::executor::TaskId),
     /// Graceful stop: close every connection, abort what is left at `deadline`.
     Stop {
         deadline: Instant,

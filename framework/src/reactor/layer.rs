@@ -14,10 +14,9 @@ use super::lifecycle::invoke;
 use super::shard::Shard;
 use super::timers::TimerTask;
 use crate::api::{CloseReason, Settings, TlsFailure};
+use crate::api::{ProxiedAddrs, ProxyHeader, TlsInfo};
 use crate::net::Addr;
 use crate::net::{BufPool, WriteBuf};
-use crate::proxy::{ProxiedAddrs, ProxyHeader};
-use crate::tls::TlsInfo;
 use std::io;
 use std::time::Duration;
 
@@ -46,6 +45,12 @@ impl io::Write for WireSink<'_> {
         Ok(())
     }
 }
+
+/// Makes the transport layers of each connection a listener accepts (TLS,
+/// a PROXY header reader, or both stacked), or says why it cannot. Carried
+/// by the listener, so the reactor knows only the [`Layer`] trait.
+pub(crate) type LayerMaker =
+    std::sync::Arc<dyn Fn() -> Result<Box<dyn Layer>, CloseReason> + Send + Sync>;
 
 /// A stage between the socket and the protocol.
 pub(crate) trait Layer: Send {

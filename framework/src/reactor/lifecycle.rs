@@ -27,7 +27,7 @@ pub(super) fn invoke(
         // Still in its TLS handshake: the protocol has not started.
         return;
     }
-    ctx.handle.inner.activity[ctx.index].running(conn.core.id);
+    ctx.shared.activity[ctx.index].running(conn.core.id);
     let core = &mut conn.core;
     // Unwind safety: the callback only reaches this connection's protocol and
     // core and the shard context through `&mut`; a panic leaves them in a
@@ -275,22 +275,17 @@ impl Shard {
         if self.nodelay && !cfg!(target_os = "linux") {
             stream.set_nodelay();
         }
-        let layer = match self.listener_tls.get(listener) {
-            Some(Some(tls)) => match crate::tls::TlsLayer::server(tls) {
-                Ok(l) => Some(Box::new(l) as Box<dyn Layer>),
+        let layer = match self.shared.listeners.layers.get(listener) {
+            Some(Some(make)) => match make() {
+                Ok(l) => Some(l),
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot start TLS; connection dropped");
+                    tracing::error!(error = %e, "cannot start the listener's transport layer; connection dropped");
                     self.ctx.counters.connections_rejected += 1;
                     self.uncount(counted);
                     return;
                 }
             },
             _ => None,
-        };
-        let layer = if self.inner.listener_proxy.get(listener) == Some(&true) {
-            Some(Box::new(crate::proxy::ProxyLayer::new(layer)) as Box<dyn Layer>)
-        } else {
-            layer
         };
         let factory = &mut self.factories[listener];
         // Unwind safety: a factory is shard-local state the user owns; a panic
@@ -312,7 +307,7 @@ impl Shard {
     /// Takes a connection that never started out of the global total.
     fn uncount(&self, counted: bool) {
         if counted {
-            self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
+            self.shared.open_total.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -332,7 +327,7 @@ impl Shard {
             Token(slot),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        self.inner.open_total.fetch_add(1, Ordering::Relaxed);
+        self.shared.open_total.fetch_add(1, Ordering::Relaxed);
         Ok(self.establish(slot, stream, peer, Some(local), proto, observer, None, true))
     }
 }

@@ -1,9 +1,13 @@
-//! Outbound connections from a shard: start the non-blocking connect,
-//! notice when it finishes or fails, tell the protocol and its observer.
+//! Outbound connections from a shard: what a protocol asks for (`ShardCtx`
+//! connect methods, queued until its callback returns), then the
+//! non-blocking connect, noticing when it finishes or fails, and telling
+//! the protocol and its observer.
 
 use super::conn_core::{ConnCore, ConnObserver, ConnectionEnd, Phase};
 use super::erased::ErasedProto;
+use super::protocol::Protocol;
 use super::shard::{Connection, Shard};
+use super::shard_ctx::{PendingConnect, ShardCtx};
 use super::timers::TimerTask;
 use crate::api::ConnId;
 use crate::net::{Addr, SocketOptions, Stream};
@@ -13,6 +17,95 @@ use std::io;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+impl ShardCtx {
+    /// Opens an outbound TCP connection from this shard, driven by `protocol`
+    /// on this shard (a protocol that needs a backend never blocks). The
+    /// connect starts when the current callback returns; on success the
+    /// protocol gets `connection_made`, on failure `connect_failed`.
+    ///
+    /// ```no_run
+    /// # use shardloop::{Conn, Protocol, ShardCtx};
+    /// struct Ping;
+    /// impl Protocol for Ping {
+    ///     type Message = ();
+    ///     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) { conn.write(b"PING\r\n"); }
+    ///     fn data_received(&mut self, conn: &mut Conn<'_, Self>, _: &[u8]) { conn.close(); }
+    /// }
+    /// fn ping(ctx: &mut ShardCtx) {
+    ///     ctx.connect_tcp("127.0.0.1:6379".parse().unwrap(), Ping);
+    /// }
+    /// ```
+    pub fn connect_tcp<P: Protocol>(&mut self, addr: SocketAddr, protocol: P) {
+        self.connect(Addr::Tcp(addr), protocol, None);
+    }
+
+    /// [`connect_tcp`](ShardCtx::connect_tcp) that fails with `TimedOut`
+    /// if the connection is not established within `timeout`.
+    pub fn connect_tcp_timeout<P: Protocol>(
+        &mut self,
+        addr: SocketAddr,
+        protocol: P,
+        timeout: Duration,
+    ) {
+        self.connect(Addr::Tcp(addr), protocol, Some(timeout));
+    }
+
+    /// Opens an outbound connection to a TCP address or a Unix-domain socket
+    /// path, with an optional connect timeout (see [`connect_tcp`](ShardCtx::connect_tcp)).
+    pub fn connect<P: Protocol>(&mut self, addr: Addr, protocol: P, timeout: Option<Duration>) {
+        self.pending_connects.push(PendingConnect {
+            observer: None,
+            addr,
+            proto: Box::new(protocol),
+            timeout,
+            layer: None,
+            options: None,
+        });
+    }
+
+    pub(crate) fn connect_observed<P: Protocol>(
+        &mut self,
+        addr: Addr,
+        protocol: P,
+        timeout: Option<Duration>,
+        observer: Box<dyn ConnObserver>,
+    ) {
+        self.pending_connects.push(PendingConnect {
+            observer: Some(observer),
+            addr,
+            proto: Box::new(protocol),
+            timeout,
+            layer: None,
+            options: None,
+        });
+    }
+
+    /// [`connect`](ShardCtx::connect) with socket options for this
+    /// connection (instead of the server's outbound defaults).
+    pub fn connect_with_options<P: Protocol>(
+        &mut self,
+        addr: SocketAddr,
+        protocol: P,
+        timeout: Option<Duration>,
+        options: SocketOptions,
+    ) {
+        self.pending_connects.push(PendingConnect {
+            observer: None,
+            addr: Addr::Tcp(addr),
+            proto: Box::new(protocol),
+            timeout,
+            layer: None,
+            options: Some(options),
+        });
+    }
+
+    /// Queues a connect to start at the end of this callback.
+    pub(crate) fn queue_connect(&mut self, connect: PendingConnect) {
+        self.pending_connects.push(connect);
+    }
+}
 
 /// Starts a non-blocking TCP connect with `options` set first (buffer
 /// sizes and Fast Open must be set before the SYN).
@@ -44,7 +137,7 @@ impl Shard {
                     let opts = pc
                         .options
                         .as_ref()
-                        .unwrap_or(&self.inner.outbound_options)
+                        .unwrap_or(&self.shared.outbound_options)
                         .or(&SocketOptions {
                             nodelay: Some(self.nodelay),
                             ..SocketOptions::default()
@@ -93,7 +186,7 @@ impl Shard {
                 core,
                 proto: Some(proto),
             });
-            self.inner.open_total.fetch_add(1, Ordering::Relaxed);
+            self.shared.open_total.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -134,7 +227,7 @@ impl Shard {
         let mut c = self.conns.remove(slot);
         c.core.cancel_timers(&mut self.ctx.timers);
         let _ = self.poll.registry().deregister(&mut c.core.stream);
-        self.inner.open_total.fetch_sub(1, Ordering::Relaxed);
+        self.shared.open_total.fetch_sub(1, Ordering::Relaxed);
         self.report_connect_failure(c.proto.take(), c.core.observer.take(), error);
     }
 

@@ -15,9 +15,10 @@ use super::conn_core::ConnCore;
 use super::envelope::Envelope;
 use super::erased::{ErasedFactory, ErasedProto};
 use super::shard_ctx::ShardCtx;
+use super::shared::{ServerHandle, Shared};
 use crate::api::ConnId;
-use crate::runtime::worker::PoolSender;
-use crate::runtime::{Handle, LoopPhase, ServerInner};
+use crate::sync::marks::LoopPhase;
+use crate::sync::worker::PoolSender;
 use crossbeam_channel::Receiver;
 use mio::{Events, Poll, Token};
 use slab::Slab;
@@ -53,7 +54,9 @@ pub(crate) struct ShardInit {
     pub(crate) index: usize,
     pub(crate) poll: Poll,
     pub(crate) rx: Receiver<Envelope>,
-    pub(crate) handle: Handle,
+    pub(crate) shared: Arc<Shared>,
+    /// The runtime's handle, for `ShardCtx::handle`.
+    pub(crate) handle: ServerHandle,
     pub(crate) read_buffer_size: usize,
     pub(crate) events_capacity: usize,
     pub(crate) nodelay: bool,
@@ -65,7 +68,7 @@ pub(crate) struct ShardInit {
     /// `max_connections`).
     pub(crate) connection_share: usize,
     /// This shard's `listen_udp` sockets, with the maker of their protocol.
-    pub(crate) udp: Vec<(std::net::UdpSocket, crate::udp::UdpMaker)>,
+    pub(crate) udp: Vec<(std::net::UdpSocket, crate::reactor::udp::UdpMaker)>,
     /// Receive slot size: the largest datagram delivered whole.
     pub(crate) udp_max_datagram: usize,
 }
@@ -89,8 +92,6 @@ pub(crate) struct Shard {
     pub(super) read_buf: Box<[u8]>,
     /// What layers (TLS) decoded from the read buffer, for the protocol.
     pub(super) app_buf: Vec<u8>,
-    /// Each listener's TLS settings (None: plaintext).
-    pub(super) listener_tls: Vec<Option<crate::tls::TlsServerConfig>>,
     /// This shard's own listeners (`reuse_port`), by token offset.
     pub(super) own_listeners: Vec<(usize, mio::net::TcpListener)>,
     pub(super) connection_share: usize,
@@ -99,13 +100,13 @@ pub(crate) struct Shard {
     /// UDP sockets on this shard.
     pub(super) udp: super::udp::UdpTable,
     /// `listen_udp` sockets to start when the loop begins.
-    pub(super) udp_init: Vec<(std::net::UdpSocket, crate::udp::UdpMaker)>,
+    pub(super) udp_init: Vec<(std::net::UdpSocket, crate::reactor::udp::UdpMaker)>,
     pub(super) envelopes: Vec<Envelope>,
     pub(super) next_generation: u32,
     pub(super) nodelay: bool,
     #[cfg(target_os = "linux")]
     pub(super) precise: Option<super::precise_wake::PreciseWake>,
-    pub(super) inner: Arc<ServerInner>,
+    pub(super) shared: Arc<Shared>,
     pub(super) ctx: ShardCtx,
     /// The loop phase in progress and when it began.
     pub(super) phase: (LoopPhase, Instant),
@@ -141,13 +142,14 @@ fn nanos(d: Duration) -> u64 {
 
 impl Shard {
     pub(crate) fn new(init: ShardInit) -> Self {
-        let inner = init.handle.inner.clone();
-        let factories = inner
-            .factory_makers
+        let shared = init.shared;
+        let factories = shared
+            .listeners
+            .factories
             .iter()
             .map(|make| make(init.index))
             .collect();
-        let settings = inner.settings.load_full();
+        let settings = shared.settings.load_full();
         #[cfg(target_os = "linux")]
         let precise = if init.timer_tick < Duration::from_millis(1) {
             match super::precise_wake::PreciseWake::new(init.poll.registry()) {
@@ -161,7 +163,7 @@ impl Shard {
             None
         };
         let own_listeners = register_listeners(&init.poll, init.listeners);
-        let mut ctx = ShardCtx::new(init.index, init.handle, settings, init.timer_tick);
+        let mut ctx = ShardCtx::new(init.index, &shared, init.handle, settings, init.timer_tick);
         ctx.workers = init.pool;
         Shard {
             poll: init.poll,
@@ -173,7 +175,6 @@ impl Shard {
             factories,
             read_buf: vec![0u8; init.read_buffer_size].into_boxed_slice(),
             app_buf: Vec::new(),
-            listener_tls: inner.listener_tls.clone(),
             own_listeners,
             connection_share: init.connection_share,
             accept_again: Vec::new(),
@@ -186,7 +187,7 @@ impl Shard {
             precise,
             phase: (LoopPhase::Polling, Instant::now()),
             ctx,
-            inner,
+            shared,
         }
     }
 
@@ -196,7 +197,7 @@ impl Shard {
         tracing::debug!(shard = index, "shard started");
         // This thread runs this shard from now on: tasks reach it through
         // the thread-local record.
-        let _entered = crate::task::local::enter(self.inner.id, index, self.ctx.now);
+        let _entered = super::exec::local::enter(self.shared.id, index, self.ctx.now);
         self.start_udp();
         loop {
             self.refresh_settings();
@@ -207,7 +208,7 @@ impl Shard {
             let busy = before_poll.saturating_duration_since(self.ctx.now);
             self.ctx.counters.busy_ns += nanos(busy);
             self.mark(LoopPhase::Polling, before_poll);
-            let inbox = &self.inner.inboxes[index];
+            let inbox = &self.shared.inboxes[index];
             let timeout = if timeout != Some(Duration::ZERO) && !inbox.park(&self.rx) {
                 Some(Duration::ZERO)
             } else {
@@ -228,7 +229,7 @@ impl Shard {
             if let Some(at) = wake_for.filter(|at| now >= *at) {
                 self.record_lag(now - at);
             }
-            self.inner.activity[index].next_iteration();
+            self.shared.activity[index].next_iteration();
             self.mark(LoopPhase::Io, now);
 
             self.dispatch_io();
@@ -257,8 +258,8 @@ impl Shard {
                 _ => {}
             }
         }
-        let at_ns = self.inner.nanos_since_epoch(at);
-        self.inner.activity[self.ctx.index].enter(phase, at_ns);
+        let at_ns = self.shared.nanos_since_epoch(at);
+        self.shared.activity[self.ctx.index].enter(phase, at_ns);
     }
 
     /// How late the loop woke for a timer.
@@ -309,11 +310,11 @@ impl Shard {
             || !self.ctx.dirty.is_empty()
             || !self.ctx.pending_connects.is_empty()
             || !self.ctx.tasks.queue.is_empty()
-            || crate::task::local::has_requests()
+            || super::exec::local::has_requests()
     }
 
     fn refresh_settings(&mut self) {
-        let current = self.inner.settings.load();
+        let current = self.shared.settings.load();
         if !Arc::ptr_eq(&current, &self.ctx.settings) {
             self.ctx.settings = arc_swap::Guard::into_inner(current);
         }
@@ -352,7 +353,7 @@ impl Shard {
                 .map(|(_, c)| c.core.out.len() as u64)
                 .sum();
         }
-        self.inner.stats.shards[self.ctx.index].publish(&self.ctx.counters);
+        self.shared.stats.shards[self.ctx.index].publish(&self.ctx.counters);
     }
 
     /// True if `id` names a connection still in the table (same generation).
@@ -369,8 +370,8 @@ impl Shard {
         &self.ctx
     }
 
-    pub(crate) fn inner_ref(&self) -> &Arc<ServerInner> {
-        &self.inner
+    pub(crate) fn shared_ref(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// The protocol of a live connection, before `connection_lost`.

@@ -4,13 +4,13 @@
 use super::conn_core::{ConnCore, ConnObserver};
 use super::envelope::{Envelope, Inboxes, SharedTask};
 use super::erased::ErasedProto;
+use super::exec::executor::Tasks;
+use super::shared::{ServerHandle, Shared};
 use super::timers::{RepeatFn, TimerHandle, TimerTask, Timers};
 use crate::api::{ConnId, LocalCounters, Settings};
 use crate::net::{Addr, BufPool};
-use crate::runtime::worker::{self, DeferError, Job, PoolSender};
-use crate::runtime::Handle;
-use crate::task::executor::Tasks;
-use crate::task::{promise, Promise};
+use crate::sync::promise::{promise, Promise};
+use crate::sync::worker::{self, DeferError, Job, PoolSender};
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -50,7 +50,10 @@ pub struct ShardCtx {
     /// `now` in timer-wheel ticks.
     pub(crate) now_tick: u64,
     pub(crate) stopping: bool,
-    pub(crate) handle: Handle,
+    /// What the shards of this server share.
+    pub(crate) shared: Arc<Shared>,
+    /// The runtime's `Handle`, opaque here (see runtime/handle.rs).
+    pub(crate) handle: ServerHandle,
     /// The worker pool (None: no workers, or detached).
     pub(crate) workers: Option<PoolSender>,
     /// Run deferred work inline (the testing kit: deterministic).
@@ -61,7 +64,7 @@ pub struct ShardCtx {
     /// Outbound connections to start once the current callback returns.
     pub(crate) pending_connects: Vec<PendingConnect>,
     /// UDP sockets opened in this iteration, registered at its end.
-    pub(crate) pending_udp: Vec<super::udp_ctx::PendingUdp>,
+    pub(crate) pending_udp: Vec<super::udp::PendingUdp>,
     services: HashMap<TypeId, Box<dyn Any>>,
     /// This shard's tasks (the local executor).
     pub(crate) tasks: Tasks,
@@ -93,13 +96,14 @@ pub(crate) struct PendingConnect {
 impl ShardCtx {
     pub(crate) fn new(
         index: usize,
-        handle: Handle,
+        shared: &Arc<Shared>,
+        handle: ServerHandle,
         settings: Arc<Settings>,
         tick: Duration,
     ) -> Self {
-        let inboxes = handle.inner.inboxes.clone();
+        let inboxes = shared.inboxes.clone();
         let inboxes_for_tasks = inboxes.clone();
-        let handle_id = handle.inner.id;
+        let handle_id = shared.id;
         let shards = inboxes.len();
         let now = Instant::now();
         ShardCtx {
@@ -117,6 +121,7 @@ impl ShardCtx {
             now,
             now_tick: 0,
             stopping: false,
+            shared: shared.clone(),
             handle,
             workers: None,
             inline_deferred: false,
@@ -147,11 +152,6 @@ impl ShardCtx {
     /// Current settings (refreshed once per loop iteration).
     pub fn settings(&self) -> &Settings {
         &self.settings
-    }
-
-    /// A handle to the whole server (stop it, read stats, reach other shards).
-    pub fn handle(&self) -> &Handle {
-        &self.handle
     }
 
     /// True once a graceful stop has begun.
@@ -347,7 +347,7 @@ impl ShardCtx {
         self.now = self.timers.clock();
         self.now_tick = self.timers.ticks_since_origin(self.now);
         let now = self.now;
-        crate::task::local::with(|l| l.now = now);
+        super::exec::local::with(|l| l.now = now);
     }
 
     /// Runs `future` as a task on this shard (never `Send`, never moved to
@@ -417,7 +417,7 @@ impl ShardCtx {
         let run: Box<dyn FnOnce() -> Box<dyn Any + Send> + Send> = Box::new(move || {
             // Unwind safety: `work` is consumed; the panic becomes its result.
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
-                .map_err(|p| DeferError::Panicked(crate::runtime::panic_message(p.as_ref())));
+                .map_err(|p| DeferError::Panicked(worker::panic_message(p.as_ref())));
             if let Some(r) = in_job.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 r.resolve(result);
             }

@@ -2,11 +2,11 @@
 //! what tasks asked for (wake-ups, timers, operations on their connection,
 //! new tasks). Runs after I/O and timers, before the flush.
 
+use super::exec::local;
 use super::lifecycle::invoke;
 use super::shard::Shard;
 use super::timers::TimerTask;
 use crate::api::CloseReason;
-use crate::task::local;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::task::{Context, Poll};
 

@@ -46,7 +46,7 @@ impl Acceptor {
                 return;
             }
         }
-        let shards = self.inner.inboxes.len();
+        let shards = self.inner.shared.inboxes.len();
         let mut assigned = vec![0u64; shards];
         let mut loads = Vec::with_capacity(shards);
         // Connections accepted in this wake-up, per shard: one bus message
@@ -63,7 +63,7 @@ impl Acceptor {
                     return;
                 }
             }
-            if self.inner.stopping.load(Ordering::Acquire) {
+            if self.inner.shared.stopping.load(Ordering::Acquire) {
                 break;
             }
             let ready: Vec<usize> = match backoff {
@@ -140,11 +140,11 @@ impl Acceptor {
         loads.clear();
         let mut open = 0u64;
         for (shard, &n) in assigned.iter().enumerate() {
-            if self.inner.dead[shard].load(Ordering::Acquire) {
+            if self.inner.shared.dead[shard].load(Ordering::Acquire) {
                 continue;
             }
             // Handed (this batch included) minus closed as last published.
-            let open_here = n.saturating_sub(self.inner.stats.gone(shard));
+            let open_here = n.saturating_sub(self.inner.shared.stats.gone(shard));
             open += open_here;
             loads.push(ShardLoad {
                 shard,
@@ -153,6 +153,7 @@ impl Acceptor {
         }
         if open >= self.max_connections as u64 {
             self.inner
+                .shared
                 .stats
                 .rejected_by_acceptor
                 .fetch_add(1, Ordering::Relaxed);
@@ -183,7 +184,7 @@ impl Acceptor {
                 _ => Envelope::Batch(std::mem::take(batch)),
             };
             // A refused send (the shard is gone) drops the connections.
-            let _ = self.inner.inboxes[shard].send(env);
+            let _ = self.inner.shared.inboxes[shard].send(env);
         }
     }
 }

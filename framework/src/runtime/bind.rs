@@ -3,11 +3,14 @@
 //! systemd in their place; TLS settings loaded from endpoint strings.
 
 use super::builder::ListenerSpec;
+use crate::api::CloseReason;
+use crate::endpoint::ServerEndpoint;
 use crate::error::{Error, Result};
-use crate::net::endpoint::ServerEndpoint;
 use crate::net::{bind_tcp_with, bind_unix, Addr, Listener, SocketOptions};
-use crate::reactor::FactoryMaker;
-use crate::tls::TlsServerConfig;
+use crate::proxy::ProxyLayer;
+use crate::reactor::{FactoryMaker, Layer, LayerMaker};
+use crate::tls::{TlsLayer, TlsServerConfig};
+use std::sync::Arc;
 
 pub(super) struct BindOptions {
     /// The server's defaults: backlog, TCP_NODELAY, reuse_port.
@@ -25,9 +28,29 @@ pub(super) struct Bound {
     pub(super) per_shard: Vec<Vec<(usize, mio::net::TcpListener)>>,
     pub(super) local_addrs: Vec<Addr>,
     pub(super) makers: Vec<FactoryMaker>,
-    pub(super) tls: Vec<Option<TlsServerConfig>>,
-    /// Each listener's connections start with a PROXY header.
-    pub(super) proxy: Vec<bool>,
+    /// Each listener's transport layers: TLS, a PROXY header, or both.
+    pub(super) layers: Vec<Option<LayerMaker>>,
+}
+
+/// The layers a listener's connections run through: a PROXY header reader
+/// first (it comes before anything else on the wire), then TLS.
+fn transport_layers(tls: Option<TlsServerConfig>, proxy: bool) -> Option<LayerMaker> {
+    if tls.is_none() && !proxy {
+        return None;
+    }
+    Some(Arc::new(move || {
+        let tls = match &tls {
+            Some(config) => Some(
+                Box::new(TlsLayer::server(config).map_err(CloseReason::Tls)?) as Box<dyn Layer>,
+            ),
+            None => None,
+        };
+        Ok(match (tls, proxy) {
+            (inner, true) => Box::new(ProxyLayer::new(inner)) as Box<dyn Layer>,
+            (Some(tls), false) => tls,
+            (None, false) => unreachable!("a listener without layers has no maker"),
+        })
+    }))
 }
 
 pub(super) fn bind_all(specs: Vec<ListenerSpec>, o: &BindOptions) -> Result<Bound> {
@@ -36,8 +59,7 @@ pub(super) fn bind_all(specs: Vec<ListenerSpec>, o: &BindOptions) -> Result<Boun
         per_shard: (0..o.shards).map(|_| Vec::new()).collect(),
         local_addrs: Vec::new(),
         makers: Vec::new(),
-        tls: Vec::new(),
-        proxy: Vec::new(),
+        layers: Vec::new(),
     };
     let mut inherited = if o.systemd_activation {
         super::systemd::take_listen_fds().into_iter()
@@ -57,7 +79,6 @@ pub(super) fn bind_all(specs: Vec<ListenerSpec>, o: &BindOptions) -> Result<Boun
             })?),
             _ => spec.tls,
         };
-        b.tls.push(tls);
         let endpoint_proxy = matches!(
             resolved,
             ServerEndpoint::Tcp {
@@ -68,7 +89,8 @@ pub(super) fn bind_all(specs: Vec<ListenerSpec>, o: &BindOptions) -> Result<Boun
                 ..
             }
         );
-        b.proxy.push(spec.proxy_protocol || endpoint_proxy);
+        b.layers
+            .push(transport_layers(tls, spec.proxy_protocol || endpoint_proxy));
         b.makers.push(spec.make);
         if let Some(fd) = inherited.next() {
             // Socket activation: systemd bound it; use it in its place.

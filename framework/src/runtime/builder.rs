@@ -3,8 +3,8 @@
 use super::balance::{BalancingPolicy, RoundRobin};
 use super::server::Server;
 use crate::api::Settings;
+use crate::endpoint::ServerEndpoint;
 use crate::error::{Error, Result};
-use crate::net::endpoint::ServerEndpoint;
 use crate::net::SocketOptions;
 use crate::reactor::{ErasedFactory, Factory, FactoryMaker};
 use crate::tls::TlsServerConfig;
@@ -82,7 +82,7 @@ pub struct ServerBuilder {
 struct UdpSpec {
     desc: String,
     resolved: Result<std::net::SocketAddr>,
-    make: crate::udp::UdpMaker,
+    make: crate::reactor::udp::UdpMaker,
 }
 
 impl Default for ServerBuilder {
@@ -299,8 +299,8 @@ impl ServerBuilder {
                 addr: desc.clone(),
                 source,
             });
-        let make: crate::udp::UdpMaker = Arc::new(move |shard| {
-            Box::new(make_protocol(shard)) as Box<dyn crate::udp::DatagramProtocol>
+        let make: crate::reactor::udp::UdpMaker = Arc::new(move |shard| {
+            Box::new(make_protocol(shard)) as Box<dyn crate::reactor::udp::DatagramProtocol>
         });
         self.udp.push(UdpSpec {
             desc,
@@ -569,8 +569,7 @@ impl ServerBuilder {
             shard_listeners: bound.per_shard,
             local_addrs: bound.local_addrs,
             makers: bound.makers,
-            listener_tls: bound.tls,
-            listener_proxy: bound.proxy,
+            listener_layers: bound.layers,
             outbound_options: self.outbound_options,
             max_connections: self.max_connections,
             settings: self.settings,

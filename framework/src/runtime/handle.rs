@@ -23,7 +23,7 @@ pub struct Handle {
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Handle")
-            .field("server", &self.inner.id)
+            .field("server", &self.inner.shared.id)
             .field("shards", &self.shards())
             .field("local_addrs", &self.inner.local_addrs)
             .finish()
@@ -33,7 +33,7 @@ impl fmt::Debug for Handle {
 impl Handle {
     /// Number of shards.
     pub fn shards(&self) -> usize {
-        self.inner.inboxes.len()
+        self.inner.shared.inboxes.len()
     }
 
     /// Bound listener addresses, in the order they were added.
@@ -62,7 +62,7 @@ impl Handle {
 
     /// Prefix of this server's thread names (`sl{N}-`), to tell them apart.
     pub fn thread_name_prefix(&self) -> String {
-        format!("sl{}-", self.inner.id)
+        format!("sl{}-", self.inner.shared.id)
     }
 
     /// Runs `f` on shard `shard`.
@@ -71,10 +71,15 @@ impl Handle {
         shard: usize,
         f: impl FnOnce(&mut ShardCtx) + Send + 'static,
     ) -> Result<()> {
-        let inbox = self.inner.inboxes.get(shard).ok_or(Error::NoSuchShard {
-            index: shard,
-            shards: self.shards(),
-        })?;
+        let inbox = self
+            .inner
+            .shared
+            .inboxes
+            .get(shard)
+            .ok_or(Error::NoSuchShard {
+                index: shard,
+                shards: self.shards(),
+            })?;
         if inbox.send(Envelope::Run(Box::new(f))) {
             Ok(())
         } else {
@@ -97,7 +102,7 @@ impl Handle {
         shard: usize,
         f: impl FnOnce(&mut ShardCtx) -> T + Send + 'static,
     ) -> crate::task::Promise<T> {
-        let (p, r) = crate::task::promise();
+        let (p, r) = crate::sync::promise::promise();
         // A refused send drops the closure, and with it the resolver.
         let _ = self.submit_to(shard, move |ctx| r.resolve(f(ctx)));
         p
@@ -107,7 +112,7 @@ impl Handle {
     pub fn broadcast(&self, f: impl Fn(&mut ShardCtx) + Send + Sync + 'static) -> Result<()> {
         let f: SharedTask = Arc::new(f);
         let mut any = false;
-        for inbox in self.inner.inboxes.iter() {
+        for inbox in self.inner.shared.inboxes.iter() {
             any |= inbox.send(Envelope::Broadcast(f.clone()));
         }
         if any {
@@ -121,6 +126,7 @@ impl Handle {
     pub fn send<M: Send + 'static>(&self, to: ConnId, msg: M) -> Result<()> {
         let inbox = self
             .inner
+            .shared
             .inboxes
             .get(to.shard())
             .ok_or(Error::NoSuchShard {
@@ -139,19 +145,23 @@ impl Handle {
 
     /// Every shard's counters, read without locks.
     pub fn stats(&self) -> ServerStats {
-        let mut stats = self.inner.stats.snapshot();
-        for (s, a) in stats.shards.iter_mut().zip(self.inner.activity.iter()) {
+        let mut stats = self.inner.shared.stats.snapshot();
+        for (s, a) in stats
+            .shards
+            .iter_mut()
+            .zip(self.inner.shared.activity.iter())
+        {
             s.stalls = a.stalls.load(Ordering::Relaxed);
         }
         stats.dead_shards = (0..self.shards())
-            .filter(|&i| self.inner.dead[i].load(Ordering::Acquire))
+            .filter(|&i| self.inner.shared.dead[i].load(Ordering::Acquire))
             .collect();
         stats
     }
 
     /// Current settings.
     pub fn settings(&self) -> Arc<Settings> {
-        self.inner.settings.load_full()
+        self.inner.shared.settings.load_full()
     }
 
     /// Loop stalls the watchdog saw while they happened (the latest 64).
@@ -176,11 +186,11 @@ impl Handle {
             .settings_writer
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let mut s = Settings::clone(&self.inner.settings.load());
+        let mut s = Settings::clone(&self.inner.shared.settings.load());
         f(&mut s);
         s.validate().map_err(Error::Config)?;
-        self.inner.settings.store(Arc::new(s));
-        for inbox in self.inner.inboxes.iter() {
+        self.inner.shared.settings.store(Arc::new(s));
+        for inbox in self.inner.shared.inboxes.iter() {
             inbox.wake();
         }
         Ok(())
@@ -202,13 +212,13 @@ impl Handle {
     /// counts from the end of the drain. Lifecycle triggers run for
     /// `BeforeShutdown` and `DuringShutdown`.
     pub fn stop_within(&self, deadline: Duration) {
-        if self.inner.stopping.load(Ordering::Acquire) {
+        if self.inner.shared.stopping.load(Ordering::Acquire) {
             return;
         }
         self.inner
             .triggers
             .fire(super::lifecycle::Phase::BeforeShutdown, self);
-        if self.inner.stopping.swap(true, Ordering::AcqRel) {
+        if self.inner.shared.stopping.swap(true, Ordering::AcqRel) {
             return;
         }
         if let Some(w) = &self.inner.acceptor_waker {
@@ -217,7 +227,7 @@ impl Handle {
         super::systemd::notify("STOPPING=1");
         let drain = self.inner.drain_delay;
         let deadline = Instant::now() + drain + deadline;
-        for inbox in self.inner.inboxes.iter() {
+        for inbox in self.inner.shared.inboxes.iter() {
             inbox.send(Envelope::Stop { deadline, drain });
         }
         self.inner
@@ -228,12 +238,12 @@ impl Handle {
     /// Stops now: no drain, and connections still open are aborted (a
     /// second SIGINT/SIGTERM does this).
     pub fn stop_now(&self) {
-        self.inner.stopping.store(true, Ordering::Release);
+        self.inner.shared.stopping.store(true, Ordering::Release);
         if let Some(w) = &self.inner.acceptor_waker {
             let _ = w.wake();
         }
         let deadline = Instant::now();
-        for inbox in self.inner.inboxes.iter() {
+        for inbox in self.inner.shared.inboxes.iter() {
             inbox.send(Envelope::Stop {
                 deadline,
                 drain: Duration::ZERO,
@@ -243,7 +253,7 @@ impl Handle {
 
     /// True once stop was requested.
     pub fn is_stopping(&self) -> bool {
-        self.inner.stopping.load(Ordering::Acquire)
+        self.inner.shared.stopping.load(Ordering::Acquire)
     }
 
     /// Blocks until every server thread has exited.
@@ -283,5 +293,17 @@ impl Handle {
     pub fn shutdown(&self) {
         self.stop();
         self.wait();
+    }
+}
+
+impl crate::reactor::ShardCtx {
+    /// A handle to the whole server (stop it, read stats, reach other shards).
+    pub fn handle(&self) -> &Handle {
+        // The runtime gave every shard its `Handle` (server.rs, and the
+        // testing kit's detached shard); the reactor keeps it opaque so
+        // that it names nothing above itself.
+        self.handle
+            .downcast_ref::<Handle>()
+            .expect("a shard's server handle is the runtime's Handle")
     }
 }

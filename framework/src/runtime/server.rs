@@ -4,21 +4,19 @@
 use super::acceptor::{Acceptor, ACCEPTOR_WAKER};
 use super::balance::BalancingPolicy;
 use super::builder::{Pinning, ServerBuilder};
-use super::bus::Inbox;
 use super::handle::Handle;
 use super::supervisor::{self, ShardDeath};
 use super::worker;
-use crate::api::{Settings, StatsBoard};
+use crate::api::Settings;
 use crate::error::{Error, Result};
 use crate::net::{Addr, Listener};
-use crate::reactor::{Envelope, FactoryMaker, Inboxes, ShardInit, WAKER_TOKEN};
-use arc_swap::ArcSwap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::reactor::{
+    Envelope, FactoryMaker, LayerMaker, ListenerMakers, ShardInit, Shared, WAKER_TOKEN,
+};
+use crate::sync::bus::Inbox;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-static NEXT_SERVER_ID: AtomicUsize = AtomicUsize::new(0);
 
 /// A configured server with its listeners bound. [`run`](Server::run) it, or
 /// [`start`](Server::start) it and keep the [`Handle`].
@@ -31,13 +29,13 @@ pub struct Server {
     pub(super) shard_listeners: Vec<Vec<(usize, mio::net::TcpListener)>>,
     pub(super) local_addrs: Vec<Addr>,
     /// Each shard's `listen_udp` sockets with their protocol makers.
-    pub(super) udp_sockets: Vec<Vec<(std::net::UdpSocket, crate::udp::UdpMaker)>>,
+    pub(super) udp_sockets: Vec<Vec<(std::net::UdpSocket, crate::reactor::udp::UdpMaker)>>,
     pub(super) udp_addrs: Vec<std::net::SocketAddr>,
     pub(super) udp_max_datagram: usize,
     pub(super) makers: Vec<FactoryMaker>,
-    pub(super) listener_tls: Vec<Option<crate::tls::TlsServerConfig>>,
+    /// Each listener's transport layers (TLS, PROXY), by listener index.
+    pub(super) listener_layers: Vec<Option<LayerMaker>>,
     pub(super) outbound_options: crate::net::SocketOptions,
-    pub(super) listener_proxy: Vec<bool>,
     pub(super) max_connections: usize,
     pub(super) settings: Settings,
     pub(super) read_buffer_size: usize,
@@ -86,7 +84,6 @@ impl Server {
 
     /// Starts the acceptor and shard threads and returns at once.
     pub fn start(self) -> Result<Handle> {
-        let id = NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed);
         let mut polls = Vec::with_capacity(self.shards);
         let mut inboxes = Vec::with_capacity(self.shards);
         let mut receivers = Vec::with_capacity(self.shards);
@@ -107,20 +104,26 @@ impl Server {
             Some(p) => Some(mio::Waker::new(p.registry(), ACCEPTOR_WAKER)?),
             None => None,
         };
+        let shared = Shared::new(
+            inboxes.into(),
+            self.settings,
+            ListenerMakers {
+                factories: self.makers,
+                layers: self.listener_layers,
+            },
+            self.outbound_options,
+        );
         let inner = Arc::new(ServerInner {
             acceptor_waker,
-            factory_makers: self.makers,
-            listener_tls: self.listener_tls,
-            outbound_options: self.outbound_options,
-            listener_proxy: self.listener_proxy,
             local_addrs: self.local_addrs,
             udp_addrs: self.udp_addrs,
             stop_timeout: self.stop_timeout,
             keep_running_on_shard_death: self.keep_running_on_shard_death,
             triggers: super::lifecycle::Triggers::new(self.triggers),
             drain_delay: self.drain_delay,
-            ..ServerInner::new(id, inboxes.into(), self.settings, false)
+            ..ServerInner::new(shared, false)
         });
+        let id = inner.shared.id;
         let handle = Handle {
             inner: inner.clone(),
         };
@@ -140,10 +143,10 @@ impl Server {
         // Shards hold the only senders: when they exit, the workers' queue
         // disconnects and the workers end too.
         let pool = if self.worker_threads > 0 {
-            let (tx, rx) = worker::queue(self.worker_queue);
+            let (tx, rx) = crate::sync::worker::queue(self.worker_queue);
             for w in 0..self.worker_threads {
                 let rx = rx.clone();
-                let inboxes = inner.inboxes.clone();
+                let inboxes = inner.shared.inboxes.clone();
                 match std::thread::Builder::new()
                     .name(format!("sl{id}-worker{w}"))
                     .spawn(move || worker::work(rx, inboxes))
@@ -168,7 +171,8 @@ impl Server {
                 index,
                 poll,
                 rx,
-                handle: handle.clone(),
+                shared: inner.shared.clone(),
+                handle: Arc::new(handle.clone()),
                 read_buffer_size: self.read_buffer_size,
                 events_capacity: self.events_capacity,
                 nodelay: self.nodelay,
@@ -233,29 +237,17 @@ fn abandon_start(handle: &Handle, started: Vec<JoinHandle<()>>, e: std::io::Erro
     Error::Io(e)
 }
 
+/// The runtime's part of a running server: the shards' [`Shared`] state
+/// and what only the runtime's threads and the [`Handle`] use.
 pub(crate) struct ServerInner {
-    pub(crate) id: usize,
-    pub(crate) inboxes: Inboxes,
-    pub(crate) stats: StatsBoard,
-    pub(crate) settings: ArcSwap<Settings>,
-    pub(crate) open_total: AtomicUsize,
-    pub(crate) stopping: AtomicBool,
+    pub(crate) shared: Arc<Shared>,
     pub(super) acceptor_waker: Option<mio::Waker>,
-    pub(crate) factory_makers: Vec<FactoryMaker>,
-    /// Each listener's TLS settings, by the same index as its factory.
-    pub(crate) listener_tls: Vec<Option<crate::tls::TlsServerConfig>>,
-    /// Socket options for outbound connections.
-    pub(crate) outbound_options: crate::net::SocketOptions,
-    /// Each listener's connections start with a PROXY header.
-    pub(crate) listener_proxy: Vec<bool>,
     pub(super) local_addrs: Vec<Addr>,
     pub(super) udp_addrs: Vec<std::net::SocketAddr>,
     pub(super) stop_timeout: Duration,
     /// Only touched by `start` and `wait`, never on the hot path.
     pub(super) threads: Mutex<Vec<JoinHandle<()>>>,
     pub(super) done: (Mutex<bool>, Condvar),
-    /// Shards whose thread died (the acceptor skips them).
-    pub(crate) dead: Box<[AtomicBool]>,
     pub(super) deaths: Mutex<Vec<ShardDeath>>,
     pub(super) keep_running_on_shard_death: bool,
     /// Serialises `update_settings` (read-modify-write); readers never lock.
@@ -263,50 +255,28 @@ pub(crate) struct ServerInner {
     pub(super) triggers: super::lifecycle::Triggers,
     pub(super) drain_delay: Duration,
     pub(super) signals: Mutex<Option<super::lifecycle::SignalWatch>>,
-    /// Each shard's loop marks, for the watchdog.
-    pub(crate) activity: super::watchdog::Activities,
-    /// The origin of the marks' timestamps.
-    pub(crate) epoch: std::time::Instant,
     pub(super) stall_log: Mutex<std::collections::VecDeque<super::watchdog::StallReport>>,
 }
 
 impl ServerInner {
-    /// Shared state with no listeners, no acceptor and no threads yet.
-    fn new(id: usize, inboxes: Inboxes, settings: Settings, done: bool) -> Self {
-        let shards = inboxes.len();
+    /// The runtime's state around `shared`, with no acceptor and no threads yet.
+    fn new(shared: Shared, done: bool) -> Self {
         ServerInner {
-            id,
-            inboxes,
-            stats: StatsBoard::new(shards),
-            settings: ArcSwap::from_pointee(settings),
-            open_total: AtomicUsize::new(0),
-            stopping: AtomicBool::new(false),
+            shared: Arc::new(shared),
             acceptor_waker: None,
-            factory_makers: Vec::new(),
-            listener_tls: Vec::new(),
-            outbound_options: Default::default(),
-            listener_proxy: Vec::new(),
             local_addrs: Vec::new(),
             udp_addrs: Vec::new(),
             stop_timeout: Duration::from_secs(5),
             threads: Mutex::new(Vec::new()),
             done: (Mutex::new(done), Condvar::new()),
-            dead: (0..shards).map(|_| AtomicBool::new(false)).collect(),
             deaths: Mutex::new(Vec::new()),
             keep_running_on_shard_death: false,
             settings_writer: Mutex::new(()),
             triggers: Default::default(),
             drain_delay: Duration::ZERO,
             signals: Mutex::new(None),
-            activity: (0..shards).map(|_| Default::default()).collect(),
-            epoch: std::time::Instant::now(),
             stall_log: Mutex::new(Default::default()),
         }
-    }
-
-    /// `t` in nanoseconds since the server's epoch (for the loop marks).
-    pub(crate) fn nanos_since_epoch(&self, t: std::time::Instant) -> u64 {
-        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// A one-shard server with no threads, for the testing kit's detached
@@ -321,8 +291,13 @@ impl ServerInner {
         let poll = mio::Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
         let (inbox, rx) = Inbox::new(waker);
-        let id = NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed);
-        let inner = Arc::new(ServerInner::new(id, vec![inbox].into(), settings, true));
+        let shared = Shared::new(
+            vec![inbox].into(),
+            settings,
+            Default::default(),
+            Default::default(),
+        );
+        let inner = Arc::new(ServerInner::new(shared, true));
         Ok((inner, poll, rx))
     }
 }

@@ -5,6 +5,7 @@
 
 use super::server::ServerInner;
 use crate::reactor::{Shard, ShardInit};
+use crate::sync::worker::panic_message;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,14 +17,6 @@ pub struct ShardDeath {
     pub shard: usize,
     /// The panic's message, if it was text.
     pub message: String,
-}
-
-/// The text of a panic payload.
-pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-text panic".into())
 }
 
 /// The body of a shard thread: pin, build, run, and report a death.
@@ -53,12 +46,13 @@ fn shard_died(inner: &Arc<ServerInner>, shard: usize, message: String) {
         panic = %message,
         "shard thread died; its connections are lost and it gets no new ones"
     );
-    inner.dead[shard].store(true, Ordering::Release);
+    inner.shared.dead[shard].store(true, Ordering::Release);
     // Its outbound connections died with it: take them out of the shared
     // count (inbound ones are counted by the acceptor, which skips dead shards).
-    let s = inner.stats.shards[shard].snapshot(shard);
+    let s = inner.shared.stats.shards[shard].snapshot(shard);
     let open = s.outbound_connected.saturating_sub(s.outbound_closed) as usize;
     let _ = inner
+        .shared
         .open_total
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
             Some(n.saturating_sub(open))
@@ -68,7 +62,7 @@ fn shard_died(inner: &Arc<ServerInner>, shard: usize, message: String) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(ShardDeath { shard, message });
-    let all_dead = inner.dead.iter().all(|d| d.load(Ordering::Acquire));
+    let all_dead = inner.shared.dead.iter().all(|d| d.load(Ordering::Acquire));
     if all_dead || !inner.keep_running_on_shard_death {
         let handle = super::Handle {
             inner: Arc::clone(inner),

@@ -4,8 +4,8 @@
 //! never holds the connection, so it cannot outlive it (the shard drops the
 //! task when the connection ends).
 
-use super::local;
 use crate::api::ConnId;
+use crate::reactor::exec::local;
 use crate::reactor::{Conn, ConnOp, Protocol};
 use std::cell::RefCell;
 use std::future::Future;
@@ -157,5 +157,40 @@ impl<R> Future for With<R> {
             queue(self.id, make(cx.waker().clone()));
         }
         Poll::Pending
+    }
+}
+
+impl<P: Protocol> Conn<'_, P> {
+    /// Runs a task tied to this connection: `make` gets the task's handle
+    /// on the connection ([`ConnTask`](crate::task::ConnTask)) and returns
+    /// the future. The task runs on this shard and is dropped, never polled
+    /// again, when the connection ends; a panic in it aborts the connection.
+    /// Twisted's `inlineCallbacks` on a protocol.
+    ///
+    /// ```no_run
+    /// # use shardloop::{Conn, Protocol};
+    /// # use std::time::Duration;
+    /// struct Slow;
+    /// impl Protocol for Slow {
+    ///     type Message = ();
+    ///     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+    ///         let line = data.to_vec();
+    ///         // Ask shard 0, wait, answer: no hand-written state machine.
+    ///         let count = conn.shard().call_on(0, |ctx| ctx.task_count());
+    ///         conn.spawn(move |task| async move {
+    ///             let n = count.await.unwrap_or(0);
+    ///             shardloop::task::sleep(Duration::from_millis(5)).await;
+    ///             task.write(format!("{} ({n} tasks on shard 0)\n", line.len()).as_bytes());
+    ///         });
+    ///     }
+    /// }
+    /// ```
+    pub fn spawn<F, Fut>(&mut self, make: F)
+    where
+        F: FnOnce(ConnTask<P>) -> Fut,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        let future = make(ConnTask::new(self.id()));
+        self.spawn_tied(Box::pin(future));
     }
 }

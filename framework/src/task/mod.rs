@@ -55,14 +55,12 @@
 //! }
 //! ```
 
+use crate::reactor::exec::local;
 mod conn_task;
-pub(crate) mod executor;
-pub(crate) mod local;
-mod promise;
 mod time;
 
+pub use crate::sync::promise::{promise, Promise, PromiseError, Resolver};
 pub use conn_task::{ConnTask, With};
-pub use promise::{promise, Promise, PromiseError, Resolver};
 pub use time::{sleep, timeout, Elapsed, Sleep, Timeout};
 
 use std::future::Future;

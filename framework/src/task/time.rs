@@ -1,6 +1,6 @@
 //! Time for tasks, on the shard's timer wheel: `sleep` and `timeout`.
 
-use super::local;
+use crate::reactor::exec::local;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};

@@ -28,7 +28,8 @@ impl Driver {
             index: 0,
             poll,
             rx,
-            handle: Handle { inner },
+            shared: inner.shared.clone(),
+            handle: std::sync::Arc::new(Handle { inner }),
             read_buffer_size,
             events_capacity: 16,
             nodelay: true,
@@ -49,8 +50,8 @@ impl Driver {
 
     /// Makes this thread run this shard until the guard drops (tasks reach
     /// their shard through it), as a shard thread does for its whole life.
-    fn enter(&mut self) -> crate::task::local::Entered {
-        crate::task::local::enter(self.shard.inner_ref().id, 0, self.shard.ctx_ref().now)
+    fn enter(&mut self) -> crate::reactor::exec::local::Entered {
+        crate::reactor::exec::local::enter(self.shard.shared_ref().id, 0, self.shard.ctx_ref().now)
     }
 
     /// Opens a connection over `socket` driven by `proto`, as an accept would.

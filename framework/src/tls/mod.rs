@@ -33,16 +33,18 @@
 //! ```
 
 mod client;
+mod conn;
+mod connect;
 mod error;
 mod info;
 mod layer;
 mod pem;
 mod server;
 
+pub use crate::api::TlsInfo;
 pub(crate) use client::server_name;
 pub use client::{TlsClientConfig, TlsClientConfigBuilder};
 pub use error::TlsConfigError;
-pub use info::TlsInfo;
 pub(crate) use layer::TlsLayer;
 pub use server::{TlsServerConfig, TlsServerConfigBuilder};
 

@@ -13,6 +13,7 @@ mod gateway;
 mod half_close;
 mod hardening;
 mod http_hostile;
+mod layering;
 mod lifecycle;
 mod lifecycle_phases;
 mod proxy_protocol;

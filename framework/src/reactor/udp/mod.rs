@@ -2,12 +2,20 @@
 //! per-iteration budget, delivering to the protocol, sending its queue in
 //! batches, closing.
 
+mod batch;
+mod ctx;
+mod protocol;
+mod socket;
+
+pub(crate) use ctx::{bind_udp, PendingUdp};
+pub use protocol::{DatagramProtocol, Udp};
+pub(crate) use socket::UdpMaker;
+
 use super::shard::{Shard, MAX_UDP_SOCKETS, UDP_TOKEN_BASE};
 use super::shard_ctx::ShardCtx;
-use crate::udp::batch::BATCH;
-use crate::udp::batch::{RecvBatch, SendBatch};
-use crate::udp::{DatagramProtocol, EndpointCore, Udp, UdpEndpoint};
+use batch::{RecvBatch, SendBatch, BATCH};
 use mio::{Interest, Token};
+use socket::{EndpointCore, UdpEndpoint};
 use std::io;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -12,15 +12,17 @@ mod parse;
 #[cfg(test)]
 mod tests;
 
-use super::tls_endpoint::alpn_list;
-pub use super::tls_endpoint::{TlsClientSpec, TlsServerSpec};
-use super::SocketOptions;
+mod tls;
+
+use crate::net::SocketOptions;
 use parse::{Parsed, SOCKET_FIELDS};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
+use tls::alpn_list;
+pub use tls::{TlsClientSpec, TlsServerSpec};
 
 /// A malformed endpoint description; names the field at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,38 +1,7 @@
-//! UDP, as Twisted's `listenUDP` and `DatagramProtocol`, sharded.
-//!
-//! [`ServerBuilder::listen_udp`](crate::ServerBuilder::listen_udp) binds one
-//! `SO_REUSEPORT` socket per shard on the same address, so the kernel
-//! spreads flows (by a hash of the addresses) over the shards; each shard
-//! runs its own [`DatagramProtocol`] instance, with no locks. Datagrams are
-//! received and sent in batches (`recvmmsg`/`sendmmsg` on Linux); replies
-//! queued in a callback leave together at the end of it.
-//! [`ShardCtx::udp_connect`](crate::ShardCtx::udp_connect) and
-//! [`ShardCtx::udp_bind`](crate::ShardCtx::udp_bind) open client and
-//! multicast sockets on a shard.
-//!
-//! ```no_run
-//! use shardloop::udp::{DatagramProtocol, Udp};
-//! use shardloop::Server;
-//! use std::net::SocketAddr;
-//!
-//! struct Echo;
-//! impl DatagramProtocol for Echo {
-//!     fn datagram_received(&mut self, udp: &mut Udp<'_>, data: &[u8], from: SocketAddr) {
-//!         udp.send_to(data, from);
-//!     }
-//! }
-//! Server::builder()
-//!     .listen_udp("127.0.0.1:9000", |_shard| Echo)
-//!     .build()?
-//!     .run()?;
-//! # Ok::<(), shardloop::Error>(())
-//! ```
+//! What a UDP protocol implements (`DatagramProtocol`) and the context its
+//! callbacks get (`Udp`).
 
-pub(crate) mod batch;
-mod endpoint;
-
-pub(crate) use endpoint::{EndpointCore, UdpEndpoint, UdpMaker};
-
+use super::socket::EndpointCore;
 use crate::reactor::ShardCtx;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -61,7 +30,7 @@ pub trait DatagramProtocol: 'static {
 /// The context of a [`DatagramProtocol`] callback: send, multicast, close,
 /// and the shard.
 pub struct Udp<'a> {
-    pub(crate) ep: &'a mut endpoint::EndpointCore,
+    pub(crate) ep: &'a mut EndpointCore,
     pub(crate) ctx: &'a mut ShardCtx,
 }
 

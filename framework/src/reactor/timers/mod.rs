@@ -2,13 +2,17 @@
 //! (one-shot and repeating callbacks, idle, read, close and linger
 //! deadlines), the shard's clock, and the batch of timers firing now.
 
+pub mod wheel;
+#[cfg(test)]
+mod wheel_tests;
+
 use super::conn_core::ConnCore;
 use super::shard_ctx::ShardCtx;
 use crate::api::ConnId;
-use crate::timer_wheel::{TimerId, TimerWheel};
 use slab::Slab;
 use std::any::Any;
 use std::time::{Duration, Instant};
+use wheel::{TimerId, TimerWheel};
 
 pub(crate) type ConnOnce = Box<dyn FnOnce(&mut dyn Any, &mut ConnCore, &mut ShardCtx)>;
 pub(crate) type ConnRepeat = Box<dyn FnMut(&mut dyn Any, &mut ConnCore, &mut ShardCtx)>;

@@ -1,6 +1,6 @@
 //! A UDP socket on a shard: the socket, its send queue, its protocol.
 
-use super::DatagramProtocol;
+use super::protocol::DatagramProtocol;
 use crate::reactor::ShardCtx;
 use std::collections::VecDeque;
 use std::net::SocketAddr;

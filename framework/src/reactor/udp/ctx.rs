@@ -1,9 +1,9 @@
 //! Opening UDP sockets from a shard: a connected client socket or a bound
 //! one (multicast receivers, peers on a fixed port).
 
-use super::shard::Shard;
-use super::shard_ctx::ShardCtx;
-use crate::udp::DatagramProtocol;
+use super::protocol::DatagramProtocol;
+use crate::reactor::shard::Shard;
+use crate::reactor::shard_ctx::ShardCtx;
 use socket2::{Domain, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
@@ -81,7 +81,7 @@ impl ShardCtx {
 
 impl Shard {
     /// Registers the UDP sockets opened during this iteration.
-    pub(super) fn open_pending_udp(&mut self) {
+    pub(in crate::reactor) fn open_pending_udp(&mut self) {
         for p in std::mem::take(&mut self.ctx.pending_udp) {
             let socket = mio::net::UdpSocket::from_std(p.socket);
             if let Err(e) = self.add_udp(socket, p.remote, p.proto) {
@@ -91,7 +91,7 @@ impl Shard {
     }
 
     /// Starts the `listen_udp` sockets this shard was given.
-    pub(super) fn start_udp(&mut self) {
+    pub(in crate::reactor) fn start_udp(&mut self) {
         for (socket, make) in std::mem::take(&mut self.udp_init) {
             let proto = make(self.ctx.index);
             let socket = mio::net::UdpSocket::from_std(socket);
