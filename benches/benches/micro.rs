@@ -159,8 +159,8 @@ fn timers(c: &mut Criterion) {
 fn two_shards() -> shardloop::Handle {
     Server::builder()
         .shards(2)
-        .pin(false)
-        .worker_threads(0)
+        .pinning(shardloop::Pinning::Off)
+        .workers(0, 1)
         .build()
         .unwrap()
         .start()

@@ -137,17 +137,20 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let max_line = args.max_line;
     let max_backlog = args.max_backlog;
-    let builder = Server::builder().listen((args.bind.as_str(), args.port), move |_shard| {
-        move |_peer| {
-            LineReceiver::new(
-                LineDecoder::new(b"\n".to_vec(), max_line),
-                Chat {
-                    name: String::new(),
-                    max_backlog,
-                },
-            )
-        }
-    });
+    let builder = Server::builder().listen(
+        args.serve.listen((args.bind.as_str(), args.port))?,
+        move |_shard| {
+            move |_peer| {
+                LineReceiver::new(
+                    LineDecoder::new(b"\n".to_vec(), max_line),
+                    Chat {
+                        name: String::new(),
+                        max_backlog,
+                    },
+                )
+            }
+        },
+    );
     let handle = common::start(builder, args.shards, &[], &args.serve)?;
     println!(
         "chat listening on {} with {} shards",

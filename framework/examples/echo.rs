@@ -125,17 +125,19 @@ fn main() -> anyhow::Result<()> {
     let welcome = args.welcome;
     let use_async = args.use_async;
     let counter = open.clone();
-    let builder = Server::builder().pin(!args.no_pin).listen(
-        (args.bind.as_str(), args.port),
-        move |_shard| {
-            let open = counter.clone();
-            move |_peer| Echo {
-                open: open.clone(),
-                welcome,
-                inbox: use_async.then(Rc::default),
-            }
-        },
-    );
+    let builder = Server::builder()
+        .pinning(common::pinning(args.no_pin))
+        .listen(
+            args.serve.listen((args.bind.as_str(), args.port))?,
+            move |_shard| {
+                let open = counter.clone();
+                move |_peer| Echo {
+                    open: open.clone(),
+                    welcome,
+                    inbox: use_async.then(Rc::default),
+                }
+            },
+        );
     let handle = common::start(builder, args.shards, &args.cores, &args.serve)?;
     println!(
         "echo listening on {} with {} shards",

@@ -16,6 +16,7 @@ mod common;
 
 use clap::Parser;
 use shardloop::client::ClientStream;
+use shardloop::endpoint::Connect;
 use shardloop::task::{timeout, ConnTask};
 use shardloop::{Conn, Protocol, Server};
 use std::cell::RefCell;
@@ -79,7 +80,7 @@ impl Pool {
         }
         match timeout(
             self.limit,
-            ClientStream::connect(self.backend.into(), Some(self.limit)),
+            ClientStream::connect(Connect::tcp(self.backend).timeout(self.limit)),
         )
         .await
         {
@@ -311,20 +312,23 @@ fn main() -> anyhow::Result<()> {
     let backend = args.backend;
     let limit = Duration::from_millis(args.backend_timeout_ms.max(1));
     let max_idle = args.pool;
-    let builder = Server::builder().listen((args.bind.as_str(), args.port), move |_shard| {
-        // One pool per shard: created on the shard thread, never shared.
-        let pool = Rc::new(Pool {
-            backend,
-            idle: RefCell::new(Vec::new()),
-            max_idle,
-            limit,
-        });
-        move |_peer| Gateway {
-            pool: pool.clone(),
-            buf: Vec::new(),
-            pending: Rc::default(),
-        }
-    });
+    let builder = Server::builder().listen(
+        args.serve.listen((args.bind.as_str(), args.port))?,
+        move |_shard| {
+            // One pool per shard: created on the shard thread, never shared.
+            let pool = Rc::new(Pool {
+                backend,
+                idle: RefCell::new(Vec::new()),
+                max_idle,
+                limit,
+            });
+            move |_peer| Gateway {
+                pool: pool.clone(),
+                buf: Vec::new(),
+                pending: Rc::default(),
+            }
+        },
+    );
     let handle = common::start(builder, args.shards, &args.cores, &args.serve)?;
     println!(
         "gateway listening on http://{}/ with {} shards, backend {backend}",

@@ -272,14 +272,18 @@ fn main() -> anyhow::Result<()> {
         request_timeout: (args.request_timeout > 0)
             .then(|| Duration::from_secs(args.request_timeout)),
     };
-    let mut builder = Server::builder()
-        .pin(!args.no_pin)
-        .listen((args.bind.as_str(), args.port), move |_shard| {
-            move |_peer| Hello::new(limits)
-        });
-    if args.keepalive_timeout > 0 {
-        builder = builder.idle_timeout(Duration::from_secs(args.keepalive_timeout));
-    }
+    let settings = shardloop::Settings {
+        idle_timeout: (args.keepalive_timeout > 0)
+            .then(|| Duration::from_secs(args.keepalive_timeout)),
+        ..shardloop::Settings::default()
+    };
+    let builder = Server::builder()
+        .pinning(common::pinning(args.no_pin))
+        .settings(settings)
+        .listen(
+            args.serve.listen((args.bind.as_str(), args.port))?,
+            move |_shard| move |_peer| Hello::new(limits),
+        );
     let handle = common::start(builder, args.shards, &args.cores, &args.serve)?;
     println!(
         "http_hello listening on http://{}/ with {} shards",

@@ -79,7 +79,7 @@ fn main() -> anyhow::Result<()> {
         ..defaults
     };
     let builder = Server::builder().settings(settings).listen(
-        (args.bind.as_str(), args.port),
+        args.serve.listen((args.bind.as_str(), args.port))?,
         move |_shard| {
             move |_peer| {
                 LineReceiver::new(

@@ -13,6 +13,7 @@
 mod common;
 
 use clap::Parser;
+use shardloop::endpoint::Connect;
 use shardloop::{CloseReason, Conn, ConnId, Protocol, Server, ShardCtx};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -94,8 +95,8 @@ impl Protocol for Side {
             conn.pause_reading();
             let back = Side::new(Some(conn.id()), self.backend, false);
             let backend = self.backend;
-            conn.shard()
-                .connect_tcp_timeout(backend, back, Duration::from_secs(5));
+            let backend = Connect::tcp(backend).timeout(Duration::from_secs(5));
+            conn.shard().connect(backend, back);
         } else {
             let me = conn.id();
             self.tell(conn, Pipe::Connected(me));
@@ -172,9 +173,10 @@ fn main() -> anyhow::Result<()> {
     common::init_logging();
     let args = Args::parse();
     let backend = args.backend;
-    let builder = Server::builder().listen((args.bind.as_str(), args.port), move |_shard| {
-        move |_peer| Side::new(None, backend, true)
-    });
+    let builder = Server::builder().listen(
+        args.serve.listen((args.bind.as_str(), args.port))?,
+        move |_shard| move |_peer| Side::new(None, backend, true),
+    );
     let handle = common::start(builder, args.shards, &[], &args.serve)?;
     println!(
         "proxy listening on {} with {} shards, forwarding to {backend}",

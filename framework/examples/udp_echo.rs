@@ -11,7 +11,7 @@ mod common;
 
 use clap::Parser;
 use shardloop::udp::{DatagramProtocol, Udp};
-use shardloop::Server;
+use shardloop::{LoopOptions, Server};
 use std::net::SocketAddr;
 
 #[derive(Parser, Debug)]
@@ -54,9 +54,11 @@ impl DatagramProtocol for Echo {
 fn main() -> anyhow::Result<()> {
     common::init_logging();
     let args = Args::parse();
+    let mut loop_options = LoopOptions::default();
+    loop_options.udp_max_datagram = args.max_datagram;
     let builder = Server::builder()
-        .pin(!args.no_pin)
-        .udp_max_datagram(args.max_datagram)
+        .pinning(common::pinning(args.no_pin))
+        .loop_options(loop_options)
         .listen_udp((args.bind.as_str(), args.port), |_shard| Echo);
     let handle = common::start(builder, args.shards, &args.cores, &args.serve)?;
     println!(

@@ -10,7 +10,7 @@ use crate::plan::{RatePlan, Schedule};
 use crate::recorder::{Recorder, Sample};
 use crate::report::{Interval, Report};
 use crate::LoadError;
-use shardloop::{Handle, Server};
+use shardloop::{Handle, LoopOptions, Pinning, Server};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -67,6 +67,14 @@ fn ensure_descriptors(connections: usize, threads: usize) -> Result<(), LoadErro
     Ok(())
 }
 
+/// The load generator's loops: a fine timer tick (with the framework's
+/// timerfd wake-up) keeps open-loop sends on schedule.
+fn loop_options() -> LoopOptions {
+    let mut options = LoopOptions::default();
+    options.timer_tick = Duration::from_micros(50);
+    options
+}
+
 /// Runs `config` and returns the report. `observer` is called after each
 /// interval (a progress line, a live plot...).
 pub fn run(config: &Config, mut observer: impl FnMut(&Progress<'_>)) -> Result<Report, LoadError> {
@@ -74,14 +82,12 @@ pub fn run(config: &Config, mut observer: impl FnMut(&Progress<'_>)) -> Result<R
     ensure_descriptors(config.connections, config.threads)?;
     let mut builder = Server::builder()
         .shards(config.threads)
-        // Open-loop sends are paced by shard timers: a fine tick (with the
-        // framework's timerfd wake-up) keeps them on schedule.
-        .timer_tick(Duration::from_micros(50))
+        .loop_options(loop_options())
         .stop_timeout(Duration::from_millis(500));
     builder = if config.cores.is_empty() {
-        builder.pin(false)
+        builder.pinning(Pinning::Off)
     } else {
-        builder.pin_to_cores(config.cores.clone())
+        builder.pinning(Pinning::Cores(config.cores.clone()))
     };
     let live = config.metrics.map(|_| Arc::new(Live::default()));
     if let (Some(addr), Some(live)) = (config.metrics, live.clone()) {

@@ -248,18 +248,20 @@ pub fn start(
         ServerSpec::BuiltinEcho => {
             let mut b = Server::builder().shards(shards);
             b = match cores {
-                Some(c) => b.pin_to_cores(c.to_vec()),
-                None => b.pin(false),
+                Some(c) => b.pinning(shardloop::Pinning::Cores(c.to_vec())),
+                None => b.pinning(shardloop::Pinning::Off),
             };
+            let mut loop_options = shardloop::LoopOptions::default();
             match knob {
-                Some(Knob::ReadBuffer(n)) => b = b.read_buffer_size(*n),
-                Some(Knob::EventsPerPoll(n)) => b = b.events_per_poll(*n),
-                Some(Knob::Pin(false)) => b = b.pin(false),
+                Some(Knob::ReadBuffer(n)) => loop_options.read_buffer_size = *n,
+                Some(Knob::EventsPerPoll(n)) => loop_options.events_per_poll = *n,
+                Some(Knob::Pin(false)) => b = b.pinning(shardloop::Pinning::Off),
                 Some(Knob::Policy(p)) if p == "lc" => b = b.balancing(LeastConnections),
                 Some(Knob::Policy(_)) => b = b.balancing(RoundRobin::default()),
                 Some(Knob::Pin(true)) | None => {}
             }
             let h = b
+                .loop_options(loop_options)
                 .listen("127.0.0.1:0", |_| |_| Echo)
                 .build()
                 .map_err(|e| TuneError::Server(e.to_string()))?

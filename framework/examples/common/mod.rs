@@ -3,9 +3,13 @@
 //! example's port, certificate reloaded on SIGHUP), graceful stop on
 //! SIGINT / SIGTERM (a second signal stops at once).
 
+// Each example uses some of these helpers.
+#![allow(dead_code)]
+
 use anyhow::Context;
+use shardloop::endpoint::Listen;
 use shardloop::tls::TlsServerConfig;
-use shardloop::{Handle, ServerBuilder};
+use shardloop::{Handle, Pinning, ServerBuilder, SocketOptions};
 use std::path::PathBuf;
 
 /// Command-line options every example takes.
@@ -41,6 +45,21 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     /// The TLS configuration the options ask for, if any.
+    /// The example's listener on `addr`, with `--reuse-port` and the TLS
+    /// options applied (the certificate is reloaded on SIGHUP).
+    pub fn listen(&self, addr: impl Into<Listen>) -> anyhow::Result<Listen> {
+        let options = SocketOptions {
+            reuse_port: Some(self.reuse_port),
+            ..SocketOptions::default()
+        };
+        let mut listen = addr.into().socket_options(options);
+        if let Some((tls, cert, key)) = self.tls()? {
+            listen = listen.tls(tls.clone());
+            reload_on_sighup(tls, cert, key)?;
+        }
+        Ok(listen)
+    }
+
     fn tls(&self) -> anyhow::Result<Option<(TlsServerConfig, PathBuf, PathBuf)>> {
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
             return Ok(None);
@@ -94,13 +113,7 @@ pub fn start(
         builder = builder.shards(n);
     }
     if !cores.is_empty() {
-        builder = builder.pin_to_cores(cores.to_vec());
-    }
-    builder = builder.reuse_port(serve.reuse_port);
-    if let Some((tls, cert, key)) = serve.tls()? {
-        // The example's own listener is the last one added so far.
-        builder = builder.tls(tls.clone());
-        reload_on_sighup(tls, cert, key)?;
+        builder = builder.pinning(Pinning::Cores(cores.to_vec()));
     }
     if let Some(addr) = &serve.metrics {
         builder = builder.metrics(addr.as_str());
@@ -110,4 +123,13 @@ pub fn start(
         .systemd_activation(true)
         .build()?
         .start()?)
+}
+
+/// `--no-pin` as a pinning choice.
+pub fn pinning(no_pin: bool) -> Pinning {
+    if no_pin {
+        Pinning::Off
+    } else {
+        Pinning::Auto
+    }
 }

@@ -415,14 +415,17 @@ impl Protocol for Kv {
 fn main() -> anyhow::Result<()> {
     common::init_logging();
     let args = Args::parse();
-    let builder = Server::builder().listen((args.bind.as_str(), args.port), |_shard| {
-        |_peer| Kv {
-            parser: parser::RespParser::new(MAX_BULK),
-            next_seq: 0,
-            replies: VecDeque::new(),
-            pending: HashMap::new(),
-        }
-    });
+    let builder = Server::builder().listen(
+        args.serve.listen((args.bind.as_str(), args.port))?,
+        |_shard| {
+            |_peer| Kv {
+                parser: parser::RespParser::new(MAX_BULK),
+                next_seq: 0,
+                replies: VecDeque::new(),
+                pending: HashMap::new(),
+            }
+        },
+    );
     let handle = common::start(builder, args.shards, &args.cores, &args.serve)?;
     println!(
         "resp_kv listening on {} with {} shards",

@@ -1,9 +1,8 @@
 //! A client that reconnects with exponential backoff and jitter, after
 //! Twisted's `ReconnectingClientFactory` (whose parameters are the defaults).
 
-use crate::net::Addr;
+use crate::endpoint::Connect;
 use crate::reactor::{ConnObserver, ConnectionEnd, Protocol, ShardCtx, TimerHandle};
-use crate::tls::{TlsClientConfig, TlsConfigError};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
@@ -22,7 +21,7 @@ pub struct ReconnectPolicy {
     pub jitter: f64,
     /// Give up after this many consecutive failures (None: never).
     pub max_retries: Option<u32>,
-    /// Connect timeout of each attempt.
+    /// Connect timeout of each attempt, where the [`Connect`] gives none.
     pub connect_timeout: Option<Duration>,
 }
 
@@ -91,11 +90,9 @@ impl Reconnector {
 }
 
 struct State<P, F> {
-    addr: Addr,
+    connect: Connect,
     policy: ReconnectPolicy,
     make: F,
-    /// TLS settings and the server name, for a TLS client.
-    tls: Option<(TlsClientConfig, String)>,
     delay: Duration,
     failures: u32,
     rng: fastrand::Rng,
@@ -123,13 +120,13 @@ impl<P: Protocol, F: FnMut() -> P + 'static> ConnObserver for Watch<P, F> {
             }
             s.failures += 1;
             if s.policy.max_retries.is_some_and(|m| s.failures > m) {
-                tracing::warn!(addr = %s.addr, failures = s.failures - 1, %end, "giving up reconnecting");
+                tracing::warn!(addr = %s.connect.target(), failures = s.failures - 1, %end, "giving up reconnecting");
                 s.handle.shared.given_up.set(true);
                 return;
             }
             let u = s.rng.f64();
             s.delay = s.policy.next_delay(s.delay, u);
-            tracing::debug!(addr = %s.addr, delay_ms = s.delay.as_millis() as u64, %end, "reconnecting");
+            tracing::debug!(addr = %s.connect.target(), delay_ms = s.delay.as_millis() as u64, %end, "reconnecting");
             s.delay
         };
         let timer_slot = state.borrow().handle.timer.clone();
@@ -143,7 +140,7 @@ fn attempt<P: Protocol, F: FnMut() -> P + 'static>(
     ctx: &mut ShardCtx,
     state: Rc<RefCell<State<P, F>>>,
 ) {
-    let (addr, proto, timeout, tls) = {
+    let pending = {
         let mut s = state.borrow_mut();
         if s.handle.shared.stopped.get() {
             return;
@@ -153,27 +150,17 @@ fn attempt<P: Protocol, F: FnMut() -> P + 'static>(
             .shared
             .attempts
             .set(s.handle.shared.attempts.get() + 1);
-        (
-            s.addr.clone(),
-            (s.make)(),
-            s.policy.connect_timeout,
-            s.tls.clone(),
-        )
+        let proto = (s.make)();
+        let watch = Box::new(Watch(state.clone()));
+        s.connect
+            .pending(proto, Some(watch), s.policy.connect_timeout)
     };
-    let watch = Box::new(Watch(state));
-    match tls {
-        None => ctx.connect_observed(addr, proto, timeout, watch),
-        Some((config, name)) => {
-            // The name was checked when the client was created.
-            if let Err(e) = ctx.connect_layered(addr, &name, &config, proto, timeout, Some(watch)) {
-                tracing::error!(error = %e, "cannot start a TLS connection; not reconnecting");
-            }
-        }
-    }
+    ctx.queue_connect(pending);
 }
 
 impl ShardCtx {
-    /// Connects to `addr` with a protocol from `make`, and again with a new
+    /// Connects as `connect` describes (TCP or Unix, TLS, timeout) with a
+    /// protocol from `make`, and again with a new
     /// one whenever the connection fails or is lost, waiting by `policy`.
     ///
     /// ```no_run
@@ -185,49 +172,14 @@ impl ShardCtx {
     ///     fn data_received(&mut self, _c: &mut Conn<'_, Self>, data: &[u8]) { println!("{data:?}"); }
     /// }
     /// fn follow(ctx: &mut ShardCtx) {
-    ///     let addr = "127.0.0.1:9000".parse::<std::net::SocketAddr>().unwrap().into();
+    ///     let addr: std::net::SocketAddr = "127.0.0.1:9000".parse().unwrap();
     ///     let r = ctx.connect_reconnecting(addr, ReconnectPolicy::default(), || Feed);
     ///     // later: r.stop_trying(ctx);
     /// }
     /// ```
     pub fn connect_reconnecting<P, F>(
         &mut self,
-        addr: Addr,
-        policy: ReconnectPolicy,
-        make: F,
-    ) -> Reconnector
-    where
-        P: Protocol,
-        F: FnMut() -> P + 'static,
-    {
-        self.reconnecting(addr, None, policy, make)
-    }
-
-    /// [`connect_reconnecting`](ShardCtx::connect_reconnecting) over TLS:
-    /// each attempt connects and handshakes, verifying the server as
-    /// `server_name`; a failed handshake counts as a failed attempt.
-    /// Errors only for a malformed name.
-    pub fn connect_reconnecting_tls<P, F>(
-        &mut self,
-        addr: Addr,
-        server_name: &str,
-        config: &TlsClientConfig,
-        policy: ReconnectPolicy,
-        make: F,
-    ) -> Result<Reconnector, TlsConfigError>
-    where
-        P: Protocol,
-        F: FnMut() -> P + 'static,
-    {
-        crate::tls::server_name(server_name)?;
-        let tls = Some((config.clone(), server_name.to_string()));
-        Ok(self.reconnecting(addr, tls, policy, make))
-    }
-
-    fn reconnecting<P, F>(
-        &mut self,
-        addr: Addr,
-        tls: Option<(TlsClientConfig, String)>,
+        connect: impl Into<Connect>,
         policy: ReconnectPolicy,
         make: F,
     ) -> Reconnector
@@ -240,11 +192,10 @@ impl ShardCtx {
             timer: Rc::new(Cell::new(None)),
         };
         let state = Rc::new(RefCell::new(State {
-            addr,
+            connect: connect.into(),
             delay: policy.initial_delay,
             policy,
             make,
-            tls,
             failures: 0,
             rng: fastrand::Rng::new(),
             handle: handle.clone(),

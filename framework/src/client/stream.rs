@@ -6,16 +6,15 @@
 //! water mark.
 
 use crate::api::{CloseReason, ConnId};
+use crate::endpoint::Connect;
 use crate::framing::Decoder;
-use crate::net::Addr;
 use crate::reactor::exec::local;
-use crate::reactor::{Conn, PendingConnect, Protocol};
+use crate::reactor::{Conn, Protocol};
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
-use std::time::Duration;
 
 /// Input buffered beyond this pauses reading from the peer.
 const MAX_INPUT: usize = 1024 * 1024;
@@ -135,8 +134,10 @@ impl Protocol for StreamProtocol {
 /// ```no_run
 /// use shardloop::client::ClientStream;
 /// # async fn demo() -> std::io::Result<()> {
+/// use shardloop::endpoint::Connect;
 /// let addr = "127.0.0.1:6379".parse::<std::net::SocketAddr>().unwrap();
-/// let mut redis = ClientStream::connect(addr.into(), Some(std::time::Duration::from_secs(1))).await?;
+/// let redis_at = Connect::tcp(addr).timeout(std::time::Duration::from_secs(1));
+/// let mut redis = ClientStream::connect(redis_at).await?;
 /// redis.write_all(b"PING\r\n").await?;
 /// let reply = redis.read_line(64).await?;
 /// assert_eq!(reply.as_deref(), Some(&b"+PONG"[..]));
@@ -149,27 +150,20 @@ pub struct ClientStream {
 }
 
 impl ClientStream {
-    /// Opens a connection from the current shard (call it from a shard task
-    /// or callback); completes once it is established, or with the connect
-    /// error (`TimedOut` after `timeout`).
+    /// Opens a connection from the current shard as `connect` describes
+    /// (TCP or Unix, TLS, timeout; call it from a shard task or callback);
+    /// completes once it is established, or with the connect error
+    /// (`TimedOut` after the timeout).
     ///
     /// # Panics
     /// Outside a shard.
-    pub async fn connect(addr: Addr, timeout: Option<Duration>) -> io::Result<ClientStream> {
+    pub async fn connect(connect: impl Into<Connect>) -> io::Result<ClientStream> {
         let state = Rc::new(RefCell::new(State::default()));
         let proto = StreamProtocol {
             state: state.clone(),
         };
-        let queued = local::with(|l| {
-            l.connects.push(PendingConnect {
-                observer: None,
-                addr,
-                proto: Box::new(proto),
-                timeout,
-                layer: None,
-                options: None,
-            })
-        });
+        let pending = connect.into().pending(proto, None, None);
+        let queued = local::with(|l| l.connects.push(pending));
         assert!(
             queued.is_some(),
             "ClientStream::connect called outside a shard"

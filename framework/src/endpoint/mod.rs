@@ -8,11 +8,17 @@
 //! and `unix:path=/run/app.sock` for clients. A colon inside a value is
 //! written `\:`.
 
+mod connect;
+mod listen;
 mod parse;
 #[cfg(test)]
 mod tests;
 
 mod tls;
+
+pub use connect::Connect;
+pub use listen::{Listen, ListenAddr};
+pub(crate) use listen::{ListenProblem, ListenTls};
 
 use crate::net::SocketOptions;
 use parse::{Parsed, SOCKET_FIELDS};
@@ -22,7 +28,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 use tls::alpn_list;
-pub use tls::{TlsClientSpec, TlsServerSpec};
+pub(crate) use tls::{TlsClientSpec, TlsServerSpec};
 
 /// A malformed endpoint description; names the field at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,7 +44,7 @@ pub struct EndpointError {
 
 /// Where a server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerEndpoint {
+pub(crate) enum ServerEndpoint {
     /// A TCP listener.
     Tcp {
         /// Address to bind.
@@ -70,7 +76,7 @@ pub enum ServerEndpoint {
 
 /// Where a client connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientEndpoint {
+pub(crate) enum ClientEndpoint {
     /// A TCP server.
     Tcp {
         /// Its address.

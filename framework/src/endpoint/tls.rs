@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// A TLS listener's settings, as an endpoint string gives them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsServerSpec {
+pub(crate) struct TlsServerSpec {
     /// `privateKey=`: the private key PEM file.
     pub private_key: PathBuf,
     /// `certKey=`: the certificate chain PEM file (default: the key file).
@@ -38,7 +38,7 @@ impl TlsServerSpec {
 
 /// An outbound TLS connection's settings, as an endpoint string gives them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsClientSpec {
+pub(crate) struct TlsClientSpec {
     /// `caCerts=`: trust these CAs (default: the system's).
     pub ca_certs: Option<PathBuf>,
     /// `insecure=true`: accept any certificate (tests only).

@@ -5,7 +5,6 @@
 
 use super::conn_core::{ConnCore, ConnObserver, ConnectionEnd, Phase};
 use super::erased::ErasedProto;
-use super::protocol::Protocol;
 use super::shard::{Connection, Shard};
 use super::shard_ctx::{PendingConnect, ShardCtx};
 use super::timers::TimerTask;
@@ -17,90 +16,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 impl ShardCtx {
-    /// Opens an outbound TCP connection from this shard, driven by `protocol`
-    /// on this shard (a protocol that needs a backend never blocks). The
-    /// connect starts when the current callback returns; on success the
-    /// protocol gets `connection_made`, on failure `connect_failed`.
-    ///
-    /// ```no_run
-    /// # use shardloop::{Conn, Protocol, ShardCtx};
-    /// struct Ping;
-    /// impl Protocol for Ping {
-    ///     type Message = ();
-    ///     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) { conn.write(b"PING\r\n"); }
-    ///     fn data_received(&mut self, conn: &mut Conn<'_, Self>, _: &[u8]) { conn.close(); }
-    /// }
-    /// fn ping(ctx: &mut ShardCtx) {
-    ///     ctx.connect_tcp("127.0.0.1:6379".parse().unwrap(), Ping);
-    /// }
-    /// ```
-    pub fn connect_tcp<P: Protocol>(&mut self, addr: SocketAddr, protocol: P) {
-        self.connect(Addr::Tcp(addr), protocol, None);
-    }
-
-    /// [`connect_tcp`](ShardCtx::connect_tcp) that fails with `TimedOut`
-    /// if the connection is not established within `timeout`.
-    pub fn connect_tcp_timeout<P: Protocol>(
-        &mut self,
-        addr: SocketAddr,
-        protocol: P,
-        timeout: Duration,
-    ) {
-        self.connect(Addr::Tcp(addr), protocol, Some(timeout));
-    }
-
-    /// Opens an outbound connection to a TCP address or a Unix-domain socket
-    /// path, with an optional connect timeout (see [`connect_tcp`](ShardCtx::connect_tcp)).
-    pub fn connect<P: Protocol>(&mut self, addr: Addr, protocol: P, timeout: Option<Duration>) {
-        self.pending_connects.push(PendingConnect {
-            observer: None,
-            addr,
-            proto: Box::new(protocol),
-            timeout,
-            layer: None,
-            options: None,
-        });
-    }
-
-    pub(crate) fn connect_observed<P: Protocol>(
-        &mut self,
-        addr: Addr,
-        protocol: P,
-        timeout: Option<Duration>,
-        observer: Box<dyn ConnObserver>,
-    ) {
-        self.pending_connects.push(PendingConnect {
-            observer: Some(observer),
-            addr,
-            proto: Box::new(protocol),
-            timeout,
-            layer: None,
-            options: None,
-        });
-    }
-
-    /// [`connect`](ShardCtx::connect) with socket options for this
-    /// connection (instead of the server's outbound defaults).
-    pub fn connect_with_options<P: Protocol>(
-        &mut self,
-        addr: SocketAddr,
-        protocol: P,
-        timeout: Option<Duration>,
-        options: SocketOptions,
-    ) {
-        self.pending_connects.push(PendingConnect {
-            observer: None,
-            addr: Addr::Tcp(addr),
-            proto: Box::new(protocol),
-            timeout,
-            layer: None,
-            options: Some(options),
-        });
-    }
-
     /// Queues a connect to start at the end of this callback.
     pub(crate) fn queue_connect(&mut self, connect: PendingConnect) {
         self.pending_connects.push(connect);
@@ -132,6 +49,13 @@ impl Shard {
         }
         for pc in std::mem::take(&mut self.ctx.pending_connects) {
             let proto = pc.proto;
+            let layer = match pc.layer {
+                Ok(layer) => layer,
+                Err(e) => {
+                    self.report_connect_failure(Some(proto), pc.observer, e);
+                    continue;
+                }
+            };
             let connected = match &pc.addr {
                 Addr::Tcp(a) => {
                     let opts = pc
@@ -178,7 +102,7 @@ impl Shard {
             core.observer = pc.observer;
             core.inbound = false;
             // Started once the TCP connect finishes.
-            core.layer = pc.layer;
+            core.layer = layer;
             if let Some(t) = pc.timeout {
                 core.set_phase_timer(&mut self.ctx.timers, t, TimerTask::ConnectTimeout(id));
             }

@@ -76,7 +76,7 @@ pub trait Protocol: Sized + 'static {
     /// bytes leave, not when they are queued.
     fn output_flushed(&mut self, _conn: &mut Conn<'_, Self>) {}
 
-    /// An outbound connection made with [`ShardCtx::connect_tcp`] could not
+    /// An outbound connection made with [`ShardCtx::connect`] could not
     /// be established (refused, unreachable, timed out). No other callback
     /// runs for it. The default logs the error.
     fn connect_failed(&mut self, _shard: &mut ShardCtx, error: &io::Error) {

@@ -87,8 +87,9 @@ pub(crate) struct PendingConnect {
     pub(crate) addr: Addr,
     pub(crate) proto: Box<dyn ErasedProto>,
     pub(crate) timeout: Option<Duration>,
-    /// A layer to start once connected (TLS).
-    pub(crate) layer: Option<Box<dyn super::layer::Layer>>,
+    /// A layer to start once connected (TLS), or why it cannot be made
+    /// (reported to the protocol as a failed connect).
+    pub(crate) layer: std::io::Result<Option<Box<dyn super::layer::Layer>>>,
     /// Socket options instead of the server's outbound defaults.
     pub(crate) options: Option<crate::net::SocketOptions>,
 }

@@ -4,7 +4,7 @@
 
 use super::builder::ListenerSpec;
 use crate::api::CloseReason;
-use crate::endpoint::ServerEndpoint;
+use crate::endpoint::{ListenAddr, ListenProblem, ListenTls};
 use crate::error::{Error, Result};
 use crate::net::{bind_tcp_with, bind_unix, Addr, Listener, SocketOptions};
 use crate::proxy::ProxyLayer;
@@ -67,48 +67,44 @@ pub(super) fn bind_all(specs: Vec<ListenerSpec>, o: &BindOptions) -> Result<Boun
         Vec::new().into_iter()
     };
     for (index, spec) in specs.into_iter().enumerate() {
-        let resolved = spec.resolved?;
+        let listen = spec.listen;
+        let desc = listen.desc.clone();
         let bind_err = |source| Error::Bind {
-            addr: spec.addr.clone(),
+            addr: desc.clone(),
             source,
         };
-        let tls = match &resolved {
-            ServerEndpoint::Tls { tls, .. } => Some(tls.load().map_err(|e| Error::Tls {
-                addr: spec.addr.clone(),
+        let addr = listen.addr.map_err(|problem| match problem {
+            ListenProblem::Endpoint(e) => Error::Endpoint(e),
+            ListenProblem::Resolve(reason) => Error::Resolve {
+                addr: desc.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, reason),
+            },
+        })?;
+        let tls = match listen.tls {
+            Some(ListenTls::Config(config)) => Some(config),
+            Some(ListenTls::Files(files)) => Some(files.load().map_err(|e| Error::Tls {
+                addr: desc.clone(),
                 source: e,
             })?),
-            _ => spec.tls,
+            None => None,
         };
-        let endpoint_proxy = matches!(
-            resolved,
-            ServerEndpoint::Tcp {
-                proxy_protocol: true,
-                ..
-            } | ServerEndpoint::Tls {
-                proxy_protocol: true,
-                ..
-            }
-        );
-        b.layers
-            .push(transport_layers(tls, spec.proxy_protocol || endpoint_proxy));
+        b.layers.push(transport_layers(tls, listen.proxy_protocol));
         b.makers.push(spec.make);
         if let Some(fd) = inherited.next() {
             // Socket activation: systemd bound it; use it in its place.
             let nodelay = o.defaults.nodelay.unwrap_or(true);
             let listener = inherited_listener(fd, nodelay).map_err(|source| Error::Bind {
-                addr: format!("{} (inherited from systemd)", spec.addr),
+                addr: format!("{desc} (inherited from systemd)"),
                 source,
             })?;
             b.local_addrs.push(listener.local_addr()?);
             b.acceptor.push((index, listener));
             continue;
         }
-        match resolved {
-            ServerEndpoint::Tcp { addr, options, .. }
-            | ServerEndpoint::Tls { addr, options, .. } => {
-                // The builder's options for this listener, then the endpoint
-                // string's, then the server's defaults.
-                let opts = spec.options.or(&options).or(&o.defaults);
+        match addr {
+            ListenAddr::Tcp(addr) => {
+                // This listener's options, then the server's defaults.
+                let opts = listen.options.or(&o.defaults);
                 let first = bind_tcp_with(addr, &opts).map_err(bind_err)?;
                 // Port 0: the others join the port the first one got.
                 let actual = first.local_addr()?;
@@ -124,8 +120,8 @@ pub(super) fn bind_all(specs: Vec<ListenerSpec>, o: &BindOptions) -> Result<Boun
                     b.per_shard[shard].push((index, mio::net::TcpListener::from_std(l)));
                 }
             }
-            ServerEndpoint::Unix { path, backlog } => {
-                let backlog = backlog.or(spec.options.backlog).or(o.defaults.backlog);
+            ListenAddr::Unix(path) => {
+                let backlog = listen.options.backlog.or(o.defaults.backlog);
                 let l = bind_unix(&path, backlog.unwrap_or(1024)).map_err(bind_err)?;
                 let listener = Listener::Unix(l);
                 b.local_addrs.push(listener.local_addr()?);

@@ -217,7 +217,7 @@ impl Handle {
         }
         self.inner
             .triggers
-            .fire(super::lifecycle::Phase::BeforeShutdown, self);
+            .fire(super::triggers::LifecyclePhase::BeforeShutdown, self);
         if self.inner.shared.stopping.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -232,7 +232,7 @@ impl Handle {
         }
         self.inner
             .triggers
-            .fire(super::lifecycle::Phase::DuringShutdown, self);
+            .fire(super::triggers::LifecyclePhase::DuringShutdown, self);
     }
 
     /// Stops now: no drain, and connections still open are aborted (a
@@ -284,7 +284,7 @@ impl Handle {
         }
         self.inner
             .triggers
-            .fire(super::lifecycle::Phase::AfterShutdown, self);
+            .fire(super::triggers::LifecyclePhase::AfterShutdown, self);
         *lock.lock().expect("done lock") = true;
         cvar.notify_all();
     }

@@ -348,7 +348,9 @@ pub type MetricsExtra = std::sync::Arc<dyn Fn(&mut String) + Send + Sync>;
 impl super::builder::ServerBuilder {
     /// Serves `/metrics` (Prometheus text format: every shard's load,
     /// connections, bytes, bus, timers, tasks, slow callbacks by kind,
-    /// stalls, loop lag) on `addr`, from a listener of this server itself.
+    /// stalls, loop lag) on `listen` (an address, an endpoint string, or a
+    /// [`Listen`](crate::endpoint::Listen) with TLS), from a listener of
+    /// this server itself.
     ///
     /// ```no_run
     /// # use shardloop::{Conn, Protocol, Server};
@@ -362,8 +364,8 @@ impl super::builder::ServerBuilder {
     /// // curl http://127.0.0.1:9100/metrics
     /// # Ok::<(), shardloop::Error>(())
     /// ```
-    pub fn metrics<A: std::net::ToSocketAddrs + std::fmt::Debug>(self, addr: A) -> Self {
-        self.listen(addr, |_shard| |_peer| MetricsHttp::new(None))
+    pub fn metrics(self, listen: impl Into<crate::endpoint::Listen>) -> Self {
+        self.listen(listen, |_shard| |_peer| MetricsHttp::new(None))
     }
 
     /// Like [`metrics`](crate::ServerBuilder::metrics), with the application's own
@@ -389,13 +391,12 @@ impl super::builder::ServerBuilder {
     ///     .build()?;
     /// # Ok::<(), shardloop::Error>(())
     /// ```
-    pub fn metrics_with<A, F>(self, addr: A, extra: F) -> Self
+    pub fn metrics_with<F>(self, listen: impl Into<crate::endpoint::Listen>, extra: F) -> Self
     where
-        A: std::net::ToSocketAddrs + std::fmt::Debug,
         F: Fn(&mut String) + Send + Sync + 'static,
     {
         let extra: MetricsExtra = std::sync::Arc::new(extra);
-        self.listen(addr, move |_shard| {
+        self.listen(listen, move |_shard| {
             let extra = extra.clone();
             move |_peer| MetricsHttp::new(Some(extra.clone()))
         })

@@ -41,13 +41,12 @@ pub struct Server {
     pub(super) read_buffer_size: usize,
     pub(super) events_capacity: usize,
     pub(super) policy: Box<dyn BalancingPolicy>,
-    pub(super) nodelay: bool,
     pub(super) stop_timeout: Duration,
     pub(super) timer_tick: Duration,
     pub(super) worker_threads: usize,
     pub(super) worker_queue: usize,
     pub(super) keep_running_on_shard_death: bool,
-    pub(super) triggers: Vec<(super::lifecycle::Phase, super::lifecycle::Trigger)>,
+    pub(super) triggers: Vec<(super::triggers::LifecyclePhase, super::triggers::Trigger)>,
     pub(super) drain_delay: Duration,
     pub(super) handle_signals: bool,
 }
@@ -119,7 +118,7 @@ impl Server {
             udp_addrs: self.udp_addrs,
             stop_timeout: self.stop_timeout,
             keep_running_on_shard_death: self.keep_running_on_shard_death,
-            triggers: super::lifecycle::Triggers::new(self.triggers),
+            triggers: super::triggers::Triggers::new(self.triggers),
             drain_delay: self.drain_delay,
             ..ServerInner::new(shared, false)
         });
@@ -175,7 +174,7 @@ impl Server {
                 handle: Arc::new(handle.clone()),
                 read_buffer_size: self.read_buffer_size,
                 events_capacity: self.events_capacity,
-                nodelay: self.nodelay,
+                nodelay: true,
                 timer_tick: self.timer_tick,
                 pool: pool.clone(),
             };
@@ -217,12 +216,12 @@ impl Server {
         }
         *inner.threads.lock().expect("thread list lock") = threads;
         if self.handle_signals {
-            let watch = super::lifecycle::SignalWatch::start(handle.clone())?;
+            let watch = super::triggers::SignalWatch::start(handle.clone())?;
             *inner.signals.lock().unwrap_or_else(|e| e.into_inner()) = Some(watch);
         }
         inner
             .triggers
-            .fire(super::lifecycle::Phase::AfterStartup, &handle);
+            .fire(super::triggers::LifecyclePhase::AfterStartup, &handle);
         super::systemd::notify("READY=1");
         Ok(handle)
     }
@@ -252,9 +251,9 @@ pub(crate) struct ServerInner {
     pub(super) keep_running_on_shard_death: bool,
     /// Serialises `update_settings` (read-modify-write); readers never lock.
     pub(super) settings_writer: Mutex<()>,
-    pub(super) triggers: super::lifecycle::Triggers,
+    pub(super) triggers: super::triggers::Triggers,
     pub(super) drain_delay: Duration,
-    pub(super) signals: Mutex<Option<super::lifecycle::SignalWatch>>,
+    pub(super) signals: Mutex<Option<super::triggers::SignalWatch>>,
     pub(super) stall_log: Mutex<std::collections::VecDeque<super::watchdog::StallReport>>,
 }
 

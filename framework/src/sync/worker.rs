@@ -14,7 +14,7 @@ pub enum DeferError {
     /// The pool's queue is full: the server is overloaded with blocking work.
     #[error("worker pool queue is full")]
     Overloaded,
-    /// The server has no worker threads (`worker_threads(0)`) or is stopping.
+    /// The server has no worker threads (`workers(0, _)`) or is stopping.
     #[error("no worker pool available")]
     Unavailable,
 }

@@ -39,7 +39,7 @@
 //!         conn.spawn(move |task| async move {
 //!             let shard = owner.await.unwrap_or(0);
 //!             let reply = timeout(Duration::from_secs(2), async {
-//!                 let mut redis = ClientStream::connect(backend.into(), None).await?;
+//!                 let mut redis = ClientStream::connect(backend).await?;
 //!                 redis.write_all(&key).await?;
 //!                 redis.read_line(1024).await
 //!             })

@@ -8,13 +8,17 @@
 //! and backpressure count encrypted bytes. A failed or stalled handshake
 //! ends with [`CloseReason::Tls`](crate::CloseReason::Tls) and is counted.
 //!
-//! - Server: [`ServerBuilder::listen_tls`](crate::ServerBuilder::listen_tls)
-//!   or an endpoint `tls:port=8443:privateKey=key.pem:certKey=cert.pem`.
-//! - Client: [`ShardCtx::connect_tls`](crate::ShardCtx::connect_tls), the
-//!   reconnecting client, or an endpoint `tls:host=example.com:port=443:caCerts=ca.pem`.
+//! - Server: a [`Listen`](crate::endpoint::Listen) with
+//!   [`tls`](crate::endpoint::Listen::tls), or an endpoint
+//!   `tls:port=8443:privateKey=key.pem:certKey=cert.pem`.
+//! - Client: a [`Connect`](crate::endpoint::Connect) with
+//!   [`tls`](crate::endpoint::Connect::tls) (for [`ShardCtx::connect`](crate::ShardCtx::connect),
+//!   the reconnecting client or `ClientStream`), or an endpoint
+//!   `tls:host=example.com:port=443:caCerts=ca.pem`.
 //! - Upgrade: [`Conn::start_tls`](crate::Conn::start_tls) (Twisted's `startTLS`).
 //!
 //! ```no_run
+//! use shardloop::endpoint::Listen;
 //! use shardloop::tls::TlsServerConfig;
 //! use shardloop::{Conn, Protocol, Server};
 //! struct Echo;
@@ -26,7 +30,7 @@
 //! }
 //! let tls = TlsServerConfig::from_pem_files("cert.pem", "key.pem")?.build()?;
 //! Server::builder()
-//!     .listen_tls("127.0.0.1:8443", tls, |_| |_| Echo)
+//!     .listen(Listen::from("127.0.0.1:8443").tls(tls), |_| |_| Echo)
 //!     .build()?
 //!     .run()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -34,7 +38,6 @@
 
 mod client;
 mod conn;
-mod connect;
 mod error;
 mod info;
 mod layer;

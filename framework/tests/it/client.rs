@@ -1,6 +1,7 @@
 //! Outbound connections from a shard (`ShardCtx::connect_tcp`).
 
 use crate::common::*;
+use shardloop::endpoint::Connect;
 use shardloop::{CloseReason, Conn, Protocol, Server, ShardCtx};
 use std::sync::mpsc::{channel, Sender};
 use std::time::Duration;
@@ -41,7 +42,7 @@ fn client_only(shards: usize) -> shardloop::Handle {
     init_tracing();
     Server::builder()
         .shards(shards)
-        .pin(false)
+        .pinning(shardloop::Pinning::Off)
         .build()
         .unwrap()
         .start()
@@ -57,7 +58,7 @@ fn connect_tcp_round_trip_from_every_shard() {
         let tx = tx.clone();
         clients
             .submit_to(shard, move |ctx| {
-                ctx.connect_tcp(
+                ctx.connect(
                     addr,
                     Client {
                         tx,
@@ -97,7 +98,7 @@ fn connect_to_closed_port_reports_refused() {
     let (tx, rx) = channel();
     clients
         .submit_to(0, move |ctx| {
-            ctx.connect_tcp(
+            ctx.connect(
                 port,
                 Client {
                     tx,
@@ -143,13 +144,12 @@ fn connect_timeout_fires_when_handshake_never_completes() {
     let (tx, rx) = channel();
     clients
         .submit_to(0, move |ctx| {
-            ctx.connect_tcp_timeout(
-                addr,
+            ctx.connect(
+                Connect::tcp(addr).timeout(Duration::from_millis(300)),
                 Client {
                     tx,
                     got: Vec::new(),
                 },
-                Duration::from_millis(300),
             )
         })
         .unwrap();
@@ -198,7 +198,7 @@ fn reconnecting_client_gives_up_after_max_retries() {
     clients
         .submit_to(0, move |ctx| {
             let (tx, _rx) = channel();
-            let r = ctx.connect_reconnecting(port.into(), quick_policy(Some(3)), move || Hello {
+            let r = ctx.connect_reconnecting(port, quick_policy(Some(3)), move || Hello {
                 tx: tx.clone(),
             });
             // Check back once the retries (10+20+40 ms at most, jittered) are surely over.
@@ -225,9 +225,8 @@ fn reconnecting_client_connects_once_the_server_appears_and_after_it_drops() {
     let (tx, rx) = channel();
     clients
         .submit_to(0, move |ctx| {
-            let _r = ctx.connect_reconnecting(port.into(), quick_policy(None), move || Hello {
-                tx: tx.clone(),
-            });
+            let _r = ctx
+                .connect_reconnecting(port, quick_policy(None), move || Hello { tx: tx.clone() });
         })
         .unwrap();
     // Nobody listens yet: a few attempts fail.

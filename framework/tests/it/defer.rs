@@ -101,7 +101,7 @@ fn result_for_a_closed_connection_is_dropped() {
 fn zero_workers_means_unavailable_not_a_hang() {
     init_tracing();
     let h = builder(1)
-        .worker_threads(0)
+        .workers(0, 1)
         .listen("127.0.0.1:0", |_| |_| Summer)
         .build()
         .unwrap()

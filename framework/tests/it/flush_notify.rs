@@ -66,7 +66,7 @@ fn client(
     };
     let handle = Server::builder()
         .shards(1)
-        .pin(false)
+        .pinning(shardloop::Pinning::Off)
         .outbound_socket_options(options)
         .build()
         .unwrap()
@@ -74,7 +74,7 @@ fn client(
         .unwrap();
     let (tx, rx) = channel();
     handle
-        .submit_to(0, move |ctx| ctx.connect_tcp(addr, Writer { total, tx }))
+        .submit_to(0, move |ctx| ctx.connect(addr, Writer { total, tx }))
         .unwrap();
     (handle, listener, rx)
 }

@@ -326,7 +326,7 @@ impl Protocol for OutboundChurn {
     type Message = ();
     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
         for _ in 0..self.n {
-            conn.shard().connect_tcp(self.to, Closer);
+            conn.shard().connect(self.to, Closer);
         }
     }
     fn data_received(&mut self, _: &mut Conn<'_, Self>, _: &[u8]) {}
@@ -410,7 +410,7 @@ fn a_framed_client_learns_that_its_connect_failed() {
             shardloop::framing::LineDecoder::default(),
             FramedClient { failed: f },
         );
-        ctx.connect_tcp(dead, client);
+        ctx.connect(dead, client);
     })
     .unwrap();
     wait_for("connect_failed reached the framed protocol", || {

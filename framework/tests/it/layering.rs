@@ -23,7 +23,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("tls", &["api", "net", "reactor"]),
     ("proxy", &["api", "net", "reactor"]),
     ("framing", &["api", "net", "reactor", "tls"]),
-    ("endpoint", &["api", "net", "tls"]),
+    ("endpoint", &["api", "net", "reactor", "tls"]),
     (
         "client",
         &[

@@ -230,7 +230,11 @@ fn peer_that_never_reads_drives_pause_producing_and_memory_stays_bounded() {
     let (p2, sp2, sr2) = (peak.clone(), saw_pause.clone(), saw_resume.clone());
     let high = 1024 * 1024;
     let h = builder(1)
-        .water_marks(256 * 1024, high)
+        .settings(shardloop::Settings {
+            low_water_mark: 256 * 1024,
+            high_water_mark: high,
+            ..shardloop::Settings::default()
+        })
         .listen("127.0.0.1:0", move |_| {
             let (peak, saw_pause, saw_resume) = (p2.clone(), sp2.clone(), sr2.clone());
             move |_| Producer {

@@ -1,7 +1,7 @@
 //! Lifecycle triggers, the drain delay, and signals.
 
 use crate::common::*;
-use shardloop::Phase;
+use shardloop::LifecyclePhase;
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,11 +11,11 @@ fn triggers_run_in_phase_order() {
     let log = Arc::new(Mutex::new(Vec::new()));
     let mut b = builder(2).listen("127.0.0.1:0", |_| |_| Echo);
     for (phase, name) in [
-        (Phase::AfterShutdown, "after shutdown"),
-        (Phase::BeforeShutdown, "before shutdown"),
-        (Phase::AfterStartup, "after startup"),
-        (Phase::DuringShutdown, "during shutdown"),
-        (Phase::BeforeShutdown, "before shutdown, second"),
+        (LifecyclePhase::AfterShutdown, "after shutdown"),
+        (LifecyclePhase::BeforeShutdown, "before shutdown"),
+        (LifecyclePhase::AfterStartup, "after startup"),
+        (LifecyclePhase::DuringShutdown, "during shutdown"),
+        (LifecyclePhase::BeforeShutdown, "before shutdown, second"),
     ] {
         let log = log.clone();
         b = b.on(phase, move |h| {

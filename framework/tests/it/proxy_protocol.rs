@@ -38,15 +38,13 @@ fn server(
 ) {
     let (tx, rx) = mpsc::channel();
     let tx = std::sync::Mutex::new(tx);
-    let (h, addr) = started(
-        builder(1)
-            .settings(settings)
-            .listen("127.0.0.1:0", move |_| {
-                let tx = tx.lock().unwrap().clone();
-                move |_| WhoAmI(tx.clone())
-            })
-            .proxy_protocol(true),
-    );
+    let (h, addr) = started(builder(1).settings(settings).listen(
+        shardloop::endpoint::Listen::from("127.0.0.1:0").proxy_protocol(true),
+        move |_| {
+            let tx = tx.lock().unwrap().clone();
+            move |_| WhoAmI(tx.clone())
+        },
+    ));
     (h, addr, rx)
 }
 
@@ -172,7 +170,7 @@ fn tls_behind_a_proxy_header_from_an_endpoint_string() {
     );
     let (tx, _rx) = mpsc::channel();
     let tx = std::sync::Mutex::new(tx);
-    let (h, addr) = started(builder(1).listen_on(&ep, move |_| {
+    let (h, addr) = started(builder(1).listen(ep, move |_| {
         let tx = tx.lock().unwrap().clone();
         move |_| WhoAmI(tx.clone())
     }));

@@ -81,7 +81,10 @@ fn global_connection_limit_closes_extra_connections() {
 fn per_shard_limit_rejects_on_the_shard() {
     init_tracing();
     let h = builder(1)
-        .max_connections_per_shard(1)
+        .settings(shardloop::Settings {
+            max_connections_per_shard: 1,
+            ..shardloop::Settings::default()
+        })
         .listen("127.0.0.1:0", |_| |_| Echo)
         .build()
         .unwrap()
@@ -209,11 +212,13 @@ fn accept_backs_off_on_emfile_and_recovers() {
 
 #[test]
 fn reuse_port_mode_accepts_on_every_shard_without_the_acceptor() {
-    let (h, addr) = started(
-        builder(2)
-            .reuse_port(true)
-            .listen("127.0.0.1:0", |_| |_| Echo),
-    );
+    let (h, addr) = started(builder(2).listen(
+        shardloop::endpoint::Listen::from("127.0.0.1:0").socket_options(shardloop::SocketOptions {
+            reuse_port: Some(true),
+            ..Default::default()
+        }),
+        |_| |_| Echo,
+    ));
     let mut seen = 0;
     // The kernel hashes each connection's addresses: 64 of them reach both shards.
     for i in 0..64u8 {

@@ -85,11 +85,10 @@ fn check(report: &str) {
 
 #[test]
 fn listener_options_from_the_builder_reach_accepted_connections() {
-    let (h, addr) = started(
-        builder(1)
-            .listen("127.0.0.1:0", |_| |_| Report)
-            .socket_options(wanted()),
-    );
+    let (h, addr) = started(builder(1).listen(
+        shardloop::endpoint::Listen::from("127.0.0.1:0").socket_options(wanted()),
+        |_| |_| Report,
+    ));
     check(&report_of(addr));
     // Without options: TCP_NODELAY is on by default, keep-alive off.
     h.shutdown();
@@ -103,11 +102,11 @@ fn listener_options_from_the_builder_reach_accepted_connections() {
 #[test]
 fn listener_options_from_an_endpoint_string() {
     let ep = "tcp:port=0:interface=127.0.0.1:keepAlive=60:keepAliveInterval=10:keepAliveCount=5:rcvBuf=65536:sndBuf=131072:userTimeout=2.5:fastOpen=16:backlog=64";
-    let (h, addr) = started(builder(1).listen_on(ep, |_| |_| Report));
+    let (h, addr) = started(builder(1).listen(ep, |_| |_| Report));
     check(&report_of(addr));
     h.shutdown();
     let (h, addr) = started(
-        builder(1).listen_on("tcp:port=0:interface=127.0.0.1:noDelay=false", |_| {
+        builder(1).listen("tcp:port=0:interface=127.0.0.1:noDelay=false", |_| {
             |_| Report
         }),
     );
@@ -121,7 +120,7 @@ fn an_ipv6_listener_honours_v6only() {
     // 127.0.0.1 gets in exactly when v6Only=false.
     for (v6only, ipv4_gets_in) in [("false", true), ("true", false)] {
         let ep = format!(r"tcp6:port=0:v6Only={v6only}");
-        let (h, _) = started(builder(1).listen_on(&ep, |_| |_| Report));
+        let (h, _) = started(builder(1).listen(ep, |_| |_| Report));
         let port = h.tcp_addr(0).port();
         let v4 = std::net::TcpStream::connect(("127.0.0.1", port));
         assert_eq!(v4.is_ok(), ipv4_gets_in, "v6Only={v6only}: {v4:?}");
@@ -159,7 +158,7 @@ fn outbound_connections_get_the_servers_defaults_or_their_own() {
     let (tx, rx) = mpsc::channel();
     let t = tx.clone();
     client
-        .submit_to(0, move |ctx| ctx.connect_tcp(addr, Probe(t)))
+        .submit_to(0, move |ctx| ctx.connect(addr, Probe(t)))
         .unwrap();
     check(&rx.recv_timeout(Duration::from_secs(30)).unwrap());
 
@@ -169,7 +168,10 @@ fn outbound_connections_get_the_servers_defaults_or_their_own() {
     };
     client
         .submit_to(0, move |ctx| {
-            ctx.connect_with_options(addr, Probe(tx), None, own)
+            ctx.connect(
+                shardloop::endpoint::Connect::tcp(addr).socket_options(own),
+                Probe(tx),
+            )
         })
         .unwrap();
     let r = rx.recv_timeout(Duration::from_secs(30)).unwrap();

@@ -136,7 +136,10 @@ fn idle_timeout_closes_idle_connection_not_busy_one() {
     let lost = Arc::new(Mutex::new(Vec::new()));
     let l2 = lost.clone();
     let h = builder(1)
-        .idle_timeout(Duration::from_millis(200))
+        .settings(shardloop::Settings {
+            idle_timeout: Some(Duration::from_millis(200)),
+            ..shardloop::Settings::default()
+        })
         .listen("127.0.0.1:0", move |_| {
             let lost = l2.clone();
             move |_| Recorder { lost: lost.clone() }
@@ -177,7 +180,7 @@ fn idle_timeout_closes_idle_connection_not_busy_one() {
 fn fine_tick_timers_fire_in_order_and_never_early() {
     init_tracing();
     let h = builder(1)
-        .timer_tick(Duration::from_micros(50))
+        .loop_options(tick(Duration::from_micros(50)))
         .build()
         .unwrap()
         .start()
@@ -206,8 +209,14 @@ fn fine_tick_timers_fire_in_order_and_never_early() {
         );
     }
     assert!(builder(1)
-        .timer_tick(Duration::from_nanos(500))
+        .loop_options(tick(Duration::from_nanos(500)))
         .build()
         .is_err());
     h.shutdown();
+}
+
+fn tick(d: Duration) -> shardloop::LoopOptions {
+    let mut o = shardloop::LoopOptions::default();
+    o.timer_tick = d;
+    o
 }

@@ -5,6 +5,7 @@
 
 use crate::common::*;
 use rustls::pki_types::ServerName;
+use shardloop::endpoint::{Connect, Listen};
 use shardloop::framing::{FrameProtocol, Framed, FramedConn, LineDecoder};
 use shardloop::tls::{TlsClientConfig, TlsServerConfig};
 use shardloop::{CloseReason, Conn, Protocol, Settings, TlsFailure};
@@ -83,7 +84,7 @@ fn read_line(s: &mut impl Read) -> String {
 }
 
 fn info_server(tls: TlsServerConfig) -> (shardloop::Handle, SocketAddr) {
-    started(builder(2).listen_tls("127.0.0.1:0", tls, |_| |_| InfoEcho))
+    started(builder(2).listen(Listen::from("127.0.0.1:0").tls(tls), |_| |_| InfoEcho))
 }
 
 #[test]
@@ -173,8 +174,11 @@ impl Protocol for CountMade {
 
 #[test]
 fn garbage_instead_of_a_client_hello_gets_an_alert_and_a_close() {
-    let (h, addr) =
-        started(builder(1).listen_tls("127.0.0.1:0", server_tls(&[]), |_| |_| CountMade));
+    let (h, addr) = started(
+        builder(1).listen(Listen::from("127.0.0.1:0").tls(server_tls(&[])), |_| {
+            |_| CountMade
+        }),
+    );
     let mut s = connect(addr);
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let (reply, _) = read_to_end_lossy(&mut s);
@@ -192,11 +196,13 @@ fn a_peer_that_stalls_in_the_handshake_is_closed_at_the_deadline() {
         tls_handshake_timeout: Duration::from_millis(200),
         ..Settings::default()
     };
-    let (h, addr) = started(builder(1).settings(settings).listen_tls(
-        "127.0.0.1:0",
-        server_tls(&[]),
-        |_| |_| Echo,
-    ));
+    let (h, addr) = started(
+        builder(1)
+            .settings(settings)
+            .listen(Listen::from("127.0.0.1:0").tls(server_tls(&[])), |_| {
+                |_| Echo
+            }),
+    );
     // Half a ClientHello, then nothing.
     let mut s = connect(addr);
     s.write_all(&[0x16, 0x03, 0x01, 0x00, 0xc8, 0x01]).unwrap();
@@ -223,12 +229,13 @@ impl Protocol for ReportLost {
 fn reporting_server() -> (shardloop::Handle, SocketAddr, mpsc::Receiver<CloseReason>) {
     let (tx, rx) = mpsc::channel();
     let tx = Arc::new(std::sync::Mutex::new(tx));
-    let (h, addr) = started(
-        builder(1).listen_tls("127.0.0.1:0", server_tls(&[]), move |_| {
+    let (h, addr) = started(builder(1).listen(
+        Listen::from("127.0.0.1:0").tls(server_tls(&[])),
+        move |_| {
             let tx = tx.lock().unwrap().clone();
             move |_| ReportLost(tx.clone())
-        }),
-    );
+        },
+    ));
     (h, addr, rx)
 }
 
@@ -267,7 +274,11 @@ fn a_truncated_record_or_a_missing_close_notify_is_not_a_clean_close() {
 
 #[test]
 fn sixteen_mib_each_way_arrive_intact() {
-    let (h, addr) = started(builder(1).listen_tls("127.0.0.1:0", server_tls(&[]), |_| |_| Echo));
+    let (h, addr) = started(
+        builder(1).listen(Listen::from("127.0.0.1:0").tls(server_tls(&[])), |_| {
+            |_| Echo
+        }),
+    );
     let mut c = tls_connect(addr, &client_tls(&[])).unwrap();
     let total = 16 << 20;
     let chunk = 100_003; // not a multiple of the record size
@@ -330,15 +341,16 @@ impl Protocol for Producer {
 #[test]
 fn a_graceful_close_sends_close_notify_after_every_byte() {
     let total = 16 << 20;
-    let (h, addr) = started(
-        builder(1).listen_tls("127.0.0.1:0", server_tls(&[]), move |_| {
+    let (h, addr) = started(builder(1).listen(
+        Listen::from("127.0.0.1:0").tls(server_tls(&[])),
+        move |_| {
             move |_| Producer {
                 left: total,
                 next: 0,
                 paused: false,
             }
-        }),
-    );
+        },
+    ));
     let mut c = tls_connect(addr, &client_tls(&[])).unwrap();
     let mut got = Vec::with_capacity(total);
     // rustls returns Ok(0) only after close_notify; EOF without it is an error.
@@ -423,14 +435,17 @@ impl Protocol for Probe {
 
 #[test]
 fn a_shard_connects_out_over_tls_and_verifies_the_server() {
-    let (server, addr) =
-        started(builder(1).listen_tls("127.0.0.1:0", server_tls(&[]), |_| |_| Echo));
+    let (server, addr) = started(
+        builder(1).listen(Listen::from("127.0.0.1:0").tls(server_tls(&[])), |_| {
+            |_| Echo
+        }),
+    );
     let (client, _) = started(builder(1).listen("127.0.0.1:0", |_| |_| Echo));
     let probe = |cfg: TlsClientConfig, name: &'static str| {
         let (tx, rx) = mpsc::channel();
         client
             .submit_to(0, move |ctx| {
-                ctx.connect_tls(addr, name, &cfg, Probe(tx), None).unwrap();
+                ctx.connect(Connect::tcp(addr).tls(cfg, name), Probe(tx));
             })
             .unwrap();
         rx.recv_timeout(Duration::from_secs(30)).unwrap()
@@ -493,14 +508,14 @@ fn tls_endpoint_strings_load_their_files_and_name_bad_ones() {
         files.key.display(),
         files.cert.display()
     );
-    let (h, addr) = started(builder(1).listen_on(&ep, |_| |_| InfoEcho));
+    let (h, addr) = started(builder(1).listen(ep, |_| |_| InfoEcho));
     let mut c = tls_connect(addr, &client_tls(&["h2"])).unwrap();
     assert!(read_line(&mut c).starts_with("alpn=h2 sni=localhost"));
     h.shutdown();
 
     let missing = format!("ssl:port=0:privateKey={}", dir.join("nope.pem").display());
     let err = builder(1)
-        .listen_on(&missing, |_| |_| Echo)
+        .listen(missing, |_| |_| Echo)
         .build()
         .err()
         .expect("a missing key file");
@@ -511,7 +526,7 @@ fn tls_endpoint_strings_load_their_files_and_name_bad_ones() {
         files.cert.display()
     );
     let err = builder(1)
-        .listen_on(&mismatched, |_| |_| Echo)
+        .listen(mismatched, |_| |_| Echo)
         .build()
         .err()
         .unwrap();
@@ -523,7 +538,9 @@ fn tls_endpoint_strings_load_their_files_and_name_bad_ones() {
 fn plaintext_connections_on_the_same_server_are_untouched() {
     let (h, _) = started(
         builder(1)
-            .listen_tls("127.0.0.1:0", server_tls(&[]), |_| |_| Echo)
+            .listen(Listen::from("127.0.0.1:0").tls(server_tls(&[])), |_| {
+                |_| Echo
+            })
             .listen("127.0.0.1:0", |_| |_| Echo),
     );
     let mut plain = connect(h.tcp_addr(1));
@@ -559,8 +576,11 @@ impl Protocol for Hello {
 
 #[test]
 fn the_reconnecting_client_reconnects_over_tls_and_counts_bad_handshakes_as_failures() {
-    let (server, addr) =
-        started(builder(1).listen_tls("127.0.0.1:0", server_tls(&[]), |_| |_| Echo));
+    let (server, addr) = started(
+        builder(1).listen(Listen::from("127.0.0.1:0").tls(server_tls(&[])), |_| {
+            |_| Echo
+        }),
+    );
     let (client, _) = started(builder(1).listen("127.0.0.1:0", |_| |_| Echo));
     let policy = shardloop::reconnect::ReconnectPolicy {
         initial_delay: Duration::from_millis(10),
@@ -576,8 +596,7 @@ fn the_reconnecting_client_reconnects_over_tls_and_counts_bad_handshakes_as_fail
         .submit_to(0, move |ctx| {
             let cfg = client_tls(&[]);
             let make = move || Hello(tx.clone());
-            ctx.connect_reconnecting_tls(addr.into(), "localhost", &cfg, p, make)
-                .unwrap();
+            ctx.connect_reconnecting(Connect::tcp(addr).tls(cfg, "localhost"), p, make);
         })
         .unwrap();
     // It closes after each answer, and comes back: two answers prove both.
@@ -594,11 +613,11 @@ fn the_reconnecting_client_reconnects_over_tls_and_counts_bad_handshakes_as_fail
                 .build()
                 .unwrap();
             let (tx, _rx) = mpsc::channel();
-            let r = ctx
-                .connect_reconnecting_tls(addr.into(), "localhost", &wrong, policy, move || {
-                    Hello(tx.clone())
-                })
-                .unwrap();
+            let r = ctx.connect_reconnecting(
+                Connect::tcp(addr).tls(wrong, "localhost"),
+                policy,
+                move || Hello(tx.clone()),
+            );
             ctx.call_every(Duration::from_millis(20), move |_| {
                 if r.gave_up() {
                     let _ = done_tx.send((r.attempts(), r.is_connected()));

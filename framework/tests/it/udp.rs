@@ -69,8 +69,10 @@ fn probe_server(max: usize) -> (shardloop::Handle, SocketAddr, mpsc::Receiver<St
     let (tx, rx) = mpsc::channel();
     let tx = std::sync::Mutex::new(tx);
     init_tracing();
+    let mut options = shardloop::LoopOptions::default();
+    options.udp_max_datagram = max;
     let h = builder(2)
-        .udp_max_datagram(max)
+        .loop_options(options)
         .listen_udp("127.0.0.1:0", move |_| Probe(tx.lock().unwrap().clone()))
         .build()
         .unwrap()

@@ -19,7 +19,7 @@ fn unix_listener_round_trip_and_cleanup() {
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     assert!(path.exists());
     let h = builder(2)
-        .listen_on(&format!("unix:{}", path.display()), |_| |_| Echo)
+        .listen(format!("unix:{}", path.display()), |_| |_| Echo)
         .build()
         .unwrap()
         .start()
@@ -61,8 +61,8 @@ fn shard_connects_to_a_unix_server() {
     init_tracing();
     let path = sock_path("client");
     let server = builder(1)
-        .listen_on(
-            &format!("unix:address={}:backlog=16", path.display()),
+        .listen(
+            format!("unix:address={}:backlog=16", path.display()),
             |_| |_| Echo,
         )
         .build()
@@ -71,7 +71,7 @@ fn shard_connects_to_a_unix_server() {
         .unwrap();
     let clients = Server::builder()
         .shards(1)
-        .pin(false)
+        .pinning(shardloop::Pinning::Off)
         .build()
         .unwrap()
         .start()
@@ -80,7 +80,10 @@ fn shard_connects_to_a_unix_server() {
     let target = Addr::Unix(Some(path.clone()));
     clients
         .submit_to(0, move |ctx| {
-            ctx.connect(target, Probe { tx }, Some(Duration::from_secs(5)))
+            ctx.connect(
+                shardloop::endpoint::Connect::addr(target).timeout(Duration::from_secs(5)),
+                Probe { tx },
+            )
         })
         .unwrap();
     assert_eq!(
@@ -95,7 +98,7 @@ fn shard_connects_to_a_unix_server() {
 fn bad_endpoints_fail_build_naming_the_field() {
     let err = |desc: &str| {
         Server::builder()
-            .listen_on(desc, |_| |_| Echo)
+            .listen(desc, |_| |_| Echo)
             .build()
             .err()
             .expect("build must fail")
@@ -119,7 +122,7 @@ fn bad_endpoints_fail_build_naming_the_field() {
 fn tcp_endpoint_on_loopback() {
     init_tracing();
     let h = builder(1)
-        .listen_on("tcp:port=0:interface=127.0.0.1", |_| |_| Echo)
+        .listen("tcp:port=0:interface=127.0.0.1", |_| |_| Echo)
         .build()
         .unwrap()
         .start()

@@ -9,6 +9,7 @@ pub(crate) use shared::{ConnPacer, Due, RunShared};
 use crate::codec::Decoded;
 use crate::plan::Schedule;
 use crate::recorder::{nanos, ErrorKind, Recorder};
+use shardloop::endpoint::Connect;
 use shardloop::{CloseReason, Conn, Protocol, ShardCtx, TimerHandle};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -100,20 +101,13 @@ impl LoadConn {
         shared.active.fetch_add(1, Ordering::AcqRel);
         let target = shared.target;
         let timeout = shared.connect_timeout;
-        match shared.tls.clone() {
-            None => ctx.connect_tcp_timeout(target, LoadConn::new(shared, due), timeout),
-            Some(tls) => {
-                let conn = LoadConn::new(shared.clone(), due);
-                let started =
-                    ctx.connect_tls(target, &tls.server_name, &tls.config, conn, Some(timeout));
-                if let Err(e) = started {
-                    // The name was checked with the configuration: not expected.
-                    let _ = shared.first_connect_error.set(e.to_string());
-                    shared.connect_failed.fetch_add(1, Ordering::Relaxed);
-                    shared.active.fetch_sub(1, Ordering::AcqRel);
-                }
-            }
+        let mut connect = Connect::tcp(target).timeout(timeout);
+        if let Some(tls) = &shared.tls {
+            // The name was checked with the configuration; a failure would
+            // come back as a failed connect.
+            connect = connect.tls(tls.config.clone(), tls.server_name.clone());
         }
+        ctx.connect(connect, LoadConn::new(shared, due));
     }
 
     /// Queues one request; its send time is stamped when the flush hands

@@ -24,7 +24,7 @@ impl Protocol for Halfway {
 fn server(close: bool) -> Handle {
     Server::builder()
         .shards(1)
-        .pin(false)
+        .pinning(shardloop::Pinning::Off)
         .listen("127.0.0.1:0", move |_| move |_| Halfway { close })
         .build()
         .unwrap()

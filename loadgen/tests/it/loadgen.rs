@@ -63,7 +63,7 @@ impl Protocol for Corrupting {
 fn server<P: Protocol>(make: impl Fn() -> P + Send + Sync + Clone + 'static) -> Handle {
     Server::builder()
         .shards(1)
-        .pin(false)
+        .pinning(shardloop::Pinning::Off)
         .listen("127.0.0.1:0", move |_| {
             let make = make.clone();
             move |_| make()
@@ -422,7 +422,7 @@ impl Protocol for Garbage {
 fn exits_non_zero_when_no_request_succeeded() {
     let h = Server::builder()
         .shards(1)
-        .pin(false)
+        .pinning(shardloop::Pinning::Off)
         .listen("127.0.0.1:0", |_| |_| Garbage)
         .build()
         .unwrap()

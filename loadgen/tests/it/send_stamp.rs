@@ -26,7 +26,7 @@ impl Protocol for SlowStart {
 fn slow_server(hold: Duration) -> (Handle, std::net::SocketAddr) {
     let handle = Server::builder()
         .shards(1)
-        .pin(false)
+        .pinning(shardloop::Pinning::Off)
         .listen("127.0.0.1:0", move |_| move |_| SlowStart { hold })
         .build()
         .unwrap()

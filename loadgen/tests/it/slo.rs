@@ -68,7 +68,7 @@ impl Protocol for Silent {
 fn open_loop_requests_due_but_never_sent_are_counted() {
     let h = Server::builder()
         .shards(1)
-        .pin(false)
+        .pinning(shardloop::Pinning::Off)
         .listen("127.0.0.1:0", |_| |_| Silent)
         .build()
         .unwrap()

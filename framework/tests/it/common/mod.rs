@@ -26,7 +26,9 @@ impl Protocol for Echo {
 
 /// Builder with test-friendly defaults: unpinned (tests share two cores).
 pub fn builder(shards: usize) -> ServerBuilder {
-    Server::builder().shards(shards).pin(false)
+    Server::builder()
+        .shards(shards)
+        .pinning(shardloop::Pinning::Off)
 }
 
 pub fn echo_server(shards: usize) -> (Handle, SocketAddr) {

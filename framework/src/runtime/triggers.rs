@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 /// When a trigger runs ([`ServerBuilder::on`](crate::ServerBuilder::on)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Phase {
+pub enum LifecyclePhase {
     /// Every thread has started (from `start`, on its caller's thread).
     AfterStartup,
     /// A stop was asked for; nothing has stopped yet (on the stopping thread).
@@ -25,11 +25,11 @@ pub(crate) type Trigger = Box<dyn FnOnce(&Handle) + Send>;
 /// Triggers waiting for their phase.
 #[derive(Default)]
 pub(crate) struct Triggers {
-    pending: Mutex<Vec<(Phase, Trigger)>>,
+    pending: Mutex<Vec<(LifecyclePhase, Trigger)>>,
 }
 
 impl Triggers {
-    pub(crate) fn new(list: Vec<(Phase, Trigger)>) -> Self {
+    pub(crate) fn new(list: Vec<(LifecyclePhase, Trigger)>) -> Self {
         Triggers {
             pending: Mutex::new(list),
         }
@@ -37,7 +37,7 @@ impl Triggers {
 
     /// Runs (once) every trigger registered for `phase`, in registration
     /// order. A panicking trigger is logged; the others still run.
-    pub(crate) fn fire(&self, phase: Phase, handle: &Handle) {
+    pub(crate) fn fire(&self, phase: LifecyclePhase, handle: &Handle) {
         let due: Vec<Trigger> = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             let (due, rest): (Vec<_>, Vec<_>) = pending.drain(..).partition(|(p, _)| *p == phase);
