@@ -10,7 +10,7 @@
 
 use crate::recorder::Sample;
 use hdrhistogram::Histogram;
-use std::fmt::Write;
+use shardloop::metrics::text::{family, sample};
 use std::sync::Mutex;
 
 /// Bucket bounds of the latency histograms, seconds.
@@ -73,7 +73,7 @@ impl Live {
             ("protocol", e.protocol),
             ("status", e.status),
         ] {
-            let _ = writeln!(out, "shardload_errors_total{{kind=\"{kind}\"}} {n}");
+            sample(out, "shardload_errors_total", &[("kind", kind)], n as f64);
         }
         counter(
             out,
@@ -107,7 +107,12 @@ impl Live {
                 "HTTP responses by status code.",
             );
             for (code, n) in &t.http_status {
-                let _ = writeln!(out, "shardload_http_responses_total{{code=\"{code}\"}} {n}");
+                sample(
+                    out,
+                    "shardload_http_responses_total",
+                    &[("code", &code.to_string())],
+                    *n as f64,
+                );
             }
         }
         gauge(
@@ -157,19 +162,14 @@ impl Live {
     }
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
 fn counter(out: &mut String, name: &str, help: &str, v: u64) {
     family(out, name, "counter", help);
-    let _ = writeln!(out, "{name} {v}");
+    sample(out, name, &[], v as f64);
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, v: f64) {
     family(out, name, "gauge", help);
-    let _ = writeln!(out, "{name} {v}");
+    sample(out, name, &[], v);
 }
 
 /// A histogram of nanoseconds as a Prometheus histogram of seconds.
@@ -182,17 +182,27 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram<u64>) {
         } else {
             h.count_between(0, ns)
         };
-        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
+        sample(
+            out,
+            &format!("{name}_bucket"),
+            &[("le", &le.to_string())],
+            n as f64,
+        );
     }
     let count = h.len();
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    sample(
+        out,
+        &format!("{name}_bucket"),
+        &[("le", "+Inf")],
+        count as f64,
+    );
     let sum = if count == 0 {
         0.0
     } else {
         h.mean() * count as f64 / 1e9
     };
-    let _ = writeln!(out, "{name}_sum {sum}");
-    let _ = writeln!(out, "{name}_count {count}");
+    sample(out, &format!("{name}_sum"), &[], sum);
+    sample(out, &format!("{name}_count"), &[], count as f64);
 }
 
 #[cfg(test)]

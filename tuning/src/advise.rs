@@ -15,32 +15,22 @@ use std::time::{Duration, Instant};
 /// One scrape: `shard` → metric name → value (summed over other labels).
 type Scrape = BTreeMap<usize, BTreeMap<String, f64>>;
 
-/// Parses the Prometheus text format, keeping samples with a `shard` label.
-pub fn parse_metrics(body: &str) -> Scrape {
+/// Parses a Prometheus exposition (strictly: a malformed scrape is an
+/// error, not a silent gap), keeping samples with a `shard` label.
+pub fn parse_metrics(body: &str) -> Result<Scrape, TuneError> {
+    let samples = shardloop::metrics::text::parse(body)
+        .map_err(|e| TuneError::Config(format!("the server's /metrics: {e}")))?;
     let mut out = Scrape::new();
-    for line in body.lines() {
-        if line.starts_with('#') || line.trim().is_empty() {
-            continue;
-        }
-        let Some((series, value)) = line.rsplit_once(' ') else {
+    for sample in samples {
+        let Some(shard) = sample.label("shard").and_then(|s| s.parse::<usize>().ok()) else {
             continue;
         };
-        let Ok(v) = value.parse::<f64>() else {
-            continue;
-        };
-        let name = series.split('{').next().unwrap_or(series);
-        let shard = series
-            .split_once("shard=\"")
-            .and_then(|(_, rest)| rest.split('"').next())
-            .and_then(|s| s.parse::<usize>().ok());
-        if let Some(shard) = shard {
-            *out.entry(shard)
-                .or_default()
-                .entry(name.to_string())
-                .or_default() += v;
-        }
+        *out.entry(shard)
+            .or_default()
+            .entry(sample.name)
+            .or_default() += sample.value;
     }
-    out
+    Ok(out)
 }
 
 /// GETs `http://addr/metrics` (a plain HTTP/1.1 request; no extra client).
@@ -206,7 +196,7 @@ pub fn advise_live(
             "target utilisation must be in (0, 1], got {target}"
         )));
     }
-    let before = parse_metrics(&scrape(url)?);
+    let before = parse_metrics(&scrape(url)?)?;
     if before.is_empty() {
         return Err(TuneError::Config(format!(
             "{url} has no shardloop shard metrics"
@@ -214,7 +204,7 @@ pub fn advise_live(
     }
     let start = Instant::now();
     std::thread::sleep(window);
-    let after = parse_metrics(&scrape(url)?);
+    let after = parse_metrics(&scrape(url)?)?;
     Ok(advise(&before, &after, start.elapsed(), target, cores))
 }
 
@@ -319,7 +309,7 @@ mod tests {
                 "shardloop_shard_idle_seconds_total{{shard=\"{i}\"}} {d}\n"
             ));
         }
-        parse_metrics(&text)
+        parse_metrics(&text).unwrap()
     }
 
     #[test]
@@ -377,8 +367,13 @@ mod tests {
     fn labels_other_than_shard_are_summed() {
         let s = parse_metrics(
             "x{shard=\"1\",kind=\"a\"} 2\nx{shard=\"1\",kind=\"b\"} 3\n# HELP y\nz 9\n",
-        );
+        )
+        .unwrap();
         assert_eq!(s[&1]["x"], 5.0);
         assert_eq!(s.len(), 1);
+        assert!(
+            parse_metrics("x{shard=\"1\" 2\n").is_err(),
+            "malformed is an error"
+        );
     }
 }

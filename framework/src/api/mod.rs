@@ -14,6 +14,6 @@ pub use close_reason::{CloseReason, TlsFailure};
 pub use conn_id::ConnId;
 pub use proxy_header::{ProxiedAddrs, ProxyHeader};
 pub use settings::Settings;
-pub(crate) use stats::{LocalCounters, StatsBoard};
+pub(crate) use stats::{Export, Kind, LocalCounters, StatsBoard};
 pub use stats::{ServerStats, ShardStats};
 pub use tls_info::TlsInfo;

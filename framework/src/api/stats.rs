@@ -4,8 +4,40 @@
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+/// How a counter appears in the Prometheus exposition (`/metrics`): each
+/// counter names its family right where it is declared, so none can be
+/// left out (runtime/metrics.rs renders them; a test checks every one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Counter,
+    Gauge,
+    /// A counter of nanoseconds, exposed in seconds.
+    Seconds,
+    /// A bucket of the loop-lag histogram (not cumulative here).
+    LagBucket,
+    /// The loop-lag histogram's count.
+    LagCount,
+    /// The loop-lag histogram's sum, in nanoseconds (exposed in seconds).
+    LagSum,
+}
+
+/// One counter's place in the exposition.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Export {
+    /// The `ShardStats` field (named by the test that checks each one is
+    /// exported).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) field: &'static str,
+    pub(crate) kind: Kind,
+    pub(crate) family: &'static str,
+    /// A label telling this counter from others of its family.
+    pub(crate) label: Option<(&'static str, &'static str)>,
+    pub(crate) help: &'static str,
+}
+
 macro_rules! counters {
-    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+    ($( $(#[$doc:meta])* $name:ident => $kind:ident $family:literal
+        $({ $lk:ident = $lv:literal })? $help:literal ),* $(,)?) => {
         /// A snapshot of one shard's counters.
         #[derive(Debug, Clone, Default, PartialEq, Eq)]
         #[non_exhaustive]
@@ -41,126 +73,150 @@ macro_rules! counters {
             fn add(&mut self, other: &ShardStats) {
                 $( self.$name += other.$name; )*
             }
+
+            /// Every counter's exposition, in declaration order.
+            pub(crate) const EXPORTS: &'static [Export] = &[
+                $( Export {
+                    field: stringify!($name),
+                    kind: counters!(@kind $kind),
+                    family: $family,
+                    label: counters!(@label $( $lk = $lv )?),
+                    help: $help,
+                }, )*
+            ];
+
+            /// The counters' values, in the order of [`ShardStats::EXPORTS`].
+            pub(crate) fn values(&self) -> Vec<u64> {
+                vec![ $( self.$name, )* ]
+            }
         }
     };
+    (@kind counter) => { Kind::Counter };
+    (@kind gauge) => { Kind::Gauge };
+    (@kind seconds) => { Kind::Seconds };
+    (@kind lag_bucket) => { Kind::LagBucket };
+    (@kind lag_count) => { Kind::LagCount };
+    (@kind lag_sum) => { Kind::LagSum };
+    (@label) => { None };
+    (@label $lk:ident = $lv:literal) => { Some((stringify!($lk), $lv)) };
 }
 
 counters! {
     /// Connections currently open on the shard.
-    connections_open,
+    connections_open => gauge "shardloop_connections_open" "Connections open on the shard.",
     /// Connections accepted (or connected outbound) since start.
-    connections_accepted,
+    connections_accepted => counter "shardloop_connections_accepted_total" "Connections accepted or connected outbound.",
     /// Connections closed since start, for any reason.
-    connections_closed,
+    connections_closed => counter "shardloop_connections_closed_total" "Connections closed, for any reason.",
     /// Connections handed to the shard but closed at once (limit or stop).
-    connections_rejected,
+    connections_rejected => counter "shardloop_connections_rejected_total" "Connections closed at once (limits, stop).",
     /// Bytes read from sockets.
-    bytes_in,
+    bytes_in => counter "shardloop_bytes_received_total" "Bytes read from sockets.",
     /// Bytes written to sockets.
-    bytes_out,
+    bytes_out => counter "shardloop_bytes_sent_total" "Bytes written to sockets.",
     /// Loop iterations.
-    loop_iterations,
+    loop_iterations => counter "shardloop_shard_loop_iterations_total" "Loop iterations.",
     /// Polls that returned at least one I/O event.
-    wakeups,
+    wakeups => counter "shardloop_shard_wakeups_total" "Polls that returned I/O events.",
     /// I/O events dispatched.
-    events,
+    events => counter "shardloop_shard_events_total" "I/O events dispatched.",
     /// Bus messages received (closures, typed messages, new connections).
-    bus_received,
+    bus_received => counter "shardloop_bus_messages_total" { direction = "in" } "Bus messages, by direction.",
     /// Bus messages sent to other shards.
-    bus_sent,
+    bus_sent => counter "shardloop_bus_messages_total" { direction = "out" } "Bus messages, by direction.",
     /// Typed messages dropped because their connection was gone (stale id)
     /// or had a different message type.
-    messages_dropped,
+    messages_dropped => counter "shardloop_bus_messages_dropped_total" "Typed messages dropped: their connection was gone or expected another type.",
     /// Timers fired.
-    timers_fired,
+    timers_fired => counter "shardloop_timers_fired_total" "Timers fired.",
     /// User callbacks that panicked (each aborted its connection).
-    callback_panics,
+    callback_panics => counter "shardloop_callback_panics_total" "Protocol callbacks or tasks that panicked.",
     /// Callbacks that held the loop longer than the slow-callback threshold.
-    slow_callbacks,
+    slow_callbacks => counter "shardloop_slow_callbacks_total" { kind = "read" } "Loop phases that held the loop past the slow-callback threshold, by kind.",
     /// Times a protocol was told to pause producing (output over high water).
-    producer_pauses,
+    producer_pauses => counter "shardloop_producer_pauses_total" "Times a protocol was told to pause producing (output over high water).",
     /// Connections closed by their idle timeout.
-    idle_timeouts,
+    idle_timeouts => counter "shardloop_closes_total" { reason = "idle_timeout" } "Connections ended by a limit, by reason.",
     /// Outbound connections that could not be established.
-    connect_failures,
+    connect_failures => counter "shardloop_connect_failures_total" "Outbound connections that failed.",
     /// Outbound connections established.
-    outbound_connected,
+    outbound_connected => counter "shardloop_outbound_connected_total" "Outbound connections established.",
     /// Accepted connections closed (any reason): with the acceptor's count
     /// of connections handed over, the shard's open inbound connections.
-    inbound_closed,
+    inbound_closed => counter "shardloop_connections_closed_by_direction_total" { direction = "inbound" } "Connections closed after they were made, by direction.",
     /// Outbound connections closed after connecting.
-    outbound_closed,
+    outbound_closed => counter "shardloop_connections_closed_by_direction_total" { direction = "outbound" } "Connections closed after they were made, by direction.",
     /// Writes refused because the connection's output was already shut
     /// (after FIN, or during `connection_lost`); their bytes were dropped.
-    writes_refused,
+    writes_refused => counter "shardloop_writes_refused_total" "Writes refused after the output was shut.",
     /// Connections aborted because a write would exceed `max_output_buffer`.
-    output_overflows,
+    output_overflows => counter "shardloop_closes_total" { reason = "output_overflow" } "Connections ended by a limit, by reason.",
     /// Times the shard stopped reading a connection because its output was
     /// above the high-water mark.
-    backpressure_pauses,
+    backpressure_pauses => counter "shardloop_backpressure_pauses_total" "Times reading paused because output was above high water.",
     /// Graceful closes aborted because they did not flush within `close_timeout`.
-    close_timeouts,
+    close_timeouts => counter "shardloop_closes_total" { reason = "close_timeout" } "Connections ended by a limit, by reason.",
     /// Connections closed by their protocol's read deadline.
-    read_timeouts,
+    read_timeouts => counter "shardloop_closes_total" { reason = "read_timeout" } "Connections ended by a limit, by reason.",
     /// TLS handshakes completed (accepted, connected, or `start_tls`).
-    tls_handshakes,
+    tls_handshakes => counter "shardloop_tls_handshakes_total" { outcome = "ok" } "TLS handshakes, by outcome.",
     /// TLS handshakes that failed (refused, bad input, peer left).
-    tls_handshake_failures,
+    tls_handshake_failures => counter "shardloop_tls_handshakes_total" { outcome = "failed" } "TLS handshakes, by outcome.",
     /// TLS handshakes that did not finish within `tls_handshake_timeout`.
-    tls_handshake_timeouts,
+    tls_handshake_timeouts => counter "shardloop_tls_handshakes_total" { outcome = "timeout" } "TLS handshakes, by outcome.",
     /// TLS connections that failed after the handshake (bad record,
     /// fatal alert, or no `close_notify` before EOF).
-    tls_errors,
+    tls_errors => counter "shardloop_tls_errors_total" "TLS connections that failed after the handshake.",
     /// UDP datagrams received.
-    udp_datagrams_in,
+    udp_datagrams_in => counter "shardloop_udp_datagrams_total" { direction = "in" } "UDP datagrams, by direction.",
     /// UDP datagrams sent.
-    udp_datagrams_out,
+    udp_datagrams_out => counter "shardloop_udp_datagrams_total" { direction = "out" } "UDP datagrams, by direction.",
     /// UDP datagrams dropped before sending (queue full, socket closed or unconnected).
-    udp_send_drops,
+    udp_send_drops => counter "shardloop_udp_problems_total" { kind = "send_drop" } "UDP datagrams dropped before sending, and UDP errors.",
     /// UDP errors: truncated (oversized) datagrams, ICMP errors, failed sends.
-    udp_errors,
+    udp_errors => counter "shardloop_udp_problems_total" { kind = "error" } "UDP datagrams dropped before sending, and UDP errors.",
     /// PROXY protocol headers read (the real client's address taken).
-    proxy_headers,
+    proxy_headers => counter "shardloop_proxy_headers_total" { outcome = "ok" } "PROXY protocol headers, by outcome.",
     /// Connections closed for a missing, malformed or late PROXY header.
-    proxy_header_errors,
+    proxy_header_errors => counter "shardloop_proxy_headers_total" { outcome = "refused" } "PROXY protocol headers, by outcome.",
     /// Tasks spawned on the shard's executor.
-    tasks_spawned,
+    tasks_spawned => counter "shardloop_tasks_spawned_total" "Tasks spawned on the shard's executor.",
     /// Task polls.
-    task_polls,
+    task_polls => counter "shardloop_task_polls_total" "Task polls.",
     /// Tasks dropped unfinished because their connection ended.
-    tasks_cancelled,
+    tasks_cancelled => counter "shardloop_tasks_cancelled_total" "Tasks dropped unfinished because their connection ended.",
     /// Nanoseconds the shard spent working (from waking up to polling again).
-    busy_ns,
+    busy_ns => seconds "shardloop_shard_busy_seconds_total" "Time the shard's loop spent working.",
     /// Nanoseconds the shard spent waiting in its poll.
-    idle_ns,
+    idle_ns => seconds "shardloop_shard_idle_seconds_total" "Time the shard's loop spent waiting in poll.",
     /// Timer batches that fired late, by how late: at most 100 µs.
-    loop_lag_le_100us,
+    loop_lag_le_100us => lag_bucket "shardloop_loop_lag_seconds" { le = "0.0001" } "How late the loop woke up for a timer.",
     /// ... at most 1 ms (and over 100 µs).
-    loop_lag_le_1ms,
+    loop_lag_le_1ms => lag_bucket "shardloop_loop_lag_seconds" { le = "0.001" } "How late the loop woke up for a timer.",
     /// ... at most 10 ms.
-    loop_lag_le_10ms,
+    loop_lag_le_10ms => lag_bucket "shardloop_loop_lag_seconds" { le = "0.01" } "How late the loop woke up for a timer.",
     /// ... at most 100 ms.
-    loop_lag_le_100ms,
+    loop_lag_le_100ms => lag_bucket "shardloop_loop_lag_seconds" { le = "0.1" } "How late the loop woke up for a timer.",
     /// ... over 100 ms.
-    loop_lag_over_100ms,
+    loop_lag_over_100ms => lag_bucket "shardloop_loop_lag_seconds" { le = "+Inf" } "How late the loop woke up for a timer.",
     /// Timer batches measured for lateness.
-    loop_lag_count,
+    loop_lag_count => lag_count "shardloop_loop_lag_seconds" "How late the loop woke up for a timer.",
     /// Total lateness of those batches, in nanoseconds.
-    loop_lag_sum_ns,
+    loop_lag_sum_ns => lag_sum "shardloop_loop_lag_seconds" "How late the loop woke up for a timer.",
     /// Inbox messages waiting when the shard last drained it (a gauge).
-    inbox_depth,
+    inbox_depth => gauge "shardloop_inbox_depth" "Bus messages waiting when the inbox was last drained.",
     /// Tasks ready to run at the end of the last iteration (a gauge).
-    tasks_ready,
+    tasks_ready => gauge "shardloop_tasks_ready" "Tasks ready to run at the end of the last iteration.",
     /// Output bytes buffered in the shard's connections, sampled (a gauge).
-    output_buffered,
+    output_buffered => gauge "shardloop_output_buffered_bytes" "Output bytes queued in the shard's connections (sampled).",
     /// Timer phases that held the loop longer than the slow-callback threshold.
-    slow_timers,
+    slow_timers => counter "shardloop_slow_callbacks_total" { kind = "timer" } "Loop phases that held the loop past the slow-callback threshold, by kind.",
     /// Inbox phases (messages, closures, new connections) that did.
-    slow_messages,
+    slow_messages => counter "shardloop_slow_callbacks_total" { kind = "message" } "Loop phases that held the loop past the slow-callback threshold, by kind.",
     /// Task phases that did.
-    slow_tasks,
+    slow_tasks => counter "shardloop_slow_callbacks_total" { kind = "task" } "Loop phases that held the loop past the slow-callback threshold, by kind.",
     /// Stalls the watchdog saw on this shard while they happened.
-    stalls,
+    stalls => counter "shardloop_stalls_total" "Stalls the watchdog saw while they happened.",
 }
 
 impl ShardStats {

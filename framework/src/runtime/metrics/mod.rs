@@ -1,0 +1,256 @@
+//! Prometheus exposition of every shard's figures, served by a shardloop
+//! listener of the server itself (`ServerBuilder::metrics`): text format
+//! 0.0.4, `shardloop_` prefix, a `shard` label. [`text`] writes and parses
+//! the format for everyone (the load generator's `/metrics`, the tuner's
+//! `advise`, the tests).
+
+pub mod text;
+
+use crate::api::{Export, Kind, ServerStats, ShardStats};
+use crate::reactor::{Conn, Protocol};
+use std::fmt::Write;
+
+/// The content type Prometheus expects for the text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+fn secs(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+/// Renders `stats` in the Prometheus text format: every counter of
+/// [`ShardStats`] in the family its declaration names (api/stats.rs), one
+/// sample per shard, then the server-wide figures.
+pub fn render(stats: &ServerStats) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    let exports = ShardStats::EXPORTS;
+    let values: Vec<Vec<u64>> = stats.shards.iter().map(ShardStats::values).collect();
+    // Families in the order their first counter is declared; a family's
+    // samples together, under one HELP and TYPE.
+    let mut families: Vec<&str> = Vec::new();
+    for e in exports {
+        if !families.contains(&e.family) {
+            families.push(e.family);
+        }
+    }
+    for family in families {
+        let members: Vec<(usize, &Export)> = exports
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.family == family)
+            .collect();
+        let first = members[0].1;
+        let kind = match first.kind {
+            Kind::Counter | Kind::Seconds => "counter",
+            Kind::Gauge => "gauge",
+            Kind::LagBucket | Kind::LagCount | Kind::LagSum => "histogram",
+        };
+        let _ = writeln!(out, "# HELP {family} {}", first.help);
+        let _ = writeln!(out, "# TYPE {family} {kind}");
+        for (s, shard_values) in stats.shards.iter().zip(&values) {
+            if kind == "histogram" {
+                histogram(&mut out, family, s.shard, &members, shard_values);
+                continue;
+            }
+            for &(i, e) in &members {
+                let v = match e.kind {
+                    Kind::Seconds => secs(shard_values[i]),
+                    _ => shard_values[i] as f64,
+                };
+                let label = e
+                    .label
+                    .map(|(k, v)| format!(",{k}=\"{v}\""))
+                    .unwrap_or_default();
+                let _ = writeln!(out, "{family}{{shard=\"{}\"{label}}} {}", s.shard, fmt(v));
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP shardloop_shard_up 1 while the shard's thread runs, 0 once it died."
+    );
+    let _ = writeln!(out, "# TYPE shardloop_shard_up gauge");
+    for s in &stats.shards {
+        let up = u8::from(!stats.dead_shards.contains(&s.shard));
+        let _ = writeln!(out, "shardloop_shard_up{{shard=\"{}\"}} {up}", s.shard);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP shardloop_rejected_by_acceptor_total Connections refused at the global limit."
+    );
+    let _ = writeln!(out, "# TYPE shardloop_rejected_by_acceptor_total counter");
+    let _ = writeln!(
+        out,
+        "shardloop_rejected_by_acceptor_total {}",
+        stats.rejected_by_acceptor
+    );
+    out
+}
+
+/// One shard's samples of a histogram family: cumulative buckets in
+/// declaration order (the last is `+Inf`), then the sum and the count.
+fn histogram(
+    out: &mut String,
+    family: &str,
+    shard: usize,
+    members: &[(usize, &Export)],
+    v: &[u64],
+) {
+    let mut cumulative = 0u64;
+    for &(i, e) in members {
+        match (e.kind, e.label) {
+            (Kind::LagBucket, Some((_, le))) => {
+                cumulative += v[i];
+                let _ = writeln!(
+                    out,
+                    "{family}_bucket{{shard=\"{shard}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            (Kind::LagSum, _) => {
+                let _ = writeln!(out, "{family}_sum{{shard=\"{shard}\"}} {}", fmt(secs(v[i])));
+            }
+            (Kind::LagCount, _) => {
+                let _ = writeln!(out, "{family}_count{{shard=\"{shard}\"}} {}", v[i]);
+            }
+            _ => {}
+        }
+    }
+}
+
+use text::format_value as fmt;
+
+/// An application's own metric families, appended to `/metrics` after the
+/// server's (see [`ServerBuilder::metrics_with`](crate::ServerBuilder::metrics_with)).
+/// It writes complete families (`# HELP`, `# TYPE`, samples) in the text
+/// format; it runs on the shard serving the scrape, so it should read
+/// shared state (atomics, a short lock), not compute at length.
+pub type MetricsExtra = std::sync::Arc<dyn Fn(&mut String) + Send + Sync>;
+
+impl super::builder::ServerBuilder {
+    /// Serves `/metrics` (Prometheus text format: every shard's load,
+    /// connections, bytes, bus, timers, tasks, slow callbacks by kind,
+    /// stalls, loop lag) on `listen` (an address, an endpoint string, or a
+    /// [`Listen`](crate::endpoint::Listen) with TLS), from a listener of
+    /// this server itself.
+    ///
+    /// ```no_run
+    /// # use shardloop::{Conn, Protocol, Server};
+    /// # struct Echo;
+    /// # impl Protocol for Echo { type Message = ();
+    /// #     fn data_received(&mut self, c: &mut Conn<'_, Self>, d: &[u8]) { c.write(d) } }
+    /// let server = Server::builder()
+    ///     .listen("127.0.0.1:7000", |_| |_| Echo)
+    ///     .metrics("127.0.0.1:9100")
+    ///     .build()?;
+    /// // curl http://127.0.0.1:9100/metrics
+    /// # Ok::<(), shardloop::Error>(())
+    /// ```
+    pub fn metrics(self, listen: impl Into<crate::endpoint::Listen>) -> Self {
+        self.listen(listen, |_shard| |_peer| MetricsHttp::new(None))
+    }
+
+    /// Like [`metrics`](crate::ServerBuilder::metrics), with the application's own
+    /// families appended after the server's on every scrape.
+    ///
+    /// ```no_run
+    /// # use shardloop::{Conn, Protocol, Server};
+    /// # struct Echo;
+    /// # impl Protocol for Echo { type Message = ();
+    /// #     fn data_received(&mut self, c: &mut Conn<'_, Self>, d: &[u8]) { c.write(d) } }
+    /// use std::fmt::Write;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    /// let jobs = Arc::new(AtomicU64::new(0));
+    /// let seen = jobs.clone();
+    /// let server = Server::builder()
+    ///     .listen("127.0.0.1:7000", |_| |_| Echo)
+    ///     .metrics_with("127.0.0.1:9100", move |out: &mut String| {
+    ///         let _ = writeln!(out, "# HELP app_jobs_total Jobs done.");
+    ///         let _ = writeln!(out, "# TYPE app_jobs_total counter");
+    ///         let _ = writeln!(out, "app_jobs_total {}", seen.load(Ordering::Relaxed));
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), shardloop::Error>(())
+    /// ```
+    pub fn metrics_with<F>(self, listen: impl Into<crate::endpoint::Listen>, extra: F) -> Self
+    where
+        F: Fn(&mut String) + Send + Sync + 'static,
+    {
+        let extra: MetricsExtra = std::sync::Arc::new(extra);
+        self.listen(listen, move |_shard| {
+            let extra = extra.clone();
+            move |_peer| MetricsHttp::new(Some(extra.clone()))
+        })
+    }
+}
+
+/// The HTTP side of the metrics listener: `GET /metrics`, keep-alive.
+pub(crate) struct MetricsHttp {
+    buf: Vec<u8>,
+    extra: Option<MetricsExtra>,
+}
+
+impl MetricsHttp {
+    pub(crate) fn new(extra: Option<MetricsExtra>) -> Self {
+        MetricsHttp {
+            buf: Vec::new(),
+            extra,
+        }
+    }
+
+    fn body(&self, conn: &mut Conn<'_, Self>) -> String {
+        let mut body = render(&conn.shard().handle().stats());
+        if let Some(extra) = &self.extra {
+            extra(&mut body);
+        }
+        body
+    }
+}
+
+impl Protocol for MetricsHttp {
+    type Message = ();
+
+    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut req = httparse::Request::new(&mut headers);
+            let n = match req.parse(&self.buf) {
+                Ok(httparse::Status::Complete(n)) => n,
+                Ok(httparse::Status::Partial) if self.buf.len() <= 16 * 1024 => return,
+                _ => {
+                    conn.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    conn.close();
+                    return;
+                }
+            };
+            let close = req.version == Some(0)
+                || req.headers.iter().any(|h| {
+                    h.name.eq_ignore_ascii_case("connection")
+                        && h.value.eq_ignore_ascii_case(b"close")
+                });
+            let (status, ctype, body) = match (req.method, req.path) {
+                (Some("GET"), Some(p)) if p == "/metrics" || p.starts_with("/metrics?") => {
+                    ("200 OK", CONTENT_TYPE, self.body(conn))
+                }
+                _ => ("404 Not Found", "text/plain", "try /metrics\n".to_string()),
+            };
+            self.buf.drain(..n);
+            conn.write(
+                format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{}\r\n",
+                    body.len(),
+                    if close { "Connection: close\r\n" } else { "" }
+                )
+                .as_bytes(),
+            );
+            conn.write_owned(body.into_bytes());
+            if close {
+                conn.close();
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
