@@ -180,12 +180,13 @@ fn bus(c: &mut Criterion) {
                 let done = Arc::new(AtomicU64::new(0));
                 let d = done.clone();
                 let start = Instant::now();
-                h.submit_to(0, move |ctx| {
+                h.post_to(0, move |ctx| {
                     for _ in 0..N {
                         let d = d.clone();
-                        ctx.submit_to(1, move |_| {
+                        ctx.post_to(1, move |_| {
                             d.fetch_add(1, Ordering::Relaxed);
-                        });
+                        })
+                        .unwrap();
                     }
                 })
                 .unwrap();
@@ -236,12 +237,13 @@ fn bus(c: &mut Criterion) {
                 let start = Instant::now();
                 for from in 0..2 {
                     let d = done.clone();
-                    h.submit_to(from, move |ctx| {
+                    h.post_to(from, move |ctx| {
                         for _ in 0..N {
                             let d = d.clone();
-                            ctx.submit_to(1 - from, move |_| {
+                            ctx.post_to(1 - from, move |_| {
                                 d.fetch_add(1, Ordering::Relaxed);
-                            });
+                            })
+                            .unwrap();
                         }
                     })
                     .unwrap();
@@ -260,7 +262,7 @@ fn bus(c: &mut Criterion) {
         let (tx, rx) = mpsc::sync_channel::<()>(1);
         b.iter(|| {
             let tx = tx.clone();
-            h.submit_to(1, move |_| tx.send(()).unwrap()).unwrap();
+            h.post_to(1, move |_| tx.send(()).unwrap()).unwrap();
             rx.recv().unwrap();
         })
     });
@@ -421,7 +423,7 @@ fn tasks(c: &mut Criterion) {
         let (tx, rx) = mpsc::sync_channel::<()>(1);
         b.iter(|| {
             let tx = tx.clone();
-            h.submit_to(0, move |ctx| {
+            h.post_to(0, move |ctx| {
                 let mut calls = Vec::new();
                 for _ in 0..N {
                     calls.push(ctx.call_on(1, |ctx| ctx.index()));

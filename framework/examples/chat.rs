@@ -88,7 +88,7 @@ impl FrameProtocol<LineDecoder> for Chat {
         text.push(b'\n');
         let text: Arc<[u8]> = text.into();
         let from = conn.id();
-        conn.shard().broadcast(move |ctx| {
+        conn.shard().post_to_all(move |ctx| {
             let members: Vec<ConnId> = ctx.service::<Room>().members.iter().copied().collect();
             for to in members {
                 if to != from {

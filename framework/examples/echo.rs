@@ -145,7 +145,7 @@ fn main() -> anyhow::Result<()> {
         handle.shards()
     );
     // Shard 0 reports the count when it changes.
-    handle.submit_to(0, move |ctx| {
+    handle.post_to(0, move |ctx| {
         let mut last = u64::MAX;
         ctx.call_every(Duration::from_secs(1), move |_| {
             let n = open.load(Ordering::Relaxed);

@@ -58,14 +58,12 @@ mod reactor;
 mod runtime;
 mod sync;
 pub mod task;
+#[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 pub mod tls;
 
 pub use api::{CloseReason, ConnId, ServerStats, Settings, ShardStats, TlsFailure};
-pub use client::reconnect;
 pub use error::{Error, Result};
-#[cfg(target_os = "linux")]
-pub use net::tcp_fastopen;
 pub use net::{Addr, Keepalive, SocketOptions};
 /// The hierarchical timer wheel each shard runs its timers on, as a pure
 /// data structure (insert, cancel, advance).

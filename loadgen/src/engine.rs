@@ -38,7 +38,7 @@ fn collect(handle: &Handle, take: fn(&mut Recorder) -> Sample) -> Sample {
     let (tx, rx) = mpsc::channel();
     for shard in 0..handle.shards() {
         let tx = tx.clone();
-        let _ = handle.submit_to(shard, move |ctx| {
+        let _ = handle.post_to(shard, move |ctx| {
             let _ = tx.send(take(ctx.service::<Recorder>()));
         });
     }
@@ -171,7 +171,7 @@ fn drive(
             let due = LoadConn::first_due(&shared, schedule);
             LoadConn::start(ctx, shared, due);
         };
-        handle.submit_to(i % config.threads, move |ctx| {
+        handle.post_to(i % config.threads, move |ctx| {
             if delay.is_zero() {
                 begin(ctx);
             } else {

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 /// What a header says about the connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ProxiedAddrs {
     /// The real client and the address it connected to.
     Tcp {

@@ -165,7 +165,7 @@ impl ShardCtx {
     ///
     /// ```no_run
     /// # use shardloop::{Conn, Protocol, ShardCtx};
-    /// # use shardloop::reconnect::ReconnectPolicy;
+    /// # use shardloop::client::reconnect::ReconnectPolicy;
     /// struct Feed;
     /// impl Protocol for Feed {
     ///     type Message = ();

@@ -16,6 +16,7 @@ mod tests;
 
 mod tls;
 
+pub use crate::error::EndpointError;
 pub use connect::Connect;
 pub use listen::{Listen, ListenAddr};
 pub(crate) use listen::{ListenProblem, ListenTls};
@@ -29,18 +30,6 @@ use std::str::FromStr;
 use std::time::Duration;
 use tls::alpn_list;
 pub(crate) use tls::{TlsClientSpec, TlsServerSpec};
-
-/// A malformed endpoint description; names the field at fault.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad endpoint {input:?}: {field}: {reason}")]
-pub struct EndpointError {
-    /// The description as given.
-    pub input: String,
-    /// The field at fault (`type`, `port`, `interface`, …).
-    pub field: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
 
 /// Where a server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]

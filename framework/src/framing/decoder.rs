@@ -9,6 +9,7 @@ use std::fmt;
 
 /// Why a stream cannot be framed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FrameError {
     /// A frame (or line) longer than the configured maximum.
     TooLong {

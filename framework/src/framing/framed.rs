@@ -54,13 +54,13 @@ impl<'c, D: Decoder, P: FrameProtocol<D>> FramedConn<'_, 'c, D, P> {
         self.ctl.raw
     }
 
-    /// Upgrades the connection to TLS as the server (STARTTLS): bytes
-    /// already buffered after the frame being delivered (a ClientHello sent
-    /// right behind the command) go to TLS, not to the framer, and framing
-    /// goes on over the decrypted stream.
-    pub fn start_tls(&mut self, config: &crate::tls::TlsServerConfig) {
+    /// Upgrades the connection to TLS ([`Conn::start_tls`]): bytes already
+    /// buffered after the frame being delivered (a ClientHello sent right
+    /// behind the command) go to TLS, not to the framer, and framing goes on
+    /// over the decrypted stream.
+    pub fn start_tls(&mut self, upgrade: impl Into<crate::tls::StartTls>) {
         let rest = self.clear_frame_buffer();
-        self.conn.start_tls_with_input(config, &rest);
+        self.conn.start_tls(upgrade.into().already_read(&rest));
     }
 
     /// Removes and returns every buffered byte not yet framed (after the

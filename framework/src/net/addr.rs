@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 /// Address of a connection's end.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Addr {
     /// An IPv4 or IPv6 socket address.
     Tcp(SocketAddr),

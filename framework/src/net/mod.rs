@@ -9,8 +9,8 @@ mod write_buf;
 
 pub use addr::Addr;
 pub(crate) use listener::{bind_tcp_with, bind_unix, is_transient_accept_error, Listener};
-#[cfg(target_os = "linux")]
-pub use socket_options::tcp_fastopen;
 pub use socket_options::{Keepalive, SocketOptions};
-pub(crate) use stream::{Stream, VirtualStream};
+pub(crate) use stream::Stream;
+#[cfg(any(test, feature = "test-util"))]
+pub(crate) use stream::VirtualStream;
 pub(crate) use write_buf::{BufPool, WriteBuf};

@@ -91,7 +91,8 @@ impl SocketOptions {
             if listener {
                 set_int(s, libc::IPPROTO_TCP, libc::TCP_FASTOPEN, q as libc::c_int)?;
             } else {
-                set_int(s, libc::IPPROTO_TCP, libc::TCP_FASTOPEN_CONNECT, 1)?;
+                use nix::sys::socket::{setsockopt, sockopt::TcpFastOpenConnect};
+                setsockopt(s, TcpFastOpenConnect, &true).map_err(io::Error::from)?;
             }
         }
         let _ = listener;
@@ -115,13 +116,15 @@ impl SocketOptions {
 }
 
 /// `TCP_FASTOPEN` as the kernel reports it on a socket (the queue length
-/// of a listener; 0 when off). For checking what was set.
-#[cfg(target_os = "linux")]
-pub fn tcp_fastopen(s: &socket2::SockRef<'_>) -> io::Result<u32> {
+/// of a listener; 0 when off): the test reads back what was set.
+#[cfg(all(test, target_os = "linux"))]
+fn tcp_fastopen(s: &socket2::SockRef<'_>) -> io::Result<u32> {
     get_int(s, libc::IPPROTO_TCP, libc::TCP_FASTOPEN).map(|v| v.max(0) as u32)
 }
 
-/// socket2 has no TCP Fast Open; these are its two integer options.
+/// Neither socket2 nor nix sets a listener's `TCP_FASTOPEN` queue length
+/// (nix has only the client's `TCP_FASTOPEN_CONNECT`): one integer option,
+/// set by hand.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn set_int(
@@ -150,7 +153,7 @@ fn set_int(
     }
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(all(test, target_os = "linux"))]
 #[allow(unsafe_code)]
 fn get_int(
     s: &socket2::SockRef<'_>,

@@ -26,6 +26,8 @@ pub(crate) trait VirtualStream: Read + Write + Send {
 pub(crate) enum Stream {
     Tcp(mio::net::TcpStream),
     Unix(mio::net::UnixStream),
+    /// The testing kit's scripted sockets.
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     Virtual(Box<dyn VirtualStream>),
 }
 

@@ -313,6 +313,7 @@ impl Shard {
 
     /// Opens a connection over a stream that is already connected, driven by
     /// a ready protocol: the testing kit's virtual streams take this path.
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     pub(crate) fn adopt(
         &mut self,
         mut stream: Stream,

@@ -34,10 +34,14 @@ pub(crate) use udp::bind_udp;
 pub use conn::Conn;
 pub(crate) use conn_core::{ConnObserver, ConnectionEnd};
 pub(crate) use envelope::{Envelope, Inboxes, SharedTask};
-pub(crate) use erased::{ErasedFactory, ErasedProto, FactoryMaker};
+#[cfg(any(test, feature = "test-util"))]
+pub(crate) use erased::ErasedProto;
+pub(crate) use erased::{ErasedFactory, FactoryMaker};
 pub(crate) use layer::{Layer, LayerMaker, WireSink};
 pub use protocol::{Factory, Protocol};
-pub(crate) use shard::{Readiness, Shard, ShardInit, WAKER_TOKEN};
+#[cfg(any(test, feature = "test-util"))]
+pub(crate) use shard::Readiness;
+pub(crate) use shard::{Shard, ShardInit, WAKER_TOKEN};
 pub(crate) use shard_ctx::PendingConnect;
 pub use shard_ctx::ShardCtx;
 pub(crate) use shared::{ListenerMakers, Shared};

@@ -362,19 +362,23 @@ impl Shard {
     }
 
     /// The shard's context: its clock, timers, services and bus.
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     pub(crate) fn ctx_mut(&mut self) -> &mut ShardCtx {
         &mut self.ctx
     }
 
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     pub(crate) fn ctx_ref(&self) -> &ShardCtx {
         &self.ctx
     }
 
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     pub(crate) fn shared_ref(&self) -> &Arc<Shared> {
         &self.shared
     }
 
     /// The protocol of a live connection, before `connection_lost`.
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     pub(crate) fn protocol_any(&mut self, id: ConnId) -> Option<&mut dyn std::any::Any> {
         if !self.live(id) {
             return None;
@@ -388,11 +392,13 @@ impl Shard {
     }
 
     /// Whether the connection's protocol has paused reading.
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     pub(crate) fn reading_paused(&self, id: ConnId) -> bool {
         self.live(id) && self.conns[id.slot()].core.read_paused
     }
 
     /// Output the connection has queued that the socket has not taken.
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     pub(crate) fn buffered(&self, id: ConnId) -> usize {
         if self.live(id) {
             self.conns[id.slot()].core.out.len()

@@ -8,12 +8,12 @@ use super::exec::executor::Tasks;
 use super::shared::{ServerHandle, Shared};
 use super::timers::{RepeatFn, TimerHandle, TimerTask, Timers};
 use crate::api::{ConnId, LocalCounters, Settings};
+use crate::error::Error;
 use crate::net::{Addr, BufPool};
 use crate::sync::promise::{promise, Promise};
 use crate::sync::worker::{self, DeferError, Job, PoolSender};
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, VecDeque};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 /// # use shardloop::ShardCtx;
 /// fn announce(ctx: &mut ShardCtx, text: String) {
 ///     // Runs the closure on every shard, this one included.
-///     ctx.broadcast(move |ctx| {
+///     ctx.post_to_all(move |ctx| {
 ///         println!("shard {} got {text}", ctx.index());
 ///     });
 /// }
@@ -160,22 +160,29 @@ impl ShardCtx {
         self.stopping
     }
 
-    /// Runs `f` on shard `shard` (this one included). Messages to another
+    /// Runs `f` on shard `shard` (this one included), fire and forget:
+    /// no promise is made, so it costs one boxed closure on the bus. Use
+    /// [`call_on`](ShardCtx::call_on) for a result. Messages to another
     /// shard are batched and sent at the end of this loop iteration.
-    ///
-    /// # Panics
-    /// If `shard >= shards()`: a programming error, not a runtime condition.
-    pub fn submit_to(&mut self, shard: usize, f: impl FnOnce(&mut ShardCtx) + Send + 'static) {
-        assert!(
-            shard < self.shards,
-            "no shard {shard}: server has {}",
-            self.shards
-        );
+    /// Fails only for a shard index out of range.
+    pub fn post_to(
+        &mut self,
+        shard: usize,
+        f: impl FnOnce(&mut ShardCtx) + Send + 'static,
+    ) -> Result<(), Error> {
+        if shard >= self.shards {
+            return Err(Error::NoSuchShard {
+                index: shard,
+                shards: self.shards,
+            });
+        }
         self.route(shard, Envelope::Run(Box::new(f)));
+        Ok(())
     }
 
-    /// Runs `f` once on every shard, this one included.
-    pub fn broadcast(&mut self, f: impl Fn(&mut ShardCtx) + Send + Sync + 'static) {
+    /// Runs `f` once on every shard, this one included, fire and forget
+    /// ([`call_on_all`](ShardCtx::call_on_all) for results).
+    pub fn post_to_all(&mut self, f: impl Fn(&mut ShardCtx) + Send + Sync + 'static) {
         let f: SharedTask = Arc::new(f);
         for shard in 0..self.shards {
             self.route(shard, Envelope::Broadcast(f.clone()));
@@ -220,25 +227,6 @@ impl ShardCtx {
     /// Cancels a timer set on this shard; false if it already fired or was cancelled.
     pub fn cancel_timer(&mut self, handle: TimerHandle) -> bool {
         self.timers.cancel(handle)
-    }
-
-    /// Runs `work` on the server's worker pool and `callback` with its
-    /// result back on this shard (Twisted's `deferToThread`). A panic in
-    /// `work` arrives as [`DeferError::Panicked`](DeferError); a full
-    /// queue as `Overloaded`, at once.
-    pub fn defer_to_thread<T, W, C>(&mut self, work: W, callback: C)
-    where
-        T: Send + 'static,
-        W: FnOnce() -> T + Send + 'static,
-        C: FnOnce(&mut ShardCtx, Result<T, DeferError>) + 'static,
-    {
-        let cb = DeferredCallback {
-            conn: None,
-            f: Box::new(move |_, _, ctx, result| {
-                callback(ctx, worker::unbox_result::<T>(result));
-            }),
-        };
-        self.submit_deferred(work, cb);
     }
 
     /// Queues `work`; `cb` is called when its result is back.
@@ -352,7 +340,9 @@ impl ShardCtx {
     }
 
     /// Runs `future` as a task on this shard (never `Send`, never moved to
-    /// another thread). It starts in this loop iteration.
+    /// another thread). It starts in this loop iteration. Inside a task,
+    /// where no `ShardCtx` is at hand, [`task::spawn_local`](crate::task::spawn_local)
+    /// does the same; a task tied to a connection is [`Conn::spawn`](crate::Conn::spawn).
     ///
     /// ```no_run
     /// # use shardloop::ShardCtx;
@@ -363,7 +353,7 @@ impl ShardCtx {
     ///     });
     /// }
     /// ```
-    pub fn spawn_local(&mut self, future: impl Future<Output = ()> + 'static) {
+    pub fn spawn_local(&mut self, future: impl std::future::Future<Output = ()> + 'static) {
         self.counters.tasks_spawned += 1;
         self.tasks.spawn(Box::pin(future), None);
     }

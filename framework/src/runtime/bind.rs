@@ -62,7 +62,12 @@ pub(super) fn bind_all(specs: Vec<ListenerSpec>, o: &BindOptions) -> Result<Boun
         layers: Vec::new(),
     };
     let mut inherited = if o.systemd_activation {
-        super::systemd::take_listen_fds().into_iter()
+        super::systemd::take_listeners()
+            .map_err(|source| Error::Bind {
+                addr: "sockets passed by systemd".into(),
+                source,
+            })?
+            .into_iter()
     } else {
         Vec::new().into_iter()
     };
@@ -134,8 +139,7 @@ pub(super) fn bind_all(specs: Vec<ListenerSpec>, o: &BindOptions) -> Result<Boun
 
 /// A listener from a socket systemd passed: TCP or Unix-domain, made
 /// non-blocking, with `TCP_NODELAY` for its connections to inherit.
-fn inherited_listener(fd: std::os::fd::OwnedFd, nodelay: bool) -> std::io::Result<Listener> {
-    let socket = socket2::Socket::from(fd);
+fn inherited_listener(socket: socket2::Socket, nodelay: bool) -> std::io::Result<Listener> {
     socket.set_nonblocking(true)?;
     let is_tcp = socket.local_addr()?.as_socket().is_some();
     if is_tcp && nodelay {

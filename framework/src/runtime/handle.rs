@@ -65,8 +65,10 @@ impl Handle {
         format!("sl{}-", self.inner.shared.id)
     }
 
-    /// Runs `f` on shard `shard`.
-    pub fn submit_to(
+    /// Runs `f` on shard `shard`, fire and forget (Twisted's
+    /// `callFromThread`); [`call_on`](Handle::call_on) gives a result back.
+    /// Fails for a shard index out of range, or once the server stopped.
+    pub fn post_to(
         &self,
         shard: usize,
         f: impl FnOnce(&mut ShardCtx) + Send + 'static,
@@ -104,12 +106,13 @@ impl Handle {
     ) -> crate::task::Promise<T> {
         let (p, r) = crate::sync::promise::promise();
         // A refused send drops the closure, and with it the resolver.
-        let _ = self.submit_to(shard, move |ctx| r.resolve(f(ctx)));
+        let _ = self.post_to(shard, move |ctx| r.resolve(f(ctx)));
         p
     }
 
-    /// Runs `f` once on every shard.
-    pub fn broadcast(&self, f: impl Fn(&mut ShardCtx) + Send + Sync + 'static) -> Result<()> {
+    /// Runs `f` once on every shard, fire and forget; fails once the
+    /// server stopped.
+    pub fn post_to_all(&self, f: impl Fn(&mut ShardCtx) + Send + Sync + 'static) -> Result<()> {
         let f: SharedTask = Arc::new(f);
         let mut any = false;
         for inbox in self.inner.shared.inboxes.iter() {

@@ -21,6 +21,7 @@ pub use balance::{BalancingPolicy, LeastConnections, RoundRobin, ShardLoad};
 pub use builder::{LoopOptions, Pinning, ServerBuilder};
 pub use handle::Handle;
 pub use server::Server;
+#[cfg(any(test, feature = "test-util"))]
 pub(crate) use server::ServerInner;
 pub use supervisor::ShardDeath;
 pub use triggers::LifecyclePhase;

@@ -280,6 +280,7 @@ impl ServerInner {
 
     /// A one-shard server with no threads, for the testing kit's detached
     /// shard: real inbox and poller, driven by hand.
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     pub(crate) fn detached(
         settings: Settings,
     ) -> Result<(

@@ -3,11 +3,6 @@
 //! (listening sockets passed as descriptors 3.. with `$LISTEN_FDS`).
 //! Both are no-ops when systemd did not ask for them.
 
-use std::os::fd::{FromRawFd, OwnedFd};
-
-/// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
-const LISTEN_FDS_START: i32 = 3;
-
 /// Sends `state` (e.g. `READY=1`) to systemd, if it is listening.
 pub(crate) fn notify(state: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
@@ -32,37 +27,37 @@ pub(crate) fn notify(state: &str) {
 
 /// The listening sockets systemd passed to this process, in order; empty
 /// unless `$LISTEN_PID` is this process. Each is taken once: the variables
-/// are removed so that children do not inherit them.
-pub(crate) fn take_listen_fds() -> Vec<OwnedFd> {
+/// are removed so that children do not inherit them. `listenfd` adopts the
+/// descriptors after checking each is a stream socket of the right family
+/// (`SO_TYPE`, the bound address); one that is not listening
+/// (`SO_ACCEPTCONN`) is refused here, naming its position.
+pub(crate) fn take_listeners() -> std::io::Result<Vec<socket2::Socket>> {
     let for_us = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|p| p.parse::<u32>().ok())
         .is_some_and(|p| p == std::process::id());
-    let n = std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|n| n.parse::<i32>().ok())
-        .filter(|n| (0..=1024).contains(n))
-        .unwrap_or(0);
-    if !for_us || n == 0 {
-        return Vec::new();
+    if !for_us {
+        return Ok(Vec::new());
     }
-    std::env::remove_var("LISTEN_PID");
-    std::env::remove_var("LISTEN_FDS");
+    let mut fds = listenfd::ListenFd::from_env();
     std::env::remove_var("LISTEN_FDNAMES");
-    (LISTEN_FDS_START..LISTEN_FDS_START + n)
-        .map(adopt)
-        .collect()
-}
-
-/// Takes ownership of an inherited descriptor.
-#[allow(unsafe_code)]
-fn adopt(fd: i32) -> OwnedFd {
-    // SAFETY: systemd's socket-activation protocol hands this process the
-    // descriptors LISTEN_FDS_START .. LISTEN_FDS_START + LISTEN_FDS, open,
-    // and LISTEN_PID says they are meant for us. Nothing else in this
-    // process owns them (we take them once, at build, and clear the
-    // variables), so the OwnedFd is their only owner. std offers no safe
-    // way to adopt an inherited descriptor. Exercised by
-    // tests/systemd.rs under `systemd-socket-activate`.
-    unsafe { OwnedFd::from_raw_fd(fd) }
+    let mut out = Vec::with_capacity(fds.len());
+    for i in 0..fds.len() {
+        let socket: socket2::Socket = match fds.take_tcp_listener(i) {
+            Ok(Some(l)) => l.into(),
+            Ok(None) => continue,
+            Err(_) => match fds.take_unix_listener(i)? {
+                Some(l) => l.into(),
+                None => continue,
+            },
+        };
+        if !socket.is_listener()? {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("passed socket {i} is not listening"),
+            ));
+        }
+        out.push(socket);
+    }
+    Ok(out)
 }

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 /// When a trigger runs ([`ServerBuilder::on`](crate::ServerBuilder::on)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum LifecyclePhase {
     /// Every thread has started (from `start`, on its caller's thread).
     AfterStartup,

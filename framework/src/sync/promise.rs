@@ -10,6 +10,7 @@ use std::task::{Context, Poll, Waker};
 
 /// Why a promise has no value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PromiseError {
     /// The resolver was dropped without a value: the work it stood for
     /// panicked, its shard stopped, or it was abandoned.

@@ -7,6 +7,7 @@ use std::any::Any;
 
 /// Why deferred work produced no value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DeferError {
     /// The function panicked; the message is the panic's, if it was text.
     #[error("deferred work panicked: {0}")]

@@ -38,16 +38,16 @@
 
 mod client;
 mod conn;
-mod error;
 mod info;
 mod layer;
 mod pem;
 mod server;
 
 pub use crate::api::TlsInfo;
+pub use crate::error::TlsConfigError;
 pub(crate) use client::server_name;
 pub use client::{TlsClientConfig, TlsClientConfigBuilder};
-pub use error::TlsConfigError;
+pub use conn::StartTls;
 pub(crate) use layer::TlsLayer;
 pub use server::{TlsServerConfig, TlsServerConfigBuilder};
 

@@ -57,7 +57,7 @@ fn connect_tcp_round_trip_from_every_shard() {
     for shard in 0..2 {
         let tx = tx.clone();
         clients
-            .submit_to(shard, move |ctx| {
+            .post_to(shard, move |ctx| {
                 ctx.connect(
                     addr,
                     Client {
@@ -97,7 +97,7 @@ fn connect_to_closed_port_reports_refused() {
     let clients = client_only(1);
     let (tx, rx) = channel();
     clients
-        .submit_to(0, move |ctx| {
+        .post_to(0, move |ctx| {
             ctx.connect(
                 port,
                 Client {
@@ -143,7 +143,7 @@ fn connect_timeout_fires_when_handshake_never_completes() {
     let clients = client_only(1);
     let (tx, rx) = channel();
     clients
-        .submit_to(0, move |ctx| {
+        .post_to(0, move |ctx| {
             ctx.connect(
                 Connect::tcp(addr).timeout(Duration::from_millis(300)),
                 Client {
@@ -176,8 +176,8 @@ impl Protocol for Hello {
     }
 }
 
-fn quick_policy(max_retries: Option<u32>) -> shardloop::reconnect::ReconnectPolicy {
-    shardloop::reconnect::ReconnectPolicy {
+fn quick_policy(max_retries: Option<u32>) -> shardloop::client::reconnect::ReconnectPolicy {
+    shardloop::client::reconnect::ReconnectPolicy {
         initial_delay: Duration::from_millis(10),
         max_delay: Duration::from_millis(40),
         factor: 2.0,
@@ -196,7 +196,7 @@ fn reconnecting_client_gives_up_after_max_retries() {
     let clients = client_only(1);
     let (done_tx, done_rx) = channel();
     clients
-        .submit_to(0, move |ctx| {
+        .post_to(0, move |ctx| {
             let (tx, _rx) = channel();
             let r = ctx.connect_reconnecting(port, quick_policy(Some(3)), move || Hello {
                 tx: tx.clone(),
@@ -224,7 +224,7 @@ fn reconnecting_client_connects_once_the_server_appears_and_after_it_drops() {
     let clients = client_only(1);
     let (tx, rx) = channel();
     clients
-        .submit_to(0, move |ctx| {
+        .post_to(0, move |ctx| {
             let _r = ctx
                 .connect_reconnecting(port, quick_policy(None), move || Hello { tx: tx.clone() });
         })

@@ -74,7 +74,7 @@ fn client(
         .unwrap();
     let (tx, rx) = channel();
     handle
-        .submit_to(0, move |ctx| ctx.connect(addr, Writer { total, tx }))
+        .post_to(0, move |ctx| ctx.connect(addr, Writer { total, tx }))
         .unwrap();
     (handle, listener, rx)
 }

@@ -405,7 +405,7 @@ fn a_framed_client_learns_that_its_connect_failed() {
         .unwrap();
     let failed = Arc::new(AtomicBool::new(false));
     let f = failed.clone();
-    h.submit_to(0, move |ctx| {
+    h.post_to(0, move |ctx| {
         let client = shardloop::framing::LineReceiver::new(
             shardloop::framing::LineDecoder::default(),
             FramedClient { failed: f },

@@ -16,21 +16,21 @@ use std::path::{Path, PathBuf};
 /// Lower folders first; a folder may only name folders listed for it.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("api", &[]),
+    ("error", &["api"]),
     ("sync", &["api"]),
     ("net", &["api"]),
-    ("reactor", &["api", "sync", "net"]),
-    ("task", &["api", "sync", "net", "reactor"]),
-    ("tls", &["api", "net", "reactor"]),
-    ("proxy", &["api", "net", "reactor"]),
-    ("framing", &["api", "net", "reactor", "tls"]),
-    ("endpoint", &["api", "net", "reactor", "tls"]),
+    ("reactor", &["api", "error", "sync", "net"]),
+    ("task", &["api", "error", "sync", "net", "reactor"]),
+    ("tls", &["api", "error", "net", "reactor"]),
+    ("proxy", &["api", "error", "net", "reactor"]),
+    ("framing", &["api", "error", "net", "reactor", "tls"]),
+    ("endpoint", &["api", "error", "net", "reactor", "tls"]),
     (
         "client",
         &[
             "api", "sync", "net", "reactor", "task", "framing", "tls", "endpoint",
         ],
     ),
-    ("error", &["api", "net", "tls", "endpoint"]),
     (
         "runtime",
         &[

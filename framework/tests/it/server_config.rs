@@ -124,7 +124,7 @@ fn settings_hot_reload_reaches_running_shards() {
         let (tx, rx) = std::sync::mpsc::channel();
         for shard in 0..2 {
             let tx = tx.clone();
-            h.submit_to(shard, move |ctx| {
+            h.post_to(shard, move |ctx| {
                 tx.send(ctx.settings().idle_timeout).unwrap();
             })
             .unwrap();

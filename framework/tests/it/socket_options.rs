@@ -158,7 +158,7 @@ fn outbound_connections_get_the_servers_defaults_or_their_own() {
     let (tx, rx) = mpsc::channel();
     let t = tx.clone();
     client
-        .submit_to(0, move |ctx| ctx.connect(addr, Probe(t)))
+        .post_to(0, move |ctx| ctx.connect(addr, Probe(t)))
         .unwrap();
     check(&rx.recv_timeout(Duration::from_secs(30)).unwrap());
 
@@ -167,7 +167,7 @@ fn outbound_connections_get_the_servers_defaults_or_their_own() {
         ..SocketOptions::default()
     };
     client
-        .submit_to(0, move |ctx| {
+        .post_to(0, move |ctx| {
             ctx.connect(
                 shardloop::endpoint::Connect::tcp(addr).socket_options(own),
                 Probe(tx),

@@ -64,7 +64,7 @@ fn graceful_stop_with_1000_connections_meets_deadline_and_joins_all_threads() {
     assert_eq!(t.connections_open, 0);
     // New connections are refused once stopped.
     assert!(std::net::TcpStream::connect(addr).is_err());
-    assert!(h.submit_to(0, |_| {}).is_err());
+    assert!(h.post_to(0, |_| {}).is_err());
 }
 
 /// Ignores the stop request: must be aborted at the deadline.

@@ -272,7 +272,7 @@ fn call_on_a_stopped_or_missing_shard_fails_instead_of_hanging() {
 #[test]
 fn a_task_that_never_stops_yielding_does_not_starve_io() {
     let (h, addr) = echo_server(1);
-    h.submit_to(0, |ctx| {
+    h.post_to(0, |ctx| {
         ctx.spawn_local(async {
             loop {
                 YieldNow(false).await;
@@ -294,7 +294,7 @@ fn a_task_that_never_stops_yielding_does_not_starve_io() {
 #[test]
 fn a_panicking_shard_task_is_counted_and_the_shard_lives_on() {
     let (h, addr) = echo_server(1);
-    h.submit_to(0, |ctx| {
+    h.post_to(0, |ctx| {
         ctx.spawn_local(async {
             sleep(Duration::from_millis(5)).await;
             panic!("shard task failure");

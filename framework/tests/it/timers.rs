@@ -95,7 +95,7 @@ fn shard_timers_and_submitted_tasks_run_on_the_shard() {
     let (tx, rx) = std::sync::mpsc::channel();
     for shard in 0..2 {
         let tx = tx.clone();
-        h.submit_to(shard, move |ctx| {
+        h.post_to(shard, move |ctx| {
             let idx = ctx.index();
             let cancelled = ctx.call_later(Duration::from_millis(5), |_| {
                 panic!("cancelled timer fired")
@@ -186,7 +186,7 @@ fn fine_tick_timers_fire_in_order_and_never_early() {
         .start()
         .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    h.submit_to(0, move |ctx| {
+    h.post_to(0, move |ctx| {
         // Deadlines a few hundred microseconds apart, set out of order.
         for (i, us) in [700u64, 300, 500, 100, 900].into_iter().enumerate() {
             let tx = tx.clone();

@@ -444,7 +444,7 @@ fn a_shard_connects_out_over_tls_and_verifies_the_server() {
     let probe = |cfg: TlsClientConfig, name: &'static str| {
         let (tx, rx) = mpsc::channel();
         client
-            .submit_to(0, move |ctx| {
+            .post_to(0, move |ctx| {
                 ctx.connect(Connect::tcp(addr).tls(cfg, name), Probe(tx));
             })
             .unwrap();
@@ -582,7 +582,7 @@ fn the_reconnecting_client_reconnects_over_tls_and_counts_bad_handshakes_as_fail
         }),
     );
     let (client, _) = started(builder(1).listen("127.0.0.1:0", |_| |_| Echo));
-    let policy = shardloop::reconnect::ReconnectPolicy {
+    let policy = shardloop::client::reconnect::ReconnectPolicy {
         initial_delay: Duration::from_millis(10),
         max_delay: Duration::from_millis(40),
         factor: 2.0,
@@ -593,7 +593,7 @@ fn the_reconnecting_client_reconnects_over_tls_and_counts_bad_handshakes_as_fail
     let (tx, rx) = mpsc::channel();
     let p = policy.clone();
     client
-        .submit_to(0, move |ctx| {
+        .post_to(0, move |ctx| {
             let cfg = client_tls(&[]);
             let make = move || Hello(tx.clone());
             ctx.connect_reconnecting(Connect::tcp(addr).tls(cfg, "localhost"), p, make);
@@ -606,7 +606,7 @@ fn the_reconnecting_client_reconnects_over_tls_and_counts_bad_handshakes_as_fail
     // A server it cannot verify: every attempt fails its handshake, then it gives up.
     let (done_tx, done_rx) = mpsc::channel();
     client
-        .submit_to(0, move |ctx| {
+        .post_to(0, move |ctx| {
             let wrong = TlsClientConfig::builder()
                 .ca_pem(pki().other_ca_pem.as_bytes())
                 .unwrap()

@@ -179,7 +179,7 @@ fn a_connected_client_gets_answers_and_icmp_errors() {
     let (tx, rx) = mpsc::channel();
     let t = tx.clone();
     client_srv
-        .submit_to(0, move |ctx| {
+        .post_to(0, move |ctx| {
             ctx.udp_connect(addr, Ask(t)).unwrap();
         })
         .unwrap();
@@ -193,7 +193,7 @@ fn a_connected_client_gets_answers_and_icmp_errors() {
         .local_addr()
         .unwrap();
     client_srv
-        .submit_to(0, move |ctx| {
+        .post_to(0, move |ctx| {
             ctx.udp_connect(dead, Ask(tx)).unwrap();
         })
         .unwrap();
@@ -223,7 +223,7 @@ fn multicast_join_receive_and_leave_on_loopback() {
     let (tx, rx) = mpsc::channel();
     let port = std::sync::Arc::new(std::sync::Mutex::new(0u16));
     let p = port.clone();
-    h.submit_to(0, move |ctx| {
+    h.post_to(0, move |ctx| {
         let a = ctx.udp_bind(([0, 0, 0, 0], 0).into(), Member(tx)).unwrap();
         *p.lock().unwrap() = a.port();
     })

@@ -79,7 +79,7 @@ fn shard_connects_to_a_unix_server() {
     let (tx, rx) = channel();
     let target = Addr::Unix(Some(path.clone()));
     clients
-        .submit_to(0, move |ctx| {
+        .post_to(0, move |ctx| {
             ctx.connect(
                 shardloop::endpoint::Connect::addr(target).timeout(Duration::from_secs(5)),
                 Probe { tx },

@@ -125,11 +125,13 @@ impl Timers {
         self.manual_now.unwrap_or_else(Instant::now)
     }
 
-    /// Switches to (or moves) the manual clock.
+    /// Switches to (or moves) the manual clock (the testing kit's).
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     pub(crate) fn set_manual_clock(&mut self, now: Instant) {
         self.manual_now = Some(now);
     }
 
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     pub(crate) fn origin(&self) -> Instant {
         self.origin
     }

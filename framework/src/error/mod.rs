@@ -1,9 +1,16 @@
-//! Errors returned by the framework's public API.
+//! Errors returned by the framework's public API, all in one place below
+//! every other folder (any of them may return one).
 
+mod endpoint;
+mod tls;
+
+pub use endpoint::EndpointError;
 use std::io;
+pub use tls::TlsConfigError;
 
 /// Everything that can go wrong when building, starting or talking to a server.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A listener address did not resolve.
     #[error("cannot resolve listen address {addr:?}: {source}")]
@@ -15,7 +22,7 @@ pub enum Error {
     },
     /// An endpoint description is malformed.
     #[error(transparent)]
-    Endpoint(#[from] crate::endpoint::EndpointError),
+    Endpoint(#[from] EndpointError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -30,7 +37,7 @@ pub enum Error {
         /// The listener.
         addr: String,
         /// What was wrong.
-        source: crate::tls::TlsConfigError,
+        source: TlsConfigError,
     },
     /// A builder setting is out of range.
     #[error("invalid configuration: {0}")]
