@@ -13,13 +13,15 @@
 //! reach them through a [`Handle`].
 //!
 //! The modules are the architecture (see ARCHITECTURE.md at the repository
-//! root): `api/` holds the plain types users name, `runtime/` the threads
-//! and what crosses between them, `reactor/` one shard thread and the
-//! callback API protocols see, `net/` sockets, endpoints and the output
-//! queue, [`timer_wheel`] the pure timer data structure, [`framing`] and
-//! [`client`] layers over `Protocol`, and [`testing`] the kit
-//! for unit-testing protocols without sockets. Public items are re-exported
-//! at the crate root.
+//! root), and their imports point one way: `api/` holds the plain types
+//! users name, `sync/` what crosses threads, `net/` sockets and the output
+//! queue, `reactor/` one shard thread and the callback API protocols see
+//! (with the [`timer_wheel`]), [`task`] the executor's face, [`tls`] and
+//! [`proxy`] transport layers, [`framing`] line and frame protocols,
+//! [`endpoint`] the `Listen`/`Connect` descriptions, [`client`] outbound
+//! clients, `runtime/` the threads, and `testing` (feature `test-util`) the
+//! kit for unit-testing protocols without sockets. Public items are
+//! re-exported at the crate root.
 //!
 //! ```no_run
 //! use shardloop::{Conn, Protocol, Server};
@@ -43,8 +45,8 @@
 //! # Ok::<(), shardloop::Error>(())
 //! ```
 
-// One audited exception: adopting the listening sockets systemd passes
-// (runtime/systemd.rs), which std cannot do safely.
+// One audited exception: a listener's TCP_FASTOPEN queue length
+// (net/socket_options.rs), which neither socket2 nor nix sets.
 #![deny(unsafe_code)]
 
 mod api;
@@ -80,7 +82,7 @@ pub use runtime::{
 /// [`ServerBuilder::listen_udp`](crate::ServerBuilder::listen_udp) binds one
 /// `SO_REUSEPORT` socket per shard on the same address, so the kernel
 /// spreads flows (by a hash of the addresses) over the shards; each shard
-/// runs its own [`DatagramProtocol`] instance, with no locks. Datagrams are
+/// runs its own [`DatagramProtocol`](crate::udp::DatagramProtocol) instance, with no locks. Datagrams are
 /// received and sent in batches (`recvmmsg`/`sendmmsg` on Linux); replies
 /// queued in a callback leave together at the end of it.
 /// [`ShardCtx::udp_connect`](crate::ShardCtx::udp_connect) and

@@ -50,8 +50,8 @@ pub struct SocketOptions {
     pub ipv6_only: Option<bool>,
     /// Listen backlog.
     pub backlog: Option<i32>,
-    /// `SO_REUSEPORT`: one listener per shard (see
-    /// [`ServerBuilder::reuse_port`](crate::ServerBuilder::reuse_port)).
+    /// `SO_REUSEPORT`: one listening socket per shard, each accepting in
+    /// its own loop (no acceptor thread for this listener).
     pub reuse_port: Option<bool>,
 }
 

@@ -1,6 +1,6 @@
 //! The PROXY protocol (HAProxy, versions 1 and 2), as a transport layer: on
 //! a listener with `proxyProtocol=true` (or
-//! [`ServerBuilder::proxy_protocol`](crate::ServerBuilder::proxy_protocol)),
+//! [`Listen::proxy_protocol`](crate::endpoint::Listen::proxy_protocol)),
 //! each connection must start with a header from the proxy in front
 //! (HAProxy `send-proxy`/`send-proxy-v2`, AWS NLB, …). The protocol is made
 //! once the header is read, and [`Conn::peer_addr`](crate::Conn::peer_addr)

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 /// The shard a callback runs on. Reached through
 /// [`Conn::shard`](crate::Conn::shard), or given to closures submitted with
-/// [`Handle::submit_to`] and [`ShardCtx::submit_to`].
+/// [`Handle::post_to`](crate::Handle::post_to) and [`ShardCtx::post_to`].
 ///
 /// ```no_run
 /// # use shardloop::ShardCtx;
