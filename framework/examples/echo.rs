@@ -10,9 +10,8 @@
 mod common;
 
 use clap::Parser;
+use shardloop::task::ConnTask;
 use shardloop::{Conn, Protocol, Server};
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,50 +37,31 @@ struct Args {
     /// Greet each client with the open-connection count (breaks pure echo).
     #[arg(long)]
     welcome: bool,
-    /// Echo from an async task per connection (awaiting input, writing
-    /// through its ConnTask) instead of from `data_received`: the same
-    /// server on the executor path, to compare their cost.
+    /// Echo from an async task per connection (`Conn::spawn_stream`: it
+    /// reads and writes through its ConnTask) instead of from
+    /// `data_received`: the same server on the executor path, to compare
+    /// their cost.
     #[arg(long = "async")]
     use_async: bool,
     #[command(flatten)]
     serve: common::ServeArgs,
 }
 
-/// Input handed from `data_received` to the connection's task.
-#[derive(Default)]
-struct Inbox {
-    data: Vec<u8>,
-    waker: Option<std::task::Waker>,
-    closed: bool,
-}
-
-/// The task of `--async`: waits for input, echoes it.
-async fn echo_task(task: shardloop::task::ConnTask<Echo>, inbox: Rc<RefCell<Inbox>>) {
-    let mut chunk = Vec::new();
-    loop {
-        std::future::poll_fn(|cx| {
-            let mut i = inbox.borrow_mut();
-            if !i.data.is_empty() {
-                std::mem::swap(&mut i.data, &mut chunk);
-                return std::task::Poll::Ready(());
-            }
-            i.waker = Some(cx.waker().clone());
-            std::task::Poll::Pending
-        })
-        .await;
-        task.write(&chunk);
-        chunk.clear();
-        if inbox.borrow().closed {
-            return;
-        }
+/// The task of `--async`: the whole connection as one `async fn`.
+async fn echo_task(task: ConnTask<Echo>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    // Until EOF (0) or a failed read; then close (after flushing).
+    while let Ok(n @ 1..) = task.read(&mut buf).await {
+        task.write(&buf[..n]);
     }
+    task.close();
 }
 
 struct Echo {
     open: Arc<AtomicU64>,
     welcome: bool,
-    /// `--async`: the task's inbox.
-    inbox: Option<Rc<RefCell<Inbox>>>,
+    /// `--async`: a task reads and writes the connection.
+    use_async: bool,
 }
 
 impl Protocol for Echo {
@@ -92,23 +72,14 @@ impl Protocol for Echo {
         if self.welcome {
             conn.write(format!("Welcome! There are currently {n} open connections.\n").as_bytes());
         }
-        if let Some(inbox) = &self.inbox {
-            let inbox = inbox.clone();
-            conn.spawn(move |task| echo_task(task, inbox));
+        if self.use_async {
+            conn.spawn_stream(echo_task);
         }
     }
 
     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
-        match &self.inbox {
-            None => conn.write(data),
-            Some(inbox) => {
-                let mut i = inbox.borrow_mut();
-                i.data.extend_from_slice(data);
-                if let Some(w) = i.waker.take() {
-                    w.wake();
-                }
-            }
-        }
+        // Not called with `--async`: the task reads the connection.
+        conn.write(data);
     }
 
     fn connection_lost(&mut self, _conn: &mut Conn<'_, Self>, _reason: &shardloop::CloseReason) {
@@ -134,7 +105,7 @@ fn main() -> anyhow::Result<()> {
                 move |_peer| Echo {
                     open: open.clone(),
                     welcome,
-                    inbox: use_async.then(Rc::default),
+                    use_async,
                 }
             },
         );

@@ -7,30 +7,23 @@
 
 use crate::api::{CloseReason, ConnId};
 use crate::endpoint::Connect;
-use crate::framing::Decoder;
+use crate::framing::{Decoder, LineDecoder};
+use crate::reactor::exec::input::SharedInput;
 use crate::reactor::exec::local;
 use crate::reactor::{Conn, Protocol};
+use crate::task::input::Reader;
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
-/// Input buffered beyond this pauses reading from the peer.
-const MAX_INPUT: usize = 1024 * 1024;
-
 #[derive(Default)]
 struct State {
     id: Option<ConnId>,
     connected: Option<io::Result<()>>,
-    input: Vec<u8>,
-    start: usize,
-    /// Bytes of `input[start..]` known to hold no frame end.
-    searched: usize,
-    eof: bool,
-    lost: Option<CloseReason>,
-    read_paused: bool,
     write_paused: bool,
+    /// The task waiting to connect or to write.
     waker: Option<Waker>,
 }
 
@@ -40,36 +33,12 @@ impl State {
             w.wake();
         }
     }
-
-    fn buffered(&self) -> &[u8] {
-        &self.input[self.start..]
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.start += n;
-        self.searched = 0;
-        if self.start == self.input.len() {
-            self.input.clear();
-            self.start = 0;
-        } else if self.start > 4096 && self.start >= self.input.len() - self.start {
-            self.input.drain(..self.start);
-            self.start = 0;
-        }
-    }
-
-    /// An error for reads and writes once the connection is gone.
-    fn gone(&self) -> io::Error {
-        match &self.lost {
-            Some(CloseReason::Io { kind, message }) => io::Error::new(*kind, message.clone()),
-            Some(r) => io::Error::new(io::ErrorKind::NotConnected, r.to_string()),
-            None => io::Error::new(io::ErrorKind::NotConnected, "not connected"),
-        }
-    }
 }
 
 /// The protocol behind a [`ClientStream`].
 struct StreamProtocol {
     state: Rc<RefCell<State>>,
+    input: SharedInput,
 }
 
 impl Protocol for StreamProtocol {
@@ -83,26 +52,20 @@ impl Protocol for StreamProtocol {
     }
 
     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
-        let mut s = self.state.borrow_mut();
-        s.input.extend_from_slice(data);
-        if s.input.len() - s.start > MAX_INPUT && !s.read_paused {
-            s.read_paused = true;
+        if self.input.borrow_mut().push(data) {
             conn.pause_reading();
         }
-        s.wake();
     }
 
     fn eof_received(&mut self, _conn: &mut Conn<'_, Self>) {
         // Half-close: the task may still write; it closes when it is done.
-        let mut s = self.state.borrow_mut();
-        s.eof = true;
-        s.wake();
+        self.input.borrow_mut().end();
     }
 
     fn connection_lost(&mut self, _conn: &mut Conn<'_, Self>, reason: &CloseReason) {
-        let mut s = self.state.borrow_mut();
-        s.lost = Some(reason.clone());
-        s.wake();
+        self.input.borrow_mut().lose(reason);
+        // A writer waiting on backpressure learns it too.
+        self.state.borrow_mut().wake();
     }
 
     fn pause_producing(&mut self, _conn: &mut Conn<'_, Self>) {
@@ -145,8 +108,9 @@ impl Protocol for StreamProtocol {
 /// ```
 pub struct ClientStream {
     state: Rc<RefCell<State>>,
+    input: SharedInput,
     /// The decoder of `read_line`, kept between calls.
-    lines: Option<crate::framing::LineDecoder>,
+    lines: Option<LineDecoder>,
 }
 
 impl ClientStream {
@@ -159,8 +123,10 @@ impl ClientStream {
     /// Outside a shard.
     pub async fn connect(connect: impl Into<Connect>) -> io::Result<ClientStream> {
         let state = Rc::new(RefCell::new(State::default()));
+        let input = SharedInput::default();
         let proto = StreamProtocol {
             state: state.clone(),
+            input: input.clone(),
         };
         let pending = connect.into().pending(proto, None, None);
         let queued = local::with(|l| l.connects.push(pending));
@@ -179,7 +145,11 @@ impl ClientStream {
             }
         })
         .await?;
-        Ok(ClientStream { state, lines: None })
+        Ok(ClientStream {
+            state,
+            input,
+            lines: None,
+        })
     }
 
     /// The connection's id.
@@ -196,122 +166,52 @@ impl ClientStream {
     }
 
     /// Resumes reading once the task has taken most of the buffered input.
-    fn after_take(&self) {
-        let resume = {
-            let mut s = self.state.borrow_mut();
-            let resume = s.read_paused && s.buffered().len() <= MAX_INPUT / 2;
-            if resume {
-                s.read_paused = false;
-            }
-            resume
-        };
-        if resume {
-            self.on_conn(|c| c.resume_reading());
-        }
-    }
-
-    /// Waits until `take` returns a value from the buffered input, EOF
-    /// (`take` sees it through `eof`) or a lost connection.
-    async fn read_with<R>(
-        &mut self,
-        mut take: impl FnMut(&mut State) -> Option<io::Result<R>>,
-    ) -> io::Result<R> {
-        let out = poll_fn(|cx| {
-            let mut s = self.state.borrow_mut();
-            if let Some(r) = take(&mut s) {
-                return Poll::Ready(r);
-            }
-            if s.lost.is_some()
-                && !matches!(s.lost, Some(CloseReason::PeerClosed | CloseReason::Done))
-            {
-                return Poll::Ready(Err(s.gone()));
-            }
-            s.waker = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await;
-        self.after_take();
-        out
+    fn resume(&self) {
+        self.on_conn(|c| c.resume_reading());
     }
 
     /// Reads into `buf`; `Ok(0)` at the peer's EOF.
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read_with(|s| {
-            let have = s.buffered();
-            if !have.is_empty() {
-                let n = have.len().min(buf.len());
-                buf[..n].copy_from_slice(&have[..n]);
-                s.consume(n);
-                return Some(Ok(n));
-            }
-            (s.eof || s.lost.is_some()).then_some(Ok(0))
-        })
-        .await
+        let resume = || self.resume();
+        let reader = Reader {
+            input: &self.input,
+            resume: &resume,
+        };
+        reader.read(buf).await
     }
 
     /// Fills `buf` exactly; `UnexpectedEof` if the peer ends first.
     pub async fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        let want = buf.len();
-        self.read_with(|s| {
-            if s.buffered().len() >= want {
-                buf.copy_from_slice(&s.buffered()[..want]);
-                s.consume(want);
-                return Some(Ok(()));
-            }
-            (s.eof || s.lost.is_some()).then(|| {
-                Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "peer closed mid-message",
-                ))
-            })
-        })
-        .await
+        let resume = || self.resume();
+        let reader = Reader {
+            input: &self.input,
+            resume: &resume,
+        };
+        reader.read_exact(buf).await
     }
 
     /// The next frame cut by `decoder` (a line, a length-prefixed message, a
     /// netstring); `Ok(None)` at a clean EOF between frames.
     pub async fn next_frame<D: Decoder>(&mut self, decoder: &D) -> io::Result<Option<Vec<u8>>> {
-        self.read_with(|s| {
-            let searched = s.searched;
-            match decoder.decode_from(s.buffered(), searched) {
-                Ok(Some(f)) => {
-                    let frame = s.buffered()[f.start..f.end].to_vec();
-                    s.consume(f.consumed);
-                    Some(Ok(Some(frame)))
-                }
-                Ok(None) => {
-                    s.searched = s.buffered().len();
-                    if s.eof || s.lost.is_some() {
-                        Some(if s.buffered().is_empty() {
-                            Ok(None)
-                        } else {
-                            Err(io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                "peer closed mid-frame",
-                            ))
-                        })
-                    } else {
-                        None
-                    }
-                }
-                Err(e) => Some(Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    e.to_string(),
-                ))),
-            }
-        })
-        .await
+        let resume = || self.resume();
+        let reader = Reader {
+            input: &self.input,
+            resume: &resume,
+        };
+        reader.next_frame(decoder).await
     }
 
     /// The next `\r\n`- (or `\n`-) terminated line of at most `max` bytes,
     /// without its delimiter; `Ok(None)` at a clean EOF.
     pub async fn read_line(&mut self, max: usize) -> io::Result<Option<Vec<u8>>> {
-        let d = match self.lines.take() {
-            Some(d) if d.max_line_length() == max => d,
-            _ => crate::framing::LineDecoder::new(b"\r\n".to_vec(), max).accept_bare_lf(true),
+        let mut lines = self.lines.take();
+        let resume = || self.resume();
+        let reader = Reader {
+            input: &self.input,
+            resume: &resume,
         };
-        let line = self.next_frame(&d).await;
-        self.lines = Some(d);
+        let line = reader.read_line(max, &mut lines).await;
+        self.lines = lines;
         line
     }
 
@@ -319,10 +219,10 @@ impl ClientStream {
     /// connection's output is above its high-water mark.
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         poll_fn(|cx| {
-            let mut s = self.state.borrow_mut();
-            if s.lost.is_some() {
-                return Poll::Ready(Err(s.gone()));
+            if let Some(e) = self.gone() {
+                return Poll::Ready(Err(e));
             }
+            let mut s = self.state.borrow_mut();
             if s.write_paused {
                 s.waker = Some(cx.waker().clone());
                 return Poll::Pending;
@@ -335,6 +235,17 @@ impl ClientStream {
         Ok(())
     }
 
+    /// An error for writes once the connection is gone.
+    fn gone(&self) -> Option<io::Error> {
+        let input = self.input.borrow();
+        input.lost.as_ref()?;
+        Some(
+            input.failure().unwrap_or_else(|| {
+                io::Error::new(io::ErrorKind::NotConnected, "connection closed")
+            }),
+        )
+    }
+
     /// Half-closes: everything written is sent, then FIN; reading goes on.
     pub fn shutdown_write(&mut self) {
         self.on_conn(|c| c.shutdown_write());
@@ -342,8 +253,8 @@ impl ClientStream {
 
     /// True once the peer sent EOF and all its bytes were read.
     pub fn is_eof(&self) -> bool {
-        let s = self.state.borrow();
-        (s.eof || s.lost.is_some()) && s.buffered().is_empty()
+        let input = self.input.borrow();
+        input.ended() && input.buffered().is_empty()
     }
 }
 

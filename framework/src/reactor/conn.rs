@@ -438,6 +438,16 @@ impl<'a, P: Protocol> Conn<'a, P> {
         self.ctx.submit_deferred(work, cb);
     }
 
+    /// From now on this connection's input (and its EOF) goes to the
+    /// returned buffer, for a task to read, instead of `data_received`.
+    pub(crate) fn route_input_to_task(&mut self) -> super::exec::input::SharedInput {
+        self.ctx
+            .task_inputs
+            .entry(self.core.id)
+            .or_default()
+            .clone()
+    }
+
     /// Spawns `future` on this shard, tied to this connection: dropped,
     /// never polled again, when the connection ends. The public entry is
     /// [`Conn::spawn`] (task/conn_task.rs), which builds the future.

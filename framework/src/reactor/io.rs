@@ -2,9 +2,11 @@
 //! per connection per iteration for fairness), and one flush per written
 //! connection per iteration.
 
-use super::conn_core::Phase;
+use super::conn_core::{ConnCore, Phase};
+use super::erased::ErasedProto;
 use super::lifecycle::invoke;
 use super::shard::{Readiness, Shard, FIRST_SPECIAL_TOKEN, TIMERFD_TOKEN, WAKER_TOKEN};
+use super::shard_ctx::ShardCtx;
 use crate::api::CloseReason;
 use std::io::{self, Read};
 use std::time::Instant;
@@ -165,9 +167,7 @@ impl Shard {
                         }
                     } else {
                         let data = &self.read_buf[..n];
-                        invoke(c, &mut self.ctx, |p, core, ctx| {
-                            p.data_received(core, ctx, data)
-                        });
+                        invoke(c, &mut self.ctx, |p, core, ctx| deliver(p, core, ctx, data));
                         if !self.after_callback(slot) {
                             return;
                         }
@@ -197,6 +197,12 @@ impl Shard {
         let c = &mut self.conns[slot];
         c.core.peer_eof = true;
         c.core.close_reason.get_or_insert(CloseReason::PeerClosed);
+        if let Some(input) = self.ctx.task_inputs.get(&c.core.id) {
+            // The task reads the EOF; the connection stays half-open until
+            // it closes (it may still answer).
+            input.borrow_mut().end();
+            return;
+        }
         invoke(c, &mut self.ctx, |p, core, ctx| p.eof_received(core, ctx));
         self.after_callback(slot);
     }
@@ -301,4 +307,23 @@ impl Shard {
             self.send_fin(slot);
         }
     }
+}
+
+/// Hands bytes read to the protocol, or to the task reading this
+/// connection (`Conn::spawn_stream`), pausing the socket while that task lags.
+pub(super) fn deliver(
+    p: &mut dyn ErasedProto,
+    core: &mut ConnCore,
+    ctx: &mut ShardCtx,
+    data: &[u8],
+) {
+    if !ctx.task_inputs.is_empty() {
+        if let Some(input) = ctx.task_inputs.get(&core.id) {
+            if input.borrow_mut().push(data) {
+                core.read_paused = true;
+            }
+            return;
+        }
+    }
+    p.data_received(core, ctx, data)
 }

@@ -153,7 +153,7 @@ impl Shard {
         if !app.is_empty() {
             let c = &mut self.conns[slot];
             invoke(c, &mut self.ctx, |p, core, ctx| {
-                p.data_received(core, ctx, app)
+                super::io::deliver(p, core, ctx, app)
             });
             if !self.after_callback(slot) {
                 return false;

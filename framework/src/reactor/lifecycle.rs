@@ -163,6 +163,10 @@ impl Shard {
 
     pub(super) fn release(&mut self, slot: usize, rst: bool) {
         let mut c = self.conns.remove(slot);
+        if let Some(input) = self.ctx.task_inputs.remove(&c.core.id) {
+            let reason = c.core.close_reason.clone().unwrap_or(CloseReason::Done);
+            input.borrow_mut().lose(&reason);
+        }
         c.core.out.clear(&mut self.ctx.pool);
         c.core.cancel_timers(&mut self.ctx.timers);
         for task in c.core.tasks.drain(..) {

@@ -5,6 +5,7 @@
 //! task when the connection ends).
 
 use crate::api::ConnId;
+use crate::reactor::exec::input::SharedInput;
 use crate::reactor::exec::local;
 use crate::reactor::{Conn, ConnOp, Protocol};
 use std::cell::RefCell;
@@ -17,6 +18,9 @@ use std::task::{Context, Poll};
 /// A task's handle on its connection (protocol `P`).
 pub struct ConnTask<P> {
     id: ConnId,
+    /// The connection's input, when it goes to its tasks
+    /// ([`Conn::spawn_stream`]).
+    pub(super) input: Option<SharedInput>,
     _protocol: PhantomData<fn(&mut P)>,
 }
 
@@ -24,6 +28,7 @@ impl<P> Clone for ConnTask<P> {
     fn clone(&self) -> Self {
         ConnTask {
             id: self.id,
+            input: self.input.clone(),
             _protocol: PhantomData,
         }
     }
@@ -43,6 +48,7 @@ impl<P: Protocol> ConnTask<P> {
     pub(crate) fn new(id: ConnId) -> Self {
         ConnTask {
             id,
+            input: None,
             _protocol: PhantomData,
         }
     }
@@ -191,6 +197,46 @@ impl<P: Protocol> Conn<'_, P> {
         Fut: std::future::Future<Output = ()> + 'static,
     {
         let future = make(ConnTask::new(self.id()));
+        self.spawn_tied(Box::pin(future));
+    }
+
+    /// Runs a task tied to this connection that reads it: from now on the
+    /// connection's input and its EOF go to the task's
+    /// [`read`](ConnTask::read), [`read_exact`](ConnTask::read_exact),
+    /// [`read_line`](ConnTask::read_line) and
+    /// [`next_frame`](ConnTask::next_frame), not to `data_received`, so a
+    /// connection can be written as one `async fn`. Reading from the socket
+    /// pauses while more than 1 MiB waits for the task. At the peer's EOF
+    /// the connection stays half-open until the task closes it (it may
+    /// still answer); the task is dropped when the connection ends.
+    ///
+    /// ```no_run
+    /// # use shardloop::{Conn, Protocol};
+    /// struct Echo;
+    /// impl Protocol for Echo {
+    ///     type Message = ();
+    ///     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
+    ///         conn.spawn_stream(|task| async move {
+    ///             let mut buf = [0u8; 4096];
+    ///             while let Ok(n @ 1..) = task.read(&mut buf).await {
+    ///                 task.write(&buf[..n]);
+    ///             }
+    ///             task.close();
+    ///         });
+    ///     }
+    ///     fn data_received(&mut self, _: &mut Conn<'_, Self>, _: &[u8]) {
+    ///         unreachable!("the task reads this connection")
+    ///     }
+    /// }
+    /// ```
+    pub fn spawn_stream<F, Fut>(&mut self, make: F)
+    where
+        F: FnOnce(ConnTask<P>) -> Fut,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        let mut task = ConnTask::new(self.id());
+        task.input = Some(self.route_input_to_task());
+        let future = make(task);
         self.spawn_tied(Box::pin(future));
     }
 }

@@ -56,7 +56,9 @@
 //! ```
 
 use crate::reactor::exec::local;
+mod conn_read;
 mod conn_task;
+pub(crate) mod input;
 mod time;
 
 pub use crate::sync::promise::{promise, Promise, PromiseError, Resolver};

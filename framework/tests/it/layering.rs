@@ -20,10 +20,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("sync", &["api"]),
     ("net", &["api"]),
     ("reactor", &["api", "error", "sync", "net"]),
-    ("task", &["api", "error", "sync", "net", "reactor"]),
     ("tls", &["api", "error", "net", "reactor"]),
     ("proxy", &["api", "error", "net", "reactor"]),
     ("framing", &["api", "error", "net", "reactor", "tls"]),
+    (
+        "task",
+        &["api", "error", "sync", "net", "reactor", "framing"],
+    ),
     ("endpoint", &["api", "error", "net", "reactor", "tls"]),
     (
         "client",

@@ -5,6 +5,7 @@
 mod chat;
 mod client;
 mod common;
+mod conn_stream;
 mod defer;
 mod echo;
 mod flush_notify;

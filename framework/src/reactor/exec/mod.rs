@@ -6,4 +6,5 @@
 //! `task/`, above the reactor.
 
 pub(crate) mod executor;
+pub(crate) mod input;
 pub(crate) mod local;

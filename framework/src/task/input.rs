@@ -1,0 +1,128 @@
+//! Reading a connection's input from a task: `read`, `read_exact`,
+//! `next_frame`, `read_line`, over the input the shard fills. One
+//! implementation for `ConnTask` (an accepted connection written as an
+//! `async fn`) and `ClientStream` (an outbound one).
+
+use crate::framing::{Decoder, LineDecoder};
+use crate::reactor::exec::input::{Input, SharedInput};
+use std::future::poll_fn;
+use std::io;
+use std::task::Poll;
+
+/// A task's reading side of one connection. `resume` asks the shard to
+/// read from the socket again once the task has caught up.
+pub(crate) struct Reader<'a> {
+    pub(crate) input: &'a SharedInput,
+    pub(crate) resume: &'a dyn Fn(),
+}
+
+impl Reader<'_> {
+    /// Waits until `take` returns a value from the buffered input (it sees
+    /// the end of input through `Input::ended`), or the connection fails.
+    async fn read_with<R>(
+        &self,
+        mut take: impl FnMut(&mut Input) -> Option<io::Result<R>>,
+    ) -> io::Result<R> {
+        let out = poll_fn(|cx| {
+            let mut s = self.input.borrow_mut();
+            if let Some(r) = take(&mut s) {
+                return Poll::Ready(r);
+            }
+            if let Some(e) = s.failure() {
+                return Poll::Ready(Err(e));
+            }
+            s.wait(cx.waker());
+            Poll::Pending
+        })
+        .await;
+        let resume = self.input.borrow_mut().should_resume();
+        if resume {
+            (self.resume)();
+        }
+        out
+    }
+
+    /// Reads into `buf`; `Ok(0)` at the peer's EOF.
+    pub(crate) async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_with(|s| {
+            let have = s.buffered();
+            if !have.is_empty() {
+                let n = have.len().min(buf.len());
+                buf[..n].copy_from_slice(&have[..n]);
+                s.consume(n);
+                return Some(Ok(n));
+            }
+            s.ended().then_some(Ok(0))
+        })
+        .await
+    }
+
+    /// Fills `buf` exactly; `UnexpectedEof` if the peer ends first.
+    pub(crate) async fn read_exact(&self, buf: &mut [u8]) -> io::Result<()> {
+        let want = buf.len();
+        self.read_with(|s| {
+            if s.buffered().len() >= want {
+                buf.copy_from_slice(&s.buffered()[..want]);
+                s.consume(want);
+                return Some(Ok(()));
+            }
+            s.ended().then(|| {
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "peer closed mid-message",
+                ))
+            })
+        })
+        .await
+    }
+
+    /// The next frame cut by `decoder`; `Ok(None)` at a clean EOF between
+    /// frames. Each byte is searched once however the input arrives.
+    pub(crate) async fn next_frame<D: Decoder>(&self, decoder: &D) -> io::Result<Option<Vec<u8>>> {
+        self.read_with(|s| {
+            let searched = s.searched;
+            match decoder.decode_from(s.buffered(), searched) {
+                Ok(Some(f)) => {
+                    let frame = s.buffered()[f.start..f.end].to_vec();
+                    s.consume(f.consumed);
+                    Some(Ok(Some(frame)))
+                }
+                Ok(None) => {
+                    s.searched = s.buffered().len();
+                    s.ended().then(|| {
+                        if s.buffered().is_empty() {
+                            Ok(None)
+                        } else {
+                            Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                "peer closed mid-frame",
+                            ))
+                        }
+                    })
+                }
+                Err(e) => Some(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    e.to_string(),
+                ))),
+            }
+        })
+        .await
+    }
+
+    /// The next `\r\n`- (or `\n`-) terminated line of at most `max` bytes,
+    /// without its delimiter; `Ok(None)` at a clean EOF. `cache` keeps the
+    /// decoder between calls.
+    pub(crate) async fn read_line(
+        &self,
+        max: usize,
+        cache: &mut Option<LineDecoder>,
+    ) -> io::Result<Option<Vec<u8>>> {
+        let d = match cache.take() {
+            Some(d) if d.max_line_length() == max => d,
+            _ => LineDecoder::new(b"\r\n".to_vec(), max).accept_bare_lf(true),
+        };
+        let line = self.next_frame(&d).await;
+        *cache = Some(d);
+        line
+    }
+}
