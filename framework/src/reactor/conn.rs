@@ -153,7 +153,7 @@ impl<'a, P: Protocol> Conn<'a, P> {
                 "output buffer limit exceeded (the peer is not reading); aborting"
             );
             self.core.abort_requested = true;
-            self.core.close_reason = Some(CloseReason::OutputOverflow);
+            self.core.close_reason = Some(Box::new(CloseReason::OutputOverflow));
             return false;
         }
         true
@@ -252,7 +252,7 @@ impl<'a, P: Protocol> Conn<'a, P> {
     pub fn abort(&mut self) {
         if !self.core.abort_requested {
             self.core.abort_requested = true;
-            self.core.close_reason = Some(CloseReason::Aborted);
+            self.core.close_reason = Some(Box::new(CloseReason::Aborted));
         }
     }
 
@@ -354,12 +354,18 @@ impl<'a, P: Protocol> Conn<'a, P> {
     /// }
     /// ```
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
-        if let Some(old) = self.core.read_deadline.take() {
+        if let Some(old) = self
+            .core
+            .extras
+            .as_mut()
+            .and_then(|e| e.read_deadline.take())
+        {
             self.ctx.timers.cancel_id(old);
         }
         if let Some(t) = timeout {
             let task = TimerTask::ReadDeadline(self.core.id);
-            self.core.read_deadline = Some(self.ctx.timers.insert_after(t, task));
+            let id = self.ctx.timers.insert_after(t, task);
+            self.core.extras().read_deadline = Some(id);
         }
     }
 
@@ -455,10 +461,11 @@ impl<'a, P: Protocol> Conn<'a, P> {
         self.ctx.counters.tasks_spawned += 1;
         let id = self.ctx.tasks.spawn(future, Some(self.core.id));
         let tasks = &self.ctx.tasks;
-        if self.core.tasks.len() >= 16 && self.core.tasks.len().is_power_of_two() {
-            self.core.tasks.retain(|t| tasks.contains(*t));
+        let list = &mut self.core.extras().tasks;
+        if list.len() >= 16 && list.len().is_power_of_two() {
+            list.retain(|t| tasks.contains(*t));
         }
-        self.core.tasks.push(id);
+        list.push(id);
     }
 
     /// The shard this connection lives on: bus, shard timers, shard-local services.

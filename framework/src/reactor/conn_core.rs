@@ -24,12 +24,14 @@ pub(crate) struct ConnCore {
     pub(crate) stream: Stream,
     pub(crate) peer: Addr,
     /// The local address: looked up when first asked for (`getsockname`
-    /// costs a syscall most connections never need).
-    local: std::cell::OnceCell<Addr>,
+    /// costs a syscall most connections never need), boxed so that a
+    /// connection that never asks pays a pointer.
+    local: std::cell::OnceCell<Box<Addr>>,
     pub(crate) out: WriteBuf,
     pub(crate) phase: Phase,
     /// Why it is closing or aborting, once decided.
-    pub(crate) close_reason: Option<CloseReason>,
+    /// Boxed: set once per connection, and most connections are idle.
+    pub(crate) close_reason: Option<Box<CloseReason>>,
     pub(crate) abort_requested: bool,
     pub(crate) panicked: bool,
     /// The protocol paused reading.
@@ -75,28 +77,37 @@ pub(crate) struct ConnCore {
     /// The idle check in the wheel (fires at `last_read_tick + idle_ticks`
     /// or later: reads only store the tick, the check re-arms itself).
     pub(crate) idle_timer: Option<TimerId>,
-    /// The protocol's read deadline, if armed.
-    pub(crate) read_deadline: Option<TimerId>,
     /// The deadline of the current phase: connect, close flush, or linger.
     pub(crate) phase_timer: Option<TimerId>,
-    /// Timers the protocol set on this connection (cancelled on release).
-    pub(crate) timers: Vec<TimerHandle>,
-    /// Tasks tied to this connection (dropped on release).
-    pub(crate) tasks: Vec<super::exec::executor::TaskId>,
     pub(crate) last_read_tick: u64,
-    /// Told when the connection is made and when it ends (reconnecting clients).
-    pub(crate) observer: Option<Box<dyn ConnObserver>>,
     /// A layer between the socket and the protocol (TLS), if any.
     pub(crate) layer: Option<Box<dyn Layer>>,
     /// The layer failed: nothing more goes through it (no `close_notify`).
     pub(crate) layer_failed: bool,
+    /// `connection_made` has run (a TLS connection is made after its
+    /// handshake); only a made connection gets `connection_lost`.
+    pub(crate) made: bool,
+    /// What few connections need, out of line (None until first needed).
+    pub(crate) extras: Option<Box<Extras>>,
+}
+
+/// What few connections need, kept out of line: a plain connection with no
+/// protocol timer, task, observer or read deadline pays one pointer for
+/// all of it (an idle connection's memory is most of a server's).
+#[derive(Default)]
+pub(crate) struct Extras {
+    /// Timers the protocol set on this connection (cancelled on release).
+    pub(crate) timers: Vec<TimerHandle>,
+    /// Tasks tied to this connection (dropped on release).
+    pub(crate) tasks: Vec<super::exec::executor::TaskId>,
+    /// Told when the connection is made and when it ends (reconnecting clients).
+    pub(crate) observer: Option<Box<dyn ConnObserver>>,
     /// Bytes the protocol had already read when it installed a layer
     /// (`start_tls` after "STARTTLS\r\n" and the ClientHello in one read):
     /// they go through the layer before anything new from the socket.
     pub(crate) layer_input: Vec<u8>,
-    /// `connection_made` has run (a TLS connection is made after its
-    /// handshake); only a made connection gets `connection_lost`.
-    pub(crate) made: bool,
+    /// The protocol's read deadline, if armed.
+    pub(crate) read_deadline: Option<TimerId>,
 }
 
 /// How an observed connection ended.
@@ -136,7 +147,9 @@ impl ConnCore {
             id,
             stream,
             peer,
-            local: local.map(std::cell::OnceCell::from).unwrap_or_default(),
+            local: local
+                .map(|a| std::cell::OnceCell::from(Box::new(a)))
+                .unwrap_or_default(),
             out: WriteBuf::default(),
             phase,
             close_reason: None,
@@ -162,28 +175,24 @@ impl ConnCore {
             resumed: false,
             idle_ticks: None,
             idle_timer: None,
-            read_deadline: None,
             phase_timer: None,
-            timers: Vec::new(),
-            tasks: Vec::new(),
             last_read_tick: now_tick,
-            observer: None,
             layer: None,
             layer_failed: false,
-            layer_input: Vec::new(),
             made: false,
+            extras: None,
         }
     }
 
     /// Sets the local address (from a PROXY header: where the client connected).
     pub(crate) fn set_local_addr(&mut self, local: Addr) {
-        self.local = std::cell::OnceCell::from(local);
+        self.local = std::cell::OnceCell::from(Box::new(local));
     }
 
     /// The local address (looked up once, on first use).
     pub(crate) fn local_addr(&self) -> &Addr {
         self.local
-            .get_or_init(|| self.stream.local_addr().unwrap_or(Addr::Unix(None)))
+            .get_or_init(|| Box::new(self.stream.local_addr().unwrap_or(Addr::Unix(None))))
     }
 
     pub(crate) fn accepts_output(&self) -> bool {
@@ -202,7 +211,7 @@ impl ConnCore {
     pub(crate) fn begin_close(&mut self, reason: CloseReason, ctx: &mut ShardCtx) {
         if self.phase == Phase::Open && !self.abort_requested {
             self.phase = Phase::Closing;
-            self.close_reason.get_or_insert(reason);
+            self.close_reason.get_or_insert_with(|| Box::new(reason));
             let timeout = ctx.settings.close_timeout;
             self.set_phase_timer(&mut ctx.timers, timeout, TimerTask::CloseDeadline(self.id));
             ctx.mark_dirty(self);
@@ -243,20 +252,35 @@ impl ConnCore {
     /// Remembers a protocol timer so it is cancelled with the connection;
     /// forgets those that ran, now and then, so the list stays short.
     pub(crate) fn track_timer(&mut self, h: TimerHandle, timers: &Timers) {
-        if self.timers.len() >= 16 && self.timers.len().is_power_of_two() {
-            self.timers.retain(|t| timers.is_pending(*t));
+        let list = &mut self.extras().timers;
+        if list.len() >= 16 && list.len().is_power_of_two() {
+            list.retain(|t| timers.is_pending(*t));
         }
-        self.timers.push(h);
+        list.push(h);
+    }
+
+    /// The out-of-line part, made on first use.
+    pub(crate) fn extras(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+
+    /// The observer, taken (it is told once).
+    pub(crate) fn take_observer(&mut self) -> Option<Box<dyn ConnObserver>> {
+        self.extras.as_mut().and_then(|e| e.observer.take())
     }
 
     /// Cancels every timer of this connection (it is being released).
     pub(crate) fn cancel_timers(&mut self, timers: &mut Timers) {
-        for h in self.timers.drain(..) {
-            timers.cancel(h);
+        let mut read_deadline = None;
+        if let Some(e) = self.extras.as_mut() {
+            for h in e.timers.drain(..) {
+                timers.cancel(h);
+            }
+            read_deadline = e.read_deadline.take();
         }
         for id in [
             self.idle_timer.take(),
-            self.read_deadline.take(),
+            read_deadline,
             self.phase_timer.take(),
         ]
         .into_iter()

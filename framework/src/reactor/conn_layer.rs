@@ -19,7 +19,7 @@ impl<P: Protocol> Conn<'_, P> {
         if let Err(reason) = layer.encode(data, &mut wire) {
             tracing::debug!(conn = %self.core.id, %reason, "the transport layer refused output; aborting");
             self.core.abort_requested = true;
-            self.core.close_reason = Some(reason);
+            self.core.close_reason = Some(Box::new(reason));
         }
         if self.core.out.len() >= WRITE_THROUGH && !self.core.write_blocked {
             // As for plaintext: a large output goes to the socket now rather
@@ -44,14 +44,17 @@ impl<P: Protocol> Conn<'_, P> {
     pub(crate) fn install_layer(&mut self, layer: Box<dyn Layer>, already_read: &[u8]) {
         if self.core.layer.is_some() {
             self.core.abort_requested = true;
-            self.core.close_reason = Some(CloseReason::ProtocolError(
+            self.core.close_reason = Some(Box::new(CloseReason::ProtocolError(
                 "start_tls on a connection that already runs a transport layer".into(),
-            ));
+            )));
             return;
         }
         self.core.start_layer(layer, self.ctx);
         if !already_read.is_empty() {
-            self.core.layer_input.extend_from_slice(already_read);
+            self.core
+                .extras()
+                .layer_input
+                .extend_from_slice(already_read);
             // Fed to the layer by the next read of this connection, this
             // iteration, even if the socket has nothing more.
             self.ctx.read_again.push(self.core.id);
@@ -61,7 +64,7 @@ impl<P: Protocol> Conn<'_, P> {
     /// Ends this connection at once for `reason` (a layer that cannot start).
     pub(crate) fn abort_with(&mut self, reason: CloseReason) {
         self.core.abort_requested = true;
-        self.core.close_reason = Some(reason);
+        self.core.close_reason = Some(Box::new(reason));
     }
 
     /// The connection's layer, if it has one.

@@ -126,7 +126,7 @@ impl Shard {
             let c = &mut self.conns[slot];
             if c.proto.is_some() && !c.core.made && c.core.phase == Phase::Open {
                 // Mid-handshake: nothing to finish; close it now.
-                c.core.close_reason = Some(CloseReason::ServerStopped);
+                c.core.close_reason = Some(Box::new(CloseReason::ServerStopped));
                 c.core
                     .begin_close(CloseReason::ServerStopped, &mut self.ctx);
                 continue;
@@ -134,7 +134,7 @@ impl Shard {
             if c.proto.is_some() {
                 c.core
                     .close_reason
-                    .get_or_insert(CloseReason::ServerStopped);
+                    .get_or_insert_with(|| Box::new(CloseReason::ServerStopped));
                 invoke(c, &mut self.ctx, |p, core, ctx| {
                     p.server_stopping(core, ctx)
                 });
@@ -223,7 +223,9 @@ impl Shard {
                     return;
                 }
                 let c = &mut self.conns[conn.slot()];
-                c.core.read_deadline = None;
+                if let Some(e) = c.core.extras.as_mut() {
+                    e.read_deadline = None;
+                }
                 if c.core.phase == Phase::Open && c.proto.is_some() {
                     self.ctx.counters.read_timeouts += 1;
                     tracing::debug!(conn = %conn, "read deadline passed; closing");
@@ -240,7 +242,7 @@ impl Shard {
                         unsent = c.core.out.len(),
                         "graceful close did not flush in time (peer not reading); aborting"
                     );
-                    c.core.close_reason = Some(CloseReason::CloseTimeout);
+                    c.core.close_reason = Some(Box::new(CloseReason::CloseTimeout));
                     self.finish(conn.slot(), CloseReason::CloseTimeout, true);
                 }
             }

@@ -144,9 +144,13 @@ impl Shard {
             if !c.core.wants_input() || c.proto.is_none() {
                 return;
             }
-            if !c.core.layer_input.is_empty() {
+            if c.core
+                .extras
+                .as_ref()
+                .is_some_and(|e| !e.layer_input.is_empty())
+            {
                 // Bytes read before a layer was installed go through it first.
-                let pending = std::mem::take(&mut c.core.layer_input);
+                let pending = std::mem::take(&mut c.core.extras().layer_input);
                 if !self.ingest_layered(slot, &pending) {
                     return;
                 }
@@ -196,7 +200,9 @@ impl Shard {
     pub(super) fn on_peer_eof(&mut self, slot: usize) {
         let c = &mut self.conns[slot];
         c.core.peer_eof = true;
-        c.core.close_reason.get_or_insert(CloseReason::PeerClosed);
+        c.core
+            .close_reason
+            .get_or_insert_with(|| Box::new(CloseReason::PeerClosed));
         if let Some(input) = self.ctx.task_inputs.get(&c.core.id) {
             // The task reads the EOF; the connection stays half-open until
             // it closes (it may still answer).
@@ -248,7 +254,12 @@ impl Shard {
         }
         c.core.dirty = false;
         if c.core.abort_requested {
-            let reason = c.core.close_reason.clone().unwrap_or(CloseReason::Aborted);
+            let reason = c
+                .core
+                .close_reason
+                .as_deref()
+                .cloned()
+                .unwrap_or(CloseReason::Aborted);
             return self.finish(slot, reason, true);
         }
         let mut handed = 0;

@@ -199,7 +199,7 @@ impl Shard {
     pub(super) fn make(&mut self, slot: usize) -> bool {
         let c = &mut self.conns[slot];
         c.core.made = true;
-        if let Some(o) = c.core.observer.as_mut() {
+        if let Some(o) = c.core.extras.as_mut().and_then(|e| e.observer.as_mut()) {
             o.made(&mut self.ctx);
         }
         let c = &mut self.conns[slot];
@@ -225,7 +225,7 @@ impl Shard {
         }
         tracing::debug!(conn = %c.core.id, peer = %c.core.peer, %reason, "transport layer failed; closing");
         c.core.layer_failed = true;
-        c.core.close_reason = Some(reason.clone());
+        c.core.close_reason = Some(Box::new(reason.clone()));
         if c.core.phase == Phase::Open {
             c.core.phase = Phase::Closing;
             let timeout = self.ctx.settings.close_timeout;
@@ -274,7 +274,7 @@ impl Shard {
             self.ctx.counters.tls_errors += 1;
             c.core
                 .close_reason
-                .get_or_insert(CloseReason::Tls(TlsFailure::Truncated));
+                .get_or_insert_with(|| Box::new(CloseReason::Tls(TlsFailure::Truncated)));
         }
         self.on_peer_eof(slot);
     }

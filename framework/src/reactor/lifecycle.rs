@@ -51,7 +51,12 @@ impl Shard {
                 return false;
             }
             if c.core.abort_requested {
-                let reason = c.core.close_reason.clone().unwrap_or(CloseReason::Aborted);
+                let reason = c
+                    .core
+                    .close_reason
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or(CloseReason::Aborted);
                 self.finish(slot, reason, true);
                 return false;
             }
@@ -88,7 +93,12 @@ impl Shard {
             // kernel sends FIN after the data) instead of shutdown, waiting
             // for the peer's FIN, then close: two syscalls and a wake-up less.
             c.core.output_shut = true;
-            let reason = c.core.close_reason.clone().unwrap_or(CloseReason::Done);
+            let reason = c
+                .core
+                .close_reason
+                .as_deref()
+                .cloned()
+                .unwrap_or(CloseReason::Done);
             self.lose(slot, &reason);
             return self.release(slot, false);
         }
@@ -97,7 +107,12 @@ impl Shard {
             c.core.fin_sent = true;
         }
         c.core.output_shut = true;
-        let reason = c.core.close_reason.clone().unwrap_or(CloseReason::Done);
+        let reason = c
+            .core
+            .close_reason
+            .as_deref()
+            .cloned()
+            .unwrap_or(CloseReason::Done);
         self.lose(slot, &reason);
         let c = &mut self.conns[slot];
         if c.core.peer_eof {
@@ -123,7 +138,7 @@ impl Shard {
             if c.core.inbound {
                 drop(proto);
             } else {
-                let observer = c.core.observer.take();
+                let observer = c.core.take_observer();
                 let error = io::Error::new(io::ErrorKind::ConnectionAborted, reason.to_string());
                 self.report_connect_failure(Some(proto), observer, error);
             }
@@ -149,7 +164,7 @@ impl Shard {
         if reason == &CloseReason::IdleTimeout {
             self.ctx.counters.idle_timeouts += 1;
         }
-        if let Some(o) = self.conns[slot].core.observer.take() {
+        if let Some(o) = self.conns[slot].core.take_observer() {
             o.ended(&mut self.ctx, ConnectionEnd::Lost(reason.clone()));
         }
     }
@@ -164,12 +179,18 @@ impl Shard {
     pub(super) fn release(&mut self, slot: usize, rst: bool) {
         let mut c = self.conns.remove(slot);
         if let Some(input) = self.ctx.task_inputs.remove(&c.core.id) {
-            let reason = c.core.close_reason.clone().unwrap_or(CloseReason::Done);
+            let reason = c
+                .core
+                .close_reason
+                .as_deref()
+                .cloned()
+                .unwrap_or(CloseReason::Done);
             input.borrow_mut().lose(&reason);
         }
         c.core.out.clear(&mut self.ctx.pool);
         c.core.cancel_timers(&mut self.ctx.timers);
-        for task in c.core.tasks.drain(..) {
+        let tasks = c.core.extras.as_mut().map(|e| std::mem::take(&mut e.tasks));
+        for task in tasks.into_iter().flatten() {
             // The task dies with its connection: its future is dropped here.
             if self.ctx.tasks.remove(task) {
                 self.ctx.counters.tasks_cancelled += 1;
@@ -215,7 +236,9 @@ impl Shard {
         self.next_generation = self.next_generation.wrapping_add(1);
         let mut core = ConnCore::new(id, stream, peer, local, Phase::Open, self.ctx.now_tick);
         core.idle_ticks = self.default_idle_ticks();
-        core.observer = observer;
+        if let Some(o) = observer {
+            core.extras().observer = Some(o);
+        }
         core.counted = counted;
         let inserted = self.conns.insert(Connection {
             core,

@@ -99,7 +99,9 @@ impl Shard {
                 Phase::Connecting,
                 self.ctx.now_tick,
             );
-            core.observer = pc.observer;
+            if let Some(o) = pc.observer {
+                core.extras().observer = Some(o);
+            }
             core.inbound = false;
             // Started once the TCP connect finishes.
             core.layer = layer;
@@ -152,7 +154,7 @@ impl Shard {
         c.core.cancel_timers(&mut self.ctx.timers);
         let _ = self.poll.registry().deregister(&mut c.core.stream);
         self.shared.open_total.fetch_sub(1, Ordering::Relaxed);
-        self.report_connect_failure(c.proto.take(), c.core.observer.take(), error);
+        self.report_connect_failure(c.proto.take(), c.core.take_observer(), error);
     }
 
     /// An outbound connection never came up: count it, then tell its

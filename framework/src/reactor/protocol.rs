@@ -15,9 +15,6 @@ use std::io;
 /// [`Factory`] on the shard that owns the connection and is only ever touched
 /// by that shard's thread, so it needs no locks and need not be `Send`.
 ///
-/// Every callback gets a [`Conn`] to write, close, set timers and reach the
-/// shard. A panic in a callback aborts only this connection.
-///
 /// ```
 /// use shardloop::{Conn, Protocol};
 /// struct Echo;
@@ -28,6 +25,67 @@ use std::io;
 ///     }
 /// }
 /// ```
+///
+/// # The contract
+///
+/// **Order.** For a connection that is established:
+///
+/// ```text
+/// connection_made
+///   ( data_received | message | pause_producing | resume_producing
+///   | reading_resumed | output_flushed | server_stopping )*
+///   [ eof_received ]            at most once, after the last data_received
+///   ( message | output_flushed | pause/resume_producing )*   while half-open
+/// connection_lost               exactly once, last
+/// ```
+///
+/// - `connection_made` runs when the connection is usable: after the TCP
+///   connect for an outbound one, after the TLS handshake or PROXY header
+///   on a layered one. A connection that never gets there (a refused or
+///   timed-out connect, a failed handshake) gets no other callback: an
+///   outbound one gets [`connect_failed`](Protocol::connect_failed)
+///   instead, an inbound one is dropped with its protocol.
+/// - `connection_lost` runs exactly once for every connection that got
+///   `connection_made`, whatever ended it (graceful close, reset, a
+///   timeout, a cap, a callback's panic, the server stopping), with the
+///   [`CloseReason`]; nothing runs after it.
+/// - `message` runs only between the two; a message for a connection that
+///   is gone (or whose slot was reused) is dropped and counted, never
+///   delivered to another connection.
+/// - A connection whose input goes to a task ([`Conn::spawn_stream`]) gets
+///   no `data_received` and no `eof_received`: the task reads both.
+///
+/// **No re-entrancy.** Callbacks of one connection never overlap, and
+/// nothing in the framework calls a protocol from inside one of its own
+/// callbacks: every method of [`Conn`] and [`ShardCtx`] queues its effect
+/// or records it, and the shard applies it when the callback returns
+/// (`pause_producing` for the writes of a callback runs right after it;
+/// a `close` takes effect after it; messages and `post_to` closures to
+/// this shard run later in the same loop iteration). Another connection's
+/// protocol is never reachable from a callback except by message.
+///
+/// **What may be called when.** Any `Conn` method from any callback that
+/// gets a `Conn`. [`ShardCtx`] (through [`Conn::shard`]) from anywhere on
+/// the shard. Blocking in a callback blocks every connection of the shard:
+/// use [`Conn::defer_to_thread`] or [`ShardCtx::defer`] (the watchdog
+/// reports a callback that holds the loop past
+/// `Settings::stall_threshold`).
+///
+/// **Writes after close.** `close()` and `shutdown_write()` send
+/// everything written, then FIN; writes made after the call but before FIN
+/// goes out still go first. Once FIN is sent, after `abort()`, and during
+/// `connection_lost`, the output is shut: writes are refused and counted
+/// (`writes_refused`), never turned into a reset. `abort()` drops unsent
+/// output and sends RST.
+///
+/// **Panics.** A panic in a callback aborts this connection only
+/// ([`CloseReason::CallbackPanic`], counted); its `connection_lost` still
+/// runs. The shard and every other connection carry on.
+///
+/// **Caps.** A peer that sends without reading stops being read above the
+/// high-water mark (TCP flow control slows it), and the connection is
+/// aborted if one write would push its unsent output past
+/// `Settings::max_output_buffer`; see [`Conn::write`].
 pub trait Protocol: Sized + 'static {
     /// Typed messages other shards or threads can send to this connection
     /// by its [`ConnId`](crate::ConnId). Use `()` if there are none.

@@ -74,7 +74,7 @@ impl Shard {
                 self.ctx.counters.tasks_spawned += 1;
                 let id = self.ctx.tasks.spawn(future, conn);
                 if let Some(c) = conn.filter(|c| self.live(*c)) {
-                    self.conns[c.slot()].core.tasks.push(id);
+                    self.conns[c.slot()].core.extras().tasks.push(id);
                 }
             }
             for (conn, op) in r.conn_ops {
