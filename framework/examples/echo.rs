@@ -49,10 +49,12 @@ struct Args {
 
 /// The task of `--async`: the whole connection as one `async fn`.
 async fn echo_task(task: ConnTask<Echo>) {
-    let mut buf = vec![0u8; 16 * 1024];
+    // Empty until bytes arrive: an idle connection holds no read buffer.
+    let mut buf = Vec::new();
     // Until EOF (0) or a failed read; then close (after flushing).
-    while let Ok(n @ 1..) = task.read(&mut buf).await {
-        task.write(&buf[..n]);
+    while let Ok(1..) = task.read_buf(&mut buf).await {
+        task.write(&buf);
+        buf.clear();
     }
     task.close();
 }

@@ -180,6 +180,17 @@ impl ClientStream {
         reader.read(buf).await
     }
 
+    /// Appends everything received so far (at least one byte) to `buf`;
+    /// `Ok(0)` at the peer's EOF.
+    pub async fn read_buf(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        let resume = || self.resume();
+        let reader = Reader {
+            input: &self.input,
+            resume: &resume,
+        };
+        reader.read_buf(buf).await
+    }
+
     /// Fills `buf` exactly; `UnexpectedEof` if the peer ends first.
     pub async fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
         let resume = || self.resume();

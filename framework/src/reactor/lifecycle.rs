@@ -208,6 +208,11 @@ impl Shard {
         // the poller, and saves an epoll_ctl per connection.
         self.ctx.counters.connections_closed += 1;
         self.uncount(c.core.counted);
+        if self.conns.is_empty() && self.conns.capacity() >= 4096 {
+            // The last of many connections closed: give the table back
+            // (no key is live, so none is invalidated).
+            self.conns.shrink_to_fit();
+        }
     }
 
     /// The idle timeout new connections start with, in ticks.

@@ -38,6 +38,20 @@ impl<P: Protocol> ConnTask<P> {
         .await
     }
 
+    /// Appends everything received so far (at least one byte) to `buf`;
+    /// `Ok(0)` at the peer's EOF. With an empty `Vec`, a connection that
+    /// waits holds no read buffer.
+    pub async fn read_buf(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        let input = self.input()?;
+        let resume = || self.resume();
+        Reader {
+            input: &input,
+            resume: &resume,
+        }
+        .read_buf(buf)
+        .await
+    }
+
     /// Fills `buf` exactly; `UnexpectedEof` if the peer ends first.
     pub async fn read_exact(&self, buf: &mut [u8]) -> io::Result<()> {
         let input = self.input()?;

@@ -57,6 +57,22 @@ impl Reader<'_> {
         .await
     }
 
+    /// Appends everything buffered (at least one byte) to `buf`; `Ok(0)`
+    /// at the peer's EOF. An empty `buf` holds no memory while it waits.
+    pub(crate) async fn read_buf(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        self.read_with(|s| {
+            let have = s.buffered();
+            if !have.is_empty() {
+                let n = have.len();
+                buf.extend_from_slice(have);
+                s.consume(n);
+                return Some(Ok(n));
+            }
+            s.ended().then_some(Ok(0))
+        })
+        .await
+    }
+
     /// Fills `buf` exactly; `UnexpectedEof` if the peer ends first.
     pub(crate) async fn read_exact(&self, buf: &mut [u8]) -> io::Result<()> {
         let want = buf.len();

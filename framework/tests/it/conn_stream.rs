@@ -19,8 +19,19 @@ impl Protocol for TaskEcho {
     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
         conn.spawn_stream(|task| async move {
             let mut buf = [0u8; 1000];
-            while let Ok(n @ 1..) = task.read(&mut buf).await {
+            let mut more = Vec::new();
+            // read and read_buf in turn: both see every byte, in order.
+            loop {
+                let n = match task.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
                 task.write(&buf[..n]);
+                match task.read_buf(&mut more).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => task.write(&more),
+                }
+                more.clear();
             }
             task.close();
         });

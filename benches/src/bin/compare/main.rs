@@ -346,12 +346,18 @@ fn main() -> anyhow::Result<()> {
     }
     if a.idle_connections > 0 && !a.tls {
         table.push_str(&format!(
-            "\n| server (echo) | RSS per idle connection ({} connections) |\n|---|---:|\n",
+            "\n| server (echo), {} connections | RSS per idle connection | after one 64 B echo each | held after all closed |\n|---|---:|---:|---:|\n",
             a.idle_connections
         ));
         for d in defs.iter().filter(|d| d.kind == Kind::Echo) {
-            let bytes = memory::memory_per_idle_connection(&dir, d, a.idle_connections)?;
-            let row = format!("| {} | {:.0} B |\n", d.name, bytes);
+            let m = memory::memory_per_connection(&dir, d, a.idle_connections)?;
+            let row = format!(
+                "| {} | {:.0} B | {:.0} B | {:.1} MB |\n",
+                d.name,
+                m.idle,
+                m.after_echo,
+                m.after_close / 1e6
+            );
             print!("{row}");
             table.push_str(&row);
         }
