@@ -4,6 +4,8 @@
 //! whole frames to a [`FrameProtocol`].
 
 mod decoder;
+#[cfg(test)]
+mod decoder_tests;
 mod framed;
 
 pub use decoder::{

@@ -153,7 +153,7 @@ impl<'a, P: Protocol> Conn<'a, P> {
                 "output buffer limit exceeded (the peer is not reading); aborting"
             );
             self.core.abort_requested = true;
-            self.core.close_reason = Some(Box::new(CloseReason::OutputOverflow));
+            self.core.set_reason(CloseReason::OutputOverflow);
             return false;
         }
         true
@@ -252,7 +252,7 @@ impl<'a, P: Protocol> Conn<'a, P> {
     pub fn abort(&mut self) {
         if !self.core.abort_requested {
             self.core.abort_requested = true;
-            self.core.close_reason = Some(Box::new(CloseReason::Aborted));
+            self.core.set_reason(CloseReason::Aborted);
         }
     }
 

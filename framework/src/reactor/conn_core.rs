@@ -29,8 +29,9 @@ pub(crate) struct ConnCore {
     local: std::cell::OnceCell<Box<Addr>>,
     pub(crate) out: WriteBuf,
     pub(crate) phase: Phase,
-    /// Why it is closing or aborting, once decided.
-    /// Boxed: set once per connection, and most connections are idle.
+    /// Why it is closing or aborting, once decided: boxed, since most
+    /// connections are idle and the commonest end (the peer's EOF) is
+    /// implied by `peer_eof` (see `reason_or`), so a close rarely allocates.
     pub(crate) close_reason: Option<Box<CloseReason>>,
     pub(crate) abort_requested: bool,
     pub(crate) panicked: bool,
@@ -184,6 +185,29 @@ impl ConnCore {
         }
     }
 
+    /// Why the connection ends: the reason recorded, or `PeerClosed` once
+    /// the peer's EOF came first, or `default`.
+    pub(crate) fn reason_or(&self, default: CloseReason) -> CloseReason {
+        match &self.close_reason {
+            Some(r) => (**r).clone(),
+            None if self.peer_eof => CloseReason::PeerClosed,
+            None => default,
+        }
+    }
+
+    /// Records why the connection ends unless a reason is already known
+    /// (the first wins; after the peer's EOF it is `PeerClosed`).
+    pub(crate) fn note_reason(&mut self, reason: CloseReason) {
+        if self.close_reason.is_none() && !self.peer_eof {
+            self.close_reason = Some(Box::new(reason));
+        }
+    }
+
+    /// Records why the connection ends, over any earlier reason.
+    pub(crate) fn set_reason(&mut self, reason: CloseReason) {
+        self.close_reason = Some(Box::new(reason));
+    }
+
     /// Sets the local address (from a PROXY header: where the client connected).
     pub(crate) fn set_local_addr(&mut self, local: Addr) {
         self.local = std::cell::OnceCell::from(Box::new(local));
@@ -211,7 +235,7 @@ impl ConnCore {
     pub(crate) fn begin_close(&mut self, reason: CloseReason, ctx: &mut ShardCtx) {
         if self.phase == Phase::Open && !self.abort_requested {
             self.phase = Phase::Closing;
-            self.close_reason.get_or_insert_with(|| Box::new(reason));
+            self.note_reason(reason);
             let timeout = ctx.settings.close_timeout;
             self.set_phase_timer(&mut ctx.timers, timeout, TimerTask::CloseDeadline(self.id));
             ctx.mark_dirty(self);

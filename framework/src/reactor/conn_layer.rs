@@ -19,7 +19,7 @@ impl<P: Protocol> Conn<'_, P> {
         if let Err(reason) = layer.encode(data, &mut wire) {
             tracing::debug!(conn = %self.core.id, %reason, "the transport layer refused output; aborting");
             self.core.abort_requested = true;
-            self.core.close_reason = Some(Box::new(reason));
+            self.core.set_reason(reason);
         }
         if self.core.out.len() >= WRITE_THROUGH && !self.core.write_blocked {
             // As for plaintext: a large output goes to the socket now rather
@@ -44,9 +44,9 @@ impl<P: Protocol> Conn<'_, P> {
     pub(crate) fn install_layer(&mut self, layer: Box<dyn Layer>, already_read: &[u8]) {
         if self.core.layer.is_some() {
             self.core.abort_requested = true;
-            self.core.close_reason = Some(Box::new(CloseReason::ProtocolError(
+            self.core.set_reason(CloseReason::ProtocolError(
                 "start_tls on a connection that already runs a transport layer".into(),
-            )));
+            ));
             return;
         }
         self.core.start_layer(layer, self.ctx);
@@ -64,7 +64,7 @@ impl<P: Protocol> Conn<'_, P> {
     /// Ends this connection at once for `reason` (a layer that cannot start).
     pub(crate) fn abort_with(&mut self, reason: CloseReason) {
         self.core.abort_requested = true;
-        self.core.close_reason = Some(Box::new(reason));
+        self.core.set_reason(reason);
     }
 
     /// The connection's layer, if it has one.

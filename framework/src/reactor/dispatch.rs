@@ -126,15 +126,13 @@ impl Shard {
             let c = &mut self.conns[slot];
             if c.proto.is_some() && !c.core.made && c.core.phase == Phase::Open {
                 // Mid-handshake: nothing to finish; close it now.
-                c.core.close_reason = Some(Box::new(CloseReason::ServerStopped));
+                c.core.set_reason(CloseReason::ServerStopped);
                 c.core
                     .begin_close(CloseReason::ServerStopped, &mut self.ctx);
                 continue;
             }
             if c.proto.is_some() {
-                c.core
-                    .close_reason
-                    .get_or_insert_with(|| Box::new(CloseReason::ServerStopped));
+                c.core.note_reason(CloseReason::ServerStopped);
                 invoke(c, &mut self.ctx, |p, core, ctx| {
                     p.server_stopping(core, ctx)
                 });
@@ -242,7 +240,7 @@ impl Shard {
                         unsent = c.core.out.len(),
                         "graceful close did not flush in time (peer not reading); aborting"
                     );
-                    c.core.close_reason = Some(Box::new(CloseReason::CloseTimeout));
+                    c.core.set_reason(CloseReason::CloseTimeout);
                     self.finish(conn.slot(), CloseReason::CloseTimeout, true);
                 }
             }

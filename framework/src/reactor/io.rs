@@ -199,10 +199,9 @@ impl Shard {
     /// layer): tell the protocol, which by default closes its side too.
     pub(super) fn on_peer_eof(&mut self, slot: usize) {
         let c = &mut self.conns[slot];
+        // From here on, a connection with no other reason ended because
+        // the peer closed (`ConnCore::reason_or`): nothing to store.
         c.core.peer_eof = true;
-        c.core
-            .close_reason
-            .get_or_insert_with(|| Box::new(CloseReason::PeerClosed));
         if let Some(input) = self.ctx.task_inputs.get(&c.core.id) {
             // The task reads the EOF; the connection stays half-open until
             // it closes (it may still answer).
@@ -254,12 +253,7 @@ impl Shard {
         }
         c.core.dirty = false;
         if c.core.abort_requested {
-            let reason = c
-                .core
-                .close_reason
-                .as_deref()
-                .cloned()
-                .unwrap_or(CloseReason::Aborted);
+            let reason = c.core.reason_or(CloseReason::Aborted);
             return self.finish(slot, reason, true);
         }
         let mut handed = 0;

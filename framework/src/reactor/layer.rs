@@ -225,7 +225,7 @@ impl Shard {
         }
         tracing::debug!(conn = %c.core.id, peer = %c.core.peer, %reason, "transport layer failed; closing");
         c.core.layer_failed = true;
-        c.core.close_reason = Some(Box::new(reason.clone()));
+        c.core.set_reason(reason.clone());
         if c.core.phase == Phase::Open {
             c.core.phase = Phase::Closing;
             let timeout = self.ctx.settings.close_timeout;
@@ -272,9 +272,7 @@ impl Shard {
         }
         if !c.core.layer.as_ref().is_some_and(|l| l.clean_eof()) {
             self.ctx.counters.tls_errors += 1;
-            c.core
-                .close_reason
-                .get_or_insert_with(|| Box::new(CloseReason::Tls(TlsFailure::Truncated)));
+            c.core.note_reason(CloseReason::Tls(TlsFailure::Truncated));
         }
         self.on_peer_eof(slot);
     }

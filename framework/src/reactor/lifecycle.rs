@@ -51,12 +51,7 @@ impl Shard {
                 return false;
             }
             if c.core.abort_requested {
-                let reason = c
-                    .core
-                    .close_reason
-                    .as_deref()
-                    .cloned()
-                    .unwrap_or(CloseReason::Aborted);
+                let reason = c.core.reason_or(CloseReason::Aborted);
                 self.finish(slot, reason, true);
                 return false;
             }
@@ -93,12 +88,7 @@ impl Shard {
             // kernel sends FIN after the data) instead of shutdown, waiting
             // for the peer's FIN, then close: two syscalls and a wake-up less.
             c.core.output_shut = true;
-            let reason = c
-                .core
-                .close_reason
-                .as_deref()
-                .cloned()
-                .unwrap_or(CloseReason::Done);
+            let reason = c.core.reason_or(CloseReason::Done);
             self.lose(slot, &reason);
             return self.release(slot, false);
         }
@@ -107,12 +97,7 @@ impl Shard {
             c.core.fin_sent = true;
         }
         c.core.output_shut = true;
-        let reason = c
-            .core
-            .close_reason
-            .as_deref()
-            .cloned()
-            .unwrap_or(CloseReason::Done);
+        let reason = c.core.reason_or(CloseReason::Done);
         self.lose(slot, &reason);
         let c = &mut self.conns[slot];
         if c.core.peer_eof {
@@ -179,12 +164,7 @@ impl Shard {
     pub(super) fn release(&mut self, slot: usize, rst: bool) {
         let mut c = self.conns.remove(slot);
         if let Some(input) = self.ctx.task_inputs.remove(&c.core.id) {
-            let reason = c
-                .core
-                .close_reason
-                .as_deref()
-                .cloned()
-                .unwrap_or(CloseReason::Done);
+            let reason = c.core.reason_or(CloseReason::Done);
             input.borrow_mut().lose(&reason);
         }
         c.core.out.clear(&mut self.ctx.pool);
