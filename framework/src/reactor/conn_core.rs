@@ -30,9 +30,10 @@ pub(crate) struct ConnCore {
     pub(crate) out: WriteBuf,
     pub(crate) phase: Phase,
     /// Why it is closing or aborting, once decided: boxed, since most
-    /// connections are idle and the commonest end (the peer's EOF) is
-    /// implied by `peer_eof` (see `reason_or`), so a close rarely allocates.
+    /// connections are idle; the two commonest reasons are kept in
+    /// `common_reason` instead, so a close rarely allocates.
     pub(crate) close_reason: Option<Box<CloseReason>>,
+    common_reason: CommonReason,
     pub(crate) abort_requested: bool,
     pub(crate) panicked: bool,
     /// The protocol paused reading.
@@ -111,6 +112,14 @@ pub(crate) struct Extras {
     pub(crate) read_deadline: Option<TimerId>,
 }
 
+/// The commonest close reasons, recorded without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CommonReason {
+    None,
+    PeerClosed,
+    Done,
+}
+
 /// How an observed connection ended.
 #[derive(Debug)]
 pub(crate) enum ConnectionEnd {
@@ -154,6 +163,7 @@ impl ConnCore {
             out: WriteBuf::default(),
             phase,
             close_reason: None,
+            common_reason: CommonReason::None,
             abort_requested: false,
             panicked: false,
             read_paused: false,
@@ -185,21 +195,26 @@ impl ConnCore {
         }
     }
 
-    /// Why the connection ends: the reason recorded, or `PeerClosed` once
-    /// the peer's EOF came first, or `default`.
+    /// Why the connection ends: the reason recorded, or `default`.
     pub(crate) fn reason_or(&self, default: CloseReason) -> CloseReason {
-        match &self.close_reason {
-            Some(r) => (**r).clone(),
-            None if self.peer_eof => CloseReason::PeerClosed,
-            None => default,
+        match (&self.close_reason, self.common_reason) {
+            (Some(r), _) => (**r).clone(),
+            (None, CommonReason::PeerClosed) => CloseReason::PeerClosed,
+            (None, CommonReason::Done) => CloseReason::Done,
+            (None, CommonReason::None) => default,
         }
     }
 
     /// Records why the connection ends unless a reason is already known
-    /// (the first wins; after the peer's EOF it is `PeerClosed`).
+    /// (the first wins). The two commonest are a byte, not an allocation.
     pub(crate) fn note_reason(&mut self, reason: CloseReason) {
-        if self.close_reason.is_none() && !self.peer_eof {
-            self.close_reason = Some(Box::new(reason));
+        if self.close_reason.is_some() || self.common_reason != CommonReason::None {
+            return;
+        }
+        match reason {
+            CloseReason::PeerClosed => self.common_reason = CommonReason::PeerClosed,
+            CloseReason::Done => self.common_reason = CommonReason::Done,
+            other => self.close_reason = Some(Box::new(other)),
         }
     }
 

@@ -199,9 +199,8 @@ impl Shard {
     /// layer): tell the protocol, which by default closes its side too.
     pub(super) fn on_peer_eof(&mut self, slot: usize) {
         let c = &mut self.conns[slot];
-        // From here on, a connection with no other reason ended because
-        // the peer closed (`ConnCore::reason_or`): nothing to store.
         c.core.peer_eof = true;
+        c.core.note_reason(CloseReason::PeerClosed);
         if let Some(input) = self.ctx.task_inputs.get(&c.core.id) {
             // The task reads the EOF; the connection stays half-open until
             // it closes (it may still answer).

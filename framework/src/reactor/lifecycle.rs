@@ -163,7 +163,12 @@ impl Shard {
 
     pub(super) fn release(&mut self, slot: usize, rst: bool) {
         let mut c = self.conns.remove(slot);
-        if let Some(input) = self.ctx.task_inputs.remove(&c.core.id) {
+        let task_input = if self.ctx.task_inputs.is_empty() {
+            None
+        } else {
+            self.ctx.task_inputs.remove(&c.core.id)
+        };
+        if let Some(input) = task_input {
             let reason = c.core.reason_or(CloseReason::Done);
             input.borrow_mut().lose(&reason);
         }
