@@ -11,7 +11,7 @@ use crate::framing::{Decoder, LineDecoder};
 use crate::reactor::exec::input::SharedInput;
 use crate::reactor::exec::local;
 use crate::reactor::{Conn, Protocol};
-use crate::task::input::Reader;
+use crate::task::input::{Reader, Resume};
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io;
@@ -165,63 +165,40 @@ impl ClientStream {
         crate::task::ConnTask::<StreamProtocol>::new(id).try_run(move |_, c| f(c));
     }
 
-    /// Resumes reading once the task has taken most of the buffered input.
-    fn resume(&self) {
-        self.on_conn(|c| c.resume_reading());
+    fn reader(&self) -> Reader<'_> {
+        Reader {
+            input: &self.input,
+            resume: self,
+        }
     }
 
     /// Reads into `buf`; `Ok(0)` at the peer's EOF.
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let resume = || self.resume();
-        let reader = Reader {
-            input: &self.input,
-            resume: &resume,
-        };
-        reader.read(buf).await
+        self.reader().read(buf).await
     }
 
     /// Appends everything received so far (at least one byte) to `buf`;
     /// `Ok(0)` at the peer's EOF.
     pub async fn read_buf(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
-        let resume = || self.resume();
-        let reader = Reader {
-            input: &self.input,
-            resume: &resume,
-        };
-        reader.read_buf(buf).await
+        self.reader().read_buf(buf).await
     }
 
     /// Fills `buf` exactly; `UnexpectedEof` if the peer ends first.
     pub async fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        let resume = || self.resume();
-        let reader = Reader {
-            input: &self.input,
-            resume: &resume,
-        };
-        reader.read_exact(buf).await
+        self.reader().read_exact(buf).await
     }
 
     /// The next frame cut by `decoder` (a line, a length-prefixed message, a
     /// netstring); `Ok(None)` at a clean EOF between frames.
     pub async fn next_frame<D: Decoder>(&mut self, decoder: &D) -> io::Result<Option<Vec<u8>>> {
-        let resume = || self.resume();
-        let reader = Reader {
-            input: &self.input,
-            resume: &resume,
-        };
-        reader.next_frame(decoder).await
+        self.reader().next_frame(decoder).await
     }
 
     /// The next `\r\n`- (or `\n`-) terminated line of at most `max` bytes,
     /// without its delimiter; `Ok(None)` at a clean EOF.
     pub async fn read_line(&mut self, max: usize) -> io::Result<Option<Vec<u8>>> {
         let mut lines = self.lines.take();
-        let resume = || self.resume();
-        let reader = Reader {
-            input: &self.input,
-            resume: &resume,
-        };
-        let line = reader.read_line(max, &mut lines).await;
+        let line = self.reader().read_line(max, &mut lines).await;
         self.lines = lines;
         line
     }
@@ -266,6 +243,13 @@ impl ClientStream {
     pub fn is_eof(&self) -> bool {
         let input = self.input.borrow();
         input.ended() && input.buffered().is_empty()
+    }
+}
+
+impl Resume for ClientStream {
+    /// Resumes reading once the task has taken most of the buffered input.
+    fn resume(&self) {
+        self.on_conn(|c| c.resume_reading());
     }
 }
 

@@ -4,11 +4,17 @@
 //! [`ClientStream`](crate::client::ClientStream), one implementation.
 
 use super::conn_task::ConnTask;
-use super::input::Reader;
+use super::input::{Reader, Resume};
 use crate::framing::Decoder;
 use crate::reactor::exec::input::SharedInput;
 use crate::reactor::Protocol;
 use std::io;
+
+impl<P: Protocol> Resume for ConnTask<P> {
+    fn resume(&self) {
+        self.run(|_, c| c.resume_reading());
+    }
+}
 
 impl<P: Protocol> ConnTask<P> {
     /// The connection's input, if it goes to its tasks.
@@ -22,20 +28,17 @@ impl<P: Protocol> ConnTask<P> {
         })
     }
 
-    fn resume(&self) {
-        self.run(|_, c| c.resume_reading());
+    fn reader<'a>(&'a self, input: &'a SharedInput) -> Reader<'a> {
+        Reader {
+            input,
+            resume: self,
+        }
     }
 
     /// Reads into `buf`; `Ok(0)` at the peer's EOF.
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         let input = self.input()?;
-        let resume = || self.resume();
-        Reader {
-            input: &input,
-            resume: &resume,
-        }
-        .read(buf)
-        .await
+        self.reader(&input).read(buf).await
     }
 
     /// Appends everything received so far (at least one byte) to `buf`;
@@ -43,50 +46,26 @@ impl<P: Protocol> ConnTask<P> {
     /// waits holds no read buffer.
     pub async fn read_buf(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
         let input = self.input()?;
-        let resume = || self.resume();
-        Reader {
-            input: &input,
-            resume: &resume,
-        }
-        .read_buf(buf)
-        .await
+        self.reader(&input).read_buf(buf).await
     }
 
     /// Fills `buf` exactly; `UnexpectedEof` if the peer ends first.
     pub async fn read_exact(&self, buf: &mut [u8]) -> io::Result<()> {
         let input = self.input()?;
-        let resume = || self.resume();
-        Reader {
-            input: &input,
-            resume: &resume,
-        }
-        .read_exact(buf)
-        .await
+        self.reader(&input).read_exact(buf).await
     }
 
     /// The next frame cut by `decoder` (a line, a length-prefixed message,
     /// a netstring); `Ok(None)` at a clean EOF between frames.
     pub async fn next_frame<D: Decoder>(&self, decoder: &D) -> io::Result<Option<Vec<u8>>> {
         let input = self.input()?;
-        let resume = || self.resume();
-        Reader {
-            input: &input,
-            resume: &resume,
-        }
-        .next_frame(decoder)
-        .await
+        self.reader(&input).next_frame(decoder).await
     }
 
     /// The next `\r\n`- (or `\n`-) terminated line of at most `max` bytes,
     /// without its delimiter; `Ok(None)` at a clean EOF.
     pub async fn read_line(&self, max: usize) -> io::Result<Option<Vec<u8>>> {
         let input = self.input()?;
-        let resume = || self.resume();
-        Reader {
-            input: &input,
-            resume: &resume,
-        }
-        .read_line(max, &mut None)
-        .await
+        self.reader(&input).read_line(max, &mut None).await
     }
 }

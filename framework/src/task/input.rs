@@ -9,11 +9,16 @@ use std::future::poll_fn;
 use std::io;
 use std::task::Poll;
 
-/// A task's reading side of one connection. `resume` asks the shard to
-/// read from the socket again once the task has caught up.
+/// What reads a connection's input: asks the shard to read from the
+/// socket again once the task has caught up.
+pub(crate) trait Resume {
+    fn resume(&self);
+}
+
+/// A task's reading side of one connection.
 pub(crate) struct Reader<'a> {
     pub(crate) input: &'a SharedInput,
-    pub(crate) resume: &'a dyn Fn(),
+    pub(crate) resume: &'a dyn Resume,
 }
 
 impl Reader<'_> {
@@ -37,7 +42,7 @@ impl Reader<'_> {
         .await;
         let resume = self.input.borrow_mut().should_resume();
         if resume {
-            (self.resume)();
+            self.resume.resume();
         }
         out
     }
