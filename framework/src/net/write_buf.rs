@@ -1,7 +1,7 @@
 //! Per-connection output buffer: a queue of chunks written with one
 //! `writev` per flush, recycled through a per-shard pool so a connection that
-//! has drained its output holds no buffer memory (neither chunks nor the
-//! queue's own storage) and the hot path does not allocate.
+//! has drained its output holds no buffer memory and the hot path does not
+//! allocate.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -11,33 +11,14 @@ const CHUNK: usize = 16 * 1024;
 /// At most this many chunks go into one `writev`.
 const MAX_IOV: usize = 64;
 
-/// Spare chunks, and spare chunk queues, kept by one shard.
+/// Spare chunks kept by one shard.
 #[derive(Default)]
 pub(crate) struct BufPool {
     free: Vec<Vec<u8>>,
-    queues: Vec<VecDeque<Vec<u8>>>,
 }
 
 impl BufPool {
     const MAX_KEPT: usize = 256;
-    /// A queue that grew past this many slots (a burst of many chunks) is
-    /// freed rather than kept.
-    const MAX_QUEUE_SLOTS: usize = 16;
-
-    /// An empty queue with storage, from the pool if it has one.
-    fn take_queue(&mut self) -> VecDeque<Vec<u8>> {
-        self.queues.pop().unwrap_or_default()
-    }
-
-    /// Takes back a drained queue's storage.
-    fn give_queue(&mut self, q: VecDeque<Vec<u8>>) {
-        if q.capacity() > 0
-            && q.capacity() <= Self::MAX_QUEUE_SLOTS
-            && self.queues.len() < Self::MAX_KEPT
-        {
-            self.queues.push(q);
-        }
-    }
 
     /// A chunk of exactly `CHUNK` capacity: writes of any size are copied
     /// into these, so every chunk goes back to the pool and a large write
@@ -72,9 +53,6 @@ impl WriteBuf {
     }
 
     pub(crate) fn push(&mut self, mut data: &[u8], pool: &mut BufPool) {
-        if self.chunks.capacity() == 0 {
-            self.chunks = pool.take_queue();
-        }
         self.len += data.len();
         if let Some(tail) = self.chunks.back_mut() {
             let room = tail.capacity() - tail.len();
@@ -97,9 +75,6 @@ impl WriteBuf {
         if data.len() < CHUNK {
             self.push(&data, pool);
         } else {
-            if self.chunks.capacity() == 0 {
-                self.chunks = pool.take_queue();
-            }
             self.len += data.len();
             self.chunks.push_back(data);
         }
@@ -162,11 +137,6 @@ impl WriteBuf {
                 n = 0;
             }
         }
-        if self.chunks.is_empty() {
-            // Drained: the queue's storage goes back too, so an idle
-            // connection holds nothing.
-            pool.give_queue(std::mem::take(&mut self.chunks));
-        }
     }
 
     /// Drops all pending output (abort).
@@ -174,7 +144,6 @@ impl WriteBuf {
         for c in self.chunks.drain(..) {
             pool.give(c);
         }
-        pool.give_queue(std::mem::take(&mut self.chunks));
         self.head_pos = 0;
         self.len = 0;
     }
@@ -255,14 +224,7 @@ mod tests {
         assert_eq!(sink, b"hello");
         assert_eq!(pool.free.len(), 1);
         assert!(buf.chunks.is_empty());
-        assert_eq!(
-            buf.chunks.capacity(),
-            0,
-            "the queue's storage went back too"
-        );
-        assert_eq!(pool.queues.len(), 1);
         buf.push(b"again", &mut pool);
         assert_eq!(pool.free.len(), 0, "chunk reused");
-        assert_eq!(pool.queues.len(), 0, "queue reused");
     }
 }

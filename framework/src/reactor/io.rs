@@ -171,7 +171,15 @@ impl Shard {
                         }
                     } else {
                         let data = &self.read_buf[..n];
-                        invoke(c, &mut self.ctx, |p, core, ctx| deliver(p, core, ctx, data));
+                        if self.ctx.task_inputs.is_empty() {
+                            // No task reads a connection of this shard: the
+                            // protocol's callback, as directly as ever.
+                            invoke(c, &mut self.ctx, |p, core, ctx| {
+                                p.data_received(core, ctx, data)
+                            });
+                        } else {
+                            invoke(c, &mut self.ctx, |p, core, ctx| deliver(p, core, ctx, data));
+                        }
                         if !self.after_callback(slot) {
                             return;
                         }
@@ -315,19 +323,19 @@ impl Shard {
 
 /// Hands bytes read to the protocol, or to the task reading this
 /// connection (`Conn::spawn_stream`), pausing the socket while that task lags.
+/// Called only while some connection of the shard has its input routed to
+/// a task; otherwise the read paths call `data_received` directly.
 pub(super) fn deliver(
     p: &mut dyn ErasedProto,
     core: &mut ConnCore,
     ctx: &mut ShardCtx,
     data: &[u8],
 ) {
-    if !ctx.task_inputs.is_empty() {
-        if let Some(input) = ctx.task_inputs.get(&core.id) {
-            if input.borrow_mut().push(data) {
-                core.read_paused = true;
-            }
-            return;
+    if let Some(input) = ctx.task_inputs.get(&core.id) {
+        if input.borrow_mut().push(data) {
+            core.read_paused = true;
         }
+        return;
     }
     p.data_received(core, ctx, data)
 }

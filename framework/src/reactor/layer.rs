@@ -152,9 +152,15 @@ impl Shard {
         }
         if !app.is_empty() {
             let c = &mut self.conns[slot];
-            invoke(c, &mut self.ctx, |p, core, ctx| {
-                super::io::deliver(p, core, ctx, app)
-            });
+            if self.ctx.task_inputs.is_empty() {
+                invoke(c, &mut self.ctx, |p, core, ctx| {
+                    p.data_received(core, ctx, app)
+                });
+            } else {
+                invoke(c, &mut self.ctx, |p, core, ctx| {
+                    super::io::deliver(p, core, ctx, app)
+                });
+            }
             if !self.after_callback(slot) {
                 return false;
             }
