@@ -110,3 +110,40 @@ impl Input {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_pauses_one_byte_past_the_limit_and_resumes_at_half() {
+        let mut i = Input::default();
+        assert!(
+            !i.push(&vec![1; MAX_INPUT]),
+            "exactly the limit: keep reading"
+        );
+        assert!(i.push(&[2]), "one byte past: pause");
+        assert!(!i.push(&[3]), "told once");
+        i.consume(MAX_INPUT / 2);
+        assert!(!i.should_resume(), "still over half");
+        i.consume(2);
+        assert!(i.should_resume(), "at half: resume");
+        assert!(!i.should_resume(), "told once");
+        // Nothing was lost while paused.
+        assert_eq!(i.buffered().len(), MAX_INPUT / 2);
+        assert_eq!(&i.buffered()[i.buffered().len() - 2..], &[2, 3]);
+    }
+
+    #[test]
+    fn a_clean_end_is_no_failure_and_a_reset_is() {
+        let mut i = Input::default();
+        i.end();
+        assert!(i.ended() && i.failure().is_none());
+        let mut r = Input::default();
+        r.lose(&CloseReason::Io {
+            kind: io::ErrorKind::ConnectionReset,
+            message: "reset".into(),
+        });
+        assert_eq!(r.failure().unwrap().kind(), io::ErrorKind::ConnectionReset);
+    }
+}
