@@ -1,7 +1,7 @@
 //! `Conn`: the context every protocol callback receives (Twisted's
 //! transport plus the reactor calls a protocol makes).
 
-use super::conn_core::{ConnCore, Phase};
+use super::conn_core::ConnCore;
 use super::protocol::Protocol;
 use super::shard_ctx::{DeferredCallback, ShardCtx};
 use super::timers::{RepeatFn, TimerHandle, TimerTask};
@@ -85,10 +85,13 @@ impl<'a, P: Protocol> Conn<'a, P> {
             return self.encode(data);
         }
         let mut data = data;
-        if data.len() >= WRITE_THROUGH && self.core.out.is_empty() && !self.core.write_blocked {
+        if data.len() >= WRITE_THROUGH
+            && self.core.out.is_empty()
+            && !self.core.state.is_write_blocked()
+        {
             data = self.write_through(data);
             if data.is_empty() {
-                if self.core.flush_watch {
+                if self.core.state.watches_flush() {
                     // Nothing queued, but the watcher is told at the flush.
                     self.ctx.mark_dirty(self.core);
                 }
@@ -105,15 +108,15 @@ impl<'a, P: Protocol> Conn<'a, P> {
         match std::io::Write::write(&mut self.core.stream, data) {
             Ok(n) => {
                 self.ctx.counters.bytes_out += n as u64;
-                self.core.wrote_through = true;
+                self.core.state.wrote_through();
                 if n < data.len() {
                     // A short write: the socket buffer is full.
-                    self.core.write_blocked = true;
+                    self.core.state.set_write_blocked(true);
                 }
                 &data[n..]
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                self.core.write_blocked = true;
+                self.core.state.set_write_blocked(true);
                 data
             }
             Err(_) => data,
@@ -152,7 +155,7 @@ impl<'a, P: Protocol> Conn<'a, P> {
                 limit,
                 "output buffer limit exceeded (the peer is not reading); aborting"
             );
-            self.core.abort_requested = true;
+            self.core.state.request_abort();
             self.core.set_reason(CloseReason::OutputOverflow);
             return false;
         }
@@ -197,7 +200,7 @@ impl<'a, P: Protocol> Conn<'a, P> {
     /// }
     /// ```
     pub fn notify_flushed(&mut self) {
-        self.core.flush_watch = true;
+        self.core.state.watch_flush();
         self.ctx.mark_dirty(self.core);
     }
 
@@ -215,9 +218,7 @@ impl<'a, P: Protocol> Conn<'a, P> {
     /// byte: input arriving after the close makes the kernel answer with
     /// RST, which can destroy the response before the peer reads it.
     pub fn close_without_linger(&mut self) {
-        if self.core.phase == Phase::Open && !self.core.abort_requested {
-            self.core.no_linger = true;
-        }
+        self.core.state.request_no_linger();
         self.close();
     }
 
@@ -236,22 +237,19 @@ impl<'a, P: Protocol> Conn<'a, P> {
     /// calls [`close`](Conn::close) (at once if its output is out), e.g. from
     /// `eof_received`.
     pub fn shutdown_write(&mut self) {
-        if self.core.phase == Phase::Open && !self.core.abort_requested && !self.core.half_close {
-            self.core.half_close = true;
-            self.core.output_shut = true;
+        if self.core.state.request_half_close() {
             self.ctx.mark_dirty(self.core);
         }
     }
 
     /// True once [`shutdown_write`](Conn::shutdown_write) was called.
     pub fn is_write_shut(&self) -> bool {
-        self.core.half_close
+        self.core.state.is_half_closed()
     }
 
     /// Closes at once: pending output is dropped and the peer gets RST.
     pub fn abort(&mut self) {
-        if !self.core.abort_requested {
-            self.core.abort_requested = true;
+        if self.core.state.request_abort() {
             self.core.set_reason(CloseReason::Aborted);
         }
     }
@@ -284,33 +282,31 @@ impl<'a, P: Protocol> Conn<'a, P> {
         if self.core.holds == 0 {
             self.close();
         } else {
-            self.core.close_when_idle = true;
+            self.core.state.close_when_idle();
         }
     }
 
     /// True once `close` or `abort` was called.
     pub fn is_closing(&self) -> bool {
-        self.core.phase != Phase::Open || self.core.abort_requested
+        self.core.state.is_closing()
     }
 
     /// Stops delivering `data_received` until `resume_reading`; the kernel's
     /// receive buffer then fills and TCP flow control slows the peer.
     pub fn pause_reading(&mut self) {
-        self.core.read_paused = true;
+        self.core.state.pause_reading();
     }
 
     /// Resumes reading (input that arrived meanwhile is delivered promptly).
     pub fn resume_reading(&mut self) {
-        if self.core.read_paused {
-            self.core.read_paused = false;
-            self.core.resumed = true;
+        if self.core.state.resume_reading() {
             self.ctx.read_again.push(self.core.id);
         }
     }
 
     /// True while reading is paused.
     pub fn is_reading_paused(&self) -> bool {
-        self.core.read_paused
+        self.core.state.is_read_paused()
     }
 
     /// Sets (or clears) this connection's idle timeout: it is closed with

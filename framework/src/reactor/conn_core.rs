@@ -1,23 +1,13 @@
 //! A connection's state on its shard, apart from its protocol: socket,
 //! output queue, phase of its life, flags the loop acts on.
 
+pub(crate) use super::conn_state::{ConnState, Phase};
 use super::layer::Layer;
 use super::shard_ctx::ShardCtx;
 use super::timers::wheel::TimerId;
 use super::timers::{TimerHandle, TimerTask, Timers};
 use crate::api::{CloseReason, ConnId};
 use crate::net::{Addr, Stream, WriteBuf};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// Outbound connection waiting for the connect to finish.
-    Connecting,
-    Open,
-    /// `close()` was called: flush, then FIN.
-    Closing,
-    /// FIN sent and protocol gone; draining the peer's input until EOF.
-    Lingering,
-}
 
 pub(crate) struct ConnCore {
     pub(crate) id: ConnId,
@@ -28,53 +18,16 @@ pub(crate) struct ConnCore {
     /// connection that never asks pays a pointer.
     local: std::cell::OnceCell<Box<Addr>>,
     pub(crate) out: WriteBuf,
-    pub(crate) phase: Phase,
     /// Why it is closing or aborting, once decided: boxed, since most
     /// connections are idle; the two commonest reasons are kept in
     /// `common_reason` instead, so a close rarely allocates.
     pub(crate) close_reason: Option<Box<CloseReason>>,
     common_reason: CommonReason,
-    pub(crate) abort_requested: bool,
-    pub(crate) panicked: bool,
-    /// The protocol paused reading.
-    pub(crate) read_paused: bool,
-    /// The shard paused reading: output is above the high-water mark, so
-    /// TCP flow control slows a peer that sends without reading.
-    pub(crate) backpressure: bool,
-    pub(crate) producing_paused: bool,
-    /// No more output is accepted: FIN was sent or `connection_lost` began.
-    pub(crate) output_shut: bool,
-    /// `shutdown_write` was called: FIN once the output is flushed.
-    pub(crate) half_close: bool,
-    /// FIN has been sent.
-    pub(crate) fin_sent: bool,
-    /// `close_without_linger`: close the socket once flushed, without
-    /// waiting for the peer's FIN.
-    pub(crate) no_linger: bool,
-    /// Accepted from a listener (false: an outbound connection).
-    pub(crate) inbound: bool,
-    /// In the server-wide open-connection total (not those a `reuse_port`
-    /// shard accepted itself: they count against its share only).
-    pub(crate) counted: bool,
+    /// Phase and flags, changed only through their named transitions
+    /// (the state machine of `conn_state.rs`).
+    pub(crate) state: ConnState,
     /// Work in flight for this connection (protocol holds plus deferred jobs).
     pub(crate) holds: u32,
-    /// `close_when_idle` was called: close once `holds` is zero.
-    pub(crate) close_when_idle: bool,
-    /// Listed in the shard's flush list this iteration.
-    pub(crate) dirty: bool,
-    /// The socket refused output; waiting for a writable event.
-    pub(crate) write_blocked: bool,
-    /// `notify_flushed` was called: run `output_flushed` after flushes
-    /// until the queue is empty.
-    pub(crate) flush_watch: bool,
-    /// A large write went straight to the socket since the last flush:
-    /// bytes left outside the flush, which a flush watcher must hear of.
-    pub(crate) wrote_through: bool,
-    /// The poller reported the read side closed: read until EOF.
-    pub(crate) read_closed: bool,
-    pub(crate) peer_eof: bool,
-    /// `resume_reading` was called: tell the protocol before reading.
-    pub(crate) resumed: bool,
     pub(crate) idle_ticks: Option<u64>,
     /// The idle check in the wheel (fires at `last_read_tick + idle_ticks`
     /// or later: reads only store the tick, the check re-arms itself).
@@ -84,11 +37,6 @@ pub(crate) struct ConnCore {
     pub(crate) last_read_tick: u64,
     /// A layer between the socket and the protocol (TLS), if any.
     pub(crate) layer: Option<Box<dyn Layer>>,
-    /// The layer failed: nothing more goes through it (no `close_notify`).
-    pub(crate) layer_failed: bool,
-    /// `connection_made` has run (a TLS connection is made after its
-    /// handshake); only a made connection gets `connection_lost`.
-    pub(crate) made: bool,
     /// What few connections need, out of line (None until first needed).
     pub(crate) extras: Option<Box<Extras>>,
 }
@@ -150,7 +98,7 @@ impl ConnCore {
         stream: Stream,
         peer: Addr,
         local: Option<Addr>,
-        phase: Phase,
+        state: ConnState,
         now_tick: u64,
     ) -> Self {
         ConnCore {
@@ -161,36 +109,15 @@ impl ConnCore {
                 .map(|a| std::cell::OnceCell::from(Box::new(a)))
                 .unwrap_or_default(),
             out: WriteBuf::default(),
-            phase,
             close_reason: None,
             common_reason: CommonReason::None,
-            abort_requested: false,
-            panicked: false,
-            read_paused: false,
-            backpressure: false,
-            producing_paused: false,
-            output_shut: false,
-            half_close: false,
-            fin_sent: false,
-            no_linger: false,
-            inbound: true,
-            counted: true,
+            state,
             holds: 0,
-            close_when_idle: false,
-            dirty: false,
-            flush_watch: false,
-            wrote_through: false,
-            write_blocked: false,
-            read_closed: false,
-            peer_eof: false,
-            resumed: false,
             idle_ticks: None,
             idle_timer: None,
             phase_timer: None,
             last_read_tick: now_tick,
             layer: None,
-            layer_failed: false,
-            made: false,
             extras: None,
         }
     }
@@ -223,6 +150,20 @@ impl ConnCore {
         self.close_reason = Some(Box::new(reason));
     }
 
+    /// The state machine's invariants, and those that tie it to the rest
+    /// of the connection (checked by the property test between events).
+    #[cfg(test)]
+    pub(crate) fn check(&self) -> Result<(), &'static str> {
+        self.state.check()?;
+        if self.layer.is_none() && self.state.is_fin_sent() && !self.out.is_empty() {
+            return Err("output queued after FIN");
+        }
+        if self.state.closes_when_idle() && self.holds == 0 {
+            return Err("close_when_idle pending with nothing holding");
+        }
+        Ok(())
+    }
+
     /// Sets the local address (from a PROXY header: where the client connected).
     pub(crate) fn set_local_addr(&mut self, local: Addr) {
         self.local = std::cell::OnceCell::from(Box::new(local));
@@ -235,21 +176,18 @@ impl ConnCore {
     }
 
     pub(crate) fn accepts_output(&self) -> bool {
-        matches!(self.phase, Phase::Open | Phase::Closing)
-            && !self.abort_requested
-            && !self.output_shut
+        self.state.accepts_output()
     }
 
     /// True while the shard should read from the socket.
     pub(crate) fn wants_input(&self) -> bool {
-        !self.read_paused && !self.backpressure && !self.peer_eof
+        self.state.wants_input()
     }
 
     /// Starts a graceful close: flush, then FIN. A close that has not
     /// finished flushing within `close_timeout` is aborted.
     pub(crate) fn begin_close(&mut self, reason: CloseReason, ctx: &mut ShardCtx) {
-        if self.phase == Phase::Open && !self.abort_requested {
-            self.phase = Phase::Closing;
+        if self.state.begin_closing() {
             self.note_reason(reason);
             let timeout = ctx.settings.close_timeout;
             self.set_phase_timer(&mut ctx.timers, timeout, TimerTask::CloseDeadline(self.id));

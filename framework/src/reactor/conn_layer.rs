@@ -18,10 +18,10 @@ impl<P: Protocol> Conn<'_, P> {
         };
         if let Err(reason) = layer.encode(data, &mut wire) {
             tracing::debug!(conn = %self.core.id, %reason, "the transport layer refused output; aborting");
-            self.core.abort_requested = true;
+            self.core.state.request_abort();
             self.core.set_reason(reason);
         }
-        if self.core.out.len() >= WRITE_THROUGH && !self.core.write_blocked {
+        if self.core.out.len() >= WRITE_THROUGH && !self.core.state.is_write_blocked() {
             // As for plaintext: a large output goes to the socket now rather
             // than piling up until the end of the iteration.
             if let Ok((n, blocked)) = self
@@ -30,7 +30,7 @@ impl<P: Protocol> Conn<'_, P> {
                 .flush_to(&mut self.core.stream, &mut self.ctx.pool)
             {
                 self.ctx.counters.bytes_out += n as u64;
-                self.core.write_blocked = blocked;
+                self.core.state.set_write_blocked(blocked);
             }
         }
         self.ctx.mark_dirty(self.core);
@@ -43,7 +43,7 @@ impl<P: Protocol> Conn<'_, P> {
     /// connection that already has a layer is aborted.
     pub(crate) fn install_layer(&mut self, layer: Box<dyn Layer>, already_read: &[u8]) {
         if self.core.layer.is_some() {
-            self.core.abort_requested = true;
+            self.core.state.request_abort();
             self.core.set_reason(CloseReason::ProtocolError(
                 "start_tls on a connection that already runs a transport layer".into(),
             ));
@@ -63,7 +63,7 @@ impl<P: Protocol> Conn<'_, P> {
 
     /// Ends this connection at once for `reason` (a layer that cannot start).
     pub(crate) fn abort_with(&mut self, reason: CloseReason) {
-        self.core.abort_requested = true;
+        self.core.state.request_abort();
         self.core.set_reason(reason);
     }
 

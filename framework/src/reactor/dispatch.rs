@@ -124,7 +124,7 @@ impl Shard {
         let slots: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for slot in slots {
             let c = &mut self.conns[slot];
-            if c.proto.is_some() && !c.core.made && c.core.phase == Phase::Open {
+            if c.proto.is_some() && !c.core.state.is_made() && c.core.state.is(Phase::Open) {
                 // Mid-handshake: nothing to finish; close it now.
                 c.core.set_reason(CloseReason::ServerStopped);
                 c.core
@@ -206,7 +206,7 @@ impl Shard {
                 let Some(idle) = c.core.idle_ticks else {
                     return;
                 };
-                if c.core.phase != Phase::Open {
+                if !c.core.state.is(Phase::Open) {
                     return;
                 }
                 let due = c.core.last_read_tick.saturating_add(idle);
@@ -224,14 +224,14 @@ impl Shard {
                 if let Some(e) = c.core.extras.as_mut() {
                     e.read_deadline = None;
                 }
-                if c.core.phase == Phase::Open && c.proto.is_some() {
+                if c.core.state.is(Phase::Open) && c.proto.is_some() {
                     self.ctx.counters.read_timeouts += 1;
                     tracing::debug!(conn = %conn, "read deadline passed; closing");
                     c.core.begin_close(CloseReason::ReadTimeout, &mut self.ctx);
                 }
             }
             TimerTask::CloseDeadline(conn) => {
-                if self.live(conn) && self.conns[conn.slot()].core.phase == Phase::Closing {
+                if self.live(conn) && self.conns[conn.slot()].core.state.is(Phase::Closing) {
                     let c = &mut self.conns[conn.slot()];
                     c.core.phase_timer = None;
                     self.ctx.counters.close_timeouts += 1;
@@ -245,12 +245,12 @@ impl Shard {
                 }
             }
             TimerTask::Linger(conn) => {
-                if self.live(conn) && self.conns[conn.slot()].core.phase == Phase::Lingering {
+                if self.live(conn) && self.conns[conn.slot()].core.state.is(Phase::Lingering) {
                     self.release(conn.slot(), false);
                 }
             }
             TimerTask::ConnectTimeout(conn) => {
-                if self.live(conn) && self.conns[conn.slot()].core.phase == Phase::Connecting {
+                if self.live(conn) && self.conns[conn.slot()].core.state.is(Phase::Connecting) {
                     self.fail_connect(
                         conn.slot(),
                         io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
@@ -265,7 +265,7 @@ impl Shard {
                 c.core.phase_timer = None;
                 let pending = c.core.layer.as_ref().filter(|l| !l.is_ready());
                 if let Some(reason) = pending.map(|l| l.timeout_reason()) {
-                    if c.core.phase == Phase::Open {
+                    if c.core.state.is(Phase::Open) {
                         self.layer_failed(conn.slot(), reason);
                     }
                 }
@@ -283,7 +283,7 @@ impl Shard {
                     );
                 }
                 for slot in slots {
-                    match self.conns[slot].core.phase {
+                    match self.conns[slot].core.state.phase() {
                         Phase::Connecting => self.fail_connect(
                             slot,
                             io::Error::new(io::ErrorKind::Interrupted, "server stopped"),

@@ -86,20 +86,19 @@ impl Shard {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
-        if c.core.phase == Phase::Connecting {
+        if c.core.state.is(Phase::Connecting) {
             self.finish_connect(slot);
             match self.conns.get(slot) {
-                Some(c) if c.core.phase != Phase::Connecting => {}
+                Some(c) if !c.core.state.is(Phase::Connecting) => {}
                 _ => return,
             }
         }
         let c = &mut self.conns[slot];
-        if r.writable && c.core.write_blocked {
-            c.core.write_blocked = false;
+        if r.writable && c.core.state.writable() {
             self.ctx.mark_dirty(&mut c.core);
         }
         if r.read_closed {
-            c.core.read_closed = true;
+            c.core.state.read_closed();
         }
         if r.readable || r.read_closed {
             self.read_conn(slot);
@@ -116,8 +115,7 @@ impl Shard {
                 continue;
             }
             let c = &mut self.conns[id.slot()];
-            if c.core.resumed {
-                c.core.resumed = false;
+            if c.core.state.take_resumed() {
                 invoke(c, &mut self.ctx, |p, core, ctx| {
                     p.reading_resumed(core, ctx)
                 });
@@ -136,7 +134,7 @@ impl Shard {
         let mut total = 0usize;
         loop {
             let c = &mut self.conns[slot];
-            match c.core.phase {
+            match c.core.state.phase() {
                 Phase::Lingering => return self.drain_lingering(slot),
                 Phase::Closing | Phase::Connecting => return,
                 Phase::Open => {}
@@ -185,7 +183,8 @@ impl Shard {
                         }
                     }
                     total += n;
-                    let drained = n < self.read_buf.len() && !self.conns[slot].core.read_closed;
+                    let drained =
+                        n < self.read_buf.len() && !self.conns[slot].core.state.is_read_closed();
                     if drained {
                         // A short read empties the socket buffer under
                         // epoll: skip the read that would only say EAGAIN.
@@ -207,7 +206,7 @@ impl Shard {
     /// layer): tell the protocol, which by default closes its side too.
     pub(super) fn on_peer_eof(&mut self, slot: usize) {
         let c = &mut self.conns[slot];
-        c.core.peer_eof = true;
+        c.core.state.peer_eof();
         c.core.note_reason(CloseReason::PeerClosed);
         if let Some(input) = self.ctx.task_inputs.get(&c.core.id) {
             // The task reads the EOF; the connection stays half-open until
@@ -255,28 +254,27 @@ impl Shard {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
-        if !c.core.dirty {
+        if !c.core.state.take_dirty() {
             return;
         }
-        c.core.dirty = false;
-        if c.core.abort_requested {
+        if c.core.state.abort_requested() {
             let reason = c.core.reason_or(CloseReason::Aborted);
             return self.finish(slot, reason, true);
         }
         let mut handed = 0;
-        if !c.core.write_blocked && !c.core.out.is_empty() {
+        if !c.core.state.is_write_blocked() && !c.core.out.is_empty() {
             match c.core.out.flush_to(&mut c.core.stream, &mut self.ctx.pool) {
                 Ok((n, blocked)) => {
                     self.ctx.counters.bytes_out += n as u64;
-                    c.core.write_blocked = blocked;
+                    c.core.state.set_write_blocked(blocked);
                     handed = n;
                 }
                 Err(e) => return self.finish(slot, CloseReason::io(&e), true),
             }
         }
-        let wrote_through = std::mem::take(&mut c.core.wrote_through);
-        if c.core.flush_watch && (handed > 0 || wrote_through || c.core.out.is_empty()) {
-            c.core.flush_watch = !c.core.out.is_empty();
+        let wrote_through = c.core.state.take_wrote_through();
+        if c.core.state.watches_flush() && (handed > 0 || wrote_through || c.core.out.is_empty()) {
+            c.core.state.flush_reported(!c.core.out.is_empty());
             invoke(c, &mut self.ctx, |p, core, ctx| p.output_flushed(core, ctx));
             if !self.after_callback(slot) {
                 return;
@@ -284,29 +282,27 @@ impl Shard {
         }
         let c = &mut self.conns[slot];
         let low = self.ctx.settings.low_water_mark;
-        if c.core.backpressure && c.core.out.len() <= low {
-            c.core.backpressure = false;
+        if c.core.out.len() <= low && c.core.state.end_backpressure() {
             self.ctx.read_again.push(c.core.id);
         }
-        if (c.core.half_close || c.core.phase == Phase::Closing)
+        if (c.core.state.is_half_closed() || c.core.state.is(Phase::Closing))
             && c.core.out.is_empty()
             && c.core.layer.is_some()
             && self.close_layer_output(slot)
         {
             // close_notify goes out before FIN.
             let c = &mut self.conns[slot];
-            c.core.dirty = true;
+            c.core.state.mark_dirty();
             return self.flush_conn(slot);
         }
         let c = &mut self.conns[slot];
-        if c.core.half_close && !c.core.fin_sent && c.core.out.is_empty() {
+        let st = &c.core.state;
+        if st.is_half_closed() && !st.is_fin_sent() && c.core.out.is_empty() {
             // shutdown_write: everything is out, so FIN now; keep reading.
             c.core.stream.shutdown_write();
-            c.core.fin_sent = true;
-            c.core.output_shut = true;
+            c.core.state.fin_sent();
         }
-        if c.core.producing_paused && c.core.out.len() <= low {
-            c.core.producing_paused = false;
+        if c.core.out.len() <= low && c.core.state.resume_producing() {
             invoke(c, &mut self.ctx, |p, core, ctx| {
                 p.resume_producing(core, ctx)
             });
@@ -315,7 +311,7 @@ impl Shard {
             }
         }
         let c = &mut self.conns[slot];
-        if c.core.phase == Phase::Closing && c.core.out.is_empty() {
+        if c.core.state.is(Phase::Closing) && c.core.out.is_empty() {
             self.send_fin(slot);
         }
     }
@@ -333,7 +329,7 @@ pub(super) fn deliver(
 ) {
     if let Some(input) = ctx.task_inputs.get(&core.id) {
         if input.borrow_mut().push(data) {
-            core.read_paused = true;
+            core.state.pause_reading();
         }
         return;
     }

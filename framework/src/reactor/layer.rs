@@ -166,7 +166,7 @@ impl Shard {
             }
         }
         let c = &mut self.conns[slot];
-        if finished && !c.core.peer_eof && c.core.phase == Phase::Open {
+        if finished && !c.core.state.is_peer_eof() && c.core.state.is(Phase::Open) {
             self.on_peer_eof(slot);
             return false;
         }
@@ -195,7 +195,7 @@ impl Shard {
                 c.core.set_local_addr(Addr::Tcp(destination));
             }
         }
-        if c.core.made {
+        if c.core.state.is_made() {
             return true;
         }
         self.make(slot)
@@ -204,7 +204,7 @@ impl Shard {
     /// Tells the observer and the protocol that the connection is made.
     pub(super) fn make(&mut self, slot: usize) -> bool {
         let c = &mut self.conns[slot];
-        c.core.made = true;
+        c.core.state.made();
         if let Some(o) = c.core.extras.as_mut().and_then(|e| e.observer.as_mut()) {
             o.made(&mut self.ctx);
         }
@@ -230,19 +230,16 @@ impl Shard {
             _ => n.proxy_header_errors += 1,
         }
         tracing::debug!(conn = %c.core.id, peer = %c.core.peer, %reason, "transport layer failed; closing");
-        c.core.layer_failed = true;
         c.core.set_reason(reason.clone());
-        if c.core.phase == Phase::Open {
-            c.core.phase = Phase::Closing;
+        // Nothing the protocol writes from here on can be encrypted.
+        if c.core.state.layer_failed() {
             let timeout = self.ctx.settings.close_timeout;
             let task = TimerTask::CloseDeadline(c.core.id);
             c.core.set_phase_timer(&mut self.ctx.timers, timeout, task);
         }
-        // Nothing the protocol writes from here on can be encrypted.
-        c.core.output_shut = true;
         self.lose(slot, &reason);
         let c = &mut self.conns[slot];
-        c.core.dirty = true;
+        c.core.state.mark_dirty();
         self.flush_conn(slot);
     }
 
@@ -250,7 +247,7 @@ impl Shard {
     /// (`close_notify`). Returns true if there is now more to flush.
     pub(super) fn close_layer_output(&mut self, slot: usize) -> bool {
         let c = &mut self.conns[slot];
-        if c.core.layer_failed {
+        if c.core.state.has_layer_failed() {
             return false;
         }
         let Some(layer) = c.core.layer.as_mut() else {

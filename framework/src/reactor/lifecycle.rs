@@ -1,7 +1,7 @@
 //! A connection's birth and death on its shard: accept, establish,
 //! applying what a callback asked for, FIN, `connection_lost`, release.
 
-use super::conn_core::{ConnCore, ConnObserver, ConnectionEnd, Phase};
+use super::conn_core::{ConnCore, ConnObserver, ConnState, ConnectionEnd, Phase};
 use super::erased::ErasedProto;
 use super::layer::Layer;
 use super::shard::{Connection, Shard};
@@ -23,7 +23,7 @@ pub(super) fn invoke(
     let Some(proto) = conn.proto.as_mut() else {
         return;
     };
-    if !conn.core.made {
+    if !conn.core.state.is_made() {
         // Still in its TLS handshake: the protocol has not started.
         return;
     }
@@ -36,7 +36,7 @@ pub(super) fn invoke(
     if catch_unwind(AssertUnwindSafe(|| f(proto.as_mut(), core, ctx))).is_err() {
         ctx.counters.callback_panics += 1;
         tracing::error!(conn = %conn.core.id, "protocol callback panicked; aborting the connection");
-        conn.core.panicked = true;
+        conn.core.state.callback_panicked();
     }
 }
 
@@ -46,28 +46,25 @@ impl Shard {
         // A callback of pause/resume may itself write or abort: re-check, bounded.
         for _ in 0..4 {
             let c = &mut self.conns[slot];
-            if c.core.panicked {
+            if c.core.state.has_panicked() {
                 self.finish(slot, CloseReason::CallbackPanic, true);
                 return false;
             }
-            if c.core.abort_requested {
+            if c.core.state.abort_requested() {
                 let reason = c.core.reason_or(CloseReason::Aborted);
                 self.finish(slot, reason, true);
                 return false;
             }
-            if c.core.close_when_idle && c.core.holds == 0 {
-                c.core.close_when_idle = false;
+            if c.core.holds == 0 && c.core.state.take_close_when_idle() {
                 c.core.begin_close(CloseReason::Done, &mut self.ctx);
             }
             let high = self.ctx.settings.high_water_mark;
-            if c.core.out.len() >= high && !c.core.backpressure && c.core.phase == Phase::Open {
-                // Stop reading until the output drains: a peer that sends
-                // without reading is then slowed by TCP flow control.
-                c.core.backpressure = true;
+            // Stop reading until the output drains: a peer that sends
+            // without reading is then slowed by TCP flow control.
+            if c.core.out.len() >= high && c.core.state.start_backpressure() {
                 self.ctx.counters.backpressure_pauses += 1;
             }
-            if c.proto.is_some() && !c.core.producing_paused && c.core.out.len() >= high {
-                c.core.producing_paused = true;
+            if c.proto.is_some() && c.core.out.len() >= high && c.core.state.pause_producing() {
                 self.ctx.counters.producer_pauses += 1;
                 invoke(c, &mut self.ctx, |p, core, ctx| {
                     p.pause_producing(core, ctx)
@@ -83,27 +80,26 @@ impl Shard {
     /// linger until the peer's EOF (or a deadline) before closing the socket.
     pub(super) fn send_fin(&mut self, slot: usize) {
         let c = &mut self.conns[slot];
-        if c.core.no_linger && !c.core.fin_sent {
+        if c.core.state.is_no_linger() && !c.core.state.is_fin_sent() {
             // The protocol said the peer sends nothing more: close now (the
             // kernel sends FIN after the data) instead of shutdown, waiting
             // for the peer's FIN, then close: two syscalls and a wake-up less.
-            c.core.output_shut = true;
+            c.core.state.shut_output();
             let reason = c.core.reason_or(CloseReason::Done);
             self.lose(slot, &reason);
             return self.release(slot, false);
         }
-        if !c.core.fin_sent {
+        if !c.core.state.is_fin_sent() {
             c.core.stream.shutdown_write();
-            c.core.fin_sent = true;
         }
-        c.core.output_shut = true;
+        c.core.state.fin_sent();
         let reason = c.core.reason_or(CloseReason::Done);
         self.lose(slot, &reason);
         let c = &mut self.conns[slot];
-        if c.core.peer_eof {
+        if c.core.state.is_peer_eof() {
             return self.release(slot, false);
         }
-        c.core.phase = Phase::Lingering;
+        c.core.state.linger();
         let linger = self.ctx.settings.close_linger;
         let task = TimerTask::Linger(c.core.id);
         c.core.set_phase_timer(&mut self.ctx.timers, linger, task);
@@ -116,11 +112,11 @@ impl Shard {
         let Some(mut proto) = c.proto.take() else {
             return;
         };
-        if !c.core.made {
+        if !c.core.state.is_made() {
             // Never made (its handshake did not finish): no connection_lost;
             // an outbound one failed to connect.
-            c.core.output_shut = true;
-            if c.core.inbound {
+            c.core.state.shut_output();
+            if !c.core.state.is_outbound() {
                 drop(proto);
             } else {
                 let observer = c.core.take_observer();
@@ -131,7 +127,7 @@ impl Shard {
         }
         // Nothing written from here on can be sent: refuse it rather than
         // let a write after FIN turn a graceful close into a reset.
-        c.core.output_shut = true;
+        c.core.state.shut_output();
         let core = &mut c.core;
         let ctx = &mut self.ctx;
         // Unwind safety: the protocol is already out of the table and is
@@ -181,9 +177,9 @@ impl Shard {
                 self.ctx.counters.tasks_cancelled += 1;
             }
         }
-        if c.core.inbound {
+        if !c.core.state.is_outbound() {
             self.ctx.counters.inbound_closed += 1;
-        } else if c.core.phase != Phase::Connecting {
+        } else if !c.core.state.is(Phase::Connecting) {
             self.ctx.counters.outbound_closed += 1;
         }
         if rst {
@@ -192,7 +188,7 @@ impl Shard {
         // No deregister: closing the socket (dropping `c`) takes it out of
         // the poller, and saves an epoll_ctl per connection.
         self.ctx.counters.connections_closed += 1;
-        self.uncount(c.core.counted);
+        self.uncount(c.core.state.is_counted());
         if self.conns.is_empty() && self.conns.capacity() >= 4096 {
             // The last of many connections closed: give the table back
             // (no key is live, so none is invalidated).
@@ -224,12 +220,21 @@ impl Shard {
     ) -> ConnId {
         let id = ConnId::new(self.ctx.index as u16, slot as u32, self.next_generation);
         self.next_generation = self.next_generation.wrapping_add(1);
-        let mut core = ConnCore::new(id, stream, peer, local, Phase::Open, self.ctx.now_tick);
+        let mut core = ConnCore::new(
+            id,
+            stream,
+            peer,
+            local,
+            ConnState::inbound(),
+            self.ctx.now_tick,
+        );
         core.idle_ticks = self.default_idle_ticks();
         if let Some(o) = observer {
             core.extras().observer = Some(o);
         }
-        core.counted = counted;
+        if !counted {
+            core.state.uncounted();
+        }
         let inserted = self.conns.insert(Connection {
             core,
             proto: Some(proto),

@@ -11,6 +11,7 @@
 mod conn;
 mod conn_core;
 mod conn_layer;
+mod conn_state;
 mod dispatch;
 mod envelope;
 mod erased;

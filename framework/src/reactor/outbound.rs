@@ -3,7 +3,7 @@
 //! non-blocking connect, noticing when it finishes or fails, and telling
 //! the protocol and its observer.
 
-use super::conn_core::{ConnCore, ConnObserver, ConnectionEnd, Phase};
+use super::conn_core::{ConnCore, ConnObserver, ConnState, ConnectionEnd};
 use super::erased::ErasedProto;
 use super::shard::{Connection, Shard};
 use super::shard_ctx::{PendingConnect, ShardCtx};
@@ -96,13 +96,12 @@ impl Shard {
                 stream,
                 pc.addr,
                 None,
-                Phase::Connecting,
+                ConnState::outbound(),
                 self.ctx.now_tick,
             );
             if let Some(o) = pc.observer {
                 core.extras().observer = Some(o);
             }
-            core.inbound = false;
             // Started once the TCP connect finishes.
             core.layer = layer;
             if let Some(t) = pc.timeout {
@@ -130,7 +129,7 @@ impl Shard {
         if let Some(e) = failed {
             return self.fail_connect(slot, e);
         }
-        c.core.phase = Phase::Open;
+        c.core.state.connected();
         if let Some(t) = c.core.phase_timer.take() {
             self.ctx.timers.cancel_id(t);
         }

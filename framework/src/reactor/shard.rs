@@ -394,7 +394,7 @@ impl Shard {
     /// Whether the connection's protocol has paused reading.
     #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     pub(crate) fn reading_paused(&self, id: ConnId) -> bool {
-        self.live(id) && self.conns[id.slot()].core.read_paused
+        self.live(id) && self.conns[id.slot()].core.state.is_read_paused()
     }
 
     /// Output the connection has queued that the socket has not taken.

@@ -320,8 +320,7 @@ impl ShardCtx {
     }
 
     pub(crate) fn mark_dirty(&mut self, core: &mut ConnCore) {
-        if !core.dirty {
-            core.dirty = true;
+        if core.state.mark_dirty() {
             self.dirty.push(core.id.slot());
         }
     }

@@ -1,0 +1,577 @@
+//! A connection's state as a machine: one lifecycle phase and four groups
+//! of flags (read side, write side, close intent, identity), private to
+//! this file and changed only through the named transitions below.
+//!
+//! ```text
+//!                 connected()
+//!   Connecting ───────────────► Open ──────────── begin_closing() ───────┐
+//!   (outbound,                   │  │  (close, close_with_error, idle or │
+//!    not made)                   │  │   read timeout, close_when_idle,   │
+//!       │                        │  │   layer_failed)                    ▼
+//!       │ connect failed         │  │                                 Closing
+//!       │ or timed out           │  │ request_half_close()           (flush,
+//!       ▼                        │  │   -> HALF_CLOSE + OUT_SHUT;      then FIN)
+//!    released                    │  │   fin_sent() once flushed;        │
+//!                                │  │   reading goes on                 │ fin_sent()
+//!                                │  ▼                                   ▼
+//!                                │  (still Open)                    Lingering
+//!                                │                               (FIN out; input
+//!   request_abort() / a callback │                                discarded until
+//!   panicked / I/O error / RST ──┴─► released with RST            the peer's EOF
+//!   (from any phase)                                              or a deadline)
+//!                                                                      │
+//!                                                                      ▼
+//!                                                                   released
+//! ```
+//!
+//! `connection_lost` runs once, when the protocol is taken out of the
+//! table (`Shard::lose`): before FIN on a graceful close, before the RST
+//! on an abort. A connection that was never made (its transport layer's
+//! handshake did not finish) gets no `connection_lost`.
+//!
+//! Invariants ([`ConnState::check`], asserted after every transition in
+//! debug builds and after every step of the property test):
+//! 1. FIN sent ⇒ output shut (nothing is queued after FIN).
+//! 2. Half-close requested ⇒ output shut.
+//! 3. Layer failed ⇒ output shut (nothing more can be encoded).
+//! 4. Lingering ⇒ FIN sent.
+//! 5. Connecting ⇒ outbound, not made, no FIN, no half-close, no
+//!    backpressure, not dirty for output it cannot have.
+//! 6. Reading resumed (a `reading_resumed` owed) ⇒ reading not paused.
+//! 7. Made ⇒ not Connecting.
+//! 8. No-linger close ⇒ Open or Closing.
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Outbound connection waiting for the connect to finish.
+    Connecting,
+    Open,
+    /// `close()` was called: flush, then FIN.
+    Closing,
+    /// FIN sent and protocol gone; draining the peer's input until EOF.
+    Lingering,
+}
+
+// Read side.
+/// The protocol (or the task reading it) paused reading.
+const READ_PAUSED: u32 = 1 << 0;
+/// The shard paused reading: output is above the high-water mark, so TCP
+/// flow control slows a peer that sends without reading.
+const BACKPRESSURE: u32 = 1 << 1;
+/// `resume_reading` was called: tell the protocol before the next read.
+const RESUMED: u32 = 1 << 2;
+/// The poller reported the read side closed: read until EOF.
+const READ_CLOSED: u32 = 1 << 3;
+/// The peer's EOF was read.
+const PEER_EOF: u32 = 1 << 4;
+
+// Write side.
+/// Listed in the shard's flush list this iteration.
+const DIRTY: u32 = 1 << 8;
+/// The socket refused output; waiting for a writable event.
+const WRITE_BLOCKED: u32 = 1 << 9;
+/// `notify_flushed` was called: `output_flushed` after flushes until the
+/// queue is empty.
+const FLUSH_WATCH: u32 = 1 << 10;
+/// A large write went straight to the socket since the last flush.
+const WROTE_THROUGH: u32 = 1 << 11;
+/// The protocol was told `pause_producing` and not yet `resume_producing`.
+const PRODUCING_PAUSED: u32 = 1 << 12;
+/// No more output is accepted: FIN was sent, FIN is owed, or
+/// `connection_lost` began.
+const OUT_SHUT: u32 = 1 << 13;
+/// FIN has been sent.
+const FIN_SENT: u32 = 1 << 14;
+
+// Close intent.
+/// `shutdown_write` was called: FIN once the output is flushed.
+const HALF_CLOSE: u32 = 1 << 16;
+/// `close_without_linger`: close the socket once flushed, without waiting
+/// for the peer's FIN.
+const NO_LINGER: u32 = 1 << 17;
+/// `close_when_idle` was called: close once no work holds the connection.
+const CLOSE_WHEN_IDLE: u32 = 1 << 18;
+/// `abort` (or an overflow, a layer refusing output): RST at the next chance.
+const ABORT: u32 = 1 << 19;
+/// A protocol callback panicked: abort, and never call the protocol again.
+const PANICKED: u32 = 1 << 20;
+
+// Identity and transport.
+/// `connection_made` has run; only a made connection gets `connection_lost`.
+const MADE: u32 = 1 << 24;
+/// Opened by this side (false: accepted from a listener).
+const OUTBOUND: u32 = 1 << 25;
+/// In the server-wide open-connection total (not those a `reuse_port`
+/// shard accepted itself: they count against its share only).
+const COUNTED: u32 = 1 << 26;
+/// The transport layer failed: nothing more goes through it.
+const LAYER_FAILED: u32 = 1 << 27;
+
+/// A connection's phase and flags: 8 bytes where 22 booleans were.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnState {
+    phase: Phase,
+    bits: u32,
+}
+
+impl ConnState {
+    /// An accepted connection, open, counted in the server-wide total.
+    pub(crate) fn inbound() -> Self {
+        ConnState {
+            phase: Phase::Open,
+            bits: COUNTED,
+        }
+    }
+
+    /// An outbound connection whose connect is under way.
+    pub(crate) fn outbound() -> Self {
+        ConnState {
+            phase: Phase::Connecting,
+            bits: COUNTED | OUTBOUND,
+        }
+    }
+
+    #[inline]
+    fn has(&self, bit: u32) -> bool {
+        self.bits & bit != 0
+    }
+
+    #[inline]
+    fn set(&mut self, bit: u32) {
+        self.bits |= bit;
+        self.checked();
+    }
+
+    #[inline]
+    fn clear(&mut self, bit: u32) {
+        self.bits &= !bit;
+    }
+
+    /// Clears `bit`; true if it was set.
+    #[inline]
+    fn take(&mut self, bit: u32) -> bool {
+        let was = self.has(bit);
+        self.bits &= !bit;
+        was
+    }
+
+    #[inline]
+    fn checked(&self) {
+        debug_assert_eq!(self.check(), Ok(()), "{self:?}");
+    }
+
+    /// The invariants listed at the top of this file.
+    pub(crate) fn check(&self) -> Result<(), &'static str> {
+        let b = |bit| self.has(bit);
+        if b(FIN_SENT) && !b(OUT_SHUT) {
+            return Err("FIN sent but output accepted");
+        }
+        if b(HALF_CLOSE) && !b(OUT_SHUT) {
+            return Err("half-closed but output accepted");
+        }
+        if b(LAYER_FAILED) && !b(OUT_SHUT) {
+            return Err("layer failed but output accepted");
+        }
+        if self.phase == Phase::Lingering && !b(FIN_SENT) {
+            return Err("lingering before FIN");
+        }
+        if self.phase == Phase::Connecting
+            && (!b(OUTBOUND) || b(MADE) || b(FIN_SENT) || b(HALF_CLOSE) || b(BACKPRESSURE))
+        {
+            return Err("connecting with state only an open connection has");
+        }
+        if b(RESUMED) && b(READ_PAUSED) {
+            return Err("resume owed while paused");
+        }
+        if b(NO_LINGER) && !matches!(self.phase, Phase::Open | Phase::Closing) {
+            return Err("no-linger close outside Open/Closing");
+        }
+        Ok(())
+    }
+
+    // ---- lifecycle -------------------------------------------------------
+
+    pub(crate) fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    pub(crate) fn is(&self, phase: Phase) -> bool {
+        self.phase == phase
+    }
+
+    /// The connect finished: Connecting → Open.
+    pub(crate) fn connected(&mut self) {
+        debug_assert_eq!(self.phase, Phase::Connecting);
+        self.phase = Phase::Open;
+        self.checked();
+    }
+
+    /// `connection_made` is about to run.
+    pub(crate) fn made(&mut self) {
+        debug_assert_ne!(self.phase, Phase::Connecting);
+        self.set(MADE);
+    }
+
+    pub(crate) fn is_made(&self) -> bool {
+        self.has(MADE)
+    }
+
+    /// Open → Closing (flush, then FIN), unless already closing or aborting.
+    /// True if the phase changed.
+    pub(crate) fn begin_closing(&mut self) -> bool {
+        if self.phase == Phase::Open && !self.has(ABORT) {
+            self.phase = Phase::Closing;
+            self.checked();
+            return true;
+        }
+        false
+    }
+
+    /// The transport layer failed: output is shut, and an open connection
+    /// starts closing (its alert goes out first). True if the phase changed.
+    pub(crate) fn layer_failed(&mut self) -> bool {
+        self.bits |= LAYER_FAILED | OUT_SHUT;
+        let closing = self.phase == Phase::Open;
+        if closing {
+            self.phase = Phase::Closing;
+        }
+        self.checked();
+        closing
+    }
+
+    pub(crate) fn has_layer_failed(&self) -> bool {
+        self.has(LAYER_FAILED)
+    }
+
+    /// FIN went out (graceful close or half-close).
+    pub(crate) fn fin_sent(&mut self) {
+        debug_assert_ne!(self.phase, Phase::Connecting);
+        self.set(FIN_SENT | OUT_SHUT);
+    }
+
+    pub(crate) fn is_fin_sent(&self) -> bool {
+        self.has(FIN_SENT)
+    }
+
+    /// Closing → Lingering: FIN is out, the peer's input is drained.
+    pub(crate) fn linger(&mut self) {
+        debug_assert!(self.has(FIN_SENT));
+        self.phase = Phase::Lingering;
+        self.checked();
+    }
+
+    /// Refuses all further output (`connection_lost` began, or the
+    /// connection is closing without a FIN).
+    pub(crate) fn shut_output(&mut self) {
+        self.set(OUT_SHUT);
+    }
+
+    /// True while writes are queued: open or closing (a close flushes what
+    /// was written before it), not aborting, output not shut.
+    pub(crate) fn accepts_output(&self) -> bool {
+        matches!(self.phase, Phase::Open | Phase::Closing) && !self.has(ABORT | OUT_SHUT)
+    }
+
+    /// True once the connection is closing or aborting (`Conn::is_closing`).
+    pub(crate) fn is_closing(&self) -> bool {
+        self.phase != Phase::Open || self.has(ABORT)
+    }
+
+    pub(crate) fn is_outbound(&self) -> bool {
+        self.has(OUTBOUND)
+    }
+
+    pub(crate) fn is_counted(&self) -> bool {
+        self.has(COUNTED)
+    }
+
+    /// Accepted by a `reuse_port` shard itself: not in the server-wide total.
+    pub(crate) fn uncounted(&mut self) {
+        self.clear(COUNTED);
+    }
+
+    // ---- close intent ----------------------------------------------------
+
+    /// Asks for an abort (RST). True if it had not been asked for yet.
+    pub(crate) fn request_abort(&mut self) -> bool {
+        let first = !self.has(ABORT);
+        self.set(ABORT);
+        first
+    }
+
+    pub(crate) fn abort_requested(&self) -> bool {
+        self.has(ABORT)
+    }
+
+    /// A protocol callback panicked.
+    pub(crate) fn callback_panicked(&mut self) {
+        self.set(PANICKED);
+    }
+
+    pub(crate) fn has_panicked(&self) -> bool {
+        self.has(PANICKED)
+    }
+
+    /// `shutdown_write`: output is shut now, FIN once it is flushed. True
+    /// if this call asked for it (open, not aborting, not asked before).
+    pub(crate) fn request_half_close(&mut self) -> bool {
+        if self.phase == Phase::Open && !self.has(ABORT | HALF_CLOSE) {
+            self.set(HALF_CLOSE | OUT_SHUT);
+            return true;
+        }
+        false
+    }
+
+    pub(crate) fn is_half_closed(&self) -> bool {
+        self.has(HALF_CLOSE)
+    }
+
+    /// `close_without_linger`, on an open connection not aborting.
+    pub(crate) fn request_no_linger(&mut self) {
+        if self.phase == Phase::Open && !self.has(ABORT) {
+            self.set(NO_LINGER);
+        }
+    }
+
+    pub(crate) fn is_no_linger(&self) -> bool {
+        self.has(NO_LINGER)
+    }
+
+    /// `close_when_idle` with work still holding the connection.
+    pub(crate) fn close_when_idle(&mut self) {
+        self.set(CLOSE_WHEN_IDLE);
+    }
+
+    /// True (once) if a close waits for the holds to end.
+    pub(crate) fn take_close_when_idle(&mut self) -> bool {
+        self.take(CLOSE_WHEN_IDLE)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn closes_when_idle(&self) -> bool {
+        self.has(CLOSE_WHEN_IDLE)
+    }
+
+    // ---- read side -------------------------------------------------------
+
+    /// True while the shard should read from the socket.
+    pub(crate) fn wants_input(&self) -> bool {
+        !self.has(READ_PAUSED | BACKPRESSURE | PEER_EOF)
+    }
+
+    /// The protocol (or its reading task) pauses reading; a resume not yet
+    /// reported is forgotten, since reading is paused again.
+    pub(crate) fn pause_reading(&mut self) {
+        self.bits = (self.bits | READ_PAUSED) & !RESUMED;
+        self.checked();
+    }
+
+    /// Resumes reading; true if it was paused (then `reading_resumed` is owed).
+    pub(crate) fn resume_reading(&mut self) -> bool {
+        if self.take(READ_PAUSED) {
+            self.set(RESUMED);
+            return true;
+        }
+        false
+    }
+
+    pub(crate) fn is_read_paused(&self) -> bool {
+        self.has(READ_PAUSED)
+    }
+
+    /// True (once) if `reading_resumed` is owed.
+    pub(crate) fn take_resumed(&mut self) -> bool {
+        self.take(RESUMED)
+    }
+
+    /// The output reached the high-water mark on an open connection: stop
+    /// reading. True if this starts it.
+    pub(crate) fn start_backpressure(&mut self) -> bool {
+        if self.phase == Phase::Open && !self.has(BACKPRESSURE) {
+            self.set(BACKPRESSURE);
+            return true;
+        }
+        false
+    }
+
+    /// The output drained to the low-water mark: true if reading was held.
+    pub(crate) fn end_backpressure(&mut self) -> bool {
+        self.take(BACKPRESSURE)
+    }
+
+    /// The poller said the peer's FIN is in: read until EOF.
+    pub(crate) fn read_closed(&mut self) {
+        self.set(READ_CLOSED);
+    }
+
+    pub(crate) fn is_read_closed(&self) -> bool {
+        self.has(READ_CLOSED)
+    }
+
+    /// The peer's EOF was read.
+    pub(crate) fn peer_eof(&mut self) {
+        self.set(PEER_EOF);
+    }
+
+    pub(crate) fn is_peer_eof(&self) -> bool {
+        self.has(PEER_EOF)
+    }
+
+    // ---- write side ------------------------------------------------------
+
+    /// Marks the connection for a flush this iteration; true if it was not
+    /// marked yet (the caller lists it).
+    pub(crate) fn mark_dirty(&mut self) -> bool {
+        let first = !self.has(DIRTY);
+        self.bits |= DIRTY;
+        first
+    }
+
+    /// True (once) if a flush is due.
+    pub(crate) fn take_dirty(&mut self) -> bool {
+        self.take(DIRTY)
+    }
+
+    /// Whether the socket refused output (waiting for a writable event).
+    pub(crate) fn set_write_blocked(&mut self, blocked: bool) {
+        if blocked {
+            self.bits |= WRITE_BLOCKED;
+        } else {
+            self.bits &= !WRITE_BLOCKED;
+        }
+    }
+
+    pub(crate) fn is_write_blocked(&self) -> bool {
+        self.has(WRITE_BLOCKED)
+    }
+
+    /// The socket is writable again: true if output was waiting for it.
+    pub(crate) fn writable(&mut self) -> bool {
+        self.take(WRITE_BLOCKED)
+    }
+
+    /// `notify_flushed`.
+    pub(crate) fn watch_flush(&mut self) {
+        self.bits |= FLUSH_WATCH;
+    }
+
+    pub(crate) fn watches_flush(&self) -> bool {
+        self.has(FLUSH_WATCH)
+    }
+
+    /// `output_flushed` is about to run: the watch goes on while output is left.
+    pub(crate) fn flush_reported(&mut self, output_left: bool) {
+        if !output_left {
+            self.clear(FLUSH_WATCH);
+        }
+    }
+
+    /// A large write went straight to the socket.
+    pub(crate) fn wrote_through(&mut self) {
+        self.bits |= WROTE_THROUGH;
+    }
+
+    /// True (once) if a write went straight to the socket since the last flush.
+    pub(crate) fn take_wrote_through(&mut self) -> bool {
+        self.take(WROTE_THROUGH)
+    }
+
+    /// The output reached the high-water mark: true if the protocol is to
+    /// be told `pause_producing` now.
+    pub(crate) fn pause_producing(&mut self) -> bool {
+        let first = !self.has(PRODUCING_PAUSED);
+        self.bits |= PRODUCING_PAUSED;
+        first
+    }
+
+    /// The output drained: true if the protocol is to be told `resume_producing`.
+    pub(crate) fn resume_producing(&mut self) -> bool {
+        self.take(PRODUCING_PAUSED)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graceful_close_walks_open_closing_lingering() {
+        let mut s = ConnState::inbound();
+        assert!(s.accepts_output() && s.wants_input() && !s.is_closing());
+        assert!(s.begin_closing());
+        assert!(!s.begin_closing(), "once");
+        assert!(
+            s.is(Phase::Closing) && s.accepts_output(),
+            "a close flushes what was written"
+        );
+        s.fin_sent();
+        assert!(!s.accepts_output());
+        s.linger();
+        assert_eq!(s.check(), Ok(()));
+    }
+
+    #[test]
+    fn an_abort_blocks_a_later_close_and_output() {
+        let mut s = ConnState::inbound();
+        assert!(s.request_abort());
+        assert!(!s.request_abort());
+        assert!(!s.begin_closing());
+        assert!(!s.accepts_output() && s.is_closing());
+        assert!(!s.request_half_close());
+    }
+
+    #[test]
+    fn a_half_close_shuts_output_but_keeps_reading() {
+        let mut s = ConnState::inbound();
+        assert!(s.request_half_close());
+        assert!(!s.request_half_close());
+        assert!(!s.accepts_output() && s.wants_input() && !s.is_closing());
+        s.fin_sent();
+        assert!(s.begin_closing(), "the protocol closes later");
+    }
+
+    #[test]
+    fn pausing_again_forgets_an_unreported_resume() {
+        let mut s = ConnState::inbound();
+        assert!(!s.resume_reading(), "not paused");
+        s.pause_reading();
+        assert!(!s.wants_input());
+        assert!(s.resume_reading());
+        s.pause_reading();
+        assert!(!s.take_resumed());
+        assert!(s.resume_reading());
+        assert!(s.take_resumed() && !s.take_resumed());
+    }
+
+    #[test]
+    fn outbound_connects_then_opens() {
+        let mut s = ConnState::outbound();
+        assert!(s.is(Phase::Connecting) && !s.accepts_output());
+        assert!(!s.begin_closing() && !s.start_backpressure());
+        s.connected();
+        s.made();
+        assert!(s.is_made() && s.is_outbound() && s.accepts_output());
+    }
+
+    #[test]
+    fn a_failed_layer_shuts_output_and_closes() {
+        let mut s = ConnState::inbound();
+        assert!(s.layer_failed());
+        assert!(s.is(Phase::Closing) && !s.accepts_output() && s.has_layer_failed());
+    }
+
+    #[test]
+    fn the_check_names_a_broken_invariant() {
+        let s = ConnState {
+            phase: Phase::Lingering,
+            bits: OUT_SHUT,
+        };
+        assert_eq!(s.check(), Err("lingering before FIN"));
+        let s = ConnState {
+            phase: Phase::Open,
+            bits: FIN_SENT,
+        };
+        assert_eq!(s.check(), Err("FIN sent but output accepted"));
+    }
+}
