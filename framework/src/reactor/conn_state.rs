@@ -39,7 +39,8 @@
 //!    backpressure, not dirty for output it cannot have.
 //! 6. Reading resumed (a `reading_resumed` owed) ⇒ reading not paused.
 //! 7. Made ⇒ not Connecting.
-//! 8. No-linger close ⇒ Open or Closing.
+//! 8. No-linger close ⇒ not Connecting (after a half-close the FIN is
+//!    already out, and the close lingers like any other).
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,8 +185,8 @@ impl ConnState {
         if b(RESUMED) && b(READ_PAUSED) {
             return Err("resume owed while paused");
         }
-        if b(NO_LINGER) && !matches!(self.phase, Phase::Open | Phase::Closing) {
-            return Err("no-linger close outside Open/Closing");
+        if b(NO_LINGER) && self.phase == Phase::Connecting {
+            return Err("no-linger close before the connection opened");
         }
         Ok(())
     }

@@ -341,6 +341,7 @@ impl Shard {
         mut stream: Stream,
         proto: Box<dyn ErasedProto>,
         observer: Option<Box<dyn ConnObserver>>,
+        layer: Option<Box<dyn Layer>>,
     ) -> io::Result<ConnId> {
         let slot = self.conns.vacant_key();
         let peer = stream.peer_addr()?;
@@ -351,6 +352,15 @@ impl Shard {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         self.shared.open_total.fetch_add(1, Ordering::Relaxed);
-        Ok(self.establish(slot, stream, peer, Some(local), proto, observer, None, true))
+        Ok(self.establish(
+            slot,
+            stream,
+            peer,
+            Some(local),
+            proto,
+            observer,
+            layer,
+            true,
+        ))
     }
 }

@@ -357,6 +357,12 @@ impl Shard {
     }
 
     /// True if `id` names a connection still in the table (same generation).
+    /// The connection's state-machine invariants (None: not in the table).
+    #[cfg(test)]
+    pub(crate) fn check_conn(&self, id: ConnId) -> Option<Result<(), &'static str>> {
+        self.live(id).then(|| self.conns[id.slot()].core.check())
+    }
+
     pub(crate) fn live(&self, id: ConnId) -> bool {
         self.conns.get(id.slot()).is_some_and(|c| c.core.id == id)
     }

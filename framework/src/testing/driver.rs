@@ -56,6 +56,16 @@ impl Driver {
 
     /// Opens a connection over `socket` driven by `proto`, as an accept would.
     pub(crate) fn open(&mut self, socket: &FakeSocket, proto: Box<dyn ErasedProto>) -> ConnId {
+        self.open_layered(socket, proto, None)
+    }
+
+    /// Opens a connection whose bytes pass through `layer` (PROXY, TLS).
+    pub(crate) fn open_layered(
+        &mut self,
+        socket: &FakeSocket,
+        proto: Box<dyn ErasedProto>,
+        layer: Option<Box<dyn crate::reactor::Layer>>,
+    ) -> ConnId {
         let _entered = self.enter();
         let id = self
             .shard
@@ -63,6 +73,7 @@ impl Driver {
                 Stream::Virtual(Box::new(socket.clone())),
                 proto,
                 Some(socket.end_recorder()),
+                layer,
             )
             .expect("a fake socket always has addresses");
         self.settle();

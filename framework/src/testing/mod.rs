@@ -39,6 +39,8 @@
 //! assert_eq!(t.close_reason(), Some(shardloop::CloseReason::Done));
 //! ```
 
+#[cfg(test)]
+mod conn_machine;
 mod driver;
 mod fake_socket;
 #[cfg(test)]
