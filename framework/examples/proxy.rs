@@ -1,6 +1,8 @@
 //! TCP proxy: for each accepted connection, opens a connection to the
-//! backend from the same shard and pipes bytes both ways. Backpressure runs
-//! end to end: when one side's output passes the high-water mark, the other
+//! backend from the same shard and splices bytes both ways with
+//! `Conn::forward_to`: what one side reads goes straight into the other's
+//! output, with no message and no copy into a `Vec`. Backpressure runs end
+//! to end: while one side's output is above the high-water mark, the other
 //! side stops reading until it drains. A half-close is passed on as a
 //! half-close (the other direction keeps flowing), a reset as a reset: a
 //! truncated stream never looks complete.
@@ -41,10 +43,6 @@ struct Args {
 enum Pipe {
     /// The backend side is up; this is its id.
     Connected(ConnId),
-    Data(Vec<u8>),
-    /// Stop / resume reading: the other side's output is backed up / drained.
-    Pause,
-    Resume,
     /// The other side's peer finished sending (EOF): finish writing, then FIN.
     Eof,
     /// The other side is gone cleanly: finish writing, then close.
@@ -97,25 +95,30 @@ impl Protocol for Side {
             let backend = self.backend;
             let backend = Connect::tcp(backend).timeout(Duration::from_secs(5));
             conn.shard().connect(backend, back);
-        } else {
+        } else if let Some(front) = self.peer {
+            // Same shard by construction (the front connected from here).
+            if conn.forward_to(front).is_err() {
+                return conn.abort();
+            }
             let me = conn.id();
             self.tell(conn, Pipe::Connected(me));
         }
     }
 
-    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
-        self.tell(conn, Pipe::Data(data.to_vec()));
+    fn data_received(&mut self, _conn: &mut Conn<'_, Self>, _data: &[u8]) {
+        // Input is forwarded to the other side; it comes here only once
+        // that side is gone, and this one is told to close right after.
     }
 
     fn message(&mut self, conn: &mut Conn<'_, Self>, msg: Pipe) {
         match msg {
             Pipe::Connected(back) => {
                 self.peer = Some(back);
+                if conn.forward_to(back).is_err() {
+                    return conn.abort();
+                }
                 conn.resume_reading();
             }
-            Pipe::Data(d) => conn.write(&d),
-            Pipe::Pause => conn.pause_reading(),
-            Pipe::Resume => conn.resume_reading(),
             Pipe::Eof => {
                 conn.shutdown_write();
                 self.write_done = true;
@@ -130,14 +133,6 @@ impl Protocol for Side {
                 conn.close();
             }
         }
-    }
-
-    fn pause_producing(&mut self, conn: &mut Conn<'_, Self>) {
-        self.tell(conn, Pipe::Pause);
-    }
-
-    fn resume_producing(&mut self, conn: &mut Conn<'_, Self>) {
-        self.tell(conn, Pipe::Resume);
     }
 
     fn eof_received(&mut self, conn: &mut Conn<'_, Self>) {

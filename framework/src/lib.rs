@@ -65,7 +65,7 @@ pub mod testing;
 pub mod tls;
 
 pub use api::{CloseReason, ConnId, ServerStats, Settings, ShardStats, TlsFailure};
-pub use error::{Error, Result};
+pub use error::{Error, ForwardError, Result};
 pub use net::{Addr, Keepalive, SocketOptions};
 /// The hierarchical timer wheel each shard runs its timers on, as a pure
 /// data structure (insert, cancel, advance).

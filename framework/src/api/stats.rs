@@ -114,6 +114,9 @@ counters! {
     bytes_in => counter "shardloop_bytes_received_total" "Bytes read from sockets.",
     /// Bytes written to sockets.
     bytes_out => counter "shardloop_bytes_sent_total" "Bytes written to sockets.",
+    /// Bytes read from one connection and queued straight on another
+    /// ([`Conn::forward_to`](crate::Conn::forward_to)).
+    bytes_forwarded => counter "shardloop_bytes_forwarded_total" "Bytes forwarded from one connection's input to another's output on the same shard.",
     /// Loop iterations.
     loop_iterations => counter "shardloop_shard_loop_iterations_total" "Loop iterations.",
     /// Polls that returned at least one I/O event.

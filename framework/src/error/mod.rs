@@ -68,3 +68,18 @@ pub enum Error {
 
 /// Short alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why [`Conn::forward_to`](crate::Conn::forward_to) refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForwardError {
+    /// The target lives on another shard: send bytes there by message.
+    #[error("the target connection is on another shard")]
+    OtherShard,
+    /// A connection cannot forward its input to itself.
+    #[error("a connection cannot forward to itself")]
+    ToItself,
+    /// This connection's input goes to a task (`Conn::spawn_stream`).
+    #[error("this connection's input is read by a task")]
+    ReadByTask,
+}

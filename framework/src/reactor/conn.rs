@@ -11,9 +11,6 @@ use std::io::IoSlice;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-/// Writes at least this large skip the queue when it is empty.
-pub(super) const WRITE_THROUGH: usize = 64 * 1024;
-
 /// The context of a protocol callback: the connection's transport (write,
 /// close, pause), its timers, and the shard it lives on.
 ///
@@ -78,88 +75,13 @@ impl<'a, P: Protocol> Conn<'a, P> {
     /// handed to the socket at once, and only what the socket does not take
     /// is copied into the queue.
     pub fn write(&mut self, data: &[u8]) {
-        if !self.admit(data.len()) {
-            return;
-        }
-        if self.core.layer.is_some() {
-            return self.encode(data);
-        }
-        let mut data = data;
-        if data.len() >= WRITE_THROUGH
-            && self.core.out.is_empty()
-            && !self.core.state.is_write_blocked()
-        {
-            data = self.write_through(data);
-            if data.is_empty() {
-                if self.core.state.watches_flush() {
-                    // Nothing queued, but the watcher is told at the flush.
-                    self.ctx.mark_dirty(self.core);
-                }
-                return;
-            }
-        }
-        self.core.out.push(data, &mut self.ctx.pool);
-        self.ctx.mark_dirty(self.core);
-    }
-
-    /// Writes `data` straight to the socket; returns what it did not take.
-    /// An error is left for the flush to report (it will meet it again).
-    fn write_through<'d>(&mut self, data: &'d [u8]) -> &'d [u8] {
-        match std::io::Write::write(&mut self.core.stream, data) {
-            Ok(n) => {
-                self.ctx.counters.bytes_out += n as u64;
-                self.core.state.wrote_through();
-                if n < data.len() {
-                    // A short write: the socket buffer is full.
-                    self.core.state.set_write_blocked(true);
-                }
-                &data[n..]
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                self.core.state.set_write_blocked(true);
-                data
-            }
-            Err(_) => data,
-        }
+        self.core.write(self.ctx, data);
     }
 
     /// Queues an owned buffer; large ones are sent without a copy. Same
     /// rules as [`write`](Conn::write).
     pub fn write_owned(&mut self, data: Vec<u8>) {
-        if self.admit(data.len()) {
-            if self.core.layer.is_some() {
-                return self.encode(&data);
-            }
-            self.core.out.push_owned(data, &mut self.ctx.pool);
-            self.ctx.mark_dirty(self.core);
-        }
-    }
-
-    /// Whether `n` more bytes may be queued.
-    pub(super) fn admit(&mut self, n: usize) -> bool {
-        if n == 0 {
-            return false;
-        }
-        if !self.core.accepts_output() {
-            self.ctx.counters.writes_refused += 1;
-            tracing::debug!(conn = %self.core.id, bytes = n, "write after the output was shut; dropped");
-            return false;
-        }
-        let limit = self.ctx.settings.max_output_buffer;
-        if self.core.out.len().saturating_add(n) > limit {
-            self.ctx.counters.output_overflows += 1;
-            tracing::warn!(
-                conn = %self.core.id,
-                buffered = self.core.out.len(),
-                bytes = n,
-                limit,
-                "output buffer limit exceeded (the peer is not reading); aborting"
-            );
-            self.core.state.request_abort();
-            self.core.set_reason(CloseReason::OutputOverflow);
-            return false;
-        }
-        true
+        self.core.write_owned(self.ctx, data);
     }
 
     /// Queues several buffers in order (they go out in one `writev` with
@@ -438,16 +360,6 @@ impl<'a, P: Protocol> Conn<'a, P> {
             }),
         };
         self.ctx.submit_deferred(work, cb);
-    }
-
-    /// From now on this connection's input (and its EOF) goes to the
-    /// returned buffer, for a task to read, instead of `data_received`.
-    pub(crate) fn route_input_to_task(&mut self) -> super::exec::input::SharedInput {
-        self.ctx
-            .task_inputs
-            .entry(self.core.id)
-            .or_default()
-            .clone()
     }
 
     /// Spawns `future` on this shard, tied to this connection: dropped,

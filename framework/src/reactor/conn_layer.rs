@@ -1,41 +1,12 @@
 //! The layer side of `Conn`: output through the connection's transport
 //! layer, and installing a layer on a running connection (STARTTLS).
 
-use super::conn::{Conn, WRITE_THROUGH};
-use super::layer::{Layer, WireSink};
+use super::conn::Conn;
+use super::layer::Layer;
 use super::protocol::Protocol;
 use crate::api::CloseReason;
 
 impl<P: Protocol> Conn<'_, P> {
-    /// Encodes output through the connection's layer (already admitted).
-    pub(super) fn encode(&mut self, data: &[u8]) {
-        let Some(layer) = self.core.layer.as_mut() else {
-            return;
-        };
-        let mut wire = WireSink {
-            out: &mut self.core.out,
-            pool: &mut self.ctx.pool,
-        };
-        if let Err(reason) = layer.encode(data, &mut wire) {
-            tracing::debug!(conn = %self.core.id, %reason, "the transport layer refused output; aborting");
-            self.core.state.request_abort();
-            self.core.set_reason(reason);
-        }
-        if self.core.out.len() >= WRITE_THROUGH && !self.core.state.is_write_blocked() {
-            // As for plaintext: a large output goes to the socket now rather
-            // than piling up until the end of the iteration.
-            if let Ok((n, blocked)) = self
-                .core
-                .out
-                .flush_to(&mut self.core.stream, &mut self.ctx.pool)
-            {
-                self.ctx.counters.bytes_out += n as u64;
-                self.core.state.set_write_blocked(blocked);
-            }
-        }
-        self.ctx.mark_dirty(self.core);
-    }
-
     /// Installs `layer` on this running connection: what was written
     /// before goes out as it was, everything after through the layer.
     /// `already_read` are bytes the protocol received after the upgrade

@@ -2,11 +2,10 @@
 //! per connection per iteration for fairness), and one flush per written
 //! connection per iteration.
 
-use super::conn_core::{ConnCore, Phase};
-use super::erased::ErasedProto;
+use super::conn_core::Phase;
+use super::forward::{route_input, Route};
 use super::lifecycle::invoke;
 use super::shard::{Readiness, Shard, FIRST_SPECIAL_TOKEN, TIMERFD_TOKEN, WAKER_TOKEN};
-use super::shard_ctx::ShardCtx;
 use crate::api::CloseReason;
 use std::io::{self, Read};
 use std::time::Instant;
@@ -169,14 +168,14 @@ impl Shard {
                         }
                     } else {
                         let data = &self.read_buf[..n];
-                        if self.ctx.task_inputs.is_empty() {
-                            // No task reads a connection of this shard: the
-                            // protocol's callback, as directly as ever.
+                        if self.ctx.routes.is_empty() {
+                            // No connection of this shard routes its input
+                            // elsewhere: the protocol's callback, as directly as ever.
                             invoke(c, &mut self.ctx, |p, core, ctx| {
                                 p.data_received(core, ctx, data)
                             });
                         } else {
-                            invoke(c, &mut self.ctx, |p, core, ctx| deliver(p, core, ctx, data));
+                            route_input(&mut self.conns, &mut self.ctx, slot, data);
                         }
                         if !self.after_callback(slot) {
                             return;
@@ -208,7 +207,7 @@ impl Shard {
         let c = &mut self.conns[slot];
         c.core.state.peer_eof();
         c.core.note_reason(CloseReason::PeerClosed);
-        if let Some(input) = self.ctx.task_inputs.get(&c.core.id) {
+        if let Some(Route::Task(input)) = self.ctx.routes.get(&c.core.id) {
             // The task reads the EOF; the connection stays half-open until
             // it closes (it may still answer).
             input.borrow_mut().end();
@@ -282,9 +281,16 @@ impl Shard {
         }
         let c = &mut self.conns[slot];
         let low = self.ctx.settings.low_water_mark;
-        if c.core.out.len() <= low && c.core.state.end_backpressure() {
-            self.ctx.read_again.push(c.core.id);
+        if c.core.out.len() <= low {
+            if c.core.state.end_backpressure() {
+                self.ctx.read_again.push(c.core.id);
+            }
+            if c.core.state.take_drain_waiter() {
+                let id = c.core.id;
+                self.wake_forwarders(id);
+            }
         }
+        let c = &mut self.conns[slot];
         if (c.core.state.is_half_closed() || c.core.state.is(Phase::Closing))
             && c.core.out.is_empty()
             && c.core.layer.is_some()
@@ -315,23 +321,4 @@ impl Shard {
             self.send_fin(slot);
         }
     }
-}
-
-/// Hands bytes read to the protocol, or to the task reading this
-/// connection (`Conn::spawn_stream`), pausing the socket while that task lags.
-/// Called only while some connection of the shard has its input routed to
-/// a task; otherwise the read paths call `data_received` directly.
-pub(super) fn deliver(
-    p: &mut dyn ErasedProto,
-    core: &mut ConnCore,
-    ctx: &mut ShardCtx,
-    data: &[u8],
-) {
-    if let Some(input) = ctx.task_inputs.get(&core.id) {
-        if input.borrow_mut().push(data) {
-            core.state.pause_reading();
-        }
-        return;
-    }
-    p.data_received(core, ctx, data)
 }

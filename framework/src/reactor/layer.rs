@@ -152,14 +152,12 @@ impl Shard {
         }
         if !app.is_empty() {
             let c = &mut self.conns[slot];
-            if self.ctx.task_inputs.is_empty() {
+            if self.ctx.routes.is_empty() {
                 invoke(c, &mut self.ctx, |p, core, ctx| {
                     p.data_received(core, ctx, app)
                 });
             } else {
-                invoke(c, &mut self.ctx, |p, core, ctx| {
-                    super::io::deliver(p, core, ctx, app)
-                });
+                super::forward::route_input(&mut self.conns, &mut self.ctx, slot, app);
             }
             if !self.after_callback(slot) {
                 return false;

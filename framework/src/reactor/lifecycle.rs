@@ -158,16 +158,8 @@ impl Shard {
     }
 
     pub(super) fn release(&mut self, slot: usize, rst: bool) {
+        self.drop_route(slot);
         let mut c = self.conns.remove(slot);
-        let task_input = if self.ctx.task_inputs.is_empty() {
-            None
-        } else {
-            self.ctx.task_inputs.remove(&c.core.id)
-        };
-        if let Some(input) = task_input {
-            let reason = c.core.reason_or(CloseReason::Done);
-            input.borrow_mut().lose(&reason);
-        }
         c.core.out.clear(&mut self.ctx.pool);
         c.core.cancel_timers(&mut self.ctx.timers);
         let tasks = c.core.extras.as_mut().map(|e| std::mem::take(&mut e.tasks));

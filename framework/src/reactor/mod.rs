@@ -16,10 +16,12 @@ mod dispatch;
 mod envelope;
 mod erased;
 pub(crate) mod exec;
+mod forward;
 mod io;
 mod layer;
 mod lifecycle;
 mod outbound;
+mod output;
 mod own_listeners;
 #[cfg(target_os = "linux")]
 mod precise_wake;

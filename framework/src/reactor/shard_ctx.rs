@@ -5,7 +5,6 @@ use super::conn_core::{ConnCore, ConnObserver};
 use super::envelope::{Envelope, Inboxes, SharedTask};
 use super::erased::ErasedProto;
 use super::exec::executor::Tasks;
-use super::exec::input::SharedInput;
 use super::shared::{ServerHandle, Shared};
 use super::timers::{RepeatFn, TimerHandle, TimerTask, Timers};
 use crate::api::{ConnId, LocalCounters, Settings};
@@ -67,10 +66,14 @@ pub struct ShardCtx {
     /// UDP sockets opened in this iteration, registered at its end.
     pub(crate) pending_udp: Vec<super::udp::PendingUdp>,
     services: HashMap<TypeId, Box<dyn Any>>,
-    /// Connections whose input goes to a task (`Conn::spawn_stream`) rather
-    /// than to `data_received`; empty for most shards, so the read path
-    /// pays one length check.
-    pub(crate) task_inputs: HashMap<ConnId, SharedInput>,
+    /// Connections whose input goes to a task (`Conn::spawn_stream`) or to
+    /// another connection (`Conn::forward_to`) rather than to
+    /// `data_received`; empty for most shards, so the read path pays one
+    /// length check.
+    pub(crate) routes: HashMap<ConnId, super::forward::Route>,
+    /// (target, forwarder): the forwarder reads again once the target's
+    /// output drains.
+    pub(crate) drain_waiters: Vec<(ConnId, ConnId)>,
     /// This shard's tasks (the local executor).
     pub(crate) tasks: Tasks,
 }
@@ -136,7 +139,8 @@ impl ShardCtx {
             pending_connects: Vec::new(),
             pending_udp: Vec::new(),
             services: HashMap::new(),
-            task_inputs: HashMap::new(),
+            routes: HashMap::new(),
+            drain_waiters: Vec::new(),
             tasks: Tasks::new(handle_id, index, inboxes_for_tasks),
         }
     }

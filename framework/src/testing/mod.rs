@@ -44,6 +44,8 @@ mod conn_machine;
 mod driver;
 mod fake_socket;
 #[cfg(test)]
+mod forward_tests;
+#[cfg(test)]
 mod shard_harness;
 
 pub(crate) use driver::Driver;

@@ -66,6 +66,9 @@ const RESUMED: u32 = 1 << 2;
 const READ_CLOSED: u32 = 1 << 3;
 /// The peer's EOF was read.
 const PEER_EOF: u32 = 1 << 4;
+/// This connection's input is forwarded to another whose output is above
+/// the high-water mark: read again once it drains.
+const FORWARD_BLOCKED: u32 = 1 << 5;
 
 // Write side.
 /// Listed in the shard's flush list this iteration.
@@ -84,6 +87,8 @@ const PRODUCING_PAUSED: u32 = 1 << 12;
 const OUT_SHUT: u32 = 1 << 13;
 /// FIN has been sent.
 const FIN_SENT: u32 = 1 << 14;
+/// A connection forwarding into this one waits for this output to drain.
+const DRAIN_WAITER: u32 = 1 << 15;
 
 // Close intent.
 /// `shutdown_write` was called: FIN once the output is flushed.
@@ -165,30 +170,32 @@ impl ConnState {
     /// The invariants listed at the top of this file.
     pub(crate) fn check(&self) -> Result<(), &'static str> {
         let b = |bit| self.has(bit);
-        if b(FIN_SENT) && !b(OUT_SHUT) {
-            return Err("FIN sent but output accepted");
-        }
-        if b(HALF_CLOSE) && !b(OUT_SHUT) {
-            return Err("half-closed but output accepted");
-        }
-        if b(LAYER_FAILED) && !b(OUT_SHUT) {
-            return Err("layer failed but output accepted");
-        }
-        if self.phase == Phase::Lingering && !b(FIN_SENT) {
-            return Err("lingering before FIN");
-        }
-        if self.phase == Phase::Connecting
-            && (!b(OUTBOUND) || b(MADE) || b(FIN_SENT) || b(HALF_CLOSE) || b(BACKPRESSURE))
-        {
-            return Err("connecting with state only an open connection has");
-        }
-        if b(RESUMED) && b(READ_PAUSED) {
-            return Err("resume owed while paused");
-        }
-        if b(NO_LINGER) && self.phase == Phase::Connecting {
-            return Err("no-linger close before the connection opened");
-        }
-        Ok(())
+        let connecting = self.phase == Phase::Connecting;
+        let broken = [
+            (b(FIN_SENT) && !b(OUT_SHUT), "FIN sent but output accepted"),
+            (
+                b(HALF_CLOSE) && !b(OUT_SHUT),
+                "half-closed but output accepted",
+            ),
+            (
+                b(LAYER_FAILED) && !b(OUT_SHUT),
+                "layer failed but output accepted",
+            ),
+            (
+                self.phase == Phase::Lingering && !b(FIN_SENT),
+                "lingering before FIN",
+            ),
+            (
+                connecting && (!b(OUTBOUND) || b(MADE | FIN_SENT | HALF_CLOSE | BACKPRESSURE)),
+                "connecting with state only an open connection has",
+            ),
+            (b(RESUMED) && b(READ_PAUSED), "resume owed while paused"),
+            (
+                connecting && b(NO_LINGER),
+                "no-linger close before the connection opened",
+            ),
+        ];
+        broken.iter().find(|r| r.0).map_or(Ok(()), |r| Err(r.1))
     }
 
     // ---- lifecycle -------------------------------------------------------
@@ -353,226 +360,8 @@ impl ConnState {
     pub(crate) fn closes_when_idle(&self) -> bool {
         self.has(CLOSE_WHEN_IDLE)
     }
-
-    // ---- read side -------------------------------------------------------
-
-    /// True while the shard should read from the socket.
-    pub(crate) fn wants_input(&self) -> bool {
-        !self.has(READ_PAUSED | BACKPRESSURE | PEER_EOF)
-    }
-
-    /// The protocol (or its reading task) pauses reading; a resume not yet
-    /// reported is forgotten, since reading is paused again.
-    pub(crate) fn pause_reading(&mut self) {
-        self.bits = (self.bits | READ_PAUSED) & !RESUMED;
-        self.checked();
-    }
-
-    /// Resumes reading; true if it was paused (then `reading_resumed` is owed).
-    pub(crate) fn resume_reading(&mut self) -> bool {
-        if self.take(READ_PAUSED) {
-            self.set(RESUMED);
-            return true;
-        }
-        false
-    }
-
-    pub(crate) fn is_read_paused(&self) -> bool {
-        self.has(READ_PAUSED)
-    }
-
-    /// True (once) if `reading_resumed` is owed.
-    pub(crate) fn take_resumed(&mut self) -> bool {
-        self.take(RESUMED)
-    }
-
-    /// The output reached the high-water mark on an open connection: stop
-    /// reading. True if this starts it.
-    pub(crate) fn start_backpressure(&mut self) -> bool {
-        if self.phase == Phase::Open && !self.has(BACKPRESSURE) {
-            self.set(BACKPRESSURE);
-            return true;
-        }
-        false
-    }
-
-    /// The output drained to the low-water mark: true if reading was held.
-    pub(crate) fn end_backpressure(&mut self) -> bool {
-        self.take(BACKPRESSURE)
-    }
-
-    /// The poller said the peer's FIN is in: read until EOF.
-    pub(crate) fn read_closed(&mut self) {
-        self.set(READ_CLOSED);
-    }
-
-    pub(crate) fn is_read_closed(&self) -> bool {
-        self.has(READ_CLOSED)
-    }
-
-    /// The peer's EOF was read.
-    pub(crate) fn peer_eof(&mut self) {
-        self.set(PEER_EOF);
-    }
-
-    pub(crate) fn is_peer_eof(&self) -> bool {
-        self.has(PEER_EOF)
-    }
-
-    // ---- write side ------------------------------------------------------
-
-    /// Marks the connection for a flush this iteration; true if it was not
-    /// marked yet (the caller lists it).
-    pub(crate) fn mark_dirty(&mut self) -> bool {
-        let first = !self.has(DIRTY);
-        self.bits |= DIRTY;
-        first
-    }
-
-    /// True (once) if a flush is due.
-    pub(crate) fn take_dirty(&mut self) -> bool {
-        self.take(DIRTY)
-    }
-
-    /// Whether the socket refused output (waiting for a writable event).
-    pub(crate) fn set_write_blocked(&mut self, blocked: bool) {
-        if blocked {
-            self.bits |= WRITE_BLOCKED;
-        } else {
-            self.bits &= !WRITE_BLOCKED;
-        }
-    }
-
-    pub(crate) fn is_write_blocked(&self) -> bool {
-        self.has(WRITE_BLOCKED)
-    }
-
-    /// The socket is writable again: true if output was waiting for it.
-    pub(crate) fn writable(&mut self) -> bool {
-        self.take(WRITE_BLOCKED)
-    }
-
-    /// `notify_flushed`.
-    pub(crate) fn watch_flush(&mut self) {
-        self.bits |= FLUSH_WATCH;
-    }
-
-    pub(crate) fn watches_flush(&self) -> bool {
-        self.has(FLUSH_WATCH)
-    }
-
-    /// `output_flushed` is about to run: the watch goes on while output is left.
-    pub(crate) fn flush_reported(&mut self, output_left: bool) {
-        if !output_left {
-            self.clear(FLUSH_WATCH);
-        }
-    }
-
-    /// A large write went straight to the socket.
-    pub(crate) fn wrote_through(&mut self) {
-        self.bits |= WROTE_THROUGH;
-    }
-
-    /// True (once) if a write went straight to the socket since the last flush.
-    pub(crate) fn take_wrote_through(&mut self) -> bool {
-        self.take(WROTE_THROUGH)
-    }
-
-    /// The output reached the high-water mark: true if the protocol is to
-    /// be told `pause_producing` now.
-    pub(crate) fn pause_producing(&mut self) -> bool {
-        let first = !self.has(PRODUCING_PAUSED);
-        self.bits |= PRODUCING_PAUSED;
-        first
-    }
-
-    /// The output drained: true if the protocol is to be told `resume_producing`.
-    pub(crate) fn resume_producing(&mut self) -> bool {
-        self.take(PRODUCING_PAUSED)
-    }
 }
 
+mod sides;
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn graceful_close_walks_open_closing_lingering() {
-        let mut s = ConnState::inbound();
-        assert!(s.accepts_output() && s.wants_input() && !s.is_closing());
-        assert!(s.begin_closing());
-        assert!(!s.begin_closing(), "once");
-        assert!(
-            s.is(Phase::Closing) && s.accepts_output(),
-            "a close flushes what was written"
-        );
-        s.fin_sent();
-        assert!(!s.accepts_output());
-        s.linger();
-        assert_eq!(s.check(), Ok(()));
-    }
-
-    #[test]
-    fn an_abort_blocks_a_later_close_and_output() {
-        let mut s = ConnState::inbound();
-        assert!(s.request_abort());
-        assert!(!s.request_abort());
-        assert!(!s.begin_closing());
-        assert!(!s.accepts_output() && s.is_closing());
-        assert!(!s.request_half_close());
-    }
-
-    #[test]
-    fn a_half_close_shuts_output_but_keeps_reading() {
-        let mut s = ConnState::inbound();
-        assert!(s.request_half_close());
-        assert!(!s.request_half_close());
-        assert!(!s.accepts_output() && s.wants_input() && !s.is_closing());
-        s.fin_sent();
-        assert!(s.begin_closing(), "the protocol closes later");
-    }
-
-    #[test]
-    fn pausing_again_forgets_an_unreported_resume() {
-        let mut s = ConnState::inbound();
-        assert!(!s.resume_reading(), "not paused");
-        s.pause_reading();
-        assert!(!s.wants_input());
-        assert!(s.resume_reading());
-        s.pause_reading();
-        assert!(!s.take_resumed());
-        assert!(s.resume_reading());
-        assert!(s.take_resumed() && !s.take_resumed());
-    }
-
-    #[test]
-    fn outbound_connects_then_opens() {
-        let mut s = ConnState::outbound();
-        assert!(s.is(Phase::Connecting) && !s.accepts_output());
-        assert!(!s.begin_closing() && !s.start_backpressure());
-        s.connected();
-        s.made();
-        assert!(s.is_made() && s.is_outbound() && s.accepts_output());
-    }
-
-    #[test]
-    fn a_failed_layer_shuts_output_and_closes() {
-        let mut s = ConnState::inbound();
-        assert!(s.layer_failed());
-        assert!(s.is(Phase::Closing) && !s.accepts_output() && s.has_layer_failed());
-    }
-
-    #[test]
-    fn the_check_names_a_broken_invariant() {
-        let s = ConnState {
-            phase: Phase::Lingering,
-            bits: OUT_SHUT,
-        };
-        assert_eq!(s.check(), Err("lingering before FIN"));
-        let s = ConnState {
-            phase: Phase::Open,
-            bits: FIN_SENT,
-        };
-        assert_eq!(s.check(), Err("FIN sent but output accepted"));
-    }
-}
+mod tests;
