@@ -272,52 +272,73 @@ impl Shard {
             }
         }
         let wrote_through = c.core.state.take_wrote_through();
-        if c.core.state.watches_flush() && (handed > 0 || wrote_through || c.core.out.is_empty()) {
+        let c = if c.core.state.watches_flush()
+            && (handed > 0 || wrote_through || c.core.out.is_empty())
+        {
             c.core.state.flush_reported(!c.core.out.is_empty());
             invoke(c, &mut self.ctx, |p, core, ctx| p.output_flushed(core, ctx));
             if !self.after_callback(slot) {
                 return;
             }
-        }
-        let c = &mut self.conns[slot];
-        let low = self.ctx.settings.low_water_mark;
-        if c.core.out.len() <= low {
-            if c.core.state.end_backpressure() {
-                self.ctx.read_again.push(c.core.id);
-            }
-            if c.core.state.take_drain_waiter() {
-                let id = c.core.id;
-                self.wake_forwarders(id);
-            }
-        }
-        let c = &mut self.conns[slot];
-        if (c.core.state.is_half_closed() || c.core.state.is(Phase::Closing))
-            && c.core.out.is_empty()
-            && c.core.layer.is_some()
-            && self.close_layer_output(slot)
+            &mut self.conns[slot]
+        } else {
+            c
+        };
+        // The common case (nothing waits for a drain, not closing) costs
+        // two flag tests from here.
+        let c = if c.core.out.len() <= self.ctx.settings.low_water_mark
+            && c.core.state.waits_for_drain()
         {
+            if !self.drained(slot) {
+                return;
+            }
+            &mut self.conns[slot]
+        } else {
+            c
+        };
+        if c.core.state.is_closing_or_half_closed() && c.core.out.is_empty() {
+            self.output_done(slot);
+        }
+    }
+
+    /// The output drained to the low-water mark while something waited for
+    /// that: reading held by backpressure, connections forwarding into this
+    /// one, a paused producer. False if the connection is gone.
+    fn drained(&mut self, slot: usize) -> bool {
+        let c = &mut self.conns[slot];
+        if c.core.state.end_backpressure() {
+            self.ctx.read_again.push(c.core.id);
+        }
+        if c.core.state.take_drain_waiter() {
+            let id = c.core.id;
+            self.wake_forwarders(id);
+        }
+        let c = &mut self.conns[slot];
+        if c.core.state.resume_producing() {
+            invoke(c, &mut self.ctx, |p, core, ctx| {
+                p.resume_producing(core, ctx)
+            });
+            return self.after_callback(slot);
+        }
+        true
+    }
+
+    /// Everything queued is out on a closing or half-closed connection:
+    /// the layer's `close_notify`, then FIN (and, when closing, linger).
+    fn output_done(&mut self, slot: usize) {
+        let c = &mut self.conns[slot];
+        if c.core.layer.is_some() && self.close_layer_output(slot) {
             // close_notify goes out before FIN.
-            let c = &mut self.conns[slot];
-            c.core.state.mark_dirty();
+            self.conns[slot].core.state.mark_dirty();
             return self.flush_conn(slot);
         }
         let c = &mut self.conns[slot];
-        let st = &c.core.state;
-        if st.is_half_closed() && !st.is_fin_sent() && c.core.out.is_empty() {
+        if c.core.state.is_half_closed() && !c.core.state.is_fin_sent() {
             // shutdown_write: everything is out, so FIN now; keep reading.
             c.core.stream.shutdown_write();
             c.core.state.fin_sent();
         }
-        if c.core.out.len() <= low && c.core.state.resume_producing() {
-            invoke(c, &mut self.ctx, |p, core, ctx| {
-                p.resume_producing(core, ctx)
-            });
-            if !self.after_callback(slot) {
-                return;
-            }
-        }
-        let c = &mut self.conns[slot];
-        if c.core.state.is(Phase::Closing) && c.core.out.is_empty() {
+        if c.core.state.is(Phase::Closing) {
             self.send_fin(slot);
         }
     }

@@ -281,6 +281,11 @@ impl ConnState {
         matches!(self.phase, Phase::Open | Phase::Closing) && !self.has(ABORT | OUT_SHUT)
     }
 
+    /// Closing, or half-closed: the end of the output is due once it is flushed.
+    pub(crate) fn is_closing_or_half_closed(&self) -> bool {
+        self.phase == Phase::Closing || self.has(HALF_CLOSE)
+    }
+
     /// True once the connection is closing or aborting (`Conn::is_closing`).
     pub(crate) fn is_closing(&self) -> bool {
         self.phase != Phase::Open || self.has(ABORT)

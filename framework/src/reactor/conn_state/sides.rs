@@ -110,6 +110,12 @@ impl ConnState {
         self.take(WRITE_BLOCKED)
     }
 
+    /// True if something waits for the output to drain: reading held by
+    /// backpressure, a forwarder, a paused producer (one test for all).
+    pub(crate) fn waits_for_drain(&self) -> bool {
+        self.has(BACKPRESSURE | DRAIN_WAITER | PRODUCING_PAUSED)
+    }
+
     /// A connection forwarding into this one waits for the output to drain.
     pub(crate) fn wait_for_drain(&mut self) {
         self.bits |= DRAIN_WAITER;
