@@ -33,8 +33,9 @@ pub enum CloseReason {
     /// A graceful close did not finish flushing within the close timeout
     /// (the peer stopped reading); the connection was aborted.
     CloseTimeout,
-    /// A write would have grown the connection's unsent output past
-    /// `max_output_buffer` (a peer that does not read); the connection was aborted.
+    /// A write came while the peer still left more than `max_output_buffer`
+    /// bytes unread from earlier iterations (a peer that does not read);
+    /// the connection was aborted.
     OutputOverflow,
     /// The protocol's read deadline passed without the progress it waited
     /// for (a complete request, say); output was still flushed.

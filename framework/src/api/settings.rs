@@ -22,10 +22,18 @@ pub struct Settings {
     /// A callback that holds the loop longer than this is counted as slow
     /// and logged: it delays every other connection on the shard.
     pub slow_callback_threshold: Duration,
-    /// Output bytes a connection may hold unsent. Above `high_water_mark`
-    /// the shard stops reading from the peer (TCP flow control then slows a
-    /// peer that sends without reading); a write past this cap aborts the
-    /// connection with [`CloseReason::OutputOverflow`](crate::CloseReason::OutputOverflow).
+    /// Output bytes a peer may leave unread. A write is refused, and the
+    /// connection aborted with
+    /// [`CloseReason::OutputOverflow`](crate::CloseReason::OutputOverflow),
+    /// when more than this was still unsent at the end of the previous loop
+    /// iteration: the peer is not reading what it was sent. What one
+    /// iteration writes is accepted at any size, so a reply of any size
+    /// streams to a peer that reads (Redis serves 512 MB values). Above
+    /// `high_water_mark` the shard stops reading from the peer and
+    /// [`Conn::is_writable`](crate::Conn::is_writable) turns false, so a
+    /// protocol that honours it (the framing module's do) produces one
+    /// reply past the mark at most; a peer that never reads then costs this
+    /// cap plus one iteration's output.
     pub max_output_buffer: usize,
     /// How long a graceful close may take to flush its output; a peer that
     /// stops reading is then aborted with

@@ -152,7 +152,8 @@ counters! {
     /// Writes refused because the connection's output was already shut
     /// (after FIN, or during `connection_lost`); their bytes were dropped.
     writes_refused => counter "shardloop_writes_refused_total" "Writes refused after the output was shut.",
-    /// Connections aborted because a write would exceed `max_output_buffer`.
+    /// Connections aborted because a write came while the peer left more
+    /// than `max_output_buffer` unread.
     output_overflows => counter "shardloop_closes_total" { reason = "output_overflow" } "Connections ended by a limit, by reason.",
     /// Times the shard stopped reading a connection because its output was
     /// above the high-water mark.

@@ -285,6 +285,12 @@ impl<D: Decoder, P: FrameProtocol<D>> Framed<D, P> {
             if pos >= input.len() || conn.is_closing() || conn.is_reading_paused() {
                 break;
             }
+            if conn.output_backed_up() {
+                // The peer has not taken the replies so far: the rest waits
+                // for `resume_producing`, so a client pipelining large
+                // replies gets one past the high-water mark at a time.
+                break;
+            }
             if self.ctl.raw {
                 let rest = &input[pos..];
                 let n = self
@@ -397,6 +403,10 @@ impl<D: Decoder, P: FrameProtocol<D>> Protocol for Framed<D, P> {
 
     fn resume_producing(&mut self, conn: &mut Conn<'_, Self>) {
         self.with(conn, |p, c| p.resume_producing(c));
+        // Frames held while the output was backed up go on now.
+        if self.failed.is_none() && self.start < self.buf.len() {
+            self.process(conn, &[]);
+        }
     }
 
     fn output_flushed(&mut self, conn: &mut Conn<'_, Self>) {

@@ -97,6 +97,45 @@ impl<'a, P: Protocol> Conn<'a, P> {
         self.core.out.len()
     }
 
+    /// True while output is accepted and less than `high_water_mark` is
+    /// queued (Netty's `isWritable`). A protocol that answers requests
+    /// stops taking new ones while this is false and goes on in
+    /// [`Protocol::resume_producing`], so a client pipelining large replies
+    /// gets them one at a time past the mark, and one that never reads
+    /// costs a bounded amount (see `Settings::max_output_buffer`).
+    ///
+    /// ```
+    /// use shardloop::{Conn, Protocol};
+    /// /// Answers each byte with a 1 MiB reply, only as fast as the peer reads.
+    /// struct Big { asked: usize }
+    /// impl Big {
+    ///     fn answer(&mut self, conn: &mut Conn<'_, Self>) {
+    ///         while self.asked > 0 && conn.is_writable() {
+    ///             self.asked -= 1;
+    ///             conn.write(&vec![b'x'; 1 << 20]);
+    ///         }
+    ///     }
+    /// }
+    /// impl Protocol for Big {
+    ///     type Message = ();
+    ///     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+    ///         self.asked += data.len();
+    ///         self.answer(conn);
+    ///     }
+    ///     fn resume_producing(&mut self, conn: &mut Conn<'_, Self>) {
+    ///         self.answer(conn);
+    ///     }
+    /// }
+    /// ```
+    pub fn is_writable(&self) -> bool {
+        !self.output_backed_up() && self.core.accepts_output()
+    }
+
+    /// At least `high_water_mark` bytes wait to be sent.
+    pub(crate) fn output_backed_up(&self) -> bool {
+        self.core.out.len() >= self.ctx.settings.high_water_mark
+    }
+
     /// Asks for [`Protocol::output_flushed`] after the next flush that
     /// hands bytes to the kernel, and after each one until the queue is
     /// empty (then the request is spent). Writes are queued during a

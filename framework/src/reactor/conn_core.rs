@@ -26,6 +26,9 @@ pub(crate) struct ConnCore {
     /// Phase and flags, changed only through their named transitions
     /// (the state machine of `conn_state.rs`).
     pub(crate) state: ConnState,
+    /// Output the peer had not taken at the end of the last flush (saturating):
+    /// a write is refused while this is over `max_output_buffer`.
+    pub(crate) held: u32,
     /// Work in flight for this connection (protocol holds plus deferred jobs).
     pub(crate) holds: u32,
     pub(crate) idle_ticks: Option<u64>,
@@ -113,6 +116,7 @@ impl ConnCore {
             common_reason: CommonReason::None,
             state,
             holds: 0,
+            held: 0,
             idle_ticks: None,
             idle_timer: None,
             phase_timer: None,

@@ -271,6 +271,7 @@ impl Shard {
                 Err(e) => return self.finish(slot, CloseReason::io(&e), true),
             }
         }
+        c.core.held = u32::try_from(c.core.out.len()).unwrap_or(u32::MAX);
         let wrote_through = c.core.state.take_wrote_through();
         let c = if c.core.state.watches_flush()
             && (handed > 0 || wrote_through || c.core.out.is_empty())

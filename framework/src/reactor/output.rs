@@ -77,15 +77,17 @@ impl ConnCore {
             tracing::debug!(conn = %self.id, bytes = n, "write after the output was shut; dropped");
             return false;
         }
+        // What this iteration writes is not limited (a large reply streams
+        // to a peer that reads); what the peer left unread before is.
         let limit = ctx.settings.max_output_buffer;
-        if self.out.len().saturating_add(n) > limit {
+        if self.held as usize > limit {
             ctx.counters.output_overflows += 1;
             tracing::warn!(
                 conn = %self.id,
-                buffered = self.out.len(),
+                unread = self.held,
                 bytes = n,
                 limit,
-                "output buffer limit exceeded (the peer is not reading); aborting"
+                "the peer left more than the output limit unread; aborting"
             );
             self.state.request_abort();
             self.set_reason(CloseReason::OutputOverflow);

@@ -413,3 +413,15 @@ impl Shard {
         }
     }
 }
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn a_connection_record_stays_small() {
+        // An idle connection's memory is most of a server's: this record,
+        // its slab slot, and the kernel's socket. 248 bytes at API 1.0.
+        let size = std::mem::size_of::<super::Connection>();
+        println!("Connection: {size} bytes");
+        assert!(size <= 248, "Connection grew to {size} bytes");
+    }
+}

@@ -190,17 +190,47 @@ fn output_over_high_water_stops_reading_until_the_peer_reads() {
 }
 
 #[test]
-fn a_write_past_the_output_cap_aborts_with_a_clear_reason() {
-    let mut t =
-        FakeTransport::with_settings(Amplifier { reply: 40 * 1024 }, small_output_settings());
-    t.set_socket_capacity(Some(0));
-    t.receive(b"a");
-    assert!(t.is_open(), "40 KiB fits under the 64 KiB cap");
-    // One reply larger than the cap: no amount of pausing helps, abort.
+fn a_reply_larger_than_the_cap_streams_to_a_peer_that_reads() {
     let mut t =
         FakeTransport::with_settings(Amplifier { reply: 70 * 1024 }, small_output_settings());
     t.set_socket_capacity(Some(0));
     t.receive(b"a");
+    assert!(
+        t.is_open(),
+        "one iteration's output is accepted at any size"
+    );
+    t.set_socket_capacity(None);
+    assert_eq!(t.take_written().len(), 70 * 1024);
+    assert!(t.is_open());
+}
+
+/// Answers each read with `reply` bytes and writes a byte every 10 ms.
+struct Ticker {
+    reply: usize,
+}
+impl Protocol for Ticker {
+    type Message = ();
+    fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
+        conn.call_every(Duration::from_millis(10), |_, conn| conn.write(b"."));
+    }
+    fn data_received(&mut self, conn: &mut Conn<'_, Self>, _: &[u8]) {
+        conn.write(&vec![b'x'; self.reply]);
+    }
+}
+
+#[test]
+fn a_write_while_the_peer_leaves_more_than_the_cap_unread_aborts_with_a_clear_reason() {
+    let mut t = FakeTransport::with_settings(Ticker { reply: 40 * 1024 }, small_output_settings());
+    t.set_socket_capacity(Some(0));
+    t.receive(b"a");
+    t.advance(Duration::from_millis(30));
+    assert!(t.is_open(), "40 KiB unread is under the 64 KiB cap");
+    let mut t = FakeTransport::with_settings(Ticker { reply: 70 * 1024 }, small_output_settings());
+    t.set_socket_capacity(Some(0));
+    t.receive(b"a");
+    assert!(t.is_open(), "the reply itself is accepted");
+    // The peer reads nothing: the next write finds 70 KiB unread.
+    t.advance(Duration::from_millis(10));
     assert_eq!(t.close_reason(), Some(CloseReason::OutputOverflow));
     assert!(t.aborted());
 }

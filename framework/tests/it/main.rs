@@ -14,6 +14,7 @@ mod gateway;
 mod half_close;
 mod hardening;
 mod http_hostile;
+mod large_replies;
 mod layering;
 mod lifecycle;
 mod lifecycle_phases;
