@@ -38,12 +38,18 @@ struct Args {
     /// Pin shards to these cores (comma-separated).
     #[arg(long, value_delimiter = ',')]
     cores: Vec<usize>,
+    /// Largest bulk string (key or value) accepted, in bytes (Redis's
+    /// `proto-max-bulk-len`).
+    #[arg(long, default_value_t = 512 * 1024 * 1024)]
+    max_bulk: usize,
     #[command(flatten)]
     serve: common::ServeArgs,
 }
 
-/// Largest bulk string accepted (a value or key).
-const MAX_BULK: usize = 64 * 1024 * 1024;
+/// Replies a connection may have outstanding (waiting for other shards or
+/// for the client to read) before it stops taking commands: a client that
+/// pipelines without reading is slowed by TCP flow control, not buffered for.
+const MAX_PENDING_REPLIES: usize = 1024;
 
 /// A stored value and when it expires (Unix ms), if ever.
 struct Entry {
@@ -199,19 +205,34 @@ struct Pending {
 
 struct Kv {
     parser: parser::RespParser,
-    next_seq: u64,
-    /// Replies in request order; `None` until all their parts are in.
-    replies: VecDeque<(u64, Option<Vec<u8>>)>,
+    /// Replies in request order; `None` until all their parts are in. The
+    /// reply numbered `seq` is at `seq - first_seq`: filled in O(1).
+    replies: VecDeque<Option<Vec<u8>>>,
+    first_seq: u64,
     pending: HashMap<u64, Pending>,
+    /// Not taking commands: too many replies outstanding, or the output
+    /// is backed up. Reading is paused until they drain.
+    stalled: bool,
+    /// A protocol error was answered: nothing more is read or run.
+    failed: bool,
 }
 
 impl Kv {
+    fn new(max_bulk: usize) -> Self {
+        Kv {
+            parser: parser::RespParser::new(max_bulk),
+            replies: VecDeque::new(),
+            first_seq: 0,
+            pending: HashMap::new(),
+            stalled: false,
+            failed: false,
+        }
+    }
+
     /// Reserves the next reply slot.
     fn slot(&mut self) -> u64 {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.replies.push_back((seq, None));
-        seq
+        self.replies.push_back(None);
+        self.first_seq + self.replies.len() as u64 - 1
     }
 
     fn reply_now(&mut self, reply: Vec<u8>) {
@@ -220,16 +241,61 @@ impl Kv {
     }
 
     fn fill(&mut self, seq: u64, reply: Vec<u8>) {
-        if let Some(r) = self.replies.iter_mut().find(|(s, _)| *s == seq) {
-            r.1 = Some(reply);
+        if let Some(r) = seq
+            .checked_sub(self.first_seq)
+            .and_then(|i| self.replies.get_mut(i as usize))
+        {
+            *r = Some(reply);
         }
     }
 
     /// Writes every reply at the front that is complete.
     fn flush(&mut self, conn: &mut Conn<'_, Self>) {
-        while let Some((_, Some(_))) = self.replies.front() {
-            let (_, r) = self.replies.pop_front().expect("front exists");
-            conn.write(&r.expect("complete"));
+        while let Some(Some(_)) = self.replies.front() {
+            let r = self.replies.pop_front().flatten().expect("complete");
+            self.first_seq += 1;
+            conn.write(&r);
+        }
+    }
+
+    /// Runs the commands parsed so far while the connection can take
+    /// their replies, then writes what is complete.
+    fn run(&mut self, conn: &mut Conn<'_, Self>) {
+        while !self.failed {
+            if self.replies.len() >= MAX_PENDING_REPLIES {
+                self.flush(conn);
+            }
+            if !conn.is_writable() || self.replies.len() >= MAX_PENDING_REPLIES {
+                // Go on once replies drain (`resume_producing`, or a part
+                // arriving from another shard).
+                self.stalled = true;
+                conn.pause_reading();
+                break;
+            }
+            match self.parser.next() {
+                Ok(Some(args)) => self.command(conn, args),
+                Ok(None) => break,
+                Err(parser::ProtocolError(why)) => {
+                    // As redis-server: answer, then close once every reply
+                    // before it is out; nothing after it is read or run.
+                    self.reply_now(format!("-ERR Protocol error: {why}\r\n").into_bytes());
+                    self.failed = true;
+                    conn.pause_reading();
+                    self.flush(conn);
+                    conn.close_when_idle();
+                    return;
+                }
+            }
+        }
+        self.flush(conn);
+    }
+
+    /// Replies drained: take commands again if they were stalled.
+    fn unstall(&mut self, conn: &mut Conn<'_, Self>) {
+        if self.stalled && !self.failed {
+            self.stalled = false;
+            conn.resume_reading();
+            self.run(conn);
         }
     }
 
@@ -277,6 +343,7 @@ impl Kv {
                             conn.unhold();
                         }
                         kv.flush(conn);
+                        kv.unstall(conn);
                     });
                 });
             }
@@ -389,20 +456,15 @@ impl Protocol for Kv {
     type Message = ();
 
     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
-        self.parser.feed(data);
-        loop {
-            match self.parser.next() {
-                Ok(Some(args)) => self.command(conn, args),
-                Ok(None) => break,
-                Err(parser::ProtocolError(why)) => {
-                    self.reply_now(format!("-ERR Protocol error: {why}\r\n").into_bytes());
-                    self.flush(conn);
-                    conn.close_with_error(why);
-                    return;
-                }
-            }
+        if self.failed {
+            return;
         }
-        self.flush(conn);
+        self.parser.feed(data);
+        self.run(conn);
+    }
+
+    fn resume_producing(&mut self, conn: &mut Conn<'_, Self>) {
+        self.unstall(conn);
     }
 
     fn eof_received(&mut self, conn: &mut Conn<'_, Self>) {
@@ -415,16 +477,10 @@ impl Protocol for Kv {
 fn main() -> anyhow::Result<()> {
     common::init_logging();
     let args = Args::parse();
+    let max_bulk = args.max_bulk;
     let builder = Server::builder().listen(
         args.serve.listen((args.bind.as_str(), args.port))?,
-        |_shard| {
-            |_peer| Kv {
-                parser: parser::RespParser::new(MAX_BULK),
-                next_seq: 0,
-                replies: VecDeque::new(),
-                pending: HashMap::new(),
-            }
-        },
+        move |_shard| move |_peer| Kv::new(max_bulk),
     );
     let handle = common::start(builder, args.shards, &args.cores, &args.serve)?;
     println!(

@@ -7,7 +7,7 @@
 //! nothing is scanned twice, and the buffer is compacted only when the
 //! consumed prefix outgrows what is left.
 
-use super::redis::string2ll;
+use super::redis::{split_args, string2ll};
 
 /// Longest line accepted: an inline command, or a `*N` / `$N` header
 /// (Redis's `PROTO_INLINE_MAX_SIZE`).
@@ -37,6 +37,8 @@ pub struct RespParser {
     partial: Option<Partial>,
     /// Largest bulk string accepted.
     max_bulk: usize,
+    /// An inline request holds a NUL before its line end (see `inline`).
+    nul_stuck: bool,
 }
 
 struct Partial {
@@ -54,6 +56,7 @@ impl RespParser {
             scan: 0,
             partial: None,
             max_bulk,
+            nul_stuck: false,
         }
     }
 
@@ -87,10 +90,9 @@ impl RespParser {
                     if have < len + 2 {
                         return Ok(None);
                     }
+                    // The two bytes after the string are skipped unread, as
+                    // redis-server does (`$3\r\nfooXY` is "foo").
                     let start = self.pos;
-                    if &self.buf[start + len..start + len + 2] != b"\r\n" {
-                        return err("bulk string not terminated by CRLF");
-                    }
                     p.args.push(self.buf[start..start + len].to_vec());
                     p.left -= 1;
                     p.bulk = None;
@@ -139,17 +141,30 @@ impl RespParser {
         }
     }
 
-    /// An inline command (`PING\r\n`, what telnet users type).
+    /// An inline command (`PING\r\n`, what telnet users type), split with
+    /// Redis's quoting rules.
     fn inline(&mut self) -> Result<Option<Args>, ProtocolError> {
+        if !self.nul_stuck {
+            let next = memchr::memchr2(0, b'\n', &self.buf[self.scan..]);
+            self.nul_stuck = next.is_some_and(|i| self.buf[self.scan + i] == 0);
+        }
+        if self.nul_stuck {
+            // redis-server finds an inline line's end with strchr, which
+            // stops at a NUL: such a request never completes, and the
+            // connection fails once it outgrows the inline limit.
+            self.scan = self.buf.len();
+            if self.buf.len() - self.pos > MAX_LINE {
+                return err("too big inline request");
+            }
+            return Ok(None);
+        }
         let Some(line) = self.line()? else {
             return Ok(None);
         };
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let args: Args = line
-            .split(|b| b.is_ascii_whitespace())
-            .filter(|a| !a.is_empty())
-            .map(|a| a.to_vec())
-            .collect();
+        let Some(args) = split_args(line) else {
+            return err("unbalanced quotes in request");
+        };
         if args.is_empty() {
             // An empty line: nothing to run, keep parsing.
             return self.next();

@@ -152,3 +152,96 @@ pub fn unknown_command(args: &[Vec<u8>]) -> Vec<u8> {
     out.extend_from_slice(b"\r\n");
     out
 }
+
+/// Splits an inline command line as redis-server's `sdssplitargs` does:
+/// blanks separate arguments; "double quotes" take `\n \r \t \b \a`,
+/// `\xHH` and `\` before any other character; 'single quotes' take `\'`;
+/// a closing quote must be followed by a blank or the end. `None` for
+/// unbalanced quotes (Redis: "Protocol error: unbalanced quotes in
+/// request"). Like the C original, a NUL byte ends the line.
+pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let line = line.split(|&b| b == 0).next().unwrap_or_default();
+    let at = |i: usize| line.get(i).copied();
+    let blank = |b: Option<u8>| matches!(b, Some(b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c));
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut args = Vec::new();
+    let mut p = 0;
+    loop {
+        while blank(at(p)) {
+            p += 1;
+        }
+        if p >= line.len() {
+            return Some(args);
+        }
+        let mut cur = Vec::new();
+        let (mut inq, mut insq) = (false, false);
+        loop {
+            let c = at(p);
+            if inq {
+                match c {
+                    None => return None,
+                    Some(b'\\') if at(p + 1) == Some(b'x') => {
+                        match (at(p + 2).and_then(hex), at(p + 3).and_then(hex)) {
+                            (Some(h), Some(l)) => {
+                                cur.push(h * 16 + l);
+                                p += 3;
+                            }
+                            _ => {
+                                cur.push(b'x');
+                                p += 1;
+                            }
+                        }
+                    }
+                    Some(b'\\') if at(p + 1).is_some() => {
+                        p += 1;
+                        cur.push(match line[p] {
+                            b'n' => b'\n',
+                            b'r' => b'\r',
+                            b't' => b'\t',
+                            b'b' => 0x08,
+                            b'a' => 0x07,
+                            other => other,
+                        });
+                    }
+                    Some(b'"') => {
+                        if at(p + 1).is_some() && !blank(at(p + 1)) {
+                            return None;
+                        }
+                        p += 1;
+                        break;
+                    }
+                    Some(b) => cur.push(b),
+                }
+            } else if insq {
+                match c {
+                    None => return None,
+                    Some(b'\\') if at(p + 1) == Some(b'\'') => {
+                        p += 1;
+                        cur.push(b'\'');
+                    }
+                    Some(b'\'') => {
+                        if at(p + 1).is_some() && !blank(at(p + 1)) {
+                            return None;
+                        }
+                        p += 1;
+                        break;
+                    }
+                    Some(b) => cur.push(b),
+                }
+            } else {
+                match c {
+                    None => break,
+                    Some(b' ' | b'\n' | b'\r' | b'\t') => {
+                        p += 1;
+                        break;
+                    }
+                    Some(b'"') => inq = true,
+                    Some(b'\'') => insq = true,
+                    Some(b) => cur.push(b),
+                }
+            }
+            p += 1;
+        }
+        args.push(cur);
+    }
+}

@@ -28,23 +28,29 @@ impl Reader<'_> {
         &self,
         mut take: impl FnMut(&mut Input) -> Option<io::Result<R>>,
     ) -> io::Result<R> {
-        let out = poll_fn(|cx| {
+        poll_fn(|cx| {
             let mut s = self.input.borrow_mut();
-            if let Some(r) = take(&mut s) {
-                return Poll::Ready(r);
+            let out = match take(&mut s) {
+                Some(r) => Poll::Ready(r),
+                None => match s.failure() {
+                    Some(e) => Poll::Ready(Err(e)),
+                    None => {
+                        s.wait(cx.waker());
+                        Poll::Pending
+                    }
+                },
+            };
+            // Checked on every poll, not only at the end: a reader that
+            // consumes as it goes (`read_exact` of more than the input
+            // cap) must get the socket read again while it waits.
+            let resume = s.should_resume();
+            drop(s);
+            if resume {
+                self.resume.resume();
             }
-            if let Some(e) = s.failure() {
-                return Poll::Ready(Err(e));
-            }
-            s.wait(cx.waker());
-            Poll::Pending
+            out
         })
-        .await;
-        let resume = self.input.borrow_mut().should_resume();
-        if resume {
-            self.resume.resume();
-        }
-        out
+        .await
     }
 
     /// Reads into `buf`; `Ok(0)` at the peer's EOF.
@@ -78,13 +84,20 @@ impl Reader<'_> {
         .await
     }
 
-    /// Fills `buf` exactly; `UnexpectedEof` if the peer ends first.
+    /// Fills `buf` exactly; `UnexpectedEof` if the peer ends first. Bytes
+    /// are taken as they arrive, so `buf` may be larger than the input
+    /// buffer's cap (a 60 MiB value); on an error, what `buf` holds is
+    /// unspecified.
     pub(crate) async fn read_exact(&self, buf: &mut [u8]) -> io::Result<()> {
         let want = buf.len();
+        let mut filled = 0;
         self.read_with(|s| {
-            if s.buffered().len() >= want {
-                buf.copy_from_slice(&s.buffered()[..want]);
-                s.consume(want);
+            let have = s.buffered();
+            let n = have.len().min(want - filled);
+            buf[filled..filled + n].copy_from_slice(&have[..n]);
+            s.consume(n);
+            filled += n;
+            if filled == want {
                 return Some(Ok(()));
             }
             s.ended().then(|| {

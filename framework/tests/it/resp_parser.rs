@@ -97,9 +97,11 @@ fn overflowing_and_malformed_lengths_are_rejected_with_redis_texts() {
     assert_eq!(error_of(b"*05\r\n"), "invalid multibulk length");
     assert_eq!(error_of(b"*-0\r\n"), "invalid multibulk length");
     assert_eq!(error_of(b"*1\r\n$04\r\nPING\r\n"), "invalid bulk length");
+    // redis-server skips the two bytes after a bulk string unread.
+    let (cmds, e) = parse_split(b"*1\r\n$3\r\nfooXY*1\r\n$4\r\nPING\r\n", &[64]);
     assert_eq!(
-        error_of(b"*1\r\n$3\r\nfooXY"),
-        "bulk string not terminated by CRLF"
+        (cmds, e),
+        (vec![vec![b"foo".to_vec()], vec![b"PING".to_vec()]], None)
     );
     // At the bulk limit exactly, and one past it.
     let mut at = b"*1\r\n$1048576\r\n".to_vec();
@@ -196,4 +198,47 @@ fn set_options_validate_syntax_before_numbers() {
     );
     assert!(o(&["NX", "XX"]).is_err());
     assert!(o(&["GET", "NX"]).unwrap().get);
+}
+
+#[test]
+fn inline_commands_split_with_redis_quoting() {
+    let cmds = |input: &[u8]| parse_split(input, &[1]);
+    let args = |v: &[&[u8]]| v.iter().map(|a| a.to_vec()).collect::<Vec<_>>();
+    assert_eq!(
+        cmds(b"SET \"a b\" c\r\n"),
+        (vec![args(&[b"SET", b"a b", b"c"])], None)
+    );
+    assert_eq!(
+        cmds(b"SET 'x y' \"1\\x41\\n\\t\\\"\"\r\n"),
+        (vec![args(&[b"SET", b"x y", b"1A\n\t\""])], None)
+    );
+    assert_eq!(
+        cmds(b"ECHO 'it\\'s'\r\n"),
+        (vec![args(&[b"ECHO", b"it's"])], None)
+    );
+    assert_eq!(
+        cmds(b"ECHO \"\\xzz\"\r\n"),
+        (vec![args(&[b"ECHO", b"xzz"])], None)
+    );
+    assert_eq!(cmds(b"  \t\r\nPING\n"), (vec![args(&[b"PING"])], None));
+    for bad in [
+        &b"SET \"a b c\r\n"[..],
+        b"SET \"a\"b c\r\n",
+        b"ECHO \"a\\\"\r\n",
+        b"ECHO 'a\r\n",
+    ] {
+        let (done, e) = cmds(bad);
+        assert!(done.is_empty());
+        assert_eq!(
+            e,
+            Some(ProtocolError("unbalanced quotes in request".into()))
+        );
+    }
+    // A NUL before the line end: redis-server never sees the line complete.
+    let (done, e) = cmds(b"PING\0 x\r\nPING\r\n");
+    assert_eq!((done.len(), e), (0, None));
+    let mut stuck = b"PING\0".to_vec();
+    stuck.extend(std::iter::repeat_n(b'x', MAX_LINE));
+    let (_, e) = parse_split(&stuck, &[4096]);
+    assert_eq!(e, Some(ProtocolError("too big inline request".into())));
 }

@@ -183,3 +183,57 @@ fn replies_are_byte_identical_to_redis_server() {
     assert_eq!(a.call(&[b"GET", b"t"]), b.call(&[b"GET", b"t"]));
     assert_eq!(b.call(&[b"GET", b"t"]), b"$-1\r\n");
 }
+
+/// Sends `input` and collects the answer until the server closes or stays
+/// quiet for 400 ms; says which.
+fn raw_exchange(addr: SocketAddr, input: &[u8]) -> (Vec<u8>, &'static str) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(400)))
+        .unwrap();
+    s.write_all(input).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (out, "closed"),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (out, "reset"),
+            Err(_) => return (out, "open"),
+        }
+    }
+}
+
+#[test]
+fn protocol_errors_inline_quoting_and_bulk_framing_match_redis_server_byte_for_byte() {
+    let redis = redis_server();
+    let kv = common::start_example("resp_kv", &["--port", "0", "--shards", "2"]);
+    let cases: &[&[u8]] = &[
+        // The two bytes after a bulk string are skipped unread.
+        b"*1\r\n$4\r\nPINGxx*1\r\n$4\r\nPING\r\n",
+        // Inline quoting, escapes, and what follows a closing quote.
+        b"SET \"a b\" c\r\nGET \"a b\"\r\n",
+        b"SET 'x y' \"1\\x41\\n\"\r\nGET 'x y'\r\n",
+        b"ECHO 'it\\'s'\r\nECHO \"\\xzz\"\r\nECHO \"tab\\there\"\r\n",
+        // Protocol errors: the error, then the connection closes, and
+        // nothing after the bad request is run.
+        b"SET \"a b c\r\nPING\r\n",
+        b"SET \"a\"b c\r\nPING\r\n",
+        b"ECHO \"a\\\"\r\nPING\r\n",
+        b"PING\r\n*abc\r\nPING\r\n",
+        b"*1\r\nPING\r\nPING\r\n",
+        b"*1\r\n$-5\r\nPING\r\n",
+        b"*2\r\n$4\r\nECHO\r\n$3\r\nhi\r\n*1\r\n$4\r\nPING\r\n",
+        // A NUL in an inline request: the line never completes.
+        b"PING\0 x\r\nPING\r\n",
+    ];
+    for input in cases {
+        let want = raw_exchange(redis.1, input);
+        let got = raw_exchange(kv.addr, input);
+        assert_eq!(
+            (String::from_utf8_lossy(&got.0), got.1),
+            (String::from_utf8_lossy(&want.0), want.1),
+            "input {:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+}
