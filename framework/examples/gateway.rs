@@ -46,6 +46,13 @@ struct Args {
     /// Idle backend connections kept per shard.
     #[arg(long, default_value_t = 64)]
     pool: usize,
+    /// Backend connections open at once per shard, idle or busy; requests
+    /// beyond it wait for one (and get 504 if none frees in time).
+    #[arg(long, default_value_t = 256)]
+    max_backend_conns: usize,
+    /// Largest value passed on, in bytes (larger ones get 502).
+    #[arg(long, default_value_t = 512 * 1024 * 1024)]
+    max_value: usize,
     /// Pin shards to these cores (comma-separated).
     #[arg(long, value_delimiter = ',')]
     cores: Vec<usize>,
@@ -54,13 +61,25 @@ struct Args {
 }
 
 const MAX_HEAD: usize = 16 * 1024;
+/// Requests a connection may have waiting before reading from it pauses:
+/// a client pipelining without reading is slowed by TCP, not buffered for.
+const MAX_QUEUED: usize = 64;
+/// A value is read from the backend in pieces of at most this much, so a
+/// length the backend claims is never allocated before its bytes arrive.
+const VALUE_PIECE: usize = 1024 * 1024;
 
-/// One shard's idle backend connections.
+/// One shard's backend connections: the idle ones, and how many are open.
 struct Pool {
     backend: SocketAddr,
     idle: RefCell<Vec<ClientStream>>,
     max_idle: usize,
+    /// Open connections (idle or lent out), at most `max_open`.
+    open: std::cell::Cell<usize>,
+    max_open: usize,
+    /// Requests waiting for a connection to free up.
+    waiters: RefCell<VecDeque<std::task::Waker>>,
     limit: Duration,
+    max_value: usize,
 }
 
 /// Why a lookup produced no value.
@@ -72,12 +91,61 @@ enum Failure {
 }
 
 impl Pool {
+    /// An idle connection, or a new one if fewer than `max_open` are open,
+    /// or the first one to free up.
     async fn connection(&self) -> Result<ClientStream, Failure> {
-        if let Some(s) = self.idle.borrow_mut().pop() {
-            if !s.is_eof() {
-                return Ok(s);
-            }
+        let got = timeout(
+            self.limit,
+            std::future::poll_fn(|cx| {
+                while let Some(s) = self.idle.borrow_mut().pop() {
+                    if !s.is_eof() {
+                        return std::task::Poll::Ready(Some(s));
+                    }
+                    self.open.set(self.open.get() - 1);
+                }
+                if self.open.get() < self.max_open {
+                    self.open.set(self.open.get() + 1);
+                    return std::task::Poll::Ready(None);
+                }
+                self.waiters.borrow_mut().push_back(cx.waker().clone());
+                std::task::Poll::Pending
+            }),
+        )
+        .await;
+        match got {
+            Ok(Some(s)) => Ok(s),
+            Ok(None) => self.connect().await.inspect_err(|_| self.release()),
+            Err(_) => Err(Failure::Timeout),
         }
+    }
+
+    /// A connection was closed or dropped: one more may open.
+    fn release(&self) {
+        self.open.set(self.open.get() - 1);
+        self.wake_waiters();
+    }
+
+    /// Wakes every waiter (each re-checks): a waker left by a request that
+    /// timed out meanwhile must not swallow the wake-up.
+    fn wake_waiters(&self) {
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        for w in waiters {
+            w.wake();
+        }
+    }
+
+    /// Gives a healthy connection back: kept idle, or closed.
+    fn give_back(&self, s: ClientStream) {
+        if self.idle.borrow().len() < self.max_idle {
+            self.idle.borrow_mut().push(s);
+            self.wake_waiters();
+        } else {
+            drop(s);
+            self.release();
+        }
+    }
+
+    async fn connect(&self) -> Result<ClientStream, Failure> {
         match timeout(
             self.limit,
             ClientStream::connect(Connect::tcp(self.backend).timeout(self.limit)),
@@ -112,25 +180,38 @@ impl Pool {
             else {
                 return Ok(Err(Failure::BadGateway));
             };
-            if n > 16 * 1024 * 1024 {
+            if n > self.max_value {
                 return Ok(Err(Failure::BadGateway));
             }
-            let mut value = vec![0u8; n + 2];
-            s.read_exact(&mut value).await?;
+            // Grown as the bytes arrive: the claimed length is not trusted
+            // with an allocation up front.
+            let mut value = Vec::new();
+            while value.len() < n + 2 {
+                let at = value.len();
+                value.resize(at + (n + 2 - at).min(VALUE_PIECE), 0);
+                s.read_exact(&mut value[at..]).await?;
+            }
+            if !value.ends_with(b"\r\n") {
+                return Ok(Err(Failure::BadGateway));
+            }
             value.truncate(n);
             Ok::<_, std::io::Error>(Ok(Some(value)))
         })
         .await;
         match reply {
             Ok(Ok(Ok(v))) => {
-                if self.idle.borrow().len() < self.max_idle {
-                    self.idle.borrow_mut().push(s);
-                }
+                self.give_back(s);
                 Ok(v)
             }
-            Ok(Ok(Err(f))) => Err(f),
-            Ok(Err(_)) => Err(Failure::BadGateway),
-            Err(_) => Err(Failure::Timeout),
+            other => {
+                drop(s);
+                self.release();
+                match other {
+                    Ok(Ok(Err(f))) => Err(f),
+                    Err(_) => Err(Failure::Timeout),
+                    _ => Err(Failure::BadGateway),
+                }
+            }
         }
     }
 }
@@ -153,6 +234,11 @@ struct Pending {
     waker: Option<std::task::Waker>,
     /// The client half-closed: close once every answer is written.
     eof: bool,
+    /// Reading paused: `MAX_QUEUED` requests were waiting.
+    paused: bool,
+    /// The connection's output is above its high-water mark: the next
+    /// answer waits until the client reads.
+    output_full: bool,
 }
 
 struct Gateway {
@@ -161,15 +247,16 @@ struct Gateway {
     pending: Rc<RefCell<Pending>>,
 }
 
-fn response(status: &str, body: &[u8], close: bool) -> Vec<u8> {
-    let mut out = format!(
+/// A response's head and body (sent as they are: a large value is not copied).
+fn response(status: &str, body: impl Into<Vec<u8>>, close: bool) -> (Vec<u8>, Vec<u8>) {
+    let body = body.into();
+    let head = format!(
         "HTTP/1.1 {status}\r\nServer: shardloop-gateway\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n",
         body.len(),
         if close { "Connection: close\r\n" } else { "" }
     )
     .into_bytes();
-    out.extend_from_slice(body);
-    out
+    (head, body)
 }
 
 /// The connection's one worker task: answers queued requests one after
@@ -182,6 +269,10 @@ async fn serve(task: ConnTask<Gateway>, pool: Rc<Pool>, pending: Rc<RefCell<Pend
             match p.queue.pop_front() {
                 Some(r) => {
                     p.busy = true;
+                    if p.paused && p.queue.len() <= MAX_QUEUED / 2 {
+                        p.paused = false;
+                        task.run(|_, c| c.resume_reading());
+                    }
                     std::task::Poll::Ready(Some(r))
                 }
                 None if p.eof => std::task::Poll::Ready(None),
@@ -197,20 +288,36 @@ async fn serve(task: ConnTask<Gateway>, pool: Rc<Pool>, pending: Rc<RefCell<Pend
             task.close();
             return;
         };
-        let out = match req.key {
-            None => response("404 Not Found", b"use /key/NAME\n", req.close),
+        let (head, body) = match req.key {
+            None => response("404 Not Found", b"use /key/NAME\n".as_slice(), req.close),
             Some(key) => match pool.get(&key).await {
-                Ok(Some(v)) => response("200 OK", &v, req.close),
-                Ok(None) => response("404 Not Found", b"no such key\n", req.close),
-                Err(Failure::BadGateway) => {
-                    response("502 Bad Gateway", b"backend unavailable\n", req.close)
-                }
-                Err(Failure::Timeout) => {
-                    response("504 Gateway Timeout", b"backend timed out\n", req.close)
-                }
+                Ok(Some(v)) => response("200 OK", v, req.close),
+                Ok(None) => response("404 Not Found", b"no such key\n".as_slice(), req.close),
+                Err(Failure::BadGateway) => response(
+                    "502 Bad Gateway",
+                    b"backend unavailable\n".as_slice(),
+                    req.close,
+                ),
+                Err(Failure::Timeout) => response(
+                    "504 Gateway Timeout",
+                    b"backend timed out\n".as_slice(),
+                    req.close,
+                ),
             },
         };
-        task.write(&out);
+        // The client has not read the previous answers: wait for it.
+        std::future::poll_fn(|cx| {
+            let mut p = pending.borrow_mut();
+            if p.output_full {
+                p.waker = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await;
+        task.write_owned(head);
+        task.write_owned(body);
         if req.close {
             task.close();
             return;
@@ -274,7 +381,9 @@ impl Protocol for Gateway {
             Ok(r) => r,
             Err(status) => {
                 let status = String::from_utf8_lossy(status);
-                conn.write(&response(&status, b"bad request\n", true));
+                let (head, body) = response(&status, b"bad request\n".as_slice(), true);
+                conn.write(&head);
+                conn.write(&body);
                 conn.close();
                 return;
             }
@@ -284,6 +393,22 @@ impl Protocol for Gateway {
         }
         let mut p = self.pending.borrow_mut();
         p.queue.extend(requests);
+        if p.queue.len() >= MAX_QUEUED && !p.paused {
+            p.paused = true;
+            conn.pause_reading();
+        }
+        if let Some(w) = p.waker.take() {
+            w.wake();
+        }
+    }
+
+    fn pause_producing(&mut self, _conn: &mut Conn<'_, Self>) {
+        self.pending.borrow_mut().output_full = true;
+    }
+
+    fn resume_producing(&mut self, _conn: &mut Conn<'_, Self>) {
+        let mut p = self.pending.borrow_mut();
+        p.output_full = false;
         if let Some(w) = p.waker.take() {
             w.wake();
         }
@@ -312,6 +437,7 @@ fn main() -> anyhow::Result<()> {
     let backend = args.backend;
     let limit = Duration::from_millis(args.backend_timeout_ms.max(1));
     let max_idle = args.pool;
+    let (max_open, max_value) = (args.max_backend_conns.max(1), args.max_value);
     let builder = Server::builder().listen(
         args.serve.listen((args.bind.as_str(), args.port))?,
         move |_shard| {
@@ -320,7 +446,11 @@ fn main() -> anyhow::Result<()> {
                 backend,
                 idle: RefCell::new(Vec::new()),
                 max_idle,
+                open: std::cell::Cell::new(0),
+                max_open,
+                waiters: RefCell::new(VecDeque::new()),
                 limit,
+                max_value,
             });
             move |_peer| Gateway {
                 pool: pool.clone(),

@@ -84,6 +84,12 @@ impl<P: Protocol> ConnTask<P> {
         self.run(move |_, c| c.write_owned(data));
     }
 
+    /// Queues an owned buffer for the connection without copying it (see
+    /// [`Conn::write_owned`]): a large value goes out as it is.
+    pub fn write_owned(&self, data: Vec<u8>) {
+        self.run(move |_, c| c.write_owned(data));
+    }
+
     /// Closes gracefully (see [`Conn::close`]); the task is dropped when
     /// the connection ends.
     pub fn close(&self) {

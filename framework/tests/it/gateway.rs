@@ -4,6 +4,7 @@ use crate::common;
 
 use std::io::{Read, Write};
 use std::process::Command;
+use std::time::Duration;
 
 fn curl(url: &str) -> (String, String) {
     let o = Command::new("curl")
@@ -111,4 +112,122 @@ fn pipelined_requests_are_answered_in_order_then_half_close() {
         .collect();
     let want: Vec<String> = (0..20).map(|i| format!("v{i}")).collect();
     assert_eq!(bodies, want);
+}
+
+fn pattern(n: usize, seed: usize) -> Vec<u8> {
+    (0..n).map(|i| ((i * 7 + seed) % 251) as u8).collect()
+}
+
+/// `SET key value` over RESP (multibulk: any bytes).
+fn set_bulk(kv: std::net::SocketAddr, key: &str, value: &[u8]) {
+    let mut s = common::connect(kv);
+    let mut req = format!(
+        "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n",
+        key.len(),
+        value.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(value);
+    req.extend_from_slice(b"\r\n");
+    s.write_all(&req).unwrap();
+    let mut b = [0u8; 5];
+    s.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"+OK\r\n");
+}
+
+/// `GET key` over RESP: the value's bytes.
+fn get_bulk(kv: std::net::SocketAddr, key: &str) -> Vec<u8> {
+    let mut s = common::connect(kv);
+    s.write_all(format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len()).as_bytes())
+        .unwrap();
+    let mut r = std::io::BufReader::new(s);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+    let n: usize = line.trim_end()[1..].parse().unwrap();
+    let mut v = vec![0u8; n + 2];
+    r.read_exact(&mut v).unwrap();
+    assert_eq!(&v[n..], b"\r\n");
+    v.truncate(n);
+    v
+}
+
+/// `GET /key/NAME` over HTTP/1.1: status and body.
+fn http_get(addr: std::net::SocketAddr, key: &str) -> (String, Vec<u8>) {
+    let mut s = common::connect(addr);
+    s.write_all(
+        format!("GET /key/{key} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    let end = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    let head = String::from_utf8_lossy(&all[..end]).to_string();
+    let status = head.split(' ').nth(1).unwrap_or_default().to_string();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("Content-Length");
+    let body = all[end..].to_vec();
+    assert_eq!(body.len(), length, "the body is as long as announced");
+    (status, body)
+}
+
+#[test]
+fn values_of_5_16_and_60_mib_pass_through_resp_kv_and_the_gateway_byte_exact() {
+    let kv = common::start_example("resp_kv", &["--port", "0", "--shards", "2"]);
+    let gw = gateway(kv.addr, "20000");
+    for (k, mib) in [5usize, 16, 60].into_iter().enumerate() {
+        let key = format!("big{mib}");
+        let value = pattern(mib << 20, k);
+        set_bulk(kv.addr, &key, &value);
+        assert!(get_bulk(kv.addr, &key) == value, "{mib} MiB via resp_kv");
+        let (status, body) = http_get(gw.addr, &key);
+        assert_eq!(status, "200", "{mib} MiB via the gateway");
+        assert!(body == value, "{mib} MiB via the gateway, byte for byte");
+    }
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_pipelining_client_that_never_reads_holds_the_gateway_to_a_bounded_memory() {
+    let kv = common::start_example("resp_kv", &["--port", "0", "--shards", "1"]);
+    set(kv.addr, "k", "v");
+    let gw = gateway(kv.addr, "2000");
+    let before = rss_kb(gw.child.id());
+    let mut s = common::connect(gw.addr);
+    s.set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let req = b"GET /key/k HTTP/1.1\r\nHost: t\r\n\r\n".repeat(256);
+    let until = std::time::Instant::now() + Duration::from_millis(1500);
+    let mut sent = 0usize;
+    while std::time::Instant::now() < until {
+        match s.write(&req) {
+            Ok(n) => sent += n,
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let grown_kb = rss_kb(gw.child.id()).saturating_sub(before);
+    println!("sent {sent} bytes without reading; gateway RSS grew {grown_kb} KiB");
+    // The kernel's socket buffers take some; the gateway itself stops at
+    // 64 queued requests and one read's worth of input.
+    assert!(grown_kb < 16 * 1024, "RSS grew {grown_kb} KiB");
+    // The connection still works once the client reads.
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK"));
 }
