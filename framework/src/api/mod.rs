@@ -12,7 +12,8 @@ mod tls_info;
 
 pub use close_reason::{CloseReason, TlsFailure};
 pub use conn_id::ConnId;
-pub use proxy_header::{ProxiedAddrs, ProxyHeader};
+pub(crate) use proxy_header::ProxyTrust;
+pub use proxy_header::{ProxiedAddrs, ProxyHeader, UntrustedProxy};
 pub use settings::Settings;
 pub(crate) use stats::{Export, Kind, LocalCounters, StatsBoard};
 pub use stats::{ServerStats, ShardStats};

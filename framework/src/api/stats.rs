@@ -116,6 +116,9 @@ counters! {
     bytes_out => counter "shardloop_bytes_sent_total" "Bytes written to sockets.",
     /// Bytes read from one connection and queued straight on another
     /// ([`Conn::forward_to`](crate::Conn::forward_to)).
+    /// PROXY headers from peers outside the listener's trusted networks
+    /// (refused, or read and ignored).
+    proxy_untrusted => counter "shardloop_proxy_untrusted_total" "PROXY headers from peers outside the listener's trusted networks (refused or ignored).",
     bytes_forwarded => counter "shardloop_bytes_forwarded_total" "Bytes forwarded from one connection's input to another's output on the same shard.",
     /// Loop iterations.
     loop_iterations => counter "shardloop_shard_loop_iterations_total" "Loop iterations.",

@@ -3,6 +3,7 @@
 //! socket options are set on it, never on "the listener added last".
 
 use super::{EndpointError, ServerEndpoint, TlsServerSpec};
+use crate::api::{ProxyTrust, UntrustedProxy};
 use crate::net::SocketOptions;
 use crate::tls::TlsServerConfig;
 use std::fmt;
@@ -73,7 +74,8 @@ pub struct Listen {
     pub(crate) addr: Result<ListenAddr, ListenProblem>,
     pub(crate) options: SocketOptions,
     pub(crate) tls: Option<ListenTls>,
-    pub(crate) proxy_protocol: bool,
+    /// A PROXY header is expected, believed as this says.
+    pub(crate) proxy: Option<ProxyTrust>,
 }
 
 /// Endpoint types an endpoint string starts with (anything else is taken
@@ -104,7 +106,7 @@ impl Listen {
             addr: Ok(ListenAddr::Unix(path)),
             options: SocketOptions::default(),
             tls: None,
-            proxy_protocol: false,
+            proxy: None,
         }
     }
 
@@ -118,7 +120,44 @@ impl Listen {
     /// the proxy in front; `peer_addr` is then the real client's. Only for
     /// listeners no one but the proxy can reach (see [`proxy`](crate::proxy)).
     pub fn proxy_protocol(mut self, on: bool) -> Listen {
-        self.proxy_protocol = on;
+        self.proxy = on.then(|| self.proxy.take().unwrap_or_default());
+        self
+    }
+
+    /// Expects a PROXY header and believes it only from peers in `networks`
+    /// (the proxies' addresses; `"10.0.0.0/8".parse()`, or an address as a
+    /// host route). A header from anyone else is refused, or ignored with
+    /// [`proxy_untrusted`](Listen::proxy_untrusted), and counted in
+    /// `shardloop_proxy_untrusted_total`. As nginx's `set_real_ip_from` and
+    /// HAProxy's `accept-proxy` on internal binds: a client that reaches
+    /// the listener directly cannot claim any address it likes.
+    ///
+    /// ```
+    /// use shardloop::endpoint::Listen;
+    /// use shardloop::proxy::UntrustedProxy;
+    /// let l = Listen::from("0.0.0.0:8080")
+    ///     .proxy_trusted_from(["10.0.0.0/8".parse().unwrap(), "127.0.0.1/32".parse().unwrap()])
+    ///     .proxy_untrusted(UntrustedProxy::Ignore);
+    /// // The same as an endpoint string:
+    /// let s = Listen::from("tcp:8080:proxyProtocol=true:proxyTrusted=10.0.0.0/8,127.0.0.1:proxyUntrusted=ignore");
+    /// # let _ = (l, s);
+    /// ```
+    pub fn proxy_trusted_from(
+        mut self,
+        networks: impl IntoIterator<Item = ipnet::IpNet>,
+    ) -> Listen {
+        let mut trust = self.proxy.take().unwrap_or_default();
+        trust.from = Some(networks.into_iter().collect());
+        self.proxy = Some(trust);
+        self
+    }
+
+    /// What a PROXY listener with trusted networks does with a peer
+    /// outside them (refused by default).
+    pub fn proxy_untrusted(mut self, what: UntrustedProxy) -> Listen {
+        let mut trust = self.proxy.take().unwrap_or_default();
+        trust.untrusted = what;
+        self.proxy = Some(trust);
         self
     }
 
@@ -145,28 +184,28 @@ impl Listen {
     }
 
     fn from_endpoint(desc: String, e: ServerEndpoint) -> Listen {
-        let (addr, options, proxy_protocol, tls) = match e {
+        let (addr, options, proxy, tls) = match e {
             ServerEndpoint::Tcp {
                 addr,
                 options,
-                proxy_protocol,
-            } => (ListenAddr::Tcp(addr), options, proxy_protocol, None),
+                proxy,
+            } => (ListenAddr::Tcp(addr), options, proxy, None),
             ServerEndpoint::Unix { path, backlog } => {
                 let options = SocketOptions {
                     backlog,
                     ..SocketOptions::default()
                 };
-                (ListenAddr::Unix(path), options, false, None)
+                (ListenAddr::Unix(path), options, None, None)
             }
             ServerEndpoint::Tls {
                 addr,
                 options,
-                proxy_protocol,
+                proxy,
                 tls,
             } => (
                 ListenAddr::Tcp(addr),
                 options,
-                proxy_protocol,
+                proxy,
                 Some(ListenTls::Files(tls)),
             ),
         };
@@ -175,7 +214,7 @@ impl Listen {
             addr: Ok(addr),
             options,
             tls,
-            proxy_protocol,
+            proxy,
         }
     }
 
@@ -192,7 +231,7 @@ impl Listen {
             addr,
             options: SocketOptions::default(),
             tls: None,
-            proxy_protocol: false,
+            proxy: None,
         }
     }
 }
@@ -208,7 +247,7 @@ impl From<&str> for Listen {
                     addr: Err(ListenProblem::Endpoint(e)),
                     options: SocketOptions::default(),
                     tls: None,
-                    proxy_protocol: false,
+                    proxy: None,
                 },
             };
         }
@@ -284,7 +323,7 @@ impl fmt::Debug for Listen {
             .field("addr", &self.addr)
             .field("options", &self.options)
             .field("tls", &self.tls.is_some())
-            .field("proxy_protocol", &self.proxy_protocol)
+            .field("proxy", &self.proxy)
             .finish()
     }
 }
@@ -306,7 +345,7 @@ mod tests {
         let u = Listen::parse("unix:/tmp/x.sock").unwrap();
         assert_eq!(u.addr(), Some(&ListenAddr::Unix("/tmp/x.sock".into())));
         let p = Listen::parse("tcp:port=1:proxyProtocol=true").unwrap();
-        assert!(p.proxy_protocol);
+        assert!(p.proxy.is_some());
         let v6 = Listen::from(("::1".parse::<IpAddr>().unwrap(), 9));
         assert_eq!(
             v6.addr(),

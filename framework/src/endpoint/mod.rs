@@ -21,6 +21,7 @@ pub use connect::Connect;
 pub use listen::{Listen, ListenAddr};
 pub(crate) use listen::{ListenProblem, ListenTls};
 
+use crate::api::ProxyTrust;
 use crate::net::SocketOptions;
 use parse::{Parsed, SOCKET_FIELDS};
 use std::fmt;
@@ -40,8 +41,9 @@ pub(crate) enum ServerEndpoint {
         addr: SocketAddr,
         /// Backlog and socket options given.
         options: SocketOptions,
-        /// `proxyProtocol=true`: connections start with a PROXY header.
-        proxy_protocol: bool,
+        /// `proxyProtocol=true`: connections start with a PROXY header,
+        /// believed from `proxyTrusted` (every peer if not given).
+        proxy: Option<ProxyTrust>,
     },
     /// A Unix-domain listener.
     Unix {
@@ -56,8 +58,9 @@ pub(crate) enum ServerEndpoint {
         addr: SocketAddr,
         /// Backlog and socket options given.
         options: SocketOptions,
-        /// `proxyProtocol=true`: connections start with a PROXY header.
-        proxy_protocol: bool,
+        /// `proxyProtocol=true`: connections start with a PROXY header,
+        /// believed from `proxyTrusted` (every peer if not given).
+        proxy: Option<ProxyTrust>,
         /// Certificate, key, ALPN, client verification.
         tls: TlsServerSpec,
     },
@@ -114,7 +117,7 @@ impl FromStr for ServerEndpoint {
                 Ok(ServerEndpoint::Tcp {
                     addr: SocketAddr::new(ip, p.port()?),
                     options: p.socket_options()?,
-                    proxy_protocol: p.proxy_protocol()?,
+                    proxy: p.proxy()?,
                 })
             }
             "unix" => {
@@ -169,7 +172,7 @@ impl FromStr for ServerEndpoint {
                 Ok(ServerEndpoint::Tls {
                     addr: SocketAddr::new(ip, p.port()?),
                     options: p.socket_options()?,
-                    proxy_protocol: p.proxy_protocol()?,
+                    proxy: p.proxy()?,
                     tls: TlsServerSpec {
                         private_key: PathBuf::from(key),
                         cert_key: PathBuf::from(p.get("certKey", None).unwrap_or(key)),

@@ -2,6 +2,7 @@
 //! fields, and reading typed values with errors that name the field.
 
 use super::EndpointError;
+use crate::api::{ProxyTrust, UntrustedProxy};
 use crate::net::{Keepalive, SocketOptions};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -165,9 +166,39 @@ impl<'a> Parsed<'a> {
         Ok(Some(Duration::from_secs_f64(s)))
     }
 
-    /// `proxyProtocol=true|false`.
-    pub(super) fn proxy_protocol(&self) -> Result<bool, EndpointError> {
-        Ok(self.flag("proxyProtocol")?.unwrap_or(false))
+    /// `proxyProtocol=true|false`, `proxyTrusted=CIDR,CIDR…` (an address
+    /// alone is one host; IPv6 colons escaped as `\:`) and
+    /// `proxyUntrusted=refuse|ignore`.
+    pub(super) fn proxy(&self) -> Result<Option<ProxyTrust>, EndpointError> {
+        let on = self.flag("proxyProtocol")?.unwrap_or(false);
+        let from = self
+            .get("proxyTrusted", None)
+            .map(|list| {
+                list.split(',')
+                    .map(|n| {
+                        let n = n.trim();
+                        n.parse::<ipnet::IpNet>()
+                            .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                            .map_err(|_| {
+                                self.err("proxyTrusted", format!("{n:?} is not an address or CIDR"))
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        let untrusted = match self.get("proxyUntrusted", None) {
+            None | Some("refuse") => UntrustedProxy::Refuse,
+            Some("ignore") => UntrustedProxy::Ignore,
+            Some(v) => {
+                return Err(self.err("proxyUntrusted", format!("{v:?} is not refuse or ignore")))
+            }
+        };
+        for field in ["proxyTrusted", "proxyUntrusted"] {
+            if !on && self.get(field, None).is_some() {
+                return Err(self.err(field, "needs proxyProtocol=true"));
+            }
+        }
+        Ok(on.then_some(ProxyTrust { from, untrusted }))
     }
 
     /// The socket option fields ([`SOCKET_FIELDS`]).
@@ -205,6 +236,8 @@ impl<'a> Parsed<'a> {
 /// The socket option fields a TCP or TLS listener takes.
 pub(super) const SOCKET_FIELDS: &[&str] = &[
     "proxyProtocol",
+    "proxyTrusted",
+    "proxyUntrusted",
     "backlog",
     "reusePort",
     "noDelay",

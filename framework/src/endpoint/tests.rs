@@ -11,7 +11,7 @@ fn server_endpoints() {
         ServerEndpoint::Tcp {
             addr: "0.0.0.0:8080".parse().unwrap(),
             options: SocketOptions::default(),
-            proxy_protocol: false
+            proxy: None
         }
     );
     assert_eq!(
@@ -24,7 +24,7 @@ fn server_endpoints() {
                 backlog: Some(1024),
                 ..SocketOptions::default()
             },
-            proxy_protocol: false
+            proxy: None
         }
     );
     assert_eq!(
@@ -34,7 +34,7 @@ fn server_endpoints() {
         ServerEndpoint::Tcp {
             addr: "[::1]:81".parse().unwrap(),
             options: SocketOptions::default(),
-            proxy_protocol: false
+            proxy: None
         }
     );
     assert_eq!(
@@ -159,4 +159,45 @@ fn client_endpoints() {
     assert_eq!(e("ssl:host=a:port=1:certKey=c.pem").field, "privateKey");
     assert_eq!(e("tls:host=a:port=1:insecure=yes").field, "insecure");
     assert_eq!(e("tls:port=1").field, "host");
+}
+
+#[test]
+fn proxy_trust_fields_parse_cidrs_hosts_and_the_untrusted_action() {
+    use crate::api::{ProxyTrust, UntrustedProxy};
+    let trust = |s: &str| match s.parse::<ServerEndpoint>().unwrap() {
+        ServerEndpoint::Tcp { proxy, .. } | ServerEndpoint::Tls { proxy, .. } => proxy,
+        ServerEndpoint::Unix { .. } => unreachable!(),
+    };
+    assert_eq!(trust("tcp:80"), None);
+    assert_eq!(
+        trust("tcp:80:proxyProtocol=true"),
+        Some(ProxyTrust::default())
+    );
+    let t = trust(
+        r"tcp:80:proxyProtocol=true:proxyTrusted=10.0.0.0/8, 192.0.2.7,\:\:1:proxyUntrusted=ignore",
+    )
+    .unwrap();
+    assert_eq!(t.untrusted, UntrustedProxy::Ignore);
+    assert_eq!(t.from.as_ref().map(Vec::len), Some(3));
+    assert!(t.trusts("10.1.2.3".parse().unwrap()));
+    assert!(t.trusts("192.0.2.7".parse().unwrap()));
+    assert!(!t.trusts("192.0.2.8".parse().unwrap()));
+    assert!(t.trusts("::1".parse().unwrap()));
+    // An IPv4-mapped IPv6 peer (a dual-stack listener) is its IPv4 address.
+    assert!(t.trusts("::ffff:10.9.9.9".parse().unwrap()));
+    assert!(!t.trusts("::2".parse().unwrap()));
+    let e = |s: &str| s.parse::<ServerEndpoint>().unwrap_err();
+    assert_eq!(
+        e("tcp:80:proxyProtocol=true:proxyTrusted=10.0.0.0/33").field,
+        "proxyTrusted"
+    );
+    assert_eq!(
+        e("tcp:80:proxyProtocol=true:proxyTrusted=nope").field,
+        "proxyTrusted"
+    );
+    assert_eq!(
+        e("tcp:80:proxyProtocol=true:proxyUntrusted=maybe").field,
+        "proxyUntrusted"
+    );
+    assert_eq!(e("tcp:80:proxyTrusted=10.0.0.0/8").field, "proxyTrusted");
 }

@@ -14,12 +14,17 @@ pub(crate) struct ProxyLayer {
     /// `buf` cannot hold a complete header below this length.
     need: usize,
     header: Option<ProxyHeader>,
+    /// The peer is not a trusted proxy: its header is read, not believed.
+    ignore: bool,
     inner: Option<Box<dyn Layer>>,
 }
 
 impl ProxyLayer {
-    pub(crate) fn new(inner: Option<Box<dyn Layer>>) -> Self {
+    /// Reads a header and believes it (`ignore`: reads it and keeps the
+    /// socket's addresses, for a peer outside the trusted networks).
+    pub(crate) fn new(inner: Option<Box<dyn Layer>>, ignore: bool) -> Self {
         ProxyLayer {
+            ignore,
             buf: Vec::new(),
             need: 1,
             header: None,
@@ -142,6 +147,10 @@ impl Layer for ProxyLayer {
     }
 
     fn proxy_header(&self) -> Option<&ProxyHeader> {
-        self.header.as_ref()
+        self.header.as_ref().filter(|_| !self.ignore)
+    }
+
+    fn proxy_untrusted(&self) -> bool {
+        self.ignore && self.header.is_some()
     }
 }

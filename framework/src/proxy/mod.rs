@@ -15,7 +15,7 @@ mod conn;
 mod header;
 mod layer;
 
-pub use crate::api::{ProxiedAddrs, ProxyHeader};
+pub use crate::api::{ProxiedAddrs, ProxyHeader, UntrustedProxy};
 pub use header::ProxyError;
 pub(crate) use layer::ProxyLayer;
 

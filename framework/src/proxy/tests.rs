@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 /// Feeds `input` to a fresh layer in pieces of `piece` bytes; returns the
 /// header and the bytes passed through, or the failure.
 fn feed(input: &[u8], piece: usize) -> Result<(ProxyHeader, Vec<u8>), CloseReason> {
-    let mut layer = ProxyLayer::new(None);
+    let mut layer = ProxyLayer::new(None, false);
     let (mut out, mut pool) = (WriteBuf::default(), BufPool::default());
     let mut app = Vec::new();
     for chunk in input.chunks(piece.max(1)) {

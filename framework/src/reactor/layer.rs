@@ -47,10 +47,20 @@ impl io::Write for WireSink<'_> {
 }
 
 /// Makes the transport layers of each connection a listener accepts (TLS,
-/// a PROXY header reader, or both stacked), or says why it cannot. Carried
-/// by the listener, so the reactor knows only the [`Layer`] trait.
+/// a PROXY header reader, or both stacked) for a peer at this address, or
+/// says why not. Carried by the listener, so the reactor knows only the
+/// [`Layer`] trait.
 pub(crate) type LayerMaker =
-    std::sync::Arc<dyn Fn() -> Result<Box<dyn Layer>, CloseReason> + Send + Sync>;
+    std::sync::Arc<dyn Fn(&Addr) -> Result<Box<dyn Layer>, LayerRefusal> + Send + Sync>;
+
+/// Why a listener's layers were not made for a connection.
+#[derive(Debug)]
+pub(crate) enum LayerRefusal {
+    /// A layer could not start (a TLS configuration rustls refused).
+    Failed(CloseReason),
+    /// The peer may not send a PROXY header to this listener.
+    UntrustedProxy,
+}
 
 /// A stage between the socket and the protocol.
 pub(crate) trait Layer: Send {
@@ -101,6 +111,12 @@ pub(crate) trait Layer: Send {
     fn is_tls(&self) -> bool;
 
     /// The PROXY protocol header the layer read, if it is that layer.
+    /// A PROXY header was read from a peer outside the listener's trusted
+    /// networks and ignored.
+    fn proxy_untrusted(&self) -> bool {
+        false
+    }
+
     fn proxy_header(&self) -> Option<&ProxyHeader> {
         None
     }
@@ -181,6 +197,9 @@ impl Shard {
         let layer = c.core.layer.as_ref();
         if layer.is_some_and(|l| l.tls_info().is_some()) {
             self.ctx.counters.tls_handshakes += 1;
+        }
+        if layer.is_some_and(|l| l.proxy_untrusted()) {
+            self.ctx.counters.proxy_untrusted += 1;
         }
         if let Some(h) = layer.and_then(|l| l.proxy_header()) {
             self.ctx.counters.proxy_headers += 1;

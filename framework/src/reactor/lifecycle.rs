@@ -3,7 +3,7 @@
 
 use super::conn_core::{ConnCore, ConnObserver, ConnState, ConnectionEnd, Phase};
 use super::erased::ErasedProto;
-use super::layer::Layer;
+use super::layer::{Layer, LayerRefusal};
 use super::shard::{Connection, Shard};
 use super::shard_ctx::ShardCtx;
 use super::timers::TimerTask;
@@ -290,9 +290,18 @@ impl Shard {
             stream.set_nodelay();
         }
         let layer = match self.shared.listeners.layers.get(listener) {
-            Some(Some(make)) => match make() {
+            Some(Some(make)) => match make(&peer) {
                 Ok(l) => Some(l),
-                Err(e) => {
+                Err(LayerRefusal::UntrustedProxy) => {
+                    // Closed before any protocol sees it; counted, and
+                    // logged at debug only (a peer can trigger it at will).
+                    tracing::debug!(%peer, "PROXY header not accepted from this peer; closed");
+                    self.ctx.counters.proxy_untrusted += 1;
+                    self.ctx.counters.connections_rejected += 1;
+                    self.uncount(counted);
+                    return;
+                }
+                Err(LayerRefusal::Failed(e)) => {
                     tracing::error!(error = %e, "cannot start the listener's transport layer; connection dropped");
                     self.ctx.counters.connections_rejected += 1;
                     self.uncount(counted);

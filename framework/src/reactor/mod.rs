@@ -40,7 +40,7 @@ pub(crate) use envelope::{Envelope, Inboxes, SharedTask};
 #[cfg(any(test, feature = "test-util"))]
 pub(crate) use erased::ErasedProto;
 pub(crate) use erased::{ErasedFactory, FactoryMaker};
-pub(crate) use layer::{Layer, LayerMaker, WireSink};
+pub(crate) use layer::{Layer, LayerMaker, LayerRefusal, WireSink};
 pub use protocol::{Factory, Protocol};
 #[cfg(any(test, feature = "test-util"))]
 pub(crate) use shard::Readiness;

@@ -4,11 +4,12 @@
 
 use super::builder::ListenerSpec;
 use crate::api::CloseReason;
+use crate::api::{ProxyTrust, UntrustedProxy};
 use crate::endpoint::{ListenAddr, ListenProblem, ListenTls};
 use crate::error::{Error, Result};
 use crate::net::{bind_tcp_with, bind_unix, Addr, Listener, SocketOptions};
 use crate::proxy::ProxyLayer;
-use crate::reactor::{FactoryMaker, Layer, LayerMaker};
+use crate::reactor::{FactoryMaker, Layer, LayerMaker, LayerRefusal};
 use crate::tls::{TlsLayer, TlsServerConfig};
 use std::sync::Arc;
 
@@ -34,21 +35,33 @@ pub(super) struct Bound {
 
 /// The layers a listener's connections run through: a PROXY header reader
 /// first (it comes before anything else on the wire), then TLS.
-fn transport_layers(tls: Option<TlsServerConfig>, proxy: bool) -> Option<LayerMaker> {
-    if tls.is_none() && !proxy {
+fn transport_layers(tls: Option<TlsServerConfig>, proxy: Option<ProxyTrust>) -> Option<LayerMaker> {
+    if tls.is_none() && proxy.is_none() {
         return None;
     }
-    Some(Arc::new(move || {
+    Some(Arc::new(move |peer: &Addr| {
+        // Unix-domain peers are local: believed.
+        let trusted = match (&proxy, peer) {
+            (Some(trust), Addr::Tcp(sa)) => trust.trusts(sa.ip()),
+            _ => true,
+        };
+        if !trusted
+            && proxy
+                .as_ref()
+                .is_some_and(|t| t.untrusted == UntrustedProxy::Refuse)
+        {
+            return Err(LayerRefusal::UntrustedProxy);
+        }
         let tls = match &tls {
-            Some(config) => Some(
-                Box::new(TlsLayer::server(config).map_err(CloseReason::Tls)?) as Box<dyn Layer>,
-            ),
+            Some(config) => Some(Box::new(
+                TlsLayer::server(config).map_err(|e| LayerRefusal::Failed(CloseReason::Tls(e)))?,
+            ) as Box<dyn Layer>),
             None => None,
         };
-        Ok(match (tls, proxy) {
-            (inner, true) => Box::new(ProxyLayer::new(inner)) as Box<dyn Layer>,
-            (Some(tls), false) => tls,
-            (None, false) => unreachable!("a listener without layers has no maker"),
+        Ok(match (tls, &proxy) {
+            (inner, Some(_)) => Box::new(ProxyLayer::new(inner, !trusted)) as Box<dyn Layer>,
+            (Some(tls), None) => tls,
+            (None, None) => unreachable!("a listener without layers has no maker"),
         })
     }))
 }
@@ -93,7 +106,7 @@ pub(super) fn bind_all(specs: Vec<ListenerSpec>, o: &BindOptions) -> Result<Boun
             })?),
             None => None,
         };
-        b.layers.push(transport_layers(tls, listen.proxy_protocol));
+        b.layers.push(transport_layers(tls, listen.proxy));
         b.makers.push(spec.make);
         if let Some(fd) = inherited.next() {
             // Socket activation: systemd bound it; use it in its place.

@@ -200,7 +200,7 @@ impl Run {
             ..Log::default()
         }));
         let layer: Option<Box<dyn crate::reactor::Layer>> =
-            layered.then(|| Box::new(ProxyLayer::new(None)) as _);
+            layered.then(|| Box::new(ProxyLayer::new(None, false)) as _);
         let proto = Box::new(Prober { log: log.clone() });
         let id = driver.open_layered(&socket, proto, layer);
         let header_len = if layered { HEADER.len() } else { 0 };

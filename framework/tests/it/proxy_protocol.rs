@@ -206,3 +206,90 @@ fn tls_behind_a_proxy_header_from_an_endpoint_string() {
     h.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn server_on(listen: shardloop::endpoint::Listen) -> (shardloop::Handle, std::net::SocketAddr) {
+    let (tx, _rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    started(builder(1).listen(listen, move |_| {
+        let tx = tx.lock().unwrap().clone();
+        move |_| WhoAmI(tx.clone())
+    }))
+}
+
+const V1: &[u8] = b"PROXY TCP4 203.0.113.7 198.51.100.1 56324 443\r\n";
+
+/// A v2 header claiming 203.0.113.9:5000 -> 198.51.100.1:443.
+fn v2() -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    h.extend_from_slice(&[203, 0, 113, 9, 198, 51, 100, 1, 0x13, 0x88, 0x01, 0xbb]);
+    h
+}
+
+#[test]
+fn a_header_from_a_trusted_source_is_honoured_in_v1_and_v2() {
+    // The test's client is 127.0.0.1, inside the list.
+    let listen = shardloop::endpoint::Listen::from("127.0.0.1:0").proxy_trusted_from([
+        "10.0.0.0/8".parse().unwrap(),
+        "127.0.0.0/8".parse().unwrap(),
+    ]);
+    let (h, addr) = server_on(listen);
+    let mut c = connect(addr);
+    c.write_all(V1).unwrap();
+    assert_eq!(
+        line(&mut c),
+        "peer=203.0.113.7:56324 local=198.51.100.1:443 v1\n"
+    );
+    let mut c = connect(addr);
+    c.write_all(&v2()).unwrap();
+    assert_eq!(
+        line(&mut c),
+        "peer=203.0.113.9:5000 local=198.51.100.1:443 v2\n"
+    );
+    assert_eq!(h.stats().total().proxy_untrusted, 0);
+    h.shutdown();
+}
+
+#[test]
+fn a_header_from_an_untrusted_source_is_refused_and_counted_in_v1_and_v2() {
+    // From an endpoint string; 127.0.0.1 is not in 10.0.0.0/8.
+    let (h, addr) = server_on(shardloop::endpoint::Listen::from(
+        "tcp:0:interface=127.0.0.1:proxyProtocol=true:proxyTrusted=10.0.0.0/8",
+    ));
+    for header in [V1.to_vec(), v2()] {
+        let mut c = connect(addr);
+        let _ = c.write_all(&header);
+        let (got, _) = read_to_end_lossy(&mut c);
+        assert!(
+            got.is_empty(),
+            "no protocol ran: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+    wait_for("both counted", || h.stats().total().proxy_untrusted == 2);
+    assert_eq!(h.stats().total().proxy_headers, 0);
+    h.shutdown();
+}
+
+#[test]
+fn a_header_from_an_untrusted_source_can_be_read_and_ignored() {
+    let listen = shardloop::endpoint::Listen::from("127.0.0.1:0")
+        .proxy_trusted_from(["10.0.0.0/8".parse().unwrap()])
+        .proxy_untrusted(shardloop::proxy::UntrustedProxy::Ignore);
+    let (h, addr) = server_on(listen);
+    for header in [V1.to_vec(), v2()] {
+        let mut c = connect(addr);
+        c.write_all(&header).unwrap();
+        c.write_all(b"ping").unwrap();
+        let l = line(&mut c);
+        // The socket's own addresses, and no header shown to the protocol.
+        assert!(
+            l.starts_with("peer=127.0.0.1:") && l.ends_with(" v0\n"),
+            "{l}"
+        );
+        let mut echo = [0u8; 4];
+        c.read_exact(&mut echo).unwrap();
+        assert_eq!(&echo, b"ping", "the header itself is not passed on as data");
+    }
+    wait_for("both counted", || h.stats().total().proxy_untrusted == 2);
+    h.shutdown();
+}

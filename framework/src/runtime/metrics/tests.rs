@@ -21,6 +21,7 @@ fn distinct(shard: usize) -> ShardStats {
         connections_rejected,
         bytes_in,
         bytes_out,
+        proxy_untrusted,
         bytes_forwarded,
         loop_iterations,
         wakeups,
