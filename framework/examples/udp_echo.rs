@@ -11,7 +11,7 @@ mod common;
 
 use clap::Parser;
 use shardloop::udp::{DatagramProtocol, Udp};
-use shardloop::{LoopOptions, Server};
+use shardloop::{LogLimit, LoopOptions, Server};
 use std::net::SocketAddr;
 
 #[derive(Parser, Debug)]
@@ -39,7 +39,11 @@ struct Args {
     serve: common::ServeArgs,
 }
 
-struct Echo;
+struct Echo {
+    /// Anyone can send oversize datagrams: a few lines a second at most,
+    /// each saying how many were held back.
+    log: LogLimit,
+}
 
 impl DatagramProtocol for Echo {
     fn datagram_received(&mut self, udp: &mut Udp<'_>, data: &[u8], from: SocketAddr) {
@@ -47,7 +51,9 @@ impl DatagramProtocol for Echo {
     }
 
     fn error_received(&mut self, _udp: &mut Udp<'_>, error: &std::io::Error) {
-        tracing::warn!(%error, "UDP error");
+        if let Some(suppressed) = self.log.allow() {
+            tracing::warn!(%error, suppressed, "UDP error");
+        }
     }
 }
 
@@ -59,7 +65,9 @@ fn main() -> anyhow::Result<()> {
     let builder = Server::builder()
         .pinning(common::pinning(args.no_pin))
         .loop_options(loop_options)
-        .listen_udp((args.bind.as_str(), args.port), |_shard| Echo);
+        .listen_udp((args.bind.as_str(), args.port), |_shard| Echo {
+            log: LogLimit::new(5),
+        });
     let handle = common::start(builder, args.shards, &args.cores, &args.serve)?;
     println!(
         "udp_echo listening on {} with {} shards",

@@ -94,7 +94,10 @@ fn reload_on_sighup(tls: TlsServerConfig, cert: PathBuf, key: PathBuf) -> anyhow
 
 /// Logs through `tracing`, filtered by `RUST_LOG` (default: info).
 pub fn init_logging() {
+    // Logs go to stderr: stdout is the program's own output (the address
+    // line scripts read).
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )

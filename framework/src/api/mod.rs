@@ -5,6 +5,7 @@
 
 mod close_reason;
 mod conn_id;
+mod log_limit;
 mod proxy_header;
 mod settings;
 mod stats;
@@ -12,6 +13,8 @@ mod tls_info;
 
 pub use close_reason::{CloseReason, TlsFailure};
 pub use conn_id::ConnId;
+pub use log_limit::LogLimit;
+pub(crate) use log_limit::LogLimits;
 pub(crate) use proxy_header::ProxyTrust;
 pub use proxy_header::{ProxiedAddrs, ProxyHeader, UntrustedProxy};
 pub use settings::Settings;

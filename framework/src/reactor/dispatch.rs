@@ -235,11 +235,14 @@ impl Shard {
                     let c = &mut self.conns[conn.slot()];
                     c.core.phase_timer = None;
                     self.ctx.counters.close_timeouts += 1;
-                    tracing::warn!(
-                        conn = %conn,
-                        unsent = c.core.out.len(),
-                        "graceful close did not flush in time (peer not reading); aborting"
-                    );
+                    if let Some(suppressed) = self.ctx.log_limits.close_timeout.allow() {
+                        tracing::warn!(
+                            conn = %conn,
+                            unsent = c.core.out.len(),
+                            suppressed,
+                            "graceful close did not flush in time (peer not reading); aborting"
+                        );
+                    }
                     c.core.set_reason(CloseReason::CloseTimeout);
                     self.finish(conn.slot(), CloseReason::CloseTimeout, true);
                 }

@@ -41,12 +41,15 @@ impl Shard {
                 let after = Instant::now();
                 if after.duration_since(before) > threshold {
                     self.ctx.counters.slow_callbacks += 1;
-                    tracing::warn!(
-                        shard = self.ctx.index,
-                        slot,
-                        took_ms = after.duration_since(before).as_millis() as u64,
-                        "slow callback held the shard's loop"
-                    );
+                    if let Some(suppressed) = self.ctx.log_limits.slow_callback.allow_at(after) {
+                        tracing::warn!(
+                            shard = self.ctx.index,
+                            slot,
+                            took_ms = after.duration_since(before).as_millis() as u64,
+                            suppressed,
+                            "slow callback held the shard's loop"
+                        );
+                    }
                 }
                 before = after;
             }

@@ -246,7 +246,9 @@ impl Shard {
             CloseReason::Tls(_) => n.tls_handshake_failures += 1,
             _ => n.proxy_header_errors += 1,
         }
-        tracing::debug!(conn = %c.core.id, peer = %c.core.peer, %reason, "transport layer failed; closing");
+        if let Some(suppressed) = self.ctx.log_limits.transport.allow() {
+            tracing::debug!(conn = %c.core.id, peer = %c.core.peer, %reason, suppressed, "transport layer failed; closing");
+        }
         c.core.set_reason(reason.clone());
         // Nothing the protocol writes from here on can be encrypted.
         if c.core.state.layer_failed() {

@@ -35,7 +35,9 @@ pub(super) fn invoke(
     // connection is aborted at once (`panicked`), so its protocol never runs again.
     if catch_unwind(AssertUnwindSafe(|| f(proto.as_mut(), core, ctx))).is_err() {
         ctx.counters.callback_panics += 1;
-        tracing::error!(conn = %conn.core.id, "protocol callback panicked; aborting the connection");
+        if let Some(suppressed) = ctx.log_limits.callback_panic.allow() {
+            tracing::error!(conn = %conn.core.id, suppressed, "protocol callback panicked; aborting the connection");
+        }
         conn.core.state.callback_panicked();
     }
 }
@@ -264,11 +266,14 @@ impl Shard {
             self.ctx.counters.connections_rejected += 1;
             self.uncount(counted);
             if !self.ctx.stopping {
-                tracing::warn!(
-                    shard = self.ctx.index,
-                    limit,
-                    "per-shard connection limit reached; closing new connection"
-                );
+                if let Some(suppressed) = self.ctx.log_limits.connection_limit.allow() {
+                    tracing::warn!(
+                        shard = self.ctx.index,
+                        limit,
+                        suppressed,
+                        "per-shard connection limit reached; closing new connection"
+                    );
+                }
             }
             return;
         }

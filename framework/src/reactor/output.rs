@@ -82,13 +82,16 @@ impl ConnCore {
         let limit = ctx.settings.max_output_buffer;
         if self.held as usize > limit {
             ctx.counters.output_overflows += 1;
-            tracing::warn!(
-                conn = %self.id,
-                unread = self.held,
-                bytes = n,
-                limit,
-                "the peer left more than the output limit unread; aborting"
-            );
+            if let Some(suppressed) = ctx.log_limits.output_overflow.allow() {
+                tracing::warn!(
+                    conn = %self.id,
+                    unread = self.held,
+                    bytes = n,
+                    limit,
+                    suppressed,
+                    "the peer left more than the output limit unread; aborting"
+                );
+            }
             self.state.request_abort();
             self.set_reason(CloseReason::OutputOverflow);
             return false;

@@ -33,7 +33,9 @@ impl Shard {
                 Err(e) if is_transient_accept_error(&e) => {}
                 Err(e) => {
                     // EMFILE and the like: retrying at once would spin.
-                    tracing::warn!(shard = self.ctx.index, error = %e, "accept failed; retrying in 10 ms");
+                    if let Some(suppressed) = self.ctx.log_limits.accept_error.allow() {
+                        tracing::warn!(shard = self.ctx.index, error = %e, suppressed, "accept failed; retrying in 10 ms");
+                    }
                     let task = super::timers::TimerTask::AcceptAgain(k);
                     self.ctx.timers.insert_after(RETRY_AFTER, task);
                     return;
@@ -59,11 +61,14 @@ impl Shard {
     fn accept_here(&mut self, stream: Stream, peer: Addr, listener: usize) {
         if self.conns.len() >= self.connection_share {
             self.ctx.counters.connections_rejected += 1;
-            tracing::warn!(
-                shard = self.ctx.index,
-                share = self.connection_share,
-                "this shard's share of max_connections reached; closing new connection"
-            );
+            if let Some(suppressed) = self.ctx.log_limits.connection_limit.allow() {
+                tracing::warn!(
+                    shard = self.ctx.index,
+                    share = self.connection_share,
+                    suppressed,
+                    "this shard's share of max_connections reached; closing new connection"
+                );
+            }
             return;
         }
         self.accept_inbound(stream, peer, listener, false);

@@ -45,6 +45,8 @@ pub struct ShardCtx {
     /// Connections to read again next iteration (read cap hit, or resumed).
     pub(crate) read_again: Vec<ConnId>,
     pub(crate) counters: LocalCounters,
+    /// Budgets for the log lines a peer can cause (see `LogLimit`).
+    pub(crate) log_limits: crate::api::LogLimits,
     pub(crate) settings: Arc<Settings>,
     pub(crate) now: Instant,
     /// `now` in timer-wheel ticks.
@@ -126,6 +128,7 @@ impl ShardCtx {
             dirty: Vec::new(),
             read_again: Vec::new(),
             counters: LocalCounters::default(),
+            log_limits: crate::api::LogLimits::default(),
             settings,
             now,
             now_tick: 0,

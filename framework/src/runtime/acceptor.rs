@@ -24,6 +24,8 @@ pub(crate) struct Acceptor {
     pub(crate) inner: Arc<ServerInner>,
     pub(crate) policy: Box<dyn BalancingPolicy>,
     pub(crate) max_connections: usize,
+    /// Budgets for the log lines a flood of connections can cause.
+    pub(crate) log_limits: crate::api::LogLimits,
 }
 
 /// Errors that mean "out of descriptors or memory": retrying at once would spin.
@@ -96,10 +98,13 @@ impl Acceptor {
                         Err(e) if is_transient_accept_error(&e) => {}
                         Err(e) => {
                             delay = (delay * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
-                            if is_exhaustion(&e) {
-                                tracing::warn!(error = %e, backoff_ms = delay.as_millis() as u64, "accept: out of file descriptors or memory; backing off");
-                            } else {
-                                tracing::error!(error = %e, backoff_ms = delay.as_millis() as u64, "accept failed; backing off");
+                            let backoff_ms = delay.as_millis() as u64;
+                            if let Some(suppressed) = self.log_limits.accept_error.allow() {
+                                if is_exhaustion(&e) {
+                                    tracing::warn!(error = %e, backoff_ms, suppressed, "accept: out of file descriptors or memory; backing off");
+                                } else {
+                                    tracing::error!(error = %e, backoff_ms, suppressed, "accept failed; backing off");
+                                }
                             }
                             backoff = Some(Instant::now() + delay);
                             break;
@@ -157,10 +162,13 @@ impl Acceptor {
                 .stats
                 .rejected_by_acceptor
                 .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                limit = self.max_connections,
-                "global connection limit reached; closing new connection"
-            );
+            if let Some(suppressed) = self.log_limits.connection_limit.allow() {
+                tracing::warn!(
+                    limit = self.max_connections,
+                    suppressed,
+                    "global connection limit reached; closing new connection"
+                );
+            }
             return;
         }
         if loads.is_empty() {

@@ -195,6 +195,7 @@ impl Server {
                 inner: inner.clone(),
                 policy: self.policy,
                 max_connections: self.max_connections,
+                log_limits: Default::default(),
             };
             match std::thread::Builder::new()
                 .name(format!("sl{id}-acceptor"))

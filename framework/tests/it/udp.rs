@@ -251,3 +251,44 @@ fn multicast_join_receive_and_leave_on_loopback() {
     );
     h.shutdown();
 }
+
+#[test]
+fn twenty_thousand_oversize_datagrams_make_a_bounded_number_of_log_lines() {
+    let log = std::env::temp_dir().join(format!("udp-flood-{}.log", std::process::id()));
+    let mut cmd = std::process::Command::new(crate::common::example_bin("udp_echo"));
+    cmd.args([
+        "--port",
+        "0",
+        "--shards",
+        "2",
+        "--max-datagram",
+        "512",
+        "--no-pin",
+    ])
+    .env("RUST_LOG", "warn")
+    .stderr(std::fs::File::create(&log).unwrap());
+    let server = shardloop_devtools::Spawned::start(cmd).unwrap();
+    let c = client();
+    let started = std::time::Instant::now();
+    for _ in 0..20_000 {
+        let _ = c.send_to(&[b'x'; 1000], server.addr);
+    }
+    // The echo still works, and the flood is over.
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.send_to(b"ping", server.addr).unwrap();
+    let mut buf = [0u8; 16];
+    let (n, _) = c.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"ping");
+    let secs = started.elapsed().as_secs() + 1;
+    drop(server);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let lines = text.lines().filter(|l| l.contains("UDP error")).count() as u64;
+    // 5 lines a second per shard, 2 shards.
+    assert!(lines <= 10 * secs, "{lines} log lines in about {secs} s");
+    assert!(lines >= 1, "the first is logged");
+    assert!(
+        text.contains("suppressed") || lines < 10,
+        "held-back lines are counted"
+    );
+}
