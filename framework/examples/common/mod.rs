@@ -75,20 +75,19 @@ impl ServeArgs {
     }
 }
 
-/// Reloads the certificate and key on every SIGHUP (certbot's renew hook
-/// sends one), logging the outcome; a bad file leaves the old one serving.
+/// TLS configurations to reload on SIGHUP, registered with the server's
+/// handle once it exists (`start`).
+static RELOADS: std::sync::Mutex<Vec<(TlsServerConfig, PathBuf, PathBuf)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Reloads the certificate and key on every reload (SIGHUP: certbot's
+/// renew hook sends one), logging the outcome; a bad file leaves the old
+/// one serving.
 fn reload_on_sighup(tls: TlsServerConfig, cert: PathBuf, key: PathBuf) -> anyhow::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
-    std::thread::Builder::new()
-        .name("tls-reload".into())
-        .spawn(move || {
-            for _ in signals.forever() {
-                match tls.reload_pem_files(&cert, &key) {
-                    Ok(()) => tracing::info!(cert = %cert.display(), "TLS certificate reloaded"),
-                    Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the old certificate"),
-                }
-            }
-        })?;
+    RELOADS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((tls, cert, key));
     Ok(())
 }
 
@@ -121,11 +120,19 @@ pub fn start(
     if let Some(addr) = &serve.metrics {
         builder = builder.metrics(addr.as_str());
     }
-    Ok(builder
+    // SIGINT/SIGTERM stop gracefully; SIGHUP reloads (never kills).
+    let handle = builder
         .handle_signals(true)
         .systemd_activation(true)
         .build()?
-        .start()?)
+        .start()?;
+    for (tls, cert, key) in RELOADS.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        handle.on_reload(move |_| match tls.reload_pem_files(&cert, &key) {
+            Ok(()) => tracing::info!(cert = %cert.display(), "TLS certificate reloaded"),
+            Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the old certificate"),
+        });
+    }
+    Ok(handle)
 }
 
 /// `--no-pin` as a pinning choice.

@@ -31,6 +31,8 @@ pub(super) struct Bound {
     pub(super) makers: Vec<FactoryMaker>,
     /// Each listener's transport layers: TLS, a PROXY header, or both.
     pub(super) layers: Vec<Option<LayerMaker>>,
+    /// TLS listeners from files: read the certificate and key again on reload.
+    pub(super) reloads: Vec<super::server::ReloadHook>,
 }
 
 /// The layers a listener's connections run through: a PROXY header reader
@@ -73,6 +75,7 @@ pub(super) fn bind_all(specs: Vec<ListenerSpec>, o: &BindOptions) -> Result<Boun
         local_addrs: Vec::new(),
         makers: Vec::new(),
         layers: Vec::new(),
+        reloads: Vec::new(),
     };
     let mut inherited = if o.systemd_activation {
         super::systemd::take_listeners()
@@ -100,10 +103,21 @@ pub(super) fn bind_all(specs: Vec<ListenerSpec>, o: &BindOptions) -> Result<Boun
         })?;
         let tls = match listen.tls {
             Some(ListenTls::Config(config)) => Some(config),
-            Some(ListenTls::Files(files)) => Some(files.load().map_err(|e| Error::Tls {
-                addr: desc.clone(),
-                source: e,
-            })?),
+            Some(ListenTls::Files(files)) => {
+                let config = files.load().map_err(|e| Error::Tls {
+                    addr: desc.clone(),
+                    source: e,
+                })?;
+                let (reloaded, what) = (config.clone(), desc.clone());
+                b.reloads.push(Arc::new(move |_| {
+                    // A bad file leaves the old certificate serving.
+                    match reloaded.reload_pem_files(&files.cert_key, &files.private_key) {
+                        Ok(()) => tracing::info!(listener = %what, "TLS certificate reloaded"),
+                        Err(e) => tracing::error!(listener = %what, error = %e, "TLS reload failed; keeping the old certificate"),
+                    }
+                }));
+                Some(config)
+            }
             None => None,
         };
         b.layers.push(transport_layers(tls, listen.proxy));

@@ -398,6 +398,7 @@ impl ServerBuilder {
             pinning: self.pinning,
             listeners: bound.acceptor,
             shard_listeners: bound.per_shard,
+            reload_hooks: bound.reloads,
             local_addrs: bound.local_addrs,
             makers: bound.makers,
             listener_layers: bound.layers,

@@ -204,6 +204,46 @@ impl Handle {
         self.stop_within(self.inner.stop_timeout);
     }
 
+    /// Adds something [`reload`](Handle::reload) does (and SIGHUP, with
+    /// [`ServerBuilder::handle_signals`](crate::ServerBuilder::handle_signals)):
+    /// reread a configuration file, rotate a log. TLS listeners given by
+    /// endpoint string reload their certificate and key by themselves.
+    ///
+    /// ```no_run
+    /// # fn main() -> shardloop::Result<()> {
+    /// let handle = shardloop::Server::builder().handle_signals(true).build()?.start()?;
+    /// handle.on_reload(|h| {
+    ///     let _ = h.update_settings(|s| s.idle_timeout = Some(std::time::Duration::from_secs(30)));
+    /// });
+    /// # Ok(()) }
+    /// ```
+    pub fn on_reload(&self, f: impl Fn(&Handle) + Send + Sync + 'static) {
+        let mut hooks = self
+            .inner
+            .reload_hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        hooks.push(std::sync::Arc::new(f));
+    }
+
+    /// Runs every reload hook, in the order they were added (SIGHUP does
+    /// this with `handle_signals`). A panicking hook is logged; the others
+    /// still run.
+    pub fn reload(&self) {
+        let hooks = self
+            .inner
+            .reload_hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        tracing::info!(hooks = hooks.len(), "reloading");
+        for hook in hooks {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(self))).is_err() {
+                tracing::error!("a reload hook panicked");
+            }
+        }
+    }
+
     /// Stops accepting, asks every protocol to finish
     /// ([`Protocol::server_stopping`](crate::Protocol::server_stopping), which
     /// closes after flushing by default) and aborts what is left after

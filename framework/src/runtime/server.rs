@@ -35,6 +35,8 @@ pub struct Server {
     pub(super) makers: Vec<FactoryMaker>,
     /// Each listener's transport layers (TLS, PROXY), by listener index.
     pub(super) listener_layers: Vec<Option<LayerMaker>>,
+    /// What a reload (SIGHUP) does for the listeners: TLS files read again.
+    pub(super) reload_hooks: Vec<ReloadHook>,
     pub(super) outbound_options: crate::net::SocketOptions,
     pub(super) max_connections: usize,
     pub(super) settings: Settings,
@@ -120,6 +122,7 @@ impl Server {
             keep_running_on_shard_death: self.keep_running_on_shard_death,
             triggers: super::triggers::Triggers::new(self.triggers),
             drain_delay: self.drain_delay,
+            reload_hooks: Mutex::new(self.reload_hooks),
             ..ServerInner::new(shared, false)
         });
         let id = inner.shared.id;
@@ -256,7 +259,12 @@ pub(crate) struct ServerInner {
     pub(super) drain_delay: Duration,
     pub(super) signals: Mutex<Option<super::triggers::SignalWatch>>,
     pub(super) stall_log: Mutex<std::collections::VecDeque<super::watchdog::StallReport>>,
+    /// Run in order by `Handle::reload` (SIGHUP with `handle_signals`).
+    pub(super) reload_hooks: Mutex<Vec<ReloadHook>>,
 }
+
+/// Something a reload does (`Handle::on_reload`).
+pub(crate) type ReloadHook = Arc<dyn Fn(&Handle) + Send + Sync>;
 
 impl ServerInner {
     /// The runtime's state around `shared`, with no acceptor and no threads yet.
@@ -276,6 +284,7 @@ impl ServerInner {
             drain_delay: Duration::ZERO,
             signals: Mutex::new(None),
             stall_log: Mutex::new(Default::default()),
+            reload_hooks: Mutex::new(Vec::new()),
         }
     }
 

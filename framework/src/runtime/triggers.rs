@@ -54,8 +54,9 @@ impl Triggers {
     }
 }
 
-/// Listens for SIGINT and SIGTERM until the server has stopped: the first
-/// stops gracefully, a second one stops at once.
+/// Listens for SIGINT and SIGTERM until the server has stopped (the first
+/// stops gracefully, a second one stops at once), and for SIGHUP, which
+/// reloads (`Handle::reload`).
 pub(crate) struct SignalWatch {
     close: signal_hook::iterator::Handle,
     thread: std::thread::JoinHandle<()>,
@@ -63,14 +64,18 @@ pub(crate) struct SignalWatch {
 
 impl SignalWatch {
     pub(crate) fn start(handle: Handle) -> std::io::Result<Self> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         let close = signals.handle();
         let thread = std::thread::Builder::new()
             .name(format!("{}signals", handle.thread_name_prefix()))
             .spawn(move || {
                 for signal in signals.forever() {
-                    if handle.is_stopping() {
+                    if signal == SIGHUP {
+                        // A server must not die of SIGHUP (its default):
+                        // it reloads what can be reloaded.
+                        handle.reload();
+                    } else if handle.is_stopping() {
                         tracing::warn!(signal, "second stop signal: stopping now");
                         handle.stop_now();
                     } else {

@@ -24,6 +24,7 @@ mod resp_kv;
 mod resp_parser;
 mod resp_vs_redis;
 mod server_config;
+mod signals;
 mod socket_options;
 mod stop;
 mod systemd;

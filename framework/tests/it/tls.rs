@@ -630,3 +630,34 @@ fn the_reconnecting_client_reconnects_over_tls_and_counts_bad_handshakes_as_fail
     server.shutdown();
     client.shutdown();
 }
+
+#[test]
+fn an_endpoint_string_tls_listener_rereads_its_files_on_reload() {
+    let dir = std::env::temp_dir().join(format!("shardloop-tls-reload-{}", std::process::id()));
+    let files = pki().write(&dir).unwrap();
+    let ep = format!(
+        "tls:port=0:interface=127.0.0.1:privateKey={}:certKey={}",
+        files.key.display(),
+        files.cert.display()
+    );
+    let (h, addr) = started(builder(1).listen(ep, |_| |_| InfoEcho));
+    let other = TestPki::new();
+    let trusts_new = TlsClientConfig::builder()
+        .ca_pem(other.ca_pem.as_bytes())
+        .unwrap()
+        .build()
+        .unwrap();
+    assert!(tls_connect(addr, &trusts_new).is_err());
+    // Renewed files (certbot), then SIGHUP's reload.
+    std::fs::write(&files.cert, &other.server_cert_pem).unwrap();
+    std::fs::write(&files.key, &other.server_key_pem).unwrap();
+    h.reload();
+    let mut c = tls_connect(addr, &trusts_new).unwrap();
+    assert!(read_line(&mut c).starts_with("alpn=- sni=localhost"));
+    // A broken file on the next reload keeps the certificate serving.
+    std::fs::write(&files.key, "not a key").unwrap();
+    h.reload();
+    assert!(tls_connect(addr, &trusts_new).is_ok());
+    h.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
