@@ -71,3 +71,42 @@ fn an_example_serves_on_a_socket_systemd_passed_and_says_it_is_ready() {
     assert_eq!(ready.unwrap(), b"READY=1");
     assert_eq!(&echoed.unwrap(), b"activated");
 }
+
+/// Runs the echo example as systemd would, with descriptor 3 made by
+/// `setup` (Python code given `s`, a socket), and returns its exit and stderr.
+fn activate_with(setup: &str) -> (std::process::ExitStatus, String) {
+    let script = format!(
+        "import os, socket, sys\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)\n\
+         {setup}\n\
+         if s.fileno() != 3: os.dup2(s.fileno(), 3)\n\
+         os.set_inheritable(3, True)\n\
+         os.environ['LISTEN_FDS'] = '1'\n\
+         os.environ['LISTEN_PID'] = str(os.getpid())\n\
+         os.environ['RUST_LOG'] = 'error'\n\
+         os.execv(sys.argv[1], sys.argv[1:])\n"
+    );
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(common::example_bin("echo"))
+        .args(["--port", "0", "--shards", "1", "--no-pin"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 is needed by this test");
+    (out.status, String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[test]
+fn an_inherited_socket_that_is_not_listening_is_refused_at_start() {
+    let (status, stderr) = activate_with("s.bind(('127.0.0.1', 0))");
+    assert!(!status.success(), "refused, not serving: {stderr}");
+    assert!(
+        stderr.contains("passed socket 0 is not listening"),
+        "{stderr}"
+    );
+    let (status, stderr) = activate_with(
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 0))",
+    );
+    assert!(!status.success(), "a datagram socket is refused: {stderr}");
+}
