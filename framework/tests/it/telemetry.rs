@@ -119,3 +119,104 @@ fn a_blocked_callback_is_reported_while_it_blocks() {
     assert_eq!(h.stalls().len(), 1);
     h.shutdown();
 }
+
+/// A server with an echo listener and `/metrics`; the metrics address.
+fn with_metrics() -> (
+    shardloop::Handle,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+) {
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (h, echo) = started(
+        builder(1)
+            .listen("127.0.0.1:0", |_| |_| Echo)
+            .metrics(metrics_port),
+    );
+    let metrics = h.tcp_addr(1);
+    (h, echo, metrics)
+}
+
+#[test]
+fn slowloris_connections_to_metrics_are_closed_at_the_head_deadline() {
+    let (h, _, metrics) = with_metrics();
+    // Half a request head each, and some that send nothing at all.
+    let mut conns: Vec<std::net::TcpStream> = (0..40)
+        .map(|k| {
+            let mut c = connect(metrics);
+            if k % 2 == 0 {
+                c.write_all(b"GET /metr").unwrap();
+            }
+            c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            c
+        })
+        .collect();
+    // A keep-alive scraper that finished its request is not cut by it.
+    let mut scraper = connect(metrics);
+    scraper
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 64 * 1024];
+    let n = scraper.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    for c in &mut conns {
+        let mut b = [0u8; 512];
+        let got = c.read(&mut b);
+        // Closed by the server (10 s head deadline), no answer.
+        assert!(matches!(got, Ok(0) | Err(_)), "{got:?}");
+    }
+    wait_for("the read deadlines counted", || {
+        h.stats().total().read_timeouts >= 40
+    });
+    scraper
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let n = scraper.read(&mut buf).unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "the idle scraper still served"
+    );
+    h.shutdown();
+}
+
+#[test]
+fn pipelined_scrapes_are_answered_as_read_and_the_data_path_keeps_answering() {
+    let (h, echo, metrics) = with_metrics();
+    let mut flood = connect(metrics);
+    let req = b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
+    let n = 2000;
+    flood.write_all(&req.repeat(n)).unwrap();
+    // While the scrapes wait for their reader, echo answers.
+    let mut e = connect(echo);
+    for _ in 0..50 {
+        e.write_all(b"ping").unwrap();
+        let mut b = [0u8; 4];
+        e.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"ping");
+    }
+    // Then every scrape is answered, in order, once read.
+    let mut all = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    flood
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let (mut answers, mut scanned) = (0usize, 0usize);
+    while answers < n {
+        let k = flood.read(&mut buf).unwrap();
+        assert!(k > 0, "closed after {answers} answers");
+        all.extend_from_slice(&buf[..k]);
+        // Count status lines in what is new (each byte looked at once).
+        let from = scanned.saturating_sub(14);
+        answers += all[from..]
+            .windows(15)
+            .filter(|w| *w == b"HTTP/1.1 200 OK")
+            .count();
+        scanned = all.len();
+        all.drain(..from);
+        scanned -= from;
+    }
+    assert_eq!(answers, n);
+    h.shutdown();
+}

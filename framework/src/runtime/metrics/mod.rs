@@ -7,7 +7,6 @@
 pub mod text;
 
 use crate::api::{Export, Kind, ServerStats, ShardStats};
-use crate::reactor::{Conn, Protocol};
 use std::fmt::Write;
 
 /// The content type Prometheus expects for the text format.
@@ -145,7 +144,11 @@ impl super::builder::ServerBuilder {
     /// # Ok::<(), shardloop::Error>(())
     /// ```
     pub fn metrics(self, listen: impl Into<crate::endpoint::Listen>) -> Self {
-        self.listen(listen, |_shard| |_peer| MetricsHttp::new(None))
+        let scrapes = Scrapes::new(None);
+        self.listen(listen, move |_shard| {
+            let scrapes = scrapes.clone();
+            move |_peer| MetricsHttp::new(scrapes.clone())
+        })
     }
 
     /// Like [`metrics`](crate::ServerBuilder::metrics), with the application's own
@@ -175,82 +178,16 @@ impl super::builder::ServerBuilder {
     where
         F: Fn(&mut String) + Send + Sync + 'static,
     {
-        let extra: MetricsExtra = std::sync::Arc::new(extra);
+        let scrapes = Scrapes::new(Some(std::sync::Arc::new(extra)));
         self.listen(listen, move |_shard| {
-            let extra = extra.clone();
-            move |_peer| MetricsHttp::new(Some(extra.clone()))
+            let scrapes = scrapes.clone();
+            move |_peer| MetricsHttp::new(scrapes.clone())
         })
     }
 }
 
-/// The HTTP side of the metrics listener: `GET /metrics`, keep-alive.
-pub(crate) struct MetricsHttp {
-    buf: Vec<u8>,
-    extra: Option<MetricsExtra>,
-}
-
-impl MetricsHttp {
-    pub(crate) fn new(extra: Option<MetricsExtra>) -> Self {
-        MetricsHttp {
-            buf: Vec::new(),
-            extra,
-        }
-    }
-
-    fn body(&self, conn: &mut Conn<'_, Self>) -> String {
-        let mut body = render(&conn.shard().handle().stats());
-        if let Some(extra) = &self.extra {
-            extra(&mut body);
-        }
-        body
-    }
-}
-
-impl Protocol for MetricsHttp {
-    type Message = ();
-
-    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
-        self.buf.extend_from_slice(data);
-        loop {
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut req = httparse::Request::new(&mut headers);
-            let n = match req.parse(&self.buf) {
-                Ok(httparse::Status::Complete(n)) => n,
-                Ok(httparse::Status::Partial) if self.buf.len() <= 16 * 1024 => return,
-                _ => {
-                    conn.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                    conn.close();
-                    return;
-                }
-            };
-            let close = req.version == Some(0)
-                || req.headers.iter().any(|h| {
-                    h.name.eq_ignore_ascii_case("connection")
-                        && h.value.eq_ignore_ascii_case(b"close")
-                });
-            let (status, ctype, body) = match (req.method, req.path) {
-                (Some("GET"), Some(p)) if p == "/metrics" || p.starts_with("/metrics?") => {
-                    ("200 OK", CONTENT_TYPE, self.body(conn))
-                }
-                _ => ("404 Not Found", "text/plain", "try /metrics\n".to_string()),
-            };
-            self.buf.drain(..n);
-            conn.write(
-                format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{}\r\n",
-                    body.len(),
-                    if close { "Connection: close\r\n" } else { "" }
-                )
-                .as_bytes(),
-            );
-            conn.write_owned(body.into_bytes());
-            if close {
-                conn.close();
-                return;
-            }
-        }
-    }
-}
+mod http;
+pub(crate) use http::{MetricsHttp, Scrapes};
 
 #[cfg(test)]
 mod tests;
