@@ -19,12 +19,15 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest request head accepted.
 const MAX_HEAD: usize = 16 * 1024;
 
+/// A shard's last rendering: its loop iteration's clock then, and the text.
+type Rendering = Option<(Instant, Arc<str>)>;
+
 /// The last rendering of each shard, shared by the listener's connections.
 #[derive(Clone)]
 pub(crate) struct Scrapes {
     extra: Option<MetricsExtra>,
-    /// By shard: the loop iteration's clock when it rendered, and the text.
-    last: Arc<Mutex<Vec<Option<(Instant, Arc<str>)>>>>,
+    /// By shard.
+    last: Arc<Mutex<Vec<Rendering>>>,
 }
 
 impl Scrapes {
