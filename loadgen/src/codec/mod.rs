@@ -171,6 +171,11 @@ impl Codec {
                 }
             }
             Workload::Http { .. } => {
+                if searched & CHUNKS != 0 {
+                    // The head is complete and the body chunked: the chunks
+                    // before this offset were checked already.
+                    return decode_http(buf, searched & !CHUNKS);
+                }
                 // No head end yet: nothing for httparse to do.
                 let from = searched.saturating_sub(3).min(buf.len());
                 if find(&buf[from..], b"\r\n\r\n").is_none() {
@@ -180,7 +185,7 @@ impl Codec {
                         more(buf.len())
                     };
                 }
-                decode_http(buf)
+                decode_http(buf, 0)
             }
             Workload::Resp { .. } => match resp_value(buf, 0) {
                 Ok(Some((consumed, is_error))) => Decoded::Done {
@@ -229,10 +234,27 @@ impl Codec {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    let at = memchr::memmem::find(hay, needle);
+    #[cfg(test)]
+    SCANNED.with(|s| s.set(s.get() + at.map_or(hay.len(), |i| i + needle.len())));
+    at
 }
 
-fn decode_http(buf: &[u8]) -> Decoded {
+#[cfg(test)]
+thread_local! {
+    /// Bytes `find` looked at on this thread: the tests check that decoding
+    /// a response costs time linear in its size however it arrives.
+    pub(crate) static SCANNED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// In `Decoded::Incomplete::searched` for HTTP: the head is complete, the
+/// body chunked, and the chunk scan resumes at the offset in the low bits
+/// (so a body of many small chunks arriving in many reads is scanned once).
+const CHUNKS: usize = 1 << (usize::BITS - 1);
+
+/// An HTTP response at the start of `buf`; `resume`: where the chunk scan
+/// stopped last time (0: from the body's start).
+fn decode_http(buf: &[u8], resume: usize) -> Decoded {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut resp = httparse::Response::new(&mut headers);
     let head_len = match resp.parse(buf) {
@@ -266,12 +288,12 @@ fn decode_http(buf: &[u8]) -> Decoded {
     }
     let body = &buf[head_len..];
     let body_len = if chunked {
-        match chunked_len(body) {
+        match chunked_len(body, resume.saturating_sub(head_len)) {
             Ok(Chunked::Done(n)) => n,
-            Ok(Chunked::Need(n)) => {
+            Ok(Chunked::Need(n, at)) => {
                 return Decoded::Incomplete {
                     need: head_len + n,
-                    searched: 0,
+                    searched: CHUNKS | (head_len + at),
                 }
             }
             Err(()) => return Decoded::Fatal,
@@ -310,19 +332,21 @@ enum Chunked {
     /// Complete: its length, trailers included.
     Done(usize),
     /// Incomplete: nothing can be decided before this many body bytes (a
-    /// large chunk is waited for whole, not rescanned at every read).
-    Need(usize),
+    /// large chunk is waited for whole, not rescanned at every read), and
+    /// the chunks before the second offset are complete and checked.
+    Need(usize, usize),
 }
 
-/// Length of a complete chunked body (trailers included), if all there.
-fn chunked_len(body: &[u8]) -> Result<Chunked, ()> {
-    let mut pos = 0;
+/// Length of a complete chunked body (trailers included), if all there;
+/// the chunks before `from` were checked by an earlier call.
+fn chunked_len(body: &[u8], from: usize) -> Result<Chunked, ()> {
+    let mut pos = from.min(body.len());
     loop {
         let Some(eol) = find(&body[pos..], b"\r\n") else {
             return if body.len() - pos > 1024 {
                 Err(())
             } else {
-                Ok(Chunked::Need(body.len() + 1))
+                Ok(Chunked::Need(body.len() + 1, pos))
             };
         };
         let line = std::str::from_utf8(&body[pos..pos + eol]).map_err(|_| ())?;
@@ -331,15 +355,17 @@ fn chunked_len(body: &[u8]) -> Result<Chunked, ()> {
         if size > MAX_RESPONSE || pos > MAX_RESPONSE {
             return Err(());
         }
+        let line_start = pos;
         pos += eol + 2;
         if size == 0 {
-            // Trailers end with an empty line.
+            // Trailers end with an empty line (rescanned from the last
+            // chunk's line until they do: they are at most MAX_HEAD).
             loop {
                 let Some(eol) = find(&body[pos..], b"\r\n") else {
                     return if body.len() - pos > MAX_HEAD {
                         Err(())
                     } else {
-                        Ok(Chunked::Need(body.len() + 1))
+                        Ok(Chunked::Need(body.len() + 1, line_start))
                     };
                 };
                 pos += eol + 2;
@@ -349,7 +375,7 @@ fn chunked_len(body: &[u8]) -> Result<Chunked, ()> {
             }
         }
         if body.len() < pos + size + 2 {
-            return Ok(Chunked::Need(pos + size + 2));
+            return Ok(Chunked::Need(pos + size + 2, line_start));
         }
         if &body[pos + size..pos + size + 2] != b"\r\n" {
             return Err(());

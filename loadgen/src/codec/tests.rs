@@ -311,3 +311,48 @@ fn the_longest_request_is_known_for_every_workload() {
         assert_eq!(c.max_request_len(), longest, "{w:?}");
     }
 }
+
+/// A chunked body of `n` one-byte chunks, fed in 4 KiB reads as a
+/// connection would: bytes looked at per wire byte.
+fn scan_cost(c: &Codec, n: usize) -> f64 {
+    let mut wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..n {
+        wire.extend_from_slice(b"1\r\nx\r\n");
+    }
+    wire.extend_from_slice(b"0\r\n\r\n");
+    super::SCANNED.with(|s| s.set(0));
+    let (mut need, mut searched, mut have) = (0, 0, 0);
+    loop {
+        have = (have + 4096).min(wire.len());
+        if have < need {
+            continue;
+        }
+        match c.decode(&wire[..have], 0, searched) {
+            Decoded::Incomplete {
+                need: nd,
+                searched: s,
+            } => {
+                need = nd;
+                searched = s;
+            }
+            Decoded::Done { consumed, .. } => {
+                assert_eq!(consumed, wire.len());
+                break;
+            }
+            Decoded::Fatal => panic!("fatal at {have}"),
+        }
+    }
+    super::SCANNED.with(|s| s.get()) as f64 / wire.len() as f64
+}
+
+#[test]
+fn one_byte_chunks_cost_linear_time_from_1_kb_to_4_mb() {
+    let c = get_codec();
+    for n in [1 << 10, 1 << 16, 1 << 20, 4 << 20] {
+        let per_byte = scan_cost(&c, n);
+        assert!(
+            per_byte < 3.0,
+            "{n} chunks: {per_byte:.1} bytes looked at per byte"
+        );
+    }
+}
