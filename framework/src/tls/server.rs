@@ -118,8 +118,12 @@ impl TlsServerConfigBuilder {
 
     /// Protocols offered through ALPN, most preferred first
     /// (`["h2", "http/1.1"]`); the client's choice is in
-    /// [`TlsInfo::alpn`](super::TlsInfo::alpn). A client that offers none of
-    /// them is refused (RFC 7301's `no_application_protocol`).
+    /// [`TlsInfo::alpn`](super::TlsInfo::alpn). A client that offers ALPN
+    /// but none of these protocols is refused (RFC 7301's
+    /// `no_application_protocol` alert). A client that offers no ALPN at all
+    /// is accepted, with `TlsInfo::alpn` `None` (rustls's behaviour, and
+    /// what RFC 7301 allows): a protocol that needs ALPN (HTTP/2 over TLS)
+    /// checks it and closes.
     pub fn alpn<I, S>(mut self, protocols: I) -> Self
     where
         I: IntoIterator<Item = S>,

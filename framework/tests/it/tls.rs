@@ -117,6 +117,18 @@ fn a_client_with_no_common_alpn_protocol_is_refused() {
 }
 
 #[test]
+fn a_client_that_offers_no_alpn_is_accepted_without_a_protocol() {
+    let (h, addr) = info_server(server_tls(&["h2", "http/1.1"]));
+    let mut c = tls_connect(addr, &client_tls(&[])).unwrap();
+    assert!(
+        read_line(&mut c).starts_with("alpn=- "),
+        "no ALPN negotiated"
+    );
+    assert_eq!(h.stats().total().tls_handshake_failures, 0);
+    h.shutdown();
+}
+
+#[test]
 fn mutual_tls_accepts_the_cas_clients_and_refuses_others() {
     let p = pki();
     let tls = TlsServerConfig::from_pem(p.server_cert_pem.as_bytes(), p.server_key_pem.as_bytes())
