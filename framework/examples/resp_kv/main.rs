@@ -15,13 +15,13 @@
 mod common;
 mod parser;
 mod redis;
+mod store;
 
-use redis::{string2ll, Expiry, SetOptions};
+use store::{bulk, now_ms, owner, run_op, KeyOp, Part, Store};
 
 use clap::Parser;
 use shardloop::{Conn, Protocol, Server};
 use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
 
 #[derive(Parser, Debug)]
 #[command(about = "shardloop sharded RESP key-value server")]
@@ -42,6 +42,11 @@ struct Args {
     /// `proto-max-bulk-len`).
     #[arg(long, default_value_t = 512 * 1024 * 1024)]
     max_bulk: usize,
+    /// Allow `DEBUG SLEEP seconds`, which blocks the shard running it (to
+    /// test what a frozen shard does to the others), as Redis's
+    /// `enable-debug-command yes`.
+    #[arg(long)]
+    enable_debug_command: bool,
     #[command(flatten)]
     serve: common::ServeArgs,
 }
@@ -50,135 +55,6 @@ struct Args {
 /// for the client to read) before it stops taking commands: a client that
 /// pipelines without reading is slowed by TCP flow control, not buffered for.
 const MAX_PENDING_REPLIES: usize = 1024;
-
-/// A stored value and when it expires (Unix ms), if ever.
-struct Entry {
-    value: Vec<u8>,
-    expires_at: Option<i64>,
-}
-
-/// One shard's partition of the key space. Expired keys are removed when
-/// touched (Redis's lazy expiry).
-#[derive(Default)]
-struct Store {
-    map: HashMap<Vec<u8>, Entry>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-impl Store {
-    /// The live entry for `key`, dropping it first if it has expired.
-    fn live(&mut self, key: &[u8]) -> Option<&mut Entry> {
-        let expired = self
-            .map
-            .get(key)
-            .is_some_and(|e| e.expires_at.is_some_and(|t| t <= now_ms()));
-        if expired {
-            self.map.remove(key);
-        }
-        self.map.get_mut(key)
-    }
-}
-
-fn owner(key: &[u8], shards: usize) -> usize {
-    // DefaultHasher::new() has fixed keys: every shard computes the same owner.
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut h);
-    (h.finish() % shards as u64) as usize
-}
-
-fn bulk(out: &mut Vec<u8>, v: Option<&[u8]>) {
-    match v {
-        Some(v) => {
-            out.extend_from_slice(format!("${}\r\n", v.len()).as_bytes());
-            out.extend_from_slice(v);
-            out.extend_from_slice(b"\r\n");
-        }
-        None => out.extend_from_slice(b"$-1\r\n"),
-    }
-}
-
-/// A single-key operation, run on the key's owner shard.
-#[derive(Clone, Copy)]
-enum KeyOp {
-    Get,
-    Set(SetOptions),
-    Del,
-    Incr,
-}
-
-/// What a key operation answers: a RESP value, or a count to be summed (DEL).
-enum Part {
-    Resp(Vec<u8>),
-    Count(i64),
-}
-
-fn run_op(store: &mut Store, op: KeyOp, key: Vec<u8>, value: Option<Vec<u8>>) -> Part {
-    let mut out = Vec::new();
-    match op {
-        KeyOp::Get => bulk(&mut out, store.live(&key).map(|e| e.value.as_slice())),
-        KeyOp::Set(o) => {
-            let old = store.live(&key);
-            let exists = old.is_some();
-            let old_ttl = old.as_ref().and_then(|e| e.expires_at);
-            if o.get {
-                bulk(&mut out, old.map(|e| e.value.as_slice()));
-            }
-            if (o.nx && exists) || (o.xx && !exists) {
-                if !o.get {
-                    out.extend_from_slice(b"$-1\r\n");
-                }
-                return Part::Resp(out);
-            }
-            let expires_at = match o.expiry {
-                Expiry::Persist => None,
-                Expiry::Keep => old_ttl,
-                Expiry::AtMs(t) => Some(t),
-            };
-            let value = value.unwrap_or_default();
-            if expires_at.is_some_and(|t| t <= now_ms()) {
-                // Already in the past: Redis deletes the key (and still says OK).
-                store.map.remove(&key);
-            } else {
-                store.map.insert(key, Entry { value, expires_at });
-            }
-            if !o.get {
-                out.extend_from_slice(b"+OK\r\n");
-            }
-        }
-        KeyOp::Del => {
-            let n = store.live(&key).is_some() as i64;
-            store.map.remove(&key);
-            return Part::Count(n);
-        }
-        KeyOp::Incr => match store.live(&key) {
-            Some(e) => match string2ll(&e.value).map(|n| n.checked_add(1)) {
-                None => out.extend_from_slice(b"-ERR value is not an integer or out of range\r\n"),
-                Some(None) => {
-                    out.extend_from_slice(b"-ERR increment or decrement would overflow\r\n")
-                }
-                Some(Some(n)) => {
-                    // INCR keeps the key's time to live, as Redis does.
-                    e.value = n.to_string().into_bytes();
-                    out.extend_from_slice(format!(":{n}\r\n").as_bytes());
-                }
-            },
-            None => {
-                let entry = Entry {
-                    value: b"1".to_vec(),
-                    expires_at: None,
-                };
-                store.map.insert(key, entry);
-                out.extend_from_slice(b":1\r\n");
-            }
-        },
-    }
-    Part::Resp(out)
-}
 
 /// A part of a reply, computed here or on the owner shard.
 struct PartDone {
@@ -215,10 +91,12 @@ struct Kv {
     stalled: bool,
     /// A protocol error was answered: nothing more is read or run.
     failed: bool,
+    /// `DEBUG` is allowed (`--enable-debug-command`).
+    debug: bool,
 }
 
 impl Kv {
-    fn new(max_bulk: usize) -> Self {
+    fn new(max_bulk: usize, debug: bool) -> Self {
         Kv {
             parser: parser::RespParser::new(max_bulk),
             replies: VecDeque::new(),
@@ -226,6 +104,7 @@ impl Kv {
             pending: HashMap::new(),
             stalled: false,
             failed: false,
+            debug,
         }
     }
 
@@ -392,8 +271,8 @@ impl Kv {
             return;
         };
         let name = String::from_utf8_lossy(name).to_ascii_uppercase();
-        const KNOWN: [&str; 9] = [
-            "PING", "ECHO", "GET", "SET", "INCR", "DEL", "MGET", "COMMAND", "CONFIG",
+        const KNOWN: [&str; 10] = [
+            "PING", "ECHO", "GET", "SET", "INCR", "DEL", "MGET", "COMMAND", "CONFIG", "DEBUG",
         ];
         if !KNOWN.contains(&name.as_str()) {
             self.reply_now(redis::unknown_command(&args));
@@ -445,6 +324,23 @@ impl Kv {
             ("PING" | "ECHO" | "GET" | "SET" | "INCR" | "DEL" | "MGET", _) => {
                 self.reply_now(arity_err(&name))
             }
+            ("DEBUG", _) if !self.debug => self.reply_now(redis::DEBUG_NOT_ALLOWED.to_vec()),
+            ("DEBUG", 2) => {
+                let sub = args.next().expect("two args").to_ascii_uppercase();
+                let secs = args.next().expect("two args");
+                let secs = std::str::from_utf8(&secs)
+                    .ok()
+                    .and_then(|v| v.parse::<f64>().ok());
+                match (sub.as_slice(), secs) {
+                    (b"SLEEP", Some(s)) if s.is_finite() && (0.0..=60.0).contains(&s) => {
+                        // Blocks this shard, as redis-server blocks.
+                        std::thread::sleep(std::time::Duration::from_secs_f64(s));
+                        self.reply_now(b"+OK\r\n".to_vec());
+                    }
+                    _ => self.reply_now(b"-ERR DEBUG: only SLEEP <seconds> (0 to 60)\r\n".to_vec()),
+                }
+            }
+            ("DEBUG", _) => self.reply_now(arity_err(&name)),
             // Clients probe these at start-up (redis-benchmark: CONFIG GET); nothing to report.
             ("COMMAND" | "CONFIG", _) => self.reply_now(b"*0\r\n".to_vec()),
             _ => unreachable!("known commands are all matched above"),
@@ -477,10 +373,10 @@ impl Protocol for Kv {
 fn main() -> anyhow::Result<()> {
     common::init_logging();
     let args = Args::parse();
-    let max_bulk = args.max_bulk;
+    let (max_bulk, debug) = (args.max_bulk, args.enable_debug_command);
     let builder = Server::builder().listen(
         args.serve.listen((args.bind.as_str(), args.port))?,
-        move |_shard| move |_peer| Kv::new(max_bulk),
+        move |_shard| move |_peer| Kv::new(max_bulk, debug),
     );
     let handle = common::start(builder, args.shards, &args.cores, &args.serve)?;
     println!(

@@ -245,3 +245,6 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
         args.push(cur);
     }
 }
+
+/// redis-server 7's answer to DEBUG when `enable-debug-command` is off.
+pub const DEBUG_NOT_ALLOWED: &[u8] = b"-ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.\r\n";

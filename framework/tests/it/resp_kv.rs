@@ -53,3 +53,65 @@ fn an_unterminated_header_line_is_rejected_at_the_cap() {
         String::from_utf8_lossy(&reply)
     );
 }
+
+#[test]
+fn a_frozen_shard_does_not_hold_up_ping_on_the_other_one() {
+    let kv = start_example(
+        "resp_kv",
+        &["--port", "0", "--shards", "2", "--enable-debug-command"],
+    );
+    // A client backlogged on one shard: thousands of GETs pipelined, never read.
+    let mut backlog = connect(kv.addr);
+    let mut req = Vec::new();
+    for i in 0..20_000 {
+        let k = format!("k{i}");
+        req.extend_from_slice(format!("*2\r\n$3\r\nGET\r\n${}\r\n{k}\r\n", k.len()).as_bytes());
+    }
+    backlog
+        .set_write_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let _ = backlog.write_all(&req);
+    // Freeze one shard for 2 s.
+    let mut sleeper = connect(kv.addr);
+    sleeper.write_all(b"DEBUG SLEEP 2\r\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    // Connections spread over both shards: those on the healthy one answer
+    // PING while the other sleeps (before the sleeper's +OK).
+    let mut answered_during_sleep = 0;
+    sleeper.set_nonblocking(true).unwrap();
+    for _ in 0..4 {
+        let mut c = connect(kv.addr);
+        c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        c.write_all(b"PING\r\n").unwrap();
+        let mut b = [0u8; 7];
+        c.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"+PONG\r\n");
+        // Answered while the sleeper has no reply yet: its shard still sleeps.
+        let mut p = [0u8; 1];
+        if matches!(sleeper.peek(&mut p), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
+            answered_during_sleep += 1;
+        }
+    }
+    assert!(
+        answered_during_sleep >= 1,
+        "no PING answered while one shard slept"
+    );
+    sleeper.set_nonblocking(false).unwrap();
+    let mut ok = [0u8; 5];
+    sleeper.read_exact(&mut ok).unwrap();
+    assert_eq!(&ok, b"+OK\r\n");
+    // The backlogged client gets every reply once it reads.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    backlog
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let _ = backlog.write_all(&[]);
+    while got < 20_000 * 5 {
+        let n = backlog.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got += n;
+    }
+    assert_eq!(got, 20_000 * 5, "20,000 nil replies ($-1\\r\\n)");
+}

@@ -163,6 +163,7 @@ fn replies_are_byte_identical_to_redis_server() {
         &[b"FOO"],
         &[b"foo", b"a", b"b"],
         &[b"FOO", b"line\r\nbreak"],
+        &[b"DEBUG", b"SLEEP", b"0"],
     ];
     for cmd in script {
         let (want, got) = (a.call(cmd), b.call(cmd));
