@@ -1,7 +1,7 @@
 //! Runs a load test: starts the loadgen shards, opens the connections,
 //! collects one interval sample per `interval`, drains, and builds the report.
 
-use crate::client::{LoadConn, RunShared};
+use crate::client::{LoadConn, RunShared, UNSET};
 use crate::codec::Codec;
 use crate::config::{Config, Mode};
 use crate::cpu;
@@ -11,7 +11,7 @@ use crate::recorder::{Recorder, Sample};
 use crate::report::{Interval, Report};
 use crate::LoadError;
 use shardloop::{Handle, LoopOptions, Pinning, Server};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -124,8 +124,17 @@ fn drive(
 ) -> Result<Report, LoadError> {
     let start = Instant::now();
     let start_wall = SystemTime::now();
-    let measure_from = start + config.warmup.max(config.ramp_up);
-    let end = measure_from + config.duration;
+    // Closed loop: measuring starts after the connect phase (below), so
+    // setting up connections is never part of the measured time; the
+    // ramp-up is inside that phase. Open loop: the plan runs from the start.
+    let closed = matches!(config.mode, Mode::Closed { .. });
+    let lead = if closed {
+        config.warmup
+    } else {
+        config.warmup.max(config.ramp_up)
+    };
+    let mut measure_from = start + lead;
+    let mut end = measure_from + config.duration;
     // Open loop: the plan runs from the start, the warm-up (or ramp-up) at
     // the first stage's rate, so connections are warm when measuring begins.
     let plan = match config.mode {
@@ -142,8 +151,10 @@ fn drive(
         codec: Codec::new(&config.workload),
         mode: config.mode.clone(),
         target: config.target,
-        measure_from,
-        end,
+        base_measure_from: measure_from,
+        base_end: end,
+        offset: AtomicU64::new(if closed { UNSET } else { 0 }),
+        connections: config.connections,
         timeout: config.timeout,
         connect_timeout: config.connect_timeout,
         plan,
@@ -185,6 +196,27 @@ fn drive(
     let mut total = Sample::default();
     let mut intervals = Vec::new();
     let mut tick_start = start;
+    // The connect phase: until every connection has connected or failed.
+    let mut connect_phase = None;
+    let mut connected_at_start = 0;
+    let resolved = |shared: &RunShared| {
+        shared.connected.load(Ordering::Relaxed) + shared.connect_failed.load(Ordering::Relaxed)
+            >= conns
+    };
+    if closed {
+        // The last connection to connect (or fail) ends the phase; bounded:
+        // every connect has its own timeout, started within the ramp-up.
+        let limit = start + config.ramp_up + config.connect_timeout + Duration::from_secs(1);
+        while shared.offset.load(Ordering::Acquire) == UNSET && Instant::now() < limit {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let phase = shared.end_connect_phase();
+        if resolved(&shared) {
+            connect_phase = Some(phase);
+        }
+        measure_from = shared.measure_from();
+        end = shared.end();
+    }
     loop {
         let next = (tick_start + config.interval).min(end);
         if cpu_before.is_none() && measure_from <= next {
@@ -197,12 +229,16 @@ fn drive(
                 std::thread::sleep(measure_from - now);
             }
             cpu_before = Some((Instant::now(), cpu::thread_ticks(&prefix)));
+            connected_at_start = shared.connected.load(Ordering::Relaxed).min(conns);
         }
         let now = Instant::now();
         if next > now {
             std::thread::sleep(next - now);
         }
         let now = Instant::now();
+        if connect_phase.is_none() && resolved(&shared) {
+            connect_phase = Some(now.duration_since(start));
+        }
         let failed = shared.connect_failed.load(Ordering::Relaxed);
         let connected = shared.connected.load(Ordering::Relaxed);
         if connected == 0 && failed >= conns {
@@ -252,13 +288,19 @@ fn drive(
             break;
         }
     }
-    let measured_end = Instant::now();
+    // Requests stop at `end`: a last tick that came late (threads busy
+    // connecting) does not stretch the measured time.
+    let wall_end = Instant::now();
+    let measured_end = wall_end.min(end);
     let cpu_after = cpu::thread_ticks(&prefix);
 
     // Drain: let requests already sent finish, up to the request timeout.
     let drain_limit = end + config.timeout + Duration::from_millis(200);
     while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < drain_limit {
         std::thread::sleep(Duration::from_millis(2));
+    }
+    if connect_phase.is_none() && resolved(&shared) {
+        connect_phase = Some(Instant::now().duration_since(start));
     }
     let tail = collect(handle, Recorder::take_interval);
     total.merge(&tail);
@@ -268,7 +310,7 @@ fn drive(
     }
 
     let (cpu_from, before) = cpu_before.unwrap_or((measure_from, Default::default()));
-    let secs = measured_end.duration_since(cpu_from).as_secs_f64();
+    let secs = wall_end.duration_since(cpu_from).as_secs_f64();
     let cpu_usage = cpu::usage(&before, &cpu_after, secs);
     Ok(Report::build(
         config,
@@ -278,6 +320,8 @@ fn drive(
         intervals,
         start_wall + measure_from.duration_since(start),
         crate::report::Churn {
+            connected_at_start,
+            connect_phase,
             replaced: shared.replaced.load(Ordering::Relaxed),
             reconnects: shared.reconnects.load(Ordering::Relaxed),
         },

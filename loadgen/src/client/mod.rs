@@ -4,7 +4,7 @@
 mod schedule;
 mod shared;
 
-pub(crate) use shared::{ConnPacer, Due, RunShared};
+pub(crate) use shared::{ConnPacer, Due, RunShared, UNSET};
 
 use crate::codec::Decoded;
 use crate::plan::Schedule;
@@ -118,7 +118,7 @@ impl LoadConn {
         self.scratch.clear();
         self.shared.codec.encode(seq, &mut self.scratch);
         conn.write(&self.scratch);
-        let counted = intended >= self.shared.measure_from;
+        let counted = intended >= self.shared.measure_from();
         let bytes = self.scratch.len() as u64;
         self.written += bytes;
         if counted {
@@ -162,7 +162,7 @@ impl LoadConn {
             return;
         }
         let now = Instant::now();
-        if now >= self.shared.end {
+        if now >= self.shared.end() {
             self.finish(conn);
             return;
         }
@@ -217,9 +217,13 @@ impl Protocol for LoadConn {
     type Message = ();
 
     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
-        self.shared.connected.fetch_add(1, Ordering::Relaxed);
+        // Connects of the connect phase are reported too (how long the
+        // run's connections took to come up), and those while measuring.
+        let in_phase = self.shared.offset.load(Ordering::Acquire) == UNSET;
+        self.shared.connected.fetch_add(1, Ordering::AcqRel);
+        self.shared.connection_resolved();
         let now = conn.shard().now();
-        if now >= self.shared.measure_from {
+        if in_phase || now >= self.shared.measure_from() {
             let ns = nanos(now.saturating_duration_since(self.started));
             conn.shard().service::<Recorder>().with(|s| {
                 s.connects += 1;
@@ -402,7 +406,7 @@ impl Protocol for LoadConn {
         }
         self.in_flight.clear();
         self.unstamped = 0;
-        let run_over = (self.finished && !self.recycling) || Instant::now() >= self.shared.end;
+        let run_over = (self.finished && !self.recycling) || Instant::now() >= self.shared.end();
         if run_over && !self.recycling {
             // A connection that never got to `finish` (stuck at its
             // in-flight limit until a timeout) still accounts for its schedule.
@@ -432,7 +436,7 @@ impl Protocol for LoadConn {
                     let now = Instant::now();
                     let slot = ctx.service::<ConnPacer>().slot(now, interval);
                     ctx.call_later(slot.saturating_duration_since(now), move |ctx| {
-                        if Instant::now() < shared.end {
+                        if Instant::now() < shared.end() {
                             LoadConn::start(ctx, shared, due);
                         }
                     });
@@ -444,7 +448,8 @@ impl Protocol for LoadConn {
     fn connect_failed(&mut self, ctx: &mut ShardCtx, error: &std::io::Error) {
         tracing::debug!(%error, "load connection failed to connect");
         let _ = self.shared.first_connect_error.set(error.to_string());
-        self.shared.connect_failed.fetch_add(1, Ordering::Relaxed);
+        self.shared.connect_failed.fetch_add(1, Ordering::AcqRel);
+        self.shared.connection_resolved();
         ctx.service::<Recorder>()
             .with(|s| s.errors.add(ErrorKind::Connect, 1));
         self.shared.active.fetch_sub(1, Ordering::AcqRel);

@@ -15,7 +15,7 @@ impl LoadConn {
         let now = Instant::now();
         loop {
             let t = schedule.next(plan);
-            let next = t.map_or(shared.end, |t| shared.origin + Duration::from_secs_f64(t));
+            let next = t.map_or(shared.end(), |t| shared.origin + Duration::from_secs_f64(t));
             if next >= now || t.is_none() {
                 return Some(Due { next, schedule });
             }
@@ -29,7 +29,7 @@ impl LoadConn {
         };
         self.next_intended = match s.next(plan) {
             Some(t) => self.shared.origin + Duration::from_secs_f64(t),
-            None => self.shared.end,
+            None => self.shared.end(),
         };
     }
 
@@ -43,15 +43,15 @@ impl LoadConn {
         let (Some(plan), Some(s)) = (self.shared.plan.as_ref(), self.schedule.as_ref()) else {
             return;
         };
-        let end = self.shared.end;
+        let end = self.shared.end();
         if self.next_intended >= end {
             return;
         }
         let from = self
             .shared
-            .measure_from
+            .measure_from()
             .saturating_duration_since(self.shared.origin);
-        let pending = u64::from(self.next_intended >= self.shared.measure_from);
+        let pending = u64::from(self.next_intended >= self.shared.measure_from());
         let n = pending + s.remaining_after(plan, from.as_secs_f64());
         conn.shard().service::<Recorder>().with(|s| s.unsent += n);
     }

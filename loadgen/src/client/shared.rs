@@ -12,16 +12,22 @@ pub(crate) struct RunShared {
     pub(crate) codec: Codec,
     pub(crate) mode: Mode,
     pub(crate) target: std::net::SocketAddr,
-    /// Requests intended at or after this count.
-    pub(crate) measure_from: Instant,
-    /// No request is sent after this.
-    pub(crate) end: Instant,
+    /// Requests intended at or after this count (plus `offset`).
+    pub(crate) base_measure_from: Instant,
+    /// No request is sent after this (plus `offset`).
+    pub(crate) base_end: Instant,
+    /// Nanoseconds the measured window moves later: the closed loop's
+    /// connect phase, set once it is over ([`UNSET`] until then, which puts
+    /// the window beyond reach: requests before it are warm-up).
+    pub(crate) offset: AtomicU64,
     pub(crate) timeout: Duration,
     pub(crate) connect_timeout: Duration,
     /// Open loop: the rate plan (warm-up included), from `origin`.
     pub(crate) plan: Option<crate::plan::RatePlan>,
     /// When the plan's time 0 is.
     pub(crate) origin: Instant,
+    /// Connections the run keeps open.
+    pub(crate) connections: usize,
     pub(crate) connected: AtomicUsize,
     pub(crate) connect_failed: AtomicUsize,
     /// Connections still running (not finished draining).
@@ -36,6 +42,57 @@ pub(crate) struct RunShared {
     pub(crate) reconnects: AtomicU64,
     /// `--conn-rate`: time between two new connections on one shard.
     pub(crate) conn_interval: Option<Duration>,
+}
+
+/// `RunShared::offset` before the connect phase is over.
+pub(crate) const UNSET: u64 = u64::MAX;
+
+impl RunShared {
+    fn shifted(&self, t: Instant) -> Instant {
+        let by = match self.offset.load(std::sync::atomic::Ordering::Acquire) {
+            UNSET => Duration::from_secs(10 * 365 * 86_400),
+            ns => Duration::from_nanos(ns),
+        };
+        t.checked_add(by).unwrap_or(t)
+    }
+
+    /// Requests intended at or after this count.
+    pub(crate) fn measure_from(&self) -> Instant {
+        self.shifted(self.base_measure_from)
+    }
+
+    /// No request is sent after this.
+    pub(crate) fn end(&self) -> Instant {
+        self.shifted(self.base_end)
+    }
+
+    /// A connection connected or failed. The last of the run's connections
+    /// to do so ends the connect phase (closed loop): the measured window
+    /// starts now, before this connection sends anything, so its first
+    /// requests are measured.
+    pub(crate) fn connection_resolved(&self) {
+        let done = self.connected.load(std::sync::atomic::Ordering::Acquire)
+            + self
+                .connect_failed
+                .load(std::sync::atomic::Ordering::Acquire);
+        if done >= self.connections {
+            self.end_connect_phase();
+        }
+    }
+
+    /// Ends the connect phase now if it has not ended (once: the first call
+    /// wins). Returns how long it lasted.
+    pub(crate) fn end_connect_phase(&self) -> Duration {
+        use std::sync::atomic::Ordering::{AcqRel, Acquire};
+        let ns = Instant::now()
+            .saturating_duration_since(self.origin)
+            .as_nanos()
+            .min(u128::from(UNSET - 1)) as u64;
+        match self.offset.compare_exchange(UNSET, ns, AcqRel, Acquire) {
+            Ok(_) => Duration::from_nanos(ns),
+            Err(set) => Duration::from_nanos(set),
+        }
+    }
 }
 
 /// Paces new connections on one shard (`--conn-rate`).

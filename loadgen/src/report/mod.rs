@@ -82,6 +82,10 @@ pub struct Interval {
 
 /// Connections a run replaced: after failures, and on purpose.
 pub(crate) struct Churn {
+    /// Connections established when measuring began.
+    pub(crate) connected_at_start: usize,
+    /// How long until every connection had connected or failed.
+    pub(crate) connect_phase: Option<Duration>,
     pub(crate) replaced: u64,
     pub(crate) reconnects: u64,
 }
@@ -132,6 +136,14 @@ pub struct Report {
     pub loadgen_cpu_percent: Vec<(String, f64)>,
     /// Connections replaced after a timeout or a broken connection.
     pub connections_replaced: u64,
+    /// Connections established when measuring began.
+    #[serde(default)]
+    pub connected_at_start: usize,
+    /// Seconds from the start until every connection had connected or
+    /// failed (the connect phase); `None` if that never happened during the
+    /// run. It is not part of `duration_s`.
+    #[serde(default)]
+    pub connect_phase_s: Option<f64>,
     /// The target was spoken to over TLS.
     #[serde(default)]
     pub tls: bool,
@@ -212,6 +224,8 @@ impl Report {
         let Churn {
             replaced,
             reconnects,
+            connected_at_start,
+            connect_phase,
         } = churn;
         let secs = measured.as_secs_f64().max(1e-9);
         let (mode, pipeline, requested_rate) = match config.mode {
@@ -253,6 +267,8 @@ impl Report {
             connects_per_s: total.connects as f64 / secs,
             connect_us: (total.connects > 0).then(|| LatencySummary::of(&total.connect_time)),
             reconnects,
+            connected_at_start,
+            connect_phase_s: connect_phase.map(|d| d.as_secs_f64()),
             unsent: total.unsent,
             unanswered: total
                 .sent
@@ -281,6 +297,19 @@ impl Report {
     /// Looks for signs that the load generator, not the server, limited the run.
     fn assess(&self, config: &Config) -> Vec<String> {
         let mut w = Vec::new();
+        if self.connected_at_start < self.connections {
+            let why = match (self.mode.as_str(), self.connect_phase_s) {
+                ("closed", Some(_)) => "the others failed to connect: the load was lower than asked",
+                ("closed", None) => {
+                    "the others were still connecting after the connect timeout: the load was lower than asked"
+                }
+                _ => "the open-loop plan starts at once: raise --warmup to measure with every connection up",
+            };
+            w.push(format!(
+                "only {} of {} connections were up when measuring began; {why}",
+                self.connected_at_start, self.connections
+            ));
+        }
         for (name, pct) in &self.loadgen_cpu_percent {
             if *pct >= 90.0 {
                 w.push(format!(

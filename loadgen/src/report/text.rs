@@ -70,6 +70,14 @@ impl Report {
                 self.connects, self.connects_per_s, self.reconnects
             );
         }
+        let phase = self
+            .connect_phase_s
+            .map_or("never all".to_string(), |p| format!("all within {p:.2}s"));
+        let _ = writeln!(
+            s,
+            "  Connections: {} of {} up when measuring began ({phase}; not in the measured time)",
+            self.connected_at_start, self.connections
+        );
         let _ = writeln!(
             s,
             "  {} requests in {:.2}s, {} read, {} written",

@@ -4,6 +4,7 @@
 
 mod churn;
 mod common;
+mod connect_phase;
 mod halfway;
 mod live_metrics;
 mod loadgen;
