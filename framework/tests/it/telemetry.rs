@@ -26,16 +26,7 @@ fn scrape(addr: std::net::SocketAddr) -> String {
 
 #[test]
 fn metrics_are_valid_exposition_and_counters_grow_under_load() {
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let (h, addr) = started(
-        builder(2)
-            .listen("127.0.0.1:0", |_| |_| Echo)
-            .metrics(metrics_port),
-    );
-    let metrics = h.tcp_addr(1);
+    let (h, addr, metrics) = with_metrics(2);
     let first = scrape(metrics);
     assert!(first.starts_with("HTTP/1.1 200"), "{first}");
     assert!(
@@ -120,8 +111,10 @@ fn a_blocked_callback_is_reported_while_it_blocks() {
     h.shutdown();
 }
 
-/// A server with an echo listener and `/metrics`; the metrics address.
-fn with_metrics() -> (
+/// A server with an echo listener and `/metrics`: the echo and metrics addresses.
+fn with_metrics(
+    shards: usize,
+) -> (
     shardloop::Handle,
     std::net::SocketAddr,
     std::net::SocketAddr,
@@ -131,7 +124,7 @@ fn with_metrics() -> (
         .local_addr()
         .unwrap();
     let (h, echo) = started(
-        builder(1)
+        builder(shards)
             .listen("127.0.0.1:0", |_| |_| Echo)
             .metrics(metrics_port),
     );
@@ -141,7 +134,7 @@ fn with_metrics() -> (
 
 #[test]
 fn slowloris_connections_to_metrics_are_closed_at_the_head_deadline() {
-    let (h, _, metrics) = with_metrics();
+    let (h, _, metrics) = with_metrics(1);
     // Half a request head each, and some that send nothing at all.
     let mut conns: Vec<std::net::TcpStream> = (0..40)
         .map(|k| {
@@ -183,7 +176,7 @@ fn slowloris_connections_to_metrics_are_closed_at_the_head_deadline() {
 
 #[test]
 fn pipelined_scrapes_are_answered_as_read_and_the_data_path_keeps_answering() {
-    let (h, echo, metrics) = with_metrics();
+    let (h, echo, metrics) = with_metrics(1);
     let mut flood = connect(metrics);
     let req = b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
     let n = 2000;

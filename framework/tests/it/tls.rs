@@ -511,16 +511,31 @@ fn a_reloaded_certificate_serves_new_handshakes() {
     h.shutdown();
 }
 
-#[test]
-fn tls_endpoint_strings_load_their_files_and_name_bad_ones() {
-    let dir = std::env::temp_dir().join(format!("shardloop-tls-ep-{}", std::process::id()));
+/// An `InfoEcho` server on a TLS endpoint string whose certificate and key
+/// are files in a fresh directory (`extra`: more endpoint fields).
+fn file_tls_server(
+    tag: &str,
+    extra: &str,
+) -> (
+    shardloop::Handle,
+    SocketAddr,
+    std::path::PathBuf,
+    shardloop_devtools::pki::PkiFiles,
+) {
+    let dir = std::env::temp_dir().join(format!("shardloop-tls-{tag}-{}", std::process::id()));
     let files = pki().write(&dir).unwrap();
     let ep = format!(
-        "tls:port=0:interface=127.0.0.1:privateKey={}:certKey={}:alpn=h2,http/1.1",
+        "tls:port=0:interface=127.0.0.1:privateKey={}:certKey={}{extra}",
         files.key.display(),
         files.cert.display()
     );
     let (h, addr) = started(builder(1).listen(ep, |_| |_| InfoEcho));
+    (h, addr, dir, files)
+}
+
+#[test]
+fn tls_endpoint_strings_load_their_files_and_name_bad_ones() {
+    let (h, addr, dir, files) = file_tls_server("ep", ":alpn=h2,http/1.1");
     let mut c = tls_connect(addr, &client_tls(&["h2"])).unwrap();
     assert!(read_line(&mut c).starts_with("alpn=h2 sni=localhost"));
     h.shutdown();
@@ -645,14 +660,7 @@ fn the_reconnecting_client_reconnects_over_tls_and_counts_bad_handshakes_as_fail
 
 #[test]
 fn an_endpoint_string_tls_listener_rereads_its_files_on_reload() {
-    let dir = std::env::temp_dir().join(format!("shardloop-tls-reload-{}", std::process::id()));
-    let files = pki().write(&dir).unwrap();
-    let ep = format!(
-        "tls:port=0:interface=127.0.0.1:privateKey={}:certKey={}",
-        files.key.display(),
-        files.cert.display()
-    );
-    let (h, addr) = started(builder(1).listen(ep, |_| |_| InfoEcho));
+    let (h, addr, dir, files) = file_tls_server("reload", "");
     let other = TestPki::new();
     let trusts_new = TlsClientConfig::builder()
         .ca_pem(other.ca_pem.as_bytes())
