@@ -221,12 +221,44 @@ impl<'a, P: Protocol> Conn<'a, P> {
     /// Work deferred with [`defer_to_thread`](Conn::defer_to_thread) holds
     /// the connection by itself.
     pub fn hold(&mut self) {
-        self.core.holds = self.core.holds.saturating_add(1);
+        self.core.hold();
     }
 
     /// Ends one [`hold`](Conn::hold).
     pub fn unhold(&mut self) {
-        self.core.holds = self.core.holds.saturating_sub(1);
+        self.core.unhold(&mut self.ctx.read_again);
+    }
+
+    /// Bounds the work in flight a peer can make this connection hold:
+    /// reading pauses while [`holds`](Conn::holds) is `limit` or more (a
+    /// client pipelining requests that are answered by other shards or
+    /// threads, each counted with [`hold`](Conn::hold)), and resumes when
+    /// it drops below; TCP flow control then slows the client. `None`
+    /// lifts the limit.
+    ///
+    /// ```
+    /// use shardloop::{Conn, Protocol};
+    /// /// Each line goes to a worker thread; at most 64 at once per client.
+    /// struct Lookups;
+    /// impl Protocol for Lookups {
+    ///     type Message = ();
+    ///     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
+    ///         conn.set_max_in_flight(Some(64));
+    ///     }
+    ///     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+    ///         let line = data.to_vec();
+    ///         // defer_to_thread holds the connection until the result is in.
+    ///         conn.defer_to_thread(move || line.len(), |_, conn, n| {
+    ///             conn.write(format!("{}\n", n.unwrap_or(0)).as_bytes());
+    ///         });
+    ///     }
+    /// }
+    /// ```
+    pub fn set_max_in_flight(&mut self, limit: Option<u32>) {
+        if limit.is_some() || self.core.extras.is_some() {
+            self.core.extras().max_in_flight = limit;
+        }
+        self.core.check_in_flight(Some(&mut self.ctx.read_again));
     }
 
     /// Work in flight (holds not yet ended).
@@ -389,7 +421,7 @@ impl<'a, P: Protocol> Conn<'a, P> {
             conn: Some(self.core.id),
             f: Box::new(move |p, core, ctx, result| {
                 if let (Some(p), Some(core)) = (p.and_then(|p| p.downcast_mut::<P>()), core) {
-                    core.holds = core.holds.saturating_sub(1);
+                    core.unhold(&mut ctx.read_again);
                     callback(
                         p,
                         &mut Conn::new(core, ctx),

@@ -61,6 +61,8 @@ pub(crate) struct Extras {
     pub(crate) layer_input: Vec<u8>,
     /// The protocol's read deadline, if armed.
     pub(crate) read_deadline: Option<TimerId>,
+    /// `Conn::set_max_in_flight`: reading waits while `holds` is at least this.
+    pub(crate) max_in_flight: Option<u32>,
 }
 
 /// The commonest close reasons, recorded without allocating.
@@ -166,6 +168,30 @@ impl ConnCore {
             return Err("close_when_idle pending with nothing holding");
         }
         Ok(())
+    }
+
+    /// One more piece of work in flight (`Conn::hold`).
+    pub(crate) fn hold(&mut self) {
+        self.holds = self.holds.saturating_add(1);
+        self.check_in_flight(None);
+    }
+
+    /// One piece of work in flight ended (`Conn::unhold`, a deferred
+    /// result); a connection held at its in-flight limit reads again.
+    pub(crate) fn unhold(&mut self, read_again: &mut Vec<ConnId>) {
+        self.holds = self.holds.saturating_sub(1);
+        self.check_in_flight(Some(read_again));
+    }
+
+    /// Reading waits while the holds are at the protocol's limit.
+    pub(crate) fn check_in_flight(&mut self, read_again: Option<&mut Vec<ConnId>>) {
+        let limit = self.extras.as_ref().and_then(|e| e.max_in_flight);
+        let full = limit.is_some_and(|m| self.holds >= m);
+        if self.state.set_in_flight_full(full) && !full {
+            if let Some(again) = read_again {
+                again.push(self.id);
+            }
+        }
     }
 
     /// Sets the local address (from a PROXY header: where the client connected).

@@ -1,6 +1,7 @@
 //! The connection state machine under random events: reads of every size,
 //! spurious `WouldBlock`, FIN, RST, short and refused writes, write errors,
-//! every close the protocol can ask for, pause/resume, holds, timers and
+//! every close the protocol can ask for, pause/resume, holds and an
+//! in-flight limit, timers and
 //! the clock, over a plain connection or one behind a PROXY-header layer.
 //! After every event the state's invariants hold; at the end, after the
 //! connection is driven to its end, `connection_lost` ran exactly once
@@ -40,6 +41,8 @@ enum Act {
     CloseThenWrite,
     /// Ends every hold (a `close_when_idle` waiting on them closes).
     UnholdAll,
+    /// `set_max_in_flight` (0: no limit).
+    LimitInFlight(u32),
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +111,7 @@ impl Prober {
             Act::Unhold => conn.unhold(),
             Act::CloseWhenIdle => conn.close_when_idle(),
             Act::NotifyFlushed => conn.notify_flushed(),
+            Act::LimitInFlight(n) => conn.set_max_in_flight((n > 0).then_some(n)),
             Act::UnholdAll => {
                 while conn.holds() > 0 {
                     conn.unhold();
@@ -384,6 +388,7 @@ fn act() -> impl Strategy<Value = Act> {
         1 => Just(Act::CloseWhenIdle),
         1 => Just(Act::NotifyFlushed),
         1 => Just(Act::CloseThenWrite),
+        1 => (0u32..3).prop_map(Act::LimitInFlight),
     ]
 }
 

@@ -448,3 +448,45 @@ fn a_framed_client_learns_that_its_connect_failed() {
     });
     h.shutdown();
 }
+
+/// Holds the connection once per line received; a message ends one hold.
+#[derive(Default)]
+struct Forwarder {
+    lines: Vec<Vec<u8>>,
+}
+impl Protocol for Forwarder {
+    type Message = ();
+    fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
+        conn.set_max_in_flight(Some(2));
+    }
+    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        for line in data.split_inclusive(|&b| b == b'\n') {
+            self.lines.push(line.to_vec());
+            conn.hold();
+        }
+    }
+    fn message(&mut self, conn: &mut Conn<'_, Self>, _: ()) {
+        conn.unhold();
+    }
+}
+
+#[test]
+fn reading_waits_while_the_declared_work_in_flight_is_at_its_limit() {
+    let mut t = FakeTransport::new(Forwarder::default());
+    for k in 0..5 {
+        t.receive(format!("request {k}\n").as_bytes());
+    }
+    // Two in flight: the other three wait in the socket, unread.
+    assert_eq!(t.protocol().unwrap().lines.len(), 2);
+    t.message(());
+    assert_eq!(
+        t.protocol().unwrap().lines.len(),
+        3,
+        "one answer, one more read"
+    );
+    t.message(());
+    t.message(());
+    t.message(());
+    assert_eq!(t.protocol().unwrap().lines.len(), 5, "nothing lost");
+    assert!(t.is_open());
+}

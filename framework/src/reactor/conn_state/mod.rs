@@ -69,6 +69,9 @@ const PEER_EOF: u32 = 1 << 4;
 /// This connection's input is forwarded to another whose output is above
 /// the high-water mark: read again once it drains.
 const FORWARD_BLOCKED: u32 = 1 << 5;
+/// The protocol's work in flight (`holds`) reached its limit
+/// (`Conn::set_max_in_flight`): read again once it drops below.
+const IN_FLIGHT_FULL: u32 = 1 << 6;
 
 // Write side.
 /// Listed in the shard's flush list this iteration.

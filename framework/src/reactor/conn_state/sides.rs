@@ -9,7 +9,7 @@ impl ConnState {
 
     /// True while the shard should read from the socket.
     pub(crate) fn wants_input(&self) -> bool {
-        !self.has(READ_PAUSED | BACKPRESSURE | PEER_EOF | FORWARD_BLOCKED)
+        !self.has(READ_PAUSED | BACKPRESSURE | PEER_EOF | FORWARD_BLOCKED | IN_FLIGHT_FULL)
     }
 
     /// The protocol (or its reading task) pauses reading; a resume not yet
@@ -79,6 +79,18 @@ impl ConnState {
     /// reading was held for it.
     pub(crate) fn unblock_forwarding(&mut self) -> bool {
         self.take(FORWARD_BLOCKED)
+    }
+
+    /// Whether the protocol's work in flight is at its limit: reading
+    /// waits while it is. True if this changed it.
+    pub(crate) fn set_in_flight_full(&mut self, full: bool) -> bool {
+        let was = self.has(IN_FLIGHT_FULL);
+        if full {
+            self.bits |= IN_FLIGHT_FULL;
+        } else {
+            self.bits &= !IN_FLIGHT_FULL;
+        }
+        was != full
     }
 
     // ---- write side ------------------------------------------------------
