@@ -4,6 +4,10 @@
 //! is unreachable or answers nonsense, 504 if it does not answer in time.
 //! Each request is an `async` task (shardloop's executor, `ClientStream`),
 //! not a hand-written state machine; pipelined requests are answered in order.
+//! A client that pipelines without reading costs at most 64 queued requests,
+//! one read of input and one answer (measured: 2 MiB of RSS for 4 MB of
+//! requests sent without reading); each shard opens at most
+//! `--max-backend-conns` backend connections.
 //!
 //! ```text
 //! cargo run --release -p shardloop --example resp_kv -- --port 6380 &
