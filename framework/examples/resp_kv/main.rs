@@ -17,7 +17,7 @@ mod parser;
 mod redis;
 mod store;
 
-use store::{bulk, now_ms, owner, run_op, KeyOp, Part, Store};
+use store::{bulk, now_ms, owner, run_op, KeyOp, Part, Piece, Reply, Store};
 
 use clap::Parser;
 use shardloop::{Conn, Protocol, Server};
@@ -83,7 +83,7 @@ struct Kv {
     parser: parser::RespParser,
     /// Replies in request order; `None` until all their parts are in. The
     /// reply numbered `seq` is at `seq - first_seq`: filled in O(1).
-    replies: VecDeque<Option<Vec<u8>>>,
+    replies: VecDeque<Option<Reply>>,
     first_seq: u64,
     pending: HashMap<u64, Pending>,
     /// Not taking commands: too many replies outstanding, or the output
@@ -114,12 +114,13 @@ impl Kv {
         self.first_seq + self.replies.len() as u64 - 1
     }
 
-    fn reply_now(&mut self, reply: Vec<u8>) {
+    fn reply_now(&mut self, reply: impl Into<Reply>) {
+        let reply = reply.into();
         let seq = self.slot();
         self.fill(seq, reply);
     }
 
-    fn fill(&mut self, seq: u64, reply: Vec<u8>) {
+    fn fill(&mut self, seq: u64, reply: Reply) {
         if let Some(r) = seq
             .checked_sub(self.first_seq)
             .and_then(|i| self.replies.get_mut(i as usize))
@@ -133,7 +134,13 @@ impl Kv {
         while let Some(Some(_)) = self.replies.front() {
             let r = self.replies.pop_front().flatten().expect("complete");
             self.first_seq += 1;
-            conn.write(&r);
+            for piece in r.0 {
+                match piece {
+                    Piece::Bytes(b) => conn.write(&b),
+                    // A stored value by reference: no copy, however large.
+                    Piece::Value(v) => conn.write_shared(v),
+                }
+            }
         }
     }
 
@@ -212,9 +219,9 @@ impl Kv {
                     run_op(ctx.service::<Store>(), op, key, value)
                 });
                 conn.spawn(move |task| async move {
-                    let part = answer
-                        .await
-                        .unwrap_or_else(|_| Part::Resp(b"-ERR shard unavailable\r\n".to_vec()));
+                    let part = answer.await.unwrap_or_else(|_| {
+                        Part::Resp(b"-ERR shard unavailable\r\n".to_vec().into())
+                    });
                     task.run(move |kv, conn| {
                         // Each reply with a part from another shard holds
                         // the connection once, until it completes.
@@ -240,15 +247,15 @@ impl Kv {
             return false;
         }
         let p = self.pending.remove(&done.seq).expect("present");
-        let mut out = Vec::new();
+        let mut out = Reply::default();
         match p.combine {
             Combine::Single | Combine::Array => {
                 if matches!(p.combine, Combine::Array) {
-                    out.extend_from_slice(format!("*{}\r\n", p.parts.len()).as_bytes());
+                    out.bytes(format!("*{}\r\n", p.parts.len()).as_bytes());
                 }
                 for part in p.parts.into_iter().flatten() {
                     if let Part::Resp(r) = part {
-                        out.extend_from_slice(&r);
+                        out.append(r);
                     }
                 }
             }
@@ -259,7 +266,7 @@ impl Kv {
                     .flatten()
                     .map(|part| if let Part::Count(c) = part { c } else { 0 })
                     .sum();
-                out.extend_from_slice(format!(":{n}\r\n").as_bytes());
+                out.bytes(format!(":{n}\r\n").as_bytes());
             }
         }
         self.fill(done.seq, out);
@@ -290,7 +297,7 @@ impl Kv {
         match (name.as_str(), argc) {
             ("PING", 0) => self.reply_now(b"+PONG\r\n".to_vec()),
             ("PING", 1) | ("ECHO", 1) => {
-                let mut out = Vec::new();
+                let mut out = Reply::default();
                 bulk(&mut out, args.next().as_deref());
                 self.reply_now(out);
             }

@@ -4,10 +4,13 @@
 use super::redis::{string2ll, Expiry, SetOptions};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
-/// A stored value and when it expires (Unix ms), if ever.
+/// A stored value and when it expires (Unix ms), if ever. The value is
+/// shared: a reply sends it by reference, however large and however slowly
+/// the client reads, without a copy.
 pub struct Entry {
-    pub value: Vec<u8>,
+    pub value: Arc<[u8]>,
     pub expires_at: Option<i64>,
 }
 
@@ -45,14 +48,60 @@ pub fn owner(key: &[u8], shards: usize) -> usize {
     (h.finish() % shards as u64) as usize
 }
 
-pub fn bulk(out: &mut Vec<u8>, v: Option<&[u8]>) {
+/// A reply: bytes, and stored values by reference (sent without a copy).
+#[derive(Default)]
+pub struct Reply(pub Vec<Piece>);
+
+pub enum Piece {
+    Bytes(Vec<u8>),
+    Value(Arc<[u8]>),
+}
+
+impl Reply {
+    pub fn bytes(&mut self, b: &[u8]) {
+        match self.0.last_mut() {
+            Some(Piece::Bytes(v)) => v.extend_from_slice(b),
+            _ => self.0.push(Piece::Bytes(b.to_vec())),
+        }
+    }
+
+    pub fn append(&mut self, other: Reply) {
+        for piece in other.0 {
+            match piece {
+                Piece::Bytes(b) => self.bytes(&b),
+                Piece::Value(v) => self.0.push(Piece::Value(v)),
+            }
+        }
+    }
+}
+
+impl From<Vec<u8>> for Reply {
+    fn from(b: Vec<u8>) -> Reply {
+        Reply(vec![Piece::Bytes(b)])
+    }
+}
+
+/// A bulk string of bytes (copied), or nil.
+pub fn bulk(out: &mut Reply, v: Option<&[u8]>) {
     match v {
         Some(v) => {
-            out.extend_from_slice(format!("${}\r\n", v.len()).as_bytes());
-            out.extend_from_slice(v);
-            out.extend_from_slice(b"\r\n");
+            out.bytes(format!("${}\r\n", v.len()).as_bytes());
+            out.bytes(v);
+            out.bytes(b"\r\n");
         }
-        None => out.extend_from_slice(b"$-1\r\n"),
+        None => out.bytes(b"$-1\r\n"),
+    }
+}
+
+/// A stored value as a bulk string (by reference), or nil.
+fn bulk_value(out: &mut Reply, v: Option<&Arc<[u8]>>) {
+    match v {
+        Some(v) => {
+            out.bytes(format!("${}\r\n", v.len()).as_bytes());
+            out.0.push(Piece::Value(v.clone()));
+            out.bytes(b"\r\n");
+        }
+        None => out.bytes(b"$-1\r\n"),
     }
 }
 
@@ -67,24 +116,24 @@ pub enum KeyOp {
 
 /// What a key operation answers: a RESP value, or a count to be summed (DEL).
 pub enum Part {
-    Resp(Vec<u8>),
+    Resp(Reply),
     Count(i64),
 }
 
 pub fn run_op(store: &mut Store, op: KeyOp, key: Vec<u8>, value: Option<Vec<u8>>) -> Part {
-    let mut out = Vec::new();
+    let mut out = Reply::default();
     match op {
-        KeyOp::Get => bulk(&mut out, store.live(&key).map(|e| e.value.as_slice())),
+        KeyOp::Get => bulk_value(&mut out, store.live(&key).map(|e| &e.value)),
         KeyOp::Set(o) => {
             let old = store.live(&key);
             let exists = old.is_some();
             let old_ttl = old.as_ref().and_then(|e| e.expires_at);
             if o.get {
-                bulk(&mut out, old.map(|e| e.value.as_slice()));
+                bulk_value(&mut out, old.map(|e| &e.value));
             }
             if (o.nx && exists) || (o.xx && !exists) {
                 if !o.get {
-                    out.extend_from_slice(b"$-1\r\n");
+                    out.bytes(b"$-1\r\n");
                 }
                 return Part::Resp(out);
             }
@@ -93,7 +142,7 @@ pub fn run_op(store: &mut Store, op: KeyOp, key: Vec<u8>, value: Option<Vec<u8>>
                 Expiry::Keep => old_ttl,
                 Expiry::AtMs(t) => Some(t),
             };
-            let value = value.unwrap_or_default();
+            let value: Arc<[u8]> = value.unwrap_or_default().into();
             if expires_at.is_some_and(|t| t <= now_ms()) {
                 // Already in the past: Redis deletes the key (and still says OK).
                 store.map.remove(&key);
@@ -101,7 +150,7 @@ pub fn run_op(store: &mut Store, op: KeyOp, key: Vec<u8>, value: Option<Vec<u8>>
                 store.map.insert(key, Entry { value, expires_at });
             }
             if !o.get {
-                out.extend_from_slice(b"+OK\r\n");
+                out.bytes(b"+OK\r\n");
             }
         }
         KeyOp::Del => {
@@ -111,23 +160,21 @@ pub fn run_op(store: &mut Store, op: KeyOp, key: Vec<u8>, value: Option<Vec<u8>>
         }
         KeyOp::Incr => match store.live(&key) {
             Some(e) => match string2ll(&e.value).map(|n| n.checked_add(1)) {
-                None => out.extend_from_slice(b"-ERR value is not an integer or out of range\r\n"),
-                Some(None) => {
-                    out.extend_from_slice(b"-ERR increment or decrement would overflow\r\n")
-                }
+                None => out.bytes(b"-ERR value is not an integer or out of range\r\n"),
+                Some(None) => out.bytes(b"-ERR increment or decrement would overflow\r\n"),
                 Some(Some(n)) => {
                     // INCR keeps the key's time to live, as Redis does.
-                    e.value = n.to_string().into_bytes();
-                    out.extend_from_slice(format!(":{n}\r\n").as_bytes());
+                    e.value = n.to_string().into_bytes().into();
+                    out.bytes(format!(":{n}\r\n").as_bytes());
                 }
             },
             None => {
                 let entry = Entry {
-                    value: b"1".to_vec(),
+                    value: Arc::from(&b"1"[..]),
                     expires_at: None,
                 };
                 store.map.insert(key, entry);
-                out.extend_from_slice(b":1\r\n");
+                out.bytes(b":1\r\n");
             }
         },
     }

@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
+use std::sync::Arc;
 
 /// Small writes are copied into chunks of this size; larger ones get their own.
 const CHUNK: usize = 16 * 1024;
@@ -35,9 +36,32 @@ impl BufPool {
     }
 }
 
+/// One piece of queued output: bytes the queue owns (pooled when of the
+/// pool's size), or a buffer shared with the application (a stored value
+/// sent by reference: queueing it copies nothing).
+enum Chunk {
+    Owned(Vec<u8>),
+    Shared(Arc<[u8]>),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Shared(a) => a,
+        }
+    }
+
+    fn recycle(self, pool: &mut BufPool) {
+        if let Chunk::Owned(v) = self {
+            pool.give(v);
+        }
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct WriteBuf {
-    chunks: VecDeque<Vec<u8>>,
+    chunks: VecDeque<Chunk>,
     /// Bytes of the front chunk already written.
     head_pos: usize,
     len: usize,
@@ -54,7 +78,7 @@ impl WriteBuf {
 
     pub(crate) fn push(&mut self, mut data: &[u8], pool: &mut BufPool) {
         self.len += data.len();
-        if let Some(tail) = self.chunks.back_mut() {
+        if let Some(Chunk::Owned(tail)) = self.chunks.back_mut() {
             let room = tail.capacity() - tail.len();
             let n = room.min(data.len());
             tail.extend_from_slice(&data[..n]);
@@ -65,7 +89,7 @@ impl WriteBuf {
             let n = (chunk.capacity() - chunk.len()).min(data.len());
             chunk.extend_from_slice(&data[..n]);
             data = &data[n..];
-            self.chunks.push_back(chunk);
+            self.chunks.push_back(Chunk::Owned(chunk));
         }
     }
 
@@ -76,7 +100,19 @@ impl WriteBuf {
             self.push(&data, pool);
         } else {
             self.len += data.len();
-            self.chunks.push_back(data);
+            self.chunks.push_back(Chunk::Owned(data));
+        }
+    }
+
+    /// Queues a buffer the application shares (a stored value) by
+    /// reference: nothing is copied, however large; small ones are copied
+    /// like any write (a reference would cost more than the bytes).
+    pub(crate) fn push_shared(&mut self, data: Arc<[u8]>, pool: &mut BufPool) {
+        if data.len() < CHUNK {
+            self.push(&data, pool);
+        } else {
+            self.len += data.len();
+            self.chunks.push_back(Chunk::Shared(data));
         }
     }
 
@@ -91,14 +127,15 @@ impl WriteBuf {
         while self.len > 0 {
             let (res, attempted) = if self.chunks.len() == 1 {
                 // The common case (small replies): a plain write, no iovec array.
-                let s = &self.chunks[0][self.head_pos..];
+                let s = &self.chunks[0].bytes()[self.head_pos..];
                 (w.write(s), s.len())
             } else {
                 let mut iov: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
                 let mut n_iov = 0;
                 let mut attempted = 0;
                 for (i, c) in self.chunks.iter().take(MAX_IOV).enumerate() {
-                    let s = if i == 0 { &c[self.head_pos..] } else { &c[..] };
+                    let c = c.bytes();
+                    let s = if i == 0 { &c[self.head_pos..] } else { c };
                     iov[n_iov] = IoSlice::new(s);
                     attempted += s.len();
                     n_iov += 1;
@@ -126,12 +163,12 @@ impl WriteBuf {
     fn consume(&mut self, mut n: usize, pool: &mut BufPool) {
         self.len -= n;
         while n > 0 {
-            let front_left = self.chunks[0].len() - self.head_pos;
+            let front_left = self.chunks[0].bytes().len() - self.head_pos;
             if n >= front_left {
                 n -= front_left;
                 self.head_pos = 0;
                 let c = self.chunks.pop_front().expect("front chunk");
-                pool.give(c);
+                c.recycle(pool);
             } else {
                 self.head_pos += n;
                 n = 0;
@@ -142,7 +179,7 @@ impl WriteBuf {
     /// Drops all pending output (abort).
     pub(crate) fn clear(&mut self, pool: &mut BufPool) {
         for c in self.chunks.drain(..) {
-            pool.give(c);
+            c.recycle(pool);
         }
         self.head_pos = 0;
         self.len = 0;
@@ -204,7 +241,10 @@ mod tests {
         let mut buf = WriteBuf::default();
         let big = vec![7u8; 5 * CHUNK + 123];
         buf.push(&big, &mut pool);
-        assert!(buf.chunks.iter().all(|c| c.capacity() == CHUNK));
+        assert!(buf
+            .chunks
+            .iter()
+            .all(|c| matches!(c, Chunk::Owned(v) if v.capacity() == CHUNK)));
         let mut sink = Vec::new();
         buf.flush_to(&mut sink, &mut pool).unwrap();
         assert_eq!(sink, big);
@@ -226,5 +266,30 @@ mod tests {
         assert!(buf.chunks.is_empty());
         buf.push(b"again", &mut pool);
         assert_eq!(pool.free.len(), 0, "chunk reused");
+    }
+
+    #[test]
+    fn shared_buffers_go_out_by_reference_between_copied_writes() {
+        let mut pool = BufPool::default();
+        let mut wb = WriteBuf::default();
+        let big: Arc<[u8]> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        wb.push(b"head ", &mut pool);
+        wb.push_shared(big.clone(), &mut pool);
+        wb.push(b" tail", &mut pool);
+        wb.push_shared(Arc::from(&b"small"[..]), &mut pool);
+        assert_eq!(Arc::strong_count(&big), 2, "queued by reference");
+        let mut w = Trickle {
+            out: Vec::new(),
+            per_call: 7000,
+            calls_left: usize::MAX,
+        };
+        while !wb.is_empty() {
+            wb.flush_to(&mut w, &mut pool).unwrap();
+        }
+        let mut want = b"head ".to_vec();
+        want.extend_from_slice(&big);
+        want.extend_from_slice(b" tailsmall");
+        assert_eq!(w.out, want);
+        assert_eq!(Arc::strong_count(&big), 1, "released once sent");
     }
 }

@@ -84,6 +84,30 @@ impl<'a, P: Protocol> Conn<'a, P> {
         self.core.write_owned(self.ctx, data);
     }
 
+    /// Queues a buffer shared with the application (a stored value) by
+    /// reference: nothing is copied, so a large value sent to many clients,
+    /// or to one that reads slowly, costs its memory once. Same rules as
+    /// [`write`](Conn::write) (on a TLS connection it is encrypted like
+    /// any write).
+    ///
+    /// ```
+    /// use shardloop::{Conn, Protocol};
+    /// use std::sync::Arc;
+    /// /// Serves one large document to every client that connects.
+    /// struct Doc(Arc<[u8]>);
+    /// impl Protocol for Doc {
+    ///     type Message = ();
+    ///     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
+    ///         conn.write_shared(self.0.clone());
+    ///         conn.close();
+    ///     }
+    ///     fn data_received(&mut self, _: &mut Conn<'_, Self>, _: &[u8]) {}
+    /// }
+    /// ```
+    pub fn write_shared(&mut self, data: std::sync::Arc<[u8]>) {
+        self.core.write_shared(self.ctx, data);
+    }
+
     /// Queues several buffers in order (they go out in one `writev` with
     /// whatever else is pending).
     pub fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) {

@@ -46,6 +46,18 @@ impl ConnCore {
         }
     }
 
+    /// Queues a shared buffer by reference (no copy; through the layer, if
+    /// any, it is encoded like any write).
+    pub(crate) fn write_shared(&mut self, ctx: &mut ShardCtx, data: std::sync::Arc<[u8]>) {
+        if self.admit(ctx, data.len()) {
+            if self.layer.is_some() {
+                return self.encode(ctx, &data);
+            }
+            self.out.push_shared(data, &mut ctx.pool);
+            ctx.mark_dirty(self);
+        }
+    }
+
     /// Writes `data` straight to the socket; returns what it did not take.
     /// An error is left for the flush to report (it will meet it again).
     fn write_through<'d>(&mut self, ctx: &mut ShardCtx, data: &'d [u8]) -> &'d [u8] {

@@ -115,3 +115,48 @@ fn a_frozen_shard_does_not_hold_up_ping_on_the_other_one() {
     }
     assert_eq!(got, 20_000 * 5, "20,000 nil replies ($-1\\r\\n)");
 }
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_64_mib_value_goes_to_a_reader_whole_and_costs_a_non_reader_no_copy() {
+    let kv = start_example("resp_kv", &["--port", "0", "--shards", "1"]);
+    let n = 64 << 20;
+    let value: Vec<u8> = (0..n).map(|i| (i % 253) as u8).collect();
+    let mut s = connect(kv.addr);
+    let mut req = format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${n}\r\n").into_bytes();
+    req.extend_from_slice(&value);
+    req.extend_from_slice(b"\r\n");
+    s.write_all(&req).unwrap();
+    let mut ok = [0u8; 5];
+    s.read_exact(&mut ok).unwrap();
+    assert_eq!(&ok, b"+OK\r\n");
+    drop(req);
+    // A client that asks for it ten times and reads nothing.
+    let before = rss_kb(kv.pid());
+    let mut lazy = connect(kv.addr);
+    lazy.write_all(&b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n".repeat(10))
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let grown = rss_kb(kv.pid()).saturating_sub(before);
+    assert!(
+        grown < 16 * 1024,
+        "a client that reads nothing cost {grown} KiB"
+    );
+    // A reader gets it whole.
+    s.write_all(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n").unwrap();
+    let head = format!("${n}\r\n");
+    let mut got = vec![0u8; head.len() + n + 2];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(&got[..head.len()], head.as_bytes());
+    assert!(got[head.len()..head.len() + n] == value[..], "every byte");
+    assert_eq!(&got[head.len() + n..], b"\r\n");
+}
