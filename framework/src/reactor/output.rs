@@ -13,6 +13,8 @@ pub(super) const WRITE_THROUGH: usize = 64 * 1024;
 
 impl ConnCore {
     /// Queues `data` for sending (see [`Conn::write`](crate::Conn::write)).
+    /// Inlined into `Conn::write`: it is every reply's path.
+    #[inline]
     pub(crate) fn write(&mut self, ctx: &mut ShardCtx, data: &[u8]) {
         if !self.admit(ctx, data.len()) {
             return;
@@ -79,8 +81,26 @@ impl ConnCore {
         }
     }
 
-    /// Whether `n` more bytes may be queued.
+    /// Whether `n` more bytes may be queued: the common case inline, the
+    /// refusals out of line.
+    #[inline]
     fn admit(&mut self, ctx: &mut ShardCtx, n: usize) -> bool {
+        // What this iteration writes is not limited (a large reply streams
+        // to a peer that reads); what the peer left unread before is.
+        if n != 0
+            && self.state.accepts_output()
+            && self.held as usize <= ctx.settings.max_output_buffer
+        {
+            return true;
+        }
+        self.refuse(ctx, n)
+    }
+
+    /// A write that may not be queued: nothing, after the output was shut
+    /// (counted), or a peer that left too much unread (the connection is
+    /// aborted).
+    #[cold]
+    fn refuse(&mut self, ctx: &mut ShardCtx, n: usize) -> bool {
         if n == 0 {
             return false;
         }
@@ -89,26 +109,21 @@ impl ConnCore {
             tracing::debug!(conn = %self.id, bytes = n, "write after the output was shut; dropped");
             return false;
         }
-        // What this iteration writes is not limited (a large reply streams
-        // to a peer that reads); what the peer left unread before is.
         let limit = ctx.settings.max_output_buffer;
-        if self.held as usize > limit {
-            ctx.counters.output_overflows += 1;
-            if let Some(suppressed) = ctx.log_limits.output_overflow.allow() {
-                tracing::warn!(
-                    conn = %self.id,
-                    unread = self.held,
-                    bytes = n,
-                    limit,
-                    suppressed,
-                    "the peer left more than the output limit unread; aborting"
-                );
-            }
-            self.state.request_abort();
-            self.set_reason(CloseReason::OutputOverflow);
-            return false;
+        ctx.counters.output_overflows += 1;
+        if let Some(suppressed) = ctx.log_limits.output_overflow.allow() {
+            tracing::warn!(
+                conn = %self.id,
+                unread = self.held,
+                bytes = n,
+                limit,
+                suppressed,
+                "the peer left more than the output limit unread; aborting"
+            );
         }
-        true
+        self.state.request_abort();
+        self.set_reason(CloseReason::OutputOverflow);
+        false
     }
 
     /// Encodes output through the connection's layer (already admitted).
