@@ -79,6 +79,7 @@ pub(crate) struct LogLimits {
     pub(crate) callback_panic: LogLimit,
     pub(crate) accept_error: LogLimit,
     pub(crate) transport: LogLimit,
+    pub(crate) protocol_error: LogLimit,
 }
 
 impl Default for LogLimits {
@@ -91,7 +92,8 @@ impl Default for LogLimits {
             close_timeout: l.clone(),
             callback_panic: l.clone(),
             accept_error: l.clone(),
-            transport: l,
+            transport: l.clone(),
+            protocol_error: l,
         }
     }
 }

@@ -364,7 +364,9 @@ impl<D: Decoder, P: FrameProtocol<D>> Framed<D, P> {
     }
 
     fn deliver_error(&mut self, conn: &mut Conn<'_, Self>, e: &FrameError, data: &[u8]) {
-        tracing::debug!(conn = %conn.id(), error = %e, "frame error");
+        if let Some(suppressed) = conn.shard().log_limits.protocol_error.allow() {
+            tracing::debug!(conn = %conn.id(), error = %e, suppressed, "frame error");
+        }
         self.with(conn, |p, c| p.frame_error(c, e, data));
     }
 }

@@ -211,7 +211,9 @@ impl<'a, P: Protocol> Conn<'a, P> {
     /// protocol; `connection_lost` gets [`CloseReason::ProtocolError`] with `why`.
     pub fn close_with_error(&mut self, why: impl Into<String>) {
         let why = why.into();
-        tracing::debug!(conn = %self.core.id, %why, "closing on protocol error");
+        if let Some(suppressed) = self.ctx.log_limits.protocol_error.allow() {
+            tracing::debug!(conn = %self.core.id, %why, suppressed, "closing on protocol error");
+        }
         self.core
             .begin_close(CloseReason::ProtocolError(why), self.ctx);
     }
