@@ -192,22 +192,12 @@ fn values_of_5_16_and_60_mib_pass_through_resp_kv_and_the_gateway_byte_exact() {
     }
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn a_pipelining_client_that_never_reads_holds_the_gateway_to_a_bounded_memory() {
     let kv = common::start_example("resp_kv", &["--port", "0", "--shards", "1"]);
     set(kv.addr, "k", "v");
     let gw = gateway(kv.addr, "2000");
-    let before = rss_kb(gw.child.id());
+    let before = common::rss_kb(gw.child.id());
     let mut s = common::connect(gw.addr);
     s.set_write_timeout(Some(Duration::from_millis(200)))
         .unwrap();
@@ -221,7 +211,7 @@ fn a_pipelining_client_that_never_reads_holds_the_gateway_to_a_bounded_memory() 
         }
     }
     std::thread::sleep(Duration::from_millis(300));
-    let grown_kb = rss_kb(gw.child.id()).saturating_sub(before);
+    let grown_kb = common::rss_kb(gw.child.id()).saturating_sub(before);
     println!("sent {sent} bytes without reading; gateway RSS grew {grown_kb} KiB");
     // The kernel's socket buffers take some; the gateway itself stops at
     // 64 queued requests and one read's worth of input.

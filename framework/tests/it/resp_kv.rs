@@ -116,16 +116,6 @@ fn a_frozen_shard_does_not_hold_up_ping_on_the_other_one() {
     assert_eq!(got, 20_000 * 5, "20,000 nil replies ($-1\\r\\n)");
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn a_64_mib_value_goes_to_a_reader_whole_and_costs_a_non_reader_no_copy() {
     let kv = start_example("resp_kv", &["--port", "0", "--shards", "1"]);

@@ -480,16 +480,23 @@ fn a_shard_connects_out_over_tls_and_verifies_the_server() {
     client.shutdown();
 }
 
-#[test]
-fn a_reloaded_certificate_serves_new_handshakes() {
-    let tls = server_tls(&[]);
-    let (h, addr) = info_server(tls.clone());
+/// A second PKI, and a client that trusts only it (what a renewed
+/// certificate is checked with).
+fn another_pki() -> (TestPki, TlsClientConfig) {
     let other = TestPki::new();
-    let trusts_new = TlsClientConfig::builder()
+    let trusts = TlsClientConfig::builder()
         .ca_pem(other.ca_pem.as_bytes())
         .unwrap()
         .build()
         .unwrap();
+    (other, trusts)
+}
+
+#[test]
+fn a_reloaded_certificate_serves_new_handshakes() {
+    let tls = server_tls(&[]);
+    let (h, addr) = info_server(tls.clone());
+    let (other, trusts_new) = another_pki();
     assert!(tls_connect(addr, &trusts_new).is_err());
     let mut old = tls_connect(addr, &client_tls(&[])).unwrap();
     read_line(&mut old);
@@ -661,12 +668,7 @@ fn the_reconnecting_client_reconnects_over_tls_and_counts_bad_handshakes_as_fail
 #[test]
 fn an_endpoint_string_tls_listener_rereads_its_files_on_reload() {
     let (h, addr, dir, files) = file_tls_server("reload", "");
-    let other = TestPki::new();
-    let trusts_new = TlsClientConfig::builder()
-        .ca_pem(other.ca_pem.as_bytes())
-        .unwrap()
-        .build()
-        .unwrap();
+    let (other, trusts_new) = another_pki();
     assert!(tls_connect(addr, &trusts_new).is_err());
     // Renewed files (certbot), then SIGHUP's reload.
     std::fs::write(&files.cert, &other.server_cert_pem).unwrap();

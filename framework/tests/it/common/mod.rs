@@ -83,3 +83,14 @@ pub fn start_example(name: &str, args: &[&str]) -> shardloop_devtools::Spawned {
     cmd.args(args).env("RUST_LOG", "error");
     shardloop_devtools::Spawned::start(cmd).unwrap_or_else(|e| panic!("start example {name}: {e}"))
 }
+
+/// A process's resident memory, in KiB (`VmRSS`).
+pub fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
