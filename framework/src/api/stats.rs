@@ -196,6 +196,10 @@ counters! {
     busy_ns => seconds "shardloop_shard_busy_seconds_total" "Time the shard's loop spent working.",
     /// Nanoseconds the shard spent waiting in its poll.
     idle_ns => seconds "shardloop_shard_idle_seconds_total" "Time the shard's loop spent waiting in poll.",
+    /// The shard thread's CPU time in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`,
+    /// read every 10 ms): against `busy_ns`, a preempted or throttled shard
+    /// shows busy time above its CPU time.
+    cpu_ns => seconds "shardloop_shard_cpu_seconds_total" "CPU time of the shard's thread.",
     /// Timer batches that fired late, by how late: at most 100 µs.
     loop_lag_le_100us => lag_bucket "shardloop_loop_lag_seconds" { le = "0.0001" } "How late the loop woke up for a timer.",
     /// ... at most 1 ms (and over 100 µs).

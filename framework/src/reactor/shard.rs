@@ -110,6 +110,12 @@ pub(crate) struct Shard {
     pub(super) ctx: ShardCtx,
     /// The loop phase in progress and when it began.
     pub(super) phase: (LoopPhase, Instant),
+    /// When the loop last woke from its poll: busy time runs from here to
+    /// the next poll, whatever the iteration did in between.
+    pub(super) woke: Instant,
+    /// When the thread's CPU time was last read (`cpu_ns`, sampled: the
+    /// read is a syscall the hot path does not pay every iteration).
+    pub(super) cpu_sampled: Instant,
 }
 
 /// Registers a shard's own listeners; one the poller refuses is dropped
@@ -186,6 +192,8 @@ impl Shard {
             #[cfg(target_os = "linux")]
             precise,
             phase: (LoopPhase::Polling, Instant::now()),
+            woke: Instant::now(),
+            cpu_sampled: Instant::now(),
             ctx,
             shared,
         }
@@ -203,9 +211,10 @@ impl Shard {
             self.refresh_settings();
             self.ctx.flush_outbox();
             let (timeout, before_poll, wake_for) = self.poll_timeout();
-            // Busy from the last wake-up until now; the clock read is the
-            // one poll_timeout made anyway.
-            let busy = before_poll.saturating_duration_since(self.ctx.now);
+            // Busy from the last wake-up until now: all of the iteration
+            // (I/O callbacks, inbox, timers, tasks, flushes). The clock
+            // read is the one poll_timeout made anyway.
+            let busy = before_poll.saturating_duration_since(self.woke);
             self.ctx.counters.busy_ns += nanos(busy);
             self.mark(LoopPhase::Polling, before_poll);
             let inbox = &self.shared.inboxes[index];
@@ -224,6 +233,7 @@ impl Shard {
             }
             self.ctx.update_clock();
             let now = self.ctx.now;
+            self.woke = now;
             self.ctx.counters.idle_ns += nanos(now.saturating_duration_since(before_poll));
             self.ctx.counters.loop_iterations += 1;
             if let Some(at) = wake_for.filter(|at| now >= *at) {
@@ -353,16 +363,20 @@ impl Shard {
                 .map(|(_, c)| c.core.out.len() as u64)
                 .sum();
         }
+        if self.ctx.now.saturating_duration_since(self.cpu_sampled) >= CPU_SAMPLE_EVERY {
+            self.cpu_sampled = self.ctx.now;
+            self.ctx.counters.cpu_ns = thread_cpu_ns();
+        }
         self.shared.stats.shards[self.ctx.index].publish(&self.ctx.counters);
     }
 
-    /// True if `id` names a connection still in the table (same generation).
     /// The connection's state-machine invariants (None: not in the table).
     #[cfg(test)]
     pub(crate) fn check_conn(&self, id: ConnId) -> Option<Result<(), &'static str>> {
         self.live(id).then(|| self.conns[id.slot()].core.check())
     }
 
+    /// True if `id` names a connection still in the table (same generation).
     pub(crate) fn live(&self, id: ConnId) -> bool {
         self.conns.get(id.slot()).is_some_and(|c| c.core.id == id)
     }
@@ -412,6 +426,18 @@ impl Shard {
             0
         }
     }
+}
+
+/// How often a shard reads its thread's CPU time (`shardloop_shard_cpu_seconds_total`).
+const CPU_SAMPLE_EVERY: Duration = Duration::from_millis(10);
+
+/// This thread's CPU time, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`): an
+/// independent check on busy time, which is wall time and counts a
+/// preempted shard as busy.
+fn thread_cpu_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(|t| (t.tv_sec() as u64).saturating_mul(1_000_000_000) + t.tv_nsec() as u64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -58,6 +58,7 @@ fn distinct(shard: usize) -> ShardStats {
         tasks_cancelled,
         busy_ns,
         idle_ns,
+        cpu_ns,
         loop_lag_le_100us,
         loop_lag_le_1ms,
         loop_lag_le_10ms,
