@@ -70,8 +70,15 @@ pub fn scrape(url: &str) -> Result<String, TuneError> {
 #[derive(Debug, Clone, Serialize)]
 pub struct ShardLoad {
     pub shard: usize,
-    /// busy / (busy + idle) over the window.
+    /// The utilisation the advice uses: `cpu_utilisation` when the server
+    /// exports its shards' thread CPU time, else `busy_utilisation`.
     pub utilisation: f64,
+    /// busy / (busy + idle) over the window (wall time: a preempted shard
+    /// counts as busy).
+    pub busy_utilisation: f64,
+    /// The shard thread's CPU seconds per second over the window, if the
+    /// server exports them (`shardloop_shard_cpu_seconds_total`).
+    pub cpu_utilisation: Option<f64>,
     pub bytes_per_s: f64,
     pub accepts_per_s: f64,
     pub stalls: f64,
@@ -88,6 +95,8 @@ pub struct Advice {
     pub max_utilisation: f64,
     /// max / mean utilisation (1.0: perfectly even).
     pub imbalance: f64,
+    /// Which figure `utilisation` is: "thread CPU time" or "busy time".
+    pub utilisation_source: String,
     pub stalls: f64,
     /// The shard count that brings mean utilisation to the target.
     pub recommended_shards: usize,
@@ -121,13 +130,23 @@ pub fn advise(
         .map(|&s| {
             let busy = delta(s, "shardloop_shard_busy_seconds_total");
             let idle = delta(s, "shardloop_shard_idle_seconds_total");
+            let busy_utilisation = if busy + idle > 0.0 {
+                busy / (busy + idle)
+            } else {
+                0.0
+            };
+            let exported = after
+                .get(&s)
+                .is_some_and(|m| m.contains_key("shardloop_shard_cpu_seconds_total"));
+            let cpu_utilisation =
+                exported.then(|| (delta(s, "shardloop_shard_cpu_seconds_total") / secs).min(1.0));
             ShardLoad {
                 shard: s,
-                utilisation: if busy + idle > 0.0 {
-                    busy / (busy + idle)
-                } else {
-                    0.0
-                },
+                // CPU time is the work itself; busy wall time also counts
+                // time the shard was preempted or throttled.
+                utilisation: cpu_utilisation.unwrap_or(busy_utilisation),
+                busy_utilisation,
+                cpu_utilisation,
                 bytes_per_s: (delta(s, "shardloop_bytes_received_total")
                     + delta(s, "shardloop_bytes_sent_total"))
                     / secs,
@@ -149,12 +168,37 @@ pub fn advise(
     let stalls: f64 = shards.iter().map(|s| s.stalls).sum();
     // The work of `total` busy shard-seconds per second, at `target` each.
     let mut recommended = (total / target).ceil().max(1.0) as usize;
+    let cpu_based = shards.iter().all(|s| s.cpu_utilisation.is_some()) && !shards.is_empty();
+    let source = if cpu_based {
+        "thread CPU time"
+    } else {
+        "busy time"
+    };
     let mut reasons = vec![format!(
-        "{n} shards are {:.0} % busy on average (max {:.0} %): {total:.2} shard-seconds of work per second; at the {:.0} % target that needs {recommended} shard(s)",
+        "{n} shards are {:.0} % utilised on average by {source} (max {:.0} %): {total:.2} shard-seconds of work per second; at the {:.0} % target that needs {recommended} shard(s)",
         mean * 100.0,
         max * 100.0,
         target * 100.0
     )];
+    for s in &shards {
+        let Some(cpu) = s.cpu_utilisation else {
+            continue;
+        };
+        let (busy, hi) = (s.busy_utilisation, s.busy_utilisation.max(cpu));
+        if hi > 0.05 && (busy - cpu).abs() > 0.2 * hi {
+            reasons.push(if busy > cpu {
+                format!(
+                    "shard {}: busy {:.0} % of the time but {:.0} % of a core in CPU: it was preempted or throttled (a noisy neighbour, more threads than cores, or a CPU quota)",
+                    s.shard, busy * 100.0, cpu * 100.0
+                )
+            } else {
+                format!(
+                    "shard {}: {:.0} % of a core in CPU but busy only {:.0} % of the time: its busy time misses work (a server from before busy time counted I/O callbacks)",
+                    s.shard, cpu * 100.0, busy * 100.0
+                )
+            });
+        }
+    }
     if imbalance > 1.3 && max > target {
         reasons.push(format!(
             "load is uneven (max/mean {imbalance:.2}): the busiest shard is over target even where the mean is not; consider the least-connections policy before adding shards"
@@ -178,6 +222,7 @@ pub fn advise(
         mean_utilisation: mean,
         max_utilisation: max,
         imbalance,
+        utilisation_source: source.to_string(),
         stalls,
         recommended_shards: recommended,
         reasons,
@@ -361,6 +406,59 @@ mod tests {
         // 120k at 90 % is 133.3k at full load against 153.8k predicted.
         assert!((profile.scale - 133_333.3 / 153_846.15).abs() < 1e-3);
         assert_eq!(profile.calibrations[0].method, "advise");
+    }
+
+    #[test]
+    fn thread_cpu_time_is_preferred_and_a_disagreement_is_explained() {
+        let scrape = |busy: &[f64], idle: &[f64], cpu: &[f64]| {
+            let mut text = String::new();
+            for i in 0..busy.len() {
+                text.push_str(&format!(
+                    "shardloop_shard_busy_seconds_total{{shard=\"{i}\"}} {}\n\
+                     shardloop_shard_idle_seconds_total{{shard=\"{i}\"}} {}\n\
+                     shardloop_shard_cpu_seconds_total{{shard=\"{i}\"}} {}\n",
+                    busy[i], idle[i], cpu[i]
+                ));
+            }
+            parse_metrics(&text).unwrap()
+        };
+        let before = scrape(&[0.0, 0.0], &[0.0, 0.0], &[0.0, 0.0]);
+        // Busy says 20 % and 40 % (a server whose busy time missed work),
+        // CPU says 60 % and 60 %: 1.2 cores of work need 2 shards at 70 %.
+        let after = scrape(&[2.0, 4.0], &[8.0, 6.0], &[6.0, 6.0]);
+        let a = advise(&before, &after, Duration::from_secs(10), 0.7, 8);
+        assert_eq!(a.utilisation_source, "thread CPU time");
+        assert_eq!(a.recommended_shards, 2, "{:?}", a.reasons);
+        assert!(
+            a.reasons.iter().any(|r| r.contains("misses work")),
+            "{:?}",
+            a.reasons
+        );
+        // Preempted: busy 90 %, CPU 45 %.
+        let after = scrape(&[9.0, 9.0], &[1.0, 1.0], &[4.5, 4.5]);
+        let a = advise(&before, &after, Duration::from_secs(10), 0.7, 8);
+        assert_eq!(a.recommended_shards, 2);
+        assert!(
+            a.reasons.iter().any(|r| r.contains("preempted")),
+            "{:?}",
+            a.reasons
+        );
+        // Near 0.3 cores in all: one shard.
+        let after = scrape(&[1.5, 1.5], &[8.5, 8.5], &[1.5, 1.5]);
+        assert_eq!(
+            advise(&before, &after, Duration::from_secs(10), 0.7, 8).recommended_shards,
+            1
+        );
+        // A server without the CPU figure: busy time, as before.
+        let old = scrape_of(&[9.0, 9.0], &[1.0, 1.0]);
+        let a = advise(
+            &scrape_of(&[0.0, 0.0], &[0.0, 0.0]),
+            &old,
+            Duration::from_secs(10),
+            0.7,
+            8,
+        );
+        assert_eq!(a.utilisation_source, "busy time");
     }
 
     #[test]
