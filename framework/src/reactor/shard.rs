@@ -116,6 +116,9 @@ pub(crate) struct Shard {
     /// When the thread's CPU time was last read (`cpu_ns`, sampled: the
     /// read is a syscall the hot path does not pay every iteration).
     pub(super) cpu_sampled: Instant,
+    /// The loop's wall-clock split since that read: out of poll (busy) and
+    /// in it (idle), settled into the counters at the next read.
+    pub(super) window: (u64, u64),
 }
 
 /// Registers a shard's own listeners; one the poller refuses is dropped
@@ -194,6 +197,7 @@ impl Shard {
             phase: (LoopPhase::Polling, Instant::now()),
             woke: Instant::now(),
             cpu_sampled: Instant::now(),
+            window: (0, 0),
             ctx,
             shared,
         }
@@ -207,6 +211,8 @@ impl Shard {
         // the thread-local record.
         let _entered = super::exec::local::enter(self.shared.id, index, self.ctx.now);
         self.start_udp();
+        // CPU time from here on is the loop's (settle_busy reads deltas).
+        self.ctx.counters.cpu_ns = thread_cpu_ns();
         loop {
             self.refresh_settings();
             self.ctx.flush_outbox();
@@ -215,7 +221,7 @@ impl Shard {
             // (I/O callbacks, inbox, timers, tasks, flushes). The clock
             // read is the one poll_timeout made anyway.
             let busy = before_poll.saturating_duration_since(self.woke);
-            self.ctx.counters.busy_ns += nanos(busy);
+            self.window.0 += nanos(busy);
             self.mark(LoopPhase::Polling, before_poll);
             let inbox = &self.shared.inboxes[index];
             let timeout = if timeout != Some(Duration::ZERO) && !inbox.park(&self.rx) {
@@ -234,7 +240,7 @@ impl Shard {
             self.ctx.update_clock();
             let now = self.ctx.now;
             self.woke = now;
-            self.ctx.counters.idle_ns += nanos(now.saturating_duration_since(before_poll));
+            self.window.1 += nanos(now.saturating_duration_since(before_poll));
             self.ctx.counters.loop_iterations += 1;
             if let Some(at) = wake_for.filter(|at| now >= *at) {
                 self.record_lag(now - at);
@@ -250,6 +256,7 @@ impl Shard {
             }
         }
         self.ctx.flush_outbox();
+        self.settle_busy();
         self.publish();
         self.mark(LoopPhase::Stopped, Instant::now());
         tracing::debug!(shard = index, "shard stopped");
@@ -364,8 +371,7 @@ impl Shard {
                 .sum();
         }
         if self.ctx.now.saturating_duration_since(self.cpu_sampled) >= CPU_SAMPLE_EVERY {
-            self.cpu_sampled = self.ctx.now;
-            self.ctx.counters.cpu_ns = thread_cpu_ns();
+            self.settle_busy();
         }
         self.shared.stats.shards[self.ctx.index].publish(&self.ctx.counters);
     }
@@ -374,6 +380,24 @@ impl Shard {
     #[cfg(test)]
     pub(crate) fn check_conn(&self, id: ConnId) -> Option<Result<(), &'static str>> {
         self.live(id).then(|| self.conns[id.slot()].core.check())
+    }
+
+    /// Reads the thread's CPU time and settles the window's busy and idle
+    /// time. Busy is the loop's wall time out of poll plus the CPU time the
+    /// thread spent inside poll (the kernel waking it and handing it
+    /// events: real work, which a wall-clock split alone calls idle), so
+    /// busy is at least the thread's CPU time, busy plus idle is the wall
+    /// time, and a preempted shard still shows busy above its CPU time.
+    fn settle_busy(&mut self) {
+        self.cpu_sampled = self.ctx.now;
+        let cpu = thread_cpu_ns();
+        let used = cpu.saturating_sub(self.ctx.counters.cpu_ns);
+        let (busy, idle) = std::mem::take(&mut self.window);
+        let in_poll = used.saturating_sub(busy).min(idle);
+        let c = &mut self.ctx.counters;
+        c.cpu_ns = cpu;
+        c.busy_ns += busy + in_poll;
+        c.idle_ns += idle - in_poll;
     }
 
     /// True if `id` names a connection still in the table (same generation).
