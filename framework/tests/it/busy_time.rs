@@ -118,3 +118,65 @@ fn busy_time_counts_pipelined_4_kib_echoes_on_several_connections() {
     check("pipelined 4 KiB echoes, 4 connections", &w);
     h.shutdown();
 }
+
+/// Works a little on a timer every millisecond while connected.
+struct Ticker;
+impl shardloop::Protocol for Ticker {
+    type Message = ();
+    fn connection_made(&mut self, conn: &mut shardloop::Conn<'_, Self>) {
+        conn.call_every(Duration::from_millis(1), |_, _| {
+            // Some CPU work in the timer callback.
+            let mut x = 0u64;
+            for i in 0..20_000u64 {
+                x = x.wrapping_mul(31).wrapping_add(i);
+            }
+            std::hint::black_box(x);
+        });
+    }
+    fn data_received(&mut self, _: &mut shardloop::Conn<'_, Self>, _: &[u8]) {}
+}
+
+#[test]
+fn busy_time_counts_timer_callbacks() {
+    let (h, addr) = started(builder(1).listen("127.0.0.1:0", |_| |_| Ticker));
+    let w = measure(&h, 1.5, |until| {
+        let _c = connect(addr);
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+    });
+    check("a timer every millisecond", &w);
+    h.shutdown();
+}
+
+struct UdpEcho;
+impl shardloop::udp::DatagramProtocol for UdpEcho {
+    fn datagram_received(
+        &mut self,
+        udp: &mut shardloop::udp::Udp<'_>,
+        data: &[u8],
+        from: std::net::SocketAddr,
+    ) {
+        udp.send_to(data, from);
+    }
+}
+
+#[test]
+fn busy_time_counts_udp_datagrams() {
+    let h = builder(1)
+        .listen_udp("127.0.0.1:0", |_| UdpEcho)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let addr = h.udp_addr(0);
+    let w = measure(&h, 1.5, |until| {
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut b = [0u8; 64];
+        while Instant::now() < until {
+            c.send_to(&[3u8; 64], addr).unwrap();
+            let _ = c.recv_from(&mut b);
+        }
+    });
+    check("UDP echo ping-pong", &w);
+    h.shutdown();
+}
