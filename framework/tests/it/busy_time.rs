@@ -180,3 +180,37 @@ fn busy_time_counts_udp_datagrams() {
     check("UDP echo ping-pong", &w);
     h.shutdown();
 }
+
+/// Each byte received starts a task that works, sleeps 1 ms, works again.
+struct Tasks;
+impl shardloop::Protocol for Tasks {
+    type Message = ();
+    fn data_received(&mut self, conn: &mut shardloop::Conn<'_, Self>, data: &[u8]) {
+        for _ in data {
+            conn.spawn(|_task| async move {
+                for _ in 0..2 {
+                    let mut x = 0u64;
+                    for i in 0..5_000u64 {
+                        x = x.wrapping_mul(31).wrapping_add(i);
+                    }
+                    std::hint::black_box(x);
+                    shardloop::task::sleep(Duration::from_millis(1)).await;
+                }
+            });
+        }
+    }
+}
+
+#[test]
+fn busy_time_counts_task_polls() {
+    let (h, addr) = started(builder(1).listen("127.0.0.1:0", |_| |_| Tasks));
+    let w = measure(&h, 1.5, |until| {
+        let mut c = connect(addr);
+        while Instant::now() < until {
+            c.write_all(&[1u8; 2]).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    check("tasks that work, sleep and work", &w);
+    h.shutdown();
+}
