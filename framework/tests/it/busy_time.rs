@@ -31,7 +31,7 @@ fn thread_cpu_s(name: &str) -> f64 {
     panic!("no thread {name}");
 }
 
-struct Window {
+pub(crate) struct Window {
     busy: f64,
     idle: f64,
     cpu_exported: f64,
@@ -41,7 +41,7 @@ struct Window {
 
 /// Runs `load` for `secs` against a one-shard server and reads the shard's
 /// figures over that window.
-fn measure(h: &shardloop::Handle, secs: f64, load: impl FnOnce(Instant)) -> Window {
+pub(crate) fn measure(h: &shardloop::Handle, secs: f64, load: impl FnOnce(Instant)) -> Window {
     let name = format!("{}shard0", h.thread_name_prefix());
     // Let the counters publish (they are read every 10 ms at most).
     std::thread::sleep(Duration::from_millis(50));
@@ -61,7 +61,7 @@ fn measure(h: &shardloop::Handle, secs: f64, load: impl FnOnce(Instant)) -> Wind
     }
 }
 
-fn check(what: &str, w: &Window) {
+pub(crate) fn check(what: &str, w: &Window) {
     let msg = format!(
         "{what}: busy {:.3}s idle {:.3}s thread CPU {:.3}s (exported {:.3}s) over {:.3}s",
         w.busy, w.idle, w.cpu_proc, w.cpu_exported, w.wall

@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn pki() -> &'static TestPki {
     static PKI: OnceLock<TestPki> = OnceLock::new();
@@ -682,4 +682,20 @@ fn an_endpoint_string_tls_listener_rereads_its_files_on_reload() {
     assert!(tls_connect(addr, &trusts_new).is_ok());
     h.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn busy_time_counts_tls_work() {
+    let (h, addr) = info_server(server_tls(&[]));
+    let w = crate::busy_time::measure(&h, 1.5, |until| {
+        let mut c = tls_connect(addr, &client_tls(&[])).unwrap();
+        read_line(&mut c);
+        let mut b = [0u8; 1024];
+        while Instant::now() < until {
+            c.write_all(&[5u8; 1024]).unwrap();
+            c.read_exact(&mut b).unwrap();
+        }
+    });
+    crate::busy_time::check("TLS echo 1 KiB ping-pong", &w);
+    h.shutdown();
 }
