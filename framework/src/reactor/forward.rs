@@ -65,11 +65,9 @@ fn forward(
     if target.core.id != to || target.proto.is_none() || !target.core.accepts_output() {
         return false;
     }
+    // A refusal (overflow, a layer's error) marks the target for the flush
+    // that ends it.
     target.core.write(ctx, data);
-    if target.core.state.abort_requested() {
-        // An overflow or a layer refused it: the flush ends it.
-        ctx.mark_dirty(&mut target.core);
-    }
     ctx.counters.bytes_forwarded += data.len() as u64;
     if target.core.out.len() >= ctx.settings.high_water_mark {
         target.core.state.wait_for_drain();

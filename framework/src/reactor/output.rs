@@ -123,6 +123,9 @@ impl ConnCore {
         }
         self.state.request_abort();
         self.set_reason(CloseReason::OutputOverflow);
+        // Listed for the flush, which ends it: the writer may be a callback
+        // of another connection (forwarding), with no after-callback here.
+        ctx.mark_dirty(self);
         false
     }
 
