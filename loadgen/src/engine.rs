@@ -199,10 +199,6 @@ fn drive(
     // The connect phase: until every connection has connected or failed.
     let mut connect_phase = None;
     let mut connected_at_start = 0;
-    let resolved = |shared: &RunShared| {
-        shared.connected.load(Ordering::Relaxed) + shared.connect_failed.load(Ordering::Relaxed)
-            >= conns
-    };
     if closed {
         // The last connection to connect (or fail) ends the phase; bounded:
         // every connect has its own timeout, started within the ramp-up.
@@ -211,7 +207,7 @@ fn drive(
             std::thread::sleep(Duration::from_millis(2));
         }
         let phase = shared.end_connect_phase();
-        if resolved(&shared) {
+        if shared.all_resolved() {
             connect_phase = Some(phase);
         }
         measure_from = shared.measure_from();
@@ -236,7 +232,7 @@ fn drive(
             std::thread::sleep(next - now);
         }
         let now = Instant::now();
-        if connect_phase.is_none() && resolved(&shared) {
+        if connect_phase.is_none() && shared.all_resolved() {
             connect_phase = Some(now.duration_since(start));
         }
         let failed = shared.connect_failed.load(Ordering::Relaxed);
@@ -299,7 +295,7 @@ fn drive(
     while shared.active.load(Ordering::Acquire) > 0 && Instant::now() < drain_limit {
         std::thread::sleep(Duration::from_millis(2));
     }
-    if connect_phase.is_none() && resolved(&shared) {
+    if connect_phase.is_none() && shared.all_resolved() {
         connect_phase = Some(Instant::now().duration_since(start));
     }
     let tail = collect(handle, Recorder::take_interval);

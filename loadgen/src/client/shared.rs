@@ -71,13 +71,18 @@ impl RunShared {
     /// starts now, before this connection sends anything, so its first
     /// requests are measured.
     pub(crate) fn connection_resolved(&self) {
+        if self.all_resolved() {
+            self.end_connect_phase();
+        }
+    }
+
+    /// Every connection of the run has connected or failed (at least once).
+    pub(crate) fn all_resolved(&self) -> bool {
         let done = self.connected.load(std::sync::atomic::Ordering::Acquire)
             + self
                 .connect_failed
                 .load(std::sync::atomic::Ordering::Acquire);
-        if done >= self.connections {
-            self.end_connect_phase();
-        }
+        done >= self.connections
     }
 
     /// Ends the connect phase now if it has not ended (once: the first call
