@@ -282,6 +282,16 @@ fn http_responses_decode_the_same_byte_by_byte() {
         assert!(matches!(whole, Decoded::Done { .. }), "{whole:?}");
         assert_eq!(byte_by_byte(&c, wire), whole);
     }
+    // A chunk not followed by CRLF, or a bad size after good chunks, is
+    // found however the bytes arrive (the scan resumes past the good ones).
+    let bad: [&[u8]; 2] = [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n5\r\nhelloXX0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n",
+    ];
+    for wire in bad {
+        assert_eq!(c.decode(wire, 0, 0), Decoded::Fatal);
+        assert_eq!(byte_by_byte(&c, wire), Decoded::Fatal);
+    }
 }
 
 #[test]
