@@ -167,7 +167,9 @@ pub fn advise(
     let imbalance = if mean > 0.0 { max / mean } else { 1.0 };
     let stalls: f64 = shards.iter().map(|s| s.stalls).sum();
     // The work of `total` busy shard-seconds per second, at `target` each.
-    let mut recommended = (total / target).ceil().max(1.0) as usize;
+    // (Less a hair: 1.4 shard-seconds at a 0.7 target is 2 shards, not the
+    // 3 that float rounding to 2.0000000001 would make it.)
+    let mut recommended = (total / target - 1e-9).ceil().max(1.0) as usize;
     let cpu_based = shards.iter().all(|s| s.cpu_utilisation.is_some()) && !shards.is_empty();
     let source = if cpu_based {
         "thread CPU time"

@@ -122,9 +122,11 @@ counters! {
     bytes_forwarded => counter "shardloop_bytes_forwarded_total" "Bytes forwarded from one connection's input to another's output on the same shard.",
     /// Loop iterations.
     loop_iterations => counter "shardloop_shard_loop_iterations_total" "Loop iterations.",
-    /// Polls that returned at least one I/O event.
+    /// Polls that returned at least one I/O event (connections, the
+    /// shard's own listeners and UDP sockets; not the bus waker).
     wakeups => counter "shardloop_shard_wakeups_total" "Polls that returned I/O events.",
-    /// I/O events dispatched.
+    /// I/O events dispatched (one socket's readiness is one event, however
+    /// many reads or datagrams it then serves).
     events => counter "shardloop_shard_events_total" "I/O events dispatched.",
     /// Bus messages received (closures, typed messages, new connections).
     bus_received => counter "shardloop_bus_messages_total" { direction = "in" } "Bus messages, by direction.",
@@ -137,7 +139,9 @@ counters! {
     timers_fired => counter "shardloop_timers_fired_total" "Timers fired.",
     /// User callbacks that panicked (each aborted its connection).
     callback_panics => counter "shardloop_callback_panics_total" "Protocol callbacks or tasks that panicked.",
-    /// Callbacks that held the loop longer than the slow-callback threshold.
+    /// I/O phases (reads and `data_received`, accepts on the shard's own
+    /// listeners, datagrams) that held the loop longer than the
+    /// slow-callback threshold: one slow callback, or a batch that was.
     slow_callbacks => counter "shardloop_slow_callbacks_total" { kind = "read" } "Loop phases that held the loop past the slow-callback threshold, by kind.",
     /// Times a protocol was told to pause producing (output over high water).
     producer_pauses => counter "shardloop_producer_pauses_total" "Times a protocol was told to pause producing (output over high water).",
@@ -200,7 +204,10 @@ counters! {
     /// read every 10 ms): against `busy_ns`, a preempted or throttled shard
     /// shows busy time above its CPU time.
     cpu_ns => seconds "shardloop_shard_cpu_seconds_total" "CPU time of the shard's thread.",
-    /// Timer batches that fired late, by how late: at most 100 µs.
+    /// Timer batches by how late they fired (from the earliest deadline in
+    /// the batch, on the tick grid, to the start of the loop's timer
+    /// phase): at most 100 µs. A loop that oversleeps and a loop too busy
+    /// to sleep both show here.
     loop_lag_le_100us => lag_bucket "shardloop_loop_lag_seconds" { le = "0.0001" } "How late the loop woke up for a timer.",
     /// ... at most 1 ms (and over 100 µs).
     loop_lag_le_1ms => lag_bucket "shardloop_loop_lag_seconds" { le = "0.001" } "How late the loop woke up for a timer.",
@@ -210,7 +217,7 @@ counters! {
     loop_lag_le_100ms => lag_bucket "shardloop_loop_lag_seconds" { le = "0.1" } "How late the loop woke up for a timer.",
     /// ... over 100 ms.
     loop_lag_over_100ms => lag_bucket "shardloop_loop_lag_seconds" { le = "+Inf" } "How late the loop woke up for a timer.",
-    /// Timer batches measured for lateness.
+    /// Timer batches fired (each measured for lateness).
     loop_lag_count => lag_count "shardloop_loop_lag_seconds" "How late the loop woke up for a timer.",
     /// Total lateness of those batches, in nanoseconds.
     loop_lag_sum_ns => lag_sum "shardloop_loop_lag_seconds" "How late the loop woke up for a timer.",
@@ -226,6 +233,9 @@ counters! {
     slow_messages => counter "shardloop_slow_callbacks_total" { kind = "message" } "Loop phases that held the loop past the slow-callback threshold, by kind.",
     /// Task phases that did.
     slow_tasks => counter "shardloop_slow_callbacks_total" { kind = "task" } "Loop phases that held the loop past the slow-callback threshold, by kind.",
+    /// Flush phases (writes, TLS encryption, `resume_producing`,
+    /// `notify_flushed`) that did.
+    slow_flushes => counter "shardloop_slow_callbacks_total" { kind = "flush" } "Loop phases that held the loop past the slow-callback threshold, by kind.",
     /// Stalls the watchdog saw on this shard while they happened.
     stalls => counter "shardloop_stalls_total" "Stalls the watchdog saw while they happened.",
 }

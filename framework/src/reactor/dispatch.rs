@@ -145,7 +145,14 @@ impl Shard {
     /// earlier one of the same batch is skipped.
     pub(super) fn fire_timers(&mut self) {
         let now = self.ctx.now_tick;
-        let due = self.ctx.timers.collect_due(now);
+        let (due, earliest) = self.ctx.timers.collect_due(now);
+        if let Some(deadline) = earliest {
+            // How late this batch fires: from its earliest deadline to the
+            // start of the timer phase (the mark just read the clock). It
+            // counts a loop that overslept and a loop too busy to sleep.
+            let due_at = self.ctx.timers.instant_of(deadline);
+            self.record_lag(self.phase.1.saturating_duration_since(due_at));
+        }
         for i in 0..due {
             if let Some(task) = self.ctx.timers.take_firing(i) {
                 self.ctx.counters.timers_fired += 1;

@@ -13,11 +13,11 @@ use std::time::Instant;
 impl Shard {
     pub(super) fn dispatch_io(&mut self) {
         self.ready.clear();
-        let mut own_ready = false;
+        let mut own_ready = 0u64;
         for ev in self.events.iter() {
             if ev.token().0 >= FIRST_SPECIAL_TOKEN {
                 if ev.token() != WAKER_TOKEN && ev.token() != TIMERFD_TOKEN {
-                    own_ready = true;
+                    own_ready += 1;
                 }
                 continue;
             }
@@ -30,17 +30,23 @@ impl Shard {
                 },
             ));
         }
-        if !self.ready.is_empty() {
+        // I/O events: connections, own listeners and UDP sockets (the
+        // bus waker and the timerfd only wake the loop).
+        let io_events = self.ready.len() as u64 + own_ready;
+        if io_events > 0 {
             self.ctx.counters.wakeups += 1;
-            self.ctx.counters.events += self.ready.len() as u64;
+            self.ctx.counters.events += io_events;
+        }
+        if !self.ready.is_empty() {
             let threshold = self.ctx.settings.slow_callback_threshold;
             let mut before = self.ctx.now;
             for i in 0..self.ready.len() {
                 let (slot, r) = self.ready[i];
                 self.on_ready(slot, r);
                 let after = Instant::now();
+                // The phase is counted slow at its end (Shard::mark); this
+                // names the connection whose callback took the time.
                 if after.duration_since(before) > threshold {
-                    self.ctx.counters.slow_callbacks += 1;
                     if let Some(suppressed) = self.ctx.log_limits.slow_callback.allow_at(after) {
                         tracing::warn!(
                             shard = self.ctx.index,
@@ -57,7 +63,7 @@ impl Shard {
         }
         // New connections after the ones already in: a burst of them does
         // not delay requests already being served.
-        if own_ready {
+        if own_ready > 0 {
             self.serve_own_sockets();
         }
     }

@@ -33,7 +33,9 @@ pub(super) fn invoke(
     // core and the shard context through `&mut`; a panic leaves them in a
     // state the callback could also have left them in by returning, and the
     // connection is aborted at once (`panicked`), so its protocol never runs again.
-    if catch_unwind(AssertUnwindSafe(|| f(proto.as_mut(), core, ctx))).is_err() {
+    let panicked = catch_unwind(AssertUnwindSafe(|| f(proto.as_mut(), core, ctx))).is_err();
+    ctx.shared.activity[ctx.index].returned();
+    if panicked {
         ctx.counters.callback_panics += 1;
         if let Some(suppressed) = ctx.log_limits.callback_panic.allow() {
             tracing::error!(conn = %conn.core.id, suppressed, "protocol callback panicked; aborting the connection");

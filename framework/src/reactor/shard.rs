@@ -216,7 +216,7 @@ impl Shard {
         loop {
             self.refresh_settings();
             self.ctx.flush_outbox();
-            let (timeout, before_poll, wake_for) = self.poll_timeout();
+            let (timeout, before_poll) = self.poll_timeout();
             // Busy from the last wake-up until now: all of the iteration
             // (I/O callbacks, inbox, timers, tasks, flushes). The clock
             // read is the one poll_timeout made anyway.
@@ -242,10 +242,8 @@ impl Shard {
             self.woke = now;
             self.window.1 += nanos(now.saturating_duration_since(before_poll));
             self.ctx.counters.loop_iterations += 1;
-            if let Some(at) = wake_for.filter(|at| now >= *at) {
-                self.record_lag(now - at);
-            }
-            self.shared.activity[index].next_iteration();
+            let now_ns = self.shared.nanos_since_epoch(now);
+            self.shared.activity[index].next_iteration(now_ns);
             self.mark(LoopPhase::Io, now);
 
             self.dispatch_io();
@@ -263,24 +261,26 @@ impl Shard {
     }
 
     /// Marks the loop phase for the watchdog (and for the per-kind slow
-    /// counters: a phase that held the loop past the threshold is counted).
-    fn mark(&mut self, phase: LoopPhase, at: Instant) {
+    /// counters: a phase that held the loop past the threshold is counted,
+    /// whether one callback or a batch of them held it).
+    pub(super) fn mark(&mut self, phase: LoopPhase, at: Instant) {
         let (previous, since) = std::mem::replace(&mut self.phase, (phase, at));
         if at.saturating_duration_since(since) > self.ctx.settings.slow_callback_threshold {
             let c = &mut self.ctx.counters;
             match previous {
+                LoopPhase::Io => c.slow_callbacks += 1,
                 LoopPhase::Inbox => c.slow_messages += 1,
                 LoopPhase::Timers => c.slow_timers += 1,
                 LoopPhase::Tasks => c.slow_tasks += 1,
-                _ => {}
+                LoopPhase::Flush => c.slow_flushes += 1,
+                LoopPhase::Polling | LoopPhase::Stopped => {}
             }
         }
-        let at_ns = self.shared.nanos_since_epoch(at);
-        self.shared.activity[self.ctx.index].enter(phase, at_ns);
+        self.shared.activity[self.ctx.index].enter(phase);
     }
 
-    /// How late the loop woke for a timer.
-    fn record_lag(&mut self, lag: Duration) {
+    /// How late a batch of timers fired.
+    pub(super) fn record_lag(&mut self, lag: Duration) {
         let c = &mut self.ctx.counters;
         let ns = nanos(lag);
         c.loop_lag_count += 1;
@@ -337,15 +337,14 @@ impl Shard {
         }
     }
 
-    /// The poll timeout, the time it was computed at, and the timer
-    /// deadline it waits for (to measure how late the loop wakes).
-    fn poll_timeout(&mut self) -> (Option<Duration>, Instant, Option<Instant>) {
+    /// The poll timeout and the time it was computed at.
+    fn poll_timeout(&mut self) -> (Option<Duration>, Instant) {
         let now = Instant::now();
         if self.has_ready_work() {
-            return (Some(Duration::ZERO), now, None);
+            return (Some(Duration::ZERO), now);
         }
         let Some(tick) = self.ctx.timers.wheel.next_deadline() else {
-            return (None, now, None);
+            return (None, now);
         };
         let at = self.ctx.timers.instant_of(tick);
         let left = at.saturating_duration_since(now);
@@ -353,9 +352,9 @@ impl Shard {
         if let Some(p) = self.precise.as_mut().filter(|_| !left.is_zero()) {
             p.arm(at, now);
             // The timerfd wakes us; the poll timeout is only a backstop.
-            return (Some(left + Duration::from_millis(1)), now, Some(at));
+            return (Some(left + Duration::from_millis(1)), now);
         }
-        (Some(left), now, Some(at))
+        (Some(left), now)
     }
 
     fn publish(&mut self) {

@@ -2,6 +2,7 @@
 //! what tasks asked for (wake-ups, timers, operations on their connection,
 //! new tasks). Runs after I/O and timers, before the flush.
 
+use super::exec::executor::TaskId;
 use super::exec::local;
 use super::lifecycle::invoke;
 use super::shard::Shard;
@@ -11,9 +12,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::task::{Context, Poll};
 
 impl Shard {
-    /// Polls ready tasks, at most `max_task_polls_per_iteration`.
+    /// Polls ready tasks, at most `max_task_polls_per_iteration`. A task
+    /// that wakes itself while it is polled (it yields) runs again in the
+    /// next iteration, after I/O and timers have had their turn, as
+    /// tokio's `yield_now` does; a task another task wakes runs in this one.
     pub(crate) fn run_tasks(&mut self) {
-        self.apply_task_requests();
+        self.apply_task_requests(None);
+        let mut yielded = Vec::new();
         let budget = self.ctx.settings.max_task_polls_per_iteration;
         for _ in 0..budget {
             let Some(id) = self.ctx.tasks.queue.pop_front() else {
@@ -28,9 +33,17 @@ impl Shard {
             }
             self.ctx.counters.task_polls += 1;
             let mut cx = Context::from_waker(&waker);
+            let activity = &self.shared.activity[self.ctx.index];
+            if let Some(c) = conn {
+                activity.running(c);
+            }
             // Unwind safety: the future is the only state the poll touches
             // mutably; after a panic it is dropped, never polled again.
-            match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
+            let polled = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
+            if conn.is_some() {
+                activity.returned();
+            }
+            match polled {
                 Ok(Poll::Pending) => self.ctx.tasks.put_back(id, future),
                 Ok(Poll::Ready(())) => {
                     self.ctx.tasks.remove(id);
@@ -50,19 +63,31 @@ impl Shard {
                     }
                 }
             }
-            self.apply_task_requests();
+            if self.apply_task_requests(Some(id)) {
+                yielded.push(id);
+            }
         }
+        self.ctx.tasks.queue.extend(yielded);
     }
 
     /// Applies what tasks (and callbacks touching task state) asked for.
-    pub(crate) fn apply_task_requests(&mut self) {
+    /// Returns true if `polled`, the task just polled, woke itself: it is
+    /// left out of the queue for the caller to defer.
+    pub(crate) fn apply_task_requests(&mut self, polled: Option<TaskId>) -> bool {
+        let mut woke_itself = false;
         // Operations may ask for more: a few rounds, the rest next iteration.
         for _ in 0..8 {
             let r = local::take_requests();
             if r.is_empty() {
-                return;
+                break;
             }
-            self.ctx.tasks.queue.extend(r.ready);
+            for id in r.ready {
+                if Some(id) == polled {
+                    woke_itself = true;
+                } else {
+                    self.ctx.tasks.queue.push_back(id);
+                }
+            }
             self.ctx.pending_connects.extend(r.connects);
             for (at, waker) in r.timers {
                 let after = at.saturating_duration_since(self.ctx.now);
@@ -88,5 +113,6 @@ impl Shard {
                 self.after_callback(conn.slot());
             }
         }
+        woke_itself
     }
 }

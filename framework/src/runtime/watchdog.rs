@@ -7,7 +7,7 @@
 use super::server::ServerInner;
 use crate::sync::marks::{unpack, LoopPhase};
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,12 +16,13 @@ use std::time::{Duration, Instant};
 pub struct StallReport {
     /// The shard.
     pub shard: usize,
-    /// What it was doing.
+    /// What it was doing when seen (the loop may have spent part of
+    /// `stuck_for` in earlier phases of the same iteration).
     pub phase: LoopPhase,
     /// The connection whose callback was running, as `shard:slot#generation`
     /// (generation modulo 2^24), if one was.
     pub conn: Option<String>,
-    /// How long it had been stuck when seen.
+    /// How long it had been out of its poll when seen.
     pub stuck_for: Duration,
 }
 
@@ -46,12 +47,13 @@ pub(crate) fn watch(inner: Arc<ServerInner>) {
         }
         let now = inner.shared.nanos_since_epoch(Instant::now());
         for (i, a) in inner.shared.activity.iter().enumerate() {
-            let phase = LoopPhase::from_u8(a.phase.load(Relaxed));
+            let phase = LoopPhase::from_u8(a.phase.load(Acquire));
             if matches!(phase, LoopPhase::Polling | LoopPhase::Stopped) {
                 continue;
             }
             let seq = a.seq.load(Relaxed);
-            let stuck = Duration::from_nanos(now.saturating_sub(a.since_ns.load(Relaxed)));
+            // Since the loop left its poll, whichever phase it is in now.
+            let stuck = Duration::from_nanos(now.saturating_sub(a.awake_since_ns.load(Relaxed)));
             if stuck < threshold || reported_seq[i] == seq {
                 continue;
             }

@@ -4,7 +4,10 @@
 //! (runtime/watchdog.rs) reads them.
 
 use crossbeam_utils::CachePadded;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64, AtomicU8,
+    Ordering::{Relaxed, Release},
+};
 use std::sync::Arc;
 
 /// What a shard is doing, as the watchdog sees it.
@@ -60,8 +63,10 @@ pub(crate) struct Activity {
     /// Loop iterations (changes whenever the loop moves on).
     pub(crate) seq: AtomicU64,
     pub(crate) phase: AtomicU8,
-    /// When the phase began, in ns since the server's epoch.
-    pub(crate) since_ns: AtomicU64,
+    /// When the loop last left its poll: a stall is measured from here,
+    /// across phases (a loop held 60 % of the threshold by its reads and
+    /// 60 % by its timers has not polled for longer than the threshold).
+    pub(crate) awake_since_ns: AtomicU64,
     /// The connection whose callback runs now (`ConnId` packed; 0: none).
     pub(crate) conn: AtomicU64,
     /// Stalls seen on this shard.
@@ -69,18 +74,27 @@ pub(crate) struct Activity {
 }
 
 impl Activity {
-    pub(crate) fn enter(&self, phase: LoopPhase, at_ns: u64) {
-        self.phase.store(phase as u8, Relaxed);
-        self.since_ns.store(at_ns, Relaxed);
+    pub(crate) fn enter(&self, phase: LoopPhase) {
+        // Release: a watchdog that sees this phase sees the wake-up time
+        // stored before it (never an earlier iteration's).
+        self.phase.store(phase as u8, Release);
         self.conn.store(0, Relaxed);
     }
 
-    pub(crate) fn next_iteration(&self) {
+    /// The loop left its poll at `at_ns`.
+    pub(crate) fn next_iteration(&self, at_ns: u64) {
+        self.awake_since_ns.store(at_ns, Relaxed);
         self.seq.fetch_add(1, Relaxed);
     }
 
+    /// A callback of `conn` runs from now on.
     pub(crate) fn running(&self, conn: crate::api::ConnId) {
         self.conn.store(pack(conn), Relaxed);
+    }
+
+    /// That callback returned: a stall from here on is not its doing.
+    pub(crate) fn returned(&self) {
+        self.conn.store(0, Relaxed);
     }
 }
 

@@ -147,7 +147,7 @@ fn busy_time_counts_timer_callbacks() {
     h.shutdown();
 }
 
-struct UdpEcho;
+pub(crate) struct UdpEcho;
 impl shardloop::udp::DatagramProtocol for UdpEcho {
     fn datagram_received(
         &mut self,

@@ -19,6 +19,7 @@ mod large_replies;
 mod layering;
 mod lifecycle;
 mod lifecycle_phases;
+mod loop_figures;
 mod proxy_protocol;
 mod real_clients;
 mod resp_kv;

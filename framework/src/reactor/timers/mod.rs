@@ -256,13 +256,13 @@ impl Timers {
     }
 
     /// Takes every timer due at `now` out of the wheel into the firing
-    /// batch; returns how many.
-    pub(crate) fn collect_due(&mut self, now: u64) -> usize {
+    /// batch; returns how many, and the earliest deadline among them.
+    pub(crate) fn collect_due(&mut self, now: u64) -> (usize, Option<u64>) {
         debug_assert!(self.firing.is_empty());
-        self.wheel.advance(now, &mut self.scratch);
+        let earliest = self.wheel.advance(now, &mut self.scratch);
         self.firing
             .extend(self.scratch.drain(..).map(|(id, t)| (id, Some(t))));
-        self.firing.len()
+        (self.firing.len(), earliest)
     }
 
     /// The `i`th task of the firing batch, unless it was cancelled meanwhile.
@@ -346,7 +346,7 @@ mod tests {
         let mut t = Timers::new(Instant::now(), Duration::from_millis(1), 0);
         let first = t.once(Duration::from_millis(5), TimerTask::StopDeadline);
         let second = t.once(Duration::from_millis(5), TimerTask::StopDeadline);
-        assert_eq!(t.collect_due(10), 2);
+        assert_eq!(t.collect_due(10).0, 2);
         assert!(t.take_firing(0).is_some(), "the first runs");
         // ... and cancels the second, due in the same tick.
         assert!(t.cancel(second));

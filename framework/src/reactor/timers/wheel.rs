@@ -21,7 +21,8 @@
 //! let _b = wheel.insert(5, "b");
 //! assert_eq!(wheel.cancel(a), Some("a"));
 //! let mut fired = Vec::new();
-//! wheel.advance(100, &mut fired);
+//! // The earliest deadline fired: 95 ticks late at tick 100.
+//! assert_eq!(wheel.advance(100, &mut fired), Some(5));
 //! assert_eq!(fired.iter().map(|(_, v)| *v).collect::<Vec<_>>(), vec!["b"]);
 //! ```
 
@@ -194,11 +195,14 @@ impl<T> TimerWheel<T> {
     }
 
     /// Advances the clock to `now`, appending every timer due at or before
-    /// `now` to `fired`, ordered by deadline then insertion order.
-    pub fn advance(&mut self, now: u64, fired: &mut Vec<(TimerId, T)>) {
+    /// `now` to `fired`, ordered by deadline then insertion order. Returns
+    /// the deadline of the earliest timer it fired (`now` minus it is how
+    /// late the batch fires: the shard's loop-lag figure), `None` if none.
+    pub fn advance(&mut self, now: u64, fired: &mut Vec<(TimerId, T)>) -> Option<u64> {
         if now < self.elapsed {
-            return;
+            return None;
         }
+        let mut earliest = None;
         let mut due: Vec<u32> = Vec::new();
         while let Some(exp) = self.next_expiration() {
             if exp.deadline > now {
@@ -211,6 +215,9 @@ impl<T> TimerWheel<T> {
                     self.levels[level].occupied &= !(1u64 << slot);
                     let mut cur = list.head;
                     if level == 0 {
+                        // Slots expire in deadline order: the first level-0
+                        // slot is the earliest deadline (exact: one tick).
+                        earliest = earliest.or(Some(exp.deadline));
                         due.clear();
                         while cur != NIL {
                             due.push(cur);
@@ -252,6 +259,7 @@ impl<T> TimerWheel<T> {
             }
         }
         self.elapsed = now;
+        earliest
     }
 
     fn is_live(&self, id: TimerId) -> bool {

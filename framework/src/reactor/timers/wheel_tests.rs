@@ -76,6 +76,7 @@ fn run(ops: Vec<Op>, start: u64) {
     };
     let mut ids: Vec<TimerId> = Vec::new();
     let mut live: Vec<bool> = Vec::new();
+    let mut deadline: Vec<u64> = Vec::new();
     for op in ops {
         match op {
             Op::Insert(delay) => {
@@ -83,6 +84,7 @@ fn run(ops: Vec<Op>, start: u64) {
                 let d = wheel.now() + delay;
                 ids.push(wheel.insert(d, key));
                 live.push(true);
+                deadline.push(d);
                 model.version.push(0);
                 model.push(d, key);
             }
@@ -102,6 +104,7 @@ fn run(ops: Vec<Op>, start: u64) {
                 if live[k] {
                     model.version[k] += 1;
                     model.push(d, k);
+                    deadline[k] = d;
                     assert_eq!(wheel.deadline(ids[k]), Some(d));
                 }
             }
@@ -109,9 +112,12 @@ fn run(ops: Vec<Op>, start: u64) {
             Op::Advance(step) => {
                 let now = wheel.now() + step;
                 let mut fired = Vec::new();
-                wheel.advance(now, &mut fired);
+                let earliest = wheel.advance(now, &mut fired);
                 let got: Vec<usize> = fired.iter().map(|(_, k)| *k).collect();
                 assert_eq!(got, model.advance(now), "firing order at {now}");
+                // The loop's lag figure: the earliest deadline it fired.
+                let want = got.iter().map(|k| deadline[*k]).min();
+                assert_eq!(earliest, want, "earliest fired deadline at {now}");
                 for (id, k) in fired {
                     assert_eq!(id, ids[k]);
                     assert!(live[k]);

@@ -83,7 +83,7 @@ impl Shard {
         self.poll.registry().register(
             &mut socket,
             Token(UDP_TOKEN_BASE - k),
-            Interest::READABLE | Interest::WRITABLE,
+            Interest::READABLE,
         )?;
         entry.insert(UdpEndpoint {
             core: EndpointCore::new(socket, remote),
@@ -198,6 +198,32 @@ impl Shard {
                     // The first datagram failed (too big, refused, unroutable): drop it.
                     ep.core.consume(1);
                     self.ctx.counters.udp_errors += 1;
+                    call(ep, &mut self.ctx, |p, u| p.error_received(u, &e));
+                }
+            }
+        }
+        // Writable events only while a send waits for one.
+        let want = ep.core.write_blocked;
+        if want != ep.core.write_interest {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let token = Token(UDP_TOKEN_BASE - k);
+            match self
+                .poll
+                .registry()
+                .reregister(&mut ep.core.socket, token, interest)
+            {
+                Ok(()) => ep.core.write_interest = want,
+                Err(e) => {
+                    // Without the writable event the queue would wait
+                    // forever: drop it and say so.
+                    self.ctx.counters.udp_errors += 1;
+                    self.ctx.counters.udp_send_drops += ep.core.out.len() as u64;
+                    ep.core.consume(ep.core.out.len());
+                    ep.core.write_blocked = false;
                     call(ep, &mut self.ctx, |p, u| p.error_received(u, &e));
                 }
             }

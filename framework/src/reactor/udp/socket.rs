@@ -26,6 +26,10 @@ pub(crate) struct EndpointCore {
     pub(crate) out_bytes: usize,
     /// The socket refused a send; waiting for a writable event.
     pub(crate) write_blocked: bool,
+    /// Registered for writable events too: only while a send waits (a
+    /// UDP socket turns writable after every datagram it sends, and each
+    /// of those edges would be a wake-up for nothing).
+    pub(crate) write_interest: bool,
     /// `close` was called.
     pub(crate) closing: bool,
 }
@@ -39,6 +43,7 @@ impl EndpointCore {
             out_buf: Vec::new(),
             out_bytes: 0,
             write_blocked: false,
+            write_interest: false,
             closing: false,
         }
     }

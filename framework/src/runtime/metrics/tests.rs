@@ -72,6 +72,7 @@ fn distinct(shard: usize) -> ShardStats {
         slow_timers,
         slow_messages,
         slow_tasks,
+        slow_flushes,
         stalls
     );
     assert_eq!(
