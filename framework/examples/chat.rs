@@ -17,7 +17,7 @@ mod common;
 
 use clap::Parser;
 use shardloop::framing::{FrameError, FrameProtocol, FramedConn, LineDecoder, LineReceiver};
-use shardloop::{CloseReason, ConnId, Server};
+use shardloop::{CloseReason, ConnId, LogLimit, LoopOptions, Server};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -39,14 +39,30 @@ struct Args {
     /// Bytes of unsent lines a member may have before it is dropped.
     #[arg(long, default_value_t = 256 * 1024)]
     max_backlog: usize,
+    /// Requests that may wait in one shard's inbox from the others; past
+    /// it, cross-shard work is refused at once (never queued without bound).
+    #[arg(long, default_value_t = LoopOptions::default().inbox_capacity)]
+    inbox_capacity: usize,
     #[command(flatten)]
     serve: common::ServeArgs,
 }
 
-/// Members of the room that live on this shard.
-#[derive(Default)]
+/// Members of the room that live on this shard, and what it could not relay.
 struct Room {
     members: HashSet<ConnId>,
+    /// Lines from this shard's members that a full inbox kept from some shard.
+    dropped: u64,
+    drop_log: LogLimit,
+}
+
+impl Default for Room {
+    fn default() -> Self {
+        Room {
+            members: HashSet::new(),
+            dropped: 0,
+            drop_log: LogLimit::new(1),
+        }
+    }
 }
 
 /// A line to relay, and who sent it (not echoed back to the sender).
@@ -88,11 +104,12 @@ impl FrameProtocol<LineDecoder> for Chat {
         text.push(b'\n');
         let text: Arc<[u8]> = text.into();
         let from = conn.id();
-        conn.shard().post_to_all(move |ctx| {
+        let sent = conn.shard().post_to_all(move |ctx| {
             let members: Vec<ConnId> = ctx.service::<Room>().members.iter().copied().collect();
             for to in members {
                 if to != from {
-                    ctx.send(
+                    // Members of this shard: a local queue, never refused.
+                    let _ = ctx.send(
                         to,
                         Line {
                             from,
@@ -102,6 +119,17 @@ impl FrameProtocol<LineDecoder> for Chat {
                 }
             }
         });
+        if let Err(e) = sent {
+            // A shard's inbox is full (it is far behind): its members miss
+            // this line. Dropped, counted, and the sender told.
+            let room = conn.shard().service::<Room>();
+            room.dropped += 1;
+            let dropped = room.dropped;
+            if let Some(suppressed) = room.drop_log.allow() {
+                tracing::warn!(error = %e, dropped, suppressed, "line not relayed to every shard");
+            }
+            conn.write(b"* server busy: your line did not reach everyone\n");
+        }
     }
 
     fn frame_error(&mut self, conn: &mut ChatConn<'_, '_>, error: &FrameError, _data: &[u8]) {
@@ -137,7 +165,9 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let max_line = args.max_line;
     let max_backlog = args.max_backlog;
-    let builder = Server::builder().listen(
+    let mut loop_options = LoopOptions::default();
+    loop_options.inbox_capacity = args.inbox_capacity;
+    let builder = Server::builder().loop_options(loop_options).listen(
         args.serve.listen((args.bind.as_str(), args.port))?,
         move |_shard| {
             move |_peer| {

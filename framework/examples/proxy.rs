@@ -79,7 +79,9 @@ impl Side {
 impl Side {
     fn tell(&self, conn: &mut Conn<'_, Self>, msg: Pipe) {
         if let Some(p) = self.peer {
-            conn.shard().send(p, msg);
+            // The two sides share a shard (the backend connects from the
+            // client's): a local queue, which has no capacity to refuse.
+            let _ = conn.shard().send(p, msg);
         }
     }
 }
@@ -159,7 +161,7 @@ impl Protocol for Side {
     fn connect_failed(&mut self, ctx: &mut ShardCtx, error: &std::io::Error) {
         // Only the backend side connects out; tell the client side.
         if let Some(front) = self.peer {
-            ctx.send(front, Pipe::Failed(error.to_string()));
+            let _ = ctx.send(front, Pipe::Failed(error.to_string()));
         }
     }
 }

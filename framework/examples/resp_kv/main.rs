@@ -20,7 +20,8 @@ mod store;
 use store::{bulk, now_ms, owner, run_op, KeyOp, Part, Piece, Reply, Store};
 
 use clap::Parser;
-use shardloop::{Conn, Protocol, Server};
+use shardloop::task::PromiseError;
+use shardloop::{Conn, LoopOptions, Protocol, Server};
 use std::collections::{HashMap, VecDeque};
 
 #[derive(Parser, Debug)]
@@ -47,6 +48,10 @@ struct Args {
     /// `enable-debug-command yes`.
     #[arg(long)]
     enable_debug_command: bool,
+    /// Requests that may wait in one shard's inbox from the others; past
+    /// it, cross-shard work is refused at once (never queued without bound).
+    #[arg(long, default_value_t = LoopOptions::default().inbox_capacity)]
+    inbox_capacity: usize,
     #[command(flatten)]
     serve: common::ServeArgs,
 }
@@ -219,8 +224,17 @@ impl Kv {
                     run_op(ctx.service::<Store>(), op, key, value)
                 });
                 conn.spawn(move |task| async move {
-                    let part = answer.await.unwrap_or_else(|_| {
-                        Part::Resp(b"-ERR shard unavailable\r\n".to_vec().into())
+                    let part = answer.await.unwrap_or_else(|e| {
+                        Part::Resp(match e {
+                            // The owner's inbox is full: Redis's word for
+                            // "not now", and nothing was run.
+                            PromiseError::Overloaded => {
+                                format!("-BUSY shard {target} is overloaded, try again\r\n")
+                                    .into_bytes()
+                                    .into()
+                            }
+                            _ => b"-ERR shard unavailable\r\n".to_vec().into(),
+                        })
                     });
                     task.run(move |kv, conn| {
                         // Each reply with a part from another shard holds
@@ -381,7 +395,9 @@ fn main() -> anyhow::Result<()> {
     common::init_logging();
     let args = Args::parse();
     let (max_bulk, debug) = (args.max_bulk, args.enable_debug_command);
-    let builder = Server::builder().listen(
+    let mut loop_options = LoopOptions::default();
+    loop_options.inbox_capacity = args.inbox_capacity;
+    let builder = Server::builder().loop_options(loop_options).listen(
         args.serve.listen((args.bind.as_str(), args.port))?,
         move |_shard| move |_peer| Kv::new(max_bulk, debug),
     );

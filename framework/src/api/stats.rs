@@ -221,8 +221,15 @@ counters! {
     loop_lag_count => lag_count "shardloop_loop_lag_seconds" "How late the loop woke up for a timer.",
     /// Total lateness of those batches, in nanoseconds.
     loop_lag_sum_ns => lag_sum "shardloop_loop_lag_seconds" "How late the loop woke up for a timer.",
-    /// Inbox messages waiting when the shard last drained it (a gauge).
-    inbox_depth => gauge "shardloop_inbox_depth" "Bus messages waiting when the inbox was last drained.",
+    /// Requests (closures, typed messages) waiting in the inbox when the
+    /// shard last drained it (a gauge; at most `LoopOptions::inbox_capacity`).
+    inbox_depth => gauge "shardloop_inbox_depth" "Bus requests waiting when the inbox was last drained.",
+    /// Requests refused because this shard's inbox was full (the senders
+    /// got `Error::Overloaded`).
+    bus_rejected => counter "shardloop_bus_messages_rejected_total" "Bus requests refused because this shard's inbox was full.",
+    /// Nanoseconds this shard's inbox spent full: from the first refusal to
+    /// the drain that made room.
+    inbox_full_ns => seconds "shardloop_inbox_full_seconds_total" "Time this shard's inbox spent full (refusing requests).",
     /// Tasks ready to run at the end of the last iteration (a gauge).
     tasks_ready => gauge "shardloop_tasks_ready" "Tasks ready to run at the end of the last iteration.",
     /// Output bytes buffered in the shard's connections, sampled (a gauge).

@@ -61,6 +61,16 @@ pub enum Error {
     /// The server has stopped and no longer accepts work.
     #[error("the server has stopped")]
     Stopped,
+    /// Shard `shard`'s inbox holds its capacity of requests
+    /// (`LoopOptions::inbox_capacity`): the request was not queued. A full
+    /// inbox never blocks the sender; retry later, shed the work, or (from
+    /// a thread outside the shards) wait with
+    /// [`Handle::post_to_within`](crate::Handle::post_to_within).
+    #[error("shard {shard} is overloaded: its inbox is full")]
+    Overloaded {
+        /// The shard whose inbox is full.
+        shard: usize,
+    },
     /// A thread could not be spawned, or the poller could not be created.
     #[error("cannot start the server: {0}")]
     Io(#[from] io::Error),

@@ -15,9 +15,17 @@ use std::time::Instant;
 impl Shard {
     pub(super) fn drain_inbox(&mut self) {
         let max = self.ctx.settings.max_bus_messages_per_iteration;
-        self.ctx.counters.inbox_depth = self.rx.len() as u64;
-        self.inbox_backlog = envelope::drain(&self.rx, max, &mut self.envelopes);
-        self.ctx.counters.bus_received += self.envelopes.len() as u64;
+        let inbox = &self.shared.inboxes[self.ctx.index];
+        let c = &mut self.ctx.counters;
+        c.inbox_depth = inbox.capacity.depth() as u64;
+        let drained = envelope::drain(&self.rx, max, &mut self.envelopes);
+        self.inbox_backlog = drained.more;
+        // The slots of the requests taken are free again (they run now).
+        inbox.capacity.give_back(drained.requests);
+        inbox.capacity.drained(self.ctx.now);
+        c.bus_rejected = inbox.capacity.rejected();
+        c.inbox_full_ns = inbox.capacity.full_ns();
+        c.bus_received += self.envelopes.len() as u64;
         let mut envs = std::mem::take(&mut self.envelopes);
         for env in envs.drain(..) {
             self.handle_envelope(env);
@@ -94,7 +102,7 @@ impl Shard {
                         .insert_after(drain, TimerTask::BeginStop(deadline));
                 }
             }
-            Envelope::Wake(task) => self.ctx.tasks.queue.push_back(task),
+            Envelope::Wake(task) => self.ctx.tasks.woken_from_bus(task),
         }
     }
 

@@ -44,23 +44,44 @@ pub(crate) enum Envelope {
     },
 }
 
+impl Envelope {
+    /// A request: it holds a slot of the target's inbox capacity until the
+    /// target drains it. Everything else is control traffic.
+    fn is_request(&self) -> bool {
+        matches!(
+            self,
+            Envelope::Run(_) | Envelope::Broadcast(_) | Envelope::ToConn { .. }
+        )
+    }
+}
+
+/// What one drain took.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Drained {
+    /// Envelopes are still waiting (the `max` ran out).
+    pub(crate) more: bool,
+    /// Requests among those taken: slots to give back.
+    pub(crate) requests: usize,
+}
+
 /// Drains up to `max` envelopes, flattening batches, into `out`.
-pub(crate) fn drain(rx: &Receiver<Envelope>, max: usize, out: &mut Vec<Envelope>) -> bool {
-    let mut taken = 0;
-    while taken < max {
+pub(crate) fn drain(rx: &Receiver<Envelope>, max: usize, out: &mut Vec<Envelope>) -> Drained {
+    let start = out.len();
+    let mut more = true;
+    while out.len() - start < max {
         match rx.try_recv() {
-            Ok(Envelope::Batch(batch)) => {
-                taken += batch.len();
-                out.extend(batch);
+            Ok(Envelope::Batch(batch)) => out.extend(batch),
+            Ok(env) => out.push(env),
+            Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => {
+                more = false;
+                break;
             }
-            Ok(env) => {
-                taken += 1;
-                out.push(env);
-            }
-            Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => return false,
         }
     }
-    !rx.is_empty()
+    Drained {
+        more: more && !rx.is_empty(),
+        requests: out[start..].iter().filter(|e| e.is_request()).count(),
+    }
 }
 
 /// All shards' inboxes, shared by the shards, the acceptor and every `Handle`.
@@ -73,7 +94,7 @@ mod tests {
     fn inbox() -> (mio::Poll, Inbox<Envelope>, Receiver<Envelope>) {
         let poll = mio::Poll::new().unwrap();
         let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
-        let (inbox, rx) = Inbox::new(waker);
+        let (inbox, rx) = Inbox::new(waker, 64);
         (poll, inbox, rx)
     }
 
@@ -85,11 +106,17 @@ mod tests {
         ));
         inbox.send(Envelope::Run(Box::new(|_| {})));
         inbox.send(Envelope::Run(Box::new(|_| {})));
+        inbox.send(Envelope::Stop {
+            deadline: Instant::now(),
+            drain: std::time::Duration::ZERO,
+        });
         let mut out = Vec::new();
-        assert!(drain(&rx, 4, &mut out), "one left over");
+        let d = drain(&rx, 4, &mut out);
+        assert_eq!((d.more, d.requests), (true, 4), "two left over");
         assert_eq!(out.len(), 4);
         out.clear();
-        assert!(!drain(&rx, 4, &mut out));
-        assert_eq!(out.len(), 1);
+        let d = drain(&rx, 4, &mut out);
+        assert_eq!((d.more, d.requests), (false, 1), "a stop is no request");
+        assert_eq!(out.len(), 2);
     }
 }

@@ -10,7 +10,7 @@ use super::timers::{RepeatFn, TimerHandle, TimerTask, Timers};
 use crate::api::{ConnId, LocalCounters, Settings};
 use crate::error::Error;
 use crate::net::{Addr, BufPool};
-use crate::sync::promise::{promise, Promise};
+use crate::sync::promise::{failed, promise, Promise, PromiseError};
 use crate::sync::worker::{self, DeferError, Job, PoolSender};
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, VecDeque};
@@ -24,10 +24,13 @@ use std::time::{Duration, Instant};
 /// ```no_run
 /// # use shardloop::ShardCtx;
 /// fn announce(ctx: &mut ShardCtx, text: String) {
-///     // Runs the closure on every shard, this one included.
-///     ctx.post_to_all(move |ctx| {
+///     // Runs the closure on every shard, this one included; a shard whose
+///     // inbox is full is skipped and named in the error.
+///     if let Err(e) = ctx.post_to_all(move |ctx| {
 ///         println!("shard {} got {text}", ctx.index());
-///     });
+///     }) {
+///         eprintln!("not announced everywhere: {e}");
+///     }
 /// }
 /// ```
 pub struct ShardCtx {
@@ -177,46 +180,56 @@ impl ShardCtx {
     /// no promise is made, so it costs one boxed closure on the bus. Use
     /// [`call_on`](ShardCtx::call_on) for a result. Messages to another
     /// shard are batched and sent at the end of this loop iteration.
-    /// Fails only for a shard index out of range.
+    /// Fails for a shard index out of range, and with
+    /// [`Error::Overloaded`] when that shard's inbox is full (`f` is
+    /// dropped unrun; the sender never blocks).
     pub fn post_to(
         &mut self,
         shard: usize,
         f: impl FnOnce(&mut ShardCtx) + Send + 'static,
     ) -> Result<(), Error> {
-        if shard >= self.shards {
-            return Err(Error::NoSuchShard {
-                index: shard,
-                shards: self.shards,
-            });
-        }
+        self.reserve(shard)?;
         self.route(shard, Envelope::Run(Box::new(f)));
         Ok(())
     }
 
     /// Runs `f` once on every shard, this one included, fire and forget
-    /// ([`call_on_all`](ShardCtx::call_on_all) for results).
-    pub fn post_to_all(&mut self, f: impl Fn(&mut ShardCtx) + Send + Sync + 'static) {
+    /// ([`call_on_all`](ShardCtx::call_on_all) for results). Shards whose
+    /// inbox is full are skipped: the error names the first of them, and
+    /// every other shard still runs `f`.
+    pub fn post_to_all(
+        &mut self,
+        f: impl Fn(&mut ShardCtx) + Send + Sync + 'static,
+    ) -> Result<(), Error> {
         let f: SharedTask = Arc::new(f);
+        let mut refused = None;
         for shard in 0..self.shards {
-            self.route(shard, Envelope::Broadcast(f.clone()));
+            match self.reserve(shard) {
+                Ok(()) => self.route(shard, Envelope::Broadcast(f.clone())),
+                Err(e) => {
+                    refused.get_or_insert(e);
+                }
+            }
         }
+        refused.map_or(Ok(()), Err)
     }
 
     /// Sends a typed message to a connection on any shard. It reaches the
     /// protocol's `message` callback; if the connection is gone (even if its
-    /// slot was reused) or has another message type, it is dropped and counted.
-    pub fn send<M: Send + 'static>(&mut self, to: ConnId, msg: M) {
-        if to.shard() < self.shards {
-            self.route(
-                to.shard(),
-                Envelope::ToConn {
-                    to,
-                    msg: Box::new(msg),
-                },
-            );
-        } else {
-            self.counters.messages_dropped += 1;
-        }
+    /// slot was reused) or has another message type, it is dropped and
+    /// counted. Fails for a shard index out of range, and with
+    /// [`Error::Overloaded`] when the connection's shard has a full inbox
+    /// (the message is dropped; the sender never blocks).
+    pub fn send<M: Send + 'static>(&mut self, to: ConnId, msg: M) -> Result<(), Error> {
+        self.reserve(to.shard())?;
+        self.route(
+            to.shard(),
+            Envelope::ToConn {
+                to,
+                msg: Box::new(msg),
+            },
+        );
+        Ok(())
     }
 
     /// Runs `f` on this shard after `delay`.
@@ -299,6 +312,25 @@ impl ShardCtx {
             .expect("service map is keyed by type")
     }
 
+    /// Takes a slot in `shard`'s inbox for one request (none for this
+    /// shard: its local queue is its own loop's business).
+    fn reserve(&mut self, shard: usize) -> Result<(), Error> {
+        if shard >= self.shards {
+            return Err(Error::NoSuchShard {
+                index: shard,
+                shards: self.shards,
+            });
+        }
+        if shard == self.index {
+            return Ok(());
+        }
+        self.inboxes[shard]
+            .capacity
+            .take()
+            .map_err(|_| Error::Overloaded { shard })
+    }
+
+    /// Queues an envelope for `shard` (a request must hold its slot).
     fn route(&mut self, shard: usize, env: Envelope) {
         if shard == self.index {
             self.local.push_back(env);
@@ -377,17 +409,23 @@ impl ShardCtx {
 
     /// Runs `f` on shard `shard` (this one included) and gives its result
     /// back as a promise (Seastar's `submit_to`). If that shard has stopped,
-    /// or `f` panics there, the promise resolves with an error, never hangs.
+    /// or `f` panics there, the promise resolves with an error, never hangs;
+    /// if its inbox is full, at once with [`PromiseError::Overloaded`](crate::task::PromiseError::Overloaded)
+    /// (`f` never runs).
     pub fn call_on<T: Send + 'static>(
         &mut self,
         shard: usize,
         f: impl FnOnce(&mut ShardCtx) -> T + Send + 'static,
     ) -> Promise<T> {
-        let (p, r) = promise();
-        if shard < self.shards {
-            self.route(shard, Envelope::Run(Box::new(move |ctx| r.resolve(f(ctx)))));
+        match self.reserve(shard) {
+            Ok(()) => {
+                let (p, r) = promise();
+                self.route(shard, Envelope::Run(Box::new(move |ctx| r.resolve(f(ctx)))));
+                p
+            }
+            Err(Error::Overloaded { .. }) => failed(PromiseError::Overloaded),
+            Err(_) => failed(PromiseError::Dropped),
         }
-        p
     }
 
     /// [`call_on`](ShardCtx::call_on) every shard; the promises are in shard

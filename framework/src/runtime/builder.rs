@@ -51,7 +51,17 @@ pub struct LoopOptions {
     /// `error_received`. Smaller values save memory (16 receive slots per
     /// shard).
     pub udp_max_datagram: usize,
+    /// Requests (closures, `call_on`, typed messages) that may wait in one
+    /// shard's inbox (default 65,536, at least 1). A sender that finds it
+    /// full gets [`Error::Overloaded`] at once and never blocks, so shards
+    /// sending to each other at any rate cannot deadlock and a slow shard
+    /// cannot make the others queue without bound. Wake-ups, replies,
+    /// worker results and new connections take no slot.
+    pub inbox_capacity: usize,
 }
+
+/// `LoopOptions::inbox_capacity` unless set.
+pub(crate) const DEFAULT_INBOX_CAPACITY: usize = 65_536;
 
 impl Default for LoopOptions {
     fn default() -> Self {
@@ -60,6 +70,7 @@ impl Default for LoopOptions {
             events_per_poll: 1024,
             timer_tick: Duration::from_millis(1),
             udp_max_datagram: 65536,
+            inbox_capacity: DEFAULT_INBOX_CAPACITY,
         }
     }
 }
@@ -352,6 +363,9 @@ impl ServerBuilder {
         if lo.udp_max_datagram == 0 {
             return Err(Error::Config("udp_max_datagram must be at least 1".into()));
         }
+        if lo.inbox_capacity == 0 {
+            return Err(Error::Config("inbox_capacity must be at least 1".into()));
+        }
         if let Pinning::Cores(c) = &self.pinning {
             if c.is_empty() {
                 return Err(Error::Config(
@@ -407,6 +421,7 @@ impl ServerBuilder {
             settings: self.settings,
             read_buffer_size: self.loop_options.read_buffer_size,
             events_capacity: self.loop_options.events_per_poll,
+            inbox_capacity: self.loop_options.inbox_capacity,
             policy: self.policy,
             stop_timeout: self.stop_timeout,
             timer_tick: self.loop_options.timer_tick,

@@ -67,31 +67,62 @@ impl Handle {
 
     /// Runs `f` on shard `shard`, fire and forget (Twisted's
     /// `callFromThread`); [`call_on`](Handle::call_on) gives a result back.
-    /// Fails for a shard index out of range, or once the server stopped.
+    /// Fails for a shard index out of range, once the server stopped, and
+    /// with [`Error::Overloaded`] while that shard's inbox is full (`f` is
+    /// dropped unrun; [`post_to_within`](Handle::post_to_within) waits).
     pub fn post_to(
         &self,
         shard: usize,
         f: impl FnOnce(&mut ShardCtx) + Send + 'static,
     ) -> Result<()> {
-        let inbox = self
-            .inner
-            .shared
-            .inboxes
-            .get(shard)
-            .ok_or(Error::NoSuchShard {
-                index: shard,
-                shards: self.shards(),
-            })?;
+        self.request(shard, Envelope::Run(Box::new(f)))
+    }
+
+    /// [`post_to`](Handle::post_to), waiting up to `wait` for room in a
+    /// full inbox (for threads outside the shards: a shard must never
+    /// wait, it gets `Overloaded` from `post_to`). Fails with
+    /// [`Error::Overloaded`] if the inbox stayed full.
+    ///
+    /// ```no_run
+    /// # fn f(handle: shardloop::Handle) -> shardloop::Result<()> {
+    /// use std::time::Duration;
+    /// handle.post_to_within(0, |ctx| println!("on shard {}", ctx.index()), Duration::from_secs(1))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn post_to_within(
+        &self,
+        shard: usize,
+        f: impl FnOnce(&mut ShardCtx) + Send + 'static,
+        wait: Duration,
+    ) -> Result<()> {
+        let inbox = self.inbox(shard)?;
+        let until = Instant::now() + wait;
+        let mut pause = Duration::from_micros(20);
+        // The slot first, the closure after: nothing is built or dropped
+        // while waiting. Polling with backoff: the receiving shard's drain
+        // stays free of any wake-up for waiters.
+        while inbox.capacity.take().is_err() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Overloaded { shard });
+            }
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
         if inbox.send(Envelope::Run(Box::new(f))) {
             Ok(())
         } else {
+            inbox.capacity.give_back(1);
             Err(Error::Stopped)
         }
     }
 
     /// Runs `f` on shard `shard` and gives its result back as a promise,
     /// awaitable from any thread or executor (the resolver wakes it). The
-    /// promise fails, never hangs, if the shard has stopped or `f` panics.
+    /// promise fails, never hangs: if the shard has stopped or `f` panics
+    /// there, and at once with [`PromiseError::Overloaded`](crate::task::PromiseError::Overloaded)
+    /// while its inbox is full.
     ///
     /// ```no_run
     /// # fn f(handle: shardloop::Handle) {
@@ -104,46 +135,77 @@ impl Handle {
         shard: usize,
         f: impl FnOnce(&mut ShardCtx) -> T + Send + 'static,
     ) -> crate::task::Promise<T> {
-        let (p, r) = crate::sync::promise::promise();
-        // A refused send drops the closure, and with it the resolver.
-        let _ = self.post_to(shard, move |ctx| r.resolve(f(ctx)));
+        use crate::sync::promise::{failed, promise, PromiseError};
+        let Ok(inbox) = self.inbox(shard) else {
+            return failed(PromiseError::Dropped);
+        };
+        if inbox.capacity.take().is_err() {
+            return failed(PromiseError::Overloaded);
+        }
+        let (p, r) = promise();
+        // A refused send (stopped) drops the closure, and with it the
+        // resolver: the promise fails with `Dropped`.
+        if !inbox.send(Envelope::Run(Box::new(move |ctx| r.resolve(f(ctx))))) {
+            inbox.capacity.give_back(1);
+        }
         p
     }
 
-    /// Runs `f` once on every shard, fire and forget; fails once the
-    /// server stopped.
+    /// Runs `f` once on every shard, fire and forget. Shards whose inbox is
+    /// full are skipped: the error ([`Error::Overloaded`]) names the first,
+    /// and every other shard still runs `f`. Fails once the server stopped.
     pub fn post_to_all(&self, f: impl Fn(&mut ShardCtx) + Send + Sync + 'static) -> Result<()> {
         let f: SharedTask = Arc::new(f);
+        let mut first_error = None;
         let mut any = false;
-        for inbox in self.inner.shared.inboxes.iter() {
-            any |= inbox.send(Envelope::Broadcast(f.clone()));
+        for shard in 0..self.shards() {
+            match self.request(shard, Envelope::Broadcast(f.clone())) {
+                Ok(()) => any = true,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        if any {
-            Ok(())
-        } else {
-            Err(Error::Stopped)
+        match first_error {
+            None => Ok(()),
+            Some(Error::Stopped) if !any => Err(Error::Stopped),
+            Some(Error::Stopped) => Ok(()),
+            Some(e) => Err(e),
         }
     }
 
-    /// Sends a typed message to a connection (see [`ShardCtx::send`]).
+    /// Sends a typed message to a connection (see [`ShardCtx::send`]);
+    /// [`Error::Overloaded`] while its shard's inbox is full.
     pub fn send<M: Send + 'static>(&self, to: ConnId, msg: M) -> Result<()> {
-        let inbox = self
-            .inner
+        self.request(
+            to.shard(),
+            Envelope::ToConn {
+                to,
+                msg: Box::new(msg),
+            },
+        )
+    }
+
+    fn inbox(&self, shard: usize) -> Result<&crate::sync::bus::Inbox<Envelope>> {
+        self.inner
             .shared
             .inboxes
-            .get(to.shard())
+            .get(shard)
             .ok_or(Error::NoSuchShard {
-                index: to.shard(),
+                index: shard,
                 shards: self.shards(),
-            })?;
-        if inbox.send(Envelope::ToConn {
-            to,
-            msg: Box::new(msg),
-        }) {
-            Ok(())
-        } else {
-            Err(Error::Stopped)
-        }
+            })
+    }
+
+    /// Queues a request if `shard`'s inbox has room.
+    fn request(&self, shard: usize, env: Envelope) -> Result<()> {
+        use crate::sync::bus::Refused;
+        self.inbox(shard)?
+            .send_request(env)
+            .map_err(|refused| match refused {
+                Refused::Full => Error::Overloaded { shard },
+                Refused::Stopped => Error::Stopped,
+            })
     }
 
     /// Every shard's counters, read without locks.

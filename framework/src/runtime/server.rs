@@ -42,6 +42,7 @@ pub struct Server {
     pub(super) settings: Settings,
     pub(super) read_buffer_size: usize,
     pub(super) events_capacity: usize,
+    pub(super) inbox_capacity: usize,
     pub(super) policy: Box<dyn BalancingPolicy>,
     pub(super) stop_timeout: Duration,
     pub(super) timer_tick: Duration,
@@ -91,7 +92,7 @@ impl Server {
         for _ in 0..self.shards {
             let poll = mio::Poll::new()?;
             let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
-            let (inbox, rx) = Inbox::new(waker);
+            let (inbox, rx) = Inbox::new(waker, self.inbox_capacity);
             polls.push(poll);
             inboxes.push(inbox);
             receivers.push(rx);
@@ -300,7 +301,7 @@ impl ServerInner {
     )> {
         let poll = mio::Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
-        let (inbox, rx) = Inbox::new(waker);
+        let (inbox, rx) = Inbox::new(waker, super::builder::DEFAULT_INBOX_CAPACITY);
         let shared = Shared::new(
             vec![inbox].into(),
             settings,

@@ -8,6 +8,7 @@
 //! fences order "queue, then read flag" against "set flag, then read queue",
 //! so at least one side sees the other: no message waits on a sleeping shard.
 
+use super::capacity::{Capacity, Full};
 use crossbeam_channel::{Receiver, Sender};
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{fence, AtomicBool, Ordering};
@@ -17,23 +18,42 @@ pub(crate) struct Inbox<T> {
     tx: Sender<T>,
     waker: mio::Waker,
     parked: CachePadded<AtomicBool>,
+    /// How many requests may wait (control messages take no slot).
+    pub(crate) capacity: Capacity,
 }
 
 impl<T> Inbox<T> {
-    pub(crate) fn new(waker: mio::Waker) -> (Inbox<T>, Receiver<T>) {
+    /// An inbox holding at most `capacity` requests.
+    pub(crate) fn new(waker: mio::Waker, capacity: usize) -> (Inbox<T>, Receiver<T>) {
+        // The channel itself is unbounded: the capacity counts requests,
+        // and control messages must never be refused.
         let (tx, rx) = crossbeam_channel::unbounded();
         (
             Inbox {
                 tx,
                 waker,
                 parked: CachePadded::new(AtomicBool::new(false)),
+                capacity: Capacity::new(capacity),
             },
             rx,
         )
     }
 
-    /// Queues `msg` and wakes the shard only if it is parked in `poll`.
-    /// Returns false if the shard has exited.
+    /// Queues a request if the inbox has room (a slot the receiver gives
+    /// back when it drains it).
+    pub(crate) fn send_request(&self, msg: T) -> Result<(), Refused> {
+        self.capacity.take().map_err(|Full| Refused::Full)?;
+        if self.send(msg) {
+            Ok(())
+        } else {
+            self.capacity.give_back(1);
+            Err(Refused::Stopped)
+        }
+    }
+
+    /// Queues `msg` (control traffic, or a request whose slot the caller
+    /// took) and wakes the shard only if it is parked in `poll`. Returns
+    /// false if the shard has exited.
     pub(crate) fn send(&self, msg: T) -> bool {
         if self.tx.send(msg).is_err() {
             return false;
@@ -73,6 +93,15 @@ impl<T> Inbox<T> {
     }
 }
 
+/// Why a request was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The inbox holds its capacity of requests.
+    Full,
+    /// The shard has exited.
+    Stopped,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,7 +111,7 @@ mod tests {
     fn inbox<T>() -> (mio::Poll, Inbox<T>, Receiver<T>) {
         let poll = mio::Poll::new().unwrap();
         let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
-        let (inbox, rx) = Inbox::new(waker);
+        let (inbox, rx) = Inbox::new(waker, 1 << 20);
         (poll, inbox, rx)
     }
 

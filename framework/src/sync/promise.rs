@@ -16,6 +16,10 @@ pub enum PromiseError {
     /// panicked, its shard stopped, or it was abandoned.
     #[error("the promise's resolver was dropped without a value")]
     Dropped,
+    /// The work was never started: its shard's inbox was full
+    /// ([`Error::Overloaded`](crate::Error::Overloaded)).
+    #[error("the target shard is overloaded: its inbox is full")]
+    Overloaded,
 }
 
 struct State<T> {
@@ -86,6 +90,22 @@ impl<T> Resolver<T> {
             settle(&s, Ok(value));
         }
     }
+}
+
+impl<T> Resolver<T> {
+    /// Settles the promise with an error instead of a value.
+    pub(crate) fn fail(mut self, error: PromiseError) {
+        if let Some(s) = self.state.take() {
+            settle(&s, Err(error));
+        }
+    }
+}
+
+/// A promise that has already failed with `error`.
+pub(crate) fn failed<T>(error: PromiseError) -> Promise<T> {
+    let (p, r) = promise();
+    r.fail(error);
+    p
 }
 
 impl<T> Drop for Resolver<T> {

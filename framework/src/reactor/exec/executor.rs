@@ -6,6 +6,7 @@ use crate::api::ConnId;
 use crate::reactor::{Envelope, Inboxes};
 use slab::Slab;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Wake, Waker};
 
@@ -22,6 +23,10 @@ struct TaskWaker {
     shard: usize,
     id: TaskId,
     inboxes: Inboxes,
+    /// A wake-up from another thread is on the bus and not yet taken:
+    /// more wake-ups until then add nothing (one bus message per task at
+    /// most, however often a thread outside wakes it).
+    on_bus: Arc<AtomicBool>,
 }
 
 impl Wake for TaskWaker {
@@ -33,7 +38,7 @@ impl Wake for TaskWaker {
         // On the task's own shard: a push onto its ready list. From anywhere
         // else: a bus message, which wakes the shard only if it is parked.
         let local = local::with_shard(self.server, self.shard, |l| l.ready.push(self.id));
-        if local.is_none() {
+        if local.is_none() && !self.on_bus.swap(true, Ordering::AcqRel) {
             if let Some(inbox) = self.inboxes.get(self.shard) {
                 inbox.send(Envelope::Wake(self.id));
             }
@@ -46,6 +51,8 @@ pub(crate) struct Task {
     /// Taken out while it is polled.
     future: Option<LocalFuture>,
     waker: Waker,
+    /// Its waker's flag: a wake-up from another thread is on the bus.
+    on_bus: Arc<AtomicBool>,
     /// The connection it belongs to (dropped when that connection ends).
     pub(crate) conn: Option<ConnId>,
 }
@@ -81,16 +88,19 @@ impl Tasks {
             generation: self.next_generation,
         };
         self.next_generation = self.next_generation.wrapping_add(1);
+        let on_bus = Arc::new(AtomicBool::new(false));
         let waker = Waker::from(Arc::new(TaskWaker {
             server: self.server,
             shard: self.shard,
             id,
             inboxes: self.inboxes.clone(),
+            on_bus: on_bus.clone(),
         }));
         entry.insert(Task {
             generation: id.generation,
             future: Some(future),
             waker,
+            on_bus,
             conn,
         });
         self.queue.push_back(id);
@@ -126,6 +136,18 @@ impl Tasks {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// A wake-up from another thread arrived: the task is ready, and the
+    /// next such wake-up goes on the bus again (cleared before the poll,
+    /// so a wake-up during it is never lost).
+    pub(crate) fn woken_from_bus(&mut self, id: TaskId) {
+        if let Some(t) = self.slab.get(id.slot as usize) {
+            if t.generation == id.generation {
+                t.on_bus.store(false, Ordering::Release);
+                self.queue.push_back(id);
+            }
         }
     }
 

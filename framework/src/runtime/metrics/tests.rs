@@ -67,6 +67,8 @@ fn distinct(shard: usize) -> ShardStats {
         loop_lag_count,
         loop_lag_sum_ns,
         inbox_depth,
+        bus_rejected,
+        inbox_full_ns,
         tasks_ready,
         output_buffered,
         slow_timers,
