@@ -1,5 +1,5 @@
-//! The bus under flood: every shard calls every other shard (`call_on`) as
-//! fast as its loop allows, while one shard is slowed by a callback that
+//! The bus under flood: every shard calls every other shard (a closure
+//! that answers with a closure back) in bursts every millisecond, while one shard is slowed by a callback that
 //! blocks, for `--duration`. Prints, every second, the process's RSS, the
 //! calls answered and refused so far and each inbox's depth: with a
 //! bounded inbox the RSS stays flat and the refusals are counted; the run
@@ -43,6 +43,20 @@ struct Tally {
     failed: AtomicU64,
 }
 
+impl Tally {
+    fn count(&self, sent: shardloop::Result<()>) {
+        match sent {
+            Ok(()) => {}
+            Err(shardloop::Error::Overloaded { .. }) => {
+                self.refused.fetch_add(1, Relaxed);
+            }
+            Err(_) => {
+                self.failed.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -84,17 +98,18 @@ fn main() -> anyhow::Result<()> {
                 }
                 for _ in 0..burst {
                     for to in (0..shards).filter(|&to| to != shard) {
-                        let answer = ctx.call_on(to, |ctx| ctx.index());
-                        let tally = tally.clone();
-                        ctx.spawn_local(async move {
-                            match answer.await {
-                                Ok(_) => tally.answered.fetch_add(1, Relaxed),
-                                Err(shardloop::task::PromiseError::Overloaded) => {
-                                    tally.refused.fetch_add(1, Relaxed)
-                                }
-                                Err(_) => tally.failed.fetch_add(1, Relaxed),
-                            };
+                        // A call and its answer, both over the bus: the
+                        // answer is a request back, refused too when the
+                        // caller's own inbox is full.
+                        let t = tally.clone();
+                        let call = ctx.post_to(to, move |ctx| {
+                            let t2 = t.clone();
+                            let answer = ctx.post_to(shard, move |_| {
+                                t2.answered.fetch_add(1, Relaxed);
+                            });
+                            t.count(answer);
                         });
+                        tally.count(call);
                     }
                 }
             });
