@@ -328,6 +328,18 @@ impl StatsBoard {
 
     /// Accepted connections a shard closed or rejected, as last published
     /// (used by balancing: outbound connections are not the acceptor's).
+    /// A shard's busy and idle nanoseconds, its inbox depth and ready
+    /// tasks, as last published (for the acceptor's load tracker).
+    pub(crate) fn load_of(&self, shard: usize) -> (u64, u64, u64, u64) {
+        let s = &self.shards[shard];
+        (
+            s.busy_ns.load(Relaxed),
+            s.idle_ns.load(Relaxed),
+            s.inbox_depth.load(Relaxed),
+            s.tasks_ready.load(Relaxed),
+        )
+    }
+
     pub(crate) fn gone(&self, shard: usize) -> u64 {
         let s = &self.shards[shard];
         s.inbound_closed.load(Relaxed) + s.connections_rejected.load(Relaxed)

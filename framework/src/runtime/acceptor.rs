@@ -2,7 +2,7 @@
 //! `WouldBlock` and hands each connection to a shard chosen by the balancing
 //! policy. On descriptor exhaustion it backs off instead of spinning.
 
-use super::balance::{BalancingPolicy, ShardLoad};
+use super::balance::{BalancingPolicy, LoadTracker, ShardLoad, LOAD_PERIOD};
 use super::server::ServerInner;
 use crate::net::{is_transient_accept_error, Addr, Listener, Stream};
 use crate::reactor::Envelope;
@@ -26,6 +26,8 @@ pub(crate) struct Acceptor {
     pub(crate) max_connections: usize,
     /// Budgets for the log lines a flood of connections can cause.
     pub(crate) log_limits: crate::api::LogLimits,
+    /// The shards' load, smoothed, for the policy.
+    pub(crate) tracker: LoadTracker,
 }
 
 /// Errors that mean "out of descriptors or memory": retrying at once would spin.
@@ -57,8 +59,17 @@ impl Acceptor {
         let mut events = Events::with_capacity(64);
         let mut backoff: Option<Instant> = None;
         let mut delay = Duration::ZERO;
+        // A load-aware policy needs figures that are fresh when a
+        // connection comes, however long the acceptor slept before it.
+        let sample_every = self.policy.uses_load().then_some(LOAD_PERIOD);
+        let inner = &self.inner;
+        self.tracker
+            .sample(Instant::now(), |i| inner.shared.stats.load_of(i));
         loop {
-            let timeout = backoff.map(|at| at.saturating_duration_since(Instant::now()));
+            let timeout = match (backoff, sample_every) {
+                (Some(at), _) => Some(at.saturating_duration_since(Instant::now())),
+                (None, every) => every,
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     tracing::error!(error = %e, "acceptor poll failed; acceptor exits");
@@ -68,6 +79,10 @@ impl Acceptor {
             if self.inner.shared.stopping.load(Ordering::Acquire) {
                 break;
             }
+            // At most every 25 ms: a few relaxed loads per shard.
+            let inner = &self.inner;
+            self.tracker
+                .sample(Instant::now(), |i| inner.shared.stats.load_of(i));
             let ready: Vec<usize> = match backoff {
                 Some(at) if Instant::now() < at => continue,
                 // After a back-off, edge-triggered readiness may have been
@@ -151,10 +166,9 @@ impl Acceptor {
             // Handed (this batch included) minus closed as last published.
             let open_here = n.saturating_sub(self.inner.shared.stats.gone(shard));
             open += open_here;
-            loads.push(ShardLoad {
-                shard,
-                open_connections: open_here,
-            });
+            let mut load = ShardLoad::new(shard, open_here);
+            self.tracker.fill(&mut load);
+            loads.push(load);
         }
         if open >= self.max_connections as u64 {
             self.inner

@@ -200,6 +200,7 @@ impl Server {
                 policy: self.policy,
                 max_connections: self.max_connections,
                 log_limits: Default::default(),
+                tracker: super::balance::LoadTracker::new(self.shards),
             };
             match std::thread::Builder::new()
                 .name(format!("sl{id}-acceptor"))
