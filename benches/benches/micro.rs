@@ -355,23 +355,6 @@ fn write_path(c: &mut Criterion) {
     g.finish();
 }
 
-/// Yields once: wakes itself (a same-shard wake-up) and returns Pending.
-struct YieldNow(bool);
-impl std::future::Future for YieldNow {
-    type Output = ();
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.0 {
-            return std::task::Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    }
-}
-
 /// Polls `f` on this thread until ready (the bench thread is no shard).
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     let mut f = std::pin::pin!(f);
@@ -404,7 +387,7 @@ fn tasks(c: &mut Criterion) {
         b.iter(|| {
             t.shard().spawn_local(async {
                 for _ in 0..N {
-                    YieldNow(false).await;
+                    shardloop::task::yield_now().await;
                 }
             });
             t.advance(Duration::ZERO);

@@ -90,6 +90,48 @@ pub fn spawn_local(future: impl Future<Output = ()> + 'static) {
     );
 }
 
+/// Gives the rest of the shard a turn: the task is polled again in the
+/// next loop iteration, after the I/O, timers and messages waiting now
+/// (tokio's `yield_now`). For a long computation split into steps, so that
+/// it does not hold up the shard's connections.
+///
+/// ```no_run
+/// # use shardloop::ShardCtx;
+/// # fn f(ctx: &mut ShardCtx) {
+/// ctx.spawn_local(async {
+///     for chunk in 0..1000 {
+///         // ... work on `chunk` ...
+///         # let _ = chunk;
+///         shardloop::task::yield_now().await;
+///     }
+/// });
+/// # }
+/// ```
+pub fn yield_now() -> YieldNow {
+    YieldNow { yielded: false }
+}
+
+/// The future returned by [`yield_now`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct YieldNow {
+    yielded: bool,
+}
+
+impl Future for YieldNow {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.yielded {
+            return std::task::Poll::Ready(());
+        }
+        self.yielded = true;
+        // A wake-up during its own poll: the shard defers the task to the
+        // next iteration (reactor/tasks.rs).
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
 /// The future returned by [`join_all`].
 pub struct JoinAll<F: Future> {
     futures: Vec<Option<Pin<Box<F>>>>,

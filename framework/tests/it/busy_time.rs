@@ -147,7 +147,7 @@ fn busy_time_counts_timer_callbacks() {
     h.shutdown();
 }
 
-pub(crate) struct UdpEcho;
+struct UdpEcho;
 impl shardloop::udp::DatagramProtocol for UdpEcho {
     fn datagram_received(
         &mut self,
@@ -159,14 +159,19 @@ impl shardloop::udp::DatagramProtocol for UdpEcho {
     }
 }
 
-#[test]
-fn busy_time_counts_udp_datagrams() {
-    let h = builder(1)
+/// A one-shard server with a UDP echo socket.
+pub(crate) fn udp_echo_server() -> shardloop::Handle {
+    builder(1)
         .listen_udp("127.0.0.1:0", |_| UdpEcho)
         .build()
         .unwrap()
         .start()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn busy_time_counts_udp_datagrams() {
+    let h = udp_echo_server();
     let addr = h.udp_addr(0);
     let w = measure(&h, 1.5, |until| {
         let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

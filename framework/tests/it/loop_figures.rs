@@ -5,7 +5,7 @@
 //! against a future counting its own polls. Wide bounds, no thresholds a
 //! busy machine can cross by accident.
 
-use crate::busy_time::UdpEcho;
+use crate::busy_time::udp_echo_server;
 use crate::common::*;
 use shardloop::{Conn, LoopPhase, Protocol, Settings, ShardCtx, ShardStats};
 use std::future::Future;
@@ -26,20 +26,6 @@ fn spin(d: Duration) {
     let until = Instant::now() + d;
     while Instant::now() < until {
         std::hint::spin_loop();
-    }
-}
-
-/// Pending once (waking itself at once), then ready: a task that yields.
-struct YieldNow(bool);
-impl Future for YieldNow {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
     }
 }
 
@@ -71,7 +57,7 @@ fn loop_lag_counts_timers_that_a_busy_loop_fires_late() {
         ctx.spawn_local(async move {
             while !s2.load(Ordering::Relaxed) {
                 spin(Duration::from_millis(8));
-                YieldNow(false).await;
+                shardloop::task::yield_now().await;
             }
         });
         chain(ctx, N, l2);
@@ -323,12 +309,7 @@ fn events_per_wake_match_the_round_trips_a_client_counts() {
     check("TCP ping-pong", &before, &stats(&h));
     h.shutdown();
 
-    let h = builder(1)
-        .listen_udp("127.0.0.1:0", |_| UdpEcho)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let h = udp_echo_server();
     let before = stats(&h);
     let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -366,7 +347,7 @@ fn task_polls_match_the_polls_a_task_counts() {
                     if i % 2 == 0 {
                         shardloop::task::sleep(Duration::from_millis(1)).await;
                     } else {
-                        YieldNow(false).await;
+                        shardloop::task::yield_now().await;
                     }
                 }
                 d2.store(true, Ordering::Relaxed);

@@ -8,7 +8,6 @@ use shardloop::{CloseReason, Conn, DeferError, Protocol};
 use std::cell::Cell;
 use std::future::Future;
 use std::io::{Read, Write};
-use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -126,20 +125,6 @@ fn a_panic_in_a_connection_task_aborts_only_that_connection() {
     assert!(t.aborted());
 }
 
-/// Waits one step without a timer: wakes itself and yields.
-struct YieldNow(bool);
-impl Future for YieldNow {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-}
-
 /// On each read, asks every shard its index and answers with the sum.
 struct AskAll;
 impl Protocol for AskAll {
@@ -180,7 +165,7 @@ impl Protocol for FromThread {
             r.resolve(echo);
         });
         conn.spawn(move |task| async move {
-            YieldNow(false).await; // a same-shard wake-up first
+            shardloop::task::yield_now().await; // a same-shard wake-up first
             task.write(&p.await.unwrap());
         });
     }
@@ -275,7 +260,7 @@ fn a_task_that_never_stops_yielding_does_not_starve_io() {
     h.post_to(0, |ctx| {
         ctx.spawn_local(async {
             loop {
-                YieldNow(false).await;
+                shardloop::task::yield_now().await;
             }
         });
     })
