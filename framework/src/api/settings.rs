@@ -61,6 +61,17 @@ pub struct Settings {
     /// How long a client may take to send its PROXY protocol header on a
     /// listener that requires one.
     pub proxy_header_timeout: Duration,
+    /// Accepted connections one source address may hold open at once,
+    /// across every shard (`None`: no limit). IPv6 addresses count per /64.
+    /// The address is the one a trusted PROXY header gives, else the
+    /// peer's. A connection past the limit is closed (RST) before
+    /// `connection_made`, counted in
+    /// `shardloop_connections_refused_total{reason="per_ip_connections"}`.
+    pub max_connections_per_ip: Option<u32>,
+    /// How fast one source address may open connections (a token bucket
+    /// per address, across every shard; `None`: no limit). Refusals are
+    /// counted as `reason="per_ip_rate"`.
+    pub connection_rate_per_ip: Option<crate::limit::RateLimit>,
 }
 
 impl Default for Settings {
@@ -80,6 +91,8 @@ impl Default for Settings {
             max_task_polls_per_iteration: 1024,
             tls_handshake_timeout: Duration::from_secs(10),
             proxy_header_timeout: Duration::from_secs(5),
+            max_connections_per_ip: None,
+            connection_rate_per_ip: None,
         }
     }
 }
@@ -107,6 +120,9 @@ impl Settings {
         }
         if self.max_bus_messages_per_iteration == 0 {
             return Err("max_bus_messages_per_iteration must be at least 1".into());
+        }
+        if self.max_connections_per_ip == Some(0) {
+            return Err("max_connections_per_ip must be at least 1 (None: no limit)".into());
         }
         Ok(())
     }

@@ -110,6 +110,12 @@ counters! {
     connections_closed => counter "shardloop_connections_closed_total" "Connections closed, for any reason.",
     /// Connections handed to the shard but closed at once (limit or stop).
     connections_rejected => counter "shardloop_connections_rejected_total" "Connections closed at once (limits, stop).",
+    /// Connections refused because their source address had
+    /// `max_connections_per_ip` open already.
+    refused_per_ip_connections => counter "shardloop_connections_refused_total" { reason = "per_ip_connections" } "Connections refused by a per-source-address limit, by reason.",
+    /// Connections refused because their source address connected faster
+    /// than `connection_rate_per_ip`.
+    refused_per_ip_rate => counter "shardloop_connections_refused_total" { reason = "per_ip_rate" } "Connections refused by a per-source-address limit, by reason.",
     /// Bytes read from sockets.
     bytes_in => counter "shardloop_bytes_received_total" "Bytes read from sockets.",
     /// Bytes written to sockets.

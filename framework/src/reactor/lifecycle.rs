@@ -185,6 +185,12 @@ impl Shard {
         // the poller, and saves an epoll_ctl per connection.
         self.ctx.counters.connections_closed += 1;
         self.uncount(c.core.state.is_counted());
+        if c.core.state.is_ip_counted() {
+            if let Addr::Tcp(peer) = c.core.peer {
+                let key = crate::limit::per_ip::IpKey::of(peer.ip());
+                self.shared.per_ip.release(key, self.ctx.now);
+            }
+        }
         if self.conns.is_empty() && self.conns.capacity() >= 4096 {
             // The last of many connections closed: give the table back
             // (no key is live, so none is invalidated).

@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub(crate) activity: Activities,
     /// The origin of the marks' timestamps.
     pub(crate) epoch: Instant,
+    /// Connections per source address, for the per-address limits.
+    pub(crate) per_ip: crate::limit::per_ip::PerIpTable,
 }
 
 impl Shared {
@@ -70,6 +72,7 @@ impl Shared {
                 .collect::<Vec<_>>()
                 .into(),
             epoch: Instant::now(),
+            per_ip: Default::default(),
         }
     }
 

@@ -21,6 +21,7 @@ mod layering;
 mod lifecycle;
 mod lifecycle_phases;
 mod loop_figures;
+mod per_ip_limits;
 mod placement;
 mod proxy_protocol;
 mod real_clients;

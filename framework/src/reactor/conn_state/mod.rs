@@ -116,6 +116,8 @@ const OUTBOUND: u32 = 1 << 25;
 const COUNTED: u32 = 1 << 26;
 /// The transport layer failed: nothing more goes through it.
 const LAYER_FAILED: u32 = 1 << 27;
+/// Counted in the per-source-address table (released when it goes).
+const IP_COUNTED: u32 = 1 << 28;
 
 /// A connection's phase and flags: 8 bytes where 22 booleans were.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,6 +307,15 @@ impl ConnState {
     /// Accepted by a `reuse_port` shard itself: not in the server-wide total.
     pub(crate) fn uncounted(&mut self) {
         self.clear(COUNTED);
+    }
+
+    /// Counted in the per-source-address table.
+    pub(crate) fn ip_counted(&mut self) {
+        self.set(IP_COUNTED);
+    }
+
+    pub(crate) fn is_ip_counted(&self) -> bool {
+        self.has(IP_COUNTED)
     }
 
     // ---- close intent ----------------------------------------------------

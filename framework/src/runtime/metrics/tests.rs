@@ -19,6 +19,8 @@ fn distinct(shard: usize) -> ShardStats {
         connections_accepted,
         connections_closed,
         connections_rejected,
+        refused_per_ip_connections,
+        refused_per_ip_rate,
         bytes_in,
         bytes_out,
         proxy_untrusted,
