@@ -65,7 +65,9 @@ pub mod task;
 pub mod testing;
 pub mod tls;
 
-pub use api::{CloseReason, ConnId, LogLimit, ServerStats, Settings, ShardStats, TlsFailure};
+pub use api::{
+    CloseReason, ConnId, ConnLoad, LogLimit, ServerStats, Settings, ShardStats, TlsFailure,
+};
 pub use error::{Error, ForwardError, Result};
 pub use net::{Addr, Keepalive, SocketOptions};
 /// The hierarchical timer wheel each shard runs its timers on, as a pure

@@ -5,6 +5,7 @@
 
 mod close_reason;
 mod conn_id;
+pub(crate) mod conn_load;
 mod log_limit;
 mod proxy_header;
 mod settings;
@@ -13,6 +14,7 @@ mod tls_info;
 
 pub use close_reason::{CloseReason, TlsFailure};
 pub use conn_id::ConnId;
+pub use conn_load::ConnLoad;
 pub use log_limit::LogLimit;
 pub(crate) use log_limit::LogLimits;
 pub(crate) use proxy_header::ProxyTrust;

@@ -1,6 +1,7 @@
 //! Per-shard counters: plain integers on the shard's hot path, published to
 //! atomics once per loop iteration so any thread reads them without locks.
 
+use super::conn_load::ConnLoad;
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -274,6 +275,10 @@ pub struct ServerStats {
     pub rejected_by_acceptor: u64,
     /// Shards whose thread died (see [`Handle::shard_deaths`](crate::Handle::shard_deaths)).
     pub dead_shards: Vec<usize>,
+    /// Each shard's heaviest connections (at most 8 a shard), by the time
+    /// their callbacks and tasks held the shard in its last accounting
+    /// window of about a second; shard by shard, heaviest first.
+    pub heaviest_connections: Vec<ConnLoad>,
 }
 
 impl ServerStats {
@@ -309,6 +314,9 @@ impl ServerStats {
 pub(crate) struct StatsBoard {
     pub(crate) shards: Box<[CachePadded<SharedCounters>]>,
     pub(crate) rejected_by_acceptor: AtomicU64,
+    /// Each shard's heaviest connections of its last accounting window
+    /// (written once a second by the shard).
+    pub(crate) heaviest: Box<[std::sync::Mutex<Vec<ConnLoad>>]>,
 }
 
 impl StatsBoard {
@@ -316,6 +324,7 @@ impl StatsBoard {
         StatsBoard {
             shards: (0..shards).map(|_| CachePadded::default()).collect(),
             rejected_by_acceptor: AtomicU64::new(0),
+            heaviest: (0..shards).map(|_| Default::default()).collect(),
         }
     }
 
@@ -329,11 +338,14 @@ impl StatsBoard {
                 .collect(),
             rejected_by_acceptor: self.rejected_by_acceptor.load(Relaxed),
             dead_shards: Vec::new(),
+            heaviest_connections: self
+                .heaviest
+                .iter()
+                .flat_map(|h| h.lock().unwrap_or_else(|e| e.into_inner()).clone())
+                .collect(),
         }
     }
 
-    /// Accepted connections a shard closed or rejected, as last published
-    /// (used by balancing: outbound connections are not the acceptor's).
     /// A shard's busy and idle nanoseconds, its inbox depth and ready
     /// tasks, as last published (for the acceptor's load tracker).
     pub(crate) fn load_of(&self, shard: usize) -> (u64, u64, u64, u64) {
@@ -346,6 +358,8 @@ impl StatsBoard {
         )
     }
 
+    /// Accepted connections a shard closed or rejected, as last published
+    /// (used by balancing: outbound connections are not the acceptor's).
     pub(crate) fn gone(&self, shard: usize) -> u64 {
         let s = &self.shards[shard];
         s.inbound_closed.load(Relaxed) + s.connections_rejected.load(Relaxed)

@@ -31,6 +31,9 @@ pub(crate) struct ConnCore {
     pub(crate) held: u32,
     /// Work in flight for this connection (protocol holds plus deferred jobs).
     pub(crate) holds: u32,
+    /// Nanoseconds its callbacks and tasks held the loop in the current
+    /// accounting window (saturating at 4.3 s; the window is a second).
+    pub(crate) busy_ns: u32,
     pub(crate) idle_ticks: Option<u64>,
     /// The idle check in the wheel (fires at `last_read_tick + idle_ticks`
     /// or later: reads only store the tick, the check re-arms itself).
@@ -98,6 +101,13 @@ pub(crate) trait ConnObserver {
 }
 
 impl ConnCore {
+    /// Adds `d` to the time the connection held its shard this window.
+    #[inline]
+    pub(crate) fn charge(&mut self, d: std::time::Duration) {
+        let ns = u32::try_from(d.as_nanos()).unwrap_or(u32::MAX);
+        self.busy_ns = self.busy_ns.saturating_add(ns);
+    }
+
     pub(crate) fn new(
         id: ConnId,
         stream: Stream,
@@ -118,6 +128,7 @@ impl ConnCore {
             common_reason: CommonReason::None,
             state,
             holds: 0,
+            busy_ns: 0,
             held: 0,
             idle_ticks: None,
             idle_timer: None,

@@ -44,6 +44,13 @@ impl Shard {
                 let (slot, r) = self.ready[i];
                 self.on_ready(slot, r);
                 let after = Instant::now();
+                // The connection's share of the loop (the clock read is the
+                // one the slow-callback check makes anyway). A connection
+                // closed in its callback is gone, and its slot not yet
+                // reused: nothing is inserted during a read callback.
+                if let Some(c) = self.conns.get_mut(slot) {
+                    c.core.charge(after.saturating_duration_since(before));
+                }
                 // The phase is counted slow at its end (Shard::mark); this
                 // names the connection whose callback took the time.
                 if after.duration_since(before) > threshold {

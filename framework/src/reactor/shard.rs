@@ -16,6 +16,7 @@ use super::envelope::Envelope;
 use super::erased::{ErasedFactory, ErasedProto};
 use super::shard_ctx::ShardCtx;
 use super::shared::{ServerHandle, Shared};
+use crate::api::conn_load::{self, ConnLoad};
 use crate::api::ConnId;
 use crate::sync::marks::LoopPhase;
 use crate::sync::worker::PoolSender;
@@ -119,6 +120,8 @@ pub(crate) struct Shard {
     /// The loop's wall-clock split since that read: out of poll (busy) and
     /// in it (idle), settled into the counters at the next read.
     pub(super) window: (u64, u64),
+    /// When the connections' current accounting window began.
+    pub(super) window_start: Instant,
 }
 
 /// Registers a shard's own listeners; one the poller refuses is dropped
@@ -198,6 +201,7 @@ impl Shard {
             woke: Instant::now(),
             cpu_sampled: Instant::now(),
             window: (0, 0),
+            window_start: Instant::now(),
             ctx,
             shared,
         }
@@ -372,7 +376,44 @@ impl Shard {
         if self.ctx.now.saturating_duration_since(self.cpu_sampled) >= CPU_SAMPLE_EVERY {
             self.settle_busy();
         }
+        if self.ctx.now.saturating_duration_since(self.window_start) >= conn_load::WINDOW {
+            self.publish_heaviest();
+        }
         self.shared.stats.shards[self.ctx.index].publish(&self.ctx.counters);
+    }
+
+    /// Publishes the window's heaviest connections and starts the next
+    /// window (one pass over the table a second).
+    fn publish_heaviest(&mut self) {
+        let window = self.ctx.now.saturating_duration_since(self.window_start);
+        self.window_start = self.ctx.now;
+        let mut top: Vec<(u32, usize)> = Vec::with_capacity(conn_load::HEAVIEST_PER_SHARD + 1);
+        for (slot, c) in self.conns.iter_mut() {
+            let busy = std::mem::take(&mut c.core.busy_ns);
+            if busy == 0 || c.proto.is_none() {
+                continue;
+            }
+            if top.len() < conn_load::HEAVIEST_PER_SHARD || busy > top[top.len() - 1].0 {
+                let at = top.partition_point(|(b, _)| *b >= busy);
+                top.insert(at, (busy, slot));
+                top.truncate(conn_load::HEAVIEST_PER_SHARD);
+            }
+        }
+        let heaviest: Vec<ConnLoad> = top
+            .into_iter()
+            .map(|(busy, slot)| {
+                let c = &self.conns[slot].core;
+                ConnLoad {
+                    conn: c.id,
+                    peer: c.peer.clone(),
+                    busy: Duration::from_nanos(u64::from(busy)),
+                    window,
+                }
+            })
+            .collect();
+        *self.shared.stats.heaviest[self.ctx.index]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = heaviest;
     }
 
     /// The connection's state-machine invariants (None: not in the table).

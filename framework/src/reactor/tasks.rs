@@ -10,6 +10,7 @@ use super::timers::TimerTask;
 use crate::api::CloseReason;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 impl Shard {
     /// Polls ready tasks, at most `max_task_polls_per_iteration`. A task
@@ -34,14 +35,20 @@ impl Shard {
             self.ctx.counters.task_polls += 1;
             let mut cx = Context::from_waker(&waker);
             let activity = &self.shared.activity[self.ctx.index];
-            if let Some(c) = conn {
+            // A connection's task is timed for its share of the shard (two
+            // clock reads a poll, only for tasks tied to a connection).
+            let started = conn.map(|c| {
                 activity.running(c);
-            }
+                Instant::now()
+            });
             // Unwind safety: the future is the only state the poll touches
             // mutably; after a panic it is dropped, never polled again.
             let polled = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
-            if conn.is_some() {
+            if let (Some(c), Some(t)) = (conn, started) {
                 activity.returned();
+                if self.live(c) {
+                    self.conns[c.slot()].core.charge(t.elapsed());
+                }
             }
             match polled {
                 Ok(Poll::Pending) => self.ctx.tasks.put_back(id, future),

@@ -7,6 +7,7 @@ mod busy_time;
 mod chat;
 mod client;
 mod common;
+mod conn_load;
 mod conn_stream;
 mod defer;
 mod echo;

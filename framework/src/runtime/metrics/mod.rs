@@ -82,7 +82,39 @@ pub fn render(stats: &ServerStats) -> String {
         "shardloop_rejected_by_acceptor_total {}",
         stats.rejected_by_acceptor
     );
+    heaviest(&mut out, stats);
     out
+}
+
+/// Each shard's heaviest connections of its last window, by rank (at most
+/// 8 series a shard: the cardinality stays bounded however many
+/// connections come and go; the `conn` and `peer` labels say which).
+fn heaviest(out: &mut String, stats: &ServerStats) {
+    let family = "shardloop_connection_busy_ratio";
+    text::family(
+        out,
+        family,
+        "gauge",
+        "Share of its shard's time a connection's callbacks and tasks took in the last window, for each shard's heaviest connections by rank.",
+    );
+    let mut rank = 0;
+    let mut shard = usize::MAX;
+    for c in &stats.heaviest_connections {
+        if c.conn.shard() != shard {
+            shard = c.conn.shard();
+            rank = 0;
+        }
+        rank += 1;
+        let (shard_s, rank_s) = (shard.to_string(), rank.to_string());
+        let (conn, peer) = (c.conn.to_string(), c.peer.to_string());
+        let labels = [
+            ("shard", shard_s.as_str()),
+            ("rank", rank_s.as_str()),
+            ("conn", conn.as_str()),
+            ("peer", peer.as_str()),
+        ];
+        text::sample(out, family, &labels, c.share());
+    }
 }
 
 /// One shard's samples of a histogram family: cumulative buckets in
