@@ -76,8 +76,9 @@ pub use reactor::timer_wheel;
 pub use reactor::{Conn, Factory, Protocol, ShardCtx, TimerHandle};
 pub use runtime::metrics;
 pub use runtime::{
-    BalancingPolicy, DeferError, Handle, LeastConnections, LifecyclePhase, LoadAware, LoopOptions,
-    LoopPhase, Pinning, RoundRobin, Server, ServerBuilder, ShardDeath, ShardLoad, StallReport,
+    Admission, BalancingPolicy, DeferError, Handle, LeastConnections, LifecyclePhase, LoadAware,
+    LoopOptions, LoopPhase, Pinning, RoundRobin, Server, ServerBuilder, ShardDeath, ShardLoad,
+    StallReport,
 };
 
 /// UDP, as Twisted's `listenUDP` and `DatagramProtocol`, sharded.

@@ -273,6 +273,11 @@ pub struct ServerStats {
     pub shards: Vec<ShardStats>,
     /// Connections the acceptor closed at once because the global limit was reached.
     pub rejected_by_acceptor: u64,
+    /// Times the acceptor stopped accepting because every shard was
+    /// saturated (`ServerBuilder::admission`).
+    pub admission_pauses: u64,
+    /// Nanoseconds it spent paused.
+    pub admission_paused_ns: u64,
     /// Shards whose thread died (see [`Handle::shard_deaths`](crate::Handle::shard_deaths)).
     pub dead_shards: Vec<usize>,
     /// Each shard's heaviest connections (at most 8 a shard), by the time
@@ -314,6 +319,9 @@ impl ServerStats {
 pub(crate) struct StatsBoard {
     pub(crate) shards: Box<[CachePadded<SharedCounters>]>,
     pub(crate) rejected_by_acceptor: AtomicU64,
+    /// Times the acceptor paused for admission, and the time paused.
+    pub(crate) admission_pauses: AtomicU64,
+    pub(crate) admission_paused_ns: AtomicU64,
     /// Each shard's heaviest connections of its last accounting window
     /// (written once a second by the shard).
     pub(crate) heaviest: Box<[std::sync::Mutex<Vec<ConnLoad>>]>,
@@ -324,6 +332,8 @@ impl StatsBoard {
         StatsBoard {
             shards: (0..shards).map(|_| CachePadded::default()).collect(),
             rejected_by_acceptor: AtomicU64::new(0),
+            admission_pauses: AtomicU64::new(0),
+            admission_paused_ns: AtomicU64::new(0),
             heaviest: (0..shards).map(|_| Default::default()).collect(),
         }
     }
@@ -337,6 +347,8 @@ impl StatsBoard {
                 .map(|(i, s)| s.snapshot(i))
                 .collect(),
             rejected_by_acceptor: self.rejected_by_acceptor.load(Relaxed),
+            admission_pauses: self.admission_pauses.load(Relaxed),
+            admission_paused_ns: self.admission_paused_ns.load(Relaxed),
             dead_shards: Vec::new(),
             heaviest_connections: self
                 .heaviest

@@ -2,7 +2,7 @@
 //! `WouldBlock` and hands each connection to a shard chosen by the balancing
 //! policy. On descriptor exhaustion it backs off instead of spinning.
 
-use super::balance::{BalancingPolicy, LoadTracker, ShardLoad, LOAD_PERIOD};
+use super::balance::{BalancingPolicy, Gate, LoadTracker, ShardLoad, LOAD_PERIOD};
 use super::server::ServerInner;
 use crate::net::{is_transient_accept_error, Addr, Listener, Stream};
 use crate::reactor::Envelope;
@@ -28,6 +28,8 @@ pub(crate) struct Acceptor {
     pub(crate) log_limits: crate::api::LogLimits,
     /// The shards' load, smoothed, for the policy.
     pub(crate) tracker: LoadTracker,
+    /// When to stop accepting (`ServerBuilder::admission`), if set.
+    pub(crate) gate: Option<Gate>,
 }
 
 /// Errors that mean "out of descriptors or memory": retrying at once would spin.
@@ -61,7 +63,7 @@ impl Acceptor {
         let mut delay = Duration::ZERO;
         // A load-aware policy needs figures that are fresh when a
         // connection comes, however long the acceptor slept before it.
-        let sample_every = self.policy.uses_load().then_some(LOAD_PERIOD);
+        let sample_every = (self.policy.uses_load() || self.gate.is_some()).then_some(LOAD_PERIOD);
         let inner = &self.inner;
         self.tracker
             .sample(Instant::now(), |i| inner.shared.stats.load_of(i));
@@ -81,13 +83,19 @@ impl Acceptor {
             }
             // At most every 25 ms: a few relaxed loads per shard.
             let inner = &self.inner;
-            self.tracker
-                .sample(Instant::now(), |i| inner.shared.stats.load_of(i));
+            let now = Instant::now();
+            self.tracker.sample(now, |i| inner.shared.stats.load_of(i));
+            let resumed = match self.admit(now) {
+                Admit::Paused => continue,
+                Admit::Resumed => true,
+                Admit::Open => false,
+            };
             let ready: Vec<usize> = match backoff {
-                Some(at) if Instant::now() < at => continue,
-                // After a back-off, edge-triggered readiness may have been
-                // consumed already: try every listener.
+                Some(at) if now < at => continue,
+                // After a back-off or a pause, edge-triggered readiness may
+                // have been consumed already: try every listener.
                 Some(_) => (0..self.listeners.len()).collect(),
+                None if resumed => (0..self.listeners.len()).collect(),
                 None => events
                     .iter()
                     .filter(|e| e.token() != ACCEPTOR_WAKER)
@@ -144,6 +152,36 @@ impl Acceptor {
             }
         }
         tracing::debug!("acceptor stopped");
+    }
+
+    /// Whether to accept now, by the admission rule (if any), and the
+    /// pauses published for `/metrics`.
+    fn admit(&mut self, now: Instant) -> Admit {
+        let Some(gate) = self.gate.as_mut() else {
+            return Admit::Open;
+        };
+        let shared = &self.inner.shared;
+        let coolest = (0..shared.inboxes.len())
+            .filter(|&i| !shared.dead[i].load(Ordering::Acquire))
+            .map(|i| self.tracker.busy(i))
+            .fold(f64::INFINITY, f64::min);
+        let changed = gate.update(coolest, now);
+        let stats = &shared.stats;
+        stats.admission_pauses.store(gate.pauses, Ordering::Relaxed);
+        let paused = u64::try_from(gate.paused_until(now).as_nanos()).unwrap_or(u64::MAX);
+        stats.admission_paused_ns.store(paused, Ordering::Relaxed);
+        match changed {
+            Some(false) => {
+                tracing::warn!(busy = coolest, "every shard is saturated: accepting paused");
+                Admit::Paused
+            }
+            Some(true) => {
+                tracing::info!(busy = coolest, "a shard has room again: accepting resumed");
+                Admit::Resumed
+            }
+            None if gate.is_paused() => Admit::Paused,
+            None => Admit::Open,
+        }
     }
 
     /// Picks a shard for a new connection (or refuses it at the global
@@ -216,4 +254,12 @@ struct Hand {
     stream: Stream,
     peer: Addr,
     listener: usize,
+}
+
+/// What admission says for this wake-up.
+enum Admit {
+    Open,
+    Paused,
+    /// Open again after a pause: every listener is tried.
+    Resumed,
 }

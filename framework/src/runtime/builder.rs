@@ -107,6 +107,7 @@ pub struct ServerBuilder {
     settings: Settings,
     loop_options: LoopOptions,
     policy: Box<dyn BalancingPolicy>,
+    admission: Option<super::balance::Admission>,
     stop_timeout: Duration,
     worker_threads: usize,
     worker_queue: usize,
@@ -135,6 +136,7 @@ impl Default for ServerBuilder {
             settings: Settings::default(),
             loop_options: LoopOptions::default(),
             policy: Box::new(RoundRobin::default()),
+            admission: None,
             stop_timeout: Duration::from_secs(5),
             worker_threads: 4,
             worker_queue: 1024,
@@ -257,6 +259,17 @@ impl ServerBuilder {
         self
     }
 
+    /// Stops accepting new connections while every shard is saturated
+    /// (the least busy one's smoothed busy fraction at or above
+    /// `pause_above`) and resumes once one is at or below `resume_below`.
+    /// Meanwhile connections wait in the kernel's accept queue. Acceptor
+    /// mode only (with `reuse_port` the kernel places connections). Off by
+    /// default; `/metrics` counts the pauses and the time paused.
+    pub fn admission(mut self, rule: super::balance::Admission) -> Self {
+        self.admission = Some(rule);
+        self
+    }
+
     /// The worker pool for blocking work (`defer_to_thread`, `defer`):
     /// `threads` threads (default 4; 0: none, and deferring fails with
     /// `Unavailable`) and at most `queue` jobs waiting (default 1024; more
@@ -363,6 +376,14 @@ impl ServerBuilder {
         if lo.udp_max_datagram == 0 {
             return Err(Error::Config("udp_max_datagram must be at least 1".into()));
         }
+        if let Some(a) = self.admission {
+            if !(a.resume_below < a.pause_above && a.resume_below >= 0.0 && a.pause_above <= 1.0) {
+                return Err(Error::Config(format!(
+                    "admission: need 0 <= resume_below < pause_above <= 1, got {} and {}",
+                    a.resume_below, a.pause_above
+                )));
+            }
+        }
         if lo.inbox_capacity == 0 {
             return Err(Error::Config("inbox_capacity must be at least 1".into()));
         }
@@ -423,6 +444,7 @@ impl ServerBuilder {
             events_capacity: self.loop_options.events_per_poll,
             inbox_capacity: self.loop_options.inbox_capacity,
             policy: self.policy,
+            admission: self.admission,
             stop_timeout: self.stop_timeout,
             timer_tick: self.loop_options.timer_tick,
             worker_threads: self.worker_threads,

@@ -17,7 +17,7 @@ mod worker;
 
 pub use crate::sync::marks::LoopPhase;
 pub use crate::sync::worker::DeferError;
-pub use balance::{BalancingPolicy, LeastConnections, LoadAware, RoundRobin, ShardLoad};
+pub use balance::{Admission, BalancingPolicy, LeastConnections, LoadAware, RoundRobin, ShardLoad};
 pub use builder::{LoopOptions, Pinning, ServerBuilder};
 pub use handle::Handle;
 pub use server::Server;

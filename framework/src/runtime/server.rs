@@ -44,6 +44,7 @@ pub struct Server {
     pub(super) events_capacity: usize,
     pub(super) inbox_capacity: usize,
     pub(super) policy: Box<dyn BalancingPolicy>,
+    pub(super) admission: Option<super::balance::Admission>,
     pub(super) stop_timeout: Duration,
     pub(super) timer_tick: Duration,
     pub(super) worker_threads: usize,
@@ -201,6 +202,7 @@ impl Server {
                 max_connections: self.max_connections,
                 log_limits: Default::default(),
                 tracker: super::balance::LoadTracker::new(self.shards),
+                gate: self.admission.map(super::balance::Gate::new),
             };
             match std::thread::Builder::new()
                 .name(format!("sl{id}-acceptor"))

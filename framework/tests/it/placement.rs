@@ -71,3 +71,60 @@ fn new_connections_avoid_a_busy_shard_and_return_when_it_cools() {
     assert_eq!(on, [10, 0], "back to the shard with fewer connections");
     h.shutdown();
 }
+
+#[test]
+fn admission_holds_new_connections_while_every_shard_is_saturated() {
+    use std::io::{ErrorKind, Write};
+    let (h, addr) = started(
+        builder(1)
+            .admission(shardloop::Admission::new(0.6, 0.3))
+            .listen("127.0.0.1:0", |_| |_| Echo),
+    );
+    let served_before = {
+        let mut s = connect(addr);
+        s.write_all(b"a").unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+        b[0] == b'a'
+    };
+    assert!(served_before);
+    // The only shard spins 9 ms of every 10.
+    let hot = Arc::new(AtomicBool::new(true));
+    let flag = hot.clone();
+    h.post_to(0, move |ctx| {
+        ctx.call_every(Duration::from_millis(10), move |_| {
+            if flag.load(Ordering::Relaxed) {
+                let until = Instant::now() + Duration::from_millis(9);
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+    })
+    .unwrap();
+    wait_for("the acceptor to pause", || h.stats().admission_pauses >= 1);
+    // The kernel completes the handshake; nobody accepts it yet.
+    let mut s = connect(addr);
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    s.write_all(b"b").unwrap();
+    let mut b = [0u8; 1];
+    let early = s.read(&mut b);
+    assert!(
+        matches!(&early, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
+        "not served while saturated: {early:?}"
+    );
+    // Cooled down: accepted, and its byte answered.
+    hot.store(false, Ordering::Relaxed);
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"b");
+    let stats = h.stats();
+    assert_eq!(stats.admission_pauses, 1);
+    assert!(
+        stats.admission_paused_ns >= 500_000_000,
+        "{}",
+        stats.admission_paused_ns
+    );
+    h.shutdown();
+}

@@ -84,6 +84,11 @@ impl LoadTracker {
         }
     }
 
+    /// A shard's smoothed busy fraction.
+    pub(crate) fn busy(&self, shard: usize) -> f64 {
+        self.shards.get(shard).map_or(0.0, |s| s.busy)
+    }
+
     /// Fills in a shard's load figures.
     pub(crate) fn fill(&self, load: &mut ShardLoad) {
         if let Some(s) = self.shards.get(load.shard) {

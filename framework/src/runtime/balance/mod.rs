@@ -1,8 +1,12 @@
-//! How the acceptor picks a shard for each new connection, and the load
-//! figures it picks by (the shards' published counters, smoothed).
+//! How the acceptor picks a shard for each new connection, the load
+//! figures it picks by (the shards' published counters, smoothed), and
+//! when it stops taking connections at all (admission).
 
+mod admission;
 mod load;
 
+pub use admission::Admission;
+pub(crate) use admission::Gate;
 pub(crate) use load::{LoadTracker, PERIOD as LOAD_PERIOD};
 
 /// Load of one shard as the acceptor sees it.

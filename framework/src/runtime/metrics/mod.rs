@@ -82,6 +82,30 @@ pub fn render(stats: &ServerStats) -> String {
         "shardloop_rejected_by_acceptor_total {}",
         stats.rejected_by_acceptor
     );
+    text::family(
+        &mut out,
+        "shardloop_admission_pauses_total",
+        "counter",
+        "Times the acceptor stopped accepting because every shard was saturated.",
+    );
+    text::sample(
+        &mut out,
+        "shardloop_admission_pauses_total",
+        &[],
+        stats.admission_pauses as f64,
+    );
+    text::family(
+        &mut out,
+        "shardloop_admission_paused_seconds_total",
+        "counter",
+        "Time the acceptor spent not accepting because every shard was saturated.",
+    );
+    text::sample(
+        &mut out,
+        "shardloop_admission_paused_seconds_total",
+        &[],
+        secs(stats.admission_paused_ns),
+    );
     heaviest(&mut out, stats);
     out
 }
