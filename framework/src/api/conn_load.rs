@@ -4,7 +4,7 @@
 //! once a window, and starts the next window at zero.
 
 use super::ConnId;
-use crate::net::Addr;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Connections a shard publishes per window, heaviest first.
@@ -17,7 +17,7 @@ pub(crate) const WINDOW: Duration = Duration::from_secs(1);
 /// ```no_run
 /// # fn f(handle: shardloop::Handle) {
 /// for c in handle.stats().heaviest_connections {
-///     println!("{} from {}: {:.0} % of its shard", c.conn, c.peer, c.share() * 100.0);
+///     println!("{} from {:?}: {:.0} % of its shard", c.conn, c.peer, c.share() * 100.0);
 /// }
 /// # }
 /// ```
@@ -26,8 +26,9 @@ pub(crate) const WINDOW: Duration = Duration::from_secs(1);
 pub struct ConnLoad {
     /// The connection (its shard is `conn.shard()`).
     pub conn: ConnId,
-    /// Its peer (the address a trusted PROXY header gave, if any).
-    pub peer: Addr,
+    /// Its peer's address (the one a trusted PROXY header gave, if any);
+    /// `None` for a Unix-socket peer.
+    pub peer: Option<SocketAddr>,
     /// The time its read callbacks and its tasks held the shard in the window.
     pub busy: Duration,
     /// The window's length.

@@ -18,6 +18,7 @@ use super::shard_ctx::ShardCtx;
 use super::shared::{ServerHandle, Shared};
 use crate::api::conn_load::{self, ConnLoad};
 use crate::api::ConnId;
+use crate::net::Addr;
 use crate::sync::marks::LoopPhase;
 use crate::sync::worker::PoolSender;
 use crossbeam_channel::Receiver;
@@ -405,7 +406,10 @@ impl Shard {
                 let c = &self.conns[slot].core;
                 ConnLoad {
                     conn: c.id,
-                    peer: c.peer.clone(),
+                    peer: match c.peer {
+                        Addr::Tcp(a) => Some(a),
+                        _ => None,
+                    },
                     busy: Duration::from_nanos(u64::from(busy)),
                     window,
                 }

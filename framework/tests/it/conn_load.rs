@@ -3,7 +3,7 @@
 //! the heaviest connections published in `Handle::stats()` and `/metrics`.
 
 use crate::common::*;
-use shardloop::{Addr, Conn, Protocol};
+use shardloop::{Conn, Protocol};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,8 +60,8 @@ fn paced(addr: SocketAddr, byte: u8, until: Instant) -> (TcpStream, std::thread:
     (s, t)
 }
 
-fn is(peer: &Addr, s: &TcpStream) -> bool {
-    matches!(peer, Addr::Tcp(a) if *a == s.local_addr().unwrap())
+fn is(peer: &Option<SocketAddr>, s: &TcpStream) -> bool {
+    *peer == Some(s.local_addr().unwrap())
 }
 
 #[test]

@@ -130,7 +130,8 @@ fn heaviest(out: &mut String, stats: &ServerStats) {
         }
         rank += 1;
         let (shard_s, rank_s) = (shard.to_string(), rank.to_string());
-        let (conn, peer) = (c.conn.to_string(), c.peer.to_string());
+        let conn = c.conn.to_string();
+        let peer = c.peer.map_or_else(|| "unix".to_string(), |a| a.to_string());
         let labels = [
             ("shard", shard_s.as_str()),
             ("rank", rank_s.as_str()),
