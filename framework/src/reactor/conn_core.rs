@@ -104,7 +104,12 @@ impl ConnCore {
     /// Adds `d` to the time the connection held its shard this window.
     #[inline]
     pub(crate) fn charge(&mut self, d: std::time::Duration) {
-        let ns = u32::try_from(d.as_nanos()).unwrap_or(u32::MAX);
+        // A second or more saturates anyway: no 128-bit arithmetic.
+        let ns = if d.as_secs() == 0 {
+            d.subsec_nanos()
+        } else {
+            u32::MAX
+        };
         self.busy_ns = self.busy_ns.saturating_add(ns);
     }
 

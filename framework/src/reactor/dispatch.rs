@@ -107,6 +107,8 @@ impl Shard {
     }
 
     pub(super) fn run_task(&mut self, f: impl FnOnce(&mut ShardCtx)) {
+        // Shard-level work: no connection's callback runs now.
+        self.shared.activity[self.ctx.index].returned();
         let ctx = &mut self.ctx;
         // Unwind safety: a shard task reaches only the context through `&mut`,
         // which stays as a returning task could leave it; the task itself is gone.

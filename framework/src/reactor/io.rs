@@ -44,21 +44,22 @@ impl Shard {
                 let (slot, r) = self.ready[i];
                 self.on_ready(slot, r);
                 let after = Instant::now();
+                let spent = after.saturating_duration_since(before);
                 // The connection's share of the loop (the clock read is the
                 // one the slow-callback check makes anyway). A connection
                 // closed in its callback is gone, and its slot not yet
                 // reused: nothing is inserted during a read callback.
                 if let Some(c) = self.conns.get_mut(slot) {
-                    c.core.charge(after.saturating_duration_since(before));
+                    c.core.charge(spent);
                 }
                 // The phase is counted slow at its end (Shard::mark); this
                 // names the connection whose callback took the time.
-                if after.duration_since(before) > threshold {
+                if spent > threshold {
                     if let Some(suppressed) = self.ctx.log_limits.slow_callback.allow_at(after) {
                         tracing::warn!(
                             shard = self.ctx.index,
                             slot,
-                            took_ms = after.duration_since(before).as_millis() as u64,
+                            took_ms = spent.as_millis() as u64,
                             suppressed,
                             "slow callback held the shard's loop"
                         );

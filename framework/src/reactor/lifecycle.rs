@@ -33,8 +33,11 @@ pub(super) fn invoke(
     // core and the shard context through `&mut`; a panic leaves them in a
     // state the callback could also have left them in by returning, and the
     // connection is aborted at once (`panicked`), so its protocol never runs again.
+    // The mark stays after the callback returns: the next connection's
+    // callback overwrites it, and shard-level work clears it first
+    // (`returned` in run_task, UDP and shard tasks), which keeps this
+    // path, run for every read, to one store.
     let panicked = catch_unwind(AssertUnwindSafe(|| f(proto.as_mut(), core, ctx))).is_err();
-    ctx.shared.activity[ctx.index].returned();
     if panicked {
         ctx.counters.callback_panics += 1;
         if let Some(suppressed) = ctx.log_limits.callback_panic.allow() {

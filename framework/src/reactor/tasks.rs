@@ -37,15 +37,20 @@ impl Shard {
             let activity = &self.shared.activity[self.ctx.index];
             // A connection's task is timed for its share of the shard (two
             // clock reads a poll, only for tasks tied to a connection).
-            let started = conn.map(|c| {
-                activity.running(c);
-                Instant::now()
-            });
+            let started = match conn {
+                Some(c) => {
+                    activity.running(c);
+                    Some(Instant::now())
+                }
+                None => {
+                    activity.returned();
+                    None
+                }
+            };
             // Unwind safety: the future is the only state the poll touches
             // mutably; after a panic it is dropped, never polled again.
             let polled = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
             if let (Some(c), Some(t)) = (conn, started) {
-                activity.returned();
                 if self.live(c) {
                     self.conns[c.slot()].core.charge(t.elapsed());
                 }

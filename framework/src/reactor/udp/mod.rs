@@ -53,6 +53,8 @@ fn call(
     ctx: &mut ShardCtx,
     f: impl FnOnce(&mut dyn DatagramProtocol, &mut Udp<'_>),
 ) {
+    // No connection's callback runs now (for the stall watchdog).
+    ctx.shared.activity[ctx.index].returned();
     let mut udp = Udp {
         ep: &mut ep.core,
         ctx,
