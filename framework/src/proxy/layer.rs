@@ -153,4 +153,8 @@ impl Layer for ProxyLayer {
     fn proxy_untrusted(&self) -> bool {
         self.ignore && self.header.is_some()
     }
+
+    fn may_change_peer(&self) -> bool {
+        !self.ignore
+    }
 }

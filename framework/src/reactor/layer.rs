@@ -111,15 +111,23 @@ pub(crate) trait Layer: Send {
     /// The layer is (or holds) TLS.
     fn is_tls(&self) -> bool;
 
-    /// The PROXY protocol header the layer read, if it is that layer.
     /// A PROXY header was read from a peer outside the listener's trusted
     /// networks and ignored.
     fn proxy_untrusted(&self) -> bool {
         false
     }
 
+    /// The PROXY protocol header the layer read, if it is that layer.
     fn proxy_header(&self) -> Option<&ProxyHeader> {
         None
+    }
+
+    /// The layer may give the connection another peer address once ready
+    /// (a trusted PROXY header): limits by address wait for it. Others
+    /// are checked before the layer starts, so a refused peer costs no
+    /// TLS handshake.
+    fn may_change_peer(&self) -> bool {
+        false
     }
 }
 
@@ -223,7 +231,8 @@ impl Shard {
     /// (an accepted one first passes the per-address limits, now that its
     /// address is final: after a trusted PROXY header).
     pub(super) fn make(&mut self, slot: usize) -> bool {
-        if !self.conns[slot].core.state.is_outbound() && !self.admit_address(slot) {
+        let state = &self.conns[slot].core.state;
+        if !state.is_outbound() && !state.is_address_admitted() && !self.admit_address(slot) {
             return false;
         }
         let c = &mut self.conns[slot];
@@ -308,9 +317,11 @@ impl Shard {
 
 impl Shard {
     /// Applies `max_connections_per_ip` and `connection_rate_per_ip` to an
-    /// accepted connection about to be made. A refused one is closed with
-    /// RST (its protocol never started), counted and logged (rate-limited).
-    fn admit_address(&mut self, slot: usize) -> bool {
+    /// accepted connection whose peer address is final (at accept, or
+    /// after its PROXY header). A refused one is closed with RST (its
+    /// protocol never started), counted and logged (rate-limited).
+    pub(super) fn admit_address(&mut self, slot: usize) -> bool {
+        self.conns[slot].core.state.address_admitted();
         let settings = &self.ctx.settings;
         let (max, rate) = (
             settings.max_connections_per_ip,

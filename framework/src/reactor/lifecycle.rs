@@ -248,6 +248,12 @@ impl Shard {
         self.ctx.counters.connections_accepted += 1;
         let c = &mut self.conns[slot];
         self.ctx.arm_idle(&mut c.core);
+        // Limits by address now, unless a layer may still change the
+        // address (a trusted PROXY header): then when it is made.
+        let final_peer = layer.as_ref().is_none_or(|l| !l.may_change_peer());
+        if !c.core.state.is_outbound() && final_peer && !self.admit_address(slot) {
+            return id;
+        }
         match layer {
             None => {
                 self.make(slot);

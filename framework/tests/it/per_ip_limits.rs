@@ -126,3 +126,47 @@ fn behind_a_trusted_proxy_the_real_client_address_is_counted() {
     wait_for("the refusal counted", || refusals(&h) == (1, 0));
     h.shutdown();
 }
+
+/// On a TLS listener (no PROXY header to wait for) the address is checked
+/// at accept: a refused peer costs no handshake and no handshake timeout.
+#[test]
+fn a_refused_tls_peer_costs_no_handshake() {
+    use crate::tls::{client_tls, server_tls, tls_connect};
+    let listen = shardloop::endpoint::Listen::from("127.0.0.1:0").tls(server_tls(&[]));
+    let (h, addr) = started(
+        builder(1)
+            .settings(Settings {
+                max_connections_per_ip: Some(1),
+                ..Settings::default()
+            })
+            .listen(listen, |_| |_| Echo),
+    );
+    let mut first = tls_connect(addr, &client_tls(&[])).unwrap();
+    first.write_all(b"x").unwrap();
+    let mut b = [0u8; 1];
+    first.read_exact(&mut b).unwrap();
+    // The second sends nothing: refused at once, not after the handshake
+    // deadline (10 s) it would otherwise wait for.
+    let mut second = connect(addr);
+    second
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let t = std::time::Instant::now();
+    let got = second.read(&mut b);
+    assert!(
+        matches!(&got, Ok(0)) || matches!(&got, Err(e) if e.kind() == ErrorKind::ConnectionReset),
+        "{got:?} after {:?}",
+        t.elapsed()
+    );
+    wait_for("the refusal counted", || refusals(&h) == (1, 0));
+    let s = h.stats().total();
+    assert_eq!(
+        (
+            s.tls_handshakes,
+            s.tls_handshake_failures,
+            s.tls_handshake_timeouts
+        ),
+        (1, 0, 0)
+    );
+    h.shutdown();
+}

@@ -21,7 +21,7 @@ fn pki() -> &'static TestPki {
     PKI.get_or_init(TestPki::new)
 }
 
-fn server_tls(alpn: &[&str]) -> TlsServerConfig {
+pub(crate) fn server_tls(alpn: &[&str]) -> TlsServerConfig {
     let p = pki();
     TlsServerConfig::from_pem(p.server_cert_pem.as_bytes(), p.server_key_pem.as_bytes())
         .unwrap()
@@ -30,7 +30,7 @@ fn server_tls(alpn: &[&str]) -> TlsServerConfig {
         .unwrap()
 }
 
-fn client_tls(alpn: &[&str]) -> TlsClientConfig {
+pub(crate) fn client_tls(alpn: &[&str]) -> TlsClientConfig {
     TlsClientConfig::builder()
         .ca_pem(pki().ca_pem.as_bytes())
         .unwrap()
@@ -39,9 +39,9 @@ fn client_tls(alpn: &[&str]) -> TlsClientConfig {
         .unwrap()
 }
 
-type Client = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+pub(crate) type Client = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
-fn tls_connect(addr: SocketAddr, cfg: &TlsClientConfig) -> std::io::Result<Client> {
+pub(crate) fn tls_connect(addr: SocketAddr, cfg: &TlsClientConfig) -> std::io::Result<Client> {
     let tcp = connect(addr);
     let name = ServerName::try_from("localhost").unwrap();
     let conn = rustls::ClientConnection::new(cfg.rustls_config().clone(), name).unwrap();

@@ -118,6 +118,8 @@ const COUNTED: u32 = 1 << 26;
 const LAYER_FAILED: u32 = 1 << 27;
 /// Counted in the per-source-address table (released when it goes).
 const IP_COUNTED: u32 = 1 << 28;
+/// Passed the per-source-address limits (checked once).
+const ADDRESS_ADMITTED: u32 = 1 << 29;
 
 /// A connection's phase and flags: 8 bytes where 22 booleans were.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,6 +318,15 @@ impl ConnState {
 
     pub(crate) fn is_ip_counted(&self) -> bool {
         self.has(IP_COUNTED)
+    }
+
+    /// Passed the per-source-address limits.
+    pub(crate) fn address_admitted(&mut self) {
+        self.set(ADDRESS_ADMITTED);
+    }
+
+    pub(crate) fn is_address_admitted(&self) -> bool {
+        self.has(ADDRESS_ADMITTED)
     }
 
     // ---- close intent ----------------------------------------------------
