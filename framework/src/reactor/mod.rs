@@ -8,6 +8,7 @@
 //! inside this folder. Nothing here is shared between threads except through
 //! `envelope` (the bus's messages).
 
+mod accounting;
 mod conn;
 mod conn_core;
 mod conn_layer;

@@ -11,14 +11,14 @@
 //! flushes), `lifecycle` (a connection's birth and death), `outbound`
 //! (connects), `dispatch` (inbox messages and timers).
 
+use super::accounting;
 use super::conn_core::ConnCore;
 use super::envelope::Envelope;
 use super::erased::{ErasedFactory, ErasedProto};
 use super::shard_ctx::ShardCtx;
 use super::shared::{ServerHandle, Shared};
-use crate::api::conn_load::{self, ConnLoad};
+use crate::api::conn_load;
 use crate::api::ConnId;
-use crate::net::Addr;
 use crate::sync::marks::LoopPhase;
 use crate::sync::worker::PoolSender;
 use crossbeam_channel::Receiver;
@@ -217,7 +217,7 @@ impl Shard {
         let _entered = super::exec::local::enter(self.shared.id, index, self.ctx.now);
         self.start_udp();
         // CPU time from here on is the loop's (settle_busy reads deltas).
-        self.ctx.counters.cpu_ns = thread_cpu_ns();
+        self.ctx.counters.cpu_ns = accounting::thread_cpu_ns();
         loop {
             self.refresh_settings();
             self.ctx.flush_outbox();
@@ -282,21 +282,6 @@ impl Shard {
             }
         }
         self.shared.activity[self.ctx.index].enter(phase);
-    }
-
-    /// How late a batch of timers fired.
-    pub(super) fn record_lag(&mut self, lag: Duration) {
-        let c = &mut self.ctx.counters;
-        let ns = nanos(lag);
-        c.loop_lag_count += 1;
-        c.loop_lag_sum_ns += ns;
-        match ns {
-            0..=100_000 => c.loop_lag_le_100us += 1,
-            100_001..=1_000_000 => c.loop_lag_le_1ms += 1,
-            1_000_001..=10_000_000 => c.loop_lag_le_10ms += 1,
-            10_000_001..=100_000_000 => c.loop_lag_le_100ms += 1,
-            _ => c.loop_lag_over_100ms += 1,
-        }
     }
 
     /// Everything an iteration does after dispatching I/O events: deferred
@@ -374,7 +359,8 @@ impl Shard {
                 .map(|(_, c)| c.core.out.len() as u64)
                 .sum();
         }
-        if self.ctx.now.saturating_duration_since(self.cpu_sampled) >= CPU_SAMPLE_EVERY {
+        if self.ctx.now.saturating_duration_since(self.cpu_sampled) >= accounting::CPU_SAMPLE_EVERY
+        {
             self.settle_busy();
         }
         if self.ctx.now.saturating_duration_since(self.window_start) >= conn_load::WINDOW {
@@ -383,65 +369,10 @@ impl Shard {
         self.shared.stats.shards[self.ctx.index].publish(&self.ctx.counters);
     }
 
-    /// Publishes the window's heaviest connections and starts the next
-    /// window (one pass over the table a second).
-    fn publish_heaviest(&mut self) {
-        let window = self.ctx.now.saturating_duration_since(self.window_start);
-        self.window_start = self.ctx.now;
-        let mut top: Vec<(u32, usize)> = Vec::with_capacity(conn_load::HEAVIEST_PER_SHARD + 1);
-        for (slot, c) in self.conns.iter_mut() {
-            let busy = std::mem::take(&mut c.core.busy_ns);
-            if busy == 0 || c.proto.is_none() {
-                continue;
-            }
-            if top.len() < conn_load::HEAVIEST_PER_SHARD || busy > top[top.len() - 1].0 {
-                let at = top.partition_point(|(b, _)| *b >= busy);
-                top.insert(at, (busy, slot));
-                top.truncate(conn_load::HEAVIEST_PER_SHARD);
-            }
-        }
-        let heaviest: Vec<ConnLoad> = top
-            .into_iter()
-            .map(|(busy, slot)| {
-                let c = &self.conns[slot].core;
-                ConnLoad {
-                    conn: c.id,
-                    peer: match c.peer {
-                        Addr::Tcp(a) => Some(a),
-                        _ => None,
-                    },
-                    busy: Duration::from_nanos(u64::from(busy)),
-                    window,
-                }
-            })
-            .collect();
-        *self.shared.stats.heaviest[self.ctx.index]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = heaviest;
-    }
-
     /// The connection's state-machine invariants (None: not in the table).
     #[cfg(test)]
     pub(crate) fn check_conn(&self, id: ConnId) -> Option<Result<(), &'static str>> {
         self.live(id).then(|| self.conns[id.slot()].core.check())
-    }
-
-    /// Reads the thread's CPU time and settles the window's busy and idle
-    /// time. Busy is the loop's wall time out of poll plus the CPU time the
-    /// thread spent inside poll (the kernel waking it and handing it
-    /// events: real work, which a wall-clock split alone calls idle), so
-    /// busy is at least the thread's CPU time, busy plus idle is the wall
-    /// time, and a preempted shard still shows busy above its CPU time.
-    fn settle_busy(&mut self) {
-        self.cpu_sampled = self.ctx.now;
-        let cpu = thread_cpu_ns();
-        let used = cpu.saturating_sub(self.ctx.counters.cpu_ns);
-        let (busy, idle) = std::mem::take(&mut self.window);
-        let in_poll = used.saturating_sub(busy).min(idle);
-        let c = &mut self.ctx.counters;
-        c.cpu_ns = cpu;
-        c.busy_ns += busy + in_poll;
-        c.idle_ns += idle - in_poll;
     }
 
     /// True if `id` names a connection still in the table (same generation).
@@ -494,18 +425,6 @@ impl Shard {
             0
         }
     }
-}
-
-/// How often a shard reads its thread's CPU time (`shardloop_shard_cpu_seconds_total`).
-const CPU_SAMPLE_EVERY: Duration = Duration::from_millis(10);
-
-/// This thread's CPU time, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`): an
-/// independent check on busy time, which is wall time and counts a
-/// preempted shard as busy.
-fn thread_cpu_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
-        .map(|t| (t.tv_sec() as u64).saturating_mul(1_000_000_000) + t.tv_nsec() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
