@@ -102,14 +102,7 @@ fn a_fast_address_is_refused_past_its_rate_and_let_in_when_it_refills() {
 #[test]
 fn behind_a_trusted_proxy_the_real_client_address_is_counted() {
     let listen = shardloop::endpoint::Listen::from("127.0.0.1:0").proxy_protocol(true);
-    let (h, addr) = started(
-        builder(1)
-            .settings(Settings {
-                max_connections_per_ip: Some(1),
-                ..Settings::default()
-            })
-            .listen(listen, |_| |_| Echo),
-    );
+    let (h, addr) = one_per_address(listen);
     let via_proxy = |client: &str| {
         let mut s = connect(addr);
         s.write_all(format!("PROXY TCP4 {client} 198.51.100.1 4000 443\r\n").as_bytes())
@@ -133,14 +126,7 @@ fn behind_a_trusted_proxy_the_real_client_address_is_counted() {
 fn a_refused_tls_peer_costs_no_handshake() {
     use crate::tls::{client_tls, server_tls, tls_connect};
     let listen = shardloop::endpoint::Listen::from("127.0.0.1:0").tls(server_tls(&[]));
-    let (h, addr) = started(
-        builder(1)
-            .settings(Settings {
-                max_connections_per_ip: Some(1),
-                ..Settings::default()
-            })
-            .listen(listen, |_| |_| Echo),
-    );
+    let (h, addr) = one_per_address(listen);
     let mut first = tls_connect(addr, &client_tls(&[])).unwrap();
     first.write_all(b"x").unwrap();
     let mut b = [0u8; 1];
@@ -169,4 +155,16 @@ fn a_refused_tls_peer_costs_no_handshake() {
         (1, 0, 0)
     );
     h.shutdown();
+}
+
+/// An echo server on `listen` that allows one connection per address.
+fn one_per_address(listen: shardloop::endpoint::Listen) -> (shardloop::Handle, SocketAddr) {
+    started(
+        builder(1)
+            .settings(Settings {
+                max_connections_per_ip: Some(1),
+                ..Settings::default()
+            })
+            .listen(listen, |_| |_| Echo),
+    )
 }

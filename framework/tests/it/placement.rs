@@ -35,19 +35,7 @@ fn new_connections_avoid_a_busy_shard_and_return_when_it_cools() {
             .listen("127.0.0.1:0", |_| |_| WhichShard),
     );
     // Shard 0 spins 8 ms of every 10 ms.
-    let hot = Arc::new(AtomicBool::new(true));
-    let flag = hot.clone();
-    h.post_to(0, move |ctx| {
-        ctx.call_every(Duration::from_millis(10), move |_| {
-            if flag.load(Ordering::Relaxed) {
-                let until = Instant::now() + Duration::from_millis(8);
-                while Instant::now() < until {
-                    std::hint::spin_loop();
-                }
-            }
-        });
-    })
-    .unwrap();
+    let hot = spin_while_set(&h, Duration::from_millis(8));
     // Longer than the average's time constant (250 ms), with room.
     std::thread::sleep(Duration::from_millis(1000));
     let mut kept = Vec::new();
@@ -89,19 +77,7 @@ fn admission_holds_new_connections_while_every_shard_is_saturated() {
     };
     assert!(served_before);
     // The only shard spins 9 ms of every 10.
-    let hot = Arc::new(AtomicBool::new(true));
-    let flag = hot.clone();
-    h.post_to(0, move |ctx| {
-        ctx.call_every(Duration::from_millis(10), move |_| {
-            if flag.load(Ordering::Relaxed) {
-                let until = Instant::now() + Duration::from_millis(9);
-                while Instant::now() < until {
-                    std::hint::spin_loop();
-                }
-            }
-        });
-    })
-    .unwrap();
+    let hot = spin_while_set(&h, Duration::from_millis(9));
     wait_for("the acceptor to pause", || h.stats().admission_pauses >= 1);
     // The kernel completes the handshake; nobody accepts it yet.
     let mut s = connect(addr);
@@ -127,4 +103,22 @@ fn admission_holds_new_connections_while_every_shard_is_saturated() {
         stats.admission_paused_ns
     );
     h.shutdown();
+}
+
+/// Makes shard 0 spin `each` of every 10 ms while the returned flag is set.
+fn spin_while_set(h: &shardloop::Handle, each: Duration) -> Arc<AtomicBool> {
+    let hot = Arc::new(AtomicBool::new(true));
+    let flag = hot.clone();
+    h.post_to(0, move |ctx| {
+        ctx.call_every(Duration::from_millis(10), move |_| {
+            if flag.load(Ordering::Relaxed) {
+                let until = Instant::now() + each;
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+    })
+    .unwrap();
+    hot
 }
