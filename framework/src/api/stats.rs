@@ -235,7 +235,7 @@ counters! {
     /// got `Error::Overloaded`).
     bus_rejected => counter "shardloop_bus_messages_rejected_total" "Bus requests refused because this shard's inbox was full.",
     /// Nanoseconds this shard's inbox spent full: from the first refusal to
-    /// the drain that made room.
+    /// the drain that made room, a spell still going counted up to the read.
     inbox_full_ns => seconds "shardloop_inbox_full_seconds_total" "Time this shard's inbox spent full (refusing requests).",
     /// Tasks ready to run at the end of the last iteration (a gauge).
     tasks_ready => gauge "shardloop_tasks_ready" "Tasks ready to run at the end of the last iteration.",

@@ -23,8 +23,6 @@ impl Shard {
         // The slots of the requests taken are free again (they run now).
         inbox.capacity.give_back(drained.requests);
         inbox.capacity.drained(self.ctx.now);
-        c.bus_rejected = inbox.capacity.rejected();
-        c.inbox_full_ns = inbox.capacity.full_ns();
         c.bus_received += self.envelopes.len() as u64;
         let mut envs = std::mem::take(&mut self.envelopes);
         for env in envs.drain(..) {

@@ -64,9 +64,7 @@ impl Acceptor {
         // A load-aware policy needs figures that are fresh when a
         // connection comes, however long the acceptor slept before it.
         let sample_every = (self.policy.uses_load() || self.gate.is_some()).then_some(LOAD_PERIOD);
-        let inner = &self.inner;
-        self.tracker
-            .sample(Instant::now(), |i| inner.shared.stats.load_of(i));
+        self.sample_load(Instant::now());
         loop {
             let timeout = match (backoff, sample_every) {
                 (Some(at), _) => Some(at.saturating_duration_since(Instant::now())),
@@ -82,9 +80,8 @@ impl Acceptor {
                 break;
             }
             // At most every 25 ms: a few relaxed loads per shard.
-            let inner = &self.inner;
             let now = Instant::now();
-            self.tracker.sample(now, |i| inner.shared.stats.load_of(i));
+            self.sample_load(now);
             let resumed = match self.admit(now) {
                 Admit::Paused => continue,
                 Admit::Resumed => true,
@@ -152,6 +149,13 @@ impl Acceptor {
             }
         }
         tracing::debug!("acceptor stopped");
+    }
+
+    /// Feeds the load tracker the shards' published counters (it samples
+    /// at most every 25 ms).
+    fn sample_load(&mut self, now: Instant) {
+        let stats = &self.inner.shared.stats;
+        self.tracker.sample(now, |i| stats.load_of(i));
     }
 
     /// Whether to accept now, by the admission rule (if any), and the

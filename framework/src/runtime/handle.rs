@@ -210,13 +210,20 @@ impl Handle {
 
     /// Every shard's counters, read without locks.
     pub fn stats(&self) -> ServerStats {
-        let mut stats = self.inner.shared.stats.snapshot();
-        for (s, a) in stats
+        let shared = &self.inner.shared;
+        let mut stats = shared.stats.snapshot();
+        let now = Instant::now();
+        // Figures other threads keep (the watchdog, the inboxes' senders):
+        // read here, not copied by the shard every iteration.
+        for ((s, a), inbox) in stats
             .shards
             .iter_mut()
-            .zip(self.inner.shared.activity.iter())
+            .zip(shared.activity.iter())
+            .zip(shared.inboxes.iter())
         {
             s.stalls = a.stalls.load(Ordering::Relaxed);
+            s.bus_rejected = inbox.capacity.rejected();
+            s.inbox_full_ns = inbox.capacity.full_ns_at(now);
         }
         stats.dead_shards = (0..self.shards())
             .filter(|&i| self.inner.shared.dead[i].load(Ordering::Acquire))

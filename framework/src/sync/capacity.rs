@@ -94,8 +94,16 @@ impl Capacity {
         self.rejected.load(Relaxed)
     }
 
-    pub(crate) fn full_ns(&self) -> u64 {
-        self.full_ns.load(Relaxed)
+    /// Nanoseconds spent full by `now`, a spell still in progress included
+    /// (a shard stuck in one iteration drains nothing, and is full all along).
+    pub(crate) fn full_ns_at(&self, now: Instant) -> u64 {
+        let since = self.full_since.load(Relaxed);
+        let current = if since == 0 {
+            0
+        } else {
+            (self.nanos(now) + 1).saturating_sub(since)
+        };
+        self.full_ns.load(Relaxed) + current
     }
 
     fn nanos(&self, t: Instant) -> u64 {
@@ -128,22 +136,28 @@ mod tests {
         let c = Capacity::new(1);
         c.take().unwrap();
         c.drained(Instant::now());
-        assert_eq!(c.full_ns(), 0, "never full, nothing counted");
+        assert_eq!(
+            c.full_ns_at(Instant::now()),
+            0,
+            "never full, nothing counted"
+        );
         let t0 = Instant::now();
         assert_eq!(c.take(), Err(Full));
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(c.take(), Err(Full));
         let t1 = Instant::now();
+        // Still full: the spell so far counts.
+        assert!(Duration::from_nanos(c.full_ns_at(t1)) >= Duration::from_millis(20));
         c.give_back(1);
         c.drained(t1);
-        let full = Duration::from_nanos(c.full_ns());
+        let full = Duration::from_nanos(c.full_ns_at(t1 + Duration::from_secs(5)));
         assert!(
             full <= t1 - t0 && full >= Duration::from_millis(20),
             "{full:?}"
         );
         // A drain with no refusal since adds nothing.
         c.drained(Instant::now() + Duration::from_secs(1));
-        assert_eq!(Duration::from_nanos(c.full_ns()), full);
+        assert_eq!(Duration::from_nanos(c.full_ns_at(Instant::now())), full);
     }
 
     /// Many threads taking and giving back: the depth never passes the
