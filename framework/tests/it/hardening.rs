@@ -56,14 +56,6 @@ fn eight_mib_then_a_late_write_reach_a_real_peer_whole_and_clean() {
     h.shutdown();
 }
 
-struct Echo;
-impl Protocol for Echo {
-    type Message = ();
-    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
-        conn.write(data);
-    }
-}
-
 #[test]
 fn a_close_whose_peer_never_reads_is_aborted_at_the_close_timeout() {
     let settings = Settings {

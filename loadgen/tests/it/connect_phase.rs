@@ -2,28 +2,13 @@
 //! measured time: a closed-loop run measures from when its last connection
 //! is up (or failed), for exactly the duration asked.
 
-use shardloop::{Conn, Protocol, Server};
+use crate::common::{server, Echo};
 use shardloop_loadgen::{run, Config, Mode, Workload};
 use std::time::Duration;
 
-struct Echo;
-impl Protocol for Echo {
-    type Message = ();
-    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
-        conn.write(data);
-    }
-}
-
 #[test]
 fn a_slow_connect_phase_is_reported_and_not_measured() {
-    let server = Server::builder()
-        .shards(1)
-        .pinning(shardloop::Pinning::Off)
-        .listen("127.0.0.1:0", |_| |_| Echo)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let server = server(|| Echo);
     let mut cfg = Config::new(server.tcp_addr(0));
     cfg.threads = 1;
     cfg.connections = 20;

@@ -2,7 +2,7 @@
 //! as a success, and the failure is named (a timeout when it stalls, a read
 //! error when it closes).
 
-use shardloop::{Conn, Handle, Protocol, Server};
+use shardloop::{Conn, Handle, Protocol};
 use shardloop_loadgen::{run, Config, Mode, Workload};
 use std::time::Duration;
 
@@ -22,14 +22,7 @@ impl Protocol for Halfway {
 }
 
 fn server(close: bool) -> Handle {
-    Server::builder()
-        .shards(1)
-        .pinning(shardloop::Pinning::Off)
-        .listen("127.0.0.1:0", move |_| move |_| Halfway { close })
-        .build()
-        .unwrap()
-        .start()
-        .unwrap()
+    crate::common::server(move || Halfway { close })
 }
 
 fn config(h: &Handle) -> Config {

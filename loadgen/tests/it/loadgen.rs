@@ -1,14 +1,14 @@
 //! The load generator against real servers on 127.0.0.1: the framework's
 //! echo example (as a separate process) and small servers built here.
 
-use shardloop::{Conn, Handle, Protocol, Server};
+use shardloop::{Conn, Protocol};
 use shardloop_loadgen::{run, Config, Mode, Workload};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::{echo_example, loadgen_bin};
+use crate::common::{echo_example, loadgen_bin, server};
 
 fn short(addr: std::net::SocketAddr) -> Config {
     let mut c = Config::new(addr);
@@ -58,20 +58,6 @@ impl Protocol for Corrupting {
             conn.write(data);
         }
     }
-}
-
-fn server<P: Protocol>(make: impl Fn() -> P + Send + Sync + Clone + 'static) -> Handle {
-    Server::builder()
-        .shards(1)
-        .pinning(shardloop::Pinning::Off)
-        .listen("127.0.0.1:0", move |_| {
-            let make = make.clone();
-            move |_| make()
-        })
-        .build()
-        .unwrap()
-        .start()
-        .unwrap()
 }
 
 #[test]
@@ -420,14 +406,7 @@ impl Protocol for Garbage {
 
 #[test]
 fn exits_non_zero_when_no_request_succeeded() {
-    let h = Server::builder()
-        .shards(1)
-        .pinning(shardloop::Pinning::Off)
-        .listen("127.0.0.1:0", |_| |_| Garbage)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let h = server(|| Garbage);
     let bin = loadgen_bin();
     let out = Command::new(&bin)
         .args([&h.tcp_addr(0).to_string(), "-d", "1s", "-c", "2"])

@@ -1,7 +1,7 @@
 //! Send times are stamped when a request's bytes reach the kernel, not when
 //! they are queued, and the queueing delay is reported on its own.
 
-use shardloop::{Conn, Handle, Protocol, Server};
+use shardloop::{Conn, Handle, Protocol};
 use shardloop_loadgen::{run, Config, Mode, Workload};
 use std::time::Duration;
 
@@ -24,14 +24,7 @@ impl Protocol for SlowStart {
 }
 
 fn slow_server(hold: Duration) -> (Handle, std::net::SocketAddr) {
-    let handle = Server::builder()
-        .shards(1)
-        .pinning(shardloop::Pinning::Off)
-        .listen("127.0.0.1:0", move |_| move |_| SlowStart { hold })
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let handle = common::server(move || SlowStart { hold });
     let addr = handle.tcp_addr(0);
     (handle, addr)
 }

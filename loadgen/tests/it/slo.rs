@@ -1,9 +1,9 @@
 //! SLOs (`--slo`, exit code 99 on a miss) and the open-loop requests that
 //! were due but never sent (they no longer vanish from the report).
 
-use shardloop::{Conn, Protocol, Server};
+use shardloop::{Conn, Protocol};
 
-use crate::common::{echo_example, loadgen_bin};
+use crate::common::{echo_example, loadgen_bin, server};
 use shardloop_loadgen::slo::Slo;
 use shardloop_loadgen::{run, Config, Mode, Workload};
 use std::process::Command;
@@ -66,14 +66,7 @@ impl Protocol for Silent {
 
 #[test]
 fn open_loop_requests_due_but_never_sent_are_counted() {
-    let h = Server::builder()
-        .shards(1)
-        .pinning(shardloop::Pinning::Off)
-        .listen("127.0.0.1:0", |_| |_| Silent)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let h = server(|| Silent);
     let mut cfg = Config::new(h.tcp_addr(0));
     cfg.connections = 2;
     cfg.mode = Mode::Open {

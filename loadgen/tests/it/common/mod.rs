@@ -1,6 +1,7 @@
 //! Helpers shared by the load generator's integration tests.
 #![allow(dead_code)]
 
+use shardloop::{Conn, Handle, Protocol, Server};
 use shardloop_devtools::{build, Spawned, Target};
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,4 +16,29 @@ pub fn echo_example() -> Spawned {
 /// The `shardloop-load` binary, built in the tests' profile.
 pub fn loadgen_bin() -> PathBuf {
     build("shardloop-loadgen", Target::Bin("shardloop-load"))
+}
+
+/// A one-shard server in this process (unpinned), each connection running
+/// the protocol `make` returns.
+pub fn server<P: Protocol>(make: impl Fn() -> P + Send + Sync + Clone + 'static) -> Handle {
+    Server::builder()
+        .shards(1)
+        .pinning(shardloop::Pinning::Off)
+        .listen("127.0.0.1:0", move |_| {
+            let make = make.clone();
+            move |_| make()
+        })
+        .build()
+        .unwrap()
+        .start()
+        .unwrap()
+}
+
+/// Echoes every byte.
+pub struct Echo;
+impl Protocol for Echo {
+    type Message = ();
+    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        conn.write(data);
+    }
 }
