@@ -15,7 +15,6 @@ use super::shard::Shard;
 use super::timers::TimerTask;
 use crate::api::{CloseReason, Settings, TlsFailure};
 use crate::api::{ProxiedAddrs, ProxyHeader, TlsInfo};
-use crate::limit::per_ip::{IpKey, IpRefusal};
 use crate::net::Addr;
 use crate::net::{BufPool, WriteBuf};
 use std::io;
@@ -312,52 +311,5 @@ impl Shard {
             c.core.note_reason(CloseReason::Tls(TlsFailure::Truncated));
         }
         self.on_peer_eof(slot);
-    }
-}
-
-impl Shard {
-    /// Applies `max_connections_per_ip` and `connection_rate_per_ip` to an
-    /// accepted connection whose peer address is final (at accept, or
-    /// after its PROXY header). A refused one is closed with RST (its
-    /// protocol never started), counted and logged (rate-limited).
-    pub(super) fn admit_address(&mut self, slot: usize) -> bool {
-        self.conns[slot].core.state.address_admitted();
-        let settings = &self.ctx.settings;
-        let (max, rate) = (
-            settings.max_connections_per_ip,
-            settings.connection_rate_per_ip,
-        );
-        if max.is_none() && rate.is_none() {
-            return true;
-        }
-        let Addr::Tcp(peer) = self.conns[slot].core.peer else {
-            return true; // a Unix socket has no address to limit by
-        };
-        let key = IpKey::of(peer.ip());
-        let refusal = match self.shared.per_ip.admit(key, self.ctx.now, max, rate) {
-            Ok(counted) => {
-                if counted {
-                    self.conns[slot].core.state.ip_counted();
-                }
-                return true;
-            }
-            Err(r) => r,
-        };
-        let c = &mut self.ctx.counters;
-        let what = match refusal {
-            IpRefusal::TooMany => {
-                c.refused_per_ip_connections += 1;
-                "too many connections from one address"
-            }
-            IpRefusal::TooFast => {
-                c.refused_per_ip_rate += 1;
-                "one address connecting too fast"
-            }
-        };
-        if let Some(suppressed) = self.ctx.log_limits.connection_limit.allow() {
-            tracing::warn!(peer = %peer.ip(), suppressed, "{what}; connection refused");
-        }
-        self.finish(slot, CloseReason::Aborted, true);
-        false
     }
 }

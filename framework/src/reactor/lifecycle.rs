@@ -8,6 +8,7 @@ use super::shard::{Connection, Shard};
 use super::shard_ctx::ShardCtx;
 use super::timers::TimerTask;
 use crate::api::{CloseReason, ConnId};
+use crate::limit::per_ip::{IpKey, IpRefusal};
 use crate::net::{Addr, Stream};
 use mio::{Interest, Token};
 use std::io;
@@ -37,8 +38,7 @@ pub(super) fn invoke(
     // callback overwrites it, and shard-level work clears it first
     // (`returned` in run_task, UDP and shard tasks), which keeps this
     // path, run for every read, to one store.
-    let panicked = catch_unwind(AssertUnwindSafe(|| f(proto.as_mut(), core, ctx))).is_err();
-    if panicked {
+    if catch_unwind(AssertUnwindSafe(|| f(proto.as_mut(), core, ctx))).is_err() {
         ctx.counters.callback_panics += 1;
         if let Some(suppressed) = ctx.log_limits.callback_panic.allow() {
             tracing::error!(conn = %conn.core.id, suppressed, "protocol callback panicked; aborting the connection");
@@ -190,7 +190,7 @@ impl Shard {
         self.uncount(c.core.state.is_counted());
         if c.core.state.is_ip_counted() {
             if let Addr::Tcp(peer) = c.core.peer {
-                let key = crate::limit::per_ip::IpKey::of(peer.ip());
+                let key = IpKey::of(peer.ip());
                 self.shared.per_ip.release(key, self.ctx.now);
             }
         }
@@ -385,5 +385,52 @@ impl Shard {
             layer,
             true,
         ))
+    }
+}
+
+impl Shard {
+    /// Applies `max_connections_per_ip` and `connection_rate_per_ip` to an
+    /// accepted connection whose peer address is final (at accept, or
+    /// after its PROXY header). A refused one is closed with RST (its
+    /// protocol never started), counted and logged (rate-limited).
+    pub(super) fn admit_address(&mut self, slot: usize) -> bool {
+        self.conns[slot].core.state.address_admitted();
+        let settings = &self.ctx.settings;
+        let (max, rate) = (
+            settings.max_connections_per_ip,
+            settings.connection_rate_per_ip,
+        );
+        if max.is_none() && rate.is_none() {
+            return true;
+        }
+        let Addr::Tcp(peer) = self.conns[slot].core.peer else {
+            return true; // a Unix socket has no address to limit by
+        };
+        let key = IpKey::of(peer.ip());
+        let refusal = match self.shared.per_ip.admit(key, self.ctx.now, max, rate) {
+            Ok(counted) => {
+                if counted {
+                    self.conns[slot].core.state.ip_counted();
+                }
+                return true;
+            }
+            Err(r) => r,
+        };
+        let c = &mut self.ctx.counters;
+        let what = match refusal {
+            IpRefusal::TooMany => {
+                c.refused_per_ip_connections += 1;
+                "too many connections from one address"
+            }
+            IpRefusal::TooFast => {
+                c.refused_per_ip_rate += 1;
+                "one address connecting too fast"
+            }
+        };
+        if let Some(suppressed) = self.ctx.log_limits.connection_limit.allow() {
+            tracing::warn!(peer = %peer.ip(), suppressed, "{what}; connection refused");
+        }
+        self.finish(slot, CloseReason::Aborted, true);
+        false
     }
 }
