@@ -110,12 +110,9 @@ impl Handle {
             std::thread::sleep(pause.min(left));
             pause = (pause * 2).min(Duration::from_millis(5));
         }
-        if inbox.send(Envelope::Run(Box::new(f))) {
-            Ok(())
-        } else {
-            inbox.capacity.give_back(1);
-            Err(Error::Stopped)
-        }
+        inbox
+            .send_taken(Envelope::Run(Box::new(f)))
+            .map_err(|_| Error::Stopped)
     }
 
     /// Runs `f` on shard `shard` and gives its result back as a promise,
@@ -145,9 +142,7 @@ impl Handle {
         let (p, r) = promise();
         // A refused send (stopped) drops the closure, and with it the
         // resolver: the promise fails with `Dropped`.
-        if !inbox.send(Envelope::Run(Box::new(move |ctx| r.resolve(f(ctx))))) {
-            inbox.capacity.give_back(1);
-        }
+        let _ = inbox.send_taken(Envelope::Run(Box::new(move |ctx| r.resolve(f(ctx)))));
         p
     }
 

@@ -43,6 +43,12 @@ impl<T> Inbox<T> {
     /// back when it drains it).
     pub(crate) fn send_request(&self, msg: T) -> Result<(), Refused> {
         self.capacity.take().map_err(|Full| Refused::Full)?;
+        self.send_taken(msg)
+    }
+
+    /// Queues a request whose slot the caller took; the slot comes back
+    /// if the shard has exited.
+    pub(crate) fn send_taken(&self, msg: T) -> Result<(), Refused> {
         if self.send(msg) {
             Ok(())
         } else {
