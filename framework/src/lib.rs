@@ -73,7 +73,9 @@ pub use net::{Addr, Keepalive, SocketOptions};
 /// The hierarchical timer wheel each shard runs its timers on, as a pure
 /// data structure (insert, cancel, advance).
 pub use reactor::timer_wheel;
-pub use reactor::{Conn, Factory, Protocol, ShardCtx, TimerHandle};
+pub use reactor::{
+    Conn, Factory, Migrate, MigrateError, Protocol, Rebalance, ShardCtx, TimerHandle,
+};
 pub use runtime::metrics;
 pub use runtime::{
     Admission, BalancingPolicy, DeferError, Handle, LeastConnections, LifecyclePhase, LoadAware,

@@ -161,6 +161,14 @@ counters! {
     /// Accepted connections closed (any reason): with the acceptor's count
     /// of connections handed over, the shard's open inbound connections.
     inbound_closed => counter "shardloop_connections_closed_by_direction_total" { direction = "inbound" } "Connections closed after they were made, by direction.",
+    /// Connections that moved to this shard from another (live migration).
+    migrated_in => counter "shardloop_connections_migrated_total" { direction = "in" } "Connections that moved between shards, by direction.",
+    /// Connections that moved from this shard to another.
+    migrated_out => counter "shardloop_connections_migrated_total" { direction = "out" } "Connections that moved between shards, by direction.",
+    /// Moves asked for (by the protocol or the rebalancer) that did not
+    /// happen: the connection closed, got work tied to it, or its target
+    /// shard was gone by then.
+    migrations_refused => counter "shardloop_migrations_refused_total" "Connection moves that were asked for and did not happen.",
     /// Outbound connections closed after connecting.
     outbound_closed => counter "shardloop_connections_closed_by_direction_total" { direction = "outbound" } "Connections closed after they were made, by direction.",
     /// Writes refused because the connection's output was already shut
@@ -370,11 +378,16 @@ impl StatsBoard {
         )
     }
 
-    /// Accepted connections a shard closed or rejected, as last published
-    /// (used by balancing: outbound connections are not the acceptor's).
-    pub(crate) fn gone(&self, shard: usize) -> u64 {
+    /// Accepted connections a shard closed, rejected or sent to another
+    /// shard, and those it received from other shards, as last published
+    /// (used by balancing: outbound connections are not the acceptor's,
+    /// and never move).
+    pub(crate) fn gone_and_arrived(&self, shard: usize) -> (u64, u64) {
         let s = &self.shards[shard];
-        s.inbound_closed.load(Relaxed) + s.connections_rejected.load(Relaxed)
+        let gone = s.inbound_closed.load(Relaxed)
+            + s.connections_rejected.load(Relaxed)
+            + s.migrated_out.load(Relaxed);
+        (gone, s.migrated_in.load(Relaxed))
     }
 }
 
@@ -401,7 +414,7 @@ mod tests {
         assert_eq!(s.shards[0].events_per_wake(), 2.5);
         assert_eq!(s.total().events, 11);
         assert_eq!(s.total().connections_closed, 6);
-        assert_eq!(board.gone(1), 2, "inbound closes only");
+        assert_eq!(board.gone_and_arrived(1), (2, 0), "inbound closes only");
     }
 
     #[test]

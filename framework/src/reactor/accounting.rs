@@ -33,17 +33,27 @@ impl Shard {
         let window = self.ctx.now.saturating_duration_since(self.window_start);
         self.window_start = self.ctx.now;
         let mut top: Vec<(u32, usize)> = Vec::with_capacity(conn_load::HEAVIEST_PER_SHARD + 1);
+        // The rebalancer's candidates: the busiest connections it may move.
+        let keep = self.rebalancer.as_ref().map_or(0, |r| r.keep());
+        let mut movable: Vec<(u32, usize)> = Vec::new();
+        let mut attributed = 0u64;
         for (slot, c) in self.conns.iter_mut() {
             let busy = std::mem::take(&mut c.core.busy_ns);
             if busy == 0 || c.proto.is_none() {
                 continue;
             }
-            if top.len() < conn_load::HEAVIEST_PER_SHARD || busy > top[top.len() - 1].0 {
-                let at = top.partition_point(|(b, _)| *b >= busy);
-                top.insert(at, (busy, slot));
-                top.truncate(conn_load::HEAVIEST_PER_SHARD);
+            attributed += u64::from(busy);
+            keep_heaviest(&mut top, conn_load::HEAVIEST_PER_SHARD, busy, slot);
+            if let (Some(r), Some(m)) = (
+                self.rebalancer.as_ref(),
+                c.core.extras.as_ref().and_then(|e| e.mobility.as_ref()),
+            ) {
+                if m.rebalance && r.settled(m.arrived, self.ctx.now) {
+                    keep_heaviest(&mut movable, keep, busy, slot);
+                }
             }
         }
+        self.rebalance(window, attributed, &movable);
         let heaviest: Vec<ConnLoad> = top
             .into_iter()
             .map(|(busy, slot)| {
@@ -80,6 +90,15 @@ impl Shard {
         c.cpu_ns = cpu;
         c.busy_ns += busy + in_poll;
         c.idle_ns += idle - in_poll;
+    }
+}
+
+/// Keeps the `n` heaviest (busy, slot) pairs, heaviest first.
+fn keep_heaviest(top: &mut Vec<(u32, usize)>, n: usize, busy: u32, slot: usize) {
+    if top.len() < n || top.last().is_some_and(|l| busy > l.0) {
+        let at = top.partition_point(|(b, _)| *b >= busy);
+        top.insert(at, (busy, slot));
+        top.truncate(n);
     }
 }
 

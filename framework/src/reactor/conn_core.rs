@@ -66,6 +66,8 @@ pub(crate) struct Extras {
     pub(crate) read_deadline: Option<TimerId>,
     /// `Conn::set_max_in_flight`: reading waits while `holds` is at least this.
     pub(crate) max_in_flight: Option<u32>,
+    /// How the connection moves to another shard, if its protocol can.
+    pub(crate) mobility: Option<Box<super::migrate::Mobility>>,
 }
 
 /// The commonest close reasons, recorded without allocating.

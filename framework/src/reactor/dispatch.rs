@@ -52,22 +52,15 @@ impl Shard {
             Envelope::Run(f) => self.run_task(f),
             Envelope::Broadcast(f) => self.run_task(move |ctx| f(ctx)),
             Envelope::ToConn { to, msg } => {
-                if !self.live(to) {
-                    self.ctx.counters.messages_dropped += 1;
-                    return;
+                if self.live(to) {
+                    self.deliver(to, msg);
+                } else {
+                    // Gone, or moved to another shard (then forwarded).
+                    self.redirect(to, msg);
                 }
-                let slot = to.slot();
-                let c = &mut self.conns[slot];
-                let mut delivered = true;
-                invoke(c, &mut self.ctx, |p, core, ctx| {
-                    delivered = p.message(core, ctx, msg);
-                });
-                if !delivered {
-                    self.ctx.counters.messages_dropped += 1;
-                    tracing::warn!(conn = %to, "message of the wrong type for this connection's protocol dropped");
-                }
-                self.after_callback(slot);
             }
+            Envelope::Migrated(m) => self.arrive(*m),
+            Envelope::Forget(ids) => self.forget(&ids),
             Envelope::Batch(batch) => {
                 for env in batch {
                     self.handle_envelope(env);
@@ -102,6 +95,22 @@ impl Shard {
             }
             Envelope::Wake(task) => self.ctx.tasks.woken_from_bus(task),
         }
+    }
+
+    /// Hands a typed message to a live connection's protocol.
+    pub(super) fn deliver(&mut self, to: crate::api::ConnId, msg: Box<dyn std::any::Any + Send>) {
+        let slot = to.slot();
+        let c = &mut self.conns[slot];
+        // Closing (its protocol already told `connection_lost`): dropped.
+        let mut delivered = c.proto.is_some();
+        invoke(c, &mut self.ctx, |p, core, ctx| {
+            delivered = p.message(core, ctx, msg);
+        });
+        if !delivered {
+            self.ctx.counters.messages_dropped += 1;
+            tracing::warn!(conn = %to, "message of the wrong type for this connection's protocol dropped");
+        }
+        self.after_callback(slot);
     }
 
     pub(super) fn run_task(&mut self, f: impl FnOnce(&mut ShardCtx)) {

@@ -36,6 +36,11 @@ pub(crate) enum Envelope {
     },
     /// A task of this shard was woken from another thread.
     Wake(super::exec::executor::TaskId),
+    /// A connection moving to this shard.
+    Migrated(Box<super::migrate::Migrant>),
+    /// Stop forwarding messages for these ids: their connection (which
+    /// moved away) has ended.
+    Forget(Vec<ConnId>),
     /// Graceful stop: close every connection, abort what is left at `deadline`.
     Stop {
         deadline: Instant,

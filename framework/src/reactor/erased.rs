@@ -31,6 +31,8 @@ pub(crate) trait ErasedProto {
     fn server_stopping(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx);
     fn connect_failed(&mut self, ctx: &mut ShardCtx, error: &io::Error);
     fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// The protocol itself, for `Migrate::pack` (which knows its type).
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
 }
 
 impl<P: Protocol> ErasedProto for P {
@@ -79,6 +81,9 @@ impl<P: Protocol> ErasedProto for P {
         Protocol::connect_failed(self, ctx, error);
     }
     fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
     }
 }

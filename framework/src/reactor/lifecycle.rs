@@ -187,17 +187,24 @@ impl Shard {
         // No deregister: closing the socket (dropping `c`) takes it out of
         // the poller, and saves an epoll_ctl per connection.
         self.ctx.counters.connections_closed += 1;
-        self.uncount(c.core.state.is_counted());
-        if c.core.state.is_ip_counted() {
-            if let Addr::Tcp(peer) = c.core.peer {
-                let key = IpKey::of(peer.ip());
-                self.shared.per_ip.release(key, self.ctx.now);
-            }
-        }
+        self.release_address(&c.core);
+        self.forget_former(&c.core);
         if self.conns.is_empty() && self.conns.capacity() >= 4096 {
             // The last of many connections closed: give the table back
             // (no key is live, so none is invalidated).
             self.conns.shrink_to_fit();
+        }
+    }
+
+    /// Takes an ending connection out of the open total and of the
+    /// per-address table.
+    pub(super) fn release_address(&mut self, core: &ConnCore) {
+        self.uncount(core.state.is_counted());
+        if core.state.is_ip_counted() {
+            if let Addr::Tcp(peer) = core.peer {
+                let key = IpKey::of(peer.ip());
+                self.shared.per_ip.release(key, self.ctx.now);
+            }
         }
     }
 

@@ -21,6 +21,7 @@ mod forward;
 mod io;
 mod layer;
 mod lifecycle;
+mod migrate;
 mod outbound;
 mod output;
 mod own_listeners;
@@ -42,6 +43,7 @@ pub(crate) use envelope::{Envelope, Inboxes, SharedTask};
 pub(crate) use erased::ErasedProto;
 pub(crate) use erased::{ErasedFactory, FactoryMaker};
 pub(crate) use layer::{Layer, LayerMaker, LayerRefusal, WireSink};
+pub use migrate::{Migrate, MigrateError, Rebalance};
 pub use protocol::{Factory, Protocol};
 #[cfg(any(test, feature = "test-util"))]
 pub(crate) use shard::Readiness;

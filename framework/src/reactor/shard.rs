@@ -123,6 +123,8 @@ pub(crate) struct Shard {
     pub(super) window: (u64, u64),
     /// When the connections' current accounting window began.
     pub(super) window_start: Instant,
+    /// Moves busy connections to cooler shards (`ServerBuilder::rebalance`).
+    pub(super) rebalancer: Option<super::migrate::rebalance::Rebalancer>,
 }
 
 /// Registers a shard's own listeners; one the poller refuses is dropped
@@ -203,6 +205,9 @@ impl Shard {
             cpu_sampled: Instant::now(),
             window: (0, 0),
             window_start: Instant::now(),
+            rebalancer: shared
+                .rebalance
+                .map(super::migrate::rebalance::Rebalancer::new),
             ctx,
             shared,
         }
@@ -303,6 +308,7 @@ impl Shard {
         self.open_pending_udp();
         self.mark(LoopPhase::Flush, Instant::now());
         self.flush_dirty();
+        self.depart_pending();
         self.publish();
     }
 
@@ -317,6 +323,7 @@ impl Shard {
             || !self.ctx.dirty.is_empty()
             || !self.ctx.pending_connects.is_empty()
             || !self.ctx.tasks.queue.is_empty()
+            || !self.ctx.moves.departures.is_empty()
             || super::exec::local::has_requests()
     }
 

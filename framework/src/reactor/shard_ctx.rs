@@ -81,6 +81,8 @@ pub struct ShardCtx {
     pub(crate) drain_waiters: Vec<(ConnId, ConnId)>,
     /// This shard's tasks (the local executor).
     pub(crate) tasks: Tasks,
+    /// Connections moving away, and the ids of those that moved.
+    pub(crate) moves: super::migrate::Moves,
 }
 
 /// A deferred result's destination: the connection (None: shard-level) and
@@ -148,6 +150,7 @@ impl ShardCtx {
             routes: HashMap::new(),
             drain_waiters: Vec::new(),
             tasks: Tasks::new(handle_id, index, inboxes_for_tasks),
+            moves: Default::default(),
         }
     }
 
@@ -331,6 +334,19 @@ impl ShardCtx {
     }
 
     /// Queues an envelope for `shard` (a request must hold its slot).
+    /// Sends a request on to `shard` (a message for a connection that
+    /// moved there), taking a slot of its inbox like any request.
+    pub(crate) fn forward_request(&mut self, shard: usize, env: Envelope) -> Result<(), Error> {
+        self.reserve(shard)?;
+        self.route(shard, env);
+        Ok(())
+    }
+
+    /// Sends control traffic to `shard` (no inbox slot: never refused).
+    pub(crate) fn route_control(&mut self, shard: usize, env: Envelope) {
+        self.route(shard, env);
+    }
+
     fn route(&mut self, shard: usize, env: Envelope) {
         if shard == self.index {
             self.local.push_back(env);

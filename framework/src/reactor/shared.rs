@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     pub(crate) epoch: Instant,
     /// Connections per source address, for the per-address limits.
     pub(crate) per_ip: crate::limit::per_ip::PerIpTable,
+    /// Whether (and how) shards move connections among themselves.
+    pub(crate) rebalance: Option<super::migrate::Rebalance>,
 }
 
 impl Shared {
@@ -73,6 +75,7 @@ impl Shared {
                 .into(),
             epoch: Instant::now(),
             per_ip: Default::default(),
+            rebalance: None,
         }
     }
 

@@ -205,8 +205,10 @@ impl Acceptor {
             if self.inner.shared.dead[shard].load(Ordering::Acquire) {
                 continue;
             }
-            // Handed (this batch included) minus closed as last published.
-            let open_here = n.saturating_sub(self.inner.shared.stats.gone(shard));
+            // Handed (this batch included) and moved in, minus closed and
+            // moved out, as last published.
+            let (gone, arrived) = self.inner.shared.stats.gone_and_arrived(shard);
+            let open_here = (n + arrived).saturating_sub(gone);
             open += open_here;
             let mut load = ShardLoad::new(shard, open_here);
             self.tracker.fill(&mut load);

@@ -108,6 +108,7 @@ pub struct ServerBuilder {
     loop_options: LoopOptions,
     policy: Box<dyn BalancingPolicy>,
     admission: Option<super::balance::Admission>,
+    rebalance: Option<crate::reactor::Rebalance>,
     stop_timeout: Duration,
     worker_threads: usize,
     worker_queue: usize,
@@ -137,6 +138,7 @@ impl Default for ServerBuilder {
             loop_options: LoopOptions::default(),
             policy: Box::new(RoundRobin::default()),
             admission: None,
+            rebalance: None,
             stop_timeout: Duration::from_secs(5),
             worker_threads: 4,
             worker_queue: 1024,
@@ -270,6 +272,18 @@ impl ServerBuilder {
         self
     }
 
+    /// Lets shards move busy connections among themselves (live
+    /// migration): once a second a hot shard sends some of its busiest
+    /// connections whose protocol allows it
+    /// ([`Conn::set_migratable`](crate::Conn::set_migratable)) to a cool
+    /// shard, as [`Rebalance`](crate::Rebalance) says. Works in acceptor
+    /// and `reuse_port` modes alike. Off by default; `/metrics` counts
+    /// the moves.
+    pub fn rebalance(mut self, rule: crate::reactor::Rebalance) -> Self {
+        self.rebalance = Some(rule);
+        self
+    }
+
     /// The worker pool for blocking work (`defer_to_thread`, `defer`):
     /// `threads` threads (default 4; 0: none, and deferring fails with
     /// `Unavailable`) and at most `queue` jobs waiting (default 1024; more
@@ -384,6 +398,9 @@ impl ServerBuilder {
                 )));
             }
         }
+        if let Some(r) = &self.rebalance {
+            r.validate().map_err(Error::Config)?;
+        }
         if lo.inbox_capacity == 0 {
             return Err(Error::Config("inbox_capacity must be at least 1".into()));
         }
@@ -445,6 +462,7 @@ impl ServerBuilder {
             inbox_capacity: self.loop_options.inbox_capacity,
             policy: self.policy,
             admission: self.admission,
+            rebalance: self.rebalance,
             stop_timeout: self.stop_timeout,
             timer_tick: self.loop_options.timer_tick,
             worker_threads: self.worker_threads,

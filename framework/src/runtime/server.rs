@@ -45,6 +45,7 @@ pub struct Server {
     pub(super) inbox_capacity: usize,
     pub(super) policy: Box<dyn BalancingPolicy>,
     pub(super) admission: Option<super::balance::Admission>,
+    pub(super) rebalance: Option<crate::reactor::Rebalance>,
     pub(super) stop_timeout: Duration,
     pub(super) timer_tick: Duration,
     pub(super) worker_threads: usize,
@@ -107,7 +108,7 @@ impl Server {
             Some(p) => Some(mio::Waker::new(p.registry(), ACCEPTOR_WAKER)?),
             None => None,
         };
-        let shared = Shared::new(
+        let mut shared = Shared::new(
             inboxes.into(),
             self.settings,
             ListenerMakers {
@@ -116,6 +117,7 @@ impl Server {
             },
             self.outbound_options,
         );
+        shared.rebalance = self.rebalance;
         let inner = Arc::new(ServerInner {
             acceptor_waker,
             local_addrs: self.local_addrs,

@@ -61,8 +61,14 @@ impl<T> Inbox<T> {
     /// took) and wakes the shard only if it is parked in `poll`. Returns
     /// false if the shard has exited.
     pub(crate) fn send(&self, msg: T) -> bool {
-        if self.tx.send(msg).is_err() {
-            return false;
+        self.send_or_return(msg).is_ok()
+    }
+
+    /// As [`send`](Inbox::send), but a message the shard can no longer
+    /// take (it has exited) comes back to the caller.
+    pub(crate) fn send_or_return(&self, msg: T) -> Result<(), T> {
+        if let Err(e) = self.tx.send(msg) {
+            return Err(e.into_inner());
         }
         // Pairs with the fence in `park`: either the shard sees our message
         // when it re-checks its queue, or we see it parked and wake it.
@@ -72,7 +78,7 @@ impl<T> Inbox<T> {
                 tracing::error!(error = %e, "cannot wake shard");
             }
         }
-        true
+        Ok(())
     }
 
     /// Called by the owning shard before a blocking poll. Returns false when

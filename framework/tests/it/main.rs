@@ -22,6 +22,7 @@ mod layering;
 mod lifecycle;
 mod lifecycle_phases;
 mod loop_figures;
+mod migration;
 mod per_ip_limits;
 mod placement;
 mod proxy_protocol;

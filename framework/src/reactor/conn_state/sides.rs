@@ -133,6 +133,18 @@ impl ConnState {
         self.bits |= DRAIN_WAITER;
     }
 
+    /// Whether forwarders wait for this output to drain.
+    pub(crate) fn is_drain_waiter(&self) -> bool {
+        self.has(DRAIN_WAITER)
+    }
+
+    /// The connection moved to another shard: it is on no flush list
+    /// there yet and has no writable event pending (the new poller reports
+    /// the socket's readiness afresh).
+    pub(crate) fn moved(&mut self) {
+        self.clear(DIRTY | WRITE_BLOCKED);
+    }
+
     /// True (once) if forwarders wait for this output to drain.
     pub(crate) fn take_drain_waiter(&mut self) -> bool {
         self.take(DRAIN_WAITER)
