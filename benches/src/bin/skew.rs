@@ -173,7 +173,7 @@ fn run(a: &Args, s: Scenario) -> anyhow::Result<Figures> {
                 let is_heavy = if s.balanced_layout {
                     k < heavy
                 } else {
-                    k % 2 == 0 && k < 2 * heavy
+                    k.is_multiple_of(2) && k < 2 * heavy
                 };
                 let us = if is_heavy { light * factor } else { light };
                 Worker {
