@@ -54,6 +54,7 @@ pub mod client;
 pub mod endpoint;
 mod error;
 pub mod framing;
+pub mod http;
 pub mod limit;
 mod net;
 pub mod proxy;

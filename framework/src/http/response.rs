@@ -1,0 +1,225 @@
+//! Writing responses: the status line, the handler's header fields, the
+//! fields the server owns (`Date`, `Server`, `Content-Length`,
+//! `Connection`), and the body.
+
+use super::body::Body;
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, SERVER, TRANSFER_ENCODING};
+use http::{HeaderValue, Response, StatusCode, Version};
+use std::cell::RefCell;
+use std::time::{Duration, Instant, SystemTime};
+
+/// What the server knows when it writes a response.
+pub(crate) struct Framing<'a> {
+    /// The request was HEAD: header fields only.
+    pub(crate) head_only: bool,
+    /// The request's version (an HTTP/1.0 keep-alive is said explicitly).
+    pub(crate) version: Version,
+    /// The connection closes after this response.
+    pub(crate) close: bool,
+    /// The `Server` field, if the server sends one.
+    pub(crate) server: Option<&'a HeaderValue>,
+    /// The shard's clock (for the cached `Date`).
+    pub(crate) now: Instant,
+}
+
+/// Whether the handler asked to close the connection after its response.
+pub(crate) fn asks_close(resp: &Response<Body>) -> bool {
+    resp.headers().get_all(CONNECTION).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+    })
+}
+
+/// Statuses that never carry a body (RFC 9110 §6.4.1).
+fn bodiless(status: StatusCode) -> bool {
+    status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+}
+
+/// Appends the whole response to `out`.
+pub(crate) fn encode(resp: &Response<Body>, f: &Framing<'_>, out: &mut Vec<u8>) {
+    let status = resp.status();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let headers = resp.headers();
+    for (name, value) in headers {
+        // The server frames the body and decides the connection's fate.
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == CONNECTION {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !headers.contains_key(DATE) {
+        out.extend_from_slice(b"date: ");
+        with_date(f.now, |d| out.extend_from_slice(d));
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(server) = f.server.filter(|_| !headers.contains_key(SERVER)) {
+        out.extend_from_slice(b"server: ");
+        out.extend_from_slice(server.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let body = resp.body();
+    if !bodiless(status) {
+        // A HEAD handler may state the length of the body it leaves out.
+        let stated = headers
+            .get(CONTENT_LENGTH)
+            .filter(|_| f.head_only && body.is_empty());
+        out.extend_from_slice(b"content-length: ");
+        match stated {
+            Some(v) => out.extend_from_slice(v.as_bytes()),
+            None => {
+                let mut n = itoa_buf(body.len() as u64);
+                out.extend_from_slice(n.as_bytes_mut());
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    if f.close {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if f.version == Version::HTTP_10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !f.head_only && !bodiless(status) {
+        out.extend_from_slice(body.as_bytes());
+    }
+}
+
+/// A short plain-text response for a refused request.
+pub(crate) fn error(status: StatusCode, why: &str) -> Response<Body> {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let mut r = Response::new(Body::from(format!("{} {reason}: {why}\n", status.as_u16())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Decimal digits of `n` without allocating.
+struct Digits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn as_bytes_mut(&mut self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+fn itoa_buf(mut n: u64) -> Digits {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    Digits { buf, start: i }
+}
+
+thread_local! {
+    /// The `Date` value, formatted once a second per shard thread.
+    static CACHED_DATE: RefCell<(Option<Instant>, [u8; 29])> = const { RefCell::new((None, [0; 29])) };
+}
+
+/// Calls `f` with the current `Date` value (IMF-fixdate), reformatted at
+/// most once a second.
+fn with_date(now: Instant, f: impl FnOnce(&[u8])) {
+    CACHED_DATE.with(|d| {
+        let mut d = d.borrow_mut();
+        let stale = d.0.is_none_or(|at| {
+            now.saturating_duration_since(at) >= Duration::from_secs(1) || now < at
+        });
+        if stale {
+            let text = httpdate::fmt_http_date(SystemTime::now());
+            if text.len() == 29 {
+                d.1.copy_from_slice(text.as_bytes());
+            }
+            d.0 = Some(now);
+        }
+        f(&d.1);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framing(head_only: bool, close: bool) -> Framing<'static> {
+        Framing {
+            head_only,
+            version: Version::HTTP_11,
+            close,
+            server: None,
+            now: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn a_response_gets_length_date_and_no_handler_framing() {
+        let mut r = Response::new(Body::from("hi"));
+        r.headers_mut().insert("x-a", HeaderValue::from_static("1"));
+        r.headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from_static("999"));
+        r.headers_mut()
+            .insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        let mut out = Vec::new();
+        encode(&r, &framing(false, false), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 200 OK\r\nx-a: 1\r\ndate: "),
+            "{text}"
+        );
+        assert!(text.ends_with("\r\ncontent-length: 2\r\n\r\nhi"), "{text}");
+        assert!(!text.contains("999") && !text.contains("chunked"));
+        let date = text
+            .split("date: ")
+            .nth(1)
+            .unwrap()
+            .split("\r\n")
+            .next()
+            .unwrap();
+        assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
+    }
+
+    #[test]
+    fn head_and_bodiless_statuses_send_no_body() {
+        let r = Response::new(Body::from("hello"));
+        let mut out = Vec::new();
+        encode(&r, &framing(true, true), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with("content-length: 5\r\nconnection: close\r\n\r\n"),
+            "{text}"
+        );
+        let mut r = Response::new(Body::from("x"));
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        let mut out = Vec::new();
+        encode(&r, &framing(false, false), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 204 No Content\r\n") && text.ends_with("\r\n\r\n"));
+        assert!(!text.contains("content-length"), "{text}");
+    }
+
+    #[test]
+    fn digits() {
+        for n in [0u64, 7, 10, 12345, u64::MAX] {
+            assert_eq!(itoa_buf(n).as_bytes_mut(), n.to_string().as_bytes());
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! A small router: method and path, with `{name}` segments captured as
+//! [`Params`], and a fallback. A path that matches with another method is
+//! answered 405 with `Allow`; HEAD is served by GET routes (the server
+//! leaves the body out).
+
+use super::body::Body;
+use super::handler::{Handler, Reply};
+use super::response::error;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use std::future::Future;
+
+type Route = Box<dyn Fn(Request<Body>) -> Reply + Send + Sync>;
+
+enum Segment {
+    Exact(String),
+    Param(String),
+}
+
+struct Entry {
+    method: Method,
+    segments: Vec<Segment>,
+    run: Route,
+}
+
+/// The `{name}` segments a route captured, in the request's extensions.
+///
+/// ```
+/// use shardloop::http::{Body, Params, Request, Response, Router};
+/// let router = Router::new().get("/users/{id}", |req: &Request<Body>| {
+///     let id = req.extensions().get::<Params>().and_then(|p| p.get("id")).unwrap_or("?");
+///     Response::new(Body::from(format!("user {id}")))
+/// });
+/// # let _ = router;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// The value captured for `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Routes requests by method and path.
+///
+/// ```
+/// use shardloop::http::{Body, HttpServer, Request, Response, Router};
+/// let app = Router::new()
+///     .get("/", |_: &Request<Body>| Response::new(Body::from("Hello, World!")))
+///     .post_async("/echo", |req: Request<Body>| async move {
+///         Response::new(req.into_body())
+///     });
+/// let server = shardloop::Server::builder().listen("127.0.0.1:0", HttpServer::new(app).factory());
+/// # let _ = server;
+/// ```
+#[derive(Default)]
+pub struct Router {
+    routes: Vec<Entry>,
+    fallback: Option<Route>,
+}
+
+impl Router {
+    /// An empty router (everything is 404 until routes are added).
+    pub fn new() -> Self {
+        Router::default()
+    }
+
+    /// Answers `method` on `path` at once.
+    pub fn route(
+        mut self,
+        method: Method,
+        path: &str,
+        f: impl Fn(&Request<Body>) -> Response<Body> + Send + Sync + 'static,
+    ) -> Self {
+        self.routes.push(Entry {
+            method,
+            segments: segments(path),
+            run: Box::new(move |req| Reply::Now(f(&req))),
+        });
+        self
+    }
+
+    /// Answers `method` on `path` with a future (a task of the connection).
+    pub fn route_async<Fut>(
+        mut self,
+        method: Method,
+        path: &str,
+        f: impl Fn(Request<Body>) -> Fut + Send + Sync + 'static,
+    ) -> Self
+    where
+        Fut: Future<Output = Response<Body>> + 'static,
+    {
+        self.routes.push(Entry {
+            method,
+            segments: segments(path),
+            run: Box::new(move |req| Reply::later(f(req))),
+        });
+        self
+    }
+
+    /// `route(Method::GET, …)`.
+    pub fn get(
+        self,
+        path: &str,
+        f: impl Fn(&Request<Body>) -> Response<Body> + Send + Sync + 'static,
+    ) -> Self {
+        self.route(Method::GET, path, f)
+    }
+
+    /// `route(Method::POST, …)`.
+    pub fn post(
+        self,
+        path: &str,
+        f: impl Fn(&Request<Body>) -> Response<Body> + Send + Sync + 'static,
+    ) -> Self {
+        self.route(Method::POST, path, f)
+    }
+
+    /// `route_async(Method::GET, …)`.
+    pub fn get_async<Fut: Future<Output = Response<Body>> + 'static>(
+        self,
+        path: &str,
+        f: impl Fn(Request<Body>) -> Fut + Send + Sync + 'static,
+    ) -> Self {
+        self.route_async(Method::GET, path, f)
+    }
+
+    /// `route_async(Method::POST, …)`.
+    pub fn post_async<Fut: Future<Output = Response<Body>> + 'static>(
+        self,
+        path: &str,
+        f: impl Fn(Request<Body>) -> Fut + Send + Sync + 'static,
+    ) -> Self {
+        self.route_async(Method::POST, path, f)
+    }
+
+    /// Answers what no route matched (default: 404).
+    pub fn fallback(mut self, f: impl Fn(Request<Body>) -> Reply + Send + Sync + 'static) -> Self {
+        self.fallback = Some(Box::new(f));
+        self
+    }
+}
+
+fn segments(path: &str) -> Vec<Segment> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(
+            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => Segment::Param(name.to_string()),
+                None => Segment::Exact(s.to_string()),
+            },
+        )
+        .collect()
+}
+
+/// The captures if `pattern` matches `path`.
+fn matches(pattern: &[Segment], path: &str) -> Option<Params> {
+    let mut parts = path.split('/').filter(|s| !s.is_empty());
+    let mut params = Vec::new();
+    for seg in pattern {
+        let part = parts.next()?;
+        match seg {
+            Segment::Exact(s) if s == part => {}
+            Segment::Exact(_) => return None,
+            Segment::Param(name) => params.push((name.clone(), part.to_string())),
+        }
+    }
+    parts.next().is_none().then_some(Params(params))
+}
+
+impl Handler for Router {
+    fn call(&self, mut req: Request<Body>) -> Reply {
+        let path = req.uri().path().to_string();
+        let mut allowed: Vec<&Method> = Vec::new();
+        for e in &self.routes {
+            let Some(params) = matches(&e.segments, &path) else {
+                continue;
+            };
+            let method_ok = *req.method() == e.method
+                || (*req.method() == Method::HEAD && e.method == Method::GET);
+            if !method_ok {
+                allowed.push(&e.method);
+                continue;
+            }
+            if !params.0.is_empty() {
+                req.extensions_mut().insert(params);
+            }
+            return (e.run)(req);
+        }
+        if !allowed.is_empty() {
+            let list: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+            let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here");
+            if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
+                r.headers_mut().insert(http::header::ALLOW, v);
+            }
+            return Reply::Now(r);
+        }
+        match &self.fallback {
+            Some(f) => f(req),
+            None => Reply::Now(error(StatusCode::NOT_FOUND, "no such resource")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(r: &Router, method: Method, path: &str) -> (StatusCode, String) {
+        let mut req = Request::new(Body::empty());
+        *req.method_mut() = method;
+        *req.uri_mut() = path.parse().unwrap();
+        match r.call(req) {
+            Reply::Now(resp) => (
+                resp.status(),
+                String::from_utf8_lossy(resp.body().as_bytes()).into_owned(),
+            ),
+            Reply::Later(_) => (StatusCode::ACCEPTED, String::new()),
+        }
+    }
+
+    #[test]
+    fn routes_by_method_and_path_with_params_405_and_404() {
+        let r = Router::new()
+            .get("/", |_| Response::new(Body::from("root")))
+            .get("/users/{id}/posts/{post}", |req| {
+                let p = req.extensions().get::<Params>().unwrap();
+                Response::new(Body::from(format!(
+                    "{}:{}",
+                    p.get("id").unwrap(),
+                    p.get("post").unwrap()
+                )))
+            })
+            .post_async("/slow", |_| async { Response::new(Body::empty()) });
+        assert_eq!(
+            status(&r, Method::GET, "/"),
+            (StatusCode::OK, "root".into())
+        );
+        assert_eq!(status(&r, Method::HEAD, "/").0, StatusCode::OK);
+        assert_eq!(
+            status(&r, Method::GET, "/users/7/posts/42?x=1"),
+            (StatusCode::OK, "7:42".into())
+        );
+        assert_eq!(status(&r, Method::GET, "/users/7").0, StatusCode::NOT_FOUND);
+        assert_eq!(
+            status(&r, Method::DELETE, "/").0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(status(&r, Method::POST, "/slow").0, StatusCode::ACCEPTED);
+        let with_fallback =
+            Router::new().fallback(|_| Reply::Now(Response::new(Body::from("any"))));
+        assert_eq!(
+            status(&with_fallback, Method::PUT, "/x"),
+            (StatusCode::OK, "any".into())
+        );
+    }
+}

@@ -1,0 +1,470 @@
+//! The HTTP/1.1 server: a `Protocol` per connection that reads requests
+//! (heads, then bodies by their framing), hands each to the handler, and
+//! writes the responses in request order: keep-alive, pipelining,
+//! HTTP/1.0, HEAD, `Expect: 100-continue`, limits, timeouts and shedding.
+
+use super::body::Body;
+use super::chunked::ChunkedDecoder;
+use super::handler::{Handler, Reply};
+use super::head::{self, Framing, Head, HeaderSpan, Refusal};
+use super::limits::Limits;
+use super::response::{self, asks_close, encode};
+use crate::{Addr, Conn, Protocol, ShardCtx};
+use bytes::BytesMut;
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Decides, before a request runs, whether to refuse it for overload:
+/// `Some(retry_after)` answers 503 with `Retry-After`.
+pub type Shed = dyn Fn(&Request<Body>, &mut ShardCtx) -> Option<Duration> + Send + Sync;
+
+struct Shared {
+    handler: Box<dyn Handler>,
+    limits: Limits,
+    server: Option<HeaderValue>,
+    shed: Option<Box<Shed>>,
+}
+
+/// An HTTP/1.1 server: a handler, its limits, and what it says of itself.
+/// [`factory`](HttpServer::factory) gives what `ServerBuilder::listen`
+/// takes, so it runs on every shard, over TCP, TLS, Unix sockets or behind
+/// a PROXY header alike.
+///
+/// ```no_run
+/// use shardloop::http::{Body, HttpServer, Request, Response, Router};
+/// use shardloop::Server;
+/// let app = Router::new().get("/", |_: &Request<Body>| Response::new(Body::from("Hello")));
+/// let handle = Server::builder()
+///     .listen("127.0.0.1:8080", HttpServer::new(app).server_name("shardloop").factory())
+///     .build()?
+///     .start()?;
+/// handle.wait();
+/// # Ok::<(), shardloop::Error>(())
+/// ```
+pub struct HttpServer {
+    shared: Shared,
+}
+
+impl HttpServer {
+    /// A server answering with `handler`, with the default [`Limits`].
+    pub fn new(handler: impl Handler) -> Self {
+        HttpServer {
+            shared: Shared {
+                handler: Box::new(handler),
+                limits: Limits::default(),
+                server: None,
+                shed: None,
+            },
+        }
+    }
+
+    /// Replaces the limits. Out-of-range values are brought into range
+    /// (`max_headers` to 1..=256, `max_pipelined` to at least 1).
+    pub fn limits(mut self, mut limits: Limits) -> Self {
+        limits.max_headers = limits.max_headers.clamp(1, head::MAX_HEADERS);
+        limits.max_pipelined = limits.max_pipelined.max(1);
+        limits.max_head = limits.max_head.max(limits.max_request_line);
+        self.shared.limits = limits;
+        self
+    }
+
+    /// Sends `Server: name` with every response (none by default).
+    pub fn server_name(mut self, name: &'static str) -> Self {
+        self.shared.server = Some(HeaderValue::from_static(name));
+        self
+    }
+
+    /// Sheds load: `f` runs before each request's handler, on its shard,
+    /// and a `Some(retry_after)` answers 503 with `Retry-After` (whole
+    /// seconds, rounded up) instead. Counted by the application (the
+    /// closure sees the shard's context).
+    ///
+    /// ```
+    /// use shardloop::http::{Body, HttpServer, Response, Router};
+    /// use shardloop::limit::{RateLimit, RateLimiter};
+    /// use std::time::Duration;
+    /// let app = Router::new().get("/", |_| Response::new(Body::from("ok")));
+    /// // At most 10,000 requests a second per shard; past that, 503.
+    /// let server = HttpServer::new(app).shed(|_req, ctx| {
+    ///     let now = ctx.now();
+    ///     let limiter = ctx.service::<Option<RateLimiter>>()
+    ///         .get_or_insert_with(|| RateLimiter::new(RateLimit::per_second(10_000)));
+    ///     (!limiter.try_acquire(now)).then(|| Duration::from_secs(1))
+    /// });
+    /// # let _ = server;
+    /// ```
+    pub fn shed(
+        mut self,
+        f: impl Fn(&Request<Body>, &mut ShardCtx) -> Option<Duration> + Send + Sync + 'static,
+    ) -> Self {
+        self.shared.shed = Some(Box::new(f));
+        self
+    }
+
+    /// The per-shard factory maker for `ServerBuilder::listen`.
+    pub fn factory(self) -> impl Fn(usize) -> HttpFactory + Send + Sync + Clone + 'static {
+        let shared = Arc::new(self.shared);
+        move |_shard| HttpFactory {
+            shared: shared.clone(),
+        }
+    }
+}
+
+/// Makes the protocol of each HTTP connection (from [`HttpServer::factory`]).
+pub struct HttpFactory {
+    shared: Arc<Shared>,
+}
+
+impl crate::Factory for HttpFactory {
+    type Protocol = HttpConnection;
+    fn build_protocol(&mut self, _peer: Addr) -> HttpConnection {
+        HttpConnection {
+            shared: self.shared.clone(),
+            buf: BytesMut::new(),
+            spans: Vec::new(),
+            body: None,
+            pending: VecDeque::new(),
+            first_owed: 0,
+            next_seq: 0,
+            closing: false,
+            deadline: false,
+            paused: false,
+            scratch: Vec::new(),
+        }
+    }
+}
+
+/// A request whose body is being read.
+struct InBody {
+    parts: http::request::Parts,
+    left: BodyLeft,
+    body: BytesMut,
+    keep_alive: bool,
+}
+
+enum BodyLeft {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+/// A response not yet written: its bytes once known, and whether the
+/// connection closes after it.
+struct Slot {
+    bytes: Option<Vec<u8>>,
+    close: bool,
+}
+
+/// One HTTP/1.1 connection (the protocol [`HttpFactory`] builds).
+pub struct HttpConnection {
+    shared: Arc<Shared>,
+    buf: BytesMut,
+    spans: Vec<HeaderSpan>,
+    body: Option<Box<InBody>>,
+    /// Responses owed, in request order, the first for request `first_owed`.
+    pending: VecDeque<Slot>,
+    first_owed: u64,
+    next_seq: u64,
+    /// No more requests are read (a close was asked for, or an error).
+    closing: bool,
+    /// A read deadline (header or body timeout) is armed.
+    deadline: bool,
+    /// Reading paused because `max_pipelined` responses are owed.
+    paused: bool,
+    scratch: Vec<u8>,
+}
+
+impl Protocol for HttpConnection {
+    type Message = ();
+
+    fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
+        conn.set_idle_timeout(self.shared.limits.keep_alive);
+    }
+
+    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        if self.closing {
+            return;
+        }
+        self.buf.extend_from_slice(data);
+        self.serve(conn);
+    }
+
+    fn eof_received(&mut self, conn: &mut Conn<'_, Self>) {
+        // A request cut short gets no answer; owed responses still go out.
+        self.closing = true;
+        if self.pending.is_empty() {
+            conn.close();
+        }
+    }
+
+    fn resume_producing(&mut self, conn: &mut Conn<'_, Self>) {
+        self.serve(conn);
+    }
+}
+
+impl HttpConnection {
+    /// Reads and answers the requests in the buffer while the connection
+    /// takes output and owes fewer than `max_pipelined` responses.
+    fn serve(&mut self, conn: &mut Conn<'_, Self>) {
+        while !self.closing {
+            if self.pending.len() >= self.shared.limits.max_pipelined {
+                if !self.paused {
+                    self.paused = true;
+                    conn.pause_reading();
+                }
+                return;
+            }
+            if !conn.is_writable() {
+                return; // resume_producing brings us back
+            }
+            if self.body.is_some() {
+                if !self.read_body(conn) {
+                    return;
+                }
+                continue;
+            }
+            if self.buf.is_empty() {
+                self.set_deadline(conn, None);
+                return;
+            }
+            match head::parse(&self.buf, &self.shared.limits, &mut self.spans) {
+                Err(r) => return self.refuse(conn, r),
+                Ok(None) => {
+                    let t = self.shared.limits.header_timeout;
+                    if !self.deadline {
+                        self.set_deadline(conn, t);
+                    }
+                    return;
+                }
+                Ok(Some((parsed, len))) => {
+                    let bytes = self.buf.split_to(len).freeze();
+                    match parsed.into_head(&bytes, &self.spans) {
+                        Ok(head) => self.start(conn, head),
+                        Err(r) => return self.refuse(conn, r),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A head was read: answer it, or start reading its body.
+    fn start(&mut self, conn: &mut Conn<'_, Self>, head: Head) {
+        let limits = &self.shared.limits;
+        let left = match head.framing {
+            Framing::Length(0) => {
+                let req = Request::from_parts(head.parts, Body::empty());
+                return self.dispatch(conn, req, head.keep_alive);
+            }
+            Framing::Length(n) if n > limits.max_body => {
+                return self.refuse(conn, too_large());
+            }
+            Framing::Length(n) => BodyLeft::Length(n),
+            Framing::Chunked => BodyLeft::Chunked(ChunkedDecoder::new(
+                limits.max_chunk_line,
+                limits.max_trailers,
+            )),
+        };
+        if head.expect_continue && self.pending.is_empty() {
+            conn.write(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        let t = limits.body_timeout;
+        self.set_deadline(conn, t);
+        self.body = Some(Box::new(InBody {
+            parts: head.parts,
+            left,
+            body: BytesMut::new(),
+            keep_alive: head.keep_alive,
+        }));
+    }
+
+    /// Takes body bytes from the buffer; true once the request was answered.
+    fn read_body(&mut self, conn: &mut Conn<'_, Self>) -> bool {
+        let max = self.shared.limits.max_body;
+        let b = self.body.as_mut().expect("reading a body");
+        let done = match &mut b.left {
+            BodyLeft::Length(left) => {
+                let n = (*left).min(self.buf.len() as u64) as usize;
+                b.body.extend_from_slice(&self.buf.split_to(n));
+                *left -= n as u64;
+                *left == 0
+            }
+            BodyLeft::Chunked(dec) => {
+                let body = &mut b.body;
+                match dec.decode(&self.buf, |d| body.extend_from_slice(d)) {
+                    Ok(used) => {
+                        let _ = self.buf.split_to(used);
+                        if b.body.len() as u64 > max {
+                            self.body = None;
+                            self.refuse(conn, too_large());
+                            return false;
+                        }
+                        dec.is_done()
+                    }
+                    Err(_) => {
+                        self.body = None;
+                        self.refuse(
+                            conn,
+                            Refusal {
+                                status: StatusCode::BAD_REQUEST,
+                                why: "malformed chunked body",
+                            },
+                        );
+                        return false;
+                    }
+                }
+            }
+        };
+        if !done {
+            return false;
+        }
+        let b = self.body.take().expect("reading a body");
+        self.set_deadline(conn, None);
+        let req = Request::from_parts(b.parts, Body::from(b.body.freeze()));
+        self.dispatch(conn, req, b.keep_alive);
+        true
+    }
+
+    /// Runs the handler (or the shedder) on a complete request.
+    fn dispatch(&mut self, conn: &mut Conn<'_, Self>, req: Request<Body>, keep_alive: bool) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let head_only = req.method() == Method::HEAD;
+        let version = req.version();
+        if !keep_alive {
+            self.closing = true;
+        }
+        let shed = self
+            .shared
+            .shed
+            .as_ref()
+            .and_then(|shed| shed(&req, conn.shard()));
+        if let Some(retry) = shed {
+            let mut r = response::error(StatusCode::SERVICE_UNAVAILABLE, "overloaded");
+            let secs = retry.as_secs() + u64::from(retry.subsec_nanos() > 0);
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+            return self.respond(conn, seq, r, head_only, version, keep_alive);
+        }
+        match self.shared.handler.call(req) {
+            Reply::Now(r) => self.respond(conn, seq, r, head_only, version, keep_alive),
+            Reply::Later(fut) => {
+                self.owe(conn, seq, None, !keep_alive);
+                conn.spawn(move |task| async move {
+                    let r = fut.await;
+                    task.run(move |p, conn| {
+                        p.respond(conn, seq, r, head_only, version, keep_alive)
+                    });
+                });
+            }
+        }
+    }
+
+    /// Writes response `seq` now if every earlier one is out, else keeps it.
+    fn respond(
+        &mut self,
+        conn: &mut Conn<'_, Self>,
+        seq: u64,
+        r: Response<Body>,
+        head_only: bool,
+        version: Version,
+        keep_alive: bool,
+    ) {
+        let close = !keep_alive || asks_close(&r);
+        let framing = response::Framing {
+            head_only,
+            version,
+            close,
+            server: self.shared.server.as_ref(),
+            now: conn.shard().now(),
+        };
+        if self.pending.is_empty() {
+            // The fast path: nothing owed before it (no copy kept).
+            self.scratch.clear();
+            encode(&r, &framing, &mut self.scratch);
+            conn.write(&self.scratch);
+            if close {
+                self.closing = true;
+                conn.close();
+            }
+            return;
+        }
+        let mut bytes = Vec::new();
+        encode(&r, &framing, &mut bytes);
+        let owed = seq
+            .checked_sub(self.first_owed)
+            .and_then(|i| self.pending.get_mut(i as usize));
+        match owed {
+            Some(slot) => {
+                slot.bytes = Some(bytes);
+                slot.close = close;
+            }
+            None => self.owe(conn, seq, Some(bytes), close),
+        }
+        self.write_ready(conn);
+    }
+
+    /// Keeps a place for response `seq` (the newest request's).
+    fn owe(&mut self, conn: &mut Conn<'_, Self>, seq: u64, bytes: Option<Vec<u8>>, close: bool) {
+        if self.pending.is_empty() {
+            self.first_owed = seq;
+            // Waiting on the handler is not idleness.
+            conn.set_idle_timeout(None);
+        }
+        self.pending.push_back(Slot { bytes, close });
+    }
+
+    /// Writes the owed responses that are ready, in order.
+    fn write_ready(&mut self, conn: &mut Conn<'_, Self>) {
+        while self.pending.front().is_some_and(|s| s.bytes.is_some()) {
+            let slot = self.pending.pop_front().expect("checked");
+            self.first_owed += 1;
+            conn.write_owned(slot.bytes.expect("checked"));
+            if slot.close {
+                self.closing = true;
+                self.pending.clear();
+                conn.close();
+                return;
+            }
+        }
+        if self.pending.is_empty() {
+            conn.set_idle_timeout(self.shared.limits.keep_alive);
+            if self.closing {
+                conn.close();
+                return;
+            }
+        }
+        if self.paused && self.pending.len() < self.shared.limits.max_pipelined {
+            self.paused = false;
+            conn.resume_reading();
+            self.serve(conn);
+        }
+    }
+
+    /// Answers a request that cannot be served, then closes.
+    fn refuse(&mut self, conn: &mut Conn<'_, Self>, r: Refusal) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.body = None;
+        self.closing = true;
+        self.set_deadline(conn, None);
+        let resp = response::error(r.status, r.why);
+        self.respond(conn, seq, resp, false, Version::HTTP_11, false);
+    }
+
+    /// Arms (or clears) the deadline for the request being read.
+    fn set_deadline(&mut self, conn: &mut Conn<'_, Self>, t: Option<Duration>) {
+        if t.is_none() && !self.deadline {
+            return;
+        }
+        self.deadline = t.is_some();
+        conn.set_read_timeout(t);
+    }
+}
+
+fn too_large() -> Refusal {
+    Refusal {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        why: "request body too large",
+    }
+}
