@@ -90,8 +90,8 @@ impl HttpServer {
     /// let server = HttpServer::new(app).shed(|_req, ctx| {
     ///     let now = ctx.now();
     ///     let limiter = ctx.service::<Option<RateLimiter>>()
-    ///         .get_or_insert_with(|| RateLimiter::new(RateLimit::per_second(10_000)));
-    ///     (!limiter.try_acquire(now)).then(|| Duration::from_secs(1))
+    ///         .get_or_insert_with(|| RateLimiter::new(RateLimit::per_second(10_000), now));
+    ///     (!limiter.try_acquire(now)).then(|| limiter.wait_time(now))
     /// });
     /// # let _ = server;
     /// ```
