@@ -1,13 +1,12 @@
-//! Request heads: `httparse` reads the syntax, this file applies RFC 9112's
-//! rules on top (request target forms, `Host`, message framing) and turns
-//! the head into `http` types without copying header values (they are
-//! slices of the head's `Bytes`).
+//! Request heads: `httparse` reads the syntax; this file checks the
+//! request line (its length, the target's form) and turns the head into
+//! `http` types without copying header values (they are slices of the
+//! head's `Bytes`), while `rules.rs` applies RFC 9112's rules on the fields.
 
 use super::limits::Limits;
+use super::rules::Facts;
 use bytes::Bytes;
-use http::header::{
-    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING,
-};
+use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 
 /// How the body of a request is delimited (RFC 9112 §6.3).
@@ -42,11 +41,11 @@ pub struct Refusal {
     pub why: &'static str,
 }
 
-fn refuse(status: StatusCode, why: &'static str) -> Refusal {
+pub(crate) fn refuse(status: StatusCode, why: &'static str) -> Refusal {
     Refusal { status, why }
 }
 
-fn bad(why: &'static str) -> Refusal {
+pub(crate) fn bad(why: &'static str) -> Refusal {
     refuse(StatusCode::BAD_REQUEST, why)
 }
 
@@ -180,9 +179,13 @@ impl Parsed {
         let method = Method::from_bytes(&head[self.method.0..self.method.1])
             .map_err(|_| bad("malformed method"))?;
         let mut headers = HeaderMap::with_capacity(spans.len());
+        // The fields the rules read are noted in the one pass that builds
+        // the map: no lookup afterwards.
+        let mut facts = Facts::default();
         for &(name, value) in spans {
             let name = HeaderName::from_bytes(&head[name.0..name.1])
                 .map_err(|_| bad("malformed header name"))?;
+            facts.see(&name, &head[value.0..value.1]);
             // httparse already refused control characters in values.
             let value = HeaderValue::from_maybe_shared(slice(value))
                 .map_err(|_| bad("malformed header value"))?;
@@ -190,10 +193,7 @@ impl Parsed {
         }
         let target = &head[self.target.0..self.target.1];
         let uri = target_uri(&method, target, slice(self.target))?;
-        check_host(self.version, &headers)?;
-        let framing = framing(self.version, &headers)?;
-        let keep_alive = keep_alive(self.version, &headers);
-        let expect_continue = expectation(self.version, &headers)?;
+        let (framing, keep_alive, expect_continue) = facts.finish(self.version)?;
         let mut req = http::Request::new(());
         *req.method_mut() = method;
         *req.uri_mut() = uri;
@@ -237,125 +237,4 @@ fn target_uri(method: &Method, raw: &[u8], shared: Bytes) -> Result<Uri, Refusal
         }
         None => Err(bad("empty target")),
     }
-}
-
-/// HTTP/1.1 requires exactly one `Host` (RFC 9112 §3.2), a valid
-/// authority or empty; HTTP/1.0 may leave it out, but not repeat it.
-fn check_host(version: Version, headers: &HeaderMap) -> Result<(), Refusal> {
-    let mut hosts = headers.get_all(HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (None, _) if version == Version::HTTP_11 => Err(bad("missing Host")),
-        (None, _) => Ok(()),
-        (Some(_), Some(_)) => Err(bad("more than one Host")),
-        (Some(h), None) => {
-            let v = h.as_bytes();
-            if v.is_empty()
-                || http::uri::Authority::try_from(v)
-                    .is_ok_and(|a| a.as_str().len() == v.len() && !v.contains(&b'@'))
-            {
-                Ok(())
-            } else {
-                Err(bad("malformed Host"))
-            }
-        }
-    }
-}
-
-/// The body's framing, refusing every ambiguity a request smuggler uses
-/// (RFC 9112 §6.1 and §6.3).
-fn framing(version: Version, headers: &HeaderMap) -> Result<Framing, Refusal> {
-    let te = headers.get_all(TRANSFER_ENCODING);
-    let has_te = te.iter().next().is_some();
-    let cl = content_length(headers)?;
-    if !has_te {
-        return Ok(Framing::Length(cl.unwrap_or(0)));
-    }
-    if cl.is_some() {
-        return Err(bad("both Transfer-Encoding and Content-Length"));
-    }
-    if version == Version::HTTP_10 {
-        return Err(bad("Transfer-Encoding in an HTTP/1.0 request"));
-    }
-    let mut codings = Vec::new();
-    for v in te.iter() {
-        let v = v.to_str().map_err(|_| bad("malformed Transfer-Encoding"))?;
-        for c in v.split(',') {
-            let c = c.trim();
-            if c.is_empty() {
-                continue;
-            }
-            codings.push(c);
-        }
-    }
-    match codings.split_last() {
-        Some((last, rest)) if last.eq_ignore_ascii_case("chunked") => {
-            if rest.is_empty() {
-                Ok(Framing::Chunked)
-            } else if rest.iter().any(|c| c.eq_ignore_ascii_case("chunked")) {
-                Err(bad("chunked applied twice"))
-            } else {
-                Err(refuse(
-                    StatusCode::NOT_IMPLEMENTED,
-                    "unsupported transfer coding",
-                ))
-            }
-        }
-        _ => Err(bad("Transfer-Encoding does not end with chunked")),
-    }
-}
-
-/// Every `Content-Length` value (several headers, or a list in one) must
-/// be the same run of digits, and fit in 63 bits.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Refusal> {
-    let mut found = None;
-    for v in headers.get_all(CONTENT_LENGTH) {
-        for part in v.as_bytes().split(|&b| b == b',') {
-            let part = part.trim_ascii();
-            if part.is_empty() || !part.iter().all(u8::is_ascii_digit) || part.len() > 18 {
-                return Err(bad("malformed Content-Length"));
-            }
-            let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-            if found.is_some_and(|f| f != n) {
-                return Err(bad("conflicting Content-Length"));
-            }
-            found = Some(n);
-        }
-    }
-    Ok(found)
-}
-
-/// HTTP/1.1 keeps the connection unless `Connection: close`; HTTP/1.0
-/// closes it unless `Connection: keep-alive`.
-fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
-    let has = |token: &str| {
-        headers.get_all(CONNECTION).iter().any(|v| {
-            v.as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-        })
-    };
-    if version == Version::HTTP_10 {
-        has("keep-alive") && !has("close")
-    } else {
-        !has("close")
-    }
-}
-
-/// `Expect: 100-continue` (HTTP/1.1 only); any other expectation: 417.
-fn expectation(version: Version, headers: &HeaderMap) -> Result<bool, Refusal> {
-    let mut cont = false;
-    for v in headers.get_all(EXPECT) {
-        if v.as_bytes()
-            .trim_ascii()
-            .eq_ignore_ascii_case(b"100-continue")
-        {
-            cont = version == Version::HTTP_11;
-        } else {
-            return Err(refuse(
-                StatusCode::EXPECTATION_FAILED,
-                "unsupported expectation",
-            ));
-        }
-    }
-    Ok(cont)
 }

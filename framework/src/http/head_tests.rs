@@ -126,9 +126,22 @@ fn framing_and_smuggling() {
     assert_eq!(status(te_cl), StatusCode::BAD_REQUEST, "TE + CL");
     let cl_cl = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n";
     assert_eq!(status(cl_cl), StatusCode::BAD_REQUEST, "CL + CL");
+    let max = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 009223372036854775807\r\n\r\n";
+    assert_eq!(
+        head(max).unwrap().unwrap().framing,
+        Framing::Length(i64::MAX as u64)
+    );
     let same = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 3, 3\r\n\r\n";
     assert_eq!(head(same).unwrap().unwrap().framing, Framing::Length(3));
-    for bad_cl in ["+3", "-1", "3 3", "0x3", "", "99999999999999999999"] {
+    for bad_cl in [
+        "+3",
+        "-1",
+        "3 3",
+        "0x3",
+        "",
+        "9223372036854775808",
+        "18446744073709551616",
+    ] {
         let raw = format!("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {bad_cl}\r\n\r\n");
         assert_eq!(status(&raw), StatusCode::BAD_REQUEST, "{bad_cl:?}");
     }

@@ -39,6 +39,7 @@ mod head_tests;
 mod limits;
 mod response;
 mod router;
+mod rules;
 mod server;
 
 pub use body::Body;

@@ -14,21 +14,21 @@ pub(crate) struct Framing<'a> {
     pub(crate) head_only: bool,
     /// The request's version (an HTTP/1.0 keep-alive is said explicitly).
     pub(crate) version: Version,
-    /// The connection closes after this response.
-    pub(crate) close: bool,
+    /// The request allows the connection to persist after this response
+    /// (it closes anyway if the handler says `Connection: close`).
+    pub(crate) keep_alive: bool,
     /// The `Server` field, if the server sends one.
     pub(crate) server: Option<&'a HeaderValue>,
     /// The shard's clock (for the cached `Date`).
     pub(crate) now: Instant,
 }
 
-/// Whether the handler asked to close the connection after its response.
-pub(crate) fn asks_close(resp: &Response<Body>) -> bool {
-    resp.headers().get_all(CONNECTION).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-    })
+/// True if `value` (a `Connection` field) lists `close`.
+fn lists_close(value: &HeaderValue) -> bool {
+    value
+        .as_bytes()
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
 /// Statuses that never carry a body (RFC 9110 §6.4.1).
@@ -38,8 +38,9 @@ fn bodiless(status: StatusCode) -> bool {
         || status == StatusCode::NOT_MODIFIED
 }
 
-/// Appends the whole response to `out`.
-pub(crate) fn encode(resp: &Response<Body>, f: &Framing<'_>, out: &mut Vec<u8>) {
+/// Appends the whole response to `out`; returns true if the connection
+/// closes after it.
+pub(crate) fn encode(resp: &Response<Body>, f: &Framing<'_>, out: &mut Vec<u8>) -> bool {
     let status = resp.status();
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
@@ -47,22 +48,35 @@ pub(crate) fn encode(resp: &Response<Body>, f: &Framing<'_>, out: &mut Vec<u8>) 
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\n");
     let headers = resp.headers();
+    // One pass: the fields the server owns are noted, not looked up.
+    let (mut has_date, mut has_server, mut close) = (false, false, !f.keep_alive);
+    let mut stated_length = None;
     for (name, value) in headers {
         // The server frames the body and decides the connection's fate.
-        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == CONNECTION {
+        if name == CONTENT_LENGTH {
+            stated_length = Some(value);
             continue;
         }
+        if name == TRANSFER_ENCODING {
+            continue;
+        }
+        if name == CONNECTION {
+            close |= lists_close(value);
+            continue;
+        }
+        has_date |= name == DATE;
+        has_server |= name == SERVER;
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if !headers.contains_key(DATE) {
+    if !has_date {
         out.extend_from_slice(b"date: ");
         with_date(f.now, |d| out.extend_from_slice(d));
         out.extend_from_slice(b"\r\n");
     }
-    if let Some(server) = f.server.filter(|_| !headers.contains_key(SERVER)) {
+    if let Some(server) = f.server.filter(|_| !has_server) {
         out.extend_from_slice(b"server: ");
         out.extend_from_slice(server.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -70,20 +84,15 @@ pub(crate) fn encode(resp: &Response<Body>, f: &Framing<'_>, out: &mut Vec<u8>) 
     let body = resp.body();
     if !bodiless(status) {
         // A HEAD handler may state the length of the body it leaves out.
-        let stated = headers
-            .get(CONTENT_LENGTH)
-            .filter(|_| f.head_only && body.is_empty());
+        let stated = stated_length.filter(|_| f.head_only && body.is_empty());
         out.extend_from_slice(b"content-length: ");
         match stated {
             Some(v) => out.extend_from_slice(v.as_bytes()),
-            None => {
-                let mut n = itoa_buf(body.len() as u64);
-                out.extend_from_slice(n.as_bytes_mut());
-            }
+            None => out.extend_from_slice(itoa_buf(body.len() as u64).as_bytes()),
         }
         out.extend_from_slice(b"\r\n");
     }
-    if f.close {
+    if close {
         out.extend_from_slice(b"connection: close\r\n");
     } else if f.version == Version::HTTP_10 {
         out.extend_from_slice(b"connection: keep-alive\r\n");
@@ -92,6 +101,7 @@ pub(crate) fn encode(resp: &Response<Body>, f: &Framing<'_>, out: &mut Vec<u8>) 
     if !f.head_only && !bodiless(status) {
         out.extend_from_slice(body.as_bytes());
     }
+    close
 }
 
 /// A short plain-text response for a refused request.
@@ -113,7 +123,7 @@ struct Digits {
 }
 
 impl Digits {
-    fn as_bytes_mut(&mut self) -> &[u8] {
+    fn as_bytes(&self) -> &[u8] {
         &self.buf[self.start..]
     }
 }
@@ -133,7 +143,8 @@ fn itoa_buf(mut n: u64) -> Digits {
 }
 
 thread_local! {
-    /// The `Date` value, formatted once a second per shard thread.
+    /// The `Date` value, formatted once a second per shard thread, and
+    /// when to format it again.
     static CACHED_DATE: RefCell<(Option<Instant>, [u8; 29])> = const { RefCell::new((None, [0; 29])) };
 }
 
@@ -142,15 +153,13 @@ thread_local! {
 fn with_date(now: Instant, f: impl FnOnce(&[u8])) {
     CACHED_DATE.with(|d| {
         let mut d = d.borrow_mut();
-        let stale = d.0.is_none_or(|at| {
-            now.saturating_duration_since(at) >= Duration::from_secs(1) || now < at
-        });
-        if stale {
+        // One comparison per response; the clock is read once a second.
+        if d.0.is_none_or(|next| now >= next) {
             let text = httpdate::fmt_http_date(SystemTime::now());
             if text.len() == 29 {
                 d.1.copy_from_slice(text.as_bytes());
             }
-            d.0 = Some(now);
+            d.0 = Some(now + Duration::from_secs(1));
         }
         f(&d.1);
     });
@@ -164,7 +173,7 @@ mod tests {
         Framing {
             head_only,
             version: Version::HTTP_11,
-            close,
+            keep_alive: !close,
             server: None,
             now: Instant::now(),
         }
@@ -219,7 +228,7 @@ mod tests {
     #[test]
     fn digits() {
         for n in [0u64, 7, 10, 12345, u64::MAX] {
-            assert_eq!(itoa_buf(n).as_bytes_mut(), n.to_string().as_bytes());
+            assert_eq!(itoa_buf(n).as_bytes(), n.to_string().as_bytes());
         }
     }
 }

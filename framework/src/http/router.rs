@@ -174,10 +174,10 @@ fn matches(pattern: &[Segment], path: &str) -> Option<Params> {
 
 impl Handler for Router {
     fn call(&self, mut req: Request<Body>) -> Reply {
-        let path = req.uri().path().to_string();
         let mut allowed: Vec<&Method> = Vec::new();
+        let mut found = None;
         for e in &self.routes {
-            let Some(params) = matches(&e.segments, &path) else {
+            let Some(params) = matches(&e.segments, req.uri().path()) else {
                 continue;
             };
             let method_ok = *req.method() == e.method
@@ -186,6 +186,10 @@ impl Handler for Router {
                 allowed.push(&e.method);
                 continue;
             }
+            found = Some((e, params));
+            break;
+        }
+        if let Some((e, params)) = found {
             if !params.0.is_empty() {
                 req.extensions_mut().insert(params);
             }

@@ -8,7 +8,7 @@ use super::chunked::ChunkedDecoder;
 use super::handler::{Handler, Reply};
 use super::head::{self, Framing, Head, HeaderSpan, Refusal};
 use super::limits::Limits;
-use super::response::{self, asks_close, encode};
+use super::response::{self, encode};
 use crate::{Addr, Conn, Protocol, ShardCtx};
 use bytes::BytesMut;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
@@ -370,18 +370,17 @@ impl HttpConnection {
         version: Version,
         keep_alive: bool,
     ) {
-        let close = !keep_alive || asks_close(&r);
         let framing = response::Framing {
             head_only,
             version,
-            close,
+            keep_alive,
             server: self.shared.server.as_ref(),
             now: conn.shard().now(),
         };
         if self.pending.is_empty() {
             // The fast path: nothing owed before it (no copy kept).
             self.scratch.clear();
-            encode(&r, &framing, &mut self.scratch);
+            let close = encode(&r, &framing, &mut self.scratch);
             conn.write(&self.scratch);
             if close {
                 self.closing = true;
@@ -390,7 +389,7 @@ impl HttpConnection {
             return;
         }
         let mut bytes = Vec::new();
-        encode(&r, &framing, &mut bytes);
+        let close = encode(&r, &framing, &mut bytes);
         let owed = seq
             .checked_sub(self.first_owed)
             .and_then(|i| self.pending.get_mut(i as usize));

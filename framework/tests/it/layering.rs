@@ -36,17 +36,24 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "http",
+        &[
+            "api", "error", "sync", "net", "reactor", "task", "framing", "tls", "endpoint",
+            "client", "limit",
+        ],
+    ),
+    (
         "runtime",
         &[
             "api", "sync", "net", "reactor", "task", "tls", "proxy", "framing", "endpoint",
-            "client", "error",
+            "client", "error", "http",
         ],
     ),
     (
         "testing",
         &[
             "api", "sync", "net", "reactor", "task", "tls", "proxy", "framing", "endpoint",
-            "client", "error", "runtime",
+            "client", "error", "runtime", "http",
         ],
     ),
 ];
