@@ -82,7 +82,9 @@ fn main() -> anyhow::Result<()> {
             .expect("a struct of strings serialises");
             with_type(Body::from(body), "application/json")
         })
-        .fallback(|_| Reply::Now(with_type(Body::from("Hello, World!"), "text/plain")));
+        .fallback(|_, _: &mut shardloop::ShardCtx| {
+            Reply::Now(with_type(Body::from("Hello, World!"), "text/plain"))
+        });
     let http = HttpServer::new(app).limits(limits).server_name("shardloop");
     let builder = Server::builder()
         .pinning(common::pinning(args.no_pin))

@@ -2,6 +2,7 @@
 //! future of one (run on the connection's shard, no `Send` needed).
 
 use super::body::Body;
+use crate::ShardCtx;
 use http::{Request, Response};
 use std::future::Future;
 use std::pin::Pin;
@@ -38,27 +39,31 @@ impl Reply {
     }
 }
 
-/// Answers requests. Shared by every connection of every shard (it is
-/// `Sync`; per-shard state belongs in a shard service,
-/// `task::with_shard`/`ShardCtx::service`). A [`Router`](super::Router)
-/// is one; so is any `Fn(Request<Body>) -> Reply`.
+/// Answers requests, on the shard of the connection (`ctx`: its clock,
+/// its services, the bus). Shared by every connection of every shard (it
+/// is `Sync`; per-shard state belongs in a shard service,
+/// `ShardCtx::service`). A [`Router`](super::Router) is one; so is any
+/// `Fn(Request<Body>, &mut ShardCtx) -> Reply`.
 ///
 /// ```
 /// use shardloop::http::{Body, Reply, Request, Response};
-/// let hello = |_req: Request<Body>| Reply::Now(Response::new(Body::from("hi")));
+/// use shardloop::ShardCtx;
+/// let which = |_req: Request<Body>, ctx: &mut ShardCtx| {
+///     Reply::Now(Response::new(Body::from(format!("shard {}", ctx.index()))))
+/// };
 /// # fn is_handler(_: impl shardloop::http::Handler) {}
-/// is_handler(hello);
+/// is_handler(which);
 /// ```
 pub trait Handler: Send + Sync + 'static {
     /// Answers one request (its body read whole).
-    fn call(&self, req: Request<Body>) -> Reply;
+    fn call(&self, req: Request<Body>, ctx: &mut ShardCtx) -> Reply;
 }
 
 impl<F> Handler for F
 where
-    F: Fn(Request<Body>) -> Reply + Send + Sync + 'static,
+    F: Fn(Request<Body>, &mut ShardCtx) -> Reply + Send + Sync + 'static,
 {
-    fn call(&self, req: Request<Body>) -> Reply {
-        self(req)
+    fn call(&self, req: Request<Body>, ctx: &mut ShardCtx) -> Reply {
+        self(req, ctx)
     }
 }

@@ -33,9 +33,11 @@ pub struct Limits {
     pub max_chunk_line: usize,
     /// A chunked body's trailer section, at most (400 past it).
     pub max_trailers: usize,
-    /// From the first byte of a request to the end of its head; a client
-    /// slower than that is disconnected without an answer (nginx:
-    /// `client_header_timeout`).
+    /// From the connection's start to the end of its first request's head,
+    /// and from the first byte of each later request to the end of its
+    /// head; a client slower than that is disconnected without an answer
+    /// (nginx: `client_header_timeout`). Between requests the keep-alive
+    /// timeout applies instead.
     pub header_timeout: Option<Duration>,
     /// From the end of the head to the end of the body; past it: 408 and
     /// the connection is closed (nginx: `client_body_timeout`).

@@ -41,6 +41,8 @@ mod response;
 mod router;
 mod rules;
 mod server;
+#[cfg(test)]
+mod server_tests;
 
 pub use body::Body;
 pub use handler::{Handler, Reply, ResponseFuture};

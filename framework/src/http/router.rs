@@ -6,10 +6,11 @@
 use super::body::Body;
 use super::handler::{Handler, Reply};
 use super::response::error;
+use crate::ShardCtx;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use std::future::Future;
 
-type Route = Box<dyn Fn(Request<Body>) -> Reply + Send + Sync>;
+type Route = Box<dyn Handler>;
 
 enum Segment {
     Exact(String),
@@ -79,7 +80,7 @@ impl Router {
         self.routes.push(Entry {
             method,
             segments: segments(path),
-            run: Box::new(move |req| Reply::Now(f(&req))),
+            run: Box::new(move |req: Request<Body>, _: &mut ShardCtx| Reply::Now(f(&req))),
         });
         self
     }
@@ -97,7 +98,7 @@ impl Router {
         self.routes.push(Entry {
             method,
             segments: segments(path),
-            run: Box::new(move |req| Reply::later(f(req))),
+            run: Box::new(move |req, _: &mut ShardCtx| Reply::later(f(req))),
         });
         self
     }
@@ -138,9 +139,20 @@ impl Router {
         self.route_async(Method::POST, path, f)
     }
 
+    /// Answers `method` on `path` with a full [`Handler`] (one that needs
+    /// the shard's context, say).
+    pub fn route_handler(mut self, method: Method, path: &str, h: impl Handler) -> Self {
+        self.routes.push(Entry {
+            method,
+            segments: segments(path),
+            run: Box::new(h),
+        });
+        self
+    }
+
     /// Answers what no route matched (default: 404).
-    pub fn fallback(mut self, f: impl Fn(Request<Body>) -> Reply + Send + Sync + 'static) -> Self {
-        self.fallback = Some(Box::new(f));
+    pub fn fallback(mut self, h: impl Handler) -> Self {
+        self.fallback = Some(Box::new(h));
         self
     }
 }
@@ -173,7 +185,7 @@ fn matches(pattern: &[Segment], path: &str) -> Option<Params> {
 }
 
 impl Handler for Router {
-    fn call(&self, mut req: Request<Body>) -> Reply {
+    fn call(&self, mut req: Request<Body>, ctx: &mut ShardCtx) -> Reply {
         let mut allowed: Vec<&Method> = Vec::new();
         let mut found = None;
         for e in &self.routes {
@@ -193,7 +205,7 @@ impl Handler for Router {
             if !params.0.is_empty() {
                 req.extensions_mut().insert(params);
             }
-            return (e.run)(req);
+            return e.run.call(req, ctx);
         }
         if !allowed.is_empty() {
             let list: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
@@ -204,7 +216,7 @@ impl Handler for Router {
             return Reply::Now(r);
         }
         match &self.fallback {
-            Some(f) => f(req),
+            Some(f) => f.call(req, ctx),
             None => Reply::Now(error(StatusCode::NOT_FOUND, "no such resource")),
         }
     }
@@ -214,11 +226,19 @@ impl Handler for Router {
 mod tests {
     use super::*;
 
+    struct Idle;
+    impl crate::Protocol for Idle {
+        type Message = ();
+        fn data_received(&mut self, _: &mut crate::Conn<'_, Self>, _: &[u8]) {}
+    }
+
     fn status(r: &Router, method: Method, path: &str) -> (StatusCode, String) {
         let mut req = Request::new(Body::empty());
         *req.method_mut() = method;
         *req.uri_mut() = path.parse().unwrap();
-        match r.call(req) {
+        // A shard context from the testing kit.
+        let mut t = crate::testing::FakeTransport::new(Idle);
+        match r.call(req, t.shard()) {
             Reply::Now(resp) => (
                 resp.status(),
                 String::from_utf8_lossy(resp.body().as_bytes()).into_owned(),
@@ -255,8 +275,8 @@ mod tests {
             StatusCode::METHOD_NOT_ALLOWED
         );
         assert_eq!(status(&r, Method::POST, "/slow").0, StatusCode::ACCEPTED);
-        let with_fallback =
-            Router::new().fallback(|_| Reply::Now(Response::new(Body::from("any"))));
+        let with_fallback = Router::new()
+            .fallback(|_, _: &mut ShardCtx| Reply::Now(Response::new(Body::from("any"))));
         assert_eq!(
             status(&with_fallback, Method::PUT, "/x"),
             (StatusCode::OK, "any".into())

@@ -180,6 +180,10 @@ impl Protocol for HttpConnection {
 
     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
         conn.set_idle_timeout(self.shared.limits.keep_alive);
+        // The first request's head is due from the start, as for nginx: a
+        // connection that sends nothing is closed at the header timeout.
+        let t = self.shared.limits.header_timeout;
+        self.set_deadline(conn, t);
     }
 
     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
@@ -346,7 +350,7 @@ impl HttpConnection {
                 .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
             return self.respond(conn, seq, r, head_only, version, keep_alive);
         }
-        match self.shared.handler.call(req) {
+        match self.shared.handler.call(req, conn.shard()) {
             Reply::Now(r) => self.respond(conn, seq, r, head_only, version, keep_alive),
             Reply::Later(fut) => {
                 self.owe(conn, seq, None, !keep_alive);

@@ -30,7 +30,9 @@ fn metrics_are_valid_exposition_and_counters_grow_under_load() {
     let first = scrape(metrics);
     assert!(first.starts_with("HTTP/1.1 200"), "{first}");
     assert!(
-        first.contains("Content-Type: text/plain; version=0.0.4"),
+        first
+            .to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
         "{first}"
     );
     let body = first.split("\r\n\r\n").nth(1).unwrap();

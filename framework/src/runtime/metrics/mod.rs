@@ -201,11 +201,7 @@ impl super::builder::ServerBuilder {
     /// # Ok::<(), shardloop::Error>(())
     /// ```
     pub fn metrics(self, listen: impl Into<crate::endpoint::Listen>) -> Self {
-        let scrapes = Scrapes::new(None);
-        self.listen(listen, move |_shard| {
-            let scrapes = scrapes.clone();
-            move |_peer| MetricsHttp::new(scrapes.clone())
-        })
+        self.listen(listen, Scrapes::new(None).server().factory())
     }
 
     /// Like [`metrics`](crate::ServerBuilder::metrics), with the application's own
@@ -236,15 +232,12 @@ impl super::builder::ServerBuilder {
         F: Fn(&mut String) + Send + Sync + 'static,
     {
         let scrapes = Scrapes::new(Some(std::sync::Arc::new(extra)));
-        self.listen(listen, move |_shard| {
-            let scrapes = scrapes.clone();
-            move |_peer| MetricsHttp::new(scrapes.clone())
-        })
+        self.listen(listen, scrapes.server().factory())
     }
 }
 
 mod http;
-pub(crate) use http::{MetricsHttp, Scrapes};
+pub(crate) use http::Scrapes;
 
 #[cfg(test)]
 mod tests;
