@@ -67,6 +67,16 @@ impl ChunkedDecoder {
         }
     }
 
+    /// Data bytes of the current chunk not yet seen (0 between chunks):
+    /// what a reader can wait for before looking again, or refuse early.
+    pub fn pending(&self) -> u64 {
+        if self.state == State::Data {
+            self.size
+        } else {
+            0
+        }
+    }
+
     /// True once the last chunk and the trailers were read.
     pub fn is_done(&self) -> bool {
         self.state == State::Done

@@ -38,11 +38,10 @@ pub mod head;
 mod head_tests;
 mod limits;
 mod response;
+pub mod response_head;
 mod router;
 mod rules;
 mod server;
-#[cfg(test)]
-mod server_tests;
 
 pub use body::Body;
 pub use handler::{Handler, Reply, ResponseFuture};

@@ -17,6 +17,7 @@ mod gateway;
 mod half_close;
 mod hardening;
 mod http_hostile;
+mod http_kit;
 mod http_server;
 mod large_replies;
 mod layering;

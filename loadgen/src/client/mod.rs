@@ -40,8 +40,8 @@ pub(crate) struct LoadConn {
     in_start: usize,
     /// Decoding waits until this many bytes are buffered (from `Incomplete`).
     need: usize,
-    /// Buffered bytes known to hold no response end.
-    searched: usize,
+    /// Where decoding the response in progress stands.
+    progress: crate::codec::Progress,
     in_flight: VecDeque<InFlight>,
     /// The last `unstamped` of `in_flight` have not been seen to leave.
     unstamped: usize,
@@ -78,7 +78,7 @@ impl LoadConn {
             inbuf: Vec::new(),
             in_start: 0,
             need: 0,
-            searched: 0,
+            progress: Default::default(),
             in_flight: VecDeque::new(),
             unstamped: 0,
             written: 0,
@@ -280,10 +280,9 @@ impl Protocol for LoadConn {
                 fatal = true;
                 break;
             };
-            match self.shared.codec.decode(buf, head.seq, self.searched) {
-                Decoded::Incomplete { need, searched } => {
+            match self.shared.codec.decode(buf, head.seq, &mut self.progress) {
+                Decoded::Incomplete { need } => {
                     self.need = need;
-                    self.searched = searched;
                     break;
                 }
                 Decoded::Fatal => {
@@ -302,7 +301,7 @@ impl Protocol for LoadConn {
                     self.answered += 1;
                     buf = &buf[consumed..];
                     self.need = 0;
-                    self.searched = 0;
+                    self.progress = Default::default();
                     if r.counted {
                         let sent = r.sent_or_intended();
                         // Closed loop: measured from the send, as wrk does.

@@ -2,6 +2,7 @@
 
 use crate::config::{ResponseFrame, Workload};
 use crate::recorder::ErrorKind;
+use shardloop::http::response_head::{parse_response, BodyProgress, ResponseFraming};
 
 /// Longest response the parsers buffer before calling it malformed.
 pub(crate) const MAX_RESPONSE: usize = 64 * 1024 * 1024;
@@ -12,8 +13,8 @@ const MAX_HEAD: usize = 64 * 1024;
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Decoded {
     /// Need more bytes: nothing can change before `need` bytes are
-    /// buffered (in all), and the first `searched` hold no frame end.
-    Incomplete { need: usize, searched: usize },
+    /// buffered (in all). Where the search stands is in the `Progress`.
+    Incomplete { need: usize },
     /// One response of `consumed` bytes; `Err` if it was wrong but framing
     /// is intact (the connection can go on).
     Done {
@@ -24,6 +25,25 @@ pub(crate) enum Decoded {
     },
     /// Malformed beyond recovery: the connection must be dropped.
     Fatal,
+}
+
+/// Where the decoding of one response stands, between reads: the bytes
+/// known to hold no frame end, and for HTTP the body read so far (so a
+/// response arriving in many pieces costs time linear in its size).
+#[derive(Default)]
+pub(crate) struct Progress {
+    searched: usize,
+    http: Option<HttpBody>,
+}
+
+/// An HTTP response whose head was read.
+struct HttpBody {
+    status: u16,
+    /// Bytes of the response fed to `body` so far (the head included).
+    fed: usize,
+    /// Body bytes so far (capped at `MAX_RESPONSE`).
+    len: usize,
+    body: BodyProgress,
 }
 
 pub(crate) struct Codec {
@@ -130,21 +150,22 @@ impl Codec {
     }
 
     /// Looks for the response to request `seq` at the start of `buf`,
-    /// knowing that its first `searched` bytes hold no frame end (from an
-    /// earlier `Incomplete` on a prefix of `buf`): delimiter searches resume
-    /// there, so a response arriving in many pieces costs linear time.
-    pub(crate) fn decode(&self, buf: &[u8], seq: u64, searched: usize) -> Decoded {
-        let more = |searched: usize| Decoded::Incomplete {
-            need: buf.len() + 1,
-            searched,
+    /// going on from where `progress` stands (from an earlier `Incomplete`
+    /// on a prefix of `buf`; a fresh one for a new response): searches
+    /// resume there, so a response arriving in many pieces costs linear
+    /// time.
+    pub(crate) fn decode(&self, buf: &[u8], seq: u64, progress: &mut Progress) -> Decoded {
+        let searched = progress.searched;
+        let mut more = |s: usize| {
+            progress.searched = s;
+            Decoded::Incomplete {
+                need: buf.len() + 1,
+            }
         };
         match &self.workload {
             Workload::Echo { size } => {
                 if buf.len() < *size {
-                    return Decoded::Incomplete {
-                        need: *size,
-                        searched: 0,
-                    };
+                    return Decoded::Incomplete { need: *size };
                 }
                 let ok = buf[..*size] == *self.message(seq, *size);
                 Decoded::Done {
@@ -170,22 +191,19 @@ impl Codec {
                     }
                 }
             }
-            Workload::Http { .. } => {
-                if searched & CHUNKS != 0 {
-                    // The head is complete and the body chunked: the chunks
-                    // before this offset were checked already.
-                    return decode_http(buf, searched & !CHUNKS);
+            Workload::Http { method, .. } => {
+                if progress.http.is_none() {
+                    // No head end yet: nothing for the parser to do.
+                    let from = searched.saturating_sub(3).min(buf.len());
+                    if find(&buf[from..], b"\r\n\r\n").is_none() {
+                        return if buf.len() > MAX_HEAD {
+                            Decoded::Fatal
+                        } else {
+                            more(buf.len())
+                        };
+                    }
                 }
-                // No head end yet: nothing for httparse to do.
-                let from = searched.saturating_sub(3).min(buf.len());
-                if find(&buf[from..], b"\r\n\r\n").is_none() {
-                    return if buf.len() > MAX_HEAD {
-                        Decoded::Fatal
-                    } else {
-                        more(buf.len())
-                    };
-                }
-                decode_http(buf, 0)
+                decode_http(buf, method == "HEAD", progress)
             }
             Workload::Resp { .. } => match resp_value(buf, 0) {
                 Ok(Some((consumed, is_error))) => Decoded::Done {
@@ -210,10 +228,7 @@ impl Codec {
                             result: Ok(()),
                         }
                     } else {
-                        Decoded::Incomplete {
-                            need: *n,
-                            searched: 0,
-                        }
+                        Decoded::Incomplete { need: *n }
                     }
                 }
                 ResponseFrame::Delimiter(d) => {
@@ -247,140 +262,73 @@ thread_local! {
     pub(crate) static SCANNED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// In `Decoded::Incomplete::searched` for HTTP: the head is complete, the
-/// body chunked, and the chunk scan resumes at the offset in the low bits
-/// (so a body of many small chunks arriving in many reads is scanned once).
-const CHUNKS: usize = 1 << (usize::BITS - 1);
-
-/// An HTTP response at the start of `buf`; `resume`: where the chunk scan
-/// stopped last time (0: from the body's start).
-fn decode_http(buf: &[u8], resume: usize) -> Decoded {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut resp = httparse::Response::new(&mut headers);
-    let head_len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Decoded::Fatal,
-        Ok(httparse::Status::Partial) => {
-            return Decoded::Incomplete {
-                need: buf.len() + 1,
-                searched: 0,
-            }
-        }
-        Err(_) => return Decoded::Fatal,
-    };
-    let status = resp.code.unwrap_or(0);
-    let mut content_length: Option<usize> = None;
-    let mut chunked = false;
-    for h in resp.headers.iter() {
-        if h.name.eq_ignore_ascii_case("content-length") {
-            match std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-            {
-                Some(n) => content_length = Some(n),
-                None => return Decoded::Fatal,
-            }
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = std::str::from_utf8(h.value)
-                .map(|v| v.to_ascii_lowercase().contains("chunked"))
-                .unwrap_or(false);
-        }
-    }
-    let body = &buf[head_len..];
-    let body_len = if chunked {
-        match chunked_len(body, resume.saturating_sub(head_len)) {
-            Ok(Chunked::Done(n)) => n,
-            Ok(Chunked::Need(n, at)) => {
+/// An HTTP response at the start of `buf`, read with the framework's
+/// parser (`shardloop::http::response_head`): the head once, then the
+/// body's new bytes on each call.
+fn decode_http(buf: &[u8], head_request: bool, progress: &mut Progress) -> Decoded {
+    if progress.http.is_none() {
+        let meta = match parse_response(buf, head_request, MAX_HEAD) {
+            Ok(Some(m)) => m,
+            Ok(None) => {
                 return Decoded::Incomplete {
-                    need: head_len + n,
-                    searched: CHUNKS | (head_len + at),
+                    need: buf.len() + 1,
                 }
             }
-            Err(()) => return Decoded::Fatal,
+            Err(_) => return Decoded::Fatal,
+        };
+        match meta.framing {
+            // Keep-alive needs framing; a response delimited by close is not
+            // something a load test can pipeline.
+            ResponseFraming::UntilClose => return Decoded::Fatal,
+            ResponseFraming::Length(n) if n > MAX_RESPONSE as u64 => return Decoded::Fatal,
+            _ => {}
         }
-    } else if let Some(n) = content_length {
-        if n > MAX_RESPONSE {
-            return Decoded::Fatal;
-        }
-        if body.len() < n {
-            return Decoded::Incomplete {
-                need: head_len + n,
-                searched: 0,
-            };
-        }
-        n
-    } else if status == 204 || status == 304 || (100..200).contains(&status) {
-        0
-    } else {
-        // Keep-alive needs framing; a response delimited by close is not
-        // something a load test can pipeline.
+        progress.http = Some(HttpBody {
+            status: meta.status,
+            fed: meta.head_len,
+            len: 0,
+            body: BodyProgress::new(meta.framing, MAX_HEAD, MAX_HEAD),
+        });
+    }
+    let h = progress.http.as_mut().expect("set above");
+    let input = &buf[h.fed..];
+    #[cfg(test)]
+    SCANNED.with(|s| s.set(s.get() + input.len()));
+    let mut len = h.len;
+    let fed = h.body.feed(input, |d| len += d.len());
+    h.len = len;
+    let Ok((used, done)) = fed else {
         return Decoded::Fatal;
     };
+    h.fed += used;
+    let pending = match &h.body {
+        BodyProgress::Chunked(d) => d.pending(),
+        BodyProgress::Length(left) => *left,
+        BodyProgress::UntilClose => 0,
+    };
+    if h.len as u64 + pending > MAX_RESPONSE as u64 {
+        return Decoded::Fatal;
+    }
+    if !done {
+        // A chunk (and its CRLF) or the rest of a length is waited for whole.
+        let wait = match &h.body {
+            BodyProgress::Chunked(_) if pending > 0 => pending as usize + 2,
+            BodyProgress::Length(left) => *left as usize,
+            _ => 1,
+        };
+        return Decoded::Incomplete {
+            need: h.fed + wait.max(1),
+        };
+    }
+    let (status, consumed) = (h.status, h.fed);
     Decoded::Done {
         status,
-        consumed: head_len + body_len,
+        consumed,
         result: if (200..300).contains(&status) {
             Ok(())
         } else {
             Err(ErrorKind::Status)
         },
-    }
-}
-
-/// Where a chunked body stands.
-enum Chunked {
-    /// Complete: its length, trailers included.
-    Done(usize),
-    /// Incomplete: nothing can be decided before this many body bytes (a
-    /// large chunk is waited for whole, not rescanned at every read), and
-    /// the chunks before the second offset are complete and checked.
-    Need(usize, usize),
-}
-
-/// Length of a complete chunked body (trailers included), if all there;
-/// the chunks before `from` were checked by an earlier call.
-fn chunked_len(body: &[u8], from: usize) -> Result<Chunked, ()> {
-    let mut pos = from.min(body.len());
-    loop {
-        let Some(eol) = find(&body[pos..], b"\r\n") else {
-            return if body.len() - pos > 1024 {
-                Err(())
-            } else {
-                Ok(Chunked::Need(body.len() + 1, pos))
-            };
-        };
-        let line = std::str::from_utf8(&body[pos..pos + eol]).map_err(|_| ())?;
-        let size_hex = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_hex, 16).map_err(|_| ())?;
-        if size > MAX_RESPONSE || pos > MAX_RESPONSE {
-            return Err(());
-        }
-        let line_start = pos;
-        pos += eol + 2;
-        if size == 0 {
-            // Trailers end with an empty line (rescanned from the last
-            // chunk's line until they do: they are at most MAX_HEAD).
-            loop {
-                let Some(eol) = find(&body[pos..], b"\r\n") else {
-                    return if body.len() - pos > MAX_HEAD {
-                        Err(())
-                    } else {
-                        Ok(Chunked::Need(body.len() + 1, line_start))
-                    };
-                };
-                pos += eol + 2;
-                if eol == 0 {
-                    return Ok(Chunked::Done(pos));
-                }
-            }
-        }
-        if body.len() < pos + size + 2 {
-            return Ok(Chunked::Need(pos + size + 2, line_start));
-        }
-        if &body[pos + size..pos + size + 2] != b"\r\n" {
-            return Err(());
-        }
-        pos += size + 2;
     }
 }
 

@@ -15,14 +15,14 @@ fn echo_validates_every_byte_and_sequence() {
     let mut r = Vec::new();
     c.encode(7, &mut r);
     assert!(matches!(
-        c.decode(&r[..10], 7, 0),
+        c.decode(&r[..10], 7, &mut Progress::default()),
         Decoded::Incomplete { need: 16, .. }
     ));
-    assert_eq!(c.decode(&r, 7, 0), done(16));
+    assert_eq!(c.decode(&r, 7, &mut Progress::default()), done(16));
     let mut bad = r.clone();
     bad[5] ^= 1;
     assert_eq!(
-        c.decode(&bad, 7, 0),
+        c.decode(&bad, 7, &mut Progress::default()),
         Decoded::Done {
             status: 0,
             consumed: 16,
@@ -31,7 +31,7 @@ fn echo_validates_every_byte_and_sequence() {
     );
     assert!(
         matches!(
-            c.decode(&r, 8, 0),
+            c.decode(&r, 8, &mut Progress::default()),
             Decoded::Done {
                 status: 0,
                 result: Err(_),
@@ -52,13 +52,13 @@ fn echo_replies_of_other_requests_or_shifted_never_match() {
     };
     for seq in 0..1000u64 {
         let m = msg(seq);
-        assert_eq!(c.decode(&m, seq, 0), done(64));
+        assert_eq!(c.decode(&m, seq, &mut Progress::default()), done(64));
         // Every other request within the distinct-offset span, and the
         // same bytes shifted by one, are refused.
         for other in seq.saturating_sub(5)..seq + 5 {
             if other != seq {
                 assert!(matches!(
-                    c.decode(&msg(other), seq, 0),
+                    c.decode(&msg(other), seq, &mut Progress::default()),
                     Decoded::Done {
                         status: 0,
                         result: Err(_),
@@ -70,7 +70,7 @@ fn echo_replies_of_other_requests_or_shifted_never_match() {
         let mut shifted = m[1..].to_vec();
         shifted.push(m[0]);
         assert!(matches!(
-            c.decode(&shifted, seq, 0),
+            c.decode(&shifted, seq, &mut Progress::default()),
             Decoded::Done {
                 status: 0,
                 result: Err(_),
@@ -89,12 +89,12 @@ fn line_frames_by_newline() {
     assert_eq!(r.len(), 8);
     assert_eq!(*r.last().unwrap(), b'\n');
     assert!(matches!(
-        c.decode(&r[..7], 1, 0),
+        c.decode(&r[..7], 1, &mut Progress::default()),
         Decoded::Incomplete { .. }
     ));
-    assert_eq!(c.decode(&r, 1, 0), done(8));
+    assert_eq!(c.decode(&r, 1, &mut Progress::default()), done(8));
     assert!(matches!(
-        c.decode(b"short\n", 1, 0),
+        c.decode(b"short\n", 1, &mut Progress::default()),
         Decoded::Done {
             status: 0,
             consumed: 6,
@@ -126,28 +126,37 @@ fn http_content_length_chunked_and_status() {
         consumed: n,
         result: Ok(()),
     };
-    assert_eq!(c.decode(ok, 0, 0), http_done(ok.len()));
+    assert_eq!(
+        c.decode(ok, 0, &mut Progress::default()),
+        http_done(ok.len())
+    );
     assert!(matches!(
-        c.decode(&ok[..ok.len() - 1], 0, 0),
+        c.decode(&ok[..ok.len() - 1], 0, &mut Progress::default()),
         Decoded::Incomplete { .. }
     ));
     let chunked =
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nNEXT";
-    assert_eq!(c.decode(chunked, 0, 0), http_done(chunked.len() - 4));
+    assert_eq!(
+        c.decode(chunked, 0, &mut Progress::default()),
+        http_done(chunked.len() - 4)
+    );
     assert!(matches!(
-        c.decode(&chunked[..chunked.len() - 6], 0, 0),
+        c.decode(&chunked[..chunked.len() - 6], 0, &mut Progress::default()),
         Decoded::Incomplete { .. }
     ));
     let nf = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
     assert_eq!(
-        c.decode(nf, 0, 0),
+        c.decode(nf, 0, &mut Progress::default()),
         Decoded::Done {
             status: 404,
             consumed: nf.len(),
             result: Err(ErrorKind::Status)
         }
     );
-    assert_eq!(c.decode(b"garbage\r\n\r\n", 0, 0), Decoded::Fatal);
+    assert_eq!(
+        c.decode(b"garbage\r\n\r\n", 0, &mut Progress::default()),
+        Decoded::Fatal
+    );
     let post = Codec::new(&Workload::Http {
         path: "/p".into(),
         host: "h".into(),
@@ -177,23 +186,32 @@ fn resp_encodes_commands_in_turn_and_parses_replies() {
     r.clear();
     c.encode(1, &mut r);
     assert_eq!(r, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
-    assert_eq!(c.decode(b"+OK\r\n", 0, 0), done(5));
-    assert_eq!(c.decode(b"$1\r\nv\r\n", 0, 0), done(7));
-    assert_eq!(c.decode(b"$-1\r\n", 0, 0), done(5));
+    assert_eq!(c.decode(b"+OK\r\n", 0, &mut Progress::default()), done(5));
+    assert_eq!(
+        c.decode(b"$1\r\nv\r\n", 0, &mut Progress::default()),
+        done(7)
+    );
+    assert_eq!(c.decode(b"$-1\r\n", 0, &mut Progress::default()), done(5));
     assert!(matches!(
-        c.decode(b"$3\r\nab", 0, 0),
+        c.decode(b"$3\r\nab", 0, &mut Progress::default()),
         Decoded::Incomplete { .. }
     ));
-    assert_eq!(c.decode(b"*2\r\n:1\r\n$1\r\nx\r\n", 0, 0), done(15));
+    assert_eq!(
+        c.decode(b"*2\r\n:1\r\n$1\r\nx\r\n", 0, &mut Progress::default()),
+        done(15)
+    );
     assert!(matches!(
-        c.decode(b"-ERR no\r\n", 0, 0),
+        c.decode(b"-ERR no\r\n", 0, &mut Progress::default()),
         Decoded::Done {
             status: 0,
             result: Err(ErrorKind::Status),
             ..
         }
     ));
-    assert_eq!(c.decode(b"?what\r\n", 0, 0), Decoded::Fatal);
+    assert_eq!(
+        c.decode(b"?what\r\n", 0, &mut Progress::default()),
+        Decoded::Fatal
+    );
 }
 
 #[test]
@@ -202,17 +220,23 @@ fn custom_delimiter_and_length() {
         payload: b"hi".to_vec(),
         response: ResponseFrame::Delimiter(b"\r\n".to_vec()),
     });
-    assert_eq!(c.decode(b"abc\r\nxyz", 0, 0), done(5));
+    assert_eq!(
+        c.decode(b"abc\r\nxyz", 0, &mut Progress::default()),
+        done(5)
+    );
     assert!(matches!(
-        c.decode(b"abc\r", 0, 0),
+        c.decode(b"abc\r", 0, &mut Progress::default()),
         Decoded::Incomplete { .. }
     ));
     let c = Codec::new(&Workload::Custom {
         payload: b"hi".to_vec(),
         response: ResponseFrame::Length(3),
     });
-    assert!(matches!(c.decode(b"ab", 0, 0), Decoded::Incomplete { .. }));
-    assert_eq!(c.decode(b"abcd", 0, 0), done(3));
+    assert!(matches!(
+        c.decode(b"ab", 0, &mut Progress::default()),
+        Decoded::Incomplete { .. }
+    ));
+    assert_eq!(c.decode(b"abcd", 0, &mut Progress::default()), done(3));
 }
 
 #[test]
@@ -221,23 +245,34 @@ fn http_limits_and_hostile_numbers() {
     // A head that never ends: waited for up to 64 KiB, then malformed.
     let mut head = b"HTTP/1.1 200 OK\r\nX: ".to_vec();
     head.resize(64 * 1024, b'a');
-    assert!(matches!(c.decode(&head, 0, 0), Decoded::Incomplete { .. }));
+    assert!(matches!(
+        c.decode(&head, 0, &mut Progress::default()),
+        Decoded::Incomplete { .. }
+    ));
     head.push(b'a');
-    assert_eq!(c.decode(&head, 0, 0), Decoded::Fatal);
+    assert_eq!(c.decode(&head, 0, &mut Progress::default()), Decoded::Fatal);
     // Lengths that overflow, or past the response cap.
     for cl in ["18446744073709551616", "-1", "1e3", "67108865"] {
         let r = format!("HTTP/1.1 200 OK\r\nContent-Length: {cl}\r\n\r\n");
-        assert_eq!(c.decode(r.as_bytes(), 0, 0), Decoded::Fatal, "{cl}");
+        assert_eq!(
+            c.decode(r.as_bytes(), 0, &mut Progress::default()),
+            Decoded::Fatal,
+            "{cl}"
+        );
     }
     for size in ["10000000000000000", "4000001", "zz", ""] {
         let r = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\n");
-        assert_eq!(c.decode(r.as_bytes(), 0, 0), Decoded::Fatal, "{size:?}");
+        assert_eq!(
+            c.decode(r.as_bytes(), 0, &mut Progress::default()),
+            Decoded::Fatal,
+            "{size:?}"
+        );
     }
     // A large chunk is waited for whole: the next look is when it can be there.
     let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
     let mut r = head.to_vec();
     r.extend_from_slice(b"100000\r\nabc");
-    match c.decode(&r, 0, 0) {
+    match c.decode(&r, 0, &mut Progress::default()) {
         Decoded::Incomplete { need, .. } => {
             assert_eq!(need, head.len() + 8 + 0x100000 + 2)
         }
@@ -249,19 +284,15 @@ fn http_limits_and_hostile_numbers() {
 /// once `need` bytes are there, passing `searched` back) and returns what
 /// the first complete decode said.
 fn byte_by_byte(c: &Codec, wire: &[u8]) -> Decoded {
-    let (mut need, mut searched) = (0, 0);
+    let (mut need, mut progress) = (0, Progress::default());
     for n in 1..=wire.len() {
         if n < need {
             continue;
         }
-        match c.decode(&wire[..n], 0, searched) {
-            Decoded::Incomplete {
-                need: nd,
-                searched: s,
-            } => {
+        match c.decode(&wire[..n], 0, &mut progress) {
+            Decoded::Incomplete { need: nd } => {
                 assert!(nd > n, "progress is always asked for");
                 need = nd;
-                searched = s;
             }
             other => return other,
         }
@@ -278,7 +309,7 @@ fn http_responses_decode_the_same_byte_by_byte() {
         b"HTTP/1.1 503 Busy\r\nContent-Length: 2\r\n\r\nnoNEXT",
     ];
     for wire in responses {
-        let whole = c.decode(wire, 0, 0);
+        let whole = c.decode(wire, 0, &mut Progress::default());
         assert!(matches!(whole, Decoded::Done { .. }), "{whole:?}");
         assert_eq!(byte_by_byte(&c, wire), whole);
     }
@@ -289,7 +320,7 @@ fn http_responses_decode_the_same_byte_by_byte() {
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n",
     ];
     for wire in bad {
-        assert_eq!(c.decode(wire, 0, 0), Decoded::Fatal);
+        assert_eq!(c.decode(wire, 0, &mut Progress::default()), Decoded::Fatal);
         assert_eq!(byte_by_byte(&c, wire), Decoded::Fatal);
     }
 }
@@ -331,19 +362,15 @@ fn scan_cost(c: &Codec, n: usize) -> f64 {
     }
     wire.extend_from_slice(b"0\r\n\r\n");
     super::SCANNED.with(|s| s.set(0));
-    let (mut need, mut searched, mut have) = (0, 0, 0);
+    let (mut need, mut progress, mut have) = (0, Progress::default(), 0);
     loop {
         have = (have + 4096).min(wire.len());
         if have < need {
             continue;
         }
-        match c.decode(&wire[..have], 0, searched) {
-            Decoded::Incomplete {
-                need: nd,
-                searched: s,
-            } => {
+        match c.decode(&wire[..have], 0, &mut progress) {
+            Decoded::Incomplete { need: nd } => {
                 need = nd;
-                searched = s;
             }
             Decoded::Done { consumed, .. } => {
                 assert_eq!(consumed, wire.len());

@@ -18,34 +18,39 @@ fn resolve(hostport: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("{hostport:?} resolved to no address"))
 }
 
+/// HOST:PORT, or a URL (parsed by `http::Uri`: IPv6 literals, queries,
+/// default ports): the address to connect to, the request target, whether
+/// it was a URL, and whether it asks for TLS.
+fn split_target(target: &str) -> anyhow::Result<(String, String, bool, bool)> {
+    if !target.contains("://") {
+        return Ok((target.to_string(), "/".to_string(), false, false));
+    }
+    let uri: shardloop::http::Uri = target
+        .parse()
+        .with_context(|| format!("malformed URL {target:?}"))?;
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => bail!("unsupported URL scheme in {target:?} (http:// or https://)"),
+    };
+    let authority = uri
+        .authority()
+        .with_context(|| format!("no host in {target:?}"))?;
+    if authority.as_str().contains('@') {
+        bail!("user information in {target:?} is not supported");
+    }
+    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let hostport = format!("{}:{port}", authority.host());
+    let path = match uri.query() {
+        Some(q) => format!("{}?{q}", uri.path()),
+        None => uri.path().to_string(),
+    };
+    Ok((hostport, path, true, https))
+}
+
 pub(crate) fn build_config(a: &RunArgs) -> anyhow::Result<Config> {
     let target = a.target.as_deref().expect("clap requires the target");
-    let (url, https) = match (
-        target.strip_prefix("http://"),
-        target.strip_prefix("https://"),
-    ) {
-        (Some(rest), _) => (Some(rest), false),
-        (_, Some(rest)) => (Some(rest), true),
-        _ => (None, false),
-    };
-    let (hostport, path, is_url) = match url {
-        Some(rest) => {
-            let (hp, path) = match rest.find('/') {
-                Some(i) => (&rest[..i], rest[i..].to_string()),
-                None => (rest, "/".to_string()),
-            };
-            let hp = if hp.contains(':') || hp.starts_with('[') && hp.contains("]:") {
-                hp.to_string()
-            } else {
-                format!("{hp}:{}", if https { 443 } else { 80 })
-            };
-            (hp, path, true)
-        }
-        None if target.contains("://") => {
-            bail!("unsupported URL scheme in {target:?} (http:// or https://)")
-        }
-        None => (target.to_string(), "/".to_string(), false),
-    };
+    let (hostport, path, is_url, https) = split_target(target)?;
     let tls = if a.tls || https {
         Some(tls_target(a, &hostport, https)?)
     } else {
@@ -199,4 +204,36 @@ fn tls_target(a: &RunArgs, hostport: &str, https: bool) -> anyhow::Result<TlsTar
         config,
         server_name,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_target;
+
+    #[test]
+    fn urls_with_ipv6_queries_and_default_ports() {
+        let t = |s: &str| split_target(s).unwrap();
+        assert_eq!(
+            t("127.0.0.1:80"),
+            ("127.0.0.1:80".into(), "/".into(), false, false)
+        );
+        assert_eq!(
+            t("http://[::1]/"),
+            ("[::1]:80".into(), "/".into(), true, false)
+        );
+        assert_eq!(
+            t("http://h?q=1"),
+            ("h:80".into(), "/?q=1".into(), true, false)
+        );
+        assert_eq!(
+            t("https://h:8443/a/b?x=%20"),
+            ("h:8443".into(), "/a/b?x=%20".into(), true, true)
+        );
+        assert_eq!(
+            t("http://[::1]:8080/p"),
+            ("[::1]:8080".into(), "/p".into(), true, false)
+        );
+        assert!(split_target("ftp://h/").is_err());
+        assert!(split_target("http://u@h/").is_err());
+    }
 }

@@ -1,13 +1,16 @@
-//! The HTTP/1.1 server through the testing kit (no sockets, manual clock):
+//! `shardloop::http` through the testing kit (no sockets, manual clock):
 //! any split of a pipeline, answers in order, the close after HTTP/1.0,
 //! the header deadline.
 
-use super::{Body, HttpServer, Limits, Request, Response, Router};
-use crate::testing::FakeTransport;
-use crate::Factory;
+use shardloop::http::{
+    Body, Handler, HttpConnection, HttpServer, Limits, Method, Params, Reply, Request, Response,
+    Router, StatusCode,
+};
+use shardloop::testing::FakeTransport;
+use shardloop::{Factory, ShardCtx};
 use std::time::Duration;
 
-fn transport(limits: Limits) -> FakeTransport<super::HttpConnection> {
+fn transport(limits: Limits) -> FakeTransport<HttpConnection> {
     let app = Router::new()
         .get("/", |_: &Request<Body>| Response::new(Body::from("root")))
         .post("/echo", |req: &Request<Body>| {
@@ -15,7 +18,7 @@ fn transport(limits: Limits) -> FakeTransport<super::HttpConnection> {
         });
     let make = HttpServer::new(app).limits(limits).factory();
     let mut factory = make(0);
-    let proto = factory.build_protocol(crate::Addr::Unix(None));
+    let proto = factory.build_protocol(shardloop::Addr::Unix(None));
     FakeTransport::new(proto)
 }
 
@@ -79,6 +82,65 @@ fn a_head_that_never_ends_is_cut_off_at_the_header_timeout() {
     t.receive(b"still");
     t.advance(Duration::from_secs(2));
     assert!(!t.is_open(), "trickling does not move the deadline");
-    assert_eq!(t.close_reason(), Some(crate::CloseReason::ReadTimeout));
+    assert_eq!(t.close_reason(), Some(shardloop::CloseReason::ReadTimeout));
     assert!(t.written().is_empty(), "no answer, as nginx");
+}
+
+// The router, with a shard context from the testing kit.
+
+struct Idle;
+impl shardloop::Protocol for Idle {
+    type Message = ();
+    fn data_received(&mut self, _: &mut shardloop::Conn<'_, Self>, _: &[u8]) {}
+}
+
+fn status(r: &Router, method: Method, path: &str) -> (StatusCode, String) {
+    let mut req = Request::new(Body::empty());
+    *req.method_mut() = method;
+    *req.uri_mut() = path.parse().unwrap();
+    // A shard context from the testing kit.
+    let mut t = FakeTransport::new(Idle);
+    match r.call(req, t.shard()) {
+        Reply::Now(resp) => (
+            resp.status(),
+            String::from_utf8_lossy(resp.body().as_bytes()).into_owned(),
+        ),
+        Reply::Later(_) => (StatusCode::ACCEPTED, String::new()),
+    }
+}
+
+#[test]
+fn routes_by_method_and_path_with_params_405_and_404() {
+    let r = Router::new()
+        .get("/", |_| Response::new(Body::from("root")))
+        .get("/users/{id}/posts/{post}", |req| {
+            let p = req.extensions().get::<Params>().unwrap();
+            Response::new(Body::from(format!(
+                "{}:{}",
+                p.get("id").unwrap(),
+                p.get("post").unwrap()
+            )))
+        })
+        .post_async("/slow", |_| async { Response::new(Body::empty()) });
+    assert_eq!(
+        status(&r, Method::GET, "/"),
+        (StatusCode::OK, "root".into())
+    );
+    assert_eq!(status(&r, Method::HEAD, "/").0, StatusCode::OK);
+    assert_eq!(
+        status(&r, Method::GET, "/users/7/posts/42?x=1"),
+        (StatusCode::OK, "7:42".into())
+    );
+    assert_eq!(status(&r, Method::GET, "/users/7").0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        status(&r, Method::DELETE, "/").0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(status(&r, Method::POST, "/slow").0, StatusCode::ACCEPTED);
+    let with_fallback =
+        Router::new().fallback(|_, _: &mut ShardCtx| Reply::Now(Response::new(Body::from("any"))));
+    assert_eq!(
+        status(&with_fallback, Method::PUT, "/x"),
+        (StatusCode::OK, "any".into())
+    );
 }
