@@ -2,12 +2,12 @@
 //! `GET /key/NAME` looks NAME up over a pooled per-shard backend connection
 //! and answers 200 with the value, 404 if it is missing, 502 if the backend
 //! is unreachable or answers nonsense, 504 if it does not answer in time.
-//! Each request is an `async` task (shardloop's executor, `ClientStream`),
-//! not a hand-written state machine; pipelined requests are answered in order.
-//! A client that pipelines without reading costs at most 64 queued requests,
-//! one read of input and one answer (measured: 2 MiB of RSS for 4 MB of
-//! requests sent without reading); each shard opens at most
-//! `--max-backend-conns` backend connections.
+//! The HTTP side is `shardloop::http` (keep-alive, pipelining answered in
+//! order, the library's limits); each lookup is an `async` handler on the
+//! shard's executor using `ClientStream`, not a hand-written state machine.
+//! A client that pipelines without reading costs at most 16 requests in
+//! flight, one read of input and the answers the socket did not take;
+//! each shard opens at most `--max-backend-conns` backend connections.
 //!
 //! ```text
 //! cargo run --release -p shardloop --example resp_kv -- --port 6380 &
@@ -21,8 +21,10 @@ mod common;
 use clap::Parser;
 use shardloop::client::ClientStream;
 use shardloop::endpoint::Connect;
-use shardloop::task::{timeout, ConnTask};
-use shardloop::{Conn, Protocol, Server};
+use shardloop::http::{header, Body, Handler, HeaderValue, HttpServer, Limits, Method, Reply};
+use shardloop::http::{Request, Response, StatusCode};
+use shardloop::task::timeout;
+use shardloop::{Server, ShardCtx};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -64,10 +66,6 @@ struct Args {
     serve: common::ServeArgs,
 }
 
-const MAX_HEAD: usize = 16 * 1024;
-/// Requests a connection may have waiting before reading from it pauses:
-/// a client pipelining without reading is slowed by TCP, not buffered for.
-const MAX_QUEUED: usize = 64;
 /// A value is read from the backend in pieces of at most this much, so a
 /// length the backend claims is never allocated before its bytes arrive.
 const VALUE_PIECE: usize = 1024 * 1024;
@@ -220,218 +218,69 @@ impl Pool {
     }
 }
 
-/// One parsed request: the key asked for (None: not a /key/ path), and
-/// whether to close after answering.
-struct Request {
-    key: Option<Vec<u8>>,
-    close: bool,
+/// What every shard's pool is made from.
+#[derive(Clone, Copy)]
+struct PoolConfig {
+    backend: SocketAddr,
+    max_idle: usize,
+    max_open: usize,
+    limit: Duration,
+    max_value: usize,
 }
 
-/// What a connection shares with its worker task.
+/// A shard's pool, made on first use on that shard (a shard service: no
+/// lock, never shared).
 #[derive(Default)]
-struct Pending {
-    /// Requests waiting for the worker, in order.
-    queue: VecDeque<Request>,
-    /// The worker is busy with a request (not waiting for one).
-    busy: bool,
-    /// Wakes the worker when a request arrives.
-    waker: Option<std::task::Waker>,
-    /// The client half-closed: close once every answer is written.
-    eof: bool,
-    /// Reading paused: `MAX_QUEUED` requests were waiting.
-    paused: bool,
-    /// The connection's output is above its high-water mark: the next
-    /// answer waits until the client reads.
-    output_full: bool,
+struct ShardPool(Option<Rc<Pool>>);
+
+/// `GET /key/NAME`: the value from the backend.
+struct Lookup(PoolConfig);
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
 }
 
-struct Gateway {
-    pool: Rc<Pool>,
-    buf: Vec<u8>,
-    pending: Rc<RefCell<Pending>>,
-}
-
-/// A response's head and body (sent as they are: a large value is not copied).
-fn response(status: &str, body: impl Into<Vec<u8>>, close: bool) -> (Vec<u8>, Vec<u8>) {
-    let body = body.into();
-    let head = format!(
-        "HTTP/1.1 {status}\r\nServer: shardloop-gateway\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n",
-        body.len(),
-        if close { "Connection: close\r\n" } else { "" }
-    )
-    .into_bytes();
-    (head, body)
-}
-
-/// The connection's one worker task: answers queued requests one after
-/// the other, so pipelined responses keep request order, and waits for the
-/// next; closes after the last answer if the client half-closed.
-async fn serve(task: ConnTask<Gateway>, pool: Rc<Pool>, pending: Rc<RefCell<Pending>>) {
-    loop {
-        let req = std::future::poll_fn(|cx| {
-            let mut p = pending.borrow_mut();
-            match p.queue.pop_front() {
-                Some(r) => {
-                    p.busy = true;
-                    if p.paused && p.queue.len() <= MAX_QUEUED / 2 {
-                        p.paused = false;
-                        task.run(|_, c| c.resume_reading());
-                    }
-                    std::task::Poll::Ready(Some(r))
+impl Handler for Lookup {
+    fn call(&self, req: Request<Body>, ctx: &mut ShardCtx) -> Reply {
+        let get = matches!(*req.method(), Method::GET | Method::HEAD);
+        let key = match req.uri().path().strip_prefix("/key/") {
+            Some(k) if get && !k.is_empty() => k.as_bytes().to_vec(),
+            _ => return Reply::Now(text(StatusCode::NOT_FOUND, "use /key/NAME\n")),
+        };
+        let c = self.0;
+        let pool = ctx
+            .service::<ShardPool>()
+            .0
+            .get_or_insert_with(|| {
+                Rc::new(Pool {
+                    backend: c.backend,
+                    idle: RefCell::new(Vec::new()),
+                    max_idle: c.max_idle,
+                    open: std::cell::Cell::new(0),
+                    max_open: c.max_open,
+                    waiters: RefCell::new(VecDeque::new()),
+                    limit: c.limit,
+                    max_value: c.max_value,
+                })
+            })
+            .clone();
+        Reply::later(async move {
+            match pool.get(&key).await {
+                Ok(Some(v)) => {
+                    let mut r = Response::new(Body::from(v));
+                    r.headers_mut()
+                        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                    r
                 }
-                None if p.eof => std::task::Poll::Ready(None),
-                None => {
-                    p.busy = false;
-                    p.waker = Some(cx.waker().clone());
-                    std::task::Poll::Pending
-                }
+                Ok(None) => text(StatusCode::NOT_FOUND, "no such key\n"),
+                Err(Failure::BadGateway) => text(StatusCode::BAD_GATEWAY, "backend unavailable\n"),
+                Err(Failure::Timeout) => text(StatusCode::GATEWAY_TIMEOUT, "backend timed out\n"),
             }
         })
-        .await;
-        let Some(req) = req else {
-            task.close();
-            return;
-        };
-        let (head, body) = match req.key {
-            None => response("404 Not Found", b"use /key/NAME\n".as_slice(), req.close),
-            Some(key) => match pool.get(&key).await {
-                Ok(Some(v)) => response("200 OK", v, req.close),
-                Ok(None) => response("404 Not Found", b"no such key\n".as_slice(), req.close),
-                Err(Failure::BadGateway) => response(
-                    "502 Bad Gateway",
-                    b"backend unavailable\n".as_slice(),
-                    req.close,
-                ),
-                Err(Failure::Timeout) => response(
-                    "504 Gateway Timeout",
-                    b"backend timed out\n".as_slice(),
-                    req.close,
-                ),
-            },
-        };
-        // The client has not read the previous answers: wait for it.
-        std::future::poll_fn(|cx| {
-            let mut p = pending.borrow_mut();
-            if p.output_full {
-                p.waker = Some(cx.waker().clone());
-                std::task::Poll::Pending
-            } else {
-                std::task::Poll::Ready(())
-            }
-        })
-        .await;
-        task.write_owned(head);
-        task.write_owned(body);
-        if req.close {
-            task.close();
-            return;
-        }
-    }
-}
-
-impl Gateway {
-    /// Parses every complete request head at the front of `buf`.
-    fn parse(&mut self) -> Result<Vec<Request>, &'static [u8]> {
-        let mut out = Vec::new();
-        let mut pos = 0;
-        loop {
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut req = httparse::Request::new(&mut headers);
-            match req.parse(&self.buf[pos..]) {
-                Ok(httparse::Status::Complete(n)) => {
-                    let mut close = req.version == Some(0);
-                    for h in req.headers.iter() {
-                        if h.name.eq_ignore_ascii_case("connection") {
-                            close = h.value.eq_ignore_ascii_case(b"close");
-                        } else if (h.name.eq_ignore_ascii_case("content-length")
-                            && h.value.trim_ascii() != b"0")
-                            || h.name.eq_ignore_ascii_case("transfer-encoding")
-                        {
-                            // A lookup gateway takes no request bodies.
-                            return Err(b"400 Bad Request");
-                        }
-                    }
-                    let key = req
-                        .path
-                        .and_then(|p| p.strip_prefix("/key/"))
-                        .filter(|k| !k.is_empty() && req.method == Some("GET"))
-                        .map(|k| k.as_bytes().to_vec());
-                    out.push(Request { key, close });
-                    pos += n;
-                    if close {
-                        break;
-                    }
-                }
-                Ok(httparse::Status::Partial) => {
-                    if self.buf.len() - pos > MAX_HEAD {
-                        return Err(b"431 Request Header Fields Too Large");
-                    }
-                    break;
-                }
-                Err(_) => return Err(b"400 Bad Request"),
-            }
-        }
-        self.buf.drain(..pos);
-        Ok(out)
-    }
-}
-
-impl Protocol for Gateway {
-    type Message = ();
-
-    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
-        self.buf.extend_from_slice(data);
-        let requests = match self.parse() {
-            Ok(r) => r,
-            Err(status) => {
-                let status = String::from_utf8_lossy(status);
-                let (head, body) = response(&status, b"bad request\n".as_slice(), true);
-                conn.write(&head);
-                conn.write(&body);
-                conn.close();
-                return;
-            }
-        };
-        if requests.is_empty() {
-            return;
-        }
-        let mut p = self.pending.borrow_mut();
-        p.queue.extend(requests);
-        if p.queue.len() >= MAX_QUEUED && !p.paused {
-            p.paused = true;
-            conn.pause_reading();
-        }
-        if let Some(w) = p.waker.take() {
-            w.wake();
-        }
-    }
-
-    fn pause_producing(&mut self, _conn: &mut Conn<'_, Self>) {
-        self.pending.borrow_mut().output_full = true;
-    }
-
-    fn resume_producing(&mut self, _conn: &mut Conn<'_, Self>) {
-        let mut p = self.pending.borrow_mut();
-        p.output_full = false;
-        if let Some(w) = p.waker.take() {
-            w.wake();
-        }
-    }
-
-    fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
-        let (pool, pending) = (self.pool.clone(), self.pending.clone());
-        conn.spawn(move |task| serve(task, pool, pending));
-    }
-
-    fn eof_received(&mut self, conn: &mut Conn<'_, Self>) {
-        // Answers still being looked up are written first: the worker closes.
-        let mut p = self.pending.borrow_mut();
-        p.eof = true;
-        if p.queue.is_empty() && !p.busy {
-            conn.close();
-        } else if let Some(w) = p.waker.take() {
-            w.wake();
-        }
     }
 }
 
@@ -439,29 +288,24 @@ fn main() -> anyhow::Result<()> {
     common::init_logging();
     let args = Args::parse();
     let backend = args.backend;
-    let limit = Duration::from_millis(args.backend_timeout_ms.max(1));
-    let max_idle = args.pool;
-    let (max_open, max_value) = (args.max_backend_conns.max(1), args.max_value);
+    let config = PoolConfig {
+        backend,
+        max_idle: args.pool,
+        max_open: args.max_backend_conns.max(1),
+        limit: Duration::from_millis(args.backend_timeout_ms.max(1)),
+        max_value: args.max_value,
+    };
+    // A lookup takes no request body.
+    let limits = Limits {
+        max_body: 0,
+        ..Limits::default()
+    };
+    let http = HttpServer::new(Lookup(config))
+        .limits(limits)
+        .server_name("shardloop-gateway");
     let builder = Server::builder().listen(
         args.serve.listen((args.bind.as_str(), args.port))?,
-        move |_shard| {
-            // One pool per shard: created on the shard thread, never shared.
-            let pool = Rc::new(Pool {
-                backend,
-                idle: RefCell::new(Vec::new()),
-                max_idle,
-                open: std::cell::Cell::new(0),
-                max_open,
-                waiters: RefCell::new(VecDeque::new()),
-                limit,
-                max_value,
-            });
-            move |_peer| Gateway {
-                pool: pool.clone(),
-                buf: Vec::new(),
-                pending: Rc::default(),
-            }
-        },
+        http.factory(),
     );
     let handle = common::start(builder, args.shards, &args.cores, &args.serve)?;
     println!(

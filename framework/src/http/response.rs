@@ -31,6 +31,16 @@ fn lists_close(value: &HeaderValue) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
+/// Writes a header name as nginx does (`Content-Type`): names are
+/// case-insensitive, but some clients and scripts look for this form.
+fn title_case(name: &[u8], out: &mut Vec<u8>) {
+    let mut up = true;
+    for &b in name {
+        out.push(if up { b.to_ascii_uppercase() } else { b });
+        up = b == b'-';
+    }
+}
+
 /// Statuses that never carry a body (RFC 9110 §6.4.1).
 fn bodiless(status: StatusCode) -> bool {
     status.is_informational()
@@ -38,9 +48,20 @@ fn bodiless(status: StatusCode) -> bool {
         || status == StatusCode::NOT_MODIFIED
 }
 
-/// Appends the whole response to `out`; returns true if the connection
-/// closes after it.
-pub(crate) fn encode(resp: &Response<Body>, f: &Framing<'_>, out: &mut Vec<u8>) -> bool {
+/// Bodies from this size on are handed to the connection as they are,
+/// not copied behind the head.
+const COPY_BELOW: usize = 16 * 1024;
+
+/// What `encode` leaves to the caller.
+pub(crate) struct Encoded {
+    /// The connection closes after this response.
+    pub(crate) close: bool,
+    /// A large body, to send after `out` without a copy.
+    pub(crate) body: Option<bytes::Bytes>,
+}
+
+/// Appends the response's head (and a small body) to `out`.
+pub(crate) fn encode(resp: Response<Body>, f: &Framing<'_>, out: &mut Vec<u8>) -> Encoded {
     let status = resp.status();
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
@@ -66,18 +87,18 @@ pub(crate) fn encode(resp: &Response<Body>, f: &Framing<'_>, out: &mut Vec<u8>) 
         }
         has_date |= name == DATE;
         has_server |= name == SERVER;
-        out.extend_from_slice(name.as_str().as_bytes());
+        title_case(name.as_str().as_bytes(), out);
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     if !has_date {
-        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(b"Date: ");
         with_date(f.now, |d| out.extend_from_slice(d));
         out.extend_from_slice(b"\r\n");
     }
     if let Some(server) = f.server.filter(|_| !has_server) {
-        out.extend_from_slice(b"server: ");
+        out.extend_from_slice(b"Server: ");
         out.extend_from_slice(server.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
@@ -85,7 +106,7 @@ pub(crate) fn encode(resp: &Response<Body>, f: &Framing<'_>, out: &mut Vec<u8>) 
     if !bodiless(status) {
         // A HEAD handler may state the length of the body it leaves out.
         let stated = stated_length.filter(|_| f.head_only && body.is_empty());
-        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(b"Content-Length: ");
         match stated {
             Some(v) => out.extend_from_slice(v.as_bytes()),
             None => out.extend_from_slice(itoa_buf(body.len() as u64).as_bytes()),
@@ -93,15 +114,22 @@ pub(crate) fn encode(resp: &Response<Body>, f: &Framing<'_>, out: &mut Vec<u8>) 
         out.extend_from_slice(b"\r\n");
     }
     if close {
-        out.extend_from_slice(b"connection: close\r\n");
+        out.extend_from_slice(b"Connection: close\r\n");
     } else if f.version == Version::HTTP_10 {
-        out.extend_from_slice(b"connection: keep-alive\r\n");
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    if !f.head_only && !bodiless(status) {
-        out.extend_from_slice(body.as_bytes());
+    if f.head_only || bodiless(status) || body.is_empty() {
+        return Encoded { close, body: None };
     }
-    close
+    if body.len() < COPY_BELOW {
+        out.extend_from_slice(body.as_bytes());
+        return Encoded { close, body: None };
+    }
+    Encoded {
+        close,
+        body: Some(resp.into_body().into_bytes()),
+    }
 }
 
 /// A short plain-text response for a refused request.
@@ -188,16 +216,16 @@ mod tests {
         r.headers_mut()
             .insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         let mut out = Vec::new();
-        encode(&r, &framing(false, false), &mut out);
+        encode(r, &framing(false, false), &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(
-            text.starts_with("HTTP/1.1 200 OK\r\nx-a: 1\r\ndate: "),
+            text.starts_with("HTTP/1.1 200 OK\r\nX-A: 1\r\nDate: "),
             "{text}"
         );
-        assert!(text.ends_with("\r\ncontent-length: 2\r\n\r\nhi"), "{text}");
+        assert!(text.ends_with("\r\nContent-Length: 2\r\n\r\nhi"), "{text}");
         assert!(!text.contains("999") && !text.contains("chunked"));
         let date = text
-            .split("date: ")
+            .split("Date: ")
             .nth(1)
             .unwrap()
             .split("\r\n")
@@ -210,19 +238,19 @@ mod tests {
     fn head_and_bodiless_statuses_send_no_body() {
         let r = Response::new(Body::from("hello"));
         let mut out = Vec::new();
-        encode(&r, &framing(true, true), &mut out);
+        encode(r, &framing(true, true), &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(
-            text.ends_with("content-length: 5\r\nconnection: close\r\n\r\n"),
+            text.ends_with("Content-Length: 5\r\nConnection: close\r\n\r\n"),
             "{text}"
         );
         let mut r = Response::new(Body::from("x"));
         *r.status_mut() = StatusCode::NO_CONTENT;
         let mut out = Vec::new();
-        encode(&r, &framing(false, false), &mut out);
+        encode(r, &framing(false, false), &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 204 No Content\r\n") && text.ends_with("\r\n\r\n"));
-        assert!(!text.contains("content-length"), "{text}");
+        assert!(!text.contains("Content-Length"), "{text}");
     }
 
     #[test]

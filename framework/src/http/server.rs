@@ -129,6 +129,7 @@ impl crate::Factory for HttpFactory {
             first_owed: 0,
             next_seq: 0,
             closing: false,
+            eof: false,
             deadline: false,
             paused: false,
             scratch: Vec::new(),
@@ -149,10 +150,10 @@ enum BodyLeft {
     Chunked(ChunkedDecoder),
 }
 
-/// A response not yet written: its bytes once known, and whether the
-/// connection closes after it.
+/// A response not yet written: its head (with a small body) and a large
+/// body once known, and whether the connection closes after it.
 struct Slot {
-    bytes: Option<Vec<u8>>,
+    bytes: Option<(Vec<u8>, Option<bytes::Bytes>)>,
     close: bool,
 }
 
@@ -168,6 +169,8 @@ pub struct HttpConnection {
     next_seq: u64,
     /// No more requests are read (a close was asked for, or an error).
     closing: bool,
+    /// The peer sent EOF: what was read is served, then the close.
+    eof: bool,
     /// A read deadline (header or body timeout) is armed.
     deadline: bool,
     /// Reading paused because `max_pipelined` responses are owed.
@@ -195,11 +198,10 @@ impl Protocol for HttpConnection {
     }
 
     fn eof_received(&mut self, conn: &mut Conn<'_, Self>) {
-        // A request cut short gets no answer; owed responses still go out.
-        self.closing = true;
-        if self.pending.is_empty() {
-            conn.close();
-        }
+        // The requests already read are still answered, in order; one cut
+        // short gets no answer; the connection closes after the last.
+        self.eof = true;
+        self.serve(conn);
     }
 
     fn resume_producing(&mut self, conn: &mut Conn<'_, Self>) {
@@ -224,13 +226,13 @@ impl HttpConnection {
             }
             if self.body.is_some() {
                 if !self.read_body(conn) {
-                    return;
+                    return self.out_of_input(conn);
                 }
                 continue;
             }
             if self.buf.is_empty() {
                 self.set_deadline(conn, None);
-                return;
+                return self.out_of_input(conn);
             }
             match head::parse(&self.buf, &self.shared.limits, &mut self.spans) {
                 Err(r) => return self.refuse(conn, r),
@@ -239,7 +241,7 @@ impl HttpConnection {
                     if !self.deadline {
                         self.set_deadline(conn, t);
                     }
-                    return;
+                    return self.out_of_input(conn);
                 }
                 Ok(Some((parsed, len))) => {
                     let bytes = self.buf.split_to(len).freeze();
@@ -249,6 +251,20 @@ impl HttpConnection {
                     }
                 }
             }
+        }
+    }
+
+    /// Nothing more can be served from the input read so far: after the
+    /// peer's EOF, that is the end (the close follows the last answer).
+    fn out_of_input(&mut self, conn: &mut Conn<'_, Self>) {
+        if !self.eof || self.closing {
+            return;
+        }
+        self.closing = true;
+        self.body = None;
+        self.set_deadline(conn, None);
+        if self.pending.is_empty() {
+            conn.close();
         }
     }
 
@@ -384,31 +400,41 @@ impl HttpConnection {
         if self.pending.is_empty() {
             // The fast path: nothing owed before it (no copy kept).
             self.scratch.clear();
-            let close = encode(&r, &framing, &mut self.scratch);
+            let e = encode(r, &framing, &mut self.scratch);
             conn.write(&self.scratch);
-            if close {
+            if let Some(body) = e.body {
+                conn.write_owned(Vec::from(body));
+            }
+            if e.close {
                 self.closing = true;
                 conn.close();
             }
             return;
         }
-        let mut bytes = Vec::new();
-        let close = encode(&r, &framing, &mut bytes);
+        let mut head = Vec::new();
+        let e = encode(r, &framing, &mut head);
+        let ready = Some((head, e.body));
         let owed = seq
             .checked_sub(self.first_owed)
             .and_then(|i| self.pending.get_mut(i as usize));
         match owed {
             Some(slot) => {
-                slot.bytes = Some(bytes);
-                slot.close = close;
+                slot.bytes = ready;
+                slot.close = e.close;
             }
-            None => self.owe(conn, seq, Some(bytes), close),
+            None => self.owe(conn, seq, ready, e.close),
         }
         self.write_ready(conn);
     }
 
     /// Keeps a place for response `seq` (the newest request's).
-    fn owe(&mut self, conn: &mut Conn<'_, Self>, seq: u64, bytes: Option<Vec<u8>>, close: bool) {
+    fn owe(
+        &mut self,
+        conn: &mut Conn<'_, Self>,
+        seq: u64,
+        bytes: Option<(Vec<u8>, Option<bytes::Bytes>)>,
+        close: bool,
+    ) {
         if self.pending.is_empty() {
             self.first_owed = seq;
             // Waiting on the handler is not idleness.
@@ -422,7 +448,11 @@ impl HttpConnection {
         while self.pending.front().is_some_and(|s| s.bytes.is_some()) {
             let slot = self.pending.pop_front().expect("checked");
             self.first_owed += 1;
-            conn.write_owned(slot.bytes.expect("checked"));
+            let (head, body) = slot.bytes.expect("checked");
+            conn.write_owned(head);
+            if let Some(body) = body {
+                conn.write_owned(Vec::from(body));
+            }
             if slot.close {
                 self.closing = true;
                 self.pending.clear();

@@ -31,7 +31,7 @@ fn bodies(wire: &[u8]) -> Vec<String> {
         let head = &rest[..end];
         let len: usize = head
             .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
+            .find_map(|l| l.strip_prefix("Content-Length: "))
             .map_or(0, |v| v.parse().unwrap());
         out.push(rest[end + 4..end + 4 + len].to_string());
         rest = &rest[end + 4 + len..];

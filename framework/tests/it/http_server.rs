@@ -60,7 +60,7 @@ fn response(s: &mut TcpStream) -> (u16, String, String) {
     let status: u16 = head[9..12].parse().unwrap();
     let len = head
         .lines()
-        .find_map(|l| l.strip_prefix("content-length: "))
+        .find_map(|l| l.strip_prefix("Content-Length: "))
         .map_or(0, |v| v.trim().parse().unwrap());
     let mut body = vec![0u8; len];
     s.read_exact(&mut body).unwrap();
@@ -90,7 +90,7 @@ fn keep_alive_pipelining_in_order_with_late_answers() {
         .unwrap();
     let (status, head, _) = response(&mut s);
     assert_eq!(status, 405);
-    assert!(head.contains("allow: GET"), "{head}");
+    assert!(head.contains("Allow: GET"), "{head}");
     h.shutdown();
 }
 
@@ -126,7 +126,7 @@ fn head_continue_and_http_1_0() {
     let text = String::from_utf8_lossy(&buf[..n]);
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
     assert!(
-        text.contains("content-length: 13\r\n") && text.ends_with("\r\n\r\n"),
+        text.contains("Content-Length: 13\r\n") && text.ends_with("\r\n\r\n"),
         "{text}"
     );
     // 100-continue: the body follows the interim answer.
@@ -143,10 +143,10 @@ fn head_continue_and_http_1_0() {
     old.write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         .unwrap();
     let (_, head, _) = response(&mut old);
-    assert!(head.contains("connection: keep-alive"), "{head}");
+    assert!(head.contains("Connection: keep-alive"), "{head}");
     old.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
     let (_, head, body) = response(&mut old);
-    assert!(head.contains("connection: close") && body == "Hello, World!");
+    assert!(head.contains("Connection: close") && body == "Hello, World!");
     assert!(closed(&mut old));
     h.shutdown();
 }
@@ -189,7 +189,7 @@ fn limits_and_smuggling_are_answered_then_closed() {
             "{:?}",
             String::from_utf8_lossy(&req[..req.len().min(80)])
         );
-        assert!(head.contains("connection: close"), "{head}");
+        assert!(head.contains("Connection: close"), "{head}");
         assert!(closed(&mut s));
     }
     // Exactly at the limits is served.
@@ -246,7 +246,7 @@ fn the_shed_hook_answers_503_with_retry_after() {
         .unwrap();
     let (status, head, _) = response(&mut s);
     assert_eq!(status, 503);
-    assert!(head.contains("retry-after: 2\r\n"), "{head}");
+    assert!(head.contains("Retry-After: 2\r\n"), "{head}");
     assert_eq!(response(&mut s).2, "hi y", "the connection goes on");
     h.shutdown();
 }
