@@ -130,7 +130,9 @@ impl crate::Factory for HttpFactory {
             next_seq: 0,
             closing: false,
             eof: false,
+            refused: false,
             deadline: false,
+            idle_armed: false,
             paused: false,
             scratch: Vec::new(),
         }
@@ -171,8 +173,12 @@ pub struct HttpConnection {
     closing: bool,
     /// The peer sent EOF: what was read is served, then the close.
     eof: bool,
+    /// A request was refused (the input after it was never read).
+    refused: bool,
     /// A read deadline (header or body timeout) is armed.
     deadline: bool,
+    /// The keep-alive (idle) timeout is running.
+    idle_armed: bool,
     /// Reading paused because `max_pipelined` responses are owed.
     paused: bool,
     scratch: Vec<u8>,
@@ -182,11 +188,14 @@ impl Protocol for HttpConnection {
     type Message = ();
 
     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
-        conn.set_idle_timeout(self.shared.limits.keep_alive);
         // The first request's head is due from the start, as for nginx: a
         // connection that sends nothing is closed at the header timeout.
-        let t = self.shared.limits.header_timeout;
-        self.set_deadline(conn, t);
+        // The keep-alive timer starts once a request was answered (one
+        // timer less for a connection that closes after one request).
+        match self.shared.limits.header_timeout {
+            Some(t) => self.set_deadline(conn, Some(t)),
+            None => self.keep_alive(conn, true),
+        }
     }
 
     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
@@ -232,6 +241,10 @@ impl HttpConnection {
             }
             if self.buf.is_empty() {
                 self.set_deadline(conn, None);
+                // Between requests: the keep-alive timeout rules.
+                if self.pending.is_empty() {
+                    self.keep_alive(conn, true);
+                }
                 return self.out_of_input(conn);
             }
             match head::parse(&self.buf, &self.shared.limits, &mut self.spans) {
@@ -407,7 +420,7 @@ impl HttpConnection {
             }
             if e.close {
                 self.closing = true;
-                conn.close();
+                self.close_after_answer(conn);
             }
             return;
         }
@@ -438,7 +451,7 @@ impl HttpConnection {
         if self.pending.is_empty() {
             self.first_owed = seq;
             // Waiting on the handler is not idleness.
-            conn.set_idle_timeout(None);
+            self.keep_alive(conn, false);
         }
         self.pending.push_back(Slot { bytes, close });
     }
@@ -461,7 +474,7 @@ impl HttpConnection {
             }
         }
         if self.pending.is_empty() {
-            conn.set_idle_timeout(self.shared.limits.keep_alive);
+            self.keep_alive(conn, true);
             if self.closing {
                 conn.close();
                 return;
@@ -474,8 +487,25 @@ impl HttpConnection {
         }
     }
 
+    /// Closes after the last answer. When the request that asked for the
+    /// close was the last byte read, the client sends nothing more (it
+    /// said so): the socket closes once flushed, without waiting for its
+    /// FIN (a system call and a wake-up less per connection, which is most
+    /// of a `Connection: close` load). Input left over means a client that
+    /// went on sending: the close then lingers and drains it, so no reset
+    /// destroys the answer.
+    fn close_after_answer(&mut self, conn: &mut Conn<'_, Self>) {
+        if self.buf.is_empty() && self.body.is_none() && !self.refused {
+            conn.close_without_linger();
+        } else {
+            conn.close();
+        }
+    }
+
     /// Answers a request that cannot be served, then closes.
     fn refuse(&mut self, conn: &mut Conn<'_, Self>, r: Refusal) {
+        // Whatever the client sends next is unread: linger over it.
+        self.refused = true;
         let seq = self.next_seq;
         self.next_seq += 1;
         self.body = None;
@@ -483,6 +513,14 @@ impl HttpConnection {
         self.set_deadline(conn, None);
         let resp = response::error(r.status, r.why);
         self.respond(conn, seq, resp, false, Version::HTTP_11, false);
+    }
+
+    /// Starts (or stops) the keep-alive timeout, if it is not so already.
+    fn keep_alive(&mut self, conn: &mut Conn<'_, Self>, on: bool) {
+        if self.idle_armed != on {
+            self.idle_armed = on;
+            conn.set_idle_timeout(self.shared.limits.keep_alive.filter(|_| on));
+        }
     }
 
     /// Arms (or clears) the deadline for the request being read.

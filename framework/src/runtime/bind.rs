@@ -1,6 +1,7 @@
 //! Binding a server's listeners: for the acceptor thread, or (with
-//! `reuse_port`) one `SO_REUSEPORT` socket per shard; sockets passed by
-//! systemd in their place; TLS settings loaded from endpoint strings.
+//! `reuse_port`) one `SO_REUSEPORT` socket per shard, or (with one shard)
+//! the shard's own; sockets passed by systemd in their place; TLS settings
+//! loaded from endpoint strings.
 
 use super::builder::ListenerSpec;
 use crate::api::CloseReason;
@@ -18,6 +19,10 @@ pub(super) struct BindOptions {
     pub(super) defaults: SocketOptions,
     pub(super) shards: usize,
     pub(super) systemd_activation: bool,
+    /// With one shard, the shard accepts on the listener itself: an
+    /// acceptor thread would only add a thread hop per connection (false
+    /// when admission needs the acceptor).
+    pub(super) single_shard_accepts: bool,
 }
 
 /// Every listener bound, by listener index (the index factories and TLS
@@ -142,6 +147,10 @@ pub(super) fn bind_all(specs: Vec<ListenerSpec>, o: &BindOptions) -> Result<Boun
                 let actual = first.local_addr()?;
                 b.local_addrs.push(Addr::Tcp(actual));
                 let first = mio::net::TcpListener::from_std(first);
+                if o.shards == 1 && o.single_shard_accepts {
+                    b.per_shard[0].push((index, first));
+                    continue;
+                }
                 if opts.reuse_port != Some(true) {
                     b.acceptor.push((index, Listener::Tcp(first)));
                     continue;

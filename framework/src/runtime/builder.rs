@@ -422,6 +422,7 @@ impl ServerBuilder {
                 },
                 shards,
                 systemd_activation: self.systemd_activation,
+                single_shard_accepts: self.admission.is_none(),
             },
         )?;
         let mut udp_sockets: Vec<Vec<_>> = (0..shards).map(|_| Vec::new()).collect();
