@@ -87,7 +87,9 @@ impl Shard {
                 if drain.is_zero() || self.ctx.stopping {
                     self.begin_stop(deadline);
                 } else {
-                    // Draining: no new connections arrive; keep serving.
+                    // Draining: no new connections (the acceptor stops, and
+                    // this shard's own listeners close now); keep serving.
+                    self.close_own_listeners();
                     self.ctx
                         .timers
                         .insert_after(drain, TimerTask::BeginStop(deadline));
