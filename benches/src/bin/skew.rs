@@ -5,7 +5,9 @@
 //! see in production: nothing about a connection's future load when it
 //! arrives. In the "skewed" layout the heavy ones are arrivals 0, 2, 4, …
 //! (a connection-count policy puts them all on shard 0); in "balanced"
-//! they are arrivals 0..8 (four on each shard): the reference run.
+//! they are arrivals 0..8 (four on each shard): the reference run. In
+//! `reuse_port` mode the kernel places connections by a hash of their
+//! addresses: which shard gets the heavy ones varies from run to run.
 //!
 //! For each scenario: each shard's busy fraction over the measured
 //! window, the imbalance (max / mean), throughput, p50 and p99 (from each
@@ -66,38 +68,59 @@ struct Scenario {
     load_aware: bool,
     rebalance: bool,
     balanced_layout: bool,
+    /// Each shard on its own `SO_REUSEPORT` socket: the kernel places.
+    reuse_port: bool,
 }
 
-const SCENARIOS: [Scenario; 5] = [
+const SCENARIOS: [Scenario; 7] = [
     Scenario {
         name: "connection-count",
         load_aware: false,
         rebalance: false,
         balanced_layout: false,
+        reuse_port: false,
     },
     Scenario {
         name: "load-aware",
         load_aware: true,
         rebalance: false,
         balanced_layout: false,
+        reuse_port: false,
     },
     Scenario {
         name: "load-aware+migration",
         load_aware: true,
         rebalance: true,
         balanced_layout: false,
+        reuse_port: false,
     },
     Scenario {
         name: "connection-count+migration",
         load_aware: false,
         rebalance: true,
         balanced_layout: false,
+        reuse_port: false,
     },
     Scenario {
         name: "balanced (reference)",
         load_aware: false,
         rebalance: false,
         balanced_layout: true,
+        reuse_port: false,
+    },
+    Scenario {
+        name: "reuse-port (kernel)",
+        load_aware: false,
+        rebalance: false,
+        balanced_layout: false,
+        reuse_port: true,
+    },
+    Scenario {
+        name: "reuse-port+migration",
+        load_aware: false,
+        rebalance: true,
+        balanced_layout: false,
+        reuse_port: true,
     },
 ];
 
@@ -165,8 +188,15 @@ fn run(a: &Args, s: Scenario) -> anyhow::Result<Figures> {
         b = b.rebalance(Rebalance::default());
     }
     let movable = s.rebalance;
+    let mut listen = shardloop::endpoint::Listen::from("127.0.0.1:0");
+    if s.reuse_port {
+        listen = listen.socket_options(shardloop::SocketOptions {
+            reuse_port: Some(true),
+            ..Default::default()
+        });
+    }
     let handle = b
-        .listen("127.0.0.1:0", move |_| {
+        .listen(listen, move |_| {
             let arrivals = arrivals.clone();
             move |_| {
                 let k = arrivals.fetch_add(1, Ordering::Relaxed);
