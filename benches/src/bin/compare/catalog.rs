@@ -153,6 +153,12 @@ pub(crate) fn servers() -> Vec<ServerDef> {
             "peer_tokio",
             &["--mode", "http", "--flavor", "current"],
         ),
+        def(
+            "hyper 1.x, tokio current-thread",
+            Kind::Http,
+            "peer_hyper",
+            &[],
+        ),
         def("nginx (1 process, pinned)", Kind::Http, NGINX, &[]),
         def(
             "shardloop gateway (async tasks, ClientStream)",

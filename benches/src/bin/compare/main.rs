@@ -209,7 +209,13 @@ fn build_all() -> PathBuf {
     for example in ["echo", "http_hello", "gateway", "resp_kv", "udp_echo"] {
         build("shardloop", Target::Example(example));
     }
-    for bin in ["peer_mio", "peer_tokio", "peer_gateway_tokio", "peer_udp"] {
+    for bin in [
+        "peer_mio",
+        "peer_tokio",
+        "peer_hyper",
+        "peer_gateway_tokio",
+        "peer_udp",
+    ] {
         build("shardloop-benches", Target::Bin(bin));
     }
     profile_dir()
