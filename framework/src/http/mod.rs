@@ -50,4 +50,4 @@ pub use http::{
 };
 pub use limits::Limits;
 pub use router::{Params, Router};
-pub use server::{HttpConnection, HttpFactory, HttpServer, Shed};
+pub use server::{HttpConnection, HttpFactory, HttpServer, PeerAddr, Shed};

@@ -25,7 +25,24 @@ struct Shared {
     limits: Limits,
     server: Option<HeaderValue>,
     shed: Option<Box<Shed>>,
+    peer_addr: bool,
 }
+
+/// The client's address, in each request's extensions when the server
+/// was built with [`HttpServer::peer_addr`]: the connection's peer, or the
+/// client a trusted PROXY header named.
+///
+/// ```
+/// use shardloop::http::{Body, HttpServer, PeerAddr, Request, Response, Router};
+/// let app = Router::new().get("/ip", |req: &Request<Body>| {
+///     let who = req.extensions().get::<PeerAddr>().map(|p| p.0.to_string());
+///     Response::new(Body::from(who.unwrap_or_default()))
+/// });
+/// let server = HttpServer::new(app).peer_addr(true);
+/// # let _ = server;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerAddr(pub Addr);
 
 /// An HTTP/1.1 server: a handler, its limits, and what it says of itself.
 /// [`factory`](HttpServer::factory) gives what `ServerBuilder::listen`
@@ -56,6 +73,7 @@ impl HttpServer {
                 limits: Limits::default(),
                 server: None,
                 shed: None,
+                peer_addr: false,
             },
         }
     }
@@ -73,6 +91,13 @@ impl HttpServer {
     /// Sends `Server: name` with every response (none by default).
     pub fn server_name(mut self, name: &'static str) -> Self {
         self.shared.server = Some(HeaderValue::from_static(name));
+        self
+    }
+
+    /// Puts the client's address ([`PeerAddr`]) in each request's
+    /// extensions (off by default: it costs an allocation per request).
+    pub fn peer_addr(mut self, on: bool) -> Self {
+        self.shared.peer_addr = on;
         self
     }
 
@@ -359,7 +384,11 @@ impl HttpConnection {
     }
 
     /// Runs the handler (or the shedder) on a complete request.
-    fn dispatch(&mut self, conn: &mut Conn<'_, Self>, req: Request<Body>, keep_alive: bool) {
+    fn dispatch(&mut self, conn: &mut Conn<'_, Self>, mut req: Request<Body>, keep_alive: bool) {
+        if self.shared.peer_addr {
+            req.extensions_mut()
+                .insert(PeerAddr(conn.peer_addr().clone()));
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         let head_only = req.method() == Method::HEAD;

@@ -298,3 +298,34 @@ fn curl_gets_posts_and_reuses_the_connection() {
     assert_eq!(h.stats().total().callback_panics, 0);
     h.shutdown();
 }
+
+#[test]
+fn handlers_see_the_client_and_a_trusted_proxy_header_names_it() {
+    use shardloop::http::PeerAddr;
+    let app = Router::new().get("/ip", |req: &Request<Body>| {
+        let who = req.extensions().get::<PeerAddr>().unwrap();
+        Response::new(Body::from(who.0.to_string()))
+    });
+    let listen = shardloop::endpoint::Listen::from("127.0.0.1:0").proxy_protocol(true);
+    let (h, addr) =
+        started(builder(1).listen(listen, HttpServer::new(app).peer_addr(true).factory()));
+    let mut s = connect(addr);
+    s.write_all(
+        b"PROXY TCP4 203.0.113.7 198.51.100.1 56324 443\r\nGET /ip HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(response(&mut s).2, "203.0.113.7:56324");
+    h.shutdown();
+    let app = Router::new().get("/ip", |req: &Request<Body>| {
+        let who = req.extensions().get::<PeerAddr>().unwrap();
+        Response::new(Body::from(who.0.to_string()))
+    });
+    let (h, addr) = started(builder(1).listen(
+        "127.0.0.1:0",
+        HttpServer::new(app).peer_addr(true).factory(),
+    ));
+    let mut s = connect(addr);
+    s.write_all(b"GET /ip HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    assert_eq!(response(&mut s).2, s.local_addr().unwrap().to_string());
+    h.shutdown();
+}
