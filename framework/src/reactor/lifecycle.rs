@@ -166,34 +166,42 @@ impl Shard {
 
     pub(super) fn release(&mut self, slot: usize, rst: bool) {
         self.drop_route(slot);
-        let mut c = self.conns.remove(slot);
-        c.core.out.clear(&mut self.ctx.pool);
-        c.core.cancel_timers(&mut self.ctx.timers);
-        let tasks = c.core.extras.as_mut().map(|e| std::mem::take(&mut e.tasks));
+        let c = self.conns.remove(slot);
+        self.retire(c.core, rst);
+        if self.conns.is_empty() && self.conns.capacity() >= 4096 {
+            // The last of many connections closed: give the table back
+            // (no key is live, so none is invalidated).
+            self.conns.shrink_to_fit();
+        }
+    }
+
+    /// Ends a connection already out of the table (released, or one that
+    /// could not finish moving here): its output, timers and tasks go,
+    /// it is counted and taken out of the totals, and the socket closes
+    /// when `core` drops (with RST if `rst`).
+    pub(super) fn retire(&mut self, mut core: ConnCore, rst: bool) {
+        core.out.clear(&mut self.ctx.pool);
+        core.cancel_timers(&mut self.ctx.timers);
+        let tasks = core.extras.as_mut().map(|e| std::mem::take(&mut e.tasks));
         for task in tasks.into_iter().flatten() {
             // The task dies with its connection: its future is dropped here.
             if self.ctx.tasks.remove(task) {
                 self.ctx.counters.tasks_cancelled += 1;
             }
         }
-        if !c.core.state.is_outbound() {
+        if !core.state.is_outbound() {
             self.ctx.counters.inbound_closed += 1;
-        } else if !c.core.state.is(Phase::Connecting) {
+        } else if !core.state.is(Phase::Connecting) {
             self.ctx.counters.outbound_closed += 1;
         }
         if rst {
-            c.core.stream.reset_on_close();
+            core.stream.reset_on_close();
         }
-        // No deregister: closing the socket (dropping `c`) takes it out of
-        // the poller, and saves an epoll_ctl per connection.
+        // No deregister: closing the socket (dropping `core`) takes it out
+        // of the poller, and saves an epoll_ctl per connection.
         self.ctx.counters.connections_closed += 1;
-        self.release_address(&c.core);
-        self.forget_former(&c.core);
-        if self.conns.is_empty() && self.conns.capacity() >= 4096 {
-            // The last of many connections closed: give the table back
-            // (no key is live, so none is invalidated).
-            self.conns.shrink_to_fit();
-        }
+        self.release_address(&core);
+        self.forget_former(&core);
     }
 
     /// Takes an ending connection out of the open total and of the

@@ -69,7 +69,7 @@ impl Shard {
         let Ok(unpack) = packed else {
             ctx.counters.callback_panics += 1;
             tracing::error!(conn = %old, "Migrate::pack panicked; connection reset");
-            self.drop_moved(core, true);
+            self.retire(core, true);
             return false;
         };
         let migrant = self.pack_core(core, *mobility, unpack);
@@ -197,14 +197,14 @@ impl Shard {
         self.ctx.counters.migrated_in += 1;
         if let Err(e) = registered {
             tracing::warn!(conn = %id, error = %e, "the poller refused a migrated connection; reset");
-            return self.drop_moved(core, true);
+            return self.retire(core, true);
         }
         let ctx = &mut self.ctx;
         // Unwind safety: as for any callback: the connection is reset.
         let Ok(proto) = catch_unwind(AssertUnwindSafe(|| unpack(&mut core, ctx))) else {
             ctx.counters.callback_panics += 1;
             tracing::error!(conn = %id, "Migrate::unpack panicked; connection reset");
-            return self.drop_moved(core, true);
+            return self.retire(core, true);
         };
         for former in &core.extras().mobility.as_ref().expect("set above").former {
             self.ctx.moves.aliases.insert(*former, id);
@@ -241,20 +241,6 @@ impl Shard {
             let task = TimerTask::ReadDeadline(core.id);
             core.extras().read_deadline = Some(self.ctx.timers.insert_after(left, task));
         }
-    }
-
-    /// A moved connection that cannot go on (its protocol panicked packing
-    /// or unpacking, or the poller refused it): closed, with RST.
-    fn drop_moved(&mut self, mut core: ConnCore, rst: bool) {
-        core.cancel_timers(&mut self.ctx.timers);
-        core.out.clear(&mut self.ctx.pool);
-        if rst {
-            core.stream.reset_on_close();
-        }
-        self.forget_former(&core);
-        self.ctx.counters.inbound_closed += 1;
-        self.ctx.counters.connections_closed += 1;
-        self.release_address(&core);
     }
 
     /// A message for `to`, which is not in the table: delivered to the id
