@@ -69,6 +69,8 @@ impl Shard {
         let Ok(unpack) = packed else {
             ctx.counters.callback_panics += 1;
             tracing::error!(conn = %old, "Migrate::pack panicked; connection reset");
+            // Its former ids are forgotten where they were forwarded.
+            core.extras().mobility = Some(mobility);
             self.retire(core, true);
             return false;
         };
