@@ -25,10 +25,7 @@ pub(crate) struct Framing<'a> {
 
 /// True if `value` (a `Connection` field) lists `close`.
 fn lists_close(value: &HeaderValue) -> bool {
-    value
-        .as_bytes()
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+    super::rules::elements(value.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"close"))
 }
 
 /// Writes a header name as nginx does (`Content-Type`): names are

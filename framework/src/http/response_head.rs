@@ -3,6 +3,7 @@
 //! reads millions of them a second).
 
 use super::chunked::ChunkedDecoder;
+use super::rules::{content_length, elements};
 
 /// How a response's body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,8 +82,8 @@ pub fn parse_response(
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
-            for part in h.value.split(|&b| b == b',') {
-                let n = digits(part.trim_ascii()).ok_or(ResponseError::BadLength)?;
+            for part in elements(h.value) {
+                let n = content_length(part).map_err(|_| ResponseError::BadLength)?;
                 if length.is_some_and(|l| l != n) {
                     return Err(ResponseError::BadLength);
                 }
@@ -90,15 +91,11 @@ pub fn parse_response(
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             te = true;
-            for c in h.value.split(|&b| b == b',') {
-                let c = c.trim_ascii();
-                if !c.is_empty() {
-                    last_chunked = c.eq_ignore_ascii_case(b"chunked");
-                }
+            for c in elements(h.value).filter(|c| !c.is_empty()) {
+                last_chunked = c.eq_ignore_ascii_case(b"chunked");
             }
         } else if name.eq_ignore_ascii_case(b"connection") {
-            for t in h.value.split(|&b| b == b',') {
-                let t = t.trim_ascii();
+            for t in elements(h.value) {
                 close |= t.eq_ignore_ascii_case(b"close");
                 keep |= t.eq_ignore_ascii_case(b"keep-alive");
             }
@@ -124,18 +121,6 @@ pub fn parse_response(
         framing,
         keep_alive,
     }))
-}
-
-/// A run of digits that fits in 63 bits.
-fn digits(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    v.iter()
-        .try_fold(0u64, |n, d| {
-            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-        })
-        .filter(|&n| n <= i64::MAX as u64)
 }
 
 /// Where a client stands in one response's body, fed the bytes as they

@@ -35,19 +35,14 @@ impl Facts {
             self.content_length(value);
         } else if *name == TRANSFER_ENCODING {
             self.transfer_encoding = true;
-            for coding in value.split(|&b| b == b',') {
-                let coding = coding.trim_ascii();
-                if coding.is_empty() {
-                    continue;
-                }
+            for coding in elements(value).filter(|c| !c.is_empty()) {
                 let chunked = coding.eq_ignore_ascii_case(b"chunked");
                 self.chunked += u32::from(chunked);
                 self.other_coding |= !chunked;
                 self.last_chunked = chunked;
             }
         } else if *name == CONNECTION {
-            for token in value.split(|&b| b == b',') {
-                let token = token.trim_ascii();
+            for token in elements(value) {
                 self.close |= token.eq_ignore_ascii_case(b"close");
                 self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
             }
@@ -70,25 +65,15 @@ impl Facts {
     /// Every `Content-Length` value (several fields, or a list in one)
     /// must be the same number, a run of digits that fits in 63 bits.
     fn content_length(&mut self, value: &[u8]) {
-        for part in value.split(|&b| b == b',') {
-            let part = part.trim_ascii();
-            if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
-                return self.fail(bad("malformed Content-Length"));
+        for part in elements(value) {
+            let n = match content_length(part) {
+                Ok(n) => n,
+                Err(why) => return self.fail(bad(why)),
+            };
+            if self.length.is_some_and(|seen| seen != n) {
+                return self.fail(bad("conflicting Content-Length"));
             }
-            // Past 2^63 - 1 is malformed, as for nginx (an `off_t`).
-            let n = part
-                .iter()
-                .try_fold(0u64, |n, d| {
-                    n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-                })
-                .filter(|&n| n <= i64::MAX as u64);
-            match (n, self.length) {
-                (None, _) => return self.fail(bad("Content-Length out of range")),
-                (Some(n), Some(seen)) if n != seen => {
-                    return self.fail(bad("conflicting Content-Length"))
-                }
-                (Some(n), _) => self.length = Some(n),
-            }
+            self.length = Some(n);
         }
     }
 
@@ -128,6 +113,26 @@ impl Facts {
         let keep_alive = !self.close && (http11 || self.keep_alive);
         Ok((framing, keep_alive, self.expect_continue && http11))
     }
+}
+
+/// The elements of a comma-separated field value, trimmed (empty ones
+/// included: a `Content-Length` list must not have any).
+pub(crate) fn elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
+}
+
+/// One `Content-Length` value: a run of digits that fits in 63 bits (past
+/// 2^63 - 1 it is malformed, as for nginx: an `off_t`).
+pub(crate) fn content_length(v: &[u8]) -> Result<u64, &'static str> {
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return Err("malformed Content-Length");
+    }
+    v.iter()
+        .try_fold(0u64, |n, d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
+        .filter(|&n| n <= i64::MAX as u64)
+        .ok_or("Content-Length out of range")
 }
 
 /// `uri-host [ ":" port ]` (RFC 9110 §7.2), or empty: a reg-name or IPv4
