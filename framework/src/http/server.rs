@@ -266,8 +266,9 @@ impl HttpConnection {
             }
             if self.buf.is_empty() {
                 self.set_deadline(conn, None);
-                // Between requests: the keep-alive timeout rules.
-                if self.pending.is_empty() {
+                // Between requests: the keep-alive timeout rules (after
+                // the peer's EOF the close below comes first).
+                if self.pending.is_empty() && !self.eof {
                     self.keep_alive(conn, true);
                 }
                 return self.out_of_input(conn);
@@ -503,11 +504,11 @@ impl HttpConnection {
             }
         }
         if self.pending.is_empty() {
-            self.keep_alive(conn, true);
             if self.closing {
                 conn.close();
                 return;
             }
+            self.keep_alive(conn, true);
         }
         if self.paused && self.pending.len() < self.shared.limits.max_pipelined {
             self.paused = false;
