@@ -236,8 +236,8 @@ struct ShardPool(Option<Rc<Pool>>);
 /// `GET /key/NAME`: the value from the backend.
 struct Lookup(PoolConfig);
 
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut r = Response::new(Body::from(body));
+fn text(status: StatusCode, body: impl Into<Body>) -> Response<Body> {
+    let mut r = Response::new(body.into());
     *r.status_mut() = status;
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
@@ -270,12 +270,7 @@ impl Handler for Lookup {
             .clone();
         Reply::later(async move {
             match pool.get(&key).await {
-                Ok(Some(v)) => {
-                    let mut r = Response::new(Body::from(v));
-                    r.headers_mut()
-                        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-                    r
-                }
+                Ok(Some(v)) => text(StatusCode::OK, v),
                 Ok(None) => text(StatusCode::NOT_FOUND, "no such key\n"),
                 Err(Failure::BadGateway) => text(StatusCode::BAD_GATEWAY, "backend unavailable\n"),
                 Err(Failure::Timeout) => text(StatusCode::GATEWAY_TIMEOUT, "backend timed out\n"),
