@@ -87,8 +87,8 @@ impl Shard {
         if let Err(Envelope::Migrated(back)) =
             self.shared.inboxes[target].send_or_return(Envelope::Migrated(Box::new(migrant)))
         {
-            // The target exited meanwhile: the connection stays here.
-            self.ctx.counters.migrated_in += 1;
+            // The target exited meanwhile: the connection arrives back
+            // here (counted in by `arrive`, as it was counted out above).
             self.arrive(*back);
         }
         true
