@@ -39,8 +39,10 @@ pub struct Limits {
     /// (nginx: `client_header_timeout`). Between requests the keep-alive
     /// timeout applies instead.
     pub header_timeout: Option<Duration>,
-    /// From the end of the head to the end of the body; past it: 408 and
-    /// the connection is closed (nginx: `client_body_timeout`).
+    /// From the end of the head to the end of the body, however the bytes
+    /// trickle in; past it the connection is closed without an answer
+    /// (nginx's `client_body_timeout` sends 408 first; a client that
+    /// stopped sending is rarely reading either).
     pub body_timeout: Option<Duration>,
     /// An idle keep-alive connection is closed after this (nginx:
     /// `keepalive_timeout`, 75 s).

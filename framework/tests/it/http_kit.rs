@@ -144,3 +144,23 @@ fn routes_by_method_and_path_with_params_405_and_404() {
         (StatusCode::OK, "any".into())
     );
 }
+
+#[test]
+fn a_body_that_stops_halfway_is_cut_off_at_the_body_timeout() {
+    let limits = Limits {
+        body_timeout: Some(Duration::from_secs(5)),
+        ..Limits::default()
+    };
+    let mut t = transport(limits);
+    t.receive(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc");
+    t.advance(Duration::from_secs(4));
+    t.receive(b"de");
+    assert!(t.is_open(), "within the deadline");
+    t.advance(Duration::from_secs(2));
+    assert!(!t.is_open(), "the body's bytes do not move the deadline");
+    assert_eq!(t.close_reason(), Some(shardloop::CloseReason::ReadTimeout));
+    assert!(
+        t.written().is_empty(),
+        "no answer to a request never complete"
+    );
+}
