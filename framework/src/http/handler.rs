@@ -18,6 +18,9 @@ pub enum Reply {
     /// A future resolving to the response, run as a task of the
     /// connection. Responses still leave in request order.
     Later(ResponseFuture),
+    /// A WebSocket handshake accepted ([`ws::accept`](super::ws::accept)):
+    /// the 101 answer, then the WebSocket handler takes the connection.
+    Upgrade(super::ws::Upgrade),
 }
 
 impl From<Response<Body>> for Reply {

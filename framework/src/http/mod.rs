@@ -42,6 +42,8 @@ pub mod response_head;
 mod router;
 mod rules;
 mod server;
+mod upgrade;
+pub mod ws;
 
 pub use body::Body;
 pub use handler::{Handler, Reply, ResponseFuture};

@@ -150,6 +150,37 @@ impl Router {
         self
     }
 
+    /// Serves a WebSocket on `path` (GET): each valid handshake gets the
+    /// handler `make` builds from the request (its path parameters are in
+    /// its extensions, as for any route); an invalid one is answered 400,
+    /// 403 or 426 ([`ws::accept`](super::ws::accept)).
+    ///
+    /// ```
+    /// use shardloop::http::ws::{Message, WebSocket, WsConn, WsOptions};
+    /// use shardloop::http::Router;
+    /// struct Echo;
+    /// impl WebSocket for Echo {
+    ///     fn on_message(&mut self, ws: &mut WsConn<'_, '_>, msg: Message) {
+    ///         ws.send(msg);
+    ///     }
+    /// }
+    /// let app = Router::new().websocket("/echo", WsOptions::default(), |_req| Echo);
+    /// # let _ = app;
+    /// ```
+    pub fn websocket<W: super::ws::WebSocket>(
+        self,
+        path: &str,
+        opts: super::ws::WsOptions,
+        make: impl Fn(&Request<Body>) -> W + Send + Sync + 'static,
+    ) -> Self {
+        let opts = std::sync::Arc::new(opts);
+        self.route_handler(
+            Method::GET,
+            path,
+            move |req: Request<Body>, _: &mut ShardCtx| super::ws::accept(&req, &opts, make(&req)),
+        )
+    }
+
     /// Answers what no route matched (default: 404).
     pub fn fallback(mut self, h: impl Handler) -> Self {
         self.fallback = Some(Box::new(h));

@@ -9,6 +9,7 @@ use super::handler::{Handler, Reply};
 use super::head::{self, Framing, Head, HeaderSpan, Refusal};
 use super::limits::Limits;
 use super::response::{self, encode};
+use super::ws::{self, Session};
 use crate::{Addr, Conn, Protocol, ShardCtx};
 use bytes::BytesMut;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
@@ -160,6 +161,8 @@ impl crate::Factory for HttpFactory {
             idle_armed: false,
             paused: false,
             scratch: Vec::new(),
+            upgrading: false,
+            ws: None,
         }
     }
 }
@@ -179,25 +182,28 @@ enum BodyLeft {
 
 /// A response not yet written: its head (with a small body) and a large
 /// body once known, and whether the connection closes after it.
-struct Slot {
-    bytes: Option<(Vec<u8>, Option<bytes::Bytes>)>,
-    close: bool,
+pub(super) struct Slot {
+    pub(super) bytes: Option<(Vec<u8>, Option<bytes::Bytes>)>,
+    pub(super) close: bool,
+    /// A WebSocket that takes the connection over once this is written.
+    pub(super) upgrade: Option<Box<Session>>,
 }
 
 /// One HTTP/1.1 connection (the protocol [`HttpFactory`] builds).
 pub struct HttpConnection {
     shared: Arc<Shared>,
-    buf: BytesMut,
+    pub(super) buf: BytesMut,
     spans: Vec<HeaderSpan>,
     body: Option<Box<InBody>>,
     /// Responses owed, in request order, the first for request `first_owed`.
-    pending: VecDeque<Slot>,
-    first_owed: u64,
+    pub(super) pending: VecDeque<Slot>,
+    pub(super) first_owed: u64,
     next_seq: u64,
-    /// No more requests are read (a close was asked for, or an error).
-    closing: bool,
+    /// No more requests are read (a close was asked for, an error, or an
+    /// upgrade).
+    pub(super) closing: bool,
     /// The peer sent EOF: what was read is served, then the close.
-    eof: bool,
+    pub(super) eof: bool,
     /// A request was refused (the input after it was never read).
     refused: bool,
     /// A read deadline (header or body timeout) is armed.
@@ -205,12 +211,18 @@ pub struct HttpConnection {
     /// The keep-alive (idle) timeout is running.
     idle_armed: bool,
     /// Reading paused because `max_pipelined` responses are owed.
-    paused: bool,
+    pub(super) paused: bool,
     scratch: Vec<u8>,
+    /// An upgrade is owed: input is kept for the new protocol.
+    pub(super) upgrading: bool,
+    /// The WebSocket the connection was upgraded to.
+    pub(super) ws: Option<Box<Session>>,
 }
 
 impl Protocol for HttpConnection {
-    type Message = ();
+    /// Messages for the WebSocket this connection was upgraded to
+    /// (dropped by a plain HTTP connection).
+    type Message = ws::Message;
 
     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
         // The first request's head is due from the start, as for nginx: a
@@ -224,7 +236,11 @@ impl Protocol for HttpConnection {
     }
 
     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
-        if self.closing {
+        if let Some(ws) = &mut self.ws {
+            self.buf.extend_from_slice(data);
+            return ws.feed(&mut self.buf, conn);
+        }
+        if self.closing && !self.upgrading {
             return;
         }
         self.buf.extend_from_slice(data);
@@ -232,21 +248,48 @@ impl Protocol for HttpConnection {
     }
 
     fn eof_received(&mut self, conn: &mut Conn<'_, Self>) {
+        if let Some(ws) = &mut self.ws {
+            // The peer left without the close handshake.
+            ws.ended(conn);
+            return conn.close();
+        }
         // The requests already read are still answered, in order; one cut
         // short gets no answer; the connection closes after the last.
         self.eof = true;
         self.serve(conn);
     }
 
+    fn connection_lost(&mut self, conn: &mut Conn<'_, Self>, _reason: &crate::CloseReason) {
+        if let Some(ws) = &mut self.ws {
+            ws.ended(conn);
+        }
+    }
+
+    fn message(&mut self, conn: &mut Conn<'_, Self>, msg: ws::Message) {
+        if let Some(ws) = &mut self.ws {
+            ws.push(conn, msg);
+        }
+    }
+
     fn resume_producing(&mut self, conn: &mut Conn<'_, Self>) {
-        self.serve(conn);
+        match &mut self.ws {
+            Some(ws) => ws.resume_producing(conn),
+            None => self.serve(conn),
+        }
+    }
+
+    fn server_stopping(&mut self, conn: &mut Conn<'_, Self>) {
+        match &mut self.ws {
+            Some(ws) => ws.stopping(conn),
+            None => conn.close(),
+        }
     }
 }
 
 impl HttpConnection {
     /// Reads and answers the requests in the buffer while the connection
     /// takes output and owes fewer than `max_pipelined` responses.
-    fn serve(&mut self, conn: &mut Conn<'_, Self>) {
+    pub(super) fn serve(&mut self, conn: &mut Conn<'_, Self>) {
         while !self.closing {
             if self.pending.len() >= self.shared.limits.max_pipelined {
                 if !self.paused {
@@ -411,8 +454,9 @@ impl HttpConnection {
         }
         match self.shared.handler.call(req, conn.shard()) {
             Reply::Now(r) => self.respond(conn, seq, r, head_only, version, keep_alive),
+            Reply::Upgrade(up) => self.upgrade(conn, seq, up),
             Reply::Later(fut) => {
-                self.owe(conn, seq, None, !keep_alive);
+                self.owe(conn, seq, None, !keep_alive, None);
                 conn.spawn(move |task| async move {
                     let r = fut.await;
                     task.run(move |p, conn| {
@@ -465,29 +509,34 @@ impl HttpConnection {
                 slot.bytes = ready;
                 slot.close = e.close;
             }
-            None => self.owe(conn, seq, ready, e.close),
+            None => self.owe(conn, seq, ready, e.close, None),
         }
         self.write_ready(conn);
     }
 
     /// Keeps a place for response `seq` (the newest request's).
-    fn owe(
+    pub(super) fn owe(
         &mut self,
         conn: &mut Conn<'_, Self>,
         seq: u64,
         bytes: Option<(Vec<u8>, Option<bytes::Bytes>)>,
         close: bool,
+        upgrade: Option<Box<Session>>,
     ) {
         if self.pending.is_empty() {
             self.first_owed = seq;
             // Waiting on the handler is not idleness.
             self.keep_alive(conn, false);
         }
-        self.pending.push_back(Slot { bytes, close });
+        self.pending.push_back(Slot {
+            bytes,
+            close,
+            upgrade,
+        });
     }
 
     /// Writes the owed responses that are ready, in order.
-    fn write_ready(&mut self, conn: &mut Conn<'_, Self>) {
+    pub(super) fn write_ready(&mut self, conn: &mut Conn<'_, Self>) {
         while self.pending.front().is_some_and(|s| s.bytes.is_some()) {
             let slot = self.pending.pop_front().expect("checked");
             self.first_owed += 1;
@@ -495,6 +544,10 @@ impl HttpConnection {
             conn.write_owned(head);
             if let Some(body) = body {
                 conn.write_owned(Vec::from(body));
+            }
+            if let Some(session) = slot.upgrade {
+                self.pending.clear();
+                return self.switch(conn, session);
             }
             if slot.close {
                 self.closing = true;
@@ -546,7 +599,7 @@ impl HttpConnection {
     }
 
     /// Starts (or stops) the keep-alive timeout, if it is not so already.
-    fn keep_alive(&mut self, conn: &mut Conn<'_, Self>, on: bool) {
+    pub(super) fn keep_alive(&mut self, conn: &mut Conn<'_, Self>, on: bool) {
         if self.idle_armed != on {
             self.idle_armed = on;
             conn.set_idle_timeout(self.shared.limits.keep_alive.filter(|_| on));
@@ -554,7 +607,7 @@ impl HttpConnection {
     }
 
     /// Arms (or clears) the deadline for the request being read.
-    fn set_deadline(&mut self, conn: &mut Conn<'_, Self>, t: Option<Duration>) {
+    pub(super) fn set_deadline(&mut self, conn: &mut Conn<'_, Self>, t: Option<Duration>) {
         if t.is_none() && !self.deadline {
             return;
         }

@@ -106,6 +106,7 @@ fn status(r: &Router, method: Method, path: &str) -> (StatusCode, String) {
             String::from_utf8_lossy(resp.body().as_bytes()).into_owned(),
         ),
         Reply::Later(_) => (StatusCode::ACCEPTED, String::new()),
+        Reply::Upgrade(_) => (StatusCode::SWITCHING_PROTOCOLS, String::new()),
     }
 }
 
