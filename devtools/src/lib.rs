@@ -105,6 +105,8 @@ pub struct Spawned {
     pub child: Child,
     /// The address from its first line of output.
     pub addr: SocketAddr,
+    /// That first line (some servers name several addresses in it).
+    pub banner: String,
     /// On drop, send SIGINT and give it this long to stop gracefully before
     /// SIGKILL (`None`: SIGKILL at once).
     pub graceful_stop: Option<Duration>,
@@ -137,6 +139,7 @@ impl Spawned {
         Ok(Spawned {
             child,
             addr,
+            banner: line.trim_end().to_string(),
             graceful_stop: None,
         })
     }

@@ -45,3 +45,4 @@ mod tls_real_clients;
 mod twisted_basic;
 mod udp;
 mod unix;
+mod websocket;

@@ -1,23 +1,31 @@
-//! Line-based chat: every line a client sends reaches every other connected
-//! client, on every shard, through the bus. `/nick NAME` sets the sender's name.
+//! Chat: every line a client sends reaches every other connected client,
+//! on every shard, through the bus. Clients speak lines over TCP (`--port`)
+//! or WebSocket from a browser (`--web-port`: the page at `/`, the
+//! WebSocket at `/ws`), and both kinds share one room. `/nick NAME` sets
+//! the sender's name.
 //!
 //! Each shard keeps the members it owns in a shard-local `Room` service; a
 //! line is broadcast to every shard, and each shard hands it to its own
-//! members as a typed message. Nothing is locked.
+//! members as a typed message (a `Line` to a line client, a WebSocket
+//! message to a browser). Nothing is locked.
 //!
 //! Lines longer than `--max-line` are never relayed (the sender is told and
 //! dropped); a member that stops reading is dropped once `--max-backlog`
 //! bytes wait for it, so one slow reader cannot grow the server's memory.
 //!
 //! ```text
-//! cargo run --release -p shardloop --example chat -- --shards 2 --port 7001
+//! cargo run --release -p shardloop --example chat -- --shards 2 --port 7001 --web-port 8001
+//! # then open http://127.0.0.1:8001/ in two tabs, and `nc 127.0.0.1 7001`
 //! ```
 
+#[path = "../common/mod.rs"]
 mod common;
+mod web;
 
 use clap::Parser;
 use shardloop::framing::{FrameError, FrameProtocol, FramedConn, LineDecoder, LineReceiver};
-use shardloop::{CloseReason, ConnId, LogLimit, LoopOptions, Server};
+use shardloop::http::ws::Message;
+use shardloop::{CloseReason, ConnId, LogLimit, LoopOptions, Server, ShardCtx};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -30,6 +38,10 @@ struct Args {
     /// Port to listen on (0 picks a free one; the address is printed).
     #[arg(short, long, default_value_t = 7001)]
     port: u16,
+    /// Also serve the web page and its WebSocket on this port (0 picks a
+    /// free one; the address is printed).
+    #[arg(long)]
+    web_port: Option<u16>,
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     bind: String,
@@ -49,7 +61,10 @@ struct Args {
 
 /// Members of the room that live on this shard, and what it could not relay.
 struct Room {
+    /// Line clients.
     members: HashSet<ConnId>,
+    /// WebSocket clients.
+    sockets: HashSet<ConnId>,
     /// Lines from this shard's members that a full inbox kept from some shard.
     dropped: u64,
     drop_log: LogLimit,
@@ -59,6 +74,7 @@ impl Default for Room {
     fn default() -> Self {
         Room {
             members: HashSet::new(),
+            sockets: HashSet::new(),
             dropped: 0,
             drop_log: LogLimit::new(1),
         }
@@ -97,37 +113,9 @@ impl FrameProtocol<LineDecoder> for Chat {
             self.name = String::from_utf8_lossy(nick).trim().to_string();
             return;
         }
-        let mut text = Vec::with_capacity(self.name.len() + 2 + line.len() + 1);
-        text.extend_from_slice(self.name.as_bytes());
-        text.extend_from_slice(b": ");
-        text.extend_from_slice(line);
-        text.push(b'\n');
-        let text: Arc<[u8]> = text.into();
         let from = conn.id();
-        let sent = conn.shard().post_to_all(move |ctx| {
-            let members: Vec<ConnId> = ctx.service::<Room>().members.iter().copied().collect();
-            for to in members {
-                if to != from {
-                    // Members of this shard: a local queue, never refused.
-                    let _ = ctx.send(
-                        to,
-                        Line {
-                            from,
-                            text: text.clone(),
-                        },
-                    );
-                }
-            }
-        });
-        if let Err(e) = sent {
-            // A shard's inbox is full (it is far behind): its members miss
-            // this line. Dropped, counted, and the sender told.
-            let room = conn.shard().service::<Room>();
-            room.dropped += 1;
-            let dropped = room.dropped;
-            if let Some(suppressed) = room.drop_log.allow() {
-                tracing::warn!(error = %e, dropped, suppressed, "line not relayed to every shard");
-            }
+        let said = String::from_utf8_lossy(line);
+        if !broadcast(conn.shard(), from, &self.name, &said) {
             conn.write(b"* server busy: your line did not reach everyone\n");
         }
     }
@@ -160,6 +148,40 @@ impl FrameProtocol<LineDecoder> for Chat {
     }
 }
 
+/// Relays `name: text` from member `from` to every other member, on every
+/// shard. False if some shard's inbox was full (its members miss it; the
+/// drop is counted and logged at a limited rate).
+fn broadcast(ctx: &mut ShardCtx, from: ConnId, name: &str, text: &str) -> bool {
+    let said = format!("{name}: {text}");
+    let line: Arc<[u8]> = format!("{said}\n").into_bytes().into();
+    let msg = Message::from(said);
+    let sent = ctx.post_to_all(move |ctx| {
+        let room = ctx.service::<Room>();
+        let lines: Vec<ConnId> = room.members.iter().copied().collect();
+        let sockets: Vec<ConnId> = room.sockets.iter().copied().collect();
+        // Members of this shard: a local queue, never refused.
+        for to in lines.into_iter().filter(|&to| to != from) {
+            let text = line.clone();
+            let _ = ctx.send(to, Line { from, text });
+        }
+        for to in sockets.into_iter().filter(|&to| to != from) {
+            let _ = ctx.send(to, msg.clone());
+        }
+    });
+    if let Err(e) = sent {
+        // A shard's inbox is full (it is far behind): its members miss
+        // this line. Dropped, counted, and the sender told.
+        let room = ctx.service::<Room>();
+        room.dropped += 1;
+        let dropped = room.dropped;
+        if let Some(suppressed) = room.drop_log.allow() {
+            tracing::warn!(error = %e, dropped, suppressed, "line not relayed to every shard");
+        }
+        return false;
+    }
+    true
+}
+
 fn main() -> anyhow::Result<()> {
     common::init_logging();
     let args = Args::parse();
@@ -181,11 +203,21 @@ fn main() -> anyhow::Result<()> {
             }
         },
     );
+    let mut builder = builder;
+    if let Some(port) = args.web_port {
+        let web = web::server(max_line, max_backlog);
+        let listen = args.serve.listen((args.bind.as_str(), port))?;
+        builder = builder.listen(listen, web.factory());
+    }
     let handle = common::start(builder, args.shards, &[], &args.serve)?;
+    let web = match args.web_port {
+        Some(_) => format!("; web page on http://{}/", handle.tcp_addr(1)),
+        None => String::new(),
+    };
     println!(
-        "chat listening on {} with {} shards",
+        "chat listening on {} with {} shards{web}",
         handle.tcp_addr(0),
-        handle.shards()
+        handle.shards(),
     );
     handle.wait();
     Ok(())
