@@ -48,8 +48,8 @@ fn run_python(args: &[&str]) {
 fn web_addr(chat: &shardloop_devtools::Spawned) -> SocketAddr {
     chat.banner
         .split_whitespace()
-        .filter_map(shardloop_devtools::parse_addr)
-        .last()
+        .rev()
+        .find_map(shardloop_devtools::parse_addr)
         .expect("a web address in the banner")
 }
 
