@@ -112,6 +112,7 @@ pub(crate) fn start_nginx(files: Option<&PkiFiles>) -> anyhow::Result<Spawned> {
     let mut srv = Spawned {
         child,
         addr,
+        banner: String::new(),
         graceful_stop: Some(Duration::from_secs(2)),
     };
     let deadline = Instant::now() + Duration::from_secs(10);
