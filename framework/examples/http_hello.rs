@@ -1,7 +1,8 @@
 //! The HTTP benchmark server (TechEmpower's plaintext and JSON tests) on
 //! `shardloop::http`: `GET /json` answers `{"message":"Hello, World!"}`
-//! serialised per request; every other request "Hello, World!" (a body,
-//! if any, is read and dropped). Keep-alive, pipelining, HTTP/1.0, HEAD
+//! serialised per request; `/ws` is a WebSocket echo (the WebSocket
+//! benchmark's server); every other request "Hello, World!" (a body, if
+//! any, is read and dropped). Keep-alive, pipelining, HTTP/1.0, HEAD
 //! and every limit are the library's: 414, 431, 413 past `--max-body`, 400
 //! for malformed or ambiguous framing, a request cut off at
 //! `--request-timeout`, an idle connection closed after
@@ -16,6 +17,7 @@
 mod common;
 
 use clap::Parser;
+use shardloop::http::ws::{Message as WsMessage, WebSocket, WsConn, WsOptions};
 use shardloop::http::{header, Body, HeaderValue, HttpServer, Limits, Reply, Response, Router};
 use shardloop::Server;
 use std::time::Duration;
@@ -63,6 +65,15 @@ fn with_type(body: Body, content_type: &'static str) -> Response<Body> {
     r
 }
 
+/// The WebSocket echo: every message back as it came.
+struct Echo;
+
+impl WebSocket for Echo {
+    fn on_message(&mut self, ws: &mut WsConn<'_, '_>, msg: WsMessage) {
+        ws.send(msg);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     common::init_logging();
     let args = Args::parse();
@@ -82,6 +93,7 @@ fn main() -> anyhow::Result<()> {
             .expect("a struct of strings serialises");
             with_type(Body::from(body), "application/json")
         })
+        .websocket("/ws", WsOptions::default(), |_| Echo)
         .fallback(|_, _: &mut shardloop::ShardCtx| {
             Reply::Now(with_type(Body::from("Hello, World!"), "text/plain"))
         });

@@ -16,6 +16,9 @@ pub enum WorkloadKind {
     Http,
     /// Redis (RESP) commands.
     Resp,
+    /// WebSocket binary messages of `--size` bytes, echoed back (the
+    /// default for a ws:// or wss:// target).
+    Websocket,
     /// A request from a file, responses framed by a delimiter or a length.
     Custom,
 }
@@ -70,6 +73,11 @@ impl WorkloadArgs {
         Ok(match kind {
             WorkloadKind::Echo => Workload::Echo { size: self.size },
             WorkloadKind::Line => Workload::Line { size: self.size },
+            WorkloadKind::Websocket => Workload::WebSocket {
+                path,
+                host: host.to_string(),
+                size: self.size,
+            },
             WorkloadKind::Http => {
                 let mut headers = Vec::new();
                 for h in &self.headers {

@@ -86,6 +86,18 @@ pub enum Workload {
         /// Commands, each a list of arguments.
         commands: Vec<Vec<String>>,
     },
+    /// WebSocket: each connection opens with the handshake (`GET path`,
+    /// answered 101), then sends `size`-byte binary messages (masked, as
+    /// a client must); the answer must be the same bytes in one frame
+    /// (an echo endpoint). Server pings and pongs are skipped.
+    WebSocket {
+        /// Request path of the handshake.
+        path: String,
+        /// Host header value.
+        host: String,
+        /// Message size in bytes.
+        size: usize,
+    },
     /// A fixed payload; responses framed by a delimiter or a fixed length.
     Custom {
         /// Bytes sent per request.
@@ -103,6 +115,7 @@ impl Workload {
             Workload::Line { .. } => "line",
             Workload::Http { .. } => "http",
             Workload::Resp { .. } => "resp",
+            Workload::WebSocket { .. } => "websocket",
             Workload::Custom { .. } => "custom",
         }
     }

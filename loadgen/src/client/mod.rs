@@ -63,6 +63,8 @@ pub(crate) struct LoadConn {
     recycling: bool,
     /// The requests due but never sent were counted.
     unsent_counted: bool,
+    /// The preamble (a WebSocket handshake) is not answered yet.
+    handshaking: bool,
     /// Open loop: this connection's place in the plan (past `next_intended`).
     schedule: Option<Schedule>,
 }
@@ -92,6 +94,7 @@ impl LoadConn {
             answered: 0,
             recycling: false,
             unsent_counted: false,
+            handshaking: false,
             schedule,
         }
     }
@@ -211,12 +214,8 @@ impl LoadConn {
         self.failing = Some(kind);
         conn.abort();
     }
-}
 
-impl Protocol for LoadConn {
-    type Message = ();
-
-    fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
+    fn connected(&mut self, conn: &mut Conn<'_, Self>) {
         // Connects of the connect phase are reported too (how long the
         // run's connections took to come up), and those while measuring.
         let in_phase = self.shared.offset.load(Ordering::Acquire) == UNSET;
@@ -237,12 +236,46 @@ impl Protocol for LoadConn {
                 if oldest.sent_or_intended().elapsed() > p.shared.timeout {
                     p.fail(conn, ErrorKind::Timeout);
                 }
+            } else if p.handshaking && p.started.elapsed() > p.shared.timeout {
+                p.fail(conn, ErrorKind::Timeout);
             }
         });
+        if let Some(preamble) = self.shared.codec.preamble() {
+            // Requests wait for the answer (a WebSocket's 101).
+            self.handshaking = true;
+            conn.write(preamble);
+            return;
+        }
         self.pump(conn);
     }
 
-    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+    fn received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        if !self.handshaking {
+            return self.responses(conn, data);
+        }
+        self.inbuf.extend_from_slice(data);
+        match self.shared.codec.preamble_done(&self.inbuf) {
+            Ok(None) => {}
+            Ok(Some(len)) => {
+                self.handshaking = false;
+                let rest = self.inbuf.split_off(len);
+                self.inbuf.clear();
+                self.pump(conn);
+                if !rest.is_empty() {
+                    self.responses(conn, &rest);
+                }
+            }
+            Err(kind) => {
+                conn.shard()
+                    .service::<Recorder>()
+                    .with(|s| s.errors.add(kind, 1));
+                self.fail(conn, kind);
+            }
+        }
+    }
+
+    /// Reads the responses in `data` (after any preamble).
+    fn responses(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
         let now = conn.shard().now();
         // Decode straight from `data` when nothing is buffered; otherwise
         // append (compacting rarely) and decode the buffer. Each byte is
@@ -284,6 +317,11 @@ impl Protocol for LoadConn {
                 Decoded::Incomplete { need } => {
                     self.need = need;
                     break;
+                }
+                Decoded::Skip { consumed } => {
+                    buf = &buf[consumed..];
+                    self.need = 0;
+                    self.progress = Default::default();
                 }
                 Decoded::Fatal => {
                     fatal = true;
@@ -373,6 +411,18 @@ impl Protocol for LoadConn {
         } else {
             self.pump(conn);
         }
+    }
+}
+
+impl Protocol for LoadConn {
+    type Message = ();
+
+    fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
+        self.connected(conn);
+    }
+
+    fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+        self.received(conn, data);
     }
 
     fn output_flushed(&mut self, conn: &mut Conn<'_, Self>) {

@@ -3,6 +3,7 @@
 use crate::config::{ResponseFrame, Workload};
 use crate::recorder::ErrorKind;
 use shardloop::http::response_head::{parse_response, BodyProgress, ResponseFraming};
+use shardloop::http::ws::frame::{self, opcode, FrameHead};
 
 /// Longest response the parsers buffer before calling it malformed.
 pub(crate) const MAX_RESPONSE: usize = 64 * 1024 * 1024;
@@ -23,6 +24,9 @@ pub(crate) enum Decoded {
         /// The HTTP status (0 for other workloads).
         status: u16,
     },
+    /// A frame that answers no request (a WebSocket ping or pong) of
+    /// `consumed` bytes: skipped.
+    Skip { consumed: usize },
     /// Malformed beyond recovery: the connection must be dropped.
     Fatal,
 }
@@ -110,10 +114,19 @@ impl Codec {
                 })
                 .collect(),
             Workload::Custom { payload, .. } => vec![payload.clone()],
+            Workload::WebSocket { path, host, .. } => {
+                // The key need not be secret for a load test, only valid.
+                let r = format!(
+                    "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: c2hhcmRsb29wLWxvYWQtMQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                );
+                vec![r.into_bytes()]
+            }
             Workload::Echo { .. } | Workload::Line { .. } => Vec::new(),
         };
         let table = match workload {
-            Workload::Echo { size } | Workload::Line { size } => pattern_table(size + OFFSETS),
+            Workload::Echo { size }
+            | Workload::Line { size }
+            | Workload::WebSocket { size, .. } => pattern_table(size + OFFSETS),
             _ => Vec::new(),
         };
         Codec {
@@ -128,11 +141,33 @@ impl Codec {
         &self.table[at..at + len]
     }
 
+    /// What a connection sends before its first request (the WebSocket
+    /// handshake), answered by a head that [`preamble_done`](Self::preamble_done) reads.
+    pub(crate) fn preamble(&self) -> Option<&[u8]> {
+        match &self.workload {
+            Workload::WebSocket { .. } => Some(&self.fixed[0]),
+            _ => None,
+        }
+    }
+
+    /// The length of the preamble's answer at the start of `buf` once it
+    /// is whole (`Ok(None)` before), or an error if it refuses.
+    pub(crate) fn preamble_done(&self, buf: &[u8]) -> Result<Option<usize>, ErrorKind> {
+        match parse_response(buf, false, MAX_HEAD) {
+            Ok(Some(m)) if m.status == 101 => Ok(Some(m.head_len)),
+            Ok(Some(_)) => Err(ErrorKind::Status),
+            Ok(None) if buf.len() > MAX_HEAD => Err(ErrorKind::Protocol),
+            Ok(None) => Ok(None),
+            Err(_) => Err(ErrorKind::Protocol),
+        }
+    }
+
     /// The longest request this workload sends (RESP cycles through its
     /// commands, which differ in length).
     pub(crate) fn max_request_len(&self) -> usize {
         match &self.workload {
             Workload::Echo { size } | Workload::Line { size } => *size,
+            Workload::WebSocket { size, .. } => size + 14,
             _ => self.fixed.iter().map(Vec::len).max().unwrap_or(0),
         }
     }
@@ -144,6 +179,13 @@ impl Codec {
             Workload::Line { size } => {
                 out.extend_from_slice(self.message(seq, size - 1));
                 out.push(b'\n');
+            }
+            Workload::WebSocket { size, .. } => {
+                let key = (seq as u32).wrapping_mul(0x9e37_79b9).to_be_bytes();
+                frame::encode_head(true, opcode::BINARY, *size as u64, Some(key), out);
+                let at = out.len();
+                out.extend_from_slice(self.message(seq, *size));
+                frame::apply_mask(&mut out[at..], key, 0);
             }
             _ => out.extend_from_slice(&self.fixed[(seq as usize) % self.fixed.len()]),
         }
@@ -205,6 +247,7 @@ impl Codec {
                 }
                 decode_http(buf, method == "HEAD", progress)
             }
+            Workload::WebSocket { size, .. } => self.decode_ws(buf, seq, *size),
             Workload::Resp { .. } => match resp_value(buf, 0) {
                 Ok(Some((consumed, is_error))) => Decoded::Done {
                     status: 0,
@@ -244,6 +287,35 @@ impl Codec {
                     }
                 }
             },
+        }
+    }
+}
+
+impl Codec {
+    /// An echoed WebSocket message: one unmasked binary frame holding
+    /// request `seq`'s bytes; pings and pongs are skipped.
+    fn decode_ws(&self, buf: &[u8], seq: u64, size: usize) -> Decoded {
+        let Some(h) = FrameHead::parse(buf) else {
+            return Decoded::Incomplete {
+                need: buf.len() + 1,
+            };
+        };
+        if h.check(false, MAX_RESPONSE as u64).is_err() || h.opcode == opcode::CLOSE {
+            return Decoded::Fatal;
+        }
+        let total = h.header_len + h.len as usize;
+        if buf.len() < total {
+            return Decoded::Incomplete { need: total };
+        }
+        if h.is_control() {
+            return Decoded::Skip { consumed: total };
+        }
+        let payload = &buf[h.header_len..total];
+        let ok = h.fin && h.opcode == opcode::BINARY && payload == self.message(seq, size);
+        Decoded::Done {
+            status: 0,
+            consumed: total,
+            result: if ok { Ok(()) } else { Err(ErrorKind::Protocol) },
         }
     }
 }

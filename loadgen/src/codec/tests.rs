@@ -376,7 +376,7 @@ fn scan_cost(c: &Codec, n: usize) -> f64 {
                 assert_eq!(consumed, wire.len());
                 break;
             }
-            Decoded::Fatal => panic!("fatal at {have}"),
+            Decoded::Fatal | Decoded::Skip { .. } => panic!("no response at {have}"),
         }
     }
     super::SCANNED.with(|s| s.get()) as f64 / wire.len() as f64
@@ -392,4 +392,70 @@ fn one_byte_chunks_cost_linear_time_from_1_kb_to_4_mb() {
             "{n} chunks: {per_byte:.1} bytes looked at per byte"
         );
     }
+}
+
+#[test]
+fn websocket_requests_are_masked_frames_and_echoes_are_checked() {
+    let c = Codec::new(&Workload::WebSocket {
+        path: "/ws".into(),
+        host: "h:1".into(),
+        size: 200,
+    });
+    let pre = String::from_utf8(c.preamble().unwrap().to_vec()).unwrap();
+    assert!(pre.starts_with("GET /ws HTTP/1.1\r\nHost: h:1\r\nUpgrade: websocket\r\n"));
+    let answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n";
+    assert_eq!(c.preamble_done(&answer[..20]), Ok(None));
+    assert_eq!(c.preamble_done(answer), Ok(Some(answer.len())));
+    assert_eq!(
+        c.preamble_done(b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\n\r\n"),
+        Err(ErrorKind::Status)
+    );
+    // The request: a masked binary frame whose payload unmasks to message 3.
+    let mut req = Vec::new();
+    c.encode(3, &mut req);
+    let h = FrameHead::parse(&req).unwrap();
+    assert_eq!((h.fin, h.opcode, h.len), (true, opcode::BINARY, 200));
+    let mut payload = req[h.header_len..].to_vec();
+    frame::apply_mask(&mut payload, h.mask.unwrap(), 0);
+    assert_eq!(payload, c.message(3, 200));
+    // The echo (unmasked), preceded by a ping that answers nothing.
+    let mut wire = Vec::new();
+    frame::encode_head(true, opcode::PING, 2, None, &mut wire);
+    wire.extend_from_slice(b"hi");
+    let ping_len = wire.len();
+    frame::encode_head(true, opcode::BINARY, 200, None, &mut wire);
+    wire.extend_from_slice(&payload);
+    assert_eq!(
+        c.decode(&wire, 3, &mut Progress::default()),
+        Decoded::Skip { consumed: ping_len }
+    );
+    let echo = &wire[ping_len..];
+    for cut in 0..echo.len() {
+        assert!(matches!(
+            c.decode(&echo[..cut], 3, &mut Progress::default()),
+            Decoded::Incomplete { .. }
+        ));
+    }
+    assert_eq!(
+        c.decode(echo, 3, &mut Progress::default()),
+        done(echo.len())
+    );
+    assert!(matches!(
+        c.decode(echo, 4, &mut Progress::default()),
+        Decoded::Done {
+            result: Err(ErrorKind::Protocol),
+            ..
+        }
+    ));
+    // A masked frame from a server, or a close, ends the connection.
+    let mut masked = Vec::new();
+    frame::encode_head(true, opcode::BINARY, 0, Some([1; 4]), &mut masked);
+    assert_eq!(
+        c.decode(&masked, 3, &mut Progress::default()),
+        Decoded::Fatal
+    );
+    assert_eq!(
+        c.decode(&[0x88, 0], 3, &mut Progress::default()),
+        Decoded::Fatal
+    );
 }

@@ -441,3 +441,66 @@ fn a_run_shorter_than_an_interval_measures_cpu_over_its_own_time() {
         }
     }
 }
+
+/// An HTTP server with a WebSocket echo at `/ws`, on 2 shards.
+fn websocket_echo() -> shardloop::Handle {
+    use shardloop::http::ws::{Message, WebSocket, WsConn, WsOptions};
+    use shardloop::http::{HttpServer, Router};
+    struct Echo;
+    impl WebSocket for Echo {
+        fn on_message(&mut self, ws: &mut WsConn<'_, '_>, msg: Message) {
+            ws.send(msg);
+        }
+    }
+    let app = Router::new().websocket("/ws", WsOptions::default(), |_| Echo);
+    shardloop::Server::builder()
+        .shards(2)
+        .listen("127.0.0.1:0", HttpServer::new(app).factory())
+        .build()
+        .unwrap()
+        .start()
+        .unwrap()
+}
+
+#[test]
+fn websocket_messages_are_echoed_checked_and_counted() {
+    let h = websocket_echo();
+    let addr = h.tcp_addr(0);
+    let mut cfg = short(addr);
+    cfg.mode = Mode::Closed { pipeline: 4 };
+    cfg.workload = Workload::WebSocket {
+        path: "/ws".into(),
+        host: addr.to_string(),
+        size: 300,
+    };
+    let r = run(&cfg, |_| {}).unwrap();
+    assert!(r.responses_ok > 100, "{}", r.summary());
+    assert_eq!(r.errors.total(), 0, "{}", r.summary());
+    assert_counts_add_up(&r);
+    // Each echo is a 4-byte header (300 needs the 16-bit length) and the bytes.
+    assert_eq!(r.bytes_in, r.responses_ok * 304);
+    // A path that is not a WebSocket: the handshake is refused (404),
+    // counted, and nothing is sent.
+    cfg.workload = Workload::WebSocket {
+        path: "/nope".into(),
+        host: addr.to_string(),
+        size: 10,
+    };
+    cfg.duration = Duration::from_millis(300);
+    let r = run(&cfg, |_| {}).unwrap();
+    assert_eq!(r.responses_ok, 0, "{}", r.summary());
+    assert!(r.errors.total() > 0, "{}", r.summary());
+    // The command line: a ws:// target selects the workload.
+    let out = Command::new(loadgen_bin())
+        .arg(format!("ws://{addr}/ws"))
+        .args(["-c", "4", "-d", "1s", "-s", "100"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("websocket workload"), "{text}");
+}

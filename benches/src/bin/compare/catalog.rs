@@ -8,6 +8,8 @@ pub(crate) enum Kind {
     Gateway,
     /// UDP echo of 64-byte datagrams.
     Udp,
+    /// WebSocket echo of binary messages (`GET /ws`).
+    WebSocket,
 }
 
 pub(crate) struct ServerDef {
@@ -161,6 +163,18 @@ pub(crate) fn servers() -> Vec<ServerDef> {
         ),
         def("nginx (1 process, pinned)", Kind::Http, NGINX, &[]),
         def(
+            "shardloop http::ws",
+            Kind::WebSocket,
+            "examples/http_hello",
+            &one,
+        ),
+        def(
+            "tokio-tungstenite, tokio current-thread",
+            Kind::WebSocket,
+            "peer_tungstenite",
+            &[],
+        ),
+        def(
             "shardloop gateway (async tasks, ClientStream)",
             Kind::Gateway,
             "examples/gateway",
@@ -260,6 +274,14 @@ pub(crate) fn scenarios(quick: bool) -> Vec<Scenario> {
         connections: 64,
         pipeline: 1,
         reconnect_every: Some(1),
+    });
+    v.push(Scenario {
+        name: "WebSocket echo 64 B messages, 64 conns, 1 in flight each".into(),
+        kind: Kind::WebSocket,
+        size: 64,
+        connections: 64,
+        pipeline: 1,
+        reconnect_every: None,
     });
     if !quick {
         v.push(Scenario {

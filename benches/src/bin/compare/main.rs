@@ -173,6 +173,11 @@ fn measure(
             method: "GET".into(),
             body: Vec::new(),
         },
+        Kind::WebSocket => Workload::WebSocket {
+            path: "/ws".into(),
+            host: addr.to_string(),
+            size: s.size,
+        },
         Kind::Udp => bail!("UDP is measured by udp::measure"),
     };
     cfg.duration = a.duration;
@@ -213,6 +218,7 @@ fn build_all() -> PathBuf {
         "peer_mio",
         "peer_tokio",
         "peer_hyper",
+        "peer_tungstenite",
         "peer_gateway_tokio",
         "peer_udp",
     ] {

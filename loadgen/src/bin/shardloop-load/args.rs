@@ -10,7 +10,8 @@ use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub(crate) struct RunArgs {
-    /// Target: HOST:PORT, or http://HOST:PORT/PATH (selects the http workload).
+    /// Target: HOST:PORT, http://HOST:PORT/PATH (selects the http workload),
+    /// or ws://HOST:PORT/PATH (the websocket workload); https:// and wss:// use TLS.
     #[arg(required = true)]
     pub(crate) target: Option<String>,
     /// Threads (each one a shardloop shard).

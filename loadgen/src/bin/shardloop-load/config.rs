@@ -4,6 +4,7 @@
 use crate::args::{ArrivalsArg, RunArgs};
 use anyhow::{bail, Context};
 use shardloop::tls::TlsClientConfig;
+use shardloop_loadgen::cli::WorkloadKind;
 use shardloop_loadgen::plan::{Arrivals, RatePlan};
 use shardloop_loadgen::segment::Segment;
 use shardloop_loadgen::{Config, Mode, TlsTarget};
@@ -18,20 +19,41 @@ fn resolve(hostport: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("{hostport:?} resolved to no address"))
 }
 
+/// What a target names.
+struct Target {
+    /// Where to connect.
+    hostport: String,
+    /// The request target (path and query).
+    path: String,
+    /// An http(s):// or ws(s):// URL.
+    url: bool,
+    /// https:// or wss://.
+    tls: bool,
+    /// ws:// or wss://.
+    websocket: bool,
+}
+
 /// HOST:PORT, or a URL (parsed by `http::Uri`: IPv6 literals, queries,
-/// default ports): the address to connect to, the request target, whether
-/// it was a URL, and whether it asks for TLS.
-fn split_target(target: &str) -> anyhow::Result<(String, String, bool, bool)> {
+/// default ports).
+fn split_target(target: &str) -> anyhow::Result<Target> {
     if !target.contains("://") {
-        return Ok((target.to_string(), "/".to_string(), false, false));
+        return Ok(Target {
+            hostport: target.to_string(),
+            path: "/".to_string(),
+            url: false,
+            tls: false,
+            websocket: false,
+        });
     }
     let uri: shardloop::http::Uri = target
         .parse()
         .with_context(|| format!("malformed URL {target:?}"))?;
-    let https = match uri.scheme_str() {
-        Some("http") => false,
-        Some("https") => true,
-        _ => bail!("unsupported URL scheme in {target:?} (http:// or https://)"),
+    let (https, websocket) = match uri.scheme_str() {
+        Some("http") => (false, false),
+        Some("https") => (true, false),
+        Some("ws") => (false, true),
+        Some("wss") => (true, true),
+        _ => bail!("unsupported URL scheme in {target:?} (http://, https://, ws:// or wss://)"),
     };
     let authority = uri
         .authority()
@@ -45,12 +67,24 @@ fn split_target(target: &str) -> anyhow::Result<(String, String, bool, bool)> {
         Some(q) => format!("{}?{q}", uri.path()),
         None => uri.path().to_string(),
     };
-    Ok((hostport, path, true, https))
+    Ok(Target {
+        hostport,
+        path,
+        url: true,
+        tls: https,
+        websocket,
+    })
 }
 
 pub(crate) fn build_config(a: &RunArgs) -> anyhow::Result<Config> {
     let target = a.target.as_deref().expect("clap requires the target");
-    let (hostport, path, is_url, https) = split_target(target)?;
+    let Target {
+        hostport,
+        path,
+        url: is_url,
+        tls: https,
+        websocket,
+    } = split_target(target)?;
     let tls = if a.tls || https {
         Some(tls_target(a, &hostport, https)?)
     } else {
@@ -60,9 +94,11 @@ pub(crate) fn build_config(a: &RunArgs) -> anyhow::Result<Config> {
         None
     };
     let addr = resolve(&hostport)?;
-    let workload = a
-        .workload
-        .build(is_url, &hostport, &path, &a.method, a.body.as_deref())?;
+    let mut workload_args = a.workload.clone();
+    if websocket && workload_args.workload.is_none() {
+        workload_args.workload = Some(WorkloadKind::Websocket);
+    }
+    let workload = workload_args.build(is_url, &hostport, &path, &a.method, a.body.as_deref())?;
     let plan = a
         .rate
         .as_deref()
@@ -212,7 +248,11 @@ mod tests {
 
     #[test]
     fn urls_with_ipv6_queries_and_default_ports() {
-        let t = |s: &str| split_target(s).unwrap();
+        let t = |s: &str| {
+            let t = split_target(s).unwrap();
+            assert!(!t.websocket);
+            (t.hostport, t.path, t.url, t.tls)
+        };
         assert_eq!(
             t("127.0.0.1:80"),
             ("127.0.0.1:80".into(), "/".into(), false, false)
@@ -232,6 +272,22 @@ mod tests {
         assert_eq!(
             t("http://[::1]:8080/p"),
             ("[::1]:8080".into(), "/p".into(), true, false)
+        );
+        let ws = split_target("wss://[::1]/chat?room=1").unwrap();
+        assert_eq!(
+            (
+                ws.hostport.as_str(),
+                ws.path.as_str(),
+                ws.url,
+                ws.tls,
+                ws.websocket
+            ),
+            ("[::1]:443", "/chat?room=1", true, true, true)
+        );
+        let ws = split_target("ws://h:8080/ws").unwrap();
+        assert_eq!(
+            (ws.hostport.as_str(), ws.tls, ws.websocket),
+            ("h:8080", false, true)
         );
         assert!(split_target("ftp://h/").is_err());
         assert!(split_target("http://u@h/").is_err());
