@@ -239,6 +239,17 @@ impl ClientStream {
         self.on_conn(|c| c.shutdown_write());
     }
 
+    /// True while the connection is up and the peer has not sent EOF.
+    pub fn is_open(&self) -> bool {
+        let input = self.input.borrow();
+        input.lost.is_none() && !input.ended()
+    }
+
+    /// Bytes received and not read yet.
+    pub(crate) fn has_unread(&self) -> bool {
+        !self.input.borrow().buffered().is_empty()
+    }
+
     /// True once the peer sent EOF and all its bytes were read.
     pub fn is_eof(&self) -> bool {
         let input = self.input.borrow();

@@ -32,6 +32,7 @@
 
 mod body;
 pub mod chunked;
+pub mod client;
 mod handler;
 pub mod head;
 #[cfg(test)]

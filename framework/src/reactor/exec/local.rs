@@ -104,6 +104,7 @@ pub(crate) fn has_requests() -> bool {
             || !l.timers.is_empty()
             || !l.conn_ops.is_empty()
             || !l.spawns.is_empty()
+            || !l.connects.is_empty()
     })
     .unwrap_or(false)
 }
@@ -124,6 +125,9 @@ impl Requests {
             && self.timers.is_empty()
             && self.conn_ops.is_empty()
             && self.spawns.is_empty()
+            // A connect alone is a request too: dropping it would leave
+            // its task waiting forever.
+            && self.connects.is_empty()
     }
 }
 

@@ -1,0 +1,195 @@
+//! One request and its response on a connection: the request written,
+//! the response read with the library's head parser and body framing.
+
+use super::{ClientError, ClientOptions, Origin};
+use crate::client::ClientStream;
+use crate::http::response_head::{parse_response, BodyProgress, ResponseError, ResponseFraming};
+use crate::http::{Body, Request, Response};
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
+
+/// A failed exchange, and whether any of the response had arrived (a
+/// request is sent again only if none had).
+pub(crate) struct Failed {
+    pub(crate) error: ClientError,
+    pub(crate) answered: bool,
+}
+
+/// The request's head: origin-form target, `Host`, the caller's fields,
+/// and the body's length (the client frames the body itself).
+pub(crate) fn encode_request(req: &Request<Body>, origin: &Origin) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(req.method().as_str().as_bytes());
+    out.push(b' ');
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(if target.is_empty() { "/" } else { target }.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !req.headers().contains_key(HOST) {
+        out.extend_from_slice(b"Host: ");
+        out.extend_from_slice(origin.host_field().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in req.headers() {
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let body = req.body().len();
+    let method_has_body = !matches!(
+        *req.method(),
+        http::Method::GET | http::Method::HEAD | http::Method::DELETE | http::Method::OPTIONS
+    );
+    if body > 0 || method_has_body {
+        out.extend_from_slice(format!("Content-Length: {body}\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn protocol(why: &'static str, answered: bool) -> Failed {
+    Failed {
+        error: ClientError::Protocol(why),
+        answered,
+    }
+}
+
+/// Writes the request, reads the response; the response and whether the
+/// connection may serve another request.
+pub(crate) async fn exchange(
+    conn: &mut ClientStream,
+    head: &[u8],
+    body: &[u8],
+    head_only: bool,
+    opts: &ClientOptions,
+) -> Result<(Response<Body>, bool), Failed> {
+    let io = |error: std::io::Error, answered| Failed {
+        error: ClientError::Io(error),
+        answered,
+    };
+    conn.write_all(head).await.map_err(|e| io(e, false))?;
+    if !body.is_empty() {
+        conn.write_all(body).await.map_err(|e| io(e, false))?;
+    }
+    let mut buf = Vec::with_capacity(4096);
+    // The final response's head (interim 1xx answers are skipped).
+    let meta = loop {
+        match parse_response(&buf, head_only, opts.max_head) {
+            Ok(Some(m)) if (100..200).contains(&m.status) && m.status != 101 => {
+                buf.drain(..m.head_len);
+            }
+            Ok(Some(m)) => break m,
+            Ok(None) if buf.len() > opts.max_head => {
+                return Err(Failed {
+                    error: ClientError::TooLarge,
+                    answered: true,
+                })
+            }
+            Ok(None) => {
+                let n = conn
+                    .read_buf(&mut buf)
+                    .await
+                    .map_err(|e| io(e, !buf.is_empty()))?;
+                if n == 0 {
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "closed before a complete response head",
+                    );
+                    return Err(io(e, !buf.is_empty()));
+                }
+            }
+            Err(ResponseError::TooLarge) => {
+                return Err(Failed {
+                    error: ClientError::TooLarge,
+                    answered: true,
+                })
+            }
+            Err(_) => return Err(protocol("malformed response head", true)),
+        }
+    };
+    if meta.status == 101 {
+        return Err(protocol("an upgrade the request did not ask for", true));
+    }
+    let parts = head_parts(&buf[..meta.head_len]).ok_or(protocol("malformed head", true))?;
+    if let ResponseFraming::Length(n) = meta.framing {
+        if n > opts.max_body {
+            return Err(Failed {
+                error: ClientError::TooLarge,
+                answered: true,
+            });
+        }
+    }
+    let mut progress = BodyProgress::new(meta.framing, 4096, opts.max_head);
+    let mut data = Vec::new();
+    let mut at = meta.head_len;
+    let mut ended = false;
+    loop {
+        let mut over = false;
+        let fed = progress.feed(&buf[at..], |d| {
+            over |= (data.len() + d.len()) as u64 > opts.max_body;
+            if !over {
+                data.extend_from_slice(d);
+            }
+        });
+        let (used, done) = fed.map_err(|_| protocol("malformed chunked body", true))?;
+        if over {
+            return Err(Failed {
+                error: ClientError::TooLarge,
+                answered: true,
+            });
+        }
+        at += used;
+        if done || ended {
+            break;
+        }
+        buf.drain(..at);
+        at = 0;
+        let n = conn.read_buf(&mut buf).await.map_err(|e| io(e, true))?;
+        if n == 0 {
+            if meta.framing != ResponseFraming::UntilClose {
+                return Err(protocol("closed in the middle of the body", true));
+            }
+            ended = true;
+        }
+    }
+    // Bytes after the response (nobody asked for them) spoil the
+    // connection for the next request.
+    let keep = meta.keep_alive && !ended && at == buf.len();
+    let mut resp = Response::new(Body::from(data));
+    *resp.status_mut() = parts.status;
+    *resp.headers_mut() = parts.headers;
+    *resp.version_mut() = parts.version;
+    Ok((resp, keep))
+}
+
+struct Parts {
+    status: StatusCode,
+    headers: HeaderMap,
+    version: Version,
+}
+
+/// The status and header fields of a head `parse_response` accepted.
+fn head_parts(head: &[u8]) -> Option<Parts> {
+    let mut fields = [httparse::EMPTY_HEADER; 64];
+    let mut r = httparse::Response::new(&mut fields);
+    r.parse(head).ok()?;
+    let status = StatusCode::from_u16(r.code?).ok()?;
+    let mut headers = HeaderMap::with_capacity(r.headers.len());
+    for f in r.headers.iter() {
+        let name = HeaderName::from_bytes(f.name.as_bytes()).ok()?;
+        headers.append(name, HeaderValue::from_bytes(f.value).ok()?);
+    }
+    let version = if r.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    Some(Parts {
+        status,
+        headers,
+        version,
+    })
+}
