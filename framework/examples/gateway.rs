@@ -19,14 +19,12 @@
 mod common;
 
 use clap::Parser;
-use shardloop::client::ClientStream;
+use shardloop::client::{ClientStream, Pool, PoolError, PoolOptions, Pooled};
 use shardloop::endpoint::Connect;
 use shardloop::http::{header, Body, Handler, HeaderValue, HttpServer, Limits, Method, Reply};
 use shardloop::http::{Request, Response, StatusCode};
 use shardloop::task::timeout;
 use shardloop::{Server, ShardCtx};
-use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
@@ -70,16 +68,11 @@ struct Args {
 /// length the backend claims is never allocated before its bytes arrive.
 const VALUE_PIECE: usize = 1024 * 1024;
 
-/// One shard's backend connections: the idle ones, and how many are open.
-struct Pool {
-    backend: SocketAddr,
-    idle: RefCell<Vec<ClientStream>>,
-    max_idle: usize,
-    /// Open connections (idle or lent out), at most `max_open`.
-    open: std::cell::Cell<usize>,
-    max_open: usize,
-    /// Requests waiting for a connection to free up.
-    waiters: RefCell<VecDeque<std::task::Waker>>,
+/// One shard's backend connections (the library's pool, one key: the
+/// backend) and what a lookup may take.
+struct Backend {
+    pool: Pool<SocketAddr, ClientStream>,
+    addr: SocketAddr,
     limit: Duration,
     max_value: usize,
 }
@@ -92,72 +85,21 @@ enum Failure {
     Timeout,
 }
 
-impl Pool {
-    /// An idle connection, or a new one if fewer than `max_open` are open,
-    /// or the first one to free up.
-    async fn connection(&self) -> Result<ClientStream, Failure> {
-        let got = timeout(
-            self.limit,
-            std::future::poll_fn(|cx| {
-                while let Some(s) = self.idle.borrow_mut().pop() {
-                    if !s.is_eof() {
-                        return std::task::Poll::Ready(Some(s));
-                    }
-                    self.open.set(self.open.get() - 1);
-                }
-                if self.open.get() < self.max_open {
-                    self.open.set(self.open.get() + 1);
-                    return std::task::Poll::Ready(None);
-                }
-                self.waiters.borrow_mut().push_back(cx.waker().clone());
-                std::task::Poll::Pending
-            }),
-        )
-        .await;
-        match got {
-            Ok(Some(s)) => Ok(s),
-            Ok(None) => self.connect().await.inspect_err(|_| self.release()),
-            Err(_) => Err(Failure::Timeout),
-        }
-    }
-
-    /// A connection was closed or dropped: one more may open.
-    fn release(&self) {
-        self.open.set(self.open.get() - 1);
-        self.wake_waiters();
-    }
-
-    /// Wakes every waiter (each re-checks): a waker left by a request that
-    /// timed out meanwhile must not swallow the wake-up.
-    fn wake_waiters(&self) {
-        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
-        for w in waiters {
-            w.wake();
-        }
-    }
-
-    /// Gives a healthy connection back: kept idle, or closed.
-    fn give_back(&self, s: ClientStream) {
-        if self.idle.borrow().len() < self.max_idle {
-            self.idle.borrow_mut().push(s);
-            self.wake_waiters();
-        } else {
-            drop(s);
-            self.release();
-        }
-    }
-
-    async fn connect(&self) -> Result<ClientStream, Failure> {
-        match timeout(
-            self.limit,
-            ClientStream::connect(Connect::tcp(self.backend).timeout(self.limit)),
-        )
-        .await
+impl Backend {
+    /// An idle connection, a new one, or the first to free up.
+    async fn connection(&self) -> Result<Pooled<SocketAddr, ClientStream>, Failure> {
+        let connect = Connect::tcp(self.addr).timeout(self.limit);
+        match self
+            .pool
+            .checkout(self.addr, || ClientStream::connect(connect))
+            .await
         {
-            Ok(Ok(s)) => Ok(s),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => Err(Failure::Timeout),
-            Ok(Err(_)) => Err(Failure::BadGateway),
-            Err(_) => Err(Failure::Timeout),
+            Ok(c) => Ok(c),
+            Err(PoolError::Timeout(_)) => Err(Failure::Timeout),
+            Err(PoolError::Connect(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                Err(Failure::Timeout)
+            }
+            Err(_) => Err(Failure::BadGateway),
         }
     }
 
@@ -202,18 +144,14 @@ impl Pool {
         .await;
         match reply {
             Ok(Ok(Ok(v))) => {
-                self.give_back(s);
+                // Read to its end: the connection serves the next lookup.
+                s.release();
                 Ok(v)
             }
-            other => {
-                drop(s);
-                self.release();
-                match other {
-                    Ok(Ok(Err(f))) => Err(f),
-                    Err(_) => Err(Failure::Timeout),
-                    _ => Err(Failure::BadGateway),
-                }
-            }
+            // Dropped without a release: the pool closes it.
+            Ok(Ok(Err(f))) => Err(f),
+            Err(_) => Err(Failure::Timeout),
+            Ok(Err(_)) => Err(Failure::BadGateway),
         }
     }
 }
@@ -231,7 +169,7 @@ struct PoolConfig {
 /// A shard's pool, made on first use on that shard (a shard service: no
 /// lock, never shared).
 #[derive(Default)]
-struct ShardPool(Option<Rc<Pool>>);
+struct ShardPool(Option<Rc<Backend>>);
 
 /// `GET /key/NAME`: the value from the backend.
 struct Lookup(PoolConfig);
@@ -256,13 +194,14 @@ impl Handler for Lookup {
             .service::<ShardPool>()
             .0
             .get_or_insert_with(|| {
-                Rc::new(Pool {
-                    backend: c.backend,
-                    idle: RefCell::new(Vec::new()),
-                    max_idle: c.max_idle,
-                    open: std::cell::Cell::new(0),
-                    max_open: c.max_open,
-                    waiters: RefCell::new(VecDeque::new()),
+                Rc::new(Backend {
+                    pool: Pool::new(PoolOptions {
+                        max_idle: c.max_idle,
+                        max_per_key: c.max_open,
+                        wait_timeout: c.limit,
+                        ..PoolOptions::default()
+                    }),
+                    addr: c.backend,
                     limit: c.limit,
                     max_value: c.max_value,
                 })
