@@ -3,6 +3,35 @@
 //! timeouts, bodies framed by length, chunks or the close, TLS for
 //! `https://`. Shard-local: make one per shard (a shard service) and
 //! clone it into tasks.
+//!
+//! ```rust,no_run
+//! use shardloop::http::client::{Client, ClientOptions};
+//! use shardloop::http::{Body, HttpServer, Method, Reply, Response, Router};
+//! use shardloop::ShardCtx;
+//!
+//! /// One client per shard (a shard service), cloned into each request's task.
+//! #[derive(Default)]
+//! struct Upstream(Option<Client>);
+//!
+//! fn main() -> shardloop::Result<()> {
+//!     let app = Router::new().route_handler(Method::GET, "/proxy", |_req, ctx: &mut ShardCtx| {
+//!         let client = ctx
+//!             .service::<Upstream>()
+//!             .0
+//!             .get_or_insert_with(|| Client::new(ClientOptions::default()))
+//!             .clone();
+//!         Reply::later(async move {
+//!             match client.get("http://127.0.0.1:9000/data").await {
+//!                 Ok(r) => Response::new(r.into_body()),
+//!                 Err(e) => Response::new(Body::from(format!("upstream: {e}"))),
+//!             }
+//!         })
+//!     });
+//!     let http = HttpServer::new(app);
+//!     shardloop::Server::builder().listen("127.0.0.1:8080", http.factory()).build()?.start()?.wait();
+//!     Ok(())
+//! }
+//! ```
 
 mod exchange;
 mod origin;
