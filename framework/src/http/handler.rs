@@ -11,6 +11,7 @@ use std::pin::Pin;
 pub type ResponseFuture = Pin<Box<dyn Future<Output = Response<Body>>>>;
 
 /// A handler's answer.
+#[non_exhaustive]
 pub enum Reply {
     /// The response, computed at once (the fast path: no task, no
     /// allocation beyond the response).
@@ -21,6 +22,9 @@ pub enum Reply {
     /// A WebSocket handshake accepted ([`ws::accept`](super::ws::accept)):
     /// the 101 answer, then the WebSocket handler takes the connection.
     Upgrade(super::ws::Upgrade),
+    /// A response whose body a task writes in pieces
+    /// ([`Reply::stream`]).
+    Stream(super::StreamReply),
 }
 
 impl From<Response<Body>> for Reply {
@@ -39,6 +43,35 @@ impl Reply {
     /// ```
     pub fn later(f: impl Future<Output = Response<Body>> + 'static) -> Self {
         Reply::Later(Box::pin(f))
+    }
+
+    /// A response with `head`'s status and fields, whose body `produce`
+    /// writes through a [`BodyWriter`](super::BodyWriter), as a task of
+    /// the connection started when the response's turn comes: chunked on
+    /// the wire (close-delimited to an HTTP/1.0 client), each `send`
+    /// waiting while the client reads slower than the body is made. The
+    /// body ends when the writer is dropped.
+    ///
+    /// ```
+    /// use shardloop::http::{Reply, Response};
+    /// use std::time::Duration;
+    /// // A server-sent event a second, five times.
+    /// let reply = Reply::stream(Response::new(()), |mut body| async move {
+    ///     for i in 0..5 {
+    ///         if body.send(format!("data: tick {i}\n\n")).await.is_err() {
+    ///             return; // the client left
+    ///         }
+    ///         shardloop::task::sleep(Duration::from_secs(1)).await;
+    ///     }
+    /// });
+    /// # let _ = reply;
+    /// ```
+    pub fn stream<F, Fut>(head: Response<()>, produce: F) -> Self
+    where
+        F: FnOnce(super::BodyWriter) -> Fut + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        Reply::Stream(super::StreamReply::new(head, produce))
     }
 }
 

@@ -43,6 +43,7 @@ pub mod response_head;
 mod router;
 mod rules;
 mod server;
+mod stream;
 mod upgrade;
 pub mod ws;
 
@@ -54,3 +55,4 @@ pub use http::{
 pub use limits::Limits;
 pub use router::{Params, Router};
 pub use server::{HttpConnection, HttpFactory, HttpServer, PeerAddr, Shed};
+pub use stream::{BodyWriter, StreamClosed, StreamReply};

@@ -21,6 +21,9 @@ pub(crate) struct Framing<'a> {
     pub(crate) server: Option<&'a HeaderValue>,
     /// The shard's clock (for the cached `Date`).
     pub(crate) now: Instant,
+    /// The body follows the head as a stream: chunked for HTTP/1.1,
+    /// delimited by the close for HTTP/1.0.
+    pub(crate) streamed: bool,
 }
 
 /// True if `value` (a `Connection` field) lists `close`.
@@ -100,7 +103,14 @@ pub(crate) fn encode(resp: Response<Body>, f: &Framing<'_>, out: &mut Vec<u8>) -
         out.extend_from_slice(b"\r\n");
     }
     let body = resp.body();
-    if !bodiless(status) {
+    if f.streamed && !bodiless(status) {
+        if f.version == Version::HTTP_10 {
+            // No chunked coding in HTTP/1.0: the close ends the body.
+            close = true;
+        } else {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        }
+    } else if !bodiless(status) {
         // A HEAD handler may state the length of the body it leaves out.
         let stated = stated_length.filter(|_| f.head_only && body.is_empty());
         out.extend_from_slice(b"Content-Length: ");
@@ -201,6 +211,7 @@ mod tests {
             keep_alive: !close,
             server: None,
             now: Instant::now(),
+            streamed: false,
         }
     }
 

@@ -9,6 +9,7 @@ use super::handler::{Handler, Reply};
 use super::head::{self, Framing, Head, HeaderSpan, Refusal};
 use super::limits::Limits;
 use super::response::{self, encode};
+use super::stream::{OwedStream, Streaming};
 use super::ws::{self, Session};
 use crate::{Addr, Conn, Protocol, ShardCtx};
 use bytes::BytesMut;
@@ -163,6 +164,7 @@ impl crate::Factory for HttpFactory {
             scratch: Vec::new(),
             upgrading: false,
             ws: None,
+            streaming: None,
         }
     }
 }
@@ -187,6 +189,8 @@ pub(super) struct Slot {
     pub(super) close: bool,
     /// A WebSocket that takes the connection over once this is written.
     pub(super) upgrade: Option<Box<Session>>,
+    /// A streamed response, started when its turn comes.
+    pub(super) stream: Option<Box<OwedStream>>,
 }
 
 /// One HTTP/1.1 connection (the protocol [`HttpFactory`] builds).
@@ -217,6 +221,8 @@ pub struct HttpConnection {
     pub(super) upgrading: bool,
     /// The WebSocket the connection was upgraded to.
     pub(super) ws: Option<Box<Session>>,
+    /// The streamed response being written (later answers wait for it).
+    pub(super) streaming: Option<Streaming>,
 }
 
 impl Protocol for HttpConnection {
@@ -260,6 +266,7 @@ impl Protocol for HttpConnection {
     }
 
     fn connection_lost(&mut self, conn: &mut Conn<'_, Self>, _reason: &crate::CloseReason) {
+        self.stream_lost();
         if let Some(ws) = &mut self.ws {
             ws.ended(conn);
         }
@@ -271,7 +278,12 @@ impl Protocol for HttpConnection {
         }
     }
 
+    fn pause_producing(&mut self, _conn: &mut Conn<'_, Self>) {
+        self.stream_pause(true);
+    }
+
     fn resume_producing(&mut self, conn: &mut Conn<'_, Self>) {
+        self.stream_pause(false);
         match &mut self.ws {
             Some(ws) => ws.resume_producing(conn),
             None => self.serve(conn),
@@ -311,7 +323,7 @@ impl HttpConnection {
                 self.set_deadline(conn, None);
                 // Between requests: the keep-alive timeout rules (after
                 // the peer's EOF the close below comes first).
-                if self.pending.is_empty() && !self.eof {
+                if self.nothing_owed() && !self.eof {
                     self.keep_alive(conn, true);
                 }
                 return self.out_of_input(conn);
@@ -345,7 +357,7 @@ impl HttpConnection {
         self.closing = true;
         self.body = None;
         self.set_deadline(conn, None);
-        if self.pending.is_empty() {
+        if self.nothing_owed() {
             conn.close();
         }
     }
@@ -367,7 +379,7 @@ impl HttpConnection {
                 limits.max_trailers,
             )),
         };
-        if head.expect_continue && self.pending.is_empty() {
+        if head.expect_continue && self.nothing_owed() {
             conn.write(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
         let t = limits.body_timeout;
@@ -455,6 +467,25 @@ impl HttpConnection {
         match self.shared.handler.call(req, conn.shard()) {
             Reply::Now(r) => self.respond(conn, seq, r, head_only, version, keep_alive),
             Reply::Upgrade(up) => self.upgrade(conn, seq, up),
+            Reply::Stream(reply) => {
+                let owed = OwedStream {
+                    reply,
+                    head_only,
+                    version,
+                    keep_alive,
+                };
+                if self.nothing_owed() {
+                    self.start_stream(conn, owed);
+                    if self.streaming.is_none() {
+                        self.write_ready(conn);
+                    }
+                } else {
+                    self.owe(conn, seq, None, !keep_alive, None);
+                    let i = (seq - self.first_owed) as usize;
+                    self.pending[i].stream = Some(Box::new(owed));
+                    self.write_ready(conn);
+                }
+            }
             Reply::Later(fut) => {
                 self.owe(conn, seq, None, !keep_alive, None);
                 conn.spawn(move |task| async move {
@@ -483,8 +514,9 @@ impl HttpConnection {
             keep_alive,
             server: self.shared.server.as_ref(),
             now: conn.shard().now(),
+            streamed: false,
         };
-        if self.pending.is_empty() {
+        if self.nothing_owed() {
             // The fast path: nothing owed before it (no copy kept).
             self.scratch.clear();
             let e = encode(r, &framing, &mut self.scratch);
@@ -532,14 +564,29 @@ impl HttpConnection {
             bytes,
             close,
             upgrade,
+            stream: None,
         });
     }
 
     /// Writes the owed responses that are ready, in order.
     pub(super) fn write_ready(&mut self, conn: &mut Conn<'_, Self>) {
-        while self.pending.front().is_some_and(|s| s.bytes.is_some()) {
+        while self
+            .pending
+            .front()
+            .is_some_and(|s| s.bytes.is_some() || s.stream.is_some())
+        {
+            if self.streaming.is_some() {
+                return; // its end brings us back
+            }
             let slot = self.pending.pop_front().expect("checked");
             self.first_owed += 1;
+            if let Some(owed) = slot.stream {
+                self.start_stream(conn, *owed);
+                if self.closing && self.pending.is_empty() && self.streaming.is_none() {
+                    return;
+                }
+                continue;
+            }
             let (head, body) = slot.bytes.expect("checked");
             conn.write_owned(head);
             if let Some(body) = body {
@@ -555,6 +602,9 @@ impl HttpConnection {
                 conn.close();
                 return;
             }
+        }
+        if self.streaming.is_some() {
+            return;
         }
         if self.pending.is_empty() {
             if self.closing {
@@ -596,6 +646,16 @@ impl HttpConnection {
         self.set_deadline(conn, None);
         let resp = response::error(r.status, r.why);
         self.respond(conn, seq, resp, false, Version::HTTP_11, false);
+    }
+
+    /// No answer is owed or being written.
+    pub(super) fn nothing_owed(&self) -> bool {
+        self.pending.is_empty() && self.streaming.is_none()
+    }
+
+    /// The `Server` field the server sends, if any.
+    pub(super) fn server_field(&self) -> Option<&HeaderValue> {
+        self.shared.server.as_ref()
     }
 
     /// Starts (or stops) the keep-alive timeout, if it is not so already.

@@ -12,7 +12,7 @@ impl HttpConnection {
     pub(super) fn upgrade(&mut self, conn: &mut Conn<'_, Self>, seq: u64, up: Upgrade) {
         self.closing = true;
         self.upgrading = true;
-        if self.pending.is_empty() {
+        if self.nothing_owed() {
             conn.write_owned(up.head);
             return self.switch(conn, up.session);
         }

@@ -107,6 +107,7 @@ fn status(r: &Router, method: Method, path: &str) -> (StatusCode, String) {
         ),
         Reply::Later(_) => (StatusCode::ACCEPTED, String::new()),
         Reply::Upgrade(_) => (StatusCode::SWITCHING_PROTOCOLS, String::new()),
+        _ => (StatusCode::OK, "streamed".into()),
     }
 }
 

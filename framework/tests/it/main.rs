@@ -20,6 +20,7 @@ mod http_client;
 mod http_hostile;
 mod http_kit;
 mod http_server;
+mod http_stream;
 mod large_replies;
 mod layering;
 mod lifecycle;
