@@ -31,6 +31,7 @@
 //! ```
 
 mod body;
+mod builder;
 pub mod chunked;
 pub mod client;
 mod handler;
@@ -48,11 +49,12 @@ mod upgrade;
 pub mod ws;
 
 pub use body::Body;
+pub use builder::{HttpFactory, HttpServer, PeerAddr, Shed};
 pub use handler::{Handler, Reply, ResponseFuture};
 pub use http::{
     header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
 };
 pub use limits::Limits;
 pub use router::{Params, Router};
-pub use server::{HttpConnection, HttpFactory, HttpServer, PeerAddr, Shed};
+pub use server::HttpConnection;
 pub use stream::{BodyWriter, StreamClosed, StreamReply};
