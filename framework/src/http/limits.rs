@@ -17,6 +17,14 @@ use std::time::Duration;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
+    /// HTTP/2: streams a client may have open at once
+    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`; nginx: 128).
+    pub h2_max_streams: u32,
+    /// HTTP/2: streams a client may reset before the server answers them,
+    /// and streams the server may reset for a client's errors, before the
+    /// connection is closed with `ENHANCE_YOUR_CALM` (the rapid-reset
+    /// attack, CVE-2023-44487).
+    pub h2_max_pending_resets: usize,
     /// The request line (method, target, version) at most: longer is
     /// answered 414 and closed (nginx: 8 KiB, `large_client_header_buffers`).
     pub max_request_line: usize,
@@ -55,6 +63,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
+            h2_max_streams: 128,
+            h2_max_pending_resets: 20,
             max_request_line: 8 * 1024,
             max_head: 16 * 1024,
             max_headers: 100,

@@ -34,6 +34,7 @@ mod body;
 mod builder;
 pub mod chunked;
 pub mod client;
+mod h2;
 mod handler;
 pub mod head;
 #[cfg(test)]

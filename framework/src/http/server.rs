@@ -6,6 +6,7 @@
 use super::body::Body;
 use super::builder::{PeerAddr, Shared};
 use super::chunked::ChunkedDecoder;
+use super::h2;
 use super::handler::Reply;
 use super::head::{self, Framing, Head, HeaderSpan, Refusal};
 use super::response::{self, encode};
@@ -39,6 +40,7 @@ impl HttpConnection {
             upgrading: false,
             ws: None,
             streaming: None,
+            h2: false,
         }
     }
 }
@@ -97,6 +99,8 @@ pub struct HttpConnection {
     pub(super) ws: Option<Box<Session>>,
     /// The streamed response being written (later answers wait for it).
     pub(super) streaming: Option<Streaming>,
+    /// The connection speaks HTTP/2 (its input goes to the `h2` task).
+    pub(super) h2: bool,
 }
 
 impl Protocol for HttpConnection {
@@ -105,6 +109,10 @@ impl Protocol for HttpConnection {
     type Message = ws::Message;
 
     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
+        let alpn = conn.tls_info().and_then(|t| t.alpn);
+        if alpn.as_deref() == Some(b"h2") {
+            return self.start_h2(conn, &[]);
+        }
         // The first request's head is due from the start, as for nginx: a
         // connection that sends nothing is closed at the header timeout.
         // The keep-alive timer starts once a request was answered (one
@@ -124,6 +132,17 @@ impl Protocol for HttpConnection {
             return;
         }
         self.buf.extend_from_slice(data);
+        if self.next_seq == 0 && self.body.is_none() && self.buf.starts_with(&h2::PREFACE[..4]) {
+            // `PRI ` opens a prior-knowledge HTTP/2 connection (h2c).
+            let n = self.buf.len().min(h2::PREFACE.len());
+            if self.buf[..n] == h2::PREFACE[..n] {
+                if n < h2::PREFACE.len() {
+                    return; // the rest of the preface is coming
+                }
+                let early = std::mem::take(&mut self.buf);
+                return self.start_h2(conn, &early);
+            }
+        }
         self.serve(conn);
     }
 
@@ -326,19 +345,7 @@ impl HttpConnection {
         if !keep_alive {
             self.closing = true;
         }
-        let shed = self
-            .shared
-            .shed
-            .as_ref()
-            .and_then(|shed| shed(&req, conn.shard()));
-        if let Some(retry) = shed {
-            let mut r = response::error(StatusCode::SERVICE_UNAVAILABLE, "overloaded");
-            let secs = retry.as_secs() + u64::from(retry.subsec_nanos() > 0);
-            r.headers_mut()
-                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
-            return self.respond(conn, seq, r, head_only, version, keep_alive);
-        }
-        match self.shared.handler.call(req, conn.shard()) {
+        match self.answer(req, conn) {
             Reply::Now(r) => self.respond(conn, seq, r, head_only, version, keep_alive),
             Reply::Upgrade(up) => self.upgrade(conn, seq, up),
             Reply::Stream(reply) => {
@@ -370,6 +377,28 @@ impl HttpConnection {
                 });
             }
         }
+    }
+
+    /// The shedder's 503, or the handler's answer (HTTP/1.1 and HTTP/2).
+    pub(super) fn answer(&mut self, req: Request<Body>, conn: &mut Conn<'_, Self>) -> Reply {
+        let shed = self
+            .shared
+            .shed
+            .as_ref()
+            .and_then(|shed| shed(&req, conn.shard()));
+        if let Some(retry) = shed {
+            let mut r = response::error(StatusCode::SERVICE_UNAVAILABLE, "overloaded");
+            let secs = retry.as_secs() + u64::from(retry.subsec_nanos() > 0);
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+            return Reply::Now(r);
+        }
+        self.shared.handler.call(req, conn.shard())
+    }
+
+    /// The server's configuration.
+    pub(super) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// Writes response `seq` now if every earlier one is out, else keeps it.

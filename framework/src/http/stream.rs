@@ -87,17 +87,47 @@ pub struct StreamClosed;
 /// Writes a streamed response's body (from [`Reply::stream`](super::Reply::stream)).
 /// Dropping it ends the body.
 pub struct BodyWriter {
-    state: Rc<RefCell<StreamState>>,
-    task: ConnTask<HttpConnection>,
+    to: WriterTo,
+}
+
+/// Where a body's pieces go.
+enum WriterTo {
+    /// An HTTP/1.1 connection, in chunks.
+    H1 {
+        state: Rc<RefCell<StreamState>>,
+        task: ConnTask<HttpConnection>,
+    },
+    /// An HTTP/2 stream, in DATA frames.
+    H2 {
+        stream: h2::SendStream<Bytes>,
+        failed: bool,
+    },
 }
 
 impl BodyWriter {
+    pub(crate) fn h2(stream: h2::SendStream<Bytes>) -> Self {
+        BodyWriter {
+            to: WriterTo::H2 {
+                stream,
+                failed: false,
+            },
+        }
+    }
+
     /// Sends a piece of the body, first waiting while the client reads
     /// slower than the body is written (the connection's output above
     /// its high-water mark). Empty pieces are skipped.
     pub async fn send(&mut self, data: impl Into<Bytes>) -> Result<(), StreamClosed> {
+        let (state, task) = match &mut self.to {
+            WriterTo::H1 { state, task } => (state, task),
+            WriterTo::H2 { stream, failed } => {
+                let sent = super::h2::send_data(stream, data.into(), false).await;
+                *failed |= sent.is_err();
+                return sent;
+            }
+        };
         poll_fn(|cx| {
-            let mut s = self.state.borrow_mut();
+            let mut s = state.borrow_mut();
             if s.closed {
                 return Poll::Ready(Err(StreamClosed));
             }
@@ -112,20 +142,29 @@ impl BodyWriter {
         if data.is_empty() {
             return Ok(());
         }
-        self.state.borrow_mut().queued += data.len();
-        self.task.run(move |p, conn| p.stream_piece(conn, data));
+        state.borrow_mut().queued += data.len();
+        task.run(move |p, conn| p.stream_piece(conn, data));
         Ok(())
     }
 
-    /// True once the connection is gone.
+    /// True once the client's connection (or HTTP/2 stream) is gone.
     pub fn is_closed(&self) -> bool {
-        self.state.borrow().closed
+        match &self.to {
+            WriterTo::H1 { state, .. } => state.borrow().closed,
+            WriterTo::H2 { failed, .. } => *failed,
+        }
     }
 }
 
 impl Drop for BodyWriter {
     fn drop(&mut self) {
-        self.task.run(|p, conn| p.stream_end(conn));
+        match &mut self.to {
+            WriterTo::H1 { task, .. } => task.run(|p, conn| p.stream_end(conn)),
+            // The end of the stream: an empty DATA frame with END_STREAM.
+            WriterTo::H2 { stream, .. } => {
+                let _ = stream.send_data(Bytes::new(), true);
+            }
+        }
     }
 }
 
@@ -180,7 +219,9 @@ impl HttpConnection {
         self.keep_alive(conn, false);
         let produce = reply.produce;
         conn.spawn(move |task| async move {
-            let writer = BodyWriter { state, task };
+            let writer = BodyWriter {
+                to: WriterTo::H1 { state, task },
+            };
             produce(writer).await;
         });
     }

@@ -183,6 +183,15 @@ impl<P: Protocol> Conn<'_, P> {
 
     /// From now on this connection's input (and its EOF) goes to the
     /// returned buffer, for a task to read, instead of `data_received`.
+    /// Hands `data` (bytes this protocol read before its task took the
+    /// input over) to the task reading the connection, first in line.
+    pub(crate) fn push_task_input(&mut self, data: &[u8]) {
+        let input = self.route_input_to_task();
+        if input.borrow_mut().push(data) {
+            self.pause_reading();
+        }
+    }
+
     pub(crate) fn route_input_to_task(&mut self) -> SharedInput {
         let me = self.core.id;
         if let Some(Route::Task(input)) = self.ctx.routes.get(&me) {

@@ -9,6 +9,7 @@ use crate::framing::Decoder;
 use crate::reactor::exec::input::SharedInput;
 use crate::reactor::Protocol;
 use std::io;
+use std::task::{Context, Poll};
 
 impl<P: Protocol> Resume for ConnTask<P> {
     fn resume(&self) {
@@ -33,6 +34,37 @@ impl<P: Protocol> ConnTask<P> {
             input,
             resume: self,
         }
+    }
+
+    /// Polls for input into `buf`, for adapters to poll-based I/O traits
+    /// (an HTTP/2 library's `AsyncRead`): `Ready(Ok(0))` at the peer's EOF,
+    /// `Pending` with the waker kept until bytes arrive.
+    pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let input = match self.input() {
+            Ok(i) => i,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        let mut s = input.borrow_mut();
+        let have = s.buffered();
+        let out = if !have.is_empty() {
+            let n = have.len().min(buf.len());
+            buf[..n].copy_from_slice(&have[..n]);
+            s.consume(n);
+            Poll::Ready(Ok(n))
+        } else if s.ended() {
+            Poll::Ready(Ok(0))
+        } else if let Some(e) = s.failure() {
+            Poll::Ready(Err(e))
+        } else {
+            s.wait(cx.waker());
+            Poll::Pending
+        };
+        let resume = s.should_resume();
+        drop(s);
+        if resume {
+            self.resume();
+        }
+        out
     }
 
     /// Reads into `buf`; `Ok(0)` at the peer's EOF.

@@ -16,6 +16,7 @@ mod framing;
 mod gateway;
 mod half_close;
 mod hardening;
+mod http2;
 mod http_client;
 mod http_hostile;
 mod http_kit;

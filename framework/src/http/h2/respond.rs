@@ -1,0 +1,117 @@
+//! Responses on an HTTP/2 stream: the head (the fields HTTP/2 forbids
+//! taken out, `date`, `server` and `content-length` added), and the body
+//! sent within the stream's flow-control window.
+
+use super::super::builder::Shared;
+use super::super::{Body, BodyWriter, StreamClosed, StreamReply};
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::SendStream;
+use http::header::{self, HeaderValue};
+use http::Response;
+use std::future::poll_fn;
+use std::time::SystemTime;
+
+/// Fields that belong to one HTTP/1.1 connection (RFC 9113 §8.2.2).
+fn connection_specific(name: &header::HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
+/// The head to send: the handler's fields less the forbidden ones.
+fn head(parts: http::response::Parts, shared: &Shared) -> Response<()> {
+    let mut r = Response::new(());
+    *r.status_mut() = parts.status;
+    let h = r.headers_mut();
+    for (name, value) in parts.headers.iter() {
+        if !connection_specific(name) {
+            h.append(name.clone(), value.clone());
+        }
+    }
+    if !h.contains_key(header::DATE) {
+        let date = httpdate::fmt_http_date(SystemTime::now());
+        if let Ok(v) = HeaderValue::from_str(&date) {
+            h.insert(header::DATE, v);
+        }
+    }
+    if let Some(server) = &shared.server {
+        h.entry(header::SERVER).or_insert_with(|| server.clone());
+    }
+    r
+}
+
+/// Sends a response with its whole body.
+pub(super) async fn send(
+    respond: &mut SendResponse<Bytes>,
+    resp: Response<Body>,
+    head_only: bool,
+    shared: &Shared,
+) {
+    let (parts, body) = resp.into_parts();
+    let mut h = head(parts, shared);
+    let body = body.into_bytes();
+    let bodiless = h.status().is_informational()
+        || h.status() == http::StatusCode::NO_CONTENT
+        || h.status() == http::StatusCode::NOT_MODIFIED;
+    if !bodiless {
+        h.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
+    let end = head_only || bodiless || body.is_empty();
+    let Ok(mut stream) = respond.send_response(h, end) else {
+        return; // reset by the client
+    };
+    if !end {
+        let _ = send_data(&mut stream, body, true).await;
+    }
+}
+
+/// Sends a streamed response: the head, then what the producer writes.
+pub(super) async fn stream(
+    respond: &mut SendResponse<Bytes>,
+    reply: StreamReply,
+    head_only: bool,
+    shared: &Shared,
+) {
+    let (parts, ()) = reply.head.into_parts();
+    let h = head(parts, shared);
+    let Ok(stream) = respond.send_response(h, head_only) else {
+        return;
+    };
+    if !head_only {
+        (reply.produce)(BodyWriter::h2(stream)).await;
+    }
+}
+
+/// Sends `data` as the window allows (waiting for the client's window
+/// updates: a client that does not read holds the stream, not memory),
+/// ending the stream after it if `end`.
+pub(crate) async fn send_data(
+    s: &mut SendStream<Bytes>,
+    mut data: Bytes,
+    end: bool,
+) -> Result<(), StreamClosed> {
+    if data.is_empty() {
+        if end {
+            s.send_data(data, true).map_err(|_| StreamClosed)?;
+        }
+        return Ok(());
+    }
+    while !data.is_empty() {
+        s.reserve_capacity(data.len());
+        let n = match poll_fn(|cx| s.poll_capacity(cx)).await {
+            Some(Ok(n)) => n,
+            _ => return Err(StreamClosed),
+        };
+        if n == 0 {
+            continue;
+        }
+        let piece = data.split_to(n.min(data.len()));
+        s.send_data(piece, end && data.is_empty())
+            .map_err(|_| StreamClosed)?;
+    }
+    Ok(())
+}
