@@ -46,6 +46,8 @@ mod router;
 mod rules;
 mod server;
 mod stream;
+#[cfg(feature = "tower")]
+mod tower;
 mod upgrade;
 pub mod ws;
 
@@ -59,3 +61,5 @@ pub use limits::Limits;
 pub use router::{Params, Router};
 pub use server::HttpConnection;
 pub use stream::{BodyWriter, StreamClosed, StreamReply};
+#[cfg(feature = "tower")]
+pub use tower::TowerHandler;

@@ -329,3 +329,51 @@ fn handlers_see_the_client_and_a_trusted_proxy_header_names_it() {
     assert_eq!(response(&mut s).2, s.local_addr().unwrap().to_string());
     h.shutdown();
 }
+
+/// A `tower` service, wrapped in tower's own middleware, as the handler
+/// (feature `tower`).
+#[test]
+fn a_tower_service_with_tower_middleware_serves_requests() {
+    use shardloop::http::{HeaderValue, TowerHandler};
+    use tower::ServiceBuilder;
+    let hello = tower::service_fn(|req: shardloop::http::Request<Body>| async move {
+        if req.uri().path() == "/fail" {
+            return Err("the database is down");
+        }
+        // A timer of shardloop's, inside a tower service.
+        shardloop::task::sleep(Duration::from_millis(5)).await;
+        Ok(Response::new(Body::from(format!(
+            "tower saw {}",
+            req.uri().path()
+        ))))
+    });
+    let svc = ServiceBuilder::new()
+        .concurrency_limit(2)
+        .map_response(|mut r: Response<Body>| {
+            r.headers_mut()
+                .insert("x-layer", HeaderValue::from_static("map_response"));
+            r
+        })
+        .service(hello);
+    let http = HttpServer::new(TowerHandler::new(svc));
+    let (_h, addr) = started(builder(1).listen("127.0.0.1:0", http.factory()));
+    let mut s = connect(addr);
+    s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\n\r\nGET /fail HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let (got, _) = read_to_end_lossy(&mut s);
+    let text = String::from_utf8_lossy(&got);
+    for path in ["/a", "/b", "/c"] {
+        assert!(text.contains(&format!("tower saw {path}")), "{text}");
+    }
+    assert_eq!(
+        text.matches("X-Layer: map_response\r\n").count(),
+        3,
+        "{text}"
+    );
+    // The service's error became a 500, without its text.
+    assert!(
+        text.contains("HTTP/1.1 500 Internal Server Error\r\n"),
+        "{text}"
+    );
+    assert!(!text.contains("database"), "{text}");
+}

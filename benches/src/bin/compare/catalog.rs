@@ -10,6 +10,9 @@ pub(crate) enum Kind {
     Udp,
     /// WebSocket echo of binary messages (`GET /ws`).
     WebSocket,
+    /// HTTP `GET /json`: a small object serialised per request
+    /// (TechEmpower's JSON test).
+    Json,
 }
 
 pub(crate) struct ServerDef {
@@ -162,6 +165,14 @@ pub(crate) fn servers() -> Vec<ServerDef> {
             &[],
         ),
         def("nginx (1 process, pinned)", Kind::Http, NGINX, &[]),
+        def("shardloop", Kind::Json, "examples/http_hello", &one),
+        def(
+            "hyper 1.x, tokio current-thread",
+            Kind::Json,
+            "peer_hyper",
+            &["--json"],
+        ),
+        def("nginx (1 process, pinned)", Kind::Json, NGINX, &[]),
         def(
             "shardloop http::ws",
             Kind::WebSocket,
@@ -275,6 +286,22 @@ pub(crate) fn scenarios(quick: bool) -> Vec<Scenario> {
         pipeline: 1,
         reconnect_every: Some(1),
     });
+    if !quick {
+        for (name, kind, pipeline) in [
+            ("HTTP plaintext, 64 conns, pipeline 16", Kind::Http, 16),
+            ("HTTP JSON, 64 conns, pipeline 1", Kind::Json, 1),
+            ("HTTP JSON, 64 conns, pipeline 16", Kind::Json, 16),
+        ] {
+            v.push(Scenario {
+                name: name.into(),
+                kind,
+                size: 0,
+                connections: 64,
+                pipeline,
+                reconnect_every: None,
+            });
+        }
+    }
     v.push(Scenario {
         name: "WebSocket echo 64 B messages, 64 conns, 1 in flight each".into(),
         kind: Kind::WebSocket,

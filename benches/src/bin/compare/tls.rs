@@ -74,6 +74,10 @@ http {{
             default_type text/plain;
             return 200 "Hello, World!";
         }}
+        location = /json {{
+            default_type application/json;
+            return 200 '{{"message":"Hello, World!"}}';
+        }}
     }}
 }}
 "#,
