@@ -49,3 +49,4 @@ mod twisted_basic;
 mod udp;
 mod unix;
 mod websocket;
+mod ws_kit;

@@ -51,8 +51,6 @@ pub mod frame;
 mod handshake;
 mod message;
 mod session;
-#[cfg(test)]
-mod tests;
 
 use super::{Body, Reply, Request};
 pub use handshake::accept_key;

@@ -1,12 +1,12 @@
-//! The WebSocket session through the testing kit: every split of the
-//! input, the framing rules of RFC 6455 §5, the close handshake, the
-//! idle ping.
+//! The WebSocket session through the testing kit (no sockets, manual
+//! clock): every split of the input, the framing rules of RFC 6455 §5,
+//! the close handshake, the idle ping.
 
-use super::frame::{self, opcode, FrameHead};
-use super::{close_code, Message, WebSocket, WsConn, WsOptions};
-use crate::http::{Body, HttpConnection, HttpServer, Request, Response, Router};
-use crate::testing::FakeTransport;
-use crate::Factory;
+use shardloop::http::ws::frame::{self, opcode, FrameHead};
+use shardloop::http::ws::{close_code, Message, WebSocket, WsConn, WsOptions};
+use shardloop::http::{Body, HttpConnection, HttpServer, Request, Response, Router};
+use shardloop::testing::FakeTransport;
+use shardloop::Factory;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,7 +55,7 @@ fn transport(opts: WsOptions) -> (FakeTransport<HttpConnection>, Log) {
         .get("/", |_: &Request<Body>| Response::new(Body::from("plain")))
         .websocket("/ws", opts, move |_| Recorder(l.clone()));
     let mut factory = HttpServer::new(app).factory()(0);
-    let t = FakeTransport::new(factory.build_protocol(crate::Addr::Unix(None)));
+    let t = FakeTransport::new(factory.build_protocol(shardloop::Addr::Unix(None)));
     (t, log)
 }
 
