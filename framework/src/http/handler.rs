@@ -91,8 +91,19 @@ impl Reply {
 /// is_handler(which);
 /// ```
 pub trait Handler: Send + Sync + 'static {
-    /// Answers one request (its body read whole).
+    /// Answers one request (its body read whole, or, where
+    /// [`streams_body`](Handler::streams_body) said so, arriving through
+    /// the [`BodyReader`](super::BodyReader) in its extensions).
     fn call(&self, req: Request<Body>, ctx: &mut ShardCtx) -> Reply;
+
+    /// Asked when a request with a body arrives, before its body is read:
+    /// true to get the request at once and its body in pieces (no
+    /// `Limits::max_body`: the handler bounds what it keeps). False by
+    /// default; [`Router::route_stream`](super::Router::route_stream)
+    /// routes say true.
+    fn streams_body(&self, _head: &http::request::Parts) -> bool {
+        false
+    }
 }
 
 impl<F> Handler for F

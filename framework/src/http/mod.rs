@@ -40,6 +40,7 @@ pub mod head;
 #[cfg(test)]
 mod head_tests;
 mod limits;
+mod request_body;
 mod response;
 pub mod response_head;
 mod router;
@@ -58,6 +59,7 @@ pub use http::{
     header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
 };
 pub use limits::Limits;
+pub use request_body::{BodyError, BodyReader};
 pub use router::{Params, Router};
 pub use server::HttpConnection;
 pub use stream::{BodyWriter, StreamClosed, StreamReply};

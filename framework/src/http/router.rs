@@ -5,6 +5,7 @@
 
 use super::body::Body;
 use super::handler::{Handler, Reply};
+use super::request_body::BodyReader;
 use super::response::error;
 use crate::ShardCtx;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -21,6 +22,8 @@ struct Entry {
     method: Method,
     segments: Vec<Segment>,
     run: Route,
+    /// The route takes its body in pieces (`route_stream`).
+    streams: bool,
 }
 
 /// The `{name}` segments a route captured, in the request's extensions.
@@ -81,6 +84,7 @@ impl Router {
             method,
             segments: segments(path),
             run: Box::new(move |req: Request<Body>, _: &mut ShardCtx| Reply::Now(f(&req))),
+            streams: false,
         });
         self
     }
@@ -99,6 +103,7 @@ impl Router {
             method,
             segments: segments(path),
             run: Box::new(move |req, _: &mut ShardCtx| Reply::later(f(req))),
+            streams: false,
         });
         self
     }
@@ -146,6 +151,7 @@ impl Router {
             method,
             segments: segments(path),
             run: Box::new(h),
+            streams: false,
         });
         self
     }
@@ -179,6 +185,51 @@ impl Router {
             path,
             move |req: Request<Body>, _: &mut ShardCtx| super::ws::accept(&req, &opts, make(&req)),
         )
+    }
+
+    /// Answers `method` on `path` with a future that gets the request at
+    /// once and its body in pieces as they arrive ([`BodyReader`]): for
+    /// uploads larger than the server should hold. `Limits::max_body`
+    /// does not apply; the connection stops reading while the handler is
+    /// behind. (On HTTP/2 the body is read, up to `max_body`, first.)
+    ///
+    /// ```
+    /// use shardloop::http::{Body, BodyReader, Method, Request, Response, Router};
+    /// // Counts the bytes of an upload of any size, holding one piece at a time.
+    /// let app = Router::new().route_stream(Method::PUT, "/upload", |_req: Request<Body>, body: BodyReader| async move {
+    ///     let mut total = 0;
+    ///     while let Some(Ok(piece)) = body.next().await {
+    ///         total += piece.len();
+    ///     }
+    ///     Response::new(Body::from(format!("{total} bytes")))
+    /// });
+    /// # let _ = app;
+    /// ```
+    pub fn route_stream<Fut>(
+        mut self,
+        method: Method,
+        path: &str,
+        f: impl Fn(Request<Body>, BodyReader) -> Fut + Send + Sync + 'static,
+    ) -> Self
+    where
+        Fut: Future<Output = Response<Body>> + 'static,
+    {
+        self.routes.push(Entry {
+            method,
+            segments: segments(path),
+            run: Box::new(move |mut req: Request<Body>, _: &mut ShardCtx| {
+                // No body (or one read whole): an ended reader over it.
+                let body = req
+                    .extensions_mut()
+                    .remove::<BodyReader>()
+                    .unwrap_or_else(|| {
+                        BodyReader::whole(std::mem::take(req.body_mut()).into_bytes())
+                    });
+                Reply::later(f(req, body))
+            }),
+            streams: true,
+        });
+        self
     }
 
     /// Answers what no route matched (default: 404).
@@ -216,6 +267,12 @@ fn matches(pattern: &[Segment], path: &str) -> Option<Params> {
 }
 
 impl Handler for Router {
+    fn streams_body(&self, head: &http::request::Parts) -> bool {
+        self.routes.iter().any(|e| {
+            e.streams && e.method == head.method && matches(&e.segments, head.uri.path()).is_some()
+        })
+    }
+
     fn call(&self, mut req: Request<Body>, ctx: &mut ShardCtx) -> Reply {
         let mut allowed: Vec<&Method> = Vec::new();
         let mut found = None;

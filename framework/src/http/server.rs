@@ -9,6 +9,7 @@ use super::chunked::ChunkedDecoder;
 use super::h2;
 use super::handler::Reply;
 use super::head::{self, Framing, Head, HeaderSpan, Refusal};
+use super::request_body::{BodyError, BodyReader};
 use super::response::{self, encode};
 use super::stream::{OwedStream, Streaming};
 use super::ws::{self, Session};
@@ -47,10 +48,14 @@ impl HttpConnection {
 
 /// A request whose body is being read.
 struct InBody {
-    parts: http::request::Parts,
+    /// The head, until the body is whole (none for a streamed body: its
+    /// request was dispatched at once).
+    parts: Option<http::request::Parts>,
     left: BodyLeft,
     body: BytesMut,
     keep_alive: bool,
+    /// Where a streamed body's pieces go.
+    reader: Option<BodyReader>,
 }
 
 enum BodyLeft {
@@ -128,7 +133,7 @@ impl Protocol for HttpConnection {
             self.buf.extend_from_slice(data);
             return ws.feed(&mut self.buf, conn);
         }
-        if self.closing && !self.upgrading {
+        if self.closing && !self.upgrading && self.body.is_none() {
             return;
         }
         self.buf.extend_from_slice(data);
@@ -160,6 +165,7 @@ impl Protocol for HttpConnection {
 
     fn connection_lost(&mut self, conn: &mut Conn<'_, Self>, _reason: &crate::CloseReason) {
         self.stream_lost();
+        self.drop_body(BodyError::Incomplete);
         if let Some(ws) = &mut self.ws {
             ws.ended(conn);
         }
@@ -195,7 +201,15 @@ impl HttpConnection {
     /// Reads and answers the requests in the buffer while the connection
     /// takes output and owes fewer than `max_pipelined` responses.
     pub(super) fn serve(&mut self, conn: &mut Conn<'_, Self>) {
-        while !self.closing {
+        // A body being read is read to its end even once no further
+        // request will be (a streamed body's request was answered first).
+        while !self.closing || self.body.is_some() {
+            if self.body.is_some() {
+                if !self.read_body(conn) {
+                    return self.out_of_input(conn);
+                }
+                continue;
+            }
             if self.pending.len() >= self.shared.limits.max_pipelined {
                 if !self.paused {
                     self.paused = true;
@@ -205,12 +219,6 @@ impl HttpConnection {
             }
             if !conn.is_writable() {
                 return; // resume_producing brings us back
-            }
-            if self.body.is_some() {
-                if !self.read_body(conn) {
-                    return self.out_of_input(conn);
-                }
-                continue;
             }
             if self.buf.is_empty() {
                 self.set_deadline(conn, None);
@@ -244,11 +252,14 @@ impl HttpConnection {
     /// Nothing more can be served from the input read so far: after the
     /// peer's EOF, that is the end (the close follows the last answer).
     fn out_of_input(&mut self, conn: &mut Conn<'_, Self>) {
-        if !self.eof || self.closing {
+        if !self.eof {
+            return;
+        }
+        self.drop_body(BodyError::Incomplete);
+        if self.closing {
             return;
         }
         self.closing = true;
-        self.body = None;
         self.set_deadline(conn, None);
         if self.nothing_owed() {
             conn.close();
@@ -258,12 +269,14 @@ impl HttpConnection {
     /// A head was read: answer it, or start reading its body.
     fn start(&mut self, conn: &mut Conn<'_, Self>, head: Head) {
         let limits = &self.shared.limits;
+        if head.framing == Framing::Length(0) {
+            let req = Request::from_parts(head.parts, Body::empty());
+            return self.dispatch(conn, req, head.keep_alive);
+        }
+        // A handler that takes the body in pieces gets its request now.
+        let streamed = self.shared.handler.streams_body(&head.parts);
         let left = match head.framing {
-            Framing::Length(0) => {
-                let req = Request::from_parts(head.parts, Body::empty());
-                return self.dispatch(conn, req, head.keep_alive);
-            }
-            Framing::Length(n) if n > limits.max_body => {
+            Framing::Length(n) if n > limits.max_body && !streamed => {
                 return self.refuse(conn, too_large());
             }
             Framing::Length(n) => BodyLeft::Length(n),
@@ -277,31 +290,78 @@ impl HttpConnection {
         }
         let t = limits.body_timeout;
         self.set_deadline(conn, t);
+        let keep_alive = head.keep_alive;
+        if streamed {
+            let r = BodyReader::new(Some(conn.id()));
+            let mut req = Request::from_parts(head.parts, Body::empty());
+            req.extensions_mut().insert(r.clone());
+            // Reading the body goes on while the handler runs.
+            self.body = Some(Box::new(InBody {
+                parts: None,
+                left,
+                body: BytesMut::new(),
+                keep_alive,
+                reader: Some(r),
+            }));
+            return self.dispatch(conn, req, keep_alive);
+        }
         self.body = Some(Box::new(InBody {
-            parts: head.parts,
+            parts: Some(head.parts),
             left,
             body: BytesMut::new(),
-            keep_alive: head.keep_alive,
+            keep_alive,
+            reader: None,
         }));
+    }
+
+    /// A body that will not be read to its end: a streamed one learns why.
+    fn drop_body(&mut self, why: BodyError) {
+        if let Some(r) = self.body.take().and_then(|b| b.reader) {
+            r.finish(Err(why));
+        }
+    }
+
+    /// A streamed body's handler caught up: reading goes on.
+    pub(super) fn body_drained(&mut self, conn: &mut Conn<'_, Self>) {
+        if self.body.is_some() {
+            conn.resume_reading();
+            self.serve(conn);
+        }
     }
 
     /// Takes body bytes from the buffer; true once the request was answered.
     fn read_body(&mut self, conn: &mut Conn<'_, Self>) -> bool {
         let max = self.shared.limits.max_body;
         let b = self.body.as_mut().expect("reading a body");
+        if b.reader.as_ref().is_some_and(BodyReader::is_full) {
+            conn.pause_reading();
+            return false; // `body_drained` brings us back
+        }
         let done = match &mut b.left {
             BodyLeft::Length(left) => {
                 let n = (*left).min(self.buf.len() as u64) as usize;
-                b.body.extend_from_slice(&self.buf.split_to(n));
+                let piece = self.buf.split_to(n);
+                match &b.reader {
+                    Some(r) => {
+                        r.push(piece.freeze());
+                    }
+                    None => b.body.extend_from_slice(&piece),
+                }
                 *left -= n as u64;
                 *left == 0
             }
             BodyLeft::Chunked(dec) => {
-                let body = &mut b.body;
-                match dec.decode(&self.buf, |d| body.extend_from_slice(d)) {
+                let (body, reader) = (&mut b.body, &b.reader);
+                let decoded = dec.decode(&self.buf, |d| match reader {
+                    Some(r) => {
+                        r.push(bytes::Bytes::copy_from_slice(d));
+                    }
+                    None => body.extend_from_slice(d),
+                });
+                match decoded {
                     Ok(used) => {
                         let _ = self.buf.split_to(used);
-                        if b.body.len() as u64 > max {
+                        if b.reader.is_none() && b.body.len() as u64 > max {
                             self.body = None;
                             self.refuse(conn, too_large());
                             return false;
@@ -309,7 +369,7 @@ impl HttpConnection {
                         dec.is_done()
                     }
                     Err(_) => {
-                        self.body = None;
+                        self.drop_body(BodyError::Malformed);
                         self.refuse(
                             conn,
                             Refusal {
@@ -327,8 +387,14 @@ impl HttpConnection {
         }
         let b = self.body.take().expect("reading a body");
         self.set_deadline(conn, None);
-        let req = Request::from_parts(b.parts, Body::from(b.body.freeze()));
-        self.dispatch(conn, req, b.keep_alive);
+        match (b.parts, b.reader) {
+            (_, Some(r)) => r.finish(Ok(())),
+            (Some(parts), None) => {
+                let req = Request::from_parts(parts, Body::from(b.body.freeze()));
+                self.dispatch(conn, req, b.keep_alive);
+            }
+            (None, None) => {}
+        }
         true
     }
 
@@ -544,7 +610,7 @@ impl HttpConnection {
         self.refused = true;
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.body = None;
+        self.drop_body(BodyError::Malformed);
         self.closing = true;
         self.set_deadline(conn, None);
         let resp = response::error(r.status, r.why);

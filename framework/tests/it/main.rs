@@ -22,6 +22,7 @@ mod http_hostile;
 mod http_kit;
 mod http_server;
 mod http_stream;
+mod http_upload;
 mod large_replies;
 mod layering;
 mod lifecycle;
