@@ -34,10 +34,15 @@ fn lists_close(value: &HeaderValue) -> bool {
 /// Writes a header name as nginx does (`Content-Type`): names are
 /// case-insensitive, but some clients and scripts look for this form.
 fn title_case(name: &[u8], out: &mut Vec<u8>) {
+    // Copied once, then cased in place (no capacity check per byte).
+    let start = out.len();
+    out.extend_from_slice(name);
     let mut up = true;
-    for &b in name {
-        out.push(if up { b.to_ascii_uppercase() } else { b });
-        up = b == b'-';
+    for b in &mut out[start..] {
+        if up {
+            *b = b.to_ascii_uppercase();
+        }
+        up = *b == b'-';
     }
 }
 
@@ -63,6 +68,8 @@ pub(crate) struct Encoded {
 /// Appends the response's head (and a small body) to `out`.
 pub(crate) fn encode(resp: Response<Body>, f: &Framing<'_>, out: &mut Vec<u8>) -> Encoded {
     let status = resp.status();
+    // One allocation for the usual head (status line, a few fields).
+    out.reserve(160 + 48 * resp.headers().len());
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
