@@ -239,3 +239,21 @@ fn rapid_reset_is_cut_off_with_goaway_and_others_are_served() {
     let v = curl(&["--http2-prior-knowledge", &format!("http://{addr}/hello")]);
     assert_eq!(v, "hello");
 }
+
+#[test]
+fn an_h2c_preface_split_byte_by_byte_still_opens_http2() {
+    let (_h, addr) = common::started(common::builder(1).listen("127.0.0.1:0", app().factory()));
+    let mut s = common::connect(addr);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_nodelay(true).unwrap();
+    for b in b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" {
+        s.write_all(&[*b]).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    s.write_all(&frame(0x4, 0, 0, &[])).unwrap(); // SETTINGS
+                                                  // The server's first frame is its SETTINGS (type 4, stream 0).
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(head[3], 0x4, "{head:?}");
+    assert_eq!(head[5..9], [0, 0, 0, 0]);
+}

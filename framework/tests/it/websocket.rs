@@ -222,3 +222,28 @@ fn hostile_clients_are_closed_with_a_code_and_cost_nobody_else() {
     assert_eq!(got, [0x88, 2, 0x03, 0xe8]);
     assert_eq!(err, None, "a FIN, not a reset");
 }
+
+#[test]
+fn a_stopping_server_closes_websockets_with_1001() {
+    let (h, addr) = echo_server();
+    let mut c = raw_client(addr);
+    c.write_all(&masked(frame::opcode::TEXT, b"before"))
+        .unwrap();
+    let mut reply = [0u8; 8];
+    c.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply[2..], b"before");
+    h.stop_within(Duration::from_secs(5));
+    // The server's close frame: 1001, going away.
+    let mut head = [0u8; 2];
+    c.read_exact(&mut head).unwrap();
+    assert_eq!(head[0], 0x88, "a close frame");
+    let mut payload = vec![0u8; usize::from(head[1] & 0x7f)];
+    c.read_exact(&mut payload).unwrap();
+    assert_eq!(payload[..2], 1001u16.to_be_bytes());
+    // Answered: the server closes the connection.
+    c.write_all(&masked(frame::opcode::CLOSE, &1001u16.to_be_bytes()))
+        .unwrap();
+    let (rest, err) = common::read_to_end_lossy(&mut c);
+    assert!(rest.is_empty() && err.is_none(), "{rest:?} {err:?}");
+    h.wait();
+}
