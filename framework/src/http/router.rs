@@ -75,23 +75,22 @@ impl Router {
 
     /// Answers `method` on `path` at once.
     pub fn route(
-        mut self,
+        self,
         method: Method,
         path: &str,
         f: impl Fn(&Request<Body>) -> Response<Body> + Send + Sync + 'static,
     ) -> Self {
-        self.routes.push(Entry {
+        self.add(
             method,
-            segments: segments(path),
-            run: Box::new(move |req: Request<Body>, _: &mut ShardCtx| Reply::Now(f(&req))),
-            streams: false,
-        });
-        self
+            path,
+            move |req: Request<Body>, _: &mut ShardCtx| Reply::Now(f(&req)),
+            false,
+        )
     }
 
     /// Answers `method` on `path` with a future (a task of the connection).
     pub fn route_async<Fut>(
-        mut self,
+        self,
         method: Method,
         path: &str,
         f: impl Fn(Request<Body>) -> Fut + Send + Sync + 'static,
@@ -99,13 +98,12 @@ impl Router {
     where
         Fut: Future<Output = Response<Body>> + 'static,
     {
-        self.routes.push(Entry {
+        self.add(
             method,
-            segments: segments(path),
-            run: Box::new(move |req, _: &mut ShardCtx| Reply::later(f(req))),
-            streams: false,
-        });
-        self
+            path,
+            move |req: Request<Body>, _: &mut ShardCtx| Reply::later(f(req)),
+            false,
+        )
     }
 
     /// `route(Method::GET, …)`.
@@ -146,14 +144,8 @@ impl Router {
 
     /// Answers `method` on `path` with a full [`Handler`] (one that needs
     /// the shard's context, say).
-    pub fn route_handler(mut self, method: Method, path: &str, h: impl Handler) -> Self {
-        self.routes.push(Entry {
-            method,
-            segments: segments(path),
-            run: Box::new(h),
-            streams: false,
-        });
-        self
+    pub fn route_handler(self, method: Method, path: &str, h: impl Handler) -> Self {
+        self.add(method, path, h, false)
     }
 
     /// Serves a WebSocket on `path` (GET): each valid handshake gets the
@@ -206,7 +198,7 @@ impl Router {
     /// # let _ = app;
     /// ```
     pub fn route_stream<Fut>(
-        mut self,
+        self,
         method: Method,
         path: &str,
         f: impl Fn(Request<Body>, BodyReader) -> Fut + Send + Sync + 'static,
@@ -214,10 +206,10 @@ impl Router {
     where
         Fut: Future<Output = Response<Body>> + 'static,
     {
-        self.routes.push(Entry {
+        self.add(
             method,
-            segments: segments(path),
-            run: Box::new(move |mut req: Request<Body>, _: &mut ShardCtx| {
+            path,
+            move |mut req: Request<Body>, _: &mut ShardCtx| {
                 // No body (or one read whole): an ended reader over it.
                 let body = req
                     .extensions_mut()
@@ -226,10 +218,36 @@ impl Router {
                         BodyReader::whole(std::mem::take(req.body_mut()).into_bytes())
                     });
                 Reply::later(f(req, body))
-            }),
-            streams: true,
+            },
+            true,
+        )
+    }
+
+    /// Adds a route (`streams`: it takes its body in pieces).
+    fn add(mut self, method: Method, path: &str, run: impl Handler, streams: bool) -> Self {
+        self.routes.push(Entry {
+            method,
+            segments: segments(path),
+            run: Box::new(run),
+            streams,
         });
         self
+    }
+
+    /// The route that serves `method` on `path` and its captures (HEAD is
+    /// served by GET routes), or the methods the path has routes for.
+    fn find(&self, method: &Method, path: &str) -> Result<(&Entry, Params), Vec<&Method>> {
+        let mut allowed = Vec::new();
+        for e in &self.routes {
+            let Some(params) = matches(&e.segments, path) else {
+                continue;
+            };
+            if *method == e.method || (*method == Method::HEAD && e.method == Method::GET) {
+                return Ok((e, params));
+            }
+            allowed.push(&e.method);
+        }
+        Err(allowed)
     }
 
     /// Answers what no route matched (default: 404).
@@ -267,34 +285,22 @@ fn matches(pattern: &[Segment], path: &str) -> Option<Params> {
 }
 
 impl Handler for Router {
+    /// Asked of the route `call` will pick, so the two always agree.
     fn streams_body(&self, head: &http::request::Parts) -> bool {
-        self.routes.iter().any(|e| {
-            e.streams && e.method == head.method && matches(&e.segments, head.uri.path()).is_some()
-        })
+        self.find(&head.method, head.uri.path())
+            .is_ok_and(|(e, _)| e.streams)
     }
 
     fn call(&self, mut req: Request<Body>, ctx: &mut ShardCtx) -> Reply {
-        let mut allowed: Vec<&Method> = Vec::new();
-        let mut found = None;
-        for e in &self.routes {
-            let Some(params) = matches(&e.segments, req.uri().path()) else {
-                continue;
-            };
-            let method_ok = *req.method() == e.method
-                || (*req.method() == Method::HEAD && e.method == Method::GET);
-            if !method_ok {
-                allowed.push(&e.method);
-                continue;
+        let allowed = match self.find(req.method(), req.uri().path()) {
+            Ok((e, params)) => {
+                if !params.0.is_empty() {
+                    req.extensions_mut().insert(params);
+                }
+                return e.run.call(req, ctx);
             }
-            found = Some((e, params));
-            break;
-        }
-        if let Some((e, params)) = found {
-            if !params.0.is_empty() {
-                req.extensions_mut().insert(params);
-            }
-            return e.run.call(req, ctx);
-        }
+            Err(allowed) => allowed,
+        };
         if !allowed.is_empty() {
             let list: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
             let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here");

@@ -166,3 +166,27 @@ fn a_body_that_stops_halfway_is_cut_off_at_the_body_timeout() {
         "no answer to a request never complete"
     );
 }
+
+#[test]
+fn a_route_streams_its_body_only_if_it_is_the_route_that_answers() {
+    let r = Router::new()
+        .post("/x", |req: &Request<Body>| {
+            Response::new(req.body().clone())
+        })
+        .route_stream(Method::POST, "/x", |_req, _body| async {
+            Response::new(Body::from("never: the route above answers"))
+        })
+        .route_stream(Method::PUT, "/up/{name}", |_req, _body| async {
+            Response::new(Body::empty())
+        });
+    let head = |method: Method, path: &str| {
+        let mut req = Request::new(());
+        *req.method_mut() = method;
+        *req.uri_mut() = path.parse().unwrap();
+        req.into_parts().0
+    };
+    assert!(!r.streams_body(&head(Method::POST, "/x")));
+    assert!(r.streams_body(&head(Method::PUT, "/up/a")));
+    assert!(!r.streams_body(&head(Method::POST, "/up/a")));
+    assert!(!r.streams_body(&head(Method::PUT, "/elsewhere")));
+}
