@@ -47,7 +47,7 @@ fn title_case(name: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Statuses that never carry a body (RFC 9110 §6.4.1).
-fn bodiless(status: StatusCode) -> bool {
+pub(crate) fn bodiless(status: StatusCode) -> bool {
     status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
@@ -192,7 +192,7 @@ thread_local! {
 
 /// Calls `f` with the current `Date` value (IMF-fixdate), reformatted at
 /// most once a second.
-fn with_date(now: Instant, f: impl FnOnce(&[u8])) {
+pub(crate) fn with_date(now: Instant, f: impl FnOnce(&[u8])) {
     CACHED_DATE.with(|d| {
         let mut d = d.borrow_mut();
         // One comparison per response; the clock is read once a second.

@@ -399,11 +399,7 @@ impl HttpConnection {
     }
 
     /// Runs the handler (or the shedder) on a complete request.
-    fn dispatch(&mut self, conn: &mut Conn<'_, Self>, mut req: Request<Body>, keep_alive: bool) {
-        if self.shared.peer_addr {
-            req.extensions_mut()
-                .insert(PeerAddr(conn.peer_addr().clone()));
-        }
+    fn dispatch(&mut self, conn: &mut Conn<'_, Self>, req: Request<Body>, keep_alive: bool) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let head_only = req.method() == Method::HEAD;
@@ -445,8 +441,13 @@ impl HttpConnection {
         }
     }
 
-    /// The shedder's 503, or the handler's answer (HTTP/1.1 and HTTP/2).
-    pub(super) fn answer(&mut self, req: Request<Body>, conn: &mut Conn<'_, Self>) -> Reply {
+    /// The shedder's 503, or the handler's answer (HTTP/1.1 and HTTP/2),
+    /// with the client's address in the request if the server says so.
+    pub(super) fn answer(&mut self, mut req: Request<Body>, conn: &mut Conn<'_, Self>) -> Reply {
+        if self.shared.peer_addr {
+            req.extensions_mut()
+                .insert(PeerAddr(conn.peer_addr().clone()));
+        }
         let shed = self
             .shared
             .shed

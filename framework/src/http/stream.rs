@@ -187,10 +187,7 @@ impl HttpConnection {
             streamed: true,
         };
         let (parts, ()) = reply.head.into_parts();
-        let bodiless = head_only
-            || parts.status.is_informational()
-            || parts.status == http::StatusCode::NO_CONTENT
-            || parts.status == http::StatusCode::NOT_MODIFIED;
+        let bodiless = head_only || response::bodiless(parts.status);
         let mut head = Vec::new();
         let e = encode(
             Response::from_parts(parts, Body::empty()),

@@ -91,17 +91,7 @@ async fn stream(
     }
     let head_only = parts.method == http::Method::HEAD;
     let req = Request::from_parts(parts, Body::from(data.freeze()));
-    let peer = shared.peer_addr;
-    let reply = task
-        .with(move |p, conn| {
-            let mut req = req;
-            if peer {
-                let addr = conn.peer_addr().clone();
-                req.extensions_mut().insert(super::PeerAddr(addr));
-            }
-            p.answer(req, conn)
-        })
-        .await;
+    let reply = task.with(move |p, conn| p.answer(req, conn)).await;
     match reply {
         Reply::Now(r) => respond::send(&mut respond, r, head_only, &shared).await,
         Reply::Later(f) => {

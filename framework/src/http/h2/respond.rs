@@ -3,6 +3,7 @@
 //! sent within the stream's flow-control window.
 
 use super::super::builder::Shared;
+use super::super::response;
 use super::super::{Body, BodyWriter, StreamClosed, StreamReply};
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -10,37 +11,35 @@ use h2::SendStream;
 use http::header::{self, HeaderValue};
 use http::Response;
 use std::future::poll_fn;
-use std::time::SystemTime;
+use std::time::Instant;
 
 /// Fields that belong to one HTTP/1.1 connection (RFC 9113 §8.2.2).
-fn connection_specific(name: &header::HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == header::TRANSFER_ENCODING
-        || name == header::UPGRADE
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
-}
+const CONNECTION_SPECIFIC: [&str; 5] = [
+    "connection",
+    "transfer-encoding",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+];
 
-/// The head to send: the handler's fields less the forbidden ones.
-fn head(parts: http::response::Parts, shared: &Shared) -> Response<()> {
-    let mut r = Response::new(());
-    *r.status_mut() = parts.status;
-    let h = r.headers_mut();
-    for (name, value) in parts.headers.iter() {
-        if !connection_specific(name) {
-            h.append(name.clone(), value.clone());
-        }
+/// The head to send: the handler's fields less the forbidden ones, with
+/// the shard's cached `date` and the server's `server`.
+fn head(mut parts: http::response::Parts, shared: &Shared) -> Response<()> {
+    let h = &mut parts.headers;
+    for name in CONNECTION_SPECIFIC {
+        h.remove(name);
     }
     if !h.contains_key(header::DATE) {
-        let date = httpdate::fmt_http_date(SystemTime::now());
-        if let Ok(v) = HeaderValue::from_str(&date) {
-            h.insert(header::DATE, v);
-        }
+        response::with_date(Instant::now(), |d| {
+            if let Ok(v) = HeaderValue::from_bytes(d) {
+                h.insert(header::DATE, v);
+            }
+        });
     }
     if let Some(server) = &shared.server {
         h.entry(header::SERVER).or_insert_with(|| server.clone());
     }
-    r
+    Response::from_parts(parts, ())
 }
 
 /// Sends a response with its whole body.
@@ -53,9 +52,7 @@ pub(super) async fn send(
     let (parts, body) = resp.into_parts();
     let mut h = head(parts, shared);
     let body = body.into_bytes();
-    let bodiless = h.status().is_informational()
-        || h.status() == http::StatusCode::NO_CONTENT
-        || h.status() == http::StatusCode::NOT_MODIFIED;
+    let bodiless = response::bodiless(h.status());
     if !bodiless {
         h.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
