@@ -116,12 +116,13 @@ impl BodyReader {
         Ok(all.into())
     }
 
-    /// Hands a piece to the handler; true if the connection should stop
-    /// reading until the handler catches up.
-    pub(crate) fn push(&self, piece: Bytes) -> bool {
+    /// Hands a piece to the handler; past the high-water mark the
+    /// connection stops reading ([`is_full`](Self::is_full)) until it
+    /// catches up.
+    pub(crate) fn push(&self, piece: Bytes) {
         let mut s = self.lock();
         if s.end.is_some() || piece.is_empty() {
-            return false;
+            return;
         }
         s.buffered += piece.len();
         s.pieces.push_back(piece);
@@ -129,7 +130,6 @@ impl BodyReader {
             w.wake();
         }
         s.conn_paused = s.buffered > HIGH;
-        s.conn_paused
     }
 
     /// The body ended (`Ok`) or broke off.

@@ -41,7 +41,6 @@ impl HttpConnection {
             upgrading: false,
             ws: None,
             streaming: None,
-            h2: false,
         }
     }
 }
@@ -104,8 +103,6 @@ pub struct HttpConnection {
     pub(super) ws: Option<Box<Session>>,
     /// The streamed response being written (later answers wait for it).
     pub(super) streaming: Option<Streaming>,
-    /// The connection speaks HTTP/2 (its input goes to the `h2` task).
-    pub(super) h2: bool,
 }
 
 impl Protocol for HttpConnection {
@@ -342,9 +339,7 @@ impl HttpConnection {
                 let n = (*left).min(self.buf.len() as u64) as usize;
                 let piece = self.buf.split_to(n);
                 match &b.reader {
-                    Some(r) => {
-                        r.push(piece.freeze());
-                    }
+                    Some(r) => r.push(piece.freeze()),
                     None => b.body.extend_from_slice(&piece),
                 }
                 *left -= n as u64;
@@ -353,9 +348,7 @@ impl HttpConnection {
             BodyLeft::Chunked(dec) => {
                 let (body, reader) = (&mut b.body, &b.reader);
                 let decoded = dec.decode(&self.buf, |d| match reader {
-                    Some(r) => {
-                        r.push(bytes::Bytes::copy_from_slice(d));
-                    }
+                    Some(r) => r.push(bytes::Bytes::copy_from_slice(d)),
                     None => body.extend_from_slice(d),
                 });
                 match decoded {

@@ -25,7 +25,6 @@ impl HttpConnection {
     /// From now on the connection speaks HTTP/2: its input (with `early`,
     /// the bytes already read) goes to the task that drives `h2`.
     pub(super) fn start_h2(&mut self, conn: &mut Conn<'_, Self>, early: &[u8]) {
-        self.h2 = true;
         self.keep_alive(conn, false);
         self.set_deadline(conn, None);
         let shared = self.shared().clone();
