@@ -211,17 +211,16 @@ impl<K: Eq + Hash + Clone + 'static, C: Poolable + 'static> Pool<K, C> {
             p.reused = true;
             return Ok(p);
         }
-        // A place was taken for a new connection: given back if it fails.
-        match connect().await {
-            Ok(conn) => {
-                self.inner.borrow_mut().stats.opened += 1;
-                Ok(self.pooled(key, conn, Instant::now()))
-            }
-            Err(e) => {
-                self.inner.borrow_mut().gone(&key);
-                Err(PoolError::Connect(e))
-            }
-        }
+        // A place was taken for a new connection: given back if the
+        // connect fails, or if this checkout is dropped while it waits.
+        let mut place = Place {
+            pool: self,
+            key: Some(key),
+        };
+        let conn = connect().await.map_err(PoolError::Connect)?;
+        let key = place.key.take().expect("held until here");
+        self.inner.borrow_mut().stats.opened += 1;
+        Ok(self.pooled(key, conn, Instant::now()))
     }
 
     fn pooled(&self, key: K, conn: C, born: Instant) -> Pooled<K, C> {
@@ -265,6 +264,21 @@ impl<K: Eq + Hash + Clone + 'static, C: Poolable + 'static> Pool<K, C> {
         inner
             .keys
             .retain(|_, e| e.open > 0 || !e.waiters.is_empty());
+    }
+}
+
+/// A place in a key's `max_per_key` taken for a connection being opened.
+struct Place<'a, K: Eq + Hash + Clone + 'static, C: Poolable + 'static> {
+    pool: &'a Pool<K, C>,
+    /// Taken once the connection is up.
+    key: Option<K>,
+}
+
+impl<K: Eq + Hash + Clone + 'static, C: Poolable + 'static> Drop for Place<'_, K, C> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.pool.inner.borrow_mut().gone(&key);
+        }
     }
 }
 

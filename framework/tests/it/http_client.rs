@@ -270,3 +270,40 @@ fn connect_errors_and_timeouts_are_reported() {
     assert!(b.contains("no complete response"), "{b}");
     assert!(c.contains("bad URL"), "{c}");
 }
+
+/// A connection that is always usable (the pool's own behaviour only).
+struct Held;
+impl shardloop::client::Poolable for Held {
+    fn is_usable(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_checkout_dropped_while_connecting_gives_its_place_back() {
+    use shardloop::client::Pool;
+    let (h, _) = common::echo_server(1);
+    let (first, second, stats) = on_shard(&h, || async {
+        let pool: Pool<u8, Held> = Pool::new(PoolOptions {
+            max_per_key: 1,
+            wait_timeout: Duration::from_millis(200),
+            ..PoolOptions::default()
+        });
+        // A connect that never finishes, abandoned after 20 ms.
+        let never = shardloop::task::timeout(
+            Duration::from_millis(20),
+            pool.checkout(1, || std::future::pending::<std::io::Result<Held>>()),
+        )
+        .await;
+        // The only place for key 1 is free again: this connects at once.
+        let next = pool.checkout(1, || async { Ok(Held) }).await;
+        (never.is_err(), next.is_ok(), pool.stats())
+    });
+    assert!(first, "the first checkout was abandoned");
+    assert!(second, "the place was given back");
+    assert_eq!(
+        (stats.opened, stats.waited, stats.open),
+        (1, 0, 1),
+        "{stats:?}"
+    );
+}
