@@ -292,7 +292,7 @@ fn a_checkout_dropped_while_connecting_gives_its_place_back() {
         // A connect that never finishes, abandoned after 20 ms.
         let never = shardloop::task::timeout(
             Duration::from_millis(20),
-            pool.checkout(1, || std::future::pending::<std::io::Result<Held>>()),
+            pool.checkout(1, std::future::pending::<std::io::Result<Held>>),
         )
         .await;
         // The only place for key 1 is free again: this connects at once.
