@@ -159,7 +159,11 @@ impl BodyWriter {
 impl Drop for BodyWriter {
     fn drop(&mut self) {
         match &mut self.to {
-            WriterTo::H1 { task, .. } => task.run(|p, conn| p.stream_end(conn)),
+            // `try_run`: a writer can be dropped while its shard tears
+            // down, where there is no connection left to end.
+            WriterTo::H1 { task, .. } => {
+                task.try_run(|p, conn| p.stream_end(conn));
+            }
             // The end of the stream: an empty DATA frame with END_STREAM.
             WriterTo::H2 { stream, .. } => {
                 let _ = stream.send_data(Bytes::new(), true);
