@@ -7,7 +7,7 @@ use super::limits::Limits;
 use super::rules::Facts;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
-use http::{HeaderMap, Method, StatusCode, Uri, Version};
+use http::{Method, StatusCode, Uri, Version};
 
 /// How the body of a request is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +93,10 @@ pub(crate) fn parse(
         }
         httparse::Status::Complete(len) => len,
     };
-    check_line_length(buf, limits)?;
+    // The line is inside the head: a head within the limit needs no search.
+    if len > limits.max_request_line {
+        check_line_length(buf, limits)?;
+    }
     if len > limits.max_head {
         return Err(refuse(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -178,7 +181,7 @@ impl Parsed {
         let slice = |(a, b): (usize, usize)| head.slice(a..b);
         let method = Method::from_bytes(&head[self.method.0..self.method.1])
             .map_err(|_| bad("malformed method"))?;
-        let mut headers = HeaderMap::with_capacity(spans.len());
+        let mut headers = super::spare::take(spans.len());
         // The fields the rules read are noted in the one pass that builds
         // the map: no lookup afterwards.
         let mut facts = Facts::default();

@@ -46,6 +46,7 @@ pub mod response_head;
 mod router;
 mod rules;
 mod server;
+mod spare;
 mod stream;
 #[cfg(feature = "tower")]
 mod tower;

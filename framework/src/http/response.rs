@@ -67,15 +67,16 @@ pub(crate) struct Encoded {
 
 /// Appends the response's head (and a small body) to `out`.
 pub(crate) fn encode(resp: Response<Body>, f: &Framing<'_>, out: &mut Vec<u8>) -> Encoded {
-    let status = resp.status();
+    let (parts, body) = resp.into_parts();
+    let status = parts.status;
     // One allocation for the usual head (status line, a few fields).
-    out.reserve(160 + 48 * resp.headers().len());
+    out.reserve(160 + 48 * parts.headers.len());
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let headers = resp.headers();
+    let headers = &parts.headers;
     // One pass: the fields the server owns are noted, not looked up.
     let (mut has_date, mut has_server, mut close) = (false, false, !f.keep_alive);
     let mut stated_length = None;
@@ -109,7 +110,6 @@ pub(crate) fn encode(resp: Response<Body>, f: &Framing<'_>, out: &mut Vec<u8>) -
         out.extend_from_slice(server.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    let body = resp.body();
     if f.streamed && !bodiless(status) {
         if f.version == Version::HTTP_10 {
             // No chunked coding in HTTP/1.0: the close ends the body.
@@ -133,6 +133,8 @@ pub(crate) fn encode(resp: Response<Body>, f: &Framing<'_>, out: &mut Vec<u8>) -
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    // The map is the next request's (see `spare`).
+    super::spare::give(parts.headers);
     if f.head_only || bodiless(status) || body.is_empty() {
         return Encoded { close, body: None };
     }
@@ -142,7 +144,7 @@ pub(crate) fn encode(resp: Response<Body>, f: &Framing<'_>, out: &mut Vec<u8>) -
     }
     Encoded {
         close,
-        body: Some(resp.into_body().into_bytes()),
+        body: Some(body.into_bytes()),
     }
 }
 
