@@ -95,6 +95,8 @@ pub struct PoolStats {
     pub open: u64,
     /// Idle connections now.
     pub idle: u64,
+    /// Connections taken out of the pool by [`Pooled::detach`].
+    pub detached: u64,
 }
 
 struct Idle<C> {
@@ -373,6 +375,19 @@ impl<K: Eq + Hash + Clone + 'static, C: Poolable + 'static> Pooled<K, C> {
             inner.stats.closed += 1;
             inner.gone(&key);
         }
+    }
+
+    /// Takes the connection out of the pool for good: its place is free
+    /// for another (counted in `PoolStats::detached`). For a connection
+    /// that is shared from now on, such as an HTTP/2 one carrying every
+    /// request to its origin at once.
+    pub fn detach(mut self) -> C {
+        let key = self.key.take().expect("present until released");
+        let conn = self.conn.take().expect("present until released");
+        let mut inner = self.pool.inner.borrow_mut();
+        inner.stats.detached += 1;
+        inner.gone(&key);
+        conn
     }
 
     /// When the connection was opened.

@@ -5,7 +5,7 @@
 //! up), and writes wait while the connection's output is above its high
 //! water mark.
 
-use crate::api::{CloseReason, ConnId};
+use crate::api::{CloseReason, ConnId, TlsInfo};
 use crate::endpoint::Connect;
 use crate::framing::{Decoder, LineDecoder};
 use crate::reactor::exec::input::SharedInput;
@@ -16,12 +16,14 @@ use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 #[derive(Default)]
 struct State {
     id: Option<ConnId>,
     connected: Option<io::Result<()>>,
+    /// What the TLS handshake negotiated (a TLS connection).
+    tls: Option<TlsInfo>,
     write_paused: bool,
     /// The task waiting to connect or to write.
     waker: Option<Waker>,
@@ -47,6 +49,8 @@ impl Protocol for StreamProtocol {
     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
         let mut s = self.state.borrow_mut();
         s.id = Some(conn.id());
+        // A TLS connection is made once its handshake is done.
+        s.tls = conn.tls_info();
         s.connected = Some(Ok(()));
         s.wake();
     }
@@ -157,6 +161,24 @@ impl ClientStream {
         self.state.borrow().id
     }
 
+    /// What the TLS handshake negotiated (ALPN protocol, version, cipher
+    /// suite, the server's certificates); `None` on a plain connection.
+    ///
+    /// ```no_run
+    /// use shardloop::client::ClientStream;
+    /// use shardloop::endpoint::Connect;
+    /// use shardloop::tls::TlsClientConfig;
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let tls = TlsClientConfig::builder().system_roots()?.alpn(["h2", "http/1.1"]).build()?;
+    /// let addr = "127.0.0.1:8443".parse::<std::net::SocketAddr>()?;
+    /// let s = ClientStream::connect(Connect::tcp(addr).tls(tls, "localhost")).await?;
+    /// let h2 = s.tls_info().and_then(|i| i.alpn).as_deref() == Some(&b"h2"[..]);
+    /// # let _ = h2; Ok(()) }
+    /// ```
+    pub fn tls_info(&self) -> Option<TlsInfo> {
+        self.state.borrow().tls.clone()
+    }
+
     /// Runs `f` on the connection once the task yields.
     fn on_conn(&self, f: impl FnOnce(&mut Conn<'_, StreamProtocol>) + 'static) {
         let Some(id) = self.state.borrow().id else {
@@ -206,21 +228,34 @@ impl ClientStream {
     /// Queues all of `data` for sending, first waiting while the
     /// connection's output is above its high-water mark.
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        poll_fn(|cx| {
-            if let Some(e) = self.gone() {
-                return Poll::Ready(Err(e));
-            }
-            let mut s = self.state.borrow_mut();
-            if s.write_paused {
-                s.waker = Some(cx.waker().clone());
-                return Poll::Pending;
-            }
-            Poll::Ready(Ok(()))
-        })
-        .await?;
-        let data = data.to_vec();
-        self.on_conn(move |c| c.write_owned(data));
-        Ok(())
+        poll_fn(|cx| self.poll_write(cx, data)).await.map(drop)
+    }
+
+    /// Polls for input into `buf` (for poll-based I/O traits): `Ok(0)` at
+    /// the peer's EOF.
+    pub(crate) fn poll_read(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.reader().poll_read(cx, buf)
+    }
+
+    /// Queues `data` unless the output is above its high-water mark
+    /// (then `Pending` until it drains), for poll-based I/O traits.
+    pub(crate) fn poll_write(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        if let Some(e) = self.gone() {
+            return Poll::Ready(Err(e));
+        }
+        let mut s = self.state.borrow_mut();
+        if s.write_paused {
+            s.waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        drop(s);
+        let owned = data.to_vec();
+        self.on_conn(move |c| c.write_owned(owned));
+        Poll::Ready(Ok(data.len()))
     }
 
     /// An error for writes once the connection is gone.

@@ -40,31 +40,10 @@ impl<P: Protocol> ConnTask<P> {
     /// (an HTTP/2 library's `AsyncRead`): `Ready(Ok(0))` at the peer's EOF,
     /// `Pending` with the waker kept until bytes arrive.
     pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let input = match self.input() {
-            Ok(i) => i,
-            Err(e) => return Poll::Ready(Err(e)),
-        };
-        let mut s = input.borrow_mut();
-        let have = s.buffered();
-        let out = if !have.is_empty() {
-            let n = have.len().min(buf.len());
-            buf[..n].copy_from_slice(&have[..n]);
-            s.consume(n);
-            Poll::Ready(Ok(n))
-        } else if s.ended() {
-            Poll::Ready(Ok(0))
-        } else if let Some(e) = s.failure() {
-            Poll::Ready(Err(e))
-        } else {
-            s.wait(cx.waker());
-            Poll::Pending
-        };
-        let resume = s.should_resume();
-        drop(s);
-        if resume {
-            self.resume();
+        match self.input() {
+            Ok(input) => self.reader(&input).poll_read(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
         }
-        out
     }
 
     /// Reads into `buf`; `Ok(0)` at the peer's EOF.

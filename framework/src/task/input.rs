@@ -7,7 +7,7 @@ use crate::framing::{Decoder, LineDecoder};
 use crate::reactor::exec::input::{Input, SharedInput};
 use std::future::poll_fn;
 use std::io;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 /// What reads a connection's input: asks the shard to read from the
 /// socket again once the task has caught up.
@@ -22,50 +22,58 @@ pub(crate) struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    /// Waits until `take` returns a value from the buffered input (it sees
-    /// the end of input through `Input::ended`), or the connection fails.
+    /// Polls `take` on the buffered input (it sees the end of input
+    /// through `Input::ended`): its value, the connection's failure, or
+    /// `Pending` with the waker kept until more input arrives.
+    fn poll_with<R>(
+        &self,
+        cx: &mut Context<'_>,
+        take: impl FnOnce(&mut Input) -> Option<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        let mut s = self.input.borrow_mut();
+        let out = match take(&mut s) {
+            Some(r) => Poll::Ready(r),
+            None => match s.failure() {
+                Some(e) => Poll::Ready(Err(e)),
+                None => {
+                    s.wait(cx.waker());
+                    Poll::Pending
+                }
+            },
+        };
+        // Checked on every poll, not only at the end: a reader that
+        // consumes as it goes (`read_exact` of more than the input
+        // cap) must get the socket read again while it waits.
+        let resume = s.should_resume();
+        drop(s);
+        if resume {
+            self.resume.resume();
+        }
+        out
+    }
+
+    /// Waits until `take` returns a value from the buffered input, or the
+    /// connection fails.
     async fn read_with<R>(
         &self,
         mut take: impl FnMut(&mut Input) -> Option<io::Result<R>>,
     ) -> io::Result<R> {
-        poll_fn(|cx| {
-            let mut s = self.input.borrow_mut();
-            let out = match take(&mut s) {
-                Some(r) => Poll::Ready(r),
-                None => match s.failure() {
-                    Some(e) => Poll::Ready(Err(e)),
-                    None => {
-                        s.wait(cx.waker());
-                        Poll::Pending
-                    }
-                },
-            };
-            // Checked on every poll, not only at the end: a reader that
-            // consumes as it goes (`read_exact` of more than the input
-            // cap) must get the socket read again while it waits.
-            let resume = s.should_resume();
-            drop(s);
-            if resume {
-                self.resume.resume();
-            }
-            out
-        })
-        .await
+        poll_fn(|cx| self.poll_with(cx, &mut take)).await
+    }
+
+    /// Polls for input into `buf` (for poll-based I/O traits): `Ok(0)` at
+    /// the peer's EOF.
+    pub(crate) fn poll_read(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_with(cx, |s| read_into(s, buf))
     }
 
     /// Reads into `buf`; `Ok(0)` at the peer's EOF.
     pub(crate) async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read_with(|s| {
-            let have = s.buffered();
-            if !have.is_empty() {
-                let n = have.len().min(buf.len());
-                buf[..n].copy_from_slice(&have[..n]);
-                s.consume(n);
-                return Some(Ok(n));
-            }
-            s.ended().then_some(Ok(0))
-        })
-        .await
+        self.read_with(|s| read_into(s, buf)).await
     }
 
     /// Appends everything buffered (at least one byte) to `buf`; `Ok(0)`
@@ -159,4 +167,16 @@ impl Reader<'_> {
         *cache = Some(d);
         line
     }
+}
+
+/// What is buffered, up to `buf`'s size; `Ok(0)` at the end of input.
+fn read_into(s: &mut Input, buf: &mut [u8]) -> Option<io::Result<usize>> {
+    let have = s.buffered();
+    if !have.is_empty() {
+        let n = have.len().min(buf.len());
+        buf[..n].copy_from_slice(&have[..n]);
+        s.consume(n);
+        return Some(Ok(n));
+    }
+    s.ended().then_some(Ok(0))
 }

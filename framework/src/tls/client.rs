@@ -77,6 +77,19 @@ impl TlsClientConfig {
     pub fn rustls_config(&self) -> &Arc<rustls::ClientConfig> {
         &self.config
     }
+
+    /// This configuration, offering `protocols` by ALPN if it offers none
+    /// of its own (an HTTP client's default: `h2`, `http/1.1`).
+    pub(crate) fn with_default_alpn(self, protocols: &[&[u8]]) -> Self {
+        if !self.config.alpn_protocols.is_empty() {
+            return self;
+        }
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+        TlsClientConfig {
+            config: Arc::new(config),
+        }
+    }
 }
 
 impl TlsClientConfigBuilder {

@@ -18,6 +18,7 @@ mod half_close;
 mod hardening;
 mod http2;
 mod http_client;
+mod http_client_h2;
 mod http_hostile;
 mod http_kit;
 mod http_server;

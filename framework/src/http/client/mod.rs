@@ -1,8 +1,9 @@
-//! An HTTP/1.1 client for shard tasks: keep-alive connections pooled per
-//! origin ([`client::Pool`](crate::client::Pool)), connect and response
-//! timeouts, bodies framed by length, chunks or the close, TLS for
-//! `https://`. Shard-local: make one per shard (a shard service) and
-//! clone it into tasks.
+//! An HTTP client for shard tasks: HTTP/1.1 keep-alive connections pooled
+//! per origin ([`client::Pool`](crate::client::Pool)), or one HTTP/2
+//! connection per origin carrying its requests at once (`h2` chosen by
+//! ALPN over TLS, or prior knowledge for `http://`); connect and response
+//! timeouts, bodies framed by length, chunks or the close. Shard-local:
+//! make one per shard (a shard service) and clone it into tasks.
 //!
 //! ```rust,no_run
 //! use shardloop::http::client::{Client, ClientOptions};
@@ -34,14 +35,17 @@
 //! ```
 
 mod exchange;
+mod h2;
 mod origin;
 
 use crate::client::{ClientStream, Pool, PoolError, PoolOptions, PoolStats};
 use crate::http::{Body, Request, Response};
 use crate::tls::TlsClientConfig;
 pub use origin::Origin;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How a [`Client`] connects, waits and reads.
 ///
@@ -71,7 +75,15 @@ pub struct ClientOptions {
     /// [`ClientError::TooLarge`]).
     pub max_body: u64,
     /// The TLS configuration for `https://` origins (none: they fail).
+    /// Without ALPN protocols of its own, the client offers `h2` (if
+    /// `http2`) and `http/1.1`.
     pub tls: Option<TlsClientConfig>,
+    /// Offer HTTP/2 to `https://` origins (ALPN): one connection then
+    /// carries every request to the origin at once.
+    pub http2: bool,
+    /// Speak HTTP/2 to `http://` origins from the first byte (h2c with
+    /// prior knowledge, RFC 9113 §3.3), for servers known to take it.
+    pub http2_prior_knowledge: bool,
 }
 
 impl Default for ClientOptions {
@@ -83,6 +95,8 @@ impl Default for ClientOptions {
             max_head: 64 << 10,
             max_body: 64 << 20,
             tls: None,
+            http2: true,
+            http2_prior_knowledge: false,
         }
     }
 }
@@ -117,14 +131,27 @@ pub enum ClientError {
     /// The response's head or body was over the limit.
     #[error("response over the size limit")]
     TooLarge,
+    /// The HTTP/2 connection or stream failed (a reset, a GOAWAY, a
+    /// protocol error).
+    #[error("HTTP/2: {0}")]
+    Http2(String),
 }
 
 struct Shared {
     opts: ClientOptions,
     pool: Pool<Origin, ClientStream>,
+    /// The HTTP/2 connection of each origin that has one.
+    h2: RefCell<HashMap<Origin, H2Conn>>,
 }
 
-/// An HTTP/1.1 client of one shard. Cloning shares its pool.
+/// An HTTP/2 connection shared by the requests to one origin.
+struct H2Conn {
+    send: h2::Sender,
+    born: Instant,
+    used: Instant,
+}
+
+/// An HTTP/1.1 and HTTP/2 client of one shard. Cloning shares its pool.
 ///
 /// ```no_run
 /// use shardloop::http::client::{Client, ClientOptions};
@@ -147,10 +174,22 @@ pub struct Client {
 
 impl Client {
     /// A client with its own (empty) pool.
-    pub fn new(opts: ClientOptions) -> Self {
+    pub fn new(mut opts: ClientOptions) -> Self {
+        if let Some(tls) = opts.tls.take() {
+            let offer: &[&[u8]] = if opts.http2 {
+                &[b"h2", b"http/1.1"]
+            } else {
+                &[b"http/1.1"]
+            };
+            opts.tls = Some(tls.with_default_alpn(offer));
+        }
         let pool = Pool::new(opts.pool.clone());
         Client {
-            shared: Rc::new(Shared { opts, pool }),
+            shared: Rc::new(Shared {
+                opts,
+                pool,
+                h2: RefCell::new(HashMap::new()),
+            }),
         }
     }
 
@@ -162,31 +201,67 @@ impl Client {
         self.request(req).await
     }
 
-    /// Sends `req` (its URI absolute) on a pooled connection to its
-    /// origin and reads the response whole. A request that fails on a
-    /// reused connection before any response byte (the server closed it
+    /// Sends `req` (its URI absolute) and reads the response whole: on
+    /// the origin's HTTP/2 connection if it has one, else on a pooled
+    /// connection (which becomes the origin's HTTP/2 connection if its
+    /// TLS handshake chose `h2`). A request that fails on a reused
+    /// HTTP/1.1 connection before any response byte (the server closed it
     /// while idle) is sent once more on a new connection if its method is
     /// idempotent.
     pub async fn request(&self, req: Request<Body>) -> Result<Response<Body>, ClientError> {
         let origin = Origin::of(req.uri())?;
+        let s = &self.shared;
+        let within = s.opts.response_timeout;
+        let timed_out = |_| ClientError::Timeout(within);
+        if let Some(send) = self.h2_of(&origin) {
+            match crate::task::timeout(within, send.ready()).await {
+                Err(e) => return Err(timed_out(e)),
+                Ok(Ok(send)) => {
+                    let exchange = h2::exchange(send, &req, &s.opts);
+                    return crate::task::timeout(within, exchange)
+                        .await
+                        .unwrap_or_else(|e| Err(timed_out(e)));
+                }
+                // Gone (a GOAWAY, a close): a new connection below.
+                Ok(Err(_)) => {
+                    s.h2.borrow_mut().remove(&origin);
+                }
+            }
+        }
         let head = exchange::encode_request(&req, &origin);
         let body = req.body().as_bytes();
         let head_only = req.method() == http::Method::HEAD;
         let retry_ok = req.method().is_idempotent();
-        let s = &self.shared;
         loop {
             let mut conn = s
                 .pool
                 .checkout(origin.clone(), || origin.connect(&s.opts))
                 .await?;
+            if self.speaks_h2(&conn, &origin) {
+                let handshake = h2::handshake(conn.detach());
+                let send = crate::task::timeout(s.opts.connect_timeout, handshake)
+                    .await
+                    .map_err(|_| ClientError::Timeout(s.opts.connect_timeout))??;
+                let now = Instant::now();
+                let h2 = H2Conn {
+                    send: send.clone(),
+                    born: now,
+                    used: now,
+                };
+                s.h2.borrow_mut().insert(origin.clone(), h2);
+                let exchange = h2::exchange(send, &req, &s.opts);
+                return crate::task::timeout(within, exchange)
+                    .await
+                    .unwrap_or_else(|e| Err(timed_out(e)));
+            }
             let reused = conn.is_reused();
             let outcome = crate::task::timeout(
-                s.opts.response_timeout,
+                within,
                 exchange::exchange(&mut conn, &head, body, head_only, &s.opts),
             )
             .await;
             match outcome {
-                Err(_) => return Err(ClientError::Timeout(s.opts.response_timeout)),
+                Err(e) => return Err(timed_out(e)),
                 Ok(Ok((resp, keep))) => {
                     if keep {
                         conn.release();
@@ -203,6 +278,35 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// The origin's HTTP/2 connection, unless it outlived the pool's
+    /// idle timeout or lifetime (then it is let go: it closes once its
+    /// streams are done).
+    fn h2_of(&self, origin: &Origin) -> Option<h2::Sender> {
+        let mut conns = self.shared.h2.borrow_mut();
+        let c = conns.get_mut(origin)?;
+        let now = Instant::now();
+        let opts = &self.shared.opts.pool;
+        let idle_too_long = opts.idle_timeout.is_some_and(|t| now - c.used > t);
+        let too_old = opts.max_lifetime.is_some_and(|t| now - c.born > t);
+        if idle_too_long || too_old {
+            conns.remove(origin);
+            return None;
+        }
+        c.used = now;
+        Some(c.send.clone())
+    }
+
+    /// True if a new connection speaks HTTP/2: `h2` chosen by its TLS
+    /// handshake, or prior knowledge for `http://`. (A connection from the
+    /// pool is an HTTP/1.1 one: HTTP/2 ones leave the pool at once.)
+    fn speaks_h2(&self, conn: &ClientStream, origin: &Origin) -> bool {
+        if !origin.tls {
+            return self.shared.opts.http2_prior_knowledge;
+        }
+        let alpn = conn.tls_info().and_then(|i| i.alpn);
+        alpn.as_deref() == Some(&b"h2"[..])
     }
 
     /// The pool's figures on this shard.

@@ -1,0 +1,139 @@
+//! HTTP/2 for the client. A connection whose TLS handshake chose `h2`
+//! (ALPN), or any `http://` connection with prior knowledge, carries every
+//! request to its origin at once: the `h2` crate multiplexes them, its
+//! connection driven as a task of the shard, its reads and writes going
+//! through the [`ClientStream`] underneath.
+
+use super::{ClientError, ClientOptions};
+use crate::client::ClientStream;
+use crate::http::{Body, Request, Response};
+use bytes::Bytes;
+use http::header::{CONNECTION, HOST, TRANSFER_ENCODING, UPGRADE};
+use http::HeaderName;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A `ClientStream` as tokio's I/O traits, for `h2`.
+struct StreamIo(ClientStream);
+
+impl AsyncRead for StreamIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let room = buf.initialize_unfilled();
+        match self.0.poll_read(cx, room) {
+            Poll::Ready(Ok(n)) => {
+                buf.advance(n);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncWrite for StreamIo {
+    /// Queued on the connection; `Pending` while its output is above the
+    /// high-water mark (a server that does not read holds `h2` back).
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_write(cx, data)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.shutdown_write();
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A handle on one HTTP/2 connection: cloned for each request.
+pub(crate) type Sender = h2::client::SendRequest<Bytes>;
+
+/// The HTTP/2 handshake on `stream`; the connection then runs as a task
+/// of the shard until the server or every `Sender` lets it go.
+pub(crate) async fn handshake(stream: ClientStream) -> Result<Sender, ClientError> {
+    let (send, conn) = h2::client::Builder::new()
+        // The server's own limit rules; ours bounds what it may push.
+        .enable_push(false)
+        .handshake::<_, Bytes>(StreamIo(stream))
+        .await
+        .map_err(h2_error)?;
+    crate::task::spawn_local(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "HTTP/2 client connection ended");
+        }
+    });
+    Ok(send)
+}
+
+/// Fields that are about one HTTP/1.1 connection and are not sent on
+/// HTTP/2 (RFC 9113 §8.2.2); `Host` becomes `:authority`.
+fn connection_specific(name: &HeaderName) -> bool {
+    name == CONNECTION
+        || name == TRANSFER_ENCODING
+        || name == UPGRADE
+        || name == HOST
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
+/// Sends `req` as a stream of the connection and reads its response
+/// whole, at most `max_body` bytes of it.
+pub(crate) async fn exchange(
+    send: Sender,
+    req: &Request<Body>,
+    opts: &ClientOptions,
+) -> Result<Response<Body>, ClientError> {
+    let mut send = send.ready().await.map_err(h2_error)?;
+    let mut head = Request::new(());
+    *head.method_mut() = req.method().clone();
+    *head.uri_mut() = req.uri().clone();
+    *head.version_mut() = http::Version::HTTP_2;
+    for (name, value) in req.headers() {
+        if !connection_specific(name) {
+            head.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    let body = req.body().as_bytes();
+    let (response, mut out) = send.send_request(head, body.is_empty()).map_err(h2_error)?;
+    if !body.is_empty() {
+        // h2 keeps what the peer's window does not take yet.
+        out.send_data(Bytes::copy_from_slice(body), true)
+            .map_err(h2_error)?;
+    }
+    let resp = response.await.map_err(h2_error)?;
+    let (parts, mut recv) = resp.into_parts();
+    let mut data = Vec::new();
+    while let Some(chunk) = recv.data().await {
+        let chunk = chunk.map_err(h2_error)?;
+        if (data.len() + chunk.len()) as u64 > opts.max_body {
+            // Dropping the stream resets it: nothing more is sent to us.
+            return Err(ClientError::TooLarge);
+        }
+        data.extend_from_slice(&chunk);
+        let _ = recv.flow_control().release_capacity(chunk.len());
+    }
+    Ok(Response::from_parts(parts, Body::from(data)))
+}
+
+fn h2_error(e: h2::Error) -> ClientError {
+    if e.is_io() {
+        match e.into_io() {
+            Some(io) => ClientError::Io(io),
+            None => ClientError::Protocol("HTTP/2 connection failed"),
+        }
+    } else {
+        ClientError::Http2(e.to_string())
+    }
+}
