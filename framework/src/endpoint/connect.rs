@@ -3,22 +3,31 @@
 
 use super::{ClientEndpoint, EndpointError};
 use crate::net::{Addr, SocketOptions};
-use crate::reactor::{ConnObserver, Layer, PendingConnect, Protocol, ShardCtx};
+use crate::reactor::{ConnObserver, Dest, Layer, PendingConnect, Protocol, ShardCtx};
 use crate::tls::{TlsClientConfig, TlsLayer};
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where and how to connect (Twisted's `clientFromString`, as a value): the
-/// address, a connect timeout, TLS with the server name to verify, and
-/// socket options. Build one from a `SocketAddr`, a Unix path, or an
-/// endpoint string (`tcp:host=127.0.0.1:port=6379:timeout=2`,
-/// `unix:path=/run/app.sock`, `tls:host=example.com:port=443:caCerts=ca.pem`),
-/// and open it with [`ShardCtx::connect`], the reconnecting client
+/// address or host name, a connect timeout, TLS with the server name to
+/// verify, and socket options. Build one from a `SocketAddr`, a host name
+/// and port ([`Connect::host`]), a Unix path, or an endpoint string
+/// (`tcp:host=db.internal:port=5432:timeout=2`, `unix:path=/run/app.sock`,
+/// `tls:host=example.com:port=443:caCerts=ca.pem`), and open it with
+/// [`ShardCtx::connect`], the reconnecting client
 /// ([`ShardCtx::connect_reconnecting`]) or
 /// [`ClientStream::connect`](crate::client::ClientStream::connect).
+///
+/// A host name is resolved when the connection is made, off the shard
+/// (see [`ServerBuilder::resolver`](crate::ServerBuilder::resolver)), and
+/// its addresses are tried with Happy Eyeballs (RFC 8305): one after
+/// another, each started 250 ms after the one before unless that one
+/// failed sooner, alternating IPv6 and IPv4, the first to connect winning.
+/// If none does, `connect_failed` gets an error naming the host and each
+/// address's failure.
 ///
 /// ```no_run
 /// use shardloop::endpoint::Connect;
@@ -26,13 +35,13 @@ use std::time::Duration;
 /// use std::time::Duration;
 /// let tls = TlsClientConfig::builder().system_roots()?.build()?;
 /// let backend = Connect::tcp("127.0.0.1:6379".parse()?).timeout(Duration::from_secs(2));
-/// let api = Connect::tcp("93.184.216.34:443".parse()?).tls(tls, "example.com");
+/// let api = Connect::host("example.com", 443).tls(tls, "example.com");
 /// let local: Connect = "unix:path=/run/app.sock".parse()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
 pub struct Connect {
-    pub(crate) addr: Addr,
+    pub(crate) target: Target,
     pub(crate) timeout: Option<Duration>,
     pub(crate) tls: Option<(TlsClientConfig, String)>,
     pub(crate) options: Option<SocketOptions>,
@@ -49,19 +58,41 @@ impl Connect {
         Connect::addr(Addr::Unix(Some(path.into())))
     }
 
+    /// A TCP connection to `host` (a name, resolved when the connection
+    /// is made, or an IP address) on `port`.
+    ///
+    /// ```
+    /// use shardloop::endpoint::{Connect, Target};
+    /// let db = Connect::host("db.internal", 5432);
+    /// assert_eq!(db.target().to_string(), "db.internal:5432");
+    /// let ip = Connect::host("::1", 6379);
+    /// assert!(matches!(ip.target(), Target::Addr(_)));
+    /// ```
+    pub fn host(host: impl Into<String>, port: u16) -> Connect {
+        let host = host.into();
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        match literal.parse::<std::net::IpAddr>() {
+            Ok(ip) => Connect::tcp(SocketAddr::new(ip, port)),
+            Err(_) => Connect {
+                target: Target::Name { host, port },
+                ..Connect::tcp(SocketAddr::from(([0, 0, 0, 0], port)))
+            },
+        }
+    }
+
     /// A connection to `addr`, TCP or Unix.
     pub fn addr(addr: Addr) -> Connect {
         Connect {
-            addr,
+            target: Target::Addr(addr),
             timeout: None,
             tls: None,
             options: None,
         }
     }
 
-    /// Parses an endpoint string. A `tls:` host that is a name, not an
-    /// address, is resolved here (this blocks: parse at start-up, not in a
-    /// callback), and CA and client-certificate files are read here.
+    /// Parses an endpoint string. A `tcp:` or `tls:` host may be a name
+    /// (resolved when the connection is made, not here); CA and
+    /// client-certificate files are read here.
     pub fn parse(s: &str) -> Result<Connect, EndpointError> {
         let bad = |field: &str, reason: String| EndpointError {
             input: s.to_string(),
@@ -69,9 +100,13 @@ impl Connect {
             reason,
         };
         Ok(match s.parse::<ClientEndpoint>()? {
-            ClientEndpoint::Tcp { addr, timeout } => Connect {
+            ClientEndpoint::Tcp {
+                host,
+                port,
                 timeout,
-                ..Connect::tcp(addr)
+            } => Connect {
+                timeout,
+                ..Connect::host(host, port)
             },
             ClientEndpoint::Unix { path, timeout } => Connect {
                 timeout,
@@ -83,16 +118,11 @@ impl Connect {
                 timeout,
                 tls,
             } => {
-                let addr = (host.as_str(), port)
-                    .to_socket_addrs()
-                    .map_err(|e| bad("host", e.to_string()))?
-                    .next()
-                    .ok_or_else(|| bad("host", format!("{host:?} has no address")))?;
                 let config = tls.load().map_err(|e| bad("caCerts", e.to_string()))?;
-                let name = tls.server_name.unwrap_or(host);
+                let name = tls.server_name.unwrap_or_else(|| host.clone());
                 Connect {
                     timeout,
-                    ..Connect::tcp(addr).tls(config, name)
+                    ..Connect::host(host, port).tls(config, name)
                 }
             }
         })
@@ -120,9 +150,9 @@ impl Connect {
         self
     }
 
-    /// The address it connects to.
-    pub fn target(&self) -> &Addr {
-        &self.addr
+    /// The address or host name it connects to.
+    pub fn target(&self) -> &Target {
+        &self.target
     }
 
     /// The connect timeout, if any.
@@ -151,11 +181,41 @@ impl Connect {
     ) -> PendingConnect {
         PendingConnect {
             observer,
-            addr: self.addr.clone(),
+            target: match &self.target {
+                Target::Addr(a) => Dest::Addr(a.clone()),
+                Target::Name { host, port } => Dest::Name {
+                    host: host.clone(),
+                    port: *port,
+                },
+            },
             proto: Box::new(protocol),
             timeout: self.timeout.or(default_timeout),
             layer: self.layer(),
             options: self.options.clone(),
+        }
+    }
+}
+
+/// Where a [`Connect`] goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Target {
+    /// An address (TCP or Unix).
+    Addr(Addr),
+    /// A host name and port, resolved when the connection is made.
+    Name {
+        /// The name.
+        host: String,
+        /// The port.
+        port: u16,
+    },
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Addr(a) => write!(f, "{a}"),
+            Target::Name { host, port } => write!(f, "{host}:{port}"),
         }
     }
 }
@@ -182,7 +242,7 @@ impl std::str::FromStr for Connect {
 impl fmt::Debug for Connect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connect")
-            .field("addr", &self.addr)
+            .field("target", &self.target)
             .field("timeout", &self.timeout)
             .field("tls_server_name", &self.tls.as_ref().map(|(_, n)| n))
             .field("options", &self.options)
@@ -231,10 +291,22 @@ mod tests {
     #[test]
     fn endpoint_strings_become_connects() {
         let c = Connect::parse("tcp:host=127.0.0.1:port=6379:timeout=2").unwrap();
-        assert_eq!(c.target(), &Addr::Tcp("127.0.0.1:6379".parse().unwrap()));
+        let tcp = |a: &str| Target::Addr(Addr::Tcp(a.parse().unwrap()));
+        assert_eq!(c.target(), &tcp("127.0.0.1:6379"));
+        let named = Connect::parse("tcp:host=db.internal:port=5432").unwrap();
+        let name = Target::Name {
+            host: "db.internal".into(),
+            port: 5432,
+        };
+        assert_eq!(named.target(), &name);
+        let v6 = Connect::parse("tcp6:host=\\:\\:1:port=6379").unwrap();
+        assert_eq!(v6.target(), &tcp("[::1]:6379"));
         assert_eq!(c.connect_timeout(), Some(Duration::from_secs(2)));
         let u: Connect = "unix:path=/run/x.sock".parse().unwrap();
-        assert_eq!(u.target(), &Addr::Unix(Some("/run/x.sock".into())));
+        assert_eq!(
+            u.target(),
+            &Target::Addr(Addr::Unix(Some("/run/x.sock".into())))
+        );
         let t =
             Connect::parse("tls:host=127.0.0.1:port=443:insecure=true:sni=example.com").unwrap();
         assert_eq!(t.tls.as_ref().map(|(_, n)| n.as_str()), Some("example.com"));

@@ -17,7 +17,7 @@ mod tests;
 mod tls;
 
 pub use crate::error::EndpointError;
-pub use connect::Connect;
+pub use connect::{Connect, Target};
 pub use listen::{Listen, ListenAddr};
 pub(crate) use listen::{ListenProblem, ListenTls};
 
@@ -71,8 +71,10 @@ pub(crate) enum ServerEndpoint {
 pub(crate) enum ClientEndpoint {
     /// A TCP server.
     Tcp {
-        /// Its address.
-        addr: SocketAddr,
+        /// Its host name or IP address.
+        host: String,
+        /// Its port.
+        port: u16,
         /// Connect timeout, if given.
         timeout: Option<Duration>,
     },
@@ -201,18 +203,23 @@ impl FromStr for ClientEndpoint {
                 let host = p
                     .get("host", None)
                     .ok_or_else(|| p.err("host", "missing"))?;
-                let ip: IpAddr = host
-                    .parse()
-                    .map_err(|_| p.err("host", format!("{host:?} is not an IP address")))?;
-                if ip.is_ipv6() != (p.kind == "tcp6") {
-                    return Err(p.err("host", format!("{host:?} does not match {}", p.kind)));
+                // A name is resolved when the connection is made; `tcp6`
+                // takes an IPv6 address only.
+                match host.parse::<IpAddr>() {
+                    Ok(ip) if ip.is_ipv6() != (p.kind == "tcp6") => {
+                        return Err(p.err("host", format!("{host:?} does not match {}", p.kind)));
+                    }
+                    Err(_) if p.kind == "tcp6" => {
+                        return Err(p.err("host", format!("{host:?} is not an IPv6 address")));
+                    }
+                    _ if host.is_empty() => return Err(p.err("host", "empty")),
+                    _ => {}
                 }
                 Ok(ClientEndpoint::Tcp {
-                    addr: SocketAddr::new(
-                        ip,
-                        p.get("port", None)
-                            .map_or(Err(p.err("port", "missing")), |_| p.port())?,
-                    ),
+                    host: host.to_string(),
+                    port: p
+                        .get("port", None)
+                        .map_or(Err(p.err("port", "missing")), |_| p.port())?,
                     timeout: p.timeout()?,
                 })
             }

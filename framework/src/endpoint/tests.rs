@@ -128,7 +128,8 @@ fn client_endpoints() {
             .parse::<ClientEndpoint>()
             .unwrap(),
         ClientEndpoint::Tcp {
-            addr: "127.0.0.1:6379".parse().unwrap(),
+            host: "127.0.0.1".into(),
+            port: 6379,
             timeout: Some(Duration::from_millis(2500))
         }
     );
@@ -141,6 +142,18 @@ fn client_endpoints() {
     );
     let e = |s: &str| s.parse::<ClientEndpoint>().unwrap_err();
     assert_eq!(e("tcp:port=1").field, "host");
+    assert_eq!(e("tcp6:host=db.internal:port=1").field, "host");
+    assert_eq!(e("tcp6:host=127.0.0.1:port=1").field, "host");
+    assert_eq!(
+        "tcp:host=db.internal:port=5432"
+            .parse::<ClientEndpoint>()
+            .unwrap(),
+        ClientEndpoint::Tcp {
+            host: "db.internal".into(),
+            port: 5432,
+            timeout: None
+        }
+    );
     assert_eq!(e("tcp:host=127.0.0.1").field, "port");
     assert_eq!(e("tcp:host=127.0.0.1:port=1:timeout=-3").field, "timeout");
     assert_eq!(e("tcp6:host=127.0.0.1:port=1").field, "host");

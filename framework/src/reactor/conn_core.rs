@@ -68,6 +68,8 @@ pub(crate) struct Extras {
     pub(crate) max_in_flight: Option<u32>,
     /// How the connection moves to another shard, if its protocol can.
     pub(crate) mobility: Option<Box<super::migrate::Mobility>>,
+    /// The race this connect attempt is part of (Happy Eyeballs).
+    pub(crate) race: Option<usize>,
 }
 
 /// The commonest close reasons, recorded without allocating.

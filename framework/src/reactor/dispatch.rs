@@ -286,6 +286,8 @@ impl Shard {
                     );
                 }
             }
+            TimerTask::RaceNext(race, generation) => self.race_timer(race, generation, false),
+            TimerTask::RaceDeadline(race, generation) => self.race_timer(race, generation, true),
             TimerTask::HandshakeDeadline(conn) => {
                 if !self.live(conn) {
                     return;

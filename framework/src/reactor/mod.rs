@@ -22,12 +22,15 @@ mod io;
 mod layer;
 mod lifecycle;
 mod migrate;
+mod names;
+pub(crate) use names::is_unresolved;
 mod outbound;
 mod output;
 mod own_listeners;
 #[cfg(target_os = "linux")]
 mod precise_wake;
 mod protocol;
+mod race;
 mod shard;
 mod shard_ctx;
 mod shared;
@@ -48,9 +51,9 @@ pub use protocol::{Factory, Protocol};
 #[cfg(any(test, feature = "test-util"))]
 pub(crate) use shard::Readiness;
 pub(crate) use shard::{Shard, ShardInit, WAKER_TOKEN};
-pub(crate) use shard_ctx::PendingConnect;
 pub use shard_ctx::ShardCtx;
-pub(crate) use shared::{ListenerMakers, Shared};
+pub(crate) use shard_ctx::{Dest, PendingConnect};
+pub(crate) use shared::{ListenerMakers, Outbound, Shared};
 pub use timers::wheel as timer_wheel;
 pub(crate) use timers::ConnOnce as ConnOp;
 pub use timers::TimerHandle;

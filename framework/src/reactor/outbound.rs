@@ -6,7 +6,7 @@
 use super::conn_core::{ConnCore, ConnObserver, ConnState, ConnectionEnd};
 use super::erased::ErasedProto;
 use super::shard::{Connection, Shard};
-use super::shard_ctx::{PendingConnect, ShardCtx};
+use super::shard_ctx::{Dest, PendingConnect, ShardCtx};
 use super::timers::TimerTask;
 use crate::api::ConnId;
 use crate::net::{Addr, SocketOptions, Stream};
@@ -47,72 +47,82 @@ impl Shard {
         if self.ctx.pending_connects.is_empty() {
             return;
         }
-        for pc in std::mem::take(&mut self.ctx.pending_connects) {
-            let proto = pc.proto;
-            let layer = match pc.layer {
-                Ok(layer) => layer,
-                Err(e) => {
-                    self.report_connect_failure(Some(proto), pc.observer, e);
-                    continue;
-                }
-            };
-            let connected = match &pc.addr {
-                Addr::Tcp(a) => {
-                    let opts = pc
-                        .options
-                        .as_ref()
-                        .unwrap_or(&self.shared.outbound_options)
-                        .or(&SocketOptions {
-                            nodelay: Some(self.nodelay),
-                            ..SocketOptions::default()
-                        });
-                    connect_tcp(*a, &opts).map(Stream::Tcp)
-                }
-                Addr::Unix(Some(p)) => mio::net::UnixStream::connect(p).map(Stream::Unix),
-                Addr::Unix(None) => Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "cannot connect to an unnamed Unix socket",
-                )),
-            };
-            let entry = self.conns.vacant_entry();
-            let slot = entry.key();
-            let registered = connected.and_then(|mut s| {
-                self.poll
-                    .registry()
-                    .register(&mut s, Token(slot), Interest::READABLE | Interest::WRITABLE)
-                    .map(|()| s)
-            });
-            let stream = match registered {
-                Ok(s) => s,
-                Err(e) => {
-                    self.report_connect_failure(Some(proto), pc.observer, e);
-                    continue;
-                }
-            };
-            let id = ConnId::new(self.ctx.index as u16, slot as u32, self.next_generation);
-            self.next_generation = self.next_generation.wrapping_add(1);
-            let mut core = ConnCore::new(
-                id,
-                stream,
-                pc.addr,
-                None,
-                ConnState::outbound(),
-                self.ctx.now_tick,
-            );
-            if let Some(o) = pc.observer {
-                core.extras().observer = Some(o);
+        for mut pc in std::mem::take(&mut self.ctx.pending_connects) {
+            match std::mem::replace(&mut pc.target, Dest::Addr(Addr::Unix(None))) {
+                Dest::Addr(addr) => self.start_connect(pc, addr),
+                Dest::Name { host, port } => self.connect_by_name(pc, host, port),
+                Dest::Answered { host, answer } => self.answered(pc, host, answer),
             }
-            // Started once the TCP connect finishes.
-            core.layer = layer;
-            if let Some(t) = pc.timeout {
-                core.set_phase_timer(&mut self.ctx.timers, t, TimerTask::ConnectTimeout(id));
-            }
-            entry.insert(Connection {
-                core,
-                proto: Some(proto),
-            });
-            self.shared.open_total.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// A connect to one address.
+    pub(super) fn start_connect(&mut self, pc: PendingConnect, addr: Addr) {
+        let layer = match pc.layer {
+            Ok(layer) => layer,
+            Err(e) => return self.report_connect_failure(Some(pc.proto), pc.observer, e),
+        };
+        let id = match self.dial(addr, pc.options.as_ref()) {
+            Ok(id) => id,
+            Err(e) => return self.report_connect_failure(Some(pc.proto), pc.observer, e),
+        };
+        let c = &mut self.conns[id.slot()];
+        c.proto = Some(pc.proto);
+        if let Some(o) = pc.observer {
+            c.core.extras().observer = Some(o);
+        }
+        // Started once the TCP connect finishes.
+        c.core.layer = layer;
+        if let Some(t) = pc.timeout {
+            c.core
+                .set_phase_timer(&mut self.ctx.timers, t, TimerTask::ConnectTimeout(id));
+        }
+    }
+
+    /// Starts a non-blocking connect to `addr` in a new connection slot
+    /// with no protocol yet; its id.
+    pub(super) fn dial(
+        &mut self,
+        addr: Addr,
+        options: Option<&SocketOptions>,
+    ) -> io::Result<ConnId> {
+        let connected = match &addr {
+            Addr::Tcp(a) => {
+                let opts = options
+                    .unwrap_or(&self.shared.outbound.options)
+                    .or(&SocketOptions {
+                        nodelay: Some(self.nodelay),
+                        ..SocketOptions::default()
+                    });
+                connect_tcp(*a, &opts).map(Stream::Tcp)
+            }
+            Addr::Unix(Some(p)) => mio::net::UnixStream::connect(p).map(Stream::Unix),
+            Addr::Unix(None) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot connect to an unnamed Unix socket",
+            )),
+        };
+        let entry = self.conns.vacant_entry();
+        let slot = entry.key();
+        let mut stream = connected?;
+        self.poll.registry().register(
+            &mut stream,
+            Token(slot),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let id = ConnId::new(self.ctx.index as u16, slot as u32, self.next_generation);
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let core = ConnCore::new(
+            id,
+            stream,
+            addr,
+            None,
+            ConnState::outbound(),
+            self.ctx.now_tick,
+        );
+        entry.insert(Connection { core, proto: None });
+        self.shared.open_total.fetch_add(1, Ordering::Relaxed);
+        Ok(id)
     }
 
     /// The poller reported progress on a connecting socket: connected or failed?
@@ -129,6 +139,10 @@ impl Shard {
         if let Some(e) = failed {
             return self.fail_connect(slot, e);
         }
+        if let Some(race) = c.core.extras.as_ref().and_then(|e| e.race) {
+            self.win_race(race, slot);
+        }
+        let c = &mut self.conns[slot];
         c.core.state.connected();
         if let Some(t) = c.core.phase_timer.take() {
             self.ctx.timers.cancel_id(t);
@@ -149,6 +163,10 @@ impl Shard {
     }
 
     pub(super) fn fail_connect(&mut self, slot: usize, error: io::Error) {
+        let race = self.conns[slot].core.extras.as_ref().and_then(|e| e.race);
+        if let Some(race) = race {
+            return self.attempt_failed(race, slot, error);
+        }
         let mut c = self.conns.remove(slot);
         c.core.cancel_timers(&mut self.ctx.timers);
         let _ = self.poll.registry().deregister(&mut c.core.stream);

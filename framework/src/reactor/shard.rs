@@ -125,6 +125,9 @@ pub(crate) struct Shard {
     pub(super) window_start: Instant,
     /// Moves busy connections to cooler shards (`ServerBuilder::rebalance`).
     pub(super) rebalancer: Option<super::migrate::rebalance::Rebalancer>,
+    /// Connects racing their addresses (Happy Eyeballs).
+    pub(super) races: Slab<super::race::Race>,
+    pub(super) race_generation: u64,
 }
 
 /// Registers a shard's own listeners; one the poller refuses is dropped
@@ -208,6 +211,8 @@ impl Shard {
             rebalancer: shared
                 .rebalance
                 .map(super::migrate::rebalance::Rebalancer::new),
+            races: Slab::new(),
+            race_generation: 0,
             ctx,
             shared,
         }

@@ -9,7 +9,7 @@ use super::shared::{ServerHandle, Shared};
 use super::timers::{RepeatFn, TimerHandle, TimerTask, Timers};
 use crate::api::{ConnId, LocalCounters, Settings};
 use crate::error::Error;
-use crate::net::{Addr, BufPool};
+use crate::net::BufPool;
 use crate::sync::promise::{failed, promise, Promise, PromiseError};
 use crate::sync::worker::{self, DeferError, Job, PoolSender};
 use std::any::{Any, TypeId};
@@ -97,9 +97,24 @@ pub(crate) type DeferredFn = Box<
     dyn FnOnce(Option<&mut dyn Any>, Option<&mut ConnCore>, &mut ShardCtx, Box<dyn Any + Send>),
 >;
 
+/// Where a pending connect goes.
+pub(crate) enum Dest {
+    Addr(crate::net::Addr),
+    /// A host name, resolved first.
+    Name {
+        host: String,
+        port: u16,
+    },
+    /// A name, answered (its addresses are raced: Happy Eyeballs).
+    Answered {
+        host: String,
+        answer: super::names::Answer,
+    },
+}
+
 pub(crate) struct PendingConnect {
     pub(crate) observer: Option<Box<dyn ConnObserver>>,
-    pub(crate) addr: Addr,
+    pub(crate) target: Dest,
     pub(crate) proto: Box<dyn ErasedProto>,
     pub(crate) timeout: Option<Duration>,
     /// A layer to start once connected (TLS), or why it cannot be made

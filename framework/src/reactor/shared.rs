@@ -8,12 +8,12 @@ use super::envelope::Inboxes;
 use super::erased::FactoryMaker;
 use super::layer::LayerMaker;
 use crate::api::{Settings, StatsBoard};
-use crate::net::SocketOptions;
+use crate::net::{Resolve, SocketOptions, SystemResolver};
 use crate::sync::marks::Activities;
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 static NEXT_SERVER_ID: AtomicUsize = AtomicUsize::new(0);
 
@@ -24,6 +24,33 @@ pub(crate) struct ListenerMakers {
     pub(crate) factories: Vec<FactoryMaker>,
     /// Each listener's transport layers (TLS, PROXY), if any.
     pub(crate) layers: Vec<Option<LayerMaker>>,
+}
+
+/// How outbound connections are made: socket options, and how host names
+/// become addresses.
+#[derive(Clone)]
+pub(crate) struct Outbound {
+    /// Socket options set before each connect.
+    pub(crate) options: SocketOptions,
+    /// Host names to addresses (on the worker pool).
+    pub(crate) resolver: Arc<dyn Resolve>,
+    /// How long a shard reuses an answer, and a failure.
+    pub(crate) name_ttl: Duration,
+    pub(crate) negative_ttl: Duration,
+    /// Happy Eyeballs' connection attempt delay (RFC 8305 §5).
+    pub(crate) attempt_delay: Duration,
+}
+
+impl Default for Outbound {
+    fn default() -> Self {
+        Outbound {
+            options: SocketOptions::default(),
+            resolver: Arc::new(SystemResolver),
+            name_ttl: Duration::from_secs(30),
+            negative_ttl: Duration::from_secs(5),
+            attempt_delay: Duration::from_millis(250),
+        }
+    }
 }
 
 pub(crate) struct Shared {
@@ -39,8 +66,8 @@ pub(crate) struct Shared {
     /// Shards whose thread died (the acceptor skips them).
     pub(crate) dead: Box<[AtomicBool]>,
     pub(crate) listeners: ListenerMakers,
-    /// Socket options for outbound connections.
-    pub(crate) outbound_options: SocketOptions,
+    /// How outbound connections are made.
+    pub(crate) outbound: Outbound,
     /// Each shard's loop marks, for the watchdog.
     pub(crate) activity: Activities,
     /// The origin of the marks' timestamps.
@@ -56,7 +83,7 @@ impl Shared {
         inboxes: Inboxes,
         settings: Settings,
         listeners: ListenerMakers,
-        outbound_options: SocketOptions,
+        outbound: Outbound,
     ) -> Self {
         let shards = inboxes.len();
         Shared {
@@ -68,7 +95,7 @@ impl Shared {
             stopping: AtomicBool::new(false),
             dead: (0..shards).map(|_| AtomicBool::new(false)).collect(),
             listeners,
-            outbound_options,
+            outbound,
             activity: (0..shards)
                 .map(|_| Default::default())
                 .collect::<Vec<_>>()

@@ -117,7 +117,7 @@ pub struct ServerBuilder {
     triggers: Vec<(LifecyclePhase, Trigger)>,
     drain_delay: Duration,
     handle_signals: bool,
-    outbound_options: SocketOptions,
+    outbound: crate::reactor::Outbound,
     udp: Vec<UdpSpec>,
 }
 
@@ -147,7 +147,7 @@ impl Default for ServerBuilder {
             triggers: Vec::new(),
             drain_delay: Duration::ZERO,
             handle_signals: false,
-            outbound_options: SocketOptions::default(),
+            outbound: crate::reactor::Outbound::default(),
             udp: Vec::new(),
         }
     }
@@ -229,7 +229,46 @@ impl ServerBuilder {
     /// [`Connect::socket_options`](crate::endpoint::Connect::socket_options)
     /// overrides them for one connection.
     pub fn outbound_socket_options(mut self, options: SocketOptions) -> Self {
-        self.outbound_options = options;
+        self.outbound.options = options;
+        self
+    }
+
+    /// How host names in outbound connects ([`Connect::host`](crate::endpoint::Connect::host),
+    /// `tcp:host=db.internal:port=5432`) become addresses: the system's
+    /// resolver by default; a fixed table in tests, or a service-discovery
+    /// client. It runs on the worker pool (on a thread of its own when
+    /// the server has no workers), never on a shard.
+    ///
+    /// ```
+    /// use shardloop::Server;
+    /// use std::net::SocketAddr;
+    /// let b = Server::builder().resolver(|host: &str, port: u16| match host {
+    ///     "db.test" => Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))]),
+    ///     _ => Err(std::io::ErrorKind::NotFound.into()),
+    /// });
+    /// # let _ = b;
+    /// ```
+    pub fn resolver(mut self, resolver: impl crate::net::Resolve) -> Self {
+        self.outbound.resolver = std::sync::Arc::new(resolver);
+        self
+    }
+
+    /// How long each shard reuses a name's addresses (default 30 s) and a
+    /// failure to resolve it (default 5 s) before asking again. The
+    /// system resolver tells no record's TTL: these bound how stale an
+    /// answer gets.
+    pub fn name_ttl(mut self, answer: Duration, failure: Duration) -> Self {
+        self.outbound.name_ttl = answer;
+        self.outbound.negative_ttl = failure;
+        self
+    }
+
+    /// Happy Eyeballs' connection attempt delay (RFC 8305 §5; default
+    /// 250 ms): a name with several addresses is connected to one address
+    /// after another, each started this long after the one before unless
+    /// that one failed sooner, and the first to connect wins.
+    pub fn connection_attempt_delay(mut self, delay: Duration) -> Self {
+        self.outbound.attempt_delay = delay;
         self
     }
 
@@ -455,7 +494,7 @@ impl ServerBuilder {
             local_addrs: bound.local_addrs,
             makers: bound.makers,
             listener_layers: bound.layers,
-            outbound_options: self.outbound_options,
+            outbound: self.outbound,
             max_connections: self.max_connections,
             settings: self.settings,
             read_buffer_size: self.loop_options.read_buffer_size,

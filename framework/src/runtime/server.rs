@@ -37,7 +37,7 @@ pub struct Server {
     pub(super) listener_layers: Vec<Option<LayerMaker>>,
     /// What a reload (SIGHUP) does for the listeners: TLS files read again.
     pub(super) reload_hooks: Vec<ReloadHook>,
-    pub(super) outbound_options: crate::net::SocketOptions,
+    pub(super) outbound: crate::reactor::Outbound,
     pub(super) max_connections: usize,
     pub(super) settings: Settings,
     pub(super) read_buffer_size: usize,
@@ -115,7 +115,7 @@ impl Server {
                 factories: self.makers,
                 layers: self.listener_layers,
             },
-            self.outbound_options,
+            self.outbound,
         );
         shared.rebalance = self.rebalance;
         let inner = Arc::new(ServerInner {

@@ -1,31 +1,14 @@
 //! `http::client` against real servers on loopback: shardloop's own HTTP
 //! server, and raw servers answering exactly what each case needs
 //! (chunks, a close-delimited body, a keep-alive the server drops).
-use crate::common;
+use crate::common::{self, on_shard};
 
 use shardloop::client::PoolOptions;
 use shardloop::http::client::{Client, ClientError, ClientOptions};
 use shardloop::http::{Body, HttpServer, Request, Response, Router};
-use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
-
-/// Runs `f` as a task on shard 0 of `h`; its result.
-fn on_shard<T: Send + 'static, F: Future<Output = T> + 'static>(
-    h: &shardloop::Handle,
-    f: impl FnOnce() -> F + Send + 'static,
-) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    h.post_to(0, move |ctx| {
-        ctx.spawn_local(async move {
-            let _ = tx.send(f().await);
-        });
-    })
-    .unwrap();
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("the task answered")
-}
 
 fn app_server() -> (shardloop::Handle, SocketAddr) {
     let app = Router::new()

@@ -3,32 +3,15 @@
 //! offers only that, h2c with prior knowledge, the body limit, and the
 //! connection let go after the pool's idle timeout. The server is
 //! shardloop's own, which serves HTTP/2 and HTTP/1.1 on one listener.
-use crate::common;
+use crate::common::{self, on_shard};
 
 use shardloop::client::PoolOptions;
 use shardloop::endpoint::Listen;
 use shardloop::http::client::{Client, ClientError, ClientOptions};
 use shardloop::http::{Body, HttpServer, Request, Response, Router, Version};
 use shardloop::tls::{TlsClientConfig, TlsServerConfig};
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
-
-/// Runs `f` as a task on shard 0 of `h`; its result.
-fn on_shard<T: Send + 'static, F: Future<Output = T> + 'static>(
-    h: &shardloop::Handle,
-    f: impl FnOnce() -> F + Send + 'static,
-) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    h.post_to(0, move |ctx| {
-        ctx.spawn_local(async move {
-            let _ = tx.send(f().await);
-        });
-    })
-    .unwrap();
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("the task answered")
-}
 
 fn app() -> HttpServer {
     let app = Router::new()

@@ -30,6 +30,7 @@ mod lifecycle;
 mod lifecycle_phases;
 mod loop_figures;
 mod migration;
+mod names;
 mod per_ip_limits;
 mod placement;
 mod proxy_protocol;

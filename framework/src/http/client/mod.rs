@@ -236,7 +236,16 @@ impl Client {
             let mut conn = s
                 .pool
                 .checkout(origin.clone(), || origin.connect(&s.opts))
-                .await?;
+                .await
+                .map_err(|e| match e {
+                    PoolError::Connect(error) if crate::reactor::is_unresolved(&error) => {
+                        ClientError::Resolve {
+                            host: origin.host.clone(),
+                            error,
+                        }
+                    }
+                    other => ClientError::Connect(other),
+                })?;
             if self.speaks_h2(&conn, &origin) {
                 let handshake = h2::handshake(conn.detach());
                 let send = crate::task::timeout(s.opts.connect_timeout, handshake)

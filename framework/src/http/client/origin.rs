@@ -1,14 +1,10 @@
-//! Where a request goes: its origin (scheme, host, port), resolved and
-//! connected without blocking the shard.
+//! Where a request goes: its origin (scheme, host, port), and a new
+//! connection to it (resolved and raced by the framework's connect).
 
 use super::{ClientError, ClientOptions};
 use crate::client::ClientStream;
 use crate::endpoint::Connect;
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::time::{Duration, Instant};
 
 /// An origin (RFC 6454): what a pooled connection can serve.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -19,16 +15,6 @@ pub struct Origin {
     pub host: String,
     /// The port (the scheme's default if the URL gives none).
     pub port: u16,
-}
-
-/// How long a resolved name is reused on a shard.
-const NAME_TTL: Duration = Duration::from_secs(30);
-
-/// Names resolved on a shard: (host, port) → until when, and the addresses.
-type NameCache = HashMap<(String, u16), (Instant, Vec<SocketAddr>)>;
-
-thread_local! {
-    static NAMES: RefCell<NameCache> = RefCell::new(HashMap::new());
 }
 
 impl Origin {
@@ -70,80 +56,28 @@ impl Origin {
         }
     }
 
-    /// The addresses of the host: an IP literal as is; a name from this
-    /// shard's cache, or resolved by the system resolver on a thread of
-    /// its own (the shard goes on meanwhile).
-    async fn addresses(&self) -> Result<Vec<SocketAddr>, ClientError> {
-        if let Ok(ip) = self.host.parse::<IpAddr>() {
-            return Ok(vec![SocketAddr::new(ip, self.port)]);
-        }
-        let key = (self.host.clone(), self.port);
-        let now = Instant::now();
-        let cached = NAMES.with(|n| {
-            n.borrow()
-                .get(&key)
-                .filter(|(until, _)| *until > now)
-                .map(|(_, a)| a.clone())
-        });
-        if let Some(a) = cached {
-            return Ok(a);
-        }
-        let (promise, resolver) = crate::task::promise();
-        let (host, port) = key.clone();
-        std::thread::Builder::new()
-            .name("shardloop-resolve".into())
-            .spawn(move || {
-                resolver.resolve((host.as_str(), port).to_socket_addrs().map(Vec::from_iter))
-            })
-            .map_err(|error| ClientError::Resolve {
-                host: self.host.clone(),
-                error,
-            })?;
-        let resolved = promise.await.unwrap_or_else(|_| {
-            Err(io::Error::other(
-                "the resolver thread ended without an answer",
-            ))
-        });
-        let addrs = resolved
-            .and_then(|a| {
-                if a.is_empty() {
-                    Err(io::Error::new(io::ErrorKind::NotFound, "no address"))
-                } else {
-                    Ok(a)
-                }
-            })
-            .map_err(|error| ClientError::Resolve {
-                host: self.host.clone(),
-                error,
-            })?;
-        NAMES.with(|n| n.borrow_mut().insert(key, (now + NAME_TTL, addrs.clone())));
-        Ok(addrs)
-    }
-
-    /// A new connection: each address in turn until one answers.
+    /// A new connection: the host's addresses resolved off the shard
+    /// (cached per shard) and raced with Happy Eyeballs, by the
+    /// framework's connect.
     pub(crate) async fn connect(&self, opts: &ClientOptions) -> io::Result<ClientStream> {
-        let addrs = self.addresses().await.map_err(|e| match e {
-            ClientError::Resolve { error, .. } => error,
-            other => io::Error::other(other.to_string()),
-        })?;
-        let mut last = None;
-        for addr in addrs {
-            let mut c = Connect::tcp(addr).timeout(opts.connect_timeout);
-            if self.tls {
-                let Some(tls) = &opts.tls else {
-                    return Err(io::Error::new(
-                        io::ErrorKind::Unsupported,
-                        "an https:// URL needs ClientOptions::tls",
-                    ));
-                };
-                c = c.tls(tls.clone(), self.host.clone());
-            }
-            match ClientStream::connect(c).await {
-                Ok(s) => return Ok(s),
-                Err(e) => last = Some(io::Error::new(e.kind(), format!("{addr}: {e}"))),
-            }
+        let mut c = Connect::host(self.host.clone(), self.port).timeout(opts.connect_timeout);
+        if self.tls {
+            let Some(tls) = &opts.tls else {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "an https:// URL needs ClientOptions::tls",
+                ));
+            };
+            c = c.tls(tls.clone(), self.host.clone());
         }
-        Err(last.unwrap_or_else(|| io::Error::other("no address")))
+        ClientStream::connect(c).await.map_err(|e| {
+            if crate::reactor::is_unresolved(&e) {
+                e
+            } else {
+                // Named: which origin did not answer.
+                io::Error::new(e.kind(), format!("{}: {e}", self.host_field()))
+            }
+        })
     }
 }
 

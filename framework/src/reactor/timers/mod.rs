@@ -59,6 +59,10 @@ pub(crate) enum TimerTask {
     CloseDeadline(ConnId),
     Linger(ConnId),
     ConnectTimeout(ConnId),
+    /// A Happy Eyeballs race's next attempt is due (race, generation).
+    RaceNext(usize, u64),
+    /// A Happy Eyeballs race's connect timeout (race, generation).
+    RaceDeadline(usize, u64),
     /// A TLS handshake has not finished in time.
     HandshakeDeadline(ConnId),
     /// Accept again on own listener `k` (after an accept error).

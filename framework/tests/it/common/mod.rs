@@ -32,7 +32,12 @@ pub fn builder(shards: usize) -> ServerBuilder {
 }
 
 pub fn echo_server(shards: usize) -> (Handle, SocketAddr) {
-    started(builder(shards).listen("127.0.0.1:0", |_| |_| Echo))
+    started(with_echo(builder(shards)))
+}
+
+/// `b` with an echo listener on a free loopback port.
+pub fn with_echo(b: ServerBuilder) -> ServerBuilder {
+    b.listen("127.0.0.1:0", |_| |_| Echo)
 }
 
 /// Builds and starts `b`; returns its handle and first listener's address.
@@ -93,4 +98,20 @@ pub fn rss_kb(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap()
+}
+
+/// Runs `f` as a task on shard 0 of `h`; its result (30 s at most).
+pub fn on_shard<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
+    h: &Handle,
+    f: impl FnOnce() -> F + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    h.post_to(0, move |ctx| {
+        ctx.spawn_local(async move {
+            let _ = tx.send(f().await);
+        });
+    })
+    .unwrap();
+    rx.recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the task answered")
 }

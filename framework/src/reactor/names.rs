@@ -1,0 +1,171 @@
+//! Connects to host names: each shard's cache of answers (failures too),
+//! and resolution on the worker pool, asked once however many connects
+//! wait for the same name. A connect waiting for its name is parked here
+//! and queued again once the answer is in the cache.
+
+use super::exec::local;
+use super::shard::Shard;
+use super::shard_ctx::{Dest, PendingConnect};
+use crate::net::Resolve;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A name's addresses (in Happy Eyeballs' order), or why it has none.
+pub(crate) type Answer = Result<Vec<SocketAddr>, (io::ErrorKind, String)>;
+
+/// What a shard knows of one (host, port).
+enum Entry {
+    /// An answer, good until then.
+    Known { until: Instant, answer: Answer },
+    /// Being resolved: the connects waiting for it.
+    Asking(Vec<PendingConnect>),
+}
+
+/// The most names a shard keeps answers for: past it, expired ones go,
+/// then (if that freed nothing) all answers do.
+const MAX_NAMES: usize = 4096;
+
+thread_local! {
+    static NAMES: RefCell<HashMap<(String, u16), Entry>> = RefCell::new(HashMap::new());
+}
+
+impl Shard {
+    /// A connect to `host:port`: raced over its addresses if the cache
+    /// knows them, failed if it knows the name has none, else parked
+    /// until the resolver answers.
+    pub(super) fn connect_by_name(&mut self, pc: PendingConnect, host: String, port: u16) {
+        let now = Instant::now();
+        let key = (host, port);
+        let known = NAMES.with(|n| match n.borrow().get(&key) {
+            Some(Entry::Known { until, answer }) if *until > now => Some(Some(answer.clone())),
+            Some(Entry::Asking(_)) => Some(None),
+            _ => None,
+        });
+        let (host, port) = key;
+        match known {
+            Some(Some(answer)) => self.answered(pc, host, answer),
+            Some(None) => NAMES.with(|n| {
+                if let Some(Entry::Asking(waiting)) = n.borrow_mut().get_mut(&(host, port)) {
+                    waiting.push(pc);
+                }
+            }),
+            None => {
+                NAMES.with(|n| {
+                    let mut n = n.borrow_mut();
+                    if n.len() >= MAX_NAMES {
+                        n.retain(|_, e| match e {
+                            Entry::Known { until, .. } => *until > now,
+                            Entry::Asking(_) => true,
+                        });
+                        if n.len() >= MAX_NAMES {
+                            n.retain(|_, e| matches!(e, Entry::Asking(_)));
+                        }
+                    }
+                    n.insert((host.clone(), port), Entry::Asking(vec![pc]));
+                });
+                self.ask(host, port);
+            }
+        }
+    }
+
+    /// A connect whose name was answered: raced over the addresses, or
+    /// failed with why the name has none.
+    pub(super) fn answered(&mut self, pc: PendingConnect, host: String, answer: Answer) {
+        match answer {
+            Ok(addrs) => self.start_race(pc, host, addrs),
+            Err((kind, why)) => {
+                let e = io::Error::new(kind, Unresolved(format!("cannot resolve {host}: {why}")));
+                self.report_connect_failure(Some(pc.proto), pc.observer, e);
+            }
+        }
+    }
+
+    /// Resolves `host` on the worker pool (on a thread of its own if the
+    /// server has none); the answer goes into the cache and the parked
+    /// connects are queued again.
+    fn ask(&mut self, host: String, port: u16) {
+        let outbound = &self.shared.outbound;
+        let resolver = outbound.resolver.clone();
+        let ttl = (outbound.name_ttl, outbound.negative_ttl);
+        let (h, r) = (host.clone(), resolver.clone());
+        let on_pool = self.ctx.defer(move || r.resolve(&h, port));
+        self.ctx.spawn_local(async move {
+            let answer = match on_pool.await {
+                Ok(Ok(answer)) => answer,
+                // No pool, or its queue is full: a thread of its own.
+                _ => on_thread(resolver, &host, port).await,
+            };
+            settle(host, port, answer, ttl);
+        });
+    }
+}
+
+/// The error of a connect whose host name has no address (inside the
+/// `io::Error` that `connect_failed` gets; see [`is_unresolved`]).
+#[derive(Debug)]
+struct Unresolved(String);
+
+impl std::fmt::Display for Unresolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unresolved {}
+
+/// True if a connect failed because its host name has no address (as
+/// opposed to addresses that did not answer).
+pub(crate) fn is_unresolved(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|e| e.is::<Unresolved>())
+}
+
+async fn on_thread(
+    resolver: Arc<dyn Resolve>,
+    host: &str,
+    port: u16,
+) -> io::Result<Vec<SocketAddr>> {
+    let (promise, answer) = crate::task::promise();
+    let h = host.to_string();
+    std::thread::Builder::new()
+        .name("shardloop-resolve".into())
+        .spawn(move || answer.resolve(resolver.resolve(&h, port)))?;
+    promise.await.unwrap_or_else(|_| {
+        Err(io::Error::other(
+            "the resolver thread ended without an answer",
+        ))
+    })
+}
+
+/// Records an answer and queues the connects that waited for it again,
+/// with it (a TTL of zero must not send them back to the resolver).
+fn settle(host: String, port: u16, answer: io::Result<Vec<SocketAddr>>, ttl: (Duration, Duration)) {
+    let answer = match answer {
+        Ok(a) if a.is_empty() => Err((io::ErrorKind::NotFound, "no address".to_string())),
+        Ok(a) => Ok(crate::net::interleave(a)),
+        Err(e) => Err((e.kind(), e.to_string())),
+    };
+    let until = Instant::now() + if answer.is_ok() { ttl.0 } else { ttl.1 };
+    let waiting = NAMES.with(|n| {
+        let entry = Entry::Known {
+            until,
+            answer: answer.clone(),
+        };
+        match n.borrow_mut().insert((host.clone(), port), entry) {
+            Some(Entry::Asking(waiting)) => waiting,
+            _ => Vec::new(),
+        }
+    });
+    local::with(|l| {
+        for mut pc in waiting {
+            pc.target = Dest::Answered {
+                host: host.clone(),
+                answer: answer.clone(),
+            };
+            l.connects.push(pc);
+        }
+    });
+}

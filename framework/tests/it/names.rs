@@ -1,0 +1,240 @@
+//! Connecting by host name: a resolver hook in place of DNS, Happy
+//! Eyeballs over an address that never answers and one that does, every
+//! address failing, a name with no address, the per-shard cache (one
+//! question for many connects, answers and failures expiring), the shard
+//! kept running while the resolver blocks, and the system resolver with
+//! `localhost` through an endpoint string.
+use crate::common::{self, on_shard};
+
+use shardloop::client::ClientStream;
+use shardloop::endpoint::Connect;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// An address whose SYNs are dropped: a listener with a backlog of 0
+/// whose accept queue is already full (the connect neither succeeds nor
+/// fails; its attempt is overtaken, as an unreachable address's would be).
+fn black_hole() -> (socket2::Socket, Vec<TcpStream>, SocketAddr) {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    s.listen(0).unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    // Fill the queue: connects that completed but are never accepted.
+    let mut fillers = Vec::new();
+    for _ in 0..2 {
+        if let Ok(c) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            fillers.push(c);
+        }
+    }
+    (s, fillers, addr)
+}
+
+/// A server on 127.0.0.1 answering each connection with "hi".
+fn greeter() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let _ = s.write_all(b"hi");
+        }
+    });
+    addr
+}
+
+/// A port nothing listens on.
+fn refused() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+type Table = Vec<(&'static str, io::Result<Vec<SocketAddr>>)>;
+
+/// A server whose resolver answers from `table` (the port asked is
+/// ignored: the table's addresses carry theirs), counting questions.
+fn server_with(table: Table, delay: Duration) -> (shardloop::Handle, Arc<AtomicUsize>) {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = asked.clone();
+    let table: Vec<(String, Result<Vec<SocketAddr>, io::ErrorKind>)> = table
+        .into_iter()
+        .map(|(h, r)| (h.to_string(), r.map_err(|e| e.kind())))
+        .collect();
+    let b = common::builder(1)
+        .resolver(move |host: &str, _port: u16| {
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(delay);
+            match table.iter().find(|(h, _)| h == host) {
+                Some((_, Ok(a))) => Ok(a.clone()),
+                Some((_, Err(k))) => Err(io::Error::new(*k, "refused by the table")),
+                None => Err(io::Error::new(io::ErrorKind::NotFound, "unknown name")),
+            }
+        })
+        .name_ttl(Duration::from_millis(300), Duration::from_millis(300));
+    let (h, _) = common::started(common::with_echo(b));
+    (h, asked)
+}
+
+async fn read_hi(name: &str, port: u16) -> io::Result<(Vec<u8>, Duration)> {
+    let t = Instant::now();
+    let c = Connect::host(name, port).timeout(Duration::from_secs(5));
+    let mut s = ClientStream::connect(c).await?;
+    let took = t.elapsed();
+    let mut buf = [0u8; 2];
+    s.read_exact(&mut buf).await?;
+    Ok((buf.to_vec(), took))
+}
+
+#[test]
+fn happy_eyeballs_overtakes_an_address_that_never_answers() {
+    let (_hole, _fillers, hole) = black_hole();
+    let good = greeter();
+    let (h, asked) = server_with(vec![("db.test", Ok(vec![hole, good]))], Duration::ZERO);
+    let (hi, took) = on_shard(&h, || read_hi("db.test", 1)).unwrap();
+    assert_eq!(hi, b"hi");
+    // The second attempt starts 250 ms after the first (the first neither
+    // connects nor fails), and wins.
+    assert!(took >= Duration::from_millis(200), "{took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_refused_address_moves_on_at_once_and_all_failing_names_each() {
+    let (a, b, good) = (refused(), refused(), greeter());
+    let (h, _) = server_with(
+        vec![
+            ("mixed.test", Ok(vec![a, good])),
+            ("dead.test", Ok(vec![a, b])),
+        ],
+        Duration::ZERO,
+    );
+    let (hi, took) = on_shard(&h, || read_hi("mixed.test", 1)).unwrap();
+    assert_eq!(hi, b"hi");
+    // A refusal does not wait out the attempt delay.
+    assert!(took < Duration::from_millis(200), "{took:?}");
+    let e = on_shard(&h, || read_hi("dead.test", 1)).unwrap_err();
+    let text = e.to_string();
+    assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{text}");
+    assert!(text.contains("dead.test"), "{text}");
+    assert!(
+        text.contains(&a.to_string()) && text.contains(&b.to_string()),
+        "{text}"
+    );
+}
+
+#[test]
+fn names_without_addresses_fail_clearly_and_are_cached_as_failures() {
+    let (h, asked) = server_with(
+        vec![
+            ("empty.test", Ok(vec![])),
+            ("gone.test", Err(io::ErrorKind::NotFound.into())),
+        ],
+        Duration::ZERO,
+    );
+    let e = on_shard(&h, || read_hi("nxdomain.test", 1)).unwrap_err();
+    assert!(
+        e.to_string().contains("cannot resolve nxdomain.test"),
+        "{e}"
+    );
+    let e = on_shard(&h, || read_hi("empty.test", 1)).unwrap_err();
+    assert!(e.to_string().contains("cannot resolve empty.test"), "{e}");
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    // Within the negative TTL the failure is reused; past it, asked again.
+    let _ = on_shard(&h, || read_hi("nxdomain.test", 1));
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    std::thread::sleep(Duration::from_millis(400));
+    let _ = on_shard(&h, || read_hi("nxdomain.test", 1));
+    assert_eq!(asked.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn many_connects_ask_once_and_the_shard_runs_while_the_resolver_blocks() {
+    let good = greeter();
+    let (h, asked) = server_with(
+        vec![("slow.test", Ok(vec![good]))],
+        Duration::from_millis(400),
+    );
+    let (results, lag) = on_shard(&h, || async {
+        // 50 connects to one name wait for one answer ...
+        let connects = (0..50).map(|_| read_hi("slow.test", 1));
+        let all = shardloop::task::join_all(connects);
+        // ... while a timer on the same shard keeps time.
+        let timer = async {
+            let mut worst = Duration::ZERO;
+            for _ in 0..10 {
+                let s = Instant::now();
+                shardloop::task::sleep(Duration::from_millis(20)).await;
+                worst = worst.max(s.elapsed());
+            }
+            worst
+        };
+        futures_join(all, timer).await
+    });
+    assert!(results
+        .iter()
+        .all(|r| matches!(r, Ok((hi, _)) if hi == b"hi")));
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+    assert!(
+        lag < Duration::from_millis(300),
+        "the shard stalled: {lag:?}"
+    );
+    // Past the TTL (300 ms) the name is asked again.
+    std::thread::sleep(Duration::from_millis(400));
+    on_shard(&h, || read_hi("slow.test", 1)).unwrap();
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+}
+
+/// Both futures to their ends, polled together on the shard.
+async fn futures_join<A: std::future::Future, B: std::future::Future>(
+    a: A,
+    b: B,
+) -> (A::Output, B::Output) {
+    let mut a = std::pin::pin!(a);
+    let mut b = std::pin::pin!(b);
+    let (mut ra, mut rb) = (None, None);
+    std::future::poll_fn(|cx| {
+        if ra.is_none() {
+            if let std::task::Poll::Ready(v) = a.as_mut().poll(cx) {
+                ra = Some(v);
+            }
+        }
+        if rb.is_none() {
+            if let std::task::Poll::Ready(v) = b.as_mut().poll(cx) {
+                rb = Some(v);
+            }
+        }
+        if ra.is_some() && rb.is_some() {
+            std::task::Poll::Ready((ra.take().unwrap(), rb.take().unwrap()))
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+#[test]
+fn the_system_resolver_finds_localhost_from_an_endpoint_string() {
+    let good = greeter();
+    let (h, _) = common::echo_server(1);
+    let text = format!("tcp:host=localhost:port={}:timeout=5", good.port());
+    let mut hi = on_shard(&h, move || async move {
+        let c: Connect = text.parse().unwrap();
+        let mut s = ClientStream::connect(c).await?;
+        let mut buf = [0u8; 2];
+        s.read_exact(&mut buf).await?;
+        io::Result::Ok(buf)
+    })
+    .unwrap()
+    .to_vec();
+    assert_eq!(hi, b"hi");
+    hi.clear();
+    // The greeter is plain std: check it is what answered.
+    let mut direct = TcpStream::connect(good).unwrap();
+    direct.read_to_end(&mut hi).unwrap();
+    assert_eq!(hi, b"hi");
+}
