@@ -27,6 +27,9 @@ struct State {
     write_paused: bool,
     /// The task waiting to connect or to write.
     waker: Option<Waker>,
+    /// The connect was given up (its future dropped) before it finished:
+    /// the connection closes as soon as it is made.
+    abandoned: bool,
 }
 
 impl State {
@@ -48,6 +51,11 @@ impl Protocol for StreamProtocol {
 
     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
         let mut s = self.state.borrow_mut();
+        if s.abandoned {
+            // Nobody will use it (a timed-out checkout, a dropped task).
+            conn.close();
+            return;
+        }
         s.id = Some(conn.id());
         // A TLS connection is made once its handshake is done.
         s.tls = conn.tls_info();
@@ -138,6 +146,9 @@ impl ClientStream {
             queued.is_some(),
             "ClientStream::connect called outside a shard"
         );
+        // Dropped before the connect finishes: the connection is closed
+        // when (if) it is made, not left open with no one to use it.
+        let waiting = Abandon(Some(state.clone()));
         poll_fn(|cx| {
             let mut s = state.borrow_mut();
             match s.connected.take() {
@@ -149,6 +160,7 @@ impl ClientStream {
             }
         })
         .await?;
+        waiting.disarm();
         Ok(ClientStream {
             state,
             input,
@@ -296,6 +308,23 @@ impl Resume for ClientStream {
     /// Resumes reading once the task has taken most of the buffered input.
     fn resume(&self) {
         self.on_conn(|c| c.resume_reading());
+    }
+}
+
+/// Marks a connect abandoned unless disarmed.
+struct Abandon(Option<Rc<RefCell<State>>>);
+
+impl Abandon {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if let Some(state) = self.0.take() {
+            state.borrow_mut().abandoned = true;
+        }
     }
 }
 

@@ -245,3 +245,27 @@ fn reconnecting_client_connects_once_the_server_appears_and_after_it_drops() {
     clients.shutdown();
     server.shutdown();
 }
+
+#[test]
+fn a_client_stream_connect_given_up_closes_the_connection_it_makes() {
+    use std::io::Read;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // EOF (Ok(0)) if the client closed it; an error if it was kept open.
+        let _ = tx.send(s.read(&mut [0u8; 16]).map_err(|e| e.kind()));
+    });
+    let (h, _) = echo_server(1);
+    let gave_up = on_shard(&h, move || async move {
+        let c = shardloop::client::ClientStream::connect(Connect::tcp(addr));
+        // Given up before the connection is made (the connect starts
+        // after this task yields).
+        shardloop::task::timeout(Duration::ZERO, c).await.is_err()
+    });
+    assert!(gave_up);
+    let read = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(read, Ok(0), "the abandoned connection was left open");
+}
