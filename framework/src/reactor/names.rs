@@ -128,7 +128,7 @@ async fn on_thread(
     host: &str,
     port: u16,
 ) -> io::Result<Vec<SocketAddr>> {
-    let (promise, answer) = crate::task::promise();
+    let (promise, answer) = crate::sync::promise::promise();
     let h = host.to_string();
     std::thread::Builder::new()
         .name("shardloop-resolve".into())
