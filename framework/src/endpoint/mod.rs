@@ -17,6 +17,7 @@ mod tests;
 mod tls;
 
 pub use crate::error::EndpointError;
+pub use crate::net::{Resolve, SystemResolver};
 pub use connect::{Connect, Target};
 pub use listen::{Listen, ListenAddr};
 pub(crate) use listen::{ListenProblem, ListenTls};

@@ -12,7 +12,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 /// `Fn(&str, u16) -> io::Result<Vec<SocketAddr>>`.
 ///
 /// ```
-/// use shardloop::net::Resolve;
+/// use shardloop::endpoint::Resolve;
 /// use std::net::SocketAddr;
 /// // Names of a test: "db.test" is two local addresses, others unknown.
 /// let fixed = |host: &str, port: u16| -> std::io::Result<Vec<SocketAddr>> {

@@ -248,7 +248,7 @@ impl ServerBuilder {
     /// });
     /// # let _ = b;
     /// ```
-    pub fn resolver(mut self, resolver: impl crate::net::Resolve) -> Self {
+    pub fn resolver(mut self, resolver: impl crate::endpoint::Resolve) -> Self {
         self.outbound.resolver = std::sync::Arc::new(resolver);
         self
     }
