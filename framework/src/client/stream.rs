@@ -12,6 +12,7 @@ use crate::reactor::exec::input::SharedInput;
 use crate::reactor::exec::local;
 use crate::reactor::{Conn, Protocol};
 use crate::task::input::{Reader, Resume};
+use crate::tls::{StartTls, TlsClientConfig};
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io;
@@ -99,6 +100,12 @@ impl Protocol for StreamProtocol {
     fn server_stopping(&mut self, conn: &mut Conn<'_, Self>) {
         conn.close();
     }
+
+    fn handshake_completed(&mut self, conn: &mut Conn<'_, Self>) {
+        let mut s = self.state.borrow_mut();
+        s.tls = conn.tls_info();
+        s.wake();
+    }
 }
 
 /// An outbound connection used from a shard task with `await`.
@@ -174,7 +181,8 @@ impl ClientStream {
     }
 
     /// What the TLS handshake negotiated (ALPN protocol, version, cipher
-    /// suite, the server's certificates); `None` on a plain connection.
+    /// suite, the server's certificates); `None` on a plain connection
+    /// (and during a [`start_tls`](ClientStream::start_tls) handshake).
     ///
     /// ```no_run
     /// use shardloop::client::ClientStream;
@@ -189,6 +197,53 @@ impl ClientStream {
     /// ```
     pub fn tls_info(&self) -> Option<TlsInfo> {
         self.state.borrow().tls.clone()
+    }
+
+    /// Upgrades the connection to TLS (STARTTLS, after the server agreed
+    /// in plaintext), verifying the server as `server_name` (also sent as
+    /// SNI); completes once the handshake is done, with what it
+    /// negotiated. Bytes received and not read yet are taken as the
+    /// handshake's first. A failed handshake fails this call (and the
+    /// connection).
+    ///
+    /// ```no_run
+    /// use shardloop::client::ClientStream;
+    /// use shardloop::endpoint::Connect;
+    /// use shardloop::tls::TlsClientConfig;
+    /// # async fn demo(tls: TlsClientConfig) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut smtp = ClientStream::connect(Connect::host("mail.example.com", 587)).await?;
+    /// smtp.read_line(512).await?; // 220 greeting
+    /// smtp.write_all(b"STARTTLS\r\n").await?;
+    /// smtp.read_line(512).await?; // 220 ready
+    /// let session = smtp.start_tls(&tls, "mail.example.com").await?;
+    /// smtp.write_all(b"EHLO me\r\n").await?; // encrypted from here on
+    /// # let _ = session; Ok(()) }
+    /// ```
+    pub async fn start_tls(
+        &mut self,
+        config: &TlsClientConfig,
+        server_name: &str,
+    ) -> io::Result<TlsInfo> {
+        let early = {
+            let mut input = self.input.borrow_mut();
+            let bytes = input.buffered().to_vec();
+            input.consume(bytes.len());
+            bytes
+        };
+        let upgrade = StartTls::client(config, server_name).already_read(&early);
+        self.state.borrow_mut().tls = None;
+        self.on_conn(move |c| c.start_tls(upgrade));
+        poll_fn(|cx| {
+            if let Some(info) = self.state.borrow().tls.clone() {
+                return Poll::Ready(Ok(info));
+            }
+            if let Some(e) = self.gone() {
+                return Poll::Ready(Err(e));
+            }
+            self.state.borrow_mut().waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
     }
 
     /// Runs `f` on the connection once the task yields.

@@ -164,6 +164,10 @@ pub trait FrameProtocol<D: Decoder>: Sized + 'static {
     /// Written bytes reached the kernel (see [`Protocol::output_flushed`]).
     fn output_flushed(&mut self, _conn: &mut FramedConn<'_, '_, D, Self>) {}
 
+    /// A TLS handshake begun with `start_tls` finished (see
+    /// [`Protocol::handshake_completed`]).
+    fn handshake_completed(&mut self, _conn: &mut FramedConn<'_, '_, D, Self>) {}
+
     /// The server is stopping; the default closes after flushing.
     fn server_stopping(&mut self, conn: &mut FramedConn<'_, '_, D, Self>) {
         conn.close();
@@ -413,6 +417,10 @@ impl<D: Decoder, P: FrameProtocol<D>> Protocol for Framed<D, P> {
 
     fn output_flushed(&mut self, conn: &mut Conn<'_, Self>) {
         self.with(conn, |p, c| p.output_flushed(c));
+    }
+
+    fn handshake_completed(&mut self, conn: &mut Conn<'_, Self>) {
+        self.with(conn, |p, c| p.handshake_completed(c));
     }
 
     fn server_stopping(&mut self, conn: &mut Conn<'_, Self>) {

@@ -29,6 +29,7 @@ pub(crate) trait ErasedProto {
     fn resume_producing(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx);
     fn output_flushed(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx);
     fn server_stopping(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx);
+    fn handshake_completed(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx);
     fn connect_failed(&mut self, ctx: &mut ShardCtx, error: &io::Error);
     fn as_any_mut(&mut self) -> &mut dyn Any;
     /// The protocol itself, for `Migrate::pack` (which knows its type).
@@ -76,6 +77,9 @@ impl<P: Protocol> ErasedProto for P {
     }
     fn server_stopping(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx) {
         Protocol::server_stopping(self, &mut Conn::new(core, ctx));
+    }
+    fn handshake_completed(&mut self, core: &mut ConnCore, ctx: &mut ShardCtx) {
+        Protocol::handshake_completed(self, &mut Conn::new(core, ctx));
     }
     fn connect_failed(&mut self, ctx: &mut ShardCtx, error: &io::Error) {
         Protocol::connect_failed(self, ctx, error);

@@ -221,6 +221,13 @@ impl Shard {
             }
         }
         if c.core.state.is_made() {
+            // After `start_tls`: the protocol learns the session is up.
+            if c.core.layer.as_ref().is_some_and(|l| l.is_tls()) {
+                invoke(c, &mut self.ctx, |p, core, ctx| {
+                    p.handshake_completed(core, ctx)
+                });
+                return self.after_callback(slot);
+            }
             return true;
         }
         self.make(slot)

@@ -134,6 +134,13 @@ pub trait Protocol: Sized + 'static {
     /// bytes leave, not when they are queued.
     fn output_flushed(&mut self, _conn: &mut Conn<'_, Self>) {}
 
+    /// A TLS handshake started with [`Conn::start_tls`](crate::Conn::start_tls)
+    /// on a running connection finished (Twisted's `handshakeCompleted`):
+    /// [`Conn::tls_info`](crate::Conn::tls_info) now says what it
+    /// negotiated. A connection that starts with TLS needs no such call:
+    /// its `connection_made` runs after its handshake.
+    fn handshake_completed(&mut self, _conn: &mut Conn<'_, Self>) {}
+
     /// An outbound connection made with [`ShardCtx::connect`] could not
     /// be established (refused, unreachable, timed out). No other callback
     /// runs for it. The default logs the error.

@@ -6,6 +6,7 @@ mod bus_capacity;
 mod busy_time;
 mod chat;
 mod client;
+mod client_tls;
 mod common;
 mod conn_load;
 mod conn_stream;

@@ -394,10 +394,10 @@ impl FrameProtocol<LineDecoder> for StartTls {
     }
 }
 
-#[test]
-fn starttls_takes_a_client_hello_sent_in_the_same_read() {
+/// A server speaking `StartTls` on a free loopback port.
+pub(crate) fn starttls_server() -> (shardloop::Handle, SocketAddr) {
     let tls = server_tls(&[]);
-    let (h, addr) = started(builder(1).listen("127.0.0.1:0", move |_| {
+    started(builder(1).listen("127.0.0.1:0", move |_| {
         let tls = tls.clone();
         move |_| {
             Framed::new(
@@ -405,7 +405,12 @@ fn starttls_takes_a_client_hello_sent_in_the_same_read() {
                 StartTls { tls: tls.clone() },
             )
         }
-    }));
+    }))
+}
+
+#[test]
+fn starttls_takes_a_client_hello_sent_in_the_same_read() {
+    let (h, addr) = starttls_server();
     let mut tcp = connect(addr);
     tcp.write_all(b"before\r\n").unwrap();
     assert_eq!(read_line(&mut tcp), "plain: before\r\n");
