@@ -7,6 +7,7 @@ use super::exec::local;
 use super::shard::Shard;
 use super::shard_ctx::{Dest, PendingConnect};
 use crate::net::Resolve;
+use crate::sync::worker::DeferError;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
@@ -94,10 +95,16 @@ impl Shard {
         let (h, r) = (host.clone(), resolver.clone());
         let on_pool = self.ctx.defer(move || r.resolve(&h, port));
         self.ctx.spawn_local(async move {
-            let answer = match on_pool.await {
-                Ok(Ok(answer)) => answer,
-                // No pool, or its queue is full: a thread of its own.
-                _ => on_thread(resolver, &host, port).await,
+            let (answer, ttl) = match on_pool.await {
+                Ok(Ok(answer)) => (answer, ttl),
+                // A full queue is an overload, not an answer: the connects
+                // waiting fail, and the next one asks again.
+                Ok(Err(DeferError::Overloaded)) => {
+                    let e = io::Error::other("the worker pool's queue is full");
+                    (Err(e), (Duration::ZERO, Duration::ZERO))
+                }
+                // No pool (or the resolver panicked): a thread of its own.
+                _ => (on_thread(resolver, &host, port).await, ttl),
             };
             settle(host, port, answer, ttl);
         });

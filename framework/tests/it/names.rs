@@ -189,6 +189,82 @@ fn many_connects_ask_once_and_the_shard_runs_while_the_resolver_blocks() {
     assert_eq!(asked.load(Ordering::SeqCst), 2);
 }
 
+#[test]
+fn a_thousand_names_resolve_while_the_shard_keeps_time() {
+    let good = greeter();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = asked.clone();
+    // Every name is the greeter, after 2 ms of "DNS" on a worker thread.
+    let b = common::builder(1)
+        .workers(4, 2048)
+        .resolver(move |_host: &str, _port: u16| {
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(2));
+            Ok(vec![good])
+        });
+    let (h, _) = common::started(common::with_echo(b));
+    let (ok, lag) = on_shard(&h, || async {
+        let connects = (0..1000).map(|i| async move {
+            let c = Connect::host(format!("n{i}.test"), 1).timeout(Duration::from_secs(20));
+            ClientStream::connect(c).await.is_ok()
+        });
+        let all = shardloop::task::join_all(connects);
+        let timer = async {
+            let mut worst = Duration::ZERO;
+            for _ in 0..20 {
+                let s = Instant::now();
+                shardloop::task::sleep(Duration::from_millis(10)).await;
+                worst = worst.max(s.elapsed());
+            }
+            worst
+        };
+        let (results, lag) = futures_join(all, timer).await;
+        (results.iter().filter(|ok| **ok).count(), lag)
+    });
+    assert_eq!(ok, 1000);
+    assert_eq!(asked.load(Ordering::SeqCst), 1000);
+    // A 10 ms sleep is never held up by the resolutions (generous bound:
+    // a shared machine).
+    assert!(
+        lag < Duration::from_millis(250),
+        "the shard stalled: {lag:?}"
+    );
+}
+
+#[test]
+fn an_overloaded_worker_pool_fails_connects_without_caching_the_failure() {
+    let good = greeter();
+    let b = common::builder(1)
+        .workers(1, 1)
+        .resolver(move |_host: &str, _port: u16| {
+            std::thread::sleep(Duration::from_millis(100));
+            Ok(vec![good])
+        });
+    let (h, _) = common::started(common::with_echo(b));
+    let errors = on_shard(&h, || async {
+        let connects =
+            (0..6).map(|i| ClientStream::connect(Connect::host(format!("o{i}.test"), 1)));
+        let results = shardloop::task::join_all(connects).await;
+        results
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string()))
+            .collect::<Vec<_>>()
+    });
+    // One thread and one queued job: the rest of the names were refused.
+    assert!(!errors.is_empty());
+    assert!(
+        errors.iter().all(|e| e.contains("queue is full")),
+        "{errors:?}"
+    );
+    // Not cached: asked again once the pool is free, the name resolves.
+    let again = on_shard(&h, || async {
+        ClientStream::connect(Connect::host("o5.test", 1))
+            .await
+            .is_ok()
+    });
+    assert!(again);
+}
+
 /// Both futures to their ends, polled together on the shard.
 async fn futures_join<A: std::future::Future, B: std::future::Future>(
     a: A,
