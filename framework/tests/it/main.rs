@@ -34,6 +34,7 @@ mod migration;
 mod names;
 mod per_ip_limits;
 mod placement;
+mod pool;
 mod proxy_protocol;
 mod real_clients;
 mod resp_kv;

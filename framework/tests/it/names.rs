@@ -173,7 +173,7 @@ fn many_connects_ask_once_and_the_shard_runs_while_the_resolver_blocks() {
             }
             worst
         };
-        futures_join(all, timer).await
+        common::join2(all, timer).await
     });
     assert!(results
         .iter()
@@ -218,7 +218,7 @@ fn a_thousand_names_resolve_while_the_shard_keeps_time() {
             }
             worst
         };
-        let (results, lag) = futures_join(all, timer).await;
+        let (results, lag) = common::join2(all, timer).await;
         (results.iter().filter(|ok| **ok).count(), lag)
     });
     assert_eq!(ok, 1000);
@@ -263,34 +263,6 @@ fn an_overloaded_worker_pool_fails_connects_without_caching_the_failure() {
             .is_ok()
     });
     assert!(again);
-}
-
-/// Both futures to their ends, polled together on the shard.
-async fn futures_join<A: std::future::Future, B: std::future::Future>(
-    a: A,
-    b: B,
-) -> (A::Output, B::Output) {
-    let mut a = std::pin::pin!(a);
-    let mut b = std::pin::pin!(b);
-    let (mut ra, mut rb) = (None, None);
-    std::future::poll_fn(|cx| {
-        if ra.is_none() {
-            if let std::task::Poll::Ready(v) = a.as_mut().poll(cx) {
-                ra = Some(v);
-            }
-        }
-        if rb.is_none() {
-            if let std::task::Poll::Ready(v) = b.as_mut().poll(cx) {
-                rb = Some(v);
-            }
-        }
-        if ra.is_some() && rb.is_some() {
-            std::task::Poll::Ready((ra.take().unwrap(), rb.take().unwrap()))
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await
 }
 
 #[test]

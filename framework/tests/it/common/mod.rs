@@ -115,3 +115,30 @@ pub fn on_shard<T: Send + 'static, F: std::future::Future<Output = T> + 'static>
     rx.recv_timeout(std::time::Duration::from_secs(30))
         .expect("the task answered")
 }
+
+/// Both futures to their ends, polled together (on a shard: no Send).
+pub async fn join2<A: std::future::Future, B: std::future::Future>(
+    a: A,
+    b: B,
+) -> (A::Output, B::Output) {
+    let mut a = std::pin::pin!(a);
+    let mut b = std::pin::pin!(b);
+    let (mut ra, mut rb) = (None, None);
+    std::future::poll_fn(|cx| {
+        if ra.is_none() {
+            if let std::task::Poll::Ready(v) = a.as_mut().poll(cx) {
+                ra = Some(v);
+            }
+        }
+        if rb.is_none() {
+            if let std::task::Poll::Ready(v) = b.as_mut().poll(cx) {
+                rb = Some(v);
+            }
+        }
+        match (ra.is_some(), rb.is_some()) {
+            (true, true) => std::task::Poll::Ready((ra.take().unwrap(), rb.take().unwrap())),
+            _ => std::task::Poll::Pending,
+        }
+    })
+    .await
+}
