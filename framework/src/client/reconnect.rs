@@ -152,8 +152,14 @@ fn attempt<P: Protocol, F: FnMut() -> P + 'static>(
             .set(s.handle.shared.attempts.get() + 1);
         let proto = (s.make)();
         let watch = Box::new(Watch(state.clone()));
-        s.connect
-            .pending(proto, Some(watch), s.policy.connect_timeout)
+        let mut pending = s
+            .connect
+            .pending(proto, Some(watch), s.policy.connect_timeout);
+        if s.handle.shared.attempts.get() > 1 {
+            // A reconnect: the name may point elsewhere now.
+            pending.resolve_afresh();
+        }
+        pending
     };
     ctx.queue_connect(pending);
 }

@@ -186,6 +186,7 @@ impl Connect {
                 Target::Name { host, port } => Dest::Name {
                     host: host.clone(),
                     port: *port,
+                    fresh: false,
                 },
             },
             proto: Box::new(protocol),

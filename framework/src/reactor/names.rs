@@ -36,13 +36,22 @@ thread_local! {
 
 impl Shard {
     /// A connect to `host:port`: raced over its addresses if the cache
-    /// knows them, failed if it knows the name has none, else parked
-    /// until the resolver answers.
-    pub(super) fn connect_by_name(&mut self, pc: PendingConnect, host: String, port: u16) {
+    /// knows them (and the connect does not ask `fresh`), failed if it
+    /// knows the name has none, else parked until the resolver answers
+    /// (with any others waiting for the same name).
+    pub(super) fn connect_by_name(
+        &mut self,
+        pc: PendingConnect,
+        host: String,
+        port: u16,
+        fresh: bool,
+    ) {
         let now = Instant::now();
         let key = (host, port);
         let known = NAMES.with(|n| match n.borrow().get(&key) {
-            Some(Entry::Known { until, answer }) if *until > now => Some(Some(answer.clone())),
+            Some(Entry::Known { until, answer }) if *until > now && !fresh => {
+                Some(Some(answer.clone()))
+            }
             Some(Entry::Asking(_)) => Some(None),
             _ => None,
         });

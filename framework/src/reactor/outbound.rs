@@ -50,7 +50,7 @@ impl Shard {
         for mut pc in std::mem::take(&mut self.ctx.pending_connects) {
             match std::mem::replace(&mut pc.target, Dest::Addr(Addr::Unix(None))) {
                 Dest::Addr(addr) => self.start_connect(pc, addr),
-                Dest::Name { host, port } => self.connect_by_name(pc, host, port),
+                Dest::Name { host, port, fresh } => self.connect_by_name(pc, host, port, fresh),
                 Dest::Answered { host, answer } => self.answered(pc, host, answer),
             }
         }

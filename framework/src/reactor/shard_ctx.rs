@@ -100,10 +100,12 @@ pub(crate) type DeferredFn = Box<
 /// Where a pending connect goes.
 pub(crate) enum Dest {
     Addr(crate::net::Addr),
-    /// A host name, resolved first.
+    /// A host name, resolved first (`fresh`: asked again even if the
+    /// shard's cache knows it, as a reconnecting client does).
     Name {
         host: String,
         port: u16,
+        fresh: bool,
     },
     /// A name, answered (its addresses are raced: Happy Eyeballs).
     Answered {
@@ -122,6 +124,16 @@ pub(crate) struct PendingConnect {
     pub(crate) layer: std::io::Result<Option<Box<dyn super::layer::Layer>>>,
     /// Socket options instead of the server's outbound defaults.
     pub(crate) options: Option<crate::net::SocketOptions>,
+}
+
+impl PendingConnect {
+    /// A connect to a name asks the resolver again rather than trust the
+    /// shard's cached answer (a reconnect: the name may have moved).
+    pub(crate) fn resolve_afresh(&mut self) {
+        if let Dest::Name { fresh, .. } = &mut self.target {
+            *fresh = true;
+        }
+    }
 }
 
 impl ShardCtx {

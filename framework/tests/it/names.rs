@@ -286,3 +286,59 @@ fn the_system_resolver_finds_localhost_from_an_endpoint_string() {
     direct.read_to_end(&mut hi).unwrap();
     assert_eq!(hi, b"hi");
 }
+
+/// Says "hi", passes the echo on, and closes (so a reconnecting client
+/// connects again).
+struct Hi(std::sync::mpsc::Sender<Vec<u8>>);
+
+impl shardloop::Protocol for Hi {
+    type Message = ();
+    fn connection_made(&mut self, conn: &mut shardloop::Conn<'_, Self>) {
+        conn.write(b"hi");
+    }
+    fn data_received(&mut self, conn: &mut shardloop::Conn<'_, Self>, data: &[u8]) {
+        let _ = self.0.send(data.to_vec());
+        conn.close();
+    }
+}
+
+#[test]
+fn a_reconnecting_client_asks_the_resolver_again_on_each_attempt() {
+    let (a, a_addr) = common::echo_server(1);
+    let (b, b_addr) = common::echo_server(1);
+    let target = Arc::new(std::sync::Mutex::new(a_addr));
+    let asked = Arc::new(AtomicUsize::new(0));
+    let (t, count) = (target.clone(), asked.clone());
+    // The name moves from one server to the other; answers are cached for
+    // a minute, which a reconnect must not wait out.
+    let builder = common::builder(1)
+        .resolver(move |_host: &str, _port: u16| {
+            count.fetch_add(1, Ordering::SeqCst);
+            Ok(vec![*t.lock().unwrap()])
+        })
+        .name_ttl(Duration::from_secs(60), Duration::from_secs(60));
+    let (clients, _) = common::started(common::with_echo(builder));
+    let (tx, rx) = std::sync::mpsc::channel();
+    clients
+        .post_to(0, move |ctx| {
+            let policy = shardloop::client::reconnect::ReconnectPolicy {
+                initial_delay: Duration::from_millis(10),
+                max_delay: Duration::from_millis(40),
+                factor: 2.0,
+                jitter: 0.1,
+                max_retries: None,
+                connect_timeout: Some(Duration::from_secs(5)),
+            };
+            let _r = ctx
+                .connect_reconnecting(Connect::host("svc.test", 1), policy, move || Hi(tx.clone()));
+        })
+        .unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), b"hi");
+    *target.lock().unwrap() = b_addr;
+    common::wait_for("a reconnect to reach the name's new address", || {
+        b.stats().total().connections_accepted >= 1
+    });
+    assert!(asked.load(Ordering::SeqCst) >= 2);
+    assert!(a.stats().total().connections_accepted >= 1);
+    clients.shutdown();
+}
