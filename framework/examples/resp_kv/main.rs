@@ -15,6 +15,8 @@
 mod common;
 mod parser;
 mod redis;
+#[cfg(test)]
+mod sim_tests;
 mod store;
 
 use store::{bulk, now_ms, owner, run_op, KeyOp, Part, Piece, Reply, Store};
