@@ -20,6 +20,7 @@ mod hardening;
 mod http2;
 mod http_client;
 mod http_client_h2;
+mod http_client_stream;
 mod http_hostile;
 mod http_kit;
 mod http_server;

@@ -3,7 +3,7 @@
 
 use super::{ClientError, ClientOptions, Origin};
 use crate::client::ClientStream;
-use crate::http::response_head::{parse_response, BodyProgress, ResponseError, ResponseFraming};
+use crate::http::response_head::{parse_response, ResponseError, ResponseFraming};
 use crate::http::{Body, Request, Response};
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
@@ -57,15 +57,24 @@ fn protocol(why: &'static str, answered: bool) -> Failed {
     }
 }
 
-/// Writes the request, reads the response; the response and whether the
-/// connection may serve another request.
+/// A response's head, read; its body follows in `buf[at..]` and on the
+/// connection.
+pub(crate) struct Head {
+    pub(crate) response: Response<()>,
+    pub(crate) framing: ResponseFraming,
+    pub(crate) keep_alive: bool,
+    pub(crate) buf: Vec<u8>,
+    pub(crate) at: usize,
+}
+
+/// Writes the request and reads the response's head.
 pub(crate) async fn exchange(
     conn: &mut ClientStream,
     head: &[u8],
     body: &[u8],
     head_only: bool,
     opts: &ClientOptions,
-) -> Result<(Response<Body>, bool), Failed> {
+) -> Result<Head, Failed> {
     let io = |error: std::io::Error, answered| Failed {
         error: ClientError::Io(error),
         answered,
@@ -122,47 +131,17 @@ pub(crate) async fn exchange(
             });
         }
     }
-    let mut progress = BodyProgress::new(meta.framing, 4096, opts.max_head);
-    let mut data = Vec::new();
-    let mut at = meta.head_len;
-    let mut ended = false;
-    loop {
-        let mut over = false;
-        let fed = progress.feed(&buf[at..], |d| {
-            over |= (data.len() + d.len()) as u64 > opts.max_body;
-            if !over {
-                data.extend_from_slice(d);
-            }
-        });
-        let (used, done) = fed.map_err(|_| protocol("malformed chunked body", true))?;
-        if over {
-            return Err(Failed {
-                error: ClientError::TooLarge,
-                answered: true,
-            });
-        }
-        at += used;
-        if done || ended {
-            break;
-        }
-        buf.drain(..at);
-        at = 0;
-        let n = conn.read_buf(&mut buf).await.map_err(|e| io(e, true))?;
-        if n == 0 {
-            if meta.framing != ResponseFraming::UntilClose {
-                return Err(protocol("closed in the middle of the body", true));
-            }
-            ended = true;
-        }
-    }
-    // Bytes after the response (nobody asked for them) spoil the
-    // connection for the next request.
-    let keep = meta.keep_alive && !ended && at == buf.len();
-    let mut resp = Response::new(Body::from(data));
-    *resp.status_mut() = parts.status;
-    *resp.headers_mut() = parts.headers;
-    *resp.version_mut() = parts.version;
-    Ok((resp, keep))
+    let mut response = Response::new(());
+    *response.status_mut() = parts.status;
+    *response.headers_mut() = parts.headers;
+    *response.version_mut() = parts.version;
+    Ok(Head {
+        response,
+        framing: meta.framing,
+        keep_alive: meta.keep_alive,
+        buf,
+        at: meta.head_len,
+    })
 }
 
 struct Parts {

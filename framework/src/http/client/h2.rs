@@ -4,7 +4,7 @@
 //! connection driven as a task of the shard, its reads and writes going
 //! through the [`ClientStream`] underneath.
 
-use super::{ClientError, ClientOptions};
+use super::{ClientError, ClientOptions, ResponseBody};
 use crate::client::ClientStream;
 use crate::http::{Body, Request, Response};
 use bytes::Bytes;
@@ -88,13 +88,13 @@ fn connection_specific(name: &HeaderName) -> bool {
         || name.as_str() == "proxy-connection"
 }
 
-/// Sends `req` as a stream of the connection and reads its response
-/// whole, at most `max_body` bytes of it.
+/// Sends `req` as a stream of the connection; its response, the body to
+/// be read as it comes.
 pub(crate) async fn exchange(
     send: Sender,
     req: &Request<Body>,
     opts: &ClientOptions,
-) -> Result<Response<Body>, ClientError> {
+) -> Result<Response<ResponseBody>, ClientError> {
     let mut send = send.ready().await.map_err(h2_error)?;
     let mut head = Request::new(());
     *head.method_mut() = req.method().clone();
@@ -113,21 +113,12 @@ pub(crate) async fn exchange(
             .map_err(h2_error)?;
     }
     let resp = response.await.map_err(h2_error)?;
-    let (parts, mut recv) = resp.into_parts();
-    let mut data = Vec::new();
-    while let Some(chunk) = recv.data().await {
-        let chunk = chunk.map_err(h2_error)?;
-        if (data.len() + chunk.len()) as u64 > opts.max_body {
-            // Dropping the stream resets it: nothing more is sent to us.
-            return Err(ClientError::TooLarge);
-        }
-        data.extend_from_slice(&chunk);
-        let _ = recv.flow_control().release_capacity(chunk.len());
-    }
-    Ok(Response::from_parts(parts, Body::from(data)))
+    let (parts, recv) = resp.into_parts();
+    let body = ResponseBody::h2(recv, opts.max_body, opts.response_timeout);
+    Ok(Response::from_parts(parts, body))
 }
 
-fn h2_error(e: h2::Error) -> ClientError {
+pub(crate) fn h2_error(e: h2::Error) -> ClientError {
     if e.is_io() {
         match e.into_io() {
             Some(io) => ClientError::Io(io),

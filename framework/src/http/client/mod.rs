@@ -34,6 +34,7 @@
 //! }
 //! ```
 
+mod body;
 mod exchange;
 mod h2;
 mod origin;
@@ -41,6 +42,7 @@ mod origin;
 use crate::client::{ClientStream, Pool, PoolError, PoolOptions, PoolStats};
 use crate::http::{Body, Request, Response};
 use crate::tls::TlsClientConfig;
+pub use body::ResponseBody;
 pub use origin::Origin;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -201,14 +203,31 @@ impl Client {
         self.request(req).await
     }
 
-    /// Sends `req` (its URI absolute) and reads the response whole: on
+    /// Sends `req` (its URI absolute) and reads the response whole (at
+    /// most `max_body` bytes): [`send`](Client::send), then
+    /// [`ResponseBody::collect`].
+    pub async fn request(&self, req: Request<Body>) -> Result<Response<Body>, ClientError> {
+        let within = self.shared.opts.response_timeout;
+        let exchange = async {
+            let (parts, body) = self.send(req).await?.into_parts();
+            let body = body.collect().await?;
+            Ok(Response::from_parts(parts, Body::from(body)))
+        };
+        crate::task::timeout(within, exchange)
+            .await
+            .unwrap_or(Err(ClientError::Timeout(within)))
+    }
+
+    /// Sends `req` (its URI absolute) and returns once the response's head
+    /// is in; its body is read as the caller asks ([`ResponseBody`]). On
     /// the origin's HTTP/2 connection if it has one, else on a pooled
-    /// connection (which becomes the origin's HTTP/2 connection if its
-    /// TLS handshake chose `h2`). A request that fails on a reused
+    /// connection (which becomes the origin's HTTP/2 connection if its TLS
+    /// handshake chose `h2`; an HTTP/1.1 one goes back to the pool once
+    /// the body was read to its end). A request that fails on a reused
     /// HTTP/1.1 connection before any response byte (the server closed it
     /// while idle) is sent once more on a new connection if its method is
     /// idempotent.
-    pub async fn request(&self, req: Request<Body>) -> Result<Response<Body>, ClientError> {
+    pub async fn send(&self, req: Request<Body>) -> Result<Response<ResponseBody>, ClientError> {
         let origin = Origin::of(req.uri())?;
         let s = &self.shared;
         let within = s.opts.response_timeout;
@@ -271,11 +290,11 @@ impl Client {
             .await;
             match outcome {
                 Err(e) => return Err(timed_out(e)),
-                Ok(Ok((resp, keep))) => {
-                    if keep {
-                        conn.release();
-                    }
-                    return Ok(resp);
+                Ok(Ok(mut head)) => {
+                    let response = std::mem::replace(&mut head.response, Response::new(()));
+                    let (parts, ()) = response.into_parts();
+                    let body = ResponseBody::h1(conn, head, s.opts.max_body, within);
+                    return Ok(Response::from_parts(parts, body));
                 }
                 Ok(Err(exchange::Failed { error, answered })) => {
                     // A connection the server closed while it was idle

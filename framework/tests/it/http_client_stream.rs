@@ -1,0 +1,144 @@
+//! `Client::send`: a response's body read as it arrives, over HTTP/1.1
+//! (chunked, by length) and HTTP/2 (h2c): the head comes back before the
+//! server has finished the body, pieces come one by one, a connection read
+//! to the end goes back to the pool, one given up half-way is closed, and
+//! `max_body` bounds a stream as it bounds a whole body.
+use crate::common::{self, on_shard};
+
+use shardloop::http::client::{Client, ClientError, ClientOptions};
+use shardloop::http::{Body, HttpServer, Method, Reply, Request, Response, Router, Version};
+use shardloop::ShardCtx;
+use std::time::{Duration, Instant};
+
+/// `/slow/{n}`: `n` pieces of 1,000 bytes, 40 ms apart, streamed (chunked
+/// on HTTP/1.1); `/fixed`: 100,000 bytes with a length.
+fn server() -> (shardloop::Handle, std::net::SocketAddr) {
+    let app = Router::new()
+        .get("/fixed", |_: &Request<Body>| {
+            Response::new(Body::from(vec![b'f'; 100_000]))
+        })
+        .route_handler(
+            Method::GET,
+            "/slow/{n}",
+            |req: Request<Body>, _: &mut ShardCtx| {
+                let params = req.extensions().get::<shardloop::http::Params>().unwrap();
+                let n: u8 = params.get("n").unwrap().parse().unwrap();
+                Reply::stream(Response::new(()), move |mut body| async move {
+                    for i in 0..n {
+                        if body.send(vec![b'a' + i; 1000]).await.is_err() {
+                            return;
+                        }
+                        shardloop::task::sleep(Duration::from_millis(40)).await;
+                    }
+                })
+            },
+        );
+    common::started(common::builder(1).listen("127.0.0.1:0", HttpServer::new(app).factory()))
+}
+
+fn get(url: String) -> Request<Body> {
+    Request::get(url).body(Body::empty()).unwrap()
+}
+
+#[test]
+fn pieces_arrive_as_the_server_sends_them_and_the_connection_is_reused() {
+    let (h, addr) = server();
+    let (head_after, pieces, total_after, version, stats) = on_shard(&h, move || async move {
+        let client = Client::new(ClientOptions::default());
+        let t = Instant::now();
+        let mut resp = client
+            .send(get(format!("http://{addr}/slow/5")))
+            .await
+            .unwrap();
+        let head_after = t.elapsed();
+        let mut pieces = Vec::new();
+        while let Some(p) = resp.body_mut().next().await {
+            let p = p.unwrap();
+            pieces.push((p[0], p.len()));
+        }
+        let total_after = t.elapsed();
+        // Read to its end: the connection is back in the pool, and reused.
+        let fixed = client.get(&format!("http://{addr}/fixed")).await.unwrap();
+        assert_eq!(fixed.body().len(), 100_000);
+        (
+            head_after,
+            pieces,
+            total_after,
+            resp.version(),
+            client.stats(),
+        )
+    });
+    assert_eq!(version, Version::HTTP_11);
+    // The head came before the body was done (5 pieces, 40 ms apart).
+    assert!(head_after < Duration::from_millis(150), "{head_after:?}");
+    assert!(total_after >= Duration::from_millis(160), "{total_after:?}");
+    let bytes: Vec<u8> = pieces.iter().map(|p| p.0).collect();
+    let mut seen = bytes.clone();
+    seen.dedup();
+    assert_eq!(seen, b"abcde", "in order: {pieces:?}");
+    assert_eq!(pieces.iter().map(|p| p.1).sum::<usize>(), 5000);
+    assert_eq!((stats.opened, stats.reused), (1, 1), "{stats:?}");
+}
+
+#[test]
+fn a_body_given_up_half_way_closes_its_connection() {
+    let (h, addr) = server();
+    let stats = on_shard(&h, move || async move {
+        let client = Client::new(ClientOptions::default());
+        let mut resp = client
+            .send(get(format!("http://{addr}/slow/5")))
+            .await
+            .unwrap();
+        let first = resp.body_mut().next().await.unwrap().unwrap();
+        assert_eq!(first[0], b'a');
+        drop(resp);
+        // Not reusable (the rest of the body is on its way): a new one.
+        let r = client.get(&format!("http://{addr}/fixed")).await.unwrap();
+        assert_eq!(r.body().len(), 100_000);
+        client.stats()
+    });
+    assert_eq!(
+        (stats.opened, stats.reused, stats.closed),
+        (2, 0, 1),
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn max_body_bounds_a_stream_and_h2c_streams_too() {
+    let (h, addr) = server();
+    let (too_large, h2_pieces, h2_version) = on_shard(&h, move || async move {
+        let small = Client::new(ClientOptions {
+            max_body: 2500,
+            ..ClientOptions::default()
+        });
+        let mut resp = small
+            .send(get(format!("http://{addr}/slow/5")))
+            .await
+            .unwrap();
+        let mut too_large = None;
+        while let Some(p) = resp.body_mut().next().await {
+            if let Err(e) = p {
+                too_large = Some(e);
+                break;
+            }
+        }
+        let h2 = Client::new(ClientOptions {
+            http2_prior_knowledge: true,
+            ..ClientOptions::default()
+        });
+        let mut resp = h2.send(get(format!("http://{addr}/slow/3"))).await.unwrap();
+        let version = resp.version();
+        let mut n = 0;
+        while let Some(p) = resp.body_mut().next().await {
+            n += p.unwrap().len();
+        }
+        (too_large, n, version)
+    });
+    assert!(
+        matches!(too_large, Some(ClientError::TooLarge)),
+        "{too_large:?}"
+    );
+    assert_eq!(h2_version, Version::HTTP_2);
+    assert_eq!(h2_pieces, 3000);
+}
