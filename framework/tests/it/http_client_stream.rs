@@ -142,3 +142,116 @@ fn max_body_bounds_a_stream_and_h2c_streams_too() {
     assert_eq!(h2_version, Version::HTTP_2);
     assert_eq!(h2_pieces, 3000);
 }
+
+/// `PUT /count` counts an upload's bytes as they arrive (any size);
+/// `POST /echo` answers the body it read whole.
+fn upload_server() -> (shardloop::Handle, std::net::SocketAddr) {
+    use shardloop::http::BodyReader;
+    let app = Router::new()
+        .route_stream(
+            Method::PUT,
+            "/count",
+            |_req: Request<Body>, body: BodyReader| async move {
+                let mut total = 0;
+                let mut sum = 0u64;
+                while let Some(piece) = body.next().await {
+                    let piece = piece.unwrap();
+                    total += piece.len();
+                    sum += piece.iter().map(|b| u64::from(*b)).sum::<u64>();
+                }
+                Response::new(Body::from(format!("{total} {sum}")))
+            },
+        )
+        .post("/echo", |req: &Request<Body>| {
+            Response::new(req.body().clone())
+        });
+    common::started(common::builder(1).listen("127.0.0.1:0", HttpServer::new(app).factory()))
+}
+
+/// 300 pieces of 64 KiB (about 20 MB), each filled with its index.
+fn pieces() -> impl FnMut() -> std::future::Ready<Option<bytes::Bytes>> {
+    let mut i = 0u32;
+    move || {
+        i += 1;
+        let piece = (i <= 300).then(|| bytes::Bytes::from(vec![(i % 251) as u8; 64 << 10]));
+        std::future::ready(piece)
+    }
+}
+
+fn expected_upload() -> String {
+    let sum: u64 = (1..=300u64).map(|i| (i % 251) * (64 << 10)).sum();
+    format!("{} {sum}", 300 * (64 << 10))
+}
+
+#[test]
+fn uploads_stream_chunked_on_http_1_1_and_within_windows_on_h2c() {
+    let (h, addr) = upload_server();
+    let (h1, h2, echoed, short) = on_shard(&h, move || async move {
+        let url = format!("http://{addr}/count");
+        let put = || Request::put(url.clone()).body(()).unwrap();
+        let h1 = Client::new(ClientOptions::default());
+        let r = h1.send_streaming(put(), pieces()).await.unwrap();
+        let h1_count = r.into_body().collect().await.unwrap();
+        // A stated length frames the body as is; the server reads it whole.
+        let mut parts = ["hello ", "streamed ", "world"].into_iter();
+        let req = Request::post(format!("http://{addr}/echo"))
+            .header("content-length", "20")
+            .body(())
+            .unwrap();
+        let r = h1
+            .send_streaming(req, || {
+                std::future::ready(parts.next().map(bytes::Bytes::from))
+            })
+            .await
+            .unwrap();
+        let echoed = r.into_body().collect().await.unwrap();
+        // A body shorter than it said is refused before the request ends.
+        let req = Request::post(format!("http://{addr}/echo"))
+            .header("content-length", "50")
+            .body(())
+            .unwrap();
+        let mut once = Some(bytes::Bytes::from_static(b"too short"));
+        let short = h1
+            .send_streaming(req, || std::future::ready(once.take()))
+            .await
+            .err();
+        let h2 = Client::new(ClientOptions {
+            http2_prior_knowledge: true,
+            ..ClientOptions::default()
+        });
+        // HTTP/2 bodies are read up to `max_body` (1 MiB by default)
+        // before the handler runs: 20 MB is refused with 413 before its end ...
+        let r = h2.send_streaming(put(), pieces()).await.unwrap();
+        assert_eq!(r.version(), Version::HTTP_2);
+        assert_eq!(r.status(), 413);
+        // ... and 768 KiB goes through, within the stream's windows (64 KiB
+        // at first).
+        let mut few = pieces();
+        let mut n = 0;
+        let r = h2
+            .send_streaming(put(), move || {
+                n += 1;
+                let more = n <= 12;
+                let piece = few();
+                async move {
+                    if more {
+                        piece.await
+                    } else {
+                        None
+                    }
+                }
+            })
+            .await
+            .unwrap();
+        let h2_count = r.into_body().collect().await.unwrap();
+        (h1_count, h2_count, echoed, short)
+    });
+    assert_eq!(String::from_utf8_lossy(&h1), expected_upload());
+    let sum: u64 = (1..=12u64).map(|i| (i % 251) * (64 << 10)).sum();
+    assert_eq!(
+        String::from_utf8_lossy(&h2),
+        format!("{} {sum}", 12 * (64 << 10))
+    );
+    assert_eq!(&echoed[..], b"hello streamed world");
+    assert!(matches!(short, Some(ClientError::Protocol(_))), "{short:?}");
+}

@@ -4,7 +4,7 @@
 use super::{ClientError, ClientOptions, Origin};
 use crate::client::ClientStream;
 use crate::http::response_head::{parse_response, ResponseError, ResponseFraming};
-use crate::http::{Body, Request, Response};
+use crate::http::{Request, Response};
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 
@@ -16,8 +16,9 @@ pub(crate) struct Failed {
 }
 
 /// The request's head: origin-form target, `Host`, the caller's fields,
-/// and the body's length (the client frames the body itself).
-pub(crate) fn encode_request(req: &Request<Body>, origin: &Origin) -> Vec<u8> {
+/// and the body's framing (the client frames the body itself): its
+/// length, or chunked (`None`: a body whose length is not known).
+pub(crate) fn encode_request<B>(req: &Request<B>, origin: &Origin, body: Option<u64>) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
@@ -38,13 +39,16 @@ pub(crate) fn encode_request(req: &Request<Body>, origin: &Origin) -> Vec<u8> {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    let body = req.body().len();
     let method_has_body = !matches!(
         *req.method(),
         http::Method::GET | http::Method::HEAD | http::Method::DELETE | http::Method::OPTIONS
     );
-    if body > 0 || method_has_body {
-        out.extend_from_slice(format!("Content-Length: {body}\r\n").as_bytes());
+    match body {
+        None => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Some(n) if n > 0 || method_has_body => {
+            out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
+        }
+        Some(_) => {}
     }
     out.extend_from_slice(b"\r\n");
     out
@@ -83,6 +87,19 @@ pub(crate) async fn exchange(
     if !body.is_empty() {
         conn.write_all(body).await.map_err(|e| io(e, false))?;
     }
+    read_head(conn, head_only, opts).await
+}
+
+/// Reads a response's head (after the request was written).
+pub(crate) async fn read_head(
+    conn: &mut ClientStream,
+    head_only: bool,
+    opts: &ClientOptions,
+) -> Result<Head, Failed> {
+    let io = |error: std::io::Error, answered| Failed {
+        error: ClientError::Io(error),
+        answered,
+    };
     let mut buf = Vec::with_capacity(4096);
     // The final response's head (interim 1xx answers are skipped).
     let meta = loop {

@@ -96,6 +96,31 @@ pub(crate) async fn exchange(
     opts: &ClientOptions,
 ) -> Result<Response<ResponseBody>, ClientError> {
     let mut send = send.ready().await.map_err(h2_error)?;
+    let body = req.body().as_bytes();
+    let (response, mut out) = send
+        .send_request(h2_head(req), body.is_empty())
+        .map_err(h2_error)?;
+    if !body.is_empty() {
+        // h2 keeps what the peer's window does not take yet.
+        out.send_data(Bytes::copy_from_slice(body), true)
+            .map_err(h2_error)?;
+    }
+    respond(response, opts).await
+}
+
+/// The response's head; its body to be read as it comes.
+async fn respond(
+    response: h2::client::ResponseFuture,
+    opts: &ClientOptions,
+) -> Result<Response<ResponseBody>, ClientError> {
+    let resp = response.await.map_err(h2_error)?;
+    let (parts, recv) = resp.into_parts();
+    let body = ResponseBody::h2(recv, opts.max_body, opts.response_timeout);
+    Ok(Response::from_parts(parts, body))
+}
+
+/// The request's head as HTTP/2 sends it (no connection-specific fields).
+fn h2_head<B>(req: &Request<B>) -> Request<()> {
     let mut head = Request::new(());
     *head.method_mut() = req.method().clone();
     *head.uri_mut() = req.uri().clone();
@@ -105,17 +130,39 @@ pub(crate) async fn exchange(
             head.headers_mut().append(name.clone(), value.clone());
         }
     }
-    let body = req.body().as_bytes();
-    let (response, mut out) = send.send_request(head, body.is_empty()).map_err(h2_error)?;
-    if !body.is_empty() {
-        // h2 keeps what the peer's window does not take yet.
-        out.send_data(Bytes::copy_from_slice(body), true)
-            .map_err(h2_error)?;
+    head
+}
+
+/// Sends `req` with a body `next` produces, each piece within the
+/// stream's flow-control window (waiting for the server to open it).
+pub(crate) async fn upload<F, Fut>(
+    send: Sender,
+    req: &Request<()>,
+    mut next: F,
+    opts: &ClientOptions,
+) -> Result<Response<ResponseBody>, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<Bytes>>,
+{
+    let mut send = send.ready().await.map_err(h2_error)?;
+    let (response, mut out) = send.send_request(h2_head(req), false).map_err(h2_error)?;
+    'body: while let Some(mut piece) = next().await {
+        while !piece.is_empty() {
+            out.reserve_capacity(piece.len());
+            let room = match std::future::poll_fn(|cx| out.poll_capacity(cx)).await {
+                Some(room) => room.map_err(h2_error)?,
+                // The server ended the stream (answered early, a 413):
+                // its answer is the response.
+                None => break 'body,
+            };
+            let n = room.min(piece.len());
+            out.send_data(piece.split_to(n), false).map_err(h2_error)?;
+        }
     }
-    let resp = response.await.map_err(h2_error)?;
-    let (parts, recv) = resp.into_parts();
-    let body = ResponseBody::h2(recv, opts.max_body, opts.response_timeout);
-    Ok(Response::from_parts(parts, body))
+    // Ends the body (refused, harmlessly, if the server already ended it).
+    let _ = out.send_data(Bytes::new(), true);
+    respond(response, opts).await
 }
 
 pub(crate) fn h2_error(e: h2::Error) -> ClientError {

@@ -38,8 +38,9 @@ mod body;
 mod exchange;
 mod h2;
 mod origin;
+mod upload;
 
-use crate::client::{ClientStream, Pool, PoolError, PoolOptions, PoolStats};
+use crate::client::{ClientStream, Pool, PoolError, PoolOptions, PoolStats, Pooled};
 use crate::http::{Body, Request, Response};
 use crate::tls::TlsClientConfig;
 pub use body::ResponseBody;
@@ -146,6 +147,12 @@ struct Shared {
     h2: RefCell<HashMap<Origin, H2Conn>>,
 }
 
+/// What a request goes out on.
+enum Connection {
+    H2(h2::Sender),
+    H1(Pooled<Origin, ClientStream>),
+}
+
 /// An HTTP/2 connection shared by the requests to one origin.
 struct H2Conn {
     send: h2::Sender,
@@ -231,57 +238,20 @@ impl Client {
         let origin = Origin::of(req.uri())?;
         let s = &self.shared;
         let within = s.opts.response_timeout;
-        let timed_out = |_| ClientError::Timeout(within);
-        if let Some(send) = self.h2_of(&origin) {
-            match crate::task::timeout(within, send.ready()).await {
-                Err(e) => return Err(timed_out(e)),
-                Ok(Ok(send)) => {
-                    let exchange = h2::exchange(send, &req, &s.opts);
-                    return crate::task::timeout(within, exchange)
-                        .await
-                        .unwrap_or_else(|e| Err(timed_out(e)));
-                }
-                // Gone (a GOAWAY, a close): a new connection below.
-                Ok(Err(_)) => {
-                    s.h2.borrow_mut().remove(&origin);
-                }
-            }
-        }
-        let head = exchange::encode_request(&req, &origin);
+        let head = exchange::encode_request(&req, &origin, Some(req.body().len() as u64));
         let body = req.body().as_bytes();
         let head_only = req.method() == http::Method::HEAD;
         let retry_ok = req.method().is_idempotent();
         loop {
-            let mut conn = s
-                .pool
-                .checkout(origin.clone(), || origin.connect(&s.opts))
-                .await
-                .map_err(|e| match e {
-                    PoolError::Connect(error) if crate::reactor::is_unresolved(&error) => {
-                        ClientError::Resolve {
-                            host: origin.host.clone(),
-                            error,
-                        }
-                    }
-                    other => ClientError::Connect(other),
-                })?;
-            if self.speaks_h2(&conn, &origin) {
-                let handshake = h2::handshake(conn.detach());
-                let send = crate::task::timeout(s.opts.connect_timeout, handshake)
-                    .await
-                    .map_err(|_| ClientError::Timeout(s.opts.connect_timeout))??;
-                let now = Instant::now();
-                let h2 = H2Conn {
-                    send: send.clone(),
-                    born: now,
-                    used: now,
-                };
-                s.h2.borrow_mut().insert(origin.clone(), h2);
-                let exchange = h2::exchange(send, &req, &s.opts);
-                return crate::task::timeout(within, exchange)
-                    .await
-                    .unwrap_or_else(|e| Err(timed_out(e)));
-            }
+            let mut conn = match self.connection(&origin).await? {
+                Connection::H2(send) => {
+                    let exchange = h2::exchange(send, &req, &s.opts);
+                    return crate::task::timeout(within, exchange)
+                        .await
+                        .unwrap_or(Err(ClientError::Timeout(within)));
+                }
+                Connection::H1(conn) => conn,
+            };
             let reused = conn.is_reused();
             let outcome = crate::task::timeout(
                 within,
@@ -289,13 +259,8 @@ impl Client {
             )
             .await;
             match outcome {
-                Err(e) => return Err(timed_out(e)),
-                Ok(Ok(mut head)) => {
-                    let response = std::mem::replace(&mut head.response, Response::new(()));
-                    let (parts, ()) = response.into_parts();
-                    let body = ResponseBody::h1(conn, head, s.opts.max_body, within);
-                    return Ok(Response::from_parts(parts, body));
-                }
+                Err(_) => return Err(ClientError::Timeout(within)),
+                Ok(Ok(head)) => return Ok(self.with_body(conn, head)),
                 Ok(Err(exchange::Failed { error, answered })) => {
                     // A connection the server closed while it was idle
                     // fails before answering: once more, on a new one.
@@ -306,6 +271,66 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// A response whose head was read on `conn`, its body to follow there.
+    fn with_body(
+        &self,
+        conn: Pooled<Origin, ClientStream>,
+        mut head: exchange::Head,
+    ) -> Response<ResponseBody> {
+        let opts = &self.shared.opts;
+        let response = std::mem::replace(&mut head.response, Response::new(()));
+        let (parts, ()) = response.into_parts();
+        let body = ResponseBody::h1(conn, head, opts.max_body, opts.response_timeout);
+        Response::from_parts(parts, body)
+    }
+
+    /// A connection for a request to `origin`: its HTTP/2 connection if it
+    /// has a live one, else one from the pool (a new one whose TLS
+    /// handshake chose `h2`, or any with prior knowledge, becomes the
+    /// origin's HTTP/2 connection).
+    async fn connection(&self, origin: &Origin) -> Result<Connection, ClientError> {
+        let s = &self.shared;
+        let within = s.opts.response_timeout;
+        if let Some(send) = self.h2_of(origin) {
+            match crate::task::timeout(within, send.ready()).await {
+                Err(_) => return Err(ClientError::Timeout(within)),
+                Ok(Ok(send)) => return Ok(Connection::H2(send)),
+                // Gone (a GOAWAY, a close): a new connection below.
+                Ok(Err(_)) => {
+                    s.h2.borrow_mut().remove(origin);
+                }
+            }
+        }
+        let conn = s
+            .pool
+            .checkout(origin.clone(), || origin.connect(&s.opts))
+            .await
+            .map_err(|e| match e {
+                PoolError::Connect(error) if crate::reactor::is_unresolved(&error) => {
+                    ClientError::Resolve {
+                        host: origin.host.clone(),
+                        error,
+                    }
+                }
+                other => ClientError::Connect(other),
+            })?;
+        if !self.speaks_h2(&conn, origin) {
+            return Ok(Connection::H1(conn));
+        }
+        let handshake = h2::handshake(conn.detach());
+        let send = crate::task::timeout(s.opts.connect_timeout, handshake)
+            .await
+            .map_err(|_| ClientError::Timeout(s.opts.connect_timeout))??;
+        let now = Instant::now();
+        let h2 = H2Conn {
+            send: send.clone(),
+            born: now,
+            used: now,
+        };
+        s.h2.borrow_mut().insert(origin.clone(), h2);
+        Ok(Connection::H2(send))
     }
 
     /// The origin's HTTP/2 connection, unless it outlived the pool's
