@@ -80,6 +80,20 @@ fn asking(n: usize, pipelined: bool) -> Framed<LineDecoder, Asker> {
     )
 }
 
+/// The bytes delivered to `side`, in order.
+fn received(trace: &[super::sim::Event], side: Side) -> Vec<u8> {
+    trace
+        .iter()
+        .filter(|e| e.to == side)
+        .filter_map(|e| match &e.what {
+            Arrival::Data(d) => Some(d.as_slice()),
+            _ => None,
+        })
+        .flatten()
+        .copied()
+        .collect()
+}
+
 fn expected(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("ok req {i}")).collect()
 }
@@ -124,16 +138,7 @@ fn a_line_protocol_keeps_its_invariants_over_many_seeds() {
             Some(CloseReason::Done),
             "seed {seed}"
         );
-        let to_client: Vec<u8> = sim
-            .trace()
-            .iter()
-            .filter(|e| e.to == Side::Client)
-            .filter_map(|e| match &e.what {
-                Arrival::Data(d) => Some(d.clone()),
-                _ => None,
-            })
-            .flatten()
-            .collect();
+        let to_client = received(sim.trace(), Side::Client);
         let text = String::from_utf8(to_client).unwrap();
         let got: Vec<String> = text.split_terminator("\r\n").map(str::to_string).collect();
         assert_eq!(got, expected(20), "seed {seed}");
@@ -146,16 +151,7 @@ fn cutting_the_stream_into_pieces_finds_a_planted_bug() {
         // One request at a time: a benign network delivers each whole.
         let mut sim = connected(seed, asking(5, false), Careless, net);
         sim.run_for(Duration::from_secs(1));
-        let to_client: Vec<u8> = sim
-            .trace()
-            .iter()
-            .filter(|e| e.to == Side::Client)
-            .filter_map(|e| match &e.what {
-                Arrival::Data(d) => Some(d.clone()),
-                _ => None,
-            })
-            .flatten()
-            .collect();
+        let to_client = received(sim.trace(), Side::Client);
         String::from_utf8_lossy(&to_client)
             .split_terminator("\r\n")
             .map(str::to_string)

@@ -54,6 +54,13 @@ pub(crate) fn encode_request<B>(req: &Request<B>, origin: &Origin, body: Option<
     out
 }
 
+fn io(error: std::io::Error, answered: bool) -> Failed {
+    Failed {
+        error: ClientError::Io(error),
+        answered,
+    }
+}
+
 fn protocol(why: &'static str, answered: bool) -> Failed {
     Failed {
         error: ClientError::Protocol(why),
@@ -79,10 +86,6 @@ pub(crate) async fn exchange(
     head_only: bool,
     opts: &ClientOptions,
 ) -> Result<Head, Failed> {
-    let io = |error: std::io::Error, answered| Failed {
-        error: ClientError::Io(error),
-        answered,
-    };
     conn.write_all(head).await.map_err(|e| io(e, false))?;
     if !body.is_empty() {
         conn.write_all(body).await.map_err(|e| io(e, false))?;
@@ -96,10 +99,6 @@ pub(crate) async fn read_head(
     head_only: bool,
     opts: &ClientOptions,
 ) -> Result<Head, Failed> {
-    let io = |error: std::io::Error, answered| Failed {
-        error: ClientError::Io(error),
-        answered,
-    };
     let mut buf = Vec::with_capacity(4096);
     // The final response's head (interim 1xx answers are skipped).
     let meta = loop {

@@ -6,56 +6,11 @@
 
 use super::{ClientError, ClientOptions, ResponseBody};
 use crate::client::ClientStream;
+use crate::http::h2::io::TokioIo;
 use crate::http::{Body, Request, Response};
 use bytes::Bytes;
 use http::header::{CONNECTION, HOST, TRANSFER_ENCODING, UPGRADE};
 use http::HeaderName;
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-/// A `ClientStream` as tokio's I/O traits, for `h2`.
-struct StreamIo(ClientStream);
-
-impl AsyncRead for StreamIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let room = buf.initialize_unfilled();
-        match self.0.poll_read(cx, room) {
-            Poll::Ready(Ok(n)) => {
-                buf.advance(n);
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl AsyncWrite for StreamIo {
-    /// Queued on the connection; `Pending` while its output is above the
-    /// high-water mark (a server that does not read holds `h2` back).
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.0.poll_write(cx, data)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.0.shutdown_write();
-        Poll::Ready(Ok(()))
-    }
-}
 
 /// A handle on one HTTP/2 connection: cloned for each request.
 pub(crate) type Sender = h2::client::SendRequest<Bytes>;
@@ -66,7 +21,7 @@ pub(crate) async fn handshake(stream: ClientStream) -> Result<Sender, ClientErro
     let (send, conn) = h2::client::Builder::new()
         // The server's own limit rules; ours bounds what it may push.
         .enable_push(false)
-        .handshake::<_, Bytes>(StreamIo(stream))
+        .handshake::<_, Bytes>(TokioIo(stream))
         .await
         .map_err(h2_error)?;
     crate::task::spawn_local(async move {

@@ -4,7 +4,7 @@
 //! as HTTP/1.1. Stream limits, the header-list size and the caps on
 //! resets (CVE-2023-44487, rapid reset) come from [`Limits`].
 
-mod io;
+pub(crate) mod io;
 mod respond;
 
 use super::builder::Shared;
@@ -50,7 +50,7 @@ fn builder(limits: &Limits) -> h2::server::Builder {
 /// Drives one HTTP/2 connection: the handshake, then each stream a task
 /// of the connection (dropped with it).
 async fn serve(task: ConnTask<HttpConnection>, shared: Arc<Shared>) {
-    let io = io::TaskIo::new(task.clone());
+    let io = io::TokioIo(task.clone());
     let Ok(mut h2) = builder(&shared.limits).handshake::<_, Bytes>(io).await else {
         return task.close();
     };
