@@ -158,31 +158,42 @@ pub(crate) fn latency_chart(r: &TuneReport, path: &Path) -> Result<(), Box<dyn s
         .flat_map(|v| v.search.points.iter().map(|p| lat(p.p99_us)))
         .fold(target, f64::max)
         * 2.0;
+    // Labels at 1, 2 and 5 of each decade (plotters' own log labels put
+    // one on every minor step: 70, 80, 90 ms stacked); faint lines at the
+    // other whole steps.
+    let (labelled, faint) = log_ticks(lo, hi);
+    let y = (lo..hi)
+        .log_scale()
+        .with_key_points(labelled)
+        .with_light_points(faint);
     let mut chart = ChartBuilder::on(&root)
         .caption("p99 latency vs offered load", ("sans-serif", 22))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..x_max * 1.05, (lo..hi).log_scale())?;
+        .build_cartesian_2d(0f64..x_max * 1.05, y)?;
     chart
         .configure_mesh()
         .x_desc("offered load (requests/s, open loop)")
         .y_desc("p99 latency (log scale)")
         .x_label_formatter(&|x| si(*x))
-        .y_labels(30)
         .y_label_formatter(&|y| us_label(*y))
+        .bold_line_style(RGBColor(215, 215, 215))
+        .light_line_style(RGBColor(242, 242, 242))
         .draw()?;
     chart
-        .draw_series(LineSeries::new(
+        .draw_series(DashedLineSeries::new(
             vec![(0.0, target), (x_max * 1.05, target)],
-            BLACK.mix(0.6).stroke_width(2),
+            8,
+            5,
+            BLACK.stroke_width(2),
         ))?
         .label(format!("p99 target {}", us_label(target)))
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.6)));
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
     chart.draw_series(std::iter::once(Text::new(
-        format!("target {}", us_label(target)),
-        (x_max * 0.85, target * 1.1),
-        ("sans-serif", 13),
+        format!("p99 target {}", us_label(target)),
+        (x_max * 0.80, target * 1.45),
+        ("sans-serif", 14).into_font().style(FontStyle::Bold),
     )))?;
     for (i, v) in r.variants.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
@@ -202,6 +213,21 @@ pub(crate) fn latency_chart(r: &TuneReport, path: &Path) -> Result<(), Box<dyn s
                 .map(move |p| Circle::new(p, 3, color.filled())),
         )?;
     }
+    // The recommendation: its sustainable rate, on the target line.
+    if let Some(rec) = &r.recommendation {
+        let at = (rec.sustainable_rps, target);
+        chart.draw_series(std::iter::once(Circle::new(at, 9, BLACK.stroke_width(3))))?;
+        chart.draw_series(std::iter::once(Text::new(
+            format!(
+                "recommended: {} shard{}, {} req/s",
+                rec.shards,
+                if rec.shards == 1 { "" } else { "s" },
+                si(rec.sustainable_rps)
+            ),
+            (rec.sustainable_rps + x_max * 0.02, target / 1.35),
+            ("sans-serif", 14).into_font().style(FontStyle::Bold),
+        )))?;
+    }
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
@@ -210,6 +236,28 @@ pub(crate) fn latency_chart(r: &TuneReport, path: &Path) -> Result<(), Box<dyn s
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+/// The ticks of a log axis from `lo` to `hi`: 1, 2 and 5 of each decade
+/// (labelled), and the other whole steps (faint lines, no label).
+fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
+    let (mut labelled, mut faint) = (Vec::new(), Vec::new());
+    let mut decade = 10f64.powf(lo.max(f64::MIN_POSITIVE).log10().floor());
+    while decade <= hi {
+        for step in 1..10 {
+            let v = decade * f64::from(step);
+            if v < lo * 0.999 || v > hi * 1.001 {
+                continue;
+            }
+            if matches!(step, 1 | 2 | 5) {
+                labelled.push(v);
+            } else {
+                faint.push(v);
+            }
+        }
+        decade *= 10.0;
+    }
+    (labelled, faint)
 }
 
 fn escape(s: &str) -> String {

@@ -3,6 +3,7 @@
 //! took most of CI's time.
 
 mod advise;
+mod charts;
 mod profile_cli;
 mod remote;
 mod sweep;
