@@ -80,6 +80,8 @@ pub(crate) fn throughput_chart(
         .x_labels(x_max as usize + 1)
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_label_formatter(&|y| si(*y))
+        .bold_line_style(RGBColor(215, 215, 215))
+        .light_line_style(RGBColor(242, 242, 242))
         .draw()?;
     let mut sat: Vec<(f64, f64)> = r
         .variants
@@ -108,10 +110,11 @@ pub(crate) fn throughput_chart(
             ms_label(r.p99_target_us as f64 / 1000.0)
         ))
         .legend(|(x, y)| TriangleMarker::new((x + 10, y), 6, BLUE.filled()));
-    chart
-        .draw_series(sus.iter().map(|&(x, y)| {
-            Text::new(si(y), (x, y), ("sans-serif", 13).into_font().color(&BLUE))
-        }))?;
+    chart.draw_series(sus.iter().map(|&(x, y)| {
+        // Beside the marker, not on it.
+        let at = (x + x_max * 0.02, y + y_max * 0.03);
+        Text::new(si(y), at, ("sans-serif", 13).into_font().color(&BLUE))
+    }))?;
     if let Some(f) = curve_fit {
         let curve: Vec<(f64, f64)> = (0..=200)
             .map(|i| {
