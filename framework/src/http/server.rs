@@ -73,7 +73,7 @@ pub(super) struct Slot {
     pub(super) stream: Option<Box<OwedStream>>,
 }
 
-/// One HTTP/1.1 connection (the protocol [`HttpFactory`] builds).
+/// One HTTP/1.1 connection (the protocol [`HttpFactory`](super::HttpFactory) builds).
 pub struct HttpConnection {
     shared: Arc<Shared>,
     pub(super) buf: BytesMut,
