@@ -4,7 +4,7 @@
 //! than the caller keeps. An HTTP/1.1 connection goes back to its pool
 //! once its body was read to the end; one dropped before that is closed.
 
-use super::{ClientError, Origin};
+use super::{ClientError, ClientOptions, Origin};
 use crate::client::{ClientStream, Pooled};
 use crate::http::response_head::{BodyProgress, ResponseFraming};
 use bytes::Bytes;
@@ -54,8 +54,7 @@ impl ResponseBody {
     pub(crate) fn h1(
         conn: Pooled<Origin, ClientStream>,
         head: super::exchange::Head,
-        max_body: u64,
-        wait: Duration,
+        opts: &ClientOptions,
     ) -> Self {
         let framing = head.framing;
         let inner = if framing == ResponseFraming::Length(0) {
@@ -68,23 +67,23 @@ impl ResponseBody {
                 conn,
                 buf: head.buf,
                 at: head.at,
-                progress: BodyProgress::new(framing, 4096, 64 << 10),
+                // Trailers are capped as the head is.
+                progress: BodyProgress::new(framing, 4096, opts.max_head),
                 keep_alive: head.keep_alive,
             }))
         };
-        ResponseBody {
-            inner,
-            max_body,
-            wait,
-            taken: 0,
-        }
+        ResponseBody::with(inner, opts)
     }
 
-    pub(crate) fn h2(recv: h2::RecvStream, max_body: u64, wait: Duration) -> Self {
+    pub(crate) fn h2(recv: h2::RecvStream, opts: &ClientOptions) -> Self {
+        ResponseBody::with(Inner::H2(recv), opts)
+    }
+
+    fn with(inner: Inner, opts: &ClientOptions) -> Self {
         ResponseBody {
-            inner: Inner::H2(recv),
-            max_body,
-            wait,
+            inner,
+            max_body: opts.max_body,
+            wait: opts.response_timeout,
             taken: 0,
         }
     }
@@ -160,14 +159,15 @@ impl H1 {
                 .map_err(|_| ClientError::Protocol("malformed chunked body"))?;
             self.at += used;
             if done {
-                // The end: what is decoded now is the last piece (then None).
+                // The end: what is decoded now is the last piece (then
+                // None, from `Length(0)`).
                 self.keep_alive &= self.at == self.buf.len();
                 self.progress = BodyProgress::Length(0);
             }
             if !data.is_empty() {
                 return Ok(Some(Bytes::from(data)));
             }
-            if done || matches!(self.progress, BodyProgress::Length(0)) {
+            if matches!(self.progress, BodyProgress::Length(0)) {
                 return Ok(None);
             }
             self.buf.drain(..self.at);

@@ -19,7 +19,7 @@ pub(crate) type Sender = h2::client::SendRequest<Bytes>;
 /// of the shard until the server or every `Sender` lets it go.
 pub(crate) async fn handshake(stream: ClientStream) -> Result<Sender, ClientError> {
     let (send, conn) = h2::client::Builder::new()
-        // The server's own limit rules; ours bounds what it may push.
+        // Pushed responses have no requester here: refused.
         .enable_push(false)
         .handshake::<_, Bytes>(TokioIo(stream))
         .await
@@ -43,21 +43,21 @@ fn connection_specific(name: &HeaderName) -> bool {
         || name.as_str() == "proxy-connection"
 }
 
-/// Sends `req` as a stream of the connection; its response, the body to
-/// be read as it comes.
+/// Sends `req` as a stream of the connection (`send` ready for a new
+/// stream); its response, the body to be read as it comes.
 pub(crate) async fn exchange(
-    send: Sender,
+    mut send: Sender,
     req: &Request<Body>,
     opts: &ClientOptions,
 ) -> Result<Response<ResponseBody>, ClientError> {
-    let mut send = send.ready().await.map_err(h2_error)?;
-    let body = req.body().as_bytes();
+    let body = req.body();
     let (response, mut out) = send
         .send_request(h2_head(req), body.is_empty())
         .map_err(h2_error)?;
     if !body.is_empty() {
-        // h2 keeps what the peer's window does not take yet.
-        out.send_data(Bytes::copy_from_slice(body), true)
+        // Shared, not copied; h2 keeps what the peer's window does not
+        // take yet.
+        out.send_data(body.clone().into_bytes(), true)
             .map_err(h2_error)?;
     }
     respond(response, opts).await
@@ -70,7 +70,7 @@ async fn respond(
 ) -> Result<Response<ResponseBody>, ClientError> {
     let resp = response.await.map_err(h2_error)?;
     let (parts, recv) = resp.into_parts();
-    let body = ResponseBody::h2(recv, opts.max_body, opts.response_timeout);
+    let body = ResponseBody::h2(recv, opts);
     Ok(Response::from_parts(parts, body))
 }
 
@@ -88,10 +88,11 @@ fn h2_head<B>(req: &Request<B>) -> Request<()> {
     head
 }
 
-/// Sends `req` with a body `next` produces, each piece within the
-/// stream's flow-control window (waiting for the server to open it).
+/// Sends `req` with a body `next` produces (`send` ready for a new
+/// stream), each piece within the stream's flow-control window (waiting
+/// for the server to open it).
 pub(crate) async fn upload<F, Fut>(
-    send: Sender,
+    mut send: Sender,
     req: &Request<()>,
     mut next: F,
     opts: &ClientOptions,
@@ -100,7 +101,6 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<Bytes>>,
 {
-    let mut send = send.ready().await.map_err(h2_error)?;
     let (response, mut out) = send.send_request(h2_head(req), false).map_err(h2_error)?;
     'body: while let Some(mut piece) = next().await {
         while !piece.is_empty() {

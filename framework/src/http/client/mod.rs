@@ -279,17 +279,16 @@ impl Client {
         conn: Pooled<Origin, ClientStream>,
         mut head: exchange::Head,
     ) -> Response<ResponseBody> {
-        let opts = &self.shared.opts;
         let response = std::mem::replace(&mut head.response, Response::new(()));
         let (parts, ()) = response.into_parts();
-        let body = ResponseBody::h1(conn, head, opts.max_body, opts.response_timeout);
+        let body = ResponseBody::h1(conn, head, &self.shared.opts);
         Response::from_parts(parts, body)
     }
 
     /// A connection for a request to `origin`: its HTTP/2 connection if it
-    /// has a live one, else one from the pool (a new one whose TLS
-    /// handshake chose `h2`, or any with prior knowledge, becomes the
-    /// origin's HTTP/2 connection).
+    /// has a live one (ready for a new stream), else one from the pool (a
+    /// new one whose TLS handshake chose `h2`, or any with prior
+    /// knowledge, becomes the origin's HTTP/2 connection).
     async fn connection(&self, origin: &Origin) -> Result<Connection, ClientError> {
         let s = &self.shared;
         let within = s.opts.response_timeout;
@@ -330,7 +329,11 @@ impl Client {
             used: now,
         };
         s.h2.borrow_mut().insert(origin.clone(), h2);
-        Ok(Connection::H2(send))
+        let ready = crate::task::timeout(within, send.ready())
+            .await
+            .map_err(|_| ClientError::Timeout(within))?
+            .map_err(h2::h2_error)?;
+        Ok(Connection::H2(ready))
     }
 
     /// The origin's HTTP/2 connection, unless it outlived the pool's
