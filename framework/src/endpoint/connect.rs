@@ -73,17 +73,19 @@ impl Connect {
         let literal = host.trim_start_matches('[').trim_end_matches(']');
         match literal.parse::<std::net::IpAddr>() {
             Ok(ip) => Connect::tcp(SocketAddr::new(ip, port)),
-            Err(_) => Connect {
-                target: Target::Name { host, port },
-                ..Connect::tcp(SocketAddr::from(([0, 0, 0, 0], port)))
-            },
+            Err(_) => Connect::to(Target::Name { host, port }),
         }
     }
 
     /// A connection to `addr`, TCP or Unix.
     pub fn addr(addr: Addr) -> Connect {
+        Connect::to(Target::Addr(addr))
+    }
+
+    /// A connection to `target` with no timeout, TLS or socket options.
+    fn to(target: Target) -> Connect {
         Connect {
-            target: Target::Addr(addr),
+            target,
             timeout: None,
             tls: None,
             options: None,
