@@ -112,7 +112,11 @@ impl Shard {
                     let e = io::Error::other("the worker pool's queue is full");
                     (Err(e), (Duration::ZERO, Duration::ZERO))
                 }
-                // No pool (or the resolver panicked): a thread of its own.
+                Ok(Err(DeferError::Panicked(why))) => (
+                    Err(io::Error::other(format!("the resolver panicked: {why}"))),
+                    ttl,
+                ),
+                // No pool: a thread of its own.
                 _ => (on_thread(resolver, &host, port).await, ttl),
             };
             settle(host, port, answer, ttl);
