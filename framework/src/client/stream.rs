@@ -224,15 +224,19 @@ impl ClientStream {
         config: &TlsClientConfig,
         server_name: &str,
     ) -> io::Result<TlsInfo> {
-        let early = {
+        let (early, resume) = {
             let mut input = self.input.borrow_mut();
             let bytes = input.buffered().to_vec();
             input.consume(bytes.len());
-            bytes
+            (bytes, input.should_resume())
         };
         let upgrade = StartTls::client(config, server_name).already_read(&early);
         self.state.borrow_mut().tls = None;
         self.on_conn(move |c| c.start_tls(upgrade));
+        if resume {
+            // Reading had stopped on a full input: the handshake needs it.
+            Resume::resume(self);
+        }
         poll_fn(|cx| {
             if let Some(info) = self.state.borrow().tls.clone() {
                 return Poll::Ready(Ok(info));
