@@ -7,9 +7,10 @@
 use super::{ClientError, ClientOptions, ResponseBody};
 use crate::client::ClientStream;
 use crate::http::h2::io::TokioIo;
+use crate::http::h2::CONNECTION_SPECIFIC;
 use crate::http::{Body, Request, Response};
 use bytes::Bytes;
-use http::header::{CONNECTION, HOST, TRANSFER_ENCODING, UPGRADE};
+use http::header::HOST;
 use http::HeaderName;
 
 /// A handle on one HTTP/2 connection: cloned for each request.
@@ -32,15 +33,10 @@ pub(crate) async fn handshake(stream: ClientStream) -> Result<Sender, ClientErro
     Ok(send)
 }
 
-/// Fields that are about one HTTP/1.1 connection and are not sent on
-/// HTTP/2 (RFC 9113 §8.2.2); `Host` becomes `:authority`.
-fn connection_specific(name: &HeaderName) -> bool {
-    name == CONNECTION
-        || name == TRANSFER_ENCODING
-        || name == UPGRADE
-        || name == HOST
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
+/// Fields not sent on HTTP/2: the connection-specific ones, and `Host`
+/// (it becomes `:authority`).
+fn not_sent(name: &HeaderName) -> bool {
+    name == HOST || CONNECTION_SPECIFIC.contains(&name.as_str())
 }
 
 /// Sends `req` as a stream of the connection (`send` ready for a new
@@ -81,7 +77,7 @@ fn h2_head<B>(req: &Request<B>) -> Request<()> {
     *head.uri_mut() = req.uri().clone();
     *head.version_mut() = http::Version::HTTP_2;
     for (name, value) in req.headers() {
-        if !connection_specific(name) {
+        if !not_sent(name) {
             head.headers_mut().append(name.clone(), value.clone());
         }
     }

@@ -18,6 +18,17 @@ use std::sync::Arc;
 
 pub(crate) use respond::send_data;
 
+/// Fields that belong to one HTTP/1.1 connection, never sent on HTTP/2
+/// (RFC 9113 §8.2.2): the server's responses and the client's requests
+/// drop them.
+pub(crate) const CONNECTION_SPECIFIC: [&str; 5] = [
+    "connection",
+    "transfer-encoding",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+];
+
 /// What a client sends first on a prior-knowledge HTTP/2 connection.
 pub(crate) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 

@@ -5,6 +5,7 @@
 use super::super::builder::Shared;
 use super::super::response;
 use super::super::{Body, BodyWriter, StreamClosed, StreamReply};
+use super::CONNECTION_SPECIFIC;
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::SendStream;
@@ -12,15 +13,6 @@ use http::header::{self, HeaderValue};
 use http::Response;
 use std::future::poll_fn;
 use std::time::Instant;
-
-/// Fields that belong to one HTTP/1.1 connection (RFC 9113 §8.2.2).
-const CONNECTION_SPECIFIC: [&str; 5] = [
-    "connection",
-    "transfer-encoding",
-    "upgrade",
-    "keep-alive",
-    "proxy-connection",
-];
 
 /// The head to send: the handler's fields less the forbidden ones, with
 /// the shard's cached `date` and the server's `server`.
