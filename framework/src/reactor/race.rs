@@ -131,8 +131,7 @@ impl Shard {
         let race = &mut self.races[key];
         if let Some(at) = race.attempts.iter().position(|(a, _)| *a == id) {
             let (_, addr) = race.attempts.swap_remove(at);
-            race.failures.push(format!("{addr}: {e}"));
-            race.last_kind = e.kind();
+            race.failed(addr, &e);
         }
         if self.shared.stopping.load(Ordering::Relaxed) {
             return self.lose_race(key, false);
