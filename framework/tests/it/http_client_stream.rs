@@ -259,3 +259,77 @@ fn uploads_stream_chunked_on_http_1_1_and_within_windows_on_h2c() {
     assert_eq!(&echoed[..], b"hello streamed world");
     assert!(matches!(short, Some(ClientError::Protocol(_))), "{short:?}");
 }
+
+/// A server thread answering each connection's first request with
+/// `answer`, one byte at a time (each its own segment), then closing if
+/// `close`, else answering again on the same connection.
+fn trickle_server(answer: &'static [u8], close: bool) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let mut s = s.unwrap();
+            s.set_nodelay(true).unwrap();
+            std::thread::spawn(move || loop {
+                let mut head = Vec::new();
+                let mut b = [0u8];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read(&mut b).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                for byte in answer {
+                    if s.write_all(&[*byte]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_micros(300));
+                }
+                if close {
+                    return;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_response_arriving_byte_by_byte_is_whole_and_one_cut_off_is_an_error() {
+    let whole = trickle_server(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n7\r\n, world\r\n0\r\nT: 1\r\n\r\n",
+        false,
+    );
+    let cut_chunked = trickle_server(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+        true,
+    );
+    let cut_length = trickle_server(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello", true);
+    let (h, _) = common::echo_server(1);
+    let (pieces, again, stats, chunked, length) = on_shard(&h, move || async move {
+        let client = Client::new(ClientOptions::default());
+        let mut resp = client.send(get(format!("http://{whole}/"))).await.unwrap();
+        let mut pieces = Vec::new();
+        while let Some(p) = resp.body_mut().next().await {
+            pieces.push(p.unwrap());
+        }
+        // Read to the end (trailers too): the connection serves the next.
+        let again = client.get(&format!("http://{whole}/")).await.unwrap();
+        let stats = client.stats();
+        let chunked = client.get(&format!("http://{cut_chunked}/")).await.err();
+        let length = client.get(&format!("http://{cut_length}/")).await.err();
+        (pieces, again.into_body(), stats, chunked, length)
+    });
+    let joined: Vec<u8> = pieces.concat();
+    assert_eq!(joined, b"hello, world");
+    assert!(pieces.len() > 2, "pieces as they came: {}", pieces.len());
+    assert_eq!(again.as_bytes(), b"hello, world");
+    assert_eq!((stats.opened, stats.reused), (1, 1), "{stats:?}");
+    for cut in [chunked, length] {
+        assert!(
+            matches!(cut, Some(ClientError::Protocol(why)) if why.contains("middle of the body")),
+            "{cut:?}"
+        );
+    }
+}
