@@ -2,13 +2,16 @@
 //! and resolution on the worker pool, asked once however many connects
 //! wait for the same name. A connect waiting for its name is parked here
 //! and queued again once the answer is in the cache.
+//!
+//! The cache belongs to the shard (not to its thread) and runs on the
+//! shard's clock: the simulation drives several shards from one thread
+//! on a virtual clock, and each keeps its own answers and waiters.
 
 use super::exec::local;
 use super::shard::Shard;
 use super::shard_ctx::{Dest, PendingConnect};
 use crate::net::Resolve;
 use crate::sync::worker::DeferError;
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -30,8 +33,17 @@ enum Entry {
 /// then (if that freed nothing) all answers do.
 const MAX_NAMES: usize = 4096;
 
-thread_local! {
-    static NAMES: RefCell<HashMap<(String, u16), Entry>> = RefCell::new(HashMap::new());
+/// One shard's answers and waiters, by (host, port).
+#[derive(Default)]
+pub(crate) struct Names(HashMap<(String, u16), Entry>);
+
+/// What the resolver said of a name, on its way back to the shard that
+/// asked, with how long to keep it (success, failure).
+pub(crate) struct Resolved {
+    host: String,
+    port: u16,
+    answer: io::Result<Vec<SocketAddr>>,
+    ttl: (Duration, Duration),
 }
 
 impl Shard {
@@ -46,38 +58,27 @@ impl Shard {
         port: u16,
         fresh: bool,
     ) {
-        let now = Instant::now();
+        let now = self.ctx.now;
+        let names = &mut self.names.0;
         let key = (host, port);
-        let known = NAMES.with(|n| match n.borrow().get(&key) {
+        match names.get_mut(&key) {
             Some(Entry::Known { until, answer }) if *until > now && !fresh => {
-                Some(Some(answer.clone()))
+                let answer = answer.clone();
+                self.answered(pc, key.0, answer);
             }
-            Some(Entry::Asking(_)) => Some(None),
-            _ => None,
-        });
-        let (host, port) = key;
-        match known {
-            Some(Some(answer)) => self.answered(pc, host, answer),
-            Some(None) => NAMES.with(|n| {
-                if let Some(Entry::Asking(waiting)) = n.borrow_mut().get_mut(&(host, port)) {
-                    waiting.push(pc);
-                }
-            }),
-            None => {
-                NAMES.with(|n| {
-                    let mut n = n.borrow_mut();
-                    if n.len() >= MAX_NAMES {
-                        n.retain(|_, e| match e {
-                            Entry::Known { until, .. } => *until > now,
-                            Entry::Asking(_) => true,
-                        });
-                        if n.len() >= MAX_NAMES {
-                            n.retain(|_, e| matches!(e, Entry::Asking(_)));
-                        }
+            Some(Entry::Asking(waiting)) => waiting.push(pc),
+            _ => {
+                if names.len() >= MAX_NAMES {
+                    names.retain(|_, e| match e {
+                        Entry::Known { until, .. } => *until > now,
+                        Entry::Asking(_) => true,
+                    });
+                    if names.len() >= MAX_NAMES {
+                        names.retain(|_, e| matches!(e, Entry::Asking(_)));
                     }
-                    n.insert((host.clone(), port), Entry::Asking(vec![pc]));
-                });
-                self.ask(host, port);
+                }
+                names.insert(key.clone(), Entry::Asking(vec![pc]));
+                self.ask(key.0, key.1);
             }
         }
     }
@@ -119,8 +120,40 @@ impl Shard {
                 // No pool: a thread of its own.
                 _ => (on_thread(resolver, &host, port).await, ttl),
             };
-            settle(host, port, answer, ttl);
+            let resolved = Resolved {
+                host,
+                port,
+                answer,
+                ttl,
+            };
+            local::with(|l| l.answers.push(resolved));
         });
+    }
+
+    /// Records an answer and queues the connects that waited for it again,
+    /// with it (a TTL of zero must not send them back to the resolver).
+    pub(crate) fn name_resolved(&mut self, r: Resolved) {
+        let answer = match r.answer {
+            Ok(a) if a.is_empty() => Err((io::ErrorKind::NotFound, "no address".to_string())),
+            Ok(a) => Ok(crate::net::interleave(a)),
+            Err(e) => Err((e.kind(), e.to_string())),
+        };
+        let ttl = if answer.is_ok() { r.ttl.0 } else { r.ttl.1 };
+        let entry = Entry::Known {
+            until: self.ctx.now + ttl,
+            answer: answer.clone(),
+        };
+        let waiting = match self.names.0.insert((r.host.clone(), r.port), entry) {
+            Some(Entry::Asking(waiting)) => waiting,
+            _ => Vec::new(),
+        };
+        for mut pc in waiting {
+            pc.target = Dest::Answered {
+                host: r.host.clone(),
+                answer: answer.clone(),
+            };
+            self.ctx.pending_connects.push(pc);
+        }
     }
 }
 
@@ -158,34 +191,4 @@ async fn on_thread(
             "the resolver thread ended without an answer",
         ))
     })
-}
-
-/// Records an answer and queues the connects that waited for it again,
-/// with it (a TTL of zero must not send them back to the resolver).
-fn settle(host: String, port: u16, answer: io::Result<Vec<SocketAddr>>, ttl: (Duration, Duration)) {
-    let answer = match answer {
-        Ok(a) if a.is_empty() => Err((io::ErrorKind::NotFound, "no address".to_string())),
-        Ok(a) => Ok(crate::net::interleave(a)),
-        Err(e) => Err((e.kind(), e.to_string())),
-    };
-    let until = Instant::now() + if answer.is_ok() { ttl.0 } else { ttl.1 };
-    let waiting = NAMES.with(|n| {
-        let entry = Entry::Known {
-            until,
-            answer: answer.clone(),
-        };
-        match n.borrow_mut().insert((host.clone(), port), entry) {
-            Some(Entry::Asking(waiting)) => waiting,
-            _ => Vec::new(),
-        }
-    });
-    local::with(|l| {
-        for mut pc in waiting {
-            pc.target = Dest::Answered {
-                host: host.clone(),
-                answer: answer.clone(),
-            };
-            l.connects.push(pc);
-        }
-    });
 }

@@ -128,6 +128,8 @@ pub(crate) struct Shard {
     /// Connects racing their addresses (Happy Eyeballs).
     pub(super) races: Slab<super::race::Race>,
     pub(super) race_generation: u64,
+    /// Host names' answers and the connects waiting for them.
+    pub(super) names: super::names::Names,
 }
 
 /// Registers a shard's own listeners; one the poller refuses is dropped
@@ -213,6 +215,7 @@ impl Shard {
                 .map(super::migrate::rebalance::Rebalancer::new),
             races: Slab::new(),
             race_generation: 0,
+            names: Default::default(),
             ctx,
             shared,
         }

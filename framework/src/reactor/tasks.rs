@@ -101,6 +101,9 @@ impl Shard {
                 }
             }
             self.ctx.pending_connects.extend(r.connects);
+            for answer in r.answers {
+                self.name_resolved(answer);
+            }
             for (at, waker) in r.timers {
                 let after = at.saturating_duration_since(self.ctx.now);
                 self.ctx

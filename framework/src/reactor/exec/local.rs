@@ -7,6 +7,7 @@
 
 use super::executor::TaskId;
 use crate::api::ConnId;
+use crate::reactor::names::Resolved;
 use crate::reactor::{ConnOp, PendingConnect};
 use std::cell::RefCell;
 use std::future::Future;
@@ -31,6 +32,8 @@ pub(crate) struct Local {
     pub(crate) spawns: Vec<(LocalFuture, Option<ConnId>)>,
     /// Outbound connections opened from tasks.
     pub(crate) connects: Vec<PendingConnect>,
+    /// Host names the resolver answered, for the shard's cache.
+    pub(crate) answers: Vec<Resolved>,
 }
 
 thread_local! {
@@ -61,6 +64,7 @@ pub(crate) fn enter(server: usize, shard: usize, now: Instant) -> Entered {
         conn_ops: Vec::new(),
         spawns: Vec::new(),
         connects: Vec::new(),
+        answers: Vec::new(),
     };
     Entered {
         previous: LOCAL.with(|l| l.borrow_mut().replace(local)),
@@ -105,6 +109,7 @@ pub(crate) fn has_requests() -> bool {
             || !l.conn_ops.is_empty()
             || !l.spawns.is_empty()
             || !l.connects.is_empty()
+            || !l.answers.is_empty()
     })
     .unwrap_or(false)
 }
@@ -117,6 +122,7 @@ pub(crate) struct Requests {
     pub(crate) conn_ops: Vec<(ConnId, ConnOp)>,
     pub(crate) spawns: Vec<(LocalFuture, Option<ConnId>)>,
     pub(crate) connects: Vec<PendingConnect>,
+    pub(crate) answers: Vec<Resolved>,
 }
 
 impl Requests {
@@ -128,6 +134,7 @@ impl Requests {
             // A connect alone is a request too: dropping it would leave
             // its task waiting forever.
             && self.connects.is_empty()
+            && self.answers.is_empty()
     }
 }
 
@@ -138,6 +145,7 @@ pub(crate) fn take_requests() -> Requests {
         conn_ops: std::mem::take(&mut l.conn_ops),
         spawns: std::mem::take(&mut l.spawns),
         connects: std::mem::take(&mut l.connects),
+        answers: std::mem::take(&mut l.answers),
     })
     .unwrap_or_default()
 }
