@@ -13,7 +13,5 @@ pub(crate) use listener::{bind_tcp_with, bind_unix, is_transient_accept_error, L
 pub(crate) use resolve::interleave;
 pub use resolve::{Resolve, SystemResolver};
 pub use socket_options::{Keepalive, SocketOptions};
-pub(crate) use stream::Stream;
-#[cfg(any(test, feature = "test-util"))]
-pub(crate) use stream::VirtualStream;
+pub(crate) use stream::{Stream, VirtualStream};
 pub(crate) use write_buf::{BufPool, WriteBuf};

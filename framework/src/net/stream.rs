@@ -20,6 +20,10 @@ pub(crate) trait VirtualStream: Read + Write + Send {
     fn shutdown_write(&mut self);
     /// The coming close is an abort (RST).
     fn reset_on_close(&mut self);
+    /// For a connecting stream: why the connect failed, once it has.
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        Ok(None)
+    }
 }
 
 /// A connection's stream.
@@ -53,7 +57,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.take_error(),
             Stream::Unix(s) => s.take_error(),
-            Stream::Virtual(_) => Ok(None),
+            Stream::Virtual(v) => v.take_error(),
         }
     }
 

@@ -53,7 +53,7 @@ pub(crate) use shard::Readiness;
 pub(crate) use shard::{Shard, ShardInit, WAKER_TOKEN};
 pub use shard_ctx::ShardCtx;
 pub(crate) use shard_ctx::{Dest, PendingConnect};
-pub(crate) use shared::{ListenerMakers, Outbound, Shared};
+pub(crate) use shared::{ListenerMakers, Outbound, Shared, VirtualDial};
 pub use timers::wheel as timer_wheel;
 pub(crate) use timers::ConnOnce as ConnOp;
 pub use timers::TimerHandle;

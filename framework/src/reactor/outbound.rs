@@ -86,8 +86,15 @@ impl Shard {
         addr: Addr,
         options: Option<&SocketOptions>,
     ) -> io::Result<ConnId> {
-        let connected = match &addr {
-            Addr::Tcp(a) => {
+        let entry = self.conns.vacant_entry();
+        let id = ConnId::new(
+            self.ctx.index as u16,
+            entry.key() as u32,
+            self.next_generation,
+        );
+        let connected = match (&addr, &self.shared.outbound.virtual_dial) {
+            (_, Some(net)) => net.dial(id, &addr).map(Stream::Virtual),
+            (Addr::Tcp(a), None) => {
                 let opts = options
                     .unwrap_or(&self.shared.outbound.options)
                     .or(&SocketOptions {
@@ -96,21 +103,18 @@ impl Shard {
                     });
                 connect_tcp(*a, &opts).map(Stream::Tcp)
             }
-            Addr::Unix(Some(p)) => mio::net::UnixStream::connect(p).map(Stream::Unix),
-            Addr::Unix(None) => Err(io::Error::new(
+            (Addr::Unix(Some(p)), None) => mio::net::UnixStream::connect(p).map(Stream::Unix),
+            (Addr::Unix(None), None) => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "cannot connect to an unnamed Unix socket",
             )),
         };
-        let entry = self.conns.vacant_entry();
-        let slot = entry.key();
         let mut stream = connected?;
         self.poll.registry().register(
             &mut stream,
-            Token(slot),
+            Token(id.slot()),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        let id = ConnId::new(self.ctx.index as u16, slot as u32, self.next_generation);
         self.next_generation = self.next_generation.wrapping_add(1);
         let core = ConnCore::new(
             id,

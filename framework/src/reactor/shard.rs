@@ -431,6 +431,19 @@ impl Shard {
         self.live(id) && self.conns[id.slot()].core.state.is_read_paused()
     }
 
+    /// The connections in the table (open or still flushing), in slot order.
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
+    pub(crate) fn connection_ids(&self) -> Vec<ConnId> {
+        self.conns.iter().map(|(_, c)| c.core.id).collect()
+    }
+
+    /// True if other shards or threads left work in the inbox (a detached
+    /// shard has no poller to wake it).
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
+    pub(crate) fn inbox_waiting(&self) -> bool {
+        !self.rx.is_empty()
+    }
+
     /// Output the connection has queued that the socket has not taken.
     #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     pub(crate) fn buffered(&self, id: ConnId) -> usize {

@@ -7,8 +7,8 @@
 use super::envelope::Inboxes;
 use super::erased::FactoryMaker;
 use super::layer::LayerMaker;
-use crate::api::{Settings, StatsBoard};
-use crate::net::{Resolve, SocketOptions, SystemResolver};
+use crate::api::{ConnId, Settings, StatsBoard};
+use crate::net::{Addr, Resolve, SocketOptions, SystemResolver, VirtualStream};
 use crate::sync::marks::Activities;
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -39,6 +39,16 @@ pub(crate) struct Outbound {
     pub(crate) negative_ttl: Duration,
     /// Happy Eyeballs' connection attempt delay (RFC 8305 §5).
     pub(crate) attempt_delay: Duration,
+    /// Outbound connections through a simulated network instead of the
+    /// kernel (the testing kit's `sim::World`); `None` in a real server.
+    pub(crate) virtual_dial: Option<Arc<dyn VirtualDial>>,
+}
+
+/// Opens outbound connections over virtual streams: the simulation's
+/// network, which says later (through readiness) whether they connected.
+pub(crate) trait VirtualDial: Send + Sync {
+    /// A stream for connection `id` to `to`, still connecting.
+    fn dial(&self, id: ConnId, to: &Addr) -> std::io::Result<Box<dyn VirtualStream>>;
 }
 
 impl Default for Outbound {
@@ -49,6 +59,7 @@ impl Default for Outbound {
             name_ttl: Duration::from_secs(30),
             negative_ttl: Duration::from_secs(5),
             attempt_delay: Duration::from_millis(250),
+            virtual_dial: None,
         }
     }
 }

@@ -11,8 +11,11 @@ use crate::api::Settings;
 use crate::error::{Error, Result};
 use crate::net::{Addr, Listener};
 use crate::reactor::{
-    Envelope, FactoryMaker, LayerMaker, ListenerMakers, ShardInit, Shared, WAKER_TOKEN,
+    Envelope, FactoryMaker, LayerMaker, ListenerMakers, Outbound, ShardInit, Shared, WAKER_TOKEN,
 };
+
+/// A detached shard's poller and inbox.
+pub(crate) type DetachedShard = (mio::Poll, crossbeam_channel::Receiver<Envelope>);
 use crate::sync::bus::Inbox;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -294,26 +297,25 @@ impl ServerInner {
         }
     }
 
-    /// A one-shard server with no threads, for the testing kit's detached
-    /// shard: real inbox and poller, driven by hand.
+    /// A server of `shards` shards with no threads, for the testing kit's
+    /// detached shards: real inboxes and pollers, driven by hand; each
+    /// shard's poller and inbox, in order.
     #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     pub(crate) fn detached(
         settings: Settings,
-    ) -> Result<(
-        Arc<ServerInner>,
-        mio::Poll,
-        crossbeam_channel::Receiver<Envelope>,
-    )> {
-        let poll = mio::Poll::new()?;
-        let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
-        let (inbox, rx) = Inbox::new(waker, super::builder::DEFAULT_INBOX_CAPACITY);
-        let shared = Shared::new(
-            vec![inbox].into(),
-            settings,
-            Default::default(),
-            Default::default(),
-        );
-        let inner = Arc::new(ServerInner::new(shared, true));
-        Ok((inner, poll, rx))
+        shards: usize,
+        outbound: Outbound,
+    ) -> Result<(Arc<ServerInner>, Vec<DetachedShard>)> {
+        let mut inboxes = Vec::with_capacity(shards);
+        let mut parts = Vec::with_capacity(shards);
+        for _ in 0..shards.max(1) {
+            let poll = mio::Poll::new()?;
+            let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+            let (inbox, rx) = Inbox::new(waker, super::builder::DEFAULT_INBOX_CAPACITY);
+            inboxes.push(inbox);
+            parts.push((poll, rx));
+        }
+        let shared = Shared::new(inboxes.into(), settings, Default::default(), outbound);
+        Ok((Arc::new(ServerInner::new(shared, true)), parts))
     }
 }

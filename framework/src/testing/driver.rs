@@ -7,7 +7,7 @@ use super::fake_socket::FakeSocket;
 use crate::api::{ConnId, Settings};
 use crate::error::Result;
 use crate::net::Stream;
-use crate::reactor::{ErasedProto, Readiness, Shard, ShardCtx, ShardInit};
+use crate::reactor::{ErasedProto, Outbound, Readiness, Shard, ShardCtx, ShardInit};
 use crate::runtime::{Handle, ServerInner};
 use std::time::Duration;
 
@@ -23,13 +23,45 @@ impl Driver {
     /// A one-shard server's shard on a manual clock. `read_buffer_size` is
     /// the shard's shared read buffer (small ones exercise partial reads).
     pub(crate) fn new(settings: Settings, tick: Duration, read_buffer_size: usize) -> Result<Self> {
-        let (inner, poll, rx) = ServerInner::detached(settings)?;
+        let mut shards = Self::server(settings, 1, Outbound::default(), tick, read_buffer_size)?;
+        Ok(shards.remove(0))
+    }
+
+    /// The shards of one server of `shards` shards (one bus, one set of
+    /// settings, outbound connections as `outbound` says), each on its
+    /// own manual clock.
+    pub(crate) fn server(
+        settings: Settings,
+        shards: usize,
+        outbound: Outbound,
+        tick: Duration,
+        read_buffer_size: usize,
+    ) -> Result<Vec<Self>> {
+        let (inner, parts) = ServerInner::detached(settings, shards, outbound)?;
+        let handle = std::sync::Arc::new(Handle { inner });
+        Ok(parts
+            .into_iter()
+            .enumerate()
+            .map(|(index, (poll, rx))| {
+                Self::start(&handle, index, poll, rx, tick, read_buffer_size)
+            })
+            .collect())
+    }
+
+    fn start(
+        handle: &std::sync::Arc<Handle>,
+        index: usize,
+        poll: mio::Poll,
+        rx: crossbeam_channel::Receiver<crate::reactor::Envelope>,
+        tick: Duration,
+        read_buffer_size: usize,
+    ) -> Self {
         let mut shard = Shard::new(ShardInit {
-            index: 0,
+            index,
             poll,
             rx,
-            shared: inner.shared.clone(),
-            handle: std::sync::Arc::new(Handle { inner }),
+            shared: handle.inner.shared.clone(),
+            handle: handle.clone(),
             read_buffer_size,
             events_capacity: 16,
             nodelay: true,
@@ -45,13 +77,14 @@ impl Driver {
         let origin = ctx.timers.origin();
         ctx.timers.set_manual_clock(origin);
         ctx.update_clock();
-        Ok(Driver { shard })
+        Driver { shard }
     }
 
     /// Makes this thread run this shard until the guard drops (tasks reach
     /// their shard through it), as a shard thread does for its whole life.
     fn enter(&mut self) -> crate::reactor::exec::local::Entered {
-        crate::reactor::exec::local::enter(self.shard.shared_ref().id, 0, self.shard.ctx_ref().now)
+        let (server, index) = (self.shard.shared_ref().id, self.shard.ctx_ref().index);
+        crate::reactor::exec::local::enter(server, index, self.shard.ctx_ref().now)
     }
 
     /// Opens a connection over `socket` driven by `proto`, as an accept would.
@@ -121,6 +154,26 @@ impl Driver {
                 break;
             }
         }
+        // What it posted to other shards goes out, as at the top of the
+        // real loop.
+        self.shard.ctx_mut().flush_outbox();
+    }
+
+    /// True if the shard has work to do without I/O: ready work, or
+    /// messages other shards left in its inbox.
+    pub(crate) fn has_work(&self) -> bool {
+        self.shard.has_ready_work() || self.shard.inbox_waiting()
+    }
+
+    /// Runs `f` on the shard's context as a callback would, then what it
+    /// asked for.
+    pub(crate) fn run<R>(&mut self, f: impl FnOnce(&mut ShardCtx) -> R) -> R {
+        let r = {
+            let _entered = self.enter();
+            f(self.shard.ctx_mut())
+        };
+        self.settle();
+        r
     }
 
     pub(crate) fn shard(&mut self) -> &mut Shard {

@@ -61,6 +61,23 @@ pub(crate) struct FakeState {
     pub(crate) reads: usize,
     /// Write calls made, vectored or not.
     pub(crate) writes: usize,
+    /// An outbound socket's connect, while it is not done.
+    pub(crate) connect: Connecting,
+    /// The (local, peer) addresses it reports, if not the defaults
+    /// (127.0.0.1:7000 and 127.0.0.1:40000).
+    pub(crate) addrs: Option<(Addr, Addr)>,
+}
+
+/// Where an outbound fake socket's connect stands.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Connecting {
+    /// Connected (an accepted socket always is).
+    #[default]
+    Done,
+    /// No answer yet: no peer address.
+    Waiting,
+    /// Failed with this error.
+    Failed(io::ErrorKind),
 }
 
 impl FakeState {
@@ -158,11 +175,28 @@ impl Write for FakeSocket {
 
 impl VirtualStream for FakeSocket {
     fn peer_addr(&self) -> io::Result<Addr> {
-        Ok(Addr::Tcp(SocketAddr::from(([127, 0, 0, 1], 40000))))
+        let st = self.lock();
+        if st.connect != Connecting::Done {
+            return Err(io::ErrorKind::NotConnected.into());
+        }
+        Ok(match &st.addrs {
+            Some((_, peer)) => peer.clone(),
+            None => Addr::Tcp(SocketAddr::from(([127, 0, 0, 1], 40000))),
+        })
     }
 
     fn local_addr(&self) -> io::Result<Addr> {
-        Ok(Addr::Tcp(SocketAddr::from(([127, 0, 0, 1], 7000))))
+        Ok(match &self.lock().addrs {
+            Some((local, _)) => local.clone(),
+            None => Addr::Tcp(SocketAddr::from(([127, 0, 0, 1], 7000))),
+        })
+    }
+
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        Ok(match self.lock().connect {
+            Connecting::Failed(kind) => Some(kind.into()),
+            _ => None,
+        })
     }
 
     fn shutdown_write(&mut self) {

@@ -48,8 +48,6 @@ mod forward_tests;
 #[cfg(test)]
 mod shard_harness;
 pub mod sim;
-#[cfg(test)]
-mod sim_tests;
 
 pub(crate) use driver::Driver;
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! the pieces the network cuts, resets from the network, half-close, and
 //! timers on the virtual clock.
 
-use super::sim::{connected, Arrival, Network, Side};
+use super::{connected, Arrival, Network, Side};
 use crate::framing::{FrameProtocol, Framed, FramedConn, LineDecoder};
 use crate::{CloseReason, Conn, Protocol};
 use std::time::Duration;
@@ -81,7 +81,7 @@ fn asking(n: usize, pipelined: bool) -> Framed<LineDecoder, Asker> {
 }
 
 /// The bytes delivered to `side`, in order.
-fn received(trace: &[super::sim::Event], side: Side) -> Vec<u8> {
+fn received(trace: &[super::Event], side: Side) -> Vec<u8> {
     trace
         .iter()
         .filter(|e| e.to == side)

@@ -1,15 +1,7 @@
-//! A client protocol and a server protocol connected through a simulated
-//! network, in one thread, on one virtual clock, every choice drawn from a
-//! seed (Twisted's `iosim.connectedServerAndClient` with a hostile wire).
-//!
-//! Each side is a real connection of a real shard driven by hand (the
-//! testing kit's [`FakeTransport`]): the protocols run unchanged. What one
-//! side flushes is cut into pieces of random sizes and delivered after a
-//! random latency, in order (TCP never reorders; loss shows as delay). A
-//! FIN follows the side's last byte; an abort arrives as a reset; the
-//! network may reset the connection itself at a random moment. The same
-//! seed gives the same run, byte for byte and tick for tick, and
-//! [`SimPair::trace`] records it so a failure can be replayed and shown.
+//! One client protocol and one server protocol connected through the
+//! simulated network (Twisted's `iosim.connectedServerAndClient` with a
+//! hostile wire). Each end is a real connection of a real shard driven by
+//! hand (the testing kit's [`FakeTransport`], whose checks it keeps).
 //!
 //! ```
 //! use shardloop::testing::sim::{connected, Network};
@@ -47,80 +39,10 @@
 //! }
 //! ```
 
-use super::FakeTransport;
+use super::{Arrival, Event, Network, Side, Timeline};
 use crate::reactor::Protocol;
-use std::collections::VecDeque;
+use crate::testing::FakeTransport;
 use std::time::Duration;
-
-/// How the simulated wire behaves; every draw comes from the seed.
-#[derive(Debug, Clone)]
-pub struct Network {
-    /// Flushed bytes are cut into pieces of 1 to this many bytes.
-    pub max_piece: usize,
-    /// Each piece arrives after a latency drawn in this range (never
-    /// before a piece sent earlier the same way).
-    pub latency: (Duration, Duration),
-    /// The chance, per piece delivered, that the network resets the
-    /// connection there (both sides get a reset; nothing more arrives).
-    pub reset_chance: f64,
-}
-
-impl Default for Network {
-    fn default() -> Self {
-        Network {
-            max_piece: 7,
-            latency: (Duration::from_micros(50), Duration::from_millis(5)),
-            reset_chance: 0.0,
-        }
-    }
-}
-
-/// Which side an event concerns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// The connecting side.
-    Client,
-    /// The accepting side.
-    Server,
-}
-
-impl Side {
-    fn other(self) -> Side {
-        match self {
-            Side::Client => Side::Server,
-            Side::Server => Side::Client,
-        }
-    }
-}
-
-/// What arrived at a side.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Arrival {
-    /// A piece of the other side's bytes.
-    Data(Vec<u8>),
-    /// The other side's FIN.
-    Fin,
-    /// A reset (the other side aborted, or the network cut it).
-    Reset,
-}
-
-/// One delivery of a run: when (virtual time since the start), to whom,
-/// and what.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    /// Virtual time since the run began.
-    pub at: Duration,
-    /// The side it arrived at.
-    pub to: Side,
-    /// What arrived.
-    pub what: Arrival,
-}
-
-struct InFlight {
-    at: Duration,
-    to: Side,
-    what: Arrival,
-}
 
 /// A client and a server protocol connected through a [`Network`].
 pub struct SimPair<C: Protocol, S: Protocol> {
@@ -130,9 +52,7 @@ pub struct SimPair<C: Protocol, S: Protocol> {
     rng: fastrand::Rng,
     now: Duration,
     /// Deliveries in flight, each way in order of arrival.
-    wire: VecDeque<InFlight>,
-    /// When the last piece each way arrives (nothing may overtake it).
-    last_at: [Duration; 2],
+    wire: Timeline<(Side, Arrival)>,
     /// A FIN (or reset) was sent each way: nothing follows it.
     ended: [bool; 2],
     /// The network cut the connection.
@@ -155,18 +75,10 @@ pub fn connected<C: Protocol, S: Protocol>(
         net,
         rng: fastrand::Rng::with_seed(seed),
         now: Duration::ZERO,
-        wire: VecDeque::new(),
-        last_at: [Duration::ZERO; 2],
+        wire: Timeline::new(),
         ended: [false; 2],
         cut: false,
         trace: Vec::new(),
-    }
-}
-
-fn index(side: Side) -> usize {
-    match side {
-        Side::Client => 0,
-        Side::Server => 1,
     }
 }
 
@@ -211,15 +123,14 @@ impl<C: Protocol, S: Protocol> SimPair<C, S> {
     pub fn step(&mut self, limit: Duration) {
         self.send_pending();
         let tick = self.now + Duration::from_millis(1);
-        let next = self.wire.front().map_or(tick, |f| f.at.min(tick));
+        let next = self.wire.next_at().map_or(tick, |at| at.min(tick));
         let to = next.min(limit).max(self.now);
         let by = to - self.now;
         self.now = to;
         self.client.advance(by);
         self.server.advance(by);
-        while self.wire.front().is_some_and(|f| f.at <= self.now) {
-            let f = self.wire.pop_front().expect("checked");
-            self.deliver(f);
+        while let Some((to, what)) = self.wire.arrived(self.now) {
+            self.deliver(to, what);
             self.send_pending();
         }
     }
@@ -227,7 +138,7 @@ impl<C: Protocol, S: Protocol> SimPair<C, S> {
     /// Puts what each side flushed on the wire, and its FIN or reset.
     fn send_pending(&mut self) {
         for side in [Side::Client, Side::Server] {
-            if self.cut || self.ended[index(side)] {
+            if self.cut || self.ended[side.index()] {
                 continue;
             }
             let (bytes, fin, aborted) = match side {
@@ -244,19 +155,16 @@ impl<C: Protocol, S: Protocol> SimPair<C, S> {
             };
             let mut rest = &bytes[..];
             while !rest.is_empty() {
-                let n = self
-                    .rng
-                    .usize(1..=self.net.max_piece.max(1))
-                    .min(rest.len());
+                let n = self.net.piece(&mut self.rng, rest.len());
                 self.put(side.other(), Arrival::Data(rest[..n].to_vec()));
                 rest = &rest[n..];
             }
             if aborted {
                 self.put(side.other(), Arrival::Reset);
-                self.ended[index(side)] = true;
+                self.ended[side.index()] = true;
             } else if fin {
                 self.put(side.other(), Arrival::Fin);
-                self.ended[index(side)] = true;
+                self.ended[side.index()] = true;
             }
         }
     }
@@ -264,32 +172,19 @@ impl<C: Protocol, S: Protocol> SimPair<C, S> {
     /// Schedules `what` for `to`, after a drawn latency and after
     /// everything sent the same way before it.
     fn put(&mut self, to: Side, what: Arrival) {
-        let (lo, hi) = self.net.latency;
-        let span = hi.saturating_sub(lo).as_nanos() as u64;
-        let latency = lo + Duration::from_nanos(self.rng.u64(0..=span));
-        let i = index(to);
-        let at = (self.now + latency).max(self.last_at[i]);
-        self.last_at[i] = at;
-        // Both directions share one queue kept in order of arrival.
-        let pos = self
-            .wire
-            .iter()
-            .position(|f| f.at > at)
-            .unwrap_or(self.wire.len());
-        self.wire.insert(pos, InFlight { at, to, what });
+        let at = self.now + self.net.latency(&mut self.rng);
+        self.wire.send((0, to), at, (to, what));
     }
 
-    fn deliver(&mut self, f: InFlight) {
+    fn deliver(&mut self, to: Side, what: Arrival) {
         if self.cut {
             return;
         }
-        let cut_here = matches!(f.what, Arrival::Data(_))
-            && self.net.reset_chance > 0.0
-            && self.rng.f64() < self.net.reset_chance;
-        let what = if cut_here { Arrival::Reset } else { f.what };
+        let cut_here = matches!(what, Arrival::Data(_)) && self.net.cuts(&mut self.rng);
+        let what = if cut_here { Arrival::Reset } else { what };
         self.trace.push(Event {
             at: self.now,
-            to: f.to,
+            to,
             what: what.clone(),
         });
         if cut_here {
@@ -300,7 +195,7 @@ impl<C: Protocol, S: Protocol> SimPair<C, S> {
             self.server.peer_reset();
             return;
         }
-        match (f.to, what) {
+        match (to, what) {
             (Side::Client, Arrival::Data(d)) => self.client.receive(&d),
             (Side::Server, Arrival::Data(d)) => self.server.receive(&d),
             (Side::Client, Arrival::Fin) => self.client.peer_close(),
