@@ -20,6 +20,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[cfg(test)]
+mod sim_tests;
 mod web;
 
 use clap::Parser;
@@ -148,6 +150,18 @@ impl FrameProtocol<LineDecoder> for Chat {
     }
 }
 
+/// A line client's connection: lines of at most `max_line` bytes; dropped
+/// once `max_backlog` bytes of lines wait for it.
+fn member(max_line: usize, max_backlog: usize) -> LineReceiver<Chat> {
+    LineReceiver::new(
+        LineDecoder::new(b"\n".to_vec(), max_line),
+        Chat {
+            name: String::new(),
+            max_backlog,
+        },
+    )
+}
+
 /// Relays `name: text` from member `from` to every other member, on every
 /// shard. False if some shard's inbox was full (its members miss it; the
 /// drop is counted and logged at a limited rate).
@@ -191,17 +205,7 @@ fn main() -> anyhow::Result<()> {
     loop_options.inbox_capacity = args.inbox_capacity;
     let builder = Server::builder().loop_options(loop_options).listen(
         args.serve.listen((args.bind.as_str(), args.port))?,
-        move |_shard| {
-            move |_peer| {
-                LineReceiver::new(
-                    LineDecoder::new(b"\n".to_vec(), max_line),
-                    Chat {
-                        name: String::new(),
-                        max_backlog,
-                    },
-                )
-            }
-        },
+        move |_shard| move |_peer| member(max_line, max_backlog),
     );
     let mut builder = builder;
     if let Some(port) = args.web_port {

@@ -194,6 +194,7 @@ fn every_reply_matches_the_model_over_thousands_of_seeds_with_faults() {
         max_piece: 9,
         latency: (Duration::from_micros(10), Duration::from_millis(3)),
         reset_chance: 0.0003,
+        ..Network::default()
     };
     let (mut cut, mut whole) = (0, 0);
     for seed in 0..seeds {
