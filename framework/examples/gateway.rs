@@ -199,6 +199,7 @@ impl Handler for Lookup {
                         max_idle: c.max_idle,
                         max_per_key: c.max_open,
                         wait_timeout: c.limit,
+                        name: "redis".to_string(),
                         ..PoolOptions::default()
                     }),
                     addr: c.backend,

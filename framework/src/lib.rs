@@ -67,7 +67,8 @@ pub mod testing;
 pub mod tls;
 
 pub use api::{
-    CloseReason, ConnId, ConnLoad, LogLimit, ServerStats, Settings, ShardStats, TlsFailure,
+    CloseReason, ConnId, ConnLoad, LogLimit, PoolSample, ServerStats, Settings, ShardStats,
+    TlsFailure,
 };
 pub use error::{Error, ForwardError, Result};
 pub use net::{Addr, Keepalive, SocketOptions};

@@ -292,6 +292,9 @@ pub struct ServerStats {
     /// their callbacks and tasks held the shard in its last accounting
     /// window of about a second; shard by shard, heaviest first.
     pub heaviest_connections: Vec<ConnLoad>,
+    /// Each shard's connection pools by name, live; shard by shard,
+    /// names in order.
+    pub pools: Vec<super::PoolSample>,
 }
 
 impl ServerStats {
@@ -333,6 +336,8 @@ pub(crate) struct StatsBoard {
     /// Each shard's heaviest connections of its last accounting window
     /// (written once a second by the shard).
     pub(crate) heaviest: Box<[std::sync::Mutex<Vec<ConnLoad>>]>,
+    /// Each shard's pools' live figures (registered as they are made).
+    pub(crate) pools: Box<[std::sync::Mutex<Vec<std::sync::Weak<super::PoolCounters>>>]>,
 }
 
 impl StatsBoard {
@@ -343,6 +348,7 @@ impl StatsBoard {
             admission_pauses: AtomicU64::new(0),
             admission_paused_ns: AtomicU64::new(0),
             heaviest: (0..shards).map(|_| Default::default()).collect(),
+            pools: (0..shards).map(|_| Default::default()).collect(),
         }
     }
 
@@ -362,6 +368,15 @@ impl StatsBoard {
                 .heaviest
                 .iter()
                 .flat_map(|h| h.lock().unwrap_or_else(|e| e.into_inner()).clone())
+                .collect(),
+            pools: self
+                .pools
+                .iter()
+                .enumerate()
+                .flat_map(|(shard, p)| {
+                    let mut pools = p.lock().unwrap_or_else(|e| e.into_inner());
+                    super::pool_stats::samples(shard, &mut pools)
+                })
                 .collect(),
         }
     }

@@ -5,12 +5,16 @@
 //! every one retired after `max_lifetime`, a health check on checkout.
 //! Shard-local like everything a task touches: no lock, not `Send`.
 
+use crate::api::pool_stats::{down, up};
+use crate::api::PoolCounters;
+use crate::reactor::exec::local;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::hash::Hash;
 use std::ops::{Deref, DerefMut};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -52,6 +56,9 @@ pub struct PoolOptions {
     /// How long a checkout waits for a connection when `max_per_key` are
     /// in use, before failing with [`PoolError::Timeout`].
     pub wait_timeout: Duration,
+    /// The name its figures carry in `Handle::stats().pools` and in
+    /// `/metrics` (label `pool`); a shard's pools of one name are summed.
+    pub name: String,
 }
 
 impl Default for PoolOptions {
@@ -62,6 +69,7 @@ impl Default for PoolOptions {
             idle_timeout: Some(Duration::from_secs(90)),
             max_lifetime: None,
             wait_timeout: Duration::from_secs(10),
+            name: "pool".to_string(),
         }
     }
 }
@@ -77,27 +85,7 @@ pub enum PoolError {
     Connect(#[from] std::io::Error),
 }
 
-/// What a pool has done, per shard (a snapshot).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PoolStats {
-    /// Connections opened.
-    pub opened: u64,
-    /// Checkouts served by an idle connection.
-    pub reused: u64,
-    /// Connections closed by the pool (idle or too old, unusable,
-    /// over `max_idle`, or discarded by their user).
-    pub closed: u64,
-    /// Checkouts that had to wait for a connection.
-    pub waited: u64,
-    /// Checkouts that gave up waiting.
-    pub timed_out: u64,
-    /// Connections open now (idle and in use).
-    pub open: u64,
-    /// Idle connections now.
-    pub idle: u64,
-    /// Connections taken out of the pool by [`Pooled::detach`].
-    pub detached: u64,
-}
+pub use crate::api::PoolStats;
 
 struct Idle<C> {
     conn: C,
@@ -124,7 +112,8 @@ impl<C> Default for Entry<C> {
 struct Inner<K, C> {
     opts: PoolOptions,
     keys: HashMap<K, Entry<C>>,
-    stats: PoolStats,
+    /// Its figures, live (its shard's stats board reads them too).
+    counters: Arc<PoolCounters>,
 }
 
 /// A pool of connections of one shard. Cloning shares it (an `Rc`): keep
@@ -158,13 +147,16 @@ impl<K, C> Clone for Pool<K, C> {
 }
 
 impl<K: Eq + Hash + Clone + 'static, C: Poolable + 'static> Pool<K, C> {
-    /// An empty pool.
+    /// An empty pool. Made on a shard, its figures are published with
+    /// the shard's (`Handle::stats().pools`, `/metrics`) while it lives.
     pub fn new(opts: PoolOptions) -> Self {
+        let counters = Arc::new(PoolCounters::named(opts.name.clone()));
+        local::with(|l| l.pools.push(counters.clone()));
         Pool {
             inner: Rc::new(RefCell::new(Inner {
                 opts,
                 keys: HashMap::new(),
-                stats: PoolStats::default(),
+                counters,
             })),
         }
     }
@@ -183,16 +175,17 @@ impl<K: Eq + Hash + Clone + 'static, C: Poolable + 'static> Pool<K, C> {
             wait,
             poll_fn(|cx| {
                 let mut inner = self.inner.borrow_mut();
-                let now = Instant::now();
+                let now = local::now();
                 match inner.take(&key, now) {
                     Some(found) => Poll::Ready(Some(found)),
                     None if inner.entry(&key).open < inner.opts.max_per_key => {
                         inner.entry(&key).open += 1;
+                        up(&inner.counters.open, 1);
                         Poll::Ready(None)
                     }
                     None => {
                         if !std::mem::replace(&mut waited, true) {
-                            inner.stats.waited += 1;
+                            up(&inner.counters.waited, 1);
                         }
                         inner.entry(&key).waiters.push(cx.waker().clone());
                         Poll::Pending
@@ -204,7 +197,7 @@ impl<K: Eq + Hash + Clone + 'static, C: Poolable + 'static> Pool<K, C> {
         let found = match got {
             Ok(found) => found,
             Err(_) => {
-                self.inner.borrow_mut().stats.timed_out += 1;
+                up(&self.inner.borrow().counters.timed_out, 1);
                 return Err(PoolError::Timeout(wait));
             }
         };
@@ -221,8 +214,8 @@ impl<K: Eq + Hash + Clone + 'static, C: Poolable + 'static> Pool<K, C> {
         };
         let conn = connect().await.map_err(PoolError::Connect)?;
         let key = place.key.take().expect("held until here");
-        self.inner.borrow_mut().stats.opened += 1;
-        Ok(self.pooled(key, conn, Instant::now()))
+        up(&self.inner.borrow().counters.opened, 1);
+        Ok(self.pooled(key, conn, local::now()))
     }
 
     fn pooled(&self, key: K, conn: C, born: Instant) -> Pooled<K, C> {
@@ -238,9 +231,16 @@ impl<K: Eq + Hash + Clone + 'static, C: Poolable + 'static> Pool<K, C> {
     /// What the pool has done so far, and holds now.
     pub fn stats(&self) -> PoolStats {
         let inner = self.inner.borrow();
-        let mut s = inner.stats;
-        s.open = inner.keys.values().map(|e| e.open as u64).sum();
-        s.idle = inner.keys.values().map(|e| e.idle.len() as u64).sum();
+        let s = inner.counters.snapshot();
+        // The live gauges follow every change; a recount must agree.
+        debug_assert_eq!(
+            (s.open, s.idle),
+            inner.keys.values().fold((0, 0), |(o, i), e| (
+                o + e.open as u64,
+                i + e.idle.len() as u64
+            )),
+            "pool gauges out of step"
+        );
         s
     }
 
@@ -249,7 +249,7 @@ impl<K: Eq + Hash + Clone + 'static, C: Poolable + 'static> Pool<K, C> {
     /// keep a quiet pool small).
     pub fn prune(&self) {
         let mut inner = self.inner.borrow_mut();
-        let now = Instant::now();
+        let now = local::now();
         let opts = inner.opts.clone();
         let mut closed = 0;
         for e in inner.keys.values_mut() {
@@ -262,7 +262,10 @@ impl<K: Eq + Hash + Clone + 'static, C: Poolable + 'static> Pool<K, C> {
                 wake_all(&mut e.waiters);
             }
         }
-        inner.stats.closed += closed;
+        let c = &inner.counters;
+        up(&c.closed, closed);
+        down(&c.open, closed);
+        down(&c.idle, closed);
         inner
             .keys
             .retain(|_, e| e.open > 0 || !e.waiters.is_empty());
@@ -313,13 +316,16 @@ impl<K: Eq + Hash + Clone, C: Poolable> Inner<K, C> {
     fn take(&mut self, key: &K, now: Instant) -> Option<(C, Instant)> {
         let opts = self.opts.clone();
         let e = self.keys.get_mut(key)?;
+        let c = &self.counters;
         while let Some(i) = e.idle.pop() {
+            down(&c.idle, 1);
             if fresh(&opts, &i, now) {
-                self.stats.reused += 1;
+                up(&c.reused, 1);
                 return Some((i.conn, i.born));
             }
             e.open -= 1;
-            self.stats.closed += 1;
+            down(&c.open, 1);
+            up(&c.closed, 1);
         }
         None
     }
@@ -327,7 +333,10 @@ impl<K: Eq + Hash + Clone, C: Poolable> Inner<K, C> {
     /// A connection of `key` is gone: its place frees a waiter.
     fn gone(&mut self, key: &K) {
         if let Some(e) = self.keys.get_mut(key) {
-            e.open = e.open.saturating_sub(1);
+            if e.open > 0 {
+                e.open -= 1;
+                down(&self.counters.open, 1);
+            }
             wake_all(&mut e.waiters);
         }
     }
@@ -359,7 +368,7 @@ impl<K: Eq + Hash + Clone + 'static, C: Poolable + 'static> Pooled<K, C> {
             return;
         };
         let mut inner = self.pool.inner.borrow_mut();
-        let now = Instant::now();
+        let now = local::now();
         let opts = inner.opts.clone();
         let idle = Idle {
             conn,
@@ -371,8 +380,9 @@ impl<K: Eq + Hash + Clone + 'static, C: Poolable + 'static> Pooled<K, C> {
             let e = inner.entry(&key);
             e.idle.push(idle);
             wake_all(&mut e.waiters);
+            up(&inner.counters.idle, 1);
         } else {
-            inner.stats.closed += 1;
+            up(&inner.counters.closed, 1);
             inner.gone(&key);
         }
     }
@@ -385,7 +395,7 @@ impl<K: Eq + Hash + Clone + 'static, C: Poolable + 'static> Pooled<K, C> {
         let key = self.key.take().expect("present until released");
         let conn = self.conn.take().expect("present until released");
         let mut inner = self.pool.inner.borrow_mut();
-        inner.stats.detached += 1;
+        up(&inner.counters.detached, 1);
         inner.gone(&key);
         conn
     }
@@ -414,7 +424,7 @@ impl<K: Eq + Hash + Clone + 'static, C: Poolable + 'static> Drop for Pooled<K, C
         if let (Some(key), Some(conn)) = (self.key.take(), self.conn.take()) {
             drop(conn);
             let mut inner = self.pool.inner.borrow_mut();
-            inner.stats.closed += 1;
+            up(&inner.counters.closed, 1);
             inner.gone(&key);
         }
     }

@@ -104,6 +104,12 @@ impl Shard {
             for answer in r.answers {
                 self.name_resolved(answer);
             }
+            if !r.pools.is_empty() {
+                let mut pools = self.shared.stats.pools[self.ctx.index]
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                pools.extend(r.pools.iter().map(std::sync::Arc::downgrade));
+            }
             for (at, waker) in r.timers {
                 let after = at.saturating_duration_since(self.ctx.now);
                 self.ctx

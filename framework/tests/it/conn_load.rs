@@ -88,7 +88,7 @@ fn the_heaviest_connections_are_named_with_their_share_of_the_shard() {
     // Past two windows: the last full one is published.
     std::thread::sleep(Duration::from_millis(2300));
     let stats = h.stats();
-    let body = scrape(metrics);
+    let body = scrape_metrics(metrics);
     t1.join().unwrap();
     t2.join().unwrap();
     t3.join().unwrap();
@@ -120,12 +120,4 @@ fn the_heaviest_connections_are_named_with_their_share_of_the_shard() {
         .unwrap_or_else(|| panic!("no rank 1 in /metrics:\n{body}"));
     assert!(line.contains("shard=\"0\""), "{line}");
     h.shutdown();
-}
-
-fn scrape(addr: SocketAddr) -> String {
-    let mut s = connect(addr);
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let (body, _) = read_to_end_lossy(&mut s);
-    String::from_utf8_lossy(&body).into_owned()
 }

@@ -156,3 +156,61 @@ fn a_pool_rides_out_a_backend_restart_and_leaks_nothing() {
         h.stats().total().connections_open == 0
     });
 }
+
+thread_local! {
+    /// Pools kept alive on the shard's thread between tasks.
+    static KEPT: std::cell::RefCell<Vec<Pool<SocketAddr, ClientStream>>> = Default::default();
+}
+
+#[test]
+fn a_shards_pools_are_in_its_stats_and_in_metrics_by_name() {
+    let metrics = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (h, addr) = common::started(common::with_echo(common::builder(1)).metrics(metrics));
+    // Two checkouts at once (two connections), one of them released for
+    // reuse, the other dropped (closed); then a reuse.
+    on_shard(&h, move || async move {
+        let pool: Pool<SocketAddr, ClientStream> = Pool::new(PoolOptions {
+            name: "echo".to_string(),
+            ..PoolOptions::default()
+        });
+        let open = || ClientStream::connect(Connect::tcp(addr));
+        let a = pool.checkout(addr, open).await.unwrap();
+        let b = pool.checkout(addr, open).await.unwrap();
+        a.release();
+        drop(b);
+        let again = pool.checkout(addr, open).await.unwrap();
+        assert!(again.is_reused());
+        again.release();
+        KEPT.with(|k| k.borrow_mut().push(pool));
+    });
+    common::wait_for("the pool's figures published", || {
+        !h.stats().pools.is_empty()
+    });
+    let p = &h.stats().pools[0];
+    assert_eq!((p.shard, p.pool.as_str()), (0, "echo"));
+    let s = p.stats;
+    assert_eq!(
+        (s.opened, s.reused, s.closed, s.open, s.idle),
+        (2, 1, 1, 1, 1),
+        "{s:?}"
+    );
+    let body = common::scrape_metrics(metrics);
+    for line in [
+        "shardloop_pool_connections{shard=\"0\",pool=\"echo\",state=\"idle\"} 1",
+        "shardloop_pool_connections{shard=\"0\",pool=\"echo\",state=\"in_use\"} 0",
+        "shardloop_pool_opened_total{shard=\"0\",pool=\"echo\"} 2",
+        "shardloop_pool_reused_total{shard=\"0\",pool=\"echo\"} 1",
+        "shardloop_pool_closed_total{shard=\"0\",pool=\"echo\"} 1",
+    ] {
+        assert!(body.lines().any(|l| l == line), "{line} in\n{body}");
+    }
+    shardloop::metrics::text::parse(&body).expect("valid exposition");
+    // The pool goes: so do its series.
+    h.post_to(0, |_| KEPT.with(|k| k.borrow_mut().clear()))
+        .unwrap();
+    common::wait_for("the dropped pool forgotten", || h.stats().pools.is_empty());
+    h.shutdown();
+}

@@ -92,7 +92,10 @@ pub struct ClientOptions {
 impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
-            pool: PoolOptions::default(),
+            pool: PoolOptions {
+                name: "http_client".to_string(),
+                ..PoolOptions::default()
+            },
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(30),
             max_head: 64 << 10,

@@ -6,12 +6,13 @@
 //! lock, no syscall.
 
 use super::executor::TaskId;
-use crate::api::ConnId;
+use crate::api::{ConnId, PoolCounters};
 use crate::reactor::names::Resolved;
 use crate::reactor::{ConnOp, PendingConnect};
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A future a shard owns.
@@ -34,6 +35,8 @@ pub(crate) struct Local {
     pub(crate) connects: Vec<PendingConnect>,
     /// Host names the resolver answered, for the shard's cache.
     pub(crate) answers: Vec<Resolved>,
+    /// Connection pools made on this shard, to publish their figures.
+    pub(crate) pools: Vec<Arc<PoolCounters>>,
 }
 
 thread_local! {
@@ -65,6 +68,7 @@ pub(crate) fn enter(server: usize, shard: usize, now: Instant) -> Entered {
         spawns: Vec::new(),
         connects: Vec::new(),
         answers: Vec::new(),
+        pools: Vec::new(),
     };
     Entered {
         previous: LOCAL.with(|l| l.borrow_mut().replace(local)),
@@ -110,6 +114,7 @@ pub(crate) fn has_requests() -> bool {
             || !l.spawns.is_empty()
             || !l.connects.is_empty()
             || !l.answers.is_empty()
+            || !l.pools.is_empty()
     })
     .unwrap_or(false)
 }
@@ -123,6 +128,7 @@ pub(crate) struct Requests {
     pub(crate) spawns: Vec<(LocalFuture, Option<ConnId>)>,
     pub(crate) connects: Vec<PendingConnect>,
     pub(crate) answers: Vec<Resolved>,
+    pub(crate) pools: Vec<Arc<PoolCounters>>,
 }
 
 impl Requests {
@@ -135,6 +141,7 @@ impl Requests {
             // its task waiting forever.
             && self.connects.is_empty()
             && self.answers.is_empty()
+            && self.pools.is_empty()
     }
 }
 
@@ -146,6 +153,7 @@ pub(crate) fn take_requests() -> Requests {
         spawns: std::mem::take(&mut l.spawns),
         connects: std::mem::take(&mut l.connects),
         answers: std::mem::take(&mut l.answers),
+        pools: std::mem::take(&mut l.pools),
     })
     .unwrap_or_default()
 }

@@ -107,7 +107,71 @@ pub fn render(stats: &ServerStats) -> String {
         secs(stats.admission_paused_ns),
     );
     heaviest(&mut out, stats);
+    pools(&mut out, stats);
     out
+}
+
+/// Each shard's connection pools, by name: what they hold now, and what
+/// they have done.
+fn pools(out: &mut String, stats: &ServerStats) {
+    if stats.pools.is_empty() {
+        return;
+    }
+    let family = "shardloop_pool_connections";
+    text::family(
+        out,
+        family,
+        "gauge",
+        "Connections a pool holds now, idle or in use (checked out).",
+    );
+    for p in &stats.pools {
+        let shard = p.shard.to_string();
+        let in_use = p.stats.open.saturating_sub(p.stats.idle);
+        for (state, v) in [("idle", p.stats.idle), ("in_use", in_use)] {
+            let labels = [
+                ("shard", shard.as_str()),
+                ("pool", p.pool.as_str()),
+                ("state", state),
+            ];
+            text::sample(out, family, &labels, v as f64);
+        }
+    }
+    type Field = fn(&crate::client::PoolStats) -> u64;
+    let counters: [(&str, &str, Field); 6] = [
+        ("opened", "Connections a pool opened.", |s| s.opened),
+        ("reused", "Checkouts an idle connection served.", |s| {
+            s.reused
+        }),
+        (
+            "closed",
+            "Connections a pool closed (idle or too old, unusable, over max_idle, or discarded).",
+            |s| s.closed,
+        ),
+        (
+            "waited",
+            "Checkouts that waited for a connection (max_per_key in use).",
+            |s| s.waited,
+        ),
+        (
+            "timed_out",
+            "Checkouts that gave up waiting (wait_timeout).",
+            |s| s.timed_out,
+        ),
+        (
+            "detached",
+            "Connections taken out of a pool for good (shared HTTP/2 connections).",
+            |s| s.detached,
+        ),
+    ];
+    for (what, help, field) in counters {
+        let family = format!("shardloop_pool_{what}_total");
+        text::family(out, &family, "counter", help);
+        for p in &stats.pools {
+            let shard = p.shard.to_string();
+            let labels = [("shard", shard.as_str()), ("pool", p.pool.as_str())];
+            text::sample(out, &family, &labels, field(&p.stats) as f64);
+        }
+    }
 }
 
 /// Each shard's heaviest connections of its last window, by rank (at most

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use shardloop::{Conn, Handle, Protocol, Server, ServerBuilder};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -141,4 +141,17 @@ pub async fn join2<A: std::future::Future, B: std::future::Future>(
         }
     })
     .await
+}
+
+/// The body of `GET /metrics` from `addr`.
+pub fn scrape_metrics(addr: SocketAddr) -> String {
+    let mut s = connect(addr);
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let (response, _) = read_to_end_lossy(&mut s);
+    let response = String::from_utf8_lossy(&response).into_owned();
+    match response.split_once("\r\n\r\n") {
+        Some((_, body)) => body.to_string(),
+        None => panic!("no HTTP response from /metrics: {response:?}"),
+    }
 }
