@@ -2,42 +2,6 @@
 //! simulated network (Twisted's `iosim.connectedServerAndClient` with a
 //! hostile wire). Each end is a real connection of a real shard driven by
 //! hand (the testing kit's [`FakeTransport`], whose checks it keeps).
-//!
-//! ```
-//! use shardloop::testing::sim::{connected, Network};
-//! use shardloop::{Conn, Protocol};
-//! use std::time::Duration;
-//!
-//! /// Echoes.
-//! struct Echo;
-//! impl Protocol for Echo {
-//!     type Message = ();
-//!     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
-//!         conn.write(data);
-//!     }
-//! }
-//! /// Sends a greeting, keeps what comes back, closes when it is all back.
-//! struct Client(Vec<u8>);
-//! impl Protocol for Client {
-//!     type Message = ();
-//!     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
-//!         conn.write(b"hello, simulated world");
-//!     }
-//!     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
-//!         self.0.extend_from_slice(data);
-//!         if self.0.len() == 22 {
-//!             conn.close();
-//!         }
-//!     }
-//! }
-//!
-//! for seed in 0..50 {
-//!     let mut sim = connected(seed, Client(Vec::new()), Echo, Network::default());
-//!     sim.run_for(Duration::from_secs(5));
-//!     assert!(sim.client().fin_sent(), "seed {seed}");
-//!     assert!(!sim.server().is_open(), "seed {seed}: the echo closed after the FIN");
-//! }
-//! ```
 
 use super::{Arrival, Event, Network, Side, Timeline};
 use crate::reactor::Protocol;
@@ -63,6 +27,42 @@ pub struct SimPair<C: Protocol, S: Protocol> {
 /// Connects `client` and `server` through `net`, every draw from `seed`;
 /// both `connection_made` have run. Nothing moves until
 /// [`SimPair::run_for`] (or [`SimPair::step`]).
+///
+/// ```
+/// use shardloop::testing::sim::{connected, Network};
+/// use shardloop::{Conn, Protocol};
+/// use std::time::Duration;
+///
+/// /// Echoes.
+/// struct Echo;
+/// impl Protocol for Echo {
+///     type Message = ();
+///     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+///         conn.write(data);
+///     }
+/// }
+/// /// Sends a greeting, keeps what comes back, closes when it is all back.
+/// struct Client(Vec<u8>);
+/// impl Protocol for Client {
+///     type Message = ();
+///     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
+///         conn.write(b"hello, simulated world");
+///     }
+///     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+///         self.0.extend_from_slice(data);
+///         if self.0.len() == 22 {
+///             conn.close();
+///         }
+///     }
+/// }
+///
+/// for seed in 0..50 {
+///     let mut sim = connected(seed, Client(Vec::new()), Echo, Network::default());
+///     sim.run_for(Duration::from_secs(5));
+///     assert!(sim.client().fin_sent(), "seed {seed}");
+///     assert!(!sim.server().is_open(), "seed {seed}: the echo closed after the FIN");
+/// }
+/// ```
 pub fn connected<C: Protocol, S: Protocol>(
     seed: u64,
     client: C,

@@ -1,43 +1,5 @@
 //! Hosts with names, each one server of several shards, listening and
 //! connecting to each other through the simulated network.
-//!
-//! ```
-//! use shardloop::endpoint::Connect;
-//! use shardloop::testing::sim::{Network, World};
-//! use shardloop::{Conn, Protocol, Settings};
-//! use std::time::Duration;
-//!
-//! /// Echoes.
-//! struct Echo;
-//! impl Protocol for Echo {
-//!     type Message = ();
-//!     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
-//!         conn.write(data);
-//!     }
-//! }
-//! /// Sends a greeting, keeps what comes back.
-//! #[derive(Default)]
-//! struct Client(Vec<u8>);
-//! impl Protocol for Client {
-//!     type Message = ();
-//!     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
-//!         conn.write(b"hello");
-//!     }
-//!     fn data_received(&mut self, _conn: &mut Conn<'_, Self>, data: &[u8]) {
-//!         self.0.extend_from_slice(data);
-//!     }
-//! }
-//!
-//! let mut world = World::new(7, Network::default());
-//! let server = world.host("echo.internal", 2, Settings::default());
-//! let client = world.host("client", 1, Settings::default());
-//! world.listen(server, 7000, || Echo);
-//! let to = Connect::parse("tcp:host=echo.internal:port=7000").unwrap();
-//! world.on_shard(client, 0, |ctx| ctx.connect(to, Client::default()));
-//! world.run_for(Duration::from_millis(200));
-//! let id = world.connections(client)[0];
-//! assert_eq!(world.protocol::<Client>(client, id).unwrap().0, b"hello");
-//! ```
 
 use super::{Arrival, Network, Side, Timeline};
 use crate::api::{ConnId, Settings};
@@ -83,6 +45,44 @@ pub struct WorldEvent {
 
 /// Hosts, their listeners and the connections between them, on one
 /// virtual clock, every draw from one seed. See the [module docs](super).
+///
+/// ```
+/// use shardloop::endpoint::Connect;
+/// use shardloop::testing::sim::{Network, World};
+/// use shardloop::{Conn, Protocol, Settings};
+/// use std::time::Duration;
+///
+/// /// Echoes.
+/// struct Echo;
+/// impl Protocol for Echo {
+///     type Message = ();
+///     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+///         conn.write(data);
+///     }
+/// }
+/// /// Sends a greeting, keeps what comes back.
+/// #[derive(Default)]
+/// struct Client(Vec<u8>);
+/// impl Protocol for Client {
+///     type Message = ();
+///     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
+///         conn.write(b"hello");
+///     }
+///     fn data_received(&mut self, _conn: &mut Conn<'_, Self>, data: &[u8]) {
+///         self.0.extend_from_slice(data);
+///     }
+/// }
+///
+/// let mut world = World::new(7, Network::default());
+/// let server = world.host("echo.internal", 2, Settings::default());
+/// let client = world.host("client", 1, Settings::default());
+/// world.listen(server, 7000, || Echo);
+/// let to = Connect::parse("tcp:host=echo.internal:port=7000").unwrap();
+/// world.on_shard(client, 0, |ctx| ctx.connect(to, Client::default()));
+/// world.run_for(Duration::from_millis(200));
+/// let id = world.connections(client)[0];
+/// assert_eq!(world.protocol::<Client>(client, id).unwrap().0, b"hello");
+/// ```
 pub struct World {
     net: Network,
     rng: fastrand::Rng,
