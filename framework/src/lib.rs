@@ -81,8 +81,8 @@ pub use reactor::{
 pub use runtime::metrics;
 pub use runtime::{
     Admission, BalancingPolicy, DeferError, Handle, LeastConnections, LifecyclePhase, LoadAware,
-    LoopOptions, LoopPhase, Pinning, RoundRobin, Server, ServerBuilder, ShardDeath, ShardLoad,
-    StallReport,
+    LoopOptions, LoopPhase, Pinning, Placement, PlacementError, RoundRobin, Server, ServerBuilder,
+    ShardDeath, ShardLoad, StallReport,
 };
 
 /// UDP, as Twisted's `listenUDP` and `DatagramProtocol`, sharded.

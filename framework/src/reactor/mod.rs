@@ -53,7 +53,9 @@ pub(crate) use shard::Readiness;
 pub(crate) use shard::{Shard, ShardInit, WAKER_TOKEN};
 pub use shard_ctx::ShardCtx;
 pub(crate) use shard_ctx::{Dest, PendingConnect};
-pub(crate) use shared::{ListenerMakers, Outbound, Shared, VirtualDial};
+#[cfg(any(test, feature = "test-util"))]
+pub(crate) use shared::VirtualDial;
+pub(crate) use shared::{ListenerMakers, Outbound, Shared};
 pub use timers::wheel as timer_wheel;
 pub(crate) use timers::ConnOnce as ConnOp;
 pub use timers::TimerHandle;

@@ -100,8 +100,12 @@ pub(super) struct ListenerSpec {
 /// # Ok::<(), shardloop::Error>(())
 /// ```
 pub struct ServerBuilder {
-    shards: Option<usize>,
-    pinning: Pinning,
+    pub(super) shards: Option<usize>,
+    pub(super) pinning: Pinning,
+    /// The acceptor thread's core, and the plan to check at build
+    /// (`placement`).
+    pub(super) acceptor_core: Option<usize>,
+    pub(super) placement: Option<super::Placement>,
     listeners: Vec<ListenerSpec>,
     max_connections: usize,
     settings: Settings,
@@ -132,6 +136,8 @@ impl Default for ServerBuilder {
         ServerBuilder {
             shards: None,
             pinning: Pinning::Auto,
+            acceptor_core: None,
+            placement: None,
             listeners: Vec::new(),
             max_connections: 1 << 20,
             settings: Settings::default(),
@@ -450,6 +456,9 @@ impl ServerBuilder {
                 ));
             }
         }
+        if let Some(p) = &self.placement {
+            p.check().map_err(|e| Error::Config(e.to_string()))?;
+        }
         self.settings.validate().map_err(Error::Config)?;
         let bound = super::bind::bind_all(
             self.listeners,
@@ -488,6 +497,7 @@ impl ServerBuilder {
             udp_max_datagram: self.loop_options.udp_max_datagram,
             shards,
             pinning: self.pinning,
+            acceptor_core: self.acceptor_core,
             listeners: bound.acceptor,
             shard_listeners: bound.per_shard,
             reload_hooks: bound.reloads,

@@ -8,6 +8,7 @@ mod bind;
 mod builder;
 mod handle;
 pub mod metrics;
+mod placement;
 mod server;
 mod supervisor;
 mod systemd;
@@ -20,6 +21,7 @@ pub use crate::sync::worker::DeferError;
 pub use balance::{Admission, BalancingPolicy, LeastConnections, LoadAware, RoundRobin, ShardLoad};
 pub use builder::{LoopOptions, Pinning, ServerBuilder};
 pub use handle::Handle;
+pub use placement::{Placement, PlacementError};
 pub use server::Server;
 #[cfg(any(test, feature = "test-util"))]
 pub(crate) use server::ServerInner;

@@ -26,6 +26,7 @@ use std::time::Duration;
 pub struct Server {
     pub(super) shards: usize,
     pub(super) pinning: Pinning,
+    pub(super) acceptor_core: Option<usize>,
     /// Listeners the acceptor thread serves, by listener index.
     pub(super) listeners: Vec<(usize, Listener)>,
     /// Each shard's own `SO_REUSEPORT` listeners (`reuse_port` mode).
@@ -209,10 +210,20 @@ impl Server {
                 tracker: super::balance::LoadTracker::new(self.shards),
                 gate: self.admission.map(super::balance::Gate::new),
             };
+            let core = self.acceptor_core.map(|id| core_affinity::CoreId { id });
             match std::thread::Builder::new()
                 .name(format!("sl{id}-acceptor"))
-                .spawn(move || acceptor.run())
-            {
+                .spawn(move || {
+                    if let Some(core) = core {
+                        if !core_affinity::set_for_current(core) {
+                            tracing::warn!(
+                                core = core.id,
+                                "could not pin the acceptor to its core"
+                            );
+                        }
+                    }
+                    acceptor.run()
+                }) {
                 Ok(t) => threads.push(t),
                 Err(e) => return Err(abandon_start(&handle, threads, e)),
             }

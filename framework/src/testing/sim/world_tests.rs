@@ -372,3 +372,56 @@ fn bytes_sent_to_a_closed_connection_are_answered_with_a_reset() {
     assert_eq!(seen.made, 1);
     assert_eq!(seen.lost.len(), 1);
 }
+
+#[test]
+fn tasks_use_client_streams_and_a_pool_by_name_inside_the_world() {
+    use crate::client::{ClientStream, Pool, PoolOptions};
+    /// Answers each line with its length.
+    struct Counter;
+    impl Protocol for Counter {
+        type Message = ();
+        fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+            for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                conn.write(format!("{}\n", line.len()).as_bytes());
+            }
+        }
+    }
+    let net = Network {
+        max_piece: 1 << 20,
+        ..Network::default()
+    };
+    let mut w = World::new(4, net);
+    let backend = w.host("count.internal", 1, Settings::default());
+    let app = w.host("app", 1, Settings::default());
+    w.listen(backend, 9000, || Counter);
+    let answers = Rc::new(RefCell::new(Vec::new()));
+    let a = answers.clone();
+    w.on_shard(app, 0, |ctx| {
+        ctx.spawn_local(async move {
+            let pool: Pool<&str, ClientStream> = Pool::new(PoolOptions::default());
+            let open = || ClientStream::connect(to("tcp:host=count.internal:port=9000"));
+            for word in ["a", "bb", "ccc"] {
+                let mut s = pool.checkout("count", open).await.expect("connected");
+                s.write_all(format!("{word}\n").as_bytes()).await.unwrap();
+                let line = s.read_line(16).await.unwrap().expect("a line");
+                a.borrow_mut()
+                    .push((String::from_utf8(line).unwrap(), s.is_reused()));
+                s.release();
+            }
+            let stats = pool.stats();
+            a.borrow_mut()
+                .push((format!("opened {}", stats.opened), false));
+        })
+    });
+    w.run_for(Duration::from_millis(200));
+    let got = answers.borrow();
+    assert_eq!(
+        *got,
+        [
+            ("1".to_string(), false),
+            ("2".to_string(), true),
+            ("3".to_string(), true),
+            ("opened 1".to_string(), false),
+        ]
+    );
+}
