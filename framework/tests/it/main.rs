@@ -10,6 +10,7 @@ mod client_tls;
 mod common;
 mod conn_load;
 mod conn_stream;
+mod cpu_placement;
 mod defer;
 mod echo;
 mod flush_notify;
