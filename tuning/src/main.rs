@@ -6,7 +6,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use shardloop_loadgen::cli::WorkloadArgs;
 use shardloop_tune::profile::Profile;
 use shardloop_tune::{Knob, RemoteSpec, ServerSpec, TuneConfig};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
@@ -109,18 +109,56 @@ struct TopologyArgs {
     /// Output: text/markdown or json.
     #[arg(long, default_value = "text")]
     format: String,
+    /// Write the plan to this placement file (servers read it with
+    /// `--placement FILE` or `ServerBuilder::placement`; so does `tune`).
+    #[arg(long, value_name = "FILE")]
+    write: Option<PathBuf>,
+    /// Point the network interrupts at the plan's interrupt CPUs (writes
+    /// /proc/irq/N/smp_affinity_list; as root). Without it the commands
+    /// are only printed.
+    #[arg(long)]
+    apply_irq: bool,
 }
 
 fn run_topology(a: &TopologyArgs) -> anyhow::Result<()> {
     let t = shardloop_tune::topology::Topology::read(&a.root).map_err(anyhow::Error::msg)?;
     let p = t.plan(a.loadgen_cores);
+    let moves = t.irq_moves(&p);
     match a.format.as_str() {
         "json" => println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"topology": t, "placement": p}))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({"topology": t, "placement": p, "irq_moves": moves})
+            )?
         ),
-        "text" | "markdown" => print!("{}", t.markdown(&p)),
+        "text" | "markdown" => {
+            print!("{}", t.markdown(&p));
+            if !moves.is_empty() {
+                let verb = if a.apply_irq {
+                    "Applying"
+                } else {
+                    "Would run (dry run; --apply-irq to apply, as root)"
+                };
+                println!("\n## Network interrupts\n\n{verb}:\n");
+                for m in &moves {
+                    println!("    {}", m.command());
+                }
+            }
+        }
         f => bail!("--format {f:?}: text, markdown or json"),
+    }
+    if let Some(file) = &a.write {
+        if a.root == Path::new("/") {
+            // A plan for this machine must fit it; a captured tree's plan
+            // is for the machine it came from.
+            p.to_framework().check()?;
+        }
+        std::fs::write(file, p.file_text())
+            .with_context(|| format!("writing {}", file.display()))?;
+        eprintln!("Placement written to {}", file.display());
+    }
+    if a.apply_irq {
+        shardloop_tune::topology::apply_irq_moves(&a.root, &moves).map_err(anyhow::Error::msg)?;
     }
     Ok(())
 }
@@ -193,9 +231,14 @@ struct Args {
     /// for N shards), e.g. 0-15 or 0,2,4.
     #[arg(long, requires = "target", value_name = "LIST")]
     server_cores: Option<String>,
-    /// Shard counts: "1-4" or "1,2,4" (default 1..=cores).
+    /// Shard counts: "1-4" or "1,2,4" (default 1..=cores, or 1..=the
+    /// placement's shard CPUs).
     #[arg(long)]
     shards: Option<String>,
+    /// A placement file (`topology --write`): N shards run on its first N
+    /// shard CPUs and the load generator on its load-generator CPUs.
+    #[arg(long, value_name = "FILE", conflicts_with = "target")]
+    placement: Option<PathBuf>,
     /// p99 latency target.
     #[arg(long, default_value = "2ms", value_parser = humantime::parse_duration)]
     p99: Duration,
@@ -324,9 +367,18 @@ fn sweep(a: &Args) -> anyhow::Result<(TuneConfig, shardloop_tune::TuneReport)> {
         .unwrap_or_else(|| {
             (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
         });
-    let shards = match &a.shards {
-        Some(s) => parse_shards(s)?,
-        None => (1..=cores.len()).collect(),
+    let placement = match &a.placement {
+        Some(file) => {
+            let p = shardloop::Placement::load(file)?;
+            p.check()?;
+            Some(p)
+        }
+        None => None,
+    };
+    let shards = match (&a.shards, &placement) {
+        (Some(s), _) => parse_shards(s)?,
+        (None, Some(p)) => (1..=p.shards.len()).collect(),
+        (None, None) => (1..=cores.len()).collect(),
     };
     if !(0.0..1.0).contains(&a.tolerance) || !(0.0..1.0).contains(&a.headroom) {
         bail!("--tolerance and --headroom must be in [0, 1)");
@@ -381,6 +433,7 @@ fn sweep(a: &Args) -> anyhow::Result<(TuneConfig, shardloop_tune::TuneReport)> {
         headroom: a.headroom,
         cores: cores.clone(),
         repeats: a.repeats.max(1),
+        placement,
     };
     let runs = cfg.variants().len() as u64 * cfg.search_params().runs() * cfg.repeats as u64;
     let per_run = a.run_duration + a.warmup;

@@ -31,6 +31,8 @@ pub struct Topology {
     pub quota: Option<f64>,
     /// Network interrupts serviced per CPU (from `/proc/interrupts`).
     pub net_irqs: BTreeMap<usize, u64>,
+    /// The network devices' interrupt lines (IRQ numbers).
+    pub net_irq_lines: Vec<u32>,
 }
 
 /// Where to run what.
@@ -42,8 +44,63 @@ pub struct Placement {
     pub acceptor: Option<usize>,
     /// For the load generator, when it runs on this machine.
     pub loadgen: Vec<usize>,
+    /// Kept for network interrupts: the cores they land on most (no shard
+    /// there).
+    pub irq_cpus: Vec<usize>,
     /// What limits the plan.
     pub notes: Vec<String>,
+}
+
+impl Placement {
+    /// The plan as the framework reads it (`ServerBuilder::placement`,
+    /// the examples' `--placement FILE`).
+    pub fn to_framework(&self) -> shardloop::Placement {
+        shardloop::Placement {
+            shards: self.shards.clone(),
+            acceptor: self.acceptor,
+            loadgen: self.loadgen.clone(),
+            irq_cpus: self.irq_cpus.clone(),
+        }
+    }
+
+    /// The placement file's text: the notes as comments, then the plan.
+    pub fn file_text(&self) -> String {
+        let mut s = String::from("# Written by shardloop-tune topology --write.\n");
+        for n in &self.notes {
+            let _ = writeln!(s, "# {n}");
+        }
+        s.push_str(&self.to_framework().to_string());
+        s
+    }
+}
+
+/// One IRQ-affinity change: an interrupt line and the CPUs it should
+/// interrupt (`/proc/irq/N/smp_affinity_list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IrqMove {
+    /// The interrupt line.
+    pub irq: u32,
+    /// The CPUs it is pointed at.
+    pub cpus: Vec<usize>,
+}
+
+impl IrqMove {
+    /// The shell command that makes it.
+    pub fn command(&self) -> String {
+        format!(
+            "echo {} > /proc/irq/{}/smp_affinity_list",
+            cpu_list(&self.cpus),
+            self.irq
+        )
+    }
+}
+
+/// A CPU list as Linux writes it (`0,1,4`).
+fn cpu_list(cpus: &[usize]) -> String {
+    cpus.iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Parses a Linux CPU list (`0-3,8,10-11`).
@@ -101,11 +158,13 @@ fn is_network_irq(line: &str) -> bool {
     NAMES.iter().any(|n| l.contains(n))
 }
 
-fn parse_interrupts(text: &str) -> BTreeMap<usize, u64> {
+/// Network interrupts per CPU, and the network interrupt lines.
+fn parse_interrupts(text: &str) -> (BTreeMap<usize, u64>, Vec<u32>) {
     let mut lines = text.lines();
     let Some(header) = lines.next() else {
-        return BTreeMap::new();
+        return Default::default();
     };
+    let mut irqs = Vec::new();
     let cols: Vec<usize> = header
         .split_whitespace()
         .filter_map(|c| c.strip_prefix("CPU")?.parse().ok())
@@ -113,7 +172,12 @@ fn parse_interrupts(text: &str) -> BTreeMap<usize, u64> {
     let mut per_cpu = BTreeMap::new();
     for line in lines.filter(|l| is_network_irq(l)) {
         let mut fields = line.split_whitespace();
-        let _irq = fields.next();
+        if let Some(irq) = fields
+            .next()
+            .and_then(|f| f.strip_suffix(':')?.parse().ok())
+        {
+            irqs.push(irq);
+        }
         for (cpu, v) in cols.iter().zip(fields) {
             if let Ok(n) = v.parse::<u64>() {
                 *per_cpu.entry(*cpu).or_insert(0) += n;
@@ -121,7 +185,7 @@ fn parse_interrupts(text: &str) -> BTreeMap<usize, u64> {
         }
     }
     per_cpu.retain(|_, n| *n > 0);
-    per_cpu
+    (per_cpu, irqs)
 }
 
 impl Topology {
@@ -173,13 +237,14 @@ impl Topology {
             let (q, p): (f64, f64) = (q.parse().ok()?, p.parse().ok()?);
             (p > 0.0).then_some(q / p)
         });
-        let net_irqs = read(root, "proc/interrupts")
+        let (net_irqs, net_irq_lines) = read(root, "proc/interrupts")
             .map(|t| parse_interrupts(&t))
             .unwrap_or_default();
         Ok(Topology {
             cpus,
             quota,
             net_irqs,
+            net_irq_lines,
         })
     }
 
@@ -236,6 +301,7 @@ impl Topology {
         // enough cores remain for shards.
         let total: u64 = self.net_irqs.values().sum();
         let mut acceptor = None;
+        let mut irq_cpus = Vec::new();
         if total > 0 && cores.len() > 2 {
             let fair = total as f64 / self.cpus.len().max(1) as f64;
             let hot: Vec<usize> = cores
@@ -257,8 +323,9 @@ impl Topology {
                 ));
                 acceptor = Some(first);
                 for i in hot.into_iter().rev() {
-                    cores.remove(i);
+                    irq_cpus.extend(cores.remove(i));
                 }
+                irq_cpus.sort_unstable();
             }
         }
         let mut shards: Vec<usize> = cores.iter().map(|c| c[0]).collect();
@@ -284,8 +351,34 @@ impl Topology {
             shards,
             acceptor,
             loadgen,
+            irq_cpus,
             notes,
         }
+    }
+
+    /// Where the network interrupts should go so that no shard services
+    /// them: the plan's interrupt CPUs, else the CPUs no shard and no load
+    /// generator uses; nothing to move when every CPU runs a shard.
+    pub fn irq_moves(&self, p: &Placement) -> Vec<IrqMove> {
+        let target: Vec<usize> = if p.irq_cpus.is_empty() {
+            self.cpus
+                .iter()
+                .map(|c| c.id)
+                .filter(|c| !p.shards.contains(c) && !p.loadgen.contains(c))
+                .collect()
+        } else {
+            p.irq_cpus.clone()
+        };
+        if target.is_empty() {
+            return Vec::new();
+        }
+        self.net_irq_lines
+            .iter()
+            .map(|&irq| IrqMove {
+                irq,
+                cpus: target.clone(),
+            })
+            .collect()
     }
 
     /// A Markdown summary with the plan.
@@ -318,6 +411,13 @@ impl Topology {
             p.shards.len(),
             list(&p.shards)
         );
+        if !p.irq_cpus.is_empty() {
+            let _ = writeln!(
+                s,
+                "- kept for network interrupts: CPUs {}",
+                list(&p.irq_cpus)
+            );
+        }
         if let Some(a) = p.acceptor {
             let _ = writeln!(s, "- acceptor: CPU {a}");
         }
@@ -333,5 +433,41 @@ impl Topology {
             let _ = writeln!(s, "- {n}");
         }
         s
+    }
+}
+
+/// This process's effective user id, from `/proc/self/status`.
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uids = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    uids.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Points each interrupt line where `moves` says, under `root` (`/` for
+/// this machine, which takes root). Every move is tried; the error lists
+/// those the kernel refused (a managed IRQ's affinity cannot be set).
+pub fn apply_irq_moves(root: &Path, moves: &[IrqMove]) -> Result<(), String> {
+    if root == Path::new("/") && effective_uid() != Some(0) {
+        return Err(
+            "--apply-irq writes /proc/irq/*/smp_affinity_list: run it as root (without it, the commands are printed)"
+                .into(),
+        );
+    }
+    let mut refused = Vec::new();
+    for m in moves {
+        let path = root.join(format!("proc/irq/{}/smp_affinity_list", m.irq));
+        if let Err(e) = std::fs::write(&path, format!("{}\n", cpu_list(&m.cpus))) {
+            refused.push(format!("IRQ {}: {e}", m.irq));
+        }
+    }
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} of {} interrupt lines not moved: {}",
+            refused.len(),
+            moves.len(),
+            refused.join("; ")
+        ))
     }
 }

@@ -42,6 +42,9 @@ pub struct TuneConfig {
     /// Times each configuration is measured, in interleaved rounds (the
     /// configurations alternate order round by round); the median counts.
     pub repeats: usize,
+    /// A placement file's plan: N shards run on its first N shard CPUs,
+    /// the load generator on its load-generator CPUs (instead of `cores`).
+    pub placement: Option<shardloop::Placement>,
 }
 
 impl TuneConfig {
@@ -88,6 +91,9 @@ impl TuneConfig {
                 };
             }
         }
+        if let (Some(p), true) = (&self.placement, want_pin) {
+            return self.planned(p, shards);
+        }
         if !want_pin {
             Pinning {
                 server: None,
@@ -113,6 +119,32 @@ impl TuneConfig {
                     self.cores.len()
                 )),
             }
+        }
+    }
+}
+
+impl TuneConfig {
+    /// Where a placement file puts `shards` shards and the load generator.
+    fn planned(&self, p: &shardloop::Placement, shards: usize) -> Pinning {
+        if shards > p.shards.len() {
+            return Pinning {
+                server: None,
+                loadgen: None,
+                disjoint: false,
+                note: Some(format!(
+                    "the placement has {} shard CPUs, fewer than {shards} shards: unpinned",
+                    p.shards.len()
+                )),
+            };
+        }
+        let loadgen = (!p.loadgen.is_empty()).then(|| p.loadgen.clone());
+        Pinning {
+            server: Some(p.shards[..shards].to_vec()),
+            disjoint: loadgen.is_some(),
+            note: loadgen.is_none().then(|| {
+                "the placement keeps no CPU for the load generator: it runs unpinned".to_string()
+            }),
+            loadgen,
         }
     }
 }

@@ -41,6 +41,11 @@ pub struct ServeArgs {
         requires = "tls_cert"
     )]
     pub tls_alpn: Vec<String>,
+    /// Run as this placement file says (`shardloop-tune topology --write
+    /// FILE`): the shard count, each shard's CPU, the acceptor's. Refused
+    /// if it does not fit this machine; not with --shards or --cores.
+    #[arg(long, value_name = "FILE")]
+    pub placement: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -111,6 +116,12 @@ pub fn start(
     cores: &[usize],
     serve: &ServeArgs,
 ) -> anyhow::Result<Handle> {
+    if let Some(file) = &serve.placement {
+        if shards.is_some() || !cores.is_empty() {
+            anyhow::bail!("--placement says how many shards and where: drop --shards and --cores");
+        }
+        builder = builder.placement(shardloop::Placement::load(file)?);
+    }
     if let Some(n) = shards {
         builder = builder.shards(n);
     }

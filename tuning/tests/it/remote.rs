@@ -26,6 +26,7 @@ fn short(server: ServerSpec, shards: Vec<usize>, workload: Workload) -> TuneConf
         headroom: 0.2,
         cores: vec![0, 1],
         repeats: 1,
+        placement: None,
     }
 }
 

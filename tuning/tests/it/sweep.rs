@@ -32,6 +32,7 @@ fn short_sweep_against_echo_example_writes_a_well_formed_report() {
         headroom: 0.2,
         cores: vec![0, 1],
         repeats: 2,
+        placement: None,
     };
     let mut runs = 0;
     let report = shardloop_tune::run(&cfg, |_, _| runs += 1).unwrap();
@@ -119,6 +120,7 @@ fn unknown_server_command_is_a_clear_error() {
         headroom: 0.2,
         cores: vec![0],
         repeats: 1,
+        placement: None,
     };
     let err = shardloop_tune::run(&cfg, |_, _| {})
         .unwrap_err()
@@ -127,4 +129,37 @@ fn unknown_server_command_is_a_clear_error() {
         err.contains("exited") || err.contains("did not accept"),
         "{err}"
     );
+}
+
+#[test]
+fn a_placement_decides_where_each_configuration_runs() {
+    let cfg = TuneConfig {
+        server: ServerSpec::BuiltinEcho,
+        shards: vec![1, 2, 3],
+        knobs: vec![],
+        p99_target_us: 1_000,
+        steps: 1,
+        fractions: vec![],
+        run_duration: Duration::from_millis(100),
+        warmup: Duration::ZERO,
+        connections: 1,
+        loadgen_threads: 1,
+        workload: Workload::Echo { size: 64 },
+        tolerance: 0.05,
+        headroom: 0.3,
+        cores: vec![0, 1, 2, 3, 4, 5, 6, 7],
+        repeats: 1,
+        placement: Some("shards = [2, 4]\nloadgen = [7]\n".parse().unwrap()),
+    };
+    let two = cfg.pinning(2, None);
+    assert_eq!(
+        two.server.as_deref(),
+        Some(&[2, 4][..]),
+        "the plan's shard CPUs, in order"
+    );
+    assert_eq!(two.loadgen.as_deref(), Some(&[7][..]));
+    assert!(two.disjoint);
+    let three = cfg.pinning(3, None);
+    assert_eq!(three.server, None, "more shards than the plan has CPUs");
+    assert!(three.note.unwrap().contains("fewer than 3 shards"));
 }

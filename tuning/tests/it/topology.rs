@@ -136,3 +136,111 @@ fn this_machine_reads() {
     let p = t.plan(0);
     assert!(!p.shards.is_empty());
 }
+
+/// Runs the tuner's command line; its output (stdout, stderr) and success.
+fn tune(args: &[&str]) -> (String, String, bool) {
+    use shardloop_devtools::{build, Target};
+    let out = std::process::Command::new(build("shardloop-tune", Target::Bin("shardloop-tune")))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
+#[test]
+fn topology_writes_the_plan_and_moves_the_network_interrupts_off_the_shards() {
+    // 6 cores; eth0's two queues interrupt CPU 0, the disk CPU 1.
+    let cpus: Vec<_> = (0..6).map(|id| (id, 0, id, 0)).collect();
+    let interrupts = "           CPU0       CPU1       CPU2       CPU3       CPU4       CPU5\n\
+  24:    9000000        100          0          0          0          0   PCI-MSI 1-edge      eth0-TxRx-0\n\
+  25:         10    5000000          0          0          0          0   PCI-MSI 2-edge      nvme0q1\n\
+  26:    8000000          0          0          0          0          0   PCI-MSI 3-edge      eth0-TxRx-1\n";
+    let root = fixture(
+        "irq",
+        &cpus,
+        &[
+            ("proc/interrupts", interrupts),
+            ("proc/irq/24/smp_affinity_list", "0-5\n"),
+            ("proc/irq/25/smp_affinity_list", "0-5\n"),
+            ("proc/irq/26/smp_affinity_list", "0-5\n"),
+        ],
+    );
+    let file = root.join("placement.toml");
+    let (r, f) = (root.to_str().unwrap(), file.to_str().unwrap());
+    // Dry run: the plan written, the commands printed, nothing moved.
+    let (out, err, ok) = tune(&[
+        "topology",
+        "--root",
+        r,
+        "--loadgen-cores",
+        "1",
+        "--write",
+        f,
+    ]);
+    assert!(ok, "{out}{err}");
+    let plan = shardloop::Placement::load(&file).unwrap();
+    assert_eq!(plan.irq_cpus, [0], "{out}");
+    assert_eq!(plan.acceptor, Some(0));
+    assert_eq!(plan.loadgen, [5]);
+    assert_eq!(
+        plan.shards,
+        [1, 2, 3, 4],
+        "off the interrupt and load generator CPUs"
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.starts_with("# Written by shardloop-tune"), "{text}");
+    for irq in [24, 26] {
+        assert!(
+            out.contains(&format!("echo 0 > /proc/irq/{irq}/smp_affinity_list")),
+            "{out}"
+        );
+    }
+    assert!(
+        !out.contains("/proc/irq/25/"),
+        "the disk's interrupts stay: {out}"
+    );
+    let affinity = |irq: u32| {
+        std::fs::read_to_string(root.join(format!("proc/irq/{irq}/smp_affinity_list"))).unwrap()
+    };
+    assert_eq!(affinity(24), "0-5\n", "a dry run moves nothing");
+    // Applied (to the fixture tree): the network lines point at CPU 0.
+    let (out, err, ok) = tune(&[
+        "topology",
+        "--root",
+        r,
+        "--loadgen-cores",
+        "1",
+        "--apply-irq",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        (affinity(24), affinity(25), affinity(26)),
+        ("0\n".into(), "0-5\n".into(), "0\n".into())
+    );
+    let _ = std::fs::remove_dir_all(root);
+}
+
+#[test]
+fn a_plan_written_for_this_machine_fits_it_and_a_foreign_plan_is_refused() {
+    let dir = std::env::temp_dir().join(format!("sl-place-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("here.toml");
+    let (out, err, ok) = tune(&["topology", "--write", file.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let plan = shardloop::Placement::load(&file).unwrap();
+    plan.check().expect("this machine's own plan fits it");
+    // A sweep refuses a plan for CPUs this machine does not have.
+    let foreign = dir.join("foreign.toml");
+    std::fs::write(&foreign, "shards = [4000, 4001]\n").unwrap();
+    let (out, err, ok) = tune(&["--placement", foreign.to_str().unwrap(), "--shards", "1"]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("CPU 4000") && err.contains("another machine"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
