@@ -209,6 +209,34 @@ impl Placement {
     }
 }
 
+impl super::ServerBuilder {
+    /// Runs the server as `placement` plans: one shard per CPU in
+    /// `placement.shards` (the shard count and pinning; a later `shards`
+    /// or `pinning` call overrides them), the acceptor on its CPU.
+    /// `build` refuses a plan that does not fit this machine, saying why.
+    ///
+    /// ```no_run
+    /// # use shardloop::{Conn, Placement, Protocol, Server};
+    /// # struct Echo;
+    /// # impl Protocol for Echo { type Message = ();
+    /// #     fn data_received(&mut self, c: &mut Conn<'_, Self>, d: &[u8]) { c.write(d) } }
+    /// // shardloop-tune topology --write placement.toml
+    /// let plan = Placement::load("placement.toml")?;
+    /// let server = Server::builder()
+    ///     .placement(plan)
+    ///     .listen("127.0.0.1:7000", |_| |_| Echo)
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.shards = Some(placement.shards.len());
+        self.pinning = super::Pinning::Cores(placement.shards.clone());
+        self.acceptor_core = placement.acceptor;
+        self.placement = Some(placement);
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,33 +283,5 @@ mod tests {
             let e = p(text).unwrap_err().to_string();
             assert!(e.contains(says), "{text:?}: {e}");
         }
-    }
-}
-
-impl super::ServerBuilder {
-    /// Runs the server as `placement` plans: one shard per CPU in
-    /// `placement.shards` (the shard count and pinning; a later `shards`
-    /// or `pinning` call overrides them), the acceptor on its CPU.
-    /// `build` refuses a plan that does not fit this machine, saying why.
-    ///
-    /// ```no_run
-    /// # use shardloop::{Conn, Placement, Protocol, Server};
-    /// # struct Echo;
-    /// # impl Protocol for Echo { type Message = ();
-    /// #     fn data_received(&mut self, c: &mut Conn<'_, Self>, d: &[u8]) { c.write(d) } }
-    /// // shardloop-tune topology --write placement.toml
-    /// let plan = Placement::load("placement.toml")?;
-    /// let server = Server::builder()
-    ///     .placement(plan)
-    ///     .listen("127.0.0.1:7000", |_| |_| Echo)
-    ///     .build()?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn placement(mut self, placement: Placement) -> Self {
-        self.shards = Some(placement.shards.len());
-        self.pinning = super::Pinning::Cores(placement.shards.clone());
-        self.acceptor_core = placement.acceptor;
-        self.placement = Some(placement);
-        self
     }
 }
