@@ -7,7 +7,7 @@ use crate::config::{Config, Mode};
 use crate::cpu;
 use crate::live::{Live, LiveState};
 use crate::plan::{RatePlan, Schedule};
-use crate::recorder::{Recorder, Sample};
+use crate::recorder::{recorder, Sample};
 use crate::report::{Interval, Report};
 use crate::LoadError;
 use shardloop::{Handle, LoopOptions, Pinning, Server};
@@ -33,13 +33,13 @@ pub struct Progress<'a> {
     pub connected: usize,
 }
 
-/// Collects and resets every shard's interval sample.
-fn collect(handle: &Handle, take: fn(&mut Recorder) -> Sample) -> Sample {
+/// Collects and resets every shard's interval sample of `scenario`.
+fn collect(handle: &Handle, scenario: usize) -> Sample {
     let (tx, rx) = mpsc::channel();
     for shard in 0..handle.shards() {
         let tx = tx.clone();
         let _ = handle.post_to(shard, move |ctx| {
-            let _ = tx.send(take(ctx.service::<Recorder>()));
+            let _ = tx.send(recorder(ctx, scenario).take_interval());
         });
     }
     drop(tx);
@@ -79,25 +79,80 @@ fn loop_options() -> LoopOptions {
 /// interval (a progress line, a live plot...).
 pub fn run(config: &Config, mut observer: impl FnMut(&Progress<'_>)) -> Result<Report, LoadError> {
     config.validate()?;
-    ensure_descriptors(config.connections, config.threads)?;
-    let mut builder = Server::builder()
-        .shards(config.threads)
-        .loop_options(loop_options())
-        .stop_timeout(Duration::from_millis(500));
-    builder = if config.cores.is_empty() {
-        builder.pinning(Pinning::Off)
-    } else {
-        builder.pinning(Pinning::Cores(config.cores.clone()))
+    let setup = Setup {
+        threads: config.threads,
+        cores: config.cores.clone(),
+        metrics: config.metrics,
     };
-    let live = config.metrics.map(|_| Arc::new(Live::default()));
-    if let (Some(addr), Some(live)) = (config.metrics, live.clone()) {
-        builder = builder.metrics_with(addr, move |out: &mut String| live.render(out));
-    }
-    let handle = builder.settings(output_settings(config)).build()?.start()?;
-    let result = drive(config, &handle, live.as_deref(), &mut observer);
+    let (handle, lives) = start_loadgen(&setup, std::slice::from_ref(config), &[String::new()])?;
+    let shared = prepare(config, 0, Instant::now());
+    let all = [shared.clone()];
+    let result = drive(
+        config,
+        Run {
+            shared: &shared,
+            all: &all,
+            abort_on_fail: false,
+            handle: &handle,
+            live: lives.first().and_then(Option::as_deref),
+        },
+        &mut observer,
+    );
     handle.stop_within(Duration::from_millis(500));
     handle.wait();
     result
+}
+
+/// What every scenario of a run shares: the load generator's own threads.
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// Loadgen threads; each is a shardloop shard.
+    pub threads: usize,
+    /// Pin them to these cores (none: not pinned).
+    pub cores: Vec<usize>,
+    /// Serve live `/metrics` here while the run lasts.
+    pub metrics: Option<std::net::SocketAddr>,
+}
+
+/// Starts the load generator's threads for `configs` (their connections
+/// together; each scenario's live figures under its `names` label).
+pub(crate) fn start_loadgen(
+    setup: &Setup,
+    configs: &[Config],
+    names: &[String],
+) -> Result<(Handle, Vec<Option<Arc<Live>>>), LoadError> {
+    let connections = configs.iter().map(|c| c.connections).sum();
+    ensure_descriptors(connections, setup.threads)?;
+    let mut builder = Server::builder()
+        .shards(setup.threads)
+        .loop_options(loop_options())
+        .stop_timeout(Duration::from_millis(500));
+    builder = if setup.cores.is_empty() {
+        builder.pinning(Pinning::Off)
+    } else {
+        builder.pinning(Pinning::Cores(setup.cores.clone()))
+    };
+    let lives: Vec<Option<Arc<Live>>> = configs
+        .iter()
+        .map(|_| setup.metrics.map(|_| Arc::new(Live::default())))
+        .collect();
+    if let Some(addr) = setup.metrics {
+        let shown: Vec<(String, Arc<Live>)> = names
+            .iter()
+            .cloned()
+            .zip(lives.iter().flatten().cloned())
+            .collect();
+        builder = builder.metrics_with(addr, move |out: &mut String| {
+            crate::live::render_all(&shown, out)
+        });
+    }
+    let settings = configs
+        .iter()
+        .map(output_settings)
+        .reduce(|a, b| if a.max_output_buffer >= b.max_output_buffer { a } else { b })
+        .unwrap_or_default();
+    let handle = builder.settings(settings).build()?.start()?;
+    Ok((handle, lives))
 }
 
 /// The framework's output cap and high-water mark guard against peers; here
@@ -116,14 +171,22 @@ fn output_settings(config: &Config) -> shardloop::Settings {
     s
 }
 
-fn drive(
-    config: &Config,
-    handle: &Handle,
-    live: Option<&Live>,
-    observer: &mut impl FnMut(&Progress<'_>),
-) -> Result<Report, LoadError> {
-    let start = Instant::now();
-    let start_wall = SystemTime::now();
+/// The parts of a running load a scenario's driver uses.
+pub(crate) struct Run<'a> {
+    /// This scenario's shared state.
+    pub(crate) shared: &'a Arc<RunShared>,
+    /// Every scenario's, to stop them all when an objective fails.
+    pub(crate) all: &'a [Arc<RunShared>],
+    /// Check the objectives every interval and stop the run at the first
+    /// that fails.
+    pub(crate) abort_on_fail: bool,
+    pub(crate) handle: &'a Handle,
+    pub(crate) live: Option<&'a Live>,
+}
+
+/// The shared state of scenario `scenario`, starting at `start`: its
+/// measured window and (open loop) its plan.
+pub(crate) fn prepare(config: &Config, scenario: usize, start: Instant) -> Arc<RunShared> {
     // Closed loop: measuring starts after the connect phase (below), so
     // setting up connections is never part of the measured time; the
     // ramp-up is inside that phase. Open loop: the plan runs from the start.
@@ -133,8 +196,8 @@ fn drive(
     } else {
         config.warmup.max(config.ramp_up)
     };
-    let mut measure_from = start + lead;
-    let mut end = measure_from + config.duration;
+    let measure_from = start + lead;
+    let end = measure_from + config.duration;
     // Open loop: the plan runs from the start, the warm-up (or ramp-up) at
     // the first stage's rate, so connections are warm when measuring begins.
     let plan = match config.mode {
@@ -147,7 +210,9 @@ fn drive(
             Some(measured.with_lead(measure_from - start))
         }
     };
-    let shared = Arc::new(RunShared {
+    Arc::new(RunShared {
+        scenario,
+        stopped: AtomicU64::new(UNSET),
         codec: Codec::new(&config.workload),
         mode: config.mode.clone(),
         target: config.target,
@@ -170,7 +235,33 @@ fn drive(
         conn_interval: config
             .conn_rate
             .map(|r| Duration::from_secs_f64(config.threads as f64 / r)),
-    });
+    })
+}
+
+/// Drives one scenario from its start to its report: opens its
+/// connections, collects an interval sample each `interval`, drains.
+pub(crate) fn drive(
+    config: &Config,
+    run: Run<'_>,
+    observer: &mut impl FnMut(&Progress<'_>),
+) -> Result<Report, LoadError> {
+    let Run {
+        shared,
+        all,
+        abort_on_fail,
+        handle,
+        live,
+    } = run;
+    let start = shared.origin;
+    let now = Instant::now();
+    if start > now {
+        std::thread::sleep(start - now);
+    }
+    let start_wall = SystemTime::now() - Instant::now().saturating_duration_since(start);
+    let closed = matches!(config.mode, Mode::Closed { .. });
+    let mut measure_from = shared.base_measure_from;
+    let mut end = shared.base_end;
+    let mut aborted = None;
     let conns = config.connections;
     for i in 0..conns {
         let shared = shared.clone();
@@ -182,7 +273,7 @@ fn drive(
             let due = LoadConn::first_due(&shared, schedule);
             LoadConn::start(ctx, shared, due);
         };
-        handle.post_to(i % config.threads, move |ctx| {
+        handle.post_to(i % handle.shards(), move |ctx| {
             if delay.is_zero() {
                 begin(ctx);
             } else {
@@ -214,6 +305,7 @@ fn drive(
         end = shared.end();
     }
     loop {
+        end = end.min(shared.end());
         let next = (tick_start + config.interval).min(end);
         if cpu_before.is_none() && measure_from <= next {
             // CPU is measured over exactly the measured time: from its
@@ -248,7 +340,7 @@ fn drive(
                 reason: why,
             });
         }
-        let sample = collect(handle, Recorder::take_interval);
+        let sample = collect(handle, shared.scenario);
         total.merge(&sample);
         let warming_up = now < measure_from;
         if let Some(live) = live {
@@ -280,6 +372,20 @@ fn drive(
             connected,
         });
         tick_start = now;
+        if abort_on_fail && !warming_up && aborted.is_none() {
+            let so_far = now.saturating_duration_since(measure_from);
+            if let Some(failed) = first_failed(config, &total, so_far) {
+                aborted = Some(crate::report::Aborted {
+                    slo: failed,
+                    after_s: so_far.as_secs_f64(),
+                    scenario: String::new(),
+                });
+                for s in all {
+                    s.stop_now();
+                }
+            }
+        }
+        end = end.min(shared.end());
         if now >= end {
             break;
         }
@@ -298,7 +404,7 @@ fn drive(
     if connect_phase.is_none() && shared.all_resolved() {
         connect_phase = Some(Instant::now().duration_since(start));
     }
-    let tail = collect(handle, Recorder::take_interval);
+    let tail = collect(handle, shared.scenario);
     total.merge(&tail);
     if let Some(last) = intervals.last_mut() {
         last.latency.add(&tail.latency).expect("same bounds");
@@ -308,7 +414,7 @@ fn drive(
     let (cpu_from, before) = cpu_before.unwrap_or((measure_from, Default::default()));
     let secs = wall_end.duration_since(cpu_from).as_secs_f64();
     let cpu_usage = cpu::usage(&before, &cpu_after, secs);
-    Ok(Report::build(
+    let mut report = Report::build(
         config,
         total,
         measured_end.duration_since(measure_from),
@@ -321,5 +427,34 @@ fn drive(
             replaced: shared.replaced.load(Ordering::Relaxed),
             reconnects: shared.reconnects.load(Ordering::Relaxed),
         },
-    ))
+    );
+    report.aborted = aborted;
+    Ok(report)
+}
+
+/// The first of the scenario's objectives that the figures so far fail.
+fn first_failed(config: &Config, total: &Sample, measured: Duration) -> Option<String> {
+    if config.slos.is_empty() || total.sent == 0 {
+        return None;
+    }
+    let so_far = Report::build(
+        config,
+        total.clone(),
+        measured,
+        Vec::new(),
+        Vec::new(),
+        SystemTime::now(),
+        crate::report::Churn {
+            connected_at_start: 0,
+            connect_phase: None,
+            replaced: 0,
+            reconnects: 0,
+        },
+    );
+    config
+        .slos
+        .iter()
+        .map(|slo| slo.check(&so_far))
+        .find(|r| !r.pass)
+        .map(|r| r.to_string())
 }

@@ -47,134 +47,152 @@ impl Live {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = update;
     }
 
-    /// Appends the load generator's families to `out`.
-    pub(crate) fn render(&self, out: &mut String) {
-        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let t = &st.total;
-        counter(
-            out,
-            "shardload_requests_total",
-            "Requests sent while measuring.",
-            t.sent,
-        );
-        counter(out, "shardload_responses_total", "Correct responses.", t.ok);
-        family(
-            out,
-            "shardload_errors_total",
-            "counter",
-            "Failed requests (connect: failed connections) by kind.",
-        );
-        let e = &t.errors;
-        for (kind, n) in [
-            ("connect", e.connect),
-            ("read", e.read),
-            ("write", e.write),
-            ("timeout", e.timeout),
-            ("protocol", e.protocol),
-            ("status", e.status),
-        ] {
-            sample(out, "shardload_errors_total", &[("kind", kind)], n as f64);
-        }
-        counter(
-            out,
-            "shardload_unsent_total",
-            "Open loop: requests due that were never sent (counted at the end).",
-            t.unsent,
-        );
-        counter(
-            out,
-            "shardload_bytes_sent_total",
-            "Request bytes sent.",
-            t.bytes_out,
-        );
-        counter(
-            out,
-            "shardload_bytes_received_total",
-            "Response bytes received.",
-            t.bytes_in,
-        );
-        counter(
-            out,
-            "shardload_connections_made_total",
-            "Connections established (TCP, and TLS handshake when used).",
-            t.connects,
-        );
-        if !t.http_status.is_empty() {
-            family(
-                out,
-                "shardload_http_responses_total",
-                "counter",
-                "HTTP responses by status code.",
-            );
-            for (code, n) in &t.http_status {
-                sample(
-                    out,
-                    "shardload_http_responses_total",
-                    &[("code", &code.to_string())],
-                    *n as f64,
-                );
-            }
-        }
-        gauge(
-            out,
-            "shardload_connections_open",
-            "Load connections open now.",
-            st.connections as f64,
-        );
-        gauge(
-            out,
-            "shardload_measuring",
-            "1 while measuring, 0 during warm-up.",
-            f64::from(u8::from(st.measuring)),
-        );
-        gauge(
-            out,
-            "shardload_elapsed_seconds",
-            "Time since measuring began.",
-            st.elapsed_s,
-        );
-        if let Some(rate) = st.target_rate {
-            gauge(
-                out,
-                "shardload_target_rate",
-                "Open loop: requests per second the plan asks for now.",
-                rate,
-            );
-        }
-        histogram(
-            out,
-            "shardload_latency_seconds",
-            "Latency from the intended send time (corrected for coordinated omission in open loop).",
-            &t.latency,
-        );
-        histogram(
-            out,
-            "shardload_service_time_seconds",
-            "From the request's bytes reaching the kernel to its response (uncorrected).",
-            &t.service,
-        );
-        histogram(
-            out,
-            "shardload_queueing_seconds",
-            "From the intended send time to the request's bytes reaching the kernel.",
-            &t.send_lag,
-        );
+    /// Appends the load generator's families to `out` (one run, no
+    /// scenario label).
+    #[cfg(test)]
+    pub(crate) fn render(self: &std::sync::Arc<Self>, out: &mut String) {
+        render_all(&[(String::new(), self.clone())], out);
     }
 }
 
-fn counter(out: &mut String, name: &str, help: &str, v: u64) {
-    family(out, name, "counter", help);
-    sample(out, name, &[], v as f64);
+/// One series of a family: its labels (besides `scenario`) and value.
+type Series = Vec<(Vec<(&'static str, String)>, f64)>;
+
+/// Appends the load generator's families to `out`, each scenario's
+/// samples under its `scenario` label (none for an unnamed one).
+pub(crate) fn render_all(scenarios: &[(String, std::sync::Arc<Live>)], out: &mut String) {
+    let guards: Vec<_> = scenarios
+        .iter()
+        .map(|(name, live)| (name.as_str(), live.state.lock().unwrap_or_else(|e| e.into_inner())))
+        .collect();
+    let views: Vec<(&str, &LiveState)> = guards.iter().map(|(n, g)| (*n, &**g)).collect();
+    let one = |v: f64| -> Series { vec![(Vec::new(), v)] };
+    let mut fam = |name: &str, kind: &str, help: &str, series: &dyn Fn(&LiveState) -> Series| {
+        let all: Vec<(&str, Series)> = views.iter().map(|(n, st)| (*n, series(st))).collect();
+        if all.iter().all(|(_, s)| s.is_empty()) {
+            return;
+        }
+        family(out, name, kind, help);
+        for (scenario, series) in all {
+            for (labels, v) in series {
+                let mut l: Vec<(&str, &str)> = Vec::new();
+                if !scenario.is_empty() {
+                    l.push(("scenario", scenario));
+                }
+                l.extend(labels.iter().map(|(k, v)| (*k, v.as_str())));
+                sample(out, name, &l, v);
+            }
+        }
+    };
+    fam("shardload_requests_total", "counter", "Requests sent while measuring.", &|st| {
+        one(st.total.sent as f64)
+    });
+    fam("shardload_responses_total", "counter", "Correct responses.", &|st| {
+        one(st.total.ok as f64)
+    });
+    fam(
+        "shardload_errors_total",
+        "counter",
+        "Failed requests (connect: failed connections) by kind.",
+        &|st| {
+            let e = &st.total.errors;
+            [
+                ("connect", e.connect),
+                ("read", e.read),
+                ("write", e.write),
+                ("timeout", e.timeout),
+                ("protocol", e.protocol),
+                ("status", e.status),
+            ]
+            .into_iter()
+            .map(|(kind, n)| (vec![("kind", kind.to_string())], n as f64))
+            .collect()
+        },
+    );
+    fam(
+        "shardload_unsent_total",
+        "counter",
+        "Open loop: requests due that were never sent (counted at the end).",
+        &|st| one(st.total.unsent as f64),
+    );
+    fam("shardload_bytes_sent_total", "counter", "Request bytes sent.", &|st| {
+        one(st.total.bytes_out as f64)
+    });
+    fam(
+        "shardload_bytes_received_total",
+        "counter",
+        "Response bytes received.",
+        &|st| one(st.total.bytes_in as f64),
+    );
+    fam(
+        "shardload_connections_made_total",
+        "counter",
+        "Connections established (TCP, and TLS handshake when used).",
+        &|st| one(st.total.connects as f64),
+    );
+    fam(
+        "shardload_http_responses_total",
+        "counter",
+        "HTTP responses by status code.",
+        &|st| {
+            st.total
+                .http_status
+                .iter()
+                .map(|(code, n)| (vec![("code", code.to_string())], *n as f64))
+                .collect()
+        },
+    );
+    fam("shardload_connections_open", "gauge", "Load connections open now.", &|st| {
+        one(st.connections as f64)
+    });
+    fam("shardload_measuring", "gauge", "1 while measuring, 0 during warm-up.", &|st| {
+        one(f64::from(u8::from(st.measuring)))
+    });
+    fam("shardload_elapsed_seconds", "gauge", "Time since measuring began.", &|st| {
+        one(st.elapsed_s)
+    });
+    fam(
+        "shardload_target_rate",
+        "gauge",
+        "Open loop: requests per second the plan asks for now.",
+        &|st| st.target_rate.map_or_else(Vec::new, one),
+    );
+    let histograms: [(&str, &str, fn(&LiveState) -> &Histogram<u64>); 3] = [
+        (
+            "shardload_latency_seconds",
+            "Latency from the intended send time (corrected for coordinated omission in open loop).",
+            |st| &st.total.latency,
+        ),
+        (
+            "shardload_service_time_seconds",
+            "From the request's bytes reaching the kernel to its response (uncorrected).",
+            |st| &st.total.service,
+        ),
+        (
+            "shardload_queueing_seconds",
+            "From the intended send time to the request's bytes reaching the kernel.",
+            |st| &st.total.send_lag,
+        ),
+    ];
+    for (name, help, of) in histograms {
+        family(out, name, "histogram", help);
+        for (scenario, st) in &views {
+            histogram(out, name, scenario, of(st));
+        }
+    }
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, v: f64) {
-    family(out, name, "gauge", help);
-    sample(out, name, &[], v);
-}
-
-/// A histogram of nanoseconds as a Prometheus histogram of seconds.
-fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram<u64>) {
-    family(out, name, "histogram", help);
+/// A histogram of nanoseconds as a Prometheus histogram of seconds (one
+/// scenario's samples).
+fn histogram(out: &mut String, name: &str, scenario: &str, h: &Histogram<u64>) {
+    fn with<'a>(scenario: &'a str, extra: Option<(&'static str, &'a str)>) -> Vec<(&'a str, &'a str)> {
+        let mut l = Vec::new();
+        if !scenario.is_empty() {
+            l.push(("scenario", scenario));
+        }
+        l.extend(extra);
+        l
+    }
     for le in BUCKETS {
         let ns = (le * 1e9) as u64;
         let n = if h.is_empty() {
@@ -182,27 +200,18 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram<u64>) {
         } else {
             h.count_between(0, ns)
         };
-        sample(
-            out,
-            &format!("{name}_bucket"),
-            &[("le", &le.to_string())],
-            n as f64,
-        );
+        let le = le.to_string();
+        sample(out, &format!("{name}_bucket"), &with(scenario, Some(("le", &le))), n as f64);
     }
     let count = h.len();
-    sample(
-        out,
-        &format!("{name}_bucket"),
-        &[("le", "+Inf")],
-        count as f64,
-    );
+    sample(out, &format!("{name}_bucket"), &with(scenario, Some(("le", "+Inf"))), count as f64);
     let sum = if count == 0 {
         0.0
     } else {
         h.mean() * count as f64 / 1e9
     };
-    sample(out, &format!("{name}_sum"), &[], sum);
-    sample(out, &format!("{name}_count"), &[], count as f64);
+    sample(out, &format!("{name}_sum"), &with(scenario, None), sum);
+    sample(out, &format!("{name}_count"), &with(scenario, None), count as f64);
 }
 
 #[cfg(test)]
@@ -211,7 +220,7 @@ mod tests {
 
     #[test]
     fn buckets_are_cumulative_and_end_at_the_count() {
-        let live = Live::default();
+        let live = std::sync::Arc::new(Live::default());
         let mut total = Sample::default();
         for ns in [30_000u64, 80_000, 2_000_000, 20_000_000_000] {
             total.latency.record(ns).unwrap();

@@ -168,6 +168,19 @@ impl Sample {
     }
 }
 
+/// A shard's recorders, one per scenario of the run (a shard-local service).
+#[derive(Default)]
+pub(crate) struct Recorders(Vec<Recorder>);
+
+/// The shard's recorder of scenario `scenario`.
+pub(crate) fn recorder(ctx: &mut shardloop::ShardCtx, scenario: usize) -> &mut Recorder {
+    let all = &mut ctx.service::<Recorders>().0;
+    if all.len() <= scenario {
+        all.resize_with(scenario + 1, Recorder::default);
+    }
+    &mut all[scenario]
+}
+
 /// A shard's recorder: a running total and the current interval.
 #[derive(Default)]
 pub(crate) struct Recorder {

@@ -8,7 +8,7 @@ pub(crate) use shared::{ConnPacer, Due, RunShared, UNSET};
 
 use crate::codec::Decoded;
 use crate::plan::Schedule;
-use crate::recorder::{nanos, ErrorKind, Recorder};
+use crate::recorder::{nanos, recorder, ErrorKind};
 use shardloop::endpoint::Connect;
 use shardloop::{CloseReason, Conn, Protocol, ShardCtx, TimerHandle};
 use std::collections::VecDeque;
@@ -125,7 +125,7 @@ impl LoadConn {
         let bytes = self.scratch.len() as u64;
         self.written += bytes;
         if counted {
-            conn.shard().service::<Recorder>().with(|s| {
+            recorder(conn.shard(), self.shared.scenario).with(|s| {
                 s.sent += 1;
                 s.bytes_out += bytes;
             });
@@ -145,7 +145,7 @@ impl LoadConn {
     fn stamp_sent(&mut self, conn: &mut Conn<'_, Self>, left: u64) {
         let now = Instant::now();
         let first = self.in_flight.len() - self.unstamped;
-        let recorder = conn.shard().service::<Recorder>();
+        let recorder = recorder(conn.shard(), self.shared.scenario);
         for r in self.in_flight.range_mut(first..) {
             if r.end > left {
                 break;
@@ -224,7 +224,7 @@ impl LoadConn {
         let now = conn.shard().now();
         if in_phase || now >= self.shared.measure_from() {
             let ns = nanos(now.saturating_duration_since(self.started));
-            conn.shard().service::<Recorder>().with(|s| {
+            recorder(conn.shard(), self.shared.scenario).with(|s| {
                 s.connects += 1;
                 s.connect_time.saturating_record(ns);
             });
@@ -266,8 +266,7 @@ impl LoadConn {
                 }
             }
             Err(kind) => {
-                conn.shard()
-                    .service::<Recorder>()
+                recorder(conn.shard(), self.shared.scenario)
                     .with(|s| s.errors.add(kind, 1));
                 self.fail(conn, kind);
             }
@@ -351,7 +350,7 @@ impl LoadConn {
                         let latency = nanos(now.saturating_duration_since(from));
                         let service = nanos(now.saturating_duration_since(sent));
                         let n = consumed as u64;
-                        conn.shard().service::<Recorder>().with(|s| {
+                        recorder(conn.shard(), self.shared.scenario).with(|s| {
                             s.bytes_in += n;
                             if status != 0 {
                                 *s.http_status.entry(status).or_insert(0) += 1;
@@ -374,8 +373,7 @@ impl LoadConn {
             if let Some(r) = self.in_flight.pop_front() {
                 self.unstamped = self.unstamped.min(self.in_flight.len());
                 if r.counted {
-                    conn.shard()
-                        .service::<Recorder>()
+                    recorder(conn.shard(), self.shared.scenario)
                         .with(|s| s.errors.add(ErrorKind::Protocol, 1));
                 }
             }
@@ -449,8 +447,7 @@ impl Protocol for LoadConn {
         });
         let lost = self.in_flight.iter().filter(|r| r.counted).count() as u64;
         if lost > 0 {
-            conn.shard()
-                .service::<Recorder>()
+            recorder(conn.shard(), self.shared.scenario)
                 .with(|s| s.errors.add(kind, lost));
         }
         self.in_flight.clear();
@@ -499,8 +496,7 @@ impl Protocol for LoadConn {
         let _ = self.shared.first_connect_error.set(error.to_string());
         self.shared.connect_failed.fetch_add(1, Ordering::AcqRel);
         self.shared.connection_resolved();
-        ctx.service::<Recorder>()
-            .with(|s| s.errors.add(ErrorKind::Connect, 1));
+        recorder(ctx, self.shared.scenario).with(|s| s.errors.add(ErrorKind::Connect, 1));
         self.shared.active.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -3,7 +3,7 @@
 
 use super::{Due, LoadConn, RunShared};
 use crate::plan::Schedule;
-use crate::recorder::Recorder;
+use crate::recorder::recorder;
 use shardloop::Conn;
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,6 @@ impl LoadConn {
             .saturating_duration_since(self.shared.origin);
         let pending = u64::from(self.next_intended >= self.shared.measure_from());
         let n = pending + s.remaining_after(plan, from.as_secs_f64());
-        conn.shard().service::<Recorder>().with(|s| s.unsent += n);
+        recorder(conn.shard(), self.shared.scenario).with(|s| s.unsent += n);
     }
 }

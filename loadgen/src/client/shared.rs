@@ -9,6 +9,11 @@ use std::time::{Duration, Instant};
 
 /// State shared by every connection of a run.
 pub(crate) struct RunShared {
+    /// The run's scenario this is (its recorder on each shard).
+    pub(crate) scenario: usize,
+    /// Nanoseconds after `origin` at which the run was stopped early (an
+    /// `abort_on_fail` objective failed); [`UNSET`] while it runs.
+    pub(crate) stopped: AtomicU64,
     pub(crate) codec: Codec,
     pub(crate) mode: Mode,
     pub(crate) target: std::net::SocketAddr,
@@ -63,7 +68,25 @@ impl RunShared {
 
     /// No request is sent after this.
     pub(crate) fn end(&self) -> Instant {
-        self.shifted(self.base_end)
+        let end = self.shifted(self.base_end);
+        match self.stopped.load(std::sync::atomic::Ordering::Acquire) {
+            UNSET => end,
+            ns => end.min(self.origin + Duration::from_nanos(ns)),
+        }
+    }
+
+    /// Stops the run now: no request is sent after this.
+    pub(crate) fn stop_now(&self) {
+        let ns = Instant::now()
+            .saturating_duration_since(self.origin)
+            .as_nanos()
+            .min(u128::from(UNSET - 1)) as u64;
+        let _ = self.stopped.compare_exchange(
+            UNSET,
+            ns,
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+        );
     }
 
     /// A connection connected or failed. The last of the run's connections

@@ -90,9 +90,29 @@ pub(crate) struct Churn {
     pub(crate) reconnects: u64,
 }
 
+/// A run stopped early because an objective failed (`abort_on_fail`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Aborted {
+    /// The objective and what was measured (its FAIL line).
+    pub slo: String,
+    /// Measured seconds of its scenario when it failed.
+    pub after_s: f64,
+    /// The scenario whose objective failed.
+    pub scenario: String,
+}
+
 /// Everything a run measured. Serialises to the `--json` output.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
+    /// The scenario this is (a scenarios file's run), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
+    /// The scenario's tags.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// The run stopped early: which objective failed, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<Aborted>,
     /// Target address.
     pub target: String,
     /// Workload name.
@@ -242,6 +262,9 @@ impl Report {
             }
         };
         let mut r = Report {
+            scenario: None,
+            tags: Default::default(),
+            aborted: None,
             target: config.target.to_string(),
             workload: config.workload.name().to_string(),
             mode: mode.to_string(),
