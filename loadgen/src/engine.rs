@@ -114,13 +114,16 @@ pub struct Setup {
     pub metrics: Option<std::net::SocketAddr>,
 }
 
+/// A scenario's live figures, when `/metrics` is served.
+pub(crate) type LiveSlot = Option<Arc<Live>>;
+
 /// Starts the load generator's threads for `configs` (their connections
 /// together; each scenario's live figures under its `names` label).
 pub(crate) fn start_loadgen(
     setup: &Setup,
     configs: &[Config],
     names: &[String],
-) -> Result<(Handle, Vec<Option<Arc<Live>>>), LoadError> {
+) -> Result<(Handle, Vec<LiveSlot>), LoadError> {
     let connections = configs.iter().map(|c| c.connections).sum();
     ensure_descriptors(connections, setup.threads)?;
     let mut builder = Server::builder()
@@ -132,7 +135,7 @@ pub(crate) fn start_loadgen(
     } else {
         builder.pinning(Pinning::Cores(setup.cores.clone()))
     };
-    let lives: Vec<Option<Arc<Live>>> = configs
+    let lives: Vec<LiveSlot> = configs
         .iter()
         .map(|_| setup.metrics.map(|_| Arc::new(Live::default())))
         .collect();
@@ -149,7 +152,13 @@ pub(crate) fn start_loadgen(
     let settings = configs
         .iter()
         .map(output_settings)
-        .reduce(|a, b| if a.max_output_buffer >= b.max_output_buffer { a } else { b })
+        .reduce(|a, b| {
+            if a.max_output_buffer >= b.max_output_buffer {
+                a
+            } else {
+                b
+            }
+        })
         .unwrap_or_default();
     let handle = builder.settings(settings).build()?.start()?;
     Ok((handle, lives))

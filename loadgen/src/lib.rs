@@ -32,15 +32,16 @@ mod live;
 pub mod plan;
 mod recorder;
 mod report;
+pub mod scenario;
 pub mod segment;
 pub mod slo;
 
 pub use config::{Config, Mode, ResponseFrame, TlsTarget, Workload};
 pub use cpu::process_cpu_ticks;
-pub use engine::{run, Progress};
+pub use engine::{run, Progress, Setup};
 pub use recorder::{new_histogram, ErrorCounts, ErrorKind, Sample};
 pub use report::{
-    decode_histogram, encode_histogram, fmt_us, spectrum, Interval, LatencySummary, Report,
+    decode_histogram, encode_histogram, fmt_us, spectrum, Aborted, Interval, LatencySummary, Report,
 };
 
 use std::net::SocketAddr;

@@ -63,7 +63,12 @@ type Series = Vec<(Vec<(&'static str, String)>, f64)>;
 pub(crate) fn render_all(scenarios: &[(String, std::sync::Arc<Live>)], out: &mut String) {
     let guards: Vec<_> = scenarios
         .iter()
-        .map(|(name, live)| (name.as_str(), live.state.lock().unwrap_or_else(|e| e.into_inner())))
+        .map(|(name, live)| {
+            (
+                name.as_str(),
+                live.state.lock().unwrap_or_else(|e| e.into_inner()),
+            )
+        })
         .collect();
     let views: Vec<(&str, &LiveState)> = guards.iter().map(|(n, g)| (*n, &**g)).collect();
     let one = |v: f64| -> Series { vec![(Vec::new(), v)] };
@@ -84,12 +89,18 @@ pub(crate) fn render_all(scenarios: &[(String, std::sync::Arc<Live>)], out: &mut
             }
         }
     };
-    fam("shardload_requests_total", "counter", "Requests sent while measuring.", &|st| {
-        one(st.total.sent as f64)
-    });
-    fam("shardload_responses_total", "counter", "Correct responses.", &|st| {
-        one(st.total.ok as f64)
-    });
+    fam(
+        "shardload_requests_total",
+        "counter",
+        "Requests sent while measuring.",
+        &|st| one(st.total.sent as f64),
+    );
+    fam(
+        "shardload_responses_total",
+        "counter",
+        "Correct responses.",
+        &|st| one(st.total.ok as f64),
+    );
     fam(
         "shardload_errors_total",
         "counter",
@@ -115,9 +126,12 @@ pub(crate) fn render_all(scenarios: &[(String, std::sync::Arc<Live>)], out: &mut
         "Open loop: requests due that were never sent (counted at the end).",
         &|st| one(st.total.unsent as f64),
     );
-    fam("shardload_bytes_sent_total", "counter", "Request bytes sent.", &|st| {
-        one(st.total.bytes_out as f64)
-    });
+    fam(
+        "shardload_bytes_sent_total",
+        "counter",
+        "Request bytes sent.",
+        &|st| one(st.total.bytes_out as f64),
+    );
     fam(
         "shardload_bytes_received_total",
         "counter",
@@ -142,22 +156,32 @@ pub(crate) fn render_all(scenarios: &[(String, std::sync::Arc<Live>)], out: &mut
                 .collect()
         },
     );
-    fam("shardload_connections_open", "gauge", "Load connections open now.", &|st| {
-        one(st.connections as f64)
-    });
-    fam("shardload_measuring", "gauge", "1 while measuring, 0 during warm-up.", &|st| {
-        one(f64::from(u8::from(st.measuring)))
-    });
-    fam("shardload_elapsed_seconds", "gauge", "Time since measuring began.", &|st| {
-        one(st.elapsed_s)
-    });
+    fam(
+        "shardload_connections_open",
+        "gauge",
+        "Load connections open now.",
+        &|st| one(st.connections as f64),
+    );
+    fam(
+        "shardload_measuring",
+        "gauge",
+        "1 while measuring, 0 during warm-up.",
+        &|st| one(f64::from(u8::from(st.measuring))),
+    );
+    fam(
+        "shardload_elapsed_seconds",
+        "gauge",
+        "Time since measuring began.",
+        &|st| one(st.elapsed_s),
+    );
     fam(
         "shardload_target_rate",
         "gauge",
         "Open loop: requests per second the plan asks for now.",
         &|st| st.target_rate.map_or_else(Vec::new, one),
     );
-    let histograms: [(&str, &str, fn(&LiveState) -> &Histogram<u64>); 3] = [
+    type Of = fn(&LiveState) -> &Histogram<u64>;
+    let histograms: [(&str, &str, Of); 3] = [
         (
             "shardload_latency_seconds",
             "Latency from the intended send time (corrected for coordinated omission in open loop).",
@@ -185,7 +209,10 @@ pub(crate) fn render_all(scenarios: &[(String, std::sync::Arc<Live>)], out: &mut
 /// A histogram of nanoseconds as a Prometheus histogram of seconds (one
 /// scenario's samples).
 fn histogram(out: &mut String, name: &str, scenario: &str, h: &Histogram<u64>) {
-    fn with<'a>(scenario: &'a str, extra: Option<(&'static str, &'a str)>) -> Vec<(&'a str, &'a str)> {
+    fn with<'a>(
+        scenario: &'a str,
+        extra: Option<(&'static str, &'a str)>,
+    ) -> Vec<(&'a str, &'a str)> {
         let mut l = Vec::new();
         if !scenario.is_empty() {
             l.push(("scenario", scenario));
@@ -201,17 +228,32 @@ fn histogram(out: &mut String, name: &str, scenario: &str, h: &Histogram<u64>) {
             h.count_between(0, ns)
         };
         let le = le.to_string();
-        sample(out, &format!("{name}_bucket"), &with(scenario, Some(("le", &le))), n as f64);
+        sample(
+            out,
+            &format!("{name}_bucket"),
+            &with(scenario, Some(("le", &le))),
+            n as f64,
+        );
     }
     let count = h.len();
-    sample(out, &format!("{name}_bucket"), &with(scenario, Some(("le", "+Inf"))), count as f64);
+    sample(
+        out,
+        &format!("{name}_bucket"),
+        &with(scenario, Some(("le", "+Inf"))),
+        count as f64,
+    );
     let sum = if count == 0 {
         0.0
     } else {
         h.mean() * count as f64 / 1e9
     };
     sample(out, &format!("{name}_sum"), &with(scenario, None), sum);
-    sample(out, &format!("{name}_count"), &with(scenario, None), count as f64);
+    sample(
+        out,
+        &format!("{name}_count"),
+        &with(scenario, None),
+        count as f64,
+    );
 }
 
 #[cfg(test)]

@@ -266,8 +266,7 @@ impl LoadConn {
                 }
             }
             Err(kind) => {
-                recorder(conn.shard(), self.shared.scenario)
-                    .with(|s| s.errors.add(kind, 1));
+                recorder(conn.shard(), self.shared.scenario).with(|s| s.errors.add(kind, 1));
                 self.fail(conn, kind);
             }
         }
@@ -447,8 +446,7 @@ impl Protocol for LoadConn {
         });
         let lost = self.in_flight.iter().filter(|r| r.counted).count() as u64;
         if lost > 0 {
-            recorder(conn.shard(), self.shared.scenario)
-                .with(|s| s.errors.add(kind, lost));
+            recorder(conn.shard(), self.shared.scenario).with(|s| s.errors.add(kind, lost));
         }
         self.in_flight.clear();
         self.unstamped = 0;

@@ -393,6 +393,37 @@ impl Report {
     }
 
     /// The corrected latency histogram, ns.
+    /// Several reports' requests together (objectives over several
+    /// scenarios): counts and rates summed, latency histograms merged, the
+    /// longest duration; `None` for no report.
+    pub fn combine(reports: &[&Report]) -> Option<Report> {
+        let (first, rest) = reports.split_first()?;
+        let mut r = (*first).clone();
+        let mut latency = first.latency_histogram();
+        for o in rest {
+            r.requests += o.requests;
+            r.responses_ok += o.responses_ok;
+            r.errors.merge(&o.errors);
+            r.throughput_rps += o.throughput_rps;
+            r.achieved_rate += o.achieved_rate;
+            r.bytes_in += o.bytes_in;
+            r.bytes_out += o.bytes_out;
+            r.connections += o.connections;
+            r.duration_s = r.duration_s.max(o.duration_s);
+            latency
+                .add(o.latency_histogram())
+                .expect("same histogram bounds");
+        }
+        r.latency_us = LatencySummary::of(&latency);
+        r.histogram = encode_histogram(&latency);
+        r.histogram_unit = "ns".into();
+        r.scenario = None;
+        r.tags.clear();
+        r.intervals.clear();
+        Some(r)
+    }
+
+    /// The corrected latency histogram, in nanoseconds.
     pub fn latency_histogram(&self) -> Histogram<u64> {
         self.in_nanos(decode_histogram(&self.histogram).unwrap_or_else(|_| new_histogram()))
     }

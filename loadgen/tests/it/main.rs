@@ -8,6 +8,7 @@ mod connect_phase;
 mod halfway;
 mod live_metrics;
 mod loadgen;
+mod scenarios;
 mod segments;
 mod send_stamp;
 mod slo;

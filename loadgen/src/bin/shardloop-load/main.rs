@@ -2,6 +2,7 @@
 
 mod args;
 mod config;
+mod scenarios;
 
 use anyhow::Context;
 use args::{MergeArgs, RunArgs};
@@ -31,9 +32,28 @@ struct Cli {
 enum Command {
     /// Merge interval logs (.hlog) and JSON reports (.json) from several runs.
     Merge(MergeArgs),
+    /// Run the scenarios of a TOML file together (k6's scenarios): each
+    /// [[scenario]] is one run's flags, with a name, tags, a start offset.
+    Run(RunFileArgs),
 }
 
-fn progress_line(p: &Progress<'_>) {
+#[derive(clap::Args, Debug)]
+struct RunFileArgs {
+    /// The scenarios file (see loadgen/examples/).
+    file: std::path::PathBuf,
+    /// Write every scenario's report, and the selected objectives, as JSON.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+    /// Write each scenario's interval log: this path with "-NAME" before
+    /// its extension.
+    #[arg(long)]
+    hlog: Option<std::path::PathBuf>,
+    /// Print each scenario's detailed latency spectrum.
+    #[arg(long)]
+    latency: bool,
+}
+
+fn progress_line(prefix: &str, p: &Progress<'_>) {
     let secs = p.interval_len.as_secs_f64().max(1e-9);
     let line = if p.warming_up {
         format!("  warming up: {} connected", p.connected)
@@ -52,7 +72,7 @@ fn progress_line(p: &Progress<'_>) {
         )
     };
     let mut err = std::io::stderr();
-    let _ = write!(err, "\r\x1b[2K{line}");
+    let _ = write!(err, "\r\x1b[2K{prefix}{line}");
     let _ = err.flush();
 }
 
@@ -92,7 +112,7 @@ fn run_load(a: &RunArgs) -> anyhow::Result<ExitCode> {
     );
     let report = shardloop_loadgen::run(&cfg, |p| {
         if tty {
-            progress_line(p);
+            progress_line("", p);
         }
     })?;
     if tty {
@@ -132,6 +152,104 @@ fn run_load(a: &RunArgs) -> anyhow::Result<ExitCode> {
 
 /// The exit code when an objective failed (k6's threshold code).
 const SLO_FAILED: u8 = 99;
+
+/// `path` with `-name` before its extension.
+fn with_name(path: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let stem = path
+        .file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let file = match path.extension() {
+        Some(ext) => format!("{stem}-{name}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{name}"),
+    };
+    path.with_file_name(file)
+}
+
+fn run_file(a: &RunFileArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&a.file)
+        .with_context(|| format!("cannot read {}", a.file.display()))?;
+    let dir = a.file.parent().unwrap_or(std::path::Path::new("."));
+    let f = scenarios::parse(&text, dir).with_context(|| a.file.display().to_string())?;
+    let names: Vec<&str> = f.scenarios.iter().map(|s| s.name.as_str()).collect();
+    println!(
+        "Running {} scenarios on {} threads: {}",
+        f.scenarios.len(),
+        f.setup.threads,
+        names.join(", ")
+    );
+    if let Some(addr) = f.setup.metrics {
+        eprintln!("Live metrics on http://{addr}/metrics while the run lasts");
+    }
+    let tty = std::io::stderr().is_terminal();
+    let reports = shardloop_loadgen::scenario::run_scenarios(&f.setup, &f.scenarios, |name, p| {
+        if tty {
+            progress_line(&format!("{name}: "), p);
+        }
+    })?;
+    if tty {
+        eprint!("\r\x1b[2K");
+    }
+    let mut failed = false;
+    for r in &reports {
+        let name = r.scenario.as_deref().unwrap_or("?");
+        let tags: Vec<String> = r.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("\n== scenario {name} {}", tags.join(" "));
+        print!("{}", r.summary());
+        if a.latency {
+            println!();
+            print!("{}", r.latency_report());
+        }
+        for s in &r.slo {
+            println!("{s}");
+        }
+        failed |= r.slo_failed();
+    }
+    let selected: Vec<_> = f.slos.iter().filter_map(|s| s.check(&reports)).collect();
+    if !selected.is_empty() {
+        println!("\n== objectives over scenarios");
+        for s in &selected {
+            println!("{s}");
+            failed |= !s.pass;
+        }
+    }
+    let aborted = reports.iter().find_map(|r| r.aborted.clone());
+    if let Some(ab) = &aborted {
+        println!(
+            "\nAborted after {:.1}s of scenario {}: {}",
+            ab.after_s,
+            ab.scenario,
+            ab.slo.trim()
+        );
+        failed = true;
+    }
+    if let Some(path) = &a.json {
+        let f = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let doc = serde_json::json!({
+            "scenarios": reports,
+            "slo": selected,
+            "aborted": aborted,
+        });
+        serde_json::to_writer_pretty(std::io::BufWriter::new(f), &doc)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &a.hlog {
+        for r in &reports {
+            let file = with_name(path, r.scenario.as_deref().unwrap_or("run"));
+            let out = std::fs::File::create(&file)
+                .with_context(|| format!("cannot create {}", file.display()))?;
+            hlog::write_report_log(std::io::BufWriter::new(out), r)?;
+        }
+    }
+    if reports.iter().all(|r| r.responses_ok == 0) && aborted.is_none() {
+        anyhow::bail!("no request succeeded in any scenario");
+    }
+    Ok(if failed {
+        ExitCode::from(SLO_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
 
 fn run_merge(a: &MergeArgs) -> anyhow::Result<()> {
     let m = hlog::merge_files(&a.files)?;
@@ -192,6 +310,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Some(Command::Merge(m)) => run_merge(m).map(|()| ExitCode::SUCCESS),
+        Some(Command::Run(r)) => run_file(r),
         None => run_load(&cli.run),
     };
     match result {

@@ -1,0 +1,206 @@
+//! Several scenarios in one run (k6's scenarios, Gatling's injection
+//! profiles): each its own target, workload, connections, loop and rate
+//! plan, start offset and duration, tags and objectives, all on the same
+//! load-generator threads and the same clock. Each scenario gets its own
+//! report (with its name and tags); objectives can also select scenarios
+//! by name or tag (`p99{scenario=checkout}=5ms`, `p99{kind=write}=5ms`),
+//! checked on their requests together; a scenario with `abort_on_fail`
+//! stops the whole run at its first failing objective.
+
+use crate::engine::{drive, prepare, start_loadgen, Run, Setup};
+use crate::report::Report;
+use crate::slo::{Slo, SloResult};
+use crate::{Config, LoadError, Progress};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// One scenario of a run.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Its name: the `scenario` label of its figures.
+    pub name: String,
+    /// Labels to select it by in objectives (`p99{kind=write}=5ms`).
+    pub tags: BTreeMap<String, String>,
+    /// When it starts, after the run's start.
+    pub start: Duration,
+    /// What it does. Its `threads`, `cores` and `metrics` are the run's
+    /// ([`Setup`]), not its own.
+    pub config: Config,
+    /// Stop the whole run at the first failing objective of this scenario
+    /// (checked every interval while measuring).
+    pub abort_on_fail: bool,
+}
+
+/// An objective over the scenarios a selector picks (`{scenario=NAME}` or
+/// `{TAG=VALUE}`, several joined by commas, all must match).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selected {
+    /// `(key, value)` pairs: `scenario` matches the name, others tags.
+    pub selector: Vec<(String, String)>,
+    /// The objective.
+    pub slo: Slo,
+}
+
+impl std::str::FromStr for Selected {
+    type Err = String;
+
+    /// `p99{scenario=checkout}=5ms`, `errors{kind=write,tier=gold}=0.1%`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (Some(open), Some(close)) = (s.find('{'), s.find('}')) else {
+            return Err(format!(
+                "{s:?}: expected NAME{{KEY=VALUE,...}}=LIMIT, e.g. p99{{scenario=checkout}}=5ms"
+            ));
+        };
+        if close < open {
+            return Err(format!("{s:?}: '}}' before '{{'"));
+        }
+        let mut selector = Vec::new();
+        for pair in s[open + 1..close]
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+        {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("{s:?}: {pair:?} is not KEY=VALUE"))?;
+            selector.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        if selector.is_empty() {
+            return Err(format!("{s:?}: an empty selector selects nothing"));
+        }
+        let plain = format!("{}{}", &s[..open], &s[close + 1..]);
+        let mut slo: Slo = plain.parse()?;
+        slo.text = s.to_string();
+        Ok(Selected { selector, slo })
+    }
+}
+
+impl Selected {
+    fn picks(&self, r: &Report) -> bool {
+        self.selector.iter().all(|(k, v)| match k.as_str() {
+            "scenario" => r.scenario.as_deref() == Some(v.as_str()),
+            tag => r.tags.get(tag) == Some(v),
+        })
+    }
+
+    /// Checks the objective on the requests of every report it selects,
+    /// together; `None` if it selects none.
+    pub fn check(&self, reports: &[Report]) -> Option<SloResult> {
+        let picked: Vec<&Report> = reports.iter().filter(|r| self.picks(r)).collect();
+        let together = Report::combine(&picked)?;
+        Some(self.slo.check(&together))
+    }
+}
+
+/// Checks a name is usable as a label value and a file-name part.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+/// Runs `scenarios` together on `setup`'s threads and returns their
+/// reports, in order (each with its name and tags; all marked
+/// [`aborted`](Report::aborted) if an `abort_on_fail` objective stopped the
+/// run). `observer` is called after each interval of each scenario, with
+/// its name.
+pub fn run_scenarios(
+    setup: &Setup,
+    scenarios: &[Scenario],
+    observer: impl Fn(&str, &Progress<'_>) + Sync,
+) -> Result<Vec<Report>, LoadError> {
+    if scenarios.is_empty() {
+        return Err(LoadError::Config("no scenario to run".into()));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    let mut configs = Vec::with_capacity(scenarios.len());
+    for s in scenarios {
+        if !valid_name(&s.name) {
+            return Err(LoadError::Config(format!(
+                "scenario name {:?}: 1 to 64 letters, digits, '_', '-' or '.'",
+                s.name
+            )));
+        }
+        if !names.insert(s.name.as_str()) {
+            return Err(LoadError::Config(format!(
+                "two scenarios are called {:?}",
+                s.name
+            )));
+        }
+        let mut c = s.config.clone();
+        // The run's threads; a scenario may have fewer connections than
+        // threads (its connections go to the first shards).
+        c.threads = setup.threads.min(c.connections).max(1);
+        c.cores = setup.cores.clone();
+        c.metrics = setup.metrics;
+        c.validate()
+            .map_err(|e| LoadError::Config(format!("scenario {}: {e}", s.name)))?;
+        c.threads = setup.threads;
+        configs.push(c);
+    }
+    let labels: Vec<String> = scenarios.iter().map(|s| s.name.clone()).collect();
+    let (handle, lives) = start_loadgen(setup, &configs, &labels)?;
+    let origin = Instant::now();
+    let shared: Vec<_> = configs
+        .iter()
+        .zip(scenarios)
+        .enumerate()
+        .map(|(i, (c, s))| prepare(c, i, origin + s.start))
+        .collect();
+    let observer = &observer;
+    let results: Vec<Result<Report, LoadError>> = std::thread::scope(|scope| {
+        let running: Vec<_> = scenarios
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let (config, shared_i, live) = (&configs[i], &shared[i], lives[i].as_deref());
+                let (all, handle) = (&shared, &handle);
+                scope.spawn(move || {
+                    let mut tell = |p: &Progress<'_>| observer(&s.name, p);
+                    let run = Run {
+                        shared: shared_i,
+                        all,
+                        abort_on_fail: s.abort_on_fail,
+                        handle,
+                        live,
+                    };
+                    drive(config, run, &mut tell)
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|t| {
+                t.join().unwrap_or_else(|_| {
+                    Err(LoadError::Config("a scenario's driver panicked".into()))
+                })
+            })
+            .collect()
+    });
+    handle.stop_within(Duration::from_millis(500));
+    handle.wait();
+    let mut reports = Vec::with_capacity(results.len());
+    for (r, s) in results.into_iter().zip(scenarios) {
+        let mut r = r.map_err(|e| match e {
+            LoadError::Connect { addr, reason } => LoadError::Connect {
+                addr,
+                reason: format!("scenario {}: {reason}", s.name),
+            },
+            other => other,
+        })?;
+        r.scenario = Some(s.name.clone());
+        r.tags = s.tags.clone();
+        if let Some(a) = &mut r.aborted {
+            a.scenario = s.name.clone();
+        }
+        reports.push(r);
+    }
+    // Every report says the run stopped early, and why.
+    if let Some(a) = reports.iter().find_map(|r| r.aborted.clone()) {
+        for r in &mut reports {
+            r.aborted.get_or_insert_with(|| a.clone());
+        }
+    }
+    Ok(reports)
+}
