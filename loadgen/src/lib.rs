@@ -35,6 +35,7 @@ mod report;
 pub mod scenario;
 pub mod segment;
 pub mod slo;
+pub mod template;
 
 pub use config::{Config, Mode, ResponseFrame, TlsTarget, Workload};
 pub use cpu::process_cpu_ticks;
