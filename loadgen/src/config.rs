@@ -167,6 +167,9 @@ pub struct Config {
     pub conn_rate: Option<f64>,
     /// Serve live `/metrics` (Prometheus) here while the run lasts.
     pub metrics: Option<SocketAddr>,
+    /// Variables the workload's templates draw from (`{{name}}` in an HTTP
+    /// method, path, header value or body, or a RESP argument).
+    pub vars: std::sync::Arc<crate::template::Vars>,
 }
 
 /// How to reach a TLS target.
@@ -201,6 +204,7 @@ impl Config {
             plan: None,
             arrivals: crate::plan::Arrivals::Uniform,
             conn_rate: None,
+            vars: Default::default(),
         }
     }
 
@@ -282,6 +286,9 @@ impl Config {
                 }
             }
             _ => {}
+        }
+        if let Err(e) = crate::codec::Codec::with_vars(&self.workload, self.vars.clone()) {
+            return bad(e);
         }
         let too_big = |what: &str, n: usize| {
             bad(format!(

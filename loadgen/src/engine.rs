@@ -170,7 +170,8 @@ pub(crate) fn start_loadgen(
 /// abort the connection, or stop it reading responses while the server
 /// waits for it to read (a deadlock with any echoing server).
 fn output_settings(config: &Config) -> shardloop::Settings {
-    let longest = Codec::new(&config.workload).max_request_len();
+    let longest =
+        Codec::with_vars(&config.workload, config.vars.clone()).map_or(0, |c| c.max_request_len());
     let mut s = shardloop::Settings::default();
     let need = longest
         .saturating_mul(config.mode.max_in_flight())
@@ -222,7 +223,9 @@ pub(crate) fn prepare(config: &Config, scenario: usize, start: Instant) -> Arc<R
     Arc::new(RunShared {
         scenario,
         stopped: AtomicU64::new(UNSET),
-        codec: Codec::new(&config.workload),
+        seeds: AtomicU64::new(0),
+        codec: Codec::with_vars(&config.workload, config.vars.clone())
+            .expect("templates checked by Config::validate"),
         mode: config.mode.clone(),
         target: config.target,
         base_measure_from: measure_from,

@@ -67,6 +67,8 @@ pub(crate) struct LoadConn {
     handshaking: bool,
     /// Open loop: this connection's place in the plan (past `next_intended`).
     schedule: Option<Schedule>,
+    /// Its draws of the request templates' variables.
+    draws: crate::template::Draws,
 }
 
 impl LoadConn {
@@ -75,7 +77,12 @@ impl LoadConn {
             Some(d) => (d.next, Some(d.schedule)),
             None => (Instant::now(), None),
         };
+        let seed = shared.seeds.fetch_add(1, Ordering::Relaxed);
+        let draws = shared
+            .codec
+            .draws(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ shared.scenario as u64);
         LoadConn {
+            draws,
             shared,
             inbuf: Vec::new(),
             in_start: 0,
@@ -119,7 +126,9 @@ impl LoadConn {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.scratch.clear();
-        self.shared.codec.encode(seq, &mut self.scratch);
+        self.shared
+            .codec
+            .encode(seq, &mut self.draws, &mut self.scratch);
         conn.write(&self.scratch);
         let counted = intended >= self.shared.measure_from();
         let bytes = self.scratch.len() as u64;

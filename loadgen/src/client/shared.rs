@@ -14,6 +14,8 @@ pub(crate) struct RunShared {
     /// Nanoseconds after `origin` at which the run was stopped early (an
     /// `abort_on_fail` objective failed); [`UNSET`] while it runs.
     pub(crate) stopped: AtomicU64,
+    /// Seeds of the connections' template draws, one each.
+    pub(crate) seeds: AtomicU64,
     pub(crate) codec: Codec,
     pub(crate) mode: Mode,
     pub(crate) target: std::net::SocketAddr,

@@ -2,8 +2,11 @@
 
 use crate::config::{ResponseFrame, Workload};
 use crate::recorder::ErrorKind;
+use crate::template::{Draws, Template, Vars};
 use shardloop::http::response_head::{parse_response, BodyProgress, ResponseFraming};
 use shardloop::http::ws::frame::{self, opcode, FrameHead};
+use std::io::Write as _;
+use std::sync::Arc;
 
 /// Longest response the parsers buffer before calling it malformed.
 pub(crate) const MAX_RESPONSE: usize = 64 * 1024 * 1024;
@@ -54,6 +57,9 @@ pub(crate) struct Codec {
     workload: Workload,
     /// The request bytes for RESP/HTTP/custom, prebuilt.
     fixed: Vec<Vec<u8>>,
+    /// Requests that vary: their compiled templates (None: `fixed`).
+    templated: Option<Templated>,
+    vars: Arc<Vars>,
     /// Echo/line messages are windows of this random table, one offset per
     /// request: building one is a copy and checking a reply a `memcmp`.
     table: Vec<u8>,
@@ -76,8 +82,169 @@ fn pattern_table(len: usize) -> Vec<u8> {
     (0..len).map(|_| b'!' + rng.u8(0..90)).collect()
 }
 
+/// A workload's requests as templates (some part names a variable).
+enum Templated {
+    Http {
+        method: Template,
+        path: Template,
+        host: String,
+        headers: Vec<(String, Template)>,
+        body: Template,
+        /// The headers give a Content-Length of their own.
+        has_length: bool,
+    },
+    /// Each command's arguments.
+    Resp(Vec<Vec<Template>>),
+}
+
+impl Templated {
+    /// The workload's templates, if any part names a variable.
+    fn compile(workload: &Workload, vars: &Vars) -> Result<Option<Templated>, String> {
+        if vars.is_empty() {
+            return Ok(None);
+        }
+        let t = |s: &str| Template::compile(s, vars);
+        let out = match workload {
+            Workload::Http {
+                path,
+                host,
+                headers,
+                method,
+                body,
+            } => {
+                let body = match std::str::from_utf8(body) {
+                    Ok(text) => t(text)?,
+                    // A binary body has no variables.
+                    Err(_) => Template::literal_bytes(body),
+                };
+                Templated::Http {
+                    method: t(method)?,
+                    path: t(path)?,
+                    host: host.clone(),
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| Ok((k.clone(), t(v)?)))
+                        .collect::<Result<_, String>>()?,
+                    has_length: headers
+                        .iter()
+                        .any(|(k, _)| k.eq_ignore_ascii_case("content-length")),
+                    body,
+                }
+            }
+            Workload::Resp { commands } => Templated::Resp(
+                commands
+                    .iter()
+                    .map(|args| args.iter().map(|a| t(a)).collect::<Result<_, _>>())
+                    .collect::<Result<_, _>>()?,
+            ),
+            _ => return Ok(None),
+        };
+        let fixed = match &out {
+            Templated::Http {
+                method,
+                path,
+                headers,
+                body,
+                ..
+            } => {
+                method.is_fixed()
+                    && path.is_fixed()
+                    && body.is_fixed()
+                    && headers.iter().all(|(_, v)| v.is_fixed())
+            }
+            Templated::Resp(cmds) => cmds.iter().flatten().all(Template::is_fixed),
+        };
+        Ok((!fixed).then_some(out))
+    }
+
+    fn max_len(&self, vars: &Vars) -> usize {
+        match self {
+            Templated::Http {
+                method,
+                path,
+                host,
+                headers,
+                body,
+                ..
+            } => {
+                let head: usize = headers
+                    .iter()
+                    .map(|(k, v)| k.len() + 4 + v.max_len(vars))
+                    .sum();
+                method.max_len(vars)
+                    + path.max_len(vars)
+                    + host.len()
+                    + head
+                    + 64
+                    + body.max_len(vars)
+            }
+            Templated::Resp(cmds) => cmds
+                .iter()
+                .map(|args| 24 + args.iter().map(|a| 26 + a.max_len(vars)).sum::<usize>())
+                .max()
+                .unwrap_or(0),
+        }
+    }
+
+    /// Appends request `seq` to `out`, every variable drawn afresh.
+    fn encode(&self, seq: u64, vars: &Vars, draws: &mut Draws, out: &mut Vec<u8>) {
+        draws.next_request();
+        let mut piece = std::mem::take(&mut draws.piece);
+        match self {
+            Templated::Http {
+                method,
+                path,
+                host,
+                headers,
+                body,
+                has_length,
+            } => {
+                method.render(vars, draws, out);
+                out.push(b' ');
+                path.render(vars, draws, out);
+                out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+                out.extend_from_slice(host.as_bytes());
+                out.extend_from_slice(b"\r\n");
+                for (k, v) in headers {
+                    out.extend_from_slice(k.as_bytes());
+                    out.extend_from_slice(b": ");
+                    v.render(vars, draws, out);
+                    out.extend_from_slice(b"\r\n");
+                }
+                piece.clear();
+                body.render(vars, draws, &mut piece);
+                if !piece.is_empty() && !has_length {
+                    let _ = write!(out, "Content-Length: {}\r\n", piece.len());
+                }
+                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(&piece);
+            }
+            Templated::Resp(cmds) => {
+                let args = &cmds[(seq % cmds.len() as u64) as usize];
+                let _ = write!(out, "*{}\r\n", args.len());
+                for a in args {
+                    piece.clear();
+                    a.render(vars, draws, &mut piece);
+                    let _ = write!(out, "${}\r\n", piece.len());
+                    out.extend_from_slice(&piece);
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+        }
+        draws.piece = piece;
+    }
+}
+
 impl Codec {
+    #[cfg(test)]
     pub(crate) fn new(workload: &Workload) -> Self {
+        Self::with_vars(workload, Arc::default()).expect("no variables, nothing to refuse")
+    }
+
+    /// The codec of `workload`, its requests drawing from `vars`; an error
+    /// names a template's mistake (an unknown variable, a bad column).
+    pub(crate) fn with_vars(workload: &Workload, vars: Arc<Vars>) -> Result<Self, String> {
+        let templated = Templated::compile(workload, &vars)?;
         let fixed = match workload {
             Workload::Http {
                 path,
@@ -129,11 +296,18 @@ impl Codec {
             | Workload::WebSocket { size, .. } => pattern_table(size + OFFSETS),
             _ => Vec::new(),
         };
-        Codec {
+        Ok(Codec {
             workload: workload.clone(),
             fixed,
+            templated,
+            vars,
             table,
-        }
+        })
+    }
+
+    /// A connection's draws for this codec's variables.
+    pub(crate) fn draws(&self, seed: u64) -> Draws {
+        Draws::new(&self.vars, seed)
     }
 
     fn message(&self, seq: u64, len: usize) -> &[u8] {
@@ -168,12 +342,18 @@ impl Codec {
         match &self.workload {
             Workload::Echo { size } | Workload::Line { size } => *size,
             Workload::WebSocket { size, .. } => size + 14,
-            _ => self.fixed.iter().map(Vec::len).max().unwrap_or(0),
+            _ => match &self.templated {
+                Some(t) => t.max_len(&self.vars),
+                None => self.fixed.iter().map(Vec::len).max().unwrap_or(0),
+            },
         }
     }
 
-    /// Appends request `seq` to `out`.
-    pub(crate) fn encode(&self, seq: u64, out: &mut Vec<u8>) {
+    /// Appends request `seq` to `out` (drawing its variables, if any).
+    pub(crate) fn encode(&self, seq: u64, draws: &mut Draws, out: &mut Vec<u8>) {
+        if let Some(t) = &self.templated {
+            return t.encode(seq, &self.vars, draws, out);
+        }
         match &self.workload {
             Workload::Echo { size } => out.extend_from_slice(self.message(seq, *size)),
             Workload::Line { size } => {

@@ -1,5 +1,6 @@
 //! The codecs against hand-made responses, split in every way.
 use super::*;
+use crate::template::Draws;
 
 fn done(consumed: usize) -> Decoded {
     Decoded::Done {
@@ -13,7 +14,7 @@ fn done(consumed: usize) -> Decoded {
 fn echo_validates_every_byte_and_sequence() {
     let c = Codec::new(&Workload::Echo { size: 16 });
     let mut r = Vec::new();
-    c.encode(7, &mut r);
+    c.encode(7, &mut Draws::default(), &mut r);
     assert!(matches!(
         c.decode(&r[..10], 7, &mut Progress::default()),
         Decoded::Incomplete { need: 16, .. }
@@ -47,7 +48,7 @@ fn echo_replies_of_other_requests_or_shifted_never_match() {
     let c = Codec::new(&Workload::Echo { size: 64 });
     let msg = |seq| {
         let mut m = Vec::new();
-        c.encode(seq, &mut m);
+        c.encode(seq, &mut Draws::default(), &mut m);
         m
     };
     for seq in 0..1000u64 {
@@ -85,7 +86,7 @@ fn echo_replies_of_other_requests_or_shifted_never_match() {
 fn line_frames_by_newline() {
     let c = Codec::new(&Workload::Line { size: 8 });
     let mut r = Vec::new();
-    c.encode(1, &mut r);
+    c.encode(1, &mut Draws::default(), &mut r);
     assert_eq!(r.len(), 8);
     assert_eq!(*r.last().unwrap(), b'\n');
     assert!(matches!(
@@ -118,7 +119,7 @@ fn get_codec() -> Codec {
 fn http_content_length_chunked_and_status() {
     let c = get_codec();
     let mut req = Vec::new();
-    c.encode(0, &mut req);
+    c.encode(0, &mut Draws::default(), &mut req);
     assert_eq!(req, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
     let http_done = |n: usize| Decoded::Done {
@@ -165,7 +166,7 @@ fn http_content_length_chunked_and_status() {
         body: b"{}".to_vec(),
     });
     let mut req = Vec::new();
-    post.encode(0, &mut req);
+    post.encode(0, &mut Draws::default(), &mut req);
     assert_eq!(
         req,
         b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}"
@@ -181,10 +182,10 @@ fn resp_encodes_commands_in_turn_and_parses_replies() {
         ],
     });
     let mut r = Vec::new();
-    c.encode(0, &mut r);
+    c.encode(0, &mut Draws::default(), &mut r);
     assert_eq!(r, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n");
     r.clear();
-    c.encode(1, &mut r);
+    c.encode(1, &mut Draws::default(), &mut r);
     assert_eq!(r, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
     assert_eq!(c.decode(b"+OK\r\n", 0, &mut Progress::default()), done(5));
     assert_eq!(
@@ -344,7 +345,7 @@ fn the_longest_request_is_known_for_every_workload() {
         let longest = (0..8)
             .map(|seq| {
                 let mut out = Vec::new();
-                c.encode(seq, &mut out);
+                c.encode(seq, &mut Draws::default(), &mut out);
                 out.len()
             })
             .max()
@@ -412,7 +413,7 @@ fn websocket_requests_are_masked_frames_and_echoes_are_checked() {
     );
     // The request: a masked binary frame whose payload unmasks to message 3.
     let mut req = Vec::new();
-    c.encode(3, &mut req);
+    c.encode(3, &mut Draws::default(), &mut req);
     let h = FrameHead::parse(&req).unwrap();
     assert_eq!((h.fin, h.opcode, h.len), (true, opcode::BINARY, 200));
     let mut payload = req[h.header_len..].to_vec();
@@ -457,5 +458,82 @@ fn websocket_requests_are_masked_frames_and_echoes_are_checked() {
     assert_eq!(
         c.decode(&[0x88, 0], 3, &mut Progress::default()),
         Decoded::Fatal
+    );
+}
+
+#[test]
+fn templated_http_requests_vary_and_carry_their_own_content_length() {
+    let files = |_: &str| -> Result<Vec<u8>, String> { Ok(b"sku,qty\na1,2\nb22,10\n".to_vec()) };
+    let vars =
+        crate::template::Vars::parse(&["item=csv:items.csv".into(), "n=seq:5".into()], &files)
+            .unwrap();
+    let c = Codec::with_vars(
+        &Workload::Http {
+            path: "/orders/{{n}}".into(),
+            host: "shop".into(),
+            headers: vec![("X-Sku".into(), "{{item.sku}}".into())],
+            method: "POST".into(),
+            body: br#"{"sku":"{{item.sku}}","qty":{{item.qty}}}"#.to_vec(),
+        },
+        std::sync::Arc::new(vars),
+    )
+    .unwrap();
+    let mut draws = c.draws(1);
+    let mut req = |seq| {
+        let mut r = Vec::new();
+        c.encode(seq, &mut draws, &mut r);
+        String::from_utf8(r).unwrap()
+    };
+    assert_eq!(
+        req(0),
+        "POST /orders/5 HTTP/1.1\r\nHost: shop\r\nX-Sku: a1\r\nContent-Length: 20\r\n\r\n{\"sku\":\"a1\",\"qty\":2}"
+    );
+    let second = req(1);
+    assert!(
+        second.starts_with("POST /orders/6 HTTP/1.1\r\n"),
+        "{second}"
+    );
+    assert!(
+        second.ends_with("Content-Length: 22\r\n\r\n{\"sku\":\"b22\",\"qty\":10}"),
+        "{second}"
+    );
+    assert!(c.max_request_len() >= second.len());
+    // An unknown variable is refused when the run is configured.
+    let refused = Codec::with_vars(
+        &Workload::Http {
+            path: "/{{nope}}".into(),
+            host: "h".into(),
+            headers: vec![],
+            method: "GET".into(),
+            body: vec![],
+        },
+        std::sync::Arc::new(crate::template::Vars::parse(&["x=seq".into()], &files).unwrap()),
+    );
+    assert!(refused.err().unwrap().contains("no variable"));
+}
+
+#[test]
+fn templated_resp_arguments_are_length_prefixed_as_drawn() {
+    let vars = crate::template::Vars::parse(&["k=int:7..7".into(), "v=str:5".into()], &|_| {
+        Err("no files".into())
+    })
+    .unwrap();
+    let c = Codec::with_vars(
+        &Workload::Resp {
+            commands: vec![vec!["SET".into(), "key:{{k}}".into(), "{{v}}".into()]],
+        },
+        std::sync::Arc::new(vars),
+    )
+    .unwrap();
+    let mut r = Vec::new();
+    c.encode(0, &mut c.draws(3), &mut r);
+    let text = String::from_utf8(r).unwrap();
+    assert!(
+        text.starts_with("*3\r\n$3\r\nSET\r\n$5\r\nkey:7\r\n$5\r\n"),
+        "{text}"
+    );
+    assert_eq!(
+        text.len(),
+        "*3\r\n$3\r\nSET\r\n$5\r\nkey:7\r\n$5\r\n".len() + 5 + 2
     );
 }

@@ -85,6 +85,13 @@ pub struct Draws {
     pub(crate) piece: Vec<u8>,
 }
 
+impl Default for Draws {
+    /// Draws for no variable.
+    fn default() -> Self {
+        Draws::new(&Vars::default(), 0)
+    }
+}
+
 impl Draws {
     /// A connection's draws for `vars`, from `seed`.
     pub fn new(vars: &Vars, seed: u64) -> Draws {
@@ -163,6 +170,18 @@ impl Template {
         }
         t.literal(rest);
         Ok(t)
+    }
+
+    /// A template of these bytes, with no variable.
+    pub(crate) fn literal_bytes(bytes: &[u8]) -> Template {
+        Template {
+            lits: bytes.to_vec(),
+            parts: if bytes.is_empty() {
+                Vec::new()
+            } else {
+                vec![Part::Lit(0, bytes.len())]
+            },
+        }
     }
 
     fn literal(&mut self, s: &str) {

@@ -13,4 +13,5 @@ mod segments;
 mod send_stamp;
 mod slo;
 mod stages;
+mod templates;
 mod tls;

@@ -103,6 +103,13 @@ pub(crate) struct RunArgs {
     /// HTTP request body, read from this file (sent with Content-Length).
     #[arg(long, value_name = "FILE")]
     pub(crate) body: Option<PathBuf>,
+    /// A variable for request templates, repeatable: `{{NAME}}` in the
+    /// URL path, method, a header value, the body or a RESP argument is
+    /// replaced per request. SPEC: seq[:START], int:LO..HI (uniform),
+    /// int:LO..HI:zipf:S, int:LO..HI:gaussian:MEAN:SD, str:LEN,
+    /// csv:FILE[:random], json:FILE[:random] (`{{NAME.column}}`).
+    #[arg(long = "var", value_name = "NAME=SPEC")]
+    pub(crate) vars: Vec<String>,
     /// A service-level objective checked at the end, repeatable:
     /// `p99=2ms`, `p99.9=10ms`, `mean=1ms`, `max=50ms`, `errors=0.1%`,
     /// `rps=10000`. Failures print FAIL lines and exit with code 99 (k6's).

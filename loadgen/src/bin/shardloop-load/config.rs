@@ -163,6 +163,12 @@ pub(crate) fn build_config(a: &RunArgs) -> anyhow::Result<Config> {
             ArrivalsArg::Uniform => Arrivals::Uniform,
             ArrivalsArg::Poisson => Arrivals::Poisson,
         },
+        vars: std::sync::Arc::new(
+            shardloop_loadgen::template::Vars::parse(&a.vars, &|path| {
+                std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))
+            })
+            .map_err(anyhow::Error::msg)?,
+        ),
     })
 }
 

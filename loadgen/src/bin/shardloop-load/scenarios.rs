@@ -41,6 +41,25 @@ const RUN_LEVEL: [&str; 9] = [
 /// Keys whose value is a file path.
 const PATHS: [&str; 3] = ["body", "payload", "tls_ca"];
 
+/// A `var` spec with its data file's path made relative to `dir`.
+fn var_spec(spec: &str, dir: &Path) -> String {
+    let Some((name, rest)) = spec.split_once('=') else {
+        return spec.to_string();
+    };
+    for kind in ["csv:", "json:"] {
+        if let Some(tail) = rest.trim().strip_prefix(kind) {
+            let (path, order) = match tail.rsplit_once(':') {
+                Some((p, o)) if o == "random" || o == "order" => (p, format!(":{o}")),
+                _ => (tail, String::new()),
+            };
+            if Path::new(path).is_relative() {
+                return format!("{name}={kind}{}{order}", dir.join(path).display());
+            }
+        }
+    }
+    spec.to_string()
+}
+
 fn duration(v: &toml::Value, what: &str) -> anyhow::Result<std::time::Duration> {
     let s = v
         .as_str()
@@ -58,6 +77,8 @@ fn flag_value(key: &str, v: &toml::Value, dir: &Path) -> anyhow::Result<String> 
     };
     Ok(if PATHS.contains(&key) && Path::new(&text).is_relative() {
         dir.join(text).display().to_string()
+    } else if key == "var" {
+        var_spec(&text, dir)
     } else {
         text
     })
