@@ -2,10 +2,9 @@
 
 use crate::config::{ResponseFrame, Workload};
 use crate::recorder::ErrorKind;
-use crate::template::{Draws, Template, Vars};
+use crate::template::{push_int, Draws, Template, Vars};
 use shardloop::http::response_head::{parse_response, BodyProgress, ResponseFraming};
 use shardloop::http::ws::frame::{self, opcode, FrameHead};
-use std::io::Write as _;
 use std::sync::Arc;
 
 /// Longest response the parsers buffer before calling it malformed.
@@ -214,18 +213,24 @@ impl Templated {
                 piece.clear();
                 body.render(vars, draws, &mut piece);
                 if !piece.is_empty() && !has_length {
-                    let _ = write!(out, "Content-Length: {}\r\n", piece.len());
+                    out.extend_from_slice(b"Content-Length: ");
+                    push_int(out, piece.len() as i64);
+                    out.extend_from_slice(b"\r\n");
                 }
                 out.extend_from_slice(b"\r\n");
                 out.extend_from_slice(&piece);
             }
             Templated::Resp(cmds) => {
                 let args = &cmds[(seq % cmds.len() as u64) as usize];
-                let _ = write!(out, "*{}\r\n", args.len());
+                out.push(b'*');
+                push_int(out, args.len() as i64);
+                out.extend_from_slice(b"\r\n");
                 for a in args {
                     piece.clear();
                     a.render(vars, draws, &mut piece);
-                    let _ = write!(out, "${}\r\n", piece.len());
+                    out.push(b'$');
+                    push_int(out, piece.len() as i64);
+                    out.extend_from_slice(b"\r\n");
                     out.extend_from_slice(&piece);
                     out.extend_from_slice(b"\r\n");
                 }

@@ -28,8 +28,27 @@ mod tests;
 mod vars;
 mod zipf;
 
-use std::io::Write as _;
 use vars::{Drawn, Var};
+
+/// Appends `n` in decimal (without the formatting machinery: this runs
+/// for every variable of every request).
+pub(crate) fn push_int(out: &mut Vec<u8>, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[i..]);
+}
 
 /// A run's variables, by name (`--var NAME=SPEC`).
 #[derive(Debug, Default)]
@@ -225,10 +244,7 @@ impl Template {
                         }
                     };
                     match drawn {
-                        // Formatting into a Vec does not allocate.
-                        Drawn::Int(n) => {
-                            let _ = write!(out, "{n}");
-                        }
+                        Drawn::Int(n) => push_int(out, n),
                         Drawn::Str(at, len) => out.extend_from_slice(&draws.strings[at..at + len]),
                         Drawn::Row(r) => {
                             if let Var::Data { table, .. } = &vars.vars[v] {

@@ -177,3 +177,12 @@ fn mistakes_are_named_when_the_run_is_configured() {
     assert!(Template::compile("{{n", &v).is_err());
     assert!(Template::compile("plain", &v).unwrap().is_fixed());
 }
+
+#[test]
+fn integers_are_written_in_decimal_across_the_range() {
+    for n in [0i64, 7, -7, 10, 99, 100, 123_456_789, i64::MAX, i64::MIN] {
+        let mut out = b"x".to_vec();
+        push_int(&mut out, n);
+        assert_eq!(out, format!("x{n}").into_bytes());
+    }
+}

@@ -1,6 +1,6 @@
 //! `shardloop-load run FILE.toml`: three scenarios together against the
-//! framework's examples (HTTP GET at a constant rate, HTTP POST on a
-//! ramp, RESP SET/GET closed loop), each counted against its own plan,
+//! framework's examples (HTTP GET at a constant rate, HTTP POST of
+//! CSV-driven bodies on a ramp, RESP SET/GET closed loop), each counted against its own plan,
 //! judged by its own objectives and by objectives over selected
 //! scenarios; and an `abort_on_fail` objective that stops the whole run at
 //! its first interval.
@@ -21,7 +21,12 @@ fn example(name: &'static str, extra: &[&str]) -> Spawned {
 fn run_file(text: &str, tag: &str) -> (i32, String, serde_json::Value) {
     let dir = std::env::temp_dir().join(format!("sl-scenarios-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("body.json"), br#"{"item": 42, "qty": 1}"#).unwrap();
+    std::fs::write(
+        dir.join("body.json"),
+        br#"{"sku": "{{item.sku}}", "qty": {{item.qty}}}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.join("items.csv"), "sku,qty\nA-1,1\nB-22,10\n").unwrap();
     let file = dir.join("run.toml");
     std::fs::write(&file, text).unwrap();
     let json = dir.join("out.json");
@@ -84,6 +89,7 @@ name = "checkout"
 target = "http://{http}/orders"
 method = "POST"
 body = "body.json"
+var = ["item=csv:items.csv"]
 header = ["Content-Type: application/json"]
 rate = "100:1s,600:2s"
 connections = 4
