@@ -181,7 +181,7 @@ pub(crate) fn render_all(scenarios: &[(String, std::sync::Arc<Live>)], out: &mut
         &|st| st.target_rate.map_or_else(Vec::new, one),
     );
     type Of = fn(&LiveState) -> &Histogram<u64>;
-    let histograms: [(&str, &str, Of); 3] = [
+    let histograms: [(&str, &str, Of); 6] = [
         (
             "shardload_latency_seconds",
             "Latency from the intended send time (corrected for coordinated omission in open loop).",
@@ -196,6 +196,21 @@ pub(crate) fn render_all(scenarios: &[(String, std::sync::Arc<Live>)], out: &mut
             "shardload_queueing_seconds",
             "From the intended send time to the request's bytes reaching the kernel.",
             |st| &st.total.send_lag,
+        ),
+        (
+            "shardload_time_to_first_byte_seconds",
+            "From the request's bytes reaching the kernel to the first byte of its response (to the last byte: shardload_service_time_seconds).",
+            |st| &st.total.ttfb,
+        ),
+        (
+            "shardload_tcp_connect_seconds",
+            "TCP connect of each connection made.",
+            |st| &st.total.tcp_connect,
+        ),
+        (
+            "shardload_tls_handshake_seconds",
+            "TLS handshake of each connection made (TLS targets).",
+            |st| &st.total.tls_handshake,
         ),
     ];
     for (name, help, of) in histograms {

@@ -117,6 +117,14 @@ pub struct Sample {
     /// Time from starting a connection to its being usable (TCP connect
     /// plus TLS handshake), ns.
     pub connect_time: Histogram<u64>,
+    /// The TCP part of it: until the socket connected, ns.
+    pub tcp_connect: Histogram<u64>,
+    /// The TLS part of it: the handshake, ns.
+    pub tls_handshake: Histogram<u64>,
+    /// Time to first byte: from the request's bytes reaching the kernel
+    /// to the first byte of its response, ns (time to last byte is
+    /// `service`).
+    pub ttfb: Histogram<u64>,
 }
 
 impl Default for Sample {
@@ -134,6 +142,9 @@ impl Default for Sample {
             unsent: 0,
             http_status: Default::default(),
             connect_time: new_histogram(),
+            tcp_connect: new_histogram(),
+            tls_handshake: new_histogram(),
+            ttfb: new_histogram(),
         }
     }
 }
@@ -157,9 +168,14 @@ impl Sample {
         for (code, n) in &o.http_status {
             *self.http_status.entry(*code).or_insert(0) += n;
         }
-        self.connect_time
-            .add(&o.connect_time)
-            .expect("same histogram bounds");
+        for (mine, theirs) in [
+            (&mut self.connect_time, &o.connect_time),
+            (&mut self.tcp_connect, &o.tcp_connect),
+            (&mut self.tls_handshake, &o.tls_handshake),
+            (&mut self.ttfb, &o.ttfb),
+        ] {
+            mine.add(theirs).expect("same histogram bounds");
+        }
     }
 
     pub(crate) fn record_latency(&mut self, latency_ns: u64, service_ns: u64) {

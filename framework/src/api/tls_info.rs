@@ -17,4 +17,7 @@ pub struct TlsInfo {
     pub protocol_version: String,
     /// The cipher suite, as IANA names it (`"TLS13_AES_128_GCM_SHA256"`).
     pub cipher_suite: String,
+    /// How long the handshake took, from the layer's start (the TCP
+    /// connection up) to its last message.
+    pub handshake_time: Option<std::time::Duration>,
 }

@@ -3,7 +3,11 @@
 use crate::api::TlsInfo;
 
 impl TlsInfo {
-    pub(crate) fn of(conn: &rustls::Connection, server_name: Option<String>) -> Self {
+    pub(crate) fn of(
+        conn: &rustls::Connection,
+        server_name: Option<String>,
+        handshake_time: Option<std::time::Duration>,
+    ) -> Self {
         let server_name = match conn {
             rustls::Connection::Server(s) => s.server_name().map(str::to_string),
             rustls::Connection::Client(_) => server_name,
@@ -25,6 +29,7 @@ impl TlsInfo {
                 .negotiated_cipher_suite()
                 .map(|s| format!("{:?}", s.suite()))
                 .unwrap_or_default(),
+            handshake_time,
         }
     }
 }

@@ -5,7 +5,7 @@ use crate::api::{CloseReason, Settings, TlsFailure};
 use crate::reactor::{Layer, WireSink};
 use rustls::pki_types::ServerName;
 use std::io::{self, BufRead, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One connection's TLS state.
 pub(crate) struct TlsLayer {
@@ -14,6 +14,10 @@ pub(crate) struct TlsLayer {
     server_name: Option<String>,
     output_closed: bool,
     peer_closed: bool,
+    /// When the layer started (the transport up), and how long the
+    /// handshake took once it is done.
+    started: Option<Instant>,
+    handshake_time: Option<Duration>,
 }
 
 impl TlsLayer {
@@ -39,6 +43,8 @@ impl TlsLayer {
             server_name,
             output_closed: false,
             peer_closed: false,
+            started: None,
+            handshake_time: None,
         }
     }
 
@@ -107,6 +113,9 @@ impl Layer for TlsLayer {
                 }
             }
         }
+        if self.handshake_time.is_none() && !self.conn.is_handshaking() {
+            self.handshake_time = self.started.map(|t| t.elapsed());
+        }
         self.drain(wire);
         Ok(())
     }
@@ -141,6 +150,7 @@ impl Layer for TlsLayer {
     }
 
     fn start(&mut self, wire: &mut WireSink<'_>) {
+        self.started = Some(Instant::now());
         self.drain(wire);
     }
 
@@ -163,7 +173,7 @@ impl Layer for TlsLayer {
 
     fn tls_info(&self) -> Option<TlsInfo> {
         self.is_ready()
-            .then(|| TlsInfo::of(&self.conn, self.server_name.clone()))
+            .then(|| TlsInfo::of(&self.conn, self.server_name.clone(), self.handshake_time))
     }
 
     fn eof_reason(&self) -> CloseReason {

@@ -69,6 +69,8 @@ pub(crate) struct LoadConn {
     schedule: Option<Schedule>,
     /// Its draws of the request templates' variables.
     draws: crate::template::Draws,
+    /// When the first byte of the response in progress arrived.
+    first_byte: Option<Instant>,
 }
 
 impl LoadConn {
@@ -83,6 +85,7 @@ impl LoadConn {
             .draws(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ shared.scenario as u64);
         LoadConn {
             draws,
+            first_byte: None,
             shared,
             inbuf: Vec::new(),
             in_start: 0,
@@ -232,10 +235,19 @@ impl LoadConn {
         self.shared.connection_resolved();
         let now = conn.shard().now();
         if in_phase || now >= self.shared.measure_from() {
-            let ns = nanos(now.saturating_duration_since(self.started));
+            let total = now.saturating_duration_since(self.started);
+            let tls = conn.tls_info().and_then(|i| i.handshake_time);
+            let (ns, tcp) = (
+                nanos(total),
+                nanos(total.saturating_sub(tls.unwrap_or_default())),
+            );
             recorder(conn.shard(), self.shared.scenario).with(|s| {
                 s.connects += 1;
                 s.connect_time.saturating_record(ns);
+                s.tcp_connect.saturating_record(tcp);
+                if let Some(t) = tls {
+                    s.tls_handshake.saturating_record(nanos(t));
+                }
             });
         }
         // Request timeouts: checked often enough to catch them within a quarter.
@@ -284,6 +296,9 @@ impl LoadConn {
     /// Reads the responses in `data` (after any preamble).
     fn responses(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
         let now = conn.shard().now();
+        if self.first_byte.is_none() && !data.is_empty() {
+            self.first_byte = Some(now);
+        }
         // Decode straight from `data` when nothing is buffered; otherwise
         // append (compacting rarely) and decode the buffer. Each byte is
         // copied O(1) times and, with the decoder's hints, scanned once.
@@ -327,6 +342,7 @@ impl LoadConn {
                 }
                 Decoded::Skip { consumed } => {
                     buf = &buf[consumed..];
+                    self.first_byte = (!buf.is_empty()).then_some(now);
                     self.need = 0;
                     self.progress = Default::default();
                 }
@@ -347,6 +363,9 @@ impl LoadConn {
                     buf = &buf[consumed..];
                     self.need = 0;
                     self.progress = Default::default();
+                    // The next response's bytes are here already, or not.
+                    let first =
+                        std::mem::replace(&mut self.first_byte, (!buf.is_empty()).then_some(now));
                     if r.counted {
                         let sent = r.sent_or_intended();
                         // Closed loop: measured from the send, as wrk does.
@@ -357,6 +376,7 @@ impl LoadConn {
                         };
                         let latency = nanos(now.saturating_duration_since(from));
                         let service = nanos(now.saturating_duration_since(sent));
+                        let ttfb = nanos(first.unwrap_or(now).saturating_duration_since(sent));
                         let n = consumed as u64;
                         recorder(conn.shard(), self.shared.scenario).with(|s| {
                             s.bytes_in += n;
@@ -367,6 +387,7 @@ impl LoadConn {
                                 Ok(()) => {
                                     s.ok += 1;
                                     s.record_latency(latency, service);
+                                    s.ttfb.saturating_record(ttfb);
                                 }
                                 Err(kind) => s.errors.add(kind, 1),
                             }

@@ -177,6 +177,20 @@ pub struct Report {
     /// Connect time (TCP connect plus TLS handshake), µs.
     #[serde(default)]
     pub connect_us: Option<LatencySummary>,
+    /// The TCP part of connect time, µs.
+    #[serde(default)]
+    pub tcp_connect_us: Option<LatencySummary>,
+    /// The TLS handshake part of connect time, µs (TLS targets).
+    #[serde(default)]
+    pub tls_handshake_us: Option<LatencySummary>,
+    /// Time to first byte: from the request's bytes reaching the kernel to
+    /// the first byte of its response, µs.
+    #[serde(default)]
+    pub time_to_first_byte_us: Option<LatencySummary>,
+    /// Time to last byte: to the response's last byte, µs (the
+    /// uncorrected service time, named as the breakdown names it).
+    #[serde(default)]
+    pub time_to_last_byte_us: Option<LatencySummary>,
     /// Connections closed on purpose by `--reconnect-every` and replaced.
     #[serde(default)]
     pub reconnects: u64,
@@ -289,6 +303,13 @@ impl Report {
             connects: total.connects,
             connects_per_s: total.connects as f64 / secs,
             connect_us: (total.connects > 0).then(|| LatencySummary::of(&total.connect_time)),
+            tcp_connect_us: (total.connects > 0).then(|| LatencySummary::of(&total.tcp_connect)),
+            tls_handshake_us: (!total.tls_handshake.is_empty())
+                .then(|| LatencySummary::of(&total.tls_handshake)),
+            time_to_first_byte_us: (!total.ttfb.is_empty())
+                .then(|| LatencySummary::of(&total.ttfb)),
+            time_to_last_byte_us: (!total.service.is_empty())
+                .then(|| LatencySummary::of(&total.service)),
             reconnects,
             connected_at_start,
             connect_phase_s: connect_phase.map(|d| d.as_secs_f64()),

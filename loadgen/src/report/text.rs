@@ -70,6 +70,27 @@ impl Report {
                 self.connects, self.connects_per_s, self.reconnects
             );
         }
+        // Where the time goes: connect (TCP, TLS), then each request's
+        // first and last byte.
+        let breakdown = [
+            (
+                "TCP connect",
+                self.tcp_connect_us
+                    .as_ref()
+                    .filter(|_| self.tls || self.reconnects > 0),
+            ),
+            ("TLS handshake", self.tls_handshake_us.as_ref()),
+            ("Time to first byte", self.time_to_first_byte_us.as_ref()),
+            ("Time to last byte", self.time_to_last_byte_us.as_ref()),
+        ];
+        if breakdown.iter().any(|(_, l)| l.is_some()) {
+            let _ = writeln!(s, "  Breakdown");
+            for (name, l) in breakdown {
+                if let Some(l) = l {
+                    row(&mut s, name, l);
+                }
+            }
+        }
         let phase = self
             .connect_phase_s
             .map_or("never all".to_string(), |p| format!("all within {p:.2}s"));

@@ -2,6 +2,7 @@
 //! was a test binary of its own, and linking the whole crate 40 times
 //! took most of CI's time.
 
+mod breakdown;
 mod churn;
 mod common;
 mod connect_phase;

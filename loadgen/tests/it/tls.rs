@@ -84,6 +84,23 @@ fn https_keep_alive_and_a_handshake_per_request() {
         r.connects + 8 >= r.responses_ok && r.connect_us.is_some(),
         "{text}"
     );
+    // Connect time broken down: TCP and the handshake, both measured, the
+    // handshake a real part of it (a local TLS 1.3 handshake is tens of
+    // microseconds to milliseconds; a TCP connect on loopback less).
+    let (all, tcp, tls) = (
+        r.connect_us.unwrap(),
+        r.tcp_connect_us.expect("TCP connect"),
+        r.tls_handshake_us.expect("TLS handshake"),
+    );
+    assert_eq!(tls.count, all.count, "{text}");
+    assert!(
+        tls.p50 > 10.0 && tls.p50 < all.p50 && tcp.p50 < all.p50,
+        "{all:?} {tcp:?} {tls:?}"
+    );
+    assert!(
+        text.contains("TLS handshake") && text.contains("Time to first byte"),
+        "{text}"
+    );
 }
 
 #[test]

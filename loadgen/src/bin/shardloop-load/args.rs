@@ -105,9 +105,9 @@ pub(crate) struct RunArgs {
     pub(crate) body: Option<PathBuf>,
     /// A variable for request templates, repeatable: `{{NAME}}` in the
     /// URL path, method, a header value, the body or a RESP argument is
-    /// replaced per request. SPEC: seq[:START], int:LO..HI (uniform),
-    /// int:LO..HI:zipf:S, int:LO..HI:gaussian:MEAN:SD, str:LEN,
-    /// csv:FILE[:random], json:FILE[:random] (`{{NAME.column}}`).
+    /// replaced per request. SPEC: `seq[:START]`, `int:LO..HI` (uniform),
+    /// `int:LO..HI:zipf:S`, `int:LO..HI:gaussian:MEAN:SD`, `str:LEN`,
+    /// `csv:FILE[:random]`, `json:FILE[:random]` (`{{NAME.column}}`).
     #[arg(long = "var", value_name = "NAME=SPEC")]
     pub(crate) vars: Vec<String>,
     /// A service-level objective checked at the end, repeatable:

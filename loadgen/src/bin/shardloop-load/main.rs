@@ -33,7 +33,7 @@ enum Command {
     /// Merge interval logs (.hlog) and JSON reports (.json) from several runs.
     Merge(MergeArgs),
     /// Run the scenarios of a TOML file together (k6's scenarios): each
-    /// [[scenario]] is one run's flags, with a name, tags, a start offset.
+    /// `[[scenario]]` is one run's flags, with a name, tags, a start offset.
     Run(RunFileArgs),
 }
 
