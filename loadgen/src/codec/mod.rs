@@ -97,12 +97,16 @@ enum Templated {
 }
 
 impl Templated {
-    /// The workload's templates, if any part names a variable.
+    /// An HTTP or RESP workload's requests as templates (literal where no
+    /// variable is declared); `None` for the other workloads.
     fn compile(workload: &Workload, vars: &Vars) -> Result<Option<Templated>, String> {
-        if vars.is_empty() {
-            return Ok(None);
-        }
-        let t = |s: &str| Template::compile(s, vars);
+        let t = |s: &str| {
+            if vars.is_empty() {
+                Ok(Template::literal_bytes(s.as_bytes()))
+            } else {
+                Template::compile(s, vars)
+            }
+        };
         let out = match workload {
             Workload::Http {
                 path,
@@ -112,9 +116,9 @@ impl Templated {
                 body,
             } => {
                 let body = match std::str::from_utf8(body) {
-                    Ok(text) => t(text)?,
+                    Ok(text) if !vars.is_empty() => t(text)?,
                     // A binary body has no variables.
-                    Err(_) => Template::literal_bytes(body),
+                    _ => Template::literal_bytes(body),
                 };
                 Templated::Http {
                     method: t(method)?,
@@ -138,7 +142,12 @@ impl Templated {
             ),
             _ => return Ok(None),
         };
-        let fixed = match &out {
+        Ok(Some(out))
+    }
+
+    /// True when no part names a variable: every request is the same.
+    fn is_fixed(&self) -> bool {
+        match self {
             Templated::Http {
                 method,
                 path,
@@ -152,8 +161,24 @@ impl Templated {
                     && headers.iter().all(|(_, v)| v.is_fixed())
             }
             Templated::Resp(cmds) => cmds.iter().flatten().all(Template::is_fixed),
+        }
+    }
+
+    /// Its requests rendered once, when they never change: one for HTTP,
+    /// one per command for RESP.
+    fn rendered(&self, vars: &Vars) -> Vec<Vec<u8>> {
+        let n = match self {
+            Templated::Http { .. } => 1,
+            Templated::Resp(cmds) => cmds.len(),
         };
-        Ok((!fixed).then_some(out))
+        let mut draws = Draws::default();
+        (0..n as u64)
+            .map(|seq| {
+                let mut r = Vec::new();
+                self.encode(seq, vars, &mut draws, &mut r);
+                r
+            })
+            .collect()
     }
 
     fn max_len(&self, vars: &Vars) -> usize {
@@ -249,42 +274,17 @@ impl Codec {
     /// The codec of `workload`, its requests drawing from `vars`; an error
     /// names a template's mistake (an unknown variable, a bad column).
     pub(crate) fn with_vars(workload: &Workload, vars: Arc<Vars>) -> Result<Self, String> {
-        let templated = Templated::compile(workload, &vars)?;
+        let mut templated = Templated::compile(workload, &vars)?;
         let fixed = match workload {
-            Workload::Http {
-                path,
-                host,
-                headers,
-                method,
-                body,
-            } => {
-                let mut r = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
-                for (k, v) in headers {
-                    r.push_str(&format!("{k}: {v}\r\n"));
-                }
-                let has_length = headers
-                    .iter()
-                    .any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
-                if !body.is_empty() && !has_length {
-                    r.push_str(&format!("Content-Length: {}\r\n", body.len()));
-                }
-                r.push_str("\r\n");
-                let mut r = r.into_bytes();
-                r.extend_from_slice(body);
-                vec![r]
-            }
-            Workload::Resp { commands } => commands
-                .iter()
-                .map(|args| {
-                    let mut r = format!("*{}\r\n", args.len()).into_bytes();
-                    for a in args {
-                        r.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-                        r.extend_from_slice(a.as_bytes());
-                        r.extend_from_slice(b"\r\n");
-                    }
+            Workload::Http { .. } | Workload::Resp { .. } => match &templated {
+                // The same bytes every request: built once.
+                Some(t) if t.is_fixed() => {
+                    let r = t.rendered(&vars);
+                    templated = None;
                     r
-                })
-                .collect(),
+                }
+                _ => Vec::new(),
+            },
             Workload::Custom { payload, .. } => vec![payload.clone()],
             Workload::WebSocket { path, host, .. } => {
                 // The key need not be secret for a load test, only valid.
