@@ -144,3 +144,47 @@ fn tls_echo_and_certificate_checks() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("certificate"), "{err}");
 }
+
+#[test]
+fn client_certificates_for_servers_that_ask_for_them() {
+    let f = pki("mtls");
+    let mut cmd = Command::new(build("shardloop", Target::Example("echo")));
+    cmd.args(["--shards", "1", "--port", "0", "--tls-cert"])
+        .arg(&f.cert)
+        .arg("--tls-key")
+        .arg(&f.key)
+        .arg("--tls-client-ca")
+        .arg(&f.ca);
+    let server = Spawned::start(cmd).expect("start the echo example with mTLS");
+    let addr = server.addr.to_string();
+    let json = f.ca.with_file_name("m.json");
+    let ca = f.ca.to_str().unwrap();
+    let base = [
+        addr.as_str(),
+        "--tls",
+        "--tls-ca",
+        ca,
+        "-c",
+        "2",
+        "-t",
+        "1",
+        "-d",
+        "500ms",
+    ];
+    // With the certificate: served.
+    let with_cert: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--tls-cert", f.client_cert.to_str().unwrap()])
+        .chain(["--tls-key", f.client_key.to_str().unwrap()])
+        .collect();
+    let (out, r) = load(&with_cert, &json);
+    assert!(
+        out.status.success() && r.responses_ok > 0 && r.errors.total() == 0,
+        "{out:?}"
+    );
+    // Without it: the server refuses every connection.
+    let _ = std::fs::remove_file(&json);
+    let out = Command::new(loadgen_bin()).args(base).output().unwrap();
+    assert!(!out.status.success(), "{out:?}");
+}

@@ -76,6 +76,13 @@ pub(crate) struct RunArgs {
     /// With TLS: the name to verify and send as SNI (default: the target's host).
     #[arg(long, value_name = "NAME")]
     pub(crate) sni: Option<String>,
+    /// With TLS: present this client certificate chain (PEM, leaf first)
+    /// when the server asks for one (mutual TLS).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// With TLS: the client certificate's private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
     /// With TLS: ALPN protocols to offer, comma-separated (default for
     /// https://: http/1.1).
     #[arg(long, value_delimiter = ',')]

@@ -88,8 +88,13 @@ pub(crate) fn build_config(a: &RunArgs) -> anyhow::Result<Config> {
     let tls = if a.tls || https {
         Some(tls_target(a, &hostport, https)?)
     } else {
-        if a.tls_ca.is_some() || a.insecure || a.sni.is_some() || !a.alpn.is_empty() {
-            bail!("--tls-ca, --insecure, --sni and --alpn need --tls (or an https:// target)");
+        if a.tls_ca.is_some()
+            || a.insecure
+            || a.sni.is_some()
+            || !a.alpn.is_empty()
+            || a.tls_cert.is_some()
+        {
+            bail!("--tls-ca, --insecure, --sni, --alpn and --tls-cert need --tls (or an https:// target)");
         }
         None
     };
@@ -220,7 +225,8 @@ pub(crate) fn wait_for_start(a: &RunArgs) -> anyhow::Result<()> {
     }
 }
 
-/// The TLS settings `--tls`, `--tls-ca`, `--insecure`, `--sni`, `--alpn` ask for.
+/// The TLS settings `--tls`, `--tls-ca`, `--insecure`, `--sni`, `--alpn`,
+/// `--tls-cert` and `--tls-key` ask for.
 fn tls_target(a: &RunArgs, hostport: &str, https: bool) -> anyhow::Result<TlsTarget> {
     let host = match hostport.rsplit_once(':') {
         Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
@@ -238,6 +244,11 @@ fn tls_target(a: &RunArgs, hostport: &str, https: bool) -> anyhow::Result<TlsTar
         (Some(ca), false) => b.ca_file(ca)?,
         (None, false) => b.system_roots()?,
     };
+    if let (Some(cert), Some(key)) = (&a.tls_cert, &a.tls_key) {
+        b = b
+            .client_cert_pem_files(cert, key)
+            .context("--tls-cert / --tls-key")?;
+    }
     let config = b.build()?;
     // Checked now, so a bad name is an error before any connection.
     TlsClientConfig::check_server_name(&server_name)

@@ -39,7 +39,7 @@ const RUN_LEVEL: [&str; 9] = [
     "threads", "cores", "metrics", "segment", "segments", "start_at", "json", "hlog", "latency",
 ];
 /// Keys whose value is a file path.
-const PATHS: [&str; 3] = ["body", "payload", "tls_ca"];
+const PATHS: [&str; 5] = ["body", "payload", "tls_ca", "tls_cert", "tls_key"];
 
 /// A `var` spec with its data file's path made relative to `dir`.
 fn var_spec(spec: &str, dir: &Path) -> String {
