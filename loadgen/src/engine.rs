@@ -373,6 +373,9 @@ pub(crate) fn drive(
                 length: now.duration_since(tick_start.max(measure_from)),
                 latency: sample.latency.clone(),
                 service: sample.service.clone(),
+                sent: sample.sent,
+                ok: sample.ok,
+                errors: sample.errors.total(),
             });
         }
         observer(&Progress {
@@ -421,6 +424,9 @@ pub(crate) fn drive(
     if let Some(last) = intervals.last_mut() {
         last.latency.add(&tail.latency).expect("same bounds");
         last.service.add(&tail.service).expect("same bounds");
+        last.sent += tail.sent;
+        last.ok += tail.ok;
+        last.errors += tail.errors.total();
     }
 
     let (cpu_from, before) = cpu_before.unwrap_or((measure_from, Default::default()));

@@ -42,7 +42,8 @@ pub use cpu::process_cpu_ticks;
 pub use engine::{run, Progress, Setup};
 pub use recorder::{new_histogram, ErrorCounts, ErrorKind, Sample};
 pub use report::{
-    decode_histogram, encode_histogram, fmt_us, spectrum, Aborted, Interval, LatencySummary, Report,
+    decode_histogram, encode_histogram, fmt_us, spectrum, write_csv, Aborted, Interval,
+    LatencySummary, Report,
 };
 
 use std::net::SocketAddr;

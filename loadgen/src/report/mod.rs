@@ -78,6 +78,12 @@ pub struct Interval {
     pub latency: Histogram<u64>,
     /// Service time, µs.
     pub service: Histogram<u64>,
+    /// Requests sent in it.
+    pub sent: u64,
+    /// Correct responses.
+    pub ok: u64,
+    /// Failed requests and connections.
+    pub errors: u64,
 }
 
 /// Connections a run replaced: after failures, and on purpose.
@@ -224,6 +230,47 @@ pub struct Report {
     /// Interval histograms (for `--hlog`; not serialised).
     #[serde(skip)]
     pub intervals: Vec<Interval>,
+}
+
+/// Writes the runs' intervals as CSV, one row per interval per report
+/// (`--csv`), in time order: the scenario (empty for a plain run), the
+/// interval's start (seconds since the epoch, and since its run's
+/// measuring began), its length, counts, rate and corrected latency
+/// percentiles in microseconds.
+pub fn write_csv<W: std::io::Write>(mut out: W, reports: &[&Report]) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "scenario,time_s,elapsed_s,length_s,requests,responses,errors,rps,p50_us,p90_us,p99_us,p99_9_us,max_us"
+    )?;
+    let mut rows: Vec<(f64, String)> = Vec::new();
+    for r in reports {
+        let scenario = r.scenario.as_deref().unwrap_or("");
+        for iv in &r.intervals {
+            let l = LatencySummary::of(&iv.latency);
+            let (start, len) = (iv.start.as_secs_f64(), iv.length.as_secs_f64());
+            let time = r.start_time_s + start;
+            rows.push((
+                time,
+                format!(
+                    "{scenario},{time:.3},{start:.3},{len:.3},{},{},{},{:.1},{:.1},{:.1},{:.1},{:.1},{:.1}",
+                    iv.sent,
+                    iv.ok,
+                    iv.errors,
+                    iv.ok as f64 / len.max(1e-9),
+                    l.p50,
+                    l.p90,
+                    l.p99,
+                    l.p99_9,
+                    l.max
+                ),
+            ));
+        }
+    }
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (_, row) in rows {
+        writeln!(out, "{row}")?;
+    }
+    out.flush()
 }
 
 /// Encodes a histogram as base64 V2-deflate (the interval-log encoding).

@@ -17,8 +17,8 @@ fn example(name: &'static str, extra: &[&str]) -> Spawned {
     Spawned::start(cmd).unwrap_or_else(|e| panic!("start {name}: {e}"))
 }
 
-/// Runs a scenarios file; exit code, output, and the JSON it wrote.
-fn run_file(text: &str, tag: &str) -> (i32, String, serde_json::Value) {
+/// Runs a scenarios file; exit code, output, the JSON and the CSV it wrote.
+fn run_file(text: &str, tag: &str) -> (i32, String, serde_json::Value, String) {
     let dir = std::env::temp_dir().join(format!("sl-scenarios-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
@@ -30,15 +30,14 @@ fn run_file(text: &str, tag: &str) -> (i32, String, serde_json::Value) {
     let file = dir.join("run.toml");
     std::fs::write(&file, text).unwrap();
     let json = dir.join("out.json");
+    let csv = dir.join("out.csv");
     let out = Command::new(loadgen_bin())
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--json",
-            json.to_str().unwrap(),
-        ])
+        .args(["run", file.to_str().unwrap()])
+        .args(["--json", json.to_str().unwrap()])
+        .args(["--csv", csv.to_str().unwrap()])
         .output()
         .unwrap();
+    let csv = std::fs::read_to_string(csv).unwrap_or_default();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -49,7 +48,7 @@ fn run_file(text: &str, tag: &str) -> (i32, String, serde_json::Value) {
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(serde_json::Value::Null);
     let _ = std::fs::remove_dir_all(dir);
-    (out.status.code().unwrap_or(-1), text, doc)
+    (out.status.code().unwrap_or(-1), text, doc, csv)
 }
 
 fn scenario<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
@@ -107,7 +106,7 @@ slo = ["rps=1000000000"]
         http = http.addr,
         kv = kv.addr
     );
-    let (code, out, doc) = run_file(&text, "three");
+    let (code, out, doc, csv) = run_file(&text, "three");
     assert_eq!(
         code, 99,
         "store's impossible throughput objective fails: {out}"
@@ -165,6 +164,26 @@ slo = ["rps=1000000000"]
         "{out}"
     );
     assert!(doc["aborted"].is_null(), "{doc}");
+    // The CSV: a row per interval (1 s) per scenario, in time order, whose
+    // counts add up to each scenario's report.
+    let mut lines = csv.lines();
+    assert!(
+        lines.next().unwrap_or("").starts_with("scenario,time_s,"),
+        "{csv}"
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    for name in ["browse", "checkout", "store"] {
+        let mine: Vec<&Vec<&str>> = rows.iter().filter(|r| r[0] == name).collect();
+        assert!((3..=4).contains(&mine.len()), "{name}: {csv}");
+        let sent: u64 = mine.iter().map(|r| r[4].parse::<u64>().unwrap()).sum();
+        assert_eq!(
+            sent,
+            scenario(&doc, name)["requests"].as_u64().unwrap(),
+            "{name}: {csv}"
+        );
+    }
+    let times: Vec<f64> = rows.iter().map(|r| r[1].parse().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "time order: {csv}");
 }
 
 #[test]
@@ -194,7 +213,7 @@ rate = "100"
         http = http.addr
     );
     let began = Instant::now();
-    let (code, out, doc) = run_file(&text, "abort");
+    let (code, out, doc, _) = run_file(&text, "abort");
     let took = began.elapsed();
     assert_eq!(code, 99, "{out}");
     assert!(

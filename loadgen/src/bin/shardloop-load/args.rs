@@ -58,6 +58,9 @@ pub(crate) struct RunArgs {
     /// Write an HdrHistogram interval log (V2 compressed).
     #[arg(long)]
     pub(crate) hlog: Option<PathBuf>,
+    /// Write one CSV row per interval: counts, rate, latency percentiles.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) csv: Option<PathBuf>,
     /// Interval of the interval log and the progress line.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub(crate) interval: Duration,

@@ -51,6 +51,9 @@ struct RunFileArgs {
     /// Print each scenario's detailed latency spectrum.
     #[arg(long)]
     latency: bool,
+    /// Write one CSV row per interval per scenario.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<std::path::PathBuf>,
 }
 
 fn progress_line(prefix: &str, p: &Progress<'_>) {
@@ -134,6 +137,9 @@ fn run_load(a: &RunArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot create {}", path.display()))?;
         hlog::write_report_log(std::io::BufWriter::new(f), &report)?;
     }
+    if let Some(path) = &a.csv {
+        write_csv_file(path, &[&report])?;
+    }
     for r in &report.slo {
         println!("{r}");
     }
@@ -152,6 +158,16 @@ fn run_load(a: &RunArgs) -> anyhow::Result<ExitCode> {
 
 /// The exit code when an objective failed (k6's threshold code).
 const SLO_FAILED: u8 = 99;
+
+fn write_csv_file(
+    path: &std::path::Path,
+    reports: &[&shardloop_loadgen::Report],
+) -> anyhow::Result<()> {
+    let f =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    shardloop_loadgen::write_csv(std::io::BufWriter::new(f), reports)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
 
 /// `path` with `-name` before its extension.
 fn with_name(path: &std::path::Path, name: &str) -> std::path::PathBuf {
@@ -240,6 +256,9 @@ fn run_file(a: &RunFileArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot create {}", file.display()))?;
             hlog::write_report_log(std::io::BufWriter::new(out), r)?;
         }
+    }
+    if let Some(path) = &a.csv {
+        write_csv_file(path, &reports.iter().collect::<Vec<_>>())?;
     }
     if reports.iter().all(|r| r.responses_ok == 0) && aborted.is_none() {
         anyhow::bail!("no request succeeded in any scenario");

@@ -35,8 +35,9 @@ struct ScenarioFlags {
 }
 
 /// Keys of the run as a whole, not of a scenario.
-const RUN_LEVEL: [&str; 9] = [
-    "threads", "cores", "metrics", "segment", "segments", "start_at", "json", "hlog", "latency",
+const RUN_LEVEL: [&str; 10] = [
+    "threads", "cores", "metrics", "segment", "segments", "start_at", "json", "hlog", "csv",
+    "latency",
 ];
 /// Keys whose value is a file path.
 const PATHS: [&str; 5] = ["body", "payload", "tls_ca", "tls_cert", "tls_key"];
