@@ -124,8 +124,9 @@ impl Workload {
 /// A complete run description.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Server address (127.0.0.1 or ::1 for tests and benchmarks here).
-    pub target: SocketAddr,
+    /// Server address: TCP (127.0.0.1 or ::1 for tests and benchmarks
+    /// here) or a Unix-domain socket's path.
+    pub target: shardloop::Addr,
     /// Loadgen threads; each is a shardloop shard.
     pub threads: usize,
     /// Connections, spread over the threads.
@@ -183,9 +184,9 @@ pub struct TlsTarget {
 
 impl Config {
     /// A closed-loop echo run with wrk-like defaults.
-    pub fn new(target: SocketAddr) -> Self {
+    pub fn new(target: impl Into<shardloop::Addr>) -> Self {
         Config {
-            target,
+            target: target.into(),
             threads: 1,
             connections: 10,
             mode: Mode::Closed { pipeline: 1 },

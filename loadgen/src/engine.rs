@@ -227,7 +227,7 @@ pub(crate) fn prepare(config: &Config, scenario: usize, start: Instant) -> Arc<R
         codec: Codec::with_vars(&config.workload, config.vars.clone())
             .expect("templates checked by Config::validate"),
         mode: config.mode.clone(),
-        target: config.target,
+        target: config.target.clone(),
         base_measure_from: measure_from,
         base_end: end,
         offset: AtomicU64::new(if closed { UNSET } else { 0 }),
@@ -348,7 +348,7 @@ pub(crate) fn drive(
                 .cloned()
                 .unwrap_or_else(|| "connection failed".into());
             return Err(LoadError::Connect {
-                addr: config.target,
+                addr: config.target.clone(),
                 reason: why,
             });
         }

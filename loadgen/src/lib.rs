@@ -46,8 +46,6 @@ pub use report::{
     LatencySummary, Report,
 };
 
-use std::net::SocketAddr;
-
 /// Why a load run could not be done.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -58,7 +56,7 @@ pub enum LoadError {
     #[error("cannot connect to {addr}: {reason}")]
     Connect {
         /// Target.
-        addr: SocketAddr,
+        addr: shardloop::Addr,
         /// The first connect error.
         reason: String,
     },

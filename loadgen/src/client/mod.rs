@@ -112,9 +112,8 @@ impl LoadConn {
     /// Starts a connection on this shard (and counts it active).
     pub(crate) fn start(ctx: &mut ShardCtx, shared: Arc<RunShared>, due: Option<Due>) {
         shared.active.fetch_add(1, Ordering::AcqRel);
-        let target = shared.target;
         let timeout = shared.connect_timeout;
-        let mut connect = Connect::tcp(target).timeout(timeout);
+        let mut connect = Connect::addr(shared.target.clone()).timeout(timeout);
         if let Some(tls) = &shared.tls {
             // The name was checked with the configuration; a failure would
             // come back as a failed connect.

@@ -18,7 +18,7 @@ pub(crate) struct RunShared {
     pub(crate) seeds: AtomicU64,
     pub(crate) codec: Codec,
     pub(crate) mode: Mode,
-    pub(crate) target: std::net::SocketAddr,
+    pub(crate) target: shardloop::Addr,
     /// Requests intended at or after this count (plus `offset`).
     pub(crate) base_measure_from: Instant,
     /// No request is sent after this (plus `offset`).

@@ -16,3 +16,4 @@ mod slo;
 mod stages;
 mod templates;
 mod tls;
+mod unix;

@@ -11,12 +11,18 @@ use std::time::Duration;
 #[derive(Args, Debug)]
 pub(crate) struct RunArgs {
     /// Target: HOST:PORT, http://HOST:PORT/PATH (selects the http workload),
-    /// or ws://HOST:PORT/PATH (the websocket workload); https:// and wss:// use TLS.
+    /// ws://HOST:PORT/PATH (the websocket workload), or unix:PATH (a
+    /// Unix-domain socket); https:// and wss:// use TLS.
     #[arg(required = true)]
     pub(crate) target: Option<String>,
     /// Threads (each one a shardloop shard).
     #[arg(short, long, default_value_t = 2)]
     pub(crate) threads: usize,
+    /// Connect to this Unix-domain socket instead of the URL's host and
+    /// port (the URL still gives the path and the Host header), as curl's
+    /// --unix-socket.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) unix_socket: Option<PathBuf>,
     /// Connections to keep open, over all threads.
     #[arg(short, long, default_value_t = 10)]
     pub(crate) connections: usize,

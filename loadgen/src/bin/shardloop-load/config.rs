@@ -77,7 +77,18 @@ fn split_target(target: &str) -> anyhow::Result<Target> {
 }
 
 pub(crate) fn build_config(a: &RunArgs) -> anyhow::Result<Config> {
-    let target = a.target.as_deref().expect("clap requires the target");
+    let given = a.target.as_deref().expect("clap requires the target");
+    // `unix:PATH`: a Unix-domain socket (redis-benchmark's -s); a URL with
+    // --unix-socket PATH: HTTP over one (curl's).
+    let (target, unix) = match (given.strip_prefix("unix:"), &a.unix_socket) {
+        (Some(_), Some(_)) => bail!("a unix: target and --unix-socket: give one"),
+        (Some(path), None) if path.is_empty() => bail!("unix: needs a socket path"),
+        (Some(path), None) => ("localhost:0", Some(std::path::PathBuf::from(path))),
+        (None, Some(path)) if !given.contains("://") => {
+            bail!("--unix-socket goes with a URL (http://localhost/path); for other workloads use unix:PATH")
+        }
+        (None, socket) => (given, socket.clone()),
+    };
     let Target {
         hostport,
         path,
@@ -98,7 +109,15 @@ pub(crate) fn build_config(a: &RunArgs) -> anyhow::Result<Config> {
         }
         None
     };
-    let addr = resolve(&hostport)?;
+    let addr = match unix {
+        Some(path) => shardloop::Addr::Unix(Some(path)),
+        None => shardloop::Addr::Tcp(resolve(&hostport)?),
+    };
+    let hostport = if given.starts_with("unix:") {
+        "localhost".to_string()
+    } else {
+        hostport
+    };
     let mut workload_args = a.workload.clone();
     if websocket && workload_args.workload.is_none() {
         workload_args.workload = Some(WorkloadKind::Websocket);

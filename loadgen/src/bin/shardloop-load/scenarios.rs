@@ -40,7 +40,14 @@ const RUN_LEVEL: [&str; 10] = [
     "latency",
 ];
 /// Keys whose value is a file path.
-const PATHS: [&str; 5] = ["body", "payload", "tls_ca", "tls_cert", "tls_key"];
+const PATHS: [&str; 6] = [
+    "body",
+    "payload",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
+    "unix_socket",
+];
 
 /// A `var` spec with its data file's path made relative to `dir`.
 fn var_spec(spec: &str, dir: &Path) -> String {
