@@ -82,7 +82,7 @@ pub(crate) fn build_config(a: &RunArgs) -> anyhow::Result<Config> {
     // --unix-socket PATH: HTTP over one (curl's).
     let (target, unix) = match (given.strip_prefix("unix:"), &a.unix_socket) {
         (Some(_), Some(_)) => bail!("a unix: target and --unix-socket: give one"),
-        (Some(path), None) if path.is_empty() => bail!("unix: needs a socket path"),
+        (Some(""), None) => bail!("unix: needs a socket path"),
         (Some(path), None) => ("localhost:0", Some(std::path::PathBuf::from(path))),
         (None, Some(path)) if !given.contains("://") => {
             bail!("--unix-socket goes with a URL (http://localhost/path); for other workloads use unix:PATH")
