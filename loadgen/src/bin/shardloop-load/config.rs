@@ -33,8 +33,9 @@ struct Target {
     websocket: bool,
 }
 
-/// HOST:PORT, or a URL (parsed by `http::Uri`: IPv6 literals, queries,
-/// default ports).
+/// HOST:PORT, or a URL (parsed by the `url` crate: IPv6 literals, default
+/// ports). The request target (path and query) is taken as written, so
+/// `{{var}}` templates in it stay whole (a URL parser would escape them).
 fn split_target(target: &str) -> anyhow::Result<Target> {
     if !target.contains("://") {
         return Ok(Target {
@@ -45,28 +46,39 @@ fn split_target(target: &str) -> anyhow::Result<Target> {
             websocket: false,
         });
     }
-    let uri: shardloop::http::Uri = target
-        .parse()
-        .with_context(|| format!("malformed URL {target:?}"))?;
-    let (https, websocket) = match uri.scheme_str() {
-        Some("http") => (false, false),
-        Some("https") => (true, false),
-        Some("ws") => (false, true),
-        Some("wss") => (true, true),
+    let url = url::Url::parse(target).with_context(|| format!("malformed URL {target:?}"))?;
+    let (https, websocket) = match url.scheme() {
+        "http" => (false, false),
+        "https" => (true, false),
+        "ws" => (false, true),
+        "wss" => (true, true),
         _ => bail!("unsupported URL scheme in {target:?} (http://, https://, ws:// or wss://)"),
     };
-    let authority = uri
-        .authority()
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
         .with_context(|| format!("no host in {target:?}"))?;
-    if authority.as_str().contains('@') {
+    if !url.username().is_empty() || url.password().is_some() {
         bail!("user information in {target:?} is not supported");
     }
-    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let hostport = format!("{}:{port}", authority.host());
-    let path = match uri.query() {
-        Some(q) => format!("{}?{q}", uri.path()),
-        None => uri.path().to_string(),
+    let port = url
+        .port_or_known_default()
+        .unwrap_or(if https { 443 } else { 80 });
+    let hostport = format!("{host}:{port}");
+    // What follows the authority, as written (without a fragment).
+    let after_scheme = &target[target.find("://").map_or(0, |i| i + 3)..];
+    let raw = after_scheme
+        .find(['/', '?'])
+        .map_or("", |i| &after_scheme[i..]);
+    let raw = raw.split('#').next().unwrap_or("");
+    let path = match raw {
+        "" => "/".to_string(),
+        r if r.starts_with('?') => format!("/{r}"),
+        r => r.to_string(),
     };
+    if path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        bail!("the URL's path {path:?} has spaces or control characters (escape them: %20)");
+    }
     Ok(Target {
         hostport,
         path,
@@ -320,6 +332,14 @@ mod tests {
             ),
             ("[::1]:443", "/chat?room=1", true, true, true)
         );
+        // Templates in the path stay as written.
+        assert_eq!(
+            t("http://h:8080/users/{{id}}?n={{n}}#frag"),
+            ("h:8080".into(), "/users/{{id}}?n={{n}}".into(), true, false)
+        );
+        assert!(split_target("http://u:p@h/").is_err());
+        assert!(split_target("ftp://h/").is_err());
+        assert!(split_target("http://h/a b").is_err());
         let ws = split_target("ws://h:8080/ws").unwrap();
         assert_eq!(
             (ws.hostport.as_str(), ws.tls, ws.websocket),
