@@ -168,6 +168,9 @@ pub struct Config {
     pub conn_rate: Option<f64>,
     /// Serve live `/metrics` (Prometheus) here while the run lasts.
     pub metrics: Option<SocketAddr>,
+    /// Closed loop: each connection waits this long after an answer before
+    /// its next request (a user's think time).
+    pub think: Duration,
     /// Variables the workload's templates draw from (`{{name}}` in an HTTP
     /// method, path, header value or body, or a RESP argument).
     pub vars: std::sync::Arc<crate::template::Vars>,
@@ -206,6 +209,7 @@ impl Config {
             arrivals: crate::plan::Arrivals::Uniform,
             conn_rate: None,
             vars: Default::default(),
+            think: Duration::ZERO,
         }
     }
 
@@ -258,6 +262,14 @@ impl Config {
                     "conn-rate {r} must be a positive number of connections per second"
                 ));
             }
+        }
+        if !self.think.is_zero() && !matches!(self.mode, Mode::Closed { .. }) {
+            return bad(
+                "think time is for the closed loop (the open loop's rate sets the pace)".into(),
+            );
+        }
+        if self.think > Duration::from_secs(3600) {
+            return bad("think time must be at most an hour".into());
         }
         if self.reconnect_every == Some(0) {
             return bad("reconnect-every must be at least 1 (responses per connection)".into());

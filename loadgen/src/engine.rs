@@ -234,6 +234,7 @@ pub(crate) fn prepare(config: &Config, scenario: usize, start: Instant) -> Arc<R
         connections: config.connections,
         timeout: config.timeout,
         connect_timeout: config.connect_timeout,
+        think: config.think,
         plan,
         origin: start,
         connected: Default::default(),

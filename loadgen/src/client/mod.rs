@@ -71,6 +71,8 @@ pub(crate) struct LoadConn {
     draws: crate::template::Draws,
     /// When the first byte of the response in progress arrived.
     first_byte: Option<Instant>,
+    /// Closed loop with think time: no send before this.
+    think_until: Option<Instant>,
 }
 
 impl LoadConn {
@@ -86,6 +88,7 @@ impl LoadConn {
         LoadConn {
             draws,
             first_byte: None,
+            think_until: None,
             shared,
             inbuf: Vec::new(),
             in_start: 0,
@@ -182,11 +185,23 @@ impl LoadConn {
         }
         let cap = self.shared.mode.max_in_flight();
         match self.schedule {
-            None => {
-                while self.in_flight.len() < cap {
-                    self.send(conn, now);
+            // Closed loop: think time after each answer before the next send.
+            None => match self.think_until.filter(|t| *t > now) {
+                Some(until) => {
+                    if self.send_timer.is_none() {
+                        let wait = until - now;
+                        self.send_timer = Some(conn.call_later(wait, |p: &mut LoadConn, conn| {
+                            p.send_timer = None;
+                            p.pump(conn);
+                        }));
+                    }
                 }
-            }
+                None => {
+                    while self.in_flight.len() < cap {
+                        self.send(conn, now);
+                    }
+                }
+            },
             Some(_) => {
                 while self.in_flight.len() < cap && self.next_intended <= now {
                     let intended = self.next_intended;
@@ -355,6 +370,9 @@ impl LoadConn {
                     status,
                 } => {
                     let r = self.in_flight.pop_front().expect("head exists");
+                    if !self.shared.think.is_zero() {
+                        self.think_until = Some(now + self.shared.think);
+                    }
                     // Answered before its flush was seen (a TLS queue
                     // counts ciphertext): it had left.
                     self.unstamped = self.unstamped.min(self.in_flight.len());

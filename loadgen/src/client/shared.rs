@@ -29,6 +29,8 @@ pub(crate) struct RunShared {
     pub(crate) offset: AtomicU64,
     pub(crate) timeout: Duration,
     pub(crate) connect_timeout: Duration,
+    /// Closed loop: pause after each answer before the next request.
+    pub(crate) think: Duration,
     /// Open loop: the rate plan (warm-up included), from `origin`.
     pub(crate) plan: Option<crate::plan::RatePlan>,
     /// When the plan's time 0 is.

@@ -1,6 +1,7 @@
 //! Latency broken down: a server that answers each request's first half
 //! after 5 ms and the rest after 10 ms shows it in the time to first byte
-//! and the time to last byte.
+//! and the time to last byte. And think time, which spaces a closed-loop
+//! connection's requests.
 
 use crate::common::server;
 use shardloop::{Conn, Protocol};
@@ -48,4 +49,28 @@ fn time_to_first_byte_and_to_last_byte_show_where_the_server_waited() {
         text.contains("Time to first byte") && text.contains("Time to last byte"),
         "{text}"
     );
+}
+
+#[test]
+fn think_time_paces_a_closed_loop_connection() {
+    let h = crate::common::server(|| crate::common::Echo);
+    let mut cfg = Config::new(h.tcp_addr(0));
+    cfg.connections = 1;
+    cfg.threads = 1;
+    cfg.duration = Duration::from_secs(1);
+    cfg.think = Duration::from_millis(20);
+    let r = run(&cfg, |_| {}).unwrap();
+    // At most one request per 20 ms (plus its round trip), at least most of them.
+    assert!(
+        r.responses_ok <= 51 && r.responses_ok >= 35,
+        "{}",
+        r.summary()
+    );
+    cfg.mode = Mode::Open {
+        rate: 100.0,
+        max_in_flight: 1,
+    };
+    let e = run(&cfg, |_| {}).unwrap_err().to_string();
+    assert!(e.contains("think time"), "{e}");
+    h.shutdown();
 }

@@ -41,6 +41,10 @@ pub(crate) struct RunArgs {
     /// Requests in flight per connection (closed loop), or at most (open loop).
     #[arg(long, default_value_t = 1)]
     pub(crate) pipeline: usize,
+    /// Closed loop: each connection waits this long after an answer before
+    /// its next request (think time, e.g. 100ms).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub(crate) think: Duration,
     /// Time before measuring starts.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pub(crate) warmup: Duration,

@@ -199,6 +199,7 @@ pub(crate) fn build_config(a: &RunArgs) -> anyhow::Result<Config> {
             ArrivalsArg::Uniform => Arrivals::Uniform,
             ArrivalsArg::Poisson => Arrivals::Poisson,
         },
+        think: a.think,
         vars: std::sync::Arc::new(
             shardloop_loadgen::template::Vars::parse(&a.vars, &|path| {
                 std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))
