@@ -300,7 +300,7 @@ impl Config {
             }
             _ => {}
         }
-        if let Err(e) = crate::codec::Codec::with_vars(&self.workload, self.vars.clone()) {
+        if let Err(e) = crate::codec::Codec::check(&self.workload, &self.vars) {
             return bad(e);
         }
         let too_big = |what: &str, n: usize| {

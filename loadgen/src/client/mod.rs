@@ -249,7 +249,9 @@ impl LoadConn {
         self.shared.connection_resolved();
         let now = conn.shard().now();
         if in_phase || now >= self.shared.measure_from() {
-            let total = now.saturating_duration_since(self.started);
+            // The real clock, as the TLS layer's handshake time reads it
+            // (the loop's cached one may lag behind it by an iteration).
+            let total = self.started.elapsed();
             let tls = conn.tls_info().and_then(|i| i.handshake_time);
             let (ns, tcp) = (
                 nanos(total),

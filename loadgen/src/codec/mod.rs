@@ -271,6 +271,12 @@ impl Codec {
         Self::with_vars(workload, Arc::default()).expect("no variables, nothing to refuse")
     }
 
+    /// Checks `workload`'s templates against `vars` (an unknown variable,
+    /// a bad column) without building anything else.
+    pub(crate) fn check(workload: &Workload, vars: &Vars) -> Result<(), String> {
+        Templated::compile(workload, vars).map(drop)
+    }
+
     /// The codec of `workload`, its requests drawing from `vars`; an error
     /// names a template's mistake (an unknown variable, a bad column).
     pub(crate) fn with_vars(workload: &Workload, vars: Arc<Vars>) -> Result<Self, String> {
