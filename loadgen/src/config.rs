@@ -186,8 +186,17 @@ pub struct TlsTarget {
 }
 
 impl Config {
+    /// A closed-loop echo run against a Unix-domain socket, with
+    /// wrk-like defaults.
+    pub fn unix(path: impl Into<std::path::PathBuf>) -> Self {
+        Config {
+            target: shardloop::Addr::Unix(Some(path.into())),
+            ..Config::new(SocketAddr::from(([127, 0, 0, 1], 0)))
+        }
+    }
+
     /// A closed-loop echo run with wrk-like defaults.
-    pub fn new(target: impl Into<shardloop::Addr>) -> Self {
+    pub fn new(target: SocketAddr) -> Self {
         Config {
             target: target.into(),
             threads: 1,

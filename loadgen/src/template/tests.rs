@@ -186,3 +186,20 @@ fn integers_are_written_in_decimal_across_the_range() {
         assert_eq!(out, format!("x{n}").into_bytes());
     }
 }
+
+proptest::proptest! {
+    /// Any text compiles or is refused, never panics; text without `{{`
+    /// renders to itself.
+    #[test]
+    fn templates_compile_or_refuse_and_literals_render_as_written(text in ".{0,60}") {
+        let v = vars(&["n=seq", "s=str:3"]);
+        let _ = Template::compile(&text, &v);
+        if !text.contains("{{") {
+            let t = Template::compile(&text, &v).unwrap();
+            let mut out = Vec::new();
+            t.render(&v, &mut Draws::new(&v, 1), &mut out);
+            proptest::prop_assert_eq!(out, text.as_bytes());
+            proptest::prop_assert!(t.is_fixed());
+        }
+    }
+}

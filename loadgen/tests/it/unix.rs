@@ -46,7 +46,7 @@ impl Protocol for Http {
 fn echo_and_http_over_unix_sockets() {
     let path = socket("echo");
     let h = serve(&path, || Echo);
-    let mut cfg = Config::new(shardloop::Addr::Unix(Some(path.clone())));
+    let mut cfg = Config::unix(&path);
     cfg.connections = 2;
     cfg.duration = Duration::from_millis(400);
     let r = run(&cfg, |_| {}).unwrap();
