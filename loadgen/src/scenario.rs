@@ -91,6 +91,9 @@ impl Selected {
     }
 }
 
+/// Scenarios one run may have.
+pub const MAX_SCENARIOS: usize = 64;
+
 /// Checks a name is usable as a label value and a file-name part.
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -112,6 +115,12 @@ pub fn run_scenarios(
 ) -> Result<Vec<Report>, LoadError> {
     if scenarios.is_empty() {
         return Err(LoadError::Config("no scenario to run".into()));
+    }
+    if scenarios.len() > MAX_SCENARIOS {
+        return Err(LoadError::Config(format!(
+            "{} scenarios: at most {MAX_SCENARIOS} (each has a driver thread and its own figures)",
+            scenarios.len()
+        )));
     }
     let mut names = std::collections::BTreeSet::new();
     let mut configs = Vec::with_capacity(scenarios.len());
@@ -203,4 +212,74 @@ pub fn run_scenarios(
         }
     }
     Ok(reports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recorder::Sample;
+    use crate::report::Churn;
+    use std::time::SystemTime;
+
+    fn report(name: &str, tag: &str, ok: u64, latency_ms: u64) -> Report {
+        let mut s = Sample::default();
+        s.sent = ok;
+        s.ok = ok;
+        for _ in 0..ok {
+            s.record_latency(latency_ms * 1_000_000, latency_ms * 1_000_000);
+        }
+        let churn = Churn {
+            connected_at_start: 1,
+            connect_phase: None,
+            replaced: 0,
+            reconnects: 0,
+        };
+        let config = Config::new("127.0.0.1:1".parse().unwrap());
+        let mut r = Report::build(
+            &config,
+            s,
+            Duration::from_secs(1),
+            Vec::new(),
+            Vec::new(),
+            SystemTime::now(),
+            churn,
+        );
+        r.scenario = Some(name.into());
+        r.tags.insert("kind".into(), tag.into());
+        r
+    }
+
+    #[test]
+    fn selectors_pick_scenarios_by_name_or_tag_and_judge_them_together() {
+        let reports = [
+            report("a", "read", 900, 1),
+            report("b", "read", 100, 50),
+            report("c", "write", 10, 500),
+        ];
+        let sel = |s: &str| s.parse::<Selected>().unwrap();
+        // Reads together: 1,000 answers, a tenth of them at 50 ms.
+        let reads = sel("p99{kind=read}=10ms").check(&reports).unwrap();
+        assert!(
+            !reads.pass && (reads.observed - 50_000.0).abs() < 100.0,
+            "{reads:?}"
+        );
+        let p50 = sel("p50{kind=read}=10ms").check(&reports).unwrap();
+        assert!(p50.pass, "{p50:?}");
+        let rps = sel("rps{kind=read}=999").check(&reports).unwrap();
+        assert!(rps.pass && rps.observed == 1000.0, "{rps:?}");
+        let one = sel("max{scenario=c,kind=write}=1s")
+            .check(&reports)
+            .unwrap();
+        assert!(one.pass, "{one:?}");
+        assert!(sel("p99{scenario=nope}=1ms").check(&reports).is_none());
+        for bad in [
+            "p99=1ms",
+            "p99{}=1ms",
+            "p99{kind}=1ms",
+            "p99}kind=read{=1ms",
+            "p99{kind=read}",
+        ] {
+            assert!(bad.parse::<Selected>().is_err(), "{bad}");
+        }
+    }
 }

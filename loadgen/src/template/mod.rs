@@ -50,6 +50,9 @@ pub(crate) fn push_int(out: &mut Vec<u8>, n: i64) {
     out.extend_from_slice(&digits[i..]);
 }
 
+/// Variables one run may declare.
+pub const MAX_VARS: usize = 256;
+
 /// A run's variables, by name (`--var NAME=SPEC`).
 #[derive(Debug, Default)]
 pub struct Vars {
@@ -67,6 +70,9 @@ impl Vars {
         decls: &[String],
         read: &dyn Fn(&str) -> Result<Vec<u8>, String>,
     ) -> Result<Vars, String> {
+        if decls.len() > MAX_VARS {
+            return Err(format!("{} variables: at most {MAX_VARS}", decls.len()));
+        }
         let mut v = Vars::default();
         for d in decls {
             let (name, spec) = d

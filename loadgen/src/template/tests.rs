@@ -161,6 +161,9 @@ fn mistakes_are_named_when_the_run_is_configured() {
     assert!(parse(&["x=seq", "x=seq"]).contains("twice"));
     assert!(parse(&["x-y=seq"]).contains("letters"));
     assert!(parse(&["x=csv:f:sometimes"]).contains("order"));
+    let many: Vec<String> = (0..=MAX_VARS).map(|i| format!("v{i}=seq")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert!(parse(&many).contains("at most"));
     let v = Vars::parse(&["t=csv:f".to_string(), "n=seq".into()], &files).unwrap();
     assert!(Template::compile("{{nope}}", &v)
         .unwrap_err()
