@@ -222,9 +222,11 @@ mod tests {
     use std::time::SystemTime;
 
     fn report(name: &str, tag: &str, ok: u64, latency_ms: u64) -> Report {
-        let mut s = Sample::default();
-        s.sent = ok;
-        s.ok = ok;
+        let mut s = Sample {
+            sent: ok,
+            ok,
+            ..Sample::default()
+        };
         for _ in 0..ok {
             s.record_latency(latency_ms * 1_000_000, latency_ms * 1_000_000);
         }
