@@ -171,6 +171,9 @@ pub struct Config {
     /// Closed loop: each connection waits this long after an answer before
     /// its next request (a user's think time).
     pub think: Duration,
+    /// Echo, line and WebSocket: each message's size drawn from this
+    /// distribution instead of the workload's fixed size.
+    pub sizes: Option<std::sync::Arc<crate::template::Sizes>>,
     /// Variables the workload's templates draw from (`{{name}}` in an HTTP
     /// method, path, header value or body, or a RESP argument).
     pub vars: std::sync::Arc<crate::template::Vars>,
@@ -219,6 +222,7 @@ impl Config {
             conn_rate: None,
             vars: Default::default(),
             think: Duration::ZERO,
+            sizes: None,
         }
     }
 
@@ -311,6 +315,23 @@ impl Config {
         }
         if let Err(e) = crate::codec::Codec::check(&self.workload, &self.vars) {
             return bad(e);
+        }
+        if let Some(sizes) = &self.sizes {
+            if !matches!(
+                self.workload,
+                Workload::Echo { .. } | Workload::Line { .. } | Workload::WebSocket { .. }
+            ) {
+                return bad("--sizes is for the echo, line and websocket workloads".into());
+            }
+            if sizes.max() > MAX_MESSAGE {
+                return bad(format!(
+                    "--sizes: messages of up to {} bytes; at most {MAX_MESSAGE}",
+                    sizes.max()
+                ));
+            }
+            if matches!(self.workload, Workload::Line { .. }) && sizes.summary().min < 2 {
+                return bad("--sizes: a line is at least 2 bytes (one and the newline)".into());
+            }
         }
         let too_big = |what: &str, n: usize| {
             bad(format!(

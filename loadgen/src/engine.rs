@@ -170,8 +170,8 @@ pub(crate) fn start_loadgen(
 /// abort the connection, or stop it reading responses while the server
 /// waits for it to read (a deadlock with any echoing server).
 fn output_settings(config: &Config) -> shardloop::Settings {
-    let longest =
-        Codec::with_vars(&config.workload, config.vars.clone()).map_or(0, |c| c.max_request_len());
+    let longest = Codec::with_vars(&config.workload, config.vars.clone())
+        .map_or(0, |c| c.with_sizes(config.sizes.clone()).max_request_len());
     let mut s = shardloop::Settings::default();
     let need = longest
         .saturating_mul(config.mode.max_in_flight())
@@ -225,7 +225,8 @@ pub(crate) fn prepare(config: &Config, scenario: usize, start: Instant) -> Arc<R
         stopped: AtomicU64::new(UNSET),
         seeds: AtomicU64::new(0),
         codec: Codec::with_vars(&config.workload, config.vars.clone())
-            .expect("templates checked by Config::validate"),
+            .expect("templates checked by Config::validate")
+            .with_sizes(config.sizes.clone()),
         mode: config.mode.clone(),
         target: config.target.clone(),
         base_measure_from: measure_from,

@@ -2,7 +2,7 @@
 
 use crate::config::{ResponseFrame, Workload};
 use crate::recorder::ErrorKind;
-use crate::template::{push_int, Draws, Template, Vars};
+use crate::template::{push_int, Draws, Sizes, Template, Vars};
 use shardloop::http::response_head::{parse_response, BodyProgress, ResponseFraming};
 use shardloop::http::ws::frame::{self, opcode, FrameHead};
 use std::sync::Arc;
@@ -59,6 +59,8 @@ pub(crate) struct Codec {
     /// Requests that vary: their compiled templates (None: `fixed`).
     templated: Option<Templated>,
     vars: Arc<Vars>,
+    /// Echo, line and WebSocket messages of varying sizes (`--sizes`).
+    sizes: Option<Arc<Sizes>>,
     /// Echo/line messages are windows of this random table, one offset per
     /// request: building one is a copy and checking a reply a `memcmp`.
     table: Vec<u8>,
@@ -312,8 +314,30 @@ impl Codec {
             fixed,
             templated,
             vars,
+            sizes: None,
             table,
         })
+    }
+
+    /// The same, its messages' sizes drawn from `sizes` (echo, line and
+    /// WebSocket workloads).
+    pub(crate) fn with_sizes(mut self, sizes: Option<Arc<Sizes>>) -> Self {
+        if let Some(s) = &sizes {
+            if matches!(
+                self.workload,
+                Workload::Echo { .. } | Workload::Line { .. } | Workload::WebSocket { .. }
+            ) && self.table.len() < s.max() + OFFSETS
+            {
+                self.table = pattern_table(s.max() + OFFSETS);
+            }
+        }
+        self.sizes = sizes;
+        self
+    }
+
+    /// The size of request `seq`'s message.
+    fn size(&self, seq: u64, fixed: usize) -> usize {
+        self.sizes.as_ref().map_or(fixed, |s| s.of(seq))
     }
 
     /// A connection's draws for this codec's variables.
@@ -351,8 +375,12 @@ impl Codec {
     /// commands, which differ in length).
     pub(crate) fn max_request_len(&self) -> usize {
         match &self.workload {
-            Workload::Echo { size } | Workload::Line { size } => *size,
-            Workload::WebSocket { size, .. } => size + 14,
+            Workload::Echo { size } | Workload::Line { size } => {
+                (*size).max(self.sizes.as_ref().map_or(0, |s| s.max()))
+            }
+            Workload::WebSocket { size, .. } => {
+                (*size).max(self.sizes.as_ref().map_or(0, |s| s.max())) + 14
+            }
             _ => match &self.templated {
                 Some(t) => t.max_len(&self.vars),
                 None => self.fixed.iter().map(Vec::len).max().unwrap_or(0),
@@ -366,16 +394,19 @@ impl Codec {
             return t.encode(seq, &self.vars, draws, out);
         }
         match &self.workload {
-            Workload::Echo { size } => out.extend_from_slice(self.message(seq, *size)),
+            Workload::Echo { size } => {
+                out.extend_from_slice(self.message(seq, self.size(seq, *size)))
+            }
             Workload::Line { size } => {
-                out.extend_from_slice(self.message(seq, size - 1));
+                out.extend_from_slice(self.message(seq, self.size(seq, *size) - 1));
                 out.push(b'\n');
             }
             Workload::WebSocket { size, .. } => {
+                let size = self.size(seq, *size);
                 let key = (seq as u32).wrapping_mul(0x9e37_79b9).to_be_bytes();
-                frame::encode_head(true, opcode::BINARY, *size as u64, Some(key), out);
+                frame::encode_head(true, opcode::BINARY, size as u64, Some(key), out);
                 let at = out.len();
-                out.extend_from_slice(self.message(seq, *size));
+                out.extend_from_slice(self.message(seq, size));
                 frame::apply_mask(&mut out[at..], key, 0);
             }
             _ => out.extend_from_slice(&self.fixed[(seq as usize) % self.fixed.len()]),
@@ -397,17 +428,19 @@ impl Codec {
         };
         match &self.workload {
             Workload::Echo { size } => {
-                if buf.len() < *size {
-                    return Decoded::Incomplete { need: *size };
+                let size = self.size(seq, *size);
+                if buf.len() < size {
+                    return Decoded::Incomplete { need: size };
                 }
-                let ok = buf[..*size] == *self.message(seq, *size);
+                let ok = buf[..size] == *self.message(seq, size);
                 Decoded::Done {
                     status: 0,
-                    consumed: *size,
+                    consumed: size,
                     result: if ok { Ok(()) } else { Err(ErrorKind::Protocol) },
                 }
             }
             Workload::Line { size } => {
+                let size = &self.size(seq, *size);
                 let from = searched.min(buf.len());
                 match buf[from..].iter().position(|&b| b == b'\n') {
                     None if buf.len() > MAX_RESPONSE => Decoded::Fatal,
@@ -438,7 +471,7 @@ impl Codec {
                 }
                 decode_http(buf, method == "HEAD", progress)
             }
-            Workload::WebSocket { size, .. } => self.decode_ws(buf, seq, *size),
+            Workload::WebSocket { size, .. } => self.decode_ws(buf, seq, self.size(seq, *size)),
             Workload::Resp { .. } => match resp_value(buf, 0) {
                 Ok(Some((consumed, is_error))) => Decoded::Done {
                     status: 0,

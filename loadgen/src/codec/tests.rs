@@ -537,3 +537,57 @@ fn templated_resp_arguments_are_length_prefixed_as_drawn() {
         "*3\r\n$3\r\nSET\r\n$5\r\nkey:7\r\n$5\r\n".len() + 5 + 2
     );
 }
+
+#[test]
+fn messages_of_drawn_sizes_are_echoed_and_checked_at_their_own_length() {
+    let sizes = std::sync::Arc::new(crate::template::Sizes::parse("1..3000:zipf:1.1", 1).unwrap());
+    for w in [
+        Workload::Echo { size: 64 },
+        Workload::Line { size: 64 },
+        Workload::WebSocket {
+            path: "/".into(),
+            host: "h".into(),
+            size: 64,
+        },
+    ] {
+        let c = Codec::new(&w).with_sizes(Some(sizes.clone()));
+        let mut lens = std::collections::BTreeSet::new();
+        for seq in 0..500u64 {
+            let mut req = Vec::new();
+            c.encode(seq, &mut Draws::default(), &mut req);
+            lens.insert(req.len());
+            assert!(req.len() <= c.max_request_len(), "{}", req.len());
+            // The echo of the message is the answer; one byte off is not.
+            let reply = match &w {
+                Workload::WebSocket { .. } => {
+                    let head = FrameHead::parse(&req).unwrap();
+                    let mut payload = req[head.header_len..].to_vec();
+                    frame::apply_mask(&mut payload, head.mask.unwrap(), 0);
+                    let mut r = Vec::new();
+                    frame::encode_head(true, opcode::BINARY, payload.len() as u64, None, &mut r);
+                    r.extend_from_slice(&payload);
+                    r
+                }
+                _ => req.clone(),
+            };
+            let d = c.decode(&reply, seq, &mut Progress::default());
+            assert!(
+                matches!(d, Decoded::Done { result: Ok(()), .. }),
+                "{w:?} seq {seq}: {d:?}"
+            );
+            let mut wrong = reply.clone();
+            let last = wrong.len() - 1;
+            wrong[last] ^= 1;
+            let d = c.decode(&wrong, seq, &mut Progress::default());
+            assert!(
+                !matches!(d, Decoded::Done { result: Ok(()), .. }),
+                "{w:?} seq {seq}"
+            );
+        }
+        assert!(lens.len() > 50, "sizes vary: {}", lens.len());
+    }
+    let s = sizes.summary();
+    assert!(s.min >= 1 && s.max <= 3000 && s.p50 < s.p99, "{s:?}");
+    assert!(crate::template::Sizes::parse("0..10", 1).is_err());
+    assert!(crate::template::Sizes::parse("10", 1).is_err());
+}

@@ -197,6 +197,9 @@ pub struct Report {
     /// uncorrected service time, named as the breakdown names it).
     #[serde(default)]
     pub time_to_last_byte_us: Option<LatencySummary>,
+    /// The messages' sizes, when drawn from a distribution (`--sizes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_sizes: Option<crate::template::SizeSummary>,
     /// Connections closed on purpose by `--reconnect-every` and replaced.
     #[serde(default)]
     pub reconnects: u64,
@@ -350,6 +353,7 @@ impl Report {
             connects: total.connects,
             connects_per_s: total.connects as f64 / secs,
             connect_us: (total.connects > 0).then(|| LatencySummary::of(&total.connect_time)),
+            message_sizes: config.sizes.as_ref().map(|s| s.summary()),
             tcp_connect_us: (total.connects > 0).then(|| LatencySummary::of(&total.tcp_connect)),
             tls_handshake_us: (!total.tls_handshake.is_empty())
                 .then(|| LatencySummary::of(&total.tls_handshake)),

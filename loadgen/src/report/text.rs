@@ -91,6 +91,13 @@ impl Report {
                 }
             }
         }
+        if let Some(m) = &self.message_sizes {
+            let _ = writeln!(
+                s,
+                "  Message sizes ({}): p50 {} p90 {} p99 {} max {} bytes, mean {:.0}",
+                m.spec, m.p50, m.p90, m.p99, m.max, m.mean
+            );
+        }
         let phase = self
             .connect_phase_s
             .map_or("never all".to_string(), |p| format!("all within {p:.2}s"));

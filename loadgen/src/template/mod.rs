@@ -263,3 +263,94 @@ impl Template {
         }
     }
 }
+
+/// Draws a table of message sizes takes.
+const SIZE_TABLE: usize = 4096;
+
+/// Message sizes from a distribution (`--sizes`): a table of 4,096 draws
+/// from a fixed seed, picked by a hash of each request's sequence number,
+/// so the echo check knows every reply's length with nothing stored per
+/// request.
+#[derive(Debug)]
+pub struct Sizes {
+    table: Box<[usize]>,
+    /// As given.
+    pub spec: String,
+}
+
+/// What a run's message sizes are: percentiles of the table, bytes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SizeSummary {
+    /// As given (`16..4096:zipf:1.1`).
+    pub spec: String,
+    /// Smallest.
+    pub min: usize,
+    /// Median.
+    pub p50: usize,
+    /// 90th percentile.
+    pub p90: usize,
+    /// 99th percentile.
+    pub p99: usize,
+    /// Largest.
+    pub max: usize,
+    /// Mean.
+    pub mean: f64,
+}
+
+impl Sizes {
+    /// `LO..HI` (uniform), `LO..HI:zipf:S` or `LO..HI:gaussian:MEAN:SD`,
+    /// bytes, at least `min`.
+    pub fn parse(spec: &str, min: usize) -> Result<Sizes, String> {
+        let var = Var::parse(&format!("int:{spec}"), &|_| Err("no files".into()))
+            .map_err(|e| format!("--sizes {spec:?}: {}", e.trim_start_matches("int: ")))?;
+        let Var::Int { lo, .. } = &var else {
+            return Err(format!(
+                "--sizes {spec:?}: expected LO..HI[:zipf:S|:gaussian:MEAN:SD]"
+            ));
+        };
+        if *lo < min as i64 {
+            return Err(format!(
+                "--sizes {spec:?}: every size must be at least {min}"
+            ));
+        }
+        let mut rng = fastrand::Rng::with_seed(0x5123_5eed);
+        let mut unused = Vec::new();
+        let table = (0..SIZE_TABLE)
+            .map(|_| match var.draw(&mut rng, &mut unused) {
+                Drawn::Int(n) => n as usize,
+                _ => unreachable!("an integer variable draws integers"),
+            })
+            .collect();
+        Ok(Sizes {
+            table,
+            spec: spec.to_string(),
+        })
+    }
+
+    /// The size of request `seq`.
+    pub fn of(&self, seq: u64) -> usize {
+        let i = (seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52) as usize;
+        self.table[i % self.table.len()]
+    }
+
+    /// The largest.
+    pub fn max(&self) -> usize {
+        self.table.iter().copied().max().unwrap_or(0)
+    }
+
+    /// Percentiles of the table.
+    pub fn summary(&self) -> SizeSummary {
+        let mut t = self.table.to_vec();
+        t.sort_unstable();
+        let at = |q: f64| t[((t.len() - 1) as f64 * q).round() as usize];
+        SizeSummary {
+            spec: self.spec.clone(),
+            min: t[0],
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            max: t[t.len() - 1],
+            mean: t.iter().sum::<usize>() as f64 / t.len() as f64,
+        }
+    }
+}

@@ -504,3 +504,59 @@ fn websocket_messages_are_echoed_checked_and_counted() {
     );
     assert!(text.contains("websocket workload"), "{text}");
 }
+
+#[test]
+fn messages_of_drawn_sizes_over_websocket_and_echo() {
+    let h = websocket_echo();
+    let addr = h.tcp_addr(0);
+    let mut cfg = short(addr);
+    cfg.mode = Mode::Closed { pipeline: 4 };
+    cfg.workload = Workload::WebSocket {
+        path: "/ws".into(),
+        host: addr.to_string(),
+        size: 64,
+    };
+    let sizes = shardloop_loadgen::template::Sizes::parse("16..8000:zipf:1.2", 1).unwrap();
+    let summary = sizes.summary();
+    cfg.sizes = Some(std::sync::Arc::new(sizes));
+    let r = run(&cfg, |_| {}).unwrap();
+    assert!(r.responses_ok > 100, "{}", r.summary());
+    assert_eq!(
+        r.errors.total(),
+        0,
+        "every echo checked at its own size: {}",
+        r.summary()
+    );
+    assert_eq!(r.message_sizes.as_ref(), Some(&summary));
+    // The bytes sent follow the distribution: their mean per message is
+    // near the table's (headers of 6 to 8 bytes besides).
+    let mean = r.bytes_out as f64 / r.requests as f64;
+    assert!(
+        mean > summary.mean * 0.7 && mean < summary.mean * 1.3 + 8.0,
+        "{mean} vs {summary:?}"
+    );
+    assert!(
+        r.summary().contains("Message sizes (16..8000:zipf:1.2)"),
+        "{}",
+        r.summary()
+    );
+    // The command line, against an echo server, and a size a line cannot have.
+    let echo = crate::common::echo_example();
+    let out = Command::new(loadgen_bin())
+        .arg(echo.addr.to_string())
+        .args(["-c", "2", "-d", "300ms", "--sizes", "1..4096"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(loadgen_bin())
+        .arg(echo.addr.to_string())
+        .args(["-w", "line", "--sizes", "1..10", "-d", "300ms"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 2"));
+}

@@ -123,6 +123,11 @@ pub(crate) struct RunArgs {
     /// HTTP request body, read from this file (sent with Content-Length).
     #[arg(long, value_name = "FILE")]
     pub(crate) body: Option<PathBuf>,
+    /// Echo, line and WebSocket: draw each message's size from LO..HI
+    /// (uniform), LO..HI:zipf:S or LO..HI:gaussian:MEAN:SD bytes instead
+    /// of --size; every reply is still checked byte for byte.
+    #[arg(long, value_name = "SPEC")]
+    pub(crate) sizes: Option<String>,
     /// A variable for request templates, repeatable: `{{NAME}}` in the
     /// URL path, method, a header value, the body or a RESP argument is
     /// replaced per request. SPEC: `seq[:START]`, `int:LO..HI` (uniform),

@@ -200,6 +200,12 @@ pub(crate) fn build_config(a: &RunArgs) -> anyhow::Result<Config> {
             ArrivalsArg::Poisson => Arrivals::Poisson,
         },
         think: a.think,
+        sizes: a
+            .sizes
+            .as_deref()
+            .map(|spec| shardloop_loadgen::template::Sizes::parse(spec, 1).map(std::sync::Arc::new))
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
         vars: std::sync::Arc::new(
             shardloop_loadgen::template::Vars::parse(&a.vars, &|path| {
                 std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))
