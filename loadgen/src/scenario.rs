@@ -33,6 +33,14 @@ pub struct Scenario {
 
 /// An objective over the scenarios a selector picks (`{scenario=NAME}` or
 /// `{TAG=VALUE}`, several joined by commas, all must match).
+///
+/// ```
+/// use shardloop_loadgen::scenario::Selected;
+/// let s: Selected = "p99{scenario=checkout,tier=gold}=5ms".parse().unwrap();
+/// assert_eq!(s.selector.len(), 2);
+/// assert_eq!(s.slo.limit, 5000.0); // µs
+/// assert!("p99=5ms".parse::<Selected>().is_err(), "a selector is required");
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Selected {
     /// `(key, value)` pairs: `scenario` matches the name, others tags.
@@ -108,6 +116,24 @@ fn valid_name(name: &str) -> bool {
 /// [`aborted`](Report::aborted) if an `abort_on_fail` objective stopped the
 /// run). `observer` is called after each interval of each scenario, with
 /// its name.
+///
+/// ```no_run
+/// use shardloop_loadgen::scenario::{run_scenarios, Scenario};
+/// use shardloop_loadgen::{Config, Mode, Setup};
+/// use std::time::Duration;
+/// let mut reads = Config::new("127.0.0.1:8080".parse().unwrap());
+/// reads.mode = Mode::Open { rate: 2000.0, max_in_flight: 1 };
+/// let writes = Config::new("127.0.0.1:6379".parse().unwrap());
+/// let scenarios = [
+///     Scenario { name: "reads".into(), tags: Default::default(), start: Duration::ZERO, config: reads, abort_on_fail: false },
+///     Scenario { name: "writes".into(), tags: Default::default(), start: Duration::from_secs(5), config: writes, abort_on_fail: false },
+/// ];
+/// let setup = Setup { threads: 2, ..Setup::default() };
+/// for r in run_scenarios(&setup, &scenarios, |_, _| {})? {
+///     println!("{}: {:.0} req/s", r.scenario.unwrap_or_default(), r.throughput_rps);
+/// }
+/// # Ok::<(), shardloop_loadgen::LoadError>(())
+/// ```
 pub fn run_scenarios(
     setup: &Setup,
     scenarios: &[Scenario],
