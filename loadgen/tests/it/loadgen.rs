@@ -542,21 +542,11 @@ fn messages_of_drawn_sizes_over_websocket_and_echo() {
     );
     // The command line, against an echo server, and a size a line cannot have.
     let echo = crate::common::echo_example();
-    let out = Command::new(loadgen_bin())
-        .arg(echo.addr.to_string())
-        .args(["-c", "2", "-d", "300ms", "--sizes", "1..4096"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(loadgen_bin())
-        .arg(echo.addr.to_string())
-        .args(["-w", "line", "--sizes", "1..10", "-d", "300ms"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 2"));
+    let addr = echo.addr.to_string();
+    let (code, text) = crate::common::load([&addr, "-c", "2", "-d", "300ms", "--sizes", "1..4096"]);
+    assert!(code == 0, "{text}");
+    let (code, text) =
+        crate::common::load([&addr, "-w", "line", "--sizes", "1..10", "-d", "300ms"]);
+    assert!(code != 0);
+    assert!(text.contains("at least 2"), "{text}");
 }

@@ -3,21 +3,10 @@
 
 use shardloop::{Conn, Protocol};
 
-use crate::common::{echo_example, loadgen_bin, server};
+use crate::common::{echo_example, load, server};
 use shardloop_loadgen::slo::Slo;
 use shardloop_loadgen::{run, Config, Mode, Workload};
-use std::process::Command;
 use std::time::Duration;
-
-fn load(args: &[String]) -> (i32, String) {
-    let out = Command::new(loadgen_bin()).args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
 
 #[test]
 fn slos_print_pass_and_fail_lines_and_a_miss_exits_99() {
@@ -28,7 +17,7 @@ fn slos_print_pass_and_fail_lines_and_a_miss_exits_99() {
         base.iter().chain(extra).map(|s| s.to_string()).collect()
     };
 
-    let (code, text) = load(&with(&[
+    let (code, text) = load(with(&[
         "--slo",
         "p99=10s",
         "--slo",
@@ -39,7 +28,7 @@ fn slos_print_pass_and_fail_lines_and_a_miss_exits_99() {
     assert_eq!(code, 0, "{text}");
     assert_eq!(text.matches(" PASS ").count(), 3, "{text}");
 
-    let (code, text) = load(&with(&["--slo", "p99=1us", "--slo", "errors=1%"]));
+    let (code, text) = load(with(&["--slo", "p99=1us", "--slo", "errors=1%"]));
     assert_eq!(code, 99, "{text}");
     assert!(
         text.contains("SLO p99=1us") && text.contains("FAIL"),
@@ -50,10 +39,10 @@ fn slos_print_pass_and_fail_lines_and_a_miss_exits_99() {
         "{text}"
     );
 
-    let (code, text) = load(&with(&["--slo", "rps=1000000000"]));
+    let (code, text) = load(with(&["--slo", "rps=1000000000"]));
     assert_eq!(code, 99, "{text}");
 
-    let (code, text) = load(&with(&["--slo", "p101=1ms"]));
+    let (code, text) = load(with(&["--slo", "p101=1ms"]));
     assert_eq!(code, 2, "a bad objective is a usage error: {text}");
 }
 

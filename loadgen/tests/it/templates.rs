@@ -2,7 +2,7 @@
 //! file stored in order (every row's values arrive whole, as drawn), and
 //! counters hit with Zipf-distributed keys (the first ranks take most).
 
-use crate::common::loadgen_bin;
+use crate::common::load;
 use shardloop_devtools::{build, Spawned, Target};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -29,14 +29,10 @@ fn get(addr: std::net::SocketAddr, key: &str) -> Option<String> {
     Some(value.trim_end().to_string())
 }
 
-fn load(args: &[&str]) -> String {
-    let out = Command::new(loadgen_bin()).args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{args:?}: {text}");
+/// Runs the load generator; it must succeed.
+fn load_ok(args: &[&str]) -> String {
+    let (code, text) = load(args);
+    assert!(code == 0, "{args:?}: {text}");
     text
 }
 
@@ -53,7 +49,7 @@ fn csv_rows_and_zipf_keys_reach_the_server_as_drawn() {
     )
     .unwrap();
     let var = format!("u=csv:{}", users.display());
-    load(&[
+    load_ok(&[
         &addr,
         "-t",
         "1",
@@ -76,7 +72,7 @@ fn csv_rows_and_zipf_keys_reach_the_server_as_drawn() {
     assert_eq!(get(kv.addr, "user:3").as_deref(), Some("cy@example.com"));
     assert_eq!(get(kv.addr, "user:4"), None, "only the file's rows");
     // Zipf over 1..=1000 with s = 1.2: key 1 is hit far more than key 50.
-    load(&[
+    load_ok(&[
         &addr,
         "-t",
         "1",

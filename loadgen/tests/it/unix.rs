@@ -2,11 +2,10 @@
 //! a socket with a URL and `--unix-socket PATH` (curl's), against servers
 //! of this process listening on sockets.
 
-use crate::common::{loadgen_bin, Echo};
+use crate::common::{load, Echo};
 use shardloop::{Conn, Handle, Protocol, Server};
 use shardloop_loadgen::{run, Config};
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 fn socket(tag: &str) -> PathBuf {
@@ -57,43 +56,28 @@ fn echo_and_http_over_unix_sockets() {
     );
     assert!(r.target.contains(path.to_str().unwrap()), "{}", r.target);
     // The same from the command line.
-    let out = Command::new(loadgen_bin())
-        .args([
-            &format!("unix:{}", path.display()),
-            "-d",
-            "300ms",
-            "-c",
-            "2",
-            "-t",
-            "1",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let socket_target = format!("unix:{}", path.display());
+    let (code, text) = load([socket_target.as_str(), "-d", "300ms", "-c", "2", "-t", "1"]);
+    assert!(code == 0, "{text}");
     h.shutdown();
 
     let web = socket("http");
     let h = serve(&web, || Http(Vec::new()));
-    let out = Command::new(loadgen_bin())
-        .args([
-            "http://localhost/items",
-            "--unix-socket",
-            web.to_str().unwrap(),
-        ])
-        .args(["-d", "300ms", "-c", "2", "-t", "1", "--json"])
-        .arg(web.with_extension("json"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let json = web.with_extension("json");
+    let (code, text) = load([
+        "http://localhost/items",
+        "--unix-socket",
+        web.to_str().unwrap(),
+        "-d",
+        "300ms",
+        "-c",
+        "2",
+        "-t",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(code == 0, "{text}");
     let r: shardloop_loadgen::Report =
         serde_json::from_slice(&std::fs::read(web.with_extension("json")).unwrap()).unwrap();
     assert!(

@@ -18,6 +18,18 @@ pub fn loadgen_bin() -> PathBuf {
     build("shardloop-loadgen", Target::Bin("shardloop-load"))
 }
 
+/// Runs the `shardloop-load` binary with `args`; its exit code (-1 if a
+/// signal ended it) and its output, stdout then stderr.
+pub fn load<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> (i32, String) {
+    let out = Command::new(loadgen_bin()).args(args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
 /// A one-shard server in this process (unpinned), each connection running
 /// the protocol `make` returns.
 pub fn server<P: Protocol>(make: impl Fn() -> P + Send + Sync + Clone + 'static) -> Handle {
