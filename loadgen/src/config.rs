@@ -329,7 +329,7 @@ impl Config {
                     sizes.max()
                 ));
             }
-            if matches!(self.workload, Workload::Line { .. }) && sizes.summary().min < 2 {
+            if matches!(self.workload, Workload::Line { .. }) && sizes.min() < 2 {
                 return bad("--sizes: a line is at least 2 bytes (one and the newline)".into());
             }
         }

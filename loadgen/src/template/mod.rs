@@ -333,6 +333,11 @@ impl Sizes {
         self.table[i % self.table.len()]
     }
 
+    /// The smallest.
+    pub fn min(&self) -> usize {
+        self.table.iter().copied().min().unwrap_or(0)
+    }
+
     /// The largest.
     pub fn max(&self) -> usize {
         self.table.iter().copied().max().unwrap_or(0)
