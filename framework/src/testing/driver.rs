@@ -135,6 +135,23 @@ impl Driver {
         self.settle();
     }
 
+    /// Lets connection `id` read what its socket holds, while it is open
+    /// and reading (as the poller would report it readable); true if it
+    /// read anything.
+    pub(crate) fn read_available(&mut self, id: ConnId, socket: &FakeSocket) -> bool {
+        let mut read = false;
+        while socket.lock().has_input() && self.shard.is_open(id) && !self.shard.reading_paused(id)
+        {
+            let before = socket.lock().reads;
+            self.ready(id, true, false);
+            if socket.lock().reads == before {
+                break;
+            }
+            read = true;
+        }
+        read
+    }
+
     /// Moves the manual clock and runs everything that falls due.
     pub(crate) fn advance(&mut self, by: Duration) {
         let _entered = self.enter();

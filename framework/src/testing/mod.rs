@@ -111,16 +111,7 @@ impl<P: Protocol> FakeTransport<P> {
 
     /// Reads while the socket holds input and the connection takes it.
     fn pump(&mut self) {
-        while self.socket.lock().has_input()
-            && self.driver.shard_ref().is_open(self.id)
-            && !self.driver.shard_ref().reading_paused(self.id)
-        {
-            let before = self.socket.lock().reads;
-            self.driver.ready(self.id, true, false);
-            if self.socket.lock().reads == before {
-                break;
-            }
-        }
+        self.driver.read_available(self.id, &self.socket);
     }
 
     /// Everything flushed so far, left in place.

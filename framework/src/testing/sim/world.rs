@@ -400,24 +400,12 @@ impl World {
                 let Some(end) = &self.links[l].ends[side.index()] else {
                     continue;
                 };
-                let (host, id, socket) = (end.host, end.id, end.socket.clone());
-                loop {
-                    let d = self.driver(host, id);
-                    let shard = d.shard_ref();
-                    if !socket.lock().has_input()
-                        || !shard.is_open(id)
-                        || shard.reading_paused(id)
-                        || socket.lock().connect != Connecting::Done
-                    {
-                        break;
-                    }
-                    let before = socket.lock().reads;
-                    d.ready(id, true, false);
-                    if socket.lock().reads == before {
-                        break;
-                    }
-                    moved = true;
+                // A socket still connecting has nothing to read yet.
+                if end.socket.lock().connect != Connecting::Done {
+                    continue;
                 }
+                let (host, id, socket) = (end.host, end.id, end.socket.clone());
+                moved |= self.driver(host, id).read_available(id, &socket);
             }
         }
         moved
