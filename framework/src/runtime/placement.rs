@@ -267,6 +267,11 @@ mod tests {
 
     #[test]
     fn contradictions_and_typos_are_refused_with_the_reason() {
+        assert_eq!(
+            p("shards = [65535]").unwrap().shards,
+            [65535],
+            "the last CPU number taken"
+        );
         for (text, says) in [
             ("shards = []", "no shard"),
             ("acceptor = 1", "no shard"),
@@ -276,6 +281,8 @@ mod tests {
             ("shards = [1]\nloadgen = [2]\nacceptor = 2", "acceptor"),
             ("shards = [1]\nshard = [2]", "unknown key"),
             ("shards = [-1]", "not a CPU"),
+            ("shards = [65536]", "not a CPU"),
+            ("shards = [99999999999999999999]", "placement"),
             ("shards = [\"a\"]", "not a CPU"),
             ("shards = 3", "list of CPU"),
             ("shards = [1", "placement"),
