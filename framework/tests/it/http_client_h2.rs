@@ -183,3 +183,73 @@ fn prior_knowledge_h2c_limits_and_idle_expiry() {
     assert_eq!(after, Version::HTTP_2);
     assert_eq!(stats.detached, 2, "{stats:?}");
 }
+
+/// A protocol of the caller's own that speaks HTTP/2 on its connection
+/// (`Http2Connection` over its `ConnTask`): 30 requests in flight at once,
+/// bodies past the flow-control window both ways, every answer its own.
+struct OwnConn {
+    base: String,
+    done: std::sync::mpsc::Sender<Vec<Result<(u16, Vec<u8>), String>>>,
+}
+
+impl shardloop::Protocol for OwnConn {
+    type Message = ();
+    fn connection_made(&mut self, conn: &mut shardloop::Conn<'_, Self>) {
+        let (base, done) = (self.base.clone(), self.done.clone());
+        conn.spawn_stream(move |task| async move {
+            use shardloop::http::client::Http2Connection;
+            let h2 = Http2Connection::handshake(task.clone(), ClientOptions::default())
+                .await
+                .expect("handshake");
+            let calls = (0..30).map(|i| {
+                let (h2, base) = (h2.clone(), base.clone());
+                async move {
+                    let req = match i % 3 {
+                        0 => Request::get(format!("{base}/slow")).body(Body::empty()),
+                        1 => Request::get(format!("{base}/big")).body(Body::empty()),
+                        _ => Request::post(format!("{base}/echo"))
+                            .body(Body::from(vec![i as u8; 70_000 + i])),
+                    }
+                    .unwrap();
+                    let resp = h2.send(req).await.map_err(|e| e.to_string())?;
+                    let status = resp.status().as_u16();
+                    let body = resp
+                        .into_body()
+                        .collect()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok((status, body.to_vec()))
+                }
+            });
+            let results = shardloop::task::join_all(calls).await;
+            let _ = done.send(results);
+            task.close();
+        });
+    }
+    fn data_received(&mut self, _: &mut shardloop::Conn<'_, Self>, _: &[u8]) {
+        unreachable!("the task reads the connection")
+    }
+}
+
+#[test]
+fn http2_on_a_connection_of_ones_own() {
+    let (h, addr) = common::started(common::builder(1).listen("127.0.0.1:0", app().factory()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let base = format!("http://{addr}");
+    h.post_to(0, move |ctx| {
+        let protocol = OwnConn { base, done: tx };
+        ctx.connect(shardloop::endpoint::Connect::addr(addr.into()), protocol);
+    })
+    .unwrap();
+    let results = rx.recv_timeout(Duration::from_secs(20)).expect("answered");
+    assert_eq!(results.len(), 30);
+    for (i, r) in results.into_iter().enumerate() {
+        let (status, body) = r.unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(status, 200, "request {i}");
+        match i % 3 {
+            0 => assert_eq!(body, b"slow"),
+            1 => assert_eq!(body, vec![7u8; 300_000]),
+            _ => assert_eq!(body, vec![i as u8; 70_000 + i], "request {i}"),
+        }
+    }
+}

@@ -5,8 +5,7 @@
 //! through the [`ClientStream`] underneath.
 
 use super::{ClientError, ClientOptions, ResponseBody};
-use crate::client::ClientStream;
-use crate::http::h2::io::TokioIo;
+use crate::http::h2::io::{PollIo, TokioIo};
 use crate::http::h2::CONNECTION_SPECIFIC;
 use crate::http::{Body, Request, Response};
 use bytes::Bytes;
@@ -16,13 +15,21 @@ use http::HeaderName;
 /// A handle on one HTTP/2 connection: cloned for each request.
 pub(crate) type Sender = h2::client::SendRequest<Bytes>;
 
-/// The HTTP/2 handshake on `stream`; the connection then runs as a task
-/// of the shard until the server or every `Sender` lets it go.
-pub(crate) async fn handshake(stream: ClientStream) -> Result<Sender, ClientError> {
+/// What HTTP/2 runs over: a [`ClientStream`](crate::client::ClientStream),
+/// or the [`ConnTask`](crate::task::ConnTask) of a connection whose input
+/// goes to its tasks ([`Conn::spawn_stream`](crate::Conn::spawn_stream)).
+/// Implemented by those two only.
+pub trait Http2Io: PollIo + Unpin + 'static {}
+
+impl<T: PollIo + Unpin + 'static> Http2Io for T {}
+
+/// The HTTP/2 handshake on `io`; the connection then runs as a task of
+/// the shard until the server or every `Sender` lets it go.
+pub(crate) async fn handshake(io: impl Http2Io) -> Result<Sender, ClientError> {
     let (send, conn) = h2::client::Builder::new()
         // Pushed responses have no requester here: refused.
         .enable_push(false)
-        .handshake::<_, Bytes>(TokioIo(stream))
+        .handshake::<_, Bytes>(TokioIo(io))
         .await
         .map_err(h2_error)?;
     crate::task::spawn_local(async move {
@@ -31,6 +38,80 @@ pub(crate) async fn handshake(stream: ClientStream) -> Result<Sender, ClientErro
         }
     });
     Ok(send)
+}
+
+/// An HTTP/2 client connection on a connection of your own, for callers
+/// that choose how many connections they open and what runs on each (a
+/// load generator, a gateway keeping N connections to a backend): hyper's
+/// `client::conn::http2`. [`Client`](super::Client) does this for you,
+/// with one shared connection per origin.
+///
+/// Every request goes out as a stream of the one connection; as many may
+/// be in flight at once as the server's `SETTINGS_MAX_CONCURRENT_STREAMS`
+/// allows ([`send`](Http2Connection::send) waits for a free stream).
+/// Cloning shares the connection.
+///
+/// ```no_run
+/// use shardloop::http::client::{ClientOptions, Http2Connection};
+/// use shardloop::http::{Body, Request};
+/// use shardloop::{Conn, Protocol};
+///
+/// struct Probe;
+/// impl Protocol for Probe {
+///     type Message = ();
+///     fn connection_made(&mut self, conn: &mut Conn<'_, Self>) {
+///         conn.spawn_stream(|task| async move {
+///             let Ok(h2) = Http2Connection::handshake(task.clone(), ClientOptions::default()).await else {
+///                 return task.close();
+///             };
+///             // Ten requests in flight on the one connection.
+///             let replies = (0..10).map(|i| {
+///                 let h2 = h2.clone();
+///                 async move {
+///                     let req = Request::get(format!("http://backend/item/{i}"))
+///                         .body(Body::empty())
+///                         .unwrap();
+///                     h2.send(req).await?.into_body().collect().await
+///                 }
+///             });
+///             let bodies = shardloop::task::join_all(replies).await;
+///             println!("{} answered", bodies.iter().filter(|b| b.is_ok()).count());
+///             task.close();
+///         });
+///     }
+///     fn data_received(&mut self, _: &mut Conn<'_, Self>, _: &[u8]) {}
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Http2Connection {
+    send: Sender,
+    opts: std::rc::Rc<ClientOptions>,
+}
+
+impl Http2Connection {
+    /// Speaks HTTP/2 on `io` (prior knowledge: the caller knows the server
+    /// speaks it, by ALPN `h2` or by configuration). The connection is
+    /// driven by a task of the shard until the server closes it or every
+    /// clone of this handle is dropped. `opts` bounds each response
+    /// (`max_body`, `response_timeout` for each wait for a piece of the
+    /// body); its pool and TLS settings do not apply.
+    pub async fn handshake(io: impl Http2Io, opts: ClientOptions) -> Result<Self, ClientError> {
+        Ok(Http2Connection {
+            send: handshake(io).await?,
+            opts: std::rc::Rc::new(opts),
+        })
+    }
+
+    /// Sends `req` (its URI absolute: the scheme and authority become
+    /// `:scheme` and `:authority`) as a new stream, once the server allows
+    /// one more, and returns once the response's head is in; its body is
+    /// read as the caller asks. Not bounded in time here: wrap it in
+    /// [`task::timeout`](crate::task::timeout) (dropping the future resets
+    /// the stream).
+    pub async fn send(&self, req: Request<Body>) -> Result<Response<ResponseBody>, ClientError> {
+        let send = self.send.clone().ready().await.map_err(h2_error)?;
+        exchange(send, &req, &self.opts).await
+    }
 }
 
 /// Fields not sent on HTTP/2: the connection-specific ones, and `Host`

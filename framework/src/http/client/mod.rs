@@ -44,6 +44,7 @@ use crate::client::{ClientStream, Pool, PoolError, PoolOptions, PoolStats, Poole
 use crate::http::{Body, Request, Response};
 use crate::tls::TlsClientConfig;
 pub use body::ResponseBody;
+pub use h2::{Http2Connection, Http2Io};
 pub use origin::Origin;
 use std::cell::RefCell;
 use std::collections::HashMap;

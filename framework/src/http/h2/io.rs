@@ -3,22 +3,24 @@
 //! task handle) and the client (a `ClientStream`) alike: reads from the
 //! input the shard routes to the task, writes queued on the connection.
 
-use super::HttpConnection;
 use crate::client::ClientStream;
+use crate::reactor::Protocol;
 use crate::task::ConnTask;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// A connection read and written by polling.
-pub(crate) trait PollIo {
+/// A connection read and written by polling: what `h2` runs over. Public
+/// (in a private module) only so that [`Http2Io`](crate::http::client::Http2Io)
+/// can name it; nothing outside the crate implements it.
+pub trait PollIo {
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
     fn poll_write(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>>;
     fn shutdown_write(&mut self);
 }
 
-impl PollIo for ConnTask<HttpConnection> {
+impl<P: Protocol> PollIo for ConnTask<P> {
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         ConnTask::poll_read(self, cx, buf)
     }
