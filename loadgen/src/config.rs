@@ -177,6 +177,11 @@ pub struct Config {
     /// Variables the workload's templates draw from (`{{name}}` in an HTTP
     /// method, path, header value or body, or a RESP argument).
     pub vars: std::sync::Arc<crate::template::Vars>,
+    /// HTTP workload: speak HTTP/2 (prior knowledge on plaintext, ALPN
+    /// `h2` with TLS), each request a stream; the in-flight limit
+    /// (`Mode`'s pipeline or `max_in_flight`) is the streams in flight
+    /// per connection, h2load's `-m`.
+    pub http2: bool,
 }
 
 /// How to reach a TLS target.
@@ -223,6 +228,7 @@ impl Config {
             vars: Default::default(),
             think: Duration::ZERO,
             sizes: None,
+            http2: false,
         }
     }
 
@@ -315,6 +321,20 @@ impl Config {
         }
         if let Err(e) = crate::codec::Codec::check(&self.workload, &self.vars) {
             return bad(e);
+        }
+        if self.http2 {
+            if !matches!(self.workload, Workload::Http { .. }) {
+                return bad(format!(
+                    "HTTP/2 is for the http workload, not {}",
+                    self.workload.name()
+                ));
+            }
+            let codec = crate::codec::Codec::with_vars(&self.workload, self.vars.clone());
+            if let Err(e) =
+                codec.and_then(|c| crate::codec::H2Requests::new(&c, self.tls.is_some()).map(drop))
+            {
+                return bad(format!("the request cannot go out as HTTP/2: {e}"));
+            }
         }
         if let Some(sizes) = &self.sizes {
             if !matches!(

@@ -2,7 +2,7 @@
 //! collects one interval sample per `interval`, drains, and builds the report.
 
 use crate::client::{LoadConn, RunShared, UNSET};
-use crate::codec::Codec;
+use crate::codec::{Codec, H2Requests};
 use crate::config::{Config, Mode};
 use crate::cpu;
 use crate::live::{Live, LiveState};
@@ -224,6 +224,11 @@ pub(crate) fn prepare(config: &Config, scenario: usize, start: Instant) -> Arc<R
         scenario,
         stopped: AtomicU64::new(UNSET),
         seeds: AtomicU64::new(0),
+        h2: config.http2.then(|| {
+            let codec = Codec::with_vars(&config.workload, config.vars.clone())
+                .expect("templates checked by Config::validate");
+            H2Requests::new(&codec, config.tls.is_some()).expect("checked by Config::validate")
+        }),
         codec: Codec::with_vars(&config.workload, config.vars.clone())
             .expect("templates checked by Config::validate")
             .with_sizes(config.sizes.clone()),

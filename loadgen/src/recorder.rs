@@ -189,28 +189,34 @@ impl Sample {
 pub(crate) struct Recorders(Vec<Recorder>);
 
 /// The shard's recorder of scenario `scenario`.
-pub(crate) fn recorder(ctx: &mut shardloop::ShardCtx, scenario: usize) -> &mut Recorder {
+pub(crate) fn recorder(ctx: &mut shardloop::ShardCtx, scenario: usize) -> &Recorder {
     let all = &mut ctx.service::<Recorders>().0;
     if all.len() <= scenario {
         all.resize_with(scenario + 1, Recorder::default);
     }
-    &mut all[scenario]
+    &all[scenario]
 }
 
-/// A shard's recorder: a running total and the current interval.
+/// A shard's recorder: a running total and the current interval. A
+/// handle: a clone records into the same books, for the tasks of the shard
+/// (an HTTP/2 connection's streams) that have no `ShardCtx` to look it up.
+#[derive(Default, Clone)]
+pub(crate) struct Recorder(std::rc::Rc<std::cell::RefCell<Books>>);
+
 #[derive(Default)]
-pub(crate) struct Recorder {
+pub(crate) struct Books {
     pub(crate) total: Sample,
     pub(crate) interval: Sample,
 }
 
 impl Recorder {
-    pub(crate) fn with<F: FnMut(&mut Sample)>(&mut self, mut f: F) {
-        f(&mut self.total);
-        f(&mut self.interval);
+    pub(crate) fn with<F: FnMut(&mut Sample)>(&self, mut f: F) {
+        let mut books = self.0.borrow_mut();
+        f(&mut books.total);
+        f(&mut books.interval);
     }
 
-    pub(crate) fn take_interval(&mut self) -> Sample {
-        std::mem::take(&mut self.interval)
+    pub(crate) fn take_interval(&self) -> Sample {
+        std::mem::take(&mut self.0.borrow_mut().interval)
     }
 }

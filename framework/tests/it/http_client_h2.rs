@@ -189,8 +189,11 @@ fn prior_knowledge_h2c_limits_and_idle_expiry() {
 /// bodies past the flow-control window both ways, every answer its own.
 struct OwnConn {
     base: String,
-    done: std::sync::mpsc::Sender<Vec<Result<(u16, Vec<u8>), String>>>,
+    done: std::sync::mpsc::Sender<Vec<Answer>>,
 }
+
+/// A status and body, or why there was none.
+type Answer = Result<(u16, Vec<u8>), String>;
 
 impl shardloop::Protocol for OwnConn {
     type Message = ();

@@ -1,6 +1,7 @@
 //! The protocol each load connection runs: sends requests on the closed- or
 //! open-loop schedule, matches responses in order, records latency.
 
+mod h2;
 mod schedule;
 mod shared;
 
@@ -73,6 +74,8 @@ pub(crate) struct LoadConn {
     first_byte: Option<Instant>,
     /// Closed loop with think time: no send before this.
     think_until: Option<Instant>,
+    /// HTTP/2: what the streams of the connection's task share.
+    h2: Option<std::rc::Rc<std::cell::RefCell<h2::Streams>>>,
 }
 
 impl LoadConn {
@@ -109,6 +112,7 @@ impl LoadConn {
             unsent_counted: false,
             handshaking: false,
             schedule,
+            h2: None,
         }
     }
 
@@ -265,6 +269,10 @@ impl LoadConn {
                     s.tls_handshake.saturating_record(nanos(t));
                 }
             });
+        }
+        if self.shared.h2.is_some() {
+            // Each stream has its own timeout.
+            return self.start_h2(conn);
         }
         // Request timeouts: checked often enough to catch them within a quarter.
         let every = (self.shared.timeout / 4).max(Duration::from_millis(5));
@@ -493,7 +501,7 @@ impl Protocol for LoadConn {
             } => ErrorKind::Write,
             _ => ErrorKind::Read,
         });
-        let lost = self.in_flight.iter().filter(|r| r.counted).count() as u64;
+        let lost = self.in_flight.iter().filter(|r| r.counted).count() as u64 + self.h2_back();
         if lost > 0 {
             recorder(conn.shard(), self.shared.scenario).with(|s| s.errors.add(kind, lost));
         }

@@ -7,6 +7,14 @@ use crate::recorder::recorder;
 use shardloop::Conn;
 use std::time::{Duration, Instant};
 
+/// When `schedule`'s next send is (the end of the run once it has none).
+pub(super) fn next_send(shared: &RunShared, schedule: &mut Schedule) -> Instant {
+    match shared.plan.as_ref().and_then(|plan| schedule.next(plan)) {
+        Some(t) => shared.origin + Duration::from_secs_f64(t),
+        None => shared.end(),
+    }
+}
+
 impl LoadConn {
     /// Open loop: the first send of connection `index` of `conns`, skipping
     /// what the plan had due before now (it was not this connection's yet).
@@ -24,13 +32,9 @@ impl LoadConn {
 
     /// Moves to the next planned send.
     pub(super) fn advance(&mut self) {
-        let (Some(plan), Some(s)) = (self.shared.plan.as_ref(), self.schedule.as_mut()) else {
-            return;
-        };
-        self.next_intended = match s.next(plan) {
-            Some(t) => self.shared.origin + Duration::from_secs_f64(t),
-            None => self.shared.end(),
-        };
+        if let Some(s) = self.schedule.as_mut() {
+            self.next_intended = next_send(&self.shared, s);
+        }
     }
 
     /// Open loop: requests this connection's schedule had due before the

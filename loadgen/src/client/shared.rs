@@ -17,6 +17,9 @@ pub(crate) struct RunShared {
     /// Seeds of the connections' template draws, one each.
     pub(crate) seeds: AtomicU64,
     pub(crate) codec: Codec,
+    /// HTTP/2: the requests as streams (`None`: HTTP/1.1 or another
+    /// workload, sent as the codec's bytes).
+    pub(crate) h2: Option<crate::codec::H2Requests>,
     pub(crate) mode: Mode,
     pub(crate) target: shardloop::Addr,
     /// Requests intended at or after this count (plus `offset`).

@@ -340,6 +340,11 @@ impl Codec {
         self.sizes.as_ref().map_or(fixed, |s| s.of(seq))
     }
 
+    /// Every request is the same (no variable in it).
+    pub(crate) fn is_fixed(&self) -> bool {
+        self.templated.is_none()
+    }
+
     /// A connection's draws for this codec's variables.
     pub(crate) fn draws(&self, seed: u64) -> Draws {
         Draws::new(&self.vars, seed)
@@ -693,3 +698,6 @@ fn resp_value(buf: &[u8], depth: usize) -> Result<Option<(usize, bool)>, ()> {
 
 #[cfg(test)]
 mod tests;
+
+mod h2;
+pub(crate) use h2::H2Requests;

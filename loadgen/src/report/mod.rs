@@ -330,7 +330,11 @@ impl Report {
             tags: Default::default(),
             aborted: None,
             target: config.target.to_string(),
-            workload: config.workload.name().to_string(),
+            workload: if config.http2 {
+                "http2".to_string()
+            } else {
+                config.workload.name().to_string()
+            },
             mode: mode.to_string(),
             threads: config.threads,
             connections: config.connections,

@@ -10,10 +10,15 @@ impl Report {
     pub fn summary(&self) -> String {
         let mut s = String::new();
         let l = &self.latency_us;
+        let depth = if self.workload == "http2" {
+            format!("{} streams each", self.pipeline)
+        } else {
+            format!("pipeline {}", self.pipeline)
+        };
         let _ = writeln!(
             s,
-            "  {} threads and {} connections, {} loop, pipeline {}, {} workload",
-            self.threads, self.connections, self.mode, self.pipeline, self.workload
+            "  {} threads and {} connections, {} loop, {depth}, {} workload",
+            self.threads, self.connections, self.mode, self.workload
         );
         let label = if self.mode == "open" {
             "Latency (corrected)"

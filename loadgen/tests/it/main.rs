@@ -7,6 +7,7 @@ mod churn;
 mod common;
 mod connect_phase;
 mod halfway;
+mod http2;
 mod live_metrics;
 mod loadgen;
 mod scenarios;

@@ -102,6 +102,14 @@ impl Http2Connection {
         })
     }
 
+    /// Waits until the server allows one more stream. An error means the
+    /// connection is gone (a GOAWAY, an I/O error): nothing more can be
+    /// sent on it, where an error from [`send`](Http2Connection::send) may
+    /// be one stream's (a reset) on a connection that goes on.
+    pub async fn ready(&self) -> Result<(), ClientError> {
+        self.send.clone().ready().await.map(drop).map_err(h2_error)
+    }
+
     /// Sends `req` (its URI absolute: the scheme and authority become
     /// `:scheme` and `:authority`) as a new stream, once the server allows
     /// one more, and returns once the response's head is in; its body is

@@ -38,9 +38,21 @@ pub(crate) struct RunArgs {
     /// Open loop: how requests are spread: evenly (wrk2) or as a Poisson process.
     #[arg(long, value_enum, default_value = "uniform")]
     pub(crate) arrivals: ArrivalsArg,
-    /// Requests in flight per connection (closed loop), or at most (open loop).
-    #[arg(long, default_value_t = 1)]
+    /// Requests in flight per connection (closed loop), or at most (open
+    /// loop): pipelined on HTTP/1.1, concurrent streams on HTTP/2 (h2load's
+    /// -m).
+    #[arg(
+        short = 'm',
+        long,
+        visible_alias = "max-concurrent-streams",
+        default_value_t = 1
+    )]
     pub(crate) pipeline: usize,
+    /// Speak HTTP/2 (the http workload): with prior knowledge on http://,
+    /// by ALPN h2 on https://. Each request is a stream; -m sets how many
+    /// each connection has in flight.
+    #[arg(long, visible_alias = "h2")]
+    pub(crate) http2: bool,
     /// Closed loop: each connection waits this long after an answer before
     /// its next request (think time, e.g. 100ms).
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]

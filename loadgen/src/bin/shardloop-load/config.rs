@@ -200,6 +200,7 @@ pub(crate) fn build_config(a: &RunArgs) -> anyhow::Result<Config> {
             ArrivalsArg::Poisson => Arrivals::Poisson,
         },
         think: a.think,
+        http2: a.http2,
         sizes: a
             .sizes
             .as_deref()
@@ -271,7 +272,9 @@ fn tls_target(a: &RunArgs, hostport: &str, https: bool) -> anyhow::Result<TlsTar
         None => hostport,
     };
     let server_name = a.sni.clone().unwrap_or_else(|| host.to_string());
-    let alpn = if a.alpn.is_empty() && https {
+    let alpn = if a.alpn.is_empty() && a.http2 {
+        vec!["h2".to_string()]
+    } else if a.alpn.is_empty() && https {
         vec!["http/1.1".to_string()]
     } else {
         a.alpn.clone()
