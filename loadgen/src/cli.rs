@@ -35,6 +35,11 @@ pub struct WorkloadArgs {
     /// HTTP header to add, "Name: value" (repeatable).
     #[arg(short = 'H', long = "header")]
     pub headers: Vec<String>,
+    /// Line workload: send this line (a template: `{{NAME}}` is a --var)
+    /// instead of --size bytes of a pattern; any one-line reply is a
+    /// success. Implies -w line.
+    #[arg(long, value_name = "TEXT")]
+    pub line: Option<String>,
     /// RESP command, e.g. "SET k v" (repeatable; sent in turn). Default PING.
     #[arg(long = "command")]
     pub commands: Vec<String>,
@@ -67,12 +72,20 @@ impl WorkloadArgs {
         let path = path.to_string();
         let kind = self.workload.unwrap_or(if url {
             WorkloadKind::Http
+        } else if self.line.is_some() {
+            WorkloadKind::Line
         } else {
             WorkloadKind::Echo
         });
+        if self.line.is_some() && kind != WorkloadKind::Line {
+            return Err(bad("--line is for the line workload".into()));
+        }
         Ok(match kind {
             WorkloadKind::Echo => Workload::Echo { size: self.size },
-            WorkloadKind::Line => Workload::Line { size: self.size },
+            WorkloadKind::Line => Workload::Line {
+                size: self.size,
+                text: self.line.clone(),
+            },
             WorkloadKind::Websocket => Workload::WebSocket {
                 path,
                 host: host.to_string(),

@@ -60,10 +60,15 @@ pub enum Workload {
         size: usize,
     },
     /// Newline-terminated lines of `size` bytes (newline included); the
-    /// response must be the same line.
+    /// response must be the same line. With `text`, each line is that
+    /// template rendered instead, and any one-line reply is a success.
     Line {
         /// Line length in bytes, newline included.
         size: usize,
+        /// The line to send (without its newline), a template: `{{NAME}}`
+        /// is a variable (`Config::vars`); a newline a value brings is
+        /// sent as a space. `None`: `size` bytes of a checked pattern.
+        text: Option<String>,
     },
     /// HTTP/1.1 with keep-alive; responses framed by Content-Length or
     /// chunked encoding; a non-2xx status counts as an error, and every
@@ -349,6 +354,9 @@ impl Config {
                     sizes.max()
                 ));
             }
+            if matches!(self.workload, Workload::Line { text: Some(_), .. }) {
+                return bad("--sizes is for pattern lines, not a --line template".into());
+            }
             if matches!(self.workload, Workload::Line { .. }) && sizes.min() < 2 {
                 return bad("--sizes: a line is at least 2 bytes (one and the newline)".into());
             }
@@ -360,16 +368,20 @@ impl Config {
         };
         match &self.workload {
             Workload::Echo { size } if *size == 0 => bad("echo size must be at least 1".into()),
-            Workload::Echo { size } | Workload::Line { size } if *size > MAX_MESSAGE => {
-                too_big("message size", *size)
+            Workload::Echo { size }
+            | Workload::Line {
+                size, text: None, ..
+            } if *size > MAX_MESSAGE => too_big("message size", *size),
+            Workload::Line { text: Some(t), .. } if t.len() > MAX_MESSAGE => {
+                too_big("line", t.len())
             }
             Workload::Custom {
                 response: ResponseFrame::Length(n),
                 ..
             } if *n > MAX_MESSAGE => too_big("response length", *n),
-            Workload::Line { size } if *size < 2 => {
-                bad("line size must be at least 2 (one byte and the newline)".into())
-            }
+            Workload::Line {
+                size, text: None, ..
+            } if *size < 2 => bad("line size must be at least 2 (one byte and the newline)".into()),
             Workload::Resp { commands }
                 if commands.is_empty() || commands.iter().any(|c| c.is_empty()) =>
             {

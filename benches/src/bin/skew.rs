@@ -223,7 +223,10 @@ fn run(a: &Args, s: Scenario) -> anyhow::Result<Figures> {
         rate: a.rate,
         max_in_flight: 8,
     };
-    cfg.workload = Workload::Line { size: 32 };
+    cfg.workload = Workload::Line {
+        size: 32,
+        text: None,
+    };
     cfg.ramp_up = a.ramp_up;
     cfg.warmup = a.ramp_up + a.warmup;
     cfg.duration = a.duration;

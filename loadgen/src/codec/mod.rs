@@ -96,6 +96,8 @@ enum Templated {
     },
     /// Each command's arguments.
     Resp(Vec<Vec<Template>>),
+    /// A line's text (its newline added).
+    Line(Template),
 }
 
 impl Templated {
@@ -136,6 +138,9 @@ impl Templated {
                     body,
                 }
             }
+            Workload::Line {
+                text: Some(text), ..
+            } => Templated::Line(t(text)?),
             Workload::Resp { commands } => Templated::Resp(
                 commands
                     .iter()
@@ -163,6 +168,7 @@ impl Templated {
                     && headers.iter().all(|(_, v)| v.is_fixed())
             }
             Templated::Resp(cmds) => cmds.iter().flatten().all(Template::is_fixed),
+            Templated::Line(text) => text.is_fixed(),
         }
     }
 
@@ -170,7 +176,7 @@ impl Templated {
     /// one per command for RESP.
     fn rendered(&self, vars: &Vars) -> Vec<Vec<u8>> {
         let n = match self {
-            Templated::Http { .. } => 1,
+            Templated::Http { .. } | Templated::Line(_) => 1,
             Templated::Resp(cmds) => cmds.len(),
         };
         let mut draws = Draws::default();
@@ -209,6 +215,7 @@ impl Templated {
                 .map(|args| 24 + args.iter().map(|a| 26 + a.max_len(vars)).sum::<usize>())
                 .max()
                 .unwrap_or(0),
+            Templated::Line(text) => text.max_len(vars) + 1,
         }
     }
 
@@ -247,6 +254,17 @@ impl Templated {
                 out.extend_from_slice(b"\r\n");
                 out.extend_from_slice(&piece);
             }
+            Templated::Line(text) => {
+                let at = out.len();
+                text.render(vars, draws, out);
+                // A line cannot hold a newline: one a value brought is a space.
+                for b in &mut out[at..] {
+                    if *b == b'\n' {
+                        *b = b' ';
+                    }
+                }
+                out.push(b'\n');
+            }
             Templated::Resp(cmds) => {
                 let args = &cmds[(seq % cmds.len() as u64) as usize];
                 out.push(b'*');
@@ -284,7 +302,9 @@ impl Codec {
     pub(crate) fn with_vars(workload: &Workload, vars: Arc<Vars>) -> Result<Self, String> {
         let mut templated = Templated::compile(workload, &vars)?;
         let fixed = match workload {
-            Workload::Http { .. } | Workload::Resp { .. } => match &templated {
+            Workload::Http { .. }
+            | Workload::Resp { .. }
+            | Workload::Line { text: Some(_), .. } => match &templated {
                 // The same bytes every request: built once.
                 Some(t) if t.is_fixed() => {
                     let r = t.rendered(&vars);
@@ -301,11 +321,13 @@ impl Codec {
                 );
                 vec![r.into_bytes()]
             }
-            Workload::Echo { .. } | Workload::Line { .. } => Vec::new(),
+            Workload::Echo { .. } | Workload::Line { text: None, .. } => Vec::new(),
         };
         let table = match workload {
             Workload::Echo { size }
-            | Workload::Line { size }
+            | Workload::Line {
+                size, text: None, ..
+            }
             | Workload::WebSocket { size, .. } => pattern_table(size + OFFSETS),
             _ => Vec::new(),
         };
@@ -380,9 +402,10 @@ impl Codec {
     /// commands, which differ in length).
     pub(crate) fn max_request_len(&self) -> usize {
         match &self.workload {
-            Workload::Echo { size } | Workload::Line { size } => {
-                (*size).max(self.sizes.as_ref().map_or(0, |s| s.max()))
-            }
+            Workload::Echo { size }
+            | Workload::Line {
+                size, text: None, ..
+            } => (*size).max(self.sizes.as_ref().map_or(0, |s| s.max())),
             Workload::WebSocket { size, .. } => {
                 (*size).max(self.sizes.as_ref().map_or(0, |s| s.max())) + 14
             }
@@ -402,7 +425,9 @@ impl Codec {
             Workload::Echo { size } => {
                 out.extend_from_slice(self.message(seq, self.size(seq, *size)))
             }
-            Workload::Line { size } => {
+            Workload::Line {
+                size, text: None, ..
+            } => {
                 out.extend_from_slice(self.message(seq, self.size(seq, *size) - 1));
                 out.push(b'\n');
             }
@@ -444,7 +469,7 @@ impl Codec {
                     result: if ok { Ok(()) } else { Err(ErrorKind::Protocol) },
                 }
             }
-            Workload::Line { size } => {
+            Workload::Line { size, text } => {
                 let size = &self.size(seq, *size);
                 let from = searched.min(buf.len());
                 match buf[from..].iter().position(|&b| b == b'\n') {
@@ -453,7 +478,10 @@ impl Codec {
                     Some(i) => {
                         let end = from + i;
                         let line = &buf[..end];
-                        let ok = line.len() == size - 1 && line == self.message(seq, size - 1);
+                        // A pattern comes back as sent; a template's reply
+                        // is the server's business.
+                        let ok = text.is_some()
+                            || (line.len() == size - 1 && line == self.message(seq, size - 1));
                         Decoded::Done {
                             status: 0,
                             consumed: end + 1,

@@ -84,7 +84,10 @@ fn echo_replies_of_other_requests_or_shifted_never_match() {
 
 #[test]
 fn line_frames_by_newline() {
-    let c = Codec::new(&Workload::Line { size: 8 });
+    let c = Codec::new(&Workload::Line {
+        size: 8,
+        text: None,
+    });
     let mut r = Vec::new();
     c.encode(1, &mut Draws::default(), &mut r);
     assert_eq!(r.len(), 8);
@@ -330,7 +333,10 @@ fn http_responses_decode_the_same_byte_by_byte() {
 fn the_longest_request_is_known_for_every_workload() {
     let workloads = [
         Workload::Echo { size: 300 },
-        Workload::Line { size: 40 },
+        Workload::Line {
+            size: 40,
+            text: None,
+        },
         // RESP cycles through commands of different lengths: the longest is
         // not the first.
         Workload::Resp {
@@ -543,7 +549,10 @@ fn messages_of_drawn_sizes_are_echoed_and_checked_at_their_own_length() {
     let sizes = std::sync::Arc::new(crate::template::Sizes::parse("1..3000:zipf:1.1", 1).unwrap());
     for w in [
         Workload::Echo { size: 64 },
-        Workload::Line { size: 64 },
+        Workload::Line {
+            size: 64,
+            text: None,
+        },
         Workload::WebSocket {
             path: "/".into(),
             host: "h".into(),
@@ -590,4 +599,50 @@ fn messages_of_drawn_sizes_are_echoed_and_checked_at_their_own_length() {
     assert!(s.min >= 1 && s.max <= 3000 && s.p50 < s.p99, "{s:?}");
     assert!(crate::template::Sizes::parse("0..10", 1).is_err());
     assert!(crate::template::Sizes::parse("10", 1).is_err());
+}
+
+#[test]
+fn a_line_template_renders_each_line_and_takes_any_one_line_reply() {
+    let json = br#"[{"word": "two\nlines"}]"#.to_vec();
+    let vars = crate::template::Vars::parse(
+        &["n=seq:7".to_string(), "w=json:words.json".to_string()],
+        &move |_| Ok(json.clone()),
+    )
+    .unwrap();
+    let w = Workload::Line {
+        size: 64,
+        text: Some("GET key-{{n}} {{w.word}}".into()),
+    };
+    let c = Codec::with_vars(&w, std::sync::Arc::new(vars)).unwrap();
+    let mut draws = c.draws(3);
+    let mut out = Vec::new();
+    c.encode(0, &mut draws, &mut out);
+    c.encode(1, &mut draws, &mut out);
+    // The value's newline went out as a space: one line per request.
+    assert_eq!(out, b"GET key-7 two lines\nGET key-8 two lines\n");
+    assert!(c.max_request_len() >= out.len() / 2);
+    let reply = b"OK stored\n";
+    for split in 0..reply.len() {
+        let mut p = Progress::default();
+        if split > 0 {
+            assert!(matches!(
+                c.decode(&reply[..split], 0, &mut p),
+                Decoded::Incomplete { .. }
+            ));
+        }
+        assert_eq!(c.decode(reply, 0, &mut p), done(reply.len()));
+    }
+}
+
+#[test]
+fn a_fixed_line_is_rendered_once() {
+    let w = Workload::Line {
+        size: 64,
+        text: Some("PING".into()),
+    };
+    let c = Codec::new(&w);
+    assert!(c.is_fixed());
+    let mut out = Vec::new();
+    c.encode(9, &mut Draws::default(), &mut out);
+    assert_eq!(out, b"PING\n");
 }

@@ -98,3 +98,35 @@ fn csv_rows_and_zipf_keys_reach_the_server_as_drawn() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_line_template_against_the_line_echo_example() {
+    let mut cmd = Command::new(build("shardloop", Target::Example("line_echo")));
+    cmd.args(["--shards", "1", "--port", "0"]);
+    let server = Spawned::start(cmd).expect("start line_echo");
+    let addr = server.addr.to_string();
+    let json = std::env::temp_dir().join(format!("sl-line-tpl-{}.json", std::process::id()));
+    let text = load_ok(&[
+        &addr,
+        "--line",
+        "SET user:{{n}} {{v}}",
+        "--var",
+        "n=seq:1",
+        "--var",
+        "v=str:12",
+        "-c",
+        "2",
+        "-t",
+        "1",
+        "-d",
+        "500ms",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let r: shardloop_loadgen::Report =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&json);
+    assert_eq!(r.workload, "line", "{text}");
+    assert!(r.responses_ok > 100, "{text}");
+    assert_eq!(r.errors.total(), 0, "{text}");
+}
