@@ -110,6 +110,8 @@ pub struct Sample {
     pub send_lag: Histogram<u64>,
     /// Connections made (TCP connected and, with TLS, handshake done).
     pub connects: u64,
+    /// Of those, TLS handshakes that resumed an earlier session.
+    pub tls_resumed: u64,
     /// Open loop: requests due within the run but never sent.
     pub unsent: u64,
     /// HTTP responses by status code.
@@ -139,6 +141,7 @@ impl Default for Sample {
             service: new_histogram(),
             send_lag: new_histogram(),
             connects: 0,
+            tls_resumed: 0,
             unsent: 0,
             http_status: Default::default(),
             connect_time: new_histogram(),
@@ -164,6 +167,7 @@ impl Sample {
             .add(&o.send_lag)
             .expect("same histogram bounds");
         self.connects += o.connects;
+        self.tls_resumed += o.tls_resumed;
         self.unsent += o.unsent;
         for (code, n) in &o.http_status {
             *self.http_status.entry(*code).or_insert(0) += n;

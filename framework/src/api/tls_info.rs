@@ -20,4 +20,7 @@ pub struct TlsInfo {
     /// How long the handshake took, from the layer's start (the TCP
     /// connection up) to its last message.
     pub handshake_time: Option<std::time::Duration>,
+    /// The handshake resumed an earlier session (a TLS 1.3 ticket or a
+    /// TLS 1.2 session id) rather than doing a full one.
+    pub resumed: bool,
 }

@@ -41,6 +41,7 @@ pub struct TlsClientConfigBuilder {
     insecure: bool,
     alpn: Vec<Vec<u8>>,
     client_cert: Option<Arc<CertifiedKey>>,
+    resumption: bool,
 }
 
 /// Where Linux distributions keep the system's CA bundle.
@@ -59,6 +60,7 @@ impl TlsClientConfig {
             insecure: false,
             alpn: Vec::new(),
             client_cert: None,
+            resumption: true,
         }
     }
 
@@ -147,6 +149,26 @@ impl TlsClientConfigBuilder {
         self
     }
 
+    /// Whether a new connection resumes an earlier session with the same
+    /// server (TLS 1.3 tickets, TLS 1.2 session ids; kept in memory, 256 at
+    /// most): on by default, as browsers do. Off, every handshake is a
+    /// full one (`openssl s_time -new`): a load generator measuring the
+    /// cost of handshakes turns it off.
+    ///
+    /// ```
+    /// use shardloop::tls::TlsClientConfig;
+    /// let full_handshakes = TlsClientConfig::builder()
+    ///     .insecure_skip_verify()
+    ///     .session_resumption(false)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = full_handshakes;
+    /// ```
+    pub fn session_resumption(mut self, on: bool) -> Self {
+        self.resumption = on;
+        self
+    }
+
     /// Protocols offered through ALPN, most preferred first.
     pub fn alpn<I, S>(mut self, protocols: I) -> Self
     where
@@ -216,6 +238,9 @@ impl TlsClientConfigBuilder {
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = self.alpn;
+        if !self.resumption {
+            config.resumption = rustls::client::Resumption::disabled();
+        }
         Ok(TlsClientConfig {
             config: Arc::new(config),
         })

@@ -30,6 +30,7 @@ impl TlsInfo {
                 .map(|s| format!("{:?}", s.suite()))
                 .unwrap_or_default(),
             handshake_time,
+            resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
         }
     }
 }

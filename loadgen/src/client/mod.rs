@@ -256,13 +256,16 @@ impl LoadConn {
             // The real clock, as the TLS layer's handshake time reads it
             // (the loop's cached one may lag behind it by an iteration).
             let total = self.started.elapsed();
-            let tls = conn.tls_info().and_then(|i| i.handshake_time);
+            let info = conn.tls_info();
+            let tls = info.as_ref().and_then(|i| i.handshake_time);
+            let resumed = info.is_some_and(|i| i.resumed);
             let (ns, tcp) = (
                 nanos(total),
                 nanos(total.saturating_sub(tls.unwrap_or_default())),
             );
             recorder(conn.shard(), self.shared.scenario).with(|s| {
                 s.connects += 1;
+                s.tls_resumed += u64::from(resumed);
                 s.connect_time.saturating_record(ns);
                 s.tcp_connect.saturating_record(tcp);
                 if let Some(t) = tls {

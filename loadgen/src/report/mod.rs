@@ -177,6 +177,9 @@ pub struct Report {
     /// the handshake done).
     #[serde(default)]
     pub connects: u64,
+    /// Of those, TLS handshakes that resumed a session (`--tls-resume`).
+    #[serde(default)]
+    pub tls_resumed: u64,
     /// Connections made per second.
     #[serde(default)]
     pub connects_per_s: f64,
@@ -355,6 +358,7 @@ impl Report {
             connections_replaced: replaced,
             tls: config.tls.is_some(),
             connects: total.connects,
+            tls_resumed: total.tls_resumed,
             connects_per_s: total.connects as f64 / secs,
             connect_us: (total.connects > 0).then(|| LatencySummary::of(&total.connect_time)),
             message_sizes: config.sizes.as_ref().map(|s| s.summary()),

@@ -69,9 +69,14 @@ impl Report {
             };
             let _ = writeln!(s, "  Connect ({what})");
             row(&mut s, "", c);
+            let resumed = if self.tls {
+                format!(", {} TLS sessions resumed", self.tls_resumed)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 s,
-                "  {} connections made ({:.0}/s), {} by --reconnect-every",
+                "  {} connections made ({:.0}/s), {} by --reconnect-every{resumed}",
                 self.connects, self.connects_per_s, self.reconnects
             );
         }

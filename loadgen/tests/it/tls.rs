@@ -188,3 +188,90 @@ fn client_certificates_for_servers_that_ask_for_them() {
     let out = Command::new(loadgen_bin()).args(base).output().unwrap();
     assert!(!out.status.success(), "{out:?}");
 }
+
+/// Full handshakes, one per connection, timed by `openssl s_time -new` and
+/// by the load generator against the same server: the breakdown's
+/// handshake histogram is there and of the same order as OpenSSL's own
+/// count (connections over wall time); no session is resumed unless
+/// `--tls-resume` asks, and then every connection after the first resumes.
+#[test]
+fn handshake_times_agree_with_openssl_s_time() {
+    let f = pki("s_time");
+    let server = example("http_hello", &f);
+    let port = server.addr.port();
+    let started = std::time::Instant::now();
+    let out = Command::new("openssl")
+        .args([
+            "s_time",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-new",
+            "-time",
+            "1",
+        ])
+        .output()
+        .expect("openssl is installed (.ci/run installs it)");
+    let wall = started.elapsed();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let made: f64 = text
+        .lines()
+        .find_map(|l| l.split(" connections in ").next()?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count in s_time's output: {text}"));
+    assert!(made > 10.0, "{text}");
+    let openssl_us = wall.as_secs_f64() * 1e6 / made;
+
+    let url = format!("https://127.0.0.1:{port}/");
+    let json = f.ca.with_file_name("s_time.json");
+    let args = [
+        "--insecure",
+        "--reconnect-every",
+        "1",
+        "-c",
+        "1",
+        "-t",
+        "1",
+        "-d",
+        "1s",
+    ];
+    let (out, full) = load(&[&[url.as_str()], &args[..]].concat(), &json);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let hs = full
+        .tls_handshake_us
+        .clone()
+        .expect("a handshake histogram");
+    let connect = full.connect_us.clone().expect("a connect histogram");
+    assert!(
+        full.connects > 10 && hs.mean > 0.0,
+        "{} connects",
+        full.connects
+    );
+    // The same work (a TCP connect and a full handshake, client and server
+    // on this machine) within a factor of ten of OpenSSL's figure.
+    assert!(
+        connect.mean > openssl_us / 10.0 && connect.mean < openssl_us * 10.0,
+        "ours {:.0} us per connection, openssl s_time {openssl_us:.0} us ({made} in {wall:?})",
+        connect.mean
+    );
+    assert!(hs.mean < connect.mean, "{hs:?} {connect:?}");
+
+    let (out, resumed) = load(
+        &[&[url.as_str(), "--tls-resume"], &args[..]].concat(),
+        &json,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(full.tls_resumed, 0, "full handshakes by default");
+    assert!(
+        resumed.connects > 10 && resumed.tls_resumed >= resumed.connects - 1,
+        "{} of {} resumed",
+        resumed.tls_resumed,
+        resumed.connects
+    );
+}

@@ -108,6 +108,11 @@ pub(crate) struct RunArgs {
     /// With TLS: the client certificate's private key (PEM).
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub(crate) tls_key: Option<PathBuf>,
+    /// With TLS: resume earlier sessions on new connections (TLS 1.3
+    /// tickets), as browsers do; without it every handshake is a full one
+    /// (`openssl s_time -new`, h2load).
+    #[arg(long)]
+    pub(crate) tls_resume: bool,
     /// With TLS: ALPN protocols to offer, comma-separated (default for
     /// https://: http/1.1).
     #[arg(long, value_delimiter = ',')]

@@ -116,8 +116,9 @@ pub(crate) fn build_config(a: &RunArgs) -> anyhow::Result<Config> {
             || a.sni.is_some()
             || !a.alpn.is_empty()
             || a.tls_cert.is_some()
+            || a.tls_resume
         {
-            bail!("--tls-ca, --insecure, --sni, --alpn and --tls-cert need --tls (or an https:// target)");
+            bail!("--tls-ca, --insecure, --sni, --alpn, --tls-cert and --tls-resume need --tls (or an https:// target)");
         }
         None
     };
@@ -279,7 +280,9 @@ fn tls_target(a: &RunArgs, hostport: &str, https: bool) -> anyhow::Result<TlsTar
     } else {
         a.alpn.clone()
     };
-    let mut b = TlsClientConfig::builder().alpn(&alpn);
+    let mut b = TlsClientConfig::builder()
+        .alpn(&alpn)
+        .session_resumption(a.tls_resume);
     b = match (&a.tls_ca, a.insecure) {
         (_, true) => b.insecure_skip_verify(),
         (Some(ca), false) => b.ca_file(ca)?,
