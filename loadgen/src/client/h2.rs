@@ -204,10 +204,9 @@ async fn lane(
         }
         let req = {
             let mut s = st.borrow_mut();
-            let seq = s.seq;
             s.seq += 1;
             let Streams { draws, scratch, .. } = &mut *s;
-            requests.request(&shared.codec, seq, draws, scratch)
+            requests.request(draws, scratch)
         };
         let Ok(req) = req else {
             // A template drew what HTTP/2 cannot carry (a header value

@@ -1,22 +1,25 @@
-//! The HTTP workload's requests for HTTP/2: rendered by the same templates
-//! as HTTP/1.1 (so both versions send the same requests), then taken
-//! apart into the head and body `h2` sends. A request that never changes
-//! is taken apart once.
+//! The HTTP workload's requests for HTTP/2: the same templates as
+//! HTTP/1.1 (so both versions send the same requests), rendered part by
+//! part into the head and body `h2` sends. A request that never changes
+//! is rendered once.
 
-use super::Codec;
-use crate::template::Draws;
+use super::{Codec, Templated};
+use crate::template::{Draws, Vars};
 use bytes::Bytes;
 use shardloop::http::{Body, Request};
+use std::sync::Arc;
 
 /// Builds the HTTP/2 requests of one run.
 pub(crate) struct H2Requests {
     /// `http` or `https`: the `:scheme` sent.
     scheme: &'static str,
+    vars: Arc<Vars>,
+    template: Templated,
     /// The request, when every one is the same.
     fixed: Option<Parts>,
 }
 
-/// A request taken apart.
+/// A request's parts.
 #[derive(Clone)]
 struct Parts {
     method: http::Method,
@@ -40,68 +43,80 @@ impl H2Requests {
     /// error says why a fixed request cannot go out as HTTP/2.
     pub(crate) fn new(codec: &Codec, tls: bool) -> Result<Self, String> {
         let scheme = if tls { "https" } else { "http" };
-        let fixed = if codec.is_fixed() {
-            let mut bytes = Vec::new();
-            codec.encode(0, &mut Draws::default(), &mut bytes);
-            Some(parse(&bytes, scheme)?)
-        } else {
-            None
+        let template = match Templated::compile(&codec.workload, &codec.vars)? {
+            Some(t @ Templated::Http { .. }) => t,
+            _ => return Err("HTTP/2 is for the http workload".into()),
         };
-        Ok(H2Requests { scheme, fixed })
+        let mut h2 = H2Requests {
+            scheme,
+            vars: codec.vars.clone(),
+            template,
+            fixed: None,
+        };
+        if h2.template.is_fixed() {
+            h2.fixed = Some(h2.render(&mut Draws::default(), &mut Vec::new())?);
+        }
+        Ok(h2)
     }
 
-    /// Request `seq` (its variables drawn from `draws`); `scratch` is
+    /// The next request (its variables drawn from `draws`); `scratch` is
     /// reused between calls.
     pub(crate) fn request(
         &self,
-        codec: &Codec,
-        seq: u64,
         draws: &mut Draws,
         scratch: &mut Vec<u8>,
     ) -> Result<Request<Body>, String> {
-        if let Some(parts) = &self.fixed {
-            return Ok(parts.clone().request());
+        match &self.fixed {
+            Some(parts) => Ok(parts.clone().request()),
+            None => self.render(draws, scratch).map(Parts::request),
+        }
+    }
+
+    /// Renders each part; `Host` is the URI's authority (`:authority`).
+    fn render(&self, draws: &mut Draws, scratch: &mut Vec<u8>) -> Result<Parts, String> {
+        let Templated::Http {
+            method,
+            path,
+            host,
+            headers,
+            body,
+            ..
+        } = &self.template
+        else {
+            unreachable!("checked by new")
+        };
+        let vars = &self.vars;
+        draws.next_request();
+        scratch.clear();
+        method.render(vars, draws, scratch);
+        let method = http::Method::from_bytes(scratch).map_err(|e| e.to_string())?;
+        scratch.clear();
+        scratch.extend_from_slice(self.scheme.as_bytes());
+        scratch.extend_from_slice(b"://");
+        scratch.extend_from_slice(host.as_bytes());
+        path.render(vars, draws, scratch);
+        let uri = http::Uri::try_from(scratch.as_slice())
+            .map_err(|e| format!("bad request target: {e}"))?;
+        let mut map = http::HeaderMap::with_capacity(headers.len());
+        for (name, value) in headers {
+            if name.eq_ignore_ascii_case("host") {
+                continue;
+            }
+            scratch.clear();
+            value.render(vars, draws, scratch);
+            let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
+            let value = http::HeaderValue::from_bytes(scratch).map_err(|e| e.to_string())?;
+            map.append(name, value);
         }
         scratch.clear();
-        codec.encode(seq, draws, scratch);
-        parse(scratch, self.scheme).map(Parts::request)
+        body.render(vars, draws, scratch);
+        Ok(Parts {
+            method,
+            uri,
+            headers: map,
+            body: Bytes::copy_from_slice(scratch),
+        })
     }
-}
-
-/// An HTTP/1.1 request's bytes as the parts of an HTTP/2 request: `Host`
-/// becomes the URI's authority (`:authority`), the rest stays.
-fn parse(bytes: &[u8], scheme: &str) -> Result<Parts, String> {
-    let mut fields = [httparse::EMPTY_HEADER; 64];
-    let mut head = httparse::Request::new(&mut fields);
-    let len = match head.parse(bytes) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Err("incomplete request".into()),
-        Err(e) => return Err(format!("the request does not parse: {e}")),
-    };
-    let method = http::Method::from_bytes(head.method.unwrap_or("GET").as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut headers = http::HeaderMap::with_capacity(head.headers.len());
-    let mut host = None;
-    for f in head.headers.iter() {
-        if f.name.eq_ignore_ascii_case("host") {
-            host = Some(String::from_utf8_lossy(f.value).into_owned());
-            continue;
-        }
-        let name = http::HeaderName::from_bytes(f.name.as_bytes()).map_err(|e| e.to_string())?;
-        let value = http::HeaderValue::from_bytes(f.value).map_err(|e| e.to_string())?;
-        headers.append(name, value);
-    }
-    let host = host.ok_or("no Host")?;
-    let path = head.path.unwrap_or("/");
-    let uri: http::Uri = format!("{scheme}://{host}{path}")
-        .parse()
-        .map_err(|e| format!("bad request target {path:?}: {e}"))?;
-    Ok(Parts {
-        method,
-        uri,
-        headers,
-        body: Bytes::copy_from_slice(&bytes[len..]),
-    })
 }
 
 #[cfg(test)]
@@ -133,7 +148,7 @@ mod tests {
         let mut draws = codec.draws(1);
         let mut scratch = Vec::new();
         for want in [7, 8] {
-            let req = h2.request(&codec, 0, &mut draws, &mut scratch).unwrap();
+            let req = h2.request(&mut draws, &mut scratch).unwrap();
             assert_eq!(req.method(), http::Method::POST);
             assert_eq!(
                 req.uri().to_string(),
@@ -161,7 +176,7 @@ mod tests {
         let h2 = H2Requests::new(&codec, false).unwrap();
         assert!(h2.fixed.is_some());
         let mut draws = codec.draws(1);
-        let req = h2.request(&codec, 5, &mut draws, &mut Vec::new()).unwrap();
+        let req = h2.request(&mut draws, &mut Vec::new()).unwrap();
         assert_eq!(req.uri().to_string(), "http://localhost/");
         assert!(req.body().is_empty());
     }

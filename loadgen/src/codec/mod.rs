@@ -362,11 +362,6 @@ impl Codec {
         self.sizes.as_ref().map_or(fixed, |s| s.of(seq))
     }
 
-    /// Every request is the same (no variable in it).
-    pub(crate) fn is_fixed(&self) -> bool {
-        self.templated.is_none()
-    }
-
     /// A connection's draws for this codec's variables.
     pub(crate) fn draws(&self, seed: u64) -> Draws {
         Draws::new(&self.vars, seed)
