@@ -311,7 +311,7 @@ mod tests {
     #[test]
     fn the_example_files_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-        for name in ["shop.toml", "guard.toml"] {
+        for name in ["shop.toml", "guard.toml", "api_h2.toml"] {
             let text = std::fs::read_to_string(dir.join(name)).unwrap();
             let f = parse(&text, &dir).unwrap_or_else(|e| panic!("{name}: {e:#}"));
             assert!(f.scenarios.len() >= 2, "{name}");
