@@ -45,8 +45,11 @@
 //! # Ok::<(), shardloop::Error>(())
 //! ```
 
-// One audited exception: a listener's TCP_FASTOPEN queue length
-// (net/socket_options.rs), which neither socket2 nor nix sets.
+// Audited exceptions: a listener's TCP_FASTOPEN queue length
+// (net/socket_options.rs), which neither socket2 nor nix sets; and the
+// completion backend's memory shared with the kernel (reactor/uring/:
+// the provided-buffer ring and the submissions that name our buffers),
+// which the `io-uring` crate leaves to its caller.
 #![deny(unsafe_code)]
 
 mod api;

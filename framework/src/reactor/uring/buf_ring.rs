@@ -1,0 +1,212 @@
+//! A provided-buffer ring (`IORING_REGISTER_PBUF_RING`, Linux 5.19): a set
+//! of equal buffers the kernel picks from when a multishot receive has
+//! bytes, so a connection holds no read buffer while it waits. A buffer is
+//! the kernel's while it is in the ring, ours from the completion that
+//! names it until [`recycle`](BufRing::recycle) gives it back.
+
+use io_uring::types::BufRingEntry;
+use io_uring::IoUring;
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+/// The kernel's limit on a ring's entries.
+pub(crate) const MAX_BUFFERS: u16 = 32768;
+
+/// Anonymous, page-aligned memory of `len` bytes (what the kernel wants
+/// for the ring of entries; the buffers take it too: no allocator header,
+/// nothing else in their pages).
+struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    fn new(len: usize) -> io::Result<Mapping> {
+        // SAFETY: an anonymous private mapping asks for fresh memory and
+        // touches none of ours; the result is checked before use.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(ptr.cast()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        Ok(Mapping { ptr, len })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if self.len == 0 {
+            // Given up (see `BufRing`'s drop): nothing to unmap.
+            return;
+        }
+        // SAFETY: `ptr`/`len` are exactly what mmap returned, unmapped
+        // once; no reference into the mapping outlives its owner.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// `count` buffers of `size` bytes registered with a ring as buffer group
+/// `bgid`.
+pub(crate) struct BufRing {
+    entries: Mapping,
+    buffers: Mapping,
+    count: u16,
+    size: usize,
+    bgid: u16,
+    /// Our tail: entries up to it are filled in; the kernel sees them once
+    /// it is published.
+    tail: u16,
+    /// Still registered with a ring: the kernel may write into the
+    /// buffers, so the memory must not be freed (see `Drop`).
+    registered: bool,
+}
+
+impl BufRing {
+    /// `count` (a power of two, at most 32,768) buffers of `size` bytes,
+    /// registered with `ring` as group `bgid`, all given to the kernel.
+    pub(crate) fn new(ring: &IoUring, bgid: u16, count: u16, size: usize) -> io::Result<BufRing> {
+        if !count.is_power_of_two() || count > MAX_BUFFERS || size == 0 || size > u32::MAX as usize
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a buffer ring holds a power of two of buffers (at most 32,768) of 1 byte to 4 GiB",
+            ));
+        }
+        let entries = Mapping::new(usize::from(count) * std::mem::size_of::<BufRingEntry>())?;
+        let total = usize::from(count)
+            .checked_mul(size)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "buffers too large"))?;
+        let buffers = Mapping::new(total)?;
+        let mut r = BufRing {
+            entries,
+            buffers,
+            count,
+            size,
+            bgid,
+            tail: 0,
+            registered: false,
+        };
+        for bid in 0..count {
+            r.push(bid);
+        }
+        r.publish();
+        // SAFETY: the ring of entries is page-aligned (mmap) and holds
+        // `count` entries; it and the buffers stay mapped while registered:
+        // `Drop` keeps them when `release` was not called.
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                r.entries.ptr.as_ptr() as u64,
+                count,
+                bgid,
+                0,
+            )?;
+        }
+        r.registered = true;
+        Ok(r)
+    }
+
+    /// The buffer group id receives select from.
+    pub(crate) fn bgid(&self) -> u16 {
+        self.bgid
+    }
+
+    /// Each buffer's size.
+    pub(crate) fn buffer_size(&self) -> usize {
+        self.size
+    }
+
+    /// The `len` bytes a completion put in buffer `bid` (ours until
+    /// recycled); `None` for an id or a length the ring never gave.
+    pub(crate) fn filled(&self, bid: u16, len: usize) -> Option<&[u8]> {
+        if bid >= self.count || len > self.size {
+            return None;
+        }
+        // SAFETY: buffer `bid` lies inside the mapping; the kernel handed
+        // it over with this completion and takes it again only after
+        // `recycle`, which needs `&mut self` (so no slice of it is alive).
+        Some(unsafe {
+            std::slice::from_raw_parts(
+                self.buffers.ptr.as_ptr().add(usize::from(bid) * self.size),
+                len,
+            )
+        })
+    }
+
+    /// Gives buffer `bid` back to the kernel (at the next [`publish`](Self::publish)).
+    pub(crate) fn recycle(&mut self, bid: u16) {
+        debug_assert!(bid < self.count);
+        if bid < self.count {
+            self.push(bid);
+        }
+    }
+
+    /// Lets the kernel see every buffer given back since the last call.
+    pub(crate) fn publish(&self) {
+        // SAFETY: the tail lives in the first entry's reserved field
+        // (the kernel's layout); the entries mapping is valid and aligned
+        // for a u16, and the kernel only reads it.
+        let tail = unsafe { BufRingEntry::tail(self.entries.ptr.as_ptr().cast::<BufRingEntry>()) };
+        // SAFETY: as above; the Release store orders the entries written
+        // by `push` before the tail that shows them.
+        unsafe { (*tail.cast::<AtomicU16>()).store(self.tail, Ordering::Release) };
+    }
+
+    fn push(&mut self, bid: u16) {
+        let slot = usize::from(self.tail & (self.count - 1));
+        // SAFETY: `slot` < count entries in the mapping; the kernel does
+        // not read entries past the published tail, so writing this one
+        // races with nothing.
+        let entry = unsafe { &mut *self.entries.ptr.as_ptr().cast::<BufRingEntry>().add(slot) };
+        // SAFETY: buffer `bid` lies inside the buffers' mapping.
+        let addr = unsafe { self.buffers.ptr.as_ptr().add(usize::from(bid) * self.size) };
+        entry.set_addr(addr as u64);
+        entry.set_len(self.size as u32);
+        entry.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Unregisters from `ring` (the one it was registered with) and frees
+    /// the memory.
+    pub(crate) fn release(mut self, ring: &IoUring) {
+        if ring.submitter().unregister_buf_ring(self.bgid).is_ok() {
+            self.registered = false;
+        }
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        if self.registered {
+            // The kernel may still write into these buffers (the ring
+            // lives on): leaked rather than freed under it.
+            std::mem::forget(std::mem::replace(
+                &mut self.buffers,
+                Mapping {
+                    ptr: NonNull::dangling(),
+                    len: 0,
+                },
+            ));
+            std::mem::forget(std::mem::replace(
+                &mut self.entries,
+                Mapping {
+                    ptr: NonNull::dangling(),
+                    len: 0,
+                },
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "buf_ring_tests.rs"]
+mod tests;

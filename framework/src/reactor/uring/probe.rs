@@ -1,0 +1,121 @@
+//! Whether this kernel, in this sandbox, gives the completion backend what
+//! it uses: checked once at start, so a server asked for io_uring on a
+//! machine without it runs on epoll and says, in one line, what was
+//! missing (the sysctl that disables it, a seccomp filter refusing the
+//! ring, or an opcode an older kernel lacks).
+
+use io_uring::{opcode, IoUring, Probe};
+use std::fmt;
+
+/// Where the kernel says whether io_uring may be used (Linux 6.6+): 0
+/// for everyone, 1 only for members of `io_uring_group` (and
+/// privileged processes), 2 for nobody.
+const DISABLED_SYSCTL: &str = "/proc/sys/kernel/io_uring_disabled";
+
+/// The operations the backend submits, by name.
+const NEEDED: &[(u8, &str)] = &[
+    // Multishot receive into provided buffers (RECV with the multishot
+    // flag and buffer selection: 6.0, with SEND_ZC).
+    (opcode::RecvMulti::CODE, "RECV"),
+    (opcode::SendZc::CODE, "SEND_ZC"),
+    (opcode::SendMsg::CODE, "SENDMSG"),
+    (opcode::Writev::CODE, "WRITEV"),
+    (opcode::AcceptMulti::CODE, "ACCEPT"),
+    (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+    (opcode::PollAdd::CODE, "POLL_ADD"),
+    (opcode::Shutdown::CODE, "SHUTDOWN"),
+    (opcode::Close::CODE, "CLOSE"),
+];
+
+/// What is missing for the completion backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Missing(pub(crate) String);
+
+impl fmt::Display for Missing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks that io_uring can be used here with everything the backend
+/// needs: the sysctl, a ring (a sandbox may refuse the syscall), each
+/// opcode, and a provided-buffer ring (5.19).
+pub(crate) fn probe() -> Result<(), Missing> {
+    // Older kernels have no such switch: io_uring is on.
+    if let Ok(v) = std::fs::read_to_string(DISABLED_SYSCTL) {
+        disabled_by_sysctl(v.trim())?;
+    }
+    let ring = IoUring::new(8).map_err(|e| {
+        Missing(format!(
+            "io_uring_setup failed ({e}): refused by the kernel or a sandbox"
+        ))
+    })?;
+    let mut ops = Probe::new();
+    ring.submitter().register_probe(&mut ops).map_err(|e| {
+        Missing(format!(
+            "the kernel cannot list its io_uring opcodes ({e}): older than 5.6"
+        ))
+    })?;
+    let absent: Vec<&str> = NEEDED
+        .iter()
+        .filter(|(code, _)| !ops.is_supported(*code))
+        .map(|(_, name)| *name)
+        .collect();
+    if !absent.is_empty() {
+        return Err(Missing(format!(
+            "the kernel lacks the io_uring opcodes {}",
+            absent.join(", ")
+        )));
+    }
+    super::buf_ring::BufRing::new(&ring, 0, 2, 64)
+        .map(drop)
+        .map_err(|e| Missing(format!("no provided-buffer rings ({e}): older than 5.19")))
+}
+
+/// The sysctl's value as a refusal, when it refuses this process.
+fn disabled_by_sysctl(value: &str) -> Result<(), Missing> {
+    match value {
+        "0" | "" => Ok(()),
+        // Only for members of kernel.io_uring_group: the ring's own setup
+        // says whether this process is one.
+        "1" => Ok(()),
+        v => Err(Missing(format!(
+            "io_uring is disabled ({DISABLED_SYSCTL} = {v})"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sysctl_refuses_only_when_set_to_two() {
+        assert_eq!(disabled_by_sysctl("0"), Ok(()));
+        assert_eq!(disabled_by_sysctl("1"), Ok(()));
+        let refused = disabled_by_sysctl("2").unwrap_err();
+        assert!(refused.0.contains("io_uring_disabled = 2"), "{refused}");
+    }
+
+    #[test]
+    fn the_probe_answers_and_a_refusal_names_what_is_missing() {
+        match probe() {
+            Ok(()) => {
+                // Then every opcode listed is there and a ring opens.
+                let ring = IoUring::new(4).expect("a ring, as the probe found");
+                let mut ops = Probe::new();
+                ring.submitter().register_probe(&mut ops).unwrap();
+                assert!(NEEDED.iter().all(|(code, _)| ops.is_supported(*code)));
+            }
+            Err(m) => {
+                println!("io_uring unusable here: {m}");
+                assert!(
+                    ["disabled", "io_uring_setup", "opcodes", "provided-buffer"]
+                        .iter()
+                        .any(|w| m.0.contains(w)),
+                    "{m}"
+                );
+            }
+        }
+    }
+}
