@@ -176,6 +176,43 @@ impl WriteBuf {
         }
     }
 
+    /// The queued bytes as slices, front first, at most `max` of them:
+    /// for a submission that reads them where they are (the completion
+    /// backend hands the queue itself to the kernel's send, so nothing
+    /// moves or frees them until it completes).
+    #[cfg_attr(not(all(target_os = "linux", test)), allow(dead_code))]
+    pub(crate) fn slices(&self, max: usize) -> impl Iterator<Item = &[u8]> {
+        self.chunks.iter().take(max).enumerate().map(|(i, c)| {
+            if i == 0 {
+                &c.bytes()[self.head_pos..]
+            } else {
+                c.bytes()
+            }
+        })
+    }
+
+    /// Drops the first `n` bytes (a completed send wrote them).
+    #[cfg_attr(not(all(target_os = "linux", test)), allow(dead_code))]
+    pub(crate) fn advance(&mut self, n: usize, pool: &mut BufPool) {
+        self.consume(n.min(self.len), pool);
+    }
+
+    /// Queues `later`'s bytes after these (what was written while these
+    /// were in a send).
+    #[cfg_attr(not(all(target_os = "linux", test)), allow(dead_code))]
+    pub(crate) fn append(&mut self, mut later: WriteBuf) {
+        if later.head_pos > 0 {
+            // Its front chunk was partly sent: keep only the rest.
+            if let Some(front) = later.chunks.pop_front() {
+                let rest = front.bytes()[later.head_pos..].to_vec();
+                later.chunks.push_front(Chunk::Owned(rest));
+            }
+            later.head_pos = 0;
+        }
+        self.len += later.len;
+        self.chunks.append(&mut later.chunks);
+    }
+
     /// Drops all pending output (abort).
     pub(crate) fn clear(&mut self, pool: &mut BufPool) {
         for c in self.chunks.drain(..) {
@@ -232,6 +269,38 @@ mod tests {
             }
             prop_assert!(buf.is_empty());
             prop_assert_eq!(sink.out, expected);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn slices_advance_and_append_keep_the_bytes_in_order(
+            first in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..40_000), 1..6),
+            later in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..40_000), 0..6),
+            sent_fraction in 0.0f64..=1.0,
+        ) {
+            // A send takes what `slices` shows, completes part of it, and
+            // what was written meanwhile follows the rest.
+            let mut pool = BufPool::default();
+            let mut inflight = WriteBuf::default();
+            let mut expected = Vec::new();
+            for w in &first {
+                expected.extend_from_slice(w);
+                inflight.push(w, &mut pool);
+            }
+            let shown: Vec<u8> = inflight.slices(usize::MAX).flatten().copied().collect();
+            prop_assert_eq!(&shown, &expected);
+            let sent = (expected.len() as f64 * sent_fraction) as usize;
+            inflight.advance(sent, &mut pool);
+            let mut meanwhile = WriteBuf::default();
+            for w in &later {
+                expected.extend_from_slice(w);
+                meanwhile.push_owned(w.clone(), &mut pool);
+            }
+            inflight.append(meanwhile);
+            let rest: Vec<u8> = inflight.slices(usize::MAX).flatten().copied().collect();
+            prop_assert_eq!(inflight.len(), expected.len() - sent);
+            prop_assert_eq!(&rest[..], &expected[sent..]);
         }
     }
 

@@ -7,4 +7,6 @@
 // it is sound, and the tests drive it against real sockets.
 #[allow(unsafe_code)]
 pub(crate) mod buf_ring;
+#[allow(unsafe_code)]
+pub(crate) mod driver;
 pub(crate) mod probe;

@@ -1,0 +1,440 @@
+//! The completion backend's engine, apart from the shard: one ring per
+//! shard, multishot receives into the provided-buffer ring, sends that
+//! take a connection's output queue with them to the kernel (so nothing
+//! writes to or frees those bytes until the send completes), cancels, and
+//! readiness of other descriptors (the shard's epoll set) watched through
+//! the same ring. Submissions queue up during an iteration and go to the
+//! kernel together, in the one `io_uring_enter` that also waits.
+//!
+//! Operations name their connection by slot and generation in
+//! `user_data`; a completion for a slot since reused is recognised as
+//! stale, and a send still in flight when its connection goes keeps its
+//! buffers (the "graveyard") until the kernel is done with them.
+
+use super::buf_ring::BufRing;
+use crate::net::{BufPool, WriteBuf};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+/// What an operation is, in the low byte of its `user_data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Kind {
+    Recv = 1,
+    Send = 2,
+    Cancel = 3,
+    Poll = 4,
+}
+
+fn user_data(kind: Kind, slot: u32, gen: u32) -> u64 {
+    (u64::from(gen & 0xff_ffff) << 40) | (u64::from(slot) << 8) | kind as u64
+}
+
+fn parts(ud: u64) -> (u8, u32, u32) {
+    ((ud & 0xff) as u8, (ud >> 8) as u32, (ud >> 40) as u32)
+}
+
+/// A connection's multishot receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Recv {
+    #[default]
+    Off,
+    Armed,
+    /// Asked to stop; its last completion has not come yet.
+    Cancelling,
+}
+
+/// A send in flight: the queue it writes from, and the message header and
+/// vector that point into it (boxed: the kernel reads them where they are).
+struct SendOp {
+    out: WriteBuf,
+    iov: Vec<libc::iovec>,
+    msg: libc::msghdr,
+}
+
+/// What the driver keeps for one connection slot.
+#[derive(Default)]
+struct Ops {
+    gen: u32,
+    fd: RawFd,
+    live: bool,
+    recv: Recv,
+    send: Option<Box<SendOp>>,
+}
+
+/// One completion, interpreted.
+pub(crate) enum Completion {
+    /// `len` bytes for `slot` in buffer `bid` (read them with
+    /// [`Driver::filled`], then [`Driver::recycle`] it). The receive may
+    /// have ended with it: call [`Driver::recv`] after (a no-op while it
+    /// is armed) if the connection still wants input.
+    Data { slot: u32, bid: u16, len: usize },
+    /// The peer's FIN: no more data for `slot`.
+    Eof { slot: u32 },
+    /// The receive failed.
+    RecvError { slot: u32, error: io::Error },
+    /// The receive stopped (cancelled, or out of buffers) and `slot` still
+    /// wants input: arm it again with [`Driver::recv`] when it does.
+    RecvStopped { slot: u32 },
+    /// A send finished: `sent` bytes of `out` went out (`Err`: it failed);
+    /// the rest of `out`, and anything queued since, is the caller's again.
+    Sent {
+        slot: u32,
+        sent: io::Result<usize>,
+        out: WriteBuf,
+    },
+    /// A watched descriptor is readable.
+    Polled { tag: u32 },
+}
+
+/// At most this many buffers go into one send.
+const MAX_IOV: usize = 64;
+
+pub(crate) struct Driver {
+    ring: IoUring,
+    bufs: Option<BufRing>,
+    ops: Vec<Ops>,
+    /// Sends of connections that went while the kernel still read their
+    /// buffers, by `user_data`.
+    graveyard: HashMap<u64, Box<SendOp>>,
+    /// Submissions that did not fit the queue: pushed after the next
+    /// submit.
+    overflow: Vec<squeue::Entry>,
+    /// Descriptors watched for readability, by tag (re-armed when their
+    /// multishot poll ends).
+    watched: Vec<(u32, RawFd)>,
+    reaped: Vec<(u64, i32, u32)>,
+}
+
+impl Driver {
+    /// A ring of `entries` submissions and a group of `buffers` receive
+    /// buffers of `size` bytes.
+    pub(crate) fn new(entries: u32, buffers: u16, size: usize) -> io::Result<Driver> {
+        let ring = IoUring::builder()
+            // The shard is the only thread submitting.
+            .setup_single_issuer()
+            .setup_coop_taskrun()
+            .build(entries)
+            .or_else(|_| IoUring::new(entries))?;
+        let bufs = BufRing::new(&ring, 0, buffers, size)?;
+        Ok(Driver {
+            ring,
+            bufs: Some(bufs),
+            ops: Vec::new(),
+            graveyard: HashMap::new(),
+            overflow: Vec::new(),
+            watched: Vec::new(),
+            reaped: Vec::new(),
+        })
+    }
+
+    fn push(&mut self, sqe: squeue::Entry) {
+        // SAFETY: every entry built here names memory that outlives the
+        // operation: provided buffers (the ring's), a `SendOp` boxed and
+        // kept until its completion (or in the graveyard), or nothing.
+        let pushed = unsafe { self.ring.submission().push(&sqe) };
+        if pushed.is_err() {
+            self.overflow.push(sqe);
+        }
+    }
+
+    fn slot(&mut self, slot: u32) -> &mut Ops {
+        let i = slot as usize;
+        if self.ops.len() <= i {
+            self.ops.resize_with(i + 1, Ops::default);
+        }
+        &mut self.ops[i]
+    }
+
+    /// Starts driving a connected socket in `slot` (generation `gen`):
+    /// its receive is armed.
+    pub(crate) fn open(&mut self, slot: u32, gen: u32, fd: RawFd) {
+        let o = self.slot(slot);
+        debug_assert!(!o.live, "slot {slot} opened twice");
+        *o = Ops {
+            gen,
+            fd,
+            live: true,
+            ..Ops::default()
+        };
+        self.recv(slot);
+    }
+
+    /// Arms `slot`'s multishot receive (if it is not armed or stopping).
+    pub(crate) fn recv(&mut self, slot: u32) {
+        let Some(bgid) = self.bufs.as_ref().map(BufRing::bgid) else {
+            return;
+        };
+        let o = self.slot(slot);
+        if !o.live || o.recv != Recv::Off {
+            return;
+        }
+        o.recv = Recv::Armed;
+        let sqe = opcode::RecvMulti::new(types::Fd(o.fd), bgid)
+            .build()
+            .user_data(user_data(Kind::Recv, slot, o.gen));
+        self.push(sqe);
+    }
+
+    /// Stops `slot`'s receive (reading paused): completions already on
+    /// their way still come, then [`Completion::RecvStopped`].
+    pub(crate) fn stop_recv(&mut self, slot: u32) {
+        let o = self.slot(slot);
+        if !o.live || o.recv != Recv::Armed {
+            return;
+        }
+        o.recv = Recv::Cancelling;
+        let target = user_data(Kind::Recv, slot, o.gen);
+        let sqe = opcode::AsyncCancel::new(target)
+            .build()
+            .user_data(user_data(Kind::Cancel, slot, o.gen));
+        self.push(sqe);
+    }
+
+    /// True while a send of `slot` is in flight.
+    pub(crate) fn sending(&self, slot: u32) -> bool {
+        self.ops
+            .get(slot as usize)
+            .is_some_and(|o| o.live && o.send.is_some())
+    }
+
+    /// Sends `out` on `slot`; the queue is the kernel's until
+    /// [`Completion::Sent`] gives it back. Refused (given back) while
+    /// another send is in flight or when there is nothing to send.
+    pub(crate) fn send(&mut self, slot: u32, out: WriteBuf) -> Result<(), WriteBuf> {
+        if out.is_empty() || self.sending(slot) || !self.slot(slot).live {
+            return Err(out);
+        }
+        let mut op = Box::new(SendOp {
+            out,
+            iov: Vec::with_capacity(MAX_IOV),
+            // SAFETY: a zeroed msghdr is the "no address, no control
+            // data" header; the vector is set below.
+            msg: unsafe { std::mem::zeroed() },
+        });
+        let SendOp { out, iov, msg } = &mut *op;
+        iov.extend(out.slices(MAX_IOV).map(|s| libc::iovec {
+            iov_base: s.as_ptr() as *mut libc::c_void,
+            iov_len: s.len(),
+        }));
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = iov.len() as _;
+        let (fd, gen) = {
+            let o = self.slot(slot);
+            (o.fd, o.gen)
+        };
+        let sqe = opcode::SendMsg::new(types::Fd(fd), &op.msg as *const libc::msghdr)
+            .flags(libc::MSG_NOSIGNAL as u32)
+            .build()
+            .user_data(user_data(Kind::Send, slot, gen));
+        self.slot(slot).send = Some(op);
+        self.push(sqe);
+        Ok(())
+    }
+
+    /// `slot`'s connection is gone: its receive is cancelled, a send in
+    /// flight keeps its buffers until the kernel is done, and completions
+    /// still to come for it are ignored. The caller closes the socket
+    /// after this (the kernel holds it until the cancelled operations end).
+    pub(crate) fn close(&mut self, slot: u32) {
+        let o = self.slot(slot);
+        if !o.live {
+            return;
+        }
+        o.live = false;
+        let gen = o.gen;
+        let recv = std::mem::take(&mut o.recv);
+        if let Some(op) = o.send.take() {
+            self.graveyard.insert(user_data(Kind::Send, slot, gen), op);
+        }
+        if recv == Recv::Armed {
+            let sqe = opcode::AsyncCancel::new(user_data(Kind::Recv, slot, gen))
+                .build()
+                .user_data(user_data(Kind::Cancel, slot, gen));
+            self.push(sqe);
+        }
+    }
+
+    /// Watches `fd` for readability (the shard's epoll set, through the
+    /// ring): [`Completion::Polled`] with `tag` each time it is.
+    pub(crate) fn watch(&mut self, tag: u32, fd: RawFd) {
+        self.watched.push((tag, fd));
+        self.arm_poll(tag, fd);
+    }
+
+    fn arm_poll(&mut self, tag: u32, fd: RawFd) {
+        let sqe = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+            .multi(true)
+            .build()
+            .user_data(user_data(Kind::Poll, tag, 0));
+        self.push(sqe);
+    }
+
+    /// The bytes a [`Completion::Data`] names.
+    pub(crate) fn filled(&self, bid: u16, len: usize) -> &[u8] {
+        self.bufs
+            .as_ref()
+            .and_then(|b| b.filled(bid, len))
+            .unwrap_or(&[])
+    }
+
+    /// Gives a buffer back once its bytes were handed on.
+    pub(crate) fn recycle(&mut self, bid: u16) {
+        if let Some(b) = self.bufs.as_mut() {
+            b.recycle(bid);
+        }
+    }
+
+    /// Submits everything queued and waits until at least one completion
+    /// is in or `timeout` passes (`None`: no limit; zero: no wait). The
+    /// completions are then read with [`next`](Driver::next).
+    pub(crate) fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        if let Some(b) = self.bufs.as_ref() {
+            b.publish();
+        }
+        let ts;
+        let result = match timeout {
+            Some(t) if t.is_zero() => self.ring.submit(),
+            Some(t) => {
+                ts = types::Timespec::from(t);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+            None => self.ring.submit_and_wait(1),
+        };
+        match result {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // The completion queue is full: read it, submit again later.
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+            Err(e) => return Err(e),
+        }
+        for sqe in std::mem::take(&mut self.overflow) {
+            self.push(sqe);
+        }
+        self.reaped.clear();
+        let reaped = &mut self.reaped;
+        reaped.extend(
+            self.ring
+                .completion()
+                .map(|c: cqueue::Entry| (c.user_data(), c.result(), c.flags())),
+        );
+        self.reaped.reverse();
+        Ok(())
+    }
+
+    /// The next completion of the last [`wait`](Driver::wait), stale ones
+    /// (for connections since closed) dealt with and skipped.
+    pub(crate) fn next(&mut self, pool: &mut BufPool) -> Option<Completion> {
+        while let Some((ud, res, flags)) = self.reaped.pop() {
+            if let Some(c) = self.interpret(ud, res, flags, pool) {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    fn interpret(
+        &mut self,
+        ud: u64,
+        res: i32,
+        flags: u32,
+        pool: &mut BufPool,
+    ) -> Option<Completion> {
+        let (kind, slot, gen) = parts(ud);
+        if kind == Kind::Poll as u8 {
+            if !cqueue::more(flags) {
+                // A multishot poll can end (an error, an overflow): again.
+                if let Some(&(tag, fd)) = self.watched.iter().find(|(t, _)| *t == slot) {
+                    self.arm_poll(tag, fd);
+                }
+            }
+            return Some(Completion::Polled { tag: slot });
+        }
+        if kind == Kind::Cancel as u8 {
+            return None;
+        }
+        let current = self
+            .ops
+            .get(slot as usize)
+            .is_some_and(|o| o.live && o.gen & 0xff_ffff == gen);
+        if kind == Kind::Send as u8 {
+            if !current || self.ops[slot as usize].send.is_none() {
+                // A closed connection's send: its buffers can go now
+                // (unless a notification for it is still due).
+                self.graveyard.remove(&ud);
+                return None;
+            }
+            let op = self.ops[slot as usize].send.take().expect("checked");
+            let SendOp { mut out, .. } = *op;
+            let sent = if res >= 0 {
+                out.advance(res as usize, pool);
+                Ok(res as usize)
+            } else {
+                Err(io::Error::from_raw_os_error(-res))
+            };
+            return Some(Completion::Sent { slot, sent, out });
+        }
+        // A receive.
+        let bid = cqueue::buffer_select(flags);
+        if !current {
+            if let Some(bid) = bid {
+                self.recycle(bid);
+            }
+            return None;
+        }
+        let more = cqueue::more(flags);
+        let o = &mut self.ops[slot as usize];
+        if !more {
+            o.recv = Recv::Off;
+        }
+        match (res, bid) {
+            (n, Some(bid)) if n > 0 => Some(Completion::Data {
+                slot,
+                bid,
+                len: n as usize,
+            }),
+            (0, _) => Some(Completion::Eof { slot }),
+            (e, _) if e == -libc::ENOBUFS || e == -libc::ECANCELED => {
+                Some(Completion::RecvStopped { slot })
+            }
+            (e, _) if e < 0 => Some(Completion::RecvError {
+                slot,
+                error: io::Error::from_raw_os_error(-e),
+            }),
+            // Data with no buffer named: cannot happen with buffer
+            // selection; treated as a stop so the caller re-arms.
+            _ => Some(Completion::RecvStopped { slot }),
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let busy = !self.graveyard.is_empty()
+            || self
+                .ops
+                .iter()
+                .any(|o| o.live && (o.recv != Recv::Off || o.send.is_some()));
+        if busy {
+            // The ring's teardown ends its operations after we return: the
+            // memory they may still touch is left to the process (a shard
+            // drops its driver once, when its thread ends).
+            std::mem::forget(std::mem::take(&mut self.graveyard));
+            for o in &mut self.ops {
+                std::mem::forget(o.send.take());
+            }
+            std::mem::forget(self.bufs.take());
+        } else if let Some(b) = self.bufs.take() {
+            b.release(&self.ring);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;

@@ -1,0 +1,236 @@
+//! The driver against real sockets: an echo through multishot receives
+//! and sends that own their queue, a large reply sent in pieces and read
+//! back whole, a paused receive that leaves the bytes in the socket, a
+//! connection closed with a send in flight, stale completions after a
+//! slot is reused, and an eventfd watched through the ring.
+
+use super::*;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+
+fn pair() -> (TcpStream, TcpStream) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (ours, _) = l.accept().unwrap();
+    ours.set_nonblocking(true).unwrap();
+    (ours, peer)
+}
+
+fn driver() -> Option<Driver> {
+    match super::super::probe::probe() {
+        Ok(()) => Some(Driver::new(64, 8, 4096).unwrap()),
+        Err(m) => {
+            println!("skipped: io_uring unusable here: {m}");
+            None
+        }
+    }
+}
+
+/// Waits (bounded) for completions until `f` says it has what it wants.
+fn until(d: &mut Driver, pool: &mut BufPool, mut f: impl FnMut(&mut Driver, Completion) -> bool) {
+    for _ in 0..200 {
+        d.wait(Some(Duration::from_millis(50))).unwrap();
+        while let Some(c) = d.next(pool) {
+            if f(d, c) {
+                return;
+            }
+        }
+    }
+    panic!("the awaited completion never came");
+}
+
+#[test]
+fn an_echo_through_multishot_receives_and_owned_sends() {
+    let Some(mut d) = driver() else { return };
+    let mut pool = BufPool::default();
+    let (ours, mut peer) = pair();
+    d.open(3, 7, ours.as_raw_fd());
+    for msg in [&b"ping"[..], b"second message", b"3"] {
+        peer.write_all(msg).unwrap();
+        let mut got = Vec::new();
+        until(&mut d, &mut pool, |d, c| match c {
+            Completion::Data { slot: 3, bid, len } => {
+                got.extend_from_slice(d.filled(bid, len));
+                d.recycle(bid);
+                d.recv(3);
+                got.len() >= msg.len()
+            }
+            _ => false,
+        });
+        assert_eq!(got, msg);
+        let mut out = WriteBuf::default();
+        out.push(&got, &mut pool);
+        assert!(d.send(3, out).is_ok());
+        assert!(d.sending(3));
+        until(&mut d, &mut pool, |_, c| match c {
+            Completion::Sent { slot: 3, sent, out } => {
+                assert_eq!(sent.unwrap(), msg.len());
+                assert!(out.is_empty());
+                true
+            }
+            _ => false,
+        });
+        let mut back = vec![0; msg.len()];
+        peer.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg);
+    }
+    drop(peer);
+    until(&mut d, &mut pool, |_, c| {
+        matches!(c, Completion::Eof { slot: 3 })
+    });
+    d.close(3);
+}
+
+#[test]
+fn a_large_reply_goes_out_whole_in_as_many_sends_as_it_takes() {
+    let Some(mut d) = driver() else { return };
+    let mut pool = BufPool::default();
+    let (ours, mut peer) = pair();
+    d.open(0, 1, ours.as_raw_fd());
+    let body: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = vec![0; 64 << 10];
+        while all.len() < 8 << 20 {
+            let n = peer.read(&mut buf).unwrap();
+            assert!(n > 0);
+            all.extend_from_slice(&buf[..n]);
+            // A slow reader: the socket fills and sends come back short.
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        all
+    });
+    let mut out = WriteBuf::default();
+    out.push_owned(body.clone(), &mut pool);
+    let mut pending = Some(out);
+    let mut sends = 0;
+    while let Some(out) = pending.take() {
+        d.send(0, out).map_err(|_| "refused").unwrap();
+        sends += 1;
+        until(&mut d, &mut pool, |_, c| match c {
+            Completion::Sent { slot: 0, sent, out } => {
+                assert!(sent.unwrap() > 0);
+                if !out.is_empty() {
+                    pending = Some(out);
+                }
+                true
+            }
+            _ => false,
+        });
+    }
+    assert_eq!(reader.join().unwrap(), body);
+    println!("8 MiB in {sends} sends");
+    d.close(0);
+}
+
+#[test]
+fn a_stopped_receive_leaves_the_bytes_in_the_socket_until_rearmed() {
+    let Some(mut d) = driver() else { return };
+    let mut pool = BufPool::default();
+    let (ours, mut peer) = pair();
+    d.open(1, 1, ours.as_raw_fd());
+    d.stop_recv(1);
+    until(&mut d, &mut pool, |_, c| {
+        matches!(c, Completion::RecvStopped { slot: 1 })
+    });
+    peer.write_all(b"while paused").unwrap();
+    // Nothing arrives while stopped.
+    d.wait(Some(Duration::from_millis(30))).unwrap();
+    assert!(d.next(&mut pool).is_none());
+    d.recv(1);
+    let mut got = Vec::new();
+    until(&mut d, &mut pool, |d, c| match c {
+        Completion::Data { slot: 1, bid, len } => {
+            got.extend_from_slice(d.filled(bid, len));
+            d.recycle(bid);
+            d.recv(1);
+            got.len() == 12
+        }
+        _ => false,
+    });
+    assert_eq!(got, b"while paused");
+    d.close(1);
+}
+
+#[test]
+fn a_closed_slot_keeps_its_send_until_done_and_ignores_stale_completions() {
+    let Some(mut d) = driver() else { return };
+    let mut pool = BufPool::default();
+    let (ours, mut peer) = pair();
+    d.open(2, 1, ours.as_raw_fd());
+    let mut out = WriteBuf::default();
+    out.push_owned(vec![9u8; 4 << 20], &mut pool);
+    d.send(2, out).map_err(|_| "refused").unwrap();
+    // Gone with its send in flight: the buffers wait in the graveyard.
+    d.close(2);
+    assert!(!d.sending(2));
+    assert!(d.send(2, WriteBuf::default()).is_err());
+    // The slot is reused by another connection before the old completions.
+    let (ours2, mut peer2) = pair();
+    d.open(2, 2, ours2.as_raw_fd());
+    let reader = std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = peer.read_to_end(&mut sink);
+    });
+    drop(ours);
+    peer2.write_all(b"new").unwrap();
+    let mut got = Vec::new();
+    until(&mut d, &mut pool, |d, c| match c {
+        Completion::Data { slot: 2, bid, len } => {
+            got.extend_from_slice(d.filled(bid, len));
+            d.recycle(bid);
+            d.recv(2);
+            got.len() == 3
+        }
+        Completion::Sent { .. } => panic!("the old connection's send reached the new one"),
+        _ => false,
+    });
+    assert_eq!(got, b"new");
+    // The old send completes (the peer reads it, or the socket closed):
+    // its buffers go then.
+    for _ in 0..100 {
+        if d.graveyard.is_empty() {
+            break;
+        }
+        d.wait(Some(Duration::from_millis(20))).unwrap();
+        while d.next(&mut pool).is_some() {}
+    }
+    assert!(d.graveyard.is_empty(), "the old send never completed");
+    d.close(2);
+    reader.join().unwrap();
+}
+
+#[test]
+fn a_watched_descriptor_wakes_the_wait() {
+    let Some(mut d) = driver() else { return };
+    let mut pool = BufPool::default();
+    let (r, mut w) = std::io::pipe().unwrap();
+    d.watch(42, r.as_raw_fd());
+    w.write_all(b"x").unwrap();
+    until(&mut d, &mut pool, |_, c| {
+        matches!(c, Completion::Polled { tag: 42 })
+    });
+}
+
+#[test]
+fn a_reset_is_reported_as_a_reset() {
+    let Some(mut d) = driver() else { return };
+    let mut pool = BufPool::default();
+    let (ours, peer) = pair();
+    d.open(4, 1, ours.as_raw_fd());
+    socket2::SockRef::from(&peer)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(peer);
+    until(&mut d, &mut pool, |_, c| match c {
+        Completion::RecvError { slot, error } => {
+            assert_eq!(slot, 4);
+            assert_eq!(error.kind(), io::ErrorKind::ConnectionReset, "{error}");
+            true
+        }
+        Completion::Eof { .. } => panic!("a reset read as a clean end"),
+        _ => false,
+    });
+    d.close(4);
+}
