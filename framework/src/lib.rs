@@ -70,7 +70,7 @@ pub mod testing;
 pub mod tls;
 
 pub use api::{
-    CloseReason, ConnId, ConnLoad, LogLimit, PoolSample, ServerStats, Settings, ShardStats,
+    Backend, CloseReason, ConnId, ConnLoad, LogLimit, PoolSample, ServerStats, Settings, ShardStats,
     TlsFailure,
 };
 pub use error::{Error, ForwardError, Result};

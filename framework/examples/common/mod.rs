@@ -46,6 +46,12 @@ pub struct ServeArgs {
     /// if it does not fit this machine; not with --shards or --cores.
     #[arg(long, value_name = "FILE")]
     pub placement: Option<PathBuf>,
+    /// I/O backend, as Seastar's flag: epoll (readiness) or io-uring
+    /// (completion; falls back to epoll, with a log line, where the kernel
+    /// does not offer it). Default: the SHARDLOOP_BACKEND environment
+    /// variable, else epoll.
+    #[arg(long, value_name = "NAME")]
+    pub reactor_backend: Option<shardloop::Backend>,
 }
 
 impl ServeArgs {
@@ -125,6 +131,9 @@ pub fn start(
     if let Some(n) = shards {
         builder = builder.shards(n);
     }
+    if let Some(b) = serve.reactor_backend {
+        builder = builder.backend(b);
+    }
     if !cores.is_empty() {
         builder = builder.pinning(Pinning::Cores(cores.to_vec()));
     }
@@ -137,6 +146,7 @@ pub fn start(
         .systemd_activation(true)
         .build()?
         .start()?;
+    tracing::info!(backend = %handle.backend(), "I/O backend");
     for (tls, cert, key) in RELOADS.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
         handle.on_reload(move |_| match tls.reload_pem_files(&cert, &key) {
             Ok(()) => tracing::info!(cert = %cert.display(), "TLS certificate reloaded"),

@@ -3,6 +3,7 @@
 //! header established. Plain data with no dependency on
 //! the runtime, so every other folder may use it.
 
+mod backend;
 mod close_reason;
 mod conn_id;
 pub(crate) mod conn_load;
@@ -13,6 +14,7 @@ mod settings;
 mod stats;
 mod tls_info;
 
+pub use backend::Backend;
 pub use close_reason::{CloseReason, TlsFailure};
 pub use conn_id::ConnId;
 pub use conn_load::ConnLoad;

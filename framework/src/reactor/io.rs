@@ -146,6 +146,10 @@ impl Shard {
     /// Reads from one connection until it would block, the fairness cap is
     /// hit, or the protocol pauses or closes.
     pub(super) fn read_conn(&mut self, slot: usize) {
+        #[cfg(target_os = "linux")]
+        if self.on_ring(slot) {
+            return self.ring_read(slot);
+        }
         let cap = self.ctx.settings.max_read_per_iteration;
         let mut total = 0usize;
         loop {
@@ -236,6 +240,10 @@ impl Shard {
 
     /// After FIN: discard input until EOF so closing does not send RST.
     pub(super) fn drain_lingering(&mut self, slot: usize) {
+        #[cfg(target_os = "linux")]
+        if self.on_ring(slot) {
+            return self.ring_linger(slot);
+        }
         loop {
             let c = &mut self.conns[slot];
             match c.core.stream.read(&mut self.read_buf) {
@@ -277,6 +285,11 @@ impl Shard {
             let reason = c.core.reason_or(CloseReason::Aborted);
             return self.finish(slot, reason, true);
         }
+        #[cfg(target_os = "linux")]
+        if self.on_ring(slot) {
+            return self.ring_flush(slot);
+        }
+        let c = &mut self.conns[slot];
         let mut handed = 0;
         if !c.core.state.is_write_blocked() && !c.core.out.is_empty() {
             match c.core.out.flush_to(&mut c.core.stream, &mut self.ctx.pool) {
@@ -288,6 +301,14 @@ impl Shard {
                 Err(e) => return self.finish(slot, CloseReason::io(&e), true),
             }
         }
+        self.flushed(slot, handed);
+    }
+
+    /// After `handed` bytes of the connection's output reached the kernel
+    /// (a write, or a completed send): the flush watch, the drain, and the
+    /// FIN once everything is out.
+    pub(super) fn flushed(&mut self, slot: usize, handed: usize) {
+        let c = &mut self.conns[slot];
         c.core.held = u32::try_from(c.core.out.len()).unwrap_or(u32::MAX);
         let wrote_through = c.core.state.take_wrote_through();
         let c = if c.core.state.watches_flush()

@@ -194,6 +194,9 @@ impl Shard {
         } else if !core.state.is(Phase::Connecting) {
             self.ctx.counters.outbound_closed += 1;
         }
+        // Off the ring first: its operations on the socket are cancelled
+        // (the kernel closes it once they end).
+        self.ring_close(core.id.slot());
         if rst {
             core.stream.reset_on_close();
         }
@@ -310,11 +313,16 @@ impl Shard {
             return;
         }
         let slot = self.conns.vacant_key();
-        let registered = self.poll.registry().register(
-            &mut stream,
-            Token(slot),
-            Interest::READABLE | Interest::WRITABLE,
-        );
+        let registered = if self.ring_takes(&stream) {
+            // Its I/O goes through the ring once it is in the table.
+            Ok(())
+        } else {
+            self.poll.registry().register(
+                &mut stream,
+                Token(slot),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+        };
         if let Err(e) = registered {
             tracing::debug!(error = %e, "the poller refused a new connection; dropped");
             self.ctx.counters.connections_rejected += 1;
@@ -361,7 +369,11 @@ impl Shard {
                 return;
             }
         };
-        self.establish(slot, stream, peer, None, proto, None, layer, counted);
+        let on_ring = self.ring_takes(&stream);
+        let id = self.establish(slot, stream, peer, None, proto, None, layer, counted);
+        if on_ring && self.live(id) {
+            self.ring_open(slot);
+        }
     }
 
     /// Takes a connection that never started out of the global total.

@@ -36,11 +36,12 @@ mod shard_ctx;
 mod shared;
 mod tasks;
 mod timers;
-// The completion backend's parts, compiled for their tests until the
-// shard's backend boundary uses them (issue 26, in steps).
 pub(crate) mod udp;
-#[cfg(all(target_os = "linux", test))]
+// The completion backend (io_uring).
+#[cfg(target_os = "linux")]
 mod uring;
+#[cfg(target_os = "linux")]
+pub(crate) use uring::probe::probe as uring_probe;
 pub(crate) use udp::bind_udp;
 
 pub use conn::Conn;

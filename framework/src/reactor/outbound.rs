@@ -146,8 +146,16 @@ impl Shard {
         if let Some(race) = c.core.extras.as_ref().and_then(|e| e.race) {
             self.win_race(race, slot);
         }
+        self.conns[slot].core.state.connected();
+        if self.ring_takes(&self.conns[slot].core.stream) {
+            // Connected: from now on its I/O goes through the ring.
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut self.conns[slot].core.stream);
+            self.ring_open(slot);
+        }
         let c = &mut self.conns[slot];
-        c.core.state.connected();
         if let Some(t) = c.core.phase_timer.take() {
             self.ctx.timers.cancel_id(t);
         }

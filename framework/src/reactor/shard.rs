@@ -73,6 +73,8 @@ pub(crate) struct ShardInit {
     pub(crate) udp: Vec<(std::net::UdpSocket, crate::reactor::udp::UdpMaker)>,
     /// Receive slot size: the largest datagram delivered whole.
     pub(crate) udp_max_datagram: usize,
+    /// Run the completion backend (io_uring, probed at start).
+    pub(crate) uring: bool,
 }
 
 /// What the poller said about one connection.
@@ -130,6 +132,9 @@ pub(crate) struct Shard {
     pub(super) race_generation: u64,
     /// Host names' answers and the connects waiting for them.
     pub(super) names: super::names::Names,
+    /// The completion backend's ring, when the shard runs it.
+    #[cfg(target_os = "linux")]
+    pub(crate) ring: Option<Box<super::uring::Ring>>,
 }
 
 /// Registers a shard's own listeners; one the poller refuses is dropped
@@ -182,6 +187,19 @@ impl Shard {
         } else {
             None
         };
+        #[cfg(target_os = "linux")]
+        let ring = if init.uring {
+            use std::os::fd::AsRawFd;
+            match super::uring::Ring::new(init.poll.as_raw_fd()) {
+                Ok(r) => Some(Box::new(r)),
+                Err(e) => {
+                    tracing::error!(shard = init.index, error = %e, "cannot set up this shard's io_uring; it runs on epoll");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let own_listeners = register_listeners(&init.poll, init.listeners);
         let mut ctx = ShardCtx::new(init.index, &shared, init.handle, settings, init.timer_tick);
         ctx.workers = init.pool;
@@ -216,6 +234,8 @@ impl Shard {
             races: Slab::new(),
             race_generation: 0,
             names: Default::default(),
+            #[cfg(target_os = "linux")]
+            ring,
             ctx,
             shared,
         }
@@ -241,14 +261,15 @@ impl Shard {
             let busy = before_poll.saturating_duration_since(self.woke);
             self.window.0 += nanos(busy);
             self.mark(LoopPhase::Polling, before_poll);
-            let inbox = &self.shared.inboxes[index];
-            let timeout = if timeout != Some(Duration::ZERO) && !inbox.park(&self.rx) {
+            let timeout = if timeout != Some(Duration::ZERO)
+                && !self.shared.inboxes[index].park(&self.rx)
+            {
                 Some(Duration::ZERO)
             } else {
                 timeout
             };
-            let polled = self.poll.poll(&mut self.events, timeout);
-            inbox.unpark();
+            let polled = self.wait_io(timeout);
+            self.shared.inboxes[index].unpark();
             if let Err(e) = polled {
                 if e.kind() != io::ErrorKind::Interrupted {
                     tracing::error!(shard = index, error = %e, "poll failed; shard exits");
@@ -264,7 +285,7 @@ impl Shard {
             self.shared.activity[index].next_iteration(now_ns);
             self.mark(LoopPhase::Io, now);
 
-            self.dispatch_io();
+            self.dispatch();
             self.run_ready_work();
 
             if self.ctx.stopping && self.conns.is_empty() {
@@ -276,6 +297,25 @@ impl Shard {
         self.publish();
         self.mark(LoopPhase::Stopped, Instant::now());
         tracing::debug!(shard = index, "shard stopped");
+    }
+
+    /// Waits for I/O: on the ring (which also submits this iteration's
+    /// sends), or in epoll.
+    fn wait_io(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if self.ring.is_some() {
+            return self.ring_wait(timeout);
+        }
+        self.poll.poll(&mut self.events, timeout)
+    }
+
+    /// Acts on what the wait brought.
+    fn dispatch(&mut self) {
+        #[cfg(target_os = "linux")]
+        if self.ring.is_some() {
+            return self.ring_dispatch();
+        }
+        self.dispatch_io();
     }
 
     /// Marks the loop phase for the watchdog (and for the per-kind slow
@@ -333,6 +373,15 @@ impl Shard {
             || !self.ctx.tasks.queue.is_empty()
             || !self.ctx.moves.departures.is_empty()
             || super::exec::local::has_requests()
+            || self.ring_has_more()
+    }
+
+    /// The ring's epoll set had more events than one poll took.
+    fn ring_has_more(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        return self.ring.as_ref().is_some_and(|r| r.epoll_again);
+        #[cfg(not(target_os = "linux"))]
+        false
     }
 
     fn refresh_settings(&mut self) {
@@ -453,6 +502,16 @@ impl Shard {
             0
         }
     }
+}
+
+/// Without io_uring, no connection is ever on a ring.
+#[cfg(not(target_os = "linux"))]
+impl Shard {
+    pub(crate) fn ring_takes(&self, _stream: &crate::net::Stream) -> bool {
+        false
+    }
+    pub(crate) fn ring_open(&mut self, _slot: usize) {}
+    pub(crate) fn ring_close(&mut self, _slot: usize) {}
 }
 
 #[cfg(test)]

@@ -87,6 +87,8 @@ pub(crate) struct Shared {
     pub(crate) per_ip: crate::limit::per_ip::PerIpTable,
     /// Whether (and how) shards move connections among themselves.
     pub(crate) rebalance: Option<super::migrate::Rebalance>,
+    /// The shards run the completion backend (decided at start).
+    pub(crate) uring: AtomicBool,
 }
 
 impl Shared {
@@ -114,6 +116,7 @@ impl Shared {
             epoch: Instant::now(),
             per_ip: Default::default(),
             rebalance: None,
+            uring: AtomicBool::new(false),
         }
     }
 

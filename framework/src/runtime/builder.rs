@@ -110,6 +110,7 @@ pub struct ServerBuilder {
     max_connections: usize,
     settings: Settings,
     loop_options: LoopOptions,
+    backend: Option<crate::Backend>,
     policy: Box<dyn BalancingPolicy>,
     admission: Option<super::balance::Admission>,
     rebalance: Option<crate::reactor::Rebalance>,
@@ -142,6 +143,7 @@ impl Default for ServerBuilder {
             max_connections: 1 << 20,
             settings: Settings::default(),
             loop_options: LoopOptions::default(),
+            backend: None,
             policy: Box::new(RoundRobin::default()),
             admission: None,
             rebalance: None,
@@ -297,6 +299,34 @@ impl ServerBuilder {
     /// How each shard's loop is sized ([`LoopOptions`]).
     pub fn loop_options(mut self, options: LoopOptions) -> Self {
         self.loop_options = options;
+        self
+    }
+
+    /// The I/O backend the shards run (default: the `SHARDLOOP_BACKEND`
+    /// environment variable, `epoll` or `io-uring`, else [`Backend::Epoll`](crate::Backend));
+    /// [`Backend::IoUring`](crate::Backend) falls back to epoll, said in
+    /// the log, where the kernel does not offer it
+    /// ([`Handle::backend`](crate::Handle::backend) tells which runs).
+    ///
+    /// ```no_run
+    /// use shardloop::{Backend, Conn, Protocol, Server};
+    /// struct Echo;
+    /// impl Protocol for Echo {
+    ///     type Message = ();
+    ///     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
+    ///         conn.write(data);
+    ///     }
+    /// }
+    /// let handle = Server::builder()
+    ///     .backend(Backend::IoUring)
+    ///     .listen("127.0.0.1:7000", |_| |_| Echo)
+    ///     .build()?
+    ///     .start()?;
+    /// println!("running on {}", handle.backend());
+    /// # Ok::<(), shardloop::Error>(())
+    /// ```
+    pub fn backend(mut self, backend: crate::Backend) -> Self {
+        self.backend = Some(backend);
         self
     }
 
@@ -510,6 +540,7 @@ impl ServerBuilder {
             read_buffer_size: self.loop_options.read_buffer_size,
             events_capacity: self.loop_options.events_per_poll,
             inbox_capacity: self.loop_options.inbox_capacity,
+            backend: self.backend.unwrap_or_else(backend_from_env),
             policy: self.policy,
             admission: self.admission,
             rebalance: self.rebalance,
@@ -522,5 +553,17 @@ impl ServerBuilder {
             drain_delay: self.drain_delay,
             handle_signals: self.handle_signals,
         })
+    }
+}
+
+/// The backend `SHARDLOOP_BACKEND` names, for servers whose code does not
+/// choose one: an operator (or a test run) picks it without a rebuild.
+fn backend_from_env() -> crate::Backend {
+    match std::env::var("SHARDLOOP_BACKEND") {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().unwrap_or_else(|e: String| {
+            tracing::warn!(error = %e, "SHARDLOOP_BACKEND ignored; running on epoll");
+            crate::Backend::Epoll
+        }),
+        _ => crate::Backend::Epoll,
     }
 }

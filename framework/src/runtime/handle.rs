@@ -36,6 +36,17 @@ impl Handle {
         self.inner.shared.inboxes.len()
     }
 
+    /// The I/O backend the shards run: the one asked for with
+    /// [`ServerBuilder::backend`](crate::ServerBuilder::backend), or epoll
+    /// where io_uring was asked for and is not available (said in the log).
+    pub fn backend(&self) -> crate::Backend {
+        if self.inner.shared.uring.load(Ordering::Relaxed) {
+            crate::Backend::IoUring
+        } else {
+            crate::Backend::Epoll
+        }
+    }
+
     /// Bound listener addresses, in the order they were added.
     pub fn local_addrs(&self) -> &[Addr] {
         &self.inner.local_addrs

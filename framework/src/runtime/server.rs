@@ -47,6 +47,8 @@ pub struct Server {
     pub(super) read_buffer_size: usize,
     pub(super) events_capacity: usize,
     pub(super) inbox_capacity: usize,
+    /// The backend asked for (the one run is decided at start).
+    pub(super) backend: crate::Backend,
     pub(super) policy: Box<dyn BalancingPolicy>,
     pub(super) admission: Option<super::balance::Admission>,
     pub(super) rebalance: Option<crate::reactor::Rebalance>,
@@ -169,6 +171,11 @@ impl Server {
         } else {
             None
         };
+        let backend = effective_backend(self.backend);
+        inner.shared.uring.store(
+            backend == crate::Backend::IoUring,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let mut own = self.shard_listeners.into_iter();
         let mut own_udp = self.udp_sockets.into_iter();
         let share = self.max_connections.div_ceil(self.shards.max(1));
@@ -188,6 +195,7 @@ impl Server {
                 nodelay: true,
                 timer_tick: self.timer_tick,
                 pool: pool.clone(),
+                uring: backend == crate::Backend::IoUring,
             };
             let core = cores.as_ref().map(|c| c[index % c.len()]);
             let inner = inner.clone();
@@ -252,6 +260,27 @@ impl Server {
 }
 
 /// A thread could not be spawned: stop and join what started, and say why.
+/// The backend the shards run: io_uring when asked for and this kernel
+/// (and sandbox) gives what it needs; otherwise epoll, said once.
+fn effective_backend(asked: crate::Backend) -> crate::Backend {
+    if asked != crate::Backend::IoUring {
+        return crate::Backend::Epoll;
+    }
+    #[cfg(target_os = "linux")]
+    match crate::reactor::uring_probe() {
+        Ok(()) => crate::Backend::IoUring,
+        Err(missing) => {
+            tracing::warn!(%missing, "the io_uring backend is not available here; running on epoll");
+            crate::Backend::Epoll
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        tracing::warn!("the io_uring backend is Linux's; running on epoll");
+        crate::Backend::Epoll
+    }
+}
+
 fn abandon_start(handle: &Handle, started: Vec<JoinHandle<()>>, e: std::io::Error) -> Error {
     handle.stop();
     for t in started {

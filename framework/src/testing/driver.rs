@@ -71,6 +71,7 @@ impl Driver {
             connection_share: usize::MAX,
             udp: Vec::new(),
             udp_max_datagram: 65536,
+            uring: false,
         });
         let ctx = shard.ctx_mut();
         ctx.inline_deferred = true;

@@ -43,13 +43,11 @@ impl Shard {
         let c = &mut self.conns[slot];
         let dead = self.shared.dead[target].load(std::sync::atomic::Ordering::Acquire);
         let has_packer = c.core.extras.as_ref().is_some_and(|e| e.mobility.is_some());
-        if dead
-            || !has_packer
-            || c.proto.is_none()
-            || check_movable(&c.core, &self.ctx).is_err()
-            || c.core.stream.deregister(self.poll.registry()).is_err()
-        {
+        if dead || !has_packer || c.proto.is_none() || check_movable(&c.core, &self.ctx).is_err() {
             self.ctx.counters.migrations_refused += 1;
+            return false;
+        }
+        if !self.leave_poller(slot, target) {
             return false;
         }
         // Out of the table: from here on nothing of this shard reaches it.
@@ -170,11 +168,16 @@ impl Shard {
             unpack,
         } = m;
         let slot = self.conns.vacant_key();
-        let registered = self.poll.registry().register(
-            &mut stream,
-            Token(slot),
-            Interest::READABLE | Interest::WRITABLE,
-        );
+        let on_ring = self.ring_takes(&stream);
+        let registered = if on_ring {
+            Ok(())
+        } else {
+            self.poll.registry().register(
+                &mut stream,
+                Token(slot),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+        };
         let id = ConnId::new(self.ctx.index as u16, slot as u32, self.next_generation);
         self.next_generation = self.next_generation.wrapping_add(1);
         let mut core = ConnCore::new(id, stream, peer, Some(local), state, self.ctx.now_tick);
@@ -216,6 +219,9 @@ impl Shard {
             proto: Some(proto),
         });
         debug_assert_eq!(inserted, slot);
+        if on_ring {
+            self.ring_open(slot);
+        }
         self.rearm(slot, read_deadline);
         let c = &mut self.conns[slot];
         if self.ctx.stopping {
@@ -233,6 +239,38 @@ impl Shard {
         }
         // Whatever arrived meanwhile, or a layer holds decoded, is read now.
         self.ctx.read_again.push(id);
+    }
+
+    /// Takes a departing connection off this shard's poller: out of epoll,
+    /// or off the ring once nothing of it is in the kernel's hands (until
+    /// then the move waits, tried again each iteration). False if it
+    /// cannot leave now (a refusal is counted; a wait is not).
+    fn leave_poller(&mut self, slot: usize, target: usize) -> bool {
+        #[cfg(target_os = "linux")]
+        if self.on_ring(slot) {
+            return match self.ring_quiesce(slot) {
+                crate::reactor::uring::Quiet::Now => true,
+                crate::reactor::uring::Quiet::NotYet => {
+                    let c = &mut self.conns[slot];
+                    if let Some(m) = c.core.extras.as_mut().and_then(|e| e.mobility.as_mut()) {
+                        m.target = Some(target as u16);
+                    }
+                    self.ctx.moves.departures.push(c.core.id);
+                    false
+                }
+                crate::reactor::uring::Quiet::Never => {
+                    self.ctx.counters.migrations_refused += 1;
+                    false
+                }
+            };
+        }
+        let _ = target;
+        let c = &mut self.conns[slot];
+        if c.core.stream.deregister(self.poll.registry()).is_err() {
+            self.ctx.counters.migrations_refused += 1;
+            return false;
+        }
+        true
     }
 
     /// Sets the moved connection's deadlines on this shard's wheel.

@@ -121,6 +121,7 @@ impl BufRing {
     }
 
     /// Each buffer's size.
+    #[cfg(test)]
     pub(crate) fn buffer_size(&self) -> usize {
         self.size
     }

@@ -95,7 +95,9 @@ const MAX_IOV: usize = 64;
 
 pub(crate) struct Driver {
     ring: IoUring,
+    /// The receive buffers (out only while lent: [`Driver::lend_buffers`]).
     bufs: Option<BufRing>,
+    bgid: u16,
     ops: Vec<Ops>,
     /// Sends of connections that went while the kernel still read their
     /// buffers, by `user_data`.
@@ -122,6 +124,7 @@ impl Driver {
         let bufs = BufRing::new(&ring, 0, buffers, size)?;
         Ok(Driver {
             ring,
+            bgid: bufs.bgid(),
             bufs: Some(bufs),
             ops: Vec::new(),
             graveyard: HashMap::new(),
@@ -165,9 +168,7 @@ impl Driver {
 
     /// Arms `slot`'s multishot receive (if it is not armed or stopping).
     pub(crate) fn recv(&mut self, slot: u32) {
-        let Some(bgid) = self.bufs.as_ref().map(BufRing::bgid) else {
-            return;
-        };
+        let bgid = self.bgid;
         let o = self.slot(slot);
         if !o.live || o.recv != Recv::Off {
             return;
@@ -192,6 +193,30 @@ impl Driver {
             .build()
             .user_data(user_data(Kind::Cancel, slot, o.gen));
         self.push(sqe);
+    }
+
+    /// True if `slot` holds a connection driven here.
+    #[inline]
+    pub(crate) fn is_open(&self, slot: u32) -> bool {
+        self.ops.get(slot as usize).is_some_and(|o| o.live)
+    }
+
+    /// True while `slot`'s receive is armed or stopping.
+    pub(crate) fn receiving(&self, slot: u32) -> bool {
+        self.ops
+            .get(slot as usize)
+            .is_some_and(|o| o.live && o.recv != Recv::Off)
+    }
+
+    /// The receive buffers, to read a [`Completion::Data`]'s bytes while
+    /// the caller also uses the driver (give them back with
+    /// [`return_buffers`](Driver::return_buffers)).
+    pub(crate) fn lend_buffers(&mut self) -> Option<BufRing> {
+        self.bufs.take()
+    }
+
+    pub(crate) fn return_buffers(&mut self, bufs: BufRing) {
+        self.bufs = Some(bufs);
     }
 
     /// True while a send of `slot` is in flight.
@@ -248,7 +273,14 @@ impl Driver {
         let gen = o.gen;
         let recv = std::mem::take(&mut o.recv);
         if let Some(op) = o.send.take() {
-            self.graveyard.insert(user_data(Kind::Send, slot, gen), op);
+            let ud = user_data(Kind::Send, slot, gen);
+            self.graveyard.insert(ud, op);
+            // A peer that reads nothing would hold it (and the socket)
+            // forever.
+            let sqe = opcode::AsyncCancel::new(ud)
+                .build()
+                .user_data(user_data(Kind::Cancel, slot, gen));
+            self.push(sqe);
         }
         if recv == Recv::Armed {
             let sqe = opcode::AsyncCancel::new(user_data(Kind::Recv, slot, gen))
@@ -274,6 +306,7 @@ impl Driver {
     }
 
     /// The bytes a [`Completion::Data`] names.
+    #[cfg(test)]
     pub(crate) fn filled(&self, bid: u16, len: usize) -> &[u8] {
         self.bufs
             .as_ref()

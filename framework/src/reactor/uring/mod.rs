@@ -1,7 +1,6 @@
-//! The completion (io_uring) backend's parts: the start-up probe and the
-//! provided-buffer ring multishot receives fill. The shard loop's
-//! boundary for it is being built in steps (issue 26); these parts are
-//! tested against real sockets on their own first.
+//! The completion (io_uring) backend: the start-up probe, the
+//! provided-buffer ring multishot receives fill, the driver (the ring and
+//! its operations, apart from the shard), and the shard's side of it.
 
 // Memory the kernel reads and writes (see lib.rs): each block says why
 // it is sound, and the tests drive it against real sockets.
@@ -10,3 +9,5 @@ pub(crate) mod buf_ring;
 #[allow(unsafe_code)]
 pub(crate) mod driver;
 pub(crate) mod probe;
+mod shard;
+pub(crate) use shard::{Quiet, Ring};

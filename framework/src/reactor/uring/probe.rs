@@ -39,8 +39,29 @@ impl fmt::Display for Missing {
 
 /// Checks that io_uring can be used here with everything the backend
 /// needs: the sysctl, a ring (a sandbox may refuse the syscall), each
-/// opcode, and a provided-buffer ring (5.19).
+/// opcode, and a provided-buffer ring (5.19). Asked once per process; the
+/// rings are tried on a thread of their own, since a thread that used
+/// io_uring keeps the kernel's io_uring context, whose later
+/// notifications interrupt its blocking socket calls that have a timeout
+/// (EINTR): the caller's thread (an application's, a test's) is left as
+/// it was.
 pub(crate) fn probe() -> Result<(), Missing> {
+    static ANSWER: std::sync::OnceLock<Result<(), Missing>> = std::sync::OnceLock::new();
+    ANSWER
+        .get_or_init(|| {
+            std::thread::Builder::new()
+                .name("shardloop-uring-probe".into())
+                .spawn(try_rings)
+                .map_err(|e| Missing(format!("cannot start the probe's thread: {e}")))
+                .and_then(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err(Missing("the probe panicked".into())))
+                })
+        })
+        .clone()
+}
+
+fn try_rings() -> Result<(), Missing> {
     // Older kernels have no such switch: io_uring is on.
     if let Ok(v) = std::fs::read_to_string(DISABLED_SYSCTL) {
         disabled_by_sysctl(v.trim())?;

@@ -1,0 +1,441 @@
+//! The shard on the completion backend: it waits on its ring instead of
+//! epoll, takes each connection's input from the ring's buffers, and hands
+//! each connection's output queue to the kernel in a send submitted with
+//! the iteration's others. What stays readiness-driven (the bus's
+//! wake-ups, the timerfd, UDP sockets, listeners, connects in progress)
+//! keeps its epoll set, itself watched through the ring.
+//!
+//! A connection joins the ring once it is connected (accepted, connected,
+//! or arrived from another shard) and leaves it when it ends or moves.
+//! Input the protocol cannot take when it arrives (reading paused, the
+//! connection closing) is kept in the connection's stash, the receive
+//! stopped, and delivered in order when reading resumes: what was in
+//! flight is all a stopped peer can make us hold.
+
+use super::driver::{Completion, Driver};
+use crate::api::CloseReason;
+use crate::reactor::conn_core::Phase;
+use crate::reactor::forward::route_input;
+use crate::reactor::lifecycle::invoke;
+use crate::reactor::shard::Shard;
+use crate::net::Stream;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+/// The tag of the shard's epoll set, watched through the ring.
+const EPOLL_TAG: u32 = 0;
+/// Submissions the ring holds (its completion queue holds twice that).
+const RING_ENTRIES: u32 = 4096;
+/// Receive buffers per shard, and their size: what all the shard's
+/// connections can have received and not yet handed on, at once.
+const BUFFERS: u16 = 512;
+const BUFFER_SIZE: usize = 16 * 1024;
+
+/// Input that arrived when its connection could not take it.
+#[derive(Default)]
+struct Stash {
+    bytes: Vec<u8>,
+    eof: bool,
+}
+
+/// A shard's ring and what it keeps per connection.
+pub(crate) struct Ring {
+    driver: Driver,
+    /// By slot.
+    stash: Vec<Stash>,
+    /// The epoll set had more events than one poll takes: poll it again
+    /// without waiting.
+    pub(crate) epoll_again: bool,
+    /// The completions of one wait, handled after it.
+    batch: Vec<Completion>,
+}
+
+impl Ring {
+    /// A ring for a shard whose epoll set is `epoll`.
+    pub(crate) fn new(epoll: RawFd) -> io::Result<Ring> {
+        let mut driver = Driver::new(RING_ENTRIES, BUFFERS, BUFFER_SIZE)?;
+        driver.watch(EPOLL_TAG, epoll);
+        Ok(Ring {
+            driver,
+            stash: Vec::new(),
+            epoll_again: false,
+            batch: Vec::new(),
+        })
+    }
+
+    fn stash(&mut self, slot: usize) -> &mut Stash {
+        if self.stash.len() <= slot {
+            self.stash.resize_with(slot + 1, Stash::default);
+        }
+        &mut self.stash[slot]
+    }
+
+    fn has_stash(&self, slot: usize) -> bool {
+        self.stash
+            .get(slot)
+            .is_some_and(|s| !s.bytes.is_empty() || s.eof)
+    }
+}
+
+/// The descriptor of a kernel socket (a virtual stream has none).
+fn fd_of(stream: &Stream) -> Option<RawFd> {
+    match stream {
+        Stream::Tcp(s) => Some(s.as_raw_fd()),
+        Stream::Unix(s) => Some(s.as_raw_fd()),
+        Stream::Virtual(_) => None,
+    }
+}
+
+impl Shard {
+    /// True if the connection in `slot` does its I/O through the ring.
+    #[inline]
+    pub(crate) fn on_ring(&self, slot: usize) -> bool {
+        self.ring
+            .as_ref()
+            .is_some_and(|r| r.driver.is_open(slot as u32))
+    }
+
+    /// Whether a connection about to be set up goes on the ring (then it
+    /// is not registered with epoll).
+    pub(crate) fn ring_takes(&self, stream: &Stream) -> bool {
+        self.ring.is_some() && fd_of(stream).is_some()
+    }
+
+    /// Puts the live connection in `slot` on the ring: its receive armed.
+    pub(crate) fn ring_open(&mut self, slot: usize) {
+        let Some(ring) = self.ring.as_mut() else {
+            return;
+        };
+        let Some(c) = self.conns.get(slot) else {
+            return;
+        };
+        if let Some(fd) = fd_of(&c.core.stream) {
+            *ring.stash(slot) = Stash::default();
+            ring.driver.open(slot as u32, c.core.id.generation(), fd);
+        }
+    }
+
+    /// The connection in `slot` ends or leaves: off the ring.
+    pub(crate) fn ring_close(&mut self, slot: usize) {
+        if let Some(ring) = self.ring.as_mut() {
+            ring.driver.close(slot as u32);
+            if let Some(s) = ring.stash.get_mut(slot) {
+                *s = Stash::default();
+            }
+        }
+    }
+
+    /// Submits the iteration's operations and waits for completions.
+    pub(crate) fn ring_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let ring = self.ring.as_mut().expect("a ring shard");
+        let timeout = if ring.epoll_again {
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        };
+        ring.driver.wait(timeout)
+    }
+
+    /// Acts on the completions of the last wait.
+    pub(crate) fn ring_dispatch(&mut self) {
+        let ring = self.ring.as_mut().expect("a ring shard");
+        let mut batch = std::mem::take(&mut ring.batch);
+        while let Some(c) = ring.driver.next(&mut self.ctx.pool) {
+            batch.push(c);
+        }
+        if ring.epoll_again {
+            ring.epoll_again = false;
+            batch.push(Completion::Polled { tag: EPOLL_TAG });
+        }
+        let events = batch.len() as u64;
+        if events > 0 {
+            self.ctx.counters.wakeups += 1;
+            self.ctx.counters.events += events;
+        }
+        let threshold = self.ctx.settings.slow_callback_threshold;
+        let mut before = self.ctx.now;
+        for c in batch.drain(..) {
+            let slot = match &c {
+                Completion::Data { slot, .. }
+                | Completion::Eof { slot }
+                | Completion::RecvError { slot, .. }
+                | Completion::RecvStopped { slot }
+                | Completion::Sent { slot, .. } => Some(*slot as usize),
+                Completion::Polled { .. } => None,
+            };
+            self.on_completion(c);
+            let after = Instant::now();
+            let spent = after.saturating_duration_since(before);
+            if let Some(slot) = slot {
+                if let Some(c) = self.conns.get_mut(slot) {
+                    c.core.charge(spent);
+                }
+                if spent > threshold {
+                    if let Some(suppressed) = self.ctx.log_limits.slow_callback.allow_at(after) {
+                        tracing::warn!(
+                            shard = self.ctx.index,
+                            slot,
+                            took_ms = spent.as_millis() as u64,
+                            suppressed,
+                            "slow callback held the shard's loop"
+                        );
+                    }
+                }
+            }
+            before = after;
+        }
+        self.ctx.now = before;
+        if let Some(ring) = self.ring.as_mut() {
+            ring.batch = batch;
+        }
+    }
+
+    fn on_completion(&mut self, c: Completion) {
+        match c {
+            Completion::Polled { tag } => {
+                debug_assert_eq!(tag, EPOLL_TAG, "the only descriptor watched");
+                // The epoll set has events: take them as the epoll loop does.
+                if let Err(e) = self.poll.poll(&mut self.events, Some(Duration::ZERO)) {
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        tracing::error!(shard = self.ctx.index, error = %e, "epoll_wait failed");
+                    }
+                }
+                let full = self.events.iter().count() >= self.events.capacity();
+                if let Some(ring) = self.ring.as_mut() {
+                    ring.epoll_again = full;
+                }
+                self.dispatch_io();
+            }
+            Completion::Data { slot, bid, len } => self.ring_data(slot as usize, bid, len),
+            Completion::Eof { slot } => {
+                let slot = slot as usize;
+                if !self.live_slot(slot) {
+                    return;
+                }
+                let ring = self.ring.as_mut().expect("a ring shard");
+                let c = &self.conns[slot];
+                if ring.has_stash(slot) || !ring_deliverable(c) {
+                    if c.core.state.is(Phase::Lingering) {
+                        return self.release(slot, false);
+                    }
+                    ring.stash(slot).eof = true;
+                    return;
+                }
+                self.ring_eof(slot);
+            }
+            Completion::RecvError { slot, error } => {
+                let slot = slot as usize;
+                if self.live_slot(slot) {
+                    self.finish(slot, CloseReason::io(&error), true);
+                }
+            }
+            Completion::RecvStopped { slot } => {
+                let slot = slot as usize;
+                if self.live_slot(slot) {
+                    // Out of buffers, or stopped for a pause that may be
+                    // over: arm again if it reads.
+                    self.ring_rearm(slot);
+                }
+            }
+            Completion::Sent { slot, sent, out } => self.ring_sent(slot as usize, sent, out),
+        }
+    }
+
+    fn live_slot(&self, slot: usize) -> bool {
+        self.conns.contains(slot) && self.on_ring(slot)
+    }
+
+    /// Bytes for `slot` in ring buffer `bid`: to the protocol if it takes
+    /// input now, else into the stash (and the receive stopped).
+    fn ring_data(&mut self, slot: usize, bid: u16, len: usize) {
+        let ring = self.ring.as_mut().expect("a ring shard");
+        let Some(mut bufs) = ring.driver.lend_buffers() else {
+            return;
+        };
+        let data = bufs.filled(bid, len).unwrap_or(&[]);
+        self.ctx.counters.bytes_in += data.len() as u64;
+        if self.live_slot(slot) {
+            let c = &mut self.conns[slot];
+            c.core.last_read_tick = self.ctx.now_tick;
+            let ring = self.ring.as_mut().expect("a ring shard");
+            if c.core.state.is(Phase::Lingering) {
+                // After our FIN: input is discarded until the peer's.
+            } else if ring.has_stash(slot) || !ring_deliverable(c) {
+                ring.stash(slot).bytes.extend_from_slice(data);
+                ring.driver.stop_recv(slot as u32);
+            } else {
+                self.ring_deliver(slot, data);
+            }
+        }
+        bufs.recycle(bid);
+        let ring = self.ring.as_mut().expect("a ring shard");
+        ring.driver.return_buffers(bufs);
+        if self.live_slot(slot) {
+            self.ring_rearm(slot);
+        }
+    }
+
+    /// Hands `data` to the connection's layer or protocol, as a read would.
+    fn ring_deliver(&mut self, slot: usize, data: &[u8]) -> bool {
+        let c = &mut self.conns[slot];
+        if c.core.layer.is_some() {
+            return self.ingest_layered(slot, data);
+        }
+        if self.ctx.routes.is_empty() {
+            invoke(c, &mut self.ctx, |p, core, ctx| {
+                p.data_received(core, ctx, data)
+            });
+        } else {
+            route_input(&mut self.conns, &mut self.ctx, slot, data);
+        }
+        self.after_callback(slot)
+    }
+
+    /// The peer's EOF reached the connection's turn.
+    fn ring_eof(&mut self, slot: usize) {
+        let c = &self.conns[slot];
+        if c.core.state.is(Phase::Lingering) {
+            return self.release(slot, false);
+        }
+        if c.core.layer.is_some() {
+            self.layered_eof(slot)
+        } else {
+            self.on_peer_eof(slot)
+        }
+    }
+
+    /// Arms the receive again if the connection takes input (a no-op while
+    /// it is armed).
+    fn ring_rearm(&mut self, slot: usize) {
+        let c = &self.conns[slot];
+        let lingering = c.core.state.is(Phase::Lingering);
+        let reads = lingering || (ring_deliverable(c) && !c.core.state.is_peer_eof());
+        let ring = self.ring.as_mut().expect("a ring shard");
+        if reads && !ring.has_stash(slot) {
+            ring.driver.recv(slot as u32);
+        }
+    }
+
+    /// `read_conn` for a connection on the ring: what waited in its stash
+    /// goes to the protocol first, then the receive is armed again.
+    pub(crate) fn ring_read(&mut self, slot: usize) {
+        let c = &self.conns[slot];
+        if c.core.state.is(Phase::Lingering) {
+            return self.ring_linger(slot);
+        }
+        if !ring_deliverable(c) {
+            return;
+        }
+        if c.core
+            .extras
+            .as_ref()
+            .is_some_and(|e| !e.layer_input.is_empty())
+        {
+            // Bytes read before a layer was installed go through it first.
+            let pending = std::mem::take(&mut self.conns[slot].core.extras().layer_input);
+            if !self.ingest_layered(slot, &pending) {
+                return;
+            }
+        }
+        let ring = self.ring.as_mut().expect("a ring shard");
+        let Stash { bytes, eof } = std::mem::take(ring.stash(slot));
+        if !bytes.is_empty() && !self.ring_deliver(slot, &bytes) {
+            return;
+        }
+        if eof {
+            return self.ring_eof(slot);
+        }
+        self.ring_rearm(slot);
+    }
+
+    /// After our FIN: what the stash holds is discarded; the peer's EOF
+    /// (already in, or to come) ends the linger.
+    pub(crate) fn ring_linger(&mut self, slot: usize) {
+        let ring = self.ring.as_mut().expect("a ring shard");
+        let Stash { eof, .. } = std::mem::take(ring.stash(slot));
+        if eof {
+            return self.release(slot, false);
+        }
+        ring.driver.recv(slot as u32);
+    }
+
+    /// `flush_conn` for a connection on the ring: its whole queue goes to
+    /// the kernel in one send (unless one is in flight: its completion
+    /// sends the rest).
+    pub(crate) fn ring_flush(&mut self, slot: usize) {
+        let ring = self.ring.as_mut().expect("a ring shard");
+        if ring.driver.sending(slot as u32) {
+            return;
+        }
+        let c = &mut self.conns[slot];
+        if !c.core.out.is_empty() {
+            let out = std::mem::take(&mut c.core.out);
+            match ring.driver.send(slot as u32, out) {
+                Ok(()) => {
+                    // Until it completes: no write of its own goes past it.
+                    c.core.state.set_write_blocked(true);
+                    return;
+                }
+                Err(out) => c.core.out = out,
+            }
+        }
+        self.flushed(slot, 0);
+    }
+
+    /// A send completed: the unsent rest goes back in front of what was
+    /// queued since, and the flush's bookkeeping runs as after a write.
+    fn ring_sent(&mut self, slot: usize, sent: io::Result<usize>, mut out: crate::net::WriteBuf) {
+        if !self.live_slot(slot) {
+            out.clear(&mut self.ctx.pool);
+            return;
+        }
+        let n = match sent {
+            Ok(n) => n,
+            Err(e) => {
+                out.clear(&mut self.ctx.pool);
+                return self.finish(slot, CloseReason::io(&e), true);
+            }
+        };
+        self.ctx.counters.bytes_out += n as u64;
+        let c = &mut self.conns[slot];
+        out.append(std::mem::take(&mut c.core.out));
+        c.core.out = out;
+        c.core.state.set_write_blocked(false);
+        if !c.core.out.is_empty() {
+            // The rest goes with this iteration's other sends.
+            self.ctx.mark_dirty(&mut c.core);
+        }
+        self.flushed(slot, n);
+    }
+
+    /// A ring connection may move only with nothing in the kernel's hands:
+    /// its receive stopped (asked for here: the move is tried again once
+    /// it has), no send in flight, nothing stashed.
+    pub(crate) fn ring_quiesce(&mut self, slot: usize) -> Quiet {
+        let ring = self.ring.as_mut().expect("a ring shard");
+        if ring.has_stash(slot) {
+            return Quiet::Never;
+        }
+        if ring.driver.sending(slot as u32) || ring.driver.receiving(slot as u32) {
+            ring.driver.stop_recv(slot as u32);
+            return Quiet::NotYet;
+        }
+        ring.driver.close(slot as u32);
+        Quiet::Now
+    }
+}
+
+/// Whether a ring connection can be moved now.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Quiet {
+    Now,
+    NotYet,
+    Never,
+}
+
+/// The connection takes input now (open, its protocol alive, reading not
+/// paused or held).
+fn ring_deliverable(c: &crate::reactor::shard::Connection) -> bool {
+    c.core.state.is(Phase::Open) && c.proto.is_some() && c.core.wants_input()
+}
