@@ -392,7 +392,7 @@ impl Shard {
     }
 
     /// The poll timeout and the time it was computed at.
-    fn poll_timeout(&mut self) -> (Option<Duration>, Instant) {
+    pub(crate) fn poll_timeout(&mut self) -> (Option<Duration>, Instant) {
         let now = Instant::now();
         if self.has_ready_work() {
             return (Some(Duration::ZERO), now);

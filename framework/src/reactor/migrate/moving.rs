@@ -32,7 +32,12 @@ impl Shard {
                 .and_then(|e| e.mobility.as_mut())
                 .and_then(|m| m.target.take());
             if let Some(target) = target {
-                self.depart(id.slot(), usize::from(target));
+                if !self.depart(id.slot(), usize::from(target)) {
+                    // Refused, or waiting for the ring: a ring connection
+                    // whose move was given up takes up its I/O again.
+                    #[cfg(target_os = "linux")]
+                    self.ring_resume(id.slot());
+                }
             }
         }
     }
@@ -221,6 +226,8 @@ impl Shard {
         debug_assert_eq!(inserted, slot);
         if on_ring {
             self.ring_open(slot);
+            #[cfg(target_os = "linux")]
+            self.ring_adopt_input(slot);
         }
         self.rearm(slot, read_deadline);
         let c = &mut self.conns[slot];
@@ -256,10 +263,6 @@ impl Shard {
                         m.target = Some(target as u16);
                     }
                     self.ctx.moves.departures.push(c.core.id);
-                    false
-                }
-                crate::reactor::uring::Quiet::Never => {
-                    self.ctx.counters.migrations_refused += 1;
                     false
                 }
             };

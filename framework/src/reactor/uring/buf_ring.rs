@@ -22,6 +22,9 @@ struct Mapping {
 }
 
 impl Mapping {
+    /// `len` bytes, their pages taken now (`MAP_POPULATE`): the buffers'
+    /// memory is a fixed cost paid at start, not one a peer's traffic
+    /// makes grow later.
     fn new(len: usize) -> io::Result<Mapping> {
         // SAFETY: an anonymous private mapping asks for fresh memory and
         // touches none of ours; the result is checked before use.
@@ -30,7 +33,7 @@ impl Mapping {
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
                 -1,
                 0,
             )

@@ -14,7 +14,7 @@
 use super::buf_ring::BufRing;
 use crate::net::{BufPool, WriteBuf};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
@@ -108,7 +108,7 @@ pub(crate) struct Driver {
     /// Descriptors watched for readability, by tag (re-armed when their
     /// multishot poll ends).
     watched: Vec<(u32, RawFd)>,
-    reaped: Vec<(u64, i32, u32)>,
+    reaped: VecDeque<(u64, i32, u32)>,
 }
 
 impl Driver {
@@ -130,7 +130,7 @@ impl Driver {
             graveyard: HashMap::new(),
             overflow: Vec::new(),
             watched: Vec::new(),
-            reaped: Vec::new(),
+            reaped: VecDeque::new(),
         })
     }
 
@@ -217,6 +217,14 @@ impl Driver {
 
     pub(crate) fn return_buffers(&mut self, bufs: BufRing) {
         self.bufs = Some(bufs);
+    }
+
+    /// Bytes of `slot`'s send in flight (0 without one).
+    pub(crate) fn in_flight(&self, slot: u32) -> usize {
+        self.ops
+            .get(slot as usize)
+            .and_then(|o| o.send.as_ref())
+            .map_or(0, |op| op.out.len())
     }
 
     /// True while a send of `slot` is in flight.
@@ -321,6 +329,54 @@ impl Driver {
         }
     }
 
+    /// Submits everything queued without waiting (a send to a socket with
+    /// room completes right away), and takes in the completions there are.
+    pub(crate) fn submit(&mut self) -> io::Result<()> {
+        if let Some(b) = self.bufs.as_ref() {
+            b.publish();
+        }
+        match self.ring.submit() {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+            Err(e) => return Err(e),
+        }
+        self.after_submit();
+        Ok(())
+    }
+
+    /// True if completions are waiting to be read with [`next`](Driver::next).
+    pub(crate) fn has_completions(&self) -> bool {
+        !self.reaped.is_empty()
+    }
+
+    /// The next completion if it is a send's (stale ones skipped).
+    pub(crate) fn next_send(&mut self, pool: &mut BufPool) -> Option<Completion> {
+        while self
+            .reaped
+            .front()
+            .is_some_and(|&(ud, _, _)| parts(ud).0 == Kind::Send as u8)
+        {
+            let (ud, res, flags) = self.reaped.pop_front().expect("checked");
+            if let Some(c) = self.interpret(ud, res, flags, pool) {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    fn after_submit(&mut self) {
+        for sqe in std::mem::take(&mut self.overflow) {
+            self.push(sqe);
+        }
+        let reaped = &mut self.reaped;
+        reaped.extend(
+            self.ring
+                .completion()
+                .map(|c: cqueue::Entry| (c.user_data(), c.result(), c.flags())),
+        );
+    }
+
     /// Submits everything queued and waits until at least one completion
     /// is in or `timeout` passes (`None`: no limit; zero: no wait). The
     /// completions are then read with [`next`](Driver::next).
@@ -346,24 +402,14 @@ impl Driver {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
             Err(e) => return Err(e),
         }
-        for sqe in std::mem::take(&mut self.overflow) {
-            self.push(sqe);
-        }
-        self.reaped.clear();
-        let reaped = &mut self.reaped;
-        reaped.extend(
-            self.ring
-                .completion()
-                .map(|c: cqueue::Entry| (c.user_data(), c.result(), c.flags())),
-        );
-        self.reaped.reverse();
+        self.after_submit();
         Ok(())
     }
 
     /// The next completion of the last [`wait`](Driver::wait), stale ones
     /// (for connections since closed) dealt with and skipped.
     pub(crate) fn next(&mut self, pool: &mut BufPool) -> Option<Completion> {
-        while let Some((ud, res, flags)) = self.reaped.pop() {
+        while let Some((ud, res, flags)) = self.reaped.pop_front() {
             if let Some(c) = self.interpret(ud, res, flags, pool) {
                 return Some(c);
             }

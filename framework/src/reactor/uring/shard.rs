@@ -28,14 +28,17 @@ const EPOLL_TAG: u32 = 0;
 /// Submissions the ring holds (its completion queue holds twice that).
 const RING_ENTRIES: u32 = 4096;
 /// Receive buffers per shard, and their size: what all the shard's
-/// connections can have received and not yet handed on, at once.
-const BUFFERS: u16 = 512;
+/// connections can have received and not yet handed on, at once (2 MiB,
+/// taken at start: a fixed cost of the shard, none of a connection's).
+const BUFFERS: u16 = 128;
 const BUFFER_SIZE: usize = 16 * 1024;
 
 /// Input that arrived when its connection could not take it.
 #[derive(Default)]
 struct Stash {
     bytes: Vec<u8>,
+    /// `bytes[..at]` were delivered already.
+    at: usize,
     eof: bool,
 }
 
@@ -74,7 +77,7 @@ impl Ring {
     fn has_stash(&self, slot: usize) -> bool {
         self.stash
             .get(slot)
-            .is_some_and(|s| !s.bytes.is_empty() || s.eof)
+            .is_some_and(|s| s.at < s.bytes.len() || s.eof)
     }
 }
 
@@ -127,13 +130,43 @@ impl Shard {
     }
 
     /// Submits the iteration's operations and waits for completions.
+    /// Sends to sockets with room complete as they are submitted: those
+    /// are settled here, before waiting, so that a reply does not cost a
+    /// wake-up of its own for its completion (the epoll loop's write
+    /// needs none either).
     pub(crate) fn ring_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         let ring = self.ring.as_mut().expect("a ring shard");
-        let timeout = if ring.epoll_again {
-            Some(Duration::ZERO)
+        ring.driver.submit()?;
+        if ring.epoll_again {
+            return Ok(());
+        }
+        let mut settled = false;
+        while let Some(c) = self
+            .ring
+            .as_mut()
+            .expect("a ring shard")
+            .driver
+            .next_send(&mut self.ctx.pool)
+        {
+            self.on_completion(c);
+            settled = true;
+        }
+        let ring = self.ring.as_ref().expect("a ring shard");
+        if ring.driver.has_completions() {
+            return Ok(());
+        }
+        let timeout = if settled {
+            // Their bookkeeping (a flush watch, a producer resumed) may
+            // have left work or set a timer.
+            let (again, _) = self.poll_timeout();
+            match (timeout, again) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
         } else {
             timeout
         };
+        let ring = self.ring.as_mut().expect("a ring shard");
         ring.driver.wait(timeout)
     }
 
@@ -148,11 +181,15 @@ impl Shard {
             ring.epoll_again = false;
             batch.push(Completion::Polled { tag: EPOLL_TAG });
         }
-        let events = batch.len() as u64;
-        if events > 0 {
-            self.ctx.counters.wakeups += 1;
-            self.ctx.counters.events += events;
-        }
+        // A send's completion is bookkeeping, as an epoll loop's write is
+        // none: the events are receives and the epoll set's.
+        // (The epoll set's events are counted by `dispatch_io`; one wait
+        // is one wake-up however its events came.)
+        let (wakeups, events_before) = (self.ctx.counters.wakeups, self.ctx.counters.events);
+        self.ctx.counters.events += batch
+            .iter()
+            .filter(|c| !matches!(c, Completion::Sent { .. } | Completion::Polled { .. }))
+            .count() as u64;
         let threshold = self.ctx.settings.slow_callback_threshold;
         let mut before = self.ctx.now;
         for c in batch.drain(..) {
@@ -186,6 +223,9 @@ impl Shard {
             before = after;
         }
         self.ctx.now = before;
+        if self.ctx.counters.events > events_before {
+            self.ctx.counters.wakeups = wakeups + 1;
+        }
         if let Some(ring) = self.ring.as_mut() {
             ring.batch = batch;
         }
@@ -215,6 +255,12 @@ impl Shard {
                 }
                 let ring = self.ring.as_mut().expect("a ring shard");
                 let c = &self.conns[slot];
+                if departing(c) {
+                    // The receive armed where it arrives reads the EOF
+                    // again (a socket's EOF stays): the protocol hears it
+                    // there, after the input that travels with it.
+                    return;
+                }
                 if ring.has_stash(slot) || !ring_deliverable(c) {
                     if c.core.state.is(Phase::Lingering) {
                         return self.release(slot, false);
@@ -238,7 +284,14 @@ impl Shard {
                     self.ring_rearm(slot);
                 }
             }
-            Completion::Sent { slot, sent, out } => self.ring_sent(slot as usize, sent, out),
+            Completion::Sent { slot, sent, out } => {
+                // Its bookkeeping (a flush watch, a producer resumed) is
+                // the flush's, as on the epoll loop: timed as that phase.
+                let previous = self.phase.0;
+                self.mark(crate::sync::marks::LoopPhase::Flush, Instant::now());
+                self.ring_sent(slot as usize, sent, out);
+                self.mark(previous, Instant::now());
+            }
         }
     }
 
@@ -261,7 +314,9 @@ impl Shard {
             let ring = self.ring.as_mut().expect("a ring shard");
             if c.core.state.is(Phase::Lingering) {
                 // After our FIN: input is discarded until the peer's.
-            } else if ring.has_stash(slot) || !ring_deliverable(c) {
+            } else if ring.has_stash(slot) || !ring_deliverable(c) || departing(c) {
+                // (Input for a connection about to move is the new
+                // shard's to deliver: it travels with it.)
                 ring.stash(slot).bytes.extend_from_slice(data);
                 ring.driver.stop_recv(slot as u32);
             } else {
@@ -310,7 +365,9 @@ impl Shard {
     fn ring_rearm(&mut self, slot: usize) {
         let c = &self.conns[slot];
         let lingering = c.core.state.is(Phase::Lingering);
-        let reads = lingering || (ring_deliverable(c) && !c.core.state.is_peer_eof());
+        // A connection about to move waits with its receive stopped.
+        let reads = lingering
+            || (ring_deliverable(c) && !c.core.state.is_peer_eof() && !departing(c));
         let ring = self.ring.as_mut().expect("a ring shard");
         if reads && !ring.has_stash(slot) {
             ring.driver.recv(slot as u32);
@@ -338,14 +395,43 @@ impl Shard {
                 return;
             }
         }
+        // At most a read's worth per turn, as the epoll loop reads: other
+        // connections get theirs, and a protocol that asks to move between
+        // pieces leaves the rest to its new shard.
+        let cap = self.ctx.settings.max_read_per_iteration.max(1);
         let ring = self.ring.as_mut().expect("a ring shard");
-        let Stash { bytes, eof } = std::mem::take(ring.stash(slot));
-        if !bytes.is_empty() && !self.ring_deliver(slot, &bytes) {
-            return;
+        let stash = ring.stash(slot);
+        let bytes = std::mem::take(&mut stash.bytes);
+        let from = stash.at;
+        let to = bytes.len().min(from.saturating_add(cap));
+        let eof = stash.eof && to == bytes.len();
+        if to > from {
+            let alive = self.ring_deliver(slot, &bytes[from..to]);
+            if !alive || !self.live_slot(slot) {
+                return;
+            }
+            let ring = self.ring.as_mut().expect("a ring shard");
+            let stash = ring.stash(slot);
+            if to < bytes.len() {
+                stash.bytes = bytes;
+                stash.at = to;
+                let id = self.conns[slot].core.id;
+                self.ctx.read_again.push(id);
+                return;
+            }
+            stash.at = 0;
+            stash.eof = false;
         }
         if eof {
-            return self.ring_eof(slot);
+            let ring = self.ring.as_mut().expect("a ring shard");
+            ring.stash(slot).eof = false;
+            if !departing(&self.conns[slot]) {
+                return self.ring_eof(slot);
+            }
         }
+        // (A connection that asked to move with the peer's EOF in its
+        // stash hears it where it arrives: the socket's EOF stays, and
+        // the receive armed there reads it again.)
         self.ring_rearm(slot);
     }
 
@@ -366,15 +452,24 @@ impl Shard {
     pub(crate) fn ring_flush(&mut self, slot: usize) {
         let ring = self.ring.as_mut().expect("a ring shard");
         if ring.driver.sending(slot as u32) {
+            // What the peer has not taken: the send in flight and what
+            // waits behind it (the output cap applies to both).
+            let c = &mut self.conns[slot];
+            let held = ring.driver.in_flight(slot as u32) + c.core.out.len();
+            c.core.held = u32::try_from(held).unwrap_or(u32::MAX);
             return;
         }
         let c = &mut self.conns[slot];
-        if !c.core.out.is_empty() {
+        if !c.core.out.is_empty() && !departing(c) {
+            // (A connection about to move sends nothing new: its queue
+            // goes with it.)
             let out = std::mem::take(&mut c.core.out);
             match ring.driver.send(slot as u32, out) {
                 Ok(()) => {
                     // Until it completes: no write of its own goes past it.
                     c.core.state.set_write_blocked(true);
+                    let held = ring.driver.in_flight(slot as u32);
+                    c.core.held = u32::try_from(held).unwrap_or(u32::MAX);
                     return;
                 }
                 Err(out) => c.core.out = out,
@@ -409,20 +504,59 @@ impl Shard {
         self.flushed(slot, n);
     }
 
+    /// A ring connection that was to move and no longer is (its move was
+    /// refused) receives and sends again.
+    pub(crate) fn ring_resume(&mut self, slot: usize) {
+        if !self.live_slot(slot) || departing(&self.conns[slot]) {
+            return;
+        }
+        self.ring_rearm(slot);
+        let c = &mut self.conns[slot];
+        if !c.core.out.is_empty() {
+            self.ctx.mark_dirty(&mut c.core);
+        }
+    }
+
     /// A ring connection may move only with nothing in the kernel's hands:
     /// its receive stopped (asked for here: the move is tried again once
-    /// it has), no send in flight, nothing stashed.
+    /// it has) and no send in flight. Input it holds undelivered goes with
+    /// it (as input read before a layer, which the arriving side hands on
+    /// first); a stashed EOF need not: the socket's EOF stays, and the
+    /// receive armed where it arrives reads it again.
     pub(crate) fn ring_quiesce(&mut self, slot: usize) -> Quiet {
         let ring = self.ring.as_mut().expect("a ring shard");
-        if ring.has_stash(slot) {
-            return Quiet::Never;
-        }
         if ring.driver.sending(slot as u32) || ring.driver.receiving(slot as u32) {
             ring.driver.stop_recv(slot as u32);
             return Quiet::NotYet;
         }
+        let Stash { bytes, at, .. } = std::mem::take(ring.stash(slot));
+        let bytes = &bytes[at.min(bytes.len())..];
         ring.driver.close(slot as u32);
+        if !bytes.is_empty() {
+            self.conns[slot]
+                .core
+                .extras()
+                .layer_input
+                .extend_from_slice(bytes);
+        }
         Quiet::Now
+    }
+
+    /// A connection that arrived on the ring with input its old shard had
+    /// not delivered: without a layer, that input waits in its stash (a
+    /// layer takes it as before).
+    pub(crate) fn ring_adopt_input(&mut self, slot: usize) {
+        let c = &mut self.conns[slot];
+        if c.core.layer.is_some() {
+            return;
+        }
+        let Some(e) = c.core.extras.as_mut() else {
+            return;
+        };
+        let bytes = std::mem::take(&mut e.layer_input);
+        if let Some(ring) = self.ring.as_mut() {
+            ring.stash(slot).bytes = bytes;
+        }
     }
 }
 
@@ -431,7 +565,16 @@ impl Shard {
 pub(crate) enum Quiet {
     Now,
     NotYet,
-    Never,
+}
+
+/// A move to another shard was asked for and waits for the ring to let
+/// the connection go.
+fn departing(c: &crate::reactor::shard::Connection) -> bool {
+    c.core
+        .extras
+        .as_ref()
+        .and_then(|e| e.mobility.as_ref())
+        .is_some_and(|m| m.target.is_some())
 }
 
 /// The connection takes input now (open, its protocol alive, reading not
