@@ -85,6 +85,7 @@ fn main() -> anyhow::Result<()> {
         keep_alive: secs(args.keepalive_timeout),
         ..Limits::default()
     };
+    let one_mib = bytes::Bytes::from(vec![b'x'; 1 << 20]);
     let app = Router::new()
         .get("/json", |_| {
             let body = serde_json::to_vec(&Message {
@@ -94,6 +95,10 @@ fn main() -> anyhow::Result<()> {
             with_type(Body::from(body), "application/json")
         })
         .websocket("/ws", WsOptions::default(), |_| Echo)
+        // One shared mebibyte, sent by reference (large-send benchmarks).
+        .get("/1mib", move |_| {
+            with_type(Body::from(one_mib.clone()), "application/octet-stream")
+        })
         .fallback(|_, _: &mut shardloop::ShardCtx| {
             Reply::Now(with_type(Body::from("Hello, World!"), "text/plain"))
         });

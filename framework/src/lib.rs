@@ -70,8 +70,8 @@ pub mod testing;
 pub mod tls;
 
 pub use api::{
-    Backend, CloseReason, ConnId, ConnLoad, LogLimit, PoolSample, ServerStats, Settings, ShardStats,
-    TlsFailure,
+    Backend, CloseReason, ConnId, ConnLoad, LogLimit, PoolSample, ServerStats, Settings,
+    ShardStats, TlsFailure,
 };
 pub use error::{Error, ForwardError, Result};
 pub use net::{Addr, Keepalive, SocketOptions};

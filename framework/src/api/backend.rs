@@ -72,6 +72,9 @@ mod tests {
             assert_eq!(b.name().parse::<Backend>(), Ok(b));
         }
         assert_eq!("IO_URING".parse::<Backend>(), Ok(Backend::IoUring));
-        assert!("kqueue".parse::<Backend>().unwrap_err().contains("epoll or io-uring"));
+        assert!("kqueue"
+            .parse::<Backend>()
+            .unwrap_err()
+            .contains("epoll or io-uring"));
     }
 }

@@ -40,9 +40,9 @@ pub(crate) mod udp;
 // The completion backend (io_uring).
 #[cfg(target_os = "linux")]
 mod uring;
+pub(crate) use udp::bind_udp;
 #[cfg(target_os = "linux")]
 pub(crate) use uring::probe::probe as uring_probe;
-pub(crate) use udp::bind_udp;
 
 pub use conn::Conn;
 pub(crate) use conn_core::{ConnObserver, ConnectionEnd};

@@ -261,13 +261,12 @@ impl Shard {
             let busy = before_poll.saturating_duration_since(self.woke);
             self.window.0 += nanos(busy);
             self.mark(LoopPhase::Polling, before_poll);
-            let timeout = if timeout != Some(Duration::ZERO)
-                && !self.shared.inboxes[index].park(&self.rx)
-            {
-                Some(Duration::ZERO)
-            } else {
-                timeout
-            };
+            let timeout =
+                if timeout != Some(Duration::ZERO) && !self.shared.inboxes[index].park(&self.rx) {
+                    Some(Duration::ZERO)
+                } else {
+                    timeout
+                };
             let polled = self.wait_io(timeout);
             self.shared.inboxes[index].unpark();
             if let Err(e) = polled {

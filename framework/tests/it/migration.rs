@@ -148,7 +148,11 @@ fn streams_stay_byte_exact_while_connections_hop_between_shards() {
         assert!(t.starts_with(&format!("\nseen={LEN} ")), "{t:?}");
         // A move is asked for at each 32 KiB crossed and happens at the end
         // of the loop iteration (reads of 16 KiB to 64 KiB a turn).
-        assert!(visited >= 8, "only {visited} moves; {:?}", h.stats().total());
+        assert!(
+            visited >= 8,
+            "only {visited} moves; {:?}",
+            h.stats().total()
+        );
     }
     wait_for("every connection lost once", || {
         lost.load(Ordering::Relaxed) == 6

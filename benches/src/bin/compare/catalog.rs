@@ -13,6 +13,8 @@ pub(crate) enum Kind {
     /// HTTP `GET /json`: a small object serialised per request
     /// (TechEmpower's JSON test).
     Json,
+    /// HTTP `GET /1mib`: a 1 MiB body (one shared buffer), large sends.
+    Big,
 }
 
 pub(crate) struct ServerDef {
@@ -112,9 +114,27 @@ pub(crate) const NGINX: &str = "nginx";
 pub(crate) fn servers() -> Vec<ServerDef> {
     let one = ["--shards", "1", "--cores", "0"];
     let reuse = ["--shards", "1", "--cores", "0", "--reuse-port"];
+    let uring = [
+        "--shards",
+        "1",
+        "--cores",
+        "0",
+        "--reactor-backend",
+        "io-uring",
+    ];
+    let uring_reuse = [
+        "--shards",
+        "1",
+        "--cores",
+        "0",
+        "--reuse-port",
+        "--reactor-backend",
+        "io-uring",
+    ];
     let async_one = ["--shards", "1", "--cores", "0", "--async"];
     vec![
         def("shardloop", Kind::Echo, "examples/echo", &one),
+        def("shardloop io-uring", Kind::Echo, "examples/echo", &uring),
         def(
             "shardloop, async task per connection",
             Kind::Echo,
@@ -141,10 +161,22 @@ pub(crate) fn servers() -> Vec<ServerDef> {
         ),
         def("shardloop", Kind::Http, "examples/http_hello", &one),
         def(
+            "shardloop io-uring",
+            Kind::Http,
+            "examples/http_hello",
+            &uring,
+        ),
+        def(
             "shardloop --reuse-port",
             Kind::Http,
             "examples/http_hello",
             &reuse,
+        ),
+        def(
+            "shardloop io-uring --reuse-port",
+            Kind::Http,
+            "examples/http_hello",
+            &uring_reuse,
         ),
         def(
             "mio (hand-written)",
@@ -166,6 +198,19 @@ pub(crate) fn servers() -> Vec<ServerDef> {
         ),
         def("nginx (1 process, pinned)", Kind::Http, NGINX, &[]),
         def("shardloop", Kind::Json, "examples/http_hello", &one),
+        def(
+            "shardloop io-uring",
+            Kind::Json,
+            "examples/http_hello",
+            &uring,
+        ),
+        def("shardloop", Kind::Big, "examples/http_hello", &one),
+        def(
+            "shardloop io-uring",
+            Kind::Big,
+            "examples/http_hello",
+            &uring,
+        ),
         def(
             "hyper 1.x, tokio current-thread",
             Kind::Json,
@@ -302,6 +347,14 @@ pub(crate) fn scenarios(quick: bool) -> Vec<Scenario> {
             });
         }
     }
+    v.push(Scenario {
+        name: "HTTP 1 MiB responses, 64 conns, pipeline 1".into(),
+        kind: Kind::Big,
+        size: 0,
+        connections: 64,
+        pipeline: 1,
+        reconnect_every: None,
+    });
     v.push(Scenario {
         name: "WebSocket echo 64 B messages, 64 conns, 1 in flight each".into(),
         kind: Kind::WebSocket,

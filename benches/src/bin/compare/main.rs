@@ -166,6 +166,13 @@ fn measure(
             method: "GET".into(),
             body: Vec::new(),
         },
+        Kind::Big => Workload::Http {
+            path: "/1mib".into(),
+            host: addr.to_string(),
+            headers: vec![],
+            method: "GET".into(),
+            body: Vec::new(),
+        },
         Kind::Json => Workload::Http {
             path: "/json".into(),
             host: addr.to_string(),

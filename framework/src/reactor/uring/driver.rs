@@ -272,6 +272,11 @@ impl Driver {
     /// flight keeps its buffers until the kernel is done, and completions
     /// still to come for it are ignored. The caller closes the socket
     /// after this (the kernel holds it until the cancelled operations end).
+    ///
+    /// What is queued goes to the kernel now, before the descriptor is
+    /// closed: a submission names its socket by number, and a number freed
+    /// and given to a new connection before the submission is read would
+    /// send or receive on the wrong socket.
     pub(crate) fn close(&mut self, slot: u32) {
         let o = self.slot(slot);
         if !o.live {
@@ -285,9 +290,10 @@ impl Driver {
             self.graveyard.insert(ud, op);
             // A peer that reads nothing would hold it (and the socket)
             // forever.
-            let sqe = opcode::AsyncCancel::new(ud)
-                .build()
-                .user_data(user_data(Kind::Cancel, slot, gen));
+            let sqe =
+                opcode::AsyncCancel::new(ud)
+                    .build()
+                    .user_data(user_data(Kind::Cancel, slot, gen));
             self.push(sqe);
         }
         if recv == Recv::Armed {
@@ -295,6 +301,11 @@ impl Driver {
                 .build()
                 .user_data(user_data(Kind::Cancel, slot, gen));
             self.push(sqe);
+        }
+        if !self.ring.submission().is_empty() || !self.overflow.is_empty() {
+            if let Err(e) = self.submit() {
+                tracing::error!(error = %e, "io_uring submit failed");
+            }
         }
     }
 

@@ -14,11 +14,11 @@
 
 use super::driver::{Completion, Driver};
 use crate::api::CloseReason;
+use crate::net::Stream;
 use crate::reactor::conn_core::Phase;
 use crate::reactor::forward::route_input;
 use crate::reactor::lifecycle::invoke;
 use crate::reactor::shard::Shard;
-use crate::net::Stream;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
@@ -50,8 +50,6 @@ pub(crate) struct Ring {
     /// The epoll set had more events than one poll takes: poll it again
     /// without waiting.
     pub(crate) epoll_again: bool,
-    /// The completions of one wait, handled after it.
-    batch: Vec<Completion>,
 }
 
 impl Ring {
@@ -63,7 +61,6 @@ impl Ring {
             driver,
             stash: Vec::new(),
             epoll_again: false,
-            batch: Vec::new(),
         })
     }
 
@@ -172,33 +169,37 @@ impl Shard {
 
     /// Acts on the completions of the last wait.
     pub(crate) fn ring_dispatch(&mut self) {
-        let ring = self.ring.as_mut().expect("a ring shard");
-        let mut batch = std::mem::take(&mut ring.batch);
-        while let Some(c) = ring.driver.next(&mut self.ctx.pool) {
-            batch.push(c);
-        }
-        if ring.epoll_again {
-            ring.epoll_again = false;
-            batch.push(Completion::Polled { tag: EPOLL_TAG });
-        }
+        // Each completion is read (and checked against its connection's
+        // generation) just before it is acted on: acting on one may close
+        // a connection and give its slot to a new one, so a completion
+        // read earlier could be taken for the new connection's.
         // A send's completion is bookkeeping, as an epoll loop's write is
-        // none: the events are receives and the epoll set's.
-        // (The epoll set's events are counted by `dispatch_io`; one wait
-        // is one wake-up however its events came.)
+        // none: the events are receives and the epoll set's (counted by
+        // `dispatch_io`); one wait is one wake-up however its events came.
         let (wakeups, events_before) = (self.ctx.counters.wakeups, self.ctx.counters.events);
-        self.ctx.counters.events += batch
-            .iter()
-            .filter(|c| !matches!(c, Completion::Sent { .. } | Completion::Polled { .. }))
-            .count() as u64;
         let threshold = self.ctx.settings.slow_callback_threshold;
         let mut before = self.ctx.now;
-        for c in batch.drain(..) {
+        let mut epoll_again =
+            std::mem::take(&mut self.ring.as_mut().expect("a ring shard").epoll_again);
+        loop {
+            let ring = self.ring.as_mut().expect("a ring shard");
+            let c = match ring.driver.next(&mut self.ctx.pool) {
+                Some(c) => c,
+                None if epoll_again => {
+                    epoll_again = false;
+                    Completion::Polled { tag: EPOLL_TAG }
+                }
+                None => break,
+            };
             let slot = match &c {
                 Completion::Data { slot, .. }
                 | Completion::Eof { slot }
                 | Completion::RecvError { slot, .. }
-                | Completion::RecvStopped { slot }
-                | Completion::Sent { slot, .. } => Some(*slot as usize),
+                | Completion::RecvStopped { slot } => {
+                    self.ctx.counters.events += 1;
+                    Some(*slot as usize)
+                }
+                Completion::Sent { slot, .. } => Some(*slot as usize),
                 Completion::Polled { .. } => None,
             };
             self.on_completion(c);
@@ -225,9 +226,6 @@ impl Shard {
         self.ctx.now = before;
         if self.ctx.counters.events > events_before {
             self.ctx.counters.wakeups = wakeups + 1;
-        }
-        if let Some(ring) = self.ring.as_mut() {
-            ring.batch = batch;
         }
     }
 
@@ -366,8 +364,8 @@ impl Shard {
         let c = &self.conns[slot];
         let lingering = c.core.state.is(Phase::Lingering);
         // A connection about to move waits with its receive stopped.
-        let reads = lingering
-            || (ring_deliverable(c) && !c.core.state.is_peer_eof() && !departing(c));
+        let reads =
+            lingering || (ring_deliverable(c) && !c.core.state.is_peer_eof() && !departing(c));
         let ring = self.ring.as_mut().expect("a ring shard");
         if reads && !ring.has_stash(slot) {
             ring.driver.recv(slot as u32);
