@@ -275,7 +275,8 @@ struct Args {
     /// HTTP workload: the request body, from this file.
     #[arg(long, value_name = "FILE")]
     body: Option<PathBuf>,
-    /// Also sweep a knob: read-buffer=4096,65536 | events=64,1024 | pin=on,off | policy=rr,lc.
+    /// Also sweep a knob: read-buffer=4096,65536 | events=64,1024 | pin=on,off | policy=rr,lc
+    /// | backend=epoll,io-uring.
     #[arg(long)]
     knob: Option<String>,
     /// Recommend the smallest count within this fraction of the best.

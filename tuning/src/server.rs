@@ -18,6 +18,8 @@ pub enum Knob {
     Pin(bool),
     /// Acceptor balancing: "rr" or "lc".
     Policy(String),
+    /// The I/O backend: "epoll" or "io-uring".
+    Backend(String),
 }
 
 impl Knob {
@@ -46,8 +48,12 @@ impl Knob {
                         "rr" | "lc" => Ok(Knob::Policy(v.to_string())),
                         _ => Err(format!("knob policy: {v:?} is not rr or lc")),
                     },
+                    "backend" => v
+                        .parse::<shardloop::Backend>()
+                        .map(|b| Knob::Backend(b.name().to_string()))
+                        .map_err(|e| format!("knob backend: {e}")),
                     other => Err(format!(
-                        "unknown knob {other:?} (known: read-buffer, events, pin, policy)"
+                        "unknown knob {other:?} (known: read-buffer, events, pin, policy, backend)"
                     )),
                 }
             })
@@ -62,6 +68,7 @@ impl std::fmt::Display for Knob {
             Knob::EventsPerPoll(n) => write!(f, "events={n}"),
             Knob::Pin(b) => write!(f, "pin={}", if *b { "on" } else { "off" }),
             Knob::Policy(p) => write!(f, "policy={p}"),
+            Knob::Backend(b) => write!(f, "backend={b}"),
         }
     }
 }
@@ -73,7 +80,8 @@ pub enum ServerSpec {
     BuiltinEcho,
     /// A shell command on this machine, on a free port; `{shards}`,
     /// `{port}`, `{host}` (127.0.0.1), `{cores}` (comma list, empty when
-    /// unpinned), `{read_buffer}`, `{events}`, `{policy}` are substituted.
+    /// unpinned), `{read_buffer}`, `{events}`, `{policy}`, `{backend}` are
+    /// substituted.
     Command(String),
     /// A server at a fixed address, usually on another machine.
     Remote(RemoteSpec),
@@ -152,6 +160,10 @@ pub fn substitute(
         Some(Knob::Policy(p)) => (String::new(), String::new(), p.clone()),
         _ => Default::default(),
     };
+    let backend = match knob {
+        Some(Knob::Backend(b)) => b.clone(),
+        _ => "epoll".to_string(),
+    };
     template
         .replace("{shards}", &shards.to_string())
         .replace("{port}", &port.to_string())
@@ -160,6 +172,7 @@ pub fn substitute(
         .replace("{read_buffer}", &rb)
         .replace("{events}", &ev)
         .replace("{policy}", &pol)
+        .replace("{backend}", &backend)
 }
 
 struct Echo;
@@ -258,6 +271,9 @@ pub fn start(
                 Some(Knob::Pin(false)) => b = b.pinning(shardloop::Pinning::Off),
                 Some(Knob::Policy(p)) if p == "lc" => b = b.balancing(LeastConnections),
                 Some(Knob::Policy(_)) => b = b.balancing(RoundRobin::default()),
+                Some(Knob::Backend(name)) => {
+                    b = b.backend(name.parse().unwrap_or(shardloop::Backend::Epoll))
+                }
                 Some(Knob::Pin(true)) | None => {}
             }
             let h = b
@@ -395,6 +411,39 @@ mod tests {
             .unwrap_err()
             .contains("unknown knob"));
         assert!(Knob::parse_list("events").is_err());
+        assert_eq!(
+            Knob::parse_list("backend=epoll,io_uring").unwrap(),
+            vec![
+                Knob::Backend("epoll".into()),
+                Knob::Backend("io-uring".into())
+            ]
+        );
+        assert!(Knob::parse_list("backend=kqueue")
+            .unwrap_err()
+            .contains("epoll or io-uring"));
+        assert_eq!(
+            substitute(
+                "srv --reactor-backend {backend}",
+                1,
+                "h",
+                1,
+                None,
+                Some(&Knob::Backend("io-uring".into()))
+            ),
+            "srv --reactor-backend io-uring"
+        );
+    }
+
+    #[test]
+    fn builtin_server_echoes_on_the_io_uring_backend_too() {
+        use std::io::{Read, Write};
+        let knob = Knob::Backend("io-uring".into());
+        let r = start(&ServerSpec::BuiltinEcho, 1, None, Some(&knob)).unwrap();
+        let mut s = TcpStream::connect(r.addr()).unwrap();
+        s.write_all(b"ping").unwrap();
+        let mut b = [0u8; 4];
+        s.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"ping");
     }
 
     #[test]

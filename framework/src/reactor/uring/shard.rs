@@ -46,7 +46,8 @@ struct Stash {
 pub(crate) struct Ring {
     driver: Driver,
     /// By slot.
-    stash: Vec<Stash>,
+    /// By slot, boxed: a connection that never stashes pays a pointer.
+    stash: Vec<Option<Box<Stash>>>,
     /// The epoll set had more events than one poll takes: poll it again
     /// without waiting.
     pub(crate) epoll_again: bool,
@@ -66,14 +67,23 @@ impl Ring {
 
     fn stash(&mut self, slot: usize) -> &mut Stash {
         if self.stash.len() <= slot {
-            self.stash.resize_with(slot + 1, Stash::default);
+            self.stash.resize_with(slot + 1, || None);
         }
-        &mut self.stash[slot]
+        self.stash[slot].get_or_insert_with(Box::default)
+    }
+
+    /// What `slot` has stashed (empty if nothing), the stash freed.
+    fn take_stash(&mut self, slot: usize) -> Stash {
+        self.stash
+            .get_mut(slot)
+            .and_then(Option::take)
+            .map_or_else(Stash::default, |b| *b)
     }
 
     fn has_stash(&self, slot: usize) -> bool {
         self.stash
             .get(slot)
+            .and_then(Option::as_ref)
             .is_some_and(|s| s.at < s.bytes.len() || s.eof)
     }
 }
@@ -111,7 +121,7 @@ impl Shard {
             return;
         };
         if let Some(fd) = fd_of(&c.core.stream) {
-            *ring.stash(slot) = Stash::default();
+            ring.take_stash(slot);
             ring.driver.open(slot as u32, c.core.id.generation(), fd);
         }
     }
@@ -120,9 +130,7 @@ impl Shard {
     pub(crate) fn ring_close(&mut self, slot: usize) {
         if let Some(ring) = self.ring.as_mut() {
             ring.driver.close(slot as u32);
-            if let Some(s) = ring.stash.get_mut(slot) {
-                *s = Stash::default();
-            }
+            ring.take_stash(slot);
         }
     }
 
@@ -398,34 +406,31 @@ impl Shard {
         // pieces leaves the rest to its new shard.
         let cap = self.ctx.settings.max_read_per_iteration.max(1);
         let ring = self.ring.as_mut().expect("a ring shard");
-        let stash = ring.stash(slot);
-        let bytes = std::mem::take(&mut stash.bytes);
-        let from = stash.at;
+        let Stash {
+            bytes,
+            at: from,
+            eof,
+        } = ring.take_stash(slot);
         let to = bytes.len().min(from.saturating_add(cap));
-        let eof = stash.eof && to == bytes.len();
         if to > from {
             let alive = self.ring_deliver(slot, &bytes[from..to]);
             if !alive || !self.live_slot(slot) {
                 return;
             }
-            let ring = self.ring.as_mut().expect("a ring shard");
-            let stash = ring.stash(slot);
             if to < bytes.len() {
+                // The rest (and the EOF after it) waits for the next turn.
+                let ring = self.ring.as_mut().expect("a ring shard");
+                let stash = ring.stash(slot);
                 stash.bytes = bytes;
                 stash.at = to;
+                stash.eof = eof;
                 let id = self.conns[slot].core.id;
                 self.ctx.read_again.push(id);
                 return;
             }
-            stash.at = 0;
-            stash.eof = false;
         }
-        if eof {
-            let ring = self.ring.as_mut().expect("a ring shard");
-            ring.stash(slot).eof = false;
-            if !departing(&self.conns[slot]) {
-                return self.ring_eof(slot);
-            }
+        if eof && !departing(&self.conns[slot]) {
+            return self.ring_eof(slot);
         }
         // (A connection that asked to move with the peer's EOF in its
         // stash hears it where it arrives: the socket's EOF stays, and
@@ -437,7 +442,7 @@ impl Shard {
     /// (already in, or to come) ends the linger.
     pub(crate) fn ring_linger(&mut self, slot: usize) {
         let ring = self.ring.as_mut().expect("a ring shard");
-        let Stash { eof, .. } = std::mem::take(ring.stash(slot));
+        let Stash { eof, .. } = ring.take_stash(slot);
         if eof {
             return self.release(slot, false);
         }
@@ -527,7 +532,7 @@ impl Shard {
             ring.driver.stop_recv(slot as u32);
             return Quiet::NotYet;
         }
-        let Stash { bytes, at, .. } = std::mem::take(ring.stash(slot));
+        let Stash { bytes, at, .. } = ring.take_stash(slot);
         let bytes = &bytes[at.min(bytes.len())..];
         ring.driver.close(slot as u32);
         if !bytes.is_empty() {
@@ -552,7 +557,7 @@ impl Shard {
             return;
         };
         let bytes = std::mem::take(&mut e.layer_input);
-        if let Some(ring) = self.ring.as_mut() {
+        if let (false, Some(ring)) = (bytes.is_empty(), self.ring.as_mut()) {
             ring.stash(slot).bytes = bytes;
         }
     }
