@@ -289,7 +289,7 @@ pub(crate) fn drive(
         // within it, so connections do not fire in bursts).
         let schedule = Schedule::new(i, conns, config.arrivals, 0x10ad_9e4e);
         let begin = move |ctx: &mut shardloop::ShardCtx| {
-            let due = LoadConn::first_due(&shared, schedule);
+            let due = LoadConn::first_due(ctx, &shared, schedule);
             LoadConn::start(ctx, shared, due);
         };
         handle.post_to(i % handle.shards(), move |ctx| {

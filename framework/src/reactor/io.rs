@@ -38,34 +38,11 @@ impl Shard {
             self.ctx.counters.events += io_events;
         }
         if !self.ready.is_empty() {
-            let threshold = self.ctx.settings.slow_callback_threshold;
             let mut before = self.ctx.now;
             for i in 0..self.ready.len() {
                 let (slot, r) = self.ready[i];
                 self.on_ready(slot, r);
-                let after = Instant::now();
-                let spent = after.saturating_duration_since(before);
-                // The connection's share of the loop (the clock read is the
-                // one the slow-callback check makes anyway). A connection
-                // closed in its callback is gone, and its slot not yet
-                // reused: nothing is inserted during a read callback.
-                if let Some(c) = self.conns.get_mut(slot) {
-                    c.core.charge(spent);
-                }
-                // The phase is counted slow at its end (Shard::mark); this
-                // names the connection whose callback took the time.
-                if spent > threshold {
-                    if let Some(suppressed) = self.ctx.log_limits.slow_callback.allow_at(after) {
-                        tracing::warn!(
-                            shard = self.ctx.index,
-                            slot,
-                            took_ms = spent.as_millis() as u64,
-                            suppressed,
-                            "slow callback held the shard's loop"
-                        );
-                    }
-                }
-                before = after;
+                before = self.charge_callback(slot, before);
             }
             self.ctx.now = before;
         }
@@ -74,6 +51,33 @@ impl Shard {
         if own_ready > 0 {
             self.serve_own_sockets();
         }
+    }
+
+    /// Charges the time since `before` to the connection in `slot` (its
+    /// share of the loop; the clock read is the one the slow-callback check
+    /// makes anyway) and names it if that was slow. A connection closed in
+    /// its callback is gone, and its slot not yet reused: nothing is
+    /// inserted during an I/O callback. Returns the time now.
+    pub(super) fn charge_callback(&mut self, slot: usize, before: Instant) -> Instant {
+        let after = Instant::now();
+        let spent = after.saturating_duration_since(before);
+        if let Some(c) = self.conns.get_mut(slot) {
+            c.core.charge(spent);
+        }
+        // The phase is counted slow at its end (Shard::mark); this names
+        // the connection whose callback took the time.
+        if spent > self.ctx.settings.slow_callback_threshold {
+            if let Some(suppressed) = self.ctx.log_limits.slow_callback.allow_at(after) {
+                tracing::warn!(
+                    shard = self.ctx.index,
+                    slot,
+                    took_ms = spent.as_millis() as u64,
+                    suppressed,
+                    "slow callback held the shard's loop"
+                );
+            }
+        }
+        after
     }
 
     /// Events on the shard's own listeners and UDP sockets.

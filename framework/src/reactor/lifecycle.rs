@@ -313,17 +313,7 @@ impl Shard {
             return;
         }
         let slot = self.conns.vacant_key();
-        let registered = if self.ring_takes(&stream) {
-            // Its I/O goes through the ring once it is in the table.
-            Ok(())
-        } else {
-            self.poll.registry().register(
-                &mut stream,
-                Token(slot),
-                Interest::READABLE | Interest::WRITABLE,
-            )
-        };
-        if let Err(e) = registered {
+        if let Err(e) = self.register_conn(slot, &mut stream) {
             tracing::debug!(error = %e, "the poller refused a new connection; dropped");
             self.ctx.counters.connections_rejected += 1;
             self.uncount(counted);
@@ -374,6 +364,18 @@ impl Shard {
         if on_ring && self.live(id) {
             self.ring_open(slot);
         }
+    }
+
+    /// Registers a connection about to take `slot` with the epoll set; one
+    /// on the ring needs none (its I/O goes through the ring once it is in
+    /// the table: `ring_open`).
+    pub(super) fn register_conn(&mut self, slot: usize, stream: &mut Stream) -> io::Result<()> {
+        if self.ring_takes(stream) {
+            return Ok(());
+        }
+        self.poll
+            .registry()
+            .register(stream, Token(slot), Interest::READABLE | Interest::WRITABLE)
     }
 
     /// Takes a connection that never started out of the global total.

@@ -16,17 +16,30 @@ pub(super) fn next_send(shared: &RunShared, schedule: &mut Schedule) -> Instant 
 }
 
 impl LoadConn {
-    /// Open loop: the first send of connection `index` of `conns`, skipping
-    /// what the plan had due before now (it was not this connection's yet).
-    pub(crate) fn first_due(shared: &RunShared, mut schedule: Schedule) -> Option<Due> {
+    /// Open loop: the first send of a new connection, skipping what its
+    /// share of the plan had due before now (its start came late: a busy
+    /// shard, a slow machine). The skipped requests that fell in the
+    /// measured window are counted as due and never sent (`unsent`) on
+    /// this shard, so that they do not vanish from the report.
+    pub(crate) fn first_due(
+        ctx: &mut shardloop::ShardCtx,
+        shared: &RunShared,
+        mut schedule: Schedule,
+    ) -> Option<Due> {
         let plan = shared.plan.as_ref()?;
         let now = Instant::now();
+        let (from, end) = (shared.measure_from(), shared.end());
+        let mut skipped = 0u64;
         loop {
             let t = schedule.next(plan);
-            let next = t.map_or(shared.end(), |t| shared.origin + Duration::from_secs_f64(t));
+            let next = t.map_or(end, |t| shared.origin + Duration::from_secs_f64(t));
             if next >= now || t.is_none() {
+                if skipped > 0 {
+                    recorder(ctx, shared.scenario).with(|s| s.unsent += skipped);
+                }
                 return Some(Due { next, schedule });
             }
+            skipped += u64::from(next >= from && next < end);
         }
     }
 

@@ -9,7 +9,6 @@ use crate::reactor::lifecycle::invoke;
 use crate::reactor::shard::{Connection, Shard};
 use crate::reactor::timers::TimerTask;
 use mio::event::Source;
-use mio::{Interest, Token};
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
@@ -174,15 +173,7 @@ impl Shard {
         } = m;
         let slot = self.conns.vacant_key();
         let on_ring = self.ring_takes(&stream);
-        let registered = if on_ring {
-            Ok(())
-        } else {
-            self.poll.registry().register(
-                &mut stream,
-                Token(slot),
-                Interest::READABLE | Interest::WRITABLE,
-            )
-        };
+        let registered = self.register_conn(slot, &mut stream);
         let id = ConnId::new(self.ctx.index as u16, slot as u32, self.next_generation);
         self.next_generation = self.next_generation.wrapping_add(1);
         let mut core = ConnCore::new(id, stream, peer, Some(local), state, self.ctx.now_tick);

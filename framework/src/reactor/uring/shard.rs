@@ -185,7 +185,6 @@ impl Shard {
         // none: the events are receives and the epoll set's (counted by
         // `dispatch_io`); one wait is one wake-up however its events came.
         let (wakeups, events_before) = (self.ctx.counters.wakeups, self.ctx.counters.events);
-        let threshold = self.ctx.settings.slow_callback_threshold;
         let mut before = self.ctx.now;
         let mut epoll_again =
             std::mem::take(&mut self.ring.as_mut().expect("a ring shard").epoll_again);
@@ -211,25 +210,10 @@ impl Shard {
                 Completion::Polled { .. } => None,
             };
             self.on_completion(c);
-            let after = Instant::now();
-            let spent = after.saturating_duration_since(before);
-            if let Some(slot) = slot {
-                if let Some(c) = self.conns.get_mut(slot) {
-                    c.core.charge(spent);
-                }
-                if spent > threshold {
-                    if let Some(suppressed) = self.ctx.log_limits.slow_callback.allow_at(after) {
-                        tracing::warn!(
-                            shard = self.ctx.index,
-                            slot,
-                            took_ms = spent.as_millis() as u64,
-                            suppressed,
-                            "slow callback held the shard's loop"
-                        );
-                    }
-                }
-            }
-            before = after;
+            before = match slot {
+                Some(slot) => self.charge_callback(slot, before),
+                None => Instant::now(),
+            };
         }
         self.ctx.now = before;
         if self.ctx.counters.events > events_before {
