@@ -220,18 +220,17 @@ pub(crate) fn prepare(config: &Config, scenario: usize, start: Instant) -> Arc<R
             Some(measured.with_lead(measure_from - start))
         }
     };
+    let codec = Codec::with_vars(&config.workload, config.vars.clone())
+        .expect("templates checked by Config::validate")
+        .with_sizes(config.sizes.clone());
     Arc::new(RunShared {
         scenario,
         stopped: AtomicU64::new(UNSET),
         seeds: AtomicU64::new(0),
         h2: config.http2.then(|| {
-            let codec = Codec::with_vars(&config.workload, config.vars.clone())
-                .expect("templates checked by Config::validate");
             H2Requests::new(&codec, config.tls.is_some()).expect("checked by Config::validate")
         }),
-        codec: Codec::with_vars(&config.workload, config.vars.clone())
-            .expect("templates checked by Config::validate")
-            .with_sizes(config.sizes.clone()),
+        codec,
         mode: config.mode.clone(),
         target: config.target.clone(),
         base_measure_from: measure_from,

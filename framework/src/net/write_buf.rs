@@ -180,7 +180,7 @@ impl WriteBuf {
     /// for a submission that reads them where they are (the completion
     /// backend hands the queue itself to the kernel's send, so nothing
     /// moves or frees them until it completes).
-    #[cfg_attr(not(all(target_os = "linux", test)), allow(dead_code))]
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn slices(&self, max: usize) -> impl Iterator<Item = &[u8]> {
         self.chunks.iter().take(max).enumerate().map(|(i, c)| {
             if i == 0 {
@@ -192,14 +192,14 @@ impl WriteBuf {
     }
 
     /// Drops the first `n` bytes (a completed send wrote them).
-    #[cfg_attr(not(all(target_os = "linux", test)), allow(dead_code))]
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn advance(&mut self, n: usize, pool: &mut BufPool) {
         self.consume(n.min(self.len), pool);
     }
 
     /// Queues `later`'s bytes after these (what was written while these
     /// were in a send).
-    #[cfg_attr(not(all(target_os = "linux", test)), allow(dead_code))]
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn append(&mut self, mut later: WriteBuf) {
         if later.head_pos > 0 {
             // Its front chunk was partly sent: keep only the rest.
