@@ -2,13 +2,27 @@
 //! of equal buffers the kernel picks from when a multishot receive has
 //! bytes, so a connection holds no read buffer while it waits. A buffer is
 //! the kernel's while it is in the ring, ours from the completion that
-//! names it until [`recycle`](BufRing::recycle) gives it back.
+//! finishes it until [`recycle`](BufRing::recycle) gives it back.
+//!
+//! Consumed incrementally (`IOU_PBUF_RING_INC`, Linux 6.12) a buffer is
+//! shared by the receives that come while it is at the head of the ring,
+//! each taking only the bytes it has: large buffers then cost nothing for
+//! small messages, and a burst the size of a read arrives in one piece
+//! (one completion, one callback) rather than in several fixed-size ones.
+//! Each completion then names a [`Piece`]: where in its buffer its bytes
+//! start (we keep the offset: the kernel does not say) and whether the
+//! buffer is finished.
 
 use io_uring::types::BufRingEntry;
 use io_uring::IoUring;
 use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
+
+/// `IOU_PBUF_RING_INC`: the kernel takes a buffer a receive's bytes at a
+/// time (the `io-uring` crate exports its system constants per
+/// architecture only).
+const IOU_PBUF_RING_INC: u16 = 2;
 
 /// The kernel's limit on a ring's entries.
 pub(crate) const MAX_BUFFERS: u16 = 32768;
@@ -58,6 +72,17 @@ impl Drop for Mapping {
     }
 }
 
+/// Bytes a completion put in a buffer: `len` from `at` in buffer `bid`;
+/// `last` if the kernel is done with that buffer (then it is ours to
+/// [`recycle`](BufRing::recycle) once the bytes were handed on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Piece {
+    pub(crate) bid: u16,
+    pub(crate) at: u32,
+    pub(crate) len: u32,
+    pub(crate) last: bool,
+}
+
 /// `count` buffers of `size` bytes registered with a ring as buffer group
 /// `bgid`.
 pub(crate) struct BufRing {
@@ -72,12 +97,23 @@ pub(crate) struct BufRing {
     /// Still registered with a ring: the kernel may write into the
     /// buffers, so the memory must not be freed (see `Drop`).
     registered: bool,
+    /// Consumed incrementally: by buffer, the offset the next piece starts
+    /// at (empty otherwise).
+    offsets: Vec<u32>,
 }
 
 impl BufRing {
     /// `count` (a power of two, at most 32,768) buffers of `size` bytes,
-    /// registered with `ring` as group `bgid`, all given to the kernel.
-    pub(crate) fn new(ring: &IoUring, bgid: u16, count: u16, size: usize) -> io::Result<BufRing> {
+    /// registered with `ring` as group `bgid`, all given to the kernel;
+    /// consumed `incremental`ly if asked (a kernel older than 6.12 refuses
+    /// that with `EINVAL`).
+    pub(crate) fn new(
+        ring: &IoUring,
+        bgid: u16,
+        count: u16,
+        size: usize,
+        incremental: bool,
+    ) -> io::Result<BufRing> {
         if !count.is_power_of_two() || count > MAX_BUFFERS || size == 0 || size > u32::MAX as usize
         {
             return Err(io::Error::new(
@@ -98,6 +134,11 @@ impl BufRing {
             bgid,
             tail: 0,
             registered: false,
+            offsets: if incremental {
+                vec![0; usize::from(count)]
+            } else {
+                Vec::new()
+            },
         };
         for bid in 0..count {
             r.push(bid);
@@ -111,7 +152,7 @@ impl BufRing {
                 r.entries.ptr.as_ptr() as u64,
                 count,
                 bgid,
-                0,
+                if incremental { IOU_PBUF_RING_INC } else { 0 },
             )?;
         }
         r.registered = true;
@@ -129,28 +170,68 @@ impl BufRing {
         self.size
     }
 
-    /// The `len` bytes a completion put in buffer `bid` (ours until
-    /// recycled); `None` for an id or a length the ring never gave.
-    pub(crate) fn filled(&self, bid: u16, len: usize) -> Option<&[u8]> {
+    /// True if buffers are consumed incrementally.
+    pub(crate) fn incremental(&self) -> bool {
+        !self.offsets.is_empty()
+    }
+
+    /// The piece a completion of `len` bytes in buffer `bid` names, its
+    /// buffer's `more` flag (`IORING_CQE_F_BUF_MORE`) telling whether
+    /// the kernel goes on filling it. Every completion that names a
+    /// buffer comes here, in order (a stale one too: the offset moves).
+    /// `None` for an id or a length the ring never gave.
+    pub(crate) fn piece(&mut self, bid: u16, len: usize, more: bool) -> Option<Piece> {
         if bid >= self.count || len > self.size {
             return None;
         }
-        // SAFETY: buffer `bid` lies inside the mapping; the kernel handed
-        // it over with this completion and takes it again only after
-        // `recycle`, which needs `&mut self` (so no slice of it is alive).
-        Some(unsafe {
-            std::slice::from_raw_parts(
-                self.buffers.ptr.as_ptr().add(usize::from(bid) * self.size),
+        let len = len as u32;
+        let Some(offset) = self.offsets.get_mut(usize::from(bid)) else {
+            return Some(Piece {
+                bid,
+                at: 0,
                 len,
-            )
+                last: true,
+            });
+        };
+        let at = *offset;
+        if at as usize + len as usize > self.size {
+            return None;
+        }
+        *offset = if more { at + len } else { 0 };
+        Some(Piece {
+            bid,
+            at,
+            len,
+            last: !more,
         })
     }
 
-    /// Gives buffer `bid` back to the kernel (at the next [`publish`](Self::publish)).
-    pub(crate) fn recycle(&mut self, bid: u16) {
-        debug_assert!(bid < self.count);
-        if bid < self.count {
-            self.push(bid);
+    /// The bytes of `piece` (ours until its buffer is recycled).
+    pub(crate) fn filled(&self, piece: Piece) -> &[u8] {
+        let (start, len) = (piece.at as usize, piece.len as usize);
+        assert!(piece.bid < self.count && start + len <= self.size);
+        // SAFETY: checked just above: the bytes lie inside buffer `bid`,
+        // inside the mapping; the kernel wrote them before the completion
+        // that named them and writes into that buffer again only past
+        // them (incremental) or after `recycle`, which needs `&mut self`
+        // (so no slice of it is alive).
+        unsafe {
+            std::slice::from_raw_parts(
+                self.buffers
+                    .ptr
+                    .as_ptr()
+                    .add(usize::from(piece.bid) * self.size + start),
+                len,
+            )
+        }
+    }
+
+    /// Done with `piece`: its buffer goes back to the kernel (at the next
+    /// [`publish`](Self::publish)) if this was its last piece.
+    pub(crate) fn recycle(&mut self, piece: Piece) {
+        debug_assert!(piece.bid < self.count);
+        if piece.last && piece.bid < self.count {
+            self.push(piece.bid);
         }
     }
 

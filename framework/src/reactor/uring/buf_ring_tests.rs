@@ -40,6 +40,13 @@ fn arm(ring: &mut IoUring, fd: i32, bufs: &BufRing) {
     ring.submit().unwrap();
 }
 
+/// The piece a completion names.
+fn piece(bufs: &mut BufRing, res: i32, flags: u32) -> Piece {
+    let bid = cqueue::buffer_select(flags).expect("a buffer is named");
+    bufs.piece(bid, res as usize, cqueue::buffer_more(flags))
+        .expect("a piece the ring gave")
+}
+
 /// Waits for the next completion: (result, flags).
 fn next(ring: &mut IoUring) -> (i32, u32) {
     ring.submit_and_wait(1).unwrap();
@@ -52,7 +59,7 @@ fn next(ring: &mut IoUring) -> (i32, u32) {
 fn multishot_receives_fill_named_buffers_that_come_back_when_recycled() {
     let Some(mut ring) = ring() else { return };
     let (ours, mut peer) = pair();
-    let mut bufs = BufRing::new(&ring, 1, 4, 64).unwrap();
+    let mut bufs = BufRing::new(&ring, 1, 4, 64, false).unwrap();
     arm(&mut ring, ours.as_raw_fd(), &bufs);
     let mut seen = Vec::new();
     for msg in [&b"hello"[..], b"world", b"third", b"fourth", b"fifth"] {
@@ -60,11 +67,12 @@ fn multishot_receives_fill_named_buffers_that_come_back_when_recycled() {
         let (res, flags) = next(&mut ring);
         assert_eq!(res, msg.len() as i32);
         assert!(cqueue::more(flags), "the receive stays armed");
-        let bid = cqueue::buffer_select(flags).expect("a buffer is named");
-        assert_eq!(bufs.filled(bid, res as usize).unwrap(), msg);
-        seen.push(bid);
+        let p = piece(&mut bufs, res, flags);
+        assert_eq!((p.at, p.last), (0, true), "a whole buffer each");
+        assert_eq!(bufs.filled(p), msg);
+        seen.push(p.bid);
         // Back at once, as the shard does after the protocol's callback.
-        bufs.recycle(bid);
+        bufs.recycle(p);
         bufs.publish();
     }
     // Four buffers, five messages: a recycled buffer was taken again.
@@ -84,14 +92,14 @@ fn multishot_receives_fill_named_buffers_that_come_back_when_recycled() {
 fn running_out_of_buffers_ends_the_receive_until_they_come_back() {
     let Some(mut ring) = ring() else { return };
     let (ours, mut peer) = pair();
-    let mut bufs = BufRing::new(&ring, 2, 2, 16).unwrap();
+    let mut bufs = BufRing::new(&ring, 2, 2, 16, false).unwrap();
     arm(&mut ring, ours.as_raw_fd(), &bufs);
     let mut held = Vec::new();
     for msg in [&b"one"[..], b"two"] {
         peer.write_all(msg).unwrap();
         let (res, flags) = next(&mut ring);
         assert_eq!(res, 3);
-        held.push(cqueue::buffer_select(flags).unwrap());
+        held.push(piece(&mut bufs, res, flags));
     }
     // Both buffers are ours: the next bytes find none.
     peer.write_all(b"three").unwrap();
@@ -99,15 +107,68 @@ fn running_out_of_buffers_ends_the_receive_until_they_come_back() {
     assert_eq!(res, -libc::ENOBUFS);
     assert!(!cqueue::more(flags), "the multishot receive ended");
     // Given back and re-armed, the waiting bytes arrive.
-    for bid in held {
-        bufs.recycle(bid);
+    for p in held {
+        bufs.recycle(p);
     }
     bufs.publish();
     arm(&mut ring, ours.as_raw_fd(), &bufs);
     let (res, flags) = next(&mut ring);
     assert_eq!(res, 5);
-    let bid = cqueue::buffer_select(flags).unwrap();
-    assert_eq!(bufs.filled(bid, 5).unwrap(), b"three");
+    let p = piece(&mut bufs, res, flags);
+    assert_eq!(bufs.filled(p), b"three");
+    bufs.release(&ring);
+}
+
+/// A ring consumed incrementally, or `None` on a kernel older than 6.12
+/// (the shard then runs the whole-buffer ring above).
+fn incremental(ring: &IoUring, bgid: u16, count: u16, size: usize) -> Option<BufRing> {
+    match BufRing::new(ring, bgid, count, size, true) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            println!("skipped: no incremental buffer rings here: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn incremental_buffers_hold_many_receives_each_at_its_offset() {
+    let Some(mut ring) = ring() else { return };
+    let (ours, mut peer) = pair();
+    let Some(mut bufs) = incremental(&ring, 4, 2, 16) else {
+        return;
+    };
+    assert!(bufs.incremental());
+    arm(&mut ring, ours.as_raw_fd(), &bufs);
+    // 5 + 5 + 6 bytes fill the first 16-byte buffer exactly; the next
+    // message starts the second buffer.
+    let mut pieces = Vec::new();
+    for msg in [&b"hello"[..], b"world", b"sixsix", b"next"] {
+        peer.write_all(msg).unwrap();
+        let (res, flags) = next(&mut ring);
+        assert_eq!(res, msg.len() as i32);
+        let p = piece(&mut bufs, res, flags);
+        assert_eq!(bufs.filled(p), msg);
+        pieces.push(p);
+        bufs.recycle(p);
+        bufs.publish();
+    }
+    let summary: Vec<_> = pieces.iter().map(|p| (p.at, p.last)).collect();
+    assert_eq!(summary, [(0, false), (5, false), (10, true), (0, false)]);
+    assert_eq!(pieces[0].bid, pieces[2].bid);
+    assert_ne!(pieces[2].bid, pieces[3].bid, "a finished buffer is left");
+    // A message larger than what is left of the buffer comes in pieces.
+    peer.write_all(b"0123456789abcdef").unwrap();
+    let mut got = Vec::new();
+    while got.len() < 16 {
+        let (res, flags) = next(&mut ring);
+        assert!(res > 0, "{res}");
+        let p = piece(&mut bufs, res, flags);
+        got.extend_from_slice(bufs.filled(p));
+        bufs.recycle(p);
+        bufs.publish();
+    }
+    assert_eq!(got, b"0123456789abcdef");
     bufs.release(&ring);
 }
 
@@ -116,13 +177,20 @@ fn sizes_the_kernel_refuses_are_refused_here() {
     let Some(ring) = ring() else { return };
     for (count, size) in [(3, 64), (0, 64), (4, 0)] {
         assert!(
-            BufRing::new(&ring, 3, count, size).is_err(),
+            BufRing::new(&ring, 3, count, size, false).is_err(),
             "{count} × {size}"
         );
     }
-    let bufs = BufRing::new(&ring, 3, 2, 8).unwrap();
-    assert!(bufs.filled(2, 1).is_none(), "no buffer 2 of 2");
-    assert!(bufs.filled(0, 9).is_none(), "no 9 bytes in 8");
+    let mut bufs = BufRing::new(&ring, 3, 2, 8, false).unwrap();
+    assert!(bufs.piece(2, 1, false).is_none(), "no buffer 2 of 2");
+    assert!(bufs.piece(0, 9, false).is_none(), "no 9 bytes in 8");
     assert_eq!(bufs.buffer_size(), 8);
+    bufs.release(&ring);
+    // Incrementally, pieces that would run past the buffer are refused.
+    let Some(mut bufs) = incremental(&ring, 5, 2, 8) else {
+        return;
+    };
+    assert!(bufs.piece(0, 6, true).is_some());
+    assert!(bufs.piece(0, 3, true).is_none(), "6 + 3 > 8");
     bufs.release(&ring);
 }

@@ -11,7 +11,7 @@
 //! stale, and a send still in flight when its connection goes keeps its
 //! buffers (the "graveyard") until the kernel is done with them.
 
-use super::buf_ring::BufRing;
+use super::buf_ring::{BufRing, Piece};
 use crate::net::{BufPool, WriteBuf};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::collections::{HashMap, VecDeque};
@@ -67,11 +67,11 @@ struct Ops {
 
 /// One completion, interpreted.
 pub(crate) enum Completion {
-    /// `len` bytes for `slot` in buffer `bid` (read them with
-    /// [`Driver::filled`], then [`Driver::recycle`] it). The receive may
-    /// have ended with it: call [`Driver::recv`] after (a no-op while it
-    /// is armed) if the connection still wants input.
-    Data { slot: u32, bid: u16, len: usize },
+    /// Bytes for `slot` in a receive buffer (read them with
+    /// [`BufRing::filled`] or [`Driver::filled`], then recycle the piece).
+    /// The receive may have ended with it: call [`Driver::recv`] after (a
+    /// no-op while it is armed) if the connection still wants input.
+    Data { slot: u32, piece: Piece },
     /// The peer's FIN: no more data for `slot`.
     Eof { slot: u32 },
     /// The receive failed.
@@ -113,15 +113,21 @@ pub(crate) struct Driver {
 
 impl Driver {
     /// A ring of `entries` submissions and a group of `buffers` receive
-    /// buffers of `size` bytes.
-    pub(crate) fn new(entries: u32, buffers: u16, size: usize) -> io::Result<Driver> {
+    /// buffers of `size` bytes, consumed `incremental`ly if asked (see
+    /// [`BufRing`]: refused by a kernel older than 6.12).
+    pub(crate) fn new(
+        entries: u32,
+        buffers: u16,
+        size: usize,
+        incremental: bool,
+    ) -> io::Result<Driver> {
         let ring = IoUring::builder()
             // The shard is the only thread submitting.
             .setup_single_issuer()
             .setup_coop_taskrun()
             .build(entries)
             .or_else(|_| IoUring::new(entries))?;
-        let bufs = BufRing::new(&ring, 0, buffers, size)?;
+        let bufs = BufRing::new(&ring, 0, buffers, size, incremental)?;
         Ok(Driver {
             ring,
             bgid: bufs.bgid(),
@@ -326,18 +332,21 @@ impl Driver {
 
     /// The bytes a [`Completion::Data`] names.
     #[cfg(test)]
-    pub(crate) fn filled(&self, bid: u16, len: usize) -> &[u8] {
-        self.bufs
-            .as_ref()
-            .and_then(|b| b.filled(bid, len))
-            .unwrap_or(&[])
+    pub(crate) fn filled(&self, piece: Piece) -> &[u8] {
+        self.bufs.as_ref().map_or(&[], |b| b.filled(piece))
     }
 
-    /// Gives a buffer back once its bytes were handed on.
-    pub(crate) fn recycle(&mut self, bid: u16) {
+    /// Done with a piece once its bytes were handed on (its buffer goes
+    /// back if the kernel is done with it).
+    pub(crate) fn recycle(&mut self, piece: Piece) {
         if let Some(b) = self.bufs.as_mut() {
-            b.recycle(bid);
+            b.recycle(piece);
         }
+    }
+
+    /// True if the receive buffers are consumed incrementally.
+    pub(crate) fn incremental(&self) -> bool {
+        self.bufs.as_ref().is_some_and(BufRing::incremental)
     }
 
     /// Submits everything queued without waiting (a send to a socket with
@@ -469,25 +478,31 @@ impl Driver {
             };
             return Some(Completion::Sent { slot, sent, out });
         }
-        // A receive.
-        let bid = cqueue::buffer_select(flags);
-        if !current {
-            if let Some(bid) = bid {
-                self.recycle(bid);
+        // A receive. Its piece is accounted for first, stale or not: the
+        // next piece of an incrementally consumed buffer starts after it.
+        let piece = match (cqueue::buffer_select(flags), self.bufs.as_mut()) {
+            (Some(bid), Some(bufs)) => {
+                bufs.piece(bid, res.max(0) as usize, cqueue::buffer_more(flags))
             }
-            return None;
+            _ => None,
+        };
+        if !current || res <= 0 {
+            // (A piece with no bytes: none is named, but one would be
+            // given back rather than lost.)
+            if let Some(piece) = piece {
+                self.recycle(piece);
+            }
+            if !current {
+                return None;
+            }
         }
         let more = cqueue::more(flags);
         let o = &mut self.ops[slot as usize];
         if !more {
             o.recv = Recv::Off;
         }
-        match (res, bid) {
-            (n, Some(bid)) if n > 0 => Some(Completion::Data {
-                slot,
-                bid,
-                len: n as usize,
-            }),
+        match (res, piece) {
+            (n, Some(piece)) if n > 0 => Some(Completion::Data { slot, piece }),
             (0, _) => Some(Completion::Eof { slot }),
             (e, _) if e == -libc::ENOBUFS || e == -libc::ECANCELED => {
                 Some(Completion::RecvStopped { slot })

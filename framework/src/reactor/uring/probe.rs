@@ -88,7 +88,7 @@ fn try_rings() -> Result<(), Missing> {
             absent.join(", ")
         )));
     }
-    super::buf_ring::BufRing::new(&ring, 0, 2, 64)
+    super::buf_ring::BufRing::new(&ring, 0, 2, 64, false)
         .map(drop)
         .map_err(|e| Missing(format!("no provided-buffer rings ({e}): older than 5.19")))
 }

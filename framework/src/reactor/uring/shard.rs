@@ -12,6 +12,7 @@
 //! stopped, and delivered in order when reading resumes: what was in
 //! flight is all a stopped peer can make us hold.
 
+use super::buf_ring::Piece;
 use super::driver::{Completion, Driver};
 use crate::api::CloseReason;
 use crate::net::Stream;
@@ -30,6 +31,15 @@ const RING_ENTRIES: u32 = 4096;
 /// Receive buffers per shard, and their size: what all the shard's
 /// connections can have received and not yet handed on, at once (2 MiB,
 /// taken at start: a fixed cost of the shard, none of a connection's).
+/// Consumed incrementally (Linux 6.12), a buffer holds the pieces of many
+/// receives, so they can be large: a burst up to the epoll loop's read
+/// (64 KiB) arrives in one piece (one completion, one callback) where a
+/// 16 KiB buffer split it in four. (Measured on 4 KiB × 16 pipelined
+/// echo: 16 KiB buffers 0.70× epoll per CPU-second, 64 KiB ones 0.96–1.14×,
+/// 128 and 256 KiB no better.) Without that, a buffer is a receive's
+/// whatever its size, so they are smaller and more.
+const INC_BUFFERS: u16 = 32;
+const INC_BUFFER_SIZE: usize = 64 * 1024;
 const BUFFERS: u16 = 128;
 const BUFFER_SIZE: usize = 16 * 1024;
 
@@ -56,7 +66,12 @@ pub(crate) struct Ring {
 impl Ring {
     /// A ring for a shard whose epoll set is `epoll`.
     pub(crate) fn new(epoll: RawFd) -> io::Result<Ring> {
-        let mut driver = Driver::new(RING_ENTRIES, BUFFERS, BUFFER_SIZE)?;
+        let mut driver = Driver::new(RING_ENTRIES, INC_BUFFERS, INC_BUFFER_SIZE, true)
+            .or_else(|_| Driver::new(RING_ENTRIES, BUFFERS, BUFFER_SIZE, false))?;
+        tracing::debug!(
+            incremental = driver.incremental(),
+            "io_uring receive buffers registered"
+        );
         driver.watch(EPOLL_TAG, epoll);
         Ok(Ring {
             driver,
@@ -237,7 +252,7 @@ impl Shard {
                 }
                 self.dispatch_io();
             }
-            Completion::Data { slot, bid, len } => self.ring_data(slot as usize, bid, len),
+            Completion::Data { slot, piece } => self.ring_data(slot as usize, piece),
             Completion::Eof { slot } => {
                 let slot = slot as usize;
                 if !self.live_slot(slot) {
@@ -289,14 +304,14 @@ impl Shard {
         self.conns.contains(slot) && self.on_ring(slot)
     }
 
-    /// Bytes for `slot` in ring buffer `bid`: to the protocol if it takes
+    /// Bytes for `slot` in a ring buffer: to the protocol if it takes
     /// input now, else into the stash (and the receive stopped).
-    fn ring_data(&mut self, slot: usize, bid: u16, len: usize) {
+    fn ring_data(&mut self, slot: usize, piece: Piece) {
         let ring = self.ring.as_mut().expect("a ring shard");
         let Some(mut bufs) = ring.driver.lend_buffers() else {
             return;
         };
-        let data = bufs.filled(bid, len).unwrap_or(&[]);
+        let data = bufs.filled(piece);
         self.ctx.counters.bytes_in += data.len() as u64;
         if self.live_slot(slot) {
             let c = &mut self.conns[slot];
@@ -313,7 +328,7 @@ impl Shard {
                 self.ring_deliver(slot, data);
             }
         }
-        bufs.recycle(bid);
+        bufs.recycle(piece);
         let ring = self.ring.as_mut().expect("a ring shard");
         ring.driver.return_buffers(bufs);
         if self.live_slot(slot) {
