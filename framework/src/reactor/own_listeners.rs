@@ -22,6 +22,11 @@ impl Shard {
 
     /// Accepts from own listener `k` until it would block, or up to a batch.
     pub(super) fn accept_own(&mut self, k: usize) {
+        #[cfg(target_os = "linux")]
+        if self.ring.is_some() {
+            // The ring accepts (this is its retry after a failure).
+            return self.ring_listen(k);
+        }
         for _ in 0..ACCEPT_BATCH {
             let Some((index, listener)) = self.own_listeners.get(k) else {
                 return;
@@ -58,7 +63,7 @@ impl Shard {
 
     /// A connection this shard accepted itself: its share of the global
     /// limit (no shared counter is touched), then as any other.
-    fn accept_here(&mut self, stream: Stream, peer: Addr, listener: usize) {
+    pub(super) fn accept_here(&mut self, stream: Stream, peer: Addr, listener: usize) {
         if self.conns.len() >= self.connection_share {
             self.ctx.counters.connections_rejected += 1;
             if let Some(suppressed) = self.ctx.log_limits.connection_limit.allow() {
@@ -78,6 +83,8 @@ impl Shard {
     /// the kernel send new connections to the other shards' sockets, or
     /// refuse them once all are closed.
     pub(super) fn close_own_listeners(&mut self) {
+        #[cfg(target_os = "linux")]
+        self.ring_unlisten();
         self.own_listeners.clear();
         self.accept_again.clear();
     }

@@ -200,10 +200,21 @@ impl Shard {
         } else {
             None
         };
-        let own_listeners = register_listeners(&init.poll, init.listeners);
+        #[cfg(target_os = "linux")]
+        let on_ring = ring.is_some();
+        #[cfg(not(target_os = "linux"))]
+        let on_ring = false;
+        let own_listeners = if on_ring {
+            // The ring accepts from them (armed below).
+            let mut l = init.listeners;
+            l.truncate(MAX_OWN_LISTENERS);
+            l
+        } else {
+            register_listeners(&init.poll, init.listeners)
+        };
         let mut ctx = ShardCtx::new(init.index, &shared, init.handle, settings, init.timer_tick);
         ctx.workers = init.pool;
-        Shard {
+        let mut shard = Shard {
             poll: init.poll,
             events: Events::with_capacity(init.events_capacity),
             ready: Vec::with_capacity(init.events_capacity),
@@ -238,7 +249,14 @@ impl Shard {
             ring,
             ctx,
             shared,
+        };
+        #[cfg(target_os = "linux")]
+        if on_ring {
+            for k in 0..shard.own_listeners.len() {
+                shard.ring_listen(k);
+            }
         }
+        shard
     }
 
     /// The shard thread's loop, until a stop has closed every connection.

@@ -160,12 +160,23 @@ fn cpu_ticks(pid: u32) -> u64 {
 /// serves the waiting connections once descriptors free up.
 #[test]
 fn accept_backs_off_on_emfile_and_recovers() {
+    emfile_backoff("");
+}
+
+/// The same with the shard accepting on its own `SO_REUSEPORT` listener
+/// (on io_uring: its multishot accept fails, and is armed again later).
+#[test]
+fn own_listener_backs_off_on_emfile_and_recovers() {
+    emfile_backoff("--reuse-port");
+}
+
+fn emfile_backoff(extra: &str) {
     rlimit::increase_nofile_limit(4096).unwrap();
     let bin = example_bin("echo");
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(format!(
-            "ulimit -n 48 && exec {} --shards 1 --port 0 --no-pin",
+            "ulimit -n 48 && exec {} --shards 1 --port 0 --no-pin {extra}",
             bin.display()
         ))
         .env("RUST_LOG", "error");

@@ -16,7 +16,7 @@ use crate::net::{BufPool, WriteBuf};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 /// What an operation is, in the low byte of its `user_data`.
@@ -27,6 +27,7 @@ enum Kind {
     Send = 2,
     Cancel = 3,
     Poll = 4,
+    Accept = 5,
 }
 
 fn user_data(kind: Kind, slot: u32, gen: u32) -> u64 {
@@ -88,6 +89,12 @@ pub(crate) enum Completion {
     },
     /// A watched descriptor is readable.
     Polled { tag: u32 },
+    /// Listener `listener` accepted a connection: its socket
+    /// (non-blocking, close-on-exec).
+    Accepted { listener: u32, fd: OwnedFd },
+    /// Listener `listener`'s accept failed and stopped (out of
+    /// descriptors or memory): arm it again with [`Driver::listen`] later.
+    AcceptFailed { listener: u32, error: io::Error },
 }
 
 /// At most this many buffers go into one send.
@@ -108,6 +115,10 @@ pub(crate) struct Driver {
     /// Descriptors watched for readability, by tag (re-armed when their
     /// multishot poll ends).
     watched: Vec<(u32, RawFd)>,
+    /// Listeners accepted from, by index: the descriptor while it is
+    /// accepted from (`None` once let go), and whether its multishot
+    /// accept is armed.
+    listeners: Vec<(Option<RawFd>, bool)>,
     reaped: VecDeque<(u64, i32, u32)>,
 }
 
@@ -136,6 +147,7 @@ impl Driver {
             graveyard: HashMap::new(),
             overflow: Vec::new(),
             watched: Vec::new(),
+            listeners: Vec::new(),
             reaped: VecDeque::new(),
         })
     }
@@ -330,6 +342,49 @@ impl Driver {
         self.push(sqe);
     }
 
+    /// Accepts from listening socket `fd` as listener `k`: a multishot
+    /// accept, one [`Completion::Accepted`] per connection. Called again
+    /// after [`Completion::AcceptFailed`] to resume (a no-op while armed).
+    pub(crate) fn listen(&mut self, k: u32, fd: RawFd) {
+        let i = k as usize;
+        if self.listeners.len() <= i {
+            self.listeners.resize(i + 1, (None, false));
+        }
+        self.listeners[i].0 = Some(fd);
+        self.arm_accept(k);
+    }
+
+    fn arm_accept(&mut self, k: u32) {
+        let Some(&(Some(fd), false)) = self.listeners.get(k as usize) else {
+            return;
+        };
+        self.listeners[k as usize].1 = true;
+        let sqe = opcode::AcceptMulti::new(types::Fd(fd))
+            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(user_data(Kind::Accept, k, 0));
+        self.push(sqe);
+    }
+
+    /// Stops accepting on every listener, now: the kernel holds a
+    /// listening socket with an armed accept open, so until the cancel
+    /// is in, closing it would not stop connections from coming to it.
+    /// Connections accepted meanwhile are closed as they complete.
+    pub(crate) fn unlisten_all(&mut self) {
+        for k in 0..self.listeners.len() {
+            let (fd, armed) = std::mem::take(&mut self.listeners[k]);
+            if fd.is_some() && armed {
+                let sqe = opcode::AsyncCancel::new(user_data(Kind::Accept, k as u32, 0))
+                    .build()
+                    .user_data(user_data(Kind::Cancel, k as u32, 0));
+                self.push(sqe);
+            }
+        }
+        if let Err(e) = self.submit() {
+            tracing::error!(error = %e, "io_uring submit failed");
+        }
+    }
+
     /// The bytes a [`Completion::Data`] names.
     #[cfg(test)]
     pub(crate) fn filled(&self, piece: Piece) -> &[u8] {
@@ -457,6 +512,9 @@ impl Driver {
         if kind == Kind::Cancel as u8 {
             return None;
         }
+        if kind == Kind::Accept as u8 {
+            return self.accepted(slot, res, cqueue::more(flags));
+        }
         let current = self
             .ops
             .get(slot as usize)
@@ -515,6 +573,50 @@ impl Driver {
             // selection; treated as a stop so the caller re-arms.
             _ => Some(Completion::RecvStopped { slot }),
         }
+    }
+}
+
+impl Driver {
+    /// An accept's completion, for listener `k`.
+    fn accepted(&mut self, k: u32, res: i32, more: bool) -> Option<Completion> {
+        let listening = self
+            .listeners
+            .get(k as usize)
+            .is_some_and(|(fd, _)| fd.is_some());
+        if !more {
+            if let Some(l) = self.listeners.get_mut(k as usize) {
+                l.1 = false;
+            }
+        }
+        if res >= 0 {
+            // SAFETY: the kernel made this descriptor for us with this
+            // completion; nothing else knows its number.
+            let fd = unsafe { OwnedFd::from_raw_fd(res) };
+            if !listening {
+                // Accepted while the cancel was on its way: nobody's
+                // (closed as it drops).
+                return None;
+            }
+            if !more {
+                // The multishot accept ended without an error (the kernel
+                // may end one at will): it goes on.
+                self.arm_accept(k);
+            }
+            return Some(Completion::Accepted { listener: k, fd });
+        }
+        let error = io::Error::from_raw_os_error(-res);
+        if !listening || res == -libc::ECANCELED {
+            return None;
+        }
+        if crate::net::is_transient_accept_error(&error) {
+            // A connection reset before it was accepted and the like: the
+            // next one is accepted as usual.
+            if !more {
+                self.arm_accept(k);
+            }
+            return None;
+        }
+        Some(Completion::AcceptFailed { listener: k, error })
     }
 }
 

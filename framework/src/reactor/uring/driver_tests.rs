@@ -2,7 +2,8 @@
 //! and sends that own their queue, a large reply sent in pieces and read
 //! back whole, a paused receive that leaves the bytes in the socket, a
 //! connection closed with a send in flight, stale completions after a
-//! slot is reused, and an eventfd watched through the ring.
+//! slot is reused, an eventfd watched through the ring, and a multishot
+//! accept cancelled before its listener closes.
 
 use super::*;
 use std::io::{Read, Write};
@@ -262,4 +263,46 @@ fn a_reset_is_reported_as_a_reset() {
         _ => false,
     });
     d.close(4);
+}
+
+#[test]
+fn a_multishot_accept_takes_every_connection_until_cancelled() {
+    let Some(mut d) = driver() else { return };
+    let mut pool = BufPool::default();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let addr = l.local_addr().unwrap();
+    d.listen(2, l.as_raw_fd());
+    let peers: Vec<_> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut accepted = Vec::new();
+    until(&mut d, &mut pool, |_, c| match c {
+        Completion::Accepted { listener: 2, fd } => {
+            accepted.push(std::net::TcpStream::from(fd));
+            accepted.len() == peers.len()
+        }
+        _ => false,
+    });
+    // Each is a connected, non-blocking socket of one of the peers.
+    let mut ports: Vec<_> = accepted
+        .iter()
+        .map(|s| s.peer_addr().unwrap().port())
+        .collect();
+    let mut expected: Vec<_> = peers
+        .iter()
+        .map(|p| p.local_addr().unwrap().port())
+        .collect();
+    ports.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(ports, expected);
+    let mut one = [0u8; 1];
+    let e = std::io::Read::read(&mut &accepted[0], &mut one).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+    // Cancelled, then closed: the socket is gone at once (an armed accept
+    // would have kept it open), so a new connection is refused.
+    d.unlisten_all();
+    d.wait(Some(Duration::from_millis(50))).unwrap();
+    while d.next(&mut pool).is_some() {}
+    drop(l);
+    let refused = TcpStream::connect(addr).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
 }

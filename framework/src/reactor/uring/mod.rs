@@ -4,6 +4,7 @@
 
 // Memory the kernel reads and writes (see lib.rs): each block says why
 // it is sound, and the tests drive it against real sockets.
+mod accept;
 #[allow(unsafe_code)]
 pub(crate) mod buf_ring;
 #[allow(unsafe_code)]

@@ -54,7 +54,7 @@ struct Stash {
 
 /// A shard's ring and what it keeps per connection.
 pub(crate) struct Ring {
-    driver: Driver,
+    pub(super) driver: Driver,
     /// By slot.
     /// By slot, boxed: a connection that never stashes pays a pointer.
     stash: Vec<Option<Box<Stash>>>,
@@ -223,6 +223,10 @@ impl Shard {
                 }
                 Completion::Sent { slot, .. } => Some(*slot as usize),
                 Completion::Polled { .. } => None,
+                Completion::Accepted { .. } | Completion::AcceptFailed { .. } => {
+                    self.ctx.counters.events += 1;
+                    None
+                }
             };
             self.on_completion(c);
             before = match slot {
@@ -288,6 +292,9 @@ impl Shard {
                     // over: arm again if it reads.
                     self.ring_rearm(slot);
                 }
+            }
+            c @ (Completion::Accepted { .. } | Completion::AcceptFailed { .. }) => {
+                self.ring_accept(c)
             }
             Completion::Sent { slot, sent, out } => {
                 // Its bookkeeping (a flush watch, a producer resumed) is
