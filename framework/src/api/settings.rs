@@ -72,6 +72,15 @@ pub struct Settings {
     /// per address, across every shard; `None`: no limit). Refusals are
     /// counted as `reason="per_ip_rate"`.
     pub connection_rate_per_ip: Option<crate::limit::RateLimit>,
+    /// On the io_uring backend, a send of at least this many bytes (one
+    /// iteration's output of a connection) goes without a copy into the
+    /// kernel (`SENDMSG_ZC`, Linux 6.1); its bytes are kept until the
+    /// kernel's notification that it is done with them, so they cost
+    /// memory for a round trip longer. `None`: every send copies. The
+    /// kernel copies anyway for a local peer (loopback): a connection
+    /// whose zero-copy send was copied sends by copy from then on. The
+    /// epoll backend always copies.
+    pub zero_copy_threshold: Option<usize>,
 }
 
 impl Default for Settings {
@@ -93,6 +102,9 @@ impl Default for Settings {
             proxy_header_timeout: Duration::from_secs(5),
             max_connections_per_ip: None,
             connection_rate_per_ip: None,
+            // Below ~10 KB, pinning pages costs more than copying them
+            // (the kernel's MSG_ZEROCOPY notes); a reply this large gains.
+            zero_copy_threshold: Some(64 * 1024),
         }
     }
 }
@@ -120,6 +132,9 @@ impl Settings {
         }
         if self.max_bus_messages_per_iteration == 0 {
             return Err("max_bus_messages_per_iteration must be at least 1".into());
+        }
+        if self.zero_copy_threshold == Some(0) {
+            return Err("zero_copy_threshold must be at least 1 (None: never)".into());
         }
         if self.max_connections_per_ip == Some(0) {
             return Err("max_connections_per_ip must be at least 1 (None: no limit)".into());

@@ -42,6 +42,9 @@ impl BufPool {
 enum Chunk {
     Owned(Vec<u8>),
     Shared(Arc<[u8]>),
+    /// Owned bytes that a zero-copy send still reads while the rest of
+    /// them waits here (see [`WriteBuf::split_sent`]).
+    Pinned(Arc<Vec<u8>>),
 }
 
 impl Chunk {
@@ -49,12 +52,32 @@ impl Chunk {
         match self {
             Chunk::Owned(v) => v,
             Chunk::Shared(a) => a,
+            Chunk::Pinned(v) => v,
         }
     }
 
     fn recycle(self, pool: &mut BufPool) {
+        match self {
+            Chunk::Owned(v) => pool.give(v),
+            Chunk::Pinned(v) => {
+                // The last holder gives the buffer back.
+                if let Ok(v) = Arc::try_unwrap(v) {
+                    pool.give(v);
+                }
+            }
+            Chunk::Shared(_) => {}
+        }
+    }
+
+    /// A second holder of the same bytes (no copy).
+    fn share(&mut self) -> Chunk {
         if let Chunk::Owned(v) = self {
-            pool.give(v);
+            *self = Chunk::Pinned(Arc::new(std::mem::take(v)));
+        }
+        match self {
+            Chunk::Shared(a) => Chunk::Shared(a.clone()),
+            Chunk::Pinned(v) => Chunk::Pinned(v.clone()),
+            Chunk::Owned(_) => unreachable!("made pinned above"),
         }
     }
 }
@@ -197,6 +220,32 @@ impl WriteBuf {
         self.consume(n.min(self.len), pool);
     }
 
+    /// Takes out what holds the first `n` bytes (a zero-copy send wrote
+    /// them, and the kernel may read them until its notification): whole
+    /// chunks move to the returned queue, a chunk sent only in part is
+    /// held by both (shared, not copied). The returned queue only keeps
+    /// the bytes alive; its length is not meaningful.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn split_sent(&mut self, n: usize) -> WriteBuf {
+        let mut kept = WriteBuf::default();
+        let mut n = n.min(self.len);
+        self.len -= n;
+        while n > 0 {
+            let front_left = self.chunks[0].bytes().len() - self.head_pos;
+            if n >= front_left {
+                n -= front_left;
+                self.head_pos = 0;
+                kept.chunks
+                    .push_back(self.chunks.pop_front().expect("front chunk"));
+            } else {
+                kept.chunks.push_back(self.chunks[0].share());
+                self.head_pos += n;
+                n = 0;
+            }
+        }
+        kept
+    }
+
     /// Queues `later`'s bytes after these (what was written while these
     /// were in a send).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
@@ -302,6 +351,64 @@ mod tests {
             prop_assert_eq!(inflight.len(), expected.len() - sent);
             prop_assert_eq!(&rest[..], &expected[sent..]);
         }
+    }
+
+    proptest! {
+        #[test]
+        fn a_zero_copy_split_keeps_the_sent_bytes_alive_and_the_rest_in_order(
+            writes in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..40_000), 1..6),
+            already in 0usize..20_000,
+            sent_fraction in 0.0f64..=1.0,
+        ) {
+            let mut pool = BufPool::default();
+            let mut buf = WriteBuf::default();
+            let mut expected = Vec::new();
+            for (i, w) in writes.iter().enumerate() {
+                expected.extend_from_slice(w);
+                if i % 2 == 0 { buf.push(w, &mut pool) } else { buf.push_owned(w.clone(), &mut pool) }
+            }
+            // Part of the front went out before (a partial send).
+            let already = already.min(expected.len());
+            buf.advance(already, &mut pool);
+            let pooled_before = pool.free.len();
+            let sent = ((expected.len() - already) as f64 * sent_fraction) as usize;
+            let mut kept = buf.split_sent(sent);
+            let rest: Vec<u8> = buf.slices(usize::MAX).flatten().copied().collect();
+            prop_assert_eq!(buf.len(), expected.len() - already - sent);
+            prop_assert_eq!(&rest[..], &expected[already + sent..]);
+            // Every byte sent is in a chunk `kept` holds (its first chunk
+            // may also hold bytes sent before, its last bytes not sent).
+            let held: Vec<u8> = kept.chunks.iter().flat_map(|c| c.bytes().iter().copied()).collect();
+            if sent > 0 {
+                let sent_bytes = &expected[already..already + sent];
+                prop_assert!(held.windows(sent).any(|w| w == sent_bytes), "sent bytes not held");
+            } else {
+                prop_assert!(kept.chunks.is_empty());
+            }
+            // Nothing the send may still read went back to the pool.
+            buf.clear(&mut pool);
+            let pooled_mid = pool.free.len();
+            kept.clear(&mut pool);
+            prop_assert!(pool.free.len() >= pooled_mid);
+            prop_assert!(pooled_mid >= pooled_before);
+        }
+    }
+
+    #[test]
+    fn a_partly_sent_chunk_is_shared_not_copied_and_pooled_by_its_last_holder() {
+        let mut pool = BufPool::default();
+        let mut buf = WriteBuf::default();
+        buf.push(&[1u8; 100], &mut pool);
+        let mut kept = buf.split_sent(40);
+        assert_eq!(buf.len(), 60);
+        let (Chunk::Pinned(a), Chunk::Pinned(b)) = (&kept.chunks[0], &buf.chunks[0]) else {
+            panic!("both hold the chunk, pinned");
+        };
+        assert!(Arc::ptr_eq(a, b), "the same bytes, not a copy");
+        buf.clear(&mut pool);
+        assert_eq!(pool.free.len(), 0, "the send still reads it");
+        kept.clear(&mut pool);
+        assert_eq!(pool.free.len(), 1, "back once both let go");
     }
 
     #[test]

@@ -28,7 +28,22 @@ enum Kind {
     Cancel = 3,
     Poll = 4,
     Accept = 5,
+    /// A zero-copy send: the rest of its `user_data` is a sequence number
+    /// (its result and its notification share it, and the notification
+    /// may come after the next send of the same connection).
+    SendZc = 6,
 }
+
+fn zc_user_data(seq: u64) -> u64 {
+    (seq << 8) | Kind::SendZc as u64
+}
+
+/// `IORING_SEND_ZC_REPORT_USAGE`: the notification says whether the
+/// kernel copied the bytes after all (loopback, a device without
+/// scatter-gather); the `io-uring` crate exports these per architecture.
+const SEND_ZC_REPORT_USAGE: u16 = 8;
+/// `IORING_NOTIF_USAGE_ZC_COPIED`, in a notification's result.
+const NOTIF_USAGE_ZC_COPIED: u32 = 1 << 31;
 
 fn user_data(kind: Kind, slot: u32, gen: u32) -> u64 {
     (u64::from(gen & 0xff_ffff) << 40) | (u64::from(slot) << 8) | kind as u64
@@ -51,6 +66,8 @@ enum Recv {
 /// A send in flight: the queue it writes from, and the message header and
 /// vector that point into it (boxed: the kernel reads them where they are).
 struct SendOp {
+    /// Its `user_data` (what a cancel names).
+    ud: u64,
     out: WriteBuf,
     iov: Vec<libc::iovec>,
     msg: libc::msghdr,
@@ -64,6 +81,17 @@ struct Ops {
     live: bool,
     recv: Recv,
     send: Option<Box<SendOp>>,
+    /// A zero-copy send to this socket was copied by the kernel anyway
+    /// (a local peer): its sends copy from now on, as that is cheaper.
+    copies: bool,
+}
+
+/// A zero-copy send whose notification has not come: the bytes the
+/// kernel may still read are kept here once its result is in.
+struct ZcSend {
+    slot: u32,
+    gen: u32,
+    kept: Option<WriteBuf>,
 }
 
 /// One completion, interpreted.
@@ -119,6 +147,11 @@ pub(crate) struct Driver {
     /// accepted from (`None` once let go), and whether its multishot
     /// accept is armed.
     listeners: Vec<(Option<RawFd>, bool)>,
+    /// Zero-copy sends until their notification, by `user_data`.
+    zc: HashMap<u64, ZcSend>,
+    zc_seq: u64,
+    /// The kernel has `IORING_OP_SENDMSG_ZC` (6.1).
+    zc_supported: bool,
     reaped: VecDeque<(u64, i32, u32)>,
 }
 
@@ -139,6 +172,9 @@ impl Driver {
             .build(entries)
             .or_else(|_| IoUring::new(entries))?;
         let bufs = BufRing::new(&ring, 0, buffers, size, incremental)?;
+        let mut probe = io_uring::Probe::new();
+        let zc_supported = ring.submitter().register_probe(&mut probe).is_ok()
+            && probe.is_supported(opcode::SendMsgZc::CODE);
         Ok(Driver {
             ring,
             bgid: bufs.bgid(),
@@ -148,6 +184,9 @@ impl Driver {
             overflow: Vec::new(),
             watched: Vec::new(),
             listeners: Vec::new(),
+            zc: HashMap::new(),
+            zc_seq: 0,
+            zc_supported,
             reaped: VecDeque::new(),
         })
     }
@@ -255,18 +294,33 @@ impl Driver {
     /// Sends `out` on `slot`; the queue is the kernel's until
     /// [`Completion::Sent`] gives it back. Refused (given back) while
     /// another send is in flight or when there is nothing to send.
-    pub(crate) fn send(&mut self, slot: u32, out: WriteBuf) -> Result<(), WriteBuf> {
+    ///
+    /// A send of at least `zero_copy` bytes (if set) goes without a copy
+    /// (`SENDMSG_ZC`) where the kernel has it: the bytes sent stay here
+    /// until the kernel's notification that it no longer reads them. A
+    /// connection whose zero-copy send the kernel copied anyway (a local
+    /// peer) sends by copy from then on.
+    pub(crate) fn send(
+        &mut self,
+        slot: u32,
+        out: WriteBuf,
+        zero_copy: Option<usize>,
+    ) -> Result<(), WriteBuf> {
         if out.is_empty() || self.sending(slot) || !self.slot(slot).live {
             return Err(out);
         }
+        let zc = self.zc_supported
+            && !self.slot(slot).copies
+            && zero_copy.is_some_and(|t| out.len() >= t);
         let mut op = Box::new(SendOp {
+            ud: 0,
             out,
             iov: Vec::with_capacity(MAX_IOV),
             // SAFETY: a zeroed msghdr is the "no address, no control
             // data" header; the vector is set below.
             msg: unsafe { std::mem::zeroed() },
         });
-        let SendOp { out, iov, msg } = &mut *op;
+        let SendOp { out, iov, msg, .. } = &mut *op;
         iov.extend(out.slices(MAX_IOV).map(|s| libc::iovec {
             iov_base: s.as_ptr() as *mut libc::c_void,
             iov_len: s.len(),
@@ -277,10 +331,29 @@ impl Driver {
             let o = self.slot(slot);
             (o.fd, o.gen)
         };
-        let sqe = opcode::SendMsg::new(types::Fd(fd), &op.msg as *const libc::msghdr)
-            .flags(libc::MSG_NOSIGNAL as u32)
-            .build()
-            .user_data(user_data(Kind::Send, slot, gen));
+        let msg = &op.msg as *const libc::msghdr;
+        let sqe = if zc {
+            self.zc_seq += 1;
+            op.ud = zc_user_data(self.zc_seq);
+            self.zc.insert(
+                op.ud,
+                ZcSend {
+                    slot,
+                    gen,
+                    kept: None,
+                },
+            );
+            opcode::SendMsgZc::new(types::Fd(fd), msg)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .ioprio(SEND_ZC_REPORT_USAGE)
+                .build()
+        } else {
+            op.ud = user_data(Kind::Send, slot, gen);
+            opcode::SendMsg::new(types::Fd(fd), msg)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build()
+        };
+        let sqe = sqe.user_data(op.ud);
         self.slot(slot).send = Some(op);
         self.push(sqe);
         Ok(())
@@ -304,7 +377,7 @@ impl Driver {
         let gen = o.gen;
         let recv = std::mem::take(&mut o.recv);
         if let Some(op) = o.send.take() {
-            let ud = user_data(Kind::Send, slot, gen);
+            let ud = op.ud;
             self.graveyard.insert(ud, op);
             // A peer that reads nothing would hold it (and the socket)
             // forever.
@@ -515,6 +588,9 @@ impl Driver {
         if kind == Kind::Accept as u8 {
             return self.accepted(slot, res, cqueue::more(flags));
         }
+        if kind == Kind::SendZc as u8 {
+            return self.zc_completion(ud, res, flags, pool);
+        }
         let current = self
             .ops
             .get(slot as usize)
@@ -577,6 +653,68 @@ impl Driver {
 }
 
 impl Driver {
+    /// A zero-copy send's result, or its notification.
+    fn zc_completion(
+        &mut self,
+        ud: u64,
+        res: i32,
+        flags: u32,
+        pool: &mut BufPool,
+    ) -> Option<Completion> {
+        if cqueue::notif(flags) {
+            // The kernel reads none of its bytes any more.
+            let rec = self.zc.remove(&ud)?;
+            if res as u32 & NOTIF_USAGE_ZC_COPIED != 0 {
+                if let Some(o) = self.ops.get_mut(rec.slot as usize) {
+                    if o.live && o.gen == rec.gen {
+                        o.copies = true;
+                    }
+                }
+            }
+            if let Some(mut kept) = rec.kept {
+                kept.clear(pool);
+            }
+            return None;
+        }
+        // Its result: a notification follows if `more`.
+        let more = cqueue::more(flags);
+        let rec = self.zc.get_mut(&ud)?;
+        let slot = rec.slot;
+        let current = self.ops.get(slot as usize).is_some_and(|o| {
+            o.live && o.gen == rec.gen && o.send.as_ref().is_some_and(|op| op.ud == ud)
+        });
+        let op = if current {
+            self.ops[slot as usize].send.take()
+        } else {
+            // Its connection went: the send was in the graveyard.
+            self.graveyard.remove(&ud)
+        };
+        let Some(op) = op else {
+            self.zc.remove(&ud);
+            return None;
+        };
+        let SendOp { mut out, .. } = *op;
+        let n = usize::try_from(res).unwrap_or(0);
+        if more && n > 0 {
+            rec.kept = Some(out.split_sent(n));
+        } else {
+            out.advance(n, pool);
+        }
+        if !more {
+            self.zc.remove(&ud);
+        }
+        if !current {
+            out.clear(pool);
+            return None;
+        }
+        let sent = if res >= 0 {
+            Ok(n)
+        } else {
+            Err(io::Error::from_raw_os_error(-res))
+        };
+        Some(Completion::Sent { slot, sent, out })
+    }
+
     /// An accept's completion, for listener `k`.
     fn accepted(&mut self, k: u32, res: i32, more: bool) -> Option<Completion> {
         let listening = self
@@ -623,6 +761,7 @@ impl Driver {
 impl Drop for Driver {
     fn drop(&mut self) {
         let busy = !self.graveyard.is_empty()
+            || !self.zc.is_empty()
             || self
                 .ops
                 .iter()
@@ -632,6 +771,7 @@ impl Drop for Driver {
             // memory they may still touch is left to the process (a shard
             // drops its driver once, when its thread ends).
             std::mem::forget(std::mem::take(&mut self.graveyard));
+            std::mem::forget(std::mem::take(&mut self.zc));
             for o in &mut self.ops {
                 std::mem::forget(o.send.take());
             }

@@ -91,7 +91,7 @@ fn echo(mut d: Driver) {
         assert_eq!(got, msg);
         let mut out = WriteBuf::default();
         out.push(&got, &mut pool);
-        assert!(d.send(3, out).is_ok());
+        assert!(d.send(3, out, None).is_ok());
         assert!(d.sending(3));
         until(&mut d, &mut pool, |_, c| match c {
             Completion::Sent { slot: 3, sent, out } => {
@@ -136,7 +136,7 @@ fn a_large_reply_goes_out_whole_in_as_many_sends_as_it_takes() {
     let mut pending = Some(out);
     let mut sends = 0;
     while let Some(out) = pending.take() {
-        d.send(0, out).map_err(|_| "refused").unwrap();
+        d.send(0, out, None).map_err(|_| "refused").unwrap();
         sends += 1;
         until(&mut d, &mut pool, |_, c| match c {
             Completion::Sent { slot: 0, sent, out } => {
@@ -191,11 +191,11 @@ fn a_closed_slot_keeps_its_send_until_done_and_ignores_stale_completions() {
     d.open(2, 1, ours.as_raw_fd());
     let mut out = WriteBuf::default();
     out.push_owned(vec![9u8; 4 << 20], &mut pool);
-    d.send(2, out).map_err(|_| "refused").unwrap();
+    d.send(2, out, None).map_err(|_| "refused").unwrap();
     // Gone with its send in flight: the buffers wait in the graveyard.
     d.close(2);
     assert!(!d.sending(2));
-    assert!(d.send(2, WriteBuf::default()).is_err());
+    assert!(d.send(2, WriteBuf::default(), None).is_err());
     // The slot is reused by another connection before the old completions.
     let (ours2, mut peer2) = pair();
     d.open(2, 2, ours2.as_raw_fd());
@@ -305,4 +305,58 @@ fn a_multishot_accept_takes_every_connection_until_cancelled() {
     drop(l);
     let refused = TcpStream::connect(addr).unwrap_err();
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+}
+
+#[test]
+fn a_zero_copy_send_keeps_its_bytes_until_notified_and_a_local_peer_turns_it_off() {
+    let Some(mut d) = driver() else { return };
+    if !d.zc_supported {
+        println!("skipped: no SENDMSG_ZC here");
+        return;
+    }
+    let mut pool = BufPool::default();
+    let (ours, mut peer) = pair();
+    d.open(1, 5, ours.as_raw_fd());
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let reader = std::thread::spawn(move || {
+        let mut got = vec![0; 300_000];
+        peer.read_exact(&mut got).unwrap();
+        got
+    });
+    let mut out = WriteBuf::default();
+    out.push(&big, &mut pool);
+    d.send(1, out, Some(1)).map_err(|_| "refused").unwrap();
+    assert_eq!(d.zc.len(), 1, "sent without a copy");
+    // Until every byte is out and every notification in: what a send
+    // left goes out again (by copy once the kernel said it copied).
+    let mut sent = 0;
+    for _ in 0..400 {
+        d.wait(Some(Duration::from_millis(20))).unwrap();
+        while let Some(c) = d.next(&mut pool) {
+            if let Completion::Sent {
+                slot: 1,
+                sent: n,
+                out,
+            } = c
+            {
+                sent += n.unwrap();
+                if !out.is_empty() {
+                    d.send(1, out, Some(1)).map_err(|_| "refused").unwrap();
+                }
+            }
+        }
+        if sent == big.len() && d.zc.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(sent, big.len());
+    assert!(d.zc.is_empty(), "every notification came");
+    assert_eq!(reader.join().unwrap(), big);
+    // Loopback: the kernel copied, so this connection copies from now on.
+    assert!(d.ops[1].copies);
+    let mut out = WriteBuf::default();
+    out.push(&big[..100_000], &mut pool);
+    d.send(1, out, Some(1)).map_err(|_| "refused").unwrap();
+    assert!(d.zc.is_empty(), "a plain send this time");
+    d.close(1);
 }

@@ -473,7 +473,8 @@ impl Shard {
             // (A connection about to move sends nothing new: its queue
             // goes with it.)
             let out = std::mem::take(&mut c.core.out);
-            match ring.driver.send(slot as u32, out) {
+            let zero_copy = self.ctx.settings.zero_copy_threshold;
+            match ring.driver.send(slot as u32, out, zero_copy) {
                 Ok(()) => {
                     // Until it completes: no write of its own goes past it.
                     c.core.state.set_write_blocked(true);
