@@ -147,9 +147,17 @@ impl Protocol for Http {
                 let ok = std::str::from_utf8(&head)
                     .unwrap()
                     .contains("Content-Length: 4\r\n");
-                if !ok || self.buf.len() < 4 {
+                if !ok {
                     conn.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
                     continue;
+                }
+                if self.buf.len() < 4 {
+                    // The body is still on its way (input arrives in any
+                    // pieces): the request waits for it, whole.
+                    let mut whole = head;
+                    whole.append(&mut self.buf);
+                    self.buf = whole;
+                    break;
                 }
                 let body: Vec<u8> = self.buf.drain(..4).collect();
                 let reply = if body == b"ping" {
