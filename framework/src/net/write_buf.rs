@@ -82,6 +82,13 @@ impl Chunk {
     }
 }
 
+/// What [`WriteBuf::drop_front`] passes over: a chunk it took out whole,
+/// or the front chunk it moved into.
+enum Front<'a> {
+    Whole(Chunk),
+    Part(&'a mut Chunk),
+}
+
 #[derive(Default)]
 pub(crate) struct WriteBuf {
     chunks: VecDeque<Chunk>,
@@ -183,16 +190,29 @@ impl WriteBuf {
         Ok((written, false))
     }
 
-    fn consume(&mut self, mut n: usize, pool: &mut BufPool) {
+    fn consume(&mut self, n: usize, pool: &mut BufPool) {
+        self.drop_front(n, |front| {
+            if let Front::Whole(c) = front {
+                c.recycle(pool);
+            }
+        });
+    }
+
+    /// Moves past the first `n` bytes (at most all): each chunk they cover
+    /// whole goes to `f`, and a chunk they cover in part is shown to it
+    /// (it stays, the rest of it still queued).
+    #[inline]
+    fn drop_front(&mut self, n: usize, mut f: impl FnMut(Front<'_>)) {
+        let mut n = n.min(self.len);
         self.len -= n;
         while n > 0 {
             let front_left = self.chunks[0].bytes().len() - self.head_pos;
             if n >= front_left {
                 n -= front_left;
                 self.head_pos = 0;
-                let c = self.chunks.pop_front().expect("front chunk");
-                c.recycle(pool);
+                f(Front::Whole(self.chunks.pop_front().expect("front chunk")));
             } else {
+                f(Front::Part(&mut self.chunks[0]));
                 self.head_pos += n;
                 n = 0;
             }
@@ -217,7 +237,7 @@ impl WriteBuf {
     /// Drops the first `n` bytes (a completed send wrote them).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn advance(&mut self, n: usize, pool: &mut BufPool) {
-        self.consume(n.min(self.len), pool);
+        self.consume(n, pool);
     }
 
     /// Takes out what holds the first `n` bytes (a zero-copy send wrote
@@ -228,21 +248,12 @@ impl WriteBuf {
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn split_sent(&mut self, n: usize) -> WriteBuf {
         let mut kept = WriteBuf::default();
-        let mut n = n.min(self.len);
-        self.len -= n;
-        while n > 0 {
-            let front_left = self.chunks[0].bytes().len() - self.head_pos;
-            if n >= front_left {
-                n -= front_left;
-                self.head_pos = 0;
-                kept.chunks
-                    .push_back(self.chunks.pop_front().expect("front chunk"));
-            } else {
-                kept.chunks.push_back(self.chunks[0].share());
-                self.head_pos += n;
-                n = 0;
-            }
-        }
+        self.drop_front(n, |front| {
+            kept.chunks.push_back(match front {
+                Front::Whole(c) => c,
+                Front::Part(c) => c.share(),
+            })
+        });
         kept
     }
 
