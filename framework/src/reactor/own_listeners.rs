@@ -36,19 +36,22 @@ impl Shard {
                 Ok((stream, peer)) => self.accept_here(Stream::Tcp(stream), Addr::Tcp(peer), index),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if is_transient_accept_error(&e) => {}
-                Err(e) => {
-                    // EMFILE and the like: retrying at once would spin.
-                    if let Some(suppressed) = self.ctx.log_limits.accept_error.allow() {
-                        tracing::warn!(shard = self.ctx.index, error = %e, suppressed, "accept failed; retrying in 10 ms");
-                    }
-                    let task = super::timers::TimerTask::AcceptAgain(k);
-                    self.ctx.timers.insert_after(RETRY_AFTER, task);
-                    return;
-                }
+                Err(e) => return self.accept_failed(k, &e),
             }
         }
         // Readiness is edge-triggered: come back for the rest next iteration.
         self.accept_again.push(k);
+    }
+
+    /// Accepting on own listener `k` failed with an error such as EMFILE
+    /// (on either backend): retrying at once would spin, so it is tried
+    /// again after a pause.
+    pub(super) fn accept_failed(&mut self, k: usize, e: &io::Error) {
+        if let Some(suppressed) = self.ctx.log_limits.accept_error.allow() {
+            tracing::warn!(shard = self.ctx.index, error = %e, suppressed, "accept failed; retrying in 10 ms");
+        }
+        let task = super::timers::TimerTask::AcceptAgain(k);
+        self.ctx.timers.insert_after(RETRY_AFTER, task);
     }
 
     /// Accepts what the last iteration left waiting.

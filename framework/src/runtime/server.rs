@@ -268,7 +268,7 @@ fn effective_backend(asked: crate::Backend) -> crate::Backend {
     }
     #[cfg(target_os = "linux")]
     match crate::reactor::uring_probe() {
-        Ok(()) => crate::Backend::IoUring,
+        Ok(_) => crate::Backend::IoUring,
         Err(missing) => {
             tracing::warn!(%missing, "the io_uring backend is not available here; running on epoll");
             crate::Backend::Epoll

@@ -1,17 +1,11 @@
 //! `reuse_port` listeners on the ring: one multishot accept per listener
 //! replaces the epoll loop's readiness event and `accept4` calls (one per
-//! connection, and one more that finds none), so a burst of connections
-//! costs the shard no system call to take them.
+//! connection, and one more that finds none): a connection costs one
+//! `getpeername` (the multishot accept cannot return the address).
 
-use super::driver::Completion;
 use crate::net::{Addr, Stream};
 use crate::reactor::shard::Shard;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::time::Duration;
-
-/// After an accept error such as "out of descriptors", wait this long
-/// (as the epoll loop does).
-const RETRY_AFTER: Duration = Duration::from_millis(10);
 
 impl Shard {
     /// Accepts on own listener `k` through the ring (again, after a
@@ -34,23 +28,8 @@ impl Shard {
         }
     }
 
-    /// An accept completion of listener `k`.
-    pub(super) fn ring_accept(&mut self, c: Completion) {
-        match c {
-            Completion::Accepted { listener, fd } => self.ring_accepted(listener as usize, fd),
-            Completion::AcceptFailed { listener, error } => {
-                // EMFILE and the like: retrying at once would spin.
-                if let Some(suppressed) = self.ctx.log_limits.accept_error.allow() {
-                    tracing::warn!(shard = self.ctx.index, error = %error, suppressed, "accept failed; retrying in 10 ms");
-                }
-                let task = crate::reactor::timers::TimerTask::AcceptAgain(listener as usize);
-                self.ctx.timers.insert_after(RETRY_AFTER, task);
-            }
-            _ => {}
-        }
-    }
-
-    fn ring_accepted(&mut self, k: usize, fd: OwnedFd) {
+    /// Own listener `k` accepted a connection.
+    pub(super) fn ring_accepted(&mut self, k: usize, fd: OwnedFd) {
         let stream = std::net::TcpStream::from(fd);
         let Some(&(index, _)) = self.own_listeners.get(k) else {
             return;

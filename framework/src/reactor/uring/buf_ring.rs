@@ -171,6 +171,7 @@ impl BufRing {
     }
 
     /// True if buffers are consumed incrementally.
+    #[cfg(test)]
     pub(crate) fn incremental(&self) -> bool {
         !self.offsets.is_empty()
     }

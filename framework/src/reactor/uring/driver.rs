@@ -172,9 +172,8 @@ impl Driver {
             .build(entries)
             .or_else(|_| IoUring::new(entries))?;
         let bufs = BufRing::new(&ring, 0, buffers, size, incremental)?;
-        let mut probe = io_uring::Probe::new();
-        let zc_supported = ring.submitter().register_probe(&mut probe).is_ok()
-            && probe.is_supported(opcode::SendMsgZc::CODE);
+        // (The start-up probe's answer, kept: no probe per shard.)
+        let zc_supported = super::probe::probe().is_ok_and(|f| f.send_msg_zc);
         Ok(Driver {
             ring,
             bgid: bufs.bgid(),
@@ -473,6 +472,7 @@ impl Driver {
     }
 
     /// True if the receive buffers are consumed incrementally.
+    #[cfg(test)]
     pub(crate) fn incremental(&self) -> bool {
         self.bufs.as_ref().is_some_and(BufRing::incremental)
     }

@@ -20,7 +20,7 @@ fn pair() -> (TcpStream, TcpStream) {
 
 fn driver() -> Option<Driver> {
     match super::super::probe::probe() {
-        Ok(()) => Some(Driver::new(64, 8, 4096, false).unwrap()),
+        Ok(_) => Some(Driver::new(64, 8, 4096, false).unwrap()),
         Err(m) => {
             println!("skipped: io_uring unusable here: {m}");
             None
@@ -31,14 +31,12 @@ fn driver() -> Option<Driver> {
 /// A driver whose buffers are consumed incrementally (Linux 6.12), if
 /// this kernel has that.
 fn incremental_driver() -> Option<Driver> {
-    super::super::probe::probe().ok()?;
-    match Driver::new(64, 2, 64, true) {
-        Ok(d) => Some(d),
-        Err(m) => {
-            println!("skipped: io_uring unusable here: {m}");
-            None
-        }
+    let features = super::super::probe::probe().ok()?;
+    if !features.incremental_buffers {
+        println!("skipped: no incremental buffer rings here");
+        return None;
     }
+    Some(Driver::new(64, 2, 64, true).unwrap())
 }
 
 /// Waits (bounded) for completions until `f` says it has what it wants.

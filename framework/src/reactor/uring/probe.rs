@@ -27,6 +27,17 @@ const NEEDED: &[(u8, &str)] = &[
     (opcode::Close::CODE, "CLOSE"),
 ];
 
+/// What the backend uses where the kernel has it, and does without
+/// where it does not (found by the same probe, once per process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Features {
+    /// `IORING_OP_SENDMSG_ZC` (6.1): zero-copy sends.
+    pub(crate) send_msg_zc: bool,
+    /// `IOU_PBUF_RING_INC` (6.12): receive buffers consumed a piece at a
+    /// time.
+    pub(crate) incremental_buffers: bool,
+}
+
 /// What is missing for the completion backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Missing(pub(crate) String);
@@ -45,8 +56,8 @@ impl fmt::Display for Missing {
 /// notifications interrupt its blocking socket calls that have a timeout
 /// (EINTR): the caller's thread (an application's, a test's) is left as
 /// it was.
-pub(crate) fn probe() -> Result<(), Missing> {
-    static ANSWER: std::sync::OnceLock<Result<(), Missing>> = std::sync::OnceLock::new();
+pub(crate) fn probe() -> Result<Features, Missing> {
+    static ANSWER: std::sync::OnceLock<Result<Features, Missing>> = std::sync::OnceLock::new();
     ANSWER
         .get_or_init(|| {
             std::thread::Builder::new()
@@ -61,7 +72,7 @@ pub(crate) fn probe() -> Result<(), Missing> {
         .clone()
 }
 
-fn try_rings() -> Result<(), Missing> {
+fn try_rings() -> Result<Features, Missing> {
     // Older kernels have no such switch: io_uring is on.
     if let Ok(v) = std::fs::read_to_string(DISABLED_SYSCTL) {
         disabled_by_sysctl(v.trim())?;
@@ -88,9 +99,18 @@ fn try_rings() -> Result<(), Missing> {
             absent.join(", ")
         )));
     }
-    super::buf_ring::BufRing::new(&ring, 0, 2, 64, false)
-        .map(drop)
-        .map_err(|e| Missing(format!("no provided-buffer rings ({e}): older than 5.19")))
+    use super::buf_ring::BufRing;
+    BufRing::new(&ring, 0, 2, 64, false)
+        .map(|b| b.release(&ring))
+        .map_err(|e| Missing(format!("no provided-buffer rings ({e}): older than 5.19")))?;
+    // A kernel without incremental consumption refuses the flag (EINVAL).
+    let incremental_buffers = BufRing::new(&ring, 1, 2, 64, true)
+        .map(|b| b.release(&ring))
+        .is_ok();
+    Ok(Features {
+        send_msg_zc: ops.is_supported(opcode::SendMsgZc::CODE),
+        incremental_buffers,
+    })
 }
 
 /// The sysctl's value as a refusal, when it refuses this process.
@@ -121,12 +141,22 @@ mod tests {
     #[test]
     fn the_probe_answers_and_a_refusal_names_what_is_missing() {
         match probe() {
-            Ok(()) => {
+            Ok(features) => {
                 // Then every opcode listed is there and a ring opens.
                 let ring = IoUring::new(4).expect("a ring, as the probe found");
                 let mut ops = Probe::new();
                 ring.submitter().register_probe(&mut ops).unwrap();
                 assert!(NEEDED.iter().all(|(code, _)| ops.is_supported(*code)));
+                // And the optional features are as it says.
+                assert_eq!(
+                    ops.is_supported(opcode::SendMsgZc::CODE),
+                    features.send_msg_zc
+                );
+                let inc = super::super::buf_ring::BufRing::new(&ring, 0, 2, 64, true);
+                assert_eq!(inc.is_ok(), features.incremental_buffers);
+                if let Ok(b) = inc {
+                    b.release(&ring);
+                }
             }
             Err(m) => {
                 println!("io_uring unusable here: {m}");

@@ -66,12 +66,12 @@ pub(crate) struct Ring {
 impl Ring {
     /// A ring for a shard whose epoll set is `epoll`.
     pub(crate) fn new(epoll: RawFd) -> io::Result<Ring> {
-        let mut driver = Driver::new(RING_ENTRIES, INC_BUFFERS, INC_BUFFER_SIZE, true)
-            .or_else(|_| Driver::new(RING_ENTRIES, BUFFERS, BUFFER_SIZE, false))?;
-        tracing::debug!(
-            incremental = driver.incremental(),
-            "io_uring receive buffers registered"
-        );
+        let incremental = super::probe::probe().is_ok_and(|f| f.incremental_buffers);
+        let mut driver = if incremental {
+            Driver::new(RING_ENTRIES, INC_BUFFERS, INC_BUFFER_SIZE, true)?
+        } else {
+            Driver::new(RING_ENTRIES, BUFFERS, BUFFER_SIZE, false)?
+        };
         driver.watch(EPOLL_TAG, epoll);
         Ok(Ring {
             driver,
@@ -293,8 +293,9 @@ impl Shard {
                     self.ring_rearm(slot);
                 }
             }
-            c @ (Completion::Accepted { .. } | Completion::AcceptFailed { .. }) => {
-                self.ring_accept(c)
+            Completion::Accepted { listener, fd } => self.ring_accepted(listener as usize, fd),
+            Completion::AcceptFailed { listener, error } => {
+                self.accept_failed(listener as usize, &error)
             }
             Completion::Sent { slot, sent, out } => {
                 // Its bookkeeping (a flush watch, a producer resumed) is
