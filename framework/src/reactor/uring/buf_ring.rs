@@ -13,16 +13,11 @@
 //! start (we keep the offset: the kernel does not say) and whether the
 //! buffer is finished.
 
+use super::kernel::Kernel;
 use io_uring::types::BufRingEntry;
-use io_uring::IoUring;
 use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
-
-/// `IOU_PBUF_RING_INC`: the kernel takes a buffer a receive's bytes at a
-/// time (the `io-uring` crate exports its system constants per
-/// architecture only).
-const IOU_PBUF_RING_INC: u16 = 2;
 
 /// The kernel's limit on a ring's entries.
 pub(crate) const MAX_BUFFERS: u16 = 32768;
@@ -104,11 +99,11 @@ pub(crate) struct BufRing {
 
 impl BufRing {
     /// `count` (a power of two, at most 32,768) buffers of `size` bytes,
-    /// registered with `ring` as group `bgid`, all given to the kernel;
+    /// registered with `kernel` as group `bgid`, all given to the kernel;
     /// consumed `incremental`ly if asked (a kernel older than 6.12 refuses
     /// that with `EINVAL`).
     pub(crate) fn new(
-        ring: &IoUring,
+        kernel: &mut Kernel,
         bgid: u16,
         count: u16,
         size: usize,
@@ -148,12 +143,7 @@ impl BufRing {
         // `count` entries; it and the buffers stay mapped while registered:
         // `Drop` keeps them when `release` was not called.
         unsafe {
-            ring.submitter().register_buf_ring_with_flags(
-                r.entries.ptr.as_ptr() as u64,
-                count,
-                bgid,
-                if incremental { IOU_PBUF_RING_INC } else { 0 },
-            )?;
+            kernel.register_buffers(r.entries.ptr.as_ptr() as u64, count, bgid, incremental)?;
         }
         r.registered = true;
         Ok(r)
@@ -261,10 +251,10 @@ impl BufRing {
         self.tail = self.tail.wrapping_add(1);
     }
 
-    /// Unregisters from `ring` (the one it was registered with) and frees
-    /// the memory.
-    pub(crate) fn release(mut self, ring: &IoUring) {
-        if ring.submitter().unregister_buf_ring(self.bgid).is_ok() {
+    /// Unregisters from `kernel` (the one it was registered with) and
+    /// frees the memory.
+    pub(crate) fn release(mut self, kernel: &mut Kernel) {
+        if kernel.unregister_buffers(self.bgid).is_ok() {
             self.registered = false;
         }
     }

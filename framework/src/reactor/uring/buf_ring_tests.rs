@@ -4,6 +4,8 @@
 //! receive (ENOBUFS) until buffers come back.
 
 use super::*;
+use crate::reactor::uring::kernel::Kernel;
+use io_uring::IoUring;
 use io_uring::{cqueue, opcode, types};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -17,9 +19,9 @@ fn pair() -> (TcpStream, TcpStream) {
     (ours, peer)
 }
 
-fn ring() -> Option<IoUring> {
+fn ring() -> Option<Kernel> {
     match super::super::probe::probe() {
-        Ok(_) => Some(IoUring::new(32).unwrap()),
+        Ok(_) => Some(Kernel::Ring(IoUring::new(32).unwrap())),
         Err(m) => {
             // The epoll backend is what such a machine runs; the fallback
             // is tested where the backend is chosen.
@@ -30,7 +32,8 @@ fn ring() -> Option<IoUring> {
 }
 
 /// Arms a multishot receive on `fd` selecting from `bufs`.
-fn arm(ring: &mut IoUring, fd: i32, bufs: &BufRing) {
+fn arm(ring: &mut Kernel, fd: i32, bufs: &BufRing) {
+    let ring = ring.io_uring();
     let sqe = opcode::RecvMulti::new(types::Fd(fd), bufs.bgid())
         .build()
         .user_data(7);
@@ -48,7 +51,8 @@ fn piece(bufs: &mut BufRing, res: i32, flags: u32) -> Piece {
 }
 
 /// Waits for the next completion: (result, flags).
-fn next(ring: &mut IoUring) -> (i32, u32) {
+fn next(ring: &mut Kernel) -> (i32, u32) {
+    let ring = ring.io_uring();
     ring.submit_and_wait(1).unwrap();
     let cqe: cqueue::Entry = ring.completion().next().expect("a completion");
     assert_eq!(cqe.user_data(), 7);
@@ -59,7 +63,7 @@ fn next(ring: &mut IoUring) -> (i32, u32) {
 fn multishot_receives_fill_named_buffers_that_come_back_when_recycled() {
     let Some(mut ring) = ring() else { return };
     let (ours, mut peer) = pair();
-    let mut bufs = BufRing::new(&ring, 1, 4, 64, false).unwrap();
+    let mut bufs = BufRing::new(&mut ring, 1, 4, 64, false).unwrap();
     arm(&mut ring, ours.as_raw_fd(), &bufs);
     let mut seen = Vec::new();
     for msg in [&b"hello"[..], b"world", b"third", b"fourth", b"fifth"] {
@@ -85,14 +89,14 @@ fn multishot_receives_fill_named_buffers_that_come_back_when_recycled() {
     let (res, flags) = next(&mut ring);
     assert_eq!(res, 0);
     assert!(!cqueue::more(flags));
-    bufs.release(&ring);
+    bufs.release(&mut ring);
 }
 
 #[test]
 fn running_out_of_buffers_ends_the_receive_until_they_come_back() {
     let Some(mut ring) = ring() else { return };
     let (ours, mut peer) = pair();
-    let mut bufs = BufRing::new(&ring, 2, 2, 16, false).unwrap();
+    let mut bufs = BufRing::new(&mut ring, 2, 2, 16, false).unwrap();
     arm(&mut ring, ours.as_raw_fd(), &bufs);
     let mut held = Vec::new();
     for msg in [&b"one"[..], b"two"] {
@@ -116,12 +120,12 @@ fn running_out_of_buffers_ends_the_receive_until_they_come_back() {
     assert_eq!(res, 5);
     let p = piece(&mut bufs, res, flags);
     assert_eq!(bufs.filled(p), b"three");
-    bufs.release(&ring);
+    bufs.release(&mut ring);
 }
 
 /// A ring consumed incrementally, or `None` on a kernel older than 6.12
 /// (the shard then runs the whole-buffer ring above).
-fn incremental(ring: &IoUring, bgid: u16, count: u16, size: usize) -> Option<BufRing> {
+fn incremental(ring: &mut Kernel, bgid: u16, count: u16, size: usize) -> Option<BufRing> {
     if !super::super::probe::probe().is_ok_and(|f| f.incremental_buffers) {
         println!("skipped: no incremental buffer rings here");
         return None;
@@ -133,7 +137,7 @@ fn incremental(ring: &IoUring, bgid: u16, count: u16, size: usize) -> Option<Buf
 fn incremental_buffers_hold_many_receives_each_at_its_offset() {
     let Some(mut ring) = ring() else { return };
     let (ours, mut peer) = pair();
-    let Some(mut bufs) = incremental(&ring, 4, 2, 16) else {
+    let Some(mut bufs) = incremental(&mut ring, 4, 2, 16) else {
         return;
     };
     assert!(bufs.incremental());
@@ -167,28 +171,28 @@ fn incremental_buffers_hold_many_receives_each_at_its_offset() {
         bufs.publish();
     }
     assert_eq!(got, b"0123456789abcdef");
-    bufs.release(&ring);
+    bufs.release(&mut ring);
 }
 
 #[test]
 fn sizes_the_kernel_refuses_are_refused_here() {
-    let Some(ring) = ring() else { return };
+    let Some(mut ring) = ring() else { return };
     for (count, size) in [(3, 64), (0, 64), (4, 0)] {
         assert!(
-            BufRing::new(&ring, 3, count, size, false).is_err(),
+            BufRing::new(&mut ring, 3, count, size, false).is_err(),
             "{count} × {size}"
         );
     }
-    let mut bufs = BufRing::new(&ring, 3, 2, 8, false).unwrap();
+    let mut bufs = BufRing::new(&mut ring, 3, 2, 8, false).unwrap();
     assert!(bufs.piece(2, 1, false).is_none(), "no buffer 2 of 2");
     assert!(bufs.piece(0, 9, false).is_none(), "no 9 bytes in 8");
     assert_eq!(bufs.buffer_size(), 8);
-    bufs.release(&ring);
+    bufs.release(&mut ring);
     // Incrementally, pieces that would run past the buffer are refused.
-    let Some(mut bufs) = incremental(&ring, 5, 2, 8) else {
+    let Some(mut bufs) = incremental(&mut ring, 5, 2, 8) else {
         return;
     };
     assert!(bufs.piece(0, 6, true).is_some());
     assert!(bufs.piece(0, 3, true).is_none(), "6 + 3 > 8");
-    bufs.release(&ring);
+    bufs.release(&mut ring);
 }

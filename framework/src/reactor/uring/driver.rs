@@ -12,8 +12,9 @@
 //! buffers (the "graveyard") until the kernel is done with them.
 
 use super::buf_ring::{BufRing, Piece};
+use super::kernel::{Kernel, Op};
 use crate::net::{BufPool, WriteBuf};
-use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use io_uring::cqueue;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -38,12 +39,8 @@ fn zc_user_data(seq: u64) -> u64 {
     (seq << 8) | Kind::SendZc as u64
 }
 
-/// `IORING_SEND_ZC_REPORT_USAGE`: the notification says whether the
-/// kernel copied the bytes after all (loopback, a device without
-/// scatter-gather); the `io-uring` crate exports these per architecture.
-const SEND_ZC_REPORT_USAGE: u16 = 8;
 /// `IORING_NOTIF_USAGE_ZC_COPIED`, in a notification's result.
-const NOTIF_USAGE_ZC_COPIED: u32 = 1 << 31;
+pub(crate) const NOTIF_USAGE_ZC_COPIED: u32 = 1 << 31;
 
 fn user_data(kind: Kind, slot: u32, gen: u32) -> u64 {
     (u64::from(gen & 0xff_ffff) << 40) | (u64::from(slot) << 8) | kind as u64
@@ -129,7 +126,7 @@ pub(crate) enum Completion {
 const MAX_IOV: usize = 64;
 
 pub(crate) struct Driver {
-    ring: IoUring,
+    kernel: Kernel,
     /// The receive buffers (out only while lent: [`Driver::lend_buffers`]).
     bufs: Option<BufRing>,
     bgid: u16,
@@ -139,7 +136,7 @@ pub(crate) struct Driver {
     graveyard: HashMap<u64, Box<SendOp>>,
     /// Submissions that did not fit the queue: pushed after the next
     /// submit.
-    overflow: Vec<squeue::Entry>,
+    overflow: Vec<(Op, u64)>,
     /// Descriptors watched for readability, by tag (re-armed when their
     /// multishot poll ends).
     watched: Vec<(u32, RawFd)>,
@@ -165,17 +162,28 @@ impl Driver {
         size: usize,
         incremental: bool,
     ) -> io::Result<Driver> {
-        let ring = IoUring::builder()
-            // The shard is the only thread submitting.
-            .setup_single_issuer()
-            .setup_coop_taskrun()
-            .build(entries)
-            .or_else(|_| IoUring::new(entries))?;
-        let bufs = BufRing::new(&ring, 0, buffers, size, incremental)?;
         // (The start-up probe's answer, kept: no probe per shard.)
         let zc_supported = super::probe::probe().is_ok_and(|f| f.send_msg_zc);
+        Driver::on(
+            Kernel::ring(entries)?,
+            buffers,
+            size,
+            incremental,
+            zc_supported,
+        )
+    }
+
+    /// The driver of `kernel` (zero-copy sends if it has them).
+    pub(crate) fn on(
+        mut kernel: Kernel,
+        buffers: u16,
+        size: usize,
+        incremental: bool,
+        zc_supported: bool,
+    ) -> io::Result<Driver> {
+        let bufs = BufRing::new(&mut kernel, 0, buffers, size, incremental)?;
         Ok(Driver {
-            ring,
+            kernel,
             bgid: bufs.bgid(),
             bufs: Some(bufs),
             ops: Vec::new(),
@@ -190,13 +198,13 @@ impl Driver {
         })
     }
 
-    fn push(&mut self, sqe: squeue::Entry) {
-        // SAFETY: every entry built here names memory that outlives the
-        // operation: provided buffers (the ring's), a `SendOp` boxed and
+    fn push(&mut self, op: Op, ud: u64) {
+        // SAFETY: every operation submitted here names memory that
+        // outlives it: provided buffers (the ring's), a `SendOp` boxed and
         // kept until its completion (or in the graveyard), or nothing.
-        let pushed = unsafe { self.ring.submission().push(&sqe) };
-        if pushed.is_err() {
-            self.overflow.push(sqe);
+        let pushed = unsafe { self.kernel.push(op, ud) };
+        if !pushed {
+            self.overflow.push((op, ud));
         }
     }
 
@@ -230,10 +238,8 @@ impl Driver {
             return;
         }
         o.recv = Recv::Armed;
-        let sqe = opcode::RecvMulti::new(types::Fd(o.fd), bgid)
-            .build()
-            .user_data(user_data(Kind::Recv, slot, o.gen));
-        self.push(sqe);
+        let (fd, ud) = (o.fd, user_data(Kind::Recv, slot, o.gen));
+        self.push(Op::Recv { fd, bgid }, ud);
     }
 
     /// Stops `slot`'s receive (reading paused): completions already on
@@ -244,11 +250,8 @@ impl Driver {
             return;
         }
         o.recv = Recv::Cancelling;
-        let target = user_data(Kind::Recv, slot, o.gen);
-        let sqe = opcode::AsyncCancel::new(target)
-            .build()
-            .user_data(user_data(Kind::Cancel, slot, o.gen));
-        self.push(sqe);
+        let (target, gen) = (user_data(Kind::Recv, slot, o.gen), o.gen);
+        self.push(Op::Cancel { target }, user_data(Kind::Cancel, slot, gen));
     }
 
     /// True if `slot` holds a connection driven here.
@@ -331,7 +334,7 @@ impl Driver {
             (o.fd, o.gen)
         };
         let msg = &op.msg as *const libc::msghdr;
-        let sqe = if zc {
+        if zc {
             self.zc_seq += 1;
             op.ud = zc_user_data(self.zc_seq);
             self.zc.insert(
@@ -342,19 +345,17 @@ impl Driver {
                     kept: None,
                 },
             );
-            opcode::SendMsgZc::new(types::Fd(fd), msg)
-                .flags(libc::MSG_NOSIGNAL as u32)
-                .ioprio(SEND_ZC_REPORT_USAGE)
-                .build()
         } else {
             op.ud = user_data(Kind::Send, slot, gen);
-            opcode::SendMsg::new(types::Fd(fd), msg)
-                .flags(libc::MSG_NOSIGNAL as u32)
-                .build()
-        };
-        let sqe = sqe.user_data(op.ud);
+        }
+        let ud = op.ud;
         self.slot(slot).send = Some(op);
-        self.push(sqe);
+        let send = Op::Send {
+            fd,
+            msg,
+            zero_copy: zc,
+        };
+        self.push(send, ud);
         Ok(())
     }
 
@@ -380,19 +381,16 @@ impl Driver {
             self.graveyard.insert(ud, op);
             // A peer that reads nothing would hold it (and the socket)
             // forever.
-            let sqe =
-                opcode::AsyncCancel::new(ud)
-                    .build()
-                    .user_data(user_data(Kind::Cancel, slot, gen));
-            self.push(sqe);
+            self.push(
+                Op::Cancel { target: ud },
+                user_data(Kind::Cancel, slot, gen),
+            );
         }
         if recv == Recv::Armed {
-            let sqe = opcode::AsyncCancel::new(user_data(Kind::Recv, slot, gen))
-                .build()
-                .user_data(user_data(Kind::Cancel, slot, gen));
-            self.push(sqe);
+            let target = user_data(Kind::Recv, slot, gen);
+            self.push(Op::Cancel { target }, user_data(Kind::Cancel, slot, gen));
         }
-        if !self.ring.submission().is_empty() || !self.overflow.is_empty() {
+        if self.kernel.queued() || !self.overflow.is_empty() {
             if let Err(e) = self.submit() {
                 tracing::error!(error = %e, "io_uring submit failed");
             }
@@ -407,11 +405,7 @@ impl Driver {
     }
 
     fn arm_poll(&mut self, tag: u32, fd: RawFd) {
-        let sqe = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
-            .multi(true)
-            .build()
-            .user_data(user_data(Kind::Poll, tag, 0));
-        self.push(sqe);
+        self.push(Op::Poll { fd }, user_data(Kind::Poll, tag, 0));
     }
 
     /// Accepts from listening socket `fd` as listener `k`: a multishot
@@ -431,11 +425,7 @@ impl Driver {
             return;
         };
         self.listeners[k as usize].1 = true;
-        let sqe = opcode::AcceptMulti::new(types::Fd(fd))
-            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
-            .build()
-            .user_data(user_data(Kind::Accept, k, 0));
-        self.push(sqe);
+        self.push(Op::Accept { fd }, user_data(Kind::Accept, k, 0));
     }
 
     /// Stops accepting on every listener, now: the kernel holds a
@@ -446,10 +436,8 @@ impl Driver {
         for k in 0..self.listeners.len() {
             let (fd, armed) = std::mem::take(&mut self.listeners[k]);
             if fd.is_some() && armed {
-                let sqe = opcode::AsyncCancel::new(user_data(Kind::Accept, k as u32, 0))
-                    .build()
-                    .user_data(user_data(Kind::Cancel, k as u32, 0));
-                self.push(sqe);
+                let target = user_data(Kind::Accept, k as u32, 0);
+                self.push(Op::Cancel { target }, user_data(Kind::Cancel, k as u32, 0));
             }
         }
         if let Err(e) = self.submit() {
@@ -480,17 +468,7 @@ impl Driver {
     /// Submits everything queued without waiting (a send to a socket with
     /// room completes right away), and takes in the completions there are.
     pub(crate) fn submit(&mut self) -> io::Result<()> {
-        if let Some(b) = self.bufs.as_ref() {
-            b.publish();
-        }
-        match self.ring.submit() {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
-            Err(e) => return Err(e),
-        }
-        self.after_submit();
-        Ok(())
+        self.wait(Some(Duration::ZERO))
     }
 
     /// True if completions are waiting to be read with [`next`](Driver::next).
@@ -514,15 +492,10 @@ impl Driver {
     }
 
     fn after_submit(&mut self) {
-        for sqe in std::mem::take(&mut self.overflow) {
-            self.push(sqe);
+        for (op, ud) in std::mem::take(&mut self.overflow) {
+            self.push(op, ud);
         }
-        let reaped = &mut self.reaped;
-        reaped.extend(
-            self.ring
-                .completion()
-                .map(|c: cqueue::Entry| (c.user_data(), c.result(), c.flags())),
-        );
+        self.kernel.reap(&mut self.reaped);
     }
 
     /// Submits everything queued and waits until at least one completion
@@ -532,24 +505,7 @@ impl Driver {
         if let Some(b) = self.bufs.as_ref() {
             b.publish();
         }
-        let ts;
-        let result = match timeout {
-            Some(t) if t.is_zero() => self.ring.submit(),
-            Some(t) => {
-                ts = types::Timespec::from(t);
-                let args = types::SubmitArgs::new().timespec(&ts);
-                self.ring.submitter().submit_with_args(1, &args)
-            }
-            None => self.ring.submit_and_wait(1),
-        };
-        match result {
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            // The completion queue is full: read it, submit again later.
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
-            Err(e) => return Err(e),
-        }
+        self.kernel.enter(timeout)?;
         self.after_submit();
         Ok(())
     }
@@ -777,7 +733,7 @@ impl Drop for Driver {
             }
             std::mem::forget(self.bufs.take());
         } else if let Some(b) = self.bufs.take() {
-            b.release(&self.ring);
+            b.release(&mut self.kernel);
         }
     }
 }

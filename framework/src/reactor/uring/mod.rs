@@ -1,6 +1,7 @@
 //! The completion (io_uring) backend: the start-up probe, the
-//! provided-buffer ring multishot receives fill, the driver (the ring and
-//! its operations, apart from the shard), and the shard's side of it.
+//! provided-buffer ring multishot receives fill, the kernel boundary (a
+//! real ring, or in tests a scripted kernel), the driver (the operations
+//! and their completions, apart from the shard), and the shard's side.
 
 // Memory the kernel reads and writes (see lib.rs): each block says why
 // it is sound, and the tests drive it against real sockets.
@@ -9,6 +10,8 @@ mod accept;
 pub(crate) mod buf_ring;
 #[allow(unsafe_code)]
 pub(crate) mod driver;
+#[allow(unsafe_code)]
+pub(crate) mod kernel;
 pub(crate) mod probe;
 mod shard;
 pub(crate) use shard::{Quiet, Ring};

@@ -100,12 +100,13 @@ fn try_rings() -> Result<Features, Missing> {
         )));
     }
     use super::buf_ring::BufRing;
-    BufRing::new(&ring, 0, 2, 64, false)
-        .map(|b| b.release(&ring))
+    let mut kernel = super::kernel::Kernel::Ring(ring);
+    BufRing::new(&mut kernel, 0, 2, 64, false)
+        .map(|b| b.release(&mut kernel))
         .map_err(|e| Missing(format!("no provided-buffer rings ({e}): older than 5.19")))?;
     // A kernel without incremental consumption refuses the flag (EINVAL).
-    let incremental_buffers = BufRing::new(&ring, 1, 2, 64, true)
-        .map(|b| b.release(&ring))
+    let incremental_buffers = BufRing::new(&mut kernel, 1, 2, 64, true)
+        .map(|b| b.release(&mut kernel))
         .is_ok();
     Ok(Features {
         send_msg_zc: ops.is_supported(opcode::SendMsgZc::CODE),
@@ -152,10 +153,11 @@ mod tests {
                     ops.is_supported(opcode::SendMsgZc::CODE),
                     features.send_msg_zc
                 );
-                let inc = super::super::buf_ring::BufRing::new(&ring, 0, 2, 64, true);
+                let mut kernel = super::super::kernel::Kernel::Ring(ring);
+                let inc = super::super::buf_ring::BufRing::new(&mut kernel, 0, 2, 64, true);
                 assert_eq!(inc.is_ok(), features.incremental_buffers);
                 if let Ok(b) = inc {
-                    b.release(&ring);
+                    b.release(&mut kernel);
                 }
             }
             Err(m) => {
