@@ -24,6 +24,12 @@ pub(crate) trait VirtualStream: Read + Write + Send {
     fn take_error(&self) -> io::Result<Option<io::Error>> {
         Ok(None)
     }
+    /// The number a completion backend's scripted kernel knows this
+    /// stream by (`None`: it goes through the readiness path).
+    #[cfg(all(test, target_os = "linux"))]
+    fn ring_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
 }
 
 /// A connection's stream.

@@ -118,7 +118,7 @@ impl<'a, P: Protocol> Conn<'a, P> {
 
     /// Bytes queued and not yet accepted by the socket.
     pub fn buffered(&self) -> usize {
-        self.core.out.len()
+        self.core.unsent()
     }
 
     /// True while output is accepted and less than `high_water_mark` is
@@ -157,7 +157,7 @@ impl<'a, P: Protocol> Conn<'a, P> {
 
     /// At least `high_water_mark` bytes wait to be sent.
     pub(crate) fn output_backed_up(&self) -> bool {
-        self.core.out.len() >= self.ctx.settings.high_water_mark
+        self.core.unsent() >= self.ctx.settings.high_water_mark
     }
 
     /// Asks for [`Protocol::output_flushed`] after the next flush that

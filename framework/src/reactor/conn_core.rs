@@ -31,6 +31,9 @@ pub(crate) struct ConnCore {
     pub(crate) held: u32,
     /// Work in flight for this connection (protocol holds plus deferred jobs).
     pub(crate) holds: u32,
+    /// Output a send in flight took from `out` (the completion backend:
+    /// the kernel's until the send completes); counted as unsent.
+    pub(crate) in_kernel: u32,
     /// Nanoseconds its callbacks and tasks held the loop in the current
     /// accounting window (saturating at 4.3 s; the window is a second).
     pub(crate) busy_ns: u32,
@@ -105,6 +108,13 @@ pub(crate) trait ConnObserver {
 }
 
 impl ConnCore {
+    /// Output not yet taken by the socket: what is queued, and what a
+    /// send in flight holds (backpressure, `Conn::buffered`, metrics).
+    #[inline]
+    pub(crate) fn unsent(&self) -> usize {
+        self.out.len() + self.in_kernel as usize
+    }
+
     /// Adds `d` to the time the connection held its shard this window.
     #[inline]
     pub(crate) fn charge(&mut self, d: std::time::Duration) {
@@ -139,6 +149,7 @@ impl ConnCore {
             holds: 0,
             busy_ns: 0,
             held: 0,
+            in_kernel: 0,
             idle_ticks: None,
             idle_timer: None,
             phase_timer: None,

@@ -264,7 +264,7 @@ impl Shard {
                     if let Some(suppressed) = self.ctx.log_limits.close_timeout.allow() {
                         tracing::warn!(
                             conn = %conn,
-                            unsent = c.core.out.len(),
+                            unsent = c.core.unsent(),
                             suppressed,
                             "graceful close did not flush in time (peer not reading); aborting"
                         );

@@ -69,7 +69,7 @@ fn forward(
     // that ends it.
     target.core.write(ctx, data);
     ctx.counters.bytes_forwarded += data.len() as u64;
-    if target.core.out.len() >= ctx.settings.high_water_mark {
+    if target.core.unsent() >= ctx.settings.high_water_mark {
         target.core.state.wait_for_drain();
         let from = conns[slot].core.id;
         conns[slot].core.state.block_forwarding();

@@ -313,7 +313,7 @@ impl Shard {
     /// FIN once everything is out.
     pub(super) fn flushed(&mut self, slot: usize, handed: usize) {
         let c = &mut self.conns[slot];
-        c.core.held = u32::try_from(c.core.out.len()).unwrap_or(u32::MAX);
+        c.core.held = u32::try_from(c.core.unsent()).unwrap_or(u32::MAX);
         let wrote_through = c.core.state.take_wrote_through();
         let c = if c.core.state.watches_flush()
             && (handed > 0 || wrote_through || c.core.out.is_empty())
@@ -329,7 +329,7 @@ impl Shard {
         };
         // The common case (nothing waits for a drain, not closing) costs
         // two flag tests from here.
-        let c = if c.core.out.len() <= self.ctx.settings.low_water_mark
+        let c = if c.core.unsent() <= self.ctx.settings.low_water_mark
             && c.core.state.waits_for_drain()
         {
             if !self.drained(slot) {

@@ -68,10 +68,10 @@ impl Shard {
             let high = self.ctx.settings.high_water_mark;
             // Stop reading until the output drains: a peer that sends
             // without reading is then slowed by TCP flow control.
-            if c.core.out.len() >= high && c.core.state.start_backpressure() {
+            if c.core.unsent() >= high && c.core.state.start_backpressure() {
                 self.ctx.counters.backpressure_pauses += 1;
             }
-            if c.proto.is_some() && c.core.out.len() >= high && c.core.state.pause_producing() {
+            if c.proto.is_some() && c.core.unsent() >= high && c.core.state.pause_producing() {
                 self.ctx.counters.producer_pauses += 1;
                 invoke(c, &mut self.ctx, |p, core, ctx| {
                     p.pause_producing(core, ctx)
@@ -398,13 +398,10 @@ impl Shard {
         let slot = self.conns.vacant_key();
         let peer = stream.peer_addr()?;
         let local = stream.local_addr()?;
-        self.poll.registry().register(
-            &mut stream,
-            Token(slot),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
+        self.register_conn(slot, &mut stream)?;
+        let on_ring = self.ring_takes(&stream);
         self.shared.open_total.fetch_add(1, Ordering::Relaxed);
-        Ok(self.establish(
+        let id = self.establish(
             slot,
             stream,
             peer,
@@ -413,7 +410,11 @@ impl Shard {
             observer,
             layer,
             true,
-        ))
+        );
+        if on_ring && self.live(id) {
+            self.ring_open(slot);
+        }
+        Ok(id)
     }
 }
 

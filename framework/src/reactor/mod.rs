@@ -43,6 +43,11 @@ mod uring;
 pub(crate) use udp::bind_udp;
 #[cfg(target_os = "linux")]
 pub(crate) use uring::probe::probe as uring_probe;
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) use uring::{
+    driver::NOTIF_USAGE_ZC_COPIED as URING_ZC_COPIED, kernel::Op as UringOp,
+    kernel::Scripted as UringScripted, ScriptedRing,
+};
 
 pub use conn::Conn;
 pub(crate) use conn_core::{ConnObserver, ConnectionEnd};

@@ -434,11 +434,7 @@ impl Shard {
         c.tasks_ready = self.ctx.tasks.queue.len() as u64;
         // Summing every connection's queue is O(connections): sampled.
         if c.loop_iterations % 64 == 0 {
-            c.output_buffered = self
-                .conns
-                .iter()
-                .map(|(_, c)| c.core.out.len() as u64)
-                .sum();
+            c.output_buffered = self.conns.iter().map(|(_, c)| c.core.unsent() as u64).sum();
         }
         if self.ctx.now.saturating_duration_since(self.cpu_sampled) >= accounting::CPU_SAMPLE_EVERY
         {
@@ -514,7 +510,7 @@ impl Shard {
     #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     pub(crate) fn buffered(&self, id: ConnId) -> usize {
         if self.live(id) {
-            self.conns[id.slot()].core.out.len()
+            self.conns[id.slot()].core.unsent()
         } else {
             0
         }

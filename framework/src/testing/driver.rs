@@ -17,6 +17,13 @@ const MAX_ROUNDS: usize = 64;
 
 pub(crate) struct Driver {
     shard: Shard,
+    /// The completion model: the shard's connections run on this
+    /// scripted kernel (see [`Driver::completion`]).
+    #[cfg(all(test, target_os = "linux"))]
+    kernel: Option<super::fake_kernel::FakeKernel>,
+    /// Its connections' sockets' numbers in that kernel.
+    #[cfg(all(test, target_os = "linux"))]
+    fds: std::collections::HashMap<ConnId, std::os::fd::RawFd>,
 }
 
 impl Driver {
@@ -78,7 +85,13 @@ impl Driver {
         let origin = ctx.timers.origin();
         ctx.timers.set_manual_clock(origin);
         ctx.update_clock();
-        Driver { shard }
+        Driver {
+            shard,
+            #[cfg(all(test, target_os = "linux"))]
+            kernel: None,
+            #[cfg(all(test, target_os = "linux"))]
+            fds: Default::default(),
+        }
     }
 
     /// Makes this thread run this shard until the guard drops (tasks reach
@@ -100,16 +113,23 @@ impl Driver {
         proto: Box<dyn ErasedProto>,
         layer: Option<Box<dyn crate::reactor::Layer>>,
     ) -> ConnId {
-        let _entered = self.enter();
-        let id = self
-            .shard
-            .adopt(
-                Stream::Virtual(Box::new(socket.clone())),
-                proto,
-                Some(socket.end_recorder()),
-                layer,
-            )
-            .expect("a fake socket always has addresses");
+        #[cfg(all(test, target_os = "linux"))]
+        let fd = self.kernel.as_ref().map(|k| k.attach(socket));
+        let id = {
+            let _entered = self.enter();
+            self.shard
+                .adopt(
+                    Stream::Virtual(Box::new(socket.clone())),
+                    proto,
+                    Some(socket.end_recorder()),
+                    layer,
+                )
+                .expect("a fake socket always has addresses")
+        };
+        #[cfg(all(test, target_os = "linux"))]
+        if let Some(fd) = fd {
+            self.fds.insert(id, fd);
+        }
         self.settle();
         id
     }
@@ -128,7 +148,19 @@ impl Driver {
 
     /// The poller reports `readiness` for the connection (e.g. the peer's
     /// FIN arrived: `read_closed`).
+    /// In the completion model this wakes the socket's waiting
+    /// operations in the scripted kernel (its internal poll), which then
+    /// do what the socket allows when the loop next waits.
     pub(crate) fn ready_with(&mut self, id: ConnId, readiness: Readiness) {
+        #[cfg(all(test, target_os = "linux"))]
+        if let (Some(k), Some(&fd)) = (&self.kernel, self.fds.get(&id)) {
+            k.wake(
+                fd,
+                readiness.readable || readiness.read_closed,
+                readiness.writable,
+            );
+            return self.settle();
+        }
         let _entered = self.enter();
         if self.shard.live(id) {
             self.shard.on_ready(id.slot(), readiness);
@@ -163,12 +195,15 @@ impl Driver {
         self.settle();
     }
 
-    /// Runs loop iterations (without polling) until nothing is ready.
+    /// Runs loop iterations (without polling) until nothing is ready; in
+    /// the completion model each iteration also submits and takes the
+    /// scripted kernel's completions, as the loop's wait does.
     pub(crate) fn settle(&mut self) {
         let _entered = self.enter();
         for _ in 0..MAX_ROUNDS {
             self.shard.run_ready_work();
-            if !self.shard.has_ready_work() {
+            let completed = self.kernel_turn();
+            if !self.shard.has_ready_work() && !completed {
                 break;
             }
         }
@@ -194,6 +229,21 @@ impl Driver {
         r
     }
 
+    /// The completion model's part of a loop iteration: submit, let the
+    /// kernel run, act on its completions. True if it completed anything.
+    fn kernel_turn(&mut self) -> bool {
+        #[cfg(all(test, target_os = "linux"))]
+        if let Some(k) = self.kernel.clone() {
+            let before = k.posted();
+            if let Err(e) = self.shard.ring_wait(Some(Duration::ZERO)) {
+                panic!("a scripted kernel does not fail its waits: {e}");
+            }
+            self.shard.ring_dispatch();
+            return k.posted() != before;
+        }
+        false
+    }
+
     pub(crate) fn shard(&mut self) -> &mut Shard {
         &mut self.shard
     }
@@ -204,5 +254,32 @@ impl Driver {
 
     pub(crate) fn ctx(&mut self) -> &mut ShardCtx {
         self.shard.ctx_mut()
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+impl Driver {
+    /// A one-shard server's shard whose connections run on the completion
+    /// backend over a scripted kernel (`how` sets its buffers and
+    /// features), and that kernel. Sockets opened with [`Driver::open`]
+    /// are attached to it.
+    pub(crate) fn completion(
+        settings: Settings,
+        tick: Duration,
+        how: crate::reactor::ScriptedRing,
+    ) -> Result<(Self, super::fake_kernel::FakeKernel)> {
+        let mut driver = Self::new(settings, tick, 64 * 1024)?;
+        let kernel = super::fake_kernel::FakeKernel::default();
+        driver
+            .shard
+            .use_scripted_ring(Box::new(kernel.clone()), how)
+            .map_err(crate::error::Error::Io)?;
+        driver.kernel = Some(kernel.clone());
+        Ok((driver, kernel))
+    }
+
+    /// The scripted kernel's number for connection `id`'s socket.
+    pub(crate) fn fd(&self, id: ConnId) -> std::os::fd::RawFd {
+        self.fds[&id]
     }
 }

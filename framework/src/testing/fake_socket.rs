@@ -66,6 +66,9 @@ pub(crate) struct FakeState {
     /// The (local, peer) addresses it reports, if not the defaults
     /// (127.0.0.1:7000 and 127.0.0.1:40000).
     pub(crate) addrs: Option<(Addr, Addr)>,
+    /// Its number in a scripted kernel (completion model), once attached.
+    #[cfg(all(test, target_os = "linux"))]
+    pub(crate) ring_fd: Option<std::os::fd::RawFd>,
 }
 
 /// Where an outbound fake socket's connect stands.
@@ -205,6 +208,11 @@ impl VirtualStream for FakeSocket {
 
     fn reset_on_close(&mut self) {
         self.lock().aborted = true;
+    }
+
+    #[cfg(all(test, target_os = "linux"))]
+    fn ring_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.lock().ring_fd
     }
 }
 

@@ -39,9 +39,14 @@
 //! assert_eq!(t.close_reason(), Some(shardloop::CloseReason::Done));
 //! ```
 
+#[cfg(all(test, target_os = "linux"))]
+mod completion_tests;
 #[cfg(test)]
 mod conn_machine;
 mod driver;
+#[cfg(all(test, target_os = "linux"))]
+#[allow(unsafe_code)]
+mod fake_kernel;
 mod fake_socket;
 #[cfg(test)]
 mod forward_tests;

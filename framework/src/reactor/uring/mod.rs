@@ -14,4 +14,6 @@ pub(crate) mod driver;
 pub(crate) mod kernel;
 pub(crate) mod probe;
 mod shard;
+#[cfg(test)]
+pub(crate) use shard::ScriptedRing;
 pub(crate) use shard::{Quiet, Ring};

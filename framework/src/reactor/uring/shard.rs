@@ -67,17 +67,21 @@ impl Ring {
     /// A ring for a shard whose epoll set is `epoll`.
     pub(crate) fn new(epoll: RawFd) -> io::Result<Ring> {
         let incremental = super::probe::probe().is_ok_and(|f| f.incremental_buffers);
-        let mut driver = if incremental {
+        let driver = if incremental {
             Driver::new(RING_ENTRIES, INC_BUFFERS, INC_BUFFER_SIZE, true)?
         } else {
             Driver::new(RING_ENTRIES, BUFFERS, BUFFER_SIZE, false)?
         };
+        Ok(Ring::on(driver, epoll))
+    }
+
+    fn on(mut driver: Driver, epoll: RawFd) -> Ring {
         driver.watch(EPOLL_TAG, epoll);
-        Ok(Ring {
+        Ring {
             driver,
             stash: Vec::new(),
             epoll_again: false,
-        })
+        }
     }
 
     fn stash(&mut self, slot: usize) -> &mut Stash {
@@ -103,16 +107,53 @@ impl Ring {
     }
 }
 
-/// The descriptor of a kernel socket (a virtual stream has none).
+/// The descriptor of a kernel socket (a virtual stream has none, but in
+/// a scripted kernel's).
 fn fd_of(stream: &Stream) -> Option<RawFd> {
     match stream {
         Stream::Tcp(s) => Some(s.as_raw_fd()),
         Stream::Unix(s) => Some(s.as_raw_fd()),
+        #[cfg(all(test, target_os = "linux"))]
+        Stream::Virtual(v) => v.ring_fd(),
+        #[cfg(not(all(test, target_os = "linux")))]
         Stream::Virtual(_) => None,
     }
 }
 
+/// How a test's scripted kernel is set up.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScriptedRing {
+    /// Receive buffers (a power of two) and their size.
+    pub(crate) buffers: u16,
+    pub(crate) buffer_size: usize,
+    /// Consumed incrementally (Linux 6.12), or whole.
+    pub(crate) incremental: bool,
+    /// The kernel has `SENDMSG_ZC`.
+    pub(crate) zero_copy: bool,
+}
+
 impl Shard {
+    /// Runs this shard's connections on a scripted kernel from now on
+    /// (the testing kit's completion model).
+    #[cfg(test)]
+    pub(crate) fn use_scripted_ring(
+        &mut self,
+        kernel: Box<dyn super::kernel::Scripted>,
+        how: ScriptedRing,
+    ) -> io::Result<()> {
+        let kernel = super::kernel::Kernel::Scripted(kernel);
+        let ScriptedRing {
+            buffers,
+            buffer_size,
+            incremental,
+            zero_copy,
+        } = how;
+        let driver = Driver::on(kernel, buffers, buffer_size, incremental, zero_copy)?;
+        self.ring = Some(Box::new(Ring::on(driver, self.poll.as_raw_fd())));
+        Ok(())
+    }
+
     /// True if the connection in `slot` does its I/O through the ring.
     #[inline]
     pub(crate) fn on_ring(&self, slot: usize) -> bool {
@@ -437,6 +478,14 @@ impl Shard {
             }
         }
         if eof && !departing(&self.conns[slot]) {
+            if !ring_deliverable(&self.conns[slot]) {
+                // It paused (or began closing) with the input before the
+                // EOF: the EOF waits as a paused epoll connection leaves
+                // it unread.
+                let ring = self.ring.as_mut().expect("a ring shard");
+                ring.stash(slot).eof = true;
+                return;
+            }
             return self.ring_eof(slot);
         }
         // (A connection that asked to move with the peer's EOF in its
@@ -465,8 +514,7 @@ impl Shard {
             // What the peer has not taken: the send in flight and what
             // waits behind it (the output cap applies to both).
             let c = &mut self.conns[slot];
-            let held = ring.driver.in_flight(slot as u32) + c.core.out.len();
-            c.core.held = u32::try_from(held).unwrap_or(u32::MAX);
+            c.core.held = u32::try_from(c.core.unsent()).unwrap_or(u32::MAX);
             return;
         }
         let c = &mut self.conns[slot];
@@ -480,7 +528,8 @@ impl Shard {
                     // Until it completes: no write of its own goes past it.
                     c.core.state.set_write_blocked(true);
                     let held = ring.driver.in_flight(slot as u32);
-                    c.core.held = u32::try_from(held).unwrap_or(u32::MAX);
+                    c.core.in_kernel = u32::try_from(held).unwrap_or(u32::MAX);
+                    c.core.held = c.core.in_kernel;
                     return;
                 }
                 Err(out) => c.core.out = out,
@@ -505,6 +554,7 @@ impl Shard {
         };
         self.ctx.counters.bytes_out += n as u64;
         let c = &mut self.conns[slot];
+        c.core.in_kernel = 0;
         out.append(std::mem::take(&mut c.core.out));
         c.core.out = out;
         c.core.state.set_write_blocked(false);
