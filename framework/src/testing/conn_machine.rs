@@ -185,8 +185,22 @@ struct Run {
     fin: bool,
 }
 
+/// How the shard does the connection's I/O.
+#[derive(Debug, Clone, Copy)]
+enum Io {
+    Readiness,
+    /// The io_uring driver over the scripted kernel: receive buffers
+    /// consumed incrementally or whole; zero-copy sends (of 100 bytes and
+    /// more) or none.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    Completion {
+        incremental: bool,
+        zero_copy: bool,
+    },
+}
+
 impl Run {
-    fn new(layered: bool, idle: bool, close_on_eof: bool) -> Run {
+    fn new(io: Io, layered: bool, idle: bool, close_on_eof: bool) -> Run {
         let settings = Settings {
             idle_timeout: idle.then(|| Duration::from_millis(40)),
             high_water_mark: 300,
@@ -195,9 +209,28 @@ impl Run {
             close_timeout: Duration::from_millis(100),
             close_linger: Duration::from_millis(100),
             max_read_per_iteration: 128,
+            zero_copy_threshold: Some(100),
             ..Settings::default()
         };
-        let mut driver = Driver::new(settings, Duration::from_millis(1), 48).unwrap();
+        let tick = Duration::from_millis(1);
+        let mut driver = match io {
+            Io::Readiness => Driver::new(settings, tick, 48).unwrap(),
+            #[cfg(target_os = "linux")]
+            Io::Completion {
+                incremental,
+                zero_copy,
+            } => {
+                let how = crate::reactor::ScriptedRing {
+                    buffers: 4,
+                    buffer_size: 48,
+                    incremental,
+                    zero_copy,
+                };
+                Driver::completion(settings, tick, how).unwrap().0
+            }
+            #[cfg(not(target_os = "linux"))]
+            Io::Completion { .. } => unreachable!("Linux's"),
+        };
         let socket = FakeSocket::default();
         let log = Rc::new(RefCell::new(Log {
             close_on_eof,
@@ -409,6 +442,32 @@ fn event() -> impl Strategy<Value = Event> {
     ]
 }
 
+/// One run of `events`, checked after each and at the end.
+fn run_events(
+    io: Io,
+    layered: bool,
+    idle: bool,
+    close_on_eof: bool,
+    events: &[Event],
+) -> Result<(), TestCaseError> {
+    let mut run = Run::new(io, layered, idle, close_on_eof);
+    if layered {
+        // The header comes first, split anywhere.
+        run.apply(&Event::PeerSends(7));
+    }
+    for (i, e) in events.iter().enumerate() {
+        run.apply(e);
+        if let Err(why) = run.check_step() {
+            return Err(TestCaseError::fail(format!("after event {i} {e:?}: {why}")));
+        }
+    }
+    run.finish();
+    if let Err(why) = run.check_end() {
+        return Err(TestCaseError::fail(format!("at the end: {why}")));
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
@@ -419,21 +478,23 @@ proptest! {
         close_on_eof in any::<bool>(),
         events in proptest::collection::vec(event(), 1..60),
     ) {
-        let mut run = Run::new(layered, idle, close_on_eof);
-        if layered {
-            // The header comes first, split anywhere.
-            run.apply(&Event::PeerSends(7));
-        }
-        for (i, e) in events.iter().enumerate() {
-            run.apply(e);
-            if let Err(why) = run.check_step() {
-                return Err(TestCaseError::fail(format!("after event {i} {e:?}: {why}")));
-            }
-        }
-        run.finish();
-        if let Err(why) = run.check_end() {
-            return Err(TestCaseError::fail(format!("at the end: {why}")));
-        }
+        run_events(Io::Readiness, layered, idle, close_on_eof, &events)?;
+    }
+
+    /// The same on the completion backend: the scripted kernel's
+    /// receives and sends follow the same socket script.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn random_events_keep_the_connection_state_legal_on_the_completion_backend(
+        incremental in any::<bool>(),
+        zero_copy in any::<bool>(),
+        layered in any::<bool>(),
+        idle in any::<bool>(),
+        close_on_eof in any::<bool>(),
+        events in proptest::collection::vec(event(), 1..60),
+    ) {
+        let io = Io::Completion { incremental, zero_copy };
+        run_events(io, layered, idle, close_on_eof, &events)?;
     }
 }
 
