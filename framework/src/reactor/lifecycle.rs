@@ -194,17 +194,18 @@ impl Shard {
         } else if !core.state.is(Phase::Connecting) {
             self.ctx.counters.outbound_closed += 1;
         }
-        // Off the ring first: its operations on the socket are cancelled
-        // (the kernel closes it once they end).
-        self.ring_close(core.id.slot());
         if rst {
             core.stream.reset_on_close();
         }
-        // No deregister: closing the socket (dropping `core`) takes it out
-        // of the poller, and saves an epoll_ctl per connection.
         self.ctx.counters.connections_closed += 1;
         self.release_address(&core);
         self.forget_former(&core);
+        // On the ring: its operations on the socket are cancelled and the
+        // ring closes it after them. Otherwise no deregister: closing the
+        // socket (dropping it) takes it out of the poller, and saves an
+        // epoll_ctl per connection.
+        let slot = core.id.slot();
+        drop(self.ring_close(slot, core.stream));
     }
 
     /// Takes an ending connection out of the open total and of the

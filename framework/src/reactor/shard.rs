@@ -524,7 +524,13 @@ impl Shard {
         false
     }
     pub(crate) fn ring_open(&mut self, _slot: usize) {}
-    pub(crate) fn ring_close(&mut self, _slot: usize) {}
+    pub(crate) fn ring_close(
+        &mut self,
+        _slot: usize,
+        stream: crate::net::Stream,
+    ) -> Option<crate::net::Stream> {
+        Some(stream)
+    }
 }
 
 #[cfg(test)]

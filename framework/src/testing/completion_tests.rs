@@ -155,6 +155,11 @@ fn a_close_cancels_what_the_kernel_holds_and_the_slot_serves_the_next_connection
     assert!(!driver.shard_ref().live(id));
     assert!(socket.lock().aborted);
     assert_eq!(kernel.in_flight(fd), (0, 0), "nothing left in the kernel");
+    assert_eq!(
+        kernel.closed(),
+        1,
+        "closed through the ring, after the cancels"
+    );
     // The slot goes to a new connection; the old one's completions, if
     // any came late, cannot be taken for its.
     let next = FakeSocket::default();

@@ -117,6 +117,8 @@ struct State {
     posted: usize,
     /// Receives submitted.
     receives: usize,
+    /// Sockets closed through the ring.
+    closed: usize,
     /// Sends tried without a copy (`SENDMSG_ZC`), and with one.
     zero_copy_sends: usize,
     copied_sends: usize,
@@ -175,6 +177,11 @@ impl FakeKernel {
     /// Completions posted so far (to tell whether a run did anything).
     pub(crate) fn posted(&self) -> usize {
         self.0.borrow().posted
+    }
+
+    /// Sockets closed through the ring so far.
+    pub(crate) fn closed(&self) -> usize {
+        self.0.borrow().closed
     }
 
     /// Receives submitted so far (one per arming of a multishot receive).
@@ -377,6 +384,15 @@ impl Scripted for FakeKernel {
                     st.ops.remove(i);
                     st.cancel(ud, target);
                     continue;
+                }
+                Op::Close { fd } => {
+                    let res = match st.sockets.remove(&fd) {
+                        Some(_) => 0,
+                        None => -libc::EBADF,
+                    };
+                    st.closed += 1;
+                    st.post(ud, res, 0);
+                    Outcome::Done
                 }
                 // The shard's epoll set and listeners: nothing happens on
                 // them in these tests.

@@ -33,6 +33,7 @@ enum Kind {
     /// (its result and its notification share it, and the notification
     /// may come after the next send of the same connection).
     SendZc = 6,
+    Close = 7,
 }
 
 fn zc_user_data(seq: u64) -> u64 {
@@ -359,18 +360,22 @@ impl Driver {
         Ok(())
     }
 
-    /// `slot`'s connection is gone: its receive is cancelled, a send in
-    /// flight keeps its buffers until the kernel is done, and completions
-    /// still to come for it are ignored. The caller closes the socket
-    /// after this (the kernel holds it until the cancelled operations end).
+    /// `slot`'s connection is gone (or moves to another shard): its
+    /// receive is cancelled, a send in flight keeps its buffers until the
+    /// kernel is done, and completions still to come for it are ignored.
     ///
-    /// What is queued goes to the kernel now, before the descriptor is
-    /// closed: a submission names its socket by number, and a number freed
-    /// and given to a new connection before the submission is read would
-    /// send or receive on the wrong socket.
-    pub(crate) fn close(&mut self, slot: u32) {
+    /// `close`: its socket, for the ring to close after the cancels (the
+    /// caller gave up the descriptor). A socket closed through the ring
+    /// keeps its number until the ring reaches the close, so every
+    /// operation queued before it (which names the socket by number)
+    /// still meets this socket, not a new connection's that took the
+    /// number; and the close costs no system call of its own.
+    pub(crate) fn close(&mut self, slot: u32, close: Option<RawFd>) {
         let o = self.slot(slot);
         if !o.live {
+            if let Some(fd) = close {
+                self.push(Op::Close { fd }, user_data(Kind::Close, slot, 0));
+            }
             return;
         }
         o.live = false;
@@ -390,10 +395,8 @@ impl Driver {
             let target = user_data(Kind::Recv, slot, gen);
             self.push(Op::Cancel { target }, user_data(Kind::Cancel, slot, gen));
         }
-        if self.kernel.queued() || !self.overflow.is_empty() {
-            if let Err(e) = self.submit() {
-                tracing::error!(error = %e, "io_uring submit failed");
-            }
+        if let Some(fd) = close {
+            self.push(Op::Close { fd }, user_data(Kind::Close, slot, gen));
         }
     }
 
@@ -539,6 +542,13 @@ impl Driver {
             return Some(Completion::Polled { tag: slot });
         }
         if kind == Kind::Cancel as u8 {
+            return None;
+        }
+        if kind == Kind::Close as u8 {
+            if res < 0 {
+                // Only a bug of ours (a number closed twice) can do this.
+                tracing::error!(error = %io::Error::from_raw_os_error(-res), "io_uring close failed");
+            }
             return None;
         }
         if kind == Kind::Accept as u8 {
@@ -716,6 +726,13 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // Closes still queued (the shard's last connections) go to the
+        // kernel: the descriptors would stay open otherwise. (What else is
+        // queued is harmless: the memory it names is kept below.)
+        if self.kernel.queued() || !self.overflow.is_empty() {
+            let _ = self.submit();
+            let _ = self.submit();
+        }
         let busy = !self.graveyard.is_empty()
             || !self.zc.is_empty()
             || self

@@ -107,7 +107,7 @@ fn echo(mut d: Driver) {
     until(&mut d, &mut pool, |_, c| {
         matches!(c, Completion::Eof { slot: 3 })
     });
-    d.close(3);
+    d.close(3, None);
 }
 
 #[test]
@@ -149,7 +149,7 @@ fn a_large_reply_goes_out_whole_in_as_many_sends_as_it_takes() {
     }
     assert_eq!(reader.join().unwrap(), body);
     println!("8 MiB in {sends} sends");
-    d.close(0);
+    d.close(0, None);
 }
 
 #[test]
@@ -178,7 +178,7 @@ fn a_stopped_receive_leaves_the_bytes_in_the_socket_until_rearmed() {
         _ => false,
     });
     assert_eq!(got, b"while paused");
-    d.close(1);
+    d.close(1, None);
 }
 
 #[test]
@@ -191,7 +191,7 @@ fn a_closed_slot_keeps_its_send_until_done_and_ignores_stale_completions() {
     out.push_owned(vec![9u8; 4 << 20], &mut pool);
     d.send(2, out, None).map_err(|_| "refused").unwrap();
     // Gone with its send in flight: the buffers wait in the graveyard.
-    d.close(2);
+    d.close(2, None);
     assert!(!d.sending(2));
     assert!(d.send(2, WriteBuf::default(), None).is_err());
     // The slot is reused by another connection before the old completions.
@@ -225,7 +225,7 @@ fn a_closed_slot_keeps_its_send_until_done_and_ignores_stale_completions() {
         while d.next(&mut pool).is_some() {}
     }
     assert!(d.graveyard.is_empty(), "the old send never completed");
-    d.close(2);
+    d.close(2, None);
     reader.join().unwrap();
 }
 
@@ -260,7 +260,7 @@ fn a_reset_is_reported_as_a_reset() {
         Completion::Eof { .. } => panic!("a reset read as a clean end"),
         _ => false,
     });
-    d.close(4);
+    d.close(4, None);
 }
 
 #[test]
@@ -356,5 +356,28 @@ fn a_zero_copy_send_keeps_its_bytes_until_notified_and_a_local_peer_turns_it_off
     out.push(&big[..100_000], &mut pool);
     d.send(1, out, Some(1)).map_err(|_| "refused").unwrap();
     assert!(d.zc.is_empty(), "a plain send this time");
-    d.close(1);
+    d.close(1, None);
+}
+
+#[test]
+fn a_socket_closed_through_the_ring_keeps_its_number_until_the_close_runs() {
+    use std::os::fd::IntoRawFd;
+    let Some(mut d) = driver() else { return };
+    let mut pool = BufPool::default();
+    let (ours, mut peer) = pair();
+    d.open(5, 1, ours.as_raw_fd());
+    let fd = ours.into_raw_fd();
+    d.close(5, Some(fd));
+    // Queued, not yet submitted: the number is still this socket's, so a
+    // new socket cannot take it.
+    let other = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    assert_ne!(other.as_raw_fd(), fd);
+    d.submit().unwrap();
+    while d.next(&mut pool).is_some() {}
+    // The ring closed it: the peer reads EOF.
+    peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert_eq!(peer.read(&mut byte).unwrap(), 0);
+    assert!(!d.is_open(5));
 }

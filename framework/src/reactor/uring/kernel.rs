@@ -34,6 +34,8 @@ pub(crate) enum Op {
     /// A multishot accept on listening socket `fd` (non-blocking,
     /// close-on-exec sockets).
     Accept { fd: RawFd },
+    /// Closes descriptor `fd` (ours to close: nothing else holds it).
+    Close { fd: RawFd },
 }
 
 /// `IORING_SEND_ZC_REPORT_USAGE`: the notification says whether the
@@ -63,6 +65,7 @@ impl Op {
             Op::Accept { fd } => opcode::AcceptMulti::new(types::Fd(fd))
                 .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
                 .build(),
+            Op::Close { fd } => opcode::Close::new(types::Fd(fd)).build(),
         };
         sqe.user_data(ud)
     }

@@ -21,7 +21,7 @@ use crate::reactor::forward::route_input;
 use crate::reactor::lifecycle::invoke;
 use crate::reactor::shard::Shard;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// The tag of the shard's epoll set, watched through the ring.
@@ -182,12 +182,25 @@ impl Shard {
         }
     }
 
-    /// The connection in `slot` ends or leaves: off the ring.
-    pub(crate) fn ring_close(&mut self, slot: usize) {
-        if let Some(ring) = self.ring.as_mut() {
-            ring.driver.close(slot as u32);
-            ring.take_stash(slot);
+    /// The connection in `slot` has ended: off the ring, which closes
+    /// its socket after cancelling what it had armed on it. Returns the
+    /// stream back if the connection was not on the ring (its drop closes
+    /// it).
+    pub(crate) fn ring_close(&mut self, slot: usize, stream: Stream) -> Option<Stream> {
+        if !self.on_ring(slot) {
+            return Some(stream);
         }
+        let ring = self.ring.as_mut().expect("on the ring");
+        ring.take_stash(slot);
+        let fd = match stream {
+            Stream::Tcp(s) => Some(s.into_raw_fd()),
+            Stream::Unix(s) => Some(s.into_raw_fd()),
+            // (A scripted kernel's socket: the kernel forgets its number,
+            // the stream drops here.)
+            Stream::Virtual(v) => fd_of(&Stream::Virtual(v)),
+        };
+        ring.driver.close(slot as u32, fd);
+        None
     }
 
     /// Submits the iteration's operations and waits for completions.
@@ -592,7 +605,7 @@ impl Shard {
         }
         let Stash { bytes, at, .. } = ring.take_stash(slot);
         let bytes = &bytes[at.min(bytes.len())..];
-        ring.driver.close(slot as u32);
+        ring.driver.close(slot as u32, None);
         if !bytes.is_empty() {
             self.conns[slot]
                 .core
