@@ -29,16 +29,21 @@ const EPOLL_TAG: u32 = 0;
 /// Submissions the ring holds (its completion queue holds twice that).
 const RING_ENTRIES: u32 = 4096;
 /// Receive buffers per shard, and their size: what all the shard's
-/// connections can have received and not yet handed on, at once (2 MiB,
-/// taken at start: a fixed cost of the shard, none of a connection's).
-/// Consumed incrementally (Linux 6.12), a buffer holds the pieces of many
+/// connections can have received and not yet handed on, at once (taken at
+/// start: a fixed cost of the shard, none of a connection's). Consumed
+/// incrementally (Linux 6.12), a buffer holds the pieces of many
 /// receives, so they can be large: a burst up to the epoll loop's read
 /// (64 KiB) arrives in one piece (one completion, one callback) where a
-/// 16 KiB buffer split it in four. (Measured on 4 KiB × 16 pipelined
-/// echo: 16 KiB buffers 0.70× epoll per CPU-second, 64 KiB ones 0.96–1.14×,
-/// 128 and 256 KiB no better.) Without that, a buffer is a receive's
-/// whatever its size, so they are smaller and more.
-const INC_BUFFERS: u16 = 32;
+/// 16 KiB buffer split it in four. And they should be few: the kernel
+/// takes them in turn, so all of them are the memory the receives' copies
+/// write to, where the epoll loop reads into one hot buffer. (4 KiB × 16
+/// pipelined echo, io-uring ÷ epoll per CPU-second, 5 rounds each, 64 and
+/// 1,000 connections: 32 × 64 KiB 0.88–0.93, 16 × 64 KiB 0.95–0.98;
+/// 8 × 64 KiB 1.01 with 64 connections but 0.80 with 1,000, which run
+/// out of buffers; 128 × 64 KiB 0.74; 16 KiB buffers worse at any count.)
+/// Without incremental consumption a buffer is a receive's whatever its
+/// size, so they are smaller and more.
+const INC_BUFFERS: u16 = 16;
 const INC_BUFFER_SIZE: usize = 64 * 1024;
 const BUFFERS: u16 = 128;
 const BUFFER_SIZE: usize = 16 * 1024;
