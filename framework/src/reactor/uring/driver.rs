@@ -11,13 +11,19 @@
 //! stale, and a send still in flight when its connection goes keeps its
 //! buffers (the "graveyard") until the kernel is done with them.
 
+#[path = "driver_accept.rs"]
+mod accept;
+#[path = "driver_send.rs"]
+mod send;
+use send::SendOp;
+
 use super::buf_ring::{BufRing, Piece};
 use super::kernel::{Kernel, Op};
 use crate::net::{BufPool, WriteBuf};
 use io_uring::cqueue;
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::time::Duration;
 
 /// What an operation is, in the low byte of its `user_data`.
@@ -59,16 +65,6 @@ enum Recv {
     Armed,
     /// Asked to stop; its last completion has not come yet.
     Cancelling,
-}
-
-/// A send in flight: the queue it writes from, and the message header and
-/// vector that point into it (boxed: the kernel reads them where they are).
-struct SendOp {
-    /// Its `user_data` (what a cancel names).
-    ud: u64,
-    out: WriteBuf,
-    iov: Vec<libc::iovec>,
-    msg: libc::msghdr,
 }
 
 /// What the driver keeps for one connection slot.
@@ -122,9 +118,6 @@ pub(crate) enum Completion {
     /// descriptors or memory): arm it again with [`Driver::listen`] later.
     AcceptFailed { listener: u32, error: io::Error },
 }
-
-/// At most this many buffers go into one send.
-const MAX_IOV: usize = 64;
 
 pub(crate) struct Driver {
     kernel: Kernel,
@@ -294,72 +287,6 @@ impl Driver {
             .is_some_and(|o| o.live && o.send.is_some())
     }
 
-    /// Sends `out` on `slot`; the queue is the kernel's until
-    /// [`Completion::Sent`] gives it back. Refused (given back) while
-    /// another send is in flight or when there is nothing to send.
-    ///
-    /// A send of at least `zero_copy` bytes (if set) goes without a copy
-    /// (`SENDMSG_ZC`) where the kernel has it: the bytes sent stay here
-    /// until the kernel's notification that it no longer reads them. A
-    /// connection whose zero-copy send the kernel copied anyway (a local
-    /// peer) sends by copy from then on.
-    pub(crate) fn send(
-        &mut self,
-        slot: u32,
-        out: WriteBuf,
-        zero_copy: Option<usize>,
-    ) -> Result<(), WriteBuf> {
-        if out.is_empty() || self.sending(slot) || !self.slot(slot).live {
-            return Err(out);
-        }
-        let zc = self.zc_supported
-            && !self.slot(slot).copies
-            && zero_copy.is_some_and(|t| out.len() >= t);
-        let mut op = Box::new(SendOp {
-            ud: 0,
-            out,
-            iov: Vec::with_capacity(MAX_IOV),
-            // SAFETY: a zeroed msghdr is the "no address, no control
-            // data" header; the vector is set below.
-            msg: unsafe { std::mem::zeroed() },
-        });
-        let SendOp { out, iov, msg, .. } = &mut *op;
-        iov.extend(out.slices(MAX_IOV).map(|s| libc::iovec {
-            iov_base: s.as_ptr() as *mut libc::c_void,
-            iov_len: s.len(),
-        }));
-        msg.msg_iov = iov.as_mut_ptr();
-        msg.msg_iovlen = iov.len() as _;
-        let (fd, gen) = {
-            let o = self.slot(slot);
-            (o.fd, o.gen)
-        };
-        let msg = &op.msg as *const libc::msghdr;
-        if zc {
-            self.zc_seq += 1;
-            op.ud = zc_user_data(self.zc_seq);
-            self.zc.insert(
-                op.ud,
-                ZcSend {
-                    slot,
-                    gen,
-                    kept: None,
-                },
-            );
-        } else {
-            op.ud = user_data(Kind::Send, slot, gen);
-        }
-        let ud = op.ud;
-        self.slot(slot).send = Some(op);
-        let send = Op::Send {
-            fd,
-            msg,
-            zero_copy: zc,
-        };
-        self.push(send, ud);
-        Ok(())
-    }
-
     /// `slot`'s connection is gone (or moves to another shard): its
     /// receive is cancelled, a send in flight keeps its buffers until the
     /// kernel is done, and completions still to come for it are ignored.
@@ -409,43 +336,6 @@ impl Driver {
 
     fn arm_poll(&mut self, tag: u32, fd: RawFd) {
         self.push(Op::Poll { fd }, user_data(Kind::Poll, tag, 0));
-    }
-
-    /// Accepts from listening socket `fd` as listener `k`: a multishot
-    /// accept, one [`Completion::Accepted`] per connection. Called again
-    /// after [`Completion::AcceptFailed`] to resume (a no-op while armed).
-    pub(crate) fn listen(&mut self, k: u32, fd: RawFd) {
-        let i = k as usize;
-        if self.listeners.len() <= i {
-            self.listeners.resize(i + 1, (None, false));
-        }
-        self.listeners[i].0 = Some(fd);
-        self.arm_accept(k);
-    }
-
-    fn arm_accept(&mut self, k: u32) {
-        let Some(&(Some(fd), false)) = self.listeners.get(k as usize) else {
-            return;
-        };
-        self.listeners[k as usize].1 = true;
-        self.push(Op::Accept { fd }, user_data(Kind::Accept, k, 0));
-    }
-
-    /// Stops accepting on every listener, now: the kernel holds a
-    /// listening socket with an armed accept open, so until the cancel
-    /// is in, closing it would not stop connections from coming to it.
-    /// Connections accepted meanwhile are closed as they complete.
-    pub(crate) fn unlisten_all(&mut self) {
-        for k in 0..self.listeners.len() {
-            let (fd, armed) = std::mem::take(&mut self.listeners[k]);
-            if fd.is_some() && armed {
-                let target = user_data(Kind::Accept, k as u32, 0);
-                self.push(Op::Cancel { target }, user_data(Kind::Cancel, k as u32, 0));
-            }
-        }
-        if let Err(e) = self.submit() {
-            tracing::error!(error = %e, "io_uring submit failed");
-        }
     }
 
     /// The bytes a [`Completion::Data`] names.
@@ -615,112 +505,6 @@ impl Driver {
             // selection; treated as a stop so the caller re-arms.
             _ => Some(Completion::RecvStopped { slot }),
         }
-    }
-}
-
-impl Driver {
-    /// A zero-copy send's result, or its notification.
-    fn zc_completion(
-        &mut self,
-        ud: u64,
-        res: i32,
-        flags: u32,
-        pool: &mut BufPool,
-    ) -> Option<Completion> {
-        if cqueue::notif(flags) {
-            // The kernel reads none of its bytes any more.
-            let rec = self.zc.remove(&ud)?;
-            if res as u32 & NOTIF_USAGE_ZC_COPIED != 0 {
-                if let Some(o) = self.ops.get_mut(rec.slot as usize) {
-                    if o.live && o.gen == rec.gen {
-                        o.copies = true;
-                    }
-                }
-            }
-            if let Some(mut kept) = rec.kept {
-                kept.clear(pool);
-            }
-            return None;
-        }
-        // Its result: a notification follows if `more`.
-        let more = cqueue::more(flags);
-        let rec = self.zc.get_mut(&ud)?;
-        let slot = rec.slot;
-        let current = self.ops.get(slot as usize).is_some_and(|o| {
-            o.live && o.gen == rec.gen && o.send.as_ref().is_some_and(|op| op.ud == ud)
-        });
-        let op = if current {
-            self.ops[slot as usize].send.take()
-        } else {
-            // Its connection went: the send was in the graveyard.
-            self.graveyard.remove(&ud)
-        };
-        let Some(op) = op else {
-            self.zc.remove(&ud);
-            return None;
-        };
-        let SendOp { mut out, .. } = *op;
-        let n = usize::try_from(res).unwrap_or(0);
-        if more && n > 0 {
-            rec.kept = Some(out.split_sent(n));
-        } else {
-            out.advance(n, pool);
-        }
-        if !more {
-            self.zc.remove(&ud);
-        }
-        if !current {
-            out.clear(pool);
-            return None;
-        }
-        let sent = if res >= 0 {
-            Ok(n)
-        } else {
-            Err(io::Error::from_raw_os_error(-res))
-        };
-        Some(Completion::Sent { slot, sent, out })
-    }
-
-    /// An accept's completion, for listener `k`.
-    fn accepted(&mut self, k: u32, res: i32, more: bool) -> Option<Completion> {
-        let listening = self
-            .listeners
-            .get(k as usize)
-            .is_some_and(|(fd, _)| fd.is_some());
-        if !more {
-            if let Some(l) = self.listeners.get_mut(k as usize) {
-                l.1 = false;
-            }
-        }
-        if res >= 0 {
-            // SAFETY: the kernel made this descriptor for us with this
-            // completion; nothing else knows its number.
-            let fd = unsafe { OwnedFd::from_raw_fd(res) };
-            if !listening {
-                // Accepted while the cancel was on its way: nobody's
-                // (closed as it drops).
-                return None;
-            }
-            if !more {
-                // The multishot accept ended without an error (the kernel
-                // may end one at will): it goes on.
-                self.arm_accept(k);
-            }
-            return Some(Completion::Accepted { listener: k, fd });
-        }
-        let error = io::Error::from_raw_os_error(-res);
-        if !listening || res == -libc::ECANCELED {
-            return None;
-        }
-        if crate::net::is_transient_accept_error(&error) {
-            // A connection reset before it was accepted and the like: the
-            // next one is accepted as usual.
-            if !more {
-                self.arm_accept(k);
-            }
-            return None;
-        }
-        Some(Completion::AcceptFailed { listener: k, error })
     }
 }
 

@@ -10,6 +10,7 @@ mod accept;
 pub(crate) mod buf_ring;
 #[allow(unsafe_code)]
 pub(crate) mod driver;
+mod input;
 #[allow(unsafe_code)]
 pub(crate) mod kernel;
 pub(crate) mod probe;
