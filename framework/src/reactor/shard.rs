@@ -393,10 +393,14 @@ impl Shard {
             || self.ring_has_more()
     }
 
-    /// The ring's epoll set had more events than one poll took.
+    /// The ring's epoll set had more events than one poll took, or
+    /// receives wait for buffers.
     fn ring_has_more(&self) -> bool {
         #[cfg(target_os = "linux")]
-        return self.ring.as_ref().is_some_and(|r| r.epoll_again);
+        return self
+            .ring
+            .as_ref()
+            .is_some_and(|r| r.epoll_again || !r.starved.is_empty());
         #[cfg(not(target_os = "linux"))]
         false
     }

@@ -119,6 +119,9 @@ struct State {
     receives: usize,
     /// Sockets closed through the ring.
     closed: usize,
+    /// Receives ended for want of a buffer, and receives that filled one.
+    out_of_buffers: usize,
+    filled: usize,
     /// Sends tried without a copy (`SENDMSG_ZC`), and with one.
     zero_copy_sends: usize,
     copied_sends: usize,
@@ -177,6 +180,13 @@ impl FakeKernel {
     /// Completions posted so far (to tell whether a run did anything).
     pub(crate) fn posted(&self) -> usize {
         self.0.borrow().posted
+    }
+
+    /// Receives so far that ended for want of a buffer (`ENOBUFS`), and
+    /// that put bytes in one.
+    pub(crate) fn buffer_use(&self) -> (usize, usize) {
+        let st = self.0.borrow();
+        (st.out_of_buffers, st.filled)
     }
 
     /// Sockets closed through the ring so far.
@@ -249,6 +259,7 @@ impl State {
             }
             let Some((at, room, bid)) = self.bufs.as_ref().and_then(Provided::head) else {
                 // Out of buffers: the multishot receive ends.
+                self.out_of_buffers += 1;
                 self.post(ud, -libc::ENOBUFS, 0);
                 return Outcome::Done;
             };
@@ -269,6 +280,7 @@ impl State {
                         | (u32::from(bid) << BUFFER_SHIFT)
                         | F_MORE
                         | if more { F_BUF_MORE } else { 0 };
+                    self.filled += 1;
                     self.post(ud, n as i32, flags);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Waits,

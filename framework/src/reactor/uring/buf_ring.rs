@@ -95,6 +95,8 @@ pub(crate) struct BufRing {
     /// Consumed incrementally: by buffer, the offset the next piece starts
     /// at (empty otherwise).
     offsets: Vec<u32>,
+    /// Buffers given back since [`take_returned`](Self::take_returned).
+    returned: usize,
 }
 
 impl BufRing {
@@ -134,6 +136,7 @@ impl BufRing {
             } else {
                 Vec::new()
             },
+            returned: 0,
         };
         for bid in 0..count {
             r.push(bid);
@@ -223,7 +226,13 @@ impl BufRing {
         debug_assert!(piece.bid < self.count);
         if piece.last && piece.bid < self.count {
             self.push(piece.bid);
+            self.returned += 1;
         }
+    }
+
+    /// Buffers given back since the last call.
+    pub(crate) fn take_returned(&mut self) -> usize {
+        std::mem::take(&mut self.returned)
     }
 
     /// Lets the kernel see every buffer given back since the last call.

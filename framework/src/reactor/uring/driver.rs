@@ -99,9 +99,10 @@ pub(crate) enum Completion {
     Eof { slot: u32 },
     /// The receive failed.
     RecvError { slot: u32, error: io::Error },
-    /// The receive stopped (cancelled, or out of buffers) and `slot` still
-    /// wants input: arm it again with [`Driver::recv`] when it does.
-    RecvStopped { slot: u32 },
+    /// The receive stopped (cancelled, or, if `starved`, out of buffers)
+    /// and `slot` still wants input: arm it again with [`Driver::recv`]
+    /// when it does (once buffers are back, if starved).
+    RecvStopped { slot: u32, starved: bool },
     /// A send finished: `sent` bytes of `out` went out (`Err`: it failed);
     /// the rest of `out`, and anything queued since, is the caller's again.
     Sent {
@@ -270,6 +271,11 @@ impl Driver {
 
     pub(crate) fn return_buffers(&mut self, bufs: BufRing) {
         self.bufs = Some(bufs);
+    }
+
+    /// Receive buffers given back to the kernel since the last call.
+    pub(crate) fn take_returned(&mut self) -> usize {
+        self.bufs.as_mut().map_or(0, BufRing::take_returned)
     }
 
     /// Bytes of `slot`'s send in flight (0 without one).
@@ -495,7 +501,10 @@ impl Driver {
             (n, Some(piece)) if n > 0 => Some(Completion::Data { slot, piece }),
             (0, _) => Some(Completion::Eof { slot }),
             (e, _) if e == -libc::ENOBUFS || e == -libc::ECANCELED => {
-                Some(Completion::RecvStopped { slot })
+                Some(Completion::RecvStopped {
+                    slot,
+                    starved: e == -libc::ENOBUFS,
+                })
             }
             (e, _) if e < 0 => Some(Completion::RecvError {
                 slot,
@@ -503,7 +512,10 @@ impl Driver {
             }),
             // Data with no buffer named: cannot happen with buffer
             // selection; treated as a stop so the caller re-arms.
-            _ => Some(Completion::RecvStopped { slot }),
+            _ => Some(Completion::RecvStopped {
+                slot,
+                starved: false,
+            }),
         }
     }
 }

@@ -160,7 +160,7 @@ fn a_stopped_receive_leaves_the_bytes_in_the_socket_until_rearmed() {
     d.open(1, 1, ours.as_raw_fd());
     d.stop_recv(1);
     until(&mut d, &mut pool, |_, c| {
-        matches!(c, Completion::RecvStopped { slot: 1 })
+        matches!(c, Completion::RecvStopped { slot: 1, .. })
     });
     peer.write_all(b"while paused").unwrap();
     // Nothing arrives while stopped.

@@ -63,6 +63,9 @@ pub(crate) struct Ring {
     /// The epoll set had more events than one poll takes: poll it again
     /// without waiting.
     pub(crate) epoll_again: bool,
+    /// Connections whose receive ran out of buffers (slot, generation),
+    /// in the order they did: re-armed as buffers come back.
+    pub(crate) starved: std::collections::VecDeque<(usize, u32)>,
 }
 
 impl Ring {
@@ -83,6 +86,7 @@ impl Ring {
             driver,
             stash: Vec::new(),
             epoll_again: false,
+            starved: std::collections::VecDeque::new(),
         }
     }
 
@@ -211,9 +215,11 @@ impl Shard {
     /// wake-up of its own for its completion (the epoll loop's write
     /// needs none either).
     pub(crate) fn ring_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.ring_feed_starved();
         let ring = self.ring.as_mut().expect("a ring shard");
         ring.driver.submit()?;
-        if ring.epoll_again {
+        if ring.epoll_again || !ring.starved.is_empty() {
+            // (Starved receives wait for their turn: no sleeping on them.)
             return Ok(());
         }
         let mut settled = false;
@@ -246,6 +252,34 @@ impl Shard {
         ring.driver.wait(timeout)
     }
 
+    /// Re-arms receives that ran out of buffers, oldest first: one per
+    /// buffer given back since the last iteration (at least one, so each
+    /// iteration makes progress). Re-armed all at once, as they were, a
+    /// thousand connections with bulk input met the empty ring again and
+    /// again: seven `ENOBUFS` completions per one with data (4 KiB × 16
+    /// pipelined echo, 1,000 connections, 16 buffers).
+    fn ring_feed_starved(&mut self) {
+        let ring = self.ring.as_mut().expect("a ring shard");
+        if ring.starved.is_empty() {
+            return;
+        }
+        let mut budget = ring.driver.take_returned().max(1);
+        while budget > 0 {
+            let ring = self.ring.as_mut().expect("a ring shard");
+            let Some((slot, gen)) = ring.starved.pop_front() else {
+                break;
+            };
+            let current = self
+                .conns
+                .get(slot)
+                .is_some_and(|c| c.core.id.generation() == gen);
+            if current && self.live_slot(slot) {
+                self.ring_rearm(slot);
+                budget -= 1;
+            }
+        }
+    }
+
     /// Acts on the completions of the last wait.
     pub(crate) fn ring_dispatch(&mut self) {
         // Each completion is read (and checked against its connection's
@@ -273,7 +307,7 @@ impl Shard {
                 Completion::Data { slot, .. }
                 | Completion::Eof { slot }
                 | Completion::RecvError { slot, .. }
-                | Completion::RecvStopped { slot } => {
+                | Completion::RecvStopped { slot, .. } => {
                     self.ctx.counters.events += 1;
                     Some(*slot as usize)
                 }
@@ -341,11 +375,21 @@ impl Shard {
                     self.finish(slot, CloseReason::io(&error), true);
                 }
             }
-            Completion::RecvStopped { slot } => {
+            Completion::RecvStopped { slot, starved } => {
                 let slot = slot as usize;
-                if self.live_slot(slot) {
-                    // Out of buffers, or stopped for a pause that may be
-                    // over: arm again if it reads.
+                if !self.live_slot(slot) {
+                    return;
+                }
+                if starved {
+                    // Out of buffers: armed again as buffers come back
+                    // (`ring_feed_starved`), not at once, where it would
+                    // only meet the empty ring again.
+                    let gen = self.conns[slot].core.id.generation();
+                    let ring = self.ring.as_mut().expect("a ring shard");
+                    ring.starved.push_back((slot, gen));
+                } else {
+                    // Stopped for a pause that may be over: arm again if
+                    // it reads.
                     self.ring_rearm(slot);
                 }
             }
