@@ -31,7 +31,7 @@ fn completion(settings: Settings, how: ScriptedRing) -> (Driver, FakeKernel) {
 }
 
 /// Echoes, records what it got, pauses reading after each piece when
-/// `pause` is set (a message resumes it), aborts on input when `abort`.
+/// `pause` is set (a message resumes it), aborts on a `!` when `abort`.
 #[derive(Default)]
 struct Echo {
     got: Rc<RefCell<Vec<u8>>>,
@@ -44,7 +44,7 @@ impl Protocol for Echo {
     type Message = ();
     fn data_received(&mut self, conn: &mut Conn<'_, Self>, data: &[u8]) {
         self.got.borrow_mut().extend_from_slice(data);
-        if self.abort {
+        if self.abort && data == b"!" {
             return conn.abort();
         }
         conn.write(data);
@@ -60,6 +60,19 @@ impl Protocol for Echo {
         conn.resume_reading();
     }
 }
+
+/// A connection over a new scripted socket, driven by an `Echo` set up
+/// by `setup`; what it receives is recorded in the returned vector.
+fn echo(driver: &mut Driver, setup: impl FnOnce(&mut Echo)) -> (ConnId, FakeSocket, Got) {
+    let socket = FakeSocket::default();
+    let mut proto = Echo::default();
+    setup(&mut proto);
+    let got = proto.got.clone();
+    let id = driver.open(&socket, Box::new(proto));
+    (id, socket, got)
+}
+
+type Got = Rc<RefCell<Vec<u8>>>;
 
 fn resume(driver: &mut Driver, id: ConnId) {
     driver.ctx().handle().send(id, ()).unwrap();
@@ -108,15 +121,7 @@ fn running_out_of_receive_buffers_ends_the_receive_and_loses_nothing() {
     // Two whole 512-byte buffers for 3000 bytes: the receive ends with
     // ENOBUFS twice or more, and is armed again once buffers are back.
     let (mut driver, kernel) = completion(Settings::default(), ring(2, 512, false));
-    let socket = FakeSocket::default();
-    let got = Rc::new(RefCell::new(Vec::new()));
-    let id = driver.open(
-        &socket,
-        Box::new(Echo {
-            got: got.clone(),
-            ..Echo::default()
-        }),
-    );
+    let (id, socket, got) = echo(&mut driver, |_| {});
     let armed = kernel.receives();
     let data = pattern(3000);
     socket
@@ -140,16 +145,7 @@ fn receives_that_ran_out_of_buffers_are_armed_again_as_buffers_come_back() {
     let (mut driver, kernel) = completion(Settings::default(), ring(2, 512, false));
     let mut conns = Vec::new();
     for _ in 0..12 {
-        let socket = FakeSocket::default();
-        let got = Rc::new(RefCell::new(Vec::new()));
-        let id = driver.open(
-            &socket,
-            Box::new(Echo {
-                got: got.clone(),
-                ..Echo::default()
-            }),
-        );
-        conns.push((id, socket, got));
+        conns.push(echo(&mut driver, |_| {}));
     }
     for (i, (_, socket, _)) in conns.iter().enumerate() {
         let data: Vec<u8> = pattern(1500 + i);
@@ -181,24 +177,20 @@ fn receives_that_ran_out_of_buffers_are_armed_again_as_buffers_come_back() {
 #[test]
 fn a_close_cancels_what_the_kernel_holds_and_the_slot_serves_the_next_connection() {
     let (mut driver, kernel) = completion(Settings::default(), ring(8, 512, true));
-    let socket = FakeSocket::default();
+    let (id, socket, _) = echo(&mut driver, |e| e.abort = true);
     socket.lock().capacity = Some(0); // a peer that never reads
-    let first = Rc::new(RefCell::new(Vec::new()));
-    let id = driver.open(
-        &socket,
-        Box::new(Echo {
-            got: first.clone(),
-            abort: true,
-            ..Echo::default()
-        }),
-    );
     let fd = driver.fd(id);
-    // Something for the send that waits, then input that aborts.
-    driver.run(|ctx| ctx.handle().send(id, ()).unwrap());
+    // An echo for the send that waits, then input that aborts.
     socket
         .lock()
         .inbound
-        .push_back(ReadStep::Data(b"x".to_vec()));
+        .push_back(ReadStep::Data(b"hello".to_vec()));
+    driver.ready(id, true, false);
+    assert_eq!(kernel.in_flight(fd), (1, 1), "a receive and a send wait");
+    socket
+        .lock()
+        .inbound
+        .push_back(ReadStep::Data(b"!".to_vec()));
     driver.ready(id, true, false);
     assert!(!driver.shard_ref().live(id));
     assert!(socket.lock().aborted);
@@ -210,15 +202,7 @@ fn a_close_cancels_what_the_kernel_holds_and_the_slot_serves_the_next_connection
     );
     // The slot goes to a new connection; the old one's completions, if
     // any came late, cannot be taken for its.
-    let next = FakeSocket::default();
-    let got = Rc::new(RefCell::new(Vec::new()));
-    let id2 = driver.open(
-        &next,
-        Box::new(Echo {
-            got: got.clone(),
-            ..Echo::default()
-        }),
-    );
+    let (id2, next, _) = echo(&mut driver, |_| {});
     assert_eq!(id2.slot(), id.slot());
     next.lock()
         .inbound
@@ -241,8 +225,7 @@ fn zero_copy_sends_wait_for_their_notification_and_stop_where_the_kernel_copies(
     let (mut driver, kernel) = completion(settings, how);
     kernel.hold_notifications(true);
     kernel.zero_copy_copies(true);
-    let socket = FakeSocket::default();
-    let id = driver.open(&socket, Box::new(Echo::default()));
+    let (id, socket, _) = echo(&mut driver, |_| {});
     let (a, b, c) = (pattern(2000), vec![7u8; 3000], vec![9u8; 1500]);
     socket.lock().inbound.push_back(ReadStep::Data(a.clone()));
     driver.ready(id, true, false);
