@@ -310,16 +310,24 @@ mod tests {
         }
     }
 
+    /// `writes` queued in order, copied and owned in turn, and their bytes.
+    fn queued(writes: &[Vec<u8>], pool: &mut BufPool) -> (WriteBuf, Vec<u8>) {
+        let mut buf = WriteBuf::default();
+        for (i, w) in writes.iter().enumerate() {
+            if i % 2 == 0 {
+                buf.push(w, pool)
+            } else {
+                buf.push_owned(w.clone(), pool)
+            }
+        }
+        (buf, writes.concat())
+    }
+
     proptest! {
         #[test]
         fn bytes_come_out_in_order(writes in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40_000), 0..20), per_call in 1usize..100_000) {
             let mut pool = BufPool::default();
-            let mut buf = WriteBuf::default();
-            let mut expected = Vec::new();
-            for (i, w) in writes.iter().enumerate() {
-                expected.extend_from_slice(w);
-                if i % 2 == 0 { buf.push(w, &mut pool) } else { buf.push_owned(w.clone(), &mut pool) }
-            }
+            let (mut buf, expected) = queued(&writes, &mut pool);
             prop_assert_eq!(buf.len(), expected.len());
             let mut sink = Trickle { out: Vec::new(), per_call, calls_left: 3 };
             loop {
@@ -372,12 +380,7 @@ mod tests {
             sent_fraction in 0.0f64..=1.0,
         ) {
             let mut pool = BufPool::default();
-            let mut buf = WriteBuf::default();
-            let mut expected = Vec::new();
-            for (i, w) in writes.iter().enumerate() {
-                expected.extend_from_slice(w);
-                if i % 2 == 0 { buf.push(w, &mut pool) } else { buf.push_owned(w.clone(), &mut pool) }
-            }
+            let (mut buf, expected) = queued(&writes, &mut pool);
             // Part of the front went out before (a partial send).
             let already = already.min(expected.len());
             buf.advance(already, &mut pool);

@@ -524,7 +524,8 @@ impl Drop for Driver {
     fn drop(&mut self) {
         // Closes still queued (the shard's last connections) go to the
         // kernel: the descriptors would stay open otherwise. (What else is
-        // queued is harmless: the memory it names is kept below.)
+        // queued is harmless: the memory it names is kept below.) Twice:
+        // what did not fit the queue is pushed after the first submit.
         if self.kernel.queued() || !self.overflow.is_empty() {
             let _ = self.submit();
             let _ = self.submit();
